@@ -1,0 +1,110 @@
+"""`annotator bench graphcut`: time of one scribbles update, and Dice on the hippocampus set.
+
+The update is timed on a 128³ region of a CT-like volume (the seeded phantom, or
+``--image`` with ``--label``): strokes drawn from one organ of the reference label,
+clipped to the region, with background marks pinning the region's corners.
+Dice is measured on the hippocampus test split with strokes drawn from the ground truth
+(:func:`annotator.bench.simulate.scribbles_from_mask`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from annotator.bench import report as rep
+from annotator.bench.simulate import BACKGROUND, scribbles_from_mask
+from annotator.engine.interactive import GraphCutParams, segment_scribbles
+from annotator.errors import InputError
+from annotator.io.phantom import ct_phantom
+from annotator.io.read import read_label, read_volume
+from annotator.samples import data_root
+
+REGION = 128
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="CT-like image to time the update on (default: phantom)")
+    parser.add_argument("--label", help="reference label of --image; strokes are drawn from label 1")
+    parser.add_argument("--data", help="folder with images/ and labels/ (and split.json) for Dice "
+                        "(default: the hippocampus set)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed updates (default 10, quick 3)")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
+
+
+def _timing_input(args):
+    if args.image:
+        if not args.label:
+            raise InputError("--image needs --label (strokes are drawn from its label 1)")
+        volume = read_volume(args.image)
+        label = read_label(args.label, volume)
+    else:
+        volume, label = ct_phantom()
+    if min(volume.shape) < REGION and not args.quick:
+        raise InputError(f"the image {volume.shape} is smaller than the {REGION}^3 region")
+    size = [min(REGION, n) for n in volume.shape]
+    target = label == 1
+    centre = np.round(np.argwhere(target).mean(axis=0)).astype(int) if target.any() else np.array(volume.shape) // 2
+    start = [int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip(centre, size, volume.shape)]
+    box = tuple(slice(a, a + s) for a, s in zip(start, size))
+    scribbles = np.zeros(volume.shape, np.uint8)
+    scribbles[box] = scribbles_from_mask(target, every=6, ring=3)[box]
+    # pin the region: background marks one margin inside two opposite corners
+    params = GraphCutParams()
+    inset = [int(np.ceil(params.scribble_margin_mm / s)) for s in volume.array_spacing]
+    scribbles[tuple(b.start + i for b, i in zip(box, inset))] = BACKGROUND
+    scribbles[tuple(b.stop - 1 - i for b, i in zip(box, inset))] = BACKGROUND
+    return volume, scribbles, params
+
+
+def _hippocampus_dice(folder: Path, quick: bool) -> tuple[float, list[dict]]:
+    split = folder / "split.json"
+    cases = json.loads(split.read_text())["test"] if split.exists() else \
+        sorted(p.name.split(".")[0] for p in (folder / "labels").glob("*.nii*"))
+    if quick:
+        cases = cases[:8]
+    rows = []
+    for case in cases:
+        volume = read_volume(next((folder / "images").glob(case + ".nii*")))
+        truth = read_label(next((folder / "labels").glob(case + ".nii*")), volume) > 0
+        out = segment_scribbles(volume, scribbles_from_mask(truth))
+        rows.append({"case": case, "dice": dice(out.label, truth), "seconds": out.seconds})
+    return float(np.mean([r["dice"] for r in rows])), rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    repeats = args.repeats or (3 if args.quick else 10)
+    volume, scribbles, params = _timing_input(args)
+    segment_scribbles(volume, scribbles, params=params)  # warm-up: first call pays imports
+    times, likelihood, maxflow = [], [], []
+    for _ in range(repeats):
+        out = segment_scribbles(volume, scribbles, params=params)
+        times.append(out.seconds)
+        likelihood.append(out.timings["likelihood_s"])
+        maxflow.append(out.timings["maxflow_s"])
+    region = [s.stop - s.start for s in out.box]
+    median, p95 = rep.summary(times)
+    results = [
+        rep.result("update_s_128", median, "s", "lower", 1.0),
+        rep.result("update_s_128_p95", p95, "s", "lower"),
+        rep.result("likelihood_s", float(np.median(likelihood)), "s", "lower"),
+        rep.result("maxflow_s", float(np.median(maxflow)), "s", "lower"),
+    ]
+    extra = {}
+    folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
+    if folder.is_dir():
+        mean_dice, rows = _hippocampus_dice(folder, args.quick)
+        results.append(rep.result("dice_hippocampus_scribbles", mean_dice, "dice", "higher", 0.80))
+        extra["cases"] = rows
+    params_out = {"image": args.image or "ct_phantom(128x256x256, seed 0)", "volume_zyx": list(volume.shape),
+                  "spacing_zyx": list(volume.array_spacing), "region_zyx": region, "repeats": repeats,
+                  "dice_data": str(folder), "quick": bool(args.quick), **vars(params)}
+    return rep.report("graphcut", params_out, results, **extra)

@@ -1,0 +1,193 @@
+"""The `annotator` command: everything the GUI does, from a shell.
+
+On bad input every command exits with status 2 and one line on stderr that names the
+file and the problem; ``--debug`` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+import numpy as np
+
+from annotator import __version__
+from annotator.errors import AnnotatorError, InputError
+
+
+def _xyz(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z voxel indices") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z voxel indices")
+    return values  # type: ignore[return-value]
+
+
+def cmd_info(args) -> int:
+    from pathlib import Path
+
+    from annotator.io import read_volume, scan_folder
+    from annotator.io.read import is_image_file
+
+    path = Path(args.path)
+    if path.is_dir():
+        scan = scan_folder(path)
+        if not scan.series:
+            images = sorted(p for p in path.rglob("*") if is_image_file(p))
+            if not images:
+                raise InputError(f"{path}: no DICOM series and no image files found")
+            print(f"{path}: {len(images)} image files")
+            for p in images[:20]:
+                print(f"  {p.relative_to(path)}")
+            if len(images) > 20:
+                print(f"  ... and {len(images) - 20} more")
+            return 0
+        print(f"{path}: {len(scan.series)} DICOM series")
+        for i, s in enumerate(scan.series):
+            print(f"  [{i}] {s.describe()}")
+        if scan.skipped:
+            print(f"  ({len(scan.skipped)} other files skipped, e.g. {scan.skipped[0][0].name}: {scan.skipped[0][1]})")
+    volume = read_volume(path, args.series)
+    print(volume.summary())
+    return 0
+
+
+def cmd_scribbles(args) -> int:
+    from annotator.engine import segment_scribbles
+    from annotator.io import read_label, read_volume, write_label
+
+    volume = read_volume(args.image, args.series)
+    scribbles = read_label(args.scribbles, volume)
+    result = segment_scribbles(volume, scribbles)
+    write_label(args.out, (result.label > 0).astype(np.uint8), volume)
+    print(f"method: {result.method}, {int((result.label > 0).sum())} voxels, {result.seconds:.2f} s -> {args.out}")
+    return 0
+
+
+def cmd_clicks(args) -> int:
+    from annotator.engine import CLICK_METHODS, choose_click_method
+    from annotator.io import read_volume, write_label
+
+    volume = read_volume(args.image, args.series)
+    for point in [*args.fg, *(args.bg or [])]:
+        if not volume.contains(point):
+            raise InputError(f"click {point} (x,y,z) is outside the image of size {volume.size}")
+    method = choose_click_method(volume, args.method)
+    fg = [volume.index_to_array(p) for p in args.fg]
+    bg = [volume.index_to_array(p) for p in args.bg or []]
+    result = CLICK_METHODS[method](volume, fg, bg)
+    write_label(args.out, (result.label > 0).astype(np.uint8), volume)
+    print(f"method: {result.method}, {int((result.label > 0).sum())} voxels, {result.seconds:.2f} s -> {args.out}")
+    return 0
+
+
+def cmd_samples(args) -> int:
+    from annotator.samples import available_samples, data_root
+
+    root = data_root()
+    print(f"data folder: {root or '(none found; set ANNOTATOR_DATA)'}")
+    for s in available_samples():
+        print(f"  {s.id:<16} {s.modality:<3} {s.title}")
+    return 0
+
+
+def cmd_open(args) -> int:
+    from annotator.io import read_volume
+    from annotator.samples import load_sample
+
+    if args.path:
+        volume = read_volume(args.path)
+    else:
+        volume, label = load_sample(args.sample)
+        if label is not None:
+            print(f"reference label: values {sorted(int(v) for v in np.unique(label))}")
+    print(volume.summary())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from annotator.bench import BENCHMARKS
+    from annotator.bench import report as rep
+
+    result = BENCHMARKS[args.benchmark].run(args)
+    rep.write(result, args.json, args.md)
+    print(rep.markdown(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="annotator", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"annotator {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="modality, size and spacing of an image; series in a folder")
+    p.add_argument("path", help="image file or folder with DICOM series")
+    p.add_argument("--series", help="SeriesInstanceUID or index of the series (default: largest)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("scribbles", help="segment from scribbles (1 = foreground, 2 = background)")
+    p.add_argument("image")
+    p.add_argument("--scribbles", required=True, help="label file in IMAGE's geometry")
+    p.add_argument("--out", required=True, help="output label (.nii.gz): 1 = foreground")
+    p.add_argument("--series", help="series of a DICOM folder (default: largest)")
+    p.set_defaults(func=cmd_scribbles)
+
+    p = sub.add_parser("clicks", help="segment from foreground/background clicks")
+    p.add_argument("image")
+    p.add_argument("--fg", type=_xyz, action="append", required=True, metavar="X,Y,Z",
+                   help="foreground click, voxel index as ITK counts (repeatable)")
+    p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
+    p.add_argument("--out", required=True, help="output label (.nii.gz): 1 = foreground")
+    p.add_argument("--method", default="auto", help="method name (default: best available)")
+    p.add_argument("--series", help="series of a DICOM folder (default: largest)")
+    p.set_defaults(func=cmd_clicks)
+
+    p = sub.add_parser("samples", help="list the sample data available here")
+    p.set_defaults(func=cmd_samples)
+
+    p = sub.add_parser("open", help="open an image or a sample (prints its summary)")
+    p.add_argument("path", nargs="?", help="image or DICOM folder (default: a sample)")
+    p.add_argument("--sample", default="hippocampus", help="sample id (see `annotator samples`)")
+    p.set_defaults(func=cmd_open)
+
+    from annotator.bench import BENCHMARKS
+
+    p = sub.add_parser("bench", help="benchmarks (JSON + markdown results)")
+    bench_sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, module in BENCHMARKS.items():
+        b = bench_sub.add_parser(name, help=module.__doc__.splitlines()[0])
+        b.add_argument("--json", help="write results as JSON")
+        b.add_argument("--md", help="write a markdown table")
+        b.add_argument("--quick", action="store_true", help="small version (under a minute)")
+        module.add_arguments(b)
+        b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AnnotatorError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"annotator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("annotator: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything unforeseen still gets one line, not a traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"annotator: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Inference: GraphCut from scribbles and clicks (networks join the same registry)."""
+
+from annotator.engine.interactive import GraphCutParams, Result, segment_clicks, segment_scribbles
+from annotator.engine.methods import CLICK_METHODS, SCRIBBLE_METHODS, choose_click_method
+
+__all__ = [
+    "CLICK_METHODS", "SCRIBBLE_METHODS", "GraphCutParams", "Result", "choose_click_method",
+    "segment_clicks", "segment_scribbles",
+]

@@ -1,0 +1,128 @@
+"""GraphCut from what a person gives: scribbles, or foreground/background clicks.
+
+Both work on a region around the input (with a margin), build the online intensity
+likelihood from the marked voxels, run the GraphCut with the marks as hard seeds and
+paste the result back into the full label. Deterministic: same input, same label.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+from scipy.ndimage import label as ndimage_label
+
+from annotator.engine.graphcut import estimate_sigma, graphcut
+from annotator.engine.likelihood import histogram_likelihood, normalise_intensity
+from annotator.engine.region import Box, box_around, paste
+from annotator.errors import InputError
+from annotator.io.volume import Volume
+
+FOREGROUND, BACKGROUND = 1, 2
+
+
+@dataclass
+class GraphCutParams:
+    """Tunable parts of the interactive GraphCut (defaults measured on the hippocampus set)."""
+
+    lam: float = 2.5
+    bins: int = 16
+    smooth: float = 2.0
+    sigma_scale: float = 1.0
+    scribble_margin_mm: float = 5.0
+    click_margin_mm: float = 15.0
+    click_radius_mm: float = 2.0
+
+
+@dataclass
+class Result:
+    """A full-size label produced by one engine step."""
+
+    label: np.ndarray
+    method: str
+    seconds: float
+    box: Box
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarray | None = None,
+                      params: GraphCutParams | None = None, value: int = 1) -> Result:
+    """Segment from strokes: ``scribbles`` is 1 on foreground strokes, 2 on background."""
+    params = params or GraphCutParams()
+    if scribbles.shape != volume.shape:
+        raise InputError(
+            f"scribbles have shape {scribbles.shape} (z,y,x) but the image has {volume.shape}")
+    fg, bg = scribbles == FOREGROUND, scribbles == BACKGROUND
+    if not fg.any():
+        raise InputError("no foreground stroke (value 1) in the scribbles")
+    return _run(volume, fg, bg, params.scribble_margin_mm, previous, params, "graphcut-scribbles", value)
+
+
+def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
+                   bg_points: list[tuple[int, int, int]] = (), previous: np.ndarray | None = None,
+                   params: GraphCutParams | None = None, value: int = 1) -> Result:
+    """Segment from clicks given as array indices ``(z, y, x)``.
+
+    Each click marks a small ball as seed. The border of the region counts as
+    background, so a single foreground click already gives a result.
+    """
+    params = params or GraphCutParams()
+    for point in [*fg_points, *bg_points]:
+        if len(point) != 3 or not all(0 <= int(p) < n for p, n in zip(point, volume.shape)):
+            raise InputError(f"click {tuple(point)} (z,y,x) is outside the image {volume.shape}")
+    if not fg_points:
+        raise InputError("at least one foreground click is needed")
+    fg = _balls(volume, fg_points, params.click_radius_mm)
+    bg = _balls(volume, bg_points, params.click_radius_mm) & ~fg
+    return _run(volume, fg, bg, params.click_margin_mm, previous, params, "graphcut-clicks", value,
+                border_is_background=True, margin_mask=fg)
+
+
+def _balls(volume: Volume, points, radius_mm: float) -> np.ndarray:
+    mask = np.zeros(volume.shape, bool)
+    for p in points:
+        mask[tuple(int(v) for v in p)] = True
+    if not points:
+        return mask
+    spacing = np.asarray(volume.array_spacing)
+    radius = np.maximum(np.floor(radius_mm / spacing), 0).astype(int)
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g * s / radius_mm) ** 2 for g, s in zip(grid, spacing)) <= 1.0
+    return binary_dilation(mask, ball)
+
+
+def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Only the connected parts of ``mask`` that hold a foreground seed.
+
+    A cut may also switch on look-alike tissue elsewhere in the region; the person
+    marked one structure, so what is not connected to their marks is dropped.
+    """
+    components, _ = ndimage_label(mask)
+    keep = np.unique(components[seeds & mask])
+    return np.isin(components, keep[keep > 0])
+
+
+def _run(volume, fg, bg, margin_mm, previous, params, method, value, border_is_background=False,
+         margin_mask=None) -> Result:
+    start = time.perf_counter()
+    box = box_around(margin_mask if margin_mask is not None else fg | bg, volume.array_spacing, margin_mm)
+    image = volume.array[box]
+    fg_r, bg_r = fg[box], bg[box].copy()
+    if border_is_background or not bg_r.any():
+        border = np.ones(image.shape, bool)
+        border[1:-1, 1:-1, 1:-1] = False
+        bg_r |= border & ~fg_r
+    normalised = normalise_intensity(image)
+    prob = histogram_likelihood(normalised, fg_r, bg_r, bins=params.bins, smooth=params.smooth)
+    t_likelihood = time.perf_counter()
+    region = keep_seeded_components(
+        graphcut(normalised, prob, volume.array_spacing, fg_r, bg_r, lam=params.lam,
+                 sigma=params.sigma_scale * estimate_sigma(normalised)), fg_r)
+    t_cut = time.perf_counter()
+    label = paste(region, box, previous, volume.shape, value)
+    end = time.perf_counter()
+    return Result(label, method, end - start, box,
+                  {"likelihood_s": t_likelihood - start, "maxflow_s": t_cut - t_likelihood,
+                   "paste_s": end - t_cut})

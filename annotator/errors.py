@@ -1,0 +1,21 @@
+"""Errors that reach the person: one clear sentence naming what is wrong."""
+
+
+class AnnotatorError(Exception):
+    """Base class for every error the product reports to the user.
+
+    The message is meant to be shown as is (CLI stderr, GUI notification): it names
+    the file or object concerned and the problem, without a traceback.
+    """
+
+
+class InputError(AnnotatorError):
+    """A file, folder or argument that cannot be used as given."""
+
+
+class GeometryError(InputError):
+    """A label or series whose geometry does not fit (shape, spacing, orientation)."""
+
+
+class DatastoreError(AnnotatorError):
+    """The datastore cannot do what was asked (unknown image, locked, unwritable)."""

@@ -1,0 +1,8 @@
+"""Volumes and labels: read NIfTI, NRRD, MHA and DICOM series; write labels as NIfTI."""
+
+from annotator.io.dicom import scan_folder
+from annotator.io.read import read_label, read_volume
+from annotator.io.volume import Source, Volume
+from annotator.io.write import write_label
+
+__all__ = ["Source", "Volume", "read_label", "read_volume", "scan_folder", "write_label"]

@@ -1,0 +1,264 @@
+"""DICOM series in a folder: find them, check their geometry, read one as a Volume.
+
+pydicom reads the tags (fast, no pixel decoding); SimpleITK reads the voxels of the
+chosen series in the order checked here. A series is refused with a message naming
+the files concerned when its slices do not form a regular 3-D grid: mixed image
+sizes or orientations, a gantry tilt (slices sheared along the table), missing or
+unevenly spaced slices, duplicate positions, a single slice, or a truncated file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
+
+from annotator.errors import GeometryError, InputError
+from annotator.io.volume import Source, Volume, volume_from_sitk
+
+#: Tags read from every file while scanning.
+_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "FrameOfReferenceUID", "Modality", "SeriesDescription", "SeriesNumber", "Rows",
+    "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
+    "NumberOfFrames", "BitsAllocated", "SamplesPerPixel", "InstanceNumber",
+]
+_NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "REG"}
+#: Largest accepted in-plane shift per slice, as a fraction of the slice step (≈ 0.3°).
+_MAX_SHEAR = 0.005
+#: Largest accepted deviation of one slice step from the median step.
+_SPACING_TOLERANCE = 0.01
+
+sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+@dataclass
+class DicomFile:
+    path: Path
+    dataset: pydicom.Dataset
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.asarray(self.dataset.ImagePositionPatient, dtype=float)
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a folder (files in acquisition order are sorted on read)."""
+
+    series_uid: str
+    study_uid: str
+    modality: str
+    description: str
+    rows: int
+    columns: int
+    files: list[DicomFile] = field(default_factory=list)
+
+    @property
+    def voxels(self) -> int:
+        return self.rows * self.columns * len(self.files)
+
+    @property
+    def folder(self) -> Path:
+        return Path(os.path.commonpath([str(f.path.parent) for f in self.files]))
+
+    def describe(self) -> str:
+        uid = self.series_uid or "(no SeriesInstanceUID)"
+        return (f"{self.modality or '?':<3} {self.columns}x{self.rows}x{len(self.files)} "
+                f"'{self.description}' {uid} in {self.folder}")
+
+
+@dataclass
+class FolderScan:
+    """Series found in a folder, and the files that were not usable DICOM images."""
+
+    series: list[SeriesInfo]
+    skipped: list[tuple[Path, str]]
+
+
+def _read_header(path: Path) -> pydicom.Dataset:
+    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+
+
+def scan_folder(folder: str | os.PathLike) -> FolderScan:
+    """Find every DICOM image series below ``folder``; list other files as skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    series: dict[str, SeriesInfo] = {}
+    skipped: list[tuple[Path, str]] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            try:
+                ds = _read_header(path)
+            except InvalidDicomError:
+                skipped.append((path, "not a DICOM file"))
+                continue
+            except Exception as exc:  # pydicom raises many types on damaged headers
+                skipped.append((path, f"unreadable DICOM header ({exc})"))
+                continue
+            modality = str(ds.get("Modality", ""))
+            if modality in _NON_IMAGE_MODALITIES or "Rows" not in ds:
+                skipped.append((path, f"DICOM {modality or 'object'} without image slices"))
+                continue
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+                skipped.append((path, "multi-frame DICOM images are not supported yet"))
+                continue
+            uid = str(ds.get("SeriesInstanceUID", ""))
+            info = series.get(uid)
+            if info is None:
+                info = series[uid] = SeriesInfo(
+                    series_uid=uid,
+                    study_uid=str(ds.get("StudyInstanceUID", "")),
+                    modality=modality,
+                    description=str(ds.get("SeriesDescription", "")),
+                    rows=int(ds.Rows),
+                    columns=int(ds.Columns),
+                )
+            info.files.append(DicomFile(path, ds))
+    ordered = sorted(series.values(), key=lambda s: s.voxels, reverse=True)
+    return FolderScan(ordered, skipped)
+
+
+def _names(files: list[DicomFile], limit: int = 3) -> str:
+    shown = ", ".join(f.path.name for f in files[:limit])
+    return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
+
+
+def check_series(info: SeriesInfo) -> list[DicomFile]:
+    """Validate one series' geometry; return its files sorted along the slice normal."""
+    where = str(info.folder)
+    files = info.files
+    sizes: dict[tuple[int, int], list[DicomFile]] = {}
+    for f in files:
+        sizes.setdefault((int(f.dataset.Rows), int(f.dataset.Columns)), []).append(f)
+    if len(sizes) > 1:
+        parts = "; ".join(f"{c}x{r} in {len(fs)} files ({_names(fs)})" for (r, c), fs in sizes.items())
+        raise GeometryError(f"{where}: series mixes image sizes: {parts}")
+    missing = [f for f in files if "ImagePositionPatient" not in f.dataset
+               or "ImageOrientationPatient" not in f.dataset]
+    if missing:
+        raise GeometryError(f"{where}: {_names(missing)} lack slice position/orientation tags")
+    orientations = {tuple(np.round(np.asarray(f.dataset.ImageOrientationPatient, float), 4)) for f in files}
+    if len(orientations) > 1:
+        raise GeometryError(f"{where}: series mixes {len(orientations)} slice orientations")
+    if len(files) < 2:
+        raise GeometryError(
+            f"{where}: series {info.series_uid or ''} has a single slice ({files[0].path.name}); "
+            "Annotator needs a 3-D volume"
+        )
+    iop = np.asarray(files[0].dataset.ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    files = sorted(files, key=lambda f: float(f.position @ normal))
+    positions = np.array([f.position for f in files])
+    steps = np.diff(positions, axis=0)
+    along = steps @ normal
+    duplicates = [i for i, d in enumerate(along) if abs(d) < 1e-3]
+    if duplicates:
+        i = duplicates[0]
+        raise GeometryError(
+            f"{where}: {files[i].path.name} and {files[i + 1].path.name} lie at the same position "
+            f"({len(duplicates)} duplicate positions; several acquisitions in one series?)"
+        )
+    shear = np.linalg.norm(steps - np.outer(along, normal), axis=1) / np.abs(along)
+    if shear.max() > _MAX_SHEAR:
+        angle = float(np.degrees(np.arctan(np.median(shear))))
+        raise GeometryError(
+            f"{where}: gantry tilt of {angle:.1f} degrees (slice positions are sheared against the "
+            "slice orientation); reconstruct the series without tilt or resample it first"
+        )
+    median = float(np.median(along))
+    deviation = np.abs(along - median) / median
+    if deviation.max() > _SPACING_TOLERANCE:
+        i = int(np.argmax(deviation))
+        ratio = along[i] / median
+        gap = f"{files[i].path.name} and {files[i + 1].path.name} are {along[i]:.3g} mm apart"
+        if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
+            raise GeometryError(
+                f"{where}: missing slices: {gap} where slices are {median:.3g} mm apart "
+                f"(about {round(ratio) - 1} slice(s) missing)"
+            )
+        raise GeometryError(
+            f"{where}: uneven slice spacing: {gap}, the median step is {median:.3g} mm "
+            f"(steps range {along.min():.3g}..{along.max():.3g} mm)"
+        )
+    _check_complete(files, where)
+    return files
+
+
+def _check_complete(files: list[DicomFile], where: str) -> None:
+    """Refuse files too short to hold their uncompressed pixel data."""
+    for f in files:
+        ds = f.dataset
+        need = int(ds.Rows) * int(ds.Columns) * int(ds.get("BitsAllocated", 16)) // 8 * int(
+            ds.get("SamplesPerPixel", 1) or 1)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and not syntax.is_compressed and f.path.stat().st_size < need:
+            raise InputError(
+                f"{f.path}: file is truncated: {f.path.stat().st_size} bytes, its "
+                f"{ds.Columns}x{ds.Rows} pixels alone need {need}"
+            )
+
+
+def pick_series(scan: FolderScan, folder: Path, series: str | int | None) -> SeriesInfo:
+    """The series asked for (UID, or index in the listing), else the largest."""
+    if not scan.series:
+        reasons = "; ".join(f"{p.name}: {r}" for p, r in scan.skipped[:3])
+        raise InputError(f"{folder}: no DICOM image series found" + (f" ({reasons})" if reasons else ""))
+    if series is None:
+        return scan.series[0]
+    for i, info in enumerate(scan.series):
+        if str(series) in (info.series_uid, str(i)):
+            return info
+    listing = "; ".join(f"[{i}] {s.series_uid}" for i, s in enumerate(scan.series))
+    raise InputError(f"{folder}: no series '{series}' (found: {listing})")
+
+
+def read_series(folder: str | os.PathLike, series: str | int | None = None) -> Volume:
+    """Read one series of ``folder`` (largest by default) as a :class:`Volume`."""
+    folder = Path(folder)
+    scan = scan_folder(folder)
+    info = pick_series(scan, folder, series)
+    files = check_series(info)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(f.path) for f in files])
+    try:
+        image = reader.Execute()
+    except RuntimeError:
+        _raise_unreadable_file(files, folder)
+        raise
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{info.folder}: colour (multi-component) DICOM images are not supported")
+    first = files[0].dataset
+    return volume_from_sitk(
+        image,
+        modality=info.modality or "unknown",
+        name=info.description or info.folder.name,
+        source=Source(
+            path=str(info.folder),
+            study_uid=info.study_uid,
+            series_uid=info.series_uid,
+            sop_uids=tuple(str(f.dataset.get("SOPInstanceUID", "")) for f in files),
+            frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
+        ),
+    )
+
+
+def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
+    """Find the one file SimpleITK cannot decode and name it."""
+    for f in files:
+        try:
+            sitk.ReadImage(str(f.path))
+        except RuntimeError as exc:
+            detail = str(exc).strip().splitlines()[-1][:200]
+            raise InputError(f"{f.path}: pixel data cannot be decoded ({detail})") from exc
+    raise InputError(f"{folder}: the series cannot be read as one volume")

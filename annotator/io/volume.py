@@ -1,0 +1,118 @@
+"""The one image type of the product: voxels plus their place in the patient.
+
+Axis order
+----------
+``Volume.array`` is indexed ``[z, y, x]`` (slice, row, column), the order in which
+SimpleITK hands out arrays and in which napari shows slices. ``spacing``, ``origin``
+and ``direction`` follow ITK's ``(x, y, z)`` order and LPS patient coordinates, so
+they round-trip unchanged through SimpleITK. ``index_to_array`` converts an ITK
+index ``(x, y, z)`` — what the CLI takes — to an array index.
+
+A label is a plain integer ``numpy`` array with the same shape as the image it
+belongs to; its geometry is always the image's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a volume came from: a file path and, for DICOM, its UIDs."""
+
+    path: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uids: tuple[str, ...] = ()
+    frame_of_reference_uid: str = ""
+
+
+@dataclass
+class Volume:
+    """A 3-D scalar image with its physical geometry and provenance."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+    modality: str = "unknown"
+    source: Source = field(default_factory=Source)
+    name: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(z, y, x)``."""
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """Image size in ITK order ``(x, y, z)``."""
+        return tuple(reversed(self.array.shape))  # type: ignore[return-value]
+
+    @property
+    def array_spacing(self) -> tuple[float, float, float]:
+        """Voxel spacing in mm in array order ``(z, y, x)`` (napari's ``scale``)."""
+        return tuple(reversed(self.spacing))  # type: ignore[return-value]
+
+    def index_to_array(self, index_xyz: tuple[int, int, int]) -> tuple[int, int, int]:
+        """ITK voxel index ``(x, y, z)`` to array index ``(z, y, x)``."""
+        return tuple(int(v) for v in reversed(index_xyz))  # type: ignore[return-value]
+
+    def contains(self, index_xyz: tuple[int, int, int]) -> bool:
+        """Whether an ITK index lies inside the image."""
+        return all(0 <= int(i) < n for i, n in zip(index_xyz, self.size))
+
+    def to_sitk(self, array: np.ndarray | None = None) -> sitk.Image:
+        """This geometry around ``array`` (default: the image's own voxels)."""
+        image = sitk.GetImageFromArray(self.array if array is None else array)
+        self.copy_geometry_to(image)
+        return image
+
+    def copy_geometry_to(self, image: sitk.Image) -> None:
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+
+    def same_geometry(self, other: "Volume", rtol: float = 0.0) -> bool:
+        """Same shape and geometry, exactly (``rtol=0``) or within a tolerance."""
+        if self.shape != other.shape:
+            return False
+        pairs = [(self.spacing, other.spacing), (self.origin, other.origin),
+                 (self.direction, other.direction)]
+        if rtol == 0.0:
+            return all(tuple(a) == tuple(b) for a, b in pairs)
+        scale = max(1.0, float(np.max(np.abs(self.origin))))
+        return all(np.allclose(a, b, rtol=rtol, atol=rtol * scale) for a, b in pairs)
+
+    def summary(self) -> str:
+        """A few lines for a person: modality, size, spacing, range."""
+        finite = self.array[np.isfinite(self.array)] if self.array.dtype.kind == "f" else self.array
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (float("nan"),) * 2
+        lines = [
+            f"name:      {self.name}",
+            f"modality:  {self.modality}",
+            f"size:      {' x '.join(str(s) for s in self.size)} voxels (x, y, z)",
+            f"spacing:   {' x '.join(f'{s:.4g}' for s in self.spacing)} mm",
+            f"origin:    ({', '.join(f'{o:.4g}' for o in self.origin)}) mm",
+            f"type:      {self.array.dtype}, values {lo:.6g} .. {hi:.6g}",
+        ]
+        if self.source.series_uid:
+            lines.append(f"series:    {self.source.series_uid}")
+        lines += [f"warning:   {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def volume_from_sitk(image: sitk.Image, **kwargs) -> Volume:
+    """Wrap a SimpleITK image (3-D, scalar) as a :class:`Volume`."""
+    return Volume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=tuple(image.GetSpacing()),
+        origin=tuple(image.GetOrigin()),
+        direction=tuple(image.GetDirection()),
+        **kwargs,
+    )

@@ -1,0 +1,1 @@
+"""Files shipped with the package: label presets, sample-data manifest, icons."""
