@@ -28,7 +28,8 @@ REGION = 128
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", help="CT-like image to time the update on (default: phantom)")
-    parser.add_argument("--label", help="reference label of --image; strokes are drawn from label 1")
+    parser.add_argument("--label", help="reference label of --image")
+    parser.add_argument("--organ", type=int, default=2, help="label value to draw strokes from (default 2, the phantom's spleen)")
     parser.add_argument("--data", help="folder with images/ and labels/ (and split.json) for Dice "
                         "(default: the hippocampus set)")
     parser.add_argument("--repeats", type=int, default=None, help="timed updates (default 10, quick 3)")
@@ -43,7 +44,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def _timing_input(args):
     if args.image:
         if not args.label:
-            raise InputError("--image needs --label (strokes are drawn from its label 1)")
+            raise InputError("--image needs --label (strokes are drawn from its label --organ)")
         volume = read_volume(args.image)
         label = read_label(args.label, volume)
     else:
@@ -51,17 +52,19 @@ def _timing_input(args):
     if min(volume.shape) < REGION and not args.quick:
         raise InputError(f"the image {volume.shape} is smaller than the {REGION}^3 region")
     size = [min(REGION, n) for n in volume.shape]
-    target = label == 1
+    target = label == args.organ
     centre = np.round(np.argwhere(target).mean(axis=0)).astype(int) if target.any() else np.array(volume.shape) // 2
     start = [int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip(centre, size, volume.shape)]
     box = tuple(slice(a, a + s) for a, s in zip(start, size))
-    scribbles = np.zeros(volume.shape, np.uint8)
-    scribbles[box] = scribbles_from_mask(target, every=6, ring=3)[box]
-    # pin the region: background marks one margin inside two opposite corners
+    # strokes stay one margin inside the box, and background marks pin two opposite
+    # corners there, so that the region (marks + margin) is exactly the box
     params = GraphCutParams()
     inset = [int(np.ceil(params.scribble_margin_mm / s)) for s in volume.array_spacing]
-    scribbles[tuple(b.start + i for b, i in zip(box, inset))] = BACKGROUND
-    scribbles[tuple(b.stop - 1 - i for b, i in zip(box, inset))] = BACKGROUND
+    inner = tuple(slice(b.start + i, b.stop - i) for b, i in zip(box, inset))
+    scribbles = np.zeros(volume.shape, np.uint8)
+    scribbles[inner] = scribbles_from_mask(target, every=6, ring=3)[inner]
+    scribbles[tuple(b.start for b in inner)] = BACKGROUND
+    scribbles[tuple(b.stop - 1 for b in inner)] = BACKGROUND
     return volume, scribbles, params
 
 

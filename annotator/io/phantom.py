@@ -9,16 +9,16 @@ from annotator.io.volume import Source, Volume
 
 #: (label, name, centre as fraction of (z, y, x), radii as fraction, HU)
 ORGANS = [
-    (1, "liver", (0.5, 0.45, 0.35), (0.30, 0.22, 0.18), 60.0),
-    (2, "spleen", (0.5, 0.45, 0.72), (0.18, 0.10, 0.08), 45.0),
-    (3, "kidney", (0.55, 0.62, 0.62), (0.15, 0.07, 0.06), 30.0),
+    (1, "liver", (0.5, 0.45, 0.35), (0.30, 0.22, 0.18), 105.0),
+    (2, "spleen", (0.5, 0.45, 0.72), (0.18, 0.10, 0.08), 125.0),
+    (3, "kidney", (0.55, 0.62, 0.62), (0.15, 0.07, 0.06), 180.0),
 ]
 
 
 def ct_phantom(shape: tuple[int, int, int] = (128, 256, 256),
                spacing_zyx: tuple[float, float, float] = (2.0, 0.8, 0.8),
                seed: int = 0) -> tuple[Volume, np.ndarray]:
-    """A body-shaped CT phantom (HU, int16) and its organ label map.
+    """A body-shaped, contrast-enhanced CT phantom (HU, int16) and its organ label map.
 
     Air outside an elliptic body of fat and soft tissue, three ellipsoidal organs with
     their own attenuation, a spine of bone, smooth texture and scanner-like noise.
@@ -31,7 +31,7 @@ def ct_phantom(shape: tuple[int, int, int] = (128, 256, 256),
     body = np.broadcast_to(body, shape)
     hu[body] = -90.0
     inner = np.broadcast_to(((yy - 0.5) / 0.33) ** 2 + ((xx - 0.5) / 0.40) ** 2 <= 1.0, shape)
-    hu[inner] = 20.0
+    hu[inner] = 50.0
     label = np.zeros(shape, np.uint8)
     for value, _name, centre, radii, level in ORGANS:
         inside = sum(((g - c) / r) ** 2 for g, c, r in zip((zz, yy, xx), centre, radii)) <= 1.0

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real data folder beside the checkout, and small copies of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HIPPO = DATA / "msd_task04_hippocampus"
+
+
+def pytest_configure(config):
+    if not DATA.is_dir():
+        raise pytest.UsageError(f"test data folder {DATA} is missing (../shared/data beside the checkout)")
+
+
+@pytest.fixture(scope="session")
+def hippo_split() -> dict:
+    return json.loads((HIPPO / "split.json").read_text())
+
+
+@pytest.fixture
+def dicom_copy(tmp_path) -> Path:
+    """A writable copy of the 40-slice hippocampus-crop MR series."""
+    target = tmp_path / "series"
+    shutil.copytree(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", target)
+    return target
+
+
+@pytest.fixture
+def hippo_store(tmp_path) -> Path:
+    """A datastore folder with four hippocampus images."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    for case in ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]:
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", folder)
+    return folder

@@ -1,0 +1,210 @@
+"""Every bad input gets an error naming the file and the problem."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from annotator.errors import GeometryError, InputError
+from annotator.io import read_label, read_volume, write_label
+from conftest import DATA, HIPPO
+
+HIPPO_IMAGE = HIPPO / "images" / "hippocampus_001.nii.gz"
+
+
+def _edit_series(folder, change):
+    """Apply ``change(index, dataset)`` to every file of a series copy, sorted by position."""
+    files = sorted(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    for i, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        if change(i, ds) is not False:
+            ds.save_as(path)
+    return files
+
+
+def test_gantry_tilt_built_by_shearing_positions(dicom_copy):
+    def shear(i, ds):
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y + 0.35 * i, z]  # ~19 degrees of tilt
+    _edit_series(dicom_copy, shear)
+    with pytest.raises(GeometryError, match=r"gantry tilt of 19\.\d degrees") as err:
+        read_volume(dicom_copy)
+    assert str(dicom_copy) in str(err.value)
+
+
+def test_uneven_slice_spacing(dicom_copy):
+    def nudge(i, ds):
+        if i == 10:
+            x, y, z = (float(v) for v in ds.ImagePositionPatient)
+            ds.ImagePositionPatient = [x, y, z + 0.4]
+        else:
+            return False
+    _edit_series(dicom_copy, nudge)
+    with pytest.raises(GeometryError, match="uneven slice spacing"):
+        read_volume(dicom_copy)
+
+
+def test_missing_slices_are_named(dicom_copy):
+    files = _edit_series(dicom_copy, lambda i, ds: False)
+    files[20].unlink()
+    files[21].unlink()
+    with pytest.raises(GeometryError, match=r"missing slices: .* \(about 2 slice\(s\) missing\)") as err:
+        read_volume(dicom_copy)
+    assert files[19].name in str(err.value) and files[22].name in str(err.value)
+
+
+def test_mixed_image_sizes(dicom_copy):
+    def shrink(i, ds):
+        if i != 5:
+            return False
+        ds.Rows, ds.Columns = 25, 17
+        ds.PixelData = ds.pixel_array[:25, :17].tobytes()
+    files = _edit_series(dicom_copy, shrink)
+    with pytest.raises(GeometryError, match=r"mixes image sizes: .*17x25 in 1 files") as err:
+        read_volume(dicom_copy)
+    assert files[5].name in str(err.value)
+
+
+def test_duplicate_positions(dicom_copy):
+    def dup(i, ds):
+        if i != 7:
+            return False
+        ds.ImagePositionPatient = [float(v) for v in pydicom.dcmread(files_sorted[6]).ImagePositionPatient]
+    files_sorted = sorted(dicom_copy.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    _edit_series(dicom_copy, dup)
+    with pytest.raises(GeometryError, match="same position"):
+        read_volume(dicom_copy)
+
+
+def test_truncated_dicom_file_is_named(dicom_copy):
+    files = _edit_series(dicom_copy, lambda i, ds: False)
+    data = files[12].read_bytes()
+    files[12].write_bytes(data[: len(data) - 1000])
+    with pytest.raises(InputError, match="truncated") as err:
+        read_volume(dicom_copy)
+    assert files[12].name in str(err.value)
+
+
+def test_non_image_files_in_the_folder_are_skipped(dicom_copy):
+    (dicom_copy / "README.txt").write_text("scan notes")
+    (dicom_copy / "thumbs.db").write_bytes(b"\x00" * 300)
+    volume = read_volume(dicom_copy)
+    assert volume.size == (34, 50, 40)
+
+
+def test_single_slice_series_is_2d(dicom_copy):
+    for path in sorted(dicom_copy.iterdir())[1:]:
+        path.unlink()
+    with pytest.raises(GeometryError, match="single slice"):
+        read_volume(dicom_copy)
+
+
+def test_single_dicom_file_asks_for_its_folder():
+    path = next((DATA / "dcmqi_ct3slice_seg" / "ct-3slice").iterdir())
+    with pytest.raises(InputError, match="open the folder"):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_truncated_nifti_gz(tmp_path, keep):
+    data = HIPPO_IMAGE.read_bytes()
+    bad = tmp_path / "cut.nii.gz"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputError, match="cut.nii.gz: .*truncated"):
+        read_volume(bad)
+
+
+def test_truncated_plain_nifti(tmp_path):
+    raw = gzip.decompress(HIPPO_IMAGE.read_bytes())
+    bad = tmp_path / "cut.nii"
+    bad.write_bytes(raw[:5000])
+    with pytest.raises(InputError, match=r"cut.nii: file is truncated: 5000 bytes"):
+        read_volume(bad)
+    good = tmp_path / "whole.nii"
+    good.write_bytes(raw)
+    assert read_volume(good).size == (35, 51, 35)
+
+
+def test_non_image_files(tmp_path):
+    fake = tmp_path / "notes.nii.gz"
+    fake.write_text("not an image")
+    with pytest.raises(InputError, match="notes.nii.gz"):
+        read_volume(fake)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(InputError, match="not an image file"):
+        read_volume(text)
+    with pytest.raises(InputError, match="no such file"):
+        read_volume(tmp_path / "missing.nii.gz")
+    with pytest.raises(InputError, match="no DICOM image series"):
+        read_volume(tmp_path)
+
+
+def test_2d_image(tmp_path):
+    path = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30), np.int16)), str(path))
+    with pytest.raises(GeometryError, match="a 2-D image"):
+        read_volume(path)
+
+
+def test_4d_image(tmp_path):
+    path = tmp_path / "dynamic.nii.gz"
+    frames = [sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)) for _ in range(3)]
+    sitk.WriteImage(sitk.JoinSeries(frames), str(path))
+    with pytest.raises(GeometryError, match="a 4-D image"):
+        read_volume(path)
+
+
+def test_colour_image(tmp_path):
+    path = tmp_path / "rgb.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True), str(path))
+    with pytest.raises(GeometryError, match="3 values per voxel"):
+        read_volume(path)
+
+
+def test_nan_voxels_are_replaced_with_a_warning(tmp_path):
+    array = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6) + 10
+    array[1, 2, 3] = np.nan
+    array[2, 2, 2] = np.inf
+    path = tmp_path / "nan.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    volume = read_volume(path)
+    assert np.isfinite(volume.array).all()
+    assert volume.array[1, 2, 3] == 10.0
+    assert "2 NaN/infinite voxels" in volume.warnings[0]
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 5, 6), np.nan, np.float32)), str(path))
+    with pytest.raises(InputError, match="every voxel is NaN"):
+        read_volume(path)
+
+
+def test_label_of_wrong_shape_or_geometry(tmp_path):
+    image = read_volume(HIPPO_IMAGE)
+    other = read_volume(HIPPO / "images" / "hippocampus_003.nii.gz")
+    with pytest.raises(GeometryError, match=r"label has .* voxels but the image has 35x51x35"):
+        read_label(HIPPO / "labels" / "hippocampus_003.nii.gz", image)
+    with pytest.raises(GeometryError, match="voxels but the image"):
+        write_label(tmp_path / "x.nii.gz", np.zeros(other.shape, np.uint8), image)
+    shifted = sitk.GetImageFromArray(np.zeros(image.shape, np.uint8))
+    image.copy_geometry_to(shifted)
+    shifted.SetSpacing((1.0, 1.0, 1.5))
+    path = tmp_path / "shifted.nii.gz"
+    sitk.WriteImage(shifted, str(path))
+    with pytest.raises(GeometryError, match="geometry differs"):
+        read_label(path, image)
+
+
+def test_label_with_fractions_or_negatives(tmp_path):
+    image = read_volume(HIPPO_IMAGE)
+    frac = np.zeros(image.shape, np.float32)
+    frac[0, 0, 0] = 0.5
+    with pytest.raises(InputError, match="whole numbers"):
+        write_label(tmp_path / "f.nii.gz", frac, image)
+    neg = np.zeros(image.shape, np.int16)
+    neg[0, 0, 0] = -1
+    with pytest.raises(InputError, match="negative"):
+        write_label(tmp_path / "n.nii.gz", neg, image)
+    assert not (tmp_path / "f.nii.gz").exists() and not (tmp_path / "n.nii.gz").exists()

@@ -1,0 +1,118 @@
+"""Reading every set in ../shared/data, and label round trips that keep the geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from annotator.errors import GeometryError, InputError
+from annotator.io import read_label, read_volume, scan_folder, write_label
+from conftest import DATA, HIPPO
+
+NIFTI = sorted((DATA / "totalsegmentator_example").glob("example_*.nii.gz"))
+NRRD = sorted((DATA / "dcmqi_ct3slice_seg").glob("*.nrrd"))
+DICOM = {
+    "ct_jpeg2000": (DATA / "totalsegmentator_example" / "example_ct_dicom", (512, 512, 20), "CT"),
+    "ct_3slice": (DATA / "dcmqi_ct3slice_seg" / "ct-3slice", (512, 512, 3), "CT"),
+    "mr_t1post_oblique": (DATA / "udacity_study3_mr_dicom" / "11-T1post-18670", (280, 320, 22), "MR"),
+    "mr_flair": (DATA / "udacity_study3_mr_dicom" / "36468-FLAIRreg-58706", (280, 320, 22), "MR"),
+    "mr_hcrop": (DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", (34, 50, 40), "MR"),
+}
+
+
+def test_every_hippocampus_pair_reads_and_labels_fit(hippo_split):
+    cases = hippo_split["train"] + hippo_split["test"]
+    assert len(cases) == 260
+    for case in cases:
+        image = read_volume(HIPPO / "images" / f"{case}.nii.gz")
+        label = read_label(HIPPO / "labels" / f"{case}.nii.gz", image)
+        assert image.spacing == (1.0, 1.0, 1.0)
+        assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2}, case
+
+
+@pytest.mark.parametrize("path", NIFTI + NRRD, ids=lambda p: p.name)
+def test_file_formats_read_as_3d(path):
+    volume = read_volume(path)
+    assert volume.array.ndim == 3 and min(volume.shape) >= 3
+    assert all(s > 0 for s in volume.spacing)
+    np.testing.assert_allclose(np.abs(np.linalg.det(np.reshape(volume.direction, (3, 3)))), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", DICOM)
+def test_dicom_series(key):
+    folder, size, modality = DICOM[key]
+    volume = read_volume(folder)
+    assert volume.size == size
+    assert volume.modality == modality
+    assert volume.source.sop_uids and len(volume.source.sop_uids) == size[2]
+    # voxel (0,0,k) sits where slice k of the sorted series says it does
+    index_pos = volume.to_sitk().TransformIndexToPhysicalPoint((0, 0, size[2] - 1))
+    assert np.linalg.norm(np.subtract(index_pos, volume.origin)) > 0
+
+
+def test_oblique_series_keeps_its_direction():
+    volume = read_volume(DICOM["mr_t1post_oblique"][0])
+    normal = np.reshape(volume.direction, (3, 3))[:, 2]
+    assert abs(abs(normal[1]) - 0.187) < 0.01  # ~11 degrees about left-right, as acquired
+
+
+def test_segmentation_files_in_a_folder_are_skipped_not_read():
+    scan = scan_folder(DATA / "dcmqi_ct3slice_seg")
+    assert [len(s.files) for s in scan.series] == [3]
+    reasons = {p.name: r for p, r in scan.skipped}
+    assert "SEG" in reasons["liver.dcm"]
+    with pytest.raises(InputError, match="no DICOM image series"):
+        read_volume(DATA / "dicom_seg_tcga_gbm")
+
+
+def test_folder_with_several_series_lists_and_picks():
+    folder = DATA / "udacity_study3_mr_dicom"
+    scan = scan_folder(folder)
+    assert len(scan.series) == 3
+    assert read_volume(folder).name == "T1post"  # largest (ties keep listing order)
+    crop = read_volume(folder, series=scan.series[2].series_uid)
+    assert crop.size == (34, 50, 40)
+    assert read_volume(folder, series=2).size == (34, 50, 40)
+    with pytest.raises(InputError, match="no series 'nope'"):
+        read_volume(folder, series="nope")
+
+
+def _label_for(volume) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 4, size=volume.shape).astype(np.uint8)
+
+
+@pytest.mark.parametrize("path", NIFTI + [HIPPO / "images" / "hippocampus_001.nii.gz"], ids=lambda p: p.name)
+def test_nifti_label_round_trip_is_bit_exact(path, tmp_path):
+    image = read_volume(path)
+    label = _label_for(image)
+    out = write_label(tmp_path / "label.nii.gz", label, image)
+    back = sitk.ReadImage(str(out))
+    assert back.GetSpacing() == image.spacing
+    assert back.GetOrigin() == image.origin
+    assert back.GetDirection() == image.direction
+    np.testing.assert_array_equal(read_label(out, image), label)
+
+
+@pytest.mark.parametrize("path", [DICOM[k][0] for k in DICOM] + NRRD[:1], ids=lambda p: p.name)
+def test_label_of_dicom_or_nrrd_keeps_grid(path, tmp_path):
+    image = read_volume(path)
+    label = _label_for(image)
+    out = write_label(tmp_path / "label.nii.gz", label, image)
+    np.testing.assert_array_equal(read_label(out, image), label)
+    back = sitk.ReadImage(str(out))
+    # NIfTI stores geometry as float32: equal to that precision
+    np.testing.assert_allclose(back.GetOrigin(), image.origin, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(back.GetSpacing(), image.spacing, rtol=1e-6)
+    np.testing.assert_allclose(back.GetDirection(), image.direction, atol=1e-6)
+    # the same voxel lands at the same place in the patient
+    idx = tuple(s - 1 for s in image.size)
+    np.testing.assert_allclose(back.TransformIndexToPhysicalPoint(idx),
+                               image.to_sitk().TransformIndexToPhysicalPoint(idx), atol=1e-3)
+
+
+def test_float_label_with_whole_numbers_is_accepted():
+    image = read_volume(HIPPO / "images" / "hippocampus_003.nii.gz")
+    label = read_label(HIPPO / "labels" / "hippocampus_003.nii.gz", image)  # stored as float32
+    assert label.dtype == np.uint8 and label.max() == 2
