@@ -30,6 +30,7 @@ def cmd_info(args) -> int:
     from pathlib import Path
 
     from annotator.io import read_volume, scan_folder
+    from annotator.io.dicom import pick_series
     from annotator.io.read import is_image_file
 
     path = Path(args.path)
@@ -38,7 +39,7 @@ def cmd_info(args) -> int:
         if not scan.series:
             images = sorted(p for p in path.rglob("*") if is_image_file(p))
             if not images:
-                raise InputError(f"{path}: no DICOM series and no image files found")
+                pick_series(scan, path, None)  # raises, naming what the folder holds instead
             print(f"{path}: {len(images)} image files")
             for p in images[:20]:
                 print(f"  {p.relative_to(path)}")

@@ -22,7 +22,7 @@ def _core(mask2d: np.ndarray) -> np.ndarray:
         core = nxt
 
 
-def scribbles_from_mask(mask: np.ndarray, every: int = 3, ring: int = 3) -> np.ndarray:
+def scribbles_from_mask(mask: np.ndarray, every: int = 3, ring: int = 2) -> np.ndarray:
     """Foreground strokes inside ``mask`` and a background ring around it.
 
     Parameters

@@ -1,0 +1,115 @@
+"""The `annotator` command as a person or a script uses it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from annotator.bench.simulate import scribbles_from_mask
+from annotator.io import read_label, read_volume, write_label
+from conftest import DATA, HIPPO
+
+IMAGE = HIPPO / "images" / "hippocampus_001.nii.gz"
+TRUTH = HIPPO / "labels" / "hippocampus_001.nii.gz"
+
+
+def annotator(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "annotator", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "samples", "open", "bench", "bench graphcut"])
+def test_help_on_every_subcommand(command):
+    out = annotator(*command.split(), "--help").stdout
+    assert out.startswith("usage: annotator")
+
+
+@pytest.mark.parametrize("path", [
+    IMAGE, DATA / "totalsegmentator_example" / "example_ct_dicom", DATA / "udacity_study3_mr_dicom",
+    DATA / "dcmqi_ct3slice_seg" / "liver_seg.nrrd", DATA / "dcmqi_ct3slice_seg",
+], ids=lambda p: p.name)
+def test_info(path):
+    out = annotator("info", path).stdout
+    assert "modality:" in out and "spacing:" in out and "size:" in out
+
+
+def test_info_lists_series():
+    out = annotator("info", DATA / "udacity_study3_mr_dicom").stdout
+    assert "3 DICOM series" in out and "T1post" in out and "FLAIR_reg" in out and "HippoCrop" in out
+    out = annotator("info", DATA / "udacity_study3_mr_dicom", "--series", "2").stdout
+    assert "34 x 50 x 40" in out
+
+
+def test_scribbles_command(tmp_path):
+    image = read_volume(IMAGE)
+    truth = read_label(TRUTH, image) > 0
+    strokes = write_label(tmp_path / "strokes.nii.gz", scribbles_from_mask(truth), image)
+    out = tmp_path / "seg.nii.gz"
+    proc = annotator("scribbles", IMAGE, "--scribbles", strokes, "--out", out)
+    assert "method: graphcut-scribbles" in proc.stdout
+    seg = read_label(out, image)
+    assert set(np.unique(seg)) == {0, 1}
+    assert 2 * (seg.astype(bool) & truth).sum() / (seg.astype(bool).sum() + truth.sum()) > 0.75
+
+
+def test_clicks_command_uses_itk_index_order(tmp_path):
+    image = read_volume(DATA / "totalsegmentator_example" / "example_ct_sm.nii.gz")
+    organs = read_label(DATA / "totalsegmentator_example" / "example_seg.nii.gz", image)
+    liver = organs == 5
+    z, y, x = (int(v) for v in np.argwhere(liver)[len(np.argwhere(liver)) // 2])
+    out = tmp_path / "liver.nii.gz"
+    proc = annotator("clicks", DATA / "totalsegmentator_example" / "example_ct_sm.nii.gz",
+                     "--fg", f"{x},{y},{z}", "--out", out)
+    assert "method: graphcut" in proc.stdout
+    seg = read_label(out, image)
+    assert seg[z, y, x] == 1
+    overlap = (seg.astype(bool) & liver).sum() / seg.astype(bool).sum()
+    assert overlap > 0.8
+
+
+@pytest.mark.parametrize("args,message", [
+    (["info", "/nonexistent/file.nii.gz"], "no such file"),
+    (["info", "{tmp}/text.txt"], "not an image file"),
+    (["info", str(DATA / "dicom_seg_tcga_gbm")], "no DICOM image series"),
+    (["clicks", str(IMAGE), "--fg", "100,1,1", "--out", "{tmp}/o.nii.gz"], "outside the image"),
+    (["scribbles", str(IMAGE), "--scribbles", str(DATA / "msd_task04_hippocampus/labels/hippocampus_003.nii.gz"),
+      "--out", "{tmp}/o.nii.gz"], "voxels but the image"),
+    (["open", "--sample", "nope"], "no sample 'nope'"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    (tmp_path / "text.txt").write_text("hello")
+    proc = annotator(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("annotator: error:") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_debug_shows_the_traceback():
+    proc = annotator("--debug", "info", "/nonexistent.nii.gz", check=False)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_open_prints_the_bundled_sample():
+    out = annotator("open").stdout
+    assert "Hippocampus" in out and "35 x 51 x 35" in out
+
+
+def test_bench_graphcut_quick(tmp_path):
+    annotator("bench", "graphcut", "--quick", "--json", tmp_path / "b.json", "--md", tmp_path / "b.md")
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["benchmark"] == "graphcut" and report["machine"]["cores"] >= 1
+    names = {r["name"]: r for r in report["results"]}
+    assert {"update_s_128", "likelihood_s", "maxflow_s", "dice_hippocampus_scribbles"} <= set(names)
+    assert report["params"]["region_zyx"] == [128, 128, 128]
+    assert 0 < names["likelihood_s"]["value"] < names["update_s_128"]["value"]
+    assert len(report["cases"]) == 8 and all(0 <= c["dice"] <= 1 for c in report["cases"])
+    assert "| update_s_128 |" in (tmp_path / "b.md").read_text()

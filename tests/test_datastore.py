@@ -1,0 +1,171 @@
+"""The local datastore: discovery, status, versions, history, atomic saves, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from annotator.datastore import LocalDatastore, Status, Version
+from annotator.errors import DatastoreError
+from conftest import DATA
+
+
+def _label(image, value: int, fill: float = 0.1) -> np.ndarray:
+    rng = np.random.default_rng(value)
+    return (rng.random(image.shape) < fill).astype(np.uint8) * value
+
+
+def test_images_are_discovered_with_status(hippo_store):
+    (hippo_store / "notes.txt").write_text("not an image")
+    store = LocalDatastore(hippo_store)
+    assert store.ids() == ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+    assert {r.status for r in store.records()} == {Status.UNLABELED}
+    assert store.labels_root == hippo_store.resolve() / "labels"
+
+
+def test_dicom_series_folders_are_images(tmp_path):
+    import shutil
+
+    shutil.copytree(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", tmp_path / "a" / "crop")
+    shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_001.nii.gz", tmp_path / "a")
+    store = LocalDatastore(tmp_path / "a")
+    assert store.ids() == ["crop", "hippocampus_001"]
+    assert store.open_image("crop").size == (34, 50, 40)
+
+
+def test_accept_keeps_original_and_history(hippo_store):
+    store = LocalDatastore(hippo_store, history=2)
+    image = store.open_image("hippocampus_001")
+    proposed, first, second, third, fourth = (_label(image, v) for v in (1, 2, 3, 1, 2))
+
+    store.save_draft("hippocampus_001", first, image)
+    assert store.status("hippocampus_001") == Status.IN_PROGRESS
+    np.testing.assert_array_equal(store.label("hippocampus_001", image, Version.DRAFT), first)
+
+    store.accept("hippocampus_001", first, image, proposed=proposed)
+    assert store.status("hippocampus_001") == Status.LABELED
+    assert not store.label_path("hippocampus_001", Version.DRAFT).exists()
+    np.testing.assert_array_equal(store.label("hippocampus_001", image, Version.ORIGINAL), proposed)
+    np.testing.assert_array_equal(store.label("hippocampus_001", image), first)
+
+    for later in (second, third, fourth):
+        store.accept("hippocampus_001", later, image)
+    np.testing.assert_array_equal(store.label("hippocampus_001", image), fourth)
+    np.testing.assert_array_equal(store.label("hippocampus_001", image, Version.ORIGINAL), proposed)
+    history = store.history("hippocampus_001")
+    assert len(history) == 2  # trimmed to the newest two earlier finals: second, third
+    from annotator.io import read_label
+
+    np.testing.assert_array_equal(read_label(store.labels_root / history[0]["file"], image), second)
+    np.testing.assert_array_equal(read_label(store.labels_root / history[1]["file"], image), third)
+    files = list((store.labels_root / "history" / "hippocampus_001").iterdir())
+    assert len(files) == 2
+
+    record = {r.id: r for r in store.records()}["hippocampus_001"]
+    assert record.versions == ["original", "final"]
+
+
+def test_info_and_wrong_input(hippo_store):
+    store = LocalDatastore(hippo_store)
+    store.set_info("hippocampus_003", score=0.25)
+    again = LocalDatastore(hippo_store)
+    assert {r.id: r for r in again.records()}["hippocampus_003"].info == {"score": 0.25}
+    image = store.open_image("hippocampus_001")
+    with pytest.raises(DatastoreError, match="no image 'nope'"):
+        store.accept("nope", _label(image, 1), image)
+    with pytest.raises(Exception, match="voxels but the image"):
+        store.accept("hippocampus_001", np.zeros((3, 3, 3), np.uint8), image)
+    assert store.status("hippocampus_001") == Status.UNLABELED
+
+
+def test_labels_can_live_elsewhere(hippo_store, tmp_path):
+    store = LocalDatastore(hippo_store, labels_dir=tmp_path / "elsewhere")
+    image = store.open_image("hippocampus_004")
+    store.accept("hippocampus_004", _label(image, 1), image)
+    assert (tmp_path / "elsewhere" / "final" / "hippocampus_004.nii.gz").exists()
+    assert not (hippo_store / "labels").exists()
+
+
+def test_lock_held_elsewhere_gives_a_clear_error(hippo_store):
+    store = LocalDatastore(hippo_store, lock_timeout=0.2)
+    image = store.open_image("hippocampus_001")
+    from filelock import FileLock
+
+    with FileLock(str(store.labels_root / ".lock")):
+        with pytest.raises(DatastoreError, match="another program holds the datastore lock"):
+            store.accept("hippocampus_001", _label(image, 1), image)
+
+
+_SAVER = textwrap.dedent("""
+    import sys, numpy as np
+    from annotator.datastore import LocalDatastore
+    from annotator.io.volume import Volume
+    store = LocalDatastore(sys.argv[1])
+    image = store.open_image("hippocampus_001")
+    big = Volume(np.zeros((160, 384, 384), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                 (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    # a large, poorly compressible label makes the write take a while
+    label = np.random.default_rng(1).integers(0, 200, big.shape).astype(np.uint8)
+    print("ready", flush=True)
+    while True:
+        store.accept("big", label, big)
+""")
+
+
+def test_sigkill_during_save_leaves_previous_version_intact(hippo_store, tmp_path):
+    from annotator.io.volume import Volume
+
+    big = Volume(np.zeros((160, 384, 384), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                 (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    from annotator.io.write import write_label
+
+    write_label(hippo_store / "big.nii.gz", np.zeros(big.shape, np.uint8), big)  # the image itself
+    store = LocalDatastore(hippo_store)
+    previous = np.zeros(big.shape, np.uint8)
+    previous[10:20, 10:20, 10:20] = 7
+    store.accept("big", previous, big)
+    final = store.label_path("big")
+    before = final.read_bytes()
+
+    child = subprocess.Popen([sys.executable, "-c", _SAVER, str(hippo_store)], stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip() == b"ready"
+    deadline = time.monotonic() + 60
+    temp = []
+    while not temp and time.monotonic() < deadline:
+        temp = [p for p in final.parent.iterdir() if p.name.startswith(".tmp-") and p.stat().st_size > 0]
+        time.sleep(0.005)
+    assert temp, "the child never started writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    assert final.read_bytes() == before  # killed mid-write: the old file, untouched
+    reopened = LocalDatastore(hippo_store)  # cleans up what the dead writer left
+    np.testing.assert_array_equal(reopened.label("big", big), previous)
+    assert not [p for p in reopened.labels_root.rglob(".tmp-*")]
+    assert json.loads((reopened.labels_root / "datastore.json").read_text())["images"]["big"]
+
+
+_WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    from annotator.datastore import LocalDatastore
+    store = LocalDatastore(sys.argv[1])
+    for i in range(int(sys.argv[2]), int(sys.argv[3])):
+        store.set_info("hippocampus_001", **{f"key{i}": i})
+""")
+
+
+def test_two_processes_do_not_lose_each_others_updates(hippo_store):
+    LocalDatastore(hippo_store)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(hippo_store), str(a), str(a + 30)])
+             for a in (0, 30)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    info = {r.id: r for r in LocalDatastore(hippo_store).records()}["hippocampus_001"].info
+    assert info == {f"key{i}": i for i in range(60)}
