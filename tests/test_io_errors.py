@@ -61,8 +61,9 @@ def test_mixed_image_sizes(dicom_copy):
     def shrink(i, ds):
         if i != 5:
             return False
+        pixels = ds.pixel_array[:25, :17].copy()
         ds.Rows, ds.Columns = 25, 17
-        ds.PixelData = ds.pixel_array[:25, :17].tobytes()
+        ds.PixelData = pixels.tobytes()
     files = _edit_series(dicom_copy, shrink)
     with pytest.raises(GeometryError, match=r"mixes image sizes: .*17x25 in 1 files") as err:
         read_volume(dicom_copy)

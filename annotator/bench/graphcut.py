@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from annotator.bench import report as rep
-from annotator.bench.simulate import BACKGROUND, scribbles_from_mask
-from annotator.engine.interactive import GraphCutParams, segment_scribbles
+from annotator.bench.simulate import scribbles_from_mask
+from annotator.engine.interactive import BACKGROUND, GraphCutParams, segment_scribbles
 from annotator.errors import InputError
 from annotator.io.phantom import ct_phantom
 from annotator.io.read import read_label, read_volume

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion, generate_binary_structure
 
-FOREGROUND, BACKGROUND = 1, 2
+from annotator.engine.interactive import BACKGROUND, FOREGROUND
 
 
 def _core(mask2d: np.ndarray) -> np.ndarray:

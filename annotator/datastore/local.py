@@ -34,7 +34,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from annotator.errors import DatastoreError
-from annotator.io.atomic import TEMP_PREFIX, atomic_write_text, fsync_dir
+from annotator.io.atomic import TEMP_PREFIX, atomic_path, atomic_write_text
 from annotator.io.read import image_stem, is_image_file, read_label, read_volume
 from annotator.io.volume import Volume
 from annotator.io.write import write_label
@@ -219,12 +219,8 @@ class LocalDatastore:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         target = folder / f"{stamp}-final{LABEL_SUFFIX}"
-        tmp = folder / f"{TEMP_PREFIX}{stamp}{LABEL_SUFFIX}"
-        shutil.copyfile(final, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        fsync_dir(folder)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(final, tmp)
         saved = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(final.stat().st_mtime))
         return {"file": str(target.relative_to(self.labels_root)), "saved": saved}
 
