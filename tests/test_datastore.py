@@ -169,3 +169,14 @@ def test_two_processes_do_not_lose_each_others_updates(hippo_store):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     info = {r.id: r for r in LocalDatastore(hippo_store).records()}["hippocampus_001"].info
     assert info == {f"key{i}": i for i in range(60)}
+
+
+def test_folder_that_cannot_hold_labels_uses_the_user_data_folder(hippo_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    (hippo_store / "labels").write_text("a file where the labels folder would go")
+    store = LocalDatastore(hippo_store)
+    assert store.labels_root.is_relative_to(tmp_path / "xdg" / "annotator" / "datastores")
+    image = store.open_image("hippocampus_001")
+    store.accept("hippocampus_001", _label(image, 1), image)
+    assert LocalDatastore(hippo_store).status("hippocampus_001") == Status.LABELED
+    assert (hippo_store / "labels").read_text().startswith("a file")

@@ -1,7 +1,8 @@
 """A folder of images as a datastore, with versioned labels beside it.
 
-Layout (labels root defaults to ``<folder>/labels``; ``labels_dir`` moves it, e.g. when
-the image folder is read-only)::
+Layout (labels root defaults to ``<folder>/labels``; ``labels_dir`` moves it; when the
+image folder cannot take a ``labels`` folder, e.g. a read-only archive, the labels go to
+the user data folder, one subfolder per image folder)::
 
     <labels root>/
         final/<id>.nii.gz        what the person submitted (latest accept)
@@ -19,6 +20,7 @@ means *in progress*, a final means *labeled*.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
+from platformdirs import user_data_dir
 
 from annotator.errors import DatastoreError
 from annotator.io.atomic import TEMP_PREFIX, atomic_path, atomic_write_text
@@ -70,6 +73,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def fallback_labels_dir(folder: Path) -> Path:
+    """Labels of an image folder that cannot hold them: in the user data folder."""
+    digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:12]
+    return Path(user_data_dir("annotator")) / "datastores" / f"{folder.name}-{digest}" / "labels"
+
+
 def _looks_like_dicom(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -87,17 +96,27 @@ class LocalDatastore:
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise DatastoreError(f"{folder}: not a folder")
-        self.labels_root = Path(labels_dir).resolve() if labels_dir else self.folder / "labels"
         self.history_size = history
-        try:
-            for version in Version:
-                (self.labels_root / version.value).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatastoreError(f"{self.labels_root}: cannot create the label folders ({exc})") from exc
+        if labels_dir:
+            self.labels_root = self._make_label_folders(Path(labels_dir).resolve())
+        else:
+            try:
+                self.labels_root = self._make_label_folders(self.folder / "labels")
+            except DatastoreError:
+                self.labels_root = self._make_label_folders(fallback_labels_dir(self.folder))
         self._lock = FileLock(str(self.labels_root / ".lock"), timeout=lock_timeout)
         self._paths = self._discover()
         with self._locked():
             self._remove_stale_temp_files()
+
+    @staticmethod
+    def _make_label_folders(root: Path) -> Path:
+        try:
+            for version in Version:
+                (root / version.value).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatastoreError(f"{root}: cannot create the label folders ({exc})") from exc
+        return root
 
     # ---- images -------------------------------------------------------------------------
 
