@@ -15,8 +15,11 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
+from platformdirs import user_cache_dir
 
 from annotator.errors import InputError
+from annotator.io.atomic import atomic_path
 from annotator.io.phantom import ct_phantom
 from annotator.io.read import read_label, read_volume
 from annotator.io.volume import Volume
@@ -62,22 +65,38 @@ def sample_path(sample: Sample) -> Path:
     return root / sample.image
 
 
-def load_sample(sample_id: str) -> tuple[Volume, np.ndarray | None]:
-    """The sample's volume and, when it has one, its reference label."""
+def sample_file(sample_id: str) -> Path:
+    """A path to open the sample from; generated samples are written once to the user cache."""
+    sample = _by_id(sample_id)
+    if not sample.generated:
+        path = sample_path(sample)
+        _check_sha(path, sample.image_sha256)
+        return path
+    path = Path(user_cache_dir("annotator")) / "samples" / sample.id / f"{sample.id}.nii.gz"
+    if not path.exists():
+        volume, _ = ct_phantom()
+        with atomic_path(path) as tmp:
+            sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=True)
+    return path
+
+
+def _by_id(sample_id: str) -> Sample:
     by_id = {s.id: s for s in manifest()}
     if sample_id not in by_id:
         raise InputError(f"no sample '{sample_id}' (samples: {', '.join(by_id)})")
-    sample = by_id[sample_id]
-    if sample.generated:
-        volume, label = ct_phantom()
-        return volume, label
-    path = sample_path(sample)
-    _check_sha(path, sample.image_sha256)
-    volume = read_volume(path)
+    return by_id[sample_id]
+
+
+def load_sample(sample_id: str) -> tuple[Volume, np.ndarray | None]:
+    """The sample's volume and, when it has one, its reference label."""
+    sample = _by_id(sample_id)
+    volume = read_volume(sample_file(sample_id))
     volume.modality = sample.modality
     volume.name = sample.title
     label = None
-    if sample.label:
+    if sample.generated:
+        label = ct_phantom()[1]  # seeded: the organs of the written volume
+    elif sample.label:
         label_path = data_root() / sample.label  # type: ignore[operator]
         _check_sha(label_path, sample.label_sha256)
         label = read_label(label_path, volume)
@@ -87,3 +106,13 @@ def load_sample(sample_id: str) -> tuple[Volume, np.ndarray | None]:
 def _check_sha(path: Path, expected: str) -> None:
     if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
         raise InputError(f"{path}: sample file differs from the shipped manifest (checksum mismatch)")
+
+
+def is_sample_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one of the sample files (their labels go to the user data dir)."""
+    path = Path(path).resolve()
+    roots = [Path(user_cache_dir("annotator")) / "samples"]
+    root = data_root()
+    if root is not None:
+        roots.append(root.resolve())
+    return any(path.is_relative_to(r) for r in roots)

@@ -282,3 +282,13 @@ class LocalDatastore:
         """Temporary files left by a writer that died (every writer holds the lock)."""
         for tmp in self.labels_root.rglob(TEMP_PREFIX + "*"):
             tmp.unlink(missing_ok=True)
+
+
+def datastore_for_image(path: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
+                        ) -> tuple[LocalDatastore, str]:
+    """The datastore an image file or DICOM series folder belongs to (its parent folder)."""
+    path = Path(path).resolve()
+    store = LocalDatastore(path.parent, labels_dir=labels_dir)
+    image_id = store._id_for(path.parent / image_stem(path)) if path.is_file() else store._id_for(path)
+    store.image_path(image_id)
+    return store, image_id

@@ -1,0 +1,151 @@
+"""The Worklist dock: the datastore's images with status, label versions and score."""
+
+from __future__ import annotations
+
+import napari
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QBrush, QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from annotator.datastore import LocalDatastore
+from annotator.napari.workspace import workspace_for
+
+COLUMNS = ["image", "status", "labels", "score"]
+STATUS_COLOURS = {"unlabeled": "#9aa0a6", "in_progress": "#f4b400", "labeled": "#0f9d58"}
+
+
+class _SortItem(QTableWidgetItem):
+    """Sorts by a hidden key (numbers as numbers, blanks last)."""
+
+    def __lt__(self, other):
+        return (self.data(Qt.UserRole) or 0) < (other.data(Qt.UserRole) or 0)
+
+
+class WorklistDock(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.ws = workspace_for(napari_viewer)
+        self.setObjectName("AnnotatorWorklist")
+        self.folder = QLabel("No datastore open")
+        self.folder.setWordWrap(True)
+        choose = QPushButton("Open folder...")
+        choose.clicked.connect(self._choose_folder)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by name or status")
+        self.filter.textChanged.connect(self._apply_filter)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.AscendingOrder)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.cellDoubleClicked.connect(lambda row, _c: self._open_row(row))
+        self.next = QPushButton("Next")
+        self.next.setToolTip("Open the next image that is not labeled yet (Alt+N)")
+        self.next.clicked.connect(self._next)
+        self.summary = QLabel("")
+
+        top = QHBoxLayout()
+        top.addWidget(self.folder, 1)
+        top.addWidget(choose)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.summary, 1)
+        bottom.addWidget(self.next)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(bottom)
+
+        self.ws.datastore_changed.connect(self.refresh)
+        self.ws.saved.connect(lambda *_: self.refresh())
+        self.ws.image_opened.connect(lambda _id: self._highlight())
+        self.refresh()
+
+    def _annotation_dock(self):
+        from annotator.napari.annotation_dock import AnnotationDock
+
+        for widget in self.viewer.window.dock_widgets.values():
+            if isinstance(widget, AnnotationDock):
+                return widget
+        return None
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
+        if folder:
+            try:
+                self.ws.set_datastore(LocalDatastore(folder))
+            except Exception as exc:
+                self.ws._failed(exc)
+
+    def refresh(self) -> None:
+        store = self.ws.datastore
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(0)
+        if store is None:
+            self.summary.setText("")
+            return
+        self.folder.setText(str(store.folder))
+        records = store.records()
+        self.table.setRowCount(len(records))
+        for row, record in enumerate(records):
+            score = record.info.get("score")
+            cells = [record.id, record.status.value, ", ".join(record.versions),
+                     "" if score is None else f"{score:.3f}"]
+            keys = [record.id, record.status.value, len(record.versions), score]
+            for col, (text, key) in enumerate(zip(cells, keys)):
+                item = _SortItem(text)
+                item.setData(Qt.UserRole, key)
+                if col == 1:
+                    item.setForeground(QBrush(QColor(STATUS_COLOURS[record.status.value])))
+                self.table.setItem(row, col, item)
+        self.table.setSortingEnabled(True)
+        done = sum(r.status.value == "labeled" for r in records)
+        self.summary.setText(f"{done} of {len(records)} labeled")
+        self._apply_filter()
+        self._highlight()
+
+    def _apply_filter(self) -> None:
+        text = self.filter.text().strip().lower()
+        for row in range(self.table.rowCount()):
+            cells = " ".join(self.table.item(row, c).text().lower() for c in range(2))
+            self.table.setRowHidden(row, bool(text) and text not in cells)
+
+    def _highlight(self) -> None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            current = item.text() == self.ws.image_id
+            font = item.font()
+            font.setBold(current)
+            item.setFont(font)
+            if current:
+                self.table.selectRow(row)
+                self.table.scrollToItem(item)
+
+    def image_ids(self) -> list[str]:
+        """The ids in the order shown."""
+        return [self.table.item(r, 0).text() for r in range(self.table.rowCount())]
+
+    def _open_row(self, row: int) -> None:
+        self.open_image(self.table.item(row, 0).text())
+
+    def open_image(self, image_id: str) -> None:
+        dock = self._annotation_dock()
+        if dock is not None:
+            dock.open_image(image_id)
+        else:
+            self.ws.open_image(image_id)
+
+    def _next(self) -> None:
+        dock = self._annotation_dock()
+        if dock is not None:
+            dock.next_image()

@@ -1,0 +1,53 @@
+"""Per-user settings (last datastore, label presets, server URL), kept in the user config dir.
+
+Stored as JSON (atomically) in ``platformdirs.user_config_dir("annotator")``; secrets never
+go here (they belong in the OS keyring).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from platformdirs import user_config_dir
+
+from annotator.io.atomic import atomic_write_text
+
+
+@dataclass
+class LabelPreset:
+    value: int
+    name: str
+    color: str
+
+
+def default_presets() -> list[LabelPreset]:
+    raw = json.loads(files("annotator.resources").joinpath("label_presets.json").read_text("utf-8"))
+    return [LabelPreset(**p) for p in raw["presets"]]
+
+
+@dataclass
+class Settings:
+    last_datastore: str = ""
+    server_url: str = ""
+    presets: list[LabelPreset] = field(default_factory=default_presets)
+
+    @staticmethod
+    def path() -> Path:
+        return Path(user_config_dir("annotator")) / "settings.json"
+
+    @classmethod
+    def load(cls) -> "Settings":
+        """The saved settings; defaults where the file is missing or unreadable."""
+        try:
+            raw = json.loads(cls.path().read_text("utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        presets = [LabelPreset(**p) for p in raw.get("presets", [])] or default_presets()
+        return cls(last_datastore=str(raw.get("last_datastore", "")),
+                   server_url=str(raw.get("server_url", "")), presets=presets)
+
+    def save(self) -> None:
+        atomic_write_text(self.path(), json.dumps(asdict(self), indent=1))

@@ -1,0 +1,1 @@
+"""The standalone Annotator desktop application (installed as ``annotator_app``)."""

@@ -1,0 +1,139 @@
+"""`annotator-app [PATH]`: the standalone Annotator window (napari with the Annotator docks).
+
+PATH may be an image file, a DICOM series folder or a folder of images (a datastore);
+without one, the last datastore is reopened, else the hippocampus sample.
+``--screenshot OUT.png`` renders the window with its docks, writes the PNG and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+
+_START = time.perf_counter()
+
+
+def build_window(path: str | None = None, sample: str | None = None):
+    """Create the viewer with both docks and open ``path`` (or a sample). Returns the viewer."""
+    import napari
+    from qtpy.QtCore import Qt, QTimer
+    from qtpy.QtGui import QIcon
+    from qtpy.QtWidgets import QApplication
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    viewer = napari.Viewer(title="Annotator")
+    icon = QIcon(str(files("annotator.resources").joinpath("icon.svg")))
+    QApplication.instance().setWindowIcon(icon)
+    window = viewer.window._qt_window
+    window.setWindowIcon(icon)
+    annotation = AnnotationDock(viewer)
+    worklist = WorklistDock(viewer)
+    docks = [viewer.window.add_dock_widget(annotation, name="Annotation", area="right"),
+             viewer.window.add_dock_widget(worklist, name="Worklist", area="right")]
+    window.installEventFilter(_CloseGuard(annotation, window))
+    window.resize(1400, 900)
+    # dock sizes only stick once the window is laid out
+    QTimer.singleShot(0, lambda: (window.resizeDocks(docks, [330, 570], Qt.Vertical),
+                                  window.resizeDocks(docks[:1], [400], Qt.Horizontal)))
+    open_start(viewer, path, sample)
+    return viewer
+
+
+def open_start(viewer, path: str | None, sample: str | None) -> None:
+    """Open what the person asked for; errors become a notification, never a crash."""
+    import napari
+
+    from annotator.napari.workspace import workspace_for
+    from annotator.samples import sample_file
+    from annotator.settings import Settings
+
+    ws = workspace_for(viewer)
+    try:
+        if path:
+            ws.open_path(path)
+        elif sample:
+            ws.open_path(sample_file(sample))
+        elif Settings.load().last_datastore and Path(Settings.load().last_datastore).is_dir():
+            ws.open_path(Settings.load().last_datastore)
+        else:
+            ws.open_path(sample_file("hippocampus"))
+    except Exception as exc:  # the app stays open and says what is wrong
+        napari.utils.notifications.show_error(str(exc))
+        ws.error.emit(str(exc))
+
+
+class _CloseGuard:
+    """Asks about unsaved work before the window closes."""
+
+    def __new__(cls, dock, window):
+        from qtpy.QtCore import QEvent, QObject
+
+        class Guard(QObject):
+            def eventFilter(self, obj, event):
+                if obj is window and event.type() == QEvent.Close:
+                    if not dock.confirm_leave():
+                        event.ignore()
+                        return True
+                return False
+
+        return Guard(window)
+
+
+def _wait_until_idle(viewer, timeout: float = 60.0) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    from annotator.napari.workspace import workspace_for
+
+    ws = workspace_for(viewer)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        if not ws.busy:
+            break
+        time.sleep(0.02)
+    for _ in range(10):
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="annotator-app", description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", help="image file, DICOM folder or folder of images")
+    parser.add_argument("--sample", help="open a sample (see `annotator samples`)")
+    parser.add_argument("--screenshot", metavar="OUT.png", help="render the window to a PNG and exit")
+    parser.add_argument("--startup-probe", action="store_true",
+                        help="print seconds from start to a visible window, then exit (benchmark)")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    viewer = build_window(args.path, args.sample)
+    if args.startup_probe:
+        def shown():
+            window = viewer.window._qt_window
+            print(f"shown {time.perf_counter() - _START:.3f} visible={window.isVisible()}", flush=True)
+            QApplication.instance().quit()
+
+        QTimer.singleShot(0, shown)
+        napari.run()
+        return 0
+    if args.screenshot:
+        _wait_until_idle(viewer)
+        viewer.window.screenshot(args.screenshot, canvas_only=False)
+        print(f"screenshot written to {args.screenshot}")
+        viewer.close()
+        return 0
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
