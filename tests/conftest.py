@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-HIPPO = DATA / "msd_task04_hippocampus"
+from paths import DATA, HIPPO
 
 
 def pytest_configure(config):

@@ -11,7 +11,7 @@ import pytest
 
 from annotator.bench.simulate import scribbles_from_mask
 from annotator.io import read_label, read_volume, write_label
-from conftest import DATA, HIPPO
+from paths import DATA, HIPPO
 
 IMAGE = HIPPO / "images" / "hippocampus_001.nii.gz"
 TRUTH = HIPPO / "labels" / "hippocampus_001.nii.gz"

@@ -15,7 +15,7 @@ import pytest
 
 from annotator.datastore import LocalDatastore, Status, Version
 from annotator.errors import DatastoreError
-from conftest import DATA
+from paths import DATA
 
 
 def _label(image, value: int, fill: float = 0.1) -> np.ndarray:

@@ -12,7 +12,7 @@ from annotator.engine import segment_clicks, segment_scribbles
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.phantom import ct_phantom
-from conftest import HIPPO
+from paths import HIPPO
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,15 @@ def test_scribbles_are_reproducible(phantom):
 def test_clicks_segment_an_organ(phantom):
     volume, organs = phantom
     kidney = organs == 3
-    centre = tuple(int(v) for v in np.round(np.argwhere(kidney).mean(axis=0)))
-    result = segment_clicks(volume, [centre], [])
-    assert result.method == "graphcut-clicks"
+    coords = np.argwhere(kidney)
+    centre = tuple(int(v) for v in np.round(coords.mean(axis=0)))
+    one = segment_clicks(volume, [centre], [])
+    assert one.method == "graphcut-clicks"
+    assert one.label[centre] == 1 and dice(one.label, kidney) > 0.7
+    # the kidney is long along z: a click near each pole spans it
+    z_lo, z_hi = np.percentile(coords[:, 0], [20, 80]).astype(int)
+    poles = [(int(z), centre[1], centre[2]) for z in (z_lo, z_hi)]
+    result = segment_clicks(volume, poles, [])
     assert dice(result.label, kidney) > 0.8
     outside = tuple(int(v) for v in np.argwhere(organs == 1)[0])
     assert result.label[outside] == 0

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
 from annotator.io import read_label, read_volume, write_label
-from conftest import DATA, HIPPO
+from paths import DATA, HIPPO
 
 HIPPO_IMAGE = HIPPO / "images" / "hippocampus_001.nii.gz"
 

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
 from annotator.io import read_label, read_volume, scan_folder, write_label
-from conftest import DATA, HIPPO
+from paths import DATA, HIPPO
 
 NIFTI = sorted((DATA / "totalsegmentator_example").glob("example_*.nii.gz"))
 NRRD = sorted((DATA / "dcmqi_ct3slice_seg").glob("*.nrrd"))

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import binary_dilation, distance_transform_edt
 from scipy.ndimage import label as ndimage_label
 
 from annotator.engine.graphcut import estimate_sigma, graphcut
@@ -33,7 +33,9 @@ class GraphCutParams:
     sigma_scale: float = 1.0
     scribble_margin_mm: float = 5.0
     click_margin_mm: float = 15.0
+    min_click_margin_mm: float = 8.0
     click_radius_mm: float = 2.0
+    prior_sharpness: float = 1.0
 
 
 @dataclass
@@ -66,7 +68,9 @@ def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
     """Segment from clicks given as array indices ``(z, y, x)``.
 
     Each click marks a small ball as seed. The border of the region counts as
-    background, so a single foreground click already gives a result.
+    background, so a single foreground click already gives a result. Besides the
+    intensity likelihood, a prior from the distances to the foreground and background
+    marks keeps the cut near the clicks (sparse clicks sample intensities poorly).
     """
     params = params or GraphCutParams()
     for point in [*fg_points, *bg_points]:
@@ -76,7 +80,9 @@ def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
         raise InputError("at least one foreground click is needed")
     fg = _balls(volume, fg_points, params.click_radius_mm)
     bg = _balls(volume, bg_points, params.click_radius_mm) & ~fg
-    return _run(volume, fg, bg, params.click_margin_mm, previous, params, "graphcut-clicks", value,
+    # one click says nothing about the structure's size; several clicks span it already
+    margin = max(params.click_margin_mm / np.sqrt(len(fg_points)), params.min_click_margin_mm)
+    return _run(volume, fg, bg, margin, previous, params, "graphcut-clicks", value,
                 border_is_background=True, margin_mask=fg)
 
 
@@ -104,6 +110,25 @@ def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return np.isin(components, keep[keep > 0])
 
 
+def distance_prior(fg: np.ndarray, bg: np.ndarray, spacing, sharpness: float = 1.0) -> np.ndarray:
+    """P(foreground) from where the marks are: d_bg^k / (d_fg^k + d_bg^k), distances in mm.
+
+    Near a foreground click it tends to 1, near a background click or the region's
+    border to 0; halfway it is undecided. Sparse clicks say little about intensity but
+    much about where the structure is.
+    """
+    d_fg = distance_transform_edt(~fg, sampling=spacing) ** sharpness
+    d_bg = distance_transform_edt(~bg, sampling=spacing) ** sharpness
+    return (d_bg / np.maximum(d_fg + d_bg, 1e-6)).astype(np.float32)
+
+
+def combine(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Two independent estimates of P(foreground) made one (product of the odds)."""
+    p = np.clip(p, eps, 1 - eps)
+    q = np.clip(q, eps, 1 - eps)
+    return (p * q / (p * q + (1 - p) * (1 - q))).astype(np.float32)
+
+
 def _run(volume, fg, bg, margin_mm, previous, params, method, value, border_is_background=False,
          margin_mask=None) -> Result:
     start = time.perf_counter()
@@ -116,6 +141,8 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, border_is_b
         bg_r |= border & ~fg_r
     normalised = normalise_intensity(image)
     prob = histogram_likelihood(normalised, fg_r, bg_r, bins=params.bins, smooth=params.smooth)
+    if border_is_background:
+        prob = combine(prob, distance_prior(fg_r, bg_r, volume.array_spacing, params.prior_sharpness))
     t_likelihood = time.perf_counter()
     region = keep_seeded_components(
         graphcut(normalised, prob, volume.array_spacing, fg_r, bg_r, lam=params.lam,

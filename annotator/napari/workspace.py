@@ -196,8 +196,11 @@ class Workspace:
         scribbles = np.asarray(self.layer(L.SCRIBBLES).data)
         if kind == "scribbles" and not (scribbles == 1).any():
             return
-        previous = np.asarray(self.layer(L.SEGMENTATION).data)
         volume, value, method = self.volume, self.label_value, self.method
+        # the marks on screen are all the marks of this structure: the new result replaces
+        # the structure everywhere, other structures stay
+        seg = np.asarray(self.layer(L.SEGMENTATION).data)
+        previous = np.where(seg == value, 0, seg).astype(np.uint8)
         if kind == "clicks":
             work = lambda: CLICK_METHODS[method](volume, marks["fg"], marks["bg"], previous=previous, value=value)
         else:
@@ -221,7 +224,8 @@ class Workspace:
     def _engine_done(self, result, marks) -> None:
         self.history.push(Step(result.label, marks, result.method))
         self.proposed = result.label
-        self._show_step(self.history.current)
+        # only the label: clicks made while the engine ran stay on screen (and are queued)
+        self._show_step(self.history.current, with_marks=False)
         self.dirty = True
         self.status.emit(f"{result.method}: {result.seconds:.2f} s")
         self.label_changed.emit(result.method)
@@ -247,11 +251,11 @@ class Workspace:
 
     # ---- history ------------------------------------------------------------------------
 
-    def _show_step(self, step: Step) -> None:
+    def _show_step(self, step: Step, with_marks: bool = True) -> None:
         self._muted = True
         try:
             self.layer(L.SEGMENTATION).data = step.label.copy()
-            for name, key in ((L.FOREGROUND, "fg"), (L.BACKGROUND, "bg")):
+            for name, key in ((L.FOREGROUND, "fg"), (L.BACKGROUND, "bg")) if with_marks else ():
                 pts = np.array(step.marks.get(key, []), float).reshape(-1, 3)
                 if len(self.layer(name).data) != len(pts) or not np.allclose(self.layer(name).data, pts):
                     self.layer(name).data = pts

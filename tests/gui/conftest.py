@@ -1,0 +1,47 @@
+"""GUI fixtures: a real napari viewer (under Xvfb) with the Annotator docks on a small datastore."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from paths import HIPPO
+
+CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
+
+
+@pytest.fixture(autouse=True)
+def private_user_dirs(tmp_path, monkeypatch):
+    """Settings, caches and fallback labels of the tests stay in the test's folder."""
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+
+
+@pytest.fixture
+def store_folder(tmp_path):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    for case in CASES:
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", folder)
+    return folder
+
+
+@pytest.fixture
+def annotator_window(make_napari_viewer, qtbot, store_folder):
+    """(viewer, workspace, annotation dock, worklist dock) with the first image open."""
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    viewer = make_napari_viewer()
+    annotation, worklist = AnnotationDock(viewer), WorklistDock(viewer)
+    viewer.window.add_dock_widget(annotation, name="Annotation", area="right")
+    viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
+    ws = workspace_for(viewer)
+    ws.open_path(store_folder)
+    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    return viewer, ws, annotation, worklist
+
+

@@ -1,0 +1,27 @@
+"""Helpers of the GUI tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from paths import HIPPO
+
+
+def truth(case: str, volume) -> np.ndarray:
+    from annotator.io import read_label
+
+    return read_label(HIPPO / "labels" / f"{case}.nii.gz", volume) > 0
+
+
+class EngineSteps:
+    """Counts finished engine steps of a workspace, to wait for the next one."""
+
+    def __init__(self, ws):
+        self.ws, self.count = ws, 0
+        ws.label_changed.connect(self._done)
+
+    def _done(self, _method):
+        self.count += 1
+
+    def wait(self, qtbot, steps: int, timeout: int = 60000) -> None:
+        qtbot.waitUntil(lambda: self.count >= steps and not self.ws.busy, timeout=timeout)
