@@ -1,26 +1,40 @@
 # Two commands: `make run` (open the app on sample data) and `make test`.
-# Both create or reuse .venv and install what they need.
+# Both install what they need: Debian packages for Qt/Xvfb (as root, or with sudo) and .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Qt's xcb platform, OpenGL for napari's canvas, and Xvfb for tests on machines without a screen
+APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 \
+	libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 \
+	libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3
 
-.PHONY: run test bench clean
+.PHONY: run test bench system-deps clean
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		echo "installing Debian packages:" $$missing; \
+		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			$$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/annotator open
+run: system-deps $(STAMP)
+	$(BIN)/annotator-app --sample hippocampus
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	mkdir -p bench-results
 	$(BIN)/annotator bench graphcut --json bench-results/graphcut.json --md bench-results/graphcut.md
+	$(BIN)/annotator bench app --json bench-results/app.json --md bench-results/app.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

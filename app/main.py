@@ -38,10 +38,11 @@ def build_window(path: str | None = None, sample: str | None = None):
              viewer.window.add_dock_widget(worklist, name="Worklist", area="right")]
     window.installEventFilter(_CloseGuard(annotation, window))
     window.resize(1400, 900)
+    # the window shows first; the image opens on the first turn of the event loop
+    QTimer.singleShot(0, lambda: open_start(viewer, path, sample))
     # dock sizes only stick once the window is laid out
     QTimer.singleShot(0, lambda: (window.resizeDocks(docks, [330, 570], Qt.Vertical),
                                   window.resizeDocks(docks[:1], [400], Qt.Horizontal)))
-    open_start(viewer, path, sample)
     return viewer
 
 
@@ -54,6 +55,7 @@ def open_start(viewer, path: str | None, sample: str | None) -> None:
     from annotator.settings import Settings
 
     ws = workspace_for(viewer)
+    ws.status.emit("opening ...")
     try:
         if path:
             ws.open_path(path)
@@ -66,6 +68,8 @@ def open_start(viewer, path: str | None, sample: str | None) -> None:
     except Exception as exc:  # the app stays open and says what is wrong
         napari.utils.notifications.show_error(str(exc))
         ws.error.emit(str(exc))
+    finally:
+        viewer.window._qt_window.setProperty("annotator_started", True)
 
 
 class _CloseGuard:
@@ -91,10 +95,11 @@ def _wait_until_idle(viewer, timeout: float = 60.0) -> None:
     from annotator.napari.workspace import workspace_for
 
     ws = workspace_for(viewer)
+    window = viewer.window._qt_window
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         QApplication.processEvents()
-        if not ws.busy:
+        if window.property("annotator_started") and not ws.busy:
             break
         time.sleep(0.02)
     for _ in range(10):
@@ -109,21 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", metavar="OUT.png", help="render the window to a PNG and exit")
     parser.add_argument("--startup-probe", action="store_true",
                         help="print seconds from start to a visible window, then exit (benchmark)")
+    parser.add_argument("--stall-probe", type=int, metavar="CLICKS",
+                        help="click CLICKS times into a CT phantom, print event-loop stalls, exit (benchmark)")
     args = parser.parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
+
+    from annotator.napari.workspace import workspace_for
+    from annotator_app import probes
 
     viewer = build_window(args.path, args.sample)
     if args.startup_probe:
-        def shown():
-            window = viewer.window._qt_window
-            print(f"shown {time.perf_counter() - _START:.3f} visible={window.isVisible()}", flush=True)
-            QApplication.instance().quit()
-
-        QTimer.singleShot(0, shown)
+        probes.startup(_START, viewer)
         napari.run()
+        return 0
+    if args.stall_probe:
+        _wait_until_idle(viewer)
+        probes.stall(viewer, args.stall_probe)
+        workspace_for(viewer).discard()  # measurement clicks: nothing to keep
+        viewer.close()
         return 0
     if args.screenshot:
         _wait_until_idle(viewer)

@@ -1,6 +1,6 @@
 """Benchmarks, each `annotator bench NAME` (conventions: JSON + markdown, --quick)."""
 
-from annotator.bench import graphcut
+from annotator.bench import app, graphcut
 
 #: name -> module with ``add_arguments(parser)`` and ``run(args) -> report dict``
-BENCHMARKS = {"graphcut": graphcut}
+BENCHMARKS = {"app": app, "graphcut": graphcut}

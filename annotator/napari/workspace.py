@@ -14,7 +14,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from napari.qt.threading import create_worker
+from superqt.utils import create_worker
 from psygnal import Signal
 
 from annotator.datastore import LocalDatastore, datastore_for_image, fallback_labels_dir
@@ -66,7 +66,10 @@ class Workspace:
     # ---- opening ------------------------------------------------------------------------
 
     def open_path(self, path: str | Path) -> None:
-        """Open an image file, a DICOM series folder, or a datastore folder."""
+        """Open an image file, a DICOM series folder, or a datastore folder.
+
+        Reading runs in a worker thread; errors arrive through :attr:`error`.
+        """
         path = Path(path)
         if path.is_dir() and not _is_series_folder(path):
             self.set_datastore(LocalDatastore(path, labels_dir=self._labels_dir_for(path)))
@@ -75,10 +78,20 @@ class Workspace:
             if first is not None:
                 self.open_image(first)
             return
-        volume = read_volume(path)
-        store, image_id = datastore_for_image(path, labels_dir=self._labels_dir_for(path.resolve().parent))
-        self.set_datastore(store)
-        self.show(volume, image_id)
+        labels_dir = self._labels_dir_for(path.resolve().parent)
+
+        def load():
+            return read_volume(path), *datastore_for_image(path, labels_dir=labels_dir)
+
+        def loaded(result):
+            volume, store, image_id = result
+            self._set_busy(False)
+            self.set_datastore(store)
+            self.show(volume, image_id)
+
+        self.status.emit(f"opening {path.name} ...")
+        self._set_busy(True)
+        self._in_thread(load, loaded)
 
     def set_datastore(self, store: LocalDatastore) -> None:
         self.datastore = store
@@ -93,10 +106,8 @@ class Workspace:
         store = self.datastore
         self.status.emit(f"opening {image_id} ...")
         self._set_busy(True)
-        worker = create_worker(store.open_image, image_id, _start_thread=False)
-        worker.returned.connect(lambda volume: (self._set_busy(False), self.show(volume, image_id)))
-        worker.errored.connect(self._failed)
-        worker.start()
+        self._in_thread(lambda: store.open_image(image_id),
+                        lambda volume: (self._set_busy(False), self.show(volume, image_id)))
 
     def use_layer(self, layer: napari.layers.Image) -> None:
         """Annotate an image layer opened some other way (plugin use: File > Open, samples)."""
@@ -136,8 +147,9 @@ class Workspace:
             self.proposed = None
             self.dirty = False
             affine = L.affine(volume)
-            self.viewer.add_labels(np.zeros(volume.shape, np.uint8), name=L.SCRIBBLES, affine=affine,
-                                   colormap=L.scribble_colormap(), opacity=0.8)
+            scribbles = self.viewer.add_labels(np.zeros(volume.shape, np.uint8), name=L.SCRIBBLES,
+                                               affine=affine, colormap=L.scribble_colormap(), opacity=0.8)
+            scribbles.brush_size = max(1, round(min(volume.shape[1:]) / 25))  # a stroke, not a blob
             seg = self.viewer.add_labels(label, name=L.SEGMENTATION, affine=affine,
                                          colormap=L.label_colormap(self.settings.presets), opacity=0.5)
             for name, colour in ((L.BACKGROUND, "#ff00ff"), (L.FOREGROUND, "#00e000")):
@@ -193,25 +205,26 @@ class Workspace:
         marks = self._marks()
         if kind == "clicks" and not marks["fg"]:
             return
-        scribbles = np.asarray(self.layer(L.SCRIBBLES).data)
-        if kind == "scribbles" and not (scribbles == 1).any():
-            return
+        # only references are taken here; copies and scans of whole volumes run in the worker
+        seg, strokes = self.layer(L.SEGMENTATION).data, self.layer(L.SCRIBBLES).data
         volume, value, method = self.volume, self.label_value, self.method
-        # the marks on screen are all the marks of this structure: the new result replaces
-        # the structure everywhere, other structures stay
-        seg = np.asarray(self.layer(L.SEGMENTATION).data)
-        previous = np.where(seg == value, 0, seg).astype(np.uint8)
-        if kind == "clicks":
-            work = lambda: CLICK_METHODS[method](volume, marks["fg"], marks["bg"], previous=previous, value=value)
-        else:
-            strokes = scribbles.copy()
-            work = lambda: SCRIBBLE_METHODS[method](volume, strokes, previous=previous, value=value)
+
+        def work():
+            # the marks on screen are all the marks of this structure: the new result
+            # replaces the structure everywhere, other structures stay
+            previous = np.where(np.asarray(seg) == value, 0, seg).astype(np.uint8)
+            if kind == "clicks":
+                result = CLICK_METHODS[method](volume, marks["fg"], marks["bg"], previous=previous, value=value)
+            else:
+                scribbles = np.array(strokes, np.uint8)
+                if not (scribbles == 1).any():
+                    return None
+                result = SCRIBBLE_METHODS[method](volume, scribbles, previous=previous, value=value)
+            return result, result.label.copy()  # the history keeps one, the layer gets the other
+
         self._set_busy(True)
         self.status.emit(f"running {method} ({kind}) ...")
-        worker = create_worker(work, _start_thread=False)
-        worker.returned.connect(lambda result: self._engine_done(result, marks))
-        worker.errored.connect(self._failed)
-        worker.start()
+        self._in_thread(work, lambda out: self._engine_done(out, marks))
 
     def _marks(self) -> dict:
         def points(name):
@@ -221,18 +234,26 @@ class Workspace:
         return {"fg": [p for p in points(L.FOREGROUND) if inside(p)],
                 "bg": [p for p in points(L.BACKGROUND) if inside(p)]}
 
-    def _engine_done(self, result, marks) -> None:
-        self.history.push(Step(result.label, marks, result.method))
-        self.proposed = result.label
-        # only the label: clicks made while the engine ran stay on screen (and are queued)
-        self._show_step(self.history.current, with_marks=False)
-        self.dirty = True
-        self.status.emit(f"{result.method}: {result.seconds:.2f} s")
-        self.label_changed.emit(result.method)
+    def _engine_done(self, out, marks) -> None:
+        if out is not None:
+            result, shown = out
+            self.history.push(Step(result.label, marks, result.method))
+            self.proposed = result.label
+            # only the label: clicks made while the engine ran stay on screen (and are queued)
+            self._muted = True
+            self.layer(L.SEGMENTATION).data = shown
+            self._muted = False
+            self.dirty = True
+            self.status.emit(f"{result.method}: {result.seconds:.2f} s")
+            self.label_changed.emit(result.method)
         self._set_busy(False)
         if self._pending:
             kind, self._pending = self._pending, None
             self.request(kind)
+
+    def _in_thread(self, work, done) -> None:
+        """Run ``work`` in a worker thread; ``done(result)`` or :meth:`_failed` on the Qt thread."""
+        create_worker(work, _connect={"returned": done, "errored": self._failed})
 
     def _failed(self, exc: Exception) -> None:
         self._set_busy(False)
@@ -251,11 +272,11 @@ class Workspace:
 
     # ---- history ------------------------------------------------------------------------
 
-    def _show_step(self, step: Step, with_marks: bool = True) -> None:
+    def _show_step(self, step: Step) -> None:
         self._muted = True
         try:
             self.layer(L.SEGMENTATION).data = step.label.copy()
-            for name, key in ((L.FOREGROUND, "fg"), (L.BACKGROUND, "bg")) if with_marks else ():
+            for name, key in ((L.FOREGROUND, "fg"), (L.BACKGROUND, "bg")):
                 pts = np.array(step.marks.get(key, []), float).reshape(-1, 3)
                 if len(self.layer(name).data) != len(pts) or not np.allclose(self.layer(name).data, pts):
                     self.layer(name).data = pts

@@ -7,7 +7,7 @@ import time
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication, QMessageBox
-from scipy.ndimage import distance_transform_edt
+from scipy.ndimage import binary_erosion, distance_transform_edt
 
 from annotator.bench.graphcut import dice
 from annotator.bench.simulate import scribbles_from_mask
@@ -58,9 +58,11 @@ def test_scribbles_segment_the_hippocampus(annotator_window, qtbot):
     steps = EngineSteps(ws)
     layer = viewer.layers[L.SCRIBBLES]
     strokes = scribbles_from_mask(gt)
+    assert layer.brush_size < 5  # sized to the image, not napari's default
     layer.data = strokes  # the strokes a person drew...
-    first = tuple(int(v) for v in np.argwhere(strokes == 1)[0])
-    layer.paint(first, 1)  # ...and the brush stroke that ends the drawing
+    inside = np.argwhere(binary_erosion(gt, iterations=2) & (strokes == 0))
+    layer.brush_size = 1
+    layer.paint(tuple(int(v) for v in inside[len(inside) // 2]), 1)  # ...and the last dab of the brush
     steps.wait(qtbot, 1)
     score = dice(np.asarray(viewer.layers[L.SEGMENTATION].data) > 0, gt)
     print(f"\nGUI scribbles on hippocampus_001: Dice {score:.3f}")

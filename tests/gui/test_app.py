@@ -1,0 +1,139 @@
+"""The standalone app, the plugin contributions, and bad input from the GUI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtGui import QImage
+
+from paths import DATA, HIPPO
+
+
+def test_screenshot_of_the_app_is_not_blank(tmp_path):
+    out = tmp_path / "app.png"
+    env_path = HIPPO / "images" / "hippocampus_001.nii.gz"
+    proc = subprocess.run([sys.executable, "-m", "annotator_app", str(env_path), "--screenshot", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    image = QImage(str(out))
+    assert image.width() >= 1000 and image.height() >= 600
+    ptr = image.convertToFormat(QImage.Format_RGB888)
+    pixels = np.frombuffer(ptr.constBits(), np.uint8)[: ptr.sizeInBytes()].reshape(ptr.height(), -1)
+    assert pixels.std() > 20  # not a blank window
+    # the canvas (middle) shows the image: many grey levels, not a flat colour
+    middle = pixels[ptr.height() // 3 : 2 * ptr.height() // 3, ptr.width() : 2 * ptr.width()]
+    assert len(np.unique(middle)) > 50
+
+
+def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, qtbot, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    from annotator.napari.workspace import workspace_for
+    from annotator_app.main import open_start
+
+    viewer = make_napari_viewer()
+    ws = workspace_for(viewer)
+    errors = []
+    ws.error.connect(errors.append)
+    bad = tmp_path / "notes.nii.gz"
+    bad.write_text("this is not an image")
+    open_start(viewer, str(bad), None)
+    qtbot.waitUntil(lambda: bool(errors), timeout=30000)
+    assert "notes.nii.gz" in errors[-1]
+    assert any("notes.nii.gz" in str(n.message) for n in notification_manager.records)
+    broken = tmp_path / "broken_series"
+    broken.mkdir()
+    source = sorted((DATA / "udacity_study3_mr_dicom" / "11_HCropVolume").iterdir())
+    for path in source[:10] + source[12:]:  # two slices missing
+        (broken / path.name).write_bytes(path.read_bytes())
+    open_start(viewer, str(broken), None)
+    qtbot.waitUntil(lambda: len(errors) == 2, timeout=30000)
+    assert "missing slices" in errors[-1]
+    # still working: a good image opens afterwards
+    open_start(viewer, str(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"), None)
+    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    assert ws.volume.size == (34, 50, 40)
+
+
+def test_layers_carry_spacing_and_orientation(make_napari_viewer):
+    from annotator.napari.reader import get_reader
+
+    ct = DATA / "totalsegmentator_example" / "example_ct_dicom"
+    reader = get_reader(str(ct))
+    assert reader is not None
+    (data, kwargs, kind), = reader(str(ct))
+    assert kind == "image" and data.shape == (20, 512, 512)
+    affine = kwargs["affine"]
+    np.testing.assert_allclose(np.abs(np.diag(affine)[:3]), [2.0, 0.9765625, 0.9765625])
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(data, **kwargs)
+    volume = kwargs["metadata"]["annotator_volume"]
+    # the world position of voxel (z, y, x) is the patient position ITK gives (LPS, z-y-x order)
+    idx = (5, 100, 300)
+    world = layer.data_to_world(idx)
+    itk = volume.to_sitk().TransformIndexToPhysicalPoint(tuple(reversed(idx)))
+    np.testing.assert_allclose(world, tuple(reversed(itk)), atol=1e-4)
+    mirrored = get_reader(str(HIPPO / "images" / "hippocampus_001.nii.gz"))(
+        str(HIPPO / "images" / "hippocampus_001.nii.gz"))[0][1]["affine"]
+    assert mirrored[1, 1] < 0 and mirrored[2, 2] < 0  # RAS file: flipped in LPS, as stored
+    assert get_reader(str(DATA / "README.md")) is None
+    assert get_reader(str(DATA / "LICENSES")) is None
+
+
+def test_sample_data_contributions():
+    from annotator.napari import sample_data
+
+    (data, kwargs, kind), = sample_data.hippocampus()
+    assert kind == "image" and data.shape == (35, 51, 35)
+    assert kwargs["metadata"]["annotator_volume"].modality == "MR"
+
+
+def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path):
+    """Plugin use: the image comes from File > Open (our reader), then the dock annotates it."""
+    import shutil
+
+    from annotator.napari import layers as L
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.workspace import workspace_for
+
+    image = tmp_path / "case.nii.gz"
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", image)
+    viewer = make_napari_viewer()
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    viewer.open(str(image), plugin="annotator3d")
+    assert viewer.layers[0].metadata["annotator_volume"].source.path == str(image)
+    viewer.layers.selection.active = viewer.layers[0]
+    dock.use_layer.click()
+    ws = workspace_for(viewer)
+    assert ws.image_id == "case" and L.FOREGROUND in viewer.layers
+    viewer.layers[L.FOREGROUND].add(np.array([15, 25, 15], float))
+    qtbot.waitUntil(lambda: ws.history.can_undo and not ws.busy, timeout=30000)
+    dock.buttons["accept"].click()
+    assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
+
+
+def test_npe2_manifest_validates():
+    npe2 = Path(sys.executable).with_name("npe2")
+    proc = subprocess.run([str(npe2), "validate", "annotator3d"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "valid" in (proc.stdout + proc.stderr).lower()
+
+
+def test_settings_persist_in_the_user_config_dir(make_napari_viewer, qtbot, store_folder, tmp_path):
+    from annotator.napari.workspace import workspace_for
+    from annotator.settings import Settings
+
+    viewer = make_napari_viewer()
+    ws = workspace_for(viewer)
+    ws.open_path(store_folder)
+    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    saved = json.loads(Settings.path().read_text())
+    assert Settings.path().is_relative_to(tmp_path)
+    assert saved["last_datastore"] == str(store_folder.resolve())
+    assert [p["name"] for p in saved["presets"]][:1] == ["structure"]
