@@ -36,7 +36,6 @@ def build_window(path: str | None = None, sample: str | None = None):
     worklist = WorklistDock(viewer)
     docks = [viewer.window.add_dock_widget(annotation, name="Annotation", area="right"),
              viewer.window.add_dock_widget(worklist, name="Worklist", area="right")]
-    window.installEventFilter(_CloseGuard(annotation, window))
     window.resize(1400, 900)
     # the window shows first; the image opens on the first turn of the event loop
     QTimer.singleShot(0, lambda: open_start(viewer, path, sample))
@@ -70,23 +69,6 @@ def open_start(viewer, path: str | None, sample: str | None) -> None:
         ws.error.emit(str(exc))
     finally:
         viewer.window._qt_window.setProperty("annotator_started", True)
-
-
-class _CloseGuard:
-    """Asks about unsaved work before the window closes."""
-
-    def __new__(cls, dock, window):
-        from qtpy.QtCore import QEvent, QObject
-
-        class Guard(QObject):
-            def eventFilter(self, obj, event):
-                if obj is window and event.type() == QEvent.Close:
-                    if not dock.confirm_leave():
-                        event.ignore()
-                        return True
-                return False
-
-        return Guard(window)
 
 
 def _wait_until_idle(viewer, timeout: float = 60.0) -> None:

@@ -37,6 +37,7 @@ from filelock import FileLock, Timeout
 from platformdirs import user_data_dir
 
 from annotator.errors import DatastoreError
+from annotator.io.dicom import looks_like_dicom
 from annotator.io.atomic import TEMP_PREFIX, atomic_path, atomic_write_text
 from annotator.io.read import image_stem, is_image_file, read_label, read_volume
 from annotator.io.volume import Volume
@@ -77,15 +78,6 @@ def fallback_labels_dir(folder: Path) -> Path:
     """Labels of an image folder that cannot hold them: in the user data folder."""
     digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:12]
     return Path(user_data_dir("annotator")) / "datastores" / f"{folder.name}-{digest}" / "labels"
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 class LocalDatastore:
@@ -130,7 +122,7 @@ class LocalDatastore:
             for path in files:
                 if is_image_file(path):
                     found[self._id_for(path.parent / image_stem(path))] = path
-            if root_path != self.folder and any(_looks_like_dicom(p) for p in files[:5]):
+            if root_path != self.folder and any(looks_like_dicom(p) for p in files[:5]):
                 found[self._id_for(root_path)] = root_path
         return dict(sorted(found.items()))
 

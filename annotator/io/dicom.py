@@ -81,6 +81,30 @@ class FolderScan:
     skipped: list[tuple[Path, str]]
 
 
+def looks_like_dicom(path: Path) -> bool:
+    """Whether ``path`` starts like a DICOM Part 10 file (cheap: reads 4 bytes)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def holds_dicom(folder: Path, recursive: bool = False, limit: int = 20) -> bool:
+    """Whether one of the first ``limit`` files in ``folder`` looks like DICOM."""
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    checked = 0
+    for path in files:
+        if path.is_file() and not path.name.startswith("."):
+            if looks_like_dicom(path):
+                return True
+            checked += 1
+            if checked >= limit:
+                return False
+    return False
+
+
 def _read_header(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
 

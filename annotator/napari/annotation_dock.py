@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import napari
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
-    QComboBox, QFormLayout, QGridLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout,
+    QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout,
     QWidget,
 )
 
 from annotator.engine import CLICK_METHODS
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import SHORTCUTS, bind_keys
+from annotator.napari.presets_dialog import PresetsDialog
 from annotator.napari.workspace import workspace_for
 
 #: Seconds between an engine step or paint and its autosaved draft.
@@ -27,11 +28,11 @@ class AnnotationDock(QWidget):
         self.setObjectName("AnnotatorAnnotation")
 
         self.preset = QComboBox()
-        for p in self.ws.settings.presets:
-            swatch = QPixmap(12, 12)
-            swatch.fill(QColor(p.color))
-            self.preset.addItem(QIcon(swatch), f"{p.value}: {p.name}", p.value)
+        self._fill_presets()
         self.preset.currentIndexChanged.connect(self._preset_changed)
+        edit_presets = QPushButton("Edit...")
+        edit_presets.setToolTip("Edit label names and colours")
+        edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
         for name in CLICK_METHODS:
             self.method.addItem(name, name)
@@ -73,7 +74,10 @@ class AnnotationDock(QWidget):
         self.setToolTip("Keyboard shortcuts (in the viewer):\n" + help_text)
 
         form = QFormLayout()
-        form.addRow("Label", self.preset)
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(self.preset, 1)
+        preset_row.addWidget(edit_presets)
+        form.addRow("Label", preset_row)
         form.addRow("Method", self.method)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -96,6 +100,32 @@ class AnnotationDock(QWidget):
         self.ws.busy_changed.connect(lambda busy: self.progress.setVisible(busy))
         self.ws.label_changed.connect(lambda _m: self.autosave.start())
         bind_keys(napari_viewer, self)
+        napari_viewer.window._qt_window.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        """Ask about unaccepted work before the window closes."""
+        if event.type() == QEvent.Close and obj is self.viewer.window._qt_window:
+            if not self.confirm_leave():
+                event.ignore()
+                return True
+        return False
+
+    def _fill_presets(self) -> None:
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        for p in self.ws.settings.presets:
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(p.color))
+            self.preset.addItem(QIcon(swatch), f"{p.value}: {p.name}", p.value)
+        self.preset.blockSignals(False)
+
+    def edit_presets(self) -> None:
+        dialog = PresetsDialog(self.ws.settings.presets, self)
+        dialog.setObjectName("presets-dialog")
+        if dialog.exec_():
+            self.ws.set_presets(dialog.presets)
+            self._fill_presets()
+            self._preset_changed()
 
     def _preset_changed(self) -> None:
         self.ws.label_value = int(self.preset.currentData())

@@ -5,21 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from annotator.io import read_volume
+from annotator.io.dicom import holds_dicom
 from annotator.io.read import is_image_file
 from annotator.napari.layers import image_layer_data
-
-
-def _holds_dicom(folder: Path) -> bool:
-    for path in list(folder.rglob("*"))[:200]:
-        if path.is_file():
-            try:
-                with open(path, "rb") as f:
-                    f.seek(128)
-                    if f.read(4) == b"DICM":
-                        return True
-            except OSError:
-                continue
-    return False
 
 
 def get_reader(path):
@@ -29,7 +17,7 @@ def get_reader(path):
             return None
         path = path[0]
     path = Path(path)
-    if (path.is_file() and is_image_file(path)) or (path.is_dir() and _holds_dicom(path)):
+    if (path.is_file() and is_image_file(path)) or (path.is_dir() and holds_dicom(path, recursive=True, limit=200)):
         return read_layers
     return None
 

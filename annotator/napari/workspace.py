@@ -22,6 +22,7 @@ from annotator.engine import CLICK_METHODS, SCRIBBLE_METHODS
 from annotator.engine.history import LabelHistory, Step
 from annotator.errors import AnnotatorError
 from annotator.io import read_volume
+from annotator.io.dicom import holds_dicom
 from annotator.io.volume import Volume
 from annotator.napari import layers as L
 from annotator.samples import is_sample_path
@@ -71,7 +72,7 @@ class Workspace:
         Reading runs in a worker thread; errors arrive through :attr:`error`.
         """
         path = Path(path)
-        if path.is_dir() and not _is_series_folder(path):
+        if path.is_dir() and not holds_dicom(path, limit=5):
             self.set_datastore(LocalDatastore(path, labels_dir=self._labels_dir_for(path)))
             first = next((r.id for r in self.datastore.records() if r.status != "labeled"),
                          next(iter(self.datastore.ids()), None))
@@ -183,6 +184,15 @@ class Workspace:
     def layer(self, name: str):
         return self.viewer.layers[name]
 
+    def set_presets(self, presets) -> None:
+        """New label names/colours: saved in the settings and shown at once."""
+        self.settings.presets = list(presets)
+        self.settings.save()
+        if self.volume is not None:
+            self.layer(L.SEGMENTATION).colormap = L.label_colormap(self.settings.presets)
+        if self.label_value not in {p.value for p in presets}:
+            self.label_value = presets[0].value
+
     # ---- engine -------------------------------------------------------------------------
 
     def _points_changed(self, event) -> None:
@@ -193,6 +203,7 @@ class Workspace:
     def _painted(self, event=None) -> None:
         if not self._muted:
             self.dirty = True
+            self.label_changed.emit("paint")  # starts the autosave like an engine step
 
     def request(self, kind: str) -> None:
         """Run the engine on the current marks; queued while a run is going on."""
@@ -363,15 +374,3 @@ class Workspace:
                 return record.id
         return None
 
-
-def _is_series_folder(path: Path) -> bool:
-    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")][:5]
-    for p in files:
-        try:
-            with open(p, "rb") as f:
-                f.seek(128)
-                if f.read(4) == b"DICM":
-                    return True
-        except OSError:
-            continue
-    return False

@@ -45,3 +45,14 @@ def annotator_window(make_napari_viewer, qtbot, store_folder):
     return viewer, ws, annotation, worklist
 
 
+
+
+@pytest.fixture(autouse=True)
+def no_prompt_at_teardown(make_napari_viewer):
+    """Closing a test's viewer must not stop at the unsaved-work prompt (this fixture is
+    torn down before the viewers are closed, as it depends on their factory)."""
+    yield
+    from annotator.napari.workspace import _WORKSPACES
+
+    for ws in list(_WORKSPACES.values()):
+        ws.discard()

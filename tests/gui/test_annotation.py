@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 from qtpy.QtCore import QTimer
+from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QApplication, QMessageBox
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
@@ -216,3 +217,64 @@ def test_event_loop_stall_while_the_engine_runs(make_napari_viewer, qtbot):
           f"over {len(gaps)} ticks")
     assert len(gaps) > 5  # the loop kept ticking during the run
     assert stall < 0.5 * engine_s  # the engine did not run on the Qt thread
+
+
+def test_closing_with_unsaved_work_prompts(annotator_window, qtbot):
+    viewer, ws, dock, _ = annotator_window
+    steps = EngineSteps(ws)
+    gt = truth("hippocampus_001", ws.volume)
+    viewer.layers[L.FOREGROUND].add(np.array(_click_points(gt, 1)[0], float))
+    steps.wait(qtbot, 1)
+    seen = []
+    _answer_prompt(qtbot, "Cancel", seen)
+    close = QCloseEvent()
+    QApplication.sendEvent(viewer.window._qt_window, close)  # what the window's close button sends
+    assert seen and "hippocampus_001" in seen[0]
+    assert not close.isAccepted()  # the window stays, and so does the work
+    assert ws.has_unsaved_work and L.SEGMENTATION in viewer.layers
+
+
+def test_painting_the_label_autosaves_a_draft(annotator_window, qtbot, store_folder):
+    viewer, ws, dock, _ = annotator_window
+    dock.autosave.setInterval(100)
+    seg = viewer.layers[L.SEGMENTATION]
+    seg.brush_size = 3
+    seg.paint((17, 25, 17), 1)
+    assert ws.has_unsaved_work
+    draft = store_folder / "labels" / "draft" / "hippocampus_001.nii.gz"
+    qtbot.waitUntil(draft.exists, timeout=10000)
+    assert not ws.has_unsaved_work
+
+
+def test_label_presets_are_editable(annotator_window, qtbot):
+    from annotator.settings import Settings
+
+    viewer, ws, dock, _ = annotator_window
+
+    def edit():
+        dialog = QApplication.activeModalWidget()
+        if dialog is None or dialog.objectName() != "presets-dialog":
+            QTimer.singleShot(50, edit)
+            return
+        dialog.table.item(0, 1).setText("hippocampus")
+        dialog.table.item(0, 2).setText("#00aaff")
+        dialog._add_next()
+        dialog._check_and_accept()
+
+    QTimer.singleShot(50, edit)
+    dock.edit_presets()
+    assert dock.preset.itemText(0) == "1: hippocampus"
+    assert dock.preset.count() == 5
+    saved = Settings.load().presets
+    assert saved[0].name == "hippocampus" and saved[0].color == "#00aaff"
+    colour = viewer.layers[L.SEGMENTATION].colormap.map(np.array([1]))[0]
+    np.testing.assert_allclose(colour[:3], [0, 0xAA / 255, 1], atol=0.01)
+
+
+def test_3d_view_renders_the_layers(annotator_window, qtbot):
+    viewer, ws, dock, _ = annotator_window
+    viewer.dims.ndisplay = 3
+    qtbot.wait(200)
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot.std() > 5
+    viewer.dims.ndisplay = 2

@@ -1,0 +1,81 @@
+"""Edit the label presets (value, name, colour); they are saved in the user settings."""
+
+from __future__ import annotations
+
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from annotator.settings import LabelPreset
+
+_PALETTE = ["#e6194b", "#ffe119", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"]
+
+
+class PresetsDialog(QDialog):
+    def __init__(self, presets: list[LabelPreset], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Label presets")
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["value", "name", "colour"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        for p in presets:
+            self._add_row(p.value, p.name, p.color)
+        add, remove = QPushButton("Add"), QPushButton("Remove")
+        add.clicked.connect(self._add_next)
+        remove.clicked.connect(lambda: self.table.removeRow(self.table.currentRow()))
+        self.message = QLabel("")
+        self.message.setStyleSheet("color: #ff6b6b")
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._check_and_accept)
+        buttons.rejected.connect(self.reject)
+        row = QHBoxLayout()
+        row.addWidget(add)
+        row.addWidget(remove)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addLayout(row)
+        layout.addWidget(self.message)
+        layout.addWidget(buttons)
+        self.presets: list[LabelPreset] = list(presets)
+
+    def _add_row(self, value: int, name: str, color: str) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        for col, text in enumerate((str(value), name, color)):
+            self.table.setItem(row, col, QTableWidgetItem(text))
+
+    def _add_next(self) -> None:
+        used = {p.value for p in self.read_rows() or []}
+        value = next(v for v in range(1, 256) if v not in used)
+        self._add_row(value, f"label {value}", _PALETTE[(value - 1) % len(_PALETTE)])
+
+    def read_rows(self) -> list[LabelPreset] | None:
+        """The table as presets; None (with a message) when a row is not valid."""
+        presets, seen = [], set()
+        for row in range(self.table.rowCount()):
+            value, name, color = (self.table.item(row, c).text().strip() if self.table.item(row, c) else ""
+                                  for c in range(3))
+            if not value.isdigit() or not 1 <= int(value) <= 255 or int(value) in seen:
+                self.message.setText(f"row {row + 1}: value must be a new whole number from 1 to 255")
+                return None
+            if not name:
+                self.message.setText(f"row {row + 1}: the name is empty")
+                return None
+            if not QColor(color).isValid():
+                self.message.setText(f"row {row + 1}: '{color}' is not a colour (e.g. #e6194b or red)")
+                return None
+            seen.add(int(value))
+            presets.append(LabelPreset(int(value), name, QColor(color).name()))
+        if not presets:
+            self.message.setText("keep at least one label")
+            return None
+        return presets
+
+    def _check_and_accept(self) -> None:
+        presets = self.read_rows()
+        if presets is not None:
+            self.presets = presets
+            self.accept()
