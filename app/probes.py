@@ -32,11 +32,11 @@ def startup(start: float, viewer) -> None:
 
 def stall(viewer, clicks: int) -> None:
     """Click into the phantom's liver ``clicks`` times; print the longest event-loop stall."""
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     from annotator.io.phantom import ct_phantom
     from annotator.napari import layers as L
+    from annotator.napari.stall_meter import StallMeter
     from annotator.napari.workspace import workspace_for
 
     ws = workspace_for(viewer)
@@ -44,30 +44,21 @@ def stall(viewer, clicks: int) -> None:
     ws.show(volume, "")
     liver = np.argwhere(organs == 1)
     rng = np.random.default_rng(0)
-    gaps, last = [], [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.timeout.connect(tick)
-    timer.start(5)
+    meter = StallMeter()
+    meter.start()
     engine, stalls = [], []
     done = []
     ws.label_changed.connect(lambda _m: done.append(time.perf_counter()))
     for i in range(clicks):
         for _ in range(20):
             QApplication.processEvents()
-        gaps.clear()
-        last[0] = time.perf_counter()
+        meter.reset()
         start = time.perf_counter()
         viewer.layers[L.FOREGROUND].add(liver[rng.integers(len(liver))].astype(float))
         while len(done) <= i or ws.busy:
             QApplication.processEvents()
             time.sleep(0.001)
         engine.append(done[i] - start)
-        stalls.append(max(gaps) if gaps else 0.0)
-    timer.stop()
+        stalls.append(meter.longest)
+    meter.stop()
     print(json.dumps({"engine_s": engine, "max_stall_s": stalls}), flush=True)
