@@ -137,3 +137,15 @@ def test_settings_persist_in_the_user_config_dir(make_napari_viewer, qtbot, stor
     assert Settings.path().is_relative_to(tmp_path)
     assert saved["last_datastore"] == str(store_folder.resolve())
     assert [p["name"] for p in saved["presets"]][:1] == ["structure"]
+
+
+def test_plugins_menu_offers_both_docks(make_napari_viewer):
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.worklist_dock import WorklistDock
+
+    viewer = make_napari_viewer()
+    for name, kind in (("Annotation", AnnotationDock), ("Worklist", WorklistDock)):
+        _dock, widget = viewer.window.add_plugin_dock_widget("annotator3d", name)
+        assert isinstance(widget, kind)
+    samples = viewer.open_sample("annotator3d", "hippocampus")
+    assert samples[0].data.shape == (35, 51, 35)
