@@ -19,3 +19,7 @@ class GeometryError(InputError):
 
 class DatastoreError(AnnotatorError):
     """The datastore cannot do what was asked (unknown image, locked, unwritable)."""
+
+
+class ModelError(AnnotatorError):
+    """A model file, sidecar or architecture that cannot be used."""

@@ -1,0 +1,21 @@
+"""Which device runs the networks: CUDA when present, else the CPU with all its cores."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def choose_device(prefer: str | None = None) -> torch.device:
+    """``prefer`` ("cuda"/"cpu") when usable, else CUDA if available, else CPU."""
+    if prefer == "cpu" or not torch.cuda.is_available():
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else os.cpu_count() or 1))
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def use_half(device: torch.device) -> bool:
+    """Half precision only where it is fast and safe: on a CUDA device."""
+    return device.type == "cuda"

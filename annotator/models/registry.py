@@ -1,0 +1,75 @@
+"""Where models are found: bundled in the package, and the user's own in the user data dir.
+
+The registry also keeps which model is active per method. Switching loads and checks
+the new model first; if that fails, the previous one stays active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+from platformdirs import user_data_dir
+
+from annotator.errors import ModelError
+from annotator.models.card import ModelCard
+from annotator.models.checkpoint import load_card, load_checkpoint
+
+
+def bundled_dir() -> Path:
+    return Path(str(files("annotator.resources").joinpath("models")))
+
+
+def user_dir() -> Path:
+    return Path(user_data_dir("annotator")) / "models"
+
+
+@dataclass
+class Entry:
+    card: ModelCard
+    sidecar: Path
+    bundled: bool
+
+
+class ModelRegistry:
+    """Models in ``folders`` (default: bundled, then user), by name; the active one per method."""
+
+    def __init__(self, folders: list[Path] | None = None):
+        self.folders = folders if folders is not None else [bundled_dir(), user_dir()]
+        self.problems: dict[Path, str] = {}
+        self._active: dict[str, tuple[torch.nn.Module, ModelCard]] = {}
+
+    def entries(self) -> list[Entry]:
+        """Every readable model; unreadable sidecars are listed in :attr:`problems`."""
+        found, self.problems = [], {}
+        for i, folder in enumerate(self.folders):
+            if not folder.is_dir():
+                continue
+            for sidecar in sorted(folder.glob("*.json")):
+                try:
+                    found.append(Entry(load_card(sidecar), sidecar, bundled=(i == 0)))
+                except ModelError as exc:
+                    self.problems[sidecar] = str(exc)
+        return found
+
+    def find(self, method: str | None = None, modality: str | None = None) -> list[Entry]:
+        return [e for e in self.entries() if (method is None or e.card.method == method)
+                and (modality is None or e.card.modality in (modality, "unknown"))]
+
+    def entry(self, name: str) -> Entry:
+        for e in self.entries():
+            if e.card.name == name:
+                return e
+        raise ModelError(f"no model named '{name}'")
+
+    def activate(self, name: str, device: str | torch.device = "cpu") -> ModelCard:
+        """Load ``name`` and make it the active model of its method (the old one stays on failure)."""
+        entry = self.entry(name)
+        model, card = load_checkpoint(entry.sidecar, device)
+        self._active[card.method] = (model, card)
+        return card
+
+    def active(self, method: str) -> tuple[torch.nn.Module, ModelCard] | None:
+        return self._active.get(method)

@@ -1,0 +1,116 @@
+"""Checkpoints are safetensors + sidecar; anything tampered with is refused, the old model stays."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from annotator.engine.device import choose_device, use_half
+from annotator.errors import ModelError
+from annotator.models import DEFAULT_ARCHITECTURES, ModelCard, ModelRegistry, build_network
+from annotator.models import load_checkpoint, save_checkpoint
+from annotator.models.networks import parameter_count
+
+SMALL = {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2,
+         "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
+
+
+def _card(name="tiny", method="deepgrow3d", arch=SMALL) -> ModelCard:
+    return ModelCard(name=name, method=method, architecture=arch, labels={"background": 0, "structure": 1},
+                     modality="MR", training={"cases": ["hippocampus_001"]})
+
+
+def _saved(tmp_path, name="tiny", seed=0):
+    torch.manual_seed(seed)
+    model = build_network(SMALL)
+    return model, save_checkpoint(model, _card(name), tmp_path / f"{name}.json")
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path):
+    model, sidecar = _saved(tmp_path)
+    loaded, card = load_checkpoint(sidecar)
+    x = torch.randn(1, 3, 16, 16, 16)
+    model.eval()
+    torch.testing.assert_close(loaded(x), model(x))
+    assert card.training == {"cases": ["hippocampus_001"]} and len(card.weights_sha256) == 64
+    assert (tmp_path / "tiny.safetensors").read_bytes()[:8]  # a real file beside the sidecar
+
+
+def test_default_architectures_build_and_are_cpu_sized():
+    for method, spec in DEFAULT_ARCHITECTURES.items():
+        model = build_network(spec)
+        assert parameter_count(model) < 3_000_000, method
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flip_byte", "do not match their sidecar"),
+    ("truncate", "do not match their sidecar"),
+    ("remove_weights", "weights file is missing"),
+    ("bad_json", "not valid JSON"),
+    ("unknown_arch", "unknown architecture 'Transformer9000'"),
+    ("wrong_arch", "do not fit the architecture"),
+    ("unknown_method", "unknown method"),
+])
+def test_damaged_checkpoints_are_refused(tmp_path, damage, message):
+    _, sidecar = _saved(tmp_path)
+    weights = tmp_path / "tiny.safetensors"
+    card = json.loads(sidecar.read_text())
+    if damage == "flip_byte":
+        data = bytearray(weights.read_bytes())
+        data[-10] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "remove_weights":
+        weights.unlink()
+    elif damage == "bad_json":
+        sidecar.write_text("{not json")
+    elif damage == "unknown_arch":
+        card["architecture"]["name"] = "Transformer9000"
+        sidecar.write_text(json.dumps(card))
+    elif damage == "wrong_arch":
+        card["architecture"]["channels"] = [8, 16, 32]
+        sidecar.write_text(json.dumps(card))
+    elif damage == "unknown_method":
+        card["method"] = "magic"
+        sidecar.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=message):
+        load_checkpoint(sidecar)
+
+
+def test_a_pickle_in_disguise_is_never_unpickled(tmp_path):
+    _, sidecar = _saved(tmp_path)
+    weights = tmp_path / "tiny.safetensors"
+    torch.save({"x": torch.zeros(1)}, weights)  # a pickle-based file under the expected name
+    card = json.loads(sidecar.read_text())
+    import hashlib
+
+    card["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()  # even with a matching hash
+    sidecar.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="not a readable safetensors file"):
+        load_checkpoint(sidecar)
+
+
+def test_registry_keeps_the_previous_model_when_a_new_one_is_bad(tmp_path):
+    _saved(tmp_path, "good", seed=1)
+    _, bad = _saved(tmp_path, "bad", seed=2)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 100)
+    (tmp_path / "broken.json").write_text("{")
+    registry = ModelRegistry([tmp_path])
+    assert {e.card.name for e in registry.entries()} == {"good", "bad"}
+    assert "broken.json" in str(list(registry.problems))
+    registry.activate("good")
+    with pytest.raises(ModelError, match="do not match"):
+        registry.activate("bad")
+    assert registry.active("deepgrow3d")[1].name == "good"
+    assert [e.card.name for e in registry.find("deepgrow3d", "MR")] == ["bad", "good"]
+    assert registry.find("deepgrow3d", "CT") == []
+
+
+def test_device_choice_follows_cuda_availability():
+    device = choose_device()
+    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert choose_device("cpu").type == "cpu"
+    assert use_half(torch.device("cuda")) and not use_half(torch.device("cpu"))
