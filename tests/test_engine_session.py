@@ -1,0 +1,89 @@
+"""Click sessions: the image is prepared once, clicks land where they were made, the crop is pasted back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from annotator.engine.session import ClickSession
+from annotator.errors import InputError
+from annotator.io.volume import Volume
+from annotator.models import ModelCard, build_network
+
+
+class GuidanceEcho(torch.nn.Module):
+    """A network whose foreground is its foreground-guidance input: shows where clicks land."""
+
+    def forward(self, x):
+        g = x[:, 1:2]
+        return torch.cat([torch.zeros_like(g), (g - 0.5) * 20], dim=1)
+
+
+def _volume(shape=(20, 60, 50), spacing_zyx=(3.0, 0.7, 0.9)) -> Volume:
+    rng = np.random.default_rng(0)
+    return Volume(rng.normal(100, 20, shape).astype(np.float32), tuple(reversed(spacing_zyx)),
+                  (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
+
+
+def _card(**kw) -> ModelCard:
+    base = dict(name="echo", method="deepgrow3d", architecture={"name": "UNet"}, labels={"structure": 1},
+                target_spacing=[1.0, 1.0, 1.0], roi_size=[32, 48, 48])
+    base.update(kw)
+    return ModelCard(**base)
+
+
+@pytest.mark.parametrize("spacing", [(3.0, 0.7, 0.9), (1.0, 1.0, 1.0), (0.6, 2.5, 1.3)])
+def test_a_click_lands_where_it_was_made(spacing):
+    volume = _volume(spacing_zyx=spacing)
+    session = ClickSession(volume, GuidanceEcho(), _card())
+    for click in [(10, 30, 25), (7, 41, 12), (0, 0, 0), (19, 59, 49)]:
+        result = session.click([click])
+        assert result.label[click] == 1, click
+        if min(click) > 0 and all(c < n - 1 for c, n in zip(click, volume.shape)):
+            # away from the border the echoed guidance blob is centred on the click
+            centre = np.argwhere(result.label == 1).mean(axis=0)
+            assert np.all(np.abs(centre - click) <= 0.5), (click, centre)
+
+
+def test_preprocessing_runs_once_per_session():
+    session = ClickSession(_volume(), GuidanceEcho(), _card())
+    for click in [(10, 30, 25), (12, 20, 20), (5, 5, 5)]:
+        session.click([click])
+    assert session.preprocess_count == 1
+    assert session.model_shape == (58, 42, 45)  # (20-1)*3+1, (60-1)*0.7+1, (50-1)*0.9+1, rounded
+
+
+def test_paste_back_keeps_other_labels_and_outside():
+    volume = _volume()
+    session = ClickSession(volume, GuidanceEcho(), _card(roi_size=[16, 16, 16]))
+    previous = np.zeros(volume.shape, np.uint8)
+    previous[0, 0, 0] = 2
+    previous[19, 59, 49] = 1  # an old result of the same label, outside the new crop
+    result = session.click([(10, 30, 25)], previous=previous)
+    assert result.label[0, 0, 0] == 2 and result.label[19, 59, 49] == 1
+    outside = np.ones(volume.shape, bool)
+    outside[result.box] = False
+    np.testing.assert_array_equal(result.label[outside], previous[outside])
+
+
+def test_real_network_runs_on_the_crop():
+    torch.manual_seed(0)
+    model = build_network({"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2,
+                           "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}).eval()
+    session = ClickSession(_volume(), model, _card(roi_size=[24, 24, 24]))
+    result = session.click([(10, 30, 25)], [(3, 3, 3)])
+    assert result.label.shape == (20, 60, 50)
+    assert set(result.timings) == {"prepare_s", "network_s", "paste_s"}
+
+
+def test_bad_clicks_and_images():
+    session = ClickSession(_volume(), GuidanceEcho(), _card())
+    with pytest.raises(InputError, match="outside the image"):
+        session.click([(25, 0, 0)])
+    with pytest.raises(InputError, match="at least one foreground click"):
+        session.click([], [(1, 1, 1)])
+    flat = Volume(np.zeros((1, 10, 10), np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                  (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), name="flat")
+    with pytest.raises(InputError, match="2-D image"):
+        ClickSession(flat, GuidanceEcho(), _card())
