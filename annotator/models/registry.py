@@ -37,9 +37,14 @@ class ModelRegistry:
     """Models in ``folders`` (default: bundled, then user), by name; the active one per method."""
 
     def __init__(self, folders: list[Path] | None = None):
-        self.folders = folders if folders is not None else [bundled_dir(), user_dir()]
+        self._folders = folders
         self.problems: dict[Path, str] = {}
         self._active: dict[str, tuple[torch.nn.Module, ModelCard]] = {}
+
+    @property
+    def folders(self) -> list[Path]:
+        """Given folders, else bundled then user models (looked up now: the user dir may move)."""
+        return self._folders if self._folders is not None else [bundled_dir(), user_dir()]
 
     def entries(self) -> list[Entry]:
         """Every readable model; unreadable sidecars are listed in :attr:`problems`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import napari
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
@@ -100,11 +102,18 @@ class AnnotationDock(QWidget):
         self.ws.busy_changed.connect(lambda busy: self.progress.setVisible(busy))
         self.ws.label_changed.connect(lambda _m: self.autosave.start())
         bind_keys(napari_viewer, self)
-        napari_viewer.window._qt_window.installEventFilter(self)
+        self._main_window = None
+
+    def showEvent(self, event) -> None:
+        # docked now: watch the main window's close (a plugin sees it only as its window())
+        if self._main_window is None and self.window() is not self:
+            self._main_window = weakref.ref(self.window())  # weak: the dock must not keep the window
+            self.window().installEventFilter(self)
+        super().showEvent(event)
 
     def eventFilter(self, obj, event) -> bool:
         """Ask about unaccepted work before the window closes."""
-        if event.type() == QEvent.Close and obj is self.viewer.window._qt_window:
+        if event.type() == QEvent.Close and self._main_window is not None and obj is self._main_window():
             if not self.confirm_leave():
                 event.ignore()
                 return True

@@ -50,7 +50,8 @@ class Workspace:
     datastore_changed = Signal()
 
     def __init__(self, viewer: napari.Viewer):
-        self.viewer = viewer
+        # weak: _WORKSPACES is keyed weakly by the viewer, which a strong value would keep alive
+        self.viewer = weakref.proxy(viewer)
         self.settings = Settings.load()
         self.datastore: LocalDatastore | None = None
         self.image_id = ""

@@ -204,6 +204,8 @@ def test_closing_with_unsaved_work_prompts(annotator_window, qtbot):
     gt = truth("hippocampus_001", ws.volume)
     viewer.layers[L.FOREGROUND].add(np.array(_click_points(gt, 1)[0], float))
     steps.wait(qtbot, 1)
+    viewer.window.show()  # the dock watches the window it is docked in once shown
+    qtbot.waitUntil(dock.isVisible)
     seen = []
     _answer_prompt(qtbot, "Cancel", seen)
     close = QCloseEvent()
@@ -211,6 +213,7 @@ def test_closing_with_unsaved_work_prompts(annotator_window, qtbot):
     assert seen and "hippocampus_001" in seen[0]
     assert not close.isAccepted()  # the window stays, and so does the work
     assert ws.has_unsaved_work and L.SEGMENTATION in viewer.layers
+    viewer.window._qt_window.hide()
 
 
 def test_painting_the_label_autosaves_a_draft(annotator_window, qtbot, store_folder):

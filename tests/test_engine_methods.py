@@ -1,0 +1,58 @@
+"""Networks join the click methods when a model for the image's modality is installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from annotator.engine.deep import DeepClicks
+from annotator.engine.methods import choose_click_method
+from annotator.io import read_volume
+from annotator.models import ModelCard, ModelRegistry, build_network, save_checkpoint
+from paths import HIPPO
+
+SMALL = {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2,
+         "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
+IMAGE = HIPPO / "images" / "hippocampus_001.nii.gz"
+
+
+def _install(folder, modality="MR"):
+    torch.manual_seed(0)
+    card = ModelCard(name=f"tiny-{modality}", method="deepgrow3d", architecture=SMALL,
+                     labels={"hippocampus": 1}, modality=modality, roi_size=[32, 32, 32])
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(build_network(SMALL), card, folder / f"tiny-{modality}.json")
+
+
+def test_graphcut_without_models_and_network_with_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    volume = read_volume(IMAGE)
+    volume.modality = "MR"
+    assert choose_click_method(volume) == "graphcut"
+    _install(tmp_path / "data" / "annotator" / "models")
+    assert choose_click_method(volume) == "deepgrow3d"
+    volume.modality = "CT"
+    assert choose_click_method(volume) == "graphcut"  # a model for another modality is not chosen
+
+
+def test_sessions_are_reused_per_image(tmp_path):
+    _install(tmp_path)
+    method = DeepClicks("deepgrow3d", ModelRegistry([tmp_path]))
+    a, b = read_volume(IMAGE), read_volume(HIPPO / "images" / "hippocampus_003.nii.gz")
+    for volume in (a, b, a, b):
+        result = method(volume, [tuple(s // 2 for s in volume.shape)])
+        assert result.label.shape == volume.shape
+    assert method.session(a).preprocess_count == 1 and method.session(b).preprocess_count == 1
+
+
+def test_cli_says_which_method_it_used(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    _install(tmp_path / "data" / "annotator" / "models", modality="unknown")
+    out = tmp_path / "seg.nii.gz"
+    proc = subprocess.run([sys.executable, "-m", "annotator", "clicks", str(IMAGE), "--fg", "17,25,17",
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "method: deepgrow3d" in proc.stdout and out.exists()
