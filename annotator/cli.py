@@ -85,6 +85,29 @@ def cmd_clicks(args) -> int:
     return 0
 
 
+def cmd_infer(args) -> int:
+    from annotator.engine.device import choose_device
+    from annotator.engine.session import ClickSession
+    from annotator.io import read_volume, write_label
+    from annotator.models import ModelRegistry, load_checkpoint
+
+    volume = read_volume(args.image, args.series)
+    entry = ModelRegistry().entry(args.model)
+    if entry.card.method != "deepedit":
+        raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
+                         "needs a deepedit model")
+    if entry.card.modality not in ("unknown", volume.modality):
+        print(f"warning: model '{args.model}' was trained on {entry.card.modality}, the image is "
+              f"{volume.modality}", file=sys.stderr)
+    model, card = load_checkpoint(entry.sidecar, choose_device())
+    result = ClickSession(volume, model, card, next(model.parameters()).device).automatic()
+    write_label(args.out, result.label, volume)
+    names = {v: k for k, v in card.labels.items()}
+    found = ", ".join(f"{names.get(int(v), v)} {int((result.label == v).sum())}" for v in np.unique(result.label) if v)
+    print(f"method: {result.method} ({card.name}), {result.seconds:.2f} s, voxels: {found or 'none'} -> {args.out}")
+    return 0
+
+
 def cmd_samples(args) -> int:
     from annotator.samples import available_samples, data_root
 
@@ -146,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", help="method name (default: best available)")
     p.add_argument("--series", help="series of a DICOM folder (default: largest)")
     p.set_defaults(func=cmd_clicks)
+
+    p = sub.add_parser("infer", help="automatic segmentation with a DeepEdit model (no clicks)")
+    p.add_argument("image")
+    p.add_argument("--model", required=True, help="model name (bundled or in the user models folder)")
+    p.add_argument("--out", required=True, help="output label (.nii.gz) with the model's label values")
+    p.add_argument("--series", help="series of a DICOM folder (default: largest)")
+    p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("samples", help="list the sample data available here")
     p.set_defaults(func=cmd_samples)

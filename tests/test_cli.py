@@ -25,7 +25,8 @@ def annotator(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "samples", "open", "bench", "bench graphcut"])
+@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "infer", "samples", "open", "bench",
+                                     "bench graphcut", "bench app"])
 def test_help_on_every_subcommand(command):
     out = annotator(*command.split(), "--help").stdout
     assert out.startswith("usage: annotator")

@@ -56,3 +56,41 @@ def test_cli_says_which_method_it_used(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "method: deepgrow3d" in proc.stdout and out.exists()
+
+
+def _install_deepedit(folder):
+    torch.manual_seed(0)
+    arch = dict(SMALL, out_channels=3)
+    card = ModelCard(name="tiny-edit", method="deepedit", architecture=arch,
+                     labels={"background": 0, "anterior": 1, "posterior": 2}, modality="MR",
+                     roi_size=[32, 32, 32])
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(build_network(arch), card, folder / "tiny-edit.json")
+
+
+def test_automatic_segmentation_covers_the_image(tmp_path):
+    from annotator.engine.session import ClickSession
+    from annotator.models import load_checkpoint
+
+    sidecar = _install_deepedit(tmp_path)
+    model, card = load_checkpoint(sidecar)
+    volume = read_volume(HIPPO / "images" / "hippocampus_004.nii.gz")
+    result = ClickSession(volume, model, card).automatic()
+    assert result.label.shape == volume.shape
+    assert set(np.unique(result.label)) <= {0, 1, 2}
+    assert result.box == tuple(slice(0, n) for n in volume.shape)
+    assert result.method == "deepedit-auto"
+
+
+def test_cli_infer(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    _install_deepedit(tmp_path / "data" / "annotator" / "models")
+    out = tmp_path / "auto.nii.gz"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "annotator", *a], capture_output=True, text=True,
+                                    env=env, timeout=300)
+    proc = run("infer", str(IMAGE), "--model", "tiny-edit", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "method: deepedit-auto (tiny-edit)" in proc.stdout
+    assert read_volume(out).shape == read_volume(IMAGE).shape
+    proc = run("infer", str(IMAGE), "--model", "nope", "--out", str(out))
+    assert proc.returncode == 2 and "no model named 'nope'" in proc.stderr

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 
 from annotator.engine.region import Box
 from annotator.errors import InputError
@@ -140,16 +141,45 @@ class ClickSession:
         return ClickResult(label, self.card.method, end - start, box,
                            {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})
 
+    def automatic(self) -> ClickResult:
+        """Segment every label with no clicks (DeepEdit's automatic mode): a sliding window
+        over the whole prepared image with empty guidance, classes argmaxed on the image grid."""
+        start = time.perf_counter()
+        image = self.image()
+        t_pre = time.perf_counter()
+        x = torch.stack([image, torch.zeros_like(image), torch.zeros_like(image)])[None]
+        roi = [int(np.ceil(min(r, s) / _MULTIPLE) * _MULTIPLE) for r, s in zip(self.card.roi_size, image.shape)]
+        with torch.inference_mode():
+            logits = sliding_window_inference(x, roi, 1, self.model, overlap=0.25, mode="gaussian",
+                                              padding_mode="constant")
+        t_net = time.perf_counter()
+        full = tuple(slice(0, n) for n in self.model_shape)
+        box, scores = self._sample_on_image(logits[0], full)
+        classes = scores.argmax(dim=0).cpu().numpy().astype(np.uint8)
+        values = np.zeros(logits.shape[1], np.uint8)
+        for name, value in self.card.labels.items():
+            if 0 < int(value) < len(values):
+                values[int(value)] = int(value)
+        label = values[classes]
+        end = time.perf_counter()
+        return ClickResult(label, f"{self.card.method}-auto", end - start, box,
+                           {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})
+
     def _back_to_image(self, prob: torch.Tensor, crop: tuple[slice, ...]) -> tuple[Box, np.ndarray]:
-        """The crop's probability on the image grid: the image box it covers, and a mask."""
+        """The crop's foreground probability on the image grid: the image box, and a mask."""
+        box, sampled = self._sample_on_image(prob[None], crop)
+        return box, (sampled[0] > 0.5).cpu().numpy()
+
+    def _sample_on_image(self, maps: torch.Tensor, crop: tuple[slice, ...]) -> tuple[Box, torch.Tensor]:
+        """Channel maps (C, *crop) sampled at the image voxels the crop covers."""
         lo = np.ceil(self.to_image([s.start for s in crop]) - 1e-6).astype(int)
         hi = np.floor(self.to_image([s.stop - 1 for s in crop]) + 1e-6).astype(int)
         box = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
         # sample the crop at the model coordinates of the box's image voxels
-        coords = [torch.as_tensor(np.arange(b.start, b.stop) * k - s.start, dtype=torch.float32, device=prob.device)
+        coords = [torch.as_tensor(np.arange(b.start, b.stop) * k - s.start, dtype=torch.float32, device=maps.device)
                   for b, k, s in zip(box, self._scale(), crop)]
-        grid_axes = [2 * c / max(n - 1, 1) - 1 for c, n in zip(coords, prob.shape)]
+        grid_axes = [2 * c / max(n - 1, 1) - 1 for c, n in zip(coords, maps.shape[1:])]
         zz, yy, xx = torch.meshgrid(*grid_axes, indexing="ij")
         grid = torch.stack([xx, yy, zz], dim=-1)[None]
-        sampled = F.grid_sample(prob[None, None], grid, mode="bilinear", align_corners=True)[0, 0]
-        return box, (sampled > 0.5).cpu().numpy()
+        sampled = F.grid_sample(maps[None].float(), grid, mode="bilinear", align_corners=True)[0]
+        return box, sampled
