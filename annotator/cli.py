@@ -56,21 +56,29 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _write_foreground(result, volume, out: str) -> int:
+    """Write a result as a 0/1 label and say which method made it."""
+    from annotator.io import write_label
+
+    foreground = (result.label > 0).astype(np.uint8)
+    write_label(out, foreground, volume)
+    print(f"method: {result.method}, {int(foreground.sum())} voxels, {result.seconds:.2f} s -> {out}")
+    return 0
+
+
 def cmd_scribbles(args) -> int:
     from annotator.engine import segment_scribbles
-    from annotator.io import read_label, read_volume, write_label
+    from annotator.io import read_label, read_volume
 
     volume = read_volume(args.image, args.series)
     scribbles = read_label(args.scribbles, volume)
     result = segment_scribbles(volume, scribbles)
-    write_label(args.out, (result.label > 0).astype(np.uint8), volume)
-    print(f"method: {result.method}, {int((result.label > 0).sum())} voxels, {result.seconds:.2f} s -> {args.out}")
-    return 0
+    return _write_foreground(result, volume, args.out)
 
 
 def cmd_clicks(args) -> int:
     from annotator.engine import CLICK_METHODS, choose_click_method
-    from annotator.io import read_volume, write_label
+    from annotator.io import read_volume
 
     volume = read_volume(args.image, args.series)
     for point in [*args.fg, *(args.bg or [])]:
@@ -80,9 +88,7 @@ def cmd_clicks(args) -> int:
     fg = [volume.index_to_array(p) for p in args.fg]
     bg = [volume.index_to_array(p) for p in args.bg or []]
     result = CLICK_METHODS[method](volume, fg, bg)
-    write_label(args.out, (result.label > 0).astype(np.uint8), volume)
-    print(f"method: {result.method}, {int((result.label > 0).sum())} voxels, {result.seconds:.2f} s -> {args.out}")
-    return 0
+    return _write_foreground(result, volume, args.out)
 
 
 def cmd_infer(args) -> int:

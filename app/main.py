@@ -25,7 +25,6 @@ def build_window(path: str | None = None, sample: str | None = None):
 
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.worklist_dock import WorklistDock
-    from annotator.napari.workspace import workspace_for
 
     viewer = napari.Viewer(title="Annotator")
     icon = QIcon(str(files("annotator.resources").joinpath("icon.svg")))
@@ -51,17 +50,17 @@ def open_start(viewer, path: str | None, sample: str | None) -> None:
 
     from annotator.napari.workspace import workspace_for
     from annotator.samples import sample_file
-    from annotator.settings import Settings
 
     ws = workspace_for(viewer)
+    last = ws.settings.last_datastore  # loaded once, with the workspace
     ws.status.emit("opening ...")
     try:
         if path:
             ws.open_path(path)
         elif sample:
             ws.open_path(sample_file(sample))
-        elif Settings.load().last_datastore and Path(Settings.load().last_datastore).is_dir():
-            ws.open_path(Settings.load().last_datastore)
+        elif last and Path(last).is_dir():
+            ws.open_path(last)
         else:
             ws.open_path(sample_file("hippocampus"))
     except Exception as exc:  # the app stays open and says what is wrong

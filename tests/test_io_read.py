@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from annotator.errors import GeometryError, InputError
+from annotator.errors import InputError
 from annotator.io import read_label, read_volume, scan_folder, write_label
 from paths import DATA, HIPPO
 

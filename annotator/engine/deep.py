@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from annotator.engine.device import choose_device
-from annotator.engine.session import ClickResult, ClickSession
+from annotator.engine.region import Result
+from annotator.engine.session import ClickSession
 from annotator.errors import ModelError
 from annotator.io.volume import Volume
 from annotator.models.registry import ModelRegistry
@@ -46,5 +47,5 @@ class DeepClicks:
             self._sessions.popitem(last=False)
         return session
 
-    def __call__(self, volume: Volume, fg, bg=(), previous=None, value: int = 1) -> ClickResult:
+    def __call__(self, volume: Volume, fg, bg=(), previous=None, value: int = 1) -> Result:
         return self.session(volume).click(list(fg), list(bg), previous=previous, value=value)

@@ -8,7 +8,7 @@ paste the result back into the full label. Deterministic: same input, same label
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import binary_dilation, distance_transform_edt
@@ -16,7 +16,7 @@ from scipy.ndimage import label as ndimage_label
 
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.likelihood import histogram_likelihood, normalise_intensity
-from annotator.engine.region import Box, box_around, paste
+from annotator.engine.region import Result, box_around, check_clicks, paste
 from annotator.errors import InputError
 from annotator.io.volume import Volume
 
@@ -36,17 +36,6 @@ class GraphCutParams:
     min_click_margin_mm: float = 8.0
     click_radius_mm: float = 2.0
     prior_sharpness: float = 1.0
-
-
-@dataclass
-class Result:
-    """A full-size label produced by one engine step."""
-
-    label: np.ndarray
-    method: str
-    seconds: float
-    box: Box
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarray | None = None,
@@ -73,11 +62,7 @@ def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
     marks keeps the cut near the clicks (sparse clicks sample intensities poorly).
     """
     params = params or GraphCutParams()
-    for point in [*fg_points, *bg_points]:
-        if len(point) != 3 or not all(0 <= int(p) < n for p, n in zip(point, volume.shape)):
-            raise InputError(f"click {tuple(point)} (z,y,x) is outside the image {volume.shape}")
-    if not fg_points:
-        raise InputError("at least one foreground click is needed")
+    check_clicks(volume.shape, fg_points, bg_points)
     fg = _balls(volume, fg_points, params.click_radius_mm)
     bg = _balls(volume, bg_points, params.click_radius_mm) & ~fg
     # one click says nothing about the structure's size; several clicks span it already

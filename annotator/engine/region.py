@@ -1,10 +1,38 @@
-"""The part of a volume an interaction affects: a box around its seeds, plus a margin."""
+"""The part of a volume an interaction affects, and what an engine step gives back.
+
+Every method (GraphCut, networks) checks clicks the same way, works in a box around
+the input, and pastes its result into the full label with :func:`paste`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
+from annotator.errors import InputError
+
 Box = tuple[slice, slice, slice]
+
+
+@dataclass
+class Result:
+    """A full-size label produced by one engine step."""
+
+    label: np.ndarray
+    method: str
+    seconds: float
+    box: Box
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_clicks(shape: tuple[int, ...], fg: list, bg: list = ()) -> None:
+    """Refuse clicks (array indices ``(z, y, x)``) outside ``shape``, or no foreground click."""
+    for point in [*fg, *bg]:
+        if len(point) != 3 or not all(0 <= int(p) < n for p, n in zip(point, shape)):
+            raise InputError(f"click {tuple(point)} (z,y,x) is outside the image {tuple(shape)}")
+    if not fg:
+        raise InputError("at least one foreground click is needed")
 
 
 def box_around(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> Box:

@@ -12,29 +12,18 @@ coordinate ``v * (M - 1) / (N - 1)`` along an axis of N image and M model voxels
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
-from annotator.engine.region import Box
+from annotator.engine.region import Box, Result, check_clicks, paste
 from annotator.errors import InputError
 from annotator.io.volume import Volume
 from annotator.models.card import ModelCard
 
 #: The network's input size must be a multiple of this (4 stride-2 levels).
 _MULTIPLE = 16
-
-
-@dataclass
-class ClickResult:
-    label: np.ndarray
-    method: str
-    seconds: float
-    box: Box
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class ClickSession:
@@ -113,14 +102,10 @@ class ClickSession:
             signal = torch.maximum(signal, axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :])
         return signal
 
-    def click(self, fg: list, bg: list = (), previous: np.ndarray | None = None, value: int = 1) -> ClickResult:
+    def click(self, fg: list, bg: list = (), previous: np.ndarray | None = None, value: int = 1) -> Result:
         """Label after these clicks (array indices ``(z, y, x)`` of the image)."""
         start = time.perf_counter()
-        if not fg:
-            raise InputError("at least one foreground click is needed")
-        for p in [*fg, *bg]:
-            if not all(0 <= int(v) < n for v, n in zip(p, self.volume.shape)):
-                raise InputError(f"click {tuple(p)} (z,y,x) is outside the image {self.volume.shape}")
+        check_clicks(self.volume.shape, fg, bg)
         image = self.image()
         t_pre = time.perf_counter()
         crop = self._crop(self.to_model(np.asarray(fg, float)))
@@ -133,15 +118,12 @@ class ClickSession:
         prob = torch.softmax(logits[:, :, : size[0], : size[1], : size[2]], dim=1)[0, 1]
         t_net = time.perf_counter()
         box, region = self._back_to_image(prob, crop)
-        label = np.zeros(self.volume.shape, np.uint8) if previous is None else previous.astype(np.uint8, copy=True)
-        inside = label[box]
-        inside[inside == value] = 0
-        inside[region] = value
+        label = paste(region, box, previous, self.volume.shape, value)
         end = time.perf_counter()
-        return ClickResult(label, self.card.method, end - start, box,
+        return Result(label, self.card.method, end - start, box,
                            {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})
 
-    def automatic(self) -> ClickResult:
+    def automatic(self) -> Result:
         """Segment every label with no clicks (DeepEdit's automatic mode): a sliding window
         over the whole prepared image with empty guidance, classes argmaxed on the image grid."""
         start = time.perf_counter()
@@ -162,7 +144,7 @@ class ClickSession:
                 values[int(value)] = int(value)
         label = values[classes]
         end = time.perf_counter()
-        return ClickResult(label, f"{self.card.method}-auto", end - start, box,
+        return Result(label, f"{self.card.method}-auto", end - start, box,
                            {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})
 
     def _back_to_image(self, prob: torch.Tensor, crop: tuple[slice, ...]) -> tuple[Box, np.ndarray]:

@@ -80,10 +80,8 @@ class Workspace:
             if first is not None:
                 self.open_image(first)
             return
-        labels_dir = self._labels_dir_for(path.resolve().parent)
-
         def load():
-            return read_volume(path), *datastore_for_image(path, labels_dir=labels_dir)
+            return read_volume(path), *self._store_for(path)
 
         def loaded(result):
             volume, store, image_id = result
@@ -123,13 +121,17 @@ class Workspace:
                             (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), name=layer.name)
         image_id, store = "", None
         if volume.source.path and Path(volume.source.path).exists():
-            path = Path(volume.source.path)
-            store, image_id = datastore_for_image(path, labels_dir=self._labels_dir_for(path.resolve().parent))
+            store, image_id = self._store_for(Path(volume.source.path))
             self.set_datastore(store)
         self.show(volume, image_id, image_layer=layer)
 
     def _labels_dir_for(self, folder: Path) -> Path | None:
+        """Samples keep their labels in the user data dir, never beside the shipped data."""
         return fallback_labels_dir(folder.resolve()) if is_sample_path(folder) else None
+
+    def _store_for(self, image: Path) -> tuple[LocalDatastore, str]:
+        """The datastore (the image's folder) and id of an image file or series folder."""
+        return datastore_for_image(image, labels_dir=self._labels_dir_for(image.resolve().parent))
 
     def show(self, volume: Volume, image_id: str, image_layer=None) -> None:
         """Put ``volume`` and its companion layers in the viewer; load its saved label."""
@@ -166,7 +168,7 @@ class Workspace:
             self.layer(L.FOREGROUND).mode = "add"
             self.viewer.reset_view()
             mid = [int(s) // 2 for s in volume.shape]
-            world = (L.affine(volume) @ np.array([*mid, 1.0]))[:3]
+            world = (affine @ np.array([*mid, 1.0]))[:3]
             self.viewer.dims.set_point(range(3), tuple(world))
         finally:
             self._muted = False

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from qtpy.QtGui import QImage
 
 from paths import DATA, HIPPO
