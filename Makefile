@@ -35,6 +35,8 @@ bench: $(STAMP)
 	mkdir -p bench-results
 	$(BIN)/annotator bench graphcut --json bench-results/graphcut.json --md bench-results/graphcut.md
 	$(BIN)/annotator bench app --json bench-results/app.json --md bench-results/app.md
+	$(BIN)/annotator bench click --json bench-results/click.json --md bench-results/click.md
+	$(BIN)/annotator bench robot --json bench-results/robot.json --md bench-results/robot.md --plot bench-results/robot.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 import traceback
 
 import numpy as np
@@ -85,6 +86,9 @@ def cmd_clicks(args) -> int:
         if not volume.contains(point):
             raise InputError(f"click {point} (x,y,z) is outside the image of size {volume.size}")
     method = choose_click_method(volume, args.method)
+    note = getattr(CLICK_METHODS[method], "modality_warning", lambda v: None)(volume)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     fg = [volume.index_to_array(p) for p in args.fg]
     bg = [volume.index_to_array(p) for p in args.bg or []]
     result = CLICK_METHODS[method](volume, fg, bg)
@@ -92,6 +96,7 @@ def cmd_clicks(args) -> int:
 
 
 def cmd_infer(args) -> int:
+    from annotator.engine.deep import modality_note
     from annotator.engine.device import choose_device
     from annotator.engine.session import ClickSession
     from annotator.io import read_volume, write_label
@@ -102,9 +107,9 @@ def cmd_infer(args) -> int:
     if entry.card.method != "deepedit":
         raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
                          "needs a deepedit model")
-    if entry.card.modality not in ("unknown", volume.modality):
-        print(f"warning: model '{args.model}' was trained on {entry.card.modality}, the image is "
-              f"{volume.modality}", file=sys.stderr)
+    note = modality_note(entry.card, volume)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     model, card = load_checkpoint(entry.sidecar, choose_device())
     result = ClickSession(volume, model, card, next(model.parameters()).device).automatic()
     write_label(args.out, result.label, volume)
@@ -112,6 +117,78 @@ def cmd_infer(args) -> int:
     found = ", ".join(f"{names.get(int(v), v)} {int((result.label == v).sum())}" for v in np.unique(result.label) if v)
     print(f"method: {result.method} ({card.name}), {result.seconds:.2f} s, voxels: {found or 'none'} -> {args.out}")
     return 0
+
+
+def _describe(event: dict) -> str | None:
+    kind = event["event"]
+    if kind == "start":
+        return (f"training {event['method']} on {event['train_cases']} images ({event['val_cases']} for validation), "
+                f"{event['iterations']} iterations on {event['device']} -> {event['run']}")
+    if kind == "progress":
+        return (f"epoch {event['epoch']}/{event['epochs']}  iteration {event['iteration']}/{event['iterations']}  "
+                f"loss {event['loss']:.4f}  {event['it_per_s']:.2f} it/s  ETA {event['eta_s'] / 60:.1f} min")
+    if kind == "validation":
+        return f"validation Dice {event['dice']:.3f} (best {event['best_dice']:.3f}) after epoch {event['epoch']}"
+    if kind == "message":
+        return event["text"]
+    if kind == "done":
+        chosen = "; now used for clicks" if event.get("activated") else ""
+        return f"done: best validation Dice {event['best_dice']:.3f}, model '{event['model']}'{chosen}"
+    if kind == "cancelled":
+        return f"cancelled at iteration {event['iteration']}; resume with --resume {Path(event['checkpoint']).parent}"
+    return None
+
+
+def cmd_train(args) -> int:
+    import time
+
+    from annotator.training.config import TrainConfig
+    from annotator.training.runner import TrainingProcess
+
+    if args.config:
+        config = TrainConfig.load(args.config)
+    else:
+        if not args.method or not args.data:
+            raise InputError("give --method and --data (or --config FILE)")
+        config = TrainConfig(method=args.method, data=args.data, name=args.name or "", split=args.split,
+                             epochs=args.epochs, max_iterations=args.iterations, max_minutes=args.max_minutes,
+                             batch_size=args.batch_size, patch=list(reversed(args.patch)), init=args.init,
+                             resume=args.resume or "", activate=not args.no_activate, modality=args.modality,
+                             variant=args.variant, seed=args.seed,
+                             val_every=args.val_every)
+    job = TrainingProcess(config)
+    job.start()
+    try:
+        while True:
+            for event in job.poll():
+                line = _describe(event)
+                if line and event["event"] == "progress" and not args.verbose:
+                    print("\r" + line, end="", flush=True)
+                elif line:
+                    print(("\n" if event["event"] == "validation" and not args.verbose else "") + line, flush=True)
+                if event["event"] == "error":
+                    raise AnnotatorError(f"training failed: {event['message']}")
+                if event["event"] == "exit":
+                    return 0 if event["returncode"] == 0 else 1
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("\nstopping after this iteration (keeps the last checkpoint) ...", file=sys.stderr)
+        job.cancel()
+        job.wait(30)
+        for event in job.poll():
+            if _describe(event):
+                print(_describe(event))
+        return 130
+
+
+def _patch(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z sizes") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z sizes")
+    return values
 
 
 def cmd_samples(args) -> int:
@@ -182,6 +259,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output label (.nii.gz) with the model's label values")
     p.add_argument("--series", help="series of a DICOM folder (default: largest)")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("train", help="train or fine-tune a DeepEdit/DeepGrow model in a child process")
+    p.add_argument("--method", choices=["deepedit", "deepgrow3d", "deepgrow2d"])
+    p.add_argument("--data", action="append", help="datastore or dataset folder (images/ + labels/); repeatable")
+    p.add_argument("--split", default="all", choices=["all", "train", "test"],
+                   help="cases of a dataset folder's split.json (default all)")
+    p.add_argument("--name", help="model name (default: method and process id)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--iterations", type=int, default=0, help="stop after this many iterations (default: epochs)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--patch", type=_patch, default=[96, 96, 96], metavar="X,Y,Z", help="training crop (default 96,96,96)")
+    p.add_argument("--modality", default="unknown", help="modality the model is for (CT, MR)")
+    p.add_argument("--variant", default="small", help="network size: small (CPU) or sample-app")
+    p.add_argument("--init", default="scratch", help="scratch, active (fine-tune the model in use) or a model name")
+    p.add_argument("--resume", help="run folder to continue")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
+    p.add_argument("--no-activate", action="store_true", help="do not use the new model for clicks")
+    p.add_argument("--config", help="a training config JSON instead of the options above")
+    p.add_argument("--verbose", action="store_true", help="one line per progress event")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("samples", help="list the sample data available here")
     p.set_defaults(func=cmd_samples)

@@ -24,6 +24,7 @@ def build_window(path: str | None = None, sample: str | None = None):
     from qtpy.QtWidgets import QApplication
 
     from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.training_dock import TrainingDock
     from annotator.napari.worklist_dock import WorklistDock
 
     viewer = napari.Viewer(title="Annotator")
@@ -35,6 +36,9 @@ def build_window(path: str | None = None, sample: str | None = None):
     worklist = WorklistDock(viewer)
     docks = [viewer.window.add_dock_widget(annotation, name="Annotation", area="right"),
              viewer.window.add_dock_widget(worklist, name="Worklist", area="right")]
+    training = viewer.window.add_dock_widget(TrainingDock(viewer), name="Training", area="right")
+    window.tabifyDockWidget(docks[1], training)
+    QTimer.singleShot(0, docks[1].raise_)  # the worklist is the tab in front
     window.resize(1400, 900)
     # the window shows first; the image opens on the first turn of the event loop
     QTimer.singleShot(0, lambda: open_start(viewer, path, sample))
@@ -89,6 +93,11 @@ def _wait_until_idle(viewer, timeout: float = 60.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--train-child"]:  # the frozen app runs its own training child this way
+        from annotator.training.__main__ import main as train_main
+
+        return train_main(argv[1:])
     parser = argparse.ArgumentParser(prog="annotator-app", description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", help="image file, DICOM folder or folder of images")
     parser.add_argument("--sample", help="open a sample (see `annotator samples`)")

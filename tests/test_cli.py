@@ -26,7 +26,8 @@ def annotator(*args, check=True):
 
 
 @pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "infer", "samples", "open", "bench",
-                                     "bench graphcut", "bench app"])
+                                     "bench graphcut", "bench app", "bench click", "bench robot",
+                                     "bench train", "train"])
 def test_help_on_every_subcommand(command):
     out = annotator(*command.split(), "--help").stdout
     assert out.startswith("usage: annotator")

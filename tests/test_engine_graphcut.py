@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotator.bench.graphcut import dice
+from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles

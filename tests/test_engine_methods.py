@@ -60,7 +60,7 @@ def test_cli_says_which_method_it_used(tmp_path):
 
 def _install_deepedit(folder):
     torch.manual_seed(0)
-    arch = dict(SMALL, out_channels=3)
+    arch = dict(SMALL, in_channels=4, out_channels=3)  # image + 3 class guidance
     card = ModelCard(name="tiny-edit", method="deepedit", architecture=arch,
                      labels={"background": 0, "anterior": 1, "posterior": 2}, modality="MR",
                      roi_size=[32, 32, 32])

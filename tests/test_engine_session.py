@@ -87,3 +87,53 @@ def test_bad_clicks_and_images():
                   (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), name="flat")
     with pytest.raises(InputError, match="2-D image"):
         ClickSession(flat, GuidanceEcho(), _card())
+
+
+class GuidanceEcho2D(torch.nn.Module):
+    """2-D echo: the foreground guidance of the slice is the foreground."""
+
+    def forward(self, x):
+        assert x.ndim == 4, "DeepGrow 2D gets (N, C, H, W)"
+        g = x[:, 1:2]
+        return torch.cat([torch.zeros_like(g), (g - 0.5) * 20], dim=1)
+
+
+def test_deepgrow2d_answers_on_the_clicked_slice_only():
+    volume = _volume(spacing_zyx=(3.0, 0.7, 0.9))
+    card = _card(method="deepgrow2d", architecture={"name": "UNet", "spatial_dims": 2}, roi_size=[1, 48, 48])
+    session = ClickSession(volume, GuidanceEcho2D(), card)
+    assert session.model_shape[0] == volume.shape[0]  # slices are kept, rows/columns resampled
+    result = session.click([(4, 30, 25), (7, 20, 20)], [(7, 5, 5)])
+    assert result.label[7, 20, 20] == 1
+    assert result.label[4].sum() == 0, "only the slice of the last foreground click changes"
+    assert np.unique(np.argwhere(result.label)[:, 0]).tolist() == [7]
+
+
+class ClassEcho(torch.nn.Module):
+    """DeepEdit-style echo: class c wins where guidance channel c is strongest."""
+
+    def forward(self, x):
+        return (x[:, 1:] - 0.3) * 20
+
+
+def test_deepedit_clicks_route_to_their_label_channel():
+    volume = _volume(spacing_zyx=(1.0, 1.0, 1.0))
+    card = _card(method="deepedit", labels={"anterior": 1, "posterior": 2},
+                 architecture={"name": "UNet", "in_channels": 4, "out_channels": 3})
+    session = ClickSession(volume, ClassEcho(), card)
+    assert card.guidance == ["background", "anterior", "posterior"]
+    one = session.click([(10, 30, 25)], value=2, previous=np.zeros(volume.shape, np.uint8))
+    assert one.label[10, 30, 25] == 2 and set(np.unique(one.label)) == {0, 2}
+    both = session.edit({1: [(5, 10, 10)], 2: [(10, 30, 25)], 0: [(15, 50, 40)]}, np.zeros(volume.shape, np.uint8))
+    assert both.label[5, 10, 10] == 1 and both.label[10, 30, 25] == 2 and both.label[15, 50, 40] == 0
+
+
+def test_prepared_image_is_the_training_input():
+    """Sessions and training prepare an image the same way (one function)."""
+    from annotator.engine.prepare import prepare_image
+
+    volume = _volume()
+    session = ClickSession(volume, GuidanceEcho(), _card())
+    expected = prepare_image(volume.array, volume.array_spacing, session.card)
+    torch.testing.assert_close(session.image(), expected)
+    assert float(expected.min()) >= 0.0 and float(expected.max()) <= 1.0

@@ -9,7 +9,7 @@ import torch
 
 from annotator.engine.device import choose_device, use_half
 from annotator.errors import ModelError
-from annotator.models import DEFAULT_ARCHITECTURES, ModelCard, ModelRegistry, build_network
+from annotator.models import ModelCard, architecture, ModelRegistry, build_network
 from annotator.models import load_checkpoint, save_checkpoint
 from annotator.models.networks import parameter_count
 
@@ -39,9 +39,11 @@ def test_round_trip_gives_the_same_outputs(tmp_path):
 
 
 def test_default_architectures_build_and_are_cpu_sized():
-    for method, spec in DEFAULT_ARCHITECTURES.items():
-        model = build_network(spec)
+    for method in ("deepgrow2d", "deepgrow3d", "deepedit"):
+        model = build_network(architecture(method, labels=2))
         assert parameter_count(model) < 3_000_000, method
+        big = build_network(architecture(method, labels=2, variant="sample-app"))
+        assert parameter_count(big) > 5 * parameter_count(model), method
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -114,3 +116,9 @@ def test_device_choice_follows_cuda_availability():
     assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert choose_device("cpu").type == "cpu"
     assert use_half(torch.device("cuda")) and not use_half(torch.device("cpu"))
+
+
+def test_cuda_is_chosen_when_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device().type == "cuda"
+    assert choose_device("cpu").type == "cpu"  # asked for explicitly

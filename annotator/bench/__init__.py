@@ -1,6 +1,6 @@
 """Benchmarks, each `annotator bench NAME` (conventions: JSON + markdown, --quick)."""
 
-from annotator.bench import app, graphcut
+from annotator.bench import app, click, graphcut, robot, train
 
 #: name -> module with ``add_arguments(parser)`` and ``run(args) -> report dict``
-BENCHMARKS = {"app": app, "graphcut": graphcut}
+BENCHMARKS = {"app": app, "click": click, "graphcut": graphcut, "robot": robot, "train": train}

@@ -10,14 +10,15 @@ Dice is measured on the hippocampus test split with strokes drawn from the groun
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from annotator.bench import report as rep
 from annotator.bench.simulate import scribbles_from_mask
+from annotator.datastore.cases import labelled_cases
 from annotator.engine.interactive import BACKGROUND, GraphCutParams, segment_scribbles
+from annotator.engine.metrics import dice
 from annotator.errors import InputError
 from annotator.io.phantom import ct_phantom
 from annotator.io.read import read_label, read_volume
@@ -33,12 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="folder with images/ and labels/ (and split.json) for Dice "
                         "(default: the hippocampus set)")
     parser.add_argument("--repeats", type=int, default=None, help="timed updates (default 10, quick 3)")
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
 
 
 def _timing_input(args):
@@ -69,17 +64,13 @@ def _timing_input(args):
 
 
 def _hippocampus_dice(folder: Path, quick: bool) -> tuple[float, list[dict]]:
-    split = folder / "split.json"
-    cases = json.loads(split.read_text())["test"] if split.exists() else \
-        sorted(p.name.split(".")[0] for p in (folder / "labels").glob("*.nii*"))
-    if quick:
-        cases = cases[:8]
+    cases = labelled_cases(folder, "test" if (folder / "split.json").exists() else "all")
     rows = []
-    for case in cases:
-        volume = read_volume(next((folder / "images").glob(case + ".nii*")))
-        truth = read_label(next((folder / "labels").glob(case + ".nii*")), volume) > 0
+    for case in cases[:8] if quick else cases:
+        volume = read_volume(case.image)
+        truth = read_label(case.label, volume) > 0
         out = segment_scribbles(volume, scribbles_from_mask(truth))
-        rows.append({"case": case, "dice": dice(out.label, truth), "seconds": out.seconds})
+        rows.append({"case": case.id, "dice": dice(out.label, truth), "seconds": out.seconds})
     return float(np.mean([r["dice"] for r in rows])), rows
 
 

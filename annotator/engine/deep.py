@@ -9,7 +9,16 @@ from annotator.engine.region import Result
 from annotator.engine.session import ClickSession
 from annotator.errors import ModelError
 from annotator.io.volume import Volume
+from annotator.models.card import ModelCard
 from annotator.models.registry import ModelRegistry
+
+
+def modality_note(card: ModelCard, volume: Volume) -> str | None:
+    """A warning when a model meets an image of another (known) modality; using it is allowed."""
+    if "unknown" in (card.modality, volume.modality) or card.modality == volume.modality:
+        return None
+    return (f"model '{card.name}' was trained on {card.modality} images; this image is "
+            f"{volume.modality}. Results may be poor.")
 
 
 class DeepClicks:
@@ -29,23 +38,37 @@ class DeepClicks:
         return bool(self.registry.find(self.method, volume.modality))
 
     def session(self, volume: Volume) -> ClickSession:
+        model, card = self.model(volume)  # a newly chosen model drops the old sessions
         key = id(volume)
         if key in self._sessions and self._sessions[key].volume is volume:
             self._sessions.move_to_end(key)
             return self._sessions[key]
-        active = self.registry.active(self.method)
-        if active is None:
-            entries = self.registry.find(self.method, volume.modality) or self.registry.find(self.method)
-            if not entries:
-                raise ModelError(f"no {self.method} model installed (train one, or use graphcut)")
-            self.registry.activate(entries[-1].card.name, choose_device())
-            active = self.registry.active(self.method)
-        model, card = active
         session = ClickSession(volume, model, card, next(model.parameters()).device)
         self._sessions[key] = session
         while len(self._sessions) > self.keep:
             self._sessions.popitem(last=False)
         return session
+
+    def prepared(self, volume: Volume) -> bool:
+        """Whether ``volume`` already has a prepared session (the next click is a fast one)."""
+        session = self._sessions.get(id(volume))
+        return session is not None and session.volume is volume and session.prepared
+
+    def modality_warning(self, volume: Volume) -> str | None:
+        """A note when the model that would answer was trained on another modality (allowed)."""
+        entry = self.registry.preferred(self.method, volume.modality)
+        return modality_note(entry.card, volume) if entry else None
+
+    def model(self, volume: Volume):
+        """(network, card) for ``volume``: the preferred model, loaded when it changed."""
+        preferred = self.registry.preferred(self.method, volume.modality)
+        if preferred is None:
+            raise ModelError(f"no {self.method} model installed (train one, or use graphcut)")
+        active = self.registry.active(self.method)
+        if active is None or active[1].name != preferred.card.name:
+            self.registry.activate(preferred.card.name, choose_device())
+            self._sessions.clear()
+        return self.registry.active(self.method)
 
     def __call__(self, volume: Volume, fg, bg=(), previous=None, value: int = 1) -> Result:
         return self.session(volume).click(list(fg), list(bg), previous=previous, value=value)

@@ -9,11 +9,11 @@ from annotator.io.volume import Volume
 
 #: Methods answering foreground/background clicks.
 CLICK_METHODS = {"graphcut": segment_clicks, "deepedit": DeepClicks("deepedit"),
-                 "deepgrow3d": DeepClicks("deepgrow3d")}
+                 "deepgrow3d": DeepClicks("deepgrow3d"), "deepgrow2d": DeepClicks("deepgrow2d")}
 #: Methods answering scribbles.
 SCRIBBLE_METHODS = {"graphcut": segment_scribbles}
 #: Preference when choosing automatically: a network for the image's modality, else GraphCut.
-_PREFERENCE = ("deepedit", "deepgrow3d")
+_PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d")
 
 
 def choose_click_method(volume: Volume, requested: str = "auto") -> str:

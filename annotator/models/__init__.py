@@ -2,8 +2,8 @@
 
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_checkpoint, save_checkpoint
-from annotator.models.networks import DEFAULT_ARCHITECTURES, build_network
+from annotator.models.networks import architecture, build_network
 from annotator.models.registry import ModelRegistry
 
-__all__ = ["DEFAULT_ARCHITECTURES", "ModelCard", "ModelRegistry", "build_network", "load_checkpoint",
+__all__ = ["architecture", "ModelCard", "ModelRegistry", "build_network", "load_checkpoint",
            "save_checkpoint"]

@@ -29,6 +29,28 @@ class ModelCard:
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
 
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.architecture.get("spatial_dims", 3))
+
+    @property
+    def guidance(self) -> list[str]:
+        """Guidance channels after the image: DeepGrow's foreground/background clicks, or
+        DeepEdit's clicks per class (background first, then labels by value)."""
+        if self.method == "deepedit":
+            return ["background", *sorted(self.foreground, key=self.foreground.get)]
+        return ["foreground", "background"]
+
+    @property
+    def foreground(self) -> dict[str, int]:
+        """The labels other than background (value 0)."""
+        return {k: int(v) for k, v in self.labels.items() if int(v) > 0}
+
+    @property
+    def classes(self) -> int:
+        """Output channels: background plus one per label (DeepGrow: one structure)."""
+        return 1 + (len(self.foreground) if self.method == "deepedit" else 1)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
@@ -48,4 +70,11 @@ class ModelCard:
             raise ModelError(f"{where}: unknown method '{raw['method']}' (known: {', '.join(METHODS)})")
         if int(raw.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
             raise ModelError(f"{where}: written by a newer Annotator (format {raw['format_version']})")
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        card = cls(**{k: v for k, v in raw.items() if k in known})
+        expected = (1 + len(card.guidance), card.classes)
+        found = (card.architecture.get("in_channels"), card.architecture.get("out_channels"))
+        if found != expected:
+            raise ModelError(f"{where}: a {card.method} model with {len(card.foreground)} label(s) takes "
+                             f"{expected[0]} input and gives {expected[1]} output channels; "
+                             f"the architecture says {found[0]} and {found[1]}")
+        return card

@@ -17,15 +17,39 @@ from annotator.errors import ModelError
 #: architecture names a spec may use -> MONAI constructors
 ARCHITECTURES = {"UNet": nets.UNet, "BasicUNet": nets.BasicUNet, "DynUNet": nets.DynUNet}
 
-#: method -> default spec (CPU-sized)
-DEFAULT_ARCHITECTURES = {
-    "deepgrow3d": {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2,
-                   "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 0},
-    "deepgrow2d": {"name": "UNet", "spatial_dims": 2, "in_channels": 3, "out_channels": 2,
-                   "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 0},
-    "deepedit": {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 3,
-                 "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 0},
+_SMALL_UNET = {"name": "UNet", "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
+               "num_res_units": 0}
+
+#: variant -> method -> spec without channel counts. "small" is the CPU default (about 2 M
+#: parameters); "sample-app" are the networks of MONAI Label's radiology sample apps
+#: (DeepGrow: BasicUNet, features 32..512; DeepEdit: residual DynUNet), too slow to click
+#: with on a CPU but a sensible choice on a GPU.
+VARIANTS = {
+    "small": {"deepgrow3d": {**_SMALL_UNET, "spatial_dims": 3},
+              "deepgrow2d": {**_SMALL_UNET, "spatial_dims": 2},
+              "deepedit": {**_SMALL_UNET, "spatial_dims": 3}},
+    "sample-app": {
+        "deepgrow3d": {"name": "BasicUNet", "spatial_dims": 3, "features": [32, 64, 128, 256, 512, 32]},
+        "deepgrow2d": {"name": "BasicUNet", "spatial_dims": 2, "features": [32, 64, 128, 256, 512, 32]},
+        "deepedit": {"name": "DynUNet", "spatial_dims": 3, "kernel_size": [3, 3, 3, 3, 3, 3],
+                     "strides": [1, 2, 2, 2, 2, [2, 2, 1]], "upsample_kernel_size": [2, 2, 2, 2, [2, 2, 1]],
+                     "norm_name": "instance", "deep_supervision": False, "res_block": True}},
 }
+
+
+def architecture(method: str, labels: int = 1, variant: str = "small") -> dict:
+    """The spec of ``method``'s network for ``labels`` foreground labels (DeepGrow: 1).
+
+    Inputs: the image and the guidance channels (DeepGrow: foreground, background;
+    DeepEdit: one per class); outputs: one score per class, background first.
+    """
+    try:
+        spec = dict(VARIANTS[variant][method])
+    except KeyError:
+        raise ModelError(f"no {variant!r} network for method {method!r}") from None
+    classes = 1 + (labels if method == "deepedit" else 1)
+    guidance = classes if method == "deepedit" else 2
+    return {**spec, "in_channels": 1 + guidance, "out_channels": classes}
 
 
 def build_network(spec: dict) -> torch.nn.Module:

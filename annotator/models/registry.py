@@ -6,6 +6,7 @@ the new model first; if that fails, the previous one stays active.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from platformdirs import user_data_dir
 
 from annotator.errors import ModelError
+from annotator.io.atomic import atomic_write_text
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_card, load_checkpoint
 
@@ -60,8 +62,9 @@ class ModelRegistry:
         return found
 
     def find(self, method: str | None = None, modality: str | None = None) -> list[Entry]:
+        """Models of ``method`` for ``modality`` (an image of unknown modality may use any)."""
         return [e for e in self.entries() if (method is None or e.card.method == method)
-                and (modality is None or e.card.modality in (modality, "unknown"))]
+                and (modality in (None, "unknown") or e.card.modality in (modality, "unknown"))]
 
     def entry(self, name: str) -> Entry:
         for e in self.entries():
@@ -78,3 +81,32 @@ class ModelRegistry:
 
     def active(self, method: str) -> tuple[torch.nn.Module, ModelCard] | None:
         return self._active.get(method)
+
+    # ---- the person's choice, kept across runs -----------------------------------------
+
+    @property
+    def choice_file(self) -> Path:
+        return self.folders[-1] / "active.json"
+
+    def chosen(self) -> dict[str, str]:
+        """method -> model name chosen with :meth:`choose` (what training installs, or the person picks)."""
+        try:
+            raw = json.loads(self.choice_file.read_text("utf-8"))
+            return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def choose(self, name: str) -> ModelCard:
+        """Make ``name`` the model its method uses from now on (checked first; saved atomically)."""
+        model, card = load_checkpoint(self.entry(name).sidecar, "cpu")
+        choice = self.chosen()
+        choice[card.method] = name
+        self.choice_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.choice_file, json.dumps(choice, indent=1, sort_keys=True))
+        return card
+
+    def preferred(self, method: str, modality: str | None = None) -> Entry | None:
+        """The chosen model of ``method`` if it is installed, else the newest for ``modality``."""
+        entries = self.find(method, modality) or self.find(method)
+        name = self.chosen().get(method)
+        return next((e for e in entries if e.card.name == name), entries[-1] if entries else None)

@@ -36,8 +36,10 @@ class AnnotationDock(QWidget):
         edit_presets.setToolTip("Edit label names and colours")
         edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
+        self.method.addItem("auto (a network when one is installed)", "auto")
         for name in CLICK_METHODS:
             self.method.addItem(name, name)
+        self.method.setToolTip("What answers clicks; scribbles always use GraphCut")
         self.method.currentIndexChanged.connect(lambda: setattr(self.ws, "method", self.method.currentData()))
         self.use_layer = QPushButton("Annotate selected image layer")
         self.use_layer.clicked.connect(self._use_selected_layer)
@@ -53,6 +55,7 @@ class AnnotationDock(QWidget):
             ("clear", "Clear", self.ws.clear),
             ("undo", "Undo", self.ws.undo),
             ("redo", "Redo", self.ws.redo),
+            ("automatic", "Auto-segment (DeepEdit)", lambda: self.ws.request("automatic")),
             ("accept", "Accept", self.ws.accept),
             ("next", "Next image", self.next_image),
         ]):

@@ -9,6 +9,7 @@ SHORTCUTS = {
     "scribble_fg": ("Alt+3", "paint foreground scribbles"),
     "scribble_bg": ("Alt+4", "paint background scribbles"),
     "run": ("Alt+R", "run scribbles"),
+    "automatic": ("Alt+S", "segment automatically (DeepEdit)"),
     "undo": ("Alt+Z", "undo the last engine step"),
     "redo": ("Alt+Shift+Z", "redo"),
     "clear": ("Alt+C", "clear marks and label"),

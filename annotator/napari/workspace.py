@@ -18,7 +18,8 @@ from superqt.utils import create_worker
 from psygnal import Signal
 
 from annotator.datastore import LocalDatastore, datastore_for_image, fallback_labels_dir
-from annotator.engine import CLICK_METHODS, SCRIBBLE_METHODS
+from annotator.engine import CLICK_METHODS, SCRIBBLE_METHODS, choose_click_method
+from annotator.engine.deep import DeepClicks
 from annotator.engine.history import LabelHistory, Step
 from annotator.errors import AnnotatorError
 from annotator.io import read_volume
@@ -58,7 +59,7 @@ class Workspace:
         self.volume: Volume | None = None
         self.history: LabelHistory | None = None
         self.proposed: np.ndarray | None = None  # the latest engine output
-        self.method = next(iter(CLICK_METHODS))
+        self.method = "auto"  # a click method name, or "auto": a network for the image when installed
         self.label_value = self.settings.presets[0].value
         self.dirty = False  # changes not yet in a draft or final
         self._busy = False
@@ -221,23 +222,41 @@ class Workspace:
             return
         # only references are taken here; copies and scans of whole volumes run in the worker
         seg, strokes = self.layer(L.SEGMENTATION).data, self.layer(L.SCRIBBLES).data
-        volume, value, method = self.volume, self.label_value, self.method
+        volume, value = self.volume, self.label_value
+        try:
+            method = {"clicks": lambda: choose_click_method(volume, self.method),
+                      "automatic": lambda: "deepedit", "scribbles": lambda: "graphcut"}[kind]()
+        except AnnotatorError as exc:
+            self._failed(exc)
+            return
+        engine = SCRIBBLE_METHODS[method] if kind == "scribbles" else CLICK_METHODS[method]
+        first = isinstance(engine, DeepClicks) and not engine.prepared(volume)
 
         def work():
             # the marks on screen are all the marks of this structure: the new result
             # replaces the structure everywhere, other structures stay
             previous = np.where(np.asarray(seg) == value, 0, seg).astype(np.uint8)
-            if kind == "clicks":
-                result = CLICK_METHODS[method](volume, marks["fg"], marks["bg"], previous=previous, value=value)
+            if kind == "automatic":  # every label of the model, over the whole image
+                result = engine.session(volume).automatic()
+            elif kind == "clicks":
+                result = engine(volume, marks["fg"], marks["bg"], previous=previous, value=value)
             else:
                 scribbles = np.array(strokes, np.uint8)
                 if not (scribbles == 1).any():
                     return None
-                result = SCRIBBLE_METHODS[method](volume, scribbles, previous=previous, value=value)
+                result = engine(volume, scribbles, previous=previous, value=value)
             return result, result.label.copy()  # the history keeps one, the layer gets the other
 
         self._set_busy(True)
-        self.status.emit(f"running {method} ({kind}) ...")
+        if first:
+            text = f"first click on this image: preparing it for {method} (once per image) ..."
+            warning = engine.modality_warning(volume)
+            if warning:
+                napari.utils.notifications.show_warning(warning)
+                text += f"\nNote: {warning}"
+            self.status.emit(text)
+        else:
+            self.status.emit(f"running {method} ({kind}) ...")
         self._in_thread(work, lambda out: self._engine_done(out, marks))
 
     def _marks(self) -> dict:

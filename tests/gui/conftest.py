@@ -39,6 +39,7 @@ def annotator_window(make_napari_viewer, qtbot, store_folder):
     viewer.window.add_dock_widget(annotation, name="Annotation", area="right")
     viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
     ws = workspace_for(viewer)
+    annotation.method.setCurrentIndex(annotation.method.findData("graphcut"))  # networks: test_networks.py
     ws.open_path(store_folder)
     qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
     return viewer, ws, annotation, worklist

@@ -10,7 +10,7 @@ from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QApplication, QMessageBox
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
-from annotator.bench.graphcut import dice
+from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask
 from annotator.napari import layers as L
 from annotator.napari.stall_meter import StallMeter

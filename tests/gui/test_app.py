@@ -138,12 +138,13 @@ def test_settings_persist_in_the_user_config_dir(make_napari_viewer, qtbot, stor
     assert [p["name"] for p in saved["presets"]][:1] == ["structure"]
 
 
-def test_plugins_menu_offers_both_docks(make_napari_viewer):
+def test_plugins_menu_offers_the_docks(make_napari_viewer):
     from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.training_dock import TrainingDock
     from annotator.napari.worklist_dock import WorklistDock
 
     viewer = make_napari_viewer()
-    for name, kind in (("Annotation", AnnotationDock), ("Worklist", WorklistDock)):
+    for name, kind in (("Annotation", AnnotationDock), ("Worklist", WorklistDock), ("Training", TrainingDock)):
         _dock, widget = viewer.window.add_plugin_dock_widget("annotator3d", name)
         assert isinstance(widget, kind)
     samples = viewer.open_sample("annotator3d", "hippocampus")

@@ -1,0 +1,205 @@
+"""`annotator bench click`: per-click latency of the network click methods on a CT volume.
+
+For DeepGrow 3D and DeepEdit, on a seeded CT phantom (default 512×512×120 voxels, or
+``--image``): the first click on a newly opened volume (the session is built then),
+then repeated clicks (click in -> label in image geometry), next to (a) the bare
+forward of the same network on the same input tensor, and (b) the reference pipeline
+of :mod:`annotator.bench.reference`, which redoes everything per click. Also: peak
+memory of a session on a 512×512×300 CT (measured in a fresh child process) and the
+parameter count and forward time of each network variant. Latency does not depend on
+the weights, so the networks are freshly initialised (seeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from annotator.bench import reference
+from annotator.bench import report as rep
+from annotator.engine.device import choose_device
+from annotator.engine.session import ClickSession, forward
+from annotator.io.phantom import ct_phantom
+from annotator.io.read import read_volume
+from annotator.io.volume import Volume
+from annotator.models import ModelCard, architecture, build_network
+from annotator.models.networks import parameter_count
+
+METHODS = ("deepgrow3d", "deepedit")
+CT_WINDOW = {"kind": "window", "low": -175.0, "high": 250.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="CT image to click on (default: a seeded phantom)")
+    parser.add_argument("--slices", type=int, default=None, help="phantom slices (default 120, quick 40)")
+    parser.add_argument("--clicks", type=int, default=None, help="timed clicks per method (default 10, quick 3)")
+    parser.add_argument("--reference-clicks", type=int, default=None, help="reference clicks (default 3, quick 1)")
+    parser.add_argument("--memory-slices", type=int, default=None,
+                        help="slices of the 512x512 CT for peak memory (default 300, quick 60)")
+    parser.add_argument("--spacing", type=float, default=1.5, help="model grid spacing in mm (default 1.5)")
+    parser.add_argument("--roi", type=int, default=96, help="click crop edge on the model grid (default 96)")
+
+
+def model_for(method: str, spacing: float, roi: int, variant: str = "small") -> tuple[torch.nn.Module, ModelCard]:
+    torch.manual_seed(0)
+    spec = architecture(method, 2, variant)
+    card = ModelCard(name=f"bench-{method}", method=method, architecture=spec,
+                     labels={"liver": 1, "spleen": 2}, modality="CT", target_spacing=[spacing] * 3,
+                     intensity=dict(CT_WINDOW), roi_size=[roi] * 3)
+    return build_network(spec).eval(), card
+
+
+def _clicks(label: np.ndarray, n: int, seed: int = 0) -> list[tuple[list, list]]:
+    """``n`` growing click sets on organ 2 of the phantom: foreground inside, background just outside."""
+    rng = np.random.default_rng(seed)
+    organ = np.argwhere(label == 2)
+    lo, hi = organ.min(axis=0), organ.max(axis=0)
+    fg, bg, sets = [], [], []
+    for i in range(n):
+        if i % 3 == 2:
+            p = np.clip(hi + rng.integers(2, 6, 3), 0, np.array(label.shape) - 1)
+            bg.append(tuple(int(v) for v in p))
+        else:
+            fg.append(tuple(int(v) for v in organ[rng.integers(len(organ))]))
+        sets.append((list(fg), list(bg)))
+    return sets
+
+
+def _volume(args, slices: int) -> tuple[Volume, np.ndarray]:
+    if args.image:
+        volume = read_volume(args.image)
+        label = np.zeros(volume.shape, np.uint8)
+        centre = tuple(n // 2 for n in volume.shape)
+        label[tuple(slice(c - 5, c + 5) for c in centre)] = 2
+        return volume, label
+    return ct_phantom((slices, 512, 512), (2.0, 0.8, 0.8))
+
+
+def _time(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def _ours(method: str, volume: Volume, label: np.ndarray, clicks: int, args, device) -> dict:
+    model, card = model_for(method, args.spacing, args.roi)
+    model = model.to(device)
+    sets = _clicks(label, clicks + 1)
+    session = ClickSession(volume, model, card, device)
+    first = session.click(*sets[0], previous=None)
+    times, previous = [], first.label
+    for fg, bg in sets[1:]:
+        result = session.click(fg, bg, previous=previous, value=2 if method == "deepedit" else 1)
+        times.append(result.seconds)
+        previous = result.label
+    # the bare forward of the same network on the same input as the last click
+    crop = session._crop(session.to_model(np.asarray(sets[-1][0], float)))
+    channels = {0: [session.to_model(p) - [s.start for s in crop] for p in sets[-1][0]]}
+    from annotator.engine.guidance import guidance
+
+    x = torch.cat([session.image()[crop][None],
+                   guidance(tuple(s.stop - s.start for s in crop), channels, len(card.guidance), device)])[None]
+    with torch.inference_mode():
+        forwards = _time(lambda: forward(model, x), clicks)
+    return {"first": first.seconds, "clicks": times, "forward": forwards, "input": list(x.shape),
+            "parameters": parameter_count(model), "preprocess_count": session.preprocess_count}
+
+
+def _reference(method: str, volume: Volume, label: np.ndarray, repeats: int, quick: bool) -> dict:
+    net = reference.network(method)
+    sets = _clicks(label, 2)
+    fg, bg = sets[-1]
+    xyz = lambda points: [list(reversed(p)) for p in points]  # noqa: E731 - (z, y, x) -> ITK (x, y, z)
+    size = reference.DEEPGROW_SIZE if method == "deepgrow3d" else reference.DEEPEDIT_SIZE
+    if quick:
+        size = tuple(s // 2 for s in size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "image.nii.gz"
+        import SimpleITK as sitk
+
+        sitk.WriteImage(volume.to_sitk(), str(path))
+        out = Path(tmp) / "label.nii.gz"
+        if method == "deepgrow3d":
+            run = lambda: reference.deepgrow3d_click(path, xyz(fg), xyz(bg), net, out, size)  # noqa: E731
+        else:
+            run = lambda: reference.deepedit_click(path, {"spleen": xyz(fg), "background": xyz(bg)}, net, out, size)  # noqa: E731
+        times = _time(run, repeats)
+    channels = 1 + (2 if method == "deepgrow3d" else len(reference.LABELS))
+    x = torch.zeros((1, channels, *size))
+    with torch.inference_mode():
+        forwards = _time(lambda: net(x), max(1, min(repeats, 2)))
+    return {"clicks": times, "forward": forwards, "input": list(x.shape), "parameters": parameter_count(net)}
+
+
+def memory_probe(slices: int, spacing: float, roi: int) -> dict:
+    """Peak RSS of this process after a session with clicks on a 512×512×``slices`` CT (both methods)."""
+    import resource
+
+    volume, label = ct_phantom((slices, 512, 512), (2.0, 0.8, 0.8))
+    device = choose_device()
+    for method in METHODS:
+        model, card = model_for(method, spacing, roi)
+        session = ClickSession(volume, model.to(device), card, device)
+        previous = None
+        for fg, bg in _clicks(label, 3):
+            previous = session.click(fg, bg, previous=previous).label
+        del session
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "shape": list(volume.shape)}
+
+
+def _memory(slices: int, args) -> float:
+    code = (f"import json; from annotator.bench.click import memory_probe; "
+            f"print(json.dumps(memory_probe({slices}, {args.spacing}, {args.roi})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {proc.stderr[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_gb"]
+
+
+def run(args: argparse.Namespace) -> dict:
+    quick = bool(args.quick)
+    clicks = args.clicks or (3 if quick else 10)
+    ref_clicks = args.reference_clicks or (1 if quick else 3)
+    slices = args.slices or (40 if quick else 120)
+    memory_slices = args.memory_slices or (60 if quick else 300)
+    device = choose_device()
+    volume, label = _volume(args, slices)
+    results, variants = [], []
+    for method in METHODS:
+        ours = _ours(method, volume, label, clicks, args, device)
+        ref = _reference(method, volume, label, ref_clicks, quick)
+        click_median, click_p95 = rep.summary(ours["clicks"])
+        forward_median = float(np.median(ours["forward"]))
+        ref_median = float(np.median(ref["clicks"]))
+        results += [
+            rep.result(f"{method}_click_median_s", click_median, "s", "lower", 1.0),
+            rep.result(f"{method}_click_p95_s", click_p95, "s", "lower"),
+            rep.result(f"{method}_forward_median_s", forward_median, "s", "lower"),
+            rep.result(f"{method}_click_over_forward", click_median / forward_median, "ratio", "lower", 1.3),
+            rep.result(f"{method}_reference_pipeline_median_s", ref_median, "s", "lower"),
+            rep.result(f"{method}_reference_forward_s", float(np.median(ref["forward"])), "s", "lower"),
+            rep.result(f"{method}_speedup_vs_reference", ref_median / click_median, "ratio", "higher", 20.0),
+            rep.result(f"{method}_first_click_s", ours["first"], "s", "lower", 3.0),
+        ]
+        variants += [{"method": method, "variant": "small", "parameters": ours["parameters"],
+                      "input": ours["input"], "forward_median_s": round(forward_median, 4)},
+                     {"method": method, "variant": "sample-app", "parameters": ref["parameters"],
+                      "input": ref["input"], "forward_median_s": round(float(np.median(ref["forward"])), 4)}]
+    peak = _memory(memory_slices, args)
+    results.append(rep.result("peak_rss_gb", peak, "GB", "lower", 3.0 if memory_slices >= 300 else None))
+    params = {"image": args.image or f"ct_phantom({slices}x512x512, 2.0x0.8x0.8 mm, seed 0)",
+              "volume_zyx": list(volume.shape), "clicks": clicks, "reference_clicks": ref_clicks,
+              "model_spacing_mm": args.spacing, "click_roi": args.roi, "memory_volume_zyx": [memory_slices, 512, 512],
+              "threads": torch.get_num_threads(), "quick": quick}
+    return rep.report("click", params, results, variants=variants)

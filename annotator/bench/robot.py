@@ -1,0 +1,152 @@
+"""`annotator bench robot`: a simulated annotator scores a click model, click by click.
+
+For each case: DeepEdit's automatic result first (DeepGrow starts from nothing), then
+clicks, each at the centre of the largest wrongly labelled region, with the label that
+region should have (:func:`annotator.training.simulate.next_click`); DeepGrow is scored
+on each label separately. Reports Dice after 0, 1, 5 and 10 clicks and NoC@85/90 (the
+clicks needed to reach that Dice; N when never reached), as means over cases. Dice is
+the mean over labels of each case; ``dice_union_*`` scores all labels as one structure.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from annotator.bench import report as rep
+from annotator.datastore.cases import labelled_cases
+from annotator.engine.device import choose_device
+from annotator.engine.metrics import dice
+from annotator.engine.session import ClickSession
+from annotator.errors import InputError
+from annotator.io.read import read_label, read_volume
+from annotator.models import ModelRegistry, load_checkpoint
+from annotator.samples import data_root
+from annotator.training.simulate import next_click
+
+STARTER = "deepedit-hippocampus-mr"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=STARTER, help=f"model name (default: the bundled {STARTER})")
+    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set)")
+    parser.add_argument("--split", default="test", choices=["test", "train", "all"],
+                        help="cases of the folder's split.json (default test)")
+    parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
+    parser.add_argument("--plot", help="PNG of Dice against clicks")
+
+
+def _mean_dice(pred: np.ndarray, truth: np.ndarray, values) -> float:
+    return float(np.mean([dice(pred == v, truth == v) for v in values]))
+
+
+def _robot(session: ClickSession, truth: np.ndarray, clicks: int) -> list[np.ndarray]:
+    """Labels after 0..``clicks`` robot clicks (DeepEdit: all labels at once)."""
+    if session.card.method == "deepedit":
+        label = session.automatic().label
+    else:
+        label = np.zeros(truth.shape, np.uint8)
+    labels, marks = [label], {}
+    for _ in range(clicks):
+        found = next_click(label, truth)
+        if found is None:
+            labels.append(label)
+            continue
+        value, point = found
+        marks.setdefault(value, []).append(point)
+        if session.card.method == "deepedit":
+            label = session.edit(marks, label).label
+        else:
+            fg = marks.get(1, [])
+            if not fg:  # DeepGrow needs a foreground click to start from
+                labels.append(label)
+                continue
+            label = session.click(fg, marks.get(0, []), previous=np.zeros_like(label)).label
+        labels.append(label)
+    return labels
+
+
+def _noc(curve: list[float], threshold: float, cap: int) -> int:
+    return next((k for k, d in enumerate(curve) if d >= threshold), cap)
+
+
+def run(args: argparse.Namespace) -> dict:
+    clicks = args.clicks or (5 if args.quick else 10)
+    folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
+    cases = labelled_cases(folder, args.split)
+    if args.quick:
+        cases = cases[:4]
+    entry = ModelRegistry().entry(args.model)
+    model, card = load_checkpoint(entry.sidecar, choose_device())
+    values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
+                                                      sorted(card.foreground.values()))}
+    rows = []
+    for case in cases:
+        volume = read_volume(case.image)
+        truth = read_label(case.label, volume)
+        if values_of_data:  # label values of the data -> the model's label values
+            lut = np.zeros(256, np.uint8)
+            for v, c in values_of_data.items():
+                lut[v] = c
+            truth = lut[truth]
+        session = ClickSession(volume, model, card, next(model.parameters()).device)
+        present = [int(v) for v in np.unique(truth) if v > 0]
+        if card.method == "deepedit":
+            labels = _robot(session, truth, clicks)
+            curve = [_mean_dice(lab, truth, present) for lab in labels]
+            union = [dice(lab > 0, truth > 0) for lab in labels]
+        else:  # one structure at a time
+            runs = [_robot(session, (truth == v).astype(np.uint8), clicks) for v in present]
+            curve = [float(np.mean([dice(r[k] > 0, truth == v) for r, v in zip(runs, present)]))
+                     for k in range(clicks + 1)]
+            union = curve
+        rows.append({"case": case.id, "dice": [round(d, 4) for d in curve],
+                     "dice_union": [round(d, 4) for d in union]})
+    dice_curve = np.mean([r["dice"] for r in rows], axis=0)
+    union_curve = np.mean([r["dice_union"] for r in rows], axis=0)
+    results = []
+    for k in (0, 1, 5, 10):
+        if k <= clicks:
+            target = {0: 0.80 if card.method == "deepedit" else None, 5: 0.88}.get(k)
+            results.append(rep.result(f"dice_at_{k}", dice_curve[k], "dice", "higher", target))
+    for k in (0, 5):
+        if k <= clicks:
+            results.append(rep.result(f"dice_union_at_{k}", union_curve[k], "dice", "higher"))
+    for threshold in (85, 90):
+        nocs = [_noc(r["dice"], threshold / 100, clicks) for r in rows]
+        results.append(rep.result(f"noc_{threshold}", float(np.mean(nocs)), "clicks", "lower"))
+    if args.plot:
+        _plot(rows, dice_curve, card.name, args.plot)
+    params = {"model": card.name, "method": card.method, "data": str(folder), "split": args.split,
+              "cases": len(rows), "clicks": clicks, "quick": bool(args.quick),
+              "dice": "mean over labels per case, then over cases", "noc_cap": clicks}
+    return rep.report("robot", params, results, cases=rows, curve=[round(d, 4) for d in dice_curve])
+
+
+def _plot(rows: list[dict], curve: np.ndarray, name: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for r in rows:
+        ax.plot(r["dice"], color="#9e9e9e", alpha=0.25, linewidth=0.8)
+    ax.plot(curve, color="#1565c0", linewidth=2.5, marker="o", label=f"mean of {len(rows)} cases")
+    ax.axhline(0.9, color="#c62828", linestyle="--", linewidth=1, label="Dice 0.90")
+    ax.set_xlabel("robot clicks")
+    ax.set_ylabel("Dice (mean over labels)")
+    ax.set_title(f"Robot user: {name}")
+    ax.set_ylim(max(0.0, float(np.min([min(r["dice"]) for r in rows])) - 0.05), 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def check_args(args) -> None:
+    if args.clicks is not None and args.clicks < 1:
+        raise InputError("--clicks must be at least 1")

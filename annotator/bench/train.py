@@ -1,0 +1,82 @@
+"""`annotator bench train`: training throughput and how soon validation Dice reaches 0.8.
+
+Runs a training job (default: the starter DeepEdit recipe on the hippocampus train
+split; ``--quick``: a few iterations) through the same child process as ``annotator
+train``, or summarises the event log of an earlier run (``--run FOLDER``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from annotator.bench import report as rep
+from annotator.errors import InputError
+from annotator.samples import data_root
+from annotator.training.config import TrainConfig
+from annotator.training.events import read_log
+from annotator.training.runner import TrainingProcess
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", help="summarise this run folder's events.jsonl instead of training")
+    parser.add_argument("--method", default="deepedit", choices=["deepedit", "deepgrow3d", "deepgrow2d"])
+    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus train split)")
+    parser.add_argument("--minutes", type=float, default=None, help="training time limit (default 30, quick 0.5)")
+
+
+def starter_config(method: str, data: Path, out: Path, **overrides) -> TrainConfig:
+    """The recipe of the bundled starter models (hippocampus MR, 1 mm grid, 48x64x48 crops)."""
+    settings = dict(method=method, data=[str(data)], split="train", name=f"{method}-hippocampus-mr",
+                    modality="MR", epochs=80, max_minutes=29, batch_size=4, patch=[48, 64, 48], val_every=4,
+                    out=str(out), activate=False, licence="CC-BY-SA 4.0",
+                    source="Medical Segmentation Decathlon, Task04 Hippocampus, Vanderbilt University Medical Center")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def summarise(events: list[dict]) -> tuple[list[dict], dict]:
+    start = next((e for e in events if e["event"] == "start"), None)
+    progress = [e for e in events if e["event"] == "progress"]
+    vals = [e for e in events if e["event"] == "validation"]
+    if start is None or not progress:
+        raise InputError("the run has no training progress to summarise")
+    last = progress[-1]
+    trained = last["iteration"] - start.get("start_iteration", 0)
+    reached = next((v["elapsed_s"] / 60 for v in vals if v["dice"] >= 0.8), float("nan"))
+    results = [rep.result("iterations_per_s", trained / max(last["elapsed_s"], 1e-6), "it/s", "higher"),
+               rep.result("minutes_to_val_dice_0_8", reached, "min", "lower", 30.0),
+               rep.result("final_val_dice", max((v["dice"] for v in vals), default=float("nan")), "dice", "higher")]
+    info = {"method": start["method"], "train_cases": start["train_cases"], "val_cases": start["val_cases"],
+            "iterations": last["iteration"], "minutes": round(last["elapsed_s"] / 60, 2), "device": start["device"],
+            "parameters": start["parameters"], "validation": [{"epoch": v["epoch"], "minutes": round(v["elapsed_s"] / 60, 2),
+                                                              "dice": v["dice"]} for v in vals]}
+    return results, info
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.run:
+        events = read_log(Path(args.run) / "events.jsonl")
+        if not events:
+            raise InputError(f"{args.run}: no events.jsonl with training events")
+        results, info = summarise(events)
+        return rep.report("train", {"run": args.run, **info}, results)
+    data = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
+    minutes = args.minutes or (0.5 if args.quick else 30)
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = {"max_minutes": minutes, "name": f"bench-{args.method}", "install": False}
+        if args.quick:
+            overrides.update(epochs=1, max_iterations=6, batch_size=2, patch=[32, 32, 32], split="test")
+        job = TrainingProcess(starter_config(args.method, data, Path(tmp) / "run", **overrides))
+        job.start()
+        job.wait()
+        job.poll()
+        error = next((e for e in job.events if e["event"] == "error"), None)
+        if error:
+            raise InputError(f"training failed: {error['message']}")
+        results, info = summarise(job.events)
+    return rep.report("train", {"data": str(data), "quick": bool(args.quick), "minutes_limit": minutes, **info},
+                      results)

@@ -1,0 +1,299 @@
+"""The Training dock: fine-tune DeepEdit/DeepGrow on the accepted labels, in a child process.
+
+Start/stop, a progress bar with ETA, a live plot of loss and validation Dice, a log, the
+"use the new model when done" switch, and the past runs with their metrics (any of
+which can be chosen as the model in use).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
+    QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from annotator.models.registry import ModelRegistry
+from annotator.napari.workspace import workspace_for
+from annotator.training.config import TrainConfig, runs_dir
+from annotator.training.runner import TrainingProcess, past_runs
+
+POLL_MS = 200
+
+
+class LossPlot(FigureCanvasQTAgg):
+    """Training loss (left axis) and validation Dice (right axis) against iterations."""
+
+    def __init__(self):
+        figure = Figure(figsize=(3.2, 1.9), dpi=100, facecolor="#262930", layout="constrained")
+        super().__init__(figure)
+        self.loss_axes = figure.add_subplot()
+        self.dice_axes = self.loss_axes.twinx()
+        self.clear()
+
+    def clear(self) -> None:
+        self.loss, self.dice = ([], []), ([], [])
+        self.redraw()
+
+    def add(self, event: dict) -> None:
+        series = self.loss if event["event"] == "progress" else self.dice
+        series[0].append(event["iteration"])
+        series[1].append(event["loss"] if event["event"] == "progress" else event["dice"])
+
+    def redraw(self) -> None:
+        for axes in (self.loss_axes, self.dice_axes):
+            axes.clear()
+            axes.set_facecolor("#262930")
+            axes.tick_params(colors="#d0d0d0", labelsize=7)
+        self.loss_axes.plot(*self.loss, color="#4fc3f7", linewidth=1)
+        self.dice_axes.plot(*self.dice, color="#ffb74d", marker="o", markersize=3, linewidth=1)
+        self.loss_axes.set_xlabel("iteration", color="#d0d0d0", fontsize=7)
+        self.loss_axes.set_ylabel("loss", color="#4fc3f7", fontsize=8)
+        self.dice_axes.set_ylabel("validation Dice", color="#ffb74d", fontsize=8)
+        self.dice_axes.set_ylim(0, 1)
+        self.draw_idle()
+
+
+class TrainingDock(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.ws = workspace_for(napari_viewer)
+        self.job: TrainingProcess | None = None
+        self.registry = ModelRegistry()
+        self.setObjectName("AnnotatorTraining")
+
+        self.method = QComboBox()
+        for method, text in (("deepedit", "DeepEdit (automatic + clicks)"), ("deepgrow3d", "DeepGrow 3D"),
+                             ("deepgrow2d", "DeepGrow 2D")):
+            self.method.addItem(text, method)
+        self.data = QLabel()
+        self.data.setWordWrap(True)
+        self.choose_data = QPushButton("Folder...")
+        self.choose_data.setToolTip("Train on the accepted labels of another folder")
+        self.choose_data.clicked.connect(self._choose_folder)
+        self.folder: Path | None = None
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(20)
+        self.init = QComboBox()
+        self.init.addItem("fine-tune the model in use", "active")
+        self.init.addItem("start from scratch", "scratch")
+        self.use_when_done = QCheckBox("Use the new model when done")
+        self.use_when_done.setChecked(True)
+        self.start_button = QPushButton("Start training")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stops after the current iteration and keeps the last checkpoint")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setFormat("idle")
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.plot = LossPlot()
+        self.plot.setMinimumHeight(170)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(500)
+        self.log.setMaximumHeight(90)
+        self.runs = QTableWidget(0, 4)
+        self.runs.setHorizontalHeaderLabels(["run", "method", "state", "best Dice"])
+        self.runs.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.runs.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.runs.verticalHeader().hide()
+        self.runs.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.runs.setMaximumHeight(120)
+        self.use_selected = QPushButton("Use selected model")
+        self.use_selected.clicked.connect(self.use_selected_run)
+
+        form = QFormLayout()
+        form.addRow("Method", self.method)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data, 1)
+        data_row.addWidget(self.choose_data)
+        form.addRow("Labels", data_row)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Start from", self.init)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.use_when_done)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.log)
+        layout.addWidget(QLabel("Past runs"))
+        layout.addWidget(self.runs)
+        layout.addWidget(self.use_selected)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.poll)
+        self.ws.datastore_changed.connect(self._show_data)
+        self._show_data()
+        self.refresh_runs()
+
+    # ---- data ---------------------------------------------------------------------------
+
+    def data_folder(self) -> Path | None:
+        if self.folder:
+            return self.folder
+        return self.ws.datastore.folder if self.ws.datastore else None
+
+    def _show_data(self) -> None:
+        folder = self.data_folder()
+        if folder is None:
+            self.data.setText("no folder open")
+            return
+        count = ""
+        if self.ws.datastore and folder == self.ws.datastore.folder:
+            labelled = sum(1 for r in self.ws.datastore.records() if r.status.value == "labeled")
+            count = f" ({labelled} labelled)"
+        self.data.setText(f"{folder.name}{count}")
+        self.data.setToolTip(str(folder))
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder with labelled images")
+        if folder:
+            self.folder = Path(folder)
+            self._show_data()
+
+    # ---- running --------------------------------------------------------------------------
+
+    def config(self) -> TrainConfig:
+        """A run on the chosen folder; fine-tuning keeps the base model's grid, intensities and crop."""
+        method = self.method.currentData()
+        settings = {"modality": "unknown", "target_spacing": [1.0, 1.0, 1.0]}
+        if self.ws.volume is not None:
+            settings = {"modality": self.ws.volume.modality, "target_spacing": list(self.ws.volume.array_spacing)}
+        base = self.registry.preferred(method) if self.init.currentData() == "active" else None
+        if base is not None:
+            card = base.card
+            settings = {"modality": card.modality, "target_spacing": list(card.target_spacing),
+                        "intensity": dict(card.intensity),
+                        "patch": list(card.roi_size) if card.spatial_dims == 3 else [1, *card.roi_size[-2:]]}
+        return TrainConfig(method=method, data=[str(self.data_folder())], epochs=self.epochs.value(),
+                           init=self.init.currentData(), activate=self.use_when_done.isChecked(), **settings)
+
+    def start(self, config: TrainConfig | None = None) -> None:
+        if self.job is not None and self.job.running:
+            return
+        if config is None:
+            if self.data_folder() is None:
+                self._say("Open a folder with accepted labels first.", error=True)
+                return
+            config = self.config()
+        self.job = TrainingProcess(config)
+        self.plot.clear()
+        self.log.clear()
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("starting...")
+        self._say(f"Training {config.method} in a separate process...")
+        try:
+            self.job.start()
+        except OSError as exc:
+            self._say(f"Could not start training: {exc}", error=True)
+            self._finished()
+            return
+        self.start_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.timer.start()
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.stop_button.setEnabled(False)
+            self._say("Stopping after the current iteration...")
+
+    def poll(self) -> None:
+        if self.job is None:
+            return
+        events = self.job.poll()
+        plotted = False
+        for event in events:
+            kind = event["event"]
+            if kind == "start":
+                self.progress.setRange(0, event["iterations"])
+                self.progress.setValue(event["start_iteration"])
+                self._log(f"{event['train_cases']} training / {event['val_cases']} validation images, "
+                          f"{event['iterations']} iterations on {event['device']}")
+            elif kind == "progress":
+                self.progress.setRange(0, event["iterations"])
+                self.progress.setValue(event["iteration"])
+                minutes, seconds = divmod(int(event["eta_s"]), 60)
+                self.progress.setFormat(f"epoch {event['epoch']}/{event['epochs']}  %p%  ETA {minutes}:{seconds:02d}")
+                self.plot.add(event)
+                plotted = True
+            elif kind == "validation":
+                self.plot.add(event)
+                plotted = True
+                self._log(f"epoch {event['epoch']}: validation Dice {event['dice']:.3f} (best {event['best_dice']:.3f})")
+            elif kind == "message":
+                self._log(event["text"])
+            elif kind == "done":
+                used = " It is now used for clicks." if event.get("activated") else ""
+                self._say(f"Done: best validation Dice {event['best_dice']:.3f}, model '{event['model']}'.{used}")
+            elif kind == "cancelled":
+                self._say(f"Stopped at iteration {event['iteration']}; the model in use is unchanged.")
+            elif kind == "error":
+                self._say(f"Training failed: {event['message']}", error=True)
+            elif kind == "exit":
+                self._finished()
+        if plotted:
+            self.plot.redraw()
+
+    def _finished(self) -> None:
+        self.timer.stop()
+        self.start_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self.progress.setFormat(self.job.outcome() if self.job else "idle")
+        self.refresh_runs()
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(f"<span style='color:#ff6b6b'>{text}</span>" if error else text)
+        self._log(text)
+
+    def _log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    # ---- past runs ------------------------------------------------------------------------
+
+    def refresh_runs(self) -> None:
+        rows = past_runs(runs_dir())
+        self.runs.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            dice = "" if row["best_dice"] is None else f"{row['best_dice']:.3f}"
+            for j, text in enumerate([row["name"], row["method"], row["state"], dice]):
+                item = QTableWidgetItem(text)
+                item.setToolTip(row["message"] or row["folder"])
+                self.runs.setItem(i, j, item)
+
+    def use_selected_run(self) -> None:
+        selected = self.runs.selectionModel().selectedRows()
+        if not selected:
+            self._say("Select a finished run first.")
+            return
+        name = self.runs.item(selected[0].row(), 0).text()
+        try:
+            card = self.registry.choose(name)
+        except Exception as exc:  # a missing or damaged model: say so, keep the current one
+            self._say(f"Cannot use '{name}': {exc}", error=True)
+            return
+        self._say(f"'{card.name}' is now used for {card.method} clicks.")
+
+    def closeEvent(self, event) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+        super().closeEvent(event)

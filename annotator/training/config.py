@@ -1,0 +1,84 @@
+"""What a training job does: a JSON file the child process reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from annotator.errors import InputError
+from annotator.models.card import METHODS
+
+
+def runs_dir() -> Path:
+    """Where training runs keep their checkpoints and event logs."""
+    return Path(user_data_dir("annotator")) / "runs"
+
+
+@dataclass
+class TrainConfig:
+    """A training run. ``data``: datastore or dataset folders whose labelled images are used."""
+
+    method: str
+    data: list[str]
+    name: str = ""
+    split: str = "all"  # which cases of a dataset folder with split.json ("train" for the starter models)
+    labels: dict[str, int] = field(default_factory=dict)  # name -> value in the label files; empty: from the data
+    epochs: int = 50
+    max_iterations: int = 0  # 0: epochs decide
+    max_minutes: float = 0.0  # 0: no time limit
+    batch_size: int = 4
+    patch: list[int] = field(default_factory=lambda: [96, 96, 96])  # training crop on the model grid (z, y, x)
+    target_spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    intensity: dict = field(default_factory=lambda: {"kind": "percentile", "low": 0.5, "high": 99.5})
+    modality: str = "unknown"
+    variant: str = "small"  # network size, see annotator.models.networks.VARIANTS
+    init: str = "scratch"  # "scratch", "active" (fine-tune the chosen model) or a model name
+    resume: str = ""  # a run folder to continue
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.2
+    val_every: int = 1  # epochs
+    max_click_iterations: int = 3  # simulated correction clicks per training sample
+    seed: int = 0
+    install: bool = True  # copy the best model into the user models folder when the run finishes
+    activate: bool = True  # and make it the one its method uses
+    out: str = ""  # run folder; default runs_dir()/name
+    licence: str = ""
+    source: str = ""
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"unknown method '{self.method}' (known: {', '.join(METHODS)})")
+        if not self.data:
+            raise InputError("no data folders given")
+        if not self.name:
+            self.name = f"{self.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else runs_dir() / self.name
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from annotator.io.atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        try:
+            raw = json.loads(Path(path).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read the training config ({exc})") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**raw)

@@ -1,0 +1,83 @@
+"""Training data: labelled cases prepared on the model grid, a seeded split, MONAI pipelines.
+
+Each case is read once (:mod:`annotator.io`), brought to the model grid with the same
+preprocessing as inference (:mod:`annotator.engine.prepare`) and cached; the random
+part (crops, intensity jitter) is a composed MONAI dictionary transform.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from monai import transforms as mt
+from monai.data import CacheDataset
+
+from annotator.datastore.cases import Case, label_names, labelled_cases
+from annotator.engine.prepare import prepare_image, prepare_label
+from annotator.errors import InputError
+from annotator.io.read import read_label, read_volume
+from annotator.models.card import ModelCard
+from annotator.training.config import TrainConfig
+
+
+def gather(config: TrainConfig) -> list[Case]:
+    cases = [c for folder in config.data for c in labelled_cases(folder, config.split)]
+    if len(cases) < 2:
+        raise InputError(f"training needs at least 2 labelled images; found {len(cases)} in {', '.join(config.data)}")
+    return cases
+
+
+def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
+    """Seeded train/validation split (the same cases for the same seed, whatever the order given)."""
+    ordered = sorted(cases, key=lambda c: (c.id, str(c.image)))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n_val = min(len(ordered) - 1, max(1, int(round(len(ordered) * val_fraction))))
+    return [ordered[i] for i in sorted(order[n_val:])], [ordered[i] for i in sorted(order[:n_val])]
+
+
+def label_map(config: TrainConfig) -> dict[str, int]:
+    """Label name -> value in the label files: the config's, the dataset's labels.json, or 1..N found."""
+    if config.labels:
+        return dict(config.labels)
+    for folder in config.data:
+        names = label_names(folder)
+        if names:
+            return names
+    return {}
+
+
+class Prepare(mt.MapTransform):
+    """Read a case and bring image and label to the model grid; labels become classes 0..N."""
+
+    def __init__(self, card: ModelCard, values: list[int]):
+        super().__init__(["image", "label"])
+        self.card = card
+        self.lut = np.zeros(256, np.uint8)
+        for cls, v in enumerate(values, start=1):
+            self.lut[v] = cls
+
+    def __call__(self, item: dict) -> dict:
+        volume = read_volume(item["image"])
+        label = read_label(item["label"], volume)
+        spacing = volume.array_spacing
+        image = prepare_image(volume.array, spacing, self.card).numpy()
+        classes = self.lut[np.clip(prepare_label(label, spacing, self.card), 0, 255)]
+        return {**item, "image": image[None], "label": classes[None]}
+
+
+def random_transforms(patch: list[int]) -> mt.Compose:
+    """Pad to a little more than the patch, crop around foreground or background (so the
+    image is not always in the same place in the patch), jitter intensity."""
+    keys = ["image", "label"]
+    return mt.Compose([
+        mt.SpatialPadd(keys, spatial_size=[p + 8 if p > 1 else 1 for p in patch]),
+        mt.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=3, neg=1, num_samples=1),
+        mt.RandScaleIntensityd("image", factors=0.1, prob=0.5),
+        mt.RandShiftIntensityd("image", offsets=0.05, prob=0.5),
+    ])
+
+
+def dataset(cases: list[Case], card: ModelCard, values: list[int], patch: list[int] | None) -> CacheDataset:
+    """Cases prepared once and cached; with ``patch``, random crops of it on every read."""
+    steps = [Prepare(card, values)] + ([random_transforms(patch)] if patch else [])
+    items = [{"image": str(c.image), "label": str(c.label), "id": c.id} for c in cases]
+    return CacheDataset(items, mt.Compose(steps), cache_rate=1.0, num_workers=0, progress=False)

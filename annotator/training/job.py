@@ -1,0 +1,341 @@
+"""One training run, as the child process executes it.
+
+Seeded split, cached data, Dice + cross-entropy, simulated clicks, validation every
+``val_every`` epochs. The best checkpoint (by validation Dice) and the last one are
+written atomically in the run folder; when the run finishes the best one is installed
+in the user models folder and, with ``activate``, chosen for its method. Anything that
+goes wrong before that leaves the previously chosen model untouched.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same job trains with DistributedDataParallel:
+gloo on CPUs, NCCL on GPUs; rank 0 validates, writes checkpoints and reports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from monai.data import DataLoader
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+
+import annotator
+from annotator.engine.device import choose_device
+from annotator.engine.guidance import centre_of, guidance
+from annotator.engine.metrics import dice
+from annotator.engine.session import forward
+from annotator.errors import AnnotatorError, ModelError
+from annotator.models.card import ModelCard
+from annotator.models.checkpoint import load_checkpoint, save_checkpoint
+from annotator.models.networks import architecture, build_network
+from annotator.models.registry import ModelRegistry, user_dir
+from annotator.training.config import TrainConfig
+from annotator.training.data import dataset, gather, label_map, split_cases
+from annotator.training.events import EventWriter
+from annotator.training.simulate import channel_of, next_click, simulate_guidance
+
+
+class Stop:
+    """Set by SIGTERM/SIGINT or a ``stop`` file in the run folder: finish the iteration, keep the checkpoint."""
+
+    def __init__(self, run_dir: Path):
+        self.file = run_dir / "stop"
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, *_):
+        self.requested = True
+
+    def __bool__(self) -> bool:
+        return self.requested or self.file.exists()
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(rank: int) -> torch.device:
+    device = choose_device()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) -> ModelCard:
+    if config.method == "deepedit":
+        names = {name: cls for cls, name in enumerate(sorted(labels, key=labels.get), start=1)}
+    else:
+        names = {"structure": 1}
+    patch = list(config.patch)
+    if config.method == "deepgrow2d":
+        patch = [1, *patch[-2:]]
+    return ModelCard(
+        name=config.name, method=config.method,
+        architecture=architecture(config.method, len(names), config.variant), labels=names,
+        modality=config.modality, target_spacing=list(config.target_spacing), intensity=dict(config.intensity),
+        roi_size=patch, version=annotator.__version__,
+        training={"data": [Path(d).name for d in config.data], "split": config.split, "cases": cases,
+                  "source": config.source, "licence": config.licence, "label_values": labels,
+                  "method": "Dice + CE, CE around clicks, Adam, simulated clicks", "seed": config.seed})
+
+
+def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCard, emit) -> None:
+    if config.init == "scratch":
+        return
+    registry = ModelRegistry()
+    entry = registry.preferred(config.method) if config.init == "active" else registry.entry(config.init)
+    if entry is None:
+        emit("message", text=f"no {config.method} model to fine-tune: training from scratch")
+        return
+    if entry.card.architecture != card.architecture:
+        emit("message", text=f"{entry.card.name} has another network or label count: training from scratch")
+        return
+    base, _ = load_checkpoint(entry.sidecar)
+    model.load_state_dict(base.state_dict())
+    card.training["fine_tuned_from"] = entry.card.name
+    emit("message", text=f"fine-tuning {entry.card.name}")
+
+
+def _targets(labels: torch.Tensor, method: str, rng: np.random.Generator) -> np.ndarray:
+    """Classes per sample; DeepGrow learns one structure at a time (a random label present)."""
+    truth = labels[:, 0].cpu().numpy().astype(np.int64)
+    if method == "deepedit":
+        return truth
+    out = np.zeros_like(truth)
+    for i, t in enumerate(truth):
+        present = [c for c in np.unique(t) if c > 0]
+        if present:
+            out[i] = t == rng.choice(present)
+    return out
+
+
+def click_loss(out: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy around the clicks (weighted by their guidance): an answer that
+    ignores a click costs more than one elsewhere."""
+    weight = maps.amax(dim=1)
+    if float(weight.sum()) == 0:
+        return out.new_zeros(())
+    ce = torch.nn.functional.cross_entropy(out, target, reduction="none")
+    return (ce * weight).sum() / weight.sum()
+
+
+def _predict(model: torch.nn.Module, x: torch.Tensor, patch) -> torch.Tensor:
+    """Classes of ``x`` (N, C, *S): one forward when it fits the patch, else a sliding window."""
+    if all(s <= p for s, p in zip(x.shape[2:], patch)):
+        return forward(model, x).argmax(dim=1)
+    roi = [int(math.ceil(p / 16) * 16) for p in patch]
+    return sliding_window_inference(x, roi, 1, lambda t: forward(model, t), overlap=0.25).argmax(dim=1)
+
+
+def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int = 3) -> float:
+    """Mean validation Dice: DeepEdit automatic (mean over labels); DeepGrow after a click at
+    each structure's centre and ``clicks - 1`` robot corrections."""
+    model.eval()
+    scores = []
+    channels = len(card.guidance)
+    spatial = card.spatial_dims
+    with torch.no_grad():
+        for item in data:
+            image = torch.as_tensor(item["image"], device=device)[None]  # (1, 1, z, y, x)
+            truth = np.asarray(item["label"])[0].astype(np.int64)
+            if card.method == "deepedit":
+                x = torch.cat([image, torch.zeros((1, channels, *image.shape[2:]), device=device)], dim=1)
+                pred = _predict(model, x, card.roi_size)[0].cpu().numpy()
+                scores.append(np.mean([dice(pred == c, truth == c) for c in range(1, card.classes)]))
+                continue
+            for cls in (c for c in np.unique(truth) if c > 0):
+                target = (truth == cls).astype(np.int64)
+                img = image
+                if spatial == 2:
+                    z = int(np.argmax(target.sum(axis=(1, 2))))
+                    target, img = target[z], image[:, :, z]
+                points = {0: [centre_of(target > 0)]}
+                for k in range(clicks):
+                    x = torch.cat([img, guidance(target.shape, points, channels, device)[None]], dim=1)
+                    pred = _predict(model, x, card.roi_size[-spatial:])[0].cpu().numpy()
+                    found = next_click(pred, target) if k < clicks - 1 else None
+                    if found is None:
+                        break
+                    points.setdefault(channel_of(found[0], card.method), []).append(found[1])
+                scores.append(dice(pred, target))
+    model.train()
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def run(config: TrainConfig, emit: EventWriter) -> int:
+    """Train; returns the process exit status (0 done or cancelled, 2 bad input, 1 failure)."""
+    rank, world = _distributed()
+    run_dir = config.run_dir
+    stop = Stop(run_dir)
+    if rank != 0:
+        emit = lambda *a, **k: None  # noqa: E731 - only rank 0 reports
+    try:
+        return _train(config, emit, stop, rank, world)
+    except AnnotatorError as exc:
+        emit("error", message=str(exc))
+        return 2
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        emit("error", message=f"out of memory ({exc}); try a smaller batch or patch")
+        return 1
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
+    run_dir = config.run_dir
+    device = _device(rank)
+    torch.manual_seed(config.seed + rank)
+    rng = np.random.default_rng(config.seed + 1000 * rank)
+    labels = label_map(config)
+    cases = gather(config)
+    values = sorted(labels.values()) if labels else None
+    if not labels:  # 1..N from the first label file
+        from annotator.io.read import read_label, read_volume
+
+        found = np.unique(read_label(cases[0].label, read_volume(cases[0].image)))
+        labels = {f"label_{int(v)}": int(v) for v in found if v > 0}
+        values = sorted(labels.values())
+    train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
+    card = build_card(config, labels, [c.id for c in train_cases])
+    card.training["validation_cases"] = [c.id for c in val_cases]
+    model = build_network(card.architecture).to(device)
+
+    start_iteration, start_epoch, best = 0, 0, -1.0
+    last = run_dir / "last.json"
+    if config.resume:
+        resumed = Path(config.resume) / "last.json"
+        if not resumed.exists():
+            raise ModelError(f"{config.resume}: no checkpoint to resume from (last.json)")
+        base, base_card = load_checkpoint(resumed)
+        if base_card.architecture != card.architecture:
+            raise ModelError(f"{resumed}: another network than this config trains")
+        model.load_state_dict(base.state_dict())
+        start_iteration = int(base_card.training.get("iteration", 0))
+        start_epoch = int(base_card.training.get("epoch", 0))
+        best = float(base_card.training.get("best_dice", -1.0))
+        emit("message", text=f"resuming at iteration {start_iteration}")
+    else:
+        _initial_weights(model, config, card, emit)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.json")
+
+    patch = card.roi_size if config.method == "deepgrow2d" else list(config.patch)
+    train_ds = dataset(train_cases, card, values, patch)
+    val_ds = dataset(val_cases, card, values, None) if rank == 0 else []
+    sampler = None
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=0, generator=generator, drop_last=len(train_ds) > config.batch_size)
+    per_epoch = max(1, len(loader))
+    total = config.max_iterations or config.epochs * per_epoch
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    emit("start", method=config.method, run=str(run_dir), train_cases=len(train_cases), val_cases=len(val_cases),
+         iterations=total, start_iteration=start_iteration, per_epoch=per_epoch, device=str(device), world=world,
+         parameters=sum(p.numel() for p in model.parameters()))
+
+    def save(path: Path, **state) -> None:
+        card.training.update(state)
+        save_checkpoint(model, replace(card, training=dict(card.training)), path)
+
+    iteration, epoch = start_iteration, start_epoch
+    started, deadline = time.monotonic(), (time.monotonic() + config.max_minutes * 60) if config.max_minutes else None
+    rate, last_report, cancelled = None, 0.0, False
+    model.train()
+    predict = lambda x: forward(model, x).argmax(dim=1)  # noqa: E731
+    while iteration < total and not cancelled:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        for batch in loader:
+            tick = time.monotonic()
+            images = batch["image"].to(device)
+            truth = _targets(batch["label"], config.method, rng)
+            if config.method == "deepgrow2d":
+                images, truth = images[:, :, 0], truth[:, 0]
+            model.eval()
+            maps = simulate_guidance(predict, images, truth, config.method, len(card.guidance), rng,
+                                     config.max_click_iterations)
+            model.train()
+            out = forward(net, torch.cat([images, maps], dim=1))
+            target = torch.as_tensor(truth, device=device)
+            loss = loss_fn(out, target[:, None]) + click_loss(out, target, maps)
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * (1 - iteration / total) ** 0.9
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            iteration += 1
+            step = time.monotonic() - tick
+            rate = 1 / step if rate is None else 0.9 * rate + 0.1 / step
+            if time.monotonic() - last_report > 0.5 or iteration == total:
+                last_report = time.monotonic()
+                emit("progress", epoch=epoch + 1, epochs=math.ceil(total / per_epoch), iteration=iteration,
+                     iterations=total, loss=round(loss.item(), 5), it_per_s=round(rate, 3),
+                     eta_s=round((total - iteration) / rate, 1), elapsed_s=round(time.monotonic() - started, 1))
+            # every rank must leave at the same iteration: agree on stop and time limit
+            flags = torch.tensor([float(bool(stop)), float(bool(deadline and time.monotonic() > deadline))],
+                                 device=device)
+            if world > 1:
+                dist.all_reduce(flags)
+            if flags[0].item() > 0:
+                cancelled = True
+                break
+            if iteration >= total or flags[1].item() > 0:
+                total = iteration
+                break
+        epoch += 1
+        if rank == 0 and not cancelled and (epoch % config.val_every == 0 or iteration >= total):
+            score = validate(model, val_ds, card, device)
+            if score > best:
+                best = score
+                card.metrics = {"val_dice": round(score, 4), "val_dice_kind": _dice_kind(config.method)}
+                save(run_dir / "best.json", iteration=iteration, epoch=epoch, best_dice=best)
+            emit("validation", epoch=epoch, iteration=iteration, dice=round(score, 4), best_dice=round(best, 4),
+                 elapsed_s=round(time.monotonic() - started, 1))
+        if rank == 0:
+            save(last, iteration=iteration, epoch=epoch, best_dice=best)
+    if rank != 0:
+        return 0
+    if cancelled:
+        emit("cancelled", iteration=iteration, checkpoint=str(last))
+        return 0
+    installed = _install(run_dir / "best.json", config) if config.install else run_dir / "best.json"
+    emit("done", iteration=iteration, best_dice=round(best, 4), model=config.name, sidecar=str(installed),
+         activated=config.install and config.activate, elapsed_s=round(time.monotonic() - started, 1))
+    return 0
+
+
+def _dice_kind(method: str) -> str:
+    return "automatic, mean over labels" if method == "deepedit" else "3 robot clicks per structure"
+
+
+def _install(best: Path, config: TrainConfig) -> Path:
+    """Copy the best checkpoint into the user models folder; choose it when asked."""
+    model, card = load_checkpoint(best)
+    target = save_checkpoint(model, card, user_dir() / f"{config.name}.json")
+    if config.activate:
+        ModelRegistry().choose(config.name)
+    return target

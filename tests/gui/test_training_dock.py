@@ -1,0 +1,82 @@
+"""The Training dock: start a tiny run, watch its progress, stop it; the app stays responsive."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from qtpy.QtCore import QTimer
+
+from annotator.training.config import TrainConfig
+from paths import HIPPO
+
+CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+
+
+def _dataset(folder):
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+        for case in CASES:
+            shutil.copy(HIPPO / sub / f"{case}.nii.gz", folder / sub)
+    return folder
+
+
+def test_start_progress_cancel_and_stay_responsive(make_napari_viewer, qtbot, tmp_path):
+    from annotator.napari.training_dock import TrainingDock
+
+    viewer = make_napari_viewer()
+    dock = TrainingDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Training", area="right")
+    assert dock.data.text() == "no folder open"
+    dock.start_button.click()  # nothing to train on yet: says so, starts nothing
+    assert dock.job is None and "Open a folder" in dock.status.text()
+
+    data = _dataset(tmp_path / "data")
+    config = TrainConfig(method="deepedit", data=[str(data)], name="gui-run", max_iterations=100_000,
+                         batch_size=2, patch=[32, 32, 32], out=str(tmp_path / "run"), val_fraction=0.25)
+    ticks = []
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: ticks.append(time.monotonic()))
+    heartbeat.start(20)
+    dock.start(config)
+    assert not dock.start_button.isEnabled() and dock.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: dock.progress.value() >= 3, timeout=120_000)
+    assert "ETA" in dock.progress.format() and "epoch" in dock.progress.format()
+    assert len(dock.plot.loss[0]) >= 1  # the loss curve is being drawn
+    assert "training" in dock.log.toPlainText()
+
+    dock.stop_button.click()
+    asked = time.monotonic()
+    qtbot.waitUntil(lambda: dock.start_button.isEnabled(), timeout=10_000)
+    print(f"\nstopped {time.monotonic() - asked:.2f} s after Stop")
+    heartbeat.stop()
+    assert dock.job.outcome() == "cancelled"
+    assert "Stopped at iteration" in dock.status.text()
+    assert dock.progress.format() == "cancelled"
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    print(f"longest gap of a 20 ms timer while training ran: {max(gaps) * 1000:.0f} ms")
+    assert max(gaps) < 0.5, "the event loop stalled while training ran in its child process"
+    assert (tmp_path / "run" / "last.json").exists()
+
+
+def test_past_runs_and_choosing_a_model(make_napari_viewer, qtbot, tmp_path):
+    from annotator.models.registry import ModelRegistry
+    from annotator.napari.training_dock import TrainingDock
+    from annotator.training.config import runs_dir
+
+    viewer = make_napari_viewer()
+    dock = TrainingDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Training", area="right")
+    data = _dataset(tmp_path / "data")
+    config = TrainConfig(method="deepgrow3d", data=[str(data)], name="finished-run", max_iterations=3,
+                         batch_size=2, patch=[32, 32, 32], out=str(runs_dir() / "finished-run"), activate=False,
+                         val_fraction=0.25)
+    dock.start(config)
+    qtbot.waitUntil(lambda: dock.start_button.isEnabled(), timeout=180_000)
+    assert "Done: best validation Dice" in dock.status.text(), dock.log.toPlainText()
+    assert dock.runs.rowCount() == 1 and dock.runs.item(0, 2).text() == "done"
+    assert ModelRegistry().chosen() == {}
+    dock.runs.selectRow(0)
+    dock.use_selected.click()
+    assert ModelRegistry().chosen() == {"deepgrow3d": "finished-run"}
+    assert "now used for deepgrow3d clicks" in dock.status.text()

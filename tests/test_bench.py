@@ -1,0 +1,82 @@
+"""Benchmarks run end to end in their quick form; the reference pipeline puts clicks where they were made."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from annotator.bench import reference
+from annotator.io.phantom import ct_phantom
+from annotator.io.read import read_volume
+
+
+def bench(tmp_path, *args) -> dict:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "annotator", "bench", *args, "--json", str(out),
+                           "--md", str(tmp_path / "bench.md")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "bench.md").read_text().startswith("### annotator bench")
+    return json.loads(out.read_text())
+
+
+def values(report: dict) -> dict:
+    return {r["name"]: r["value"] for r in report["results"]}
+
+
+class ForegroundEcho(torch.nn.Module):
+    """Logit > 0 where the foreground guidance signal is above one half."""
+
+    def forward(self, x):
+        return (x[:, 1:2] - 0.5) * 20
+
+
+def test_reference_deepgrow_click_comes_back_where_it_was_made(tmp_path):
+    volume, _ = ct_phantom((30, 80, 70), (2.5, 0.7, 0.9))
+    path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(path))
+    click_zyx = (15, 30, 40)
+    reference.deepgrow3d_click(path, [list(reversed(click_zyx))], [[5, 5, 5]], ForegroundEcho(),
+                               tmp_path / "out.nii.gz", size=(32, 48, 48))
+    label = read_volume(tmp_path / "out.nii.gz").array
+    assert label.shape == volume.shape
+    assert label[click_zyx] == 1
+    centre = np.argwhere(label > 0).mean(axis=0)
+    assert np.all(np.abs(centre - click_zyx) <= np.array([1.0, 2.0, 2.0])), centre
+
+
+def test_bench_click_quick(tmp_path):
+    report = bench(tmp_path, "click", "--quick")
+    found = values(report)
+    for method in ("deepgrow3d", "deepedit"):
+        for name in ("click_median_s", "click_p95_s", "forward_median_s", "click_over_forward",
+                     "reference_pipeline_median_s", "speedup_vs_reference", "first_click_s"):
+            assert found[f"{method}_{name}"] > 0, name
+    assert 0 < found["peak_rss_gb"] < 24
+    variants = {(v["method"], v["variant"]): v["parameters"] for v in report["variants"]}
+    assert variants[("deepgrow3d", "sample-app")] > 5 * variants[("deepgrow3d", "small")]
+
+
+def test_bench_train_quick(tmp_path):
+    report = bench(tmp_path, "train", "--quick")
+    found = values(report)
+    assert found["iterations_per_s"] > 0 and 0 <= found["final_val_dice"] <= 1
+    assert report["params"]["iterations"] == 6
+
+
+def test_bench_robot_quick_with_the_starter_model(tmp_path):
+    report = bench(tmp_path, "robot", "--quick", "--plot", str(tmp_path / "robot.png"))
+    found = values(report)
+    curves = [c["dice"] for c in report["cases"]]
+    assert len(curves) == 4 and all(len(c) == 6 for c in curves)  # 0..5 clicks
+    assert found["dice_at_0"] == pytest.approx(np.mean([c[0] for c in curves]), abs=1e-3)
+    assert found["dice_at_0"] > 0.7, "the bundled starter model segments the hippocampus"
+    assert found["dice_at_5"] >= found["dice_at_0"] - 0.02, "robot clicks do not make it worse"
+    assert 0 <= found["noc_90"] <= 5
+    png = (tmp_path / "robot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

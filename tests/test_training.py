@@ -1,0 +1,196 @@
+"""Training jobs in a child process: events, checkpoints, cancel, resume, crashes, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paths import HIPPO
+from annotator.datastore.cases import labelled_cases
+from annotator.models import ModelRegistry, load_checkpoint
+from annotator.training.config import TrainConfig
+from annotator.training.data import split_cases
+from annotator.training.runner import TrainingProcess, past_runs
+from annotator.training.simulate import next_click
+
+CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_008"]
+
+
+@pytest.fixture(scope="module")
+def dataset_folder(tmp_path_factory) -> Path:
+    """Five labelled hippocampus cases in the dataset layout (images/, labels/, labels.json)."""
+    folder = tmp_path_factory.mktemp("hippo5")
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir()
+        for case in CASES:
+            shutil.copy(HIPPO / sub / f"{case}.nii.gz", folder / sub)
+    shutil.copy(HIPPO / "labels.json", folder)
+    return folder
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch) -> Path:
+    """The user data dir (models, runs) in a temporary folder, for this process and its children."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "annotator"
+
+
+def _config(folder: Path, tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(method="deepedit", data=[str(folder)], name="tiny", epochs=1, max_iterations=4, batch_size=2,
+                patch=[32, 32, 32], out=str(tmp_path / "run"), val_fraction=0.4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _run_to_end(job: TrainingProcess, timeout: float = 240) -> list[dict]:
+    job.start()
+    assert job.wait(timeout) is not None, "training did not finish"
+    job.poll()
+    return job.events
+
+
+def _wait_for(job: TrainingProcess, kind: str, timeout: float = 120) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for event in job.poll():
+            if event["event"] == kind:
+                return event
+            assert event["event"] != "error", event
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} event in {timeout} s")
+
+
+def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_folder, tmp_path, user_dirs):
+    events = _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path)))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and "progress" in kinds and "validation" in kinds and "done" in kinds, kinds
+    start = events[0]
+    assert (start["train_cases"], start["val_cases"]) == (3, 2)
+    validation = next(e for e in events if e["event"] == "validation")
+    assert 0.0 <= validation["dice"] <= 1.0
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["iteration"] == 4 and np.isfinite(progress[-1]["loss"])
+    # the best checkpoint is a valid, verified model with its provenance
+    model, card = load_checkpoint(tmp_path / "run" / "best.json")
+    assert card.labels == {"anterior": 1, "posterior": 2} and card.method == "deepedit"
+    assert set(card.training["cases"]) | set(card.training["validation_cases"]) == set(CASES)
+    assert card.metrics["val_dice"] == validation["dice"]
+    # installed in the user models folder and chosen for DeepEdit
+    assert (user_dirs / "models" / "tiny.json").exists()
+    assert ModelRegistry().chosen() == {"deepedit": "tiny"}
+    assert past_runs(user_dirs / "runs") == [] and past_runs(tmp_path)[0]["state"] == "done"
+
+
+def test_the_event_log_matches_stdout(dataset_folder, tmp_path, user_dirs):
+    job = TrainingProcess(_config(dataset_folder, tmp_path, method="deepgrow3d"))
+    events = _run_to_end(job)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in logged] == [e["event"] for e in events if e["event"] != "exit"]
+    assert load_checkpoint(tmp_path / "run" / "best.json")[1].labels == {"structure": 1}
+
+
+def test_cancel_stops_within_two_seconds_and_resume_continues(dataset_folder, tmp_path, user_dirs):
+    config = _config(dataset_folder, tmp_path, max_iterations=100_000, activate=True)
+    job = TrainingProcess(config)
+    job.start()
+    try:
+        _wait_for(job, "progress")
+        asked = time.monotonic()
+        job.cancel()
+        assert job.wait(10) is not None
+        stopped = time.monotonic() - asked
+    finally:
+        job.kill()
+    job.poll()
+    cancelled = next(e for e in job.events if e["event"] == "cancelled")
+    assert stopped <= 2.0, f"took {stopped:.2f} s to stop"
+    assert (tmp_path / "run" / "last.json").exists()
+    assert ModelRegistry().chosen() == {}  # a cancelled run does not change the model in use
+    resumed = TrainingProcess(_config(dataset_folder, tmp_path, resume=str(tmp_path / "run"),
+                                      max_iterations=cancelled["iteration"] + 2, activate=False))
+    events = _run_to_end(resumed)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["start_iteration"] == cancelled["iteration"]
+    last = [e for e in events if e["event"] == "progress"][-1]
+    assert last["iteration"] == cancelled["iteration"] + 2
+
+
+def test_a_killed_child_leaves_the_previous_model_in_use(dataset_folder, tmp_path, user_dirs):
+    _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path, name="first")))
+    assert ModelRegistry().chosen() == {"deepedit": "first"}
+    job = TrainingProcess(_config(dataset_folder, tmp_path / "b", name="second", max_iterations=100_000))
+    job.start()
+    _wait_for(job, "progress")
+    os.kill(job.pid, signal.SIGKILL)
+    assert job.wait(10) is not None
+    job.poll()
+    error = next(e for e in job.events if e["event"] == "error")
+    assert "ended unexpectedly (signal 9)" in error["message"]
+    assert job.outcome() == "failed"
+    assert ModelRegistry().chosen() == {"deepedit": "first"}
+    assert not (user_dirs / "models" / "second.json").exists()
+
+
+def test_bad_data_is_reported_and_changes_nothing(tmp_path, user_dirs):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    events = _run_to_end(TrainingProcess(_config(empty, tmp_path)))
+    error = next(e for e in events if e["event"] == "error")
+    assert "no labelled images" in error["message"]
+    assert ModelRegistry().chosen() == {}
+
+
+def test_split_is_seeded_and_eighty_twenty():
+    cases = labelled_cases(HIPPO, "train")
+    train, val = split_cases(cases, 0.2, seed=0)
+    again = split_cases(list(reversed(cases)), 0.2, seed=0)
+    assert (train, val) == again
+    assert len(val) == round(0.2 * len(cases)) and not {c.id for c in train} & {c.id for c in val}
+    assert split_cases(cases, 0.2, seed=1)[1] != val
+
+
+def test_the_robot_clicks_the_centre_of_the_largest_error():
+    truth = np.zeros((20, 20, 20), np.int64)
+    truth[2:12, 2:12, 2:12] = 1
+    pred = np.zeros_like(truth)
+    pred[2:12, 2:12, 2:5] = 1  # the rest of the cube is missed
+    pred[15:17, 15:17, 15:17] = 1  # a small false positive
+    cls, point = next_click(pred, truth)
+    assert cls == 1 and truth[point] == 1 and pred[point] == 0
+    assert point[2] in (8, 9) and point[0] in (6, 7)
+    assert next_click(truth, truth) is None
+
+
+def test_torchrun_two_cpu_processes(dataset_folder, tmp_path, user_dirs):
+    config = _config(dataset_folder, tmp_path, activate=False).save(tmp_path / "config.json")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", "0", "-m", "annotator.training",
+                           str(config)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    start = next(e for e in events if e["event"] == "start")
+    assert start["world"] == 2 and start["per_epoch"] == 1  # 3 training cases, batch 2 each on 2 ranks
+    assert events[-1]["event"] == "done"
+    assert load_checkpoint(tmp_path / "run" / "best.json")[1].training["iteration"] == 4
+
+
+def test_annotator_train_command(dataset_folder, tmp_path, user_dirs):
+    proc = subprocess.run([sys.executable, "-m", "annotator", "train", "--method", "deepgrow2d", "--data",
+                           str(dataset_folder), "--iterations", "3", "--batch-size", "2", "--patch", "48,48,1",
+                           "--name", "cli-2d"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done: best validation Dice" in proc.stdout and "now used for clicks" in proc.stdout
+    card = load_checkpoint(user_dirs / "models" / "cli-2d.json")[1]
+    assert card.spatial_dims == 2 and card.roi_size == [1, 48, 48]
+    proc = subprocess.run([sys.executable, "-m", "annotator", "train", "--method", "deepedit"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "give --method and --data" in proc.stderr
