@@ -75,15 +75,15 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     assert kinds[0] == "start" and "progress" in kinds and "validation" in kinds and "done" in kinds, kinds
     start = events[0]
     assert (start["train_cases"], start["val_cases"]) == (3, 2)
-    validation = next(e for e in events if e["event"] == "validation")
-    assert 0.0 <= validation["dice"] <= 1.0
+    validations = [e for e in events if e["event"] == "validation"]
+    assert validations and all(0.0 <= v["dice"] <= 1.0 for v in validations)
     progress = [e for e in events if e["event"] == "progress"]
     assert progress[-1]["iteration"] == 4 and np.isfinite(progress[-1]["loss"])
     # the best checkpoint is a valid, verified model with its provenance
     model, card = load_checkpoint(tmp_path / "run" / "best.json")
     assert card.labels == {"anterior": 1, "posterior": 2} and card.method == "deepedit"
     assert set(card.training["cases"]) | set(card.training["validation_cases"]) == set(CASES)
-    assert card.metrics["val_dice"] == validation["dice"]
+    assert card.metrics["val_dice"] == max(v["dice"] for v in validations)
     # installed in the user models folder and chosen for DeepEdit
     assert (user_dirs / "models" / "tiny.json").exists()
     assert ModelRegistry().chosen() == {"deepedit": "tiny"}
@@ -166,15 +166,14 @@ def test_the_robot_clicks_the_centre_of_the_largest_error():
     pred[15:17, 15:17, 15:17] = 1  # a small false positive
     cls, point = next_click(pred, truth)
     assert cls == 1 and truth[point] == 1 and pred[point] == 0
-    assert point[2] in (8, 9) and point[0] in (6, 7)
+    assert point[2] == 8 and 5 <= point[0] <= 8  # as deep as the missed slab allows
     assert next_click(truth, truth) is None
 
 
 def test_torchrun_two_cpu_processes(dataset_folder, tmp_path, user_dirs):
     config = _config(dataset_folder, tmp_path, activate=False).save(tmp_path / "config.json")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", "0", "-m", "annotator.training",
-                           str(config)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "annotator.training", str(config)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     start = next(e for e in events if e["event"] == "start")

@@ -1,5 +1,6 @@
 """``python -m annotator.training CONFIG.json``: run one training job, JSON-lines events on stdout."""
 
+import os
 import sys
 
 from annotator.training.config import TrainConfig
@@ -28,4 +29,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # everything is written and flushed: skip the slow interpreter teardown (torch, MONAI),
+    # so a cancelled run ends right after its last event
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

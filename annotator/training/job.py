@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,19 +46,46 @@ from annotator.training.simulate import channel_of, next_click, simulate_guidanc
 
 
 class Stop:
-    """Set by SIGTERM/SIGINT or a ``stop`` file in the run folder: finish the iteration, keep the checkpoint."""
+    """Set by SIGTERM/SIGINT or a ``stop`` file in the run folder: finish the iteration, keep the checkpoint.
+
+    A forward pass cannot be interrupted, and validating a large image takes a while; so
+    while validation runs, a watcher thread that sees the stop file abandons it at once
+    (``abandon``: keep the checkpoint, report, exit). Validation changes no weights, so
+    the checkpoint it writes is consistent.
+    """
 
     def __init__(self, run_dir: Path):
         self.file = run_dir / "stop"
         self.requested = False
+        self.lock = threading.Lock()
+        self.validating = False
+        self.abandon = None  # called by the watcher, with the lock held, when stopped mid-validation
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handler)
+        threading.Thread(target=self._watch, daemon=True, name="stop-watcher").start()
 
     def _handler(self, *_):
         self.requested = True
 
     def __bool__(self) -> bool:
         return self.requested or self.file.exists()
+
+    def _watch(self) -> None:
+        while not self:
+            time.sleep(0.05)
+        with self.lock:
+            if self.validating and self.abandon is not None:
+                self.abandon()
+
+    @contextmanager
+    def validation(self):
+        with self.lock:
+            self.validating = True
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.validating = False
 
 
 def _distributed() -> tuple[int, int]:
@@ -88,7 +118,7 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) ->
         roi_size=patch, version=annotator.__version__,
         training={"data": [Path(d).name for d in config.data], "split": config.split, "cases": cases,
                   "source": config.source, "licence": config.licence, "label_values": labels,
-                  "method": "Dice + CE, CE around clicks, Adam, simulated clicks", "seed": config.seed})
+                  "method": "Dice + CE, Adam, simulated clicks", "seed": config.seed})
 
 
 def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCard, emit) -> None:
@@ -121,16 +151,6 @@ def _targets(labels: torch.Tensor, method: str, rng: np.random.Generator) -> np.
     return out
 
 
-def click_loss(out: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy around the clicks (weighted by their guidance): an answer that
-    ignores a click costs more than one elsewhere."""
-    weight = maps.amax(dim=1)
-    if float(weight.sum()) == 0:
-        return out.new_zeros(())
-    ce = torch.nn.functional.cross_entropy(out, target, reduction="none")
-    return (ce * weight).sum() / weight.sum()
-
-
 def _predict(model: torch.nn.Module, x: torch.Tensor, patch) -> torch.Tensor:
     """Classes of ``x`` (N, C, *S): one forward when it fits the patch, else a sliding window."""
     if all(s <= p for s, p in zip(x.shape[2:], patch)):
@@ -139,15 +159,19 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, patch) -> torch.Tensor:
     return sliding_window_inference(x, roi, 1, lambda t: forward(model, t), overlap=0.25).argmax(dim=1)
 
 
-def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int = 3) -> float:
+def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int = 3,
+             stop=lambda: False) -> float | None:
     """Mean validation Dice: DeepEdit automatic (mean over labels); DeepGrow after a click at
-    each structure's centre and ``clicks - 1`` robot corrections."""
+    each structure's centre and ``clicks - 1`` robot corrections. None when ``stop()`` says so."""
     model.eval()
     scores = []
     channels = len(card.guidance)
     spatial = card.spatial_dims
     with torch.no_grad():
         for item in data:
+            if stop():
+                model.train()
+                return None
             image = torch.as_tensor(item["image"], device=device)[None]  # (1, 1, z, y, x)
             truth = np.asarray(item["label"])[0].astype(np.int64)
             if card.method == "deepedit":
@@ -262,6 +286,15 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         save_checkpoint(model, replace(card, training=dict(card.training)), path)
 
     iteration, epoch = start_iteration, start_epoch
+
+    def abandon() -> None:
+        save(last, iteration=iteration, epoch=epoch, best_dice=best)
+        emit("cancelled", iteration=iteration, checkpoint=str(last))
+        sys.stdout.flush()
+        os._exit(0)
+
+    if world == 1:
+        stop.abandon = abandon
     started, deadline = time.monotonic(), (time.monotonic() + config.max_minutes * 60) if config.max_minutes else None
     rate, last_report, cancelled = None, 0.0, False
     model.train()
@@ -270,6 +303,9 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         if sampler is not None:
             sampler.set_epoch(epoch)
         for batch in loader:
+            if world == 1 and stop:  # asked while loading the batch: do not start the iteration
+                cancelled = True
+                break
             tick = time.monotonic()
             images = batch["image"].to(device)
             truth = _targets(batch["label"], config.method, rng)
@@ -281,7 +317,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
             model.train()
             out = forward(net, torch.cat([images, maps], dim=1))
             target = torch.as_tensor(truth, device=device)
-            loss = loss_fn(out, target[:, None]) + click_loss(out, target, maps)
+            loss = loss_fn(out, target[:, None])
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * (1 - iteration / total) ** 0.9
             optimizer.zero_grad(set_to_none=True)
@@ -307,14 +343,20 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
                 total = iteration
                 break
         epoch += 1
+        alone = world == 1  # with several ranks, only the agreed flags above may end the run
+        cancelled = cancelled or (alone and bool(stop))
         if rank == 0 and not cancelled and (epoch % config.val_every == 0 or iteration >= total):
-            score = validate(model, val_ds, card, device)
-            if score > best:
+            with stop.validation():
+                score = validate(model, val_ds, card, device, stop=lambda: alone and bool(stop))
+            if score is None:
+                cancelled = True
+            elif score > best:
                 best = score
                 card.metrics = {"val_dice": round(score, 4), "val_dice_kind": _dice_kind(config.method)}
                 save(run_dir / "best.json", iteration=iteration, epoch=epoch, best_dice=best)
-            emit("validation", epoch=epoch, iteration=iteration, dice=round(score, 4), best_dice=round(best, 4),
-                 elapsed_s=round(time.monotonic() - started, 1))
+            if score is not None:
+                emit("validation", epoch=epoch, iteration=iteration, dice=round(score, 4), best_dice=round(best, 4),
+                     elapsed_s=round(time.monotonic() - started, 1))
         if rank == 0:
             save(last, iteration=iteration, epoch=epoch, best_dice=best)
     if rank != 0:

@@ -83,9 +83,7 @@ def simulate_guidance(predict: Callable[[torch.Tensor], torch.Tensor], images: t
     def maps() -> torch.Tensor:
         return torch.stack([guidance(shape, c, channels, images.device) for c in clicks])
 
-    # DeepEdit's click samples always get corrections (those with no clicks are the automatic ones)
-    least = 1 if method == "deepedit" else 0
-    rounds = int(rng.integers(least, max_iterations + 1)) if max_iterations else 0
+    rounds = int(rng.integers(0, max_iterations + 1)) if max_iterations else 0
     for _ in range(rounds):
         with torch.no_grad():
             pred = predict(torch.cat([images, maps()], dim=1)).cpu().numpy()
