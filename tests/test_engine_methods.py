@@ -30,12 +30,15 @@ def _install(folder, modality="MR"):
 def test_graphcut_without_models_and_network_with_one(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     volume = read_volume(IMAGE)
-    volume.modality = "MR"
-    assert choose_click_method(volume) == "graphcut"
-    _install(tmp_path / "data" / "annotator" / "models")
-    assert choose_click_method(volume) == "deepgrow3d"
     volume.modality = "CT"
-    assert choose_click_method(volume) == "graphcut"  # a model for another modality is not chosen
+    assert choose_click_method(volume) == "graphcut"  # the bundled model is for MR: not chosen
+    volume.modality = "MR"
+    assert choose_click_method(volume) == "deepedit"  # the bundled starter model
+    volume.modality = "unknown"
+    assert choose_click_method(volume) == "graphcut"  # nothing says this image suits an MR model
+    _install(tmp_path / "data" / "annotator" / "models", modality="CT")
+    volume.modality = "CT"
+    assert choose_click_method(volume) == "deepgrow3d"
 
 
 def test_sessions_are_reused_per_image(tmp_path):

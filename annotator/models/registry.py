@@ -62,9 +62,9 @@ class ModelRegistry:
         return found
 
     def find(self, method: str | None = None, modality: str | None = None) -> list[Entry]:
-        """Models of ``method`` for ``modality`` (an image of unknown modality may use any)."""
+        """Models of ``method`` made for ``modality`` (or for any: modality "unknown")."""
         return [e for e in self.entries() if (method is None or e.card.method == method)
-                and (modality in (None, "unknown") or e.card.modality in (modality, "unknown"))]
+                and (modality is None or e.card.modality in (modality, "unknown"))]
 
     def entry(self, name: str) -> Entry:
         for e in self.entries():

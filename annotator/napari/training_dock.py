@@ -87,7 +87,7 @@ class TrainingDock(QWidget):
         self.use_when_done = QCheckBox("Use the new model when done")
         self.use_when_done.setChecked(True)
         self.start_button = QPushButton("Start training")
-        self.start_button.clicked.connect(self.start)
+        self.start_button.clicked.connect(lambda: self.start())
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stops after the current iteration and keeps the last checkpoint")
         self.stop_button.clicked.connect(self.stop)

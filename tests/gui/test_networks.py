@@ -38,7 +38,9 @@ def _truth(volume) -> np.ndarray:
 
 def test_first_network_click_says_it_prepares_the_image(make_napari_viewer, qtbot, tmp_path):
     viewer, ws, dock = _open(make_napari_viewer, qtbot, tmp_path)
-    assert ws.method == "auto" and dock.method.currentData() == "auto"
+    assert ws.method == "auto"  # a NIfTI without modality: auto keeps GraphCut, so choose DeepEdit
+    dock.method.setCurrentIndex(dock.method.findData("deepedit"))
+    assert ws.method == "deepedit"
     truth = _truth(ws.volume)
     seen = []
     ws.status.connect(seen.append)
