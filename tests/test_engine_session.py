@@ -137,3 +137,53 @@ def test_prepared_image_is_the_training_input():
     expected = prepare_image(volume.array, volume.array_spacing, session.card)
     torch.testing.assert_close(session.image(), expected)
     assert float(expected.min()) >= 0.0 and float(expected.max()) <= 1.0
+
+
+@pytest.mark.parametrize("shape, out", [((24, 30, 18), (17, 55, 40)), ((1, 20, 20), (1, 37, 9))])
+def test_resampling_is_trilinear(shape, out):
+    """resample_linear (used to bring class scores to the image grid) matches scipy's
+    order-1 interpolation, down- and upsampling, with a single-slice axis too."""
+    from scipy import ndimage
+
+    from annotator.engine.session import resample_linear
+
+    margin = ndimage.gaussian_filter(np.random.default_rng(3).standard_normal(shape), 2).astype(np.float32)
+    coords = [np.linspace(0.3, n - 1.2, m) if n > 1 else np.zeros(m) for n, m in zip(shape, out)]
+    expected = ndimage.map_coordinates(margin, np.meshgrid(*coords, indexing="ij"), order=1, mode="nearest")
+    sampled = resample_linear(torch.as_tensor(np.stack([margin, -margin])), coords).numpy()
+    np.testing.assert_allclose(sampled[0], expected, atol=1e-5)
+    np.testing.assert_allclose(sampled[1], -expected, atol=1e-5)
+
+
+class Stubborn(torch.nn.Module):
+    """A network that answers background everywhere, whatever the clicks."""
+
+    def __init__(self, classes: int = 2):
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x):
+        scores = torch.zeros((x.shape[0], self.classes, *x.shape[2:]))
+        scores[:, 0] = 1.0
+        return scores
+
+
+@pytest.mark.parametrize("method", ["deepgrow3d", "deepedit"])
+def test_a_click_the_network_ignores_still_gets_its_label_nearby_only(method):
+    from annotator.engine.refine import WINDOW_MM
+
+    volume = _volume(spacing_zyx=(3.0, 0.7, 0.9))
+    if method == "deepedit":
+        card = _card(method="deepedit", labels={"anterior": 1, "posterior": 2},
+                     architecture={"name": "UNet", "in_channels": 4, "out_channels": 3})
+        session = ClickSession(volume, Stubborn(3), card)
+        result = session.edit({2: [(10, 30, 25)]}, np.zeros(volume.shape, np.uint8))
+        value = 2
+    else:
+        session = ClickSession(volume, Stubborn(), _card())
+        result = session.click([(10, 30, 25)], previous=np.zeros(volume.shape, np.uint8))
+        value = 1
+    assert result.label[10, 30, 25] == value
+    changed = np.argwhere(result.label != 0)
+    reach = np.ceil(WINDOW_MM / np.array([3.0, 0.7, 0.9]))
+    assert np.all(np.abs(changed - [10, 30, 25]) <= reach)

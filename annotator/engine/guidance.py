@@ -17,12 +17,13 @@ SIGMA = 2.0
 
 
 def gaussian_map(shape: Sequence[int], points: Iterable, sigma: float = SIGMA,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """A map of ``shape`` with a Gaussian at each point (coordinates in the map's voxels).
+                 device: torch.device | str = "cpu", out: torch.Tensor | None = None) -> torch.Tensor:
+    """A map of ``shape`` with a Gaussian at each point (coordinates in the map's voxels),
+    drawn into ``out`` (zeros of ``shape``) when given.
 
     Each Gaussian is evaluated within 4 sigma of its centre (beyond, it is below 4e-4).
     """
-    signal = torch.zeros(tuple(shape), device=device)
+    signal = torch.zeros(tuple(shape), device=device) if out is None else out
     reach = int(np.ceil(4 * sigma))
     for p in points:
         lo = [max(0, int(np.floor(c)) - reach) for c in p]
@@ -40,12 +41,13 @@ def gaussian_map(shape: Sequence[int], points: Iterable, sigma: float = SIGMA,
 
 
 def guidance(shape: Sequence[int], clicks: dict[int, list], channels: int,
-             device: torch.device | str = "cpu") -> torch.Tensor:
-    """``channels`` maps of ``shape``; ``clicks`` maps a channel to its points."""
-    maps = torch.zeros((channels, *shape), device=device)
+             device: torch.device | str = "cpu", out: torch.Tensor | None = None) -> torch.Tensor:
+    """``channels`` maps of ``shape``; ``clicks`` maps a channel to its points. Drawn into
+    ``out`` (channels, *shape) when given, which is cleared first."""
+    maps = torch.zeros((channels, *shape), device=device) if out is None else out.zero_()
     for channel, points in clicks.items():
         if len(points):
-            maps[channel] = gaussian_map(shape, points, device=device)
+            gaussian_map(shape, points, device=device, out=maps[channel])
     return maps
 
 

@@ -64,5 +64,5 @@ def paste(region_label: np.ndarray, box: Box, previous: np.ndarray | None, shape
     label = np.zeros(shape, np.uint8) if previous is None else previous.astype(np.uint8, copy=True)
     inside = label[box]
     inside[inside == value] = 0
-    inside[region_label.astype(bool)] = value
+    inside[region_label.astype(bool, copy=False)] = value
     return label

@@ -8,6 +8,7 @@ scores back onto the image's own grid, where the clicked label is pasted.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from monai.inferers import sliding_window_inference
 from annotator.engine.device import use_half
 from annotator.engine.guidance import click_channels, guidance
 from annotator.engine.prepare import model_shape, prepare_image
+from annotator.engine.refine import honour_clicks
 from annotator.engine.region import Box, Result, check_clicks, paste
 from annotator.errors import InputError
 from annotator.io.volume import Volume
@@ -36,7 +38,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     size = x.shape[2:]
     extra = [int(np.ceil(s / MULTIPLE) * MULTIPLE) - s for s in size]
     before = [e // 2 for e in extra]
-    padded = F.pad(x, [p for e, b in zip(reversed(extra), reversed(before)) for p in (b, e - b)])
+    padded = F.pad(x, [p for e, b in zip(reversed(extra), reversed(before)) for p in (b, e - b)]) if any(extra) else x
     with torch.autocast("cuda", dtype=torch.float16, enabled=use_half(x.device) and not torch.is_grad_enabled()):
         logits = model(padded)
     return logits[(slice(None), slice(None), *(slice(b, b + s) for b, s in zip(before, size)))]
@@ -127,19 +129,20 @@ class ClickSession:
         return tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
 
     def _crop_scores(self, clicks: dict[int, list], anchor: list) -> tuple[tuple[slice, ...], torch.Tensor]:
-        """Class probabilities (C, *crop) on the model grid, in a crop around the ``anchor``
+        """Class scores (logits, C, *crop) on the model grid, in a crop around the ``anchor``
         clicks; ``clicks`` maps guidance channels to points in image coordinates."""
         crop = self._crop(self.to_model(np.asarray(anchor, float)))
         offset = np.array([s.start for s in crop], float)
         in_crop = {c: [self.to_model(p) - offset for p in points] for c, points in clicks.items()}
         shape = tuple(s.stop - s.start for s in crop)
-        maps = guidance(shape, in_crop, len(self.card.guidance), self.device)
-        x = torch.cat([self.image()[crop][None], maps])[None]
+        x = torch.empty((1, 1 + len(self.card.guidance), *shape), device=self.device)
+        x[0, 0] = self.image()[crop]
+        guidance(shape, in_crop, len(self.card.guidance), self.device, out=x[0, 1:])
         with torch.inference_mode():
             logits = forward(self.model, x[:, :, 0] if self.card.spatial_dims == 2 else x)
         if self.card.spatial_dims == 2:
             logits = logits[:, :, None]
-        return crop, torch.softmax(logits[0].float(), dim=0)
+        return crop, logits[0].float()
 
     def _on_slice(self, fg: list, bg: list) -> tuple[list, list]:
         """DeepGrow 2D answers on the slice of the last foreground click, with the clicks there."""
@@ -157,12 +160,22 @@ class ClickSession:
         self.image()
         t_pre = time.perf_counter()
         fg_channel, bg_channel = click_channels(self.card.guidance, self.card.labels, value)
-        crop, probs = self._crop_scores({fg_channel: fg, bg_channel: bg}, fg)
+        crop, scores = self._crop_scores({fg_channel: fg, bg_channel: bg}, fg)
         fg_class = fg_channel if self.card.method == "deepedit" else 1
         t_net = time.perf_counter()
-        # the clicked class wins where its probability beats every other class: one map to resample
-        others = torch.cat([probs[:fg_class], probs[fg_class + 1:]]).amax(dim=0)
-        region, box = self._region_on_image(probs[fg_class] - others, crop)
+        # the clicked class wins where its score beats every other class: one map to resample
+        others = functools.reduce(torch.maximum, [c for i, c in enumerate(scores) if i != fg_class])
+        margin = scores[fg_class] - others
+        region, box = self._region_on_image(margin, crop)
+
+        def probabilities(window: Box) -> np.ndarray:
+            inner = tuple(slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, window))
+            p = torch.sigmoid(resample_linear(margin[None], self._coords(inner, crop))[0]).cpu().numpy()
+            return np.stack([1 - p, p])
+
+        marks = [(1, p) for p in fg] + [(0, p) for p in bg]
+        region = honour_clicks(region, self._in_box(marks, box), probabilities, self.volume.array[box],
+                               self.volume.array_spacing)
         label = paste(region, box, previous, self.volume.shape, value)
         end = time.perf_counter()
         return Result(label, self.card.method, end - start, box,
@@ -178,9 +191,12 @@ class ClickSession:
         channels: dict[int, list] = {}
         for value, pts in clicks.items():
             channels.setdefault(by_value.get(int(value), 1), []).extend(tuple(p) for p in pts)
-        crop, probs = self._crop_scores(channels, points)
-        box, scores = self._sample_on_image(probs, crop)
-        classes = argmax(scores).cpu().numpy()
+        crop, scores = self._crop_scores(channels, points)
+        box, scores = self._sample_on_image(scores, crop)
+        marks = [(by_value.get(int(value), 1), p) for value, pts in clicks.items() for p in pts]
+        classes = honour_clicks(argmax(scores).cpu().numpy(), self._in_box(marks, box),
+                                lambda w: torch.softmax(scores[(slice(None), *w)], dim=0).cpu().numpy(),
+                                self.volume.array[box], self.volume.array_spacing)
         label = np.array(previous, dtype=np.uint8, copy=True)
         label[box] = self._class_values()[classes]
         return Result(label, self.card.method, time.perf_counter() - start, box, {})
@@ -222,11 +238,13 @@ class ClickSession:
         """
         full_box = self._image_box(crop)
         region = np.zeros([b.stop - b.start for b in full_box], bool)
-        positive = torch.nonzero(margin > 0)
-        if len(positive) == 0:
+        positive = margin > 0
+        zy = positive.any(dim=2)
+        spans = [torch.nonzero(a)[:, 0] for a in (zy.any(dim=1), zy.any(dim=0), positive.any(dim=0).any(dim=0))]
+        if len(spans[0]) == 0:
             return region, full_box
-        lo = (positive.min(dim=0).values - 1).clamp(min=0).cpu().numpy()
-        hi = positive.max(dim=0).values.cpu().numpy() + 2
+        lo = np.array([max(int(v[0]) - 1, 0) for v in spans])
+        hi = np.array([int(v[-1]) + 2 for v in spans])
         sub = tuple(slice(int(c.start + a), int(min(c.start + b, c.stop))) for c, a, b in zip(crop, lo, hi))
         inner = tuple(slice(int(a), int(min(b, n))) for a, b, n in zip(lo, hi, margin.shape))
         box, sampled = self._sample_on_image(margin[inner][None], sub)
@@ -240,11 +258,23 @@ class ClickSession:
         hi = np.floor(self.to_image([s.stop - 1 for s in crop]) + 1e-6).astype(int)
         return tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
 
+    def _coords(self, box: Box, crop: tuple[slice, ...]) -> list[np.ndarray]:
+        """Where the image voxels of ``box`` lie on a crop of the model grid, per axis."""
+        return [np.arange(b.start, b.stop) * k - s.start for b, k, s in zip(box, self._scale(), crop)]
+
+    @staticmethod
+    def _in_box(marks: list[tuple[int, tuple]], box: Box) -> list[tuple[int, tuple[int, ...]]]:
+        """(class, point) clicks inside ``box``, points relative to it."""
+        inside = []
+        for cls, point in marks:
+            q = tuple(int(p) - b.start for p, b in zip(point, box))
+            if all(0 <= v < b.stop - b.start for v, b in zip(q, box)):
+                inside.append((cls, q))
+        return inside
+
     def _sample_on_image(self, maps: torch.Tensor, crop: tuple[slice, ...]) -> tuple[Box, torch.Tensor]:
         """Channel maps (C, *crop) sampled at the image voxels the crop covers."""
         box = self._image_box(crop)
         if maps.shape[1:] == tuple(b.stop - b.start for b in box) and np.allclose(self._scale(), 1):
             return box, maps  # same grid: nothing to resample
-        coords = [np.arange(b.start, b.stop) * k - s.start for b, k, s in zip(box, self._scale(), crop)]
-        sampled = resample_linear(maps.float(), coords)
-        return box, sampled
+        return box, resample_linear(maps.float(), self._coords(box, crop))

@@ -296,7 +296,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     if world == 1:
         stop.abandon = abandon
     started, deadline = time.monotonic(), (time.monotonic() + config.max_minutes * 60) if config.max_minutes else None
-    rate, last_report, cancelled = None, 0.0, False
+    rate, last_report, cancelled, spent = None, 0.0, False, 0.0
     model.train()
     predict = lambda x: forward(model, x).argmax(dim=1)  # noqa: E731
     while iteration < total and not cancelled:
@@ -319,7 +319,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
             target = torch.as_tensor(truth, device=device)
             loss = loss_fn(out, target[:, None])
             for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * (1 - iteration / total) ** 0.9
+                group["lr"] = config.learning_rate * (1 - min(max(iteration / total, spent), 1)) ** 0.9
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -332,10 +332,12 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
                      iterations=total, loss=round(loss.item(), 5), it_per_s=round(rate, 3),
                      eta_s=round((total - iteration) / rate, 1), elapsed_s=round(time.monotonic() - started, 1))
             # every rank must leave at the same iteration: agree on stop and time limit
-            flags = torch.tensor([float(bool(stop)), float(bool(deadline and time.monotonic() > deadline))],
+            flags = torch.tensor([float(bool(stop)), float(bool(deadline and time.monotonic() > deadline)),
+                                  (time.monotonic() - started) / (config.max_minutes * 60) if deadline else 0.0],
                                  device=device)
             if world > 1:
                 dist.all_reduce(flags)
+            spent = flags[2].item() / world  # share of the time limit used: the learning rate decays with it too
             if flags[0].item() > 0:
                 cancelled = True
                 break
