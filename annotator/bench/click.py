@@ -91,10 +91,10 @@ def fit(model: torch.nn.Module, card: ModelCard, session: ClickSession, label: n
     for _ in range(steps):
         offset = np.clip(centre + rng.integers(-12, 13, 3) - shape // 2, 0, grid - shape)
         crop = tuple(slice(int(a), int(a + n)) for a, n in zip(offset, shape))
-        maps = guidance(tuple(shape), {channel: [centre - offset]}, len(card.guidance))
-        x = torch.cat([image[crop][None], maps.to(image.device)])[None]
-        y = torch.as_tensor(target[crop][None, None])
-        loss = loss_fn(forward(model, x.to(image.device)), y.to(image.device))
+        maps = guidance(tuple(shape), {channel: [centre - offset]}, len(card.guidance), image.device)
+        x = torch.cat([image[crop][None], maps])[None]
+        y = torch.as_tensor(target[crop][None, None], device=image.device)
+        loss = loss_fn(forward(model, x), y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

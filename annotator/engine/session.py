@@ -188,12 +188,12 @@ class ClickSession:
         points = [p for pts in clicks.values() for p in pts]
         check_clicks(self.volume.shape, points, [])
         by_value = {v: i for i, v in enumerate(self._class_values())}
+        marks = [(by_value.get(int(value), 1), tuple(p)) for value, pts in clicks.items() for p in pts]
         channels: dict[int, list] = {}
-        for value, pts in clicks.items():
-            channels.setdefault(by_value.get(int(value), 1), []).extend(tuple(p) for p in pts)
+        for cls, point in marks:
+            channels.setdefault(cls, []).append(point)
         crop, scores = self._crop_scores(channels, points)
         box, scores = self._sample_on_image(scores, crop)
-        marks = [(by_value.get(int(value), 1), p) for value, pts in clicks.items() for p in pts]
         classes = honour_clicks(argmax(scores).cpu().numpy(), self._in_box(marks, box),
                                 lambda w: torch.softmax(scores[(slice(None), *w)], dim=0).cpu().numpy(),
                                 self.volume.array[box], self.volume.array_spacing)
