@@ -3,7 +3,8 @@
 The image is brought to the model's grid once (:mod:`annotator.engine.prepare`) and
 kept. Each click then only builds guidance maps in a crop around the clicks — DeepGrow
 2D: the clicked slice — runs the network on that crop, and resamples the crop's class
-scores back onto the image's own grid, where the clicked label is pasted.
+scores back onto the image's own grid, where the clicked label is pasted. Clicks the
+network's answer ignores are enforced there (:mod:`annotator.engine.refine`).
 """
 
 from __future__ import annotations
