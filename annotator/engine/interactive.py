@@ -133,8 +133,8 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, border_is_b
         graphcut(normalised, prob, volume.array_spacing, fg_r, bg_r, lam=params.lam,
                  sigma=params.sigma_scale * estimate_sigma(normalised)), fg_r)
     t_cut = time.perf_counter()
-    label = paste(region, box, previous, volume.shape, value)
+    patch = paste(region, box, previous, value)
     end = time.perf_counter()
-    return Result(label, method, end - start, box,
+    return Result(patch, box, volume.shape, method, end - start, previous,
                   {"likelihood_s": t_likelihood - start, "maxflow_s": t_cut - t_likelihood,
                    "paste_s": end - t_cut})

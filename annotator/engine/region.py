@@ -1,11 +1,15 @@
 """The part of a volume an interaction affects, and what an engine step gives back.
 
 Every method (GraphCut, networks) checks clicks the same way, works in a box around
-the input, and pastes its result into the full label with :func:`paste`.
+the input, and gives back the label inside that box only (:func:`paste`): a
+:class:`Result` is written into the label in place, and undone by writing back what
+the box held, so no step copies the whole volume.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,13 +21,50 @@ Box = tuple[slice, slice, slice]
 
 @dataclass
 class Result:
-    """A full-size label produced by one engine step."""
+    """One engine step: the label inside ``box`` is ``patch``; outside, ``previous`` holds.
 
-    label: np.ndarray
+    ``previous`` is the label the step started from (a reference, never copied; ``None``:
+    all background). Writing the patch is idempotent, so :attr:`label` is right whether
+    or not the patch was already written into ``previous``.
+    """
+
+    patch: np.ndarray
+    box: Box
+    shape: tuple[int, ...]
     method: str
     seconds: float
-    box: Box
+    previous: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, label: np.ndarray) -> np.ndarray:
+        """Write the patch into ``label`` in place; returns what the box held before (for undo)."""
+        before = label[self.box].copy()
+        label[self.box] = self.patch
+        return before
+
+    @functools.cached_property
+    def label(self) -> np.ndarray:
+        """The full label after the step, as a new array."""
+        label = np.zeros(self.shape, np.uint8) if self.previous is None else np.array(self.previous, np.uint8)
+        label[self.box] = self.patch
+        return label
+
+    def replacing(self, label: np.ndarray, value: int, within: Box | None = None) -> "Result":
+        """This step made to replace structure ``value`` everywhere in ``label``: the box grows
+        to take in the voxels of ``value`` outside it, which become background. ``within``:
+        a box known to hold every voxel of ``value`` (only it is searched)."""
+        # inside the step's box the structure was redrawn: only the rest is searched
+        found = [_shift(extent(label[part] == value), part)
+                 for part in _minus(within or tuple(slice(0, n) for n in label.shape), self.box)]
+        found = [f for f in found if f is not None]
+        if not found:
+            return self
+        box = tuple(slice(min(b.start, *(f[a].start for f in found)), max(b.stop, *(f[a].stop for f in found)))
+                    for a, b in enumerate(self.box))
+        patch = np.array(label[box], np.uint8)
+        patch[patch == value] = 0
+        patch[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(self.box, box))] = self.patch
+        return dataclasses.replace(self, patch=patch, box=box)
 
 
 def check_clicks(shape: tuple[int, ...], fg: list, bg: list = ()) -> None:
@@ -50,19 +91,44 @@ def box_around(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm:
     return tuple(box)  # type: ignore[return-value]
 
 
+def _minus(box: Box, hole: Box) -> list[Box]:
+    """Boxes that together cover ``box`` less ``hole``: slabs cut off one axis at a time."""
+    parts, rest = [], list(box)
+    for axis, (r, h) in enumerate(zip(box, hole)):
+        for piece in (slice(r.start, min(r.stop, h.start)), slice(max(r.start, h.stop), r.stop)):
+            if piece.start < piece.stop:
+                parts.append(tuple(rest[:axis] + [piece] + rest[axis + 1:]))
+        rest[axis] = slice(max(r.start, h.start), min(r.stop, h.stop))
+        if rest[axis].start >= rest[axis].stop:
+            break  # no overlap: the slabs so far cover all of ``box``
+    return parts
+
+
+def _shift(box: Box | None, origin: Box) -> Box | None:
+    """``box``, found inside ``origin``, in the coordinates ``origin`` lives in."""
+    return None if box is None else tuple(slice(b.start + o.start, b.stop + o.start) for b, o in zip(box, origin))
+
+
+def extent(mask: np.ndarray) -> Box | None:
+    """Bounding box of a 3-D ``mask``'s voxels (``None`` when empty), by reductions rather
+    than listing every voxel."""
+    zy = mask.any(axis=2)
+    z, y = np.flatnonzero(zy.any(axis=1)), np.flatnonzero(zy.any(axis=0))
+    if not z.size:
+        return None
+    x = np.flatnonzero(mask[z[0]:z[-1] + 1].any(axis=(0, 1)))
+    return tuple(slice(int(v[0]), int(v[-1]) + 1) for v in (z, y, x))  # type: ignore[return-value]
+
+
 def box_voxels(box: Box) -> int:
     return int(np.prod([s.stop - s.start for s in box]))
 
 
-def paste(region_label: np.ndarray, box: Box, previous: np.ndarray | None, shape: tuple[int, ...],
-          value: int = 1) -> np.ndarray:
-    """Full-size label: ``previous`` (or zeros) with the box replaced by ``region_label``.
-
-    Inside the box, voxels of ``previous`` with another label than ``value`` are kept
-    unless the region claims them.
-    """
-    label = np.zeros(shape, np.uint8) if previous is None else previous.astype(np.uint8, copy=True)
-    inside = label[box]
+def paste(region_label: np.ndarray, box: Box, previous: np.ndarray | None, value: int = 1) -> np.ndarray:
+    """The label inside ``box`` after a step that found ``region_label`` there: voxels of
+    ``previous`` (or background) with another label than ``value`` are kept unless the
+    region claims them."""
+    inside = np.zeros(region_label.shape, np.uint8) if previous is None else np.array(previous[box], np.uint8)
     inside[inside == value] = 0
     inside[region_label.astype(bool, copy=False)] = value
-    return label
+    return inside

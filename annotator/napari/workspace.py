@@ -20,7 +20,7 @@ from psygnal import Signal
 from annotator.datastore import LocalDatastore, datastore_for_image, fallback_labels_dir
 from annotator.engine import CLICK_METHODS, SCRIBBLE_METHODS, choose_click_method
 from annotator.engine.deep import DeepClicks
-from annotator.engine.history import LabelHistory, Step
+from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
 from annotator.io import read_volume
 from annotator.io.dicom import holds_dicom
@@ -65,6 +65,8 @@ class Workspace:
         self._busy = False
         self._pending: str | None = None
         self._muted = False
+        # per label value, a box known to hold all its voxels (absent: unknown, search the image)
+        self._bounds: dict[int, tuple] = {}
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -148,7 +150,8 @@ class Workspace:
                 image_layer = self.viewer.add_image(data, **kwargs)
             self.volume, self.image_id = volume, image_id
             label = self._saved_label()
-            self.history = LabelHistory(Step(label.copy(), {"fg": [], "bg": []}, "saved" if label.any() else ""))
+            self.history = LabelHistory({"fg": [], "bg": []}, "saved" if label.any() else "")
+            self._bounds.clear()
             self.proposed = None
             self.dirty = False
             affine = L.affine(volume)
@@ -206,6 +209,7 @@ class Workspace:
 
     def _painted(self, event=None) -> None:
         if not self._muted:
+            self._bounds.clear()
             self.dirty = True
             self.label_changed.emit("paint")  # starts the autosave like an engine step
 
@@ -222,7 +226,7 @@ class Workspace:
             return
         # only references are taken here; copies and scans of whole volumes run in the worker
         seg, strokes = self.layer(L.SEGMENTATION).data, self.layer(L.SCRIBBLES).data
-        volume, value = self.volume, self.label_value
+        volume, value, bound = self.volume, self.label_value, self._bounds.get(self.label_value)
         try:
             method = {"clicks": lambda: choose_click_method(volume, self.method),
                       "automatic": lambda: "deepedit", "scribbles": lambda: "graphcut"}[kind]()
@@ -233,19 +237,19 @@ class Workspace:
         first = isinstance(engine, DeepClicks) and not engine.prepared(volume)
 
         def work():
-            # the marks on screen are all the marks of this structure: the new result
-            # replaces the structure everywhere, other structures stay
-            previous = np.where(np.asarray(seg) == value, 0, seg).astype(np.uint8)
+            # the engine reads the label and gives back the box it changed; the label is
+            # written on the Qt thread. The marks on screen are all the marks of this
+            # structure: the result replaces the structure everywhere, other structures stay
             if kind == "automatic":  # every label of the model, over the whole image
-                result = engine.session(volume).automatic()
-            elif kind == "clicks":
-                result = engine(volume, marks["fg"], marks["bg"], previous=previous, value=value)
+                return engine.session(volume).automatic()
+            if kind == "clicks":
+                result = engine(volume, marks["fg"], marks["bg"], previous=seg, value=value)
             else:
                 scribbles = np.array(strokes, np.uint8)
                 if not (scribbles == 1).any():
                     return None
-                result = engine(volume, scribbles, previous=previous, value=value)
-            return result, result.label.copy()  # the history keeps one, the layer gets the other
+                result = engine(volume, scribbles, previous=seg, value=value)
+            return result.replacing(seg, value, within=bound)
 
         self._set_busy(True)
         if first:
@@ -257,7 +261,7 @@ class Workspace:
             self.status.emit(text)
         else:
             self.status.emit(f"running {method} ({kind}) ...")
-        self._in_thread(work, lambda out: self._engine_done(out, marks))
+        self._in_thread(work, lambda out: self._engine_done(out, marks, volume, value))
 
     def _marks(self) -> dict:
         def points(name):
@@ -267,15 +271,18 @@ class Workspace:
         return {"fg": [p for p in points(L.FOREGROUND) if inside(p)],
                 "bg": [p for p in points(L.BACKGROUND) if inside(p)]}
 
-    def _engine_done(self, out, marks) -> None:
-        if out is not None:
-            result, shown = out
-            self.history.push(Step(result.label, marks, result.method))
-            self.proposed = result.label
+    def _engine_done(self, result, marks, volume, value: int) -> None:
+        if result is not None and volume is self.volume:  # not when another image was opened meanwhile
             # only the label: clicks made while the engine ran stay on screen (and are queued)
-            self._muted = True
-            self.layer(L.SEGMENTATION).data = shown
-            self._muted = False
+            seg = self.layer(L.SEGMENTATION)
+            before = result.apply(seg.data)
+            seg.refresh()
+            self.history.push(Change(result.box, before, result.patch, marks, result.method))
+            if result.method.endswith("-auto"):  # every label redrawn over the image
+                self._bounds.clear()
+            else:  # the structure now lies in the box; the others can only have shrunk
+                self._bounds[value] = result.box
+            self.proposed = np.array(seg.data, copy=True)
             self.dirty = True
             self.status.emit(f"{result.method}: {result.seconds:.2f} s")
             self.label_changed.emit(result.method)
@@ -305,27 +312,30 @@ class Workspace:
 
     # ---- history ------------------------------------------------------------------------
 
-    def _show_step(self, step: Step) -> None:
+    def _step(self, move) -> None:
+        """Undo or redo one change: its box is written back into the layer, its marks shown."""
+        seg = self.layer(L.SEGMENTATION)
+        marks = move(seg.data)
+        seg.refresh()
+        self._bounds.clear()
         self._muted = True
         try:
-            self.layer(L.SEGMENTATION).data = step.label.copy()
             for name, key in ((L.FOREGROUND, "fg"), (L.BACKGROUND, "bg")):
-                pts = np.array(step.marks.get(key, []), float).reshape(-1, 3)
+                pts = np.array(marks.get(key, []), float).reshape(-1, 3)
                 if len(self.layer(name).data) != len(pts) or not np.allclose(self.layer(name).data, pts):
                     self.layer(name).data = pts
         finally:
             self._muted = False
+        self.dirty = True
 
     def undo(self) -> None:
         if self.history and self.history.can_undo:
-            self._show_step(self.history.undo())
-            self.dirty = True
+            self._step(self.history.undo)
             self.status.emit("undone")
 
     def redo(self) -> None:
         if self.history and self.history.can_redo:
-            self._show_step(self.history.redo())
-            self.dirty = True
+            self._step(self.history.redo)
             self.status.emit("redone")
 
     def clear(self) -> None:
@@ -335,9 +345,13 @@ class Workspace:
         self._muted = True
         self.layer(L.SCRIBBLES).data = np.zeros(self.volume.shape, np.uint8)
         self._muted = False
-        self.history.push(Step(np.zeros(self.volume.shape, np.uint8), {"fg": [], "bg": []}, "clear"))
-        self._show_step(self.history.current)
-        self.dirty = True
+        seg = self.layer(L.SEGMENTATION)
+        before = np.array(seg.data, copy=True)
+        seg.data[...] = 0
+        everything = tuple(slice(0, n) for n in self.volume.shape)
+        self.history.push(Change(everything, before, np.broadcast_to(np.uint8(0), before.shape),
+                                 {"fg": [], "bg": []}, "clear"))
+        self._step(lambda label: self.history.marks)
         self.status.emit("cleared")
 
     # ---- saving -------------------------------------------------------------------------

@@ -84,12 +84,19 @@ def test_undo_redo_and_accept(annotator_window, qtbot, store_folder):
     steps.wait(qtbot, 2)
     second = np.asarray(viewer.layers[L.SEGMENTATION].data).copy()
     assert not np.array_equal(first, second)
+    # look at a slice where the two steps differ: the canvas must follow undo and redo
+    z = int(np.flatnonzero((first != second).any(axis=(1, 2)))[0])
+    viewer.dims.set_point(0, float((L.affine(ws.volume) @ [z, 0, 0, 1])[0]))
+    viewer.window.show()  # a hidden canvas draws nothing
+    shown = viewer.screenshot(canvas_only=True)
 
     dock.buttons["undo"].click()
     np.testing.assert_array_equal(viewer.layers[L.SEGMENTATION].data, first)
     assert len(viewer.layers[L.FOREGROUND].data) == 1  # the click is undone too
+    assert not np.array_equal(viewer.screenshot(canvas_only=True), shown)
     dock.buttons["redo"].click()
     np.testing.assert_array_equal(viewer.layers[L.SEGMENTATION].data, second)
+    np.testing.assert_array_equal(viewer.screenshot(canvas_only=True), shown)
 
     dock.buttons["accept"].click()
     final = store_folder / "labels" / "final" / "hippocampus_001.nii.gz"
@@ -255,8 +262,9 @@ def test_label_presets_are_editable(annotator_window, qtbot):
 
 def test_3d_view_renders_the_layers(annotator_window, qtbot):
     viewer, ws, dock, _ = annotator_window
+    viewer.window.show()  # a hidden canvas draws nothing
     viewer.dims.ndisplay = 3
     qtbot.wait(200)
     shot = viewer.screenshot(canvas_only=True)
-    assert shot.std() > 5
+    assert shot[..., :3].std() > 5  # colour, not the alpha channel
     viewer.dims.ndisplay = 2
