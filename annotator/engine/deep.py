@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from annotator.engine.device import choose_device
 from annotator.engine.region import Result
-from annotator.engine.session import ClickSession
 from annotator.errors import ModelError
 from annotator.io.volume import Volume
 from annotator.models.card import ModelCard
 from annotator.models.registry import ModelRegistry
+
+if TYPE_CHECKING:  # sessions need torch, imported on the first click rather than at startup
+    from annotator.engine.session import ClickSession
 
 
 def modality_note(card: ModelCard, volume: Volume) -> str | None:
@@ -43,6 +46,8 @@ class DeepClicks:
         if key in self._sessions and self._sessions[key].volume is volume:
             self._sessions.move_to_end(key)
             return self._sessions[key]
+        from annotator.engine.session import ClickSession
+
         session = ClickSession(volume, model, card, next(model.parameters()).device)
         self._sessions[key] = session
         while len(self._sessions) > self.keep:

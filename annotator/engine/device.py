@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported on first use: it takes seconds
+    import torch
 
 
 def choose_device(prefer: str | None = None) -> torch.device:
     """``prefer`` ("cuda"/"cpu") when usable, else CUDA if available, else CPU."""
+    import torch
+
     if prefer == "cpu" or not torch.cuda.is_available():
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                   else os.cpu_count() or 1))

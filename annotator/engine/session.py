@@ -15,7 +15,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 
 from annotator.engine.device import use_half
 from annotator.engine.guidance import click_channels, guidance
@@ -238,6 +237,8 @@ class ClickSession:
     def automatic(self) -> Result:
         """Segment every label with no clicks (DeepEdit's automatic mode): a sliding window
         over the whole prepared image with empty guidance, classes argmaxed on the image grid."""
+        from monai.inferers import sliding_window_inference  # monai takes seconds to import: not at startup
+
         start = time.perf_counter()
         image = self.image()
         t_pre = time.perf_counter()

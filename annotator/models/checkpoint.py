@@ -11,14 +11,17 @@ import hashlib
 import os
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from annotator.errors import ModelError
 from annotator.io.atomic import atomic_path, atomic_write_text
 from annotator.models.card import ModelCard
 from annotator.models.networks import build_network
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written
+    import torch
 
 
 def _sha256(path: Path) -> str:
@@ -38,6 +41,8 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, sidecar: str | os.P
     sidecar = Path(sidecar)
     if sidecar.suffix != ".json":
         raise ModelError(f"{sidecar}: the sidecar of a checkpoint ends in .json")
+    from safetensors.torch import save_file
+
     target = weights_path(sidecar)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(target) as tmp:
@@ -66,6 +71,8 @@ def load_checkpoint(sidecar: str | os.PathLike, device: str | torch.device = "cp
         raise ModelError(f"{weights}: weights file is missing")
     if _sha256(weights) != card.weights_sha256:
         raise ModelError(f"{weights}: weights do not match their sidecar (changed, truncated or swapped)")
+    from safetensors.torch import load_file
+
     model = build_network(card.architecture)
     try:
         state = load_file(str(weights), device="cpu")

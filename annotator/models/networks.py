@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import copy
 
-import torch
-from monai.networks import nets
+from typing import TYPE_CHECKING
 
 from annotator.errors import ModelError
 
-#: architecture names a spec may use -> MONAI constructors
-ARCHITECTURES = {"UNet": nets.UNet, "BasicUNet": nets.BasicUNet, "DynUNet": nets.DynUNet}
+if TYPE_CHECKING:  # torch and monai are imported when a network is built
+    import torch
+
+#: architecture names a spec may use: MONAI network classes (monai is imported when a
+#: network is built, as it takes seconds to import)
+ARCHITECTURES = ("UNet", "BasicUNet", "DynUNet")
 
 _SMALL_UNET = {"name": "UNet", "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
                "num_res_units": 0}
@@ -58,8 +61,10 @@ def build_network(spec: dict) -> torch.nn.Module:
     name = spec.pop("name", None)
     if name not in ARCHITECTURES:
         raise ModelError(f"unknown architecture '{name}' (known: {', '.join(ARCHITECTURES)})")
+    from monai.networks import nets
+
     try:
-        return ARCHITECTURES[name](**spec)
+        return getattr(nets, name)(**spec)
     except (TypeError, ValueError, AssertionError) as exc:
         raise ModelError(f"architecture {name} cannot be built from its spec: {exc}") from exc
 

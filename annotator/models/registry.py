@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from platformdirs import user_data_dir
 
 from annotator.errors import ModelError
 from annotator.io.atomic import atomic_write_text
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_card, load_checkpoint
+
+if TYPE_CHECKING:
+    import torch
 
 
 def bundled_dir() -> Path:

@@ -32,6 +32,15 @@ from annotator.settings import Settings
 _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.WeakKeyDictionary()
 
 
+def _warm_engine() -> None:
+    """Import what the networks need (torch, MONAI: several seconds) so that the first
+    click does not wait for it; run in the background once the window is up."""
+    import annotator.engine.session  # noqa: F401
+    import annotator.models.networks as networks
+
+    networks.build_network(networks.architecture("deepgrow3d"))  # imports MONAI's networks
+
+
 def workspace_for(viewer: napari.Viewer) -> "Workspace":
     """The one workspace of ``viewer`` (created on first use)."""
     if viewer not in _WORKSPACES:
@@ -67,6 +76,7 @@ class Workspace:
         self._muted = False
         # per label value, a box known to hold all its voxels (absent: unknown, search the image)
         self._bounds: dict[int, tuple] = {}
+        create_worker(_warm_engine, _start_thread=True, _ignore_errors=True)
 
     # ---- opening ------------------------------------------------------------------------
 

@@ -149,3 +149,13 @@ def test_plugins_menu_offers_the_docks(make_napari_viewer):
         assert isinstance(widget, kind)
     samples = viewer.open_sample("annotator3d", "hippocampus")
     assert samples[0].data.shape == (35, 51, 35)
+
+
+def test_the_app_imports_without_torch_or_monai():
+    """torch and MONAI take seconds to import: the window opens without them (the
+    workspace loads them in the background before the first click needs them)."""
+    code = ("import sys, annotator_app.main, annotator.napari.annotation_dock, annotator.napari.training_dock; "
+            "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
