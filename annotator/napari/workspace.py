@@ -36,9 +36,7 @@ def _warm_engine() -> None:
     """Import what the networks need (torch, MONAI: several seconds) so that the first
     click does not wait for it; run in the background once the window is up."""
     import annotator.engine.session  # noqa: F401
-    import annotator.models.networks as networks
-
-    networks.build_network(networks.architecture("deepgrow3d"))  # imports MONAI's networks
+    import monai.networks.nets  # noqa: F401 - what annotator.models.networks builds from
 
 
 def workspace_for(viewer: napari.Viewer) -> "Workspace":
