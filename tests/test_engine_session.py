@@ -187,3 +187,30 @@ def test_a_click_the_network_ignores_still_gets_its_label_nearby_only(method):
     changed = np.argwhere(result.label != 0)
     reach = np.ceil(WINDOW_MM / np.array([3.0, 0.7, 0.9]))
     assert np.all(np.abs(changed - [10, 30, 25]) <= reach)
+
+
+@pytest.mark.parametrize("shape", [(9, 30, 41), (33, 27)])
+def test_centre_of_is_the_voxel_farthest_from_the_border(shape):
+    """Computed on the mask's bounding box only; the same voxel as over the whole array."""
+    from scipy import ndimage
+
+    from annotator.engine.guidance import centre_of
+
+    rng = np.random.default_rng(len(shape))
+    for _ in range(20):
+        mask = np.zeros(shape, bool)
+        window = tuple(slice(int(rng.integers(1, n // 3)), int(rng.integers(n // 2, n))) for n in shape)
+        mask[window] = ndimage.binary_opening(rng.random(shape) < 0.6)[window]
+        if not mask.any():
+            continue
+        whole = ndimage.distance_transform_edt(np.pad(mask, 1))[tuple(slice(1, -1) for _ in shape)]
+        expected = np.unravel_index(int(np.argmax(whole)), shape)
+        assert centre_of(mask) == tuple(int(i) for i in expected)
+
+
+def test_argmax_over_any_class_axis():
+    from annotator.engine.session import argmax
+
+    scores = torch.randn(2, 3, 4, 5, 6)
+    assert torch.equal(argmax(scores, dim=1), scores.argmax(dim=1))
+    assert torch.equal(argmax(scores[0]), scores[0].argmax(dim=0))

@@ -64,5 +64,10 @@ def centre_of(mask: np.ndarray) -> tuple[int, ...]:
     """The voxel of ``mask`` farthest from its border: where a person would click it."""
     from scipy import ndimage
 
-    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[tuple(slice(1, -1) for _ in mask.shape)]
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(distance)), mask.shape))
+    # Only the mask's bounding box: the zeros just outside it are as near as any farther out.
+    box = ndimage.find_objects(np.asarray(mask, dtype=np.uint8))
+    box = box[0] if box else tuple(slice(0, n) for n in mask.shape)
+    inside = np.pad(mask[box], 1)
+    distance = ndimage.distance_transform_edt(inside)[tuple(slice(1, -1) for _ in mask.shape)]
+    point = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return tuple(int(i) + s.start for i, s in zip(point, box))

@@ -33,7 +33,7 @@ import annotator
 from annotator.engine.device import choose_device
 from annotator.engine.guidance import centre_of, guidance
 from annotator.engine.metrics import dice
-from annotator.engine.session import forward
+from annotator.engine.session import argmax, forward
 from annotator.errors import AnnotatorError, ModelError
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_checkpoint, save_checkpoint
@@ -138,6 +138,12 @@ def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCar
     emit("message", text=f"fine-tuning {entry.card.name}")
 
 
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A MONAI MetaTensor as a plain tensor: every operation on a MetaTensor also goes
+    through its metadata bookkeeping, which costs more than the small network's forward."""
+    return t.as_tensor() if hasattr(t, "as_tensor") else t
+
+
 def _targets(labels: torch.Tensor, method: str, rng: np.random.Generator) -> np.ndarray:
     """Classes per sample; DeepGrow learns one structure at a time (a random label present)."""
     truth = labels[:, 0].cpu().numpy().astype(np.int64)
@@ -154,9 +160,9 @@ def _targets(labels: torch.Tensor, method: str, rng: np.random.Generator) -> np.
 def _predict(model: torch.nn.Module, x: torch.Tensor, patch) -> torch.Tensor:
     """Classes of ``x`` (N, C, *S): one forward when it fits the patch, else a sliding window."""
     if all(s <= p for s, p in zip(x.shape[2:], patch)):
-        return forward(model, x).argmax(dim=1)
+        return argmax(forward(model, x), dim=1)
     roi = [int(math.ceil(p / 16) * 16) for p in patch]
-    return sliding_window_inference(x, roi, 1, lambda t: forward(model, t), overlap=0.25).argmax(dim=1)
+    return argmax(sliding_window_inference(x, roi, 1, lambda t: forward(model, t), overlap=0.25), dim=1)
 
 
 def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int = 3,
@@ -298,7 +304,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     started, deadline = time.monotonic(), (time.monotonic() + config.max_minutes * 60) if config.max_minutes else None
     rate, last_report, cancelled, spent = None, 0.0, False, 0.0
     model.train()
-    predict = lambda x: forward(model, x).argmax(dim=1)  # noqa: E731
+    predict = lambda x: argmax(forward(model, x), dim=1)  # noqa: E731
     while iteration < total and not cancelled:
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -307,8 +313,8 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
                 cancelled = True
                 break
             tick = time.monotonic()
-            images = batch["image"].to(device)
-            truth = _targets(batch["label"], config.method, rng)
+            images = _plain(batch["image"]).to(device)
+            truth = _targets(_plain(batch["label"]), config.method, rng)
             if config.method == "deepgrow2d":
                 images, truth = images[:, :, 0], truth[:, 0]
             model.eval()
