@@ -5,7 +5,8 @@ clicks, each at the centre of the largest wrongly labelled region, with the labe
 region should have (:func:`annotator.training.simulate.next_click`); DeepGrow is scored
 on each label separately. Reports Dice after 0, 1, 5 and 10 clicks and NoC@85/90 (the
 clicks needed to reach that Dice; N when never reached), as means over cases. Dice is
-the mean over labels of each case; ``dice_union_*`` scores all labels as one structure.
+the mean over labels of each case; ``dice_union_*`` scores all labels as one structure
+(the hippocampus as a whole), which is what the target after 5 clicks (0.88) is set on.
 """
 
 from __future__ import annotations
@@ -109,23 +110,23 @@ def run(args: argparse.Namespace) -> dict:
     results = []
     for k in (0, 1, 5, 10):
         if k <= clicks:
-            target = {0: 0.80 if card.method == "deepedit" else None, 5: 0.88}.get(k)
+            target = 0.80 if k == 0 and card.method == "deepedit" else None
             results.append(rep.result(f"dice_at_{k}", dice_curve[k], "dice", "higher", target))
-    for k in (0, 5):
+    for k in (0, 5):  # the target after 5 clicks is on the union of the labels (the structure as a whole)
         if k <= clicks:
-            results.append(rep.result(f"dice_union_at_{k}", union_curve[k], "dice", "higher"))
+            results.append(rep.result(f"dice_union_at_{k}", union_curve[k], "dice", "higher", 0.88 if k == 5 else None))
     for threshold in (85, 90):
         nocs = [_noc(r["dice"], threshold / 100, clicks) for r in rows]
         results.append(rep.result(f"noc_{threshold}", float(np.mean(nocs)), "clicks", "lower"))
     if args.plot:
-        _plot(rows, dice_curve, card.name, args.plot)
+        _plot(rows, dice_curve, union_curve, card.name, args.plot)
     params = {"model": card.name, "method": card.method, "data": str(folder), "split": args.split,
               "cases": len(rows), "clicks": clicks, "quick": bool(args.quick),
               "dice": "mean over labels per case, then over cases", "noc_cap": clicks}
     return rep.report("robot", params, results, cases=rows, curve=[round(d, 4) for d in dice_curve])
 
 
-def _plot(rows: list[dict], curve: np.ndarray, name: str, path: str) -> None:
+def _plot(rows: list[dict], curve: np.ndarray, union: np.ndarray, name: str, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,10 +135,15 @@ def _plot(rows: list[dict], curve: np.ndarray, name: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for r in rows:
         ax.plot(r["dice"], color="#9e9e9e", alpha=0.25, linewidth=0.8)
-    ax.plot(curve, color="#1565c0", linewidth=2.5, marker="o", label=f"mean of {len(rows)} cases")
+    ax.plot(curve, color="#1565c0", linewidth=2.5, marker="o", label=f"mean over labels, {len(rows)} cases")
+    if not np.allclose(union, curve):
+        ax.plot(union, color="#2e7d32", linewidth=2, marker="s", label="labels as one structure (union)")
+    if len(curve) > 5:
+        ax.plot([5], [0.88], marker="*", markersize=14, color="#c62828", linestyle="none",
+                label="target: 0.88 after 5 clicks")
     ax.axhline(0.9, color="#c62828", linestyle="--", linewidth=1, label="Dice 0.90")
     ax.set_xlabel("robot clicks")
-    ax.set_ylabel("Dice (mean over labels)")
+    ax.set_ylabel("Dice")
     ax.set_title(f"Robot user: {name}")
     ax.set_ylim(max(0.0, float(np.min([min(r["dice"]) for r in rows])) - 0.05), 1.0)
     ax.grid(alpha=0.3)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def starter_config(method: str, data: Path, out: Path, **overrides) -> TrainConfig:
     """The recipe of the bundled starter models (hippocampus MR, 1 mm grid, 48x64x48 crops)."""
     settings = dict(method=method, data=[str(data)], split="train", name=f"{method}-hippocampus-mr",
-                    modality="MR", epochs=80, max_minutes=29, batch_size=4, patch=[48, 64, 48], val_every=4,
+                    modality="MR", epochs=80, max_minutes=29, batch_size=2, patch=[48, 64, 48], val_every=4,
                     out=str(out), activate=False, licence="CC-BY-SA 4.0",
                     source="Medical Segmentation Decathlon, Task04 Hippocampus, Vanderbilt University Medical Center")
     settings.update(overrides)

@@ -2,7 +2,7 @@
 
 Interactive methods take the image plus guidance channels (foreground and background
 click maps, as DeepGrow and DeepEdit do) and output one channel per label plus
-background. The defaults are CPU-sized (a plain 3-D UNet of about 2 M parameters).
+background. The defaults are CPU-sized (plain 3-D UNets of 0.5–2 M parameters).
 """
 
 from __future__ import annotations
@@ -22,15 +22,23 @@ ARCHITECTURES = ("UNet", "BasicUNet", "DynUNet")
 
 _SMALL_UNET = {"name": "UNet", "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
                "num_res_units": 0}
+#: The same plain UNet with a first level at full resolution and half the filters (0.5 M
+#: parameters, about 4 times the compute): the one above sees the image first through a
+#: stride-2 convolution and draws every boundary from half-resolution features, which
+#: limits it on thin structures. On the hippocampus, trained for the same 7 CPU minutes,
+#: validation Dice 0.825 against 0.812 (and 0.813 with residual units, 0.812 with a
+#: sixth level).
+_SMALL_FULL_RES_UNET = {"name": "UNet", "channels": [8, 16, 32, 64, 128], "strides": [1, 2, 2, 2],
+                        "num_res_units": 0}
 
-#: variant -> method -> spec without channel counts. "small" is the CPU default (about 2 M
+#: variant -> method -> spec without channel counts. "small" are the CPU defaults (0.5–2 M
 #: parameters); "sample-app" are the networks of MONAI Label's radiology sample apps
 #: (DeepGrow: BasicUNet, features 32..512; DeepEdit: residual DynUNet), too slow to click
 #: with on a CPU but a sensible choice on a GPU.
 VARIANTS = {
     "small": {"deepgrow3d": {**_SMALL_UNET, "spatial_dims": 3},
               "deepgrow2d": {**_SMALL_UNET, "spatial_dims": 2},
-              "deepedit": {**_SMALL_UNET, "spatial_dims": 3}},
+              "deepedit": {**_SMALL_FULL_RES_UNET, "spatial_dims": 3}},
     "sample-app": {
         "deepgrow3d": {"name": "BasicUNet", "spatial_dims": 3, "features": [32, 64, 128, 256, 512, 32]},
         "deepgrow2d": {"name": "BasicUNet", "spatial_dims": 2, "features": [32, 64, 128, 256, 512, 32]},
