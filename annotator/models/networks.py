@@ -23,11 +23,11 @@ ARCHITECTURES = ("UNet", "BasicUNet", "DynUNet")
 _SMALL_UNET = {"name": "UNet", "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
                "num_res_units": 0}
 #: The same plain UNet with a first level at full resolution and half the filters (0.5 M
-#: parameters, about 4 times the compute): the one above sees the image first through a
-#: stride-2 convolution and draws every boundary from half-resolution features, which
-#: limits it on thin structures. On the hippocampus, trained for the same 7 CPU minutes,
-#: validation Dice 0.825 against 0.812 (and 0.813 with residual units, 0.812 with a
-#: sixth level).
+#: parameters, about 4 times the compute), for the 3-D methods: the one above sees the
+#: image first through a stride-2 convolution and draws every boundary from
+#: half-resolution features, which limits it on thin structures. DeepEdit on the
+#: hippocampus, trained for the same 7 CPU minutes: validation Dice 0.825 against 0.812
+#: (0.813 with residual units, 0.812 with a sixth level).
 _SMALL_FULL_RES_UNET = {"name": "UNet", "channels": [8, 16, 32, 64, 128], "strides": [1, 2, 2, 2],
                         "num_res_units": 0}
 
@@ -36,7 +36,7 @@ _SMALL_FULL_RES_UNET = {"name": "UNet", "channels": [8, 16, 32, 64, 128], "strid
 #: (DeepGrow: BasicUNet, features 32..512; DeepEdit: residual DynUNet), too slow to click
 #: with on a CPU but a sensible choice on a GPU.
 VARIANTS = {
-    "small": {"deepgrow3d": {**_SMALL_UNET, "spatial_dims": 3},
+    "small": {"deepgrow3d": {**_SMALL_FULL_RES_UNET, "spatial_dims": 3},
               "deepgrow2d": {**_SMALL_UNET, "spatial_dims": 2},
               "deepedit": {**_SMALL_FULL_RES_UNET, "spatial_dims": 3}},
     "sample-app": {
