@@ -80,3 +80,20 @@ def test_bench_robot_quick_with_the_starter_model(tmp_path):
     assert 0 <= found["noc_90"] <= 5
     png = (tmp_path / "robot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_bench_robot_graphcut_quick(tmp_path):
+    report = bench(tmp_path, "robot", "--method", "graphcut", "--quick", "--plot", str(tmp_path / "gc.png"))
+    found = values(report)
+    datasets = {r["dataset"] for r in report["cases"]}
+    assert {"ct", "ctdicom", "mr", "hippocampus", "phantom"} <= datasets
+    for name in ("dice_sparse_ct_liver", "dice_dense_ct_liver", "dice_click_at_1_ct_liver",
+                 "dice_click_at_5_ct_liver", "seconds_ct_liver", "dice_sparse_median", "dice_click_at_5_median",
+                 "dice_sparse_hippocampus", "dice_dense_hippocampus"):
+        assert name in found, name
+    rows = [r for r in report["cases"] if r["dataset"] == "ct" and r["structure"] == "liver"]
+    assert found["dice_sparse_ct_liver"] == pytest.approx(rows[0]["sparse"], abs=1e-3)
+    assert found["dice_sparse_median"] > 0.7 and found["dice_sparse_phantom_liver"] > 0.9
+    assert all(len(r["clicks"]) == 5 for r in report["cases"])
+    assert (tmp_path / "gc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+

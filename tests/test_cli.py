@@ -114,4 +114,5 @@ def test_bench_graphcut_quick(tmp_path):
     assert report["params"]["region_zyx"] == [128, 128, 128]
     assert 0 < names["likelihood_s"]["value"] < names["update_s_128"]["value"]
     assert len(report["cases"]) == 8 and all(0 <= c["dice"] <= 1 for c in report["cases"])
+    assert names["liver_sparse_s_512"]["value"] > 0 and names["liver_sparse_dice_512"]["value"] > 0.95
     assert "| update_s_128 |" in (tmp_path / "b.md").read_text()

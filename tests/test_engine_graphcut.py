@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from annotator.engine.metrics import dice
-from annotator.bench.simulate import scribbles_from_mask
+from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
+from annotator.engine.likelihood import fit_intensity_model
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.phantom import ct_phantom
@@ -118,3 +121,52 @@ def test_bad_interactions_are_refused(phantom):
         segment_scribbles(volume, np.full(volume.shape, 2, np.uint8))
     with pytest.raises(InputError, match="scribbles have shape"):
         segment_scribbles(volume, np.ones((2, 2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("organ", [1, 2, 3])
+def test_strokes_on_three_slices_give_the_whole_organ(phantom, organ):
+    # foreground on three slices and one ring on one slice: the region must grow past
+    # the marks (the organ spans many more slices) and stay out of look-alike neighbours
+    volume, organs = phantom
+    truth = organs == organ
+    strokes = sparse_scribbles_from_mask(truth)
+    marked = np.nonzero((strokes == 1).any(axis=(1, 2)))[0]
+    assert len(marked) == 3 and np.count_nonzero(truth.any(axis=(1, 2))) > 3 * 5
+    result = segment_scribbles(volume, strokes)
+    assert dice(result.label, truth) >= 0.9
+    assert not result.label[organs == (organ % 3) + 1].any()
+
+
+def test_the_cut_does_not_depend_on_intensity_scale_or_offset(phantom):
+    volume, organs = phantom
+    strokes = sparse_scribbles_from_mask(organs == 2)
+    base = segment_scribbles(volume, strokes).label
+    clicks = [tuple(int(v) for v in np.round(np.argwhere(organs == 3).mean(axis=0)))]
+    base_click = segment_clicks(volume, clicks, []).label
+    assert base.any() and base_click.any()
+    for scale, offset in ((10.0, 0.0), (1.0, 1000.0), (0.01, -5.0)):
+        changed = dataclasses.replace(volume, array=volume.array.astype(np.float32) * scale + offset)
+        assert dice(segment_scribbles(changed, strokes).label, base) >= 0.995, (scale, offset)
+        assert dice(segment_clicks(changed, clicks, []).label, base_click) >= 0.995, (scale, offset)
+
+
+@pytest.mark.parametrize("organ", [1, 2, 3])
+def test_one_click_finds_a_phantom_organ(phantom, organ):
+    volume, organs = phantom
+    truth = organs == organ
+    centre = tuple(int(v) for v in np.round(np.argwhere(truth).mean(axis=0)))
+    result = segment_clicks(volume, [centre], [])
+    assert dice(result.label, truth) >= 0.8
+
+
+def test_the_intensity_model_sees_soft_tissue_contrast():
+    # liver-like 60 HU against muscle-like 40 HU, with air and bone in the image range:
+    # a fixed binning of the whole range puts both in one bin
+    rng = np.random.default_rng(0)
+    fg, bg = rng.normal(60, 5, 500), rng.normal(40, 5, 500)
+    model = fit_intensity_model(fg, bg, (-1000.0, 1500.0))
+    p = model(np.array([60.0, 40.0, -900.0, 1200.0]))
+    assert p[0] > 0.9 and p[1] < 0.1
+    assert p[2] < 0.1 and p[3] < 0.1  # what no mark sampled is not the structure
+    scaled = fit_intensity_model(fg * 10 + 3, bg * 10 + 3, (-9997.0, 15003.0))
+    np.testing.assert_allclose(scaled(np.array([603.0, 403.0])), p[:2], atol=1e-3)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.bench import report as rep
+from annotator.bench import robot_graphcut
 from annotator.datastore.cases import labelled_cases
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice
@@ -33,12 +34,16 @@ TARGET_AT_5 = 0.88
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=["model", "graphcut"], default="model",
+                        help="model: the network of --model (default); graphcut: scribbles and clicks with no model "
+                             "on several data sets")
     parser.add_argument("--model", default=STARTER, help=f"model name (default: the bundled {STARTER})")
     parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set)")
     parser.add_argument("--split", default="test", choices=["test", "train", "all"],
                         help="cases of the folder's split.json (default test)")
     parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
     parser.add_argument("--plot", help="PNG of Dice against clicks")
+    robot_graphcut.add_arguments(parser)
 
 
 def _mean_dice(pred: np.ndarray, truth: np.ndarray, values) -> float:
@@ -76,6 +81,8 @@ def _noc(curve: list[float], threshold: float, cap: int) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.method == "graphcut":
+        return robot_graphcut.run(args)
     clicks = args.clicks or (5 if args.quick else 10)
     folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
     cases = labelled_cases(folder, args.split)

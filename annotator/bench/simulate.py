@@ -46,3 +46,23 @@ def scribbles_from_mask(mask: np.ndarray, every: int = 3, ring: int = 2) -> np.n
     outer = binary_dilation(inner, structure, 1)
     scribbles[outer & ~inner] = BACKGROUND
     return scribbles
+
+
+def sparse_scribbles_from_mask(mask: np.ndarray, slices: int = 3, ring: int = 2) -> np.ndarray:
+    """Strokes as people draw them: the medial core of the structure on ``slices`` slices
+    spread through it (along the first axis), and one background ring ``ring`` voxels
+    outside it on the middle one of those slices."""
+    mask = mask.astype(bool)
+    scribbles = np.zeros(mask.shape, np.uint8)
+    present = np.nonzero(mask.any(axis=(1, 2)))[0]
+    if not present.size:
+        return scribbles
+    chosen = [int(present[int(round(q * (len(present) - 1)))]) for q in np.linspace(0, 1, slices + 2)[1:-1]]
+    for z in chosen:
+        scribbles[z][_core(mask[z])] = FOREGROUND
+    middle = chosen[len(chosen) // 2]
+    structure = generate_binary_structure(2, 1)
+    inner = binary_dilation(mask[middle], structure, ring)
+    outer = binary_dilation(inner, structure, 1)
+    scribbles[middle][outer & ~inner] = BACKGROUND
+    return scribbles

@@ -1,58 +1,121 @@
-"""Online intensity likelihood from the person's strokes.
+"""Online intensity likelihood from the person's marks.
 
-The foreground and background samples each give a smoothed intensity histogram;
-the posterior P(foreground | intensity) under equal priors is the data term of the
-GraphCut. This is the "online likelihood" of interactive segmentation by scribbles
-(Boykov & Jolly, ICCV 2001; MONAI Label's scribbles apps use the same histogram model).
+The foreground and background samples each give a kernel density of intensity; the
+posterior P(foreground | intensity) is the data term of the GraphCut (Boykov & Jolly,
+ICCV 2001; MONAI Label's scribbles apps use a histogram model of the same kind).
+
+Everything is measured on the scale the samples set: the kernel widths follow the
+spread of each class (Silverman's rule) and the table's bins follow the kernels, so the
+same marks give the same posterior whether the image is in Hounsfield units, arbitrary
+MR units, multiplied by ten or shifted by a thousand. A fixed binning of the image's
+whole range (air to bone on a CT: about 100 HU a bin) cannot see soft-tissue contrast.
+
+Intensities that no mark sampled are not left undecided: the background is "everything
+else", so its density has, beside the background samples, a small share spread evenly
+over the image's range. What is unlike the marked structure counts as background.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-
-def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Map the ``low``..``high`` percentile range of ``image`` to 0..1 (clipped), float32."""
-    lo, hi = np.percentile(image, [low, high])
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+#: Most bins a table may have (its width grows past this).
+MAX_BINS = 16384
 
 
-def histogram_likelihood(
-    normalised: np.ndarray,
+@dataclass(frozen=True)
+class IntensityModel:
+    """P(foreground) as a table over intensity bins of width ``width`` from ``low``."""
+
+    low: float
+    width: float
+    table: np.ndarray
+    #: the intensities the samples cover, widened by three times their spread
+    span: tuple[float, float] = (-np.inf, np.inf)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """P(foreground) of each value (float32, same shape)."""
+        index = np.floor((np.asarray(values, np.float32) - np.float32(self.low)) / np.float32(self.width))
+        index = np.clip(index, 0, len(self.table) - 1).astype(np.intp)
+        return self.table[index]
+
+
+def robust_range(image: np.ndarray, low: float = 0.5, high: float = 99.5, max_samples: int = 1 << 20) -> tuple[float, float]:
+    """The ``low``..``high`` percentile range of ``image``, from a regular subsample of at
+    most about ``max_samples`` voxels (cheap on any volume)."""
+    step = max(1, int(np.ceil((image.size / max_samples) ** (1 / image.ndim))))
+    sample = image[tuple(slice(None, None, step) for _ in range(image.ndim))]
+    lo, hi = np.percentile(sample, [low, high])
+    return float(lo), float(hi)
+
+
+def _spread(values: np.ndarray) -> float:
+    """A robust standard deviation: the smaller of the standard deviation and IQR / 1.349."""
+    if values.size < 2:
+        return 0.0
+    q1, q3 = np.percentile(values, [25, 75])
+    std = float(np.std(values))
+    iqr = float(q3 - q1) / 1.349
+    return min(std, iqr) if iqr > 0 else std
+
+
+def fit_intensity_model(
     fg: np.ndarray,
     bg: np.ndarray,
-    bins: int = 64,
-    smooth: float = 1.0,
-    floor: float = 1e-3,
-) -> np.ndarray:
-    """P(foreground) per voxel from histograms of the ``fg`` and ``bg`` sample voxels.
+    value_range: tuple[float, float],
+    bandwidth: float = 1.0,
+    min_bandwidth: float = 0.1,
+    unseen: float = 0.1,
+    bins_per_kernel: float = 4.0,
+) -> IntensityModel:
+    """The posterior P(foreground | intensity) from foreground and background samples.
 
     Parameters
     ----------
-    normalised
-        Intensities in 0..1 (see :func:`normalise_intensity`).
     fg, bg
-        Boolean masks of the sample voxels (strokes, or balls around clicks).
-    bins
-        Histogram bins over 0..1.
-    smooth
-        Gaussian smoothing of each histogram, in bins.
-    floor
-        Added to each normalised histogram so that unseen intensities stay undecided
-        rather than impossible.
+        Intensities of the sample voxels (``bg`` may be empty: then the background is
+        "anything", uniform over ``value_range``).
+    value_range
+        The image's intensity range (e.g. :func:`robust_range`); values outside it take
+        the posterior of the nearest end.
+    bandwidth
+        Factor on each class's kernel width (Silverman's rule of thumb,
+        0.9 · spread · n^-1/5).
+    min_bandwidth
+        Smallest kernel width, as a share of the spread of all samples (keeps integer
+        images and a handful of samples from giving spiky densities).
+    unseen
+        Share of the background density spread evenly over ``value_range``.
+    bins_per_kernel
+        Table bins per width of the narrower kernel.
     """
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    fg = np.asarray(fg, np.float64).ravel()
+    bg = np.asarray(bg, np.float64).ravel()
+    if fg.size == 0:
+        raise ValueError("no foreground samples")
+    both = np.concatenate([fg, bg])
+    scale = _spread(both) or float(np.ptp(both)) or max(abs(float(both[0])), 1.0)
+    floor = min_bandwidth * scale
 
-    def density(mask: np.ndarray) -> np.ndarray:
-        hist, _ = np.histogram(normalised[mask], bins=edges)
-        hist = gaussian_filter1d(hist.astype(np.float64), smooth) if smooth > 0 else hist.astype(np.float64)
-        total = hist.sum()
-        return (hist / total if total else np.full(bins, 1.0 / bins)) + floor
+    def kernel(values: np.ndarray) -> float:
+        return max(bandwidth * 0.9 * _spread(values) * values.size ** -0.2, floor)
 
-    p_fg, p_bg = density(fg), density(bg)
-    posterior = (p_fg / (p_fg + p_bg)).astype(np.float32)
-    index = np.minimum((normalised * bins).astype(np.int32), bins - 1)
-    return posterior[index]
+    widths = [kernel(fg)] + ([kernel(bg)] if bg.size else [])
+    lo = min(value_range[0], float(both.min())) - 3 * max(widths)
+    hi = max(value_range[1], float(both.max())) + 3 * max(widths)
+    width = max(min(widths) / bins_per_kernel, (hi - lo) / MAX_BINS)
+    bins = int(np.ceil((hi - lo) / width)) + 1
+    edges = lo + width * np.arange(bins + 1)
+    uniform = 1.0 / max(value_range[1] - value_range[0], width)
+
+    def density(values: np.ndarray, h: float) -> np.ndarray:
+        hist, _ = np.histogram(values, bins=edges)
+        return gaussian_filter1d(hist / (values.size * width), h / width, mode="constant")
+
+    p_fg = density(fg, widths[0]) + 1e-3 * uniform
+    p_bg = (1 - unseen) * density(bg, widths[1]) + unseen * uniform if bg.size else np.full(bins, uniform)
+    span = (float(both.min()) - 3 * scale, float(both.max()) + 3 * scale)
+    return IntensityModel(lo, width, (p_fg / (p_fg + p_bg)).astype(np.float32), span)

@@ -12,6 +12,13 @@ CLICK_METHODS = {"graphcut": segment_clicks, "deepedit": DeepClicks("deepedit"),
                  "deepgrow3d": DeepClicks("deepgrow3d"), "deepgrow2d": DeepClicks("deepgrow2d")}
 #: Methods answering scribbles.
 SCRIBBLE_METHODS = {"graphcut": segment_scribbles}
+#: What each method needs and what it works on, in a few words (shown beside its name).
+DESCRIPTIONS = {
+    "graphcut": "no model needed: any CT or MR, clicks and scribbles",
+    "deepedit": "network: needs a DeepEdit model for the modality",
+    "deepgrow3d": "network: needs a DeepGrow 3D model for the modality",
+    "deepgrow2d": "network: needs a DeepGrow 2D model for the modality",
+}
 #: Preference when choosing automatically: a network for the image's modality, else GraphCut.
 _PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d")
 

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.engine import CLICK_METHODS
+from annotator.engine.methods import DESCRIPTIONS
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import SHORTCUTS, bind_keys
 from annotator.napari.presets_dialog import PresetsDialog
@@ -36,10 +37,12 @@ class AnnotationDock(QWidget):
         edit_presets.setToolTip("Edit label names and colours")
         edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
-        self.method.addItem("auto (a network when one is installed)", "auto")
+        self.method.addItem("auto (a network for the modality, else GraphCut)", "auto")
         for name in CLICK_METHODS:
-            self.method.addItem(name, name)
-        self.method.setToolTip("What answers clicks; scribbles always use GraphCut")
+            self.method.addItem(f"{name} ({DESCRIPTIONS[name]})", name)
+        self.method.setToolTip("What answers clicks. Scribbles always use GraphCut, which needs no model and "
+                               "works on any CT or MR;\nthe networks need a model made for the image's modality "
+                               "(the bundled ones: hippocampus MR).")
         self.method.currentIndexChanged.connect(lambda: setattr(self.ws, "method", self.method.currentData()))
         self.use_layer = QPushButton("Annotate selected image layer")
         self.use_layer.clicked.connect(self._use_selected_layer)

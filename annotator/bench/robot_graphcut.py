@@ -1,0 +1,235 @@
+"""`annotator bench robot --method graphcut`: scribbles and clicks with no model, per data set and structure.
+
+Three protocols per structure, each from nothing:
+
+- *sparse*: foreground strokes on three slices through the structure and one background
+  ring on the middle one (:func:`annotator.bench.simulate.sparse_scribbles_from_mask`),
+  as people draw them;
+- *dense*: strokes on every third slice and a ring around the structure on every slice
+  (:func:`annotator.bench.simulate.scribbles_from_mask`);
+- *clicks*: one click at the structure's centre, then corrections at the centre of the
+  largest wrongly labelled region (the robot of ``bench robot``).
+
+Data: the organs of the TotalSegmentator example CT (labels are model output: fine for
+this), the example CT DICOM series and MR, the hippocampus MR crops (one structure: both
+labels) and the generated CT phantom with several seeds. Each data set has a role:
+``tune`` (the engine's defaults were chosen on it) or ``report`` (held back to check
+them). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
+medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from annotator.bench import report as rep
+from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
+from annotator.datastore.cases import labelled_cases
+from annotator.engine.interactive import segment_clicks, segment_scribbles
+from annotator.engine.metrics import dice
+from annotator.errors import InputError
+from annotator.io.phantom import ORGANS, ct_phantom
+from annotator.io.read import read_volume
+from annotator.io.volume import Volume
+from annotator.samples import data_root
+from annotator.training.simulate import next_click
+
+#: the organs the CT targets are set on
+CT_ORGANS = ("liver", "spleen", "kidney_right", "kidney_left", "kidney")
+TARGETS = {"dice_sparse_median": 0.85, "dice_click_at_5_median": 0.80,
+           "dice_dense_hippocampus": 0.85, "dice_sparse_hippocampus": 0.75}
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    role: str
+    modality: str
+    image: str = ""
+    label: str = ""
+    class_map: str = ""
+    structures: tuple[str, ...] = ()
+
+
+_TS = "totalsegmentator_example"
+DATASETS = (
+    DataSet("ct", "report", "CT", f"{_TS}/example_ct.nii.gz", f"{_TS}/example_seg_fast_force_split.nii.gz",
+            f"{_TS}/class_map_total.json",
+            ("liver", "spleen", "kidney_right", "kidney_left", "stomach", "aorta", "vertebrae_L1")),
+    DataSet("ctdicom", "tune", "CT", f"{_TS}/example_ct_dicom", f"{_TS}/example_seg_dicom.nii.gz",
+            f"{_TS}/class_map_total.json", ("liver", "spleen", "stomach", "aorta", "vertebrae_T12")),
+    DataSet("mr", "tune", "MR", f"{_TS}/example_mr_sm.nii.gz", f"{_TS}/example_seg_mr.nii.gz",
+            f"{_TS}/class_map_total_mr.json", ("liver", "spleen", "kidney_right", "kidney_left")),
+    DataSet("hippocampus", "report", "MR", "msd_task04_hippocampus", structures=("hippocampus",)),
+    DataSet("phantom", "report", "CT", structures=tuple(name for _, name, *_ in ORGANS)),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the GraphCut robot (added to `bench robot`)."""
+    parser.add_argument("--datasets", help="comma-separated data sets (default: all of "
+                        + ", ".join(d.name for d in DATASETS) + ")")
+    parser.add_argument("--phantom-seeds", default="1,2", help="phantom seeds (default 1,2; 0 was tuned on)")
+
+
+def _label_on(volume: Volume, path: Path) -> np.ndarray:
+    """A label map resampled (nearest neighbour) onto the volume's grid: the example
+    segmentations come in another orientation than their DICOM series."""
+    label = sitk.ReadImage(str(path))
+    reference = volume.to_sitk(np.zeros(volume.shape, np.uint8))
+    resampled = sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
+    return sitk.GetArrayFromImage(resampled)
+
+
+def _cases(ds: DataSet, root: Path, args) -> list[tuple[str, Volume, dict[str, np.ndarray]]]:
+    """(case id, volume, {structure: mask}) of a data set."""
+    if ds.name == "phantom":
+        seeds = [int(s) for s in args.phantom_seeds.split(",") if s.strip()]
+        shape = (48, 96, 96) if args.quick else (96, 192, 192)
+        out = []
+        for seed in seeds[:1] if args.quick else seeds:
+            volume, label = ct_phantom(shape=shape, spacing_zyx=(2.0, 1.2, 1.2), seed=seed)
+            out.append((f"seed{seed}", volume, {name: label == v for v, name, *_ in ORGANS}))
+        return out
+    if ds.name == "hippocampus":
+        split = "train" if args.split == "train" else "test"
+        cases = labelled_cases(root / ds.image, split)
+        if args.quick:
+            cases = cases[:4]
+        out = []
+        for case in cases:
+            volume = read_volume(case.image)
+            out.append((case.id, volume, {"hippocampus": _label_on(volume, case.label) > 0}))
+        return out
+    volume = read_volume(root / ds.image)
+    label = _label_on(volume, root / ds.label)
+    names = {v: int(k) for k, v in json.loads((root / ds.class_map).read_text()).items()}
+    structures = ds.structures[:2] if args.quick else ds.structures
+    return [(ds.name, volume, {s: label == names[s] for s in structures if (label == names[s]).any()})]
+
+
+def _clicks(volume: Volume, truth: np.ndarray, count: int) -> tuple[list[float], float]:
+    """Dice after 1..``count`` robot clicks, and the median time of a click."""
+    label = np.zeros(truth.shape, np.uint8)
+    fg, bg, curve, seconds = [], [], [], []
+    for _ in range(count):
+        found = next_click(label, truth.astype(np.uint8))
+        if found is None:
+            curve.append(curve[-1] if curve else 1.0)
+            continue
+        cls, point = found
+        (fg if cls else bg).append(point)
+        out = segment_clicks(volume, fg, bg)
+        label = out.label
+        seconds.append(out.seconds)
+        curve.append(dice(label, truth))
+    return curve, float(np.median(seconds)) if seconds else 0.0
+
+
+def _structure(volume: Volume, truth: np.ndarray, clicks: int) -> dict:
+    row = {}
+    for protocol, strokes in (("sparse", sparse_scribbles_from_mask(truth)), ("dense", scribbles_from_mask(truth))):
+        out = segment_scribbles(volume, strokes)
+        row[protocol] = round(dice(out.label, truth), 4)
+        row[f"{protocol}_s"] = round(out.seconds, 3)
+    curve, seconds = _clicks(volume, truth, clicks)
+    row["clicks"] = [round(d, 4) for d in curve]
+    row["click_s"] = round(seconds, 3)
+    return row
+
+
+def run(args: argparse.Namespace) -> dict:
+    clicks = args.clicks or (5 if args.quick else 10)
+    root = data_root() or Path()
+    wanted = args.datasets.split(",") if args.datasets else [d.name for d in DATASETS]
+    unknown = set(wanted) - {d.name for d in DATASETS}
+    if unknown:
+        raise InputError(f"unknown data set(s) {', '.join(sorted(unknown))} (known: {', '.join(d.name for d in DATASETS)})")
+    rows, results = [], []
+    started = time.perf_counter()
+    for ds in DATASETS:
+        if ds.name not in wanted:
+            continue
+        if ds.name != "phantom" and not (root / (ds.image or ds.name)).exists():
+            continue
+        for case, volume, structures in _cases(ds, root, args):
+            for name, truth in structures.items():
+                row = {"dataset": ds.name, "role": ds.role, "modality": ds.modality, "case": case,
+                       "structure": name, "voxels": int(truth.sum()), **_structure(volume, truth, clicks)}
+                rows.append(row)
+    if not rows:
+        raise InputError("no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
+    for (ds_name, name) in dict.fromkeys((r["dataset"], r["structure"]) for r in rows):
+        mine = [r for r in rows if r["dataset"] == ds_name and r["structure"] == name]
+        key = name if ds_name == "hippocampus" else f"{ds_name}_{name}"
+        for protocol in ("sparse", "dense"):
+            results.append(rep.result(f"dice_{protocol}_{key}", np.mean([r[protocol] for r in mine]), "dice",
+                                      "higher", TARGETS.get(f"dice_{protocol}_{key}")))
+        for k in (1, 5, 10):
+            if k <= clicks:
+                results.append(rep.result(f"dice_click_at_{k}_{key}", np.mean([r["clicks"][k - 1] for r in mine]),
+                                          "dice", "higher"))
+        results.append(rep.result(f"seconds_{key}", np.median([r["sparse_s"] for r in mine]), "s", "lower"))
+    ct = [r for r in rows if r["modality"] == "CT" and r["dataset"] != "phantom" and r["structure"] in CT_ORGANS]
+    if ct:
+        results.append(rep.result("dice_sparse_median", np.median([r["sparse"] for r in ct]), "dice", "higher",
+                                  TARGETS["dice_sparse_median"]))
+        results.append(rep.result("dice_dense_median", np.median([r["dense"] for r in ct]), "dice", "higher"))
+        if clicks >= 5:
+            results.append(rep.result("dice_click_at_5_median", np.median([r["clicks"][4] for r in ct]), "dice",
+                                      "higher", TARGETS["dice_click_at_5_median"]))
+    if args.plot:
+        _plot(rows, args.plot)
+    params = {"method": "graphcut", "datasets": wanted, "split": "hippocampus " + ("train" if args.split == "train" else "test"),
+              "clicks": clicks, "quick": bool(args.quick), "seconds_total": round(time.perf_counter() - started, 1),
+              "ct_organs": "liver, spleen, kidneys of the CT data sets (not the phantom)"}
+    return rep.report("robot", params, results, cases=rows)
+
+
+def _plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((r["dataset"], r["structure"]) for r in rows))
+    names = [s if d == "hippocampus" else f"{d} {s}" for d, s in groups]
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=100, gridspec_kw={"width_ratios": [2.2, 1]})
+    x = np.arange(len(groups))
+    colours = {"sparse": "#1565c0", "dense": "#90caf9", "click 5": "#ef6c00"}
+    for i, (label, colour) in enumerate(colours.items()):
+        values = []
+        for d, s in groups:
+            mine = [r for r in rows if r["dataset"] == d and r["structure"] == s]
+            values.append(np.mean([r["clicks"][min(4, len(r["clicks"]) - 1)] if label == "click 5" else r[label]
+                                   for r in mine]))
+        bars.bar(x + (i - 1) * 0.27, values, 0.27, color=colour, label=label if label != "click 5" else "5 clicks")
+    bars.axhline(0.85, color="#c62828", linestyle="--", linewidth=1, label="Dice 0.85")
+    bars.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    bars.set_ylabel("Dice")
+    bars.set_ylim(0, 1)
+    bars.set_title("GraphCut, no model: strokes and clicks", pad=24)
+    bars.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=8, frameon=False)
+    bars.grid(axis="y", alpha=0.3)
+    for d in dict.fromkeys(r["dataset"] for r in rows):  # one curve per data set: mean over its structures
+        per_structure = [np.mean([r["clicks"] for r in rows if r["dataset"] == d and r["structure"] == s], axis=0)
+                         for dd, s in groups if dd == d]
+        curve = np.mean(per_structure, axis=0)
+        curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", markersize=3, linewidth=1.5,
+                    label=f"{d} ({len(per_structure)} structures)")
+    curves.set_xlabel("robot clicks")
+    curves.set_ylabel("Dice (mean over structures)")
+    curves.set_ylim(0, 1)
+    curves.set_title("Clicks from nothing", pad=24)
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
