@@ -78,29 +78,27 @@ def cmd_scribbles(args) -> int:
 
 
 def cmd_clicks(args) -> int:
-    from annotator.engine import CLICK_METHODS, choose_click_method
+    from annotator.engine import choose
     from annotator.io import read_volume
 
     volume = read_volume(args.image, args.series)
     for point in [*args.fg, *(args.bg or [])]:
         if not volume.contains(point):
             raise InputError(f"click {point} (x,y,z) is outside the image of size {volume.size}")
-    method = choose_click_method(volume, args.method)
-    note = getattr(CLICK_METHODS[method], "modality_warning", lambda v: None)(volume)
+    method = choose(volume, "clicks", args.method)
+    note = method.warning(volume)
     if note:
         print(f"warning: {note}", file=sys.stderr)
     fg = [volume.index_to_array(p) for p in args.fg]
     bg = [volume.index_to_array(p) for p in args.bg or []]
-    result = CLICK_METHODS[method](volume, fg, bg)
+    result = method.clicks(volume, fg, bg)
     return _write_foreground(result, volume, args.out)
 
 
 def cmd_infer(args) -> int:
-    from annotator.engine.deep import modality_note
-    from annotator.engine.device import choose_device
-    from annotator.engine.session import ClickSession
+    from annotator.engine.deep import modality_note, session_for_model
     from annotator.io import read_volume, write_label
-    from annotator.models import ModelRegistry, load_checkpoint
+    from annotator.models import ModelRegistry
 
     volume = read_volume(args.image, args.series)
     entry = ModelRegistry().entry(args.model)
@@ -110,8 +108,9 @@ def cmd_infer(args) -> int:
     note = modality_note(entry.card, volume)
     if note:
         print(f"warning: {note}", file=sys.stderr)
-    model, card = load_checkpoint(entry.sidecar, choose_device())
-    result = ClickSession(volume, model, card, next(model.parameters()).device).automatic()
+    session = session_for_model(volume, args.model)
+    card = session.card
+    result = session.automatic()
     write_label(args.out, result.label, volume)
     names = {v: k for k, v in card.labels.items()}
     found = ", ".join(f"{names.get(int(v), v)} {int((result.label == v).sum())}" for v in np.unique(result.label) if v)
@@ -189,6 +188,56 @@ def _patch(text: str) -> list[int]:
     if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z sizes")
     return values
+
+
+def _store(place: str):
+    from annotator.datastore import open_datastore
+
+    store, image_id = open_datastore(place)
+    if image_id is not None:
+        raise InputError(f"{place}: an image, not a datastore; give its folder")
+    return store
+
+
+def cmd_status(args) -> int:
+    import json
+
+    store = _store(args.place)
+    records = store.records()
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=1))
+        return 0
+    print(f"{store.place}: {len(records)} images, {sum(r.status.value == 'labeled' for r in records)} labeled"
+          + (f" (view only: {store.read_only_reason()})" if store.read_only_reason() else ""))
+    width = max([len(r.id) for r in records] + [5])
+    for r in records:
+        score = "" if r.score is None else f"{r.score:.3f}"
+        print(f"  {r.id:<{width}}  {r.status.value:<12} {','.join(r.versions):<24} {score}")
+    return 0
+
+
+def cmd_accept(args) -> int:
+    from annotator.io import read_label
+
+    store = _store(args.place)
+    volume = store.open_image(args.image_id)
+    label = read_label(args.label, volume)
+    store.accept(args.image_id, label, volume)
+    print(f"{args.image_id}: {args.label} accepted as the final label ({int((label > 0).sum())} voxels)")
+    return 0
+
+
+def cmd_label(args) -> int:
+    from annotator.io import write_label
+
+    store = _store(args.place)
+    volume = store.open_image(args.image_id)
+    label = store.label(args.image_id, volume, args.version)
+    if label is None:
+        raise InputError(f"{args.image_id}: has no {args.version} label in {store.place}")
+    write_label(args.out, label, volume)
+    print(f"{args.image_id}: {args.version} label -> {args.out}")
+    return 0
 
 
 def cmd_samples(args) -> int:
@@ -281,6 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a training config JSON instead of the options above")
     p.add_argument("--verbose", action="store_true", help="one line per progress event")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("status", help="the images of a datastore with status, label versions and score")
+    p.add_argument("place", help="folder of images (later: a server URL)")
+    p.add_argument("--json", action="store_true", help='a list of {"id", "status", "versions", "score"}')
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("accept", help="make a label file the final label of an image")
+    p.add_argument("place", help="folder of images (later: a server URL)")
+    p.add_argument("image_id", help="the image's id (see `annotator status`)")
+    p.add_argument("label", help="NIfTI label in the image's geometry")
+    p.set_defaults(func=cmd_accept)
+
+    p = sub.add_parser("label", help="write a saved label version of an image as NIfTI")
+    p.add_argument("place", help="folder of images (later: a server URL)")
+    p.add_argument("image_id", help="the image's id (see `annotator status`)")
+    p.add_argument("--version", default="final", choices=["final", "original", "draft"])
+    p.add_argument("--out", required=True, help="output label (.nii.gz)")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("samples", help="list the sample data available here")
     p.set_defaults(func=cmd_samples)

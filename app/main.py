@@ -55,21 +55,21 @@ def open_start(viewer, path: str | None, sample: str | None) -> None:
     from annotator.napari.workspace import workspace_for
     from annotator.samples import sample_file
 
-    ws = workspace_for(viewer)
-    last = ws.settings.last_datastore  # loaded once, with the workspace
-    ws.status.emit("opening ...")
+    session = workspace_for(viewer).session
+    last = session.settings.last_datastore  # loaded once, with the session
+    session.status.emit("opening ...")
     try:
         if path:
-            ws.open_path(path)
+            session.open(path)
         elif sample:
-            ws.open_path(sample_file(sample))
+            session.open(sample_file(sample))
         elif last and Path(last).is_dir():
-            ws.open_path(last)
+            session.open(last)
         else:
-            ws.open_path(sample_file("hippocampus"))
+            session.open(sample_file("hippocampus"))
     except Exception as exc:  # the app stays open and says what is wrong
         napari.utils.notifications.show_error(str(exc))
-        ws.error.emit(str(exc))
+        session.error.emit(str(exc))
     finally:
         viewer.window._qt_window.setProperty("annotator_started", True)
 
@@ -79,12 +79,12 @@ def _wait_until_idle(viewer, timeout: float = 60.0) -> None:
 
     from annotator.napari.workspace import workspace_for
 
-    ws = workspace_for(viewer)
+    session = workspace_for(viewer).session
     window = viewer.window._qt_window
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         QApplication.processEvents()
-        if window.property("annotator_started") and not ws.busy:
+        if window.property("annotator_started") and session.idle:
             break
         time.sleep(0.02)
     for _ in range(10):
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stall_probe:
         _wait_until_idle(viewer)
         probes.stall(viewer, args.stall_probe)
-        workspace_for(viewer).discard()  # measurement clicks: nothing to keep
+        workspace_for(viewer).session.discard()  # measurement clicks: nothing to keep
         viewer.close()
         return 0
     if args.screenshot:

@@ -22,7 +22,7 @@ def startup(start: float, viewer) -> None:
         QTimer.singleShot(10, quit_when_loaded)
 
     def quit_when_loaded():
-        if window.property("annotator_started") and not workspace_for(viewer).busy:
+        if window.property("annotator_started") and workspace_for(viewer).session.idle:
             QApplication.instance().quit()
         else:
             QTimer.singleShot(10, quit_when_loaded)
@@ -39,16 +39,16 @@ def stall(viewer, clicks: int) -> None:
     from annotator.napari.stall_meter import StallMeter
     from annotator.napari.workspace import workspace_for
 
-    ws = workspace_for(viewer)
+    ws = workspace_for(viewer).session
     volume, organs = ct_phantom()
-    ws.show(volume, "")
+    ws.show(volume)
     liver = np.argwhere(organs == 1)
     rng = np.random.default_rng(0)
     meter = StallMeter()
     meter.start()
     engine, stalls = [], []
     done = []
-    ws.label_changed.connect(lambda _m: done.append(time.perf_counter()))
+    ws.label_changed.connect(lambda _box, _m: done.append(time.perf_counter()))
     for i in range(clicks):
         for _ in range(20):
             QApplication.processEvents()
@@ -61,4 +61,47 @@ def stall(viewer, clicks: int) -> None:
         engine.append(done[i] - start)
         stalls.append(meter.longest)
     meter.stop()
-    print(json.dumps({"engine_s": engine, "max_stall_s": stalls}), flush=True)
+    print(json.dumps({"engine_s": engine, "max_stall_s": stalls, **accept_stall(ws)}), flush=True)
+
+
+def accept_stall(session, shape=(300, 512, 512)) -> dict:
+    """Accept a label of ``shape`` into a datastore in a temporary folder; the longest
+    event-loop stall while it is saved, and the seconds until it is on disk."""
+    import tempfile
+    from pathlib import Path
+
+    import SimpleITK as sitk
+    from qtpy.QtWidgets import QApplication
+
+    from annotator.datastore import LocalDatastore
+    from annotator.io.volume import Volume
+    from annotator.napari.stall_meter import StallMeter
+
+    with tempfile.TemporaryDirectory() as folder:
+        volume = Volume(np.zeros(shape, np.int16), (0.8, 0.8, 2.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0),
+                        modality="CT", name="big")
+        sitk.WriteImage(volume.to_sitk(), str(Path(folder) / "big.nii"))  # uncompressed: quick to set up
+        store = LocalDatastore(folder)
+        session.set_datastore(store)
+        label = np.zeros(shape, np.uint8)
+        label[50:250, 100:400, 100:400] = 1
+        label[120:180, 200:300, 150:350] = 2
+        session.show(volume, label, image_id="big")
+        session.painted()
+        for _ in range(20):
+            QApplication.processEvents()
+        meter = StallMeter()
+        meter.start()
+        meter.reset()
+        start = time.perf_counter()
+        session.accept()
+        while not session.idle:
+            QApplication.processEvents()
+            time.sleep(0.001)
+        saved_s = time.perf_counter() - start
+        for _ in range(5):
+            QApplication.processEvents()
+            time.sleep(0.005)
+        meter.stop()
+        assert (Path(folder) / "labels" / "final" / "big.nii.gz").exists()
+        return {"accept_stall_s": meter.longest, "accept_saved_s": saved_s}

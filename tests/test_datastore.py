@@ -29,6 +29,7 @@ def test_images_are_discovered_with_status(hippo_store):
     assert store.ids() == ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
     assert {r.status for r in store.records()} == {Status.UNLABELED}
     assert store.labels_root == hippo_store.resolve() / "labels"
+    assert not (hippo_store / "labels").exists()  # opening a folder writes nothing into it
 
 
 def test_dicom_series_folders_are_images(tmp_path):
@@ -47,12 +48,12 @@ def test_accept_keeps_original_and_history(hippo_store):
     proposed, first, second, third, fourth = (_label(image, v) for v in (1, 2, 3, 1, 2))
 
     store.save_draft("hippocampus_001", first, image)
-    assert store.status("hippocampus_001") == Status.IN_PROGRESS
+    assert store.record("hippocampus_001").status == Status.IN_PROGRESS
     np.testing.assert_array_equal(store.label("hippocampus_001", image, Version.DRAFT), first)
 
     store.accept("hippocampus_001", first, image, proposed=proposed)
-    assert store.status("hippocampus_001") == Status.LABELED
-    assert not store.label_path("hippocampus_001", Version.DRAFT).exists()
+    assert store.record("hippocampus_001").status == Status.LABELED
+    assert store.label("hippocampus_001", image, Version.DRAFT) is None
     np.testing.assert_array_equal(store.label("hippocampus_001", image, Version.ORIGINAL), proposed)
     np.testing.assert_array_equal(store.label("hippocampus_001", image), first)
 
@@ -64,10 +65,10 @@ def test_accept_keeps_original_and_history(hippo_store):
     assert len(history) == 2  # trimmed to the newest two earlier finals: second, third
     from annotator.io import read_label
 
-    np.testing.assert_array_equal(read_label(store.labels_root / history[0]["file"], image), second)
-    np.testing.assert_array_equal(read_label(store.labels_root / history[1]["file"], image), third)
-    files = list((store.labels_root / "history" / "hippocampus_001").iterdir())
+    files = sorted((store.labels_root / "history" / "hippocampus_001").iterdir())
     assert len(files) == 2
+    np.testing.assert_array_equal(read_label(files[0], image), second)
+    np.testing.assert_array_equal(read_label(files[1], image), third)
 
     record = {r.id: r for r in store.records()}["hippocampus_001"]
     assert record.versions == ["original", "final"]
@@ -83,7 +84,7 @@ def test_info_and_wrong_input(hippo_store):
         store.accept("nope", _label(image, 1), image)
     with pytest.raises(Exception, match="voxels but the image"):
         store.accept("hippocampus_001", np.zeros((3, 3, 3), np.uint8), image)
-    assert store.status("hippocampus_001") == Status.UNLABELED
+    assert store.record("hippocampus_001").status == Status.UNLABELED
 
 
 def test_labels_can_live_elsewhere(hippo_store, tmp_path):
@@ -97,6 +98,8 @@ def test_labels_can_live_elsewhere(hippo_store, tmp_path):
 def test_lock_held_elsewhere_gives_a_clear_error(hippo_store):
     store = LocalDatastore(hippo_store, lock_timeout=0.2)
     image = store.open_image("hippocampus_001")
+    store.set_info("hippocampus_001", seen=True)  # the labels folder and its lock exist now
+    store = LocalDatastore(hippo_store, lock_timeout=0.2)
     from filelock import FileLock
 
     with FileLock(str(store.labels_root / ".lock")):
@@ -132,7 +135,7 @@ def test_sigkill_during_save_leaves_previous_version_intact(hippo_store, tmp_pat
     previous = np.zeros(big.shape, np.uint8)
     previous[10:20, 10:20, 10:20] = 7
     store.accept("big", previous, big)
-    final = store.label_path("big")
+    final = store.labels_root / "final" / "big.nii.gz"
     before = final.read_bytes()
 
     child = subprocess.Popen([sys.executable, "-c", _SAVER, str(hippo_store)], stdout=subprocess.PIPE)
@@ -178,5 +181,5 @@ def test_folder_that_cannot_hold_labels_uses_the_user_data_folder(hippo_store, t
     assert store.labels_root.is_relative_to(tmp_path / "xdg" / "annotator" / "datastores")
     image = store.open_image("hippocampus_001")
     store.accept("hippocampus_001", _label(image, 1), image)
-    assert LocalDatastore(hippo_store).status("hippocampus_001") == Status.LABELED
+    assert LocalDatastore(hippo_store).record("hippocampus_001").status == Status.LABELED
     assert (hippo_store / "labels").read_text().startswith("a file")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from annotator.engine.deep import DeepClicks
-from annotator.engine.methods import choose_click_method
+from annotator.engine.methods import choose
 from annotator.io import read_volume
 from annotator.models import ModelCard, ModelRegistry, build_network, save_checkpoint
 from paths import HIPPO
@@ -31,14 +31,14 @@ def test_graphcut_without_models_and_network_with_one(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     volume = read_volume(IMAGE)
     volume.modality = "CT"
-    assert choose_click_method(volume) == "graphcut"  # the bundled model is for MR: not chosen
+    assert choose(volume).name == "graphcut"  # the bundled model is for MR: not chosen
     volume.modality = "MR"
-    assert choose_click_method(volume) == "deepedit"  # the bundled starter model
+    assert choose(volume).name == "deepedit"  # the bundled starter model
     volume.modality = "unknown"
-    assert choose_click_method(volume) == "graphcut"  # nothing says this image suits an MR model
+    assert choose(volume).name == "graphcut"  # nothing says this image suits an MR model
     _install(tmp_path / "data" / "annotator" / "models", modality="CT")
     volume.modality = "CT"
-    assert choose_click_method(volume) == "deepgrow3d"
+    assert choose(volume).name == "deepgrow3d"
 
 
 def test_sessions_are_reused_per_image(tmp_path):

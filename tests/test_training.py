@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from paths import HIPPO
-from annotator.datastore.cases import labelled_cases
+from annotator.datastore import LocalDatastore, open_datastore
 from annotator.models import ModelRegistry, load_checkpoint
 from annotator.training.config import TrainConfig
-from annotator.training.data import split_cases
+from annotator.training.data import Case, split_cases
 from annotator.training.runner import TrainingProcess, past_runs
 from annotator.training.simulate import next_click
 
@@ -145,12 +145,14 @@ def test_bad_data_is_reported_and_changes_nothing(tmp_path, user_dirs):
     empty.mkdir()
     events = _run_to_end(TrainingProcess(_config(empty, tmp_path)))
     error = next(e for e in events if e["event"] == "error")
-    assert "no labelled images" in error["message"]
+    assert "labelled images; found 0" in error["message"] and str(empty) in error["message"]
     assert ModelRegistry().chosen() == {}
 
 
 def test_split_is_seeded_and_eighty_twenty():
-    cases = labelled_cases(HIPPO, "train")
+    store, _ = open_datastore(HIPPO)
+    cases = [Case(store.place, i) for i in store.training_ids("train")]
+    assert len(cases) == 208
     train, val = split_cases(cases, 0.2, seed=0)
     again = split_cases(list(reversed(cases)), 0.2, seed=0)
     assert (train, val) == again
@@ -193,3 +195,27 @@ def test_annotator_train_command(dataset_folder, tmp_path, user_dirs):
     proc = subprocess.run([sys.executable, "-m", "annotator", "train", "--method", "deepedit"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "give --method and --data" in proc.stderr
+
+
+def test_training_takes_the_accepted_labels_of_a_datastore(tmp_path, user_dirs):
+    # a folder of images annotated in the app: its finals are the training cases, read
+    # through the datastore interface (an unlabelled image and a draft are not)
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    for case in CASES:
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", folder)
+    store = LocalDatastore(folder)
+    from annotator.io import read_label
+
+    for case in CASES[:3]:
+        volume = store.open_image(case)
+        store.accept(case, read_label(HIPPO / "labels" / f"{case}.nii.gz", volume), volume)
+    volume = store.open_image(CASES[3])
+    store.save_draft(CASES[3], read_label(HIPPO / "labels" / f"{CASES[3]}.nii.gz", volume), volume)
+    assert store.training_ids() == CASES[:3]
+    events = _run_to_end(TrainingProcess(_config(folder, tmp_path, val_fraction=0.34)))
+    start = next(e for e in events if e["event"] == "start")
+    assert (start["train_cases"], start["val_cases"]) == (2, 1)
+    done = next(e for e in events if e["event"] == "done")
+    card = json.loads((user_dirs / "models" / f"{done['model']}.json").read_text())
+    assert sorted(card["training"]["cases"] + card["training"]["validation_cases"]) == CASES[:3]

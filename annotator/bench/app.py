@@ -1,4 +1,4 @@
-"""`annotator bench app`: launch to visible window, and event-loop stalls during clicks.
+"""`annotator bench app`: launch to visible window, event-loop stalls during clicks and while accepting a label.
 
 Both run the real app in child processes (``annotator-app --startup-probe`` and
 ``--stall-probe``); without a display they run under ``xvfb-run``.
@@ -68,8 +68,11 @@ def run(args: argparse.Namespace) -> dict:
         rep.result("startup_s", float(np.median(startups)), "s", "lower", 5.0),
         rep.result("max_event_loop_stall_s", max(stall["max_stall_s"]), "s", "lower", 0.1),
         rep.result("click_engine_median_s", float(np.median(stall["engine_s"])), "s", "lower"),
+        rep.result("accept_stall_s", stall["accept_stall_s"], "s", "lower", 0.1),
+        rep.result("accept_saved_s", stall["accept_saved_s"], "s", "lower"),
     ]
     params = {"startup_image": " ".join(target), "repeats": repeats, "clicks": clicks,
-              "stall_volume": "ct_phantom 128x256x256", "quick": bool(args.quick)}
+              "stall_volume": "ct_phantom 128x256x256", "accept_label": "512x512x300, two labels",
+              "quick": bool(args.quick)}
     return rep.report("app", params, results, startups_s=startups, stalls_s=stall["max_stall_s"],
                       engine_s=stall["engine_s"])

@@ -21,9 +21,10 @@ from annotator.bench import robot_graphcut
 from annotator.datastore.cases import labelled_cases
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice
+from annotator.engine.deep import new_session
 from annotator.engine.session import ClickSession
 from annotator.errors import InputError
-from annotator.io.read import read_label, read_volume
+
 from annotator.models import ModelRegistry, load_checkpoint
 from annotator.samples import data_root
 from annotator.training.simulate import next_click
@@ -85,23 +86,18 @@ def run(args: argparse.Namespace) -> dict:
         return robot_graphcut.run(args)
     clicks = args.clicks or (5 if args.quick else 10)
     folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
-    cases = labelled_cases(folder, args.split)
-    if args.quick:
-        cases = cases[:4]
-    entry = ModelRegistry().entry(args.model)
-    model, card = load_checkpoint(entry.sidecar, choose_device())
+    cases = labelled_cases(folder, args.split, 4 if args.quick else None)
+    model, card = load_checkpoint(ModelRegistry().entry(args.model).sidecar, choose_device())
     values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
                                                       sorted(card.foreground.values()))}
     rows = []
-    for case in cases:
-        volume = read_volume(case.image)
-        truth = read_label(case.label, volume)
+    for case, volume, truth in cases:
         if values_of_data:  # label values of the data -> the model's label values
             lut = np.zeros(256, np.uint8)
             for v, c in values_of_data.items():
                 lut[v] = c
             truth = lut[truth]
-        session = ClickSession(volume, model, card, next(model.parameters()).device)
+        session = new_session(volume, model, card)
         present = [int(v) for v in np.unique(truth) if v > 0]
         if card.method == "deepedit":
             labels = _robot(session, truth, clicks)
@@ -112,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
             curve = [float(np.mean([dice(r[k] > 0, truth == v) for r, v in zip(runs, present)]))
                      for k in range(clicks + 1)]
             union = curve
-        rows.append({"case": case.id, "dice": [round(d, 4) for d in curve],
+        rows.append({"case": case, "dice": [round(d, 4) for d in curve],
                      "dice_union": [round(d, 4) for d in union]})
     dice_curve = np.mean([r["dice"] for r in rows], axis=0)
     union_curve = np.mean([r["dice_union"] for r in rows], axis=0)

@@ -100,14 +100,8 @@ def _cases(ds: DataSet, root: Path, args) -> list[tuple[str, Volume, dict[str, n
         return out
     if ds.name == "hippocampus":
         split = "train" if args.split == "train" else "test"
-        cases = labelled_cases(root / ds.image, split)
-        if args.quick:
-            cases = cases[:4]
-        out = []
-        for case in cases:
-            volume = read_volume(case.image)
-            out.append((case.id, volume, {"hippocampus": _label_on(volume, case.label) > 0}))
-        return out
+        return [(case, volume, {"hippocampus": label > 0})
+                for case, volume, label in labelled_cases(root / ds.image, split, 4 if args.quick else None)]
     volume = read_volume(root / ds.image)
     label = _label_on(volume, root / ds.label)
     names = {v: int(k) for k, v in json.loads((root / ds.class_map).read_text()).items()}

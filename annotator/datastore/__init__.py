@@ -1,9 +1,9 @@
-"""Where images and labels live: a local folder now, DICOMweb later."""
+"""Where images and labels live, behind one interface keyed by image id (:class:`Datastore`):
+a local folder (:class:`LocalDatastore`) now, a DICOMweb server later."""
 
-from annotator.datastore.local import (
-    ImageRecord, LocalDatastore, Status, Version, datastore_for_image, fallback_labels_dir,
-)
+from annotator.datastore.base import Datastore, ImageRecord, Status, Version
+from annotator.datastore.factory import open_datastore
+from annotator.datastore.folder import LocalDatastore, fallback_labels_dir
 
-__all__ = [
-    "ImageRecord", "LocalDatastore", "Status", "Version", "datastore_for_image", "fallback_labels_dir",
-]
+__all__ = ["Datastore", "ImageRecord", "LocalDatastore", "Status", "Version", "fallback_labels_dir",
+           "open_datastore"]

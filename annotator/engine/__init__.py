@@ -1,10 +1,8 @@
-"""Inference: GraphCut from scribbles and clicks (networks join the same registry)."""
+"""Inference: GraphCut from scribbles and clicks, and networks, behind one method registry."""
 
 from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles
-from annotator.engine.methods import CLICK_METHODS, SCRIBBLE_METHODS, choose_click_method
+from annotator.engine.methods import METHODS, Method, choose, methods_for
 from annotator.engine.region import Result
 
-__all__ = [
-    "CLICK_METHODS", "SCRIBBLE_METHODS", "GraphCutParams", "Result", "choose_click_method",
-    "segment_clicks", "segment_scribbles",
-]
+__all__ = ["GraphCutParams", "METHODS", "Method", "Result", "choose", "methods_for", "segment_clicks",
+           "segment_scribbles"]

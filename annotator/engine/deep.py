@@ -24,6 +24,22 @@ def modality_note(card: ModelCard, volume: Volume) -> str | None:
             f"{volume.modality}. Results may be poor.")
 
 
+def new_session(volume: Volume, model, card: ModelCard) -> ClickSession:
+    """A click session of ``volume`` with a loaded network: the one way sessions are made."""
+    from annotator.engine.session import ClickSession
+
+    return ClickSession(volume, model, card, next(model.parameters()).device)
+
+
+def session_for_model(volume: Volume, name: str, registry: ModelRegistry | None = None) -> ClickSession:
+    """A click session of ``volume`` with the installed model called ``name``."""
+    from annotator.models import load_checkpoint
+
+    entry = (registry or ModelRegistry()).entry(name)
+    model, card = load_checkpoint(entry.sidecar, choose_device())
+    return new_session(volume, model, card)
+
+
 class DeepClicks:
     """A click method backed by the registry's active model of ``method``.
 
@@ -46,9 +62,7 @@ class DeepClicks:
         if key in self._sessions and self._sessions[key].volume is volume:
             self._sessions.move_to_end(key)
             return self._sessions[key]
-        from annotator.engine.session import ClickSession
-
-        session = ClickSession(volume, model, card, next(model.parameters()).device)
+        session = new_session(volume, model, card)
         self._sessions[key] = session
         while len(self._sessions) > self.keep:
             self._sessions.popitem(last=False)

@@ -1,32 +1,117 @@
-"""The segmentation methods the GUI and CLI can choose from, by name."""
+"""The one registry of segmentation methods, each behind the same interface.
+
+A method says whether it can run on an image (``available``), whether its first use on
+an image prepares it first (``needs_preparation``), what a person should know
+(``warning``: a model made for another modality), and what it answers: clicks,
+scribbles, automatic segmentation. The GUI, the CLI and the benchmarks look methods up
+here by name; nothing else dispatches on their types.
+"""
 
 from __future__ import annotations
 
+from abc import ABC
+
 from annotator.engine.deep import DeepClicks
 from annotator.engine.interactive import segment_clicks, segment_scribbles
+from annotator.engine.region import Result
 from annotator.errors import InputError
 from annotator.io.volume import Volume
 
-#: Methods answering foreground/background clicks.
-CLICK_METHODS = {"graphcut": segment_clicks, "deepedit": DeepClicks("deepedit"),
-                 "deepgrow3d": DeepClicks("deepgrow3d"), "deepgrow2d": DeepClicks("deepgrow2d")}
-#: Methods answering scribbles.
-SCRIBBLE_METHODS = {"graphcut": segment_scribbles}
-#: What each method needs and what it works on, in a few words (shown beside its name).
-DESCRIPTIONS = {
-    "graphcut": "no model needed: any CT or MR, clicks and scribbles",
-    "deepedit": "network: needs a DeepEdit model for the modality",
-    "deepgrow3d": "network: needs a DeepGrow 3D model for the modality",
-    "deepgrow2d": "network: needs a DeepGrow 2D model for the modality",
-}
+#: What a method can be asked for.
+KINDS = ("clicks", "scribbles", "automatic")
+
+
+class Method(ABC):
+    name: str = ""
+    #: in a few words: what it needs and what it works on (shown beside its name)
+    description: str = ""
+    kinds: tuple[str, ...] = ()
+
+    def available(self, volume: Volume) -> bool:
+        return True
+
+    def needs_preparation(self, volume: Volume) -> bool:
+        """Whether the next request on ``volume`` first prepares it (slow, once per image)."""
+        return False
+
+    def warning(self, volume: Volume) -> str | None:
+        return None
+
+    def clicks(self, volume: Volume, fg, bg, previous=None, value: int = 1) -> Result:
+        raise InputError(f"{self.name} does not answer clicks")
+
+    def scribbles(self, volume: Volume, scribbles, previous=None, value: int = 1) -> Result:
+        raise InputError(f"{self.name} does not answer scribbles")
+
+    def automatic(self, volume: Volume) -> Result:
+        raise InputError(f"{self.name} does not segment automatically")
+
+
+class GraphCut(Method):
+    name = "graphcut"
+    description = "no model needed: any CT or MR, clicks and scribbles"
+    kinds = ("clicks", "scribbles")
+
+    def clicks(self, volume, fg, bg, previous=None, value=1):
+        return segment_clicks(volume, fg, bg, previous=previous, value=value)
+
+    def scribbles(self, volume, scribbles, previous=None, value=1):
+        return segment_scribbles(volume, scribbles, previous=previous, value=value)
+
+
+class Network(Method):
+    """A click network (DeepEdit, DeepGrow): the installed model preferred for the image."""
+
+    def __init__(self, name: str, description: str, automatic: bool = False):
+        self.name = name
+        self.description = description
+        self.kinds = ("clicks", "automatic") if automatic else ("clicks",)
+        self.deep = DeepClicks(name)
+
+    def available(self, volume):
+        return self.deep.available(volume)
+
+    def needs_preparation(self, volume):
+        return not self.deep.prepared(volume)
+
+    def warning(self, volume):
+        return self.deep.modality_warning(volume)
+
+    def clicks(self, volume, fg, bg, previous=None, value=1):
+        return self.deep(volume, fg, bg, previous=previous, value=value)
+
+    def automatic(self, volume):
+        if "automatic" not in self.kinds:
+            return super().automatic(volume)
+        return self.deep.session(volume).automatic()
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    GraphCut(),
+    Network("deepedit", "network: needs a DeepEdit model for the modality", automatic=True),
+    Network("deepgrow3d", "network: needs a DeepGrow 3D model for the modality"),
+    Network("deepgrow2d", "network: needs a DeepGrow 2D model for the modality"),
+)}
 #: Preference when choosing automatically: a network for the image's modality, else GraphCut.
-_PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d")
+_PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d", "graphcut")
 
 
-def choose_click_method(volume: Volume, requested: str = "auto") -> str:
-    """The method to answer clicks on ``volume``: ``requested``, or the best available."""
+def methods_for(kind: str) -> list[str]:
+    """Names of the methods that answer ``kind`` (clicks, scribbles, automatic)."""
+    return [name for name, m in METHODS.items() if kind in m.kinds]
+
+
+def choose(volume: Volume, kind: str = "clicks", requested: str = "auto") -> Method:
+    """The method to answer ``kind`` on ``volume``: ``requested``, or the best available."""
     if requested == "auto":
-        return next((m for m in _PREFERENCE if CLICK_METHODS[m].available(volume)), "graphcut")
-    if requested not in CLICK_METHODS:
-        raise InputError(f"unknown method '{requested}' (available: {', '.join(CLICK_METHODS)})")
-    return requested
+        for name in _PREFERENCE:
+            method = METHODS[name]
+            if kind in method.kinds and method.available(volume):
+                return method
+        raise InputError(f"no installed method segments {kind}; train a DeepEdit model first")
+    method = METHODS.get(requested)
+    if method is None:
+        raise InputError(f"unknown method '{requested}' (available: {', '.join(METHODS)})")
+    if kind not in method.kinds:
+        raise InputError(f"{requested} does not answer {kind} (methods that do: {', '.join(methods_for(kind))})")
+    return method

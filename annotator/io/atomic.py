@@ -8,7 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from annotator.errors import DatastoreError
+
 TEMP_PREFIX = ".tmp-"
+
+
+def _file_mode() -> int:
+    """What a plain ``open(..., "w")`` would give: 0o666 less the umask (a shared
+    datastore stays readable by the team; ``mkstemp`` alone gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _suffix(path: Path) -> str:
@@ -38,7 +48,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(path), dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(path), dir=path.parent)
+    except OSError as exc:
+        raise DatastoreError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+    os.fchmod(fd, _file_mode())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,6 +61,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise DatastoreError(f"{path}: could not be written ({exc.strerror or exc}); the previous "
+                             "version is unchanged") from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

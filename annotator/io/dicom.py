@@ -91,20 +91,6 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
-def holds_dicom(folder: Path, recursive: bool = False, limit: int = 20) -> bool:
-    """Whether one of the first ``limit`` files in ``folder`` looks like DICOM."""
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    checked = 0
-    for path in files:
-        if path.is_file() and not path.name.startswith("."):
-            if looks_like_dicom(path):
-                return True
-            checked += 1
-            if checked >= limit:
-                return False
-    return False
-
-
 def _read_header(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,5 +27,26 @@ def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume) -> Pa
         raise InputError(f"{path}: labels are written as NIfTI (.nii.gz or .nii)")
     array = as_label_array(np.asarray(label), image, str(path))
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image.to_sitk(array), str(tmp), useCompression=True)
+        try:
+            sitk.WriteImage(image.to_sitk(array), str(tmp), useCompression=True)
+        except RuntimeError as exc:  # SimpleITK's word for any write failure
+            raise OSError(errno.EIO, str(exc).strip().splitlines()[-1]) from None
+        verify_written(tmp, array)
     return path
+
+
+def verify_written(path: Path, array: np.ndarray) -> None:
+    """Raise ``OSError`` unless ``path`` holds all of ``array``'s voxels.
+
+    SimpleITK does not report a full disk: a short file would otherwise be renamed over
+    the previous version. Reading the file back costs a decompression of the label.
+    """
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            total = 0
+            while chunk := f.read(1 << 22):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise OSError(errno.EIO, f"the written file is incomplete ({exc})") from None
+    if total < array.nbytes + 348:  # the NIfTI header, then the voxels
+        raise OSError(errno.ENOSPC, f"only {total} bytes were written for {array.nbytes} bytes of voxels")

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from annotator.errors import ModelError
 
 METHODS = ("deepgrow2d", "deepgrow3d", "deepedit")
 FORMAT_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+def check_name(name: str, what: str = "model") -> str:
+    """``name`` if it can name a file and nothing else: no path separator, no ``..``, not
+    hidden, at most 128 letters, digits and ``._+-``; else :class:`ModelError`."""
+    if not _NAME.match(str(name)) or ".." in str(name):
+        raise ModelError(f"{what} name '{name}' is refused: use letters, digits and . _ + - "
+                         "(no path separators, no '..', not starting with '.')")
+    return name
 
 
 @dataclass

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 
 from annotator.errors import ModelError
 from annotator.io.atomic import atomic_path, atomic_write_text
-from annotator.models.card import ModelCard
+from annotator.models.card import ModelCard, check_name
 from annotator.models.networks import build_network
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written
@@ -41,6 +41,7 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, sidecar: str | os.P
     sidecar = Path(sidecar)
     if sidecar.suffix != ".json":
         raise ModelError(f"{sidecar}: the sidecar of a checkpoint ends in .json")
+    check_name(card.name)
     from safetensors.torch import save_file
 
     target = weights_path(sidecar)

@@ -1,4 +1,4 @@
-"""Keyboard shortcuts of the annotation dock, bound on the viewer."""
+"""Keyboard shortcuts, bound on the viewer to the workspace's actions (whatever docks are open)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ SHORTCUTS = {
 }
 
 
-def bind_keys(viewer, dock) -> None:
-    """Bind every shortcut to the dock button of the same action."""
+def bind_keys(viewer, workspace) -> None:
+    """Bind every shortcut to the workspace action of the same name."""
+    actions = workspace.actions()
     for action, (keys, _what) in SHORTCUTS.items():
         napari_keys = keys.replace("+", "-")
-        button = dock.buttons[action]
-        viewer.bind_key(napari_keys, lambda _viewer, b=button: b.click(), overwrite=True)
+        viewer.bind_key(napari_keys, lambda _viewer, a=actions[action]: a(), overwrite=True)

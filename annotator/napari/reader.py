@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from annotator.datastore.places import Kind, classify, find_images
 from annotator.io import read_volume
-from annotator.io.dicom import holds_dicom
-from annotator.io.read import is_image_file
 from annotator.napari.layers import image_layer_data
 
 
@@ -17,8 +16,11 @@ def get_reader(path):
             return None
         path = path[0]
     path = Path(path)
-    if (path.is_file() and is_image_file(path)) or (path.is_dir() and holds_dicom(path, recursive=True, limit=200)):
+    kind = classify(path)
+    if kind in (Kind.IMAGE_FILE, Kind.DICOM_SERIES):
         return read_layers
+    if kind == Kind.FOLDER and any(p.is_dir() for p in find_images(path).values()):
+        return read_layers  # a study folder: its series below (the largest opens)
     return None
 
 

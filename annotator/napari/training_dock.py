@@ -139,7 +139,8 @@ class TrainingDock(QWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
-        self.ws.datastore_changed.connect(self._show_data)
+        self.session = self.ws.session
+        self.session.datastore_changed.connect(self._show_data)
         self._show_data()
         self.refresh_runs()
 
@@ -148,7 +149,8 @@ class TrainingDock(QWidget):
     def data_folder(self) -> Path | None:
         if self.folder:
             return self.folder
-        return self.ws.datastore.folder if self.ws.datastore else None
+        store = self.session.store
+        return Path(store.place) if store is not None and store.place else None
 
     def _show_data(self) -> None:
         folder = self.data_folder()
@@ -156,9 +158,9 @@ class TrainingDock(QWidget):
             self.data.setText("no folder open")
             return
         count = ""
-        if self.ws.datastore and folder == self.ws.datastore.folder:
-            labelled = sum(1 for r in self.ws.datastore.records() if r.status.value == "labeled")
-            count = f" ({labelled} labelled)"
+        store = self.session.store
+        if store is not None and str(folder) == store.place:
+            count = f" ({len(store.training_ids())} labelled)"
         self.data.setText(f"{folder.name}{count}")
         self.data.setToolTip(str(folder))
 
@@ -174,8 +176,9 @@ class TrainingDock(QWidget):
         """A run on the chosen folder; fine-tuning keeps the base model's grid, intensities and crop."""
         method = self.method.currentData()
         settings = {"modality": "unknown", "target_spacing": [1.0, 1.0, 1.0]}
-        if self.ws.volume is not None:
-            settings = {"modality": self.ws.volume.modality, "target_spacing": list(self.ws.volume.array_spacing)}
+        volume = self.session.volume
+        if volume is not None:
+            settings = {"modality": volume.modality, "target_spacing": list(volume.array_spacing)}
         base = self.registry.preferred(method) if self.init.currentData() == "active" else None
         if base is not None:
             card = base.card

@@ -1,4 +1,7 @@
-"""The Worklist dock: the datastore's images with status, label versions and score."""
+"""The Worklist dock: the session's datastore, its images with status, label versions and score.
+
+The order shown (sorted, filtered) is the order "Next" follows.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ from qtpy.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from annotator.datastore import LocalDatastore
 from annotator.napari.workspace import workspace_for
 
 COLUMNS = ["image", "status", "labels", "score"]
-STATUS_COLOURS = {"unlabeled": "#9aa0a6", "in_progress": "#f4b400", "labeled": "#0f9d58"}
+STATUS_COLOURS = {"unlabeled": "#9aa0a6", "in_progress": "#f4b400", "labeled": "#0f9d58",
+                  "upload_pending": "#4285f4", "upload_failed": "#db4437"}
 
 
 class _SortItem(QTableWidgetItem):
@@ -29,6 +32,7 @@ class WorklistDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.ws = workspace_for(napari_viewer)
+        self.session = session = self.ws.session
         self.setObjectName("AnnotatorWorklist")
         self.folder = QLabel("No datastore open")
         self.folder.setWordWrap(True)
@@ -49,9 +53,10 @@ class WorklistDock(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.cellDoubleClicked.connect(lambda row, _c: self._open_row(row))
+        self.table.horizontalHeader().sortIndicatorChanged.connect(lambda *_: self._set_order())
         self.next = QPushButton("Next")
-        self.next.setToolTip("Open the next image that is not labeled yet (Alt+N)")
-        self.next.clicked.connect(self._next)
+        self.next.setToolTip("Open the next image that is not labeled yet, in the order shown (Alt+N)")
+        self.next.clicked.connect(session.next_image)
         self.summary = QLabel("")
 
         top = QHBoxLayout()
@@ -66,41 +71,41 @@ class WorklistDock(QWidget):
         layout.addWidget(self.table, 1)
         layout.addLayout(bottom)
 
-        self.ws.datastore_changed.connect(self.refresh)
-        self.ws.saved.connect(lambda *_: self.refresh())
-        self.ws.image_opened.connect(lambda _id: self._highlight())
+        session.datastore_changed.connect(self.refresh)
+        session.saved.connect(lambda *_: self.refresh())
+        session.image_opened.connect(lambda _id: self._highlight())
         self.refresh()
 
-    def _annotation_dock(self):
-        from annotator.napari.annotation_dock import AnnotationDock
-
-        for widget in self.viewer.window.dock_widgets.values():
-            if isinstance(widget, AnnotationDock):
-                return widget
-        return None
+    def showEvent(self, event) -> None:
+        if self.window() is not self:  # docked: unsaved work is asked about when the window closes
+            self.ws.watch_window(self.window())
+        super().showEvent(event)
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if folder:
-            try:
-                self.ws.set_datastore(LocalDatastore(folder))
-            except Exception as exc:
-                self.ws._failed(exc)
+            self.session.open(folder)
 
     def refresh(self) -> None:
-        store = self.ws.datastore
+        store = self.session.store
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)
         if store is None:
             self.summary.setText("")
             return
-        self.folder.setText(str(store.folder))
-        records = store.records()
+        reason = store.read_only_reason()
+        self.folder.setText(store.place + (f"  (view only: {reason})" if reason else ""))
+        try:
+            records = store.records()
+        except Exception as exc:  # shown, never raised into Qt
+            self.session._failed(exc)
+            records = []
         self.table.setRowCount(len(records))
         for row, record in enumerate(records):
-            score = record.info.get("score")
+            score = record.score
             cells = [record.id, record.status.value, ", ".join(record.versions),
                      "" if score is None else f"{score:.3f}"]
+            # blanks sort last whichever way the column is sorted
             keys = [record.id, record.status.value, len(record.versions), score]
             for col, (text, key) in enumerate(zip(cells, keys)):
                 item = _SortItem(text)
@@ -113,17 +118,23 @@ class WorklistDock(QWidget):
         self.summary.setText(f"{done} of {len(records)} labeled")
         self._apply_filter()
         self._highlight()
+        self._set_order()
+
+    def _set_order(self) -> None:
+        """The session's "next image" follows the rows as shown."""
+        self.session.order = self.image_ids() or None
 
     def _apply_filter(self) -> None:
         text = self.filter.text().strip().lower()
         for row in range(self.table.rowCount()):
             cells = " ".join(self.table.item(row, c).text().lower() for c in range(2))
             self.table.setRowHidden(row, bool(text) and text not in cells)
+        self._set_order()
 
     def _highlight(self) -> None:
         for row in range(self.table.rowCount()):
             item = self.table.item(row, 0)
-            current = item.text() == self.ws.image_id
+            current = item.text() == self.session.image_id
             font = item.font()
             font.setBold(current)
             item.setFont(font)
@@ -132,20 +143,11 @@ class WorklistDock(QWidget):
                 self.table.scrollToItem(item)
 
     def image_ids(self) -> list[str]:
-        """The ids in the order shown."""
-        return [self.table.item(r, 0).text() for r in range(self.table.rowCount())]
+        """The ids in the order shown (filtered rows left out)."""
+        return [self.table.item(r, 0).text() for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)]
 
     def _open_row(self, row: int) -> None:
         self.open_image(self.table.item(row, 0).text())
 
     def open_image(self, image_id: str) -> None:
-        dock = self._annotation_dock()
-        if dock is not None:
-            dock.open_image(image_id)
-        else:
-            self.ws.open_image(image_id)
-
-    def _next(self) -> None:
-        dock = self._annotation_dock()
-        if dock is not None:
-            dock.next_image()
+        self.session.open_image(image_id)

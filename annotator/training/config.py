@@ -10,8 +10,8 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from annotator.errors import InputError
-from annotator.models.card import METHODS
+from annotator.errors import InputError, ModelError
+from annotator.models.card import METHODS, check_name
 
 
 def runs_dir() -> Path:
@@ -57,6 +57,10 @@ class TrainConfig:
             raise InputError("no data folders given")
         if not self.name:
             self.name = f"{self.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            check_name(self.name, "run and model")
+        except ModelError as exc:
+            raise InputError(str(exc)) from None
 
     @property
     def run_dir(self) -> Path:

@@ -1,8 +1,11 @@
-"""Training data: labelled cases prepared on the model grid, a seeded split, MONAI pipelines.
+"""Training data: the final labels of datastores, prepared on the model grid, a seeded
+split, MONAI pipelines.
 
-Each case is read once (:mod:`annotator.io`), brought to the model grid with the same
-preprocessing as inference (:mod:`annotator.engine.prepare`) and cached; the random
-part (crops, intensity jitter) is a composed MONAI dictionary transform.
+Cases come through the datastore interface (:mod:`annotator.datastore`): a folder, a
+dataset folder or a server, each opened by its place in the training process. Each
+case is read once, brought to the model grid with the same preprocessing as inference
+(:mod:`annotator.engine.prepare`) and cached; the random part (crops, intensity jitter)
+is a composed MONAI dictionary transform.
 """
 
 from __future__ import annotations
@@ -11,16 +14,33 @@ import numpy as np
 from monai import transforms as mt
 from monai.data import CacheDataset
 
-from annotator.datastore.cases import Case, label_names, labelled_cases
+from dataclasses import dataclass
+from functools import lru_cache
+
+from annotator.datastore import Datastore, open_datastore
 from annotator.engine.prepare import prepare_image, prepare_label
 from annotator.errors import InputError
-from annotator.io.read import read_label, read_volume
 from annotator.models.card import ModelCard
 from annotator.training.config import TrainConfig
 
 
+@dataclass(frozen=True)
+class Case:
+    """An image with a final label: its datastore's place and its id there."""
+
+    place: str
+    id: str
+
+
+@lru_cache(maxsize=8)
+def store_at(place: str) -> Datastore:
+    """The datastore at ``place`` (opened once per process)."""
+    return open_datastore(place)[0]
+
+
 def gather(config: TrainConfig) -> list[Case]:
-    cases = [c for folder in config.data for c in labelled_cases(folder, config.split)]
+    cases = [Case(store_at(place).place, i) for place in config.data
+             for i in store_at(place).training_ids(config.split)]
     if len(cases) < 2:
         raise InputError(f"training needs at least 2 labelled images; found {len(cases)} in {', '.join(config.data)}")
     return cases
@@ -28,7 +48,7 @@ def gather(config: TrainConfig) -> list[Case]:
 
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
     """Seeded train/validation split (the same cases for the same seed, whatever the order given)."""
-    ordered = sorted(cases, key=lambda c: (c.id, str(c.image)))
+    ordered = sorted(cases, key=lambda c: (c.id, c.place))
     order = np.random.default_rng(seed).permutation(len(ordered))
     n_val = min(len(ordered) - 1, max(1, int(round(len(ordered) * val_fraction))))
     return [ordered[i] for i in sorted(order[n_val:])], [ordered[i] for i in sorted(order[:n_val])]
@@ -38,11 +58,24 @@ def label_map(config: TrainConfig) -> dict[str, int]:
     """Label name -> value in the label files: the config's, the dataset's labels.json, or 1..N found."""
     if config.labels:
         return dict(config.labels)
-    for folder in config.data:
-        names = label_names(folder)
+    for place in config.data:
+        names = store_at(place).label_names()
         if names:
             return names
     return {}
+
+
+def read_case(case: Case):
+    """(volume, final label) of a case; a bad file or label names the case."""
+    store = store_at(case.place)
+    try:
+        volume = store.open_image(case.id)
+        label = store.label(case.id, volume)
+    except Exception as exc:
+        raise InputError(f"training case '{case.id}' of {case.place}: {exc}") from exc
+    if label is None:
+        raise InputError(f"training case '{case.id}' of {case.place}: it has no final label")
+    return volume, label
 
 
 class Prepare(mt.MapTransform):
@@ -56,8 +89,7 @@ class Prepare(mt.MapTransform):
             self.lut[v] = cls
 
     def __call__(self, item: dict) -> dict:
-        volume = read_volume(item["image"])
-        label = read_label(item["label"], volume)
+        volume, label = read_case(Case(item["place"], item["id"]))
         spacing = volume.array_spacing
         image = prepare_image(volume.array, spacing, self.card).numpy()
         classes = self.lut[np.clip(prepare_label(label, spacing, self.card), 0, 255)]
@@ -79,5 +111,5 @@ def random_transforms(patch: list[int]) -> mt.Compose:
 def dataset(cases: list[Case], card: ModelCard, values: list[int], patch: list[int] | None) -> CacheDataset:
     """Cases prepared once and cached; with ``patch``, random crops of it on every read."""
     steps = [Prepare(card, values)] + ([random_transforms(patch)] if patch else [])
-    items = [{"image": str(c.image), "label": str(c.label), "id": c.id} for c in cases]
+    items = [{"place": c.place, "id": c.id} for c in cases]
     return CacheDataset(items, mt.Compose(steps), cache_rate=1.0, num_workers=0, progress=False)

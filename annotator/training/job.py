@@ -40,7 +40,7 @@ from annotator.models.checkpoint import load_checkpoint, save_checkpoint
 from annotator.models.networks import architecture, build_network
 from annotator.models.registry import ModelRegistry, user_dir
 from annotator.training.config import TrainConfig
-from annotator.training.data import dataset, gather, label_map, split_cases
+from annotator.training.data import dataset, gather, label_map, read_case, split_cases
 from annotator.training.events import EventWriter
 from annotator.training.simulate import channel_of, next_click, simulate_guidance
 
@@ -233,9 +233,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     cases = gather(config)
     values = sorted(labels.values()) if labels else None
     if not labels:  # 1..N from the first label file
-        from annotator.io.read import read_label, read_volume
-
-        found = np.unique(read_label(cases[0].label, read_volume(cases[0].image)))
+        found = np.unique(read_case(cases[0])[1])
         labels = {f"label_{int(v)}": int(v) for v in found if v > 0}
         values = sorted(labels.values())
     train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)

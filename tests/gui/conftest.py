@@ -29,7 +29,7 @@ def store_folder(tmp_path):
 
 @pytest.fixture
 def annotator_window(make_napari_viewer, qtbot, store_folder):
-    """(viewer, workspace, annotation dock, worklist dock) with the first image open."""
+    """(viewer, session, annotation dock, worklist dock) with the first image open."""
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.worklist_dock import WorklistDock
     from annotator.napari.workspace import workspace_for
@@ -38,10 +38,10 @@ def annotator_window(make_napari_viewer, qtbot, store_folder):
     annotation, worklist = AnnotationDock(viewer), WorklistDock(viewer)
     viewer.window.add_dock_widget(annotation, name="Annotation", area="right")
     viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
-    ws = workspace_for(viewer)
+    ws = workspace_for(viewer).session
     annotation.method.setCurrentIndex(annotation.method.findData("graphcut"))  # networks: test_networks.py
-    ws.open_path(store_folder)
-    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    ws.open(store_folder)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
     return viewer, ws, annotation, worklist
 
 
@@ -55,4 +55,4 @@ def no_prompt_at_teardown(make_napari_viewer):
     from annotator.napari.workspace import _WORKSPACES
 
     for ws in list(_WORKSPACES.values()):
-        ws.discard()
+        ws.session.discard()

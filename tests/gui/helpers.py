@@ -14,14 +14,15 @@ def truth(case: str, volume) -> np.ndarray:
 
 
 class EngineSteps:
-    """Counts finished engine steps of a workspace, to wait for the next one."""
+    """Counts finished engine steps of a session, to wait for the next one."""
 
     def __init__(self, ws):
         self.ws, self.count = ws, 0
         ws.label_changed.connect(self._done)
 
-    def _done(self, _method):
-        self.count += 1
+    def _done(self, _box, method):
+        if method not in ("paint", "history"):
+            self.count += 1
 
     def wait(self, qtbot, steps: int, timeout: int = 60000) -> None:
-        qtbot.waitUntil(lambda: self.count >= steps and not self.ws.busy, timeout=timeout)
+        qtbot.waitUntil(lambda: self.count >= steps and self.ws.idle, timeout=timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QApplication, QMessageBox
 from scipy.ndimage import binary_erosion, distance_transform_edt
@@ -99,6 +99,7 @@ def test_undo_redo_and_accept(annotator_window, qtbot, store_folder):
     np.testing.assert_array_equal(viewer.screenshot(canvas_only=True), shown)
 
     dock.buttons["accept"].click()
+    qtbot.waitUntil(lambda: ws.idle, timeout=30000)  # saved in the file worker
     final = store_folder / "labels" / "final" / "hippocampus_001.nii.gz"
     original = store_folder / "labels" / "original" / "hippocampus_001.nii.gz"
     assert final.exists() and original.exists()
@@ -142,7 +143,7 @@ def test_switching_image_with_unsaved_work_prompts(annotator_window, qtbot, stor
 
     _answer_prompt(qtbot, "Keep as draft", seen)
     worklist.open_image("hippocampus_003")
-    qtbot.waitUntil(lambda: ws.image_id == "hippocampus_003" and not ws.busy, timeout=30000)
+    qtbot.waitUntil(lambda: ws.image_id == "hippocampus_003" and ws.idle, timeout=30000)
     assert (store_folder / "labels" / "draft" / "hippocampus_001.nii.gz").exists()
     statuses = {worklist.table.item(r, 0).text(): worklist.table.item(r, 1).text()
                 for r in range(worklist.table.rowCount())}
@@ -150,7 +151,7 @@ def test_switching_image_with_unsaved_work_prompts(annotator_window, qtbot, stor
 
     # back to the first image: the draft comes back
     worklist.open_image("hippocampus_001")
-    qtbot.waitUntil(lambda: ws.image_id == "hippocampus_001" and not ws.busy, timeout=30000)
+    qtbot.waitUntil(lambda: ws.image_id == "hippocampus_001" and ws.idle, timeout=30000)
     assert np.asarray(viewer.layers[L.SEGMENTATION].data).any()
 
 
@@ -161,9 +162,9 @@ def test_a_click_during_a_run_is_queued_not_lost(make_napari_viewer, qtbot):
 
     viewer = make_napari_viewer()
     viewer.window.add_dock_widget(AnnotationDock(viewer), area="right")
-    ws = workspace_for(viewer)
+    ws = workspace_for(viewer).session
     volume, organs = ct_phantom()
-    ws.show(volume, "")
+    ws.show(volume)
     steps = EngineSteps(ws)
     liver = np.argwhere(organs == 1)
     fg = viewer.layers[L.FOREGROUND]
@@ -184,9 +185,9 @@ def test_event_loop_stall_while_the_engine_runs(make_napari_viewer, qtbot):
     from annotator.napari.workspace import workspace_for
 
     viewer = make_napari_viewer()
-    ws = workspace_for(viewer)
+    ws = workspace_for(viewer).session
     volume, organs = ct_phantom()
-    ws.show(volume, "")
+    ws.show(volume)
     steps = EngineSteps(ws)
     liver = np.argwhere(organs == 1)
     meter = StallMeter()
@@ -211,7 +212,7 @@ def test_closing_with_unsaved_work_prompts(annotator_window, qtbot):
     gt = truth("hippocampus_001", ws.volume)
     viewer.layers[L.FOREGROUND].add(np.array(_click_points(gt, 1)[0], float))
     steps.wait(qtbot, 1)
-    viewer.window.show()  # the dock watches the window it is docked in once shown
+    viewer.window.show()  # the workspace watches the window a dock is docked in once shown
     qtbot.waitUntil(dock.isVisible)
     seen = []
     _answer_prompt(qtbot, "Cancel", seen)
@@ -225,7 +226,7 @@ def test_closing_with_unsaved_work_prompts(annotator_window, qtbot):
 
 def test_painting_the_label_autosaves_a_draft(annotator_window, qtbot, store_folder):
     viewer, ws, dock, _ = annotator_window
-    dock.autosave.setInterval(100)
+    ws.autosave_s = 0.2
     seg = viewer.layers[L.SEGMENTATION]
     seg.brush_size = 3
     seg.paint((17, 25, 17), 1)
@@ -268,3 +269,39 @@ def test_3d_view_renders_the_layers(annotator_window, qtbot):
     shot = viewer.screenshot(canvas_only=True)
     assert shot[..., :3].std() > 5  # colour, not the alpha channel
     viewer.dims.ndisplay = 2
+
+
+def test_the_docks_work_on_any_datastore(make_napari_viewer, qtbot):
+    # a store written in the tests against the interface: no files, no paths
+    from annotator.io.phantom import ct_phantom
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+    from memory_store import MemoryDatastore
+
+    made = {f"ct{i}": ct_phantom(shape=(40, 80, 80), spacing_zyx=(2.5, 1.5, 1.5), seed=i) for i in range(3)}
+    store = MemoryDatastore({k: v[0] for k, v in made.items()})
+    viewer = make_napari_viewer()
+    annotation, worklist = AnnotationDock(viewer), WorklistDock(viewer)
+    viewer.window.add_dock_widget(annotation, area="right")
+    viewer.window.add_dock_widget(worklist, area="right")
+    session = workspace_for(viewer).session
+    annotation.method.setCurrentIndex(annotation.method.findData("graphcut"))
+    session.set_datastore(store)
+    assert worklist.image_ids() == ["ct0", "ct1", "ct2"]
+    worklist.open_image("ct1")
+    qtbot.waitUntil(lambda: session.image_id == "ct1" and session.idle, timeout=30000)
+    assert viewer.layers[L.SEGMENTATION].data is session.label  # the layer shows the session's label
+    steps = EngineSteps(session)
+    kidney = made["ct1"][1] == 3
+    viewer.layers[L.FOREGROUND].add(np.argwhere(kidney).mean(axis=0).round())
+    steps.wait(qtbot, 1)
+    assert dice(np.asarray(viewer.layers[L.SEGMENTATION].data) > 0, kidney) > 0.8
+    annotation.buttons["accept"].click()
+    qtbot.waitUntil(lambda: session.idle and ("ct1", "final") in store.saves, timeout=30000)
+    statuses = {worklist.table.item(r, 0).text(): worklist.table.item(r, 1).text()
+                for r in range(worklist.table.rowCount())}
+    assert statuses == {"ct0": "unlabeled", "ct1": "labeled", "ct2": "unlabeled"}
+    worklist.table.sortItems(0, Qt.DescendingOrder)  # the order shown is the order "Next" follows
+    worklist.next.click()
+    qtbot.waitUntil(lambda: session.image_id == "ct0" and session.idle, timeout=30000)

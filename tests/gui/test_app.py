@@ -36,7 +36,7 @@ def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, q
     from annotator_app.main import open_start
 
     viewer = make_napari_viewer()
-    ws = workspace_for(viewer)
+    ws = workspace_for(viewer).session
     errors = []
     ws.error.connect(errors.append)
     bad = tmp_path / "notes.nii.gz"
@@ -55,7 +55,7 @@ def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, q
     assert "missing slices" in errors[-1]
     # still working: a good image opens afterwards
     open_start(viewer, str(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"), None)
-    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
     assert ws.volume.size == (34, 50, 40)
 
 
@@ -109,11 +109,12 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert viewer.layers[0].metadata["annotator_volume"].source.path == str(image)
     viewer.layers.selection.active = viewer.layers[0]
     dock.use_layer.click()
-    ws = workspace_for(viewer)
+    ws = workspace_for(viewer).session
     assert ws.image_id == "case" and L.FOREGROUND in viewer.layers
     viewer.layers[L.FOREGROUND].add(np.array([15, 25, 15], float))
-    qtbot.waitUntil(lambda: ws.history.can_undo and not ws.busy, timeout=30000)
+    qtbot.waitUntil(lambda: ws.history.can_undo and ws.idle, timeout=30000)
     dock.buttons["accept"].click()
+    qtbot.waitUntil(lambda: ws.idle, timeout=30000)  # saved in the file worker
     assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
 
 
@@ -129,9 +130,9 @@ def test_settings_persist_in_the_user_config_dir(make_napari_viewer, qtbot, stor
     from annotator.settings import Settings
 
     viewer = make_napari_viewer()
-    ws = workspace_for(viewer)
-    ws.open_path(store_folder)
-    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    ws = workspace_for(viewer).session
+    ws.open(store_folder)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
     saved = json.loads(Settings.path().read_text())
     assert Settings.path().is_relative_to(tmp_path)
     assert saved["last_datastore"] == str(store_folder.resolve())

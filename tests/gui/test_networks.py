@@ -24,9 +24,9 @@ def _open(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     dock = AnnotationDock(viewer)
     viewer.window.add_dock_widget(dock, name="Annotation", area="right")
-    ws = workspace_for(viewer)
-    ws.open_path(folder)
-    qtbot.waitUntil(lambda: ws.volume is not None and not ws.busy, timeout=30000)
+    ws = workspace_for(viewer).session
+    ws.open(folder)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
     return viewer, ws, dock
 
 
@@ -85,8 +85,8 @@ def test_a_model_for_another_modality_warns_but_answers(make_napari_viewer, qtbo
     viewer = make_napari_viewer()
     dock = AnnotationDock(viewer)
     viewer.window.add_dock_widget(dock, name="Annotation", area="right")
-    ws = workspace_for(viewer)
-    ws.show(volume, "phantom")
+    ws = workspace_for(viewer).session
+    ws.show(volume, image_id="phantom")
     ws.method = "deepedit"  # asked for explicitly: the only installed DeepEdit model is for MR
     seen = []
     ws.status.connect(seen.append)

@@ -1,0 +1,388 @@
+"""The annotation of one image after another, with no GUI: what the docks show and the
+shortcuts act on (as napari keeps its ``ViewerModel`` apart from the Qt window).
+
+The session owns the datastore, the open image, its label (an array the viewer shows
+as is), the marks, the engine requests and the queue of requests made while the engine
+is busy, undo/redo, the dirty state, autosave, the accept / keep draft / discard
+decision and "next image", which follows the worklist's order. File work (opening,
+reading labels, saving) goes through one :class:`~annotator.annotation.jobs.FileWorker`;
+engine work through the same runner, so neither runs where the person waits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from psygnal import Signal
+
+from annotator.annotation.jobs import Cancelled, FileWorker, InlineRunner, Job, Runner
+from annotator.datastore import Datastore, Status, Version, open_datastore
+from annotator.engine.history import Change, LabelHistory
+from annotator.engine.methods import choose
+from annotator.errors import AnnotatorError
+from annotator.io.volume import Volume
+from annotator.settings import Settings
+
+#: What to do with unsaved work when leaving an image.
+LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
+
+
+class AnnotationSession:
+    """Annotating the images of a datastore, one at a time."""
+
+    datastore_changed = Signal()
+    image_opened = Signal(str)  # image id ("" for an image that has no datastore)
+    label_changed = Signal(object, str)  # box that changed (None: everywhere), what changed it
+    marks_changed = Signal()  # the marks were replaced (undo, redo, clear, a new image)
+    busy_changed = Signal(bool)  # the engine runs
+    files_busy = Signal(bool)  # file work runs
+    progress = Signal(str, float)  # file work: what, fraction (below 0: unknown)
+    status = Signal(str)
+    error = Signal(str)
+    saved = Signal(str, str)  # image id, version
+
+    def __init__(self, runner: Runner | None = None, settings: Settings | None = None,
+                 ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
+        self.runner = runner or InlineRunner()
+        self.settings = settings or Settings.load()
+        #: asked what to do with unsaved work (one of LEAVE_CHOICES); without a GUI: keep a draft
+        self.ask_leave = ask_leave or (lambda image_id: "draft")
+        self.autosave_s = autosave_s
+        self.files = FileWorker(self.runner, self.progress.emit, self.files_busy.emit)
+        self.store: Datastore | None = None
+        self.image_id = ""
+        self.volume: Volume | None = None
+        self.label: np.ndarray | None = None
+        self.scribbles: np.ndarray | None = None
+        self.marks: dict[str, list] = {"fg": [], "bg": []}
+        self.history = LabelHistory()
+        self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
+        self.method = "auto"  # a click method name, or "auto": a network for the image when installed
+        self.label_value = self.settings.presets[0].value
+        self.order: list[str] | None = None  # the worklist's order, when it shows one
+        self.dirty = False
+        self._changed_at = 0.0
+        self._busy = False
+        self._pending: str | None = None
+        self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
+
+    # ---- datastore and images -----------------------------------------------------------
+
+    def set_datastore(self, store: Datastore) -> None:
+        from annotator.samples import is_sample_path
+
+        self.store = store
+        self.order = None
+        if store.place and not is_sample_path(store.place):
+            self.settings.last_datastore = store.place
+            self.settings.save()
+        self.datastore_changed.emit()
+
+    def open(self, place: str | Path) -> None:
+        """Open a folder (its first image not yet labeled), an image file or a DICOM series."""
+        if not self.leave():
+            return
+
+        def work(job: Job):
+            job.report(f"opening {Path(place).name} ...")
+            store, image_id = open_datastore(place)
+            if image_id is None:
+                records = store.records()
+                image_id = next((r.id for r in records if r.status != Status.LABELED),
+                                records[0].id if records else None)
+            return store, image_id, self._read(store, image_id, job) if image_id else None
+
+        def done(result):
+            store, image_id, loaded = result
+            self.set_datastore(store)
+            if loaded is not None:
+                self.show(*loaded, image_id=image_id)
+
+        self.files.submit(f"opening {Path(place).name}", work, done, self._failed)
+
+    def open_image(self, image_id: str) -> None:
+        """Open one image of the datastore (after asking about unsaved work)."""
+        if self.store is None or image_id == self.image_id or not self.leave():
+            return
+        store = self.store
+        self.status.emit(f"opening {image_id} ...")
+        self.files.submit(f"opening {image_id}", lambda job: self._read(store, image_id, job),
+                          lambda loaded: self.show(*loaded, image_id=image_id) if store is self.store else None,
+                          self._failed)
+
+    @staticmethod
+    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None]:
+        job.report(f"reading {image_id} ...")
+        volume = store.open_image(image_id)
+        job.report(f"reading the labels of {image_id} ...", 0.8)
+        for version in (Version.DRAFT, Version.FINAL):
+            label = store.label(image_id, volume, version)
+            if label is not None:
+                return volume, label
+        return volume, None
+
+    def show(self, volume: Volume, label: np.ndarray | None = None, image_id: str = "") -> None:
+        """Make ``volume`` the image being annotated (with its saved label, if any)."""
+        self.volume, self.image_id = volume, image_id
+        self.label = np.zeros(volume.shape, np.uint8) if label is None else np.asarray(label, np.uint8)
+        self.scribbles = np.zeros(volume.shape, np.uint8)
+        self.marks = {"fg": [], "bg": []}
+        self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
+        self._bounds.clear()
+        self.proposed = None
+        self.dirty = False
+        self._pending = None
+        self.image_opened.emit(image_id)
+        self.status.emit(f"opened {volume.name or image_id}: {' x '.join(map(str, volume.size))} voxels")
+
+    # ---- marks and engine ---------------------------------------------------------------
+
+    def set_marks(self, fg: list, bg: list) -> None:
+        """New foreground/background clicks (array indices); the engine answers them."""
+        shape = self.volume.shape if self.volume is not None else ()
+        inside = lambda p: len(p) == 3 and all(0 <= int(v) < n for v, n in zip(p, shape))
+        self.marks = {"fg": [tuple(int(v) for v in p) for p in fg if inside(p)],
+                      "bg": [tuple(int(v) for v in p) for p in bg if inside(p)]}
+        self.request("clicks")
+
+    def request(self, kind: str) -> None:
+        """Run the engine (``clicks``, ``scribbles`` or ``automatic``); queued while it runs."""
+        if self.volume is None:
+            return
+        if self._busy:
+            self._pending = kind
+            self.status.emit("engine busy: your last input is queued")
+            return
+        marks = {k: list(v) for k, v in self.marks.items()}
+        if kind == "clicks" and not marks["fg"]:
+            return
+        if kind == "scribbles" and not (self.scribbles == 1).any():
+            return
+        volume, value, label, strokes = self.volume, self.label_value, self.label, self.scribbles
+        bound = self._bounds.get(value)
+        try:
+            # clicks: the chosen method (or the best for the image); scribbles: GraphCut;
+            # automatic: DeepEdit, with a warning when its model is for another modality
+            method = choose(volume, kind, {"clicks": self.method, "scribbles": "graphcut",
+                                           "automatic": "deepedit"}[kind])
+        except AnnotatorError as exc:
+            self._failed(exc)
+            return
+
+        def work(job: Job):  # noqa: ARG001 - engine steps report no progress
+            # the engine reads the label and gives back the box it changed; the box is
+            # written where the session lives. The result replaces the structure everywhere.
+            if kind == "automatic":
+                return method.automatic(volume)
+            if kind == "clicks":
+                result = method.clicks(volume, marks["fg"], marks["bg"], previous=label, value=value)
+            else:
+                result = method.scribbles(volume, np.array(strokes, np.uint8), previous=label, value=value)
+            return result.replacing(label, value, within=bound)
+
+        self._set_busy(True)
+        if method.needs_preparation(volume):
+            warning = method.warning(volume)
+            self.status.emit(f"first {'click' if kind == 'clicks' else 'run'} on this image: preparing it for "
+                             f"{method.name} (once per image) ..."
+                             + (f"\nNote: {warning}" if warning else ""))
+        else:
+            self.status.emit(f"running {method.name} ({kind}) ...")
+        self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value),
+                          self._engine_failed, Job(f"{method.name} {kind}"))
+
+    def _engine_done(self, result, marks: dict, volume: Volume, value: int) -> None:
+        if volume is self.volume:  # not when another image was opened meanwhile
+            before = result.apply(self.label)
+            self.history.push(Change(result.box, before, result.patch, marks, result.method))
+            if result.method.endswith("-auto"):  # every label redrawn over the image
+                self._bounds.clear()
+            else:  # the structure now lies in the box; the others can only have shrunk
+                self._bounds[value] = result.box
+            self.proposed = np.array(self.label, copy=True)
+            self._touch()
+            self.status.emit(f"{result.method}: {result.seconds:.2f} s")
+            self.label_changed.emit(result.box, result.method)
+        self._set_busy(False)
+        if self._pending:
+            kind, self._pending = self._pending, None
+            self.request(kind)
+
+    def painted(self) -> None:
+        """The label was painted by hand (in place)."""
+        self._bounds.clear()
+        self._touch()
+        self.label_changed.emit(None, "paint")
+
+    # ---- history ------------------------------------------------------------------------
+
+    def _step(self, move) -> None:
+        self.marks = {k: list(v) for k, v in move(self.label).items()} if self.label is not None else self.marks
+        self.marks.setdefault("fg", [])
+        self.marks.setdefault("bg", [])
+        self._bounds.clear()
+        self._touch()
+        self.marks_changed.emit()
+        self.label_changed.emit(None, "history")
+
+    def undo(self) -> None:
+        if self.history.can_undo and not self._busy:
+            self._step(self.history.undo)
+            self.status.emit("undone")
+
+    def redo(self) -> None:
+        if self.history.can_redo and not self._busy:
+            self._step(self.history.redo)
+            self.status.emit("redone")
+
+    def clear(self) -> None:
+        """Remove the marks and the label of the current image (undoable)."""
+        if self.volume is None or self._busy:
+            return
+        self.scribbles[...] = 0
+        before = np.array(self.label, copy=True)
+        self.label[...] = 0
+        everything = tuple(slice(0, n) for n in self.volume.shape)
+        self.history.push(Change(everything, before, np.broadcast_to(np.uint8(0), before.shape),
+                                 {"fg": [], "bg": []}, "clear"))
+        self._step(lambda label: self.history.marks)
+        self.status.emit("cleared")
+
+    # ---- saving -------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """The engine runs."""
+        return self._busy
+
+    @property
+    def idle(self) -> bool:
+        """Neither the engine nor file work runs."""
+        return not self._busy and not self.files.busy
+
+    @property
+    def has_unsaved_work(self) -> bool:
+        return self.volume is not None and self.dirty
+
+    def _touch(self) -> None:
+        self.dirty = True
+        self._changed_at = time.monotonic()
+
+    def _can_save(self) -> bool:
+        if self.store is None or not self.image_id:
+            self.error.emit("this image has no datastore to save into; open it from a file or folder")
+            return False
+        reason = self.store.read_only_reason()
+        if reason:
+            self.error.emit(f"{self.store.name}: cannot save: {reason}")
+            return False
+        return True
+
+    def _save(self, version: str, then: Callable[[], None] | None = None) -> bool:
+        """Save a copy of the label as ``version`` in the file worker."""
+        if self.volume is None or not self._can_save():
+            return False
+        store, image_id, volume = self.store, self.image_id, self.volume
+        label = np.array(self.label, copy=True)  # what is saved, whatever happens to the label next
+        proposed = self.proposed
+        changed_at = self._changed_at
+        self.dirty = False
+
+        def work(job: Job):
+            job.report(f"saving {image_id} ({version}) ...")
+            start = time.perf_counter()
+            if version == Version.FINAL.value:
+                store.accept(image_id, label, volume, proposed=proposed)
+            else:
+                store.save_draft(image_id, label, volume)
+            return time.perf_counter() - start
+
+        def done(seconds: float) -> None:
+            self.saved.emit(image_id, version)
+            self.status.emit(f"{'accepted' if version == 'final' else 'draft of'} {image_id} saved ({seconds:.2f} s)")
+            if then is not None:
+                then()
+
+        def failed(exc: BaseException) -> None:
+            if image_id == self.image_id and self._changed_at == changed_at:
+                self.dirty = True  # nothing was lost: the work is still here, unsaved
+            self._failed(exc)
+
+        self.files.submit(f"saving {image_id}", work, done, failed)
+        return True
+
+    def accept(self) -> bool:
+        """Save the label as final (and the model's proposal as original)."""
+        return self._save(Version.FINAL.value)
+
+    def save_draft(self) -> bool:
+        """Keep the work in progress as a draft."""
+        return self.has_unsaved_work and self._save(Version.DRAFT.value)
+
+    def discard(self) -> None:
+        """Forget the unsaved changes (the saved versions stay)."""
+        self.dirty = False
+
+    def tick(self) -> None:
+        """Autosave: call every second or so; work unchanged for ``autosave_s`` becomes a draft."""
+        if (self.has_unsaved_work and not self._busy and self.store is not None and self.store.writable
+                and time.monotonic() - self._changed_at >= self.autosave_s):
+            self.save_draft()
+
+    def leave(self) -> bool:
+        """Settle unsaved work before another image opens or the window closes: the
+        person's choice (accept, keep as draft, discard); False when they cancel."""
+        if not self.has_unsaved_work:
+            return True
+        choice = self.ask_leave(self.image_id)
+        if choice == "accept":
+            return self.accept()
+        if choice == "draft":
+            return self.save_draft() or not self.has_unsaved_work
+        if choice == "discard":
+            self.discard()
+            return True
+        return False
+
+    # ---- navigation ---------------------------------------------------------------------
+
+    def next_image_id(self) -> str | None:
+        """The next image not labeled yet, in the worklist's order (the store's, when the
+        worklist shows none): a ranked worklist is followed."""
+        if self.store is None:
+            return None
+        records = {r.id: r for r in self.store.records()}
+        ids = [i for i in (self.order or list(records)) if i in records]
+        start = ids.index(self.image_id) + 1 if self.image_id in ids else 0
+        for image_id in ids[start:] + ids[:start]:
+            if records[image_id].status != Status.LABELED and image_id != self.image_id:
+                return image_id
+        return None
+
+    def next_image(self) -> None:
+        image_id = self.next_image_id()
+        if image_id is None:
+            self.status.emit("No other image to label.")
+        else:
+            self.open_image(image_id)
+
+    # ---- errors -------------------------------------------------------------------------
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.busy_changed.emit(busy)
+
+    def _engine_failed(self, exc: BaseException) -> None:
+        self._set_busy(False)
+        self._pending = None
+        self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            self.status.emit(f"cancelled: {exc}")
+            return
+        message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
+        self.error.emit(message)

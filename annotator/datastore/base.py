@@ -1,0 +1,123 @@
+"""The one datastore interface: images and their labels, keyed by image id.
+
+A folder of images, a dataset folder, a DICOMweb server and a test's in-memory store all
+answer the same questions; no file path crosses this interface (what an id stands for
+is the store's business). The GUI, the CLI, training and active learning use only this.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from annotator.errors import DatastoreError
+from annotator.io.volume import Volume
+
+
+class Status(str, Enum):
+    """Where an image stands. The upload states are for stores that send labels on."""
+
+    UNLABELED = "unlabeled"
+    IN_PROGRESS = "in_progress"
+    LABELED = "labeled"
+    UPLOAD_PENDING = "upload_pending"
+    UPLOAD_FAILED = "upload_failed"
+
+
+class Version(str, Enum):
+    ORIGINAL = "original"
+    FINAL = "final"
+    DRAFT = "draft"
+
+
+@dataclass
+class ImageRecord:
+    """One image as the worklist shows it."""
+
+    id: str
+    name: str
+    status: Status
+    versions: list[str]
+    score: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "status": self.status.value, "versions": list(self.versions),
+                "score": self.score}
+
+
+class Datastore(ABC):
+    """Images and versioned labels, keyed by image id."""
+
+    #: how the store was opened (a folder or a server URL): what reopens it elsewhere
+    place: str = ""
+    #: a short name for people
+    name: str = ""
+
+    @property
+    def writable(self) -> bool:
+        """Whether labels can be saved (a store on read-only media opens for viewing)."""
+        return self.read_only_reason() is None
+
+    def read_only_reason(self) -> str | None:
+        """Why labels cannot be saved here, or None when they can."""
+        return None
+
+    @abstractmethod
+    def records(self) -> list[ImageRecord]:
+        """Every image with its status, label versions and score, in the store's order."""
+
+    def ids(self) -> list[str]:
+        return [r.id for r in self.records()]
+
+    def record(self, image_id: str) -> ImageRecord:
+        for r in self.records():
+            if r.id == image_id:
+                return r
+        raise DatastoreError(f"{self.name}: no image '{image_id}'")
+
+    @abstractmethod
+    def open_image(self, image_id: str) -> Volume:
+        """Read the image behind ``image_id``."""
+
+    @abstractmethod
+    def label(self, image_id: str, image: Volume, version: Version | str = Version.FINAL) -> np.ndarray | None:
+        """A saved label version, checked against ``image``; None when there is none."""
+
+    @abstractmethod
+    def save_draft(self, image_id: str, label: np.ndarray, image: Volume) -> None:
+        """Keep work in progress; the image becomes *in progress*."""
+
+    @abstractmethod
+    def discard_draft(self, image_id: str) -> None:
+        """Forget the work in progress (the final, if any, stays)."""
+
+    @abstractmethod
+    def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None) -> None:
+        """``label`` becomes the final version (the previous one goes to the history);
+        ``proposed`` (what a model suggested) becomes the original the first time."""
+
+    @abstractmethod
+    def history(self, image_id: str) -> list[dict]:
+        """Earlier finals, oldest first: ``{"saved": time}`` each."""
+
+    @abstractmethod
+    def set_info(self, image_id: str, **info) -> None:
+        """Store JSON-serialisable facts about an image (notes, per-label scores)."""
+
+    @abstractmethod
+    def set_scores(self, scores: dict[str, float | None]) -> None:
+        """The worklist's ranking scores (None clears one)."""
+
+    def label_names(self) -> dict[str, int] | None:
+        """Label name -> value of the store's labels, when it records them."""
+        return None
+
+    def training_ids(self, split: str = "all") -> list[str]:
+        """Images with a final label (a store with a fixed split can narrow it)."""
+        if split != "all":
+            raise DatastoreError(f"{self.name}: has no '{split}' split (only dataset folders with split.json do)")
+        return [r.id for r in self.records() if Version.FINAL.value in r.versions]

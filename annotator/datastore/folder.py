@@ -1,0 +1,172 @@
+"""A folder of images as a datastore, with versioned labels beside it.
+
+The labels live in ``<folder>/labels`` (:mod:`annotator.datastore.labels`), or wherever
+``labels_dir`` says. A folder that cannot take a ``labels`` folder (a read-only archive)
+gets its labels in the user data folder, one subfolder per image folder; a folder whose
+``labels`` folder exists but cannot be written (a finished datastore on read-only media)
+opens for viewing, and saving says why it cannot. A dataset folder (``images/`` +
+``labels/`` of reference labels) is never written to: its reference labels are the
+final versions, and new work goes to the user data folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from platformdirs import user_data_dir
+
+from annotator.datastore.base import Datastore, ImageRecord, Status, Version
+from annotator.datastore.labels import LabelStore
+from annotator.datastore.places import Kind, classify, find_images
+from annotator.errors import DatastoreError
+from annotator.io.read import image_stem, is_image_file, read_label, read_volume
+from annotator.io.volume import Volume
+
+
+def fallback_labels_dir(folder: Path) -> Path:
+    """Labels of an image folder that cannot hold them: in the user data folder."""
+    digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:12]
+    return Path(user_data_dir("annotator")) / "datastores" / f"{folder.name}-{digest}" / "labels"
+
+
+def _writable_dir(path: Path) -> bool:
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+class LocalDatastore(Datastore):
+    """Images in ``folder`` (files and DICOM series folders) and their labels."""
+
+    def __init__(self, folder: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
+                 history: int = 10, lock_timeout: float = 30.0):
+        self.folder = Path(folder).resolve()
+        if not self.folder.is_dir():
+            raise DatastoreError(f"{folder}: not a folder")
+        self.place = str(self.folder)
+        self.name = self.folder.name
+        self.dataset = classify(self.folder) == Kind.DATASET
+        self._reference: dict[str, Path] = {}
+        if self.dataset:
+            images_root = self.folder / "images"
+            self._images = find_images(images_root)
+            labels = {image_stem(p): p for p in (self.folder / "labels").iterdir() if is_image_file(p)}
+            self._reference = {i: labels[i] for i in self._images if i in labels}
+            root = Path(labels_dir) if labels_dir else fallback_labels_dir(self.folder)
+        else:
+            root = Path(labels_dir) if labels_dir else self.folder / "labels"
+        self.labels = self._label_store(root, labels_dir is not None or self.dataset, history, lock_timeout)
+        if not self.dataset:
+            self._images = find_images(self.folder, skip=self.labels.root)
+        if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
+            with self.labels.locked():  # a store that was written before: recover from a crash now
+                pass
+
+    def _label_store(self, root: Path, chosen: bool, history: int, lock_timeout: float) -> LabelStore:
+        """Nothing is created here: the label folders appear with the first save."""
+        if root.is_dir() and not _writable_dir(root):
+            return LabelStore(root, history, read_only="its labels folder is read-only")
+        blocked = root.exists() and not root.is_dir() or not root.exists() and not _writable_dir(root.parent)
+        if blocked and not chosen:  # e.g. a read-only archive: the labels are kept for the user
+            root = fallback_labels_dir(self.folder)
+        return LabelStore(root, history, lock_timeout)
+
+    @property
+    def labels_root(self) -> Path:
+        return self.labels.root
+
+    def read_only_reason(self) -> str | None:
+        return self.labels.read_only
+
+    # ---- images -------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        return list(self._images)
+
+    def _path(self, image_id: str) -> Path:
+        try:
+            return self._images[image_id]
+        except KeyError:
+            raise DatastoreError(f"{self.folder}: no image '{image_id}'") from None
+
+    def open_image(self, image_id: str) -> Volume:
+        return read_volume(self._path(image_id))
+
+    def id_of(self, path: str | os.PathLike) -> str:
+        """The id of an image file or series folder of this store."""
+        path = Path(path).resolve()
+        for image_id, p in self._images.items():
+            if p.resolve() == path:
+                return image_id
+        raise DatastoreError(f"{path}: not an image of {self.folder}")
+
+    def records(self) -> list[ImageRecord]:
+        index = self.labels.read_index()["images"]
+        records = []
+        for image_id in self._images:
+            versions = self.labels.versions(image_id)
+            if image_id in self._reference and Version.FINAL.value not in versions:
+                versions.append(Version.FINAL.value)
+            entry = index.get(image_id, {})
+            status = (Status.IN_PROGRESS if Version.DRAFT.value in versions else
+                      Status.LABELED if Version.FINAL.value in versions else Status.UNLABELED)
+            score = entry.get("score")
+            records.append(ImageRecord(image_id, image_id, status, versions,
+                                       float(score) if isinstance(score, (int, float)) else None,
+                                       dict(entry.get("info", {}))))
+        return records
+
+    # ---- labels -------------------------------------------------------------------------
+
+    def label(self, image_id: str, image: Volume, version: Version | str = Version.FINAL) -> np.ndarray | None:
+        self._path(image_id)
+        found = self.labels.read(image_id, image, version)
+        if found is None and Version(version) == Version.FINAL and image_id in self._reference:
+            found = read_label(self._reference[image_id], image)
+        return found
+
+    def save_draft(self, image_id: str, label: np.ndarray, image: Volume) -> None:
+        self._path(image_id)
+        self.labels.save_draft(image_id, label, image)
+
+    def discard_draft(self, image_id: str) -> None:
+        self._path(image_id)
+        self.labels.discard_draft(image_id)
+
+    def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None) -> None:
+        self._path(image_id)
+        self.labels.accept(image_id, label, image, proposed)
+
+    def history(self, image_id: str) -> list[dict]:
+        self._path(image_id)
+        return self.labels.history(image_id)
+
+    def set_info(self, image_id: str, **info) -> None:
+        self._path(image_id)
+        self.labels.set_info(image_id, **info)
+
+    def set_scores(self, scores: dict[str, float | None]) -> None:
+        for image_id in scores:
+            self._path(image_id)
+        self.labels.set_scores(scores)
+
+    def label_names(self) -> dict[str, int] | None:
+        """From the folder's ``labels.json`` (``{"labels": {"1": "name"}}``), if any."""
+        try:
+            raw = json.loads((self.folder / "labels.json").read_text("utf-8"))["labels"]
+            return {str(name).lower(): int(v) for v, name in raw.items() if int(v) > 0}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def training_ids(self, split: str = "all") -> list[str]:
+        labelled = [r.id for r in self.records() if Version.FINAL.value in r.versions]
+        if split == "all":
+            return labelled
+        split_file = self.folder / "split.json"
+        try:
+            chosen = set(json.loads(split_file.read_text("utf-8"))[split])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatastoreError(f"{split_file}: no readable '{split}' list ({exc})") from exc
+        return [i for i in labelled if i in chosen]

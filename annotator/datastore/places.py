@@ -1,0 +1,91 @@
+"""What a path is, decided in one place: an image file, a DICOM series folder, a dataset
+folder (``images/`` + ``labels/``), or a folder of images.
+
+Symlinks: a linked image file is read through its link; a linked folder is not entered
+when a folder is searched for images (no loops, no images from elsewhere). Label files
+are never read or written through a link that leaves the labels folder.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+
+from annotator.io.dicom import looks_like_dicom
+from annotator.io.read import image_stem, is_image_file
+
+
+class Kind(str, Enum):
+    IMAGE_FILE = "image file"
+    DICOM_SERIES = "DICOM series"
+    DATASET = "dataset folder"
+    FOLDER = "folder"
+    MISSING = "missing"
+
+
+def holds_dicom_files(folder: Path, limit: int = 5) -> bool:
+    """Whether one of the first ``limit`` visible files directly in ``folder`` is DICOM."""
+    checked = 0
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        if looks_like_dicom(Path(entry.path)):
+            return True
+        checked += 1
+        if checked >= limit:
+            break
+    return False
+
+
+def is_dataset(folder: Path) -> bool:
+    """``images/`` and ``labels/`` side by side, and the labels are not a label store's."""
+    return (folder / "images").is_dir() and (folder / "labels").is_dir() and not (folder / "labels" / "final").is_dir()
+
+
+def classify(path: str | os.PathLike) -> Kind:
+    path = Path(path)
+    if path.is_file():
+        return Kind.IMAGE_FILE if is_image_file(path) or looks_like_dicom(path) else Kind.MISSING
+    if not path.is_dir():
+        return Kind.MISSING
+    if is_dataset(path):
+        return Kind.DATASET
+    if holds_dicom_files(path):
+        return Kind.DICOM_SERIES
+    return Kind.FOLDER
+
+
+def find_images(folder: Path, skip: Path | None = None) -> dict[str, Path]:
+    """The images below ``folder`` by id: image files and DICOM series folders.
+
+    An id is the path relative to ``folder`` without the image ending; where two images
+    would share it (``case.nii.gz`` and ``case.nrrd``, a series folder ``s1`` and
+    ``s1.nii.gz``) the files keep their full names. Hidden entries, ``skip`` (the
+    labels folder) and linked folders are not searched.
+    """
+    found: list[tuple[str, Path]] = []
+    skip = skip.resolve() if skip is not None else None
+    for root, dirs, names in os.walk(folder):
+        root_path = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (root_path / d).is_symlink()
+                         and (skip is None or (root_path / d).resolve() != skip))
+        files = [root_path / n for n in sorted(names) if not n.startswith(".")]
+        for path in files:
+            if is_image_file(path):
+                found.append(((path.parent / image_stem(path)).relative_to(folder).as_posix(), path))
+        if root_path != folder and holds_dicom_files(root_path):
+            found.append((root_path.relative_to(folder).as_posix(), root_path))
+    counts: dict[str, int] = {}
+    for key, _ in found:
+        counts[key] = counts.get(key, 0) + 1
+    images = {}
+    for key, path in found:
+        if counts[key] > 1 and path.is_file():
+            key = path.relative_to(folder).as_posix()
+        images[key] = path
+    return dict(sorted(images.items()))
