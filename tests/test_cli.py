@@ -25,7 +25,8 @@ def annotator(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "infer", "samples", "open", "bench",
+@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "infer", "samples", "open", "status", "accept",
+                                     "label", "bench",
                                      "bench graphcut", "bench app", "bench click", "bench robot",
                                      "bench train", "train"])
 def test_help_on_every_subcommand(command):
@@ -116,3 +117,31 @@ def test_bench_graphcut_quick(tmp_path):
     assert len(report["cases"]) == 8 and all(0 <= c["dice"] <= 1 for c in report["cases"])
     assert names["liver_sparse_s_512"]["value"] > 0 and names["liver_sparse_dice_512"]["value"] > 0.95
     assert "| update_s_128 |" in (tmp_path / "b.md").read_text()
+
+
+def test_status_accept_and_label_reach_the_datastore(hippo_store, tmp_path):
+    out = json.loads(annotator("status", hippo_store, "--json").stdout)
+    assert [r["id"] for r in out] == ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+    assert all(r["status"] == "unlabeled" and r["versions"] == [] and r["score"] is None for r in out)
+    assert not (hippo_store / "labels").exists()  # looking writes nothing
+
+    source = HIPPO / "labels" / "hippocampus_003.nii.gz"
+    annotator("accept", hippo_store, "hippocampus_003", source)
+    record = {r["id"]: r for r in json.loads(annotator("status", hippo_store, "--json").stdout)}["hippocampus_003"]
+    assert record["status"] == "labeled" and record["versions"] == ["original", "final"]
+    annotator("label", hippo_store, "hippocampus_003", "--out", tmp_path / "back.nii.gz")
+    volume = read_volume(hippo_store / "hippocampus_003.nii.gz")
+    np.testing.assert_array_equal(read_label(tmp_path / "back.nii.gz", volume), read_label(source, volume))
+    final = (hippo_store / "labels" / "final" / "hippocampus_003.nii.gz").read_bytes()
+
+    # a label of another image's shape: exit 2, one line naming the problem, nothing changed
+    bad = annotator("accept", hippo_store, "hippocampus_003", TRUTH, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "voxels but the image has" in bad.stderr and "Traceback" not in bad.stderr
+    assert (hippo_store / "labels" / "final" / "hippocampus_003.nii.gz").read_bytes() == final
+    for args in (("nope", source), ("hippocampus_003", tmp_path / "missing.nii.gz")):
+        bad = annotator("accept", hippo_store, *args, check=False)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    missing = annotator("label", hippo_store, "hippocampus_001", "--version", "draft", "--out", tmp_path / "x.nii.gz",
+                        check=False)
+    assert missing.returncode == 2 and "no draft label" in missing.stderr

@@ -1,6 +1,6 @@
 """One way to open a datastore from what a person names: a folder, a dataset folder, an
-image file or a DICOM series folder (its parent folder's store, and its id), later a
-server URL."""
+image file or a DICOM series folder (its parent folder's store, and its id), a sample
+(``sample:ID``), later a server URL."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     """The datastore ``place`` belongs to, and the id of the image it names (None for a
     whole folder). Sample data keeps its labels in the user data folder, never beside
     the shipped files."""
-    from annotator.samples import is_sample_path
+    from annotator.samples import is_sample_path, sample_file
 
+    if str(place).startswith("sample:"):
+        place = sample_file(str(place)[len("sample:"):])
     path = Path(place)
     kind = classify(path)
     if kind == Kind.MISSING:

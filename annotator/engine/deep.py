@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,20 @@ def modality_note(card: ModelCard, volume: Volume) -> str | None:
             f"{volume.modality}. Results may be poor.")
 
 
+_IMPORTING = threading.Lock()
+
+
+def import_network_stack() -> None:
+    """Import torch and MONAI's networks (seconds): at most one thread at a time, since
+    two threads importing torch at once can leave it half-initialised."""
+    with _IMPORTING:
+        import annotator.engine.session  # noqa: F401
+        import monai.networks.nets  # noqa: F401 - what annotator.models.networks builds from
+
+
 def new_session(volume: Volume, model, card: ModelCard) -> ClickSession:
     """A click session of ``volume`` with a loaded network: the one way sessions are made."""
+    import_network_stack()
     from annotator.engine.session import ClickSession
 
     return ClickSession(volume, model, card, next(model.parameters()).device)
@@ -83,6 +96,7 @@ class DeepClicks:
         preferred = self.registry.preferred(self.method, volume.modality)
         if preferred is None:
             raise ModelError(f"no {self.method} model installed (train one, or use graphcut)")
+        import_network_stack()
         active = self.registry.active(self.method)
         if active is None or active[1].name != preferred.card.name:
             self.registry.activate(preferred.card.name, choose_device())

@@ -8,6 +8,7 @@ the keyboard shortcuts call its actions. Work runs in worker threads through
 
 from __future__ import annotations
 
+import threading
 import weakref
 from pathlib import Path
 
@@ -19,19 +20,13 @@ from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
 from annotator.datastore import open_datastore
+from annotator.engine.deep import import_network_stack
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import bind_keys
 
 _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.WeakKeyDictionary()
-
-
-def _warm_engine() -> None:
-    """Import what the networks need (torch, MONAI: several seconds) so that the first
-    click does not wait for it; run in the background once the window is up."""
-    import annotator.engine.session  # noqa: F401
-    import monai.networks.nets  # noqa: F401 - what annotator.models.networks builds from
 
 
 def workspace_for(viewer: napari.Viewer) -> "Workspace":
@@ -85,7 +80,8 @@ class Workspace:
         self._autosave.start()
         self._windows: list = []
         bind_keys(viewer, self)
-        create_worker(_warm_engine, _start_thread=True, _ignore_errors=True)
+        # torch and MONAI (seconds) load in the background, so the first network click does not wait
+        threading.Thread(target=import_network_stack, name="annotator-warm-up", daemon=True).start()
 
     # ---- opening ------------------------------------------------------------------------
 

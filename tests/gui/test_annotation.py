@@ -305,3 +305,28 @@ def test_the_docks_work_on_any_datastore(make_napari_viewer, qtbot):
     worklist.table.sortItems(0, Qt.DescendingOrder)  # the order shown is the order "Next" follows
     worklist.next.click()
     qtbot.waitUntil(lambda: session.image_id == "ct0" and session.idle, timeout=30000)
+
+
+def test_with_only_the_worklist_open_switching_still_asks(make_napari_viewer, qtbot, store_folder):
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    viewer = make_napari_viewer()
+    worklist = WorklistDock(viewer)
+    viewer.window.add_dock_widget(worklist, area="right")
+    session = workspace_for(viewer).session
+    session.open(store_folder)
+    qtbot.waitUntil(lambda: session.volume is not None and session.idle, timeout=30000)
+    seg = viewer.layers[L.SEGMENTATION]
+    seg.brush_size = 3
+    seg.paint((17, 25, 17), 1)
+    assert session.has_unsaved_work
+    seen = []
+    _answer_prompt(qtbot, "Cancel", seen)
+    worklist.open_image("hippocampus_003")
+    assert seen and "hippocampus_001" in seen[0]
+    assert session.image_id == "hippocampus_001" and session.has_unsaved_work
+    _answer_prompt(qtbot, "Accept", seen)
+    worklist.open_image("hippocampus_003")
+    qtbot.waitUntil(lambda: session.image_id == "hippocampus_003" and session.idle, timeout=30000)
+    assert (store_folder / "labels" / "final" / "hippocampus_001.nii.gz").exists()
