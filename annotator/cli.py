@@ -30,12 +30,13 @@ def _xyz(text: str) -> tuple[int, int, int]:
 def cmd_info(args) -> int:
     from pathlib import Path
 
-    from annotator.io import read_volume, scan_folder
-    from annotator.io.dicom import pick_series
-    from annotator.io.read import is_image_file
+    from annotator.io import read_volume
+    from annotator.io.sniff import is_image_file
 
     path = Path(args.path)
     if path.is_dir():
+        from annotator.io.dicom import pick_series, scan_folder
+
         scan = scan_folder(path)
         if not scan.series:
             images = sorted(p for p in path.rglob("*") if is_image_file(p))
@@ -265,20 +266,27 @@ def cmd_open(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from annotator.bench import BENCHMARKS
+    from annotator.bench import module
     from annotator.bench import report as rep
 
-    result = BENCHMARKS[args.benchmark].run(args)
+    result = module(args.benchmark).run(args)
     rep.write(result, args.json, args.md)
     print(rep.markdown(result))
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get one line too, like every other error (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"annotator: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="annotator", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="annotator", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"annotator {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("info", help="modality, size and spacing of an image; series in a folder")
     p.add_argument("path", help="image file or folder with DICOM series")
@@ -357,21 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", default="hippocampus", help="sample id (see `annotator samples`)")
     p.set_defaults(func=cmd_open)
 
-    from annotator.bench import BENCHMARKS
+    from annotator.bench import options
 
     p = sub.add_parser("bench", help="benchmarks (JSON + markdown results)")
-    bench_sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for name, module in BENCHMARKS.items():
-        b = bench_sub.add_parser(name, help=module.__doc__.splitlines()[0])
+    bench_sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK", parser_class=_Parser)
+    for name, (_module, text) in options.BENCHMARKS.items():
+        b = bench_sub.add_parser(name, help=text)
         b.add_argument("--json", help="write results as JSON")
         b.add_argument("--md", help="write a markdown table")
         b.add_argument("--quick", action="store_true", help="small version (under a minute)")
-        module.add_arguments(b)
+        options.add_arguments(name, b)
         b.set_defaults(func=cmd_bench)
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"annotator: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = _show_warning  # one line, no source code
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -380,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"annotator: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the person named cannot be used: say which and why
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"annotator: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("annotator: interrupted", file=sys.stderr)

@@ -145,3 +145,36 @@ def test_status_accept_and_label_reach_the_datastore(hippo_store, tmp_path):
     missing = annotator("label", hippo_store, "hippocampus_001", "--version", "draft", "--out", tmp_path / "x.nii.gz",
                         check=False)
     assert missing.returncode == 2 and "no draft label" in missing.stderr
+
+
+_IMPORTS = """
+import runpy, sys
+sys.argv = ["annotator", *sys.argv[1:]]
+try:
+    runpy.run_module("annotator", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "monai", "pydicom", "napari", "qtpy") if m in sys.modules)
+print("HEAVY", ",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["info", str(IMAGE)], *[[c, "--help"] for c in (
+    "info", "scribbles", "clicks", "infer", "train", "samples", "open", "status", "accept", "label", "bench",
+    "bench robot", "bench click", "bench train", "bench graphcut", "bench app", "bench cli")]],
+    ids=lambda a: " ".join(a)[:40])
+def test_quick_commands_import_neither_torch_nor_monai(args):
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS, *" ".join(args).split()], capture_output=True,
+                          text=True, timeout=120)
+    heavy = [line for line in proc.stderr.splitlines() if line.startswith("HEAVY")][-1].split()[1:]
+    assert not heavy or not {"torch", "monai", "napari", "qtpy"} & set(heavy[0].split(",")), heavy
+    if args[0] in ("--help", "info") and len(args) > 1 or args == ["--help"]:
+        assert "pydicom" not in (heavy[0] if heavy else ""), "a NIfTI needs no DICOM library"
+
+
+def test_bench_cli_quick(tmp_path):
+    annotator("bench", "cli", "--quick", "--json", tmp_path / "b.json", "--md", tmp_path / "b.md")
+    report = json.loads((tmp_path / "b.json").read_text())
+    found = {r["name"]: r["value"] for r in report["results"]}
+    assert found["python_s"] < found["info_s"] and 0 < found["info_peak_mb"] < 1000
+    assert {"help_s", "bench_help_s", "info_over_python", "help_peak_mb"} <= set(found)

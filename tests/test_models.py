@@ -122,3 +122,74 @@ def test_cuda_is_chosen_when_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_device().type == "cuda"
     assert choose_device("cpu").type == "cpu"  # asked for explicitly
+
+
+def _mutated(sidecar, **changes):
+    raw = json.loads(sidecar.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
+
+
+@pytest.mark.parametrize("changes", [
+    {"labels": ["background", "structure"]}, {"labels": {"a": "x"}}, {"labels": {"a": 9999}},
+    {"architecture": {"channels": [100000, 200000, 300000]}}, {"architecture": {"channels": "many"}},
+    {"architecture": {"in_channels": 4000}}, {"architecture": {"spatial_dims": 7}},
+    {"architecture": {"strides": list(range(50))}}, {"architecture": ["UNet"]},
+    {"name": "../escape"}, {"name": ["a"]}, {"target_spacing": "abc"}, {"target_spacing": [0, 1, 1]},
+    {"roi_size": [-1, 96, 96]}, {"roi_size": 96}, {"format_version": "x"}, {"metrics": None, "labels": None},
+], ids=lambda c: ",".join(f"{k}={str(v)[:20]}" for k, v in c.items()))
+def test_malformed_sidecars_are_model_errors_naming_the_file(tmp_path, changes):
+    _, sidecar = _saved(tmp_path)
+    sidecar.write_text(json.dumps(_mutated(sidecar, **changes)))
+    with pytest.raises(ModelError) as err:
+        load_checkpoint(sidecar)
+    assert str(sidecar) in str(err.value)
+
+
+def test_deeply_nested_sidecar_is_a_model_error(tmp_path):
+    _, sidecar = _saved(tmp_path)
+    sidecar.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ModelError, match=str(sidecar)):
+        load_checkpoint(sidecar)
+
+
+def test_a_malformed_sidecar_is_skipped_with_a_warning_and_the_rest_still_found(tmp_path):
+    _saved(tmp_path, "good")
+    (tmp_path / "broken.json").write_text(json.dumps({"name": "broken", "method": "deepedit", "labels": [1],
+                                                      "architecture": {"name": "UNet"}, "weights_sha256": "x"}))
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="broken.json"):
+        entries = ModelRegistry([tmp_path]).entries()
+    assert [e.card.name for e in entries] == ["good"]
+    registry = ModelRegistry([tmp_path])
+    assert registry.entry("good").card.name == "good"
+    assert set(registry.problems) == {tmp_path / "broken.json", tmp_path / "garbage.json"}
+
+
+def test_weights_holding_nan_are_refused(tmp_path):
+    torch.manual_seed(0)
+    model = build_network(SMALL)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    sidecar = save_checkpoint(model, _card("nan"), tmp_path / "nan.json")
+    with pytest.raises(ModelError, match="NaN or infinity"):
+        load_checkpoint(sidecar)
+
+
+def test_a_user_model_named_like_a_bundled_one_is_never_chosen(tmp_path):
+    bundled, user = tmp_path / "bundled", tmp_path / "user"
+    bundled.mkdir()
+    user.mkdir()
+    _saved(bundled, "starter", seed=0)
+    _saved(user, "starter", seed=1)
+    registry = ModelRegistry([bundled, user])
+    with pytest.warns(UserWarning, match="another model is already called 'starter'"):
+        entries = registry.entries()
+    assert [e.sidecar.parent for e in entries] == [bundled]
+    assert registry.entry("starter").sidecar.parent == bundled
+    assert registry.preferred("deepgrow3d").sidecar.parent == bundled

@@ -219,3 +219,49 @@ def test_training_takes_the_accepted_labels_of_a_datastore(tmp_path, user_dirs):
     done = next(e for e in events if e["event"] == "done")
     card = json.loads((user_dirs / "models" / f"{done['model']}.json").read_text())
     assert sorted(card["training"]["cases"] + card["training"]["validation_cases"]) == CASES[:3]
+
+
+def test_a_bad_case_is_named_in_the_error(dataset_folder, tmp_path, user_dirs):
+    bad = tmp_path / "bad"
+    shutil.copytree(dataset_folder, bad)
+    # another case's label: a different shape from this image
+    shutil.copy(HIPPO / "labels" / "hippocampus_011.nii.gz", bad / "labels" / "hippocampus_004.nii.gz")
+    events = _run_to_end(TrainingProcess(_config(bad, tmp_path)))
+    error = next(e for e in events if e["event"] == "error")
+    assert "hippocampus_004" in error["message"] and "voxels but the image has" in error["message"], error
+    assert "applying transform" not in error["message"]
+
+
+_PARENT = """
+import sys, time
+from annotator.training.config import TrainConfig
+from annotator.training.runner import TrainingProcess
+config = TrainConfig.load(sys.argv[1])
+job = TrainingProcess(config)
+job.start()
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_parent_leaves_a_final_event(dataset_folder, tmp_path, user_dirs):
+    config = _config(dataset_folder, tmp_path, max_iterations=100000, epochs=1000)
+    path = config.save(tmp_path / "config.json")
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(path)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "started"
+    log = config.run_dir / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and '"progress"' not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    parent.kill()  # SIGKILL: the parent says nothing to its child
+    parent.wait()
+    deadline = time.monotonic() + 60
+    last = None
+    while time.monotonic() < deadline:
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        last = events[-1]["event"]
+        if last in ("cancelled", "done", "error"):
+            break
+        time.sleep(0.2)
+    assert last == "cancelled", last
+    assert (config.run_dir / "last.json").exists()

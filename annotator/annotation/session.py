@@ -21,7 +21,6 @@ from psygnal import Signal
 from annotator.annotation.jobs import Cancelled, FileWorker, InlineRunner, Job, Runner
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
-from annotator.engine.methods import choose
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.settings import Settings
@@ -163,6 +162,8 @@ class AnnotationSession:
             return
         volume, value, label, strokes = self.volume, self.label_value, self.label, self.scribbles
         bound = self._bounds.get(value)
+        from annotator.engine.methods import choose  # GraphCut and SciPy load with the first request
+
         try:
             # clicks: the chosen method (or the best for the image); scribbles: GraphCut;
             # automatic: DeepEdit, with a warning when its model is for another modality

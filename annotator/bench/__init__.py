@@ -1,6 +1,16 @@
-"""Benchmarks, each `annotator bench NAME` (conventions: JSON + markdown, --quick)."""
+"""Benchmarks, each `annotator bench NAME` (conventions: JSON + markdown, --quick).
 
-from annotator.bench import app, click, graphcut, robot, train
+Their options live in :mod:`annotator.bench.options`; a benchmark's module is imported
+only when it runs (:func:`module`)."""
 
-#: name -> module with ``add_arguments(parser)`` and ``run(args) -> report dict``
-BENCHMARKS = {"app": app, "click": click, "graphcut": graphcut, "robot": robot, "train": train}
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from annotator.bench.options import BENCHMARKS
+
+
+def module(name: str) -> ModuleType:
+    """The module that runs benchmark ``name`` (``run(args) -> report dict``)."""
+    return importlib.import_module(BENCHMARKS[name][0])

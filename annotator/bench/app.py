@@ -13,6 +13,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -20,19 +23,33 @@ from annotator.bench import report as rep
 from annotator.errors import AnnotatorError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", help="image to open at startup (default: the hippocampus sample)")
-    parser.add_argument("--repeats", type=int, default=None, help="app launches (default 3, quick 1)")
-    parser.add_argument("--clicks", type=int, default=None, help="clicks for the stall (default 10, quick 3)")
-
 
 def _command(*args: str) -> list[str]:
-    command = [sys.executable, "-m", "annotator_app", *args]
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        if not shutil.which("xvfb-run"):
-            raise AnnotatorError("no display and no xvfb-run: the app benchmark needs a screen")
-        command = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", *command]
-    return command
+    return [sys.executable, "-m", "annotator_app", *args]
+
+
+@contextmanager
+def _screen() -> Iterator[dict]:
+    """The environment of the app's processes: this one's display, else one Xvfb started
+    for the whole benchmark (not one per launch: its start-up is not the app's)."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        yield dict(os.environ)
+        return
+    if not shutil.which("Xvfb"):
+        raise AnnotatorError("no display and no Xvfb: the app benchmark needs a screen")
+    for number in range(90, 140):
+        if not Path(f"/tmp/.X{number}-lock").exists():
+            break
+    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{number}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield {**os.environ, "DISPLAY": f":{number}"}
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def _json_line(output: str) -> dict:
@@ -47,25 +64,26 @@ def run(args: argparse.Namespace) -> dict:
     clicks = args.clicks or (3 if args.quick else 10)
     target = [args.image] if args.image else ["--sample", "hippocampus"]
     startups = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        proc = subprocess.Popen(_command(*target, "--startup-probe"), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        line = ""
-        for line in proc.stdout:
-            if line.startswith("{"):
-                break
-        startups.append(time.perf_counter() - start)
-        proc.communicate(timeout=120)
-        if not _json_line(line).get("visible"):
-            raise AnnotatorError("the app window did not become visible")
-    proc = subprocess.run(_command("--sample", "hippocampus", "--stall-probe", str(clicks)),
-                          capture_output=True, text=True, timeout=600)
+    with _screen() as env:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            proc = subprocess.Popen(_command(*target, "--startup-probe"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env)
+            line = ""
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    break
+            startups.append(time.perf_counter() - start)
+            proc.communicate(timeout=120)
+            if not _json_line(line).get("visible"):
+                raise AnnotatorError("the app window did not become visible")
+        proc = subprocess.run(_command("--sample", "hippocampus", "--stall-probe", str(clicks)),
+                              capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
         raise AnnotatorError(f"stall probe failed: {proc.stderr.strip()[-500:]}")
     stall = _json_line(proc.stdout)
     results = [
-        rep.result("startup_s", float(np.median(startups)), "s", "lower", 5.0),
+        rep.result("startup_s", float(np.median(startups)), "s", "lower", 3.0),
         rep.result("max_event_loop_stall_s", max(stall["max_stall_s"]), "s", "lower", 0.1),
         rep.result("click_engine_median_s", float(np.median(stall["engine_s"])), "s", "lower"),
         rep.result("accept_stall_s", stall["accept_stall_s"], "s", "lower", 0.1),

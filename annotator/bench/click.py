@@ -41,18 +41,6 @@ METHODS = ("deepgrow3d", "deepedit")
 CT_WINDOW = {"kind": "window", "low": -175.0, "high": 250.0}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", help="CT image to click on (default: a seeded phantom)")
-    parser.add_argument("--slices", type=int, default=None, help="phantom slices (default 120, quick 40)")
-    parser.add_argument("--clicks", type=int, default=None, help="timed clicks per method (default 10, quick 3)")
-    parser.add_argument("--reference-clicks", type=int, default=None, help="reference clicks (default 3, quick 1)")
-    parser.add_argument("--memory-slices", type=int, default=None,
-                        help="slices of the 512x512 CT for peak memory (default 300, quick 60)")
-    parser.add_argument("--spacing", type=float, default=1.5, help="model grid spacing in mm (default 1.5)")
-    parser.add_argument("--roi", type=int, default=96, help="click crop edge on the model grid (default 96)")
-    parser.add_argument("--fit-steps", type=int, default=None,
-                        help="training steps on the phantom before timing (default 40, quick 4)")
-
 
 def model_for(method: str, spacing: float, roi: int, variant: str = "small") -> tuple[torch.nn.Module, ModelCard]:
     torch.manual_seed(0)

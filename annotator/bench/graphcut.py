@@ -29,14 +29,6 @@ from annotator.samples import data_root
 REGION = 128
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", help="CT-like image to time the update on (default: phantom)")
-    parser.add_argument("--label", help="reference label of --image")
-    parser.add_argument("--organ", type=int, default=2, help="label value to draw strokes from (default 2, the phantom's spleen)")
-    parser.add_argument("--data", help="folder with images/ and labels/ (and split.json) for Dice "
-                        "(default: the hippocampus set)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed updates (default 10, quick 3)")
-
 
 def _timing_input(args):
     if args.image:

@@ -18,6 +18,7 @@ import numpy as np
 
 from annotator.bench import report as rep
 from annotator.bench import robot_graphcut
+from annotator.bench.options import STARTER
 from annotator.datastore.cases import labelled_cases
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice
@@ -29,22 +30,9 @@ from annotator.models import ModelRegistry, load_checkpoint
 from annotator.samples import data_root
 from annotator.training.simulate import next_click
 
-STARTER = "deepedit-hippocampus-mr"
 #: Dice after 5 clicks that a click model should reach, labels taken as one structure
 TARGET_AT_5 = 0.88
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=["model", "graphcut"], default="model",
-                        help="model: the network of --model (default); graphcut: scribbles and clicks with no model "
-                             "on several data sets")
-    parser.add_argument("--model", default=STARTER, help=f"model name (default: the bundled {STARTER})")
-    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set)")
-    parser.add_argument("--split", default="test", choices=["test", "train", "all"],
-                        help="cases of the folder's split.json (default test)")
-    parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
-    parser.add_argument("--plot", help="PNG of Dice against clicks")
-    robot_graphcut.add_arguments(parser)
 
 
 def _mean_dice(pred: np.ndarray, truth: np.ndarray, values) -> float:
@@ -82,6 +70,7 @@ def _noc(curve: list[float], threshold: float, cap: int) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
+    check_args(args)
     if args.method == "graphcut":
         return robot_graphcut.run(args)
     clicks = args.clicks or (5 if args.quick else 10)

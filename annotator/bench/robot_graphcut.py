@@ -30,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from annotator.bench import report as rep
+from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.datastore.cases import labelled_cases
 from annotator.engine.interactive import segment_clicks, segment_scribbles
@@ -70,13 +71,8 @@ DATASETS = (
     DataSet("hippocampus", "report", "MR", "msd_task04_hippocampus", structures=("hippocampus",)),
     DataSet("phantom", "report", "CT", structures=tuple(name for _, name, *_ in ORGANS)),
 )
+assert tuple(d.name for d in DATASETS) == GRAPHCUT_DATASETS  # the names the options offer
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the GraphCut robot (added to `bench robot`)."""
-    parser.add_argument("--datasets", help="comma-separated data sets (default: all of "
-                        + ", ".join(d.name for d in DATASETS) + ")")
-    parser.add_argument("--phantom-seeds", default="1,2", help="phantom seeds (default 1,2; 0 was tuned on)")
 
 
 def _label_on(volume: Volume, path: Path) -> np.ndarray:

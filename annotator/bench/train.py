@@ -21,12 +21,6 @@ from annotator.training.events import read_log
 from annotator.training.runner import TrainingProcess
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", help="summarise this run folder's events.jsonl instead of training")
-    parser.add_argument("--method", default="deepedit", choices=["deepedit", "deepgrow3d", "deepgrow2d"])
-    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus train split)")
-    parser.add_argument("--minutes", type=float, default=None, help="training time limit (default 30, quick 0.5)")
-
 
 def starter_config(method: str, data: Path, out: Path, **overrides) -> TrainConfig:
     """The recipe of the bundled starter models (hippocampus MR, 1 mm grid, 48x64x48 crops)."""

@@ -23,7 +23,8 @@ from annotator.datastore.base import Datastore, ImageRecord, Status, Version
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import DatastoreError
-from annotator.io.read import image_stem, is_image_file, read_label, read_volume
+from annotator.io.read import read_label, read_volume
+from annotator.io.sniff import image_stem, is_image_file
 from annotator.io.volume import Volume
 
 

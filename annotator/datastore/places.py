@@ -12,8 +12,7 @@ import os
 from enum import Enum
 from pathlib import Path
 
-from annotator.io.dicom import looks_like_dicom
-from annotator.io.read import image_stem, is_image_file
+from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 
 
 class Kind(str, Enum):

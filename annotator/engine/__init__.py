@@ -1,8 +1,21 @@
-"""Inference: GraphCut from scribbles and clicks, and networks, behind one method registry."""
+"""Inference: GraphCut from scribbles and clicks, and networks, behind one method registry.
 
-from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles
-from annotator.engine.methods import METHODS, Method, choose, methods_for
-from annotator.engine.region import Result
+The names below load on first use: importing one engine module (the undo history, say)
+does not load GraphCut, SciPy and the model registry with it.
+"""
 
-__all__ = ["GraphCutParams", "METHODS", "Method", "Result", "choose", "methods_for", "segment_clicks",
-           "segment_scribbles"]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {"GraphCutParams": "interactive", "segment_clicks": "interactive", "segment_scribbles": "interactive",
+          "METHODS": "methods", "Method": "methods", "choose": "methods", "methods_for": "methods",
+          "Result": "region"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"annotator.engine.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'annotator.engine' has no attribute '{name}'")

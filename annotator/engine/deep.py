@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from annotator.engine.device import choose_device
+from annotator.engine.loading import import_network_stack
 from annotator.engine.region import Result
 from annotator.errors import ModelError
 from annotator.io.volume import Volume
@@ -23,17 +23,6 @@ def modality_note(card: ModelCard, volume: Volume) -> str | None:
         return None
     return (f"model '{card.name}' was trained on {card.modality} images; this image is "
             f"{volume.modality}. Results may be poor.")
-
-
-_IMPORTING = threading.Lock()
-
-
-def import_network_stack() -> None:
-    """Import torch and MONAI's networks (seconds): at most one thread at a time, since
-    two threads importing torch at once can leave it half-initialised."""
-    with _IMPORTING:
-        import annotator.engine.session  # noqa: F401
-        import monai.networks.nets  # noqa: F401 - what annotator.models.networks builds from
 
 
 def new_session(volume: Volume, model, card: ModelCard) -> ClickSession:

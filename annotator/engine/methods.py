@@ -1,4 +1,5 @@
-"""The one registry of segmentation methods, each behind the same interface.
+"""The one registry of segmentation methods, each behind the same interface (cheap to
+import: what a method runs loads when it first runs).
 
 A method says whether it can run on an image (``available``), whether its first use on
 an image prepares it first (``needs_preparation``), what a person should know
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 from abc import ABC
 
-from annotator.engine.deep import DeepClicks
-from annotator.engine.interactive import segment_clicks, segment_scribbles
 from annotator.engine.region import Result
 from annotator.errors import InputError
 from annotator.io.volume import Volume
@@ -53,9 +52,13 @@ class GraphCut(Method):
     kinds = ("clicks", "scribbles")
 
     def clicks(self, volume, fg, bg, previous=None, value=1):
+        from annotator.engine.interactive import segment_clicks
+
         return segment_clicks(volume, fg, bg, previous=previous, value=value)
 
     def scribbles(self, volume, scribbles, previous=None, value=1):
+        from annotator.engine.interactive import segment_scribbles
+
         return segment_scribbles(volume, scribbles, previous=previous, value=value)
 
 
@@ -66,7 +69,16 @@ class Network(Method):
         self.name = name
         self.description = description
         self.kinds = ("clicks", "automatic") if automatic else ("clicks",)
-        self.deep = DeepClicks(name)
+        self._deep = None
+
+    @property
+    def deep(self):
+        """The click sessions of this method's model (the model registry loads on first use)."""
+        if self._deep is None:
+            from annotator.engine.deep import DeepClicks
+
+            self._deep = DeepClicks(self.name)
+        return self._deep
 
     def available(self, volume):
         return self.deep.available(volume)

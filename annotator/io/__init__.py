@@ -1,8 +1,15 @@
 """Volumes and labels: read NIfTI, NRRD, MHA and DICOM series; write labels as NIfTI."""
 
-from annotator.io.dicom import scan_folder
 from annotator.io.read import read_label, read_volume
 from annotator.io.volume import Source, Volume
 from annotator.io.write import write_label
 
 __all__ = ["Source", "Volume", "read_label", "read_volume", "scan_folder", "write_label"]
+
+
+def __getattr__(name: str):
+    if name == "scan_folder":  # pydicom loads when a folder is scanned, not before
+        from annotator.io.dicom import scan_folder
+
+        return scan_folder
+    raise AttributeError(f"module 'annotator.io' has no attribute '{name}'")

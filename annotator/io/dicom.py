@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from annotator.errors import GeometryError, InputError
+from annotator.io.sniff import looks_like_dicom
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
 #: Tags read from every file while scanning.
@@ -79,16 +80,6 @@ class FolderScan:
 
     series: list[SeriesInfo]
     skipped: list[tuple[Path, str]]
-
-
-def looks_like_dicom(path: Path) -> bool:
-    """Whether ``path`` starts like a DICOM Part 10 file (cheap: reads 4 bytes)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _read_header(path: Path) -> pydicom.Dataset:
@@ -158,6 +149,10 @@ def check_series(info: SeriesInfo) -> list[DicomFile]:
                or "ImageOrientationPatient" not in f.dataset]
     if missing:
         raise GeometryError(f"{where}: {_names(missing)} lack slice position/orientation tags")
+    for f in files:
+        problem = _geometry_problem(f.dataset)
+        if problem:
+            raise GeometryError(f"{f.path}: {problem}")
     orientations = {tuple(np.round(np.asarray(f.dataset.ImageOrientationPatient, float), 4)) for f in files}
     if len(orientations) > 1:
         raise GeometryError(f"{where}: series mixes {len(orientations)} slice orientations")
@@ -203,6 +198,32 @@ def check_series(info: SeriesInfo) -> list[DicomFile]:
         )
     _check_complete(files, where)
     return files
+
+
+def _numbers(ds, tag: str, count: int) -> np.ndarray | None:
+    try:
+        values = np.asarray([float(v) for v in ds.get(tag)], float)
+    except (TypeError, ValueError):
+        return None
+    return values if values.size == count else None
+
+
+def _geometry_problem(ds) -> str | None:
+    """What is wrong with a slice's position, orientation or pixel spacing (None: nothing)."""
+    position = _numbers(ds, "ImagePositionPatient", 3)
+    if position is None or not np.all(np.isfinite(position)):
+        return f"ImagePositionPatient {ds.get('ImagePositionPatient')} is not three finite numbers"
+    orientation = _numbers(ds, "ImageOrientationPatient", 6)
+    if orientation is None or not np.all(np.isfinite(orientation)):
+        return f"ImageOrientationPatient {ds.get('ImageOrientationPatient')} is not six finite numbers"
+    row, col = orientation[:3], orientation[3:]
+    if abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(col) - 1) > 0.01 or abs(row @ col) > 0.01:
+        return f"ImageOrientationPatient {list(orientation)} are not two perpendicular unit vectors"
+    if "PixelSpacing" in ds:
+        spacing = _numbers(ds, "PixelSpacing", 2)
+        if spacing is None or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+            return f"PixelSpacing {ds.get('PixelSpacing')} is not two finite positive numbers"
+    return None
 
 
 def _check_complete(files: list[DicomFile], where: str) -> None:

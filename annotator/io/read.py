@@ -2,38 +2,127 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
-from annotator.io import dicom
-from annotator.io.nifti_check import check_nifti_complete
+from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
+from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
-#: File name endings read through SimpleITK.
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+@contextmanager
+def quiet_c_stderr() -> Iterator[list[str]]:
+    """Keep what C libraries print on the process's stderr (ITK's NIfTI and MetaImage
+    readers do) off the person's terminal; the lines are handed back for messages."""
+    lines: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to protect
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
-def is_image_file(path: Path) -> bool:
-    """Whether ``path`` has a file-name ending this module reads."""
-    return path.name.lower().endswith(IMAGE_SUFFIXES)
+def _check_detached_data(path: Path) -> None:
+    """A ``.nhdr``/``.mhd`` header names its data file: it must be a plain file name beside
+    the header (never another folder, a list or a pattern), or the header could make the
+    reader take any file on the machine as voxels."""
+    keys = ("data file:", "datafile:") if path.suffix.lower() == ".nhdr" else ("elementdatafile",)
+    try:
+        head = path.read_bytes()[:65536].decode("latin-1")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    for line in head.splitlines():
+        low = line.strip().lower()
+        if not low.startswith(keys):
+            continue
+        value = line.split("=", 1)[1] if "=" in line and low.startswith("elementdatafile") else line.split(":", 1)[1]
+        value = value.strip()
+        if value.upper() == "LOCAL":
+            return
+        target = path.parent / value
+        if (not value or "/" in value or "\\" in value or value.startswith(".") or " " in value or "%" in value
+                or value.upper().startswith("LIST") or target.resolve().parent != path.parent.resolve()):
+            raise InputError(f"{path}: its data file '{value}' must be a plain file name in the same folder")
+        if not target.is_file():
+            raise InputError(f"{path}: its data file '{value}' is missing")
+        return
 
 
-def image_stem(path: Path) -> str:
-    """File name without its image ending (``case.nii.gz`` -> ``case``)."""
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+def _check_size(path: Path) -> None:
+    """Refuse an image that declares more voxels than one image may take, before reading it."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    with quiet_c_stderr() as noise:
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            detail = ([line for line in str(exc).splitlines() if line.strip()] or noise or ["unknown"])[-1][:200]
+            raise InputError(f"{path}: cannot be read as an image ({detail})") from None
+    size = reader.GetSize()
+    bits = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype).itemsize
+    total = math.prod(size) * bits * reader.GetNumberOfComponents()
+    if total > memory_limit():
+        raise InputError(f"{path}: declares {'x'.join(map(str, size))} voxels ({total / 2**30:.1f} GB), more "
+                         f"than the {memory_limit() / 2**30:.1f} GB one image may take here")
 
 
-def _read_sitk(path: Path) -> sitk.Image:
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+#: Header fields of NRRD and MetaImage files that give the voxel grid (spacing: must not be 0)
+_GRID_FIELDS = {"spacings": True, "space directions": False, "space origin": False, "elementspacing": True,
+                "offset": False, "position": False, "origin": False, "transformmatrix": False}
+
+
+def _check_text_header(path: Path) -> None:
+    """NRRD and MetaImage headers: every number of the grid fields finite, no zero spacing
+    (ITK would read NaN or 0 as 1 mm)."""
+    try:
+        text = path.read_bytes()[:65536].decode("latin-1")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    for line in text.splitlines():
+        if not line.strip() or line.lower().startswith("elementdatafile"):
+            break
+        key, sep, value = line.partition("=" if "=" in line and ":" not in line.split("=")[0] else ":")
+        key = key.strip().lower()
+        if not sep or key not in _GRID_FIELDS:
+            continue
+        numbers = [t for t in value.replace("(", " ").replace(")", " ").replace(",", " ").split() if t != "none"]
+        try:
+            values = [float(t) for t in numbers]
+        except ValueError:
+            raise InputError(f"{path}: its '{key}' field is not numbers: {value.strip()[:80]}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise InputError(f"{path}: its '{key}' field holds NaN or infinity: {value.strip()[:80]}")
+        if _GRID_FIELDS[key] and any(v == 0 for v in values):
+            raise InputError(f"{path}: its '{key}' field has a voxel size of 0: {value.strip()[:80]}")
+
+
+def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
+    """The image, and for a NIfTI whose voxels hold NaN/inf, where they are (z, y, x)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: not a regular file (a pipe, device or socket); give an image file")
     if not is_image_file(path):
         if path.suffix.lower() in (".dcm", ".ima") or path.name.startswith(("CT.", "MR.")):
             raise InputError(f"{path}: a single DICOM file; open the folder that holds its series")
@@ -41,13 +130,23 @@ def _read_sitk(path: Path) -> sitk.Image:
             f"{path}: not an image file Annotator reads (supported: {', '.join(IMAGE_SUFFIXES)} "
             "or a folder with a DICOM series)"
         )
+    non_finite = None
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        check_nifti_complete(path)
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        detail = [line for line in str(exc).splitlines() if line.strip()][-1][:200]
-        raise InputError(f"{path}: cannot be read as an image ({detail})") from exc
+        header, has_nan = check_nifti(path)
+        if has_nan:
+            non_finite = ~np.isfinite(read_raw(path, header))
+    else:
+        if path.suffix.lower() in (".nhdr", ".mhd"):
+            _check_detached_data(path)
+        _check_text_header(path)
+        _check_size(path)
+    with quiet_c_stderr() as noise:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            detail = ([line for line in str(exc).splitlines() if line.strip()] or noise or ["unknown"])[-1][:200]
+            raise InputError(f"{path}: cannot be read as an image ({detail})") from None
+    return image, non_finite
 
 
 def check_scalar_3d(image: sitk.Image, where: str) -> None:
@@ -66,6 +165,19 @@ def check_scalar_3d(image: sitk.Image, where: str) -> None:
             f"{where}: {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector "
             "image); Annotator needs one intensity per voxel"
         )
+
+
+def check_geometry(volume: Volume, where: str) -> None:
+    """Refuse a voxel size that is not a finite positive number, and a position or
+    orientation that holds NaN/inf or is degenerate (never replaced by a guess)."""
+    spacing, origin = np.asarray(volume.spacing, float), np.asarray(volume.origin, float)
+    direction = np.asarray(volume.direction, float).reshape(3, 3)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise GeometryError(f"{where}: voxel size {tuple(spacing)} mm is not a finite positive number on every axis")
+    if not np.all(np.isfinite(origin)):
+        raise GeometryError(f"{where}: the image position {tuple(origin)} holds NaN or infinity")
+    if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
+        raise GeometryError(f"{where}: the image orientation is not a rotation (NaN, zero or skewed axes)")
 
 
 def _replace_non_finite(volume: Volume, where: str) -> None:
@@ -102,11 +214,17 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     """
     path = Path(path)
     if path.is_dir():
+        from annotator.io import dicom  # pydicom: only when a folder is read
+
         volume = dicom.read_series(path, series)
     else:
-        image = _read_sitk(path)
+        image, non_finite = _read_sitk(path)
         check_scalar_3d(image, str(path))
         volume = volume_from_sitk(image, name=image_stem(path), source=Source(path=str(path)))
+        if non_finite is not None and non_finite.shape == volume.shape:
+            volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
+            volume.array[non_finite] = np.nan  # SimpleITK made them 0: the NaN rule below decides
+    check_geometry(volume, str(path))
     _replace_non_finite(volume, str(path))
     return volume
 
@@ -118,7 +236,9 @@ def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:
     header can hold); values must be non-negative integers.
     """
     path = Path(path)
-    label = _read_sitk(path)
+    label, non_finite = _read_sitk(path)
+    if non_finite is not None and non_finite.any():
+        raise InputError(f"{path}: label values must be whole numbers (found NaN or infinity)")
     check_scalar_3d(label, str(path))
     other = volume_from_sitk(label)
     return as_label_array(other.array, image, str(path), other)

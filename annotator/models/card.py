@@ -69,7 +69,7 @@ class ModelCard:
     def from_json(cls, text: str, where: str) -> "ModelCard":
         try:
             raw = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ModelError(f"{where}: sidecar is not valid JSON ({exc})") from exc
         if not isinstance(raw, dict):
             raise ModelError(f"{where}: sidecar must be a JSON object")
@@ -79,9 +79,34 @@ class ModelCard:
             raise ModelError(f"{where}: sidecar lacks {', '.join(missing)}")
         if raw["method"] not in METHODS:
             raise ModelError(f"{where}: unknown method '{raw['method']}' (known: {', '.join(METHODS)})")
+        try:
+            card = cls._checked(raw, known, where)
+        except ModelError as exc:
+            raise ModelError(str(exc) if where in str(exc) else f"{where}: {exc}") from None
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError, OverflowError) as exc:
+            raise ModelError(f"{where}: malformed sidecar ({type(exc).__name__}: {str(exc)[:120]})") from None
+        return card
+
+    @classmethod
+    def _checked(cls, raw: dict, known: set, where: str) -> "ModelCard":
         if int(raw.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
             raise ModelError(f"{where}: written by a newer Annotator (format {raw['format_version']})")
+        from annotator.models.networks import check_architecture
+
         card = cls(**{k: v for k, v in raw.items() if k in known})
+        if not isinstance(card.name, str):
+            raise ModelError(f"{where}: the model name must be text")
+        check_name(card.name)
+        if not isinstance(card.labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                for k, v in card.labels.items()):
+            raise ModelError(f"{where}: labels must map names to values 0..255")
+        spacing = [float(v) for v in card.target_spacing]
+        if len(spacing) != card.spatial_dims and len(spacing) != 3 or not all(0 < v < 1e3 for v in spacing):
+            raise ModelError(f"{where}: target_spacing must be positive mm per axis, not {card.target_spacing}")
+        if not all(isinstance(v, int) and 1 <= v <= 1024 for v in card.roi_size):
+            raise ModelError(f"{where}: roi_size must be whole numbers from 1 to 1024, not {card.roi_size}")
+        check_architecture(card.architecture)
         expected = (1 + len(card.guidance), card.classes)
         found = (card.architecture.get("in_channels"), card.architecture.get("out_channels"))
         if found != expected:

@@ -89,5 +89,10 @@ def load_checkpoint(sidecar: str | os.PathLike, device: str | torch.device = "cp
             f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
             f"wrong shape {', '.join(wrong[:3])}" if wrong else "") if part)
         raise ModelError(f"{weights}: weights do not fit the architecture in the sidecar ({detail})")
+    import torch
+
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise ModelError(f"{weights}: weights hold NaN or infinity ({', '.join(broken[:3])})")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), card

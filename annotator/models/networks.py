@@ -63,17 +63,51 @@ def architecture(method: str, labels: int = 1, variant: str = "small") -> dict:
     return {**spec, "in_channels": 1 + guidance, "out_channels": classes}
 
 
-def build_network(spec: dict) -> torch.nn.Module:
-    """A MONAI network from ``{"name": ..., **constructor arguments}``."""
-    spec = copy.deepcopy(spec)
-    name = spec.pop("name", None)
+#: Bounds on a spec, checked before anything is built (a sidecar from elsewhere could
+#: declare a network that takes all memory)
+MAX_CHANNELS, MAX_LEVELS, MAX_PARAMETERS = 2048, 10, 200_000_000
+
+
+def check_architecture(spec) -> None:
+    """Refuse a spec that is not one of ours or that would be larger than the bounds."""
+    if not isinstance(spec, dict):
+        raise ModelError("the architecture is not a JSON object")
+    name = spec.get("name")
     if name not in ARCHITECTURES:
         raise ModelError(f"unknown architecture '{name}' (known: {', '.join(ARCHITECTURES)})")
+    if spec.get("spatial_dims") not in (2, 3):
+        raise ModelError(f"architecture {name}: spatial_dims must be 2 or 3, not {spec.get('spatial_dims')!r}")
+    for key in ("in_channels", "out_channels"):
+        value = spec.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+            raise ModelError(f"architecture {name}: {key} must be a whole number from 1 to 64, not {value!r}")
+    widths = spec.get("channels", spec.get("features", spec.get("filters")))
+    if widths is not None:
+        if (not isinstance(widths, list) or not 1 <= len(widths) <= MAX_LEVELS
+                or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_CHANNELS for w in widths)):
+            raise ModelError(f"architecture {name}: channels must be 1 to {MAX_LEVELS} whole numbers from 1 to "
+                             f"{MAX_CHANNELS}, not {str(widths)[:80]}")
+        kernel = 3 ** spec["spatial_dims"]
+        estimate = sum(a * b * kernel * 4 for a, b in zip([spec["in_channels"], *widths], widths))
+        if estimate > MAX_PARAMETERS:
+            raise ModelError(f"architecture {name}: about {estimate / 1e6:.0f} M parameters, more than the "
+                             f"{MAX_PARAMETERS / 1e6:.0f} M allowed")
+    for key in ("kernel_size", "strides", "upsample_kernel_size"):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, list) or len(value) > MAX_LEVELS):
+            raise ModelError(f"architecture {name}: {key} must be a list of at most {MAX_LEVELS} entries")
+
+
+def build_network(spec: dict) -> torch.nn.Module:
+    """A MONAI network from ``{"name": ..., **constructor arguments}`` (checked first)."""
+    check_architecture(spec)
+    spec = copy.deepcopy(spec)
+    name = spec.pop("name", None)
     from monai.networks import nets
 
     try:
         return getattr(nets, name)(**spec)
-    except (TypeError, ValueError, AssertionError) as exc:
+    except (TypeError, ValueError, AssertionError, IndexError, KeyError, AttributeError, RecursionError) as exc:
         raise ModelError(f"architecture {name} cannot be built from its spec: {exc}") from exc
 
 

@@ -7,6 +7,7 @@ the new model first; if that fails, the previous one stays active.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -39,6 +40,15 @@ class Entry:
     bundled: bool
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(f"model skipped: {message}", stacklevel=3)
+
+
 class ModelRegistry:
     """Models in ``folders`` (default: bundled, then user), by name; the active one per method."""
 
@@ -53,16 +63,27 @@ class ModelRegistry:
         return self._folders if self._folders is not None else [bundled_dir(), user_dir()]
 
     def entries(self) -> list[Entry]:
-        """Every readable model; unreadable sidecars are listed in :attr:`problems`."""
-        found, self.problems = [], {}
+        """Every readable model, each name once (the first folder's: bundled models keep
+        their names); a sidecar that cannot be used is skipped, with a warning naming it,
+        and listed in :attr:`problems`."""
+        found, self.problems, names = [], {}, set()
         for i, folder in enumerate(self.folders):
             if not folder.is_dir():
                 continue
             for sidecar in sorted(folder.glob("*.json")):
+                if sidecar.name == "active.json":
+                    continue
                 try:
-                    found.append(Entry(load_card(sidecar), sidecar, bundled=(i == 0)))
+                    card = load_card(sidecar)
+                    if card.name in names:
+                        raise ModelError(f"{sidecar}: another model is already called '{card.name}' "
+                                         "(bundled models keep their names); rename this one")
                 except ModelError as exc:
                     self.problems[sidecar] = str(exc)
+                    _warn_once(str(exc))
+                    continue
+                names.add(card.name)
+                found.append(Entry(card, sidecar, bundled=(i == 0)))
         return found
 
     def find(self, method: str | None = None, modality: str | None = None) -> list[Entry]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
@@ -26,15 +24,31 @@ from annotator.training.runner import TrainingProcess, past_runs
 POLL_MS = 200
 
 
-class LossPlot(FigureCanvasQTAgg):
-    """Training loss (left axis) and validation Dice (right axis) against iterations."""
+class LossPlot(QWidget):
+    """Training loss (left axis) and validation Dice (right axis) against iterations.
+
+    matplotlib (a quarter of a second) loads when the plot is first shown, not while the
+    window starts."""
 
     def __init__(self):
-        figure = Figure(figsize=(3.2, 1.9), dpi=100, facecolor="#262930", layout="constrained")
-        super().__init__(figure)
-        self.loss_axes = figure.add_subplot()
-        self.dice_axes = self.loss_axes.twinx()
+        super().__init__()
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self.canvas = None
         self.clear()
+
+    def showEvent(self, event) -> None:
+        if self.canvas is None:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+
+            figure = Figure(figsize=(3.2, 1.9), dpi=100, facecolor="#262930", layout="constrained")
+            self.canvas = FigureCanvasQTAgg(figure)
+            self.loss_axes = figure.add_subplot()
+            self.dice_axes = self.loss_axes.twinx()
+            self._layout.addWidget(self.canvas)
+            self.redraw()
+        super().showEvent(event)
 
     def clear(self) -> None:
         self.loss, self.dice = ([], []), ([], [])
@@ -46,6 +60,8 @@ class LossPlot(FigureCanvasQTAgg):
         series[1].append(event["loss"] if event["event"] == "progress" else event["dice"])
 
     def redraw(self) -> None:
+        if self.canvas is None:
+            return
         for axes in (self.loss_axes, self.dice_axes):
             axes.clear()
             axes.set_facecolor("#262930")
@@ -56,7 +72,7 @@ class LossPlot(FigureCanvasQTAgg):
         self.loss_axes.set_ylabel("loss", color="#4fc3f7", fontsize=8)
         self.dice_axes.set_ylabel("validation Dice", color="#ffb74d", fontsize=8)
         self.dice_axes.set_ylim(0, 1)
-        self.draw_idle()
+        self.canvas.draw_idle()
 
 
 class TrainingDock(QWidget):

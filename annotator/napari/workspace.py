@@ -20,7 +20,7 @@ from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
 from annotator.datastore import open_datastore
-from annotator.engine.deep import import_network_stack
+from annotator.engine.loading import import_network_stack
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.napari import layers as L
@@ -80,8 +80,7 @@ class Workspace:
         self._autosave.start()
         self._windows: list = []
         bind_keys(viewer, self)
-        # torch and MONAI (seconds) load in the background, so the first network click does not wait
-        threading.Thread(target=import_network_stack, name="annotator-warm-up", daemon=True).start()
+        self._warm = False
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -128,7 +127,17 @@ class Workspace:
 
     # ---- the session shown --------------------------------------------------------------
 
+    def _warm_up(self) -> None:
+        """torch and MONAI (seconds) load in the background once an image is up (not while
+        the window starts: they would compete for the CPU), so the first network click
+        does not wait for them."""
+        if not self._warm:
+            self._warm = True
+            QTimer.singleShot(300, lambda: threading.Thread(target=import_network_stack, name="annotator-warm-up",
+                                                             daemon=True).start())
+
     def _show(self, image_id: str) -> None:
+        self._warm_up()
         s = self.session
         volume = s.volume
         self._muted = True

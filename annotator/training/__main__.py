@@ -1,11 +1,25 @@
 """``python -m annotator.training CONFIG.json``: run one training job, JSON-lines events on stdout."""
 
 import os
+import signal
 import sys
 
 from annotator.training.config import TrainConfig
 from annotator.training.events import EventWriter
 from annotator.training.job import run
+
+
+def _stop_with_parent() -> None:
+    """Linux: SIGTERM when the parent dies, so the run stops after its iteration and
+    writes its last event and checkpoint (the Stop handler) instead of running on blind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str]) -> int:
@@ -19,6 +33,7 @@ def main(argv: list[str]) -> int:
         return 2
     config.run_dir.mkdir(parents=True, exist_ok=True)
     emit = EventWriter(config.run_dir / "events.jsonl")
+    _stop_with_parent()
     try:
         return run(config, emit)
     except Exception as exc:

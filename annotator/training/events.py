@@ -23,10 +23,15 @@ class EventWriter:
 
     def __call__(self, event: str, **fields) -> None:
         line = json.dumps({"event": event, "time": round(time.time(), 3), **fields})
-        for out in (self.stream, self.log):
-            if out is not None:
+        for out in (self.log, self.stream):  # the log first: it outlives a parent that is gone
+            if out is None:
+                continue
+            try:
                 out.write(line + "\n")
                 out.flush()
+            except (BrokenPipeError, ValueError):  # the parent closed its end (or died)
+                if out is self.stream:
+                    self.stream = None
 
     def close(self) -> None:
         if self.log:

@@ -204,6 +204,17 @@ def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int 
     return float(np.mean(scores)) if scores else 0.0
 
 
+def _our_error(exc: BaseException | None) -> AnnotatorError | None:
+    """The product's own error in ``exc`` or its causes, if any (its message is for people)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, AnnotatorError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run(config: TrainConfig, emit: EventWriter) -> int:
     """Train; returns the process exit status (0 done or cancelled, 2 bad input, 1 failure)."""
     rank, world = _distributed()
@@ -213,12 +224,15 @@ def run(config: TrainConfig, emit: EventWriter) -> int:
         emit = lambda *a, **k: None  # noqa: E731 - only rank 0 reports
     try:
         return _train(config, emit, stop, rank, world)
-    except AnnotatorError as exc:
-        emit("error", message=str(exc))
-        return 2
     except (MemoryError, torch.OutOfMemoryError) as exc:
         emit("error", message=f"out of memory ({exc}); try a smaller batch or patch")
         return 1
+    except Exception as exc:
+        cause = _our_error(exc)  # MONAI wraps what a transform raised in "applying transform ..."
+        if cause is None:
+            raise
+        emit("error", message=str(cause))
+        return 2
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -1,0 +1,80 @@
+"""The options of every benchmark, kept apart from the benchmarks themselves so that
+building the command line (and ``--help``) imports neither torch nor MONAI."""
+
+from __future__ import annotations
+
+import argparse
+
+#: name -> (module that runs it, one line of help)
+BENCHMARKS = {
+    "app": ("annotator.bench.app", "launch to visible window, event-loop stalls during clicks and accept"),
+    "cli": ("annotator.bench.cli", "start-up time and peak memory of `annotator info` and `--help`"),
+    "click": ("annotator.bench.click", "click latency of the networks against their bare forward"),
+    "graphcut": ("annotator.bench.graphcut", "time of one scribbles update, a whole organ, Dice on the hippocampus"),
+    "robot": ("annotator.bench.robot", "a simulated annotator scores a click model (or GraphCut), click by click"),
+    "train": ("annotator.bench.train", "training throughput and minutes to a validation Dice"),
+}
+#: the model `bench robot` scores by default
+STARTER = "deepedit-hippocampus-mr"
+#: the data sets of `bench robot --method graphcut` (see annotator.bench.robot_graphcut)
+GRAPHCUT_DATASETS = ("ct", "ctdicom", "mr", "hippocampus", "phantom")
+
+
+def app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="image to open at startup (default: the hippocampus sample)")
+    parser.add_argument("--repeats", type=int, default=None, help="app launches (default 3, quick 1)")
+    parser.add_argument("--clicks", type=int, default=None, help="clicks for the stall (default 10, quick 3)")
+
+
+def cli(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="NIfTI image for `annotator info` (default: the hippocampus sample)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each command (default 7, quick 3)")
+
+
+def click(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="CT image to click on (default: a seeded phantom)")
+    parser.add_argument("--slices", type=int, default=None, help="phantom slices (default 120, quick 40)")
+    parser.add_argument("--clicks", type=int, default=None, help="timed clicks per method (default 10, quick 3)")
+    parser.add_argument("--reference-clicks", type=int, default=None, help="reference clicks (default 3, quick 1)")
+    parser.add_argument("--memory-slices", type=int, default=None,
+                        help="slices of the 512x512 CT for peak memory (default 300, quick 60)")
+    parser.add_argument("--spacing", type=float, default=1.5, help="model grid spacing in mm (default 1.5)")
+    parser.add_argument("--roi", type=int, default=96, help="click crop edge on the model grid (default 96)")
+    parser.add_argument("--fit-steps", type=int, default=None,
+                        help="training steps on the phantom before timing (default 40, quick 4)")
+
+
+def graphcut(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="CT-like image to time the update on (default: phantom)")
+    parser.add_argument("--label", help="reference label of --image")
+    parser.add_argument("--organ", type=int, default=2,
+                        help="label value to draw strokes from (default 2, the phantom's spleen)")
+    parser.add_argument("--data", help="folder with images/ and labels/ (and split.json) for Dice "
+                        "(default: the hippocampus set)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed updates (default 10, quick 3)")
+
+
+def robot(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=["model", "graphcut"], default="model",
+                        help="model: the network of --model (default); graphcut: scribbles and clicks with no model "
+                             "on several data sets")
+    parser.add_argument("--model", default=STARTER, help=f"model name (default: the bundled {STARTER})")
+    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set)")
+    parser.add_argument("--split", default="test", choices=["test", "train", "all"],
+                        help="cases of the folder's split.json (default test)")
+    parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
+    parser.add_argument("--plot", help="PNG of Dice against clicks")
+    parser.add_argument("--datasets", help="graphcut: comma-separated data sets (default: all of "
+                        + ", ".join(GRAPHCUT_DATASETS) + ")")
+    parser.add_argument("--phantom-seeds", default="1,2", help="graphcut: phantom seeds (default 1,2; 0 was tuned on)")
+
+
+def train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", help="summarise this run folder's events.jsonl instead of training")
+    parser.add_argument("--method", default="deepedit", choices=["deepedit", "deepgrow3d", "deepgrow2d"])
+    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus train split)")
+    parser.add_argument("--minutes", type=float, default=None, help="training time limit (default 30, quick 0.5)")
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    globals()[name](parser)
