@@ -65,6 +65,12 @@ def _check_detached_data(path: Path) -> None:
         return
 
 
+def _unreadable(path: Path, exc: RuntimeError, noise: list[str]) -> InputError:
+    """SimpleITK's failure as one line naming the file (its last line, or the C library's)."""
+    detail = ([line for line in str(exc).splitlines() if line.strip()] or noise or ["unknown"])[-1][:200]
+    return InputError(f"{path}: cannot be read as an image ({detail})")
+
+
 def _check_size(path: Path) -> None:
     """Refuse an image that declares more voxels than one image may take, before reading it."""
     reader = sitk.ImageFileReader()
@@ -73,8 +79,7 @@ def _check_size(path: Path) -> None:
         try:
             reader.ReadImageInformation()
         except RuntimeError as exc:
-            detail = ([line for line in str(exc).splitlines() if line.strip()] or noise or ["unknown"])[-1][:200]
-            raise InputError(f"{path}: cannot be read as an image ({detail})") from None
+            raise _unreadable(path, exc, noise) from None
     size = reader.GetSize()
     bits = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype).itemsize
     total = math.prod(size) * bits * reader.GetNumberOfComponents()
@@ -144,8 +149,7 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:
-            detail = ([line for line in str(exc).splitlines() if line.strip()] or noise or ["unknown"])[-1][:200]
-            raise InputError(f"{path}: cannot be read as an image ({detail})") from None
+            raise _unreadable(path, exc, noise) from None
     return image, non_finite
 
 
