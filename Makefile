@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 \
 	libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 \
 	libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3
+# a real DICOMweb server for the tests (and `annotator orthanc serve`)
+TEST_APT_PACKAGES := orthanc orthanc-dicomweb
 
 .PHONY: run test bench system-deps clean
 
 system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 		echo "installing Debian packages:" $$missing; \
@@ -28,6 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: system-deps $(STAMP)
 	$(BIN)/annotator-app --sample hippocampus
 
+test: EXTRA_APT = $(TEST_APT_PACKAGES)
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest
 

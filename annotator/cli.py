@@ -241,6 +241,78 @@ def cmd_label(args) -> int:
     return 0
 
 
+def _server(args):
+    from annotator.datastore.dicomweb import Credentials, DicomwebServer, password_for
+
+    if args.token and args.user:
+        raise InputError("give --user or --token, not both")
+    password = password_for(args.url, args.user) if args.user else ""
+    return DicomwebServer(args.url, Credentials(args.user or "", password, args.token or "", args.ca_bundle or ""))
+
+
+def cmd_dicomweb_list(args) -> int:
+    server = _server(args)
+    count = 0
+    for row in server.series(modality=args.modality or "", patient=args.patient or "",
+                             description=args.description or "", date=args.date or ""):
+        print(f"{row.study_uid}\t{row.series_uid}\t{row.modality}\t{row.description}\t{row.instances}")
+        count += 1
+    print(f"{count} image series", file=sys.stderr)
+    return 0
+
+
+def _sample_series(folder):
+    """The sample DICOM series, with UIDs given where the files have none."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from annotator.samples import data_root
+
+    root = data_root()
+    if root is None:
+        raise InputError("no sample data folder here (../shared/data beside the checkout, or ANNOTATOR_DATA)")
+    sources = [root / "udacity_study3_mr_dicom" / name for name in ("11_HCropVolume", "11-T1post-18670",
+                                                                   "36468-FLAIRreg-58706")]
+    sources += [root / "dcmqi_ct3slice_seg" / "ct-3slice"]
+    files = [p for s in sources if s.is_dir() for p in sorted(s.iterdir())]
+    ct = root / "totalsegmentator_example" / "example_ct_dicom"
+    if ct.is_dir():  # its UIDs are empty: a server would merge or refuse the files
+        study, series = generate_uid(), generate_uid()
+        for path in sorted(ct.iterdir()):
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+            target = folder / "ct" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(target)
+            files.append(target)
+    return files
+
+
+def cmd_orthanc_serve(args) -> int:
+    import tempfile
+    import time
+
+    from annotator.datastore.orthanc import LocalOrthanc
+
+    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="annotator-orthanc-"))
+    server = LocalOrthanc(folder, port=args.port, user=args.user).start()
+    try:
+        if args.sample:
+            stored = server.upload(_sample_series(folder / "samples"))
+            print(f"stored {stored} sample instances")
+        print(f"DICOMweb: {server.url}\nuser:     {server.user}\npassword: {server.password}\n"
+              f"storage:  {folder}\n(Ctrl-C stops it)", flush=True)
+        while server.process.poll() is None:
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
 def cmd_samples(args) -> int:
     from annotator.samples import available_samples, data_root
 
@@ -356,6 +428,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="final", choices=["final", "original", "draft"])
     p.add_argument("--out", required=True, help="output label (.nii.gz)")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("dicomweb", help="a DICOMweb server (Orthanc and others)")
+    web = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    w = web.add_parser("list", help="the server's image series: study UID, series UID, modality, description, instances")
+    w.add_argument("url", help="DICOMweb root, e.g. http://host:8042/dicom-web")
+    w.add_argument("--modality", help="e.g. CT (wildcards * and ? work in every filter)")
+    w.add_argument("--patient", help="patient name, e.g. 'Smith*' or 'Smith^John'")
+    w.add_argument("--description", help="series description, e.g. '*FLAIR*'")
+    w.add_argument("--date", help="study date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    w.add_argument("--user", help="HTTP basic user; the password comes from the keyring or ANNOTATOR_DICOMWEB_PASSWORD")
+    w.add_argument("--token", help="bearer token")
+    w.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
+    w.set_defaults(func=cmd_dicomweb_list)
+
+    p = sub.add_parser("orthanc", help="a local Orthanc server to try server mode")
+    orth = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    o = orth.add_parser("serve", help="start Orthanc on 127.0.0.1 with authentication; Ctrl-C stops it")
+    o.add_argument("--sample", action="store_true", help="store the sample DICOM series in it")
+    o.add_argument("--port", type=int, help="HTTP port (default: a free one)")
+    o.add_argument("--user", default="annotator", help="user name (a password is generated)")
+    o.add_argument("--folder", help="storage folder (default: a new temporary one)")
+    o.set_defaults(func=cmd_orthanc_serve)
 
     p = sub.add_parser("samples", help="list the sample data available here")
     p.set_defaults(func=cmd_samples)

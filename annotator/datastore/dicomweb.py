@@ -1,0 +1,174 @@
+"""A DICOMweb server (QIDO-RS search), as the datastore will use it.
+
+Queries are built here rather than by dicomweb-client, which percent-encodes every value:
+Orthanc 1.10 does not decode query values, so ``PatientName=Smith*`` sent through the
+client matches nothing. Wildcards (``*``, ``?``) go as they are; ``^`` and spaces, which
+Orthanc does not match even when sent raw, go as ``?`` (one character), and the rows are
+then matched again here against the pattern as given, so the answer is exact. Pages are
+fetched with ``limit``/``offset`` until a short page, or a page that starts with a row
+already seen (servers that ignore ``offset``). A server that is down is known within the
+timeout (no retries here); 401/403, a wrong URL or a server that is not DICOMweb get one
+message naming the server. Secrets never appear in a message.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+
+from annotator.errors import DatastoreError
+
+#: Series that are not images to annotate (segmentations, reports, presentation states, ...)
+NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC",
+                        "FID", "PLAN", "RWV"}
+_TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "Modality": "00080060",
+         "SeriesDescription": "0008103E", "PatientName": "00100010", "PatientID": "00100020",
+         "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011"}
+KEYRING_SERVICE = "annotator-dicomweb"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate: nothing, HTTP basic (user + password) or a bearer token."""
+
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    ca_bundle: str = ""
+
+    def __repr__(self) -> str:  # never print a secret
+        kind = "token" if self.token else "basic" if self.user else "none"
+        return f"Credentials({kind}, user={self.user!r})"
+
+
+def password_for(url: str, user: str) -> str:
+    """The password of ``user`` at ``url``: ``ANNOTATOR_DICOMWEB_PASSWORD``, else the OS keyring."""
+    env = os.environ.get("ANNOTATOR_DICOMWEB_PASSWORD")
+    if env:
+        return env
+    try:
+        import keyring
+
+        found = keyring.get_password(KEYRING_SERVICE, f"{user}@{url}")
+    except Exception as exc:  # no keyring backend on this machine
+        raise DatastoreError(f"{url}: no password for {user} (set ANNOTATOR_DICOMWEB_PASSWORD; the keyring "
+                             f"is not usable here: {type(exc).__name__})") from None
+    if not found:
+        raise DatastoreError(f"{url}: no password for {user} in the keyring (store one with the Connect "
+                             "dialog, or set ANNOTATOR_DICOMWEB_PASSWORD)")
+    return found
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    study_uid: str
+    series_uid: str
+    modality: str
+    description: str
+    instances: int
+    patient: str = ""
+    date: str = ""
+
+
+def _value(row: dict, name: str) -> str:
+    values = row.get(_TAGS[name], {}).get("Value") or [""]
+    value = values[0]
+    if isinstance(value, dict):  # a person name
+        value = value.get("Alphabetic", "")
+    return str(value)
+
+
+def qido_value(pattern: str) -> str:
+    """A query value Orthanc understands: wildcards as they are, ``^`` and spaces as ``?``,
+    the rest percent-encoded."""
+    return "".join(c if c in "*?" else "?" if c in "^ " else quote(c, safe="-_.~") for c in pattern)
+
+
+def _matches(pattern: str, value: str, name: str) -> bool:
+    if name == "StudyDate" and "-" in pattern:
+        lo, _, hi = pattern.partition("-")
+        return (not lo or value >= lo) and (not hi or value <= hi)
+    if name == "PatientName":  # person names match without regard to case, as servers do
+        return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+class DicomwebServer:
+    """QIDO-RS of one server."""
+
+    def __init__(self, url: str, credentials: Credentials | None = None, timeout: float = 5.0):
+        self.url = url.rstrip("/")
+        self.credentials = credentials or Credentials()
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.verify = self.credentials.ca_bundle or True
+        if self.credentials.token:
+            self.session.headers["Authorization"] = f"Bearer {self.credentials.token}"
+        elif self.credentials.user:
+            self.session.auth = (self.credentials.user, self.credentials.password)
+
+    def _get_json(self, path: str, query: list[tuple[str, str]]) -> list[dict]:
+        text = "&".join(f"{k}={v}" for k, v in query)
+        request = self.session.prepare_request(requests.Request("GET", f"{self.url}/{path}",
+                                                                headers={"Accept": "application/dicom+json"}))
+        request.url = f"{self.url}/{path}" + (f"?{text}" if text else "")
+        try:
+            answer = self.session.send(request, timeout=self.timeout)
+        except requests.exceptions.SSLError:
+            raise DatastoreError(f"{self.url}: the server's TLS certificate is not trusted (give --ca-bundle)") from None
+        except requests.exceptions.Timeout:
+            raise DatastoreError(f"{self.url}: no answer within {self.timeout:g} s") from None
+        except requests.exceptions.ConnectionError:
+            raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
+        if answer.status_code in (401, 403):
+            raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+        if answer.status_code == 204:
+            return []
+        if not answer.ok:
+            raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (HTTP {answer.status_code} "
+                                 f"for {path})")
+        try:
+            rows = answer.json()
+        except ValueError:
+            raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (not DICOM JSON)") from None
+        if not isinstance(rows, list):
+            raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (not a list of results)")
+        return rows
+
+    def series(self, modality: str = "", patient: str = "", description: str = "", date: str = "",
+               page: int = 200, images_only: bool = True) -> Iterator[SeriesRow]:
+        """Series matching the filters (wildcards allowed), page by page."""
+        filters = {"Modality": modality, "PatientName": patient, "SeriesDescription": description,
+                   "StudyDate": date}
+        filters = {k: v for k, v in filters.items() if v}
+        fields = [("includefield", tag) for tag in ("00100010", "00080020", "0008103E", "00201209")]
+        query = [(k, qido_value(v)) for k, v in filters.items()] + fields
+        offset, seen = 0, set()
+        while True:
+            rows = self._get_json("series", query + [("limit", str(page)), ("offset", str(offset))])
+            fresh = []
+            for row in rows:
+                uid = _value(row, "SeriesInstanceUID")
+                if uid in seen:
+                    continue
+                seen.add(uid)
+                fresh.append(row)
+            for row in fresh:
+                found = SeriesRow(_value(row, "StudyInstanceUID"), _value(row, "SeriesInstanceUID"),
+                                  _value(row, "Modality"), _value(row, "SeriesDescription"),
+                                  int(_value(row, "NumberOfSeriesRelatedInstances") or 0),
+                                  _value(row, "PatientName"), _value(row, "StudyDate"))
+                if images_only and found.modality.upper() in NON_IMAGE_MODALITIES:
+                    continue
+                values = {"Modality": found.modality, "PatientName": found.patient,
+                          "SeriesDescription": found.description, "StudyDate": found.date}
+                if all(_matches(pattern, values[name], name) for name, pattern in filters.items()):
+                    yield found
+            if len(rows) < page or not fresh:  # the last page, or a server that ignores offset
+                return
+            offset += len(rows)

