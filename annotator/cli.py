@@ -261,6 +261,31 @@ def cmd_dicomweb_list(args) -> int:
     return 0
 
 
+def cmd_dicomweb_pull(args) -> int:
+    import shutil
+
+    from annotator.datastore.series_cache import SeriesCache
+
+    server = _server(args)
+    row = server.find_series(args.series_uid)
+    cache = SeriesCache(server)
+    folder = cache.cached(row.study_uid, row.series_uid)
+    if folder is None:
+        def progress(done: int, total: int) -> None:
+            print(f"\rdownloading {row.description or row.series_uid}: {done}/{total}", end="", file=sys.stderr,
+                  flush=True)
+
+        folder = cache.fetch(row.study_uid, row.series_uid, progress)
+        print(file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(folder.glob("*.dcm"))
+    for path in files:
+        shutil.copyfile(path, out / path.name)
+    print(f"{len(files)} instances of {row.series_uid} -> {out}")
+    return 0
+
+
 def _sample_series(folder):
     """The sample DICOM series, with UIDs given where the files have none."""
     import pydicom
@@ -441,6 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--token", help="bearer token")
     w.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
     w.set_defaults(func=cmd_dicomweb_list)
+    w = web.add_parser("pull", help="a series as DICOM files (through the local cache)")
+    w.add_argument("url", help="DICOMweb root")
+    w.add_argument("series_uid", help="SeriesInstanceUID (see `annotator dicomweb list`)")
+    w.add_argument("--out", required=True, help="folder for the files")
+    for w_ in (w,):
+        w_.add_argument("--user", help="HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
+        w_.add_argument("--token", help="bearer token")
+        w_.add_argument("--ca-bundle", help="CA certificates to trust for https")
+    w.set_defaults(func=cmd_dicomweb_pull)
 
     p = sub.add_parser("orthanc", help="a local Orthanc server to try server mode")
     orth = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)

@@ -3,6 +3,8 @@ storage, authentication on): search with paging and wildcards, clear errors, no 
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -134,3 +136,57 @@ def test_cli_lists_image_series(orthanc):
     assert all(len(r) == 5 and r[2] == "MR" for r in rows)
     assert {r[4] for r in rows} == {"40", "22"}
     assert str(pydicom.dcmread(next((STUDY / "11-T1post-18670").iterdir())).StudyInstanceUID) in {r[0] for r in rows}
+
+
+def test_pull_through_the_cache_resume_and_offline(tmp_path, monkeypatch):
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source = STUDY / "11_HCropVolume"
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted(source.iterdir()))
+        client = _client(server)
+        row = next(client.series(description="HippoCrop"))
+        cache = SeriesCache(client)
+        fetched = []
+        real = client.instance_bytes
+
+        def counting(*args):
+            fetched.append(args[-1])
+            return real(*args)
+
+        client.instance_bytes = counting
+        with pytest.raises(DatastoreError, match="cancelled"):
+            cache.fetch(row.study_uid, row.series_uid, cancelled=lambda: len(fetched) >= 15)
+        assert cache.cached(row.study_uid, row.series_uid) is None  # half a series is never taken for one
+        progress = []
+        folder = cache.fetch(row.study_uid, row.series_uid, progress=lambda d, t: progress.append((d, t)))
+        assert len(fetched) == 40 and len(set(fetched)) == 40  # resumed: the first 15 were not fetched again
+        assert progress[-1] == (40, 40)
+        np.testing.assert_array_equal(read_volume(folder).array, read_volume(source).array)
+        proc = subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "pull", server.url, row.series_uid,
+                               "--out", str(tmp_path / "out"), "--user", server.user], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": server.password})
+        assert proc.returncode == 0, proc.stderr
+        assert len(list((tmp_path / "out").glob("*.dcm"))) == 40
+    # the server is gone: the series still opens
+    start = time.monotonic()
+    assert cache.fetch(row.study_uid, row.series_uid) == folder and time.monotonic() - start < 1
+    assert read_volume(folder).shape == (40, 50, 34)
+
+
+def test_the_cache_keeps_to_its_size_and_spares_pinned_series(tmp_path):
+    from annotator.datastore.series_cache import SeriesCache
+
+    cache = SeriesCache(DicomwebServer("http://127.0.0.1:1/dicom-web"), root=tmp_path, cap_gb=2.5e-6)  # ~2.7 kB
+    folders = []
+    for i in range(4):
+        folder = cache.folder("1.2", f"1.2.{i}")
+        folder.mkdir(parents=True)
+        (folder / "1.dcm").write_bytes(b"x" * 1000)
+        (folder / "manifest.json").write_text(json.dumps({"instances": ["1"], "last_used": i}))
+        folders.append(folder)
+    removed = cache.trim(keep=[folders[0]])
+    assert folders[0].exists() and not folders[1].exists()  # the oldest unpinned went first
+    assert removed and cache.size() <= cache.cap + 200

@@ -28,7 +28,8 @@ NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE",
                         "FID", "PLAN", "RWV"}
 _TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "Modality": "00080060",
          "SeriesDescription": "0008103E", "PatientName": "00100010", "PatientID": "00100020",
-         "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011"}
+         "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011",
+         "SOPInstanceUID": "00080018"}
 KEYRING_SERVICE = "annotator-dicomweb"
 
 
@@ -83,6 +84,22 @@ def _value(row: dict, name: str) -> str:
     return str(value)
 
 
+def _multipart(body: bytes, content_type: str) -> list[bytes]:
+    """The bodies of a multipart/related answer."""
+    boundary = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")
+                     if p.strip().lower().startswith("boundary=")), None)
+    if not boundary:
+        raise DatastoreError(f"not a multipart answer ({content_type or 'no content type'})")
+    parts = []
+    for chunk in body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if sep:
+            parts.append(data[:-2] if data.endswith(b"\r\n") else data)
+    return parts
+
+
 def qido_value(pattern: str) -> str:
     """A query value Orthanc understands: wildcards as they are, ``^`` and spaces as ``?``,
     the rest percent-encoded."""
@@ -112,10 +129,10 @@ class DicomwebServer:
         elif self.credentials.user:
             self.session.auth = (self.credentials.user, self.credentials.password)
 
-    def _get_json(self, path: str, query: list[tuple[str, str]]) -> list[dict]:
+    def _get(self, path: str, query: list[tuple[str, str]] = (), accept: str = "application/dicom+json"):
         text = "&".join(f"{k}={v}" for k, v in query)
         request = self.session.prepare_request(requests.Request("GET", f"{self.url}/{path}",
-                                                                headers={"Accept": "application/dicom+json"}))
+                                                                headers={"Accept": accept}))
         request.url = f"{self.url}/{path}" + (f"?{text}" if text else "")
         try:
             answer = self.session.send(request, timeout=self.timeout)
@@ -127,11 +144,15 @@ class DicomwebServer:
             raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
         if answer.status_code in (401, 403):
             raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
-        if answer.status_code == 204:
-            return []
         if not answer.ok:
             raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (HTTP {answer.status_code} "
                                  f"for {path})")
+        return answer
+
+    def _get_json(self, path: str, query: list[tuple[str, str]]) -> list[dict]:
+        answer = self._get(path, query)
+        if answer.status_code == 204:
+            return []
         try:
             rows = answer.json()
         except ValueError:
@@ -139,6 +160,36 @@ class DicomwebServer:
         if not isinstance(rows, list):
             raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (not a list of results)")
         return rows
+
+    def find_series(self, series_uid: str) -> SeriesRow:
+        """The series with this UID (any modality)."""
+        rows = self._get_json("series", [("SeriesInstanceUID", qido_value(series_uid))])
+        found = [r for r in rows if _value(r, "SeriesInstanceUID") == series_uid]
+        if not found:
+            raise DatastoreError(f"{self.url}: no series {series_uid}")
+        row = found[0]
+        return SeriesRow(_value(row, "StudyInstanceUID"), series_uid, _value(row, "Modality"),
+                         _value(row, "SeriesDescription"), int(_value(row, "NumberOfSeriesRelatedInstances") or 0))
+
+    def instances(self, study_uid: str, series_uid: str, page: int = 1000) -> list[str]:
+        """SOP Instance UIDs of a series (QIDO-RS, paged)."""
+        uids: list[str] = []
+        while True:
+            rows = self._get_json(f"studies/{study_uid}/series/{series_uid}/instances",
+                                  [("limit", str(page)), ("offset", str(len(uids)))])
+            fresh = [u for u in (_value(r, "SOPInstanceUID") for r in rows) if u and u not in uids]
+            uids += fresh
+            if len(rows) < page or not fresh:
+                return uids
+
+    def instance_bytes(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        """One instance as a DICOM file (WADO-RS), in the transfer syntax the server stores."""
+        answer = self._get(f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+                           accept='multipart/related; type="application/dicom"; transfer-syntax=*')
+        parts = _multipart(answer.content, answer.headers.get("Content-Type", ""))
+        if len(parts) != 1:
+            raise DatastoreError(f"{self.url}: instance {sop_uid} came as {len(parts)} parts, not one")
+        return parts[0]
 
     def series(self, modality: str = "", patient: str = "", description: str = "", date: str = "",
                page: int = 200, images_only: bool = True) -> Iterator[SeriesRow]:
