@@ -286,6 +286,61 @@ def cmd_dicomweb_pull(args) -> int:
     return 0
 
 
+def _cached_series(server, series_uid: str) -> Path:
+    from annotator.datastore.series_cache import SeriesCache
+
+    row = server.find_series(series_uid)
+    return SeriesCache(server).fetch(row.study_uid, row.series_uid)
+
+
+def cmd_dicomweb_push_seg(args) -> int:
+    import io
+    import warnings
+
+    import pydicom
+
+    from annotator.io import read_label, read_volume
+    from annotator.io.seg import label_to_seg
+
+    server = _server(args)
+    folder = _cached_series(server, args.series_uid)
+    volume = read_volume(folder)
+    label = read_label(args.label, volume)
+    values = [int(v) for v in np.unique(label) if v > 0]
+    given = [n.strip() for n in (args.names or "").split(",") if n.strip()]
+    names = {v: (given[i] if i < len(given) else f"label {v}") for i, v in enumerate(values)}
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        seg = label_to_seg(label, sources, names, algorithm=args.algorithm)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    server.store(buffer.getvalue(), str(seg.SOPInstanceUID))
+    print(seg.SOPInstanceUID)
+    return 0
+
+
+def cmd_dicomweb_pull_seg(args) -> int:
+    import io
+
+    import pydicom
+
+    from annotator.io import read_volume, write_label
+    from annotator.io.seg import seg_to_label
+
+    server = _server(args)
+    study, series = server.find_instance(args.seg_uid)
+    ds = pydicom.dcmread(io.BytesIO(server.instance_bytes(study, series, args.seg_uid)))
+    if ds.get("Modality") != "SEG":
+        raise InputError(f"{args.seg_uid} is a {ds.get('Modality', 'non-SEG')} instance, not a segmentation")
+    source_series = str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    volume = read_volume(_cached_series(server, source_series))
+    label, names = seg_to_label(ds, volume)
+    write_label(args.out, label, volume)
+    print(f"{args.seg_uid}: " + ", ".join(f"{v} {n}" for v, n in names.items()) + f" -> {args.out}")
+    return 0
+
+
 def _sample_series(folder):
     """The sample DICOM series, with UIDs given where the files have none."""
     import pydicom
@@ -470,11 +525,23 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("url", help="DICOMweb root")
     w.add_argument("series_uid", help="SeriesInstanceUID (see `annotator dicomweb list`)")
     w.add_argument("--out", required=True, help="folder for the files")
-    for w_ in (w,):
+    w.set_defaults(func=cmd_dicomweb_pull)
+    push = web.add_parser("push-seg", help="send a NIfTI label in a series' geometry as DICOM SEG; prints its UID")
+    push.add_argument("url", help="DICOMweb root")
+    push.add_argument("series_uid", help="the labelled series' SeriesInstanceUID")
+    push.add_argument("label", help="NIfTI label on that series' grid")
+    push.add_argument("--names", help="segment names for the label values in ascending order, e.g. liver,spleen")
+    push.add_argument("--algorithm", help="the model that contributed (SEMIAUTOMATIC); default: MANUAL")
+    push.set_defaults(func=cmd_dicomweb_push_seg)
+    pull = web.add_parser("pull-seg", help="a server SEG as a NIfTI label in its source series' geometry")
+    pull.add_argument("url", help="DICOMweb root")
+    pull.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
+    pull.add_argument("--out", required=True, help="output label (.nii.gz)")
+    pull.set_defaults(func=cmd_dicomweb_pull_seg)
+    for w_ in (w, push, pull):
         w_.add_argument("--user", help="HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
         w_.add_argument("--token", help="bearer token")
         w_.add_argument("--ca-bundle", help="CA certificates to trust for https")
-    w.set_defaults(func=cmd_dicomweb_pull)
 
     p = sub.add_parser("orthanc", help="a local Orthanc server to try server mode")
     orth = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)

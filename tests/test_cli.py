@@ -26,7 +26,9 @@ def annotator(*args, check=True):
 
 
 @pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "infer", "samples", "open", "status", "accept",
-                                     "label", "dicomweb list", "dicomweb pull", "orthanc serve", "bench",
+                                     "label", "dicomweb list", "dicomweb pull", "dicomweb push-seg",
+                                     "dicomweb pull-seg", "orthanc serve",
+                                     "bench",
                                      "bench graphcut", "bench app", "bench click", "bench robot",
                                      "bench train", "train"])
 def test_help_on_every_subcommand(command):
@@ -161,7 +163,7 @@ print("HEAVY", ",".join(heavy), file=sys.stderr)
 
 @pytest.mark.parametrize("args", [["--help"], ["info", str(IMAGE)], *[[c, "--help"] for c in (
     "info", "scribbles", "clicks", "infer", "train", "samples", "open", "status", "accept", "label", "bench",
-    "dicomweb list", "dicomweb pull", "orthanc serve",
+    "dicomweb list", "dicomweb pull", "dicomweb push-seg", "dicomweb pull-seg", "orthanc serve",
     "bench robot", "bench click", "bench train", "bench graphcut", "bench app", "bench cli")]],
     ids=lambda a: " ".join(a)[:40])
 def test_quick_commands_import_neither_torch_nor_monai(args):

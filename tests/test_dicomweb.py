@@ -190,3 +190,37 @@ def test_the_cache_keeps_to_its_size_and_spares_pinned_series(tmp_path):
     removed = cache.trim(keep=[folders[0]])
     assert folders[0].exists() and not folders[1].exists()  # the oldest unpinned went first
     assert removed and cache.size() <= cache.cap + 200
+
+
+def test_push_seg_and_pull_seg_give_back_the_same_label(tmp_path, monkeypatch):
+    from annotator.io import read_label, read_volume, write_label
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ct = DATA / "dcmqi_ct3slice_seg"
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((ct / "ct-3slice").iterdir()) + [ct / "liver.dcm"])
+        env = {**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": server.password, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+        def cli(*args):
+            return subprocess.run([sys.executable, "-m", "annotator", "dicomweb", *map(str, args), "--user",
+                                   server.user], capture_output=True, text=True, timeout=120, env=env)
+
+        rows = {r.description: r for r in _client(server).series()}
+        assert list(rows) == [""]  # the CT; the SEG already there is not an image series
+        series = rows[""].series_uid
+        volume = read_volume(ct / "ct-3slice")
+        label = read_label(ct / "liver_spine_seg.nrrd", volume)
+        write_label(tmp_path / "label.nii.gz", label, volume)
+        pushed = cli("push-seg", server.url, series, tmp_path / "label.nii.gz", "--names", "liver,vertebra")
+        assert pushed.returncode == 0, pushed.stderr
+        uid = pushed.stdout.strip()
+        pulled = cli("pull-seg", server.url, uid, "--out", tmp_path / "back.nii.gz")
+        assert pulled.returncode == 0, pulled.stderr
+        np.testing.assert_array_equal(read_label(tmp_path / "back.nii.gz", volume), label)
+        # the SEG that was on the server already opens as its label
+        existing = str(pydicom.dcmread(ct / "liver.dcm").SOPInstanceUID)
+        assert cli("pull-seg", server.url, existing, "--out", tmp_path / "liver.nii.gz").returncode == 0
+        np.testing.assert_array_equal(read_label(tmp_path / "liver.nii.gz", volume),
+                                      read_label(ct / "liver_seg.nrrd", volume))
+        assert "is a CT instance" in cli("pull-seg", server.url, str(volume.source.sop_uids[0]), "--out",
+                                         tmp_path / "x.nii.gz").stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -190,6 +191,41 @@ class DicomwebServer:
         if len(parts) != 1:
             raise DatastoreError(f"{self.url}: instance {sop_uid} came as {len(parts)} parts, not one")
         return parts[0]
+
+    def find_instance(self, sop_uid: str) -> tuple[str, str]:
+        """(study, series) UIDs of the instance with this SOP Instance UID."""
+        rows = self._get_json("instances", [("SOPInstanceUID", qido_value(sop_uid))])
+        found = [r for r in rows if _value(r, "SOPInstanceUID") == sop_uid]
+        if not found:
+            raise DatastoreError(f"{self.url}: no instance {sop_uid}")
+        return _value(found[0], "StudyInstanceUID"), _value(found[0], "SeriesInstanceUID")
+
+    def store(self, data: bytes, sop_uid: str) -> None:
+        """STOW-RS one DICOM file. Success means the server lists ``sop_uid`` among the
+        stored instances; a 202, a failed-SOP list or any other answer is an error."""
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
+                + f"\r\n--{boundary}--\r\n".encode())
+        headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                   "Accept": "application/dicom+json"}
+        try:
+            answer = self.session.post(f"{self.url}/studies", data=body, headers=headers, timeout=max(self.timeout, 60))
+        except requests.exceptions.ConnectionError:
+            raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
+        except requests.exceptions.Timeout:
+            raise DatastoreError(f"{self.url}: no answer to the upload") from None
+        if answer.status_code in (401, 403):
+            raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+        try:
+            result = answer.json()
+        except ValueError:
+            result = {}
+        stored = {str(item.get("00081155", {}).get("Value", [""])[0])
+                  for item in result.get("00081199", {}).get("Value", [])} if isinstance(result, dict) else set()
+        failed = result.get("00081198", {}).get("Value") if isinstance(result, dict) else None
+        if answer.status_code != 200 or failed or sop_uid not in stored:
+            raise DatastoreError(f"{self.url}: the upload of {sop_uid} was not stored (HTTP {answer.status_code}"
+                                 f"{', failed SOP list' if failed else ''})")
 
     def series(self, modality: str = "", patient: str = "", description: str = "", date: str = "",
                page: int = 200, images_only: bool = True) -> Iterator[SeriesRow]:
