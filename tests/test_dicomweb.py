@@ -224,3 +224,51 @@ def test_push_seg_and_pull_seg_give_back_the_same_label(tmp_path, monkeypatch):
                                       read_label(ct / "liver_seg.nrrd", volume))
         assert "is a CT instance" in cli("pull-seg", server.url, str(volume.source.sop_uids[0]), "--out",
                                          tmp_path / "x.nii.gz").stderr
+
+
+def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, monkeypatch):
+    from annotator.datastore import Status
+    from annotator.datastore.orthanc import free_port
+    from annotator.datastore.remote import DicomwebDatastore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    port = free_port()
+    first = LocalOrthanc(tmp_path / "server", port=port, password="pw-1234567").start()
+    try:
+        first.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        store = DicomwebDatastore(_client(first))
+        [record] = store.records()
+        assert record.status == Status.UNLABELED and "HippoCrop" in record.name
+        volume = store.open_image(record.id)
+        label = np.zeros(volume.shape, np.uint8)
+        label[10:30, 15:35, 10:25] = 1
+        store.accept(record.id, label, volume, names={1: "hippocampus"})
+        assert store.record(record.id).status == Status.LABELED
+        segs = lambda client: list(client.series(modality="SEG", images_only=False))  # noqa: E731
+        assert len(segs(_client(first))) == 1
+    finally:
+        first.stop()
+    # the server is down: the next accept waits in the queue, the worklist says so
+    store.accept(record.id, label * 2, volume)
+    again = DicomwebDatastore(_client(first))  # the app restarted, still offline
+    assert again.record(record.id).status == Status.UPLOAD_FAILED
+    assert again.uploads.entries()[0]["error"]
+    second = LocalOrthanc(tmp_path / "server", port=port, password="pw-1234567").start()
+    try:
+        assert again.send_pending(force=True) == (1, 0)
+        assert again.send_pending(force=True) == (0, 0)
+        assert len(segs(_client(second))) == 2  # both accepts, each stored once
+        assert again.record(record.id).status == Status.LABELED
+    finally:
+        second.stop()
+
+
+def test_status_of_a_server(orthanc, tmp_path):
+    env = {**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": orthanc.password, "XDG_CACHE_HOME": str(tmp_path)}
+    url = orthanc.url.replace("http://", f"http://{orthanc.user}@")
+    proc = subprocess.run([sys.executable, "-m", "annotator", "status", url, "--json"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)
+    assert len(records) == MANY + 3 and all(r["status"] == "unlabeled" for r in records)
+    assert orthanc.password not in proc.stdout + proc.stderr

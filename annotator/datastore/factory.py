@@ -20,6 +20,8 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     the shipped files."""
     from annotator.samples import is_sample_path, sample_file
 
+    if str(place).startswith(("http://", "https://")):
+        return _server_store(str(place)), None
     if str(place).startswith("sample:"):
         place = sample_file(str(place)[len("sample:"):])
     path = Path(place)
@@ -33,3 +35,22 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     if kind in (Kind.FOLDER, Kind.DATASET):
         return store, None
     return store, store.id_of(path)
+
+
+def _server_store(url: str) -> Datastore:
+    """A DICOMweb server as a datastore: ``https://user@host/dicom-web`` for basic
+    authentication (password from the keyring or ``ANNOTATOR_DICOMWEB_PASSWORD``),
+    ``ANNOTATOR_DICOMWEB_TOKEN`` for a bearer token."""
+    import os
+    from urllib.parse import urlsplit, urlunsplit
+
+    from annotator.datastore.dicomweb import Credentials, DicomwebServer, password_for
+    from annotator.datastore.remote import DicomwebDatastore
+
+    parts = urlsplit(url)
+    user = parts.username or ""
+    plain = urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
+    token = os.environ.get("ANNOTATOR_DICOMWEB_TOKEN", "")
+    credentials = Credentials(user, password_for(plain, user) if user and not token else "", token,
+                              os.environ.get("ANNOTATOR_DICOMWEB_CA_BUNDLE", ""))
+    return DicomwebDatastore(DicomwebServer(plain, credentials))

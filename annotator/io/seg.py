@@ -38,6 +38,11 @@ _CATEGORY = {"Aorta": "AnatomicalStructure", "SpinalCord": "AnatomicalStructure"
              "Necrosis": "MorphologicallyAbnormalStructure"}
 
 
+#: Patient and study attributes a SEG copies from its sources (type 2: may be empty, not absent)
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
 def _codes(name: str):
     """(category, type) codes of a label name; unmapped names get a generic pair and a warning."""
     from pydicom.sr.codedict import codes
@@ -72,6 +77,10 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
     from pydicom.sr.codedict import codes
 
     sources = sorted_sources(sources)
+    for ds in sources:  # type 2 attributes a SEG copies: present, if empty, as the standard allows
+        for keyword in _TYPE2_COPIED:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     if label.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
         raise InputError(f"label of shape {label.shape} (z,y,x) does not fit the series "
                          f"({len(sources)} slices of {sources[0].Rows}x{sources[0].Columns})")

@@ -1,0 +1,137 @@
+"""A DICOMweb server as a datastore: its image series are the images (ids are Series
+Instance UIDs), opened through the series cache; labels live in a local label store
+beside the cache (drafts never leave the machine); an accepted label becomes a DICOM SEG
+in the persistent upload queue and is sent at once when the server answers, later when
+it does not. The worklist shows pending and failed uploads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import numpy as np
+
+from annotator.datastore.base import Datastore, ImageRecord, Status, Version
+from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
+from annotator.datastore.labels import LabelStore
+from annotator.datastore.series_cache import SeriesCache
+from annotator.datastore.uploads import UploadQueue
+from annotator.errors import AnnotatorError, DatastoreError
+from annotator.io.atomic import atomic_write_text
+from annotator.io.read import read_volume
+from annotator.io.volume import Volume
+
+
+class DicomwebDatastore(Datastore):
+    def __init__(self, server: DicomwebServer, cache: SeriesCache | None = None, modality: str = ""):
+        self.server = server
+        self.cache = cache or SeriesCache(server)
+        self.place = server.url
+        self.name = server.url
+        self.modality = modality
+        self.labels = LabelStore(self.cache.root / "labels")
+        self.uploads = UploadQueue(self.cache.root / "uploads")
+        self._rows: dict[str, SeriesRow] | None = None
+
+    # ---- images -------------------------------------------------------------------------
+
+    def _series(self) -> dict[str, SeriesRow]:
+        """The server's image series; offline, the list seen last."""
+        if self._rows is None:
+            known = self.cache.root / "series.json"
+            try:
+                rows = list(self.server.series(modality=self.modality))
+                atomic_write_text(known, json.dumps([r.__dict__ for r in rows]))
+            except DatastoreError:
+                if not known.is_file():
+                    raise
+                rows = [SeriesRow(**r) for r in json.loads(known.read_text("utf-8"))]
+            self._rows = {r.series_uid: r for r in rows}
+        return self._rows
+
+    def _row(self, image_id: str) -> SeriesRow:
+        try:
+            return self._series()[image_id]
+        except KeyError:
+            raise DatastoreError(f"{self.name}: no image series '{image_id}'") from None
+
+    def records(self) -> list[ImageRecord]:
+        index = self.labels.read_index()["images"]
+        records = []
+        for uid, row in self._series().items():
+            versions = self.labels.versions(uid)
+            upload = self.uploads.state(uid)
+            status = (Status.UPLOAD_FAILED if upload == "failed" else Status.UPLOAD_PENDING if upload else
+                      Status.IN_PROGRESS if Version.DRAFT.value in versions else
+                      Status.LABELED if Version.FINAL.value in versions else Status.UNLABELED)
+            entry = index.get(uid, {})
+            score = entry.get("score")
+            name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({row.instances})") if p)
+            records.append(ImageRecord(uid, name, status, versions,
+                                       float(score) if isinstance(score, (int, float)) else None,
+                                       dict(entry.get("info", {}))))
+        return records
+
+    def open_image(self, image_id: str) -> Volume:
+        row = self._row(image_id)
+        return read_volume(self.cache.fetch(row.study_uid, row.series_uid, pinned=self._pinned()))
+
+    def _pinned(self):
+        waiting = {e["image_id"] for e in self.uploads.entries()}
+        return [self.cache.folder(self._series()[i].study_uid, i) for i in waiting if i in self._series()]
+
+    # ---- labels -------------------------------------------------------------------------
+
+    def label(self, image_id, image, version=Version.FINAL):
+        self._row(image_id)
+        return self.labels.read(image_id, image, version)
+
+    def save_draft(self, image_id, label, image):
+        self._row(image_id)
+        self.labels.save_draft(image_id, label, image)
+
+    def discard_draft(self, image_id):
+        self.labels.discard_draft(image_id)
+
+    def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
+        """Keep the final locally, queue it as a SEG, and try to send it now."""
+        import pydicom
+
+        from annotator.io.seg import label_to_seg
+
+        row = self._row(image_id)
+        self.labels.accept(image_id, label, image, proposed)
+        folder = self.cache.fetch(row.study_uid, row.series_uid)
+        sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))]
+        values = [int(v) for v in np.unique(label) if v > 0]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+            seg = label_to_seg(label, sources, {v: (names or {}).get(v, f"label {v}") for v in values},
+                               algorithm=algorithm)
+        buffer = io.BytesIO()
+        seg.save_as(buffer)
+        self.uploads.add(image_id, str(seg.SOPInstanceUID), buffer.getvalue())
+        self.send_pending(force=True)
+
+    def send_pending(self, force: bool = False) -> tuple[int, int]:
+        """Send the queued uploads that are due; (sent, still waiting)."""
+        def exists(sop_uid: str) -> bool:
+            try:
+                self.server.find_instance(sop_uid)
+                return True
+            except AnnotatorError:
+                return False
+
+        return self.uploads.flush(self.server.store, exists, force=force)
+
+    def history(self, image_id):
+        return self.labels.history(image_id)
+
+    def set_info(self, image_id, **info):
+        self.labels.set_info(image_id, **info)
+
+    def set_scores(self, scores):
+        self.labels.set_scores(scores)
