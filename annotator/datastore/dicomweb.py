@@ -130,21 +130,27 @@ class DicomwebServer:
         elif self.credentials.user:
             self.session.auth = (self.credentials.user, self.credentials.password)
 
-    def _get(self, path: str, query: list[tuple[str, str]] = (), accept: str = "application/dicom+json"):
-        text = "&".join(f"{k}={v}" for k, v in query)
-        request = self.session.prepare_request(requests.Request("GET", f"{self.url}/{path}",
-                                                                headers={"Accept": accept}))
-        request.url = f"{self.url}/{path}" + (f"?{text}" if text else "")
+    def _send(self, request: requests.PreparedRequest, timeout: float) -> requests.Response:
+        """Send one request; no answer, a refused connection or refused credentials become
+        one error naming the server."""
         try:
-            answer = self.session.send(request, timeout=self.timeout)
+            answer = self.session.send(request, timeout=timeout)
         except requests.exceptions.SSLError:
             raise DatastoreError(f"{self.url}: the server's TLS certificate is not trusted (give --ca-bundle)") from None
         except requests.exceptions.Timeout:
-            raise DatastoreError(f"{self.url}: no answer within {self.timeout:g} s") from None
+            raise DatastoreError(f"{self.url}: no answer within {timeout:g} s") from None
         except requests.exceptions.ConnectionError:
             raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
         if answer.status_code in (401, 403):
             raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+        return answer
+
+    def _get(self, path: str, query: list[tuple[str, str]] = (), accept: str = "application/dicom+json"):
+        text = "&".join(f"{k}={v}" for k, v in query)
+        request = self.session.prepare_request(requests.Request("GET", f"{self.url}/{path}",
+                                                                headers={"Accept": accept}))
+        request.url = f"{self.url}/{path}" + (f"?{text}" if text else "")  # as built: see qido_value
+        answer = self._send(request, self.timeout)
         if not answer.ok:
             raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (HTTP {answer.status_code} "
                                  f"for {path})")
@@ -208,14 +214,9 @@ class DicomwebServer:
                 + f"\r\n--{boundary}--\r\n".encode())
         headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
                    "Accept": "application/dicom+json"}
-        try:
-            answer = self.session.post(f"{self.url}/studies", data=body, headers=headers, timeout=max(self.timeout, 60))
-        except requests.exceptions.ConnectionError:
-            raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
-        except requests.exceptions.Timeout:
-            raise DatastoreError(f"{self.url}: no answer to the upload") from None
-        if answer.status_code in (401, 403):
-            raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+        request = self.session.prepare_request(requests.Request("POST", f"{self.url}/studies", data=body,
+                                                                headers=headers))
+        answer = self._send(request, max(self.timeout, 60.0))
         try:
             result = answer.json()
         except ValueError:
