@@ -492,18 +492,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("status", help="the images of a datastore with status, label versions and score")
-    p.add_argument("place", help="folder of images (later: a server URL)")
+    p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("--json", action="store_true", help='a list of {"id", "status", "versions", "score"}')
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("accept", help="make a label file the final label of an image")
-    p.add_argument("place", help="folder of images (later: a server URL)")
+    p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
     p.add_argument("label", help="NIfTI label in the image's geometry")
     p.set_defaults(func=cmd_accept)
 
     p = sub.add_parser("label", help="write a saved label version of an image as NIfTI")
-    p.add_argument("place", help="folder of images (later: a server URL)")
+    p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
     p.add_argument("--version", default="final", choices=["final", "original", "draft"])
     p.add_argument("--out", required=True, help="output label (.nii.gz)")
@@ -511,15 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dicomweb", help="a DICOMweb server (Orthanc and others)")
     web = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
-    w = web.add_parser("list", help="the server's image series: study UID, series UID, modality, description, instances")
+    listing = w = web.add_parser("list", help="the server's image series: study UID, series UID, modality, "
+                                               "description, instances")
     w.add_argument("url", help="DICOMweb root, e.g. http://host:8042/dicom-web")
     w.add_argument("--modality", help="e.g. CT (wildcards * and ? work in every filter)")
     w.add_argument("--patient", help="patient name, e.g. 'Smith*' or 'Smith^John'")
     w.add_argument("--description", help="series description, e.g. '*FLAIR*'")
     w.add_argument("--date", help="study date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
-    w.add_argument("--user", help="HTTP basic user; the password comes from the keyring or ANNOTATOR_DICOMWEB_PASSWORD")
-    w.add_argument("--token", help="bearer token")
-    w.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
     w.set_defaults(func=cmd_dicomweb_list)
     w = web.add_parser("pull", help="a series as DICOM files (through the local cache)")
     w.add_argument("url", help="DICOMweb root")
@@ -538,10 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
     pull.add_argument("--out", required=True, help="output label (.nii.gz)")
     pull.set_defaults(func=cmd_dicomweb_pull_seg)
-    for w_ in (w, push, pull):
+    for w_ in (listing, w, push, pull):
         w_.add_argument("--user", help="HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
         w_.add_argument("--token", help="bearer token")
-        w_.add_argument("--ca-bundle", help="CA certificates to trust for https")
+        w_.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
 
     p = sub.add_parser("orthanc", help="a local Orthanc server to try server mode")
     orth = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
