@@ -163,6 +163,7 @@ print("HEAVY", ",".join(heavy), file=sys.stderr)
 
 @pytest.mark.parametrize("args", [["--help"], ["info", str(IMAGE)], *[[c, "--help"] for c in (
     "info", "scribbles", "clicks", "infer", "train", "samples", "open", "status", "accept", "label", "bench",
+    "bench dicomweb",
     "dicomweb list", "dicomweb pull", "dicomweb push-seg", "dicomweb pull-seg", "orthanc serve",
     "bench robot", "bench click", "bench train", "bench graphcut", "bench app", "bench cli")]],
     ids=lambda a: " ".join(a)[:40])

@@ -272,3 +272,17 @@ def test_status_of_a_server(orthanc, tmp_path):
     records = json.loads(proc.stdout)
     assert len(records) == MANY + 3 and all(r["status"] == "unlabeled" for r in records)
     assert orthanc.password not in proc.stdout + proc.stderr
+
+
+def test_bench_dicomweb_quick(tmp_path):
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, "-m", "annotator", "bench", "dicomweb", "--quick", "--slices", "8",
+                           "--series", "12", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    found = {r["name"]: r["value"] for r in report["results"]}
+    for name in ("cold_open_s", "raw_download_s", "cold_over_raw", "cached_open_s", "first_page_s",
+                 "download_peak_mb"):
+        assert name in found
+    assert found["raw_download_s"] > 0 and found["cached_open_s"] > 0
+    assert report["params"]["instances"] == 8 and report["params"]["server_series"] == 13

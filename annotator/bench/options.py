@@ -10,6 +10,7 @@ BENCHMARKS = {
     "app": ("annotator.bench.app", "launch to visible window, event-loop stalls during clicks and accept"),
     "cli": ("annotator.bench.cli", "start-up time and peak memory of `annotator info` and `--help`"),
     "click": ("annotator.bench.click", "click latency of the networks against their bare forward"),
+    "dicomweb": ("annotator.bench.dicomweb", "open a series from a local Orthanc, cold and cached, against a raw download"),
     "graphcut": ("annotator.bench.graphcut", "time of one scribbles update, a whole organ, Dice on the hippocampus"),
     "robot": ("annotator.bench.robot", "a simulated annotator scores a click model (or GraphCut), click by click"),
     "train": ("annotator.bench.train", "training throughput and minutes to a validation Dice"),
@@ -42,6 +43,11 @@ def click(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roi", type=int, default=96, help="click crop edge on the model grid (default 96)")
     parser.add_argument("--fit-steps", type=int, default=None,
                         help="training steps on the phantom before timing (default 40, quick 4)")
+
+
+def dicomweb(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slices", type=int, default=None, help="slices of the 512x512 CT (default 200, quick 40)")
+    parser.add_argument("--series", type=int, default=None, help="series on the server (default 1000, quick 100)")
 
 
 def graphcut(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,126 @@
+"""`annotator bench dicomweb`: opening a series from a local Orthanc, cold and cached, against a
+plain HTTP download of the same instances in the same run (one WADO-RS GET per instance,
+the requests the cache makes, read and thrown away); the first worklist page of a server
+with many series; memory while a series downloads.
+
+The server is a :class:`~annotator.datastore.orthanc.LocalOrthanc` started for the run
+with a generated CT (512×512, 200 slices; quick: 40) and many one-slice series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from annotator.bench import report as rep
+from annotator.datastore.dicomweb import Credentials, DicomwebServer
+from annotator.datastore.orthanc import LocalOrthanc
+from annotator.datastore.series_cache import SeriesCache
+from annotator.io.phantom import ct_phantom
+from annotator.io.read import read_volume
+
+
+def _write_series(volume, folder: Path, description: str) -> list[Path]:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    dz, dy, dx = volume.array_spacing
+    for z, plane in enumerate(volume.array):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / f"{z:04d}.dcm"
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.SeriesDescription, ds.PatientName, ds.PatientID = "CT", description, "Bench^CT", "BENCH"
+        ds.InstanceNumber, ds.ImagePositionPatient = z + 1, [0.0, 0.0, float(z * dz)]
+        ds.ImageOrientationPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [dy, dx]
+        ds.SliceThickness, ds.Rows, ds.Columns = dz, plane.shape[0], plane.shape[1]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.ascontiguousarray(plane, np.int16).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+def _memory_mb(field: str) -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` (now) of this process, MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: the peak RSS starts again from now
+    except OSError:
+        pass
+
+
+def run(args: argparse.Namespace) -> dict:
+    slices = args.slices or (40 if args.quick else 200)
+    many = args.series or (100 if args.quick else 1000)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        volume, _ = ct_phantom(shape=(slices, 512, 512), spacing_zyx=(1.0, 0.7, 0.7), seed=0)
+        files = _write_series(volume, folder / "ct", "bench CT")
+        series_mb = sum(p.stat().st_size for p in files) / 2**20
+        tiny = [p for i in range(many) for p in _write_series(
+            ct_phantom(shape=(1, 16, 16), seed=i)[0], folder / f"tiny{i}", f"tiny {i}")]
+        with LocalOrthanc(folder / "server") as server:
+            server.upload(files + tiny)
+            client = DicomwebServer(server.url, Credentials(server.user, server.password), timeout=60)
+            row = next(client.series(description="bench CT"))
+            uids = client.instances(row.study_uid, row.series_uid)
+            raw = requests.Session()
+            raw.auth = (server.user, server.password)
+            start = time.perf_counter()
+            for uid in uids:  # the same instances, plainly downloaded and thrown away
+                raw.get(f"{server.url}/studies/{row.study_uid}/series/{row.series_uid}/instances/{uid}",
+                        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+                        timeout=60).raise_for_status()
+            raw_s = time.perf_counter() - start
+            cache = SeriesCache(client, root=folder / "cache")
+            _reset_peak()
+            before = _memory_mb("VmRSS")
+            start = time.perf_counter()
+            path = cache.fetch(row.study_uid, row.series_uid)
+            cold_s = time.perf_counter() - start
+            download_mb = max(0.0, _memory_mb("VmHWM") - before)
+            read_volume(path)  # the first read
+            start = time.perf_counter()
+            cached = read_volume(cache.fetch(row.study_uid, row.series_uid))
+            cached_s = time.perf_counter() - start
+            assert cached.shape == volume.shape
+            start = time.perf_counter()
+            listing = client.series(page=200)
+            next(listing)
+            first_page_s = time.perf_counter() - start
+            total = 1 + sum(1 for _ in listing)
+            all_s = time.perf_counter() - start
+    results = [
+        rep.result("cold_open_s", cold_s, "s", "lower"),
+        rep.result("raw_download_s", raw_s, "s", "lower"),
+        rep.result("cold_over_raw", cold_s / raw_s, "ratio", "lower", 1.3),
+        rep.result("cached_open_s", cached_s, "s", "lower", 1.0),
+        rep.result("first_page_s", first_page_s, "s", "lower", 1.0),
+        rep.result("all_series_s", all_s, "s", "lower"),
+        rep.result("download_peak_mb", download_mb, "MB", "lower"),
+        rep.result("series_mb", series_mb, "MB", "lower"),
+    ]
+    params = {"series": f"512x512x{slices} int16 CT", "instances": len(uids), "server_series": total,
+              "page": 200, "quick": bool(args.quick),
+              "download_peak": "rise of the process's peak resident memory during the download"}
+    return rep.report("dicomweb", params, results)
