@@ -294,13 +294,8 @@ def _cached_series(server, series_uid: str) -> Path:
 
 
 def cmd_dicomweb_push_seg(args) -> int:
-    import io
-    import warnings
-
-    import pydicom
-
     from annotator.io import read_label, read_volume
-    from annotator.io.seg import label_to_seg
+    from annotator.io.seg import series_seg
 
     server = _server(args)
     folder = _cached_series(server, args.series_uid)
@@ -308,15 +303,10 @@ def cmd_dicomweb_push_seg(args) -> int:
     label = read_label(args.label, volume)
     values = [int(v) for v in np.unique(label) if v > 0]
     given = [n.strip() for n in (args.names or "").split(",") if n.strip()]
-    names = {v: (given[i] if i < len(given) else f"label {v}") for i, v in enumerate(values)}
-    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        seg = label_to_seg(label, sources, names, algorithm=args.algorithm)
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    server.store(buffer.getvalue(), str(seg.SOPInstanceUID))
-    print(seg.SOPInstanceUID)
+    names = dict(zip(values, given))  # unnamed values become "label N"
+    sop_uid, data = series_seg(label, folder, names, algorithm=args.algorithm)
+    server.store(data, sop_uid)
+    print(sop_uid)
     return 0
 
 

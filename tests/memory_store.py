@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotator.datastore import Datastore, ImageRecord, Status, Version
+from annotator.datastore import Datastore, ImageRecord, Version
+from annotator.datastore.base import status_of
 from annotator.errors import DatastoreError
 from annotator.io.volume import Volume
 
@@ -29,9 +30,7 @@ class MemoryDatastore(Datastore):
         out = []
         for image_id in self.volumes:
             versions = [v.value for v in Version if (image_id, v.value) in self.labels]
-            status = (Status.IN_PROGRESS if "draft" in versions else
-                      Status.LABELED if "final" in versions else Status.UNLABELED)
-            out.append(ImageRecord(image_id, image_id, status, versions, self.scores.get(image_id),
+            out.append(ImageRecord(image_id, image_id, status_of(versions), versions, self.scores.get(image_id),
                                    dict(self.info.get(image_id, {}))))
         return out
 

@@ -18,7 +18,6 @@ from annotator.io.seg import label_to_seg, seg_to_label, write_seg
 from paths import DATA
 
 CT = DATA / "dcmqi_ct3slice_seg"
-pytestmark = pytest.mark.filterwarnings("ignore:The string .* is unlikely to represent")
 
 
 @pytest.fixture(scope="module")

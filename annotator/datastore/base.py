@@ -33,6 +33,16 @@ class Version(str, Enum):
     DRAFT = "draft"
 
 
+def status_of(versions: list[str], upload: str | None = None) -> Status:
+    """An image's status from its saved label versions and its upload state
+    (``"pending"``, ``"failed"`` or None): a draft means in progress, a final labeled."""
+    if upload is not None:
+        return Status.UPLOAD_FAILED if upload == "failed" else Status.UPLOAD_PENDING
+    if Version.DRAFT.value in versions:
+        return Status.IN_PROGRESS
+    return Status.LABELED if Version.FINAL.value in versions else Status.UNLABELED
+
+
 @dataclass
 class ImageRecord:
     """One image as the worklist shows it."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from platformdirs import user_data_dir
 
-from annotator.datastore.base import Datastore, ImageRecord, Status, Version
+from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import DatastoreError
@@ -111,8 +111,7 @@ class LocalDatastore(Datastore):
             if image_id in self._reference and Version.FINAL.value not in versions:
                 versions.append(Version.FINAL.value)
             entry = index.get(image_id, {})
-            status = (Status.IN_PROGRESS if Version.DRAFT.value in versions else
-                      Status.LABELED if Version.FINAL.value in versions else Status.UNLABELED)
+            status = status_of(versions)
             score = entry.get("score")
             records.append(ImageRecord(image_id, image_id, status, versions,
                                        float(score) if isinstance(score, (int, float)) else None,

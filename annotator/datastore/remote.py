@@ -7,13 +7,11 @@ it does not. The worklist shows pending and failed uploads.
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
 
 import numpy as np
 
-from annotator.datastore.base import Datastore, ImageRecord, Status, Version
+from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.series_cache import SeriesCache
@@ -62,10 +60,7 @@ class DicomwebDatastore(Datastore):
         records = []
         for uid, row in self._series().items():
             versions = self.labels.versions(uid)
-            upload = self.uploads.state(uid)
-            status = (Status.UPLOAD_FAILED if upload == "failed" else Status.UPLOAD_PENDING if upload else
-                      Status.IN_PROGRESS if Version.DRAFT.value in versions else
-                      Status.LABELED if Version.FINAL.value in versions else Status.UNLABELED)
+            status = status_of(versions, self.uploads.state(uid))
             entry = index.get(uid, {})
             score = entry.get("score")
             name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({row.instances})") if p)
@@ -98,22 +93,13 @@ class DicomwebDatastore(Datastore):
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
                names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         """Keep the final locally, queue it as a SEG, and try to send it now."""
-        import pydicom
-
-        from annotator.io.seg import label_to_seg
+        from annotator.io.seg import series_seg
 
         row = self._row(image_id)
         self.labels.accept(image_id, label, image, proposed)
         folder = self.cache.fetch(row.study_uid, row.series_uid)
-        sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))]
-        values = [int(v) for v in np.unique(label) if v > 0]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-            seg = label_to_seg(label, sources, {v: (names or {}).get(v, f"label {v}") for v in values},
-                               algorithm=algorithm)
-        buffer = io.BytesIO()
-        seg.save_as(buffer)
-        self.uploads.add(image_id, str(seg.SOPInstanceUID), buffer.getvalue())
+        sop_uid, data = series_seg(label, folder, names or {}, algorithm=algorithm)
+        self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
 
     def send_pending(self, force: bool = False) -> tuple[int, int]:

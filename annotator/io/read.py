@@ -39,16 +39,21 @@ def quiet_c_stderr() -> Iterator[list[str]]:
             lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
+def _header_text(path: Path) -> str:
+    """The start of a text header (NRRD, MetaImage): at most 64 KB."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(65536).decode("latin-1")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def _check_detached_data(path: Path) -> None:
     """A ``.nhdr``/``.mhd`` header names its data file: it must be a plain file name beside
     the header (never another folder, a list or a pattern), or the header could make the
     reader take any file on the machine as voxels."""
     keys = ("data file:", "datafile:") if path.suffix.lower() == ".nhdr" else ("elementdatafile",)
-    try:
-        head = path.read_bytes()[:65536].decode("latin-1")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    for line in head.splitlines():
+    for line in _header_text(path).splitlines():
         low = line.strip().lower()
         if not low.startswith(keys):
             continue
@@ -96,11 +101,7 @@ _GRID_FIELDS = {"spacings": True, "space directions": False, "space origin": Fal
 def _check_text_header(path: Path) -> None:
     """NRRD and MetaImage headers: every number of the grid fields finite, no zero spacing
     (ITK would read NaN or 0 as 1 mm)."""
-    try:
-        text = path.read_bytes()[:65536].decode("latin-1")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    for line in text.splitlines():
+    for line in _header_text(path).splitlines():
         if not line.strip() or line.lower().startswith("elementdatafile"):
             break
         key, sep, value = line.partition("=" if "=" in line and ":" not in line.split("=")[0] else ":")

@@ -100,13 +100,29 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
             segment_number=number, segment_label=names.get(value, f"label {value}")[:64],
             segmented_property_category=category, segmented_property_type=kind, **kwargs))
     masks = np.stack([label == v for v in values], axis=-1).astype(np.uint8)
-    return hd.seg.Segmentation(
-        source_images=sources, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Annotator",
-        manufacturer_model_name="annotator3d", software_versions=annotator.__version__,
-        device_serial_number="none", content_creator_name=creator or None, omit_empty_frames=True,
-        series_description="Annotator segmentation", specific_character_set="ISO_IR 192")
+    with warnings.catch_warnings():  # about the sources' patient names, which are not ours to change
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        return hd.seg.Segmentation(
+            source_images=sources, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Annotator",
+            manufacturer_model_name="annotator3d", software_versions=annotator.__version__,
+            device_serial_number="none", content_creator_name=creator or None, omit_empty_frames=True,
+            series_description="Annotator segmentation", specific_character_set="ISO_IR 192")
+
+
+def series_seg(label: np.ndarray, folder: str | os.PathLike, names: dict[int, str],
+               algorithm: str | None = None) -> tuple[str, bytes]:
+    """(SOP Instance UID, file bytes) of the SEG of ``label`` on the DICOM series in ``folder``."""
+    import io
+
+    import pydicom
+
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(Path(folder).glob("*.dcm"))]
+    seg = label_to_seg(label, sources, names, algorithm=algorithm)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return str(seg.SOPInstanceUID), buffer.getvalue()
 
 
 def seg_to_label(seg, volume: Volume) -> tuple[np.ndarray, dict[int, str]]:
