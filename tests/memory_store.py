@@ -34,7 +34,7 @@ class MemoryDatastore(Datastore):
                                    dict(self.info.get(image_id, {}))))
         return out
 
-    def open_image(self, image_id: str) -> Volume:
+    def open_image(self, image_id: str, progress=None) -> Volume:
         self._check(image_id)
         return self.volumes[image_id]
 

@@ -149,21 +149,34 @@ def test_pull_through_the_cache_resume_and_offline(tmp_path, monkeypatch):
         client = _client(server)
         row = next(client.series(description="HippoCrop"))
         cache = SeriesCache(client)
-        fetched = []
-        real = client.instance_bytes
 
-        def counting(*args):
-            fetched.append(args[-1])
-            return real(*args)
+        def stop_at(n):
+            def progress(done, total):
+                if done >= n:
+                    raise KeyboardInterrupt  # as a person's cancel or a kill would stop it
+            return progress
 
-        client.instance_bytes = counting
-        with pytest.raises(DatastoreError, match="cancelled"):
-            cache.fetch(row.study_uid, row.series_uid, cancelled=lambda: len(fetched) >= 15)
+        with pytest.raises(KeyboardInterrupt):
+            cache.fetch(row.study_uid, row.series_uid, progress=stop_at(25))
         assert cache.cached(row.study_uid, row.series_uid) is None  # half a series is never taken for one
+        partial = cache.folder(row.study_uid, row.series_uid).with_name(row.series_uid + ".partial")
+        kept = {p.name: p.stat().st_mtime_ns for p in partial.glob("*.dcm")}
+        assert 25 <= len(kept) < 40
+        # a write killed halfway leaves a .part file, never a truncated instance
+        (partial / "1.2.3.part").write_bytes(b"DICM-but-cut")
+        fetched, real = [], client.instance_bytes
+        client.instance_bytes = lambda *args: fetched.append(args[-1]) or real(*args)
         progress = []
         folder = cache.fetch(row.study_uid, row.series_uid, progress=lambda d, t: progress.append((d, t)))
-        assert len(fetched) == 40 and len(set(fetched)) == 40  # resumed: the first 15 were not fetched again
-        assert progress[-1] == (40, 40)
+        assert progress[0] == (len(kept), 40) and progress[-1] == (40, 40)
+        assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.dcm") if p.name in kept} == kept  # resumed
+        assert len(fetched) == 40 - len(kept) and not list(folder.glob("*.part"))  # the few missing, one by one
+        np.testing.assert_array_equal(read_volume(folder).array, read_volume(source).array)
+        # a cached file cut short is found out: the series downloads again
+        victim = next(folder.glob("*.dcm"))
+        victim.write_bytes(victim.read_bytes()[:100])
+        assert cache.cached(row.study_uid, row.series_uid) is None
+        folder = cache.fetch(row.study_uid, row.series_uid)
         np.testing.assert_array_equal(read_volume(folder).array, read_volume(source).array)
         proc = subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "pull", server.url, row.series_uid,
                                "--out", str(tmp_path / "out"), "--user", server.user], capture_output=True, text=True,
@@ -174,6 +187,22 @@ def test_pull_through_the_cache_resume_and_offline(tmp_path, monkeypatch):
     start = time.monotonic()
     assert cache.fetch(row.study_uid, row.series_uid) == folder and time.monotonic() - start < 1
     assert read_volume(folder).shape == (40, 50, 34)
+
+
+def test_a_series_streams_in_one_request_with_bounded_memory(orthanc):
+    """The multipart answer is split as it arrives: parts come out whole, in order, from
+    chunks of any size (here 7 bytes: boundaries straddle chunks)."""
+    from annotator.datastore.dicomweb import multipart_parts
+
+    parts = [b"first\r\n--not-the-boundary", b"", b"\r\n\r\nthird"]
+    body = b"".join(b"--B\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n" for p in parts) + b"--B--\r\n"
+    for size in (1, 7, len(body)):
+        chunks = [body[i:i + size] for i in range(0, len(body), size)]
+        assert list(multipart_parts(chunks, 'multipart/related; type="application/dicom"; boundary=B')) == parts
+    client = _client(orthanc)
+    row = next(client.series(description="HippoCrop"))
+    streamed = list(client.iter_series(row.study_uid, row.series_uid, chunk=4096))
+    assert len(streamed) == 40 and all(p[128:132] == b"DICM" for p in streamed)
 
 
 def test_the_cache_keeps_to_its_size_and_spares_pinned_series(tmp_path):
@@ -261,6 +290,44 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
         assert again.record(record.id).status == Status.LABELED
     finally:
         second.stop()
+
+
+def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):
+    """The server dies while it receives the SEG (a Lua hook ends it when the upload has
+    arrived, before it stores or answers): the accept waits in the queue, across a restart
+    of the app; once the server is back, the label is there exactly once."""
+    from annotator.datastore import Status
+    from annotator.datastore.orthanc import free_port
+    from annotator.datastore.remote import DicomwebDatastore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    killer = tmp_path / "die_on_seg.lua"
+    killer.write_text('function ReceivedInstanceFilter(dicom, origin, info)\n'
+                      '  if dicom.Modality == "SEG" then os.exit(3) end\n  return true\nend\n')
+    port, password = free_port(), "pw-7654321"
+    dying = LocalOrthanc(tmp_path / "server", port=port, password=password, lua_scripts=[killer]).start()
+    try:
+        dying.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        store = DicomwebDatastore(_client(dying))
+        [record] = store.records()
+        volume = store.open_image(record.id)
+        label = np.zeros(volume.shape, np.uint8)
+        label[10:30, 15:35, 10:25] = 1
+        store.accept(record.id, label, volume, names={1: "hippocampus"})
+        dying.process.wait(10)
+        assert dying.process.returncode != 0  # it did die mid-upload
+        assert store.record(record.id).status == Status.UPLOAD_FAILED
+    finally:
+        dying.stop()
+    back = LocalOrthanc(tmp_path / "server", port=port, password=password).start()
+    try:
+        again = DicomwebDatastore(_client(back))  # the app restarted
+        assert again.send_pending(force=True) == (1, 0)
+        segs = list(_client(back).series(modality="SEG", images_only=False))
+        assert len(segs) == 1 and segs[0].instances == 1
+        assert again.record(record.id).status == Status.LABELED
+    finally:
+        back.stop()
 
 
 def test_status_of_a_server(orthanc, tmp_path):

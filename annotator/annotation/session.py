@@ -115,7 +115,7 @@ class AnnotationSession:
     @staticmethod
     def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None]:
         job.report(f"reading {image_id} ...")
-        volume = store.open_image(image_id)
+        volume = store.open_image(image_id, job.report)
         job.report(f"reading the labels of {image_id} ...", 0.8)
         for version in (Version.DRAFT, Version.FINAL):
             label = store.label(image_id, volume, version)

@@ -8,6 +8,7 @@ is the store's business). The GUI, the CLI, training and active learning use onl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -15,6 +16,9 @@ import numpy as np
 
 from annotator.errors import DatastoreError
 from annotator.io.volume import Volume
+
+#: ``progress(text, fraction)`` of long store work; fraction 0..1
+Progress = Callable[[str, float], None]
 
 
 class Status(str, Enum):
@@ -90,8 +94,9 @@ class Datastore(ABC):
         raise DatastoreError(f"{self.name}: no image '{image_id}'")
 
     @abstractmethod
-    def open_image(self, image_id: str) -> Volume:
-        """Read the image behind ``image_id``."""
+    def open_image(self, image_id: str, progress: Progress | None = None) -> Volume:
+        """Read the image behind ``image_id``. A store that downloads reports
+        ``progress(text, fraction)``; progress may raise to stop the download."""
 
     @abstractmethod
     def label(self, image_id: str, image: Volume, version: Version | str = Version.FINAL) -> np.ndarray | None:

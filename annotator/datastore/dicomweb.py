@@ -13,10 +13,11 @@ message naming the server. Secrets never appear in a message.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -85,20 +86,34 @@ def _value(row: dict, name: str) -> str:
     return str(value)
 
 
-def _multipart(body: bytes, content_type: str) -> list[bytes]:
-    """The bodies of a multipart/related answer."""
-    boundary = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")
-                     if p.strip().lower().startswith("boundary=")), None)
-    if not boundary:
+def _boundary(content_type: str) -> bytes:
+    found = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")
+                  if p.strip().lower().startswith("boundary=")), None)
+    if not found:
         raise DatastoreError(f"not a multipart answer ({content_type or 'no content type'})")
-    parts = []
-    for chunk in body.split(b"--" + boundary.encode())[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, sep, data = chunk.partition(b"\r\n\r\n")
-        if sep:
-            parts.append(data[:-2] if data.endswith(b"\r\n") else data)
-    return parts
+    return found.encode()
+
+
+def multipart_parts(chunks: Iterable[bytes], content_type: str) -> Iterator[bytes]:
+    """The bodies of a multipart/related answer, each as soon as it has arrived: only one
+    part (and one chunk) is held at a time."""
+    delimiter = b"\r\n--" + _boundary(content_type)
+    buffer = bytearray(b"\r\n")  # the first delimiter has no CRLF before it
+    searched = 0
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            at = buffer.find(delimiter, searched)
+            if at < 0:
+                searched = max(0, len(buffer) - len(delimiter))
+                break
+            body = buffer.find(b"\r\n\r\n", 0, at)  # the part's headers end here
+            if body >= 0:
+                yield bytes(memoryview(buffer)[body + 4:at])
+            del buffer[:at + len(delimiter)]
+            searched = 0
+            if buffer.startswith(b"--"):  # the closing delimiter
+                return
 
 
 def qido_value(pattern: str) -> str:
@@ -130,17 +145,24 @@ class DicomwebServer:
         elif self.credentials.user:
             self.session.auth = (self.credentials.user, self.credentials.password)
 
-    def _send(self, request: requests.PreparedRequest, timeout: float) -> requests.Response:
-        """Send one request; no answer, a refused connection or refused credentials become
-        one error naming the server."""
+    @contextlib.contextmanager
+    def _errors(self, timeout: float):
+        """No answer, a refused or broken connection become one error naming the server."""
         try:
-            answer = self.session.send(request, timeout=timeout)
+            yield
         except requests.exceptions.SSLError:
             raise DatastoreError(f"{self.url}: the server's TLS certificate is not trusted (give --ca-bundle)") from None
         except requests.exceptions.Timeout:
             raise DatastoreError(f"{self.url}: no answer within {timeout:g} s") from None
         except requests.exceptions.ConnectionError:
             raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise DatastoreError(f"{self.url}: the connection broke during the transfer") from None
+
+    def _send(self, request: requests.PreparedRequest, timeout: float) -> requests.Response:
+        """Send one request (see :meth:`_errors`)."""
+        with self._errors(timeout):
+            answer = self.session.send(request, timeout=timeout)
         if answer.status_code in (401, 403):
             raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
         return answer
@@ -193,10 +215,31 @@ class DicomwebServer:
         """One instance as a DICOM file (WADO-RS), in the transfer syntax the server stores."""
         answer = self._get(f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
                            accept='multipart/related; type="application/dicom"; transfer-syntax=*')
-        parts = _multipart(answer.content, answer.headers.get("Content-Type", ""))
+        parts = list(multipart_parts([answer.content], answer.headers.get("Content-Type", "")))
         if len(parts) != 1:
             raise DatastoreError(f"{self.url}: instance {sop_uid} came as {len(parts)} parts, not one")
         return parts[0]
+
+    def iter_series(self, study_uid: str, series_uid: str, chunk: int = 2**20) -> Iterator[bytes]:
+        """The instances of a series as DICOM files, streamed: one WADO-RS request, each
+        instance handed on as soon as it has arrived, so memory does not grow with the
+        series. (dicomweb-client's ``iter_series`` streams too, but parses every instance
+        into a dataset; writing it back to a file costs five times the transfer.) No
+        retries: the caller decides (the cache resumes what is missing)."""
+        read_timeout = max(self.timeout, 60.0)
+        path = f"studies/{study_uid}/series/{series_uid}"
+        request = self.session.prepare_request(requests.Request(
+            "GET", f"{self.url}/{path}",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}))
+        with self._errors(read_timeout):
+            answer = self.session.send(request, timeout=(self.timeout, read_timeout), stream=True)
+            with answer:
+                if answer.status_code in (401, 403):
+                    raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+                if not answer.ok:
+                    raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (HTTP "
+                                         f"{answer.status_code} for {path})")
+                yield from multipart_parts(answer.iter_content(chunk), answer.headers.get("Content-Type", ""))
 
     def find_instance(self, sop_uid: str) -> tuple[str, str]:
         """(study, series) UIDs of the instance with this SOP Instance UID."""

@@ -92,7 +92,7 @@ class LocalDatastore(Datastore):
         except KeyError:
             raise DatastoreError(f"{self.folder}: no image '{image_id}'") from None
 
-    def open_image(self, image_id: str) -> Volume:
+    def open_image(self, image_id: str, progress=None) -> Volume:
         return read_volume(self._path(image_id))
 
     def id_of(self, path: str | os.PathLike) -> str:

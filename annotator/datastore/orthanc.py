@@ -48,11 +48,13 @@ def available() -> str | None:
 
 
 class LocalOrthanc:
-    """An Orthanc on 127.0.0.1 with basic authentication (and a bearer token when given)."""
+    """An Orthanc on 127.0.0.1 with basic authentication (and a bearer token when given),
+    running the site's own Lua scripts when given."""
 
     def __init__(self, folder: str | os.PathLike, port: int | None = None, user: str = "annotator",
-                 password: str | None = None, token: str | None = None):
+                 password: str | None = None, token: str | None = None, lua_scripts=()):
         self.folder = Path(folder)
+        self.lua_scripts = [str(p) for p in lua_scripts]
         self.port = port or free_port()
         self.user = user
         self.password = password or secrets.token_urlsafe(12)
@@ -81,12 +83,13 @@ class LocalOrthanc:
             "Plugins": [PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "HttpTimeout": 60, "StableAge": 1,
         }
+        config["LuaScripts"] = list(self.lua_scripts)
         if self.token:
             basic = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
             lua = self.folder / "token.lua"
             lua.write_text(_TOKEN_FILTER % (self.token, basic))
             lua.chmod(0o600)
-            config["LuaScripts"] = [str(lua)]
+            config["LuaScripts"].append(str(lua))
             config["AuthenticationEnabled"] = False
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(config, indent=1))

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
+from annotator.datastore.base import Datastore, ImageRecord, Progress, Version, status_of
 from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.series_cache import SeriesCache
@@ -69,9 +69,14 @@ class DicomwebDatastore(Datastore):
                                        dict(entry.get("info", {}))))
         return records
 
-    def open_image(self, image_id: str) -> Volume:
+    def open_image(self, image_id: str, progress: Progress | None = None) -> Volume:
         row = self._row(image_id)
-        return read_volume(self.cache.fetch(row.study_uid, row.series_uid, pinned=self._pinned()))
+
+        def downloaded(done: int, total: int) -> None:
+            if progress is not None:
+                progress(f"downloading {row.description or image_id}: {done} of {total} images", done / total)
+
+        return read_volume(self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned()))
 
     def _pinned(self):
         waiting = {e["image_id"] for e in self.uploads.entries()}

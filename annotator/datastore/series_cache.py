@@ -1,35 +1,53 @@
 """Series downloaded from a DICOMweb server, kept on disk so that they open offline.
 
 One folder per series under the user cache dir, keyed by the server and the UIDs. A
-download goes instance by instance into ``<series>.partial/`` (each file written
-atomically), so a download that stops halfway is resumed where it stopped, never taken
-for a whole series: the folder is renamed into place only when every instance the server
-lists is there, and its ``manifest.json`` records them. Opening a cached series asks the
-server nothing. The cache is trimmed to a size cap, least recently used first, sparing
-the series ``pinned`` (those with a label not yet sent).
+download streams the series (one WADO-RS request, each instance written as it arrives)
+into ``<series>.partial/``, so a download that stops halfway is resumed where it stopped,
+never taken for a whole series: a resume lists the series' instances and fetches the
+missing ones one by one when they are few, or streams again keeping only what is
+missing. The folder is renamed into place only when the server's instance count is
+reached; its ``manifest.json`` (written last, durably, after the instances are flushed)
+records each instance and its size, and a series opens from the cache only when every
+file is there with that size. Opening a cached series asks the server nothing. The
+cache is trimmed to a size cap, least recently used first, sparing the series
+``pinned`` (those with a label not yet sent).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pydicom
 from platformdirs import user_cache_dir
 
 from annotator.datastore.dicomweb import DicomwebServer
 from annotator.errors import DatastoreError
-from annotator.io.atomic import atomic_write_bytes, atomic_write_text
+from annotator.io.atomic import atomic_write_text, fsync_dir
 
 MANIFEST = "manifest.json"
 
 
 def cache_root() -> Path:
     return Path(user_cache_dir("annotator")) / "dicomweb"
+
+
+def _sop_uid(data: bytes) -> str:
+    """The SOP Instance UID of a DICOM file's bytes (its header only is read)."""
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        return _safe(str(dataset.SOPInstanceUID))
+    except Exception as exc:  # noqa: BLE001 - whatever the parser says, the part is not an instance
+        raise DatastoreError(f"the server sent a part that is not a DICOM instance ({exc})") from None
 
 
 def _safe(uid: str) -> str:
@@ -55,43 +73,87 @@ class SeriesCache:
         folder = self.folder(study_uid, series_uid)
         try:
             manifest = json.loads((folder / MANIFEST).read_text("utf-8"))
-        except (OSError, ValueError):
+            whole = all((folder / f"{uid}.dcm").stat().st_size == size
+                        for uid, size in manifest["instances"].items())
+        except (OSError, ValueError, KeyError, AttributeError):
             return None
-        if all((folder / f"{uid}.dcm").is_file() for uid in manifest.get("instances", [])):
-            manifest["last_used"] = time.time()
-            atomic_write_text(folder / MANIFEST, json.dumps(manifest))
-            return folder
-        return None
+        if not whole:
+            return None
+        manifest["last_used"] = time.time()
+        atomic_write_text(folder / MANIFEST, json.dumps(manifest))
+        return folder
 
     def fetch(self, study_uid: str, series_uid: str, progress: Callable[[int, int], None] | None = None,
               cancelled: Callable[[], bool] = lambda: False, pinned: Iterable[Path] = ()) -> Path:
-        """The series' folder, downloading what is missing (resumes an interrupted download)."""
+        """The series' folder, downloading what is missing (resumes an interrupted download).
+        ``progress(done, total)`` may raise to stop; what arrived is kept for the resume."""
         found = self.cached(study_uid, series_uid)
         if found is not None:
             return found
         folder = self.folder(study_uid, series_uid)
         partial = folder.with_name(folder.name + ".partial")
         partial.mkdir(parents=True, exist_ok=True)
-        uids = self.server.instances(study_uid, series_uid)
-        if not uids:
+        for temp in partial.glob("*.part"):  # a write that was killed
+            temp.unlink()
+        have = {p.stem for p in partial.glob("*.dcm")}  # what arrived before an interruption
+        expected = self.server.find_series(series_uid).instances
+        if not expected:
             raise DatastoreError(f"{self.server.url}: series {series_uid} has no instances")
-        for done, sop_uid in enumerate(uids):
+
+        def step() -> None:
             if progress is not None:
-                progress(done, len(uids))
-            target = partial / f"{_safe(sop_uid)}.dcm"
-            if target.is_file():
-                continue  # fetched before an interruption
+                progress(min(len(have), expected), expected)
             if cancelled():
-                raise DatastoreError(f"download of series {series_uid} cancelled ({done} of {len(uids)} kept)")
-            atomic_write_bytes(target, self.server.instance_bytes(study_uid, series_uid, sop_uid))
+                raise DatastoreError(f"download of series {series_uid} cancelled "
+                                     f"({len(have)} of {expected} instances kept)")
+
+        def write(uid: str, data: bytes) -> None:
+            target = partial / f"{_safe(uid)}.dcm"
+            temp = target.with_suffix(".part")  # renamed when whole: a killed write leaves no instance
+            temp.write_bytes(data)
+            os.replace(temp, target)
+            have.add(uid)
+
+        def write_streamed(data: bytes) -> None:
+            uid = _sop_uid(data)
+            if uid not in have:
+                write(uid, data)
+
+        step()
+        listed = None
+        if have:
+            listed = self.server.instances(study_uid, series_uid)
+        if listed is None or len(set(listed) - have) > len(listed) // 2:
+            # files are written by a second thread while the next instances arrive (at most 4 waiting)
+            with ThreadPoolExecutor(1) as writer, contextlib.closing(
+                    self.server.iter_series(study_uid, series_uid)) as stream:
+                waiting: deque = deque()
+                for data in stream:
+                    waiting.append(writer.submit(write_streamed, data))
+                    while waiting and (len(waiting) > 4 or waiting[0].done()):
+                        waiting.popleft().result()
+                        step()
+                while waiting:
+                    waiting.popleft().result()
+                    step()
+        if len(have) < expected or (listed is not None and set(listed) - have):
+            listed = listed or self.server.instances(study_uid, series_uid)
+            for uid in listed:  # what the stream did not bring, or a short resume
+                if uid not in have:
+                    write(uid, self.server.instance_bytes(study_uid, series_uid, uid))
+                    step()
+        sizes = {}
+        for path in partial.glob("*.dcm"):
+            with open(path, "rb") as f:  # flushed before the manifest says the series is whole
+                os.fsync(f.fileno())
+            sizes[path.stem] = path.stat().st_size
+        fsync_dir(partial)
         atomic_write_text(partial / MANIFEST, json.dumps({"server": self.server.url, "study": study_uid,
-                                                          "series": series_uid, "instances": uids,
+                                                          "series": series_uid, "instances": sizes,
                                                           "last_used": time.time()}))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(partial, folder)
-        if progress is not None:
-            progress(len(uids), len(uids))
         self.trim(keep={folder, *map(Path, pinned)})
         return folder
 
