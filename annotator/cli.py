@@ -242,12 +242,31 @@ def cmd_label(args) -> int:
 
 
 def _server(args):
-    from annotator.datastore.dicomweb import Credentials, DicomwebServer, password_for
+    from annotator.datastore.dicomweb import server_for
 
     if args.token and args.user:
         raise InputError("give --user or --token, not both")
-    password = password_for(args.url, args.user) if args.user else ""
-    return DicomwebServer(args.url, Credentials(args.user or "", password, args.token or "", args.ca_bundle or ""))
+    return server_for(args.url, args.user or "", args.token or "", args.ca_bundle or "")
+
+
+def cmd_dicomweb_login(args) -> int:
+    """Ask for the password (or token), check it against the server, keep it in the keyring."""
+    import getpass
+
+    from annotator.datastore import secrets
+    from annotator.datastore.dicomweb import Credentials, DicomwebServer
+
+    kind = "password" if args.user else "token"
+    secret = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"{kind} for {args.url}: ")
+    if not secret:
+        raise InputError(f"no {kind} given")
+    credentials = Credentials(args.user, secret, "", args.ca_bundle or "") if args.user else \
+        Credentials("", "", secret, args.ca_bundle or "")
+    next(DicomwebServer(args.url, credentials).series(page=1), None)  # refused credentials stop here
+    kept = secrets.remember(args.url, args.user or "", secret, kind)
+    print(f"{args.url}: {kind} checked and kept " + ("in the keyring" if kept else
+          "for this process only (no usable keyring here: use ANNOTATOR_DICOMWEB_PASSWORD)"))
+    return 0
 
 
 def cmd_dicomweb_list(args) -> int:
@@ -526,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
     pull.add_argument("--out", required=True, help="output label (.nii.gz)")
     pull.set_defaults(func=cmd_dicomweb_pull_seg)
+    login = web.add_parser("login", help="check a password (with --user) or a bearer token and keep it in the keyring")
+    login.add_argument("url", help="DICOMweb root")
+    login.add_argument("--stdin", action="store_true", help="read the secret from standard input, not a prompt")
+    login.add_argument("--user", help="HTTP basic user; without it the secret is a bearer token")
+    login.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
+    login.set_defaults(func=cmd_dicomweb_login)
     for w_ in (listing, w, push, pull):
         w_.add_argument("--user", help="HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
         w_.add_argument("--token", help="bearer token")

@@ -32,6 +32,8 @@ def default_presets() -> list[LabelPreset]:
 class Settings:
     last_datastore: str = ""
     server_url: str = ""
+    #: a server's URL -> CA certificates to trust for it (no secret: where the file is)
+    ca_bundles: dict[str, str] = field(default_factory=dict)
     presets: list[LabelPreset] = field(default_factory=default_presets)
 
     @staticmethod
@@ -46,8 +48,11 @@ class Settings:
         except (OSError, ValueError):
             return cls()
         presets = [LabelPreset(**p) for p in raw.get("presets", [])] or default_presets()
+        bundles = raw.get("ca_bundles", {})
         return cls(last_datastore=str(raw.get("last_datastore", "")),
-                   server_url=str(raw.get("server_url", "")), presets=presets)
+                   server_url=str(raw.get("server_url", "")),
+                   ca_bundles={str(k): str(v) for k, v in bundles.items()} if isinstance(bundles, dict) else {},
+                   presets=presets)
 
     def save(self) -> None:
         atomic_write_text(self.path(), json.dumps(asdict(self), indent=1))

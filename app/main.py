@@ -63,7 +63,7 @@ def open_start(viewer, path: str | None, sample: str | None) -> None:
             session.open(path)
         elif sample:
             session.open(sample_file(sample))
-        elif last and Path(last).is_dir():
+        elif last and (last.startswith(("http://", "https://")) or Path(last).is_dir()):
             session.open(last)
         else:
             session.open(sample_file("hippocampus"))

@@ -255,6 +255,24 @@ def test_push_seg_and_pull_seg_give_back_the_same_label(tmp_path, monkeypatch):
                                          tmp_path / "x.nii.gz").stderr
 
 
+def test_a_seg_already_on_the_server_opens_as_the_series_label(tmp_path, monkeypatch):
+    from annotator.datastore import Status
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.io import read_label
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ct = DATA / "dcmqi_ct3slice_seg"
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((ct / "ct-3slice").iterdir()) + [ct / "liver.dcm"])
+        store = DicomwebDatastore(_client(server))
+        [record] = store.records()  # the SEG series is not an image to annotate
+        assert record.status == Status.UNLABELED
+        volume = store.open_image(record.id)
+        label = store.label(record.id, volume)
+        np.testing.assert_array_equal(label, read_label(ct / "liver_seg.nrrd", volume))
+        assert store.record(record.id).status == Status.LABELED and not store.uploads.entries()
+
+
 def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, monkeypatch):
     from annotator.datastore import Status
     from annotator.datastore.orthanc import free_port

@@ -42,6 +42,7 @@ class AnnotationSession:
     status = Signal(str)
     error = Signal(str)
     saved = Signal(str, str)  # image id, version
+    records_changed = Signal()  # the datastore's records changed in the background (uploads sent)
 
     def __init__(self, runner: Runner | None = None, settings: Settings | None = None,
                  ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
@@ -64,6 +65,8 @@ class AnnotationSession:
         self.order: list[str] | None = None  # the worklist's order, when it shows one
         self.dirty = False
         self._changed_at = 0.0
+        self.upload_check_s = 10.0
+        self._upload_checked = 0.0
         self._busy = False
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
@@ -85,8 +88,10 @@ class AnnotationSession:
         if not self.leave():
             return
 
+        shown = str(place) if str(place).startswith(("http://", "https://")) else Path(place).name
+
         def work(job: Job):
-            job.report(f"opening {Path(place).name} ...")
+            job.report(f"opening {shown} ...")
             store, image_id = open_datastore(place)
             if image_id is None:
                 records = store.records()
@@ -100,7 +105,7 @@ class AnnotationSession:
             if loaded is not None:
                 self.show(*loaded, image_id=image_id)
 
-        self.files.submit(f"opening {Path(place).name}", work, done, self._failed)
+        self.files.submit(f"opening {shown}", work, done, self._failed)
 
     def open_image(self, image_id: str) -> None:
         """Open one image of the datastore (after asking about unsaved work)."""
@@ -328,10 +333,31 @@ class AnnotationSession:
         self.dirty = False
 
     def tick(self) -> None:
-        """Autosave: call every second or so; work unchanged for ``autosave_s`` becomes a draft."""
+        """Call every second or so. Autosave: work unchanged for ``autosave_s`` becomes a
+        draft. Uploads: every ``upload_check_s`` labels waiting for a server are sent when
+        due (the queue's own backoff decides which are)."""
         if (self.has_unsaved_work and not self._busy and self.store is not None and self.store.writable
                 and time.monotonic() - self._changed_at >= self.autosave_s):
             self.save_draft()
+        if (self.store is not None and not self.files.busy
+                and time.monotonic() - self._upload_checked >= self.upload_check_s):
+            self._upload_checked = time.monotonic()
+            self.send_uploads()
+
+    def send_uploads(self, force: bool = False) -> None:
+        """Send the labels that wait for the server (in the file worker)."""
+        store = self.store
+        if store is None or not store.uploads_waiting():
+            return
+
+        def done(result) -> None:
+            sent, waiting = result
+            if sent:
+                self.status.emit(f"{sent} label{'s' if sent > 1 else ''} sent to {store.name}"
+                                 + (f"; {waiting} waiting" if waiting else ""))
+            self.records_changed.emit()
+
+        self.files.submit("sending labels", lambda job: store.send_pending(force), done, self._failed)
 
     def leave(self) -> bool:
         """Settle unsaved work before another image opens or the window closes: the

@@ -127,6 +127,14 @@ class Datastore(ABC):
     def set_scores(self, scores: dict[str, float | None]) -> None:
         """The worklist's ranking scores (None clears one)."""
 
+    def uploads_waiting(self) -> int:
+        """Accepted labels not yet sent to a server (stores that send labels on)."""
+        return 0
+
+    def send_pending(self, force: bool = False) -> tuple[int, int]:
+        """Send the waiting uploads that are due (all with ``force``); (sent, still waiting)."""
+        return 0, 0
+
     def label_names(self) -> dict[str, int] | None:
         """Label name -> value of the store's labels, when it records them."""
         return None

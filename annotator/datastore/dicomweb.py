@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ _TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "Modal
          "SeriesDescription": "0008103E", "PatientName": "00100010", "PatientID": "00100020",
          "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011",
          "SOPInstanceUID": "00080018"}
-KEYRING_SERVICE = "annotator-dicomweb"
 
 
 @dataclass(frozen=True)
@@ -47,24 +45,6 @@ class Credentials:
     def __repr__(self) -> str:  # never print a secret
         kind = "token" if self.token else "basic" if self.user else "none"
         return f"Credentials({kind}, user={self.user!r})"
-
-
-def password_for(url: str, user: str) -> str:
-    """The password of ``user`` at ``url``: ``ANNOTATOR_DICOMWEB_PASSWORD``, else the OS keyring."""
-    env = os.environ.get("ANNOTATOR_DICOMWEB_PASSWORD")
-    if env:
-        return env
-    try:
-        import keyring
-
-        found = keyring.get_password(KEYRING_SERVICE, f"{user}@{url}")
-    except Exception as exc:  # no keyring backend on this machine
-        raise DatastoreError(f"{url}: no password for {user} (set ANNOTATOR_DICOMWEB_PASSWORD; the keyring "
-                             f"is not usable here: {type(exc).__name__})") from None
-    if not found:
-        raise DatastoreError(f"{url}: no password for {user} in the keyring (store one with the Connect "
-                             "dialog, or set ANNOTATOR_DICOMWEB_PASSWORD)")
-    return found
 
 
 @dataclass(frozen=True)
@@ -241,6 +221,25 @@ class DicomwebServer:
                                          f"{answer.status_code} for {path})")
                 yield from multipart_parts(answer.iter_content(chunk), answer.headers.get("Content-Type", ""))
 
+    def segs_of(self, study_uid: str, series_uid: str) -> list:
+        """The DICOM SEGs in the study that segment this series, as pydicom datasets,
+        oldest first (by content date and time)."""
+        import io
+
+        import pydicom
+
+        found = []
+        for row in self._get_json(f"studies/{study_uid}/series", [("Modality", "SEG")]):
+            seg_series = _value(row, "SeriesInstanceUID")
+            if _value(row, "Modality") != "SEG":
+                continue
+            for sop_uid in self.instances(study_uid, seg_series):
+                ds = pydicom.dcmread(io.BytesIO(self.instance_bytes(study_uid, seg_series, sop_uid)))
+                refs = ds.get("ReferencedSeriesSequence") or []
+                if any(str(r.get("SeriesInstanceUID", "")) == series_uid for r in refs):
+                    found.append(ds)
+        return sorted(found, key=lambda d: (str(d.get("ContentDate", "")), str(d.get("ContentTime", ""))))
+
     def find_instance(self, sop_uid: str) -> tuple[str, str]:
         """(study, series) UIDs of the instance with this SOP Instance UID."""
         rows = self._get_json("instances", [("SOPInstanceUID", qido_value(sop_uid))])
@@ -303,3 +302,16 @@ class DicomwebServer:
             if len(rows) < page or not fresh:  # the last page, or a server that ignores offset
                 return
             offset += len(rows)
+
+
+def server_for(url: str, user: str = "", token: str = "", ca_bundle: str = "") -> DicomwebServer:
+    """``url`` with the credentials known for it: HTTP basic when a user is given (the
+    password from the environment or the keyring), else the bearer token given or
+    remembered, else none."""
+    from annotator.datastore.secrets import password_for, recall
+
+    if user and token:
+        raise DatastoreError(f"{url}: give a user or a token, not both")
+    if user:
+        return DicomwebServer(url, Credentials(user, password_for(url, user), "", ca_bundle))
+    return DicomwebServer(url, Credentials("", "", token or recall(url, "", "token") or "", ca_bundle))

@@ -37,20 +37,33 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     return store, store.id_of(path)
 
 
-def _server_store(url: str) -> Datastore:
-    """A DICOMweb server as a datastore: ``https://user@host/dicom-web`` for basic
-    authentication (password from the keyring or ``ANNOTATOR_DICOMWEB_PASSWORD``),
-    ``ANNOTATOR_DICOMWEB_TOKEN`` for a bearer token."""
-    import os
+def server_url(url: str, user: str = "") -> str:
+    """How a server is named as a place: ``https://user@host/dicom-web`` for basic
+    authentication, the plain URL otherwise (no secret is ever part of it)."""
     from urllib.parse import urlsplit, urlunsplit
 
-    from annotator.datastore.dicomweb import Credentials, DicomwebServer, password_for
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path.rstrip("/"), "", ""))
+
+
+def _server_store(url: str) -> Datastore:
+    """A DICOMweb server as a datastore: ``https://user@host/dicom-web`` for basic
+    authentication (the password from ``ANNOTATOR_DICOMWEB_PASSWORD`` or the keyring), else
+    the bearer token from ``ANNOTATOR_DICOMWEB_TOKEN`` or the keyring, else none;
+    ``ANNOTATOR_DICOMWEB_CA_BUNDLE`` (or the settings' CA bundle for the server) for a
+    private CA."""
+    from urllib.parse import urlsplit
+
+    from annotator.datastore.dicomweb import server_for
     from annotator.datastore.remote import DicomwebDatastore
 
-    parts = urlsplit(url)
-    user = parts.username or ""
-    plain = urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
-    token = os.environ.get("ANNOTATOR_DICOMWEB_TOKEN", "")
-    credentials = Credentials(user, password_for(plain, user) if user and not token else "", token,
-                              os.environ.get("ANNOTATOR_DICOMWEB_CA_BUNDLE", ""))
-    return DicomwebDatastore(DicomwebServer(plain, credentials))
+    from annotator.settings import Settings
+
+    user = urlsplit(url).username or ""
+    plain = server_url(url)
+    ca_bundle = os.environ.get("ANNOTATOR_DICOMWEB_CA_BUNDLE") or Settings.load().ca_bundles.get(plain, "")
+    server = server_for(plain, user, ca_bundle=ca_bundle)
+    store = DicomwebDatastore(server)
+    store.place = server_url(url, user)
+    return store

@@ -57,6 +57,7 @@ class DicomwebDatastore(Datastore):
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
+        waiting = {e["image_id"]: e for e in self.uploads.entries()}
         records = []
         for uid, row in self._series().items():
             versions = self.labels.versions(uid)
@@ -64,9 +65,12 @@ class DicomwebDatastore(Datastore):
             entry = index.get(uid, {})
             score = entry.get("score")
             name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({row.instances})") if p)
+            info = dict(entry.get("info", {}))
+            if uid in waiting and waiting[uid].get("error"):
+                info["upload_error"] = waiting[uid]["error"]
+                info["upload_next_try"] = waiting[uid].get("next_try", 0.0)
             records.append(ImageRecord(uid, name, status, versions,
-                                       float(score) if isinstance(score, (int, float)) else None,
-                                       dict(entry.get("info", {}))))
+                                       float(score) if isinstance(score, (int, float)) else None, info))
         return records
 
     def open_image(self, image_id: str, progress: Progress | None = None) -> Volume:
@@ -85,8 +89,27 @@ class DicomwebDatastore(Datastore):
     # ---- labels -------------------------------------------------------------------------
 
     def label(self, image_id, image, version=Version.FINAL):
-        self._row(image_id)
-        return self.labels.read(image_id, image, version)
+        row = self._row(image_id)
+        found = self.labels.read(image_id, image, version)
+        if found is None and Version(version) == Version.FINAL:
+            found = self._server_label(row, image)
+        return found
+
+    def _server_label(self, row: SeriesRow, image: Volume) -> np.ndarray | None:
+        """The newest SEG the server has for the series (made elsewhere, or sent from
+        another workstation), kept here as its final label; None offline or when none."""
+        from annotator.io.seg import seg_to_label
+
+        try:
+            segs = self.server.segs_of(row.study_uid, row.series_uid)
+        except DatastoreError:
+            return None
+        if not segs:
+            return None
+        label, _names = seg_to_label(segs[-1], image)
+        if self.labels.read(row.series_uid, image, Version.DRAFT) is None:
+            self.labels.accept(row.series_uid, label, image, proposed=label)
+        return label
 
     def save_draft(self, image_id, label, image):
         self._row(image_id)
@@ -106,6 +129,9 @@ class DicomwebDatastore(Datastore):
         sop_uid, data = series_seg(label, folder, names or {}, algorithm=algorithm)
         self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
+
+    def uploads_waiting(self) -> int:
+        return len(self.uploads.entries())
 
     def send_pending(self, force: bool = False) -> tuple[int, int]:
         """Send the queued uploads that are due; (sent, still waiting)."""

@@ -1,4 +1,6 @@
-"""The Worklist dock: the session's datastore, its images with status, label versions and score.
+"""The Worklist dock: the session's datastore (a folder, or a server it connects to), its
+images with status, label versions and score, uploads waiting for the server, and the
+progress of a download.
 
 The order shown (sorted, filtered) is the order "Next" follows.
 """
@@ -9,22 +11,39 @@ import napari
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
-    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
+    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton,
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from annotator.napari.workspace import workspace_for
 
 COLUMNS = ["image", "status", "labels", "score"]
+ID_ROLE = Qt.UserRole + 1  # the image id behind a row (the name shown may differ: a server's series)
 STATUS_COLOURS = {"unlabeled": "#9aa0a6", "in_progress": "#f4b400", "labeled": "#0f9d58",
                   "upload_pending": "#4285f4", "upload_failed": "#db4437"}
+
+
+def _when(timestamp) -> str:
+    import time
+
+    if not isinstance(timestamp, (int, float)):
+        return "soon"
+    seconds = max(0, int(timestamp - time.time()))
+    return f"next try in {seconds} s" if seconds < 120 else f"next try in {seconds // 60} min"
 
 
 class _SortItem(QTableWidgetItem):
     """Sorts by a hidden key (numbers as numbers, blanks last)."""
 
     def __lt__(self, other):
-        return (self.data(Qt.UserRole) or 0) < (other.data(Qt.UserRole) or 0)
+        mine, theirs = self.data(Qt.UserRole), other.data(Qt.UserRole)
+        if mine is None or theirs is None:
+            if mine is None and theirs is None:
+                return False
+            table = self.tableWidget()
+            descending = table is not None and table.horizontalHeader().sortIndicatorOrder() == Qt.DescendingOrder
+            return (mine is None) == descending  # a blank is last in either order
+        return mine < theirs
 
 
 class WorklistDock(QWidget):
@@ -38,6 +57,9 @@ class WorklistDock(QWidget):
         self.folder.setWordWrap(True)
         choose = QPushButton("Open folder...")
         choose.clicked.connect(self._choose_folder)
+        connect = QPushButton("Connect to server...")
+        connect.setToolTip("Annotate the series of a DICOMweb server (Orthanc, ...); labels go back as DICOM SEG")
+        connect.clicked.connect(self.connect_server)
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter by name or status")
         self.filter.textChanged.connect(self._apply_filter)
@@ -58,22 +80,36 @@ class WorklistDock(QWidget):
         self.next.setToolTip("Open the next image that is not labeled yet, in the order shown (Alt+N)")
         self.next.clicked.connect(session.next_image)
         self.summary = QLabel("")
+        self.send = QPushButton("Send now")
+        self.send.setToolTip("Send the accepted labels that wait for the server now")
+        self.send.clicked.connect(lambda: self.session.send_uploads(force=True))
+        self.send.hide()
+        self.download = QProgressBar()
+        self.download.setObjectName("worklist-progress")
+        self.download.setMaximumHeight(14)
+        self.download.hide()
 
         top = QHBoxLayout()
         top.addWidget(self.folder, 1)
         top.addWidget(choose)
+        top.addWidget(connect)
         bottom = QHBoxLayout()
         bottom.addWidget(self.summary, 1)
+        bottom.addWidget(self.send)
         bottom.addWidget(self.next)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.filter)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.download)
         layout.addLayout(bottom)
 
         session.datastore_changed.connect(self.refresh)
         session.saved.connect(lambda *_: self.refresh())
         session.image_opened.connect(lambda _id: self._highlight())
+        session.records_changed.connect(self.refresh)
+        session.progress.connect(self._progress)
+        session.files_busy.connect(lambda busy: None if busy else self.download.hide())
         self.refresh()
 
     def showEvent(self, event) -> None:
@@ -85,6 +121,32 @@ class WorklistDock(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if folder:
             self.session.open(folder)
+
+    def connect_server(self) -> None:
+        from annotator.datastore.factory import server_url
+        from annotator.napari.connect_dialog import ConnectDialog
+
+        dialog = ConnectDialog(self.session.settings.server_url, self)
+        if dialog.exec_():
+            settings = self.session.settings
+            settings.server_url = dialog.place
+            if dialog.ca_bundle.text().strip():
+                settings.ca_bundles[server_url(dialog.place)] = dialog.ca_bundle.text().strip()
+            else:
+                settings.ca_bundles.pop(server_url(dialog.place), None)
+            settings.save()
+            if not dialog.kept_in_keyring:
+                self.session.status.emit("No usable keyring here: the password is kept until the app closes.")
+            self.session.open(dialog.place)
+
+    def _progress(self, text: str, fraction: float) -> None:
+        """A download (or any file work with a known fraction) shows as a bar here."""
+        if fraction < 0:
+            return
+        self.download.setFormat(f"{text}  %p%")
+        self.download.setRange(0, 100)
+        self.download.setValue(int(round(100 * fraction)))
+        self.download.show()
 
     def refresh(self) -> None:
         store = self.session.store
@@ -103,19 +165,28 @@ class WorklistDock(QWidget):
         self.table.setRowCount(len(records))
         for row, record in enumerate(records):
             score = record.score
-            cells = [record.id, record.status.value, ", ".join(record.versions),
+            cells = [record.name, record.status.value, ", ".join(record.versions),
                      "" if score is None else f"{score:.3f}"]
             # blanks sort last whichever way the column is sorted
-            keys = [record.id, record.status.value, len(record.versions), score]
+            keys = [record.name, record.status.value, len(record.versions), score]
             for col, (text, key) in enumerate(zip(cells, keys)):
                 item = _SortItem(text)
                 item.setData(Qt.UserRole, key)
+                item.setData(ID_ROLE, record.id)
+                if col == 0 and record.name != record.id:
+                    item.setToolTip(record.id)
                 if col == 1:
                     item.setForeground(QBrush(QColor(STATUS_COLOURS[record.status.value])))
+                    if record.info.get("upload_error"):
+                        item.setToolTip(f"Not sent yet: {record.info['upload_error']}\n"
+                                        f"Retried automatically ({_when(record.info.get('upload_next_try'))}).")
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
         done = sum(r.status.value == "labeled" for r in records)
-        self.summary.setText(f"{done} of {len(records)} labeled")
+        waiting = sum(r.status.value in ("upload_pending", "upload_failed") for r in records)
+        self.summary.setText(f"{done} of {len(records)} labeled"
+                             + (f", {waiting} waiting to be sent" if waiting else ""))
+        self.send.setVisible(bool(waiting))
         self._apply_filter()
         self._highlight()
         self._set_order()
@@ -134,7 +205,7 @@ class WorklistDock(QWidget):
     def _highlight(self) -> None:
         for row in range(self.table.rowCount()):
             item = self.table.item(row, 0)
-            current = item.text() == self.session.image_id
+            current = item.data(ID_ROLE) == self.session.image_id
             font = item.font()
             font.setBold(current)
             item.setFont(font)
@@ -144,10 +215,11 @@ class WorklistDock(QWidget):
 
     def image_ids(self) -> list[str]:
         """The ids in the order shown (filtered rows left out)."""
-        return [self.table.item(r, 0).text() for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)]
+        return [self.table.item(r, 0).data(ID_ROLE) for r in range(self.table.rowCount())
+                if not self.table.isRowHidden(r)]
 
     def _open_row(self, row: int) -> None:
-        self.open_image(self.table.item(row, 0).text())
+        self.open_image(self.table.item(row, 0).data(ID_ROLE))
 
     def open_image(self, image_id: str) -> None:
         self.session.open_image(image_id)

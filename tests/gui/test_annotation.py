@@ -13,6 +13,7 @@ from scipy.ndimage import binary_erosion, distance_transform_edt
 from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask
 from annotator.napari import layers as L
+from annotator.napari.worklist_dock import ID_ROLE
 from annotator.napari.stall_meter import StallMeter
 from helpers import EngineSteps, truth
 
@@ -106,7 +107,7 @@ def test_undo_redo_and_accept(annotator_window, qtbot, store_folder):
     from annotator.io import read_label
 
     np.testing.assert_array_equal(read_label(final, ws.volume), second)
-    statuses = {worklist.table.item(r, 0).text(): worklist.table.item(r, 1).text()
+    statuses = {worklist.table.item(r, 0).data(ID_ROLE): worklist.table.item(r, 1).text()
                 for r in range(worklist.table.rowCount())}
     assert statuses["hippocampus_001"] == "labeled"
     assert not ws.has_unsaved_work
@@ -145,7 +146,7 @@ def test_switching_image_with_unsaved_work_prompts(annotator_window, qtbot, stor
     worklist.open_image("hippocampus_003")
     qtbot.waitUntil(lambda: ws.image_id == "hippocampus_003" and ws.idle, timeout=30000)
     assert (store_folder / "labels" / "draft" / "hippocampus_001.nii.gz").exists()
-    statuses = {worklist.table.item(r, 0).text(): worklist.table.item(r, 1).text()
+    statuses = {worklist.table.item(r, 0).data(ID_ROLE): worklist.table.item(r, 1).text()
                 for r in range(worklist.table.rowCount())}
     assert statuses["hippocampus_001"] == "in_progress"
 
@@ -299,7 +300,7 @@ def test_the_docks_work_on_any_datastore(make_napari_viewer, qtbot):
     assert dice(np.asarray(viewer.layers[L.SEGMENTATION].data) > 0, kidney) > 0.8
     annotation.buttons["accept"].click()
     qtbot.waitUntil(lambda: session.idle and ("ct1", "final") in store.saves, timeout=30000)
-    statuses = {worklist.table.item(r, 0).text(): worklist.table.item(r, 1).text()
+    statuses = {worklist.table.item(r, 0).data(ID_ROLE): worklist.table.item(r, 1).text()
                 for r in range(worklist.table.rowCount())}
     assert statuses == {"ct0": "unlabeled", "ct1": "labeled", "ct2": "unlabeled"}
     worklist.table.sortItems(0, Qt.DescendingOrder)  # the order shown is the order "Next" follows

@@ -1,0 +1,129 @@
+"""Server mode in the app: the Connect dialog (Test, keyring), the server's series in the
+worklist, a download with progress, an accepted label sent as SEG, and an upload that
+waits while the server is down and is sent when it is back."""
+
+from __future__ import annotations
+
+import keyring
+import numpy as np
+import pytest
+
+from annotator.datastore.orthanc import LocalOrthanc, available, free_port
+from memory_keyring import MemoryKeyring
+from paths import DATA
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+STUDY = DATA / "udacity_study3_mr_dicom"
+
+
+@pytest.fixture
+def memory_keyring():
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def _dialog_for(qtbot, server, password):
+    from annotator.napari.connect_dialog import ConnectDialog
+
+    dialog = ConnectDialog()
+    qtbot.addWidget(dialog)
+    dialog.url.setText(server.url)
+    dialog.auth.setCurrentIndex(dialog.auth.findData("basic"))
+    dialog.user.setText(server.user)
+    dialog.secret.setText(password)
+    return dialog
+
+
+def test_connect_test_and_keyring(qtbot, tmp_path, memory_keyring):
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        dialog = _dialog_for(qtbot, server, "not-the-password")
+        dialog.run_test()
+        qtbot.waitUntil(lambda: dialog.test.isEnabled() and "refused" in dialog.message.text(), timeout=15000)
+        assert "not-the-password" not in dialog.message.text()
+        dialog.secret.setText(server.password)
+        dialog.run_test()
+        qtbot.waitUntil(lambda: "answers: 1 image series" in dialog.message.text(), timeout=15000)
+        dialog.show()
+        dialog.grab().save(str(tmp_path / "connect.png"))
+        dialog._connect()
+        assert dialog.place == server.url.replace("http://", f"http://{server.user}@")
+        assert memory_keyring.secrets == {("annotator-dicomweb", f"{server.user}@{server.url}"): server.password}
+        # the next time, the dialog knows the server, the user and (from the keyring) the password
+        from annotator.napari.connect_dialog import ConnectDialog
+
+        again = ConnectDialog(dialog.place)
+        qtbot.addWidget(again)
+        assert (again.url.text(), again.user.text(), again.secret.text()) == (server.url, server.user,
+                                                                             server.password)
+        assert again.auth.currentData() == "basic"
+    dialog.url.setText("ftp://somewhere")
+    dialog._connect()
+    assert "https://" in dialog.message.text() and dialog.result() == 0 or dialog.place
+
+
+def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, tmp_path, memory_keyring):
+    from annotator.datastore import secrets
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    port, password = free_port(), "pw-5551234"
+    server = LocalOrthanc(tmp_path / "server", port=port, password=password).start()
+    try:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()) + sorted((STUDY / "11-T1post-18670").iterdir()))
+        viewer = make_napari_viewer()
+        worklist = WorklistDock(viewer)
+        viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
+        session = workspace_for(viewer).session
+        progress = []
+        session.progress.connect(lambda text, fraction: progress.append((text, fraction)))
+        secrets.remember(server.url, server.user, password)
+        place = server.url.replace("http://", f"http://{server.user}@")
+        session.open(place)
+        qtbot.waitUntil(lambda: session.volume is not None and session.idle and not session.files.busy,
+                        timeout=60000)
+        assert worklist.table.rowCount() == 2
+        assert session.settings.last_datastore == place and password not in session.settings.path().read_text()
+        downloads = [f for t, f in progress if t.startswith("downloading")]
+        assert downloads and downloads[-1] == 1.0  # the download showed its progress to the end
+        label = np.zeros(session.volume.shape, np.uint8)
+        label[5:15, 10:20, 10:20] = 1
+        session.label[:] = label
+        session.painted()
+        session.accept()
+        qtbot.waitUntil(lambda: not session.files.busy, timeout=30000)
+        qtbot.waitUntil(lambda: "labeled" in _statuses(worklist), timeout=10000)
+        segs = list(server_client(server, password).series(modality="SEG", images_only=False))
+        assert len(segs) == 1
+    finally:
+        server.stop()
+    # the server goes down: the next accept waits, the worklist says so and offers to send
+    session.label[20:25, 10:20, 10:20] = 1
+    session.painted()
+    session.accept()
+    qtbot.waitUntil(lambda: not session.files.busy, timeout=30000)
+    qtbot.waitUntil(lambda: "upload_failed" in _statuses(worklist), timeout=10000)
+    assert not worklist.send.isHidden() and "waiting to be sent" in worklist.summary.text()
+    row = _statuses(worklist).index("upload_failed")
+    assert "Not sent yet" in worklist.table.item(row, 1).toolTip()
+    worklist.grab().save(str(tmp_path / "worklist_waiting.png"))
+    back = LocalOrthanc(tmp_path / "server", port=port, password=password).start()
+    try:
+        worklist.send.click()
+        qtbot.waitUntil(lambda: "labeled" in _statuses(worklist) and worklist.send.isHidden(), timeout=30000)
+        assert len(list(server_client(back, password).series(modality="SEG", images_only=False))) == 2
+    finally:
+        back.stop()
+
+
+def _statuses(worklist) -> list[str]:
+    return [worklist.table.item(r, 1).text() for r in range(worklist.table.rowCount())]
+
+
+def server_client(server, password):
+    from annotator.datastore.dicomweb import Credentials, DicomwebServer
+
+    return DicomwebServer(server.url, Credentials(server.user, password))
