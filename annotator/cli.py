@@ -352,9 +352,7 @@ def cmd_dicomweb_pull_seg(args) -> int:
 
 def _sample_series(folder):
     """The sample DICOM series, with UIDs given where the files have none."""
-    import pydicom
-    from pydicom.uid import generate_uid
-
+    from annotator.datastore.orthanc import series_with_uids
     from annotator.samples import data_root
 
     root = data_root()
@@ -366,16 +364,7 @@ def _sample_series(folder):
     files = [p for s in sources if s.is_dir() for p in sorted(s.iterdir())]
     ct = root / "totalsegmentator_example" / "example_ct_dicom"
     if ct.is_dir():  # its UIDs are empty: a server would merge or refuse the files
-        study, series = generate_uid(), generate_uid()
-        for path in sorted(ct.iterdir()):
-            ds = pydicom.dcmread(path)
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-            target = folder / "ct" / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            ds.save_as(target)
-            files.append(target)
+        files += series_with_uids(ct, folder / "ct")
     return files
 
 

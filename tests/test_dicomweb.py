@@ -205,6 +205,27 @@ def test_a_series_streams_in_one_request_with_bounded_memory(orthanc):
     assert len(streamed) == 40 and all(p[128:132] == b"DICM" for p in streamed)
 
 
+def test_the_shared_ct_series_comes_back_voxel_for_voxel(tmp_path):
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+
+    from annotator.datastore.orthanc import series_with_uids
+
+    source = DATA / "totalsegmentator_example" / "example_ct_dicom"
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(series_with_uids(source, tmp_path / "ct"))  # the shared files have empty UIDs
+        client = _client(server)
+        [row] = client.series(modality="CT")
+        seen = []
+        folder = SeriesCache(client, root=tmp_path / "cache").fetch(row.study_uid, row.series_uid,
+                                                                     progress=lambda d, t: seen.append(d))
+        assert seen == sorted(seen) and seen[-1] == row.instances == 20 and len(set(seen)) > 10  # step by step
+    original, fetched = read_volume(source), read_volume(folder)
+    assert fetched.shape == original.shape == (20, 512, 512)
+    np.testing.assert_array_equal(fetched.array, original.array)
+    assert fetched.same_geometry(original, rtol=1e-6)
+
+
 def test_the_cache_keeps_to_its_size_and_spares_pinned_series(tmp_path):
     from annotator.datastore.series_cache import SeriesCache
 

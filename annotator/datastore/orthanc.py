@@ -47,6 +47,27 @@ def available() -> str | None:
     return None
 
 
+def series_with_uids(series: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+    """Copies of a series' files whose study, series and SOP UIDs are empty (anonymised
+    data), with UIDs a server accepts: a new study and series UID, and the SOP UIDs of
+    the files' meta information."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    study, series_uid, files = generate_uid(), generate_uid(), []
+    for path in sorted(p for p in Path(series).iterdir() if p.is_file()):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = ds.get("StudyInstanceUID") or study
+        ds.SeriesInstanceUID = ds.get("SeriesInstanceUID") or series_uid
+        ds.SOPInstanceUID = ds.get("SOPInstanceUID") or ds.file_meta.MediaStorageSOPInstanceUID
+        ds.SOPClassUID = ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID
+        ds.save_as(target / path.name)
+        files.append(target / path.name)
+    return files
+
+
 class LocalOrthanc:
     """An Orthanc on 127.0.0.1 with basic authentication (and a bearer token when given),
     running the site's own Lua scripts when given."""
