@@ -1,14 +1,17 @@
 """Series downloaded from a DICOMweb server, kept on disk so that they open offline.
 
 One folder per series under the user cache dir, keyed by the server and the UIDs. A
-download streams the series (one WADO-RS request, each instance written as it arrives)
-into ``<series>.partial/``, so a download that stops halfway is resumed where it stopped,
-never taken for a whole series: a resume lists the series' instances and fetches the
+download streams the series (one WADO-RS request, each instance written as it arrives,
+numbered in arrival order) into ``<series>.partial/``, so a download that stops halfway
+is resumed where it stopped, never taken for a whole series: a resume lists the series'
+instances, reads the SOP Instance UIDs of the files already there, and fetches the
 missing ones one by one when they are few, or streams again keeping only what is
 missing. The folder is renamed into place only when the server's instance count is
-reached; its ``manifest.json`` (written last, durably, after the instances are flushed)
+reached; its ``manifest.json`` (written last, atomically)
 records each instance and its size, and a series opens from the cache only when every
-file is there with that size. Opening a cached series asks the server nothing. The
+file is there with that size (instances are not fsynced one by one: a killed download
+leaves its writes to the system, and a file that lost its data in a power cut has lost
+its size too). Opening a cached series asks the server nothing. The
 cache is trimmed to a size cap, least recently used first, sparing the series
 ``pinned`` (those with a label not yet sent).
 """
@@ -22,9 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pydicom
@@ -32,7 +33,7 @@ from platformdirs import user_cache_dir
 
 from annotator.datastore.dicomweb import DicomwebServer
 from annotator.errors import DatastoreError
-from annotator.io.atomic import atomic_write_text, fsync_dir
+from annotator.io.atomic import atomic_write_text
 
 MANIFEST = "manifest.json"
 
@@ -48,6 +49,15 @@ def _sop_uid(data: bytes) -> str:
         return _safe(str(dataset.SOPInstanceUID))
     except Exception as exc:  # noqa: BLE001 - whatever the parser says, the part is not an instance
         raise DatastoreError(f"the server sent a part that is not a DICOM instance ({exc})") from None
+
+
+def _file_sop_uid(path: Path) -> str:
+    """The SOP Instance UID of a DICOM file (its meta information only is read)."""
+    try:
+        return str(pydicom.filereader.read_file_meta_info(path).MediaStorageSOPInstanceUID)
+    except Exception:  # noqa: BLE001 - a file that cannot say is fetched again
+        path.unlink(missing_ok=True)
+        return ""
 
 
 def _safe(uid: str) -> str:
@@ -95,59 +105,50 @@ class SeriesCache:
         partial.mkdir(parents=True, exist_ok=True)
         for temp in partial.glob("*.part"):  # a write that was killed
             temp.unlink()
-        have = {p.stem for p in partial.glob("*.dcm")}  # what arrived before an interruption
         expected = self.server.find_series(series_uid).instances
         if not expected:
             raise DatastoreError(f"{self.server.url}: series {series_uid} has no instances")
+        count = len(list(partial.glob("*.dcm")))
 
-        def step() -> None:
-            if progress is not None:
-                progress(min(len(have), expected), expected)
-            if cancelled():
-                raise DatastoreError(f"download of series {series_uid} cancelled "
-                                     f"({len(have)} of {expected} instances kept)")
-
-        def write(uid: str, data: bytes) -> None:
-            target = partial / f"{_safe(uid)}.dcm"
+        def keep(name: str, data: bytes) -> None:
+            nonlocal count
+            target = partial / f"{name}.dcm"
             temp = target.with_suffix(".part")  # renamed when whole: a killed write leaves no instance
             temp.write_bytes(data)
             os.replace(temp, target)
-            have.add(uid)
+            count += 1
+            step()
 
-        def write_streamed(data: bytes) -> None:
-            uid = _sop_uid(data)
-            if uid not in have:
-                write(uid, data)
+        def step() -> None:
+            if progress is not None:
+                progress(min(count, expected), expected)
+            if cancelled():
+                raise DatastoreError(f"download of series {series_uid} cancelled "
+                                     f"({count} of {expected} instances kept)")
 
         step()
-        listed = None
-        if have:
+        if count == 0:  # the first download: streamed, files numbered as they arrive
+            with contextlib.closing(self.server.iter_series(study_uid, series_uid)) as stream:
+                for number, data in enumerate(stream):
+                    keep(f"{number:06d}", data)
+        if count != expected:  # a resume, or a stream that came short: by SOP Instance UID
             listed = self.server.instances(study_uid, series_uid)
-        if listed is None or len(set(listed) - have) > len(listed) // 2:
-            # files are written by a second thread while the next instances arrive (at most 4 waiting)
-            with ThreadPoolExecutor(1) as writer, contextlib.closing(
-                    self.server.iter_series(study_uid, series_uid)) as stream:
-                waiting: deque = deque()
-                for data in stream:
-                    waiting.append(writer.submit(write_streamed, data))
-                    while waiting and (len(waiting) > 4 or waiting[0].done()):
-                        waiting.popleft().result()
-                        step()
-                while waiting:
-                    waiting.popleft().result()
-                    step()
-        if len(have) < expected or (listed is not None and set(listed) - have):
-            listed = listed or self.server.instances(study_uid, series_uid)
-            for uid in listed:  # what the stream did not bring, or a short resume
+            have = {_file_sop_uid(path) for path in partial.glob("*.dcm")}
+            missing = [uid for uid in listed if uid not in have]
+            if len(missing) > len(listed) // 2:
+                with contextlib.closing(self.server.iter_series(study_uid, series_uid)) as stream:
+                    for data in stream:
+                        uid = _sop_uid(data)
+                        if uid in missing and uid not in have:
+                            keep(uid, data)
+                            have.add(uid)
+            for uid in listed:  # the few missing, one by one
                 if uid not in have:
-                    write(uid, self.server.instance_bytes(study_uid, series_uid, uid))
-                    step()
-        sizes = {}
-        for path in partial.glob("*.dcm"):
-            with open(path, "rb") as f:  # flushed before the manifest says the series is whole
-                os.fsync(f.fileno())
-            sizes[path.stem] = path.stat().st_size
-        fsync_dir(partial)
+                    keep(_safe(uid), self.server.instance_bytes(study_uid, series_uid, uid))
+                    have.add(uid)
+        # no fsync per instance: a killed process leaves its writes in the page cache, and
+        # after a power cut a file that lost its data no longer has the size recorded here
+        sizes = {path.stem: path.stat().st_size for path in partial.glob("*.dcm")}
         atomic_write_text(partial / MANIFEST, json.dumps({"server": self.server.url, "study": study_uid,
                                                           "series": series_uid, "instances": sizes,
                                                           "last_used": time.time()}))
