@@ -217,6 +217,36 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_rank(args) -> int:
+    import json
+
+    from annotator.active import rank
+
+    store = _store(args.place)
+    quiet = args.json
+
+    def progress(text: str, fraction: float) -> None:
+        if not quiet:
+            print(f"\r[{fraction:4.0%}] {text[:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    ranking = rank(store, args.strategy, progress=progress, seed=args.seed)
+    if not quiet:
+        print(file=sys.stderr)
+    for image_id, reason in ranking.skipped.items():
+        print(f"skipped {image_id}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.to_json() for r in ranking.ranked], indent=1))
+        return 0
+    width = max([len(r.id) for r in ranking.ranked] + [5])
+    for r in ranking.ranked:
+        labels = "  ".join(f"{k} {v:.3f}" for k, v in r.per_label.items())
+        print(f"{r.id:<{width}}  {r.score:8.4f}  {labels}")
+    print(f"{len(ranking.ranked)} unlabeled images ranked by {args.strategy}"
+          + (f", {ranking.seconds_per_image:.2f} s per image scored" if ranking.seconds_per_image else ""),
+          file=sys.stderr)
+    return 0
+
+
 def cmd_accept(args) -> int:
     from annotator.io import read_label
 
@@ -493,6 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("--json", action="store_true", help='a list of {"id", "status", "versions", "score"}')
     p.set_defaults(func=cmd_status)
+
+    from annotator.active.strategies import DEFAULT, STRATEGIES
+
+    p = sub.add_parser("rank", help="the unlabeled images of a datastore, the ones to label first at the top")
+    p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
+    p.add_argument("--strategy", default=DEFAULT, choices=list(STRATEGIES),
+                   help="; ".join(f"{k}: {v}" for k, v in STRATEGIES.items()) + f" (default: {DEFAULT})")
+    p.add_argument("--seed", type=int, default=0, help="seed of random (and of epistemic's dropout)")
+    p.add_argument("--json", action="store_true", help='a list of {"id", "score", "strategy"}, highest first')
+    p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("accept", help="make a label file the final label of an image")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")

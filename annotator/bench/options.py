@@ -7,6 +7,7 @@ import argparse
 
 #: name -> (module that runs it, one line of help)
 BENCHMARKS = {
+    "active": ("annotator.bench.active", "how well each ranking strategy's score predicts the model's error"),
     "app": ("annotator.bench.app", "launch to visible window, event-loop stalls during clicks and accept"),
     "cli": ("annotator.bench.cli", "start-up time and peak memory of `annotator info` and `--help`"),
     "click": ("annotator.bench.click", "click latency of the networks against their bare forward"),
@@ -19,6 +20,19 @@ BENCHMARKS = {
 STARTER = "deepedit-hippocampus-mr"
 #: the data sets of `bench robot --method graphcut` (see annotator.bench.robot_graphcut)
 GRAPHCUT_DATASETS = ("ct", "ctdicom", "mr", "hippocampus", "phantom")
+
+
+def active(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="the hippocampus dataset folder (default: the shared one)")
+    parser.add_argument("--cases", type=int, default=None, help="test cases (default all 52, quick 6)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random and of the dropout")
+    parser.add_argument("--no-brief", action="store_true", help="score the starter model only")
+    parser.add_argument("--brief-cases", type=int, default=5, help="train cases of the brief model (default 5)")
+    parser.add_argument("--brief-minutes", type=float, default=None, help="its training time (default 3, quick 0.2)")
+    parser.add_argument("--plot", help="PNG: score against 1 - Dice per strategy")
+    parser.add_argument("--curve", action="store_true", help="also the simulated learning curve (long)")
+    parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
+    parser.add_argument("--curve-minutes", type=float, default=3.0, help="training per round (default 3)")
 
 
 def app(parser: argparse.ArgumentParser) -> None:

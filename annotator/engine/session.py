@@ -211,7 +211,7 @@ class ClickSession:
         start = time.perf_counter()
         points = [p for pts in clicks.values() for p in pts]
         check_clicks(self.volume.shape, points, [])
-        by_value = {v: i for i, v in enumerate(self._class_values())}
+        by_value = {v: i for i, v in enumerate(self.class_values())}
         marks = [(by_value.get(int(value), 1), tuple(p)) for value, pts in clicks.items() for p in pts]
         channels: dict[int, list] = {}
         for cls, point in marks:
@@ -222,10 +222,10 @@ class ClickSession:
         classes = honour_clicks(argmax(scores).cpu().numpy(), self._in_box(marks, box),
                                 lambda w: torch.softmax(scores[(slice(None), *w)], dim=0).cpu().numpy(),
                                 self.volume.array[box], self.volume.array_spacing)
-        return Result(self._class_values()[classes], box, self.volume.shape, self.card.method,
+        return Result(self.class_values()[classes], box, self.volume.shape, self.card.method,
                       time.perf_counter() - start, previous)
 
-    def _class_values(self) -> np.ndarray:
+    def class_values(self) -> np.ndarray:
         """Label value of each output class (class 0: background)."""
         values = np.zeros(self.card.classes, np.uint8)
         if self.card.method == "deepedit":
@@ -235,23 +235,30 @@ class ClickSession:
             values[1] = 1
         return values
 
-    def automatic(self) -> Result:
-        """Segment every label with no clicks (DeepEdit's automatic mode): a sliding window
-        over the whole prepared image with empty guidance, classes argmaxed on the image grid."""
+    def automatic_scores(self, image: torch.Tensor | None = None) -> torch.Tensor:
+        """Class scores (logits, C, *model grid) with no clicks: a sliding window over the
+        whole prepared image (or ``image``, a changed copy of it) with empty guidance."""
         from monai.inferers import sliding_window_inference  # monai takes seconds to import: not at startup
 
-        start = time.perf_counter()
-        image = self.image()
-        t_pre = time.perf_counter()
+        image = self.image() if image is None else image
         x = torch.cat([image[None], torch.zeros((len(self.card.guidance), *image.shape), device=image.device)])[None]
         roi = [int(np.ceil(min(r, s) / MULTIPLE) * MULTIPLE) for r, s in zip(self.card.roi_size, image.shape)]
         with torch.inference_mode():
             logits = sliding_window_inference(x, roi, 1, lambda t: forward(self.model, t), overlap=0.25,
                                               mode="gaussian", padding_mode="constant")
+        return logits[0].float()
+
+    def automatic(self) -> Result:
+        """Segment every label with no clicks (DeepEdit's automatic mode), classes argmaxed
+        on the image grid."""
+        start = time.perf_counter()
+        self.image()
+        t_pre = time.perf_counter()
+        logits = self.automatic_scores()
         t_net = time.perf_counter()
         full = tuple(slice(0, n) for n in self.model_shape)
-        box, scores = self._sample_on_image(logits[0].float(), full)
-        label = self._class_values()[argmax(scores).cpu().numpy()]
+        box, scores = self._sample_on_image(logits, full)
+        label = self.class_values()[argmax(scores).cpu().numpy()]
         end = time.perf_counter()
         return Result(label, box, self.volume.shape, f"{self.card.method}-auto", end - start, None,
                       {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})

@@ -1,0 +1,103 @@
+"""Rank the unlabeled images of any datastore by a strategy.
+
+Scores are kept with each image in the store (``info["active"][strategy]``, with the
+model they came from: its name and weights checksum), so a ranking asks the network
+again only for images it has not scored with the current model: a new active model
+makes every cached score stale. The worklist's score column is the store's score,
+written as each image is scored. An image that cannot be opened is skipped with its
+reason; the rest are ranked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from annotator.active.strategies import Score, check, model_score, needs_model, plain_score
+from annotator.datastore import Datastore, Status
+from annotator.errors import AnnotatorError, DatastoreError, ModelError
+
+
+@dataclass
+class Ranked:
+    id: str
+    score: float
+    strategy: str
+    per_label: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "score": self.score, "strategy": self.strategy}
+
+
+@dataclass
+class Ranking:
+    ranked: list[Ranked]  # highest score first
+    skipped: dict[str, str]  # image id -> why
+    seconds_per_image: float = 0.0  # scoring cost of the images scored now (not cached)
+
+
+def model_version(card) -> str:
+    return f"{card.name}@{(card.weights_sha256 or card.version or 'unknown')[:16]}"
+
+
+def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None] | None = None,
+         seed: int = 0, method: str = "deepedit") -> Ranking:
+    """Score the store's images that are not labeled, highest first. ``progress(text,
+    fraction)`` may raise to cancel (the scores so far stay in the store)."""
+    check(strategy)
+    report = progress or (lambda text, fraction: None)
+    records = [r for r in store.records() if r.status != Status.LABELED]
+    clicks = None
+    if needs_model(strategy):
+        from annotator.engine.deep import DeepClicks
+
+        clicks = DeepClicks(method)
+    ranked, skipped, spent, scored_now = [], {}, 0.0, 0
+    for position, record in enumerate(records):
+        report(f"scoring {record.name} ({position + 1} of {len(records)}, {strategy})", position / max(len(records), 1))
+        cached = record.info.get("active", {}).get(strategy, {}) if isinstance(record.info.get("active"), dict) else {}
+        try:
+            if clicks is None:
+                found, version, was_cached = plain_score(strategy, record.id, position, seed), "", False
+            else:
+                found, version, was_cached, seconds = _scored(store, record.id, strategy, clicks, cached, seed)
+                if not was_cached:
+                    spent += seconds
+                    scored_now += 1
+        except ModelError:
+            raise  # no model for the images: no ranking at all, said once
+        except (AnnotatorError, OSError, ValueError, RuntimeError) as exc:
+            skipped[record.id] = str(exc)
+            report(f"skipped {record.name}: {exc}", (position + 1) / max(len(records), 1))
+            continue
+        ranked.append(Ranked(record.id, found.score, strategy, found.per_label, was_cached))
+        _keep(store, record, strategy, found, version)
+    report(f"{len(ranked)} images ranked by {strategy}", 1.0)
+    ranked.sort(key=lambda r: -r.score)
+    return Ranking(ranked, skipped, spent / scored_now if scored_now else 0.0)
+
+
+def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, str, bool, float]:
+    """(score, model version, whether it came from the cache, seconds spent) of one image."""
+    volume = store.open_image(image_id)
+    session = clicks.session(volume)
+    version = model_version(session.card)
+    if cached.get("model") == version and isinstance(cached.get("score"), (int, float)):
+        return Score(float(cached["score"]), dict(cached.get("per_label", {}))), version, True, 0.0
+    start = time.perf_counter()
+    found = model_score(strategy, session, seed)
+    return found, version, False, time.perf_counter() - start
+
+
+def _keep(store: Datastore, record, strategy: str, found: Score, version: str) -> None:
+    """The score into the store (worklist column) and its cache entry; a store that cannot
+    be written (read-only media) just does not keep it."""
+    active = dict(record.info.get("active", {})) if isinstance(record.info.get("active"), dict) else {}
+    active[strategy] = {"score": found.score, "per_label": found.per_label, "model": version}
+    try:
+        store.set_info(record.id, active=active)
+        store.set_scores({record.id: found.score})
+    except DatastoreError:
+        pass
