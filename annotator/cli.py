@@ -152,7 +152,8 @@ def cmd_train(args) -> int:
             raise InputError("give --method and --data (or --config FILE)")
         config = TrainConfig(method=args.method, data=args.data, name=args.name or "", split=args.split,
                              epochs=args.epochs, max_iterations=args.iterations, max_minutes=args.max_minutes,
-                             batch_size=args.batch_size, patch=list(reversed(args.patch)), init=args.init,
+                             batch_size=args.batch_size, patch=list(reversed(args.patch)) if args.patch else [],
+                             target_spacing=list(reversed(args.spacing)) if args.spacing else [], init=args.init,
                              resume=args.resume or "", activate=not args.no_activate, modality=args.modality,
                              variant=args.variant, seed=args.seed,
                              val_every=args.val_every)
@@ -188,6 +189,16 @@ def _patch(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z sizes") from None
     if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z sizes")
+    return values
+
+
+def _spacing(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z spacings in mm") from None
+    if len(values) != 3 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z spacings in mm")
     return values
 
 
@@ -244,6 +255,16 @@ def cmd_rank(args) -> int:
     print(f"{len(ranking.ranked)} unlabeled images ranked by {args.strategy}"
           + (f", {ranking.seconds_per_image:.2f} s per image scored" if ranking.seconds_per_image else ""),
           file=sys.stderr)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    import json
+
+    from annotator.training.planner import plan
+
+    found = plan(args.data, args.split)
+    print(json.dumps(found.to_json(), indent=1) if args.json else found.summary())
     return 0
 
 
@@ -506,8 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--iterations", type=int, default=0, help="stop after this many iterations (default: epochs)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--patch", type=_patch, default=[96, 96, 96], metavar="X,Y,Z", help="training crop (default 96,96,96)")
+    p.add_argument("--batch-size", type=int, default=0, help="default: planned (see `annotator plan`)")
+    p.add_argument("--patch", type=_patch, default=None, metavar="X,Y,Z", help="training crop (default: planned)")
+    p.add_argument("--spacing", type=_spacing, default=None, metavar="X,Y,Z",
+                   help="model grid spacing in mm (default: planned)")
     p.add_argument("--modality", default="unknown", help="modality the model is for (CT, MR)")
     p.add_argument("--variant", default="small", help="network size: small (CPU) or sample-app")
     p.add_argument("--init", default="scratch", help="scratch, active (fine-tune the model in use) or a model name")
@@ -533,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of random (and of epistemic's dropout)")
     p.add_argument("--json", action="store_true", help='a list of {"id", "score", "strategy"}, highest first')
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("plan", help="the training settings chosen for a datastore's labelled images and this machine")
+    p.add_argument("data", nargs="+", help="datastore or dataset folders (or DICOMweb URLs)")
+    p.add_argument("--split", default="all", choices=["all", "train", "test"], help="cases of a dataset's split.json")
+    p.add_argument("--json", action="store_true", help="the plan as JSON")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("accept", help="make a label file the final label of an image")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")

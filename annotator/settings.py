@@ -32,6 +32,7 @@ def default_presets() -> list[LabelPreset]:
 class Settings:
     last_datastore: str = ""
     server_url: str = ""
+    strategy: str = "tta"  # how the worklist ranks the unlabeled images (annotator.active)
     #: a server's URL -> CA certificates to trust for it (no secret: where the file is)
     ca_bundles: dict[str, str] = field(default_factory=dict)
     presets: list[LabelPreset] = field(default_factory=default_presets)
@@ -50,7 +51,7 @@ class Settings:
         presets = [LabelPreset(**p) for p in raw.get("presets", [])] or default_presets()
         bundles = raw.get("ca_bundles", {})
         return cls(last_datastore=str(raw.get("last_datastore", "")),
-                   server_url=str(raw.get("server_url", "")),
+                   server_url=str(raw.get("server_url", "")), strategy=str(raw.get("strategy", "tta")),
                    ca_bundles={str(k): str(v) for k, v in bundles.items()} if isinstance(bundles, dict) else {},
                    presets=presets)
 

@@ -72,8 +72,9 @@ def _wait_for(job: TrainingProcess, kind: str, timeout: float = 120) -> dict:
 def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_folder, tmp_path, user_dirs):
     events = _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path)))
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "start" and "progress" in kinds and "validation" in kinds and "done" in kinds, kinds
-    start = events[0]
+    assert kinds[:2] == ["message", "start"] and "progress" in kinds and "validation" in kinds and "done" in kinds, kinds
+    assert events[0]["text"].startswith("planned: ")  # what the config left open came from the planner
+    start = events[1]
     assert (start["train_cases"], start["val_cases"]) == (3, 2)
     validations = [e for e in events if e["event"] == "validation"]
     assert validations and all(0.0 <= v["dice"] <= 1.0 for v in validations)

@@ -5,7 +5,9 @@ model they came from: its name and weights checksum), so a ranking asks the netw
 again only for images it has not scored with the current model: a new active model
 makes every cached score stale. The worklist's score column is the store's score,
 written as each image is scored. An image that cannot be opened is skipped with its
-reason; the rest are ranked.
+reason; the rest are ranked. An image whose modality no installed model knows is skipped
+too (an MR model's uncertainty on a CT says nothing); when that leaves nothing to rank,
+the ranking fails with that reason.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
         from annotator.engine.deep import DeepClicks
 
         clicks = DeepClicks(method)
-    ranked, skipped, spent, scored_now = [], {}, 0.0, 0
+    ranked, skipped, spent, scored_now, no_model = [], {}, 0.0, 0, []
     for position, record in enumerate(records):
         report(f"scoring {record.name} ({position + 1} of {len(records)}, {strategy})", position / max(len(records), 1))
         cached = record.info.get("active", {}).get(strategy, {}) if isinstance(record.info.get("active"), dict) else {}
@@ -66,14 +68,16 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
                 if not was_cached:
                     spent += seconds
                     scored_now += 1
-        except ModelError:
-            raise  # no model for the images: no ranking at all, said once
         except (AnnotatorError, OSError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, ModelError):
+                no_model.append(str(exc))
             skipped[record.id] = str(exc)
             report(f"skipped {record.name}: {exc}", (position + 1) / max(len(records), 1))
             continue
         ranked.append(Ranked(record.id, found.score, strategy, found.per_label, was_cached))
         _keep(store, record, strategy, found, version)
+    if not ranked and no_model:
+        raise ModelError(no_model[0])  # nothing could be scored: one clear reason
     report(f"{len(ranked)} images ranked by {strategy}", 1.0)
     ranked.sort(key=lambda r: -r.score)
     return Ranking(ranked, skipped, spent / scored_now if scored_now else 0.0)
@@ -81,8 +85,13 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
 
 def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, str, bool, float]:
     """(score, model version, whether it came from the cache, seconds spent) of one image."""
+    from annotator.engine.deep import modality_note
+
     volume = store.open_image(image_id)
     session = clicks.session(volume)
+    if modality_note(session.card, volume):  # a model of another modality says nothing useful here
+        raise ModelError(f"no {session.card.method} model for {volume.modality} images (the installed "
+                         f"'{session.card.name}' is for {session.card.modality}); rank by random or first")
     version = model_version(session.card)
     if cached.get("model") == version and isinstance(cached.get("score"), (int, float)):
         return Score(float(cached["score"]), dict(cached.get("per_label", {}))), version, True, 0.0

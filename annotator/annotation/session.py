@@ -43,6 +43,8 @@ class AnnotationSession:
     error = Signal(str)
     saved = Signal(str, str)  # image id, version
     records_changed = Signal()  # the datastore's records changed in the background (uploads sent)
+    scoring = Signal(str, float)  # ranking the worklist: what, fraction
+    scored = Signal(str)  # a ranking ended (finished, cancelled or failed): its strategy
 
     def __init__(self, runner: Runner | None = None, settings: Settings | None = None,
                  ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
@@ -68,6 +70,7 @@ class AnnotationSession:
         self.upload_check_s = 10.0
         self._upload_checked = 0.0
         self._busy = False
+        self._scoring: Job | None = None
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
 
@@ -395,6 +398,41 @@ class AnnotationSession:
             self.status.emit("No other image to label.")
         else:
             self.open_image(image_id)
+
+    # ---- ranking ------------------------------------------------------------------------
+
+    @property
+    def scoring_now(self) -> bool:
+        return self._scoring is not None
+
+    def score(self, strategy: str | None = None) -> None:
+        """Rank the datastore's unlabeled images (:func:`annotator.active.rank`) in the
+        background, beside file work; the scores reach the store image by image."""
+        from annotator.active.ranking import rank
+
+        if self.store is None or self._scoring is not None:
+            return
+        strategy = strategy or self.settings.strategy
+        store = self.store
+        job = Job(f"ranking by {strategy}", self.scoring.emit)
+        self._scoring = job
+
+        def done(ranking) -> None:
+            self._scoring = None
+            skipped = "".join(f"; skipped {i}: {why}" for i, why in list(ranking.skipped.items())[:3])
+            self.status.emit(f"{len(ranking.ranked)} images ranked by {strategy}{skipped}")
+            self.scored.emit(strategy)
+
+        def failed(exc: BaseException) -> None:
+            self._scoring = None
+            self._failed(exc)
+            self.scored.emit(strategy)
+
+        self.runner.start(lambda j: rank(store, strategy, progress=j.report), done, failed, job)
+
+    def cancel_scoring(self) -> None:
+        if self._scoring is not None:
+            self._scoring.cancel()
 
     # ---- errors -------------------------------------------------------------------------
 

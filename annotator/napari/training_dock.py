@@ -189,12 +189,10 @@ class TrainingDock(QWidget):
     # ---- running --------------------------------------------------------------------------
 
     def config(self) -> TrainConfig:
-        """A run on the chosen folder; fine-tuning keeps the base model's grid, intensities and crop."""
+        """A run on the chosen folder; fine-tuning keeps the base model's grid, intensities and
+        crop; otherwise the training process plans them from the data and the machine."""
         method = self.method.currentData()
-        settings = {"modality": "unknown", "target_spacing": [1.0, 1.0, 1.0]}
-        volume = self.session.volume
-        if volume is not None:
-            settings = {"modality": volume.modality, "target_spacing": list(volume.array_spacing)}
+        settings = {}
         base = self.registry.preferred(method) if self.init.currentData() == "active" else None
         if base is not None:
             card = base.card
@@ -262,6 +260,8 @@ class TrainingDock(QWidget):
             elif kind == "done":
                 used = " It is now used for clicks." if event.get("activated") else ""
                 self._say(f"Done: best validation Dice {event['best_dice']:.3f}, model '{event['model']}'.{used}")
+                if event.get("activated"):
+                    self._rescore()
             elif kind == "cancelled":
                 self._say(f"Stopped at iteration {event['iteration']}; the model in use is unchanged.")
             elif kind == "error":
@@ -270,6 +270,15 @@ class TrainingDock(QWidget):
                 self._finished()
         if plotted:
             self.plot.redraw()
+
+    def _rescore(self) -> None:
+        """A new model is in use: the worklist's ranking is recomputed with it (its cached
+        scores belong to the old model)."""
+        from annotator.active.strategies import needs_model
+
+        if self.session.store is not None and needs_model(self.session.settings.strategy):
+            self._log(f"re-ranking the worklist by {self.session.settings.strategy} with the new model")
+            self.session.score()
 
     def _finished(self) -> None:
         self.timer.stop()

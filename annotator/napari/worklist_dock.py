@@ -2,19 +2,25 @@
 images with status, label versions and score, uploads waiting for the server, and the
 progress of a download.
 
-The order shown (sorted, filtered) is the order "Next" follows.
+**Score** ranks the unlabeled images by the chosen strategy (annotator.active) in the
+background: the score column fills as scores arrive, and when the ranking ends the list
+is sorted by score, highest (label first) on top. The order shown (sorted, filtered) is
+the order "Next" follows.
 """
 
 from __future__ import annotations
+
+import time
 
 import napari
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
-    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton,
-    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
+    QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
+from annotator.active.strategies import STRATEGIES
 from annotator.napari.workspace import workspace_for
 
 COLUMNS = ["image", "status", "labels", "score"]
@@ -24,8 +30,6 @@ STATUS_COLOURS = {"unlabeled": "#9aa0a6", "in_progress": "#f4b400", "labeled": "
 
 
 def _when(timestamp) -> str:
-    import time
-
     if not isinstance(timestamp, (int, float)):
         return "soon"
     seconds = max(0, int(timestamp - time.time()))
@@ -75,7 +79,7 @@ class WorklistDock(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.cellDoubleClicked.connect(lambda row, _c: self._open_row(row))
-        self.table.horizontalHeader().sortIndicatorChanged.connect(lambda *_: self._set_order())
+        self.table.model().layoutChanged.connect(lambda *_: self._set_order())  # after every sort
         self.next = QPushButton("Next")
         self.next.setToolTip("Open the next image that is not labeled yet, in the order shown (Alt+N)")
         self.next.clicked.connect(session.next_image)
@@ -84,6 +88,21 @@ class WorklistDock(QWidget):
         self.send.setToolTip("Send the accepted labels that wait for the server now")
         self.send.clicked.connect(lambda: self.session.send_uploads(force=True))
         self.send.hide()
+        self.strategy = QComboBox()
+        for name, text in STRATEGIES.items():
+            self.strategy.addItem(name, name)
+            self.strategy.setItemData(self.strategy.count() - 1, text, Qt.ToolTipRole)
+        self.strategy.setCurrentIndex(max(0, self.strategy.findData(session.settings.strategy)))
+        self.strategy.setToolTip("How Score ranks the unlabeled images")
+        self.strategy.currentIndexChanged.connect(self._strategy_changed)
+        self.score_button = QPushButton("Score")
+        self.score_button.setToolTip("Rank the unlabeled images: the ones the model is least sure of first")
+        self.score_button.clicked.connect(self._score_or_cancel)
+        self.scoring = QProgressBar()
+        self.scoring.setObjectName("worklist-scoring")
+        self.scoring.setMaximumHeight(14)
+        self.scoring.hide()
+        self._refreshed = 0.0
         self.download = QProgressBar()
         self.download.setObjectName("worklist-progress")
         self.download.setMaximumHeight(14)
@@ -99,8 +118,14 @@ class WorklistDock(QWidget):
         bottom.addWidget(self.next)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        rank_row = QHBoxLayout()
+        rank_row.addWidget(QLabel("Rank by"))
+        rank_row.addWidget(self.strategy, 1)
+        rank_row.addWidget(self.score_button)
         layout.addWidget(self.filter)
+        layout.addLayout(rank_row)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.scoring)
         layout.addWidget(self.download)
         layout.addLayout(bottom)
 
@@ -108,6 +133,8 @@ class WorklistDock(QWidget):
         session.saved.connect(lambda *_: self.refresh())
         session.image_opened.connect(lambda _id: self._highlight())
         session.records_changed.connect(self.refresh)
+        session.scoring.connect(self._scoring_progress)
+        session.scored.connect(self._scored)
         session.progress.connect(self._progress)
         session.files_busy.connect(lambda busy: None if busy else self.download.hide())
         self.refresh()
@@ -121,6 +148,34 @@ class WorklistDock(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if folder:
             self.session.open(folder)
+
+    def _strategy_changed(self) -> None:
+        self.session.settings.strategy = self.strategy.currentData()
+        self.session.settings.save()
+
+    def _score_or_cancel(self) -> None:
+        if self.session.scoring_now:
+            self.session.cancel_scoring()
+            return
+        self.session.score(self.strategy.currentData())
+        if self.session.scoring_now:
+            self.score_button.setText("Cancel")
+            self.scoring.setRange(0, 0)
+            self.scoring.show()
+
+    def _scoring_progress(self, text: str, fraction: float) -> None:
+        self.scoring.setRange(0, 100)
+        self.scoring.setValue(int(round(100 * max(fraction, 0))))
+        self.scoring.setFormat(f"{text}  %p%")
+        self.scoring.show()
+        if time.monotonic() - self._refreshed > 1.0:  # the scores so far, at most once a second
+            self.refresh()
+
+    def _scored(self, _strategy: str) -> None:
+        self.score_button.setText("Score")
+        self.scoring.hide()
+        self.refresh()
+        self.table.sortItems(3, Qt.DescendingOrder)  # highest first: what "Next" opens
 
     def connect_server(self) -> None:
         from annotator.datastore.factory import server_url
@@ -149,6 +204,7 @@ class WorklistDock(QWidget):
         self.download.show()
 
     def refresh(self) -> None:
+        self._refreshed = time.monotonic()
         store = self.session.store
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)

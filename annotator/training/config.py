@@ -31,10 +31,12 @@ class TrainConfig:
     epochs: int = 50
     max_iterations: int = 0  # 0: epochs decide
     max_minutes: float = 0.0  # 0: no time limit
-    batch_size: int = 4
-    patch: list[int] = field(default_factory=lambda: [96, 96, 96])  # training crop on the model grid (z, y, x)
-    target_spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
-    intensity: dict = field(default_factory=lambda: {"kind": "percentile", "low": 0.5, "high": 99.5})
+    # left empty (0): chosen by annotator.training.planner from the data and the machine
+    batch_size: int = 0
+    patch: list[int] = field(default_factory=list)  # training crop on the model grid (z, y, x)
+    target_spacing: list[float] = field(default_factory=list)  # mm, (z, y, x)
+    intensity: dict = field(default_factory=dict)
+    cache_rate: float = 0.0  # share of the prepared cases kept in memory
     modality: str = "unknown"
     variant: str = "small"  # network size, see annotator.models.networks.VARIANTS
     init: str = "scratch"  # "scratch", "active" (fine-tune the chosen model) or a model name

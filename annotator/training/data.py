@@ -108,8 +108,10 @@ def random_transforms(patch: list[int]) -> mt.Compose:
     ])
 
 
-def dataset(cases: list[Case], card: ModelCard, values: list[int], patch: list[int] | None) -> CacheDataset:
-    """Cases prepared once and cached; with ``patch``, random crops of it on every read."""
+def dataset(cases: list[Case], card: ModelCard, values: list[int], patch: list[int] | None,
+            cache_rate: float = 1.0) -> CacheDataset:
+    """Cases prepared once and cached (``cache_rate`` of them: the planner keeps the cache
+    within memory); with ``patch``, random crops of it on every read."""
     steps = [Prepare(card, values)] + ([random_transforms(patch)] if patch else [])
     items = [{"place": c.place, "id": c.id} for c in cases]
-    return CacheDataset(items, mt.Compose(steps), cache_rate=1.0, num_workers=0, progress=False)
+    return CacheDataset(items, mt.Compose(steps), cache_rate=cache_rate, num_workers=0, progress=False)

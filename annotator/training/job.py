@@ -42,6 +42,7 @@ from annotator.models.registry import ModelRegistry, user_dir
 from annotator.training.config import TrainConfig
 from annotator.training.data import dataset, gather, label_map, read_case, split_cases
 from annotator.training.events import EventWriter
+from annotator.training.planner import resolve
 from annotator.training.simulate import channel_of, next_click, simulate_guidance
 
 
@@ -245,6 +246,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     rng = np.random.default_rng(config.seed + 1000 * rank)
     labels = label_map(config)
     cases = gather(config)
+    resolve(config, emit if rank == 0 else None)
     values = sorted(labels.values()) if labels else None
     if not labels:  # 1..N from the first label file
         found = np.unique(read_case(cases[0])[1])
@@ -276,8 +278,8 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         config.save(run_dir / "config.json")
 
     patch = card.roi_size if config.method == "deepgrow2d" else list(config.patch)
-    train_ds = dataset(train_cases, card, values, patch)
-    val_ds = dataset(val_cases, card, values, None) if rank == 0 else []
+    train_ds = dataset(train_cases, card, values, patch, config.cache_rate)
+    val_ds = dataset(val_cases, card, values, None, config.cache_rate) if rank == 0 else []
     sampler = None
     if world > 1:
         from torch.utils.data.distributed import DistributedSampler

@@ -1,0 +1,50 @@
+"""The worklist ranked by uncertainty: Score fills the column, blanks sort last, "Next"
+follows the ranking, Cancel stops it, the strategy is a setting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annotator.napari.worklist_dock import ID_ROLE
+
+
+def _rows(worklist) -> list[tuple[str, str]]:
+    t = worklist.table
+    return [(t.item(r, 0).data(ID_ROLE), t.item(r, 3).text()) for r in range(t.rowCount())]
+
+
+def test_score_sorts_the_worklist_and_next_follows(annotator_window, qtbot, tmp_path):
+    viewer, ws, annotation, worklist = annotator_window
+    labeled = ws.image_id
+    ws.label[:] = 0
+    ws.label[10:20, 20:30, 10:20] = 1
+    ws.painted()
+    ws.accept()  # a labeled image is not ranked: its score stays blank
+    qtbot.waitUntil(lambda: not ws.files.busy, timeout=30000)
+    worklist.strategy.setCurrentIndex(worklist.strategy.findData("tta"))
+    worklist.score_button.click()
+    assert worklist.score_button.text() == "Cancel" and not worklist.scoring.isHidden()
+    qtbot.waitUntil(lambda: not ws.scoring_now, timeout=180000)
+    assert worklist.score_button.text() == "Score" and worklist.scoring.isHidden()
+    rows = _rows(worklist)
+    assert rows[-1] == (labeled, "")  # the blank last, although the sort is descending
+    scores = [float(s) for _, s in rows[:-1]]
+    assert len(scores) == 2 and scores == sorted(scores, reverse=True)
+    assert ws.order == [i for i, _ in rows]
+    worklist.grab().save(str(tmp_path / "ranked.png"))
+    ws.next_image()
+    qtbot.waitUntil(lambda: ws.image_id == rows[0][0] and ws.idle and not ws.files.busy, timeout=30000)
+    assert ws.settings.load().strategy == "tta"
+
+
+def test_cancel_stops_the_ranking(annotator_window, qtbot):
+    viewer, ws, annotation, worklist = annotator_window
+    statuses = []
+    ws.status.connect(statuses.append)
+    worklist.strategy.setCurrentIndex(worklist.strategy.findData("epistemic"))
+    worklist.score_button.click()
+    worklist.score_button.click()  # Cancel
+    qtbot.waitUntil(lambda: not ws.scoring_now, timeout=60000)
+    assert any("cancelled" in s for s in statuses)
+    assert worklist.score_button.text() == "Score"
+    assert sum(1 for _, s in _rows(worklist) if s) < 3

@@ -1,0 +1,135 @@
+"""Ranking the unlabeled images: strategies, the score cache and its invalidation when the
+model changes, cancel, bad images skipped, and a server datastore ranked like a folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from annotator.active import rank
+from annotator.annotation.jobs import Cancelled
+from annotator.datastore import LocalDatastore, Status
+from annotator.errors import ModelError
+from paths import DATA, HIPPO
+
+CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
+
+
+@pytest.fixture(autouse=True)
+def private_user_dirs(tmp_path, monkeypatch):
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    for case in CASES:
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", store)
+    return store
+
+
+def test_tta_ranks_every_unlabeled_image_and_caches_per_model(folder):
+    from annotator.models import ModelRegistry, load_checkpoint, save_checkpoint
+    from annotator.models.registry import user_dir
+
+    store = LocalDatastore(folder)
+    volume = store.open_image(CASES[0])
+    store.accept(CASES[0], np.zeros(volume.shape, np.uint8), volume)  # labeled: not ranked
+    first = rank(store, "tta")
+    assert [r.id for r in first.ranked] == sorted((r.id for r in first.ranked), key=lambda i: -next(
+        x.score for x in first.ranked if x.id == i))
+    assert {r.id for r in first.ranked} == set(CASES[1:]) and not any(r.cached for r in first.ranked)
+    assert all(0 <= r.score <= 1 and set(r.per_label) == {"anterior", "posterior"} for r in first.ranked)
+    assert first.seconds_per_image > 0
+    # the worklist's score column is the store's score
+    records = {r.id: r for r in store.records()}
+    assert records[CASES[1]].score == pytest.approx(next(r.score for r in first.ranked if r.id == CASES[1]))
+    assert records[CASES[0]].score is None
+    again = rank(store, "tta")
+    assert all(r.cached for r in again.ranked) and [r.score for r in again.ranked] == [r.score for r in first.ranked]
+    # another model in use: every cached score is stale
+    registry = ModelRegistry()
+    model, card = load_checkpoint(registry.entry("deepedit-hippocampus-mr").sidecar)
+    with __import__("torch").no_grad():
+        for p in model.parameters():
+            p.mul_(0.9)
+    card.name = "deepedit-hippocampus-mr-tuned"
+    save_checkpoint(model, card, user_dir() / f"{card.name}.json")
+    ModelRegistry().choose(card.name)
+    changed = rank(store, "tta")
+    assert not any(r.cached for r in changed.ranked)
+    assert [r.score for r in changed.ranked] != [r.score for r in first.ranked]
+
+
+def test_random_is_seeded_and_first_keeps_the_order(folder):
+    store = LocalDatastore(folder)
+    one, two, other = (rank(store, "random", seed=s) for s in (1, 1, 2))
+    assert [r.id for r in one.ranked] == [r.id for r in two.ranked]
+    assert [r.score for r in one.ranked] != [r.score for r in other.ranked]
+    assert [r.id for r in rank(store, "first").ranked] == CASES
+
+
+def test_a_bad_image_is_skipped_and_the_rest_ranked(folder):
+    (folder / "broken.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    ranking = rank(LocalDatastore(folder), "epistemic")
+    assert set(ranking.skipped) == {"broken"} and "broken.nii.gz" in ranking.skipped["broken"]
+    assert {r.id for r in ranking.ranked} == set(CASES)
+
+
+def test_cancel_keeps_the_scores_so_far(folder):
+    store = LocalDatastore(folder)
+    seen = []
+
+    def progress(text, fraction):
+        seen.append(fraction)
+        if len(seen) > 1:  # after the first image
+            raise Cancelled("ranking")
+
+    with pytest.raises(Cancelled):
+        rank(store, "tta", progress=progress)
+    scored = [r for r in store.records() if r.score is not None]
+    assert len(scored) == 1  # the first image's score was kept; nothing after the cancel
+
+
+def test_no_model_for_the_images_is_said_once(tmp_path):
+    folder = tmp_path / "ct"
+    shutil.copytree(DATA / "totalsegmentator_example" / "example_ct_dicom", folder / "series")
+    with pytest.raises(ModelError, match="no deepedit model for CT images"):
+        rank(LocalDatastore(folder), "tta")
+    assert [r.id for r in rank(LocalDatastore(folder), "random").ranked] == ["series"]
+
+
+def test_cli_rank_json(folder):
+    proc = subprocess.run([sys.executable, "-m", "annotator", "rank", str(folder), "--strategy", "random", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [set(r) for r in rows] == [{"id", "score", "strategy"}] * 3
+    assert {r["id"] for r in rows} == set(CASES) and all(r["strategy"] == "random" for r in rows)
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    bad = subprocess.run([sys.executable, "-m", "annotator", "rank", str(folder), "--strategy", "oracle"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "oracle" in bad.stderr
+
+
+def test_a_server_datastore_is_ranked_like_a_folder(tmp_path):
+    from annotator.datastore.dicomweb import Credentials, DicomwebServer
+    from annotator.datastore.orthanc import LocalOrthanc, available
+    from annotator.datastore.remote import DicomwebDatastore
+
+    if available() is not None:
+        pytest.skip(available())
+    study = DATA / "udacity_study3_mr_dicom"
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload([p for name in ("11_HCropVolume", "11-T1post-18670") for p in sorted((study / name).iterdir())])
+        store = DicomwebDatastore(DicomwebServer(server.url, Credentials(server.user, server.password)))
+        ranking = rank(store, "tta")
+        assert len(ranking.ranked) == 2 and not ranking.skipped
+        assert all(r.score is not None and r.status == Status.UNLABELED for r in store.records())
