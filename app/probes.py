@@ -30,8 +30,9 @@ def startup(start: float, viewer) -> None:
     QTimer.singleShot(0, shown)
 
 
-def stall(viewer, clicks: int) -> None:
-    """Click into the phantom's liver ``clicks`` times; print the longest event-loop stall."""
+def stall(viewer, clicks: int, shape=(120, 512, 512)) -> None:
+    """Click into the liver of a CT phantom of ``shape`` ``clicks`` times; print the longest
+    event-loop stall of each click and the label layer's redraw after it."""
     from qtpy.QtWidgets import QApplication
 
     from annotator.io.phantom import ct_phantom
@@ -39,14 +40,15 @@ def stall(viewer, clicks: int) -> None:
     from annotator.napari.stall_meter import StallMeter
     from annotator.napari.workspace import workspace_for
 
-    ws = workspace_for(viewer).session
-    volume, organs = ct_phantom()
+    workspace = workspace_for(viewer)
+    ws = workspace.session
+    volume, organs = ct_phantom(shape=shape, spacing_zyx=(2.0, 0.8, 0.8), seed=0)
     ws.show(volume)
     liver = np.argwhere(organs == 1)
     rng = np.random.default_rng(0)
     meter = StallMeter()
     meter.start()
-    engine, stalls = [], []
+    engine, stalls, redraws = [], [], []
     done = []
     ws.label_changed.connect(lambda _box, _m: done.append(time.perf_counter()))
     for i in range(clicks):
@@ -58,10 +60,15 @@ def stall(viewer, clicks: int) -> None:
         while len(done) <= i or ws.busy:
             QApplication.processEvents()
             time.sleep(0.001)
+        for _ in range(5):  # the redraw and anything queued after the answer
+            QApplication.processEvents()
+            time.sleep(0.005)
         engine.append(done[i] - start)
         stalls.append(meter.longest)
+        redraws.append(workspace.last_redraw_s)
     meter.stop()
-    print(json.dumps({"engine_s": engine, "max_stall_s": stalls, **accept_stall(ws)}), flush=True)
+    print(json.dumps({"engine_s": engine, "max_stall_s": stalls, "redraw_s": redraws, **accept_stall(ws)}),
+          flush=True)
 
 
 def accept_stall(session, shape=(300, 512, 512)) -> dict:

@@ -61,6 +61,7 @@ class AnnotationSession:
         self.scribbles: np.ndarray | None = None
         self.marks: dict[str, list] = {"fg": [], "bg": []}
         self.history = LabelHistory()
+        self.label_maps: dict[str, np.ndarray] = {}  # segmentations found beside the open image
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
         self.method = "auto"  # a click method name, or "auto": a network for the image when installed
         self.label_value = self.settings.presets[0].value
@@ -121,19 +122,30 @@ class AnnotationSession:
                           self._failed)
 
     @staticmethod
-    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None]:
+    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict]:
+        """The image, its saved label (draft first) and the label maps found beside it (a
+        label map that does not fit the image is left out, with a warning on the volume)."""
         job.report(f"reading {image_id} ...")
         volume = store.open_image(image_id, job.report)
         job.report(f"reading the labels of {image_id} ...", 0.8)
+        maps = {}
+        for map_id in store.label_maps(image_id):
+            try:
+                maps[map_id] = store.label_map(image_id, map_id, volume)
+            except AnnotatorError as exc:
+                volume.warnings.append(f"label map {map_id} left out: {exc}")
         for version in (Version.DRAFT, Version.FINAL):
             label = store.label(image_id, volume, version)
             if label is not None:
-                return volume, label
-        return volume, None
+                return volume, label, maps
+        return volume, None, maps
 
-    def show(self, volume: Volume, label: np.ndarray | None = None, image_id: str = "") -> None:
-        """Make ``volume`` the image being annotated (with its saved label, if any)."""
+    def show(self, volume: Volume, label: np.ndarray | None = None, label_maps: dict | None = None,
+             image_id: str = "") -> None:
+        """Make ``volume`` the image being annotated (with its saved label, if any, and the
+        label maps found beside it, shown and ready to be used as its label)."""
         self.volume, self.image_id = volume, image_id
+        self.label_maps = dict(label_maps or {})
         self.label = np.zeros(volume.shape, np.uint8) if label is None else np.asarray(label, np.uint8)
         self.scribbles = np.zeros(volume.shape, np.uint8)
         self.marks = {"fg": [], "bg": []}
@@ -246,6 +258,19 @@ class AnnotationSession:
         if self.history.can_redo and not self._busy:
             self._step(self.history.redo)
             self.status.emit("redone")
+
+    def use_label_map(self, map_id: str) -> None:
+        """Make a label map found beside the image its label (undoable; Accept saves it)."""
+        if self.volume is None or self._busy or map_id not in self.label_maps:
+            return
+        before = np.array(self.label, copy=True)
+        after = np.asarray(self.label_maps[map_id], np.uint8)
+        self.label[...] = after
+        everything = tuple(slice(0, n) for n in self.volume.shape)
+        self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
+        self._touch()
+        self.label_changed.emit(None, "history")
+        self.status.emit(f"{map_id} is the label now: Accept saves it")
 
     def clear(self) -> None:
         """Remove the marks and the label of the current image (undoable)."""

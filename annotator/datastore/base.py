@@ -57,10 +57,11 @@ class ImageRecord:
     versions: list[str]
     score: float | None = None
     info: dict = field(default_factory=dict)
+    label_maps: list[str] = field(default_factory=list)  # label maps found beside it (ids)
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "status": self.status.value, "versions": list(self.versions),
-                "score": self.score}
+                "score": self.score, "label_maps": list(self.label_maps)}
 
 
 class Datastore(ABC):
@@ -126,6 +127,15 @@ class Datastore(ABC):
     @abstractmethod
     def set_scores(self, scores: dict[str, float | None]) -> None:
         """The worklist's ranking scores (None clears one)."""
+
+    def label_maps(self, image_id: str) -> list[str]:
+        """Ids of the label maps found beside the image (a segmentation made elsewhere that
+        can be shown with it and accepted as its label)."""
+        return []
+
+    def label_map(self, image_id: str, map_id: str, image: Volume) -> np.ndarray:
+        """A label map of the image, on its grid."""
+        raise DatastoreError(f"{self.name}: '{image_id}' has no label map '{map_id}'")
 
     def uploads_waiting(self) -> int:
         """Accepted labels not yet sent to a server (stores that send labels on)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from platformdirs import user_data_dir
 
+from annotator.datastore import label_maps
 from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
@@ -59,8 +60,10 @@ class LocalDatastore(Datastore):
         else:
             root = Path(labels_dir) if labels_dir else self.folder / "labels"
         self.labels = self._label_store(root, labels_dir is not None or self.dataset, history, lock_timeout)
-        if not self.dataset:
-            self._images = find_images(self.folder, skip=self.labels.root)
+        self._maps: dict[str, Path] = {}
+        self._links: dict[str, str | None] | None = None
+        if not self.dataset:  # label maps among the files are not images to annotate
+            self._images, self._maps = label_maps.split(find_images(self.folder, skip=self.labels.root))
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass
@@ -103,8 +106,35 @@ class LocalDatastore(Datastore):
                 return image_id
         raise DatastoreError(f"{path}: not an image of {self.folder}")
 
+    def _label_maps_of(self) -> dict[str, list[str]]:
+        """Image id -> the ids of the label maps linked to it (worked out once)."""
+        if self._links is None:
+            self._links = label_maps.link(self._images, self._maps) if self._maps else {}
+        found: dict[str, list[str]] = {}
+        for map_id, image_id in self._links.items():
+            if image_id is not None:
+                found.setdefault(image_id, []).append(map_id)
+        return found
+
+    def label_maps(self, image_id: str) -> list[str]:
+        self._path(image_id)
+        return self._label_maps_of().get(image_id, [])
+
+    def label_map(self, image_id: str, map_id: str, image: Volume) -> np.ndarray:
+        if map_id not in self.label_maps(image_id):
+            raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
+        path = self._maps[map_id]
+        if path.is_dir():  # a DICOM SEG series
+            import pydicom
+
+            from annotator.io.seg import seg_to_label
+
+            return seg_to_label(pydicom.dcmread(sorted(path.iterdir())[0]), image)[0]
+        return read_label(path, image)
+
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
+        maps = self._label_maps_of()
         records = []
         for image_id in self._images:
             versions = self.labels.versions(image_id)
@@ -115,7 +145,7 @@ class LocalDatastore(Datastore):
             score = entry.get("score")
             records.append(ImageRecord(image_id, image_id, status, versions,
                                        float(score) if isinstance(score, (int, float)) else None,
-                                       dict(entry.get("info", {}))))
+                                       dict(entry.get("info", {})), maps.get(image_id, [])))
         return records
 
     # ---- labels -------------------------------------------------------------------------

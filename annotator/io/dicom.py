@@ -27,7 +27,7 @@ _TAGS = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
     "FrameOfReferenceUID", "Modality", "SeriesDescription", "SeriesNumber", "Rows",
     "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
-    "NumberOfFrames", "BitsAllocated", "SamplesPerPixel", "InstanceNumber",
+    "NumberOfFrames", "BitsAllocated", "SamplesPerPixel", "InstanceNumber", "WindowCenter", "WindowWidth",
 ]
 _NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "REG"}
 #: Largest accepted in-plane shift per slice, as a fraction of the slice step (≈ 0.3°).
@@ -240,6 +240,25 @@ def _check_complete(files: list[DicomFile], where: str) -> None:
             )
 
 
+def header_window(ds) -> tuple[float, float] | None:
+    """The display window a DICOM header recommends, (center, width) in stored-value units
+    after rescale (the first of several); None when it gives none or a useless one."""
+    def first(value):
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = value[0] if len(value) else None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
+    center, width = first(ds.get("WindowCenter")), first(ds.get("WindowWidth"))
+    if center is None or width is None or not width > 0:
+        return None
+    return center, width
+
+
 def pick_series(scan: FolderScan, folder: Path, series: str | int | None) -> SeriesInfo:
     """The series asked for (UID, or index in the listing), else the largest."""
     if not scan.series:
@@ -274,6 +293,7 @@ def read_series(folder: str | os.PathLike, series: str | int | None = None) -> V
         image,
         modality=info.modality or "unknown",
         name=info.description or info.folder.name,
+        window=header_window(first),
         source=Source(
             path=str(info.folder),
             study_uid=info.study_uid,

@@ -201,6 +201,17 @@ def _replace_non_finite(volume: Volume, where: str) -> None:
     volume.warnings.append(f"{count} NaN/infinite voxels replaced by the lowest value ({fill:.6g})")
 
 
+def guess_modality(array: np.ndarray) -> str:
+    """"CT" for an image in Hounsfield units (air near -1000 in a good share of its voxels,
+    nothing much below), else "unknown": files other than DICOM do not say."""
+    sample = array[::4, ::4, ::4] if array.ndim == 3 else array
+    if sample.size == 0 or sample.dtype.kind not in "iuf":
+        return "unknown"
+    low = float(np.nanpercentile(sample, 0.5)) if sample.dtype.kind == "f" else float(np.percentile(sample, 0.5))
+    air = float(np.mean((sample > -1100) & (sample < -900)))
+    return "CT" if -1100 <= low <= -900 and air > 0.01 else "unknown"
+
+
 def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Volume:
     """Read an image file or a DICOM folder.
 
@@ -226,6 +237,7 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
         image, non_finite = _read_sitk(path)
         check_scalar_3d(image, str(path))
         volume = volume_from_sitk(image, name=image_stem(path), source=Source(path=str(path)))
+        volume.modality = guess_modality(volume.array)
         if non_finite is not None and non_finite.shape == volume.shape:
             volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
             volume.array[non_finite] = np.nan  # SimpleITK made them 0: the NaN rule below decides

@@ -43,6 +43,9 @@ class Volume:
     source: Source = field(default_factory=Source)
     name: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: the display window its header recommends, (center, width); display only, never used
+    #: by the engine
+    window: tuple[float, float] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.engine import METHODS, methods_for
+from annotator.napari import layers as L
 from annotator.napari.key_bindings import SHORTCUTS
 from annotator.napari.presets_dialog import PresetsDialog
 from annotator.napari.workspace import workspace_for
@@ -44,6 +45,18 @@ class AnnotationDock(QWidget):
                                "works on any CT or MR;\nthe networks need a model made for the image's modality "
                                "(the bundled ones: hippocampus MR).")
         self.method.currentIndexChanged.connect(lambda: setattr(session, "method", self.method.currentData()))
+        self.display_window = QComboBox()
+        for name in L.WINDOWS:
+            keys = SHORTCUTS.get(f"window_{name}", ("",))[0]
+            self.display_window.addItem(f"{name}" + (f"  ({keys})" if keys else ""), name)
+        self.display_window.setToolTip("How the image is shown (display only: the engine sees the image's own values)")
+        self.display_window.activated.connect(lambda _i: self.ws.window(self.display_window.currentData()))
+        self.ws.window_shown.connect(self._window_shown)
+        self.label_map = QComboBox()
+        self.label_map.setToolTip("Segmentations found beside this image (shown as layers)")
+        self.use_map = QPushButton("Use as label")
+        self.use_map.setToolTip("Make the chosen label map this image's label (undoable; Accept saves it)")
+        self.use_map.clicked.connect(lambda: session.use_label_map(self.label_map.currentData()))
         self.use_layer = QPushButton("Annotate selected image layer")
         self.use_layer.clicked.connect(self._use_selected_layer)
 
@@ -84,6 +97,14 @@ class AnnotationDock(QWidget):
         preset_row.addWidget(edit_presets)
         form.addRow("Label", preset_row)
         form.addRow("Method", self.method)
+        form.addRow("Window", self.display_window)
+        map_row = QHBoxLayout()
+        map_row.addWidget(self.label_map, 1)
+        map_row.addWidget(self.use_map)
+        self.map_label = QLabel("Label map")
+        form.addRow(self.map_label, map_row)
+        for widget in (self.map_label, self.label_map, self.use_map):
+            widget.hide()  # until an image with label maps beside it opens
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
@@ -104,6 +125,23 @@ class AnnotationDock(QWidget):
         session.busy_changed.connect(lambda busy: self.progress.setVisible(busy))
         session.files_busy.connect(self._files_busy)
         session.progress.connect(self._progress)
+        session.image_opened.connect(self._image_opened)
+
+    def _image_opened(self, _image_id: str) -> None:
+        volume = self.session.volume
+        if volume is None:
+            return
+        self.label_map.clear()
+        for map_id in self.session.label_maps:
+            self.label_map.addItem(map_id, map_id)
+        for widget in (self.map_label, self.label_map, self.use_map):
+            widget.setVisible(bool(self.session.label_maps))
+        header = self.display_window.model().item(self.display_window.findData("header"))
+        header.setEnabled(volume.window is not None)
+        self._window_shown(L.default_window(volume))
+
+    def _window_shown(self, name: str) -> None:
+        self.display_window.setCurrentIndex(max(0, self.display_window.findData(name)))
 
     def _files_busy(self, busy: bool) -> None:
         self.files.setVisible(busy)

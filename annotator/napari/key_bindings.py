@@ -15,6 +15,12 @@ SHORTCUTS = {
     "clear": ("Alt+C", "clear marks and label"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
+    "window_soft tissue": ("Alt+5", "CT window: soft tissue (W 400, L 40)"),
+    "window_lung": ("Alt+6", "CT window: lung (W 1500, L -600)"),
+    "window_bone": ("Alt+7", "CT window: bone (W 1800, L 400)"),
+    "window_brain": ("Alt+8", "CT window: brain (W 80, L 40)"),
+    "window_full range": ("Alt+9", "the image's full intensity range"),
+    "window_header": ("Alt+0", "the window the image opened with (its header's, or the default)"),
 }
 
 

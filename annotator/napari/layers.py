@@ -17,6 +17,8 @@ IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
     "image", "segmentation", "foreground clicks", "background clicks", "scribbles")
 #: Metadata key under which an image layer carries its Volume.
 VOLUME_KEY = "annotator_volume"
+#: Metadata key of a label map layer (a segmentation found beside the image): its id
+LABEL_MAP_KEY = "annotator_label_map"
 
 
 def affine(volume: Volume) -> np.ndarray:
@@ -28,15 +30,77 @@ def affine(volume: Volume) -> np.ndarray:
     return matrix
 
 
+#: CT display windows, name -> (level, width) in HU
+CT_WINDOWS = {"soft tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
+              "brain": (40.0, 80.0)}
+#: every window a person can choose: the header's (when the image has one), the CT ones,
+#: the image's 0.5-99.5 percentiles, its full range
+WINDOWS = ("header", *CT_WINDOWS, "percentiles", "full range")
+
+
+def default_window(volume: Volume) -> str:
+    """How an image opens: the window its DICOM header gives, else soft tissue for a CT,
+    else its percentiles (MR and others)."""
+    if volume.window is not None:
+        return "header"
+    return "soft tissue" if volume.modality == "CT" else "percentiles"
+
+
+def window_limits(volume: Volume, name: str | None = None) -> tuple[float, float]:
+    """Contrast limits (low, high) of the window ``name`` (default: :func:`default_window`)."""
+    name = name or default_window(volume)
+    if name == "header" and volume.window is None:
+        name = "soft tissue" if volume.modality == "CT" else "percentiles"
+    if name == "header" or name in CT_WINDOWS:
+        level, width = volume.window if name == "header" else CT_WINDOWS[name]
+        return level - width / 2, level + width / 2
+    if volume.array.size == 0:
+        return 0.0, 1.0
+    if name == "full range":
+        lo, hi = np.nanmin(volume.array), np.nanmax(volume.array)
+    else:
+        lo, hi = np.nanpercentile(volume.array[::4, ::4, ::4], [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def set_window(layer, volume: Volume, name: str | None = None) -> None:
+    """Show ``layer`` (the image) through the window ``name``."""
+    lo, hi = window_limits(volume, name)
+    low, high = layer.contrast_limits_range
+    layer.contrast_limits_range = (min(low, lo), max(high, hi))
+    layer.contrast_limits = (lo, hi)
+
+
 def image_layer_data(volume: Volume) -> tuple:
-    """A napari LayerData tuple for the image, carrying the Volume in its metadata."""
-    finite = volume.array[::4, ::4, ::4]
-    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0, 1)
-    if hi <= lo:
-        hi = lo + 1
+    """A napari LayerData tuple for the image, carrying the Volume in its metadata, in the
+    window it opens with (:func:`default_window`)."""
+    lo, hi = window_limits(volume)
     return (volume.array, {"name": volume.name or IMAGE, "affine": affine(volume),
-                           "contrast_limits": (float(lo), float(hi)),
-                           "metadata": {VOLUME_KEY: volume}}, "image")
+                           "contrast_limits": (float(lo), float(hi)), "metadata": {VOLUME_KEY: volume}}, "image")
+
+
+def refresh_box(layer, box) -> None:
+    """Redraw the part ``box`` (array slices) of a Labels layer whose data changed there in
+    place: in a 2-D view only that rectangle of the slice shown, as napari does for its own
+    brush (a whole-layer refresh of a 512×512 CT slice takes about 0.1 s). Anything else
+    (no box, a 3-D view, data that is not a NumPy array, a napari whose internals
+    differ) gets the whole refresh."""
+    if box is None or layer._slice_input.ndisplay != 2 or not isinstance(layer.data, np.ndarray):
+        layer.refresh()
+        return
+    try:
+        shown = layer._slice_input.displayed
+        point = layer._get_pt_not_disp()  # the index of the slice shown, per axis not displayed
+        if any(not box[axis].start <= index < box[axis].stop for axis, index in point.items()):
+            return  # the change is not on the slice shown: it is drawn when that slice is
+        region = tuple(box[axis] for axis in shown)
+        image = layer._slice.image
+        if layer.contour == 0:
+            image.view[region] = layer.colormap._data_to_texture(image.raw[region])
+        layer._updated_slice = tuple(box)
+        layer._partial_labels_refresh()
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError):
+        layer.refresh()
 
 
 def label_colormap(presets: list[LabelPreset]) -> DirectLabelColormap:

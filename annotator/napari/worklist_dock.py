@@ -221,7 +221,8 @@ class WorklistDock(QWidget):
         self.table.setRowCount(len(records))
         for row, record in enumerate(records):
             score = record.score
-            cells = [record.name, record.status.value, ", ".join(record.versions),
+            versions = record.versions + (["label map"] if record.label_maps else [])
+            cells = [record.name, record.status.value, ", ".join(versions),
                      "" if score is None else f"{score:.3f}"]
             # blanks sort last whichever way the column is sorted
             keys = [record.name, record.status.value, len(record.versions), score]
@@ -231,6 +232,8 @@ class WorklistDock(QWidget):
                 item.setData(ID_ROLE, record.id)
                 if col == 0 and record.name != record.id:
                     item.setToolTip(record.id)
+                if col == 2 and record.label_maps:
+                    item.setToolTip("Found beside it: " + ", ".join(record.label_maps))
                 if col == 1:
                     item.setForeground(QBrush(QColor(STATUS_COLOURS[record.status.value])))
                     if record.info.get("upload_error"):

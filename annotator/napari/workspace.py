@@ -9,6 +9,7 @@ the keyboard shortcuts call its actions. Work runs in worker threads through
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import napari
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal as QtSignal
 from qtpy.QtWidgets import QMessageBox
+from psygnal import Signal as PsygnalSignal
 from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
@@ -63,6 +65,8 @@ class QtRunner:
 class Workspace:
     """Layers of one viewer kept in step with its annotation session."""
 
+    window_shown = PsygnalSignal(str)  # the display window chosen (a name of layers.WINDOWS)
+
     def __init__(self, viewer: napari.Viewer):
         # weak: _WORKSPACES is keyed weakly by the viewer, which a strong value would keep alive
         self.viewer = weakref.proxy(viewer)
@@ -81,6 +85,7 @@ class Workspace:
         self._windows: list = []
         bind_keys(viewer, self)
         self._warm = False
+        self.last_redraw_s = 0.0  # the label layer's last redraw after an engine step
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -104,7 +109,7 @@ class Workspace:
             label = store.label(image_id, volume) if label is None else label
         self._image_layer = layer
         try:
-            self.session.show(volume, label, image_id or "")
+            self.session.show(volume, label, image_id=image_id or "")
         finally:
             self._image_layer = None
 
@@ -145,12 +150,17 @@ class Workspace:
             for name in (L.SEGMENTATION, L.FOREGROUND, L.BACKGROUND, L.SCRIBBLES):
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(name)
+            for layer in [lay for lay in self.viewer.layers if lay.metadata.get(L.LABEL_MAP_KEY)]:
+                self.viewer.layers.remove(layer)
             if self._image_layer is None:
                 for layer in [lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata]:
                     self.viewer.layers.remove(layer)
                 data, kwargs, _ = L.image_layer_data(volume)
                 self.viewer.add_image(data, **kwargs)
             affine = L.affine(volume)
+            for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited
+                self.viewer.add_labels(array, name=f"{map_id} (label map)", affine=affine, opacity=0.35,
+                                       visible=len(s.label_maps) == 1, metadata={L.LABEL_MAP_KEY: map_id})
             scribbles = self.viewer.add_labels(s.scribbles, name=L.SCRIBBLES, affine=affine,
                                                colormap=L.scribble_colormap(), opacity=0.8)
             scribbles.brush_size = max(1, round(min(volume.shape[1:]) / 25))  # a stroke, not a blob
@@ -196,7 +206,9 @@ class Workspace:
 
     def _label_changed(self, box, method: str) -> None:
         if L.SEGMENTATION in self.viewer.layers and method != "paint":
-            self.layer(L.SEGMENTATION).refresh()
+            start = time.perf_counter()
+            L.refresh_box(self.layer(L.SEGMENTATION), box)
+            self.last_redraw_s = time.perf_counter() - start
 
     def _marks_changed(self) -> None:
         self._muted = True
@@ -244,10 +256,25 @@ class Workspace:
         if L.SEGMENTATION in self.viewer.layers:
             self.layer(L.SEGMENTATION).selected_label = int(value)
 
+    def image_layer(self):
+        """The image layer being annotated (None before one is open)."""
+        if self._image_layer is not None:
+            return self._image_layer
+        return next((lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata
+                     and lay.metadata[L.VOLUME_KEY] is self.session.volume), None)
+
+    def window(self, name: str) -> None:
+        """Show the image through the display window ``name`` (see ``layers.WINDOWS``)."""
+        layer, volume = self.image_layer(), self.session.volume
+        if layer is not None and volume is not None:
+            L.set_window(layer, volume, name)
+            self.window_shown.emit(name)
+
     def actions(self) -> dict:
         """Shortcut and button actions by name (the keys of ``SHORTCUTS``)."""
         s = self.session
-        return {"fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
+        windows = {f"window_{name}": (lambda n=name: self.window(n)) for name in L.WINDOWS if name != "percentiles"}
+        return {**windows, "fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
                 "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image}

@@ -1,0 +1,145 @@
+"""Label maps among a folder's images: told apart from the images to annotate, and linked
+to the image each one labels.
+
+A file or series is a label map when
+- its name or a folder above it says so (a word such as ``seg``, ``label``, ``mask``:
+  ``example_seg.nii.gz``, ``case_label.nrrd``, ``labels/case.nii.gz``) and its pixel type
+  is an integer type, or
+- its pixel type is an 8-bit integer and it holds few values (at most
+  :data:`MAX_VALUES`), or
+- it is a DICOM SEG series.
+
+A label map is linked to an image when its name, once the label words are taken out,
+names exactly one image (``example_seg_mr`` → ``example_mr_sm``), else to the one image on
+the same grid (size, spacing, origin); where several images share that grid, the name
+decides between them. A label map that matches no image stays unlinked.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
+               "mask", "masks", "gt", "groundtruth", "annotation", "annotations"}
+#: an 8-bit image with at most this many values is a label map whatever its name
+MAX_VALUES = 32
+_INTEGER_TYPES = {"8-bit unsigned integer", "8-bit signed integer", "16-bit unsigned integer",
+                  "16-bit signed integer", "32-bit unsigned integer", "32-bit signed integer",
+                  "64-bit unsigned integer", "64-bit signed integer"}
+
+
+def words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
+
+
+def _named_like_label(image_id: str) -> bool:
+    return any(w in LABEL_WORDS for w in words(image_id))
+
+
+@lru_cache(maxsize=4096)
+def _header(path: str, mtime: float) -> tuple | None:
+    """(pixel type, size, spacing, origin) of an image file from its header, or None."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return (sitk.GetPixelIDValueAsString(reader.GetPixelID()), tuple(reader.GetSize()),
+            tuple(round(s, 4) for s in reader.GetSpacing()), tuple(round(o, 2) for o in reader.GetOrigin()))
+
+
+def header(path: Path) -> tuple | None:
+    try:
+        return _header(str(path), path.stat().st_mtime) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _dicom_seg(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    import pydicom
+
+    for child in sorted(path.iterdir())[:3]:
+        try:
+            return pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality") == "SEG"
+        except Exception:  # noqa: BLE001 - not DICOM: look at the next file
+            continue
+    return False
+
+
+def _few_values(path: Path) -> bool:
+    import SimpleITK as sitk
+
+    try:
+        array = sitk.GetArrayViewFromImage(sitk.ReadImage(str(path)))
+    except RuntimeError:
+        return False
+    return len(np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)) <= MAX_VALUES
+
+
+def is_label_map(image_id: str, path: Path) -> bool:
+    if path.is_dir():
+        return _dicom_seg(path)
+    found = header(path)
+    if found is None:
+        return False
+    pixel = found[0]
+    if _named_like_label(image_id):
+        return pixel in _INTEGER_TYPES
+    return pixel in ("8-bit unsigned integer", "8-bit signed integer") and _few_values(path)
+
+
+def split(found: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(images to annotate, label maps) of a folder's images by id."""
+    images, maps = {}, {}
+    for image_id, path in found.items():
+        (maps if is_label_map(image_id, path) else images)[image_id] = path
+    return images, maps
+
+
+def _geometry(path: Path) -> tuple | None:
+    if path.is_dir():
+        try:
+            from annotator.io.read import read_volume
+
+            v = read_volume(path)
+        except Exception:  # noqa: BLE001 - an unreadable series matches nothing
+            return None
+        return (tuple(v.size), tuple(round(s, 4) for s in v.spacing), tuple(round(o, 2) for o in v.origin))
+    found = header(path)
+    return None if found is None else found[1:]
+
+
+def link(images: dict[str, Path], maps: dict[str, Path]) -> dict[str, str | None]:
+    """Label map id -> the id of the image it labels (None: no image matches)."""
+    image_words = {i: set(words(i)) for i in images}
+    links: dict[str, str | None] = {}
+    geometry: dict[str, tuple | None] = {}
+
+    def grid(image_id: str) -> tuple | None:
+        if image_id not in geometry:
+            geometry[image_id] = _geometry(images[image_id])
+        return geometry[image_id]
+
+    for map_id, path in maps.items():
+        wanted = {w for w in words(map_id) if w not in LABEL_WORDS}
+        by_name = [i for i, w in image_words.items() if wanted and wanted <= w]
+        if len(by_name) == 1:
+            links[map_id] = by_name[0]
+            continue
+        mine = _geometry(path)
+        pool = by_name or list(images)
+        same = [i for i in pool if mine is not None and grid(i) == mine]
+        if len(same) > 1:  # the name decides: most words in common
+            same.sort(key=lambda i: -len(wanted & image_words[i]))
+            same = [i for i in same if len(wanted & image_words[i]) == len(wanted & image_words[same[0]])]
+        links[map_id] = same[0] if len(same) == 1 else None
+    return links

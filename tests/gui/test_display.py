@@ -1,0 +1,121 @@
+"""What a radiologist sees: CT windows (header, soft tissue, presets on keys and in the
+dock), MR percentiles, label maps beside their image, and a click that redraws only what
+changed (the same picture as a full redraw)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from annotator.napari import layers as L
+from annotator.napari.worklist_dock import ID_ROLE
+from paths import DATA, HIPPO
+
+TOTALSEG = DATA / "totalsegmentator_example"
+
+
+@pytest.fixture
+def window(make_napari_viewer, qtbot):
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    viewer = make_napari_viewer(show=True)  # shown: screenshots render what a person sees
+    annotation, worklist = AnnotationDock(viewer), WorklistDock(viewer)
+    viewer.window.add_dock_widget(annotation, name="Annotation", area="right")
+    viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
+    ws = workspace_for(viewer)
+    return viewer, ws, annotation, worklist
+
+
+def _open(ws, qtbot, place):
+    ws.session.open(place)
+    qtbot.waitUntil(lambda: ws.session.volume is not None and ws.session.idle and not ws.session.files.busy,
+                    timeout=60000)
+    return ws.image_layer()
+
+
+def test_ct_windows_header_default_presets_and_keys(window, qtbot, tmp_path):
+    viewer, ws, annotation, worklist = window
+    series = tmp_path / "ct"
+    shutil.copytree(TOTALSEG / "example_ct_dicom", series)
+    layer = _open(ws, qtbot, series)
+    assert ws.session.volume.window == (40.0, 300.0)  # the header's first window
+    assert layer.contrast_limits == pytest.approx([-110.0, 190.0])
+    assert annotation.display_window.currentData() == "header"
+    viewer.screenshot(str(tmp_path / "ct_header_window.png"), canvas_only=True)
+    ws.actions()["window_lung"]()  # Alt+6
+    assert layer.contrast_limits == pytest.approx([-1350.0, 150.0]) and annotation.display_window.currentData() == "lung"
+    annotation.display_window.setCurrentIndex(annotation.display_window.findData("bone"))
+    annotation.display_window.activated.emit(annotation.display_window.currentIndex())
+    assert layer.contrast_limits == pytest.approx([-500.0, 1300.0])
+    ws.actions()["window_full range"]()
+    low, high = layer.contrast_limits
+    assert low <= ws.session.volume.array.min() + 1 and high >= ws.session.volume.array.max() - 1
+    # a NIfTI CT has no header window: soft tissue; an MR: its percentiles
+    layer = _open(ws, qtbot, TOTALSEG / "example_ct_sm.nii.gz")
+    assert ws.session.volume.modality == "CT" and layer.contrast_limits == pytest.approx([-160.0, 240.0])
+    assert annotation.display_window.currentData() == "soft tissue"
+    assert not annotation.display_window.model().item(annotation.display_window.findData("header")).isEnabled()
+    layer = _open(ws, qtbot, HIPPO / "images" / "hippocampus_001.nii.gz")
+    array = ws.session.volume.array[::4, ::4, ::4]
+    assert layer.contrast_limits == pytest.approx(list(np.percentile(array, [0.5, 99.5])), rel=1e-4)
+    assert annotation.display_window.currentData() == "percentiles"
+
+
+def test_the_engine_does_not_see_the_window(window, qtbot):
+    viewer, ws, annotation, worklist = window
+    _open(ws, qtbot, TOTALSEG / "example_ct_sm.nii.gz")
+    session = ws.session
+    session.method = "graphcut"
+    results = []
+    for name in ("soft tissue", "lung"):
+        ws.window(name)
+        session.clear()
+        session.set_marks([(15, 50, 40)], [])
+        qtbot.waitUntil(lambda: session.idle and session.label.any(), timeout=60000)
+        results.append(session.label.copy())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_the_folder_lists_images_only_and_a_label_map_opens_beside_its_image(window, qtbot, tmp_path):
+    viewer, ws, annotation, worklist = window
+    folder = tmp_path / "totalseg"
+    shutil.copytree(TOTALSEG, folder)
+    ws.session.open(folder)
+    qtbot.waitUntil(lambda: ws.session.volume is not None and not ws.session.files.busy, timeout=60000)
+    rows = {worklist.table.item(r, 0).data(ID_ROLE): worklist.table.item(r, 2).text()
+            for r in range(worklist.table.rowCount())}
+    assert set(rows) == {"example_ct", "example_ct_dicom", "example_ct_sm", "example_mr_sm"}
+    assert "label map" in rows["example_ct_sm"]
+    worklist.open_image("example_ct_sm")
+    qtbot.waitUntil(lambda: ws.session.image_id == "example_ct_sm" and not ws.session.files.busy, timeout=60000)
+    maps = [lay for lay in viewer.layers if lay.metadata.get(L.LABEL_MAP_KEY)]
+    assert [lay.name for lay in maps] == ["example_seg (label map)"] and maps[0].visible
+    assert annotation.use_map.isVisibleTo(annotation) and annotation.label_map.currentData() == "example_seg"
+    annotation.use_map.click()
+    np.testing.assert_array_equal(ws.session.label, maps[0].data)
+    annotation.grab().save(str(tmp_path / "annotation_dock.png"))
+
+
+def test_a_click_redraws_only_what_changed_and_shows_what_a_full_redraw_shows(window, qtbot):
+    viewer, ws, annotation, worklist = window
+    _open(ws, qtbot, TOTALSEG / "example_ct_sm.nii.gz")
+    session = ws.session
+    shown = ws.layer(L.SEGMENTATION)._get_pt_not_disp()[0]
+    before = viewer.screenshot(canvas_only=True, flash=False)
+    box = (slice(shown - 2, shown + 3), slice(30, 60), slice(40, 80))
+    session.label[box] = 1
+    session.label_changed.emit(box, "graphcut")
+    partial = viewer.screenshot(canvas_only=True, flash=False)
+    assert np.any(partial != before)
+    ws.layer(L.SEGMENTATION).refresh()
+    full = viewer.screenshot(canvas_only=True, flash=False)
+    np.testing.assert_array_equal(partial, full)
+    # a change on another slice draws nothing now, and shows when that slice is shown
+    other = (slice(0, 2), slice(0, 10), slice(0, 10))
+    session.label[other] = 1
+    session.label_changed.emit(other, "graphcut")
+    np.testing.assert_array_equal(viewer.screenshot(canvas_only=True, flash=False), full)

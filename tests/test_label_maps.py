@@ -1,0 +1,82 @@
+"""Label maps in a folder: told apart from the images, linked to their image by name or grid,
+never listed as images to annotate, shown and usable as the image's label."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import SimpleITK as sitk
+
+from annotator.annotation import AnnotationSession
+from annotator.datastore import LocalDatastore
+from annotator.datastore.label_maps import link, split
+from paths import DATA, HIPPO
+
+TOTALSEG = DATA / "totalsegmentator_example"
+
+
+def test_the_totalsegmentator_folder_lists_its_images_with_their_label_maps():
+    proc = subprocess.run([sys.executable, "-m", "annotator", "status", str(TOTALSEG), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = {r["id"]: r["label_maps"] for r in json.loads(proc.stdout)}
+    assert records == {"example_ct": ["example_seg_fast_force_split"], "example_ct_dicom": ["example_seg_dicom"],
+                       "example_ct_sm": ["example_seg"], "example_mr_sm": ["example_seg_mr"]}
+
+
+def _write(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_names_and_grids_decide_and_images_are_never_taken_for_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    mr = (rng.random((8, 16, 16)) * 500).astype(np.int16)
+    ct = (rng.random((8, 16, 16)) * 2000 - 1000).astype(np.int16)
+    mask = np.zeros((8, 16, 16), np.uint8)
+    mask[2:6, 4:12, 4:12] = 1
+    _write(tmp_path / "brain_t1.nii.gz", mr)
+    _write(tmp_path / "abdomen.nii.gz", ct, spacing=(0.8, 0.8, 2.0))
+    uint8_mr = (rng.random((8, 16, 16)) * 255).astype(np.uint8)  # an 8-bit image with many values: an image
+    _write(tmp_path / "old_scanner.nii.gz", uint8_mr, origin=(5.0, 0.0, 0.0))
+    _write(tmp_path / "brain_t1_mask.nii.gz", mask)  # by name
+    _write(tmp_path / "organs.nii.gz", mask * 3, spacing=(0.8, 0.8, 2.0))  # few 8-bit values: by grid
+    (tmp_path / "labels_from_elsewhere").mkdir()
+    _write(tmp_path / "labels_from_elsewhere" / "nothing_matches_seg.nii.gz", mask, spacing=(9.0, 9.0, 9.0))
+    found = {p.name.split(".")[0]: p for p in tmp_path.rglob("*.nii.gz")}
+    found = {("labels_from_elsewhere/" if "labels_from" in str(p) else "") + k: p for k, p in found.items()}
+    images, maps = split(found)
+    assert set(images) == {"brain_t1", "abdomen", "old_scanner"}
+    assert set(maps) == {"brain_t1_mask", "organs", "labels_from_elsewhere/nothing_matches_seg"}
+    assert link(images, maps) == {"brain_t1_mask": "brain_t1", "organs": "abdomen",
+                                  "labels_from_elsewhere/nothing_matches_seg": None}
+
+
+def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    for name in ("example_ct_sm.nii.gz", "example_seg.nii.gz", "example_mr_sm.nii.gz"):
+        shutil.copy(TOTALSEG / name, folder)
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", folder)
+    store = LocalDatastore(folder)
+    assert [r.id for r in store.records()] == ["example_ct_sm", "example_mr_sm", "hippocampus_001"]
+    session = AnnotationSession()
+    session.open(folder / "example_ct_sm.nii.gz")
+    assert list(session.label_maps) == ["example_seg"] and not session.label.any()
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg.nii.gz")))
+    session.use_label_map("example_seg")
+    np.testing.assert_array_equal(session.label, expected)
+    session.undo()
+    assert not session.label.any()
+    session.redo()
+    session.accept()
+    volume = session.volume
+    np.testing.assert_array_equal(session.store.label("example_ct_sm", volume), expected)
+    assert session.store.record("example_ct_sm").status.value == "labeled"
