@@ -16,6 +16,13 @@ def pytest_configure(config):
         raise pytest.UsageError(f"test data folder {DATA} is missing (../shared/data beside the checkout)")
 
 
+@pytest.fixture
+def private_user_dirs(tmp_path, monkeypatch):
+    """Settings, caches, models and fallback labels of a test stay in its folder."""
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+
+
 @pytest.fixture(scope="session")
 def hippo_split() -> dict:
     return json.loads((HIPPO / "split.json").read_text())

@@ -17,22 +17,13 @@ from annotator.datastore import LocalDatastore, Status
 from annotator.errors import ModelError
 from paths import DATA, HIPPO
 
-CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
-
-
-@pytest.fixture(autouse=True)
-def private_user_dirs(tmp_path, monkeypatch):
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+pytestmark = pytest.mark.usefixtures("private_user_dirs")
 
 
 @pytest.fixture
-def folder(tmp_path):
-    store = tmp_path / "store"
-    store.mkdir()
-    for case in CASES:
-        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", store)
-    return store
+def folder(hippo_store):
+    return hippo_store
 
 
 def test_tta_ranks_every_unlabeled_image_and_caches_per_model(folder):
@@ -111,7 +102,7 @@ def test_cli_rank_json(folder):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    assert [set(r) for r in rows] == [{"id", "score", "strategy"}] * 3
+    assert [set(r) for r in rows] == [{"id", "score", "strategy"}] * len(CASES)
     assert {r["id"] for r in rows} == set(CASES) and all(r["strategy"] == "random" for r in rows)
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     bad = subprocess.run([sys.executable, "-m", "annotator", "rank", str(folder), "--strategy", "oracle"],

@@ -123,9 +123,9 @@ def test_cancelled_opening_changes_nothing(session):
     session.status.connect(statuses.append)
     real = session.store.open_image
 
-    def slow_open(image_id):
+    def slow_open(image_id, progress=None):
         session.files.cancel()  # the person presses Cancel while the image is read
-        return real(image_id)
+        return real(image_id, progress)
 
     session.store.open_image = slow_open
     session.open_image("ct2")

@@ -128,9 +128,11 @@ def test_sigkill_during_save_leaves_previous_version_intact(hippo_store, tmp_pat
 
     big = Volume(np.zeros((160, 384, 384), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
                  (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
-    from annotator.io.write import write_label
 
-    write_label(hippo_store / "big.nii.gz", np.zeros(big.shape, np.uint8), big)  # the image itself
+    import SimpleITK as sitk
+
+    ramp = (np.arange(np.prod(big.shape)) % 997).reshape(big.shape).astype(np.int16)  # an image, not a label map
+    sitk.WriteImage(big.to_sitk(ramp), str(hippo_store / "big.nii.gz"))
     store = LocalDatastore(hippo_store)
     previous = np.zeros(big.shape, np.uint8)
     previous[10:20, 10:20, 10:20] = 7

@@ -80,3 +80,15 @@ def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
     volume = session.volume
     np.testing.assert_array_equal(session.store.label("example_ct_sm", volume), expected)
     assert session.store.record("example_ct_sm").status.value == "labeled"
+
+
+def test_a_folder_of_a_series_with_its_segmentations_beside_it():
+    """The dcmqi folder: a CT series folder, DICOM SEG files and NRRD label maps (some named
+    ``*_seg``, some only 16-bit with few values), all on the series' grid."""
+    store = LocalDatastore(DATA / "dcmqi_ct3slice_seg", labels_dir="/nonexistent-never-written")
+    [record] = store.records()
+    assert record.id == "ct-3slice"
+    assert set(record.label_maps) == {"heart_seg", "liver_seg", "liver_spine_seg", "spine_seg", "partial_overlaps-1",
+                                      "partial_overlaps-2", "partial_overlaps-3"}
+    volume = store.open_image("ct-3slice")
+    assert store.label_map("ct-3slice", "liver_seg", volume).any()

@@ -63,6 +63,7 @@ class AnnotationSession:
         self.history = LabelHistory()
         self.label_maps: dict[str, np.ndarray] = {}  # segmentations found beside the open image
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
+        self._proposal_stale = False  # the label changed by other means since ``proposed`` was kept
         self.method = "auto"  # a click method name, or "auto": a network for the image when installed
         self.label_value = self.settings.presets[0].value
         self.order: list[str] | None = None  # the worklist's order, when it shows one
@@ -223,7 +224,7 @@ class AnnotationSession:
                 self._bounds.clear()
             else:  # the structure now lies in the box; the others can only have shrunk
                 self._bounds[value] = result.box
-            self.proposed = np.array(self.label, copy=True)
+            self._propose(result.box)
             self._touch()
             self.status.emit(f"{result.method}: {result.seconds:.2f} s")
             self.label_changed.emit(result.box, result.method)
@@ -232,8 +233,20 @@ class AnnotationSession:
             kind, self._pending = self._pending, None
             self.request(kind)
 
+    def _propose(self, box) -> None:
+        """Keep the label as the engine left it (the "original" of the first accept): only
+        the changed box is copied, unless the label changed elsewhere since the last time
+        (painting, undo, a label map): copying a whole CT label on every click would
+        freeze the view."""
+        if self.proposed is None or self._proposal_stale or box is None:
+            self.proposed = np.array(self.label, copy=True)
+        else:
+            self.proposed[box] = self.label[box]
+        self._proposal_stale = False
+
     def painted(self) -> None:
         """The label was painted by hand (in place)."""
+        self._proposal_stale = True
         self._bounds.clear()
         self._touch()
         self.label_changed.emit(None, "paint")
@@ -241,6 +254,7 @@ class AnnotationSession:
     # ---- history ------------------------------------------------------------------------
 
     def _step(self, move) -> None:
+        self._proposal_stale = True
         self.marks = {k: list(v) for k, v in move(self.label).items()} if self.label is not None else self.marks
         self.marks.setdefault("fg", [])
         self.marks.setdefault("bg", [])
@@ -263,6 +277,7 @@ class AnnotationSession:
         """Make a label map found beside the image its label (undoable; Accept saves it)."""
         if self.volume is None or self._busy or map_id not in self.label_maps:
             return
+        self._proposal_stale = True
         before = np.array(self.label, copy=True)
         after = np.asarray(self.label_maps[map_id], np.uint8)
         self.label[...] = after
@@ -321,7 +336,8 @@ class AnnotationSession:
             return False
         store, image_id, volume = self.store, self.image_id, self.volume
         label = np.array(self.label, copy=True)  # what is saved, whatever happens to the label next
-        proposed = self.proposed
+        # the engine's answer, for the first accept (a copy: the session keeps updating its own)
+        proposed = self.proposed.copy() if version == Version.FINAL.value and self.proposed is not None else None
         changed_at = self._changed_at
         self.dirty = False
 

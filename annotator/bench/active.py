@@ -43,21 +43,14 @@ def _dataset(folder: Path, source: Path, train: list[str], test: list[str] = ())
 
 def _train_briefly(source: Path, cases: list[str], out: Path, minutes: float, quick: bool) -> Path:
     """A DeepEdit model trained for a few minutes on ``cases``; its sidecar."""
-    from annotator.bench.train import starter_config
-    from annotator.training.runner import TrainingProcess
+    from annotator.bench.train import run_training, starter_config
 
     data = _dataset(out / "data", source, cases)
     overrides = {"max_minutes": minutes, "name": "bench-active-brief", "install": False, "epochs": 1000,
                  "val_fraction": 0.2, "val_every": 1000}
     if quick:
         overrides.update(max_iterations=4, patch=[32, 32, 32])
-    job = TrainingProcess(starter_config("deepedit", data, out / "run", **overrides))
-    job.start()
-    job.wait()
-    job.poll()
-    error = next((e for e in job.events if e["event"] == "error"), None)
-    if error:
-        raise InputError(f"the brief training failed: {error['message']}")
+    run_training(starter_config("deepedit", data, out / "run", **overrides))
     for name in ("best.json", "last.json"):
         if (out / "run" / name).exists():
             return out / "run" / name
@@ -105,7 +98,7 @@ def _rank_many(source: Path, cases: list[str], folder: Path) -> tuple[float, int
     return time.perf_counter() - start, len(ranking.ranked), DEFAULT
 
 
-def _curve(source: Path, split: dict, folder: Path, rounds: int, minutes: float, seed: int) -> dict:
+def _curve(source: Path, split: dict, folder: Path, rounds: int, minutes: float, seed: int, pool: int) -> dict:
     """Validation Dice per round, random against the default strategy (each round: the 10
     best-scored unlabeled train cases join, a brief retraining from scratch)."""
     from annotator.active.strategies import DEFAULT, model_score, plain_score
@@ -114,7 +107,7 @@ def _curve(source: Path, split: dict, folder: Path, rounds: int, minutes: float,
     from annotator.models import load_checkpoint
     from annotator.training.events import read_log
 
-    pool = list(split["train"])
+    pool = list(split["train"])[:pool]
     rng = np.random.default_rng(seed)
     start = [str(c) for c in rng.choice(pool, 10, replace=False)]
     curves = {}
@@ -157,6 +150,24 @@ def _plot(per_model: dict[str, list[dict]], path: str) -> None:
         ax.set_ylabel("1 − Dice of the automatic prediction")
         ax.legend(fontsize=8)
     fig.suptitle("Does the score find the images the model gets wrong? (hippocampus test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_curve(curve: dict[str, list[float]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for strategy, dice in curve.items():
+        ax.plot([10 * (i + 1) for i in range(len(dice))], dice, marker="o", label=strategy)
+    ax.set_xlabel("labelled train cases")
+    ax.set_ylabel("validation Dice after a brief training")
+    ax.set_title("Simulated learning curve")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -207,7 +218,12 @@ def run(args: argparse.Namespace) -> dict:
                        "dice": "mean over the labels of the automatic prediction"})
         extra = {"cases": per_model}
         if args.curve:
-            extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, args.curve_minutes, args.seed)
+            extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, args.curve_minutes, args.seed,
+                                    args.curve_pool)
+            for strategy, dice in extra["curve"].items():
+                results.append(rep.result(f"curve_final_dice_{strategy}", dice[-1], "dice", "higher"))
     if args.plot:
         _plot(per_model, args.plot)
+        if "curve" in extra:
+            _plot_curve(extra["curve"], str(Path(args.plot).with_name(Path(args.plot).stem + "_curve.png")))
     return rep.report("active", params, results, **extra)

@@ -33,6 +33,7 @@ def active(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve", action="store_true", help="also the simulated learning curve (long)")
     parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
     parser.add_argument("--curve-minutes", type=float, default=3.0, help="training per round (default 3)")
+    parser.add_argument("--curve-pool", type=int, default=208, help="train cases the curve draws from (default all)")
 
 
 def app(parser: argparse.ArgumentParser) -> None:

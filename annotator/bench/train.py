@@ -32,6 +32,18 @@ def starter_config(method: str, data: Path, out: Path, **overrides) -> TrainConf
     return TrainConfig(**settings)
 
 
+def run_training(config: TrainConfig) -> list[dict]:
+    """Run a training job to its end in its child process; its events (a failure raises)."""
+    job = TrainingProcess(config)
+    job.start()
+    job.wait()
+    job.poll()
+    error = next((e for e in job.events if e["event"] == "error"), None)
+    if error:
+        raise InputError(f"training failed: {error['message']}")
+    return job.events
+
+
 def summarise(events: list[dict]) -> tuple[list[dict], dict]:
     start = next((e for e in events if e["event"] == "start"), None)
     progress = [e for e in events if e["event"] == "progress"]
@@ -64,13 +76,6 @@ def run(args: argparse.Namespace) -> dict:
         overrides = {"max_minutes": minutes, "name": f"bench-{args.method}", "install": False}
         if args.quick:
             overrides.update(epochs=1, max_iterations=6, batch_size=2, patch=[32, 32, 32], split="test")
-        job = TrainingProcess(starter_config(args.method, data, Path(tmp) / "run", **overrides))
-        job.start()
-        job.wait()
-        job.poll()
-        error = next((e for e in job.events if e["event"] == "error"), None)
-        if error:
-            raise InputError(f"training failed: {error['message']}")
-        results, info = summarise(job.events)
+        results, info = summarise(run_training(starter_config(args.method, data, Path(tmp) / "run", **overrides)))
     return rep.report("train", {"data": str(data), "quick": bool(args.quick), "minutes_limit": minutes, **info},
                       results)

@@ -5,8 +5,9 @@ A file or series is a label map when
 - its name or a folder above it says so (a word such as ``seg``, ``label``, ``mask``:
   ``example_seg.nii.gz``, ``case_label.nrrd``, ``labels/case.nii.gz``) and its pixel type
   is an integer type, or
-- its pixel type is an 8-bit integer and it holds few values (at most
-  :data:`MAX_VALUES`), or
+- its pixel type is an integer type and it holds few values (at most
+  :data:`MAX_VALUES`; only files under :data:`SMALL_FILE` bytes are read to count them: a
+  compressed label map is small, a CT is not), or
 - it is a DICOM SEG series.
 
 A label map is linked to an image when its name, once the label words are taken out,
@@ -25,8 +26,9 @@ import numpy as np
 
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
                "mask", "masks", "gt", "groundtruth", "annotation", "annotations"}
-#: an 8-bit image with at most this many values is a label map whatever its name
+#: an integer image with at most this many values is a label map whatever its name
 MAX_VALUES = 32
+SMALL_FILE = 16 * 2**20
 _INTEGER_TYPES = {"8-bit unsigned integer", "8-bit signed integer", "16-bit unsigned integer",
                   "16-bit signed integer", "32-bit unsigned integer", "32-bit signed integer",
                   "64-bit unsigned integer", "64-bit signed integer"}
@@ -79,7 +81,7 @@ def _few_values(path: Path) -> bool:
     import SimpleITK as sitk
 
     try:
-        array = sitk.GetArrayViewFromImage(sitk.ReadImage(str(path)))
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError:
         return False
     return len(np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)) <= MAX_VALUES
@@ -92,9 +94,9 @@ def is_label_map(image_id: str, path: Path) -> bool:
     if found is None:
         return False
     pixel = found[0]
-    if _named_like_label(image_id):
-        return pixel in _INTEGER_TYPES
-    return pixel in ("8-bit unsigned integer", "8-bit signed integer") and _few_values(path)
+    if pixel not in _INTEGER_TYPES:
+        return False
+    return _named_like_label(image_id) or (path.stat().st_size < SMALL_FILE and _few_values(path))
 
 
 def split(found: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:

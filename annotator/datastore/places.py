@@ -54,9 +54,18 @@ def classify(path: str | os.PathLike) -> Kind:
         return Kind.MISSING
     if is_dataset(path):
         return Kind.DATASET
-    if holds_dicom_files(path):
+    if holds_dicom_files(path) and not _holds_image_files(path):
         return Kind.DICOM_SERIES
     return Kind.FOLDER
+
+
+def _holds_image_files(folder: Path) -> bool:
+    """Whether image files other than DICOM lie directly in ``folder`` (then it is a folder
+    of images that also holds DICOM files, such as SEG objects, not one series)."""
+    try:
+        return any(is_image_file(Path(e.path)) for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
+    except OSError:
+        return False
 
 
 def find_images(folder: Path, skip: Path | None = None) -> dict[str, Path]:

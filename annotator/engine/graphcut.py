@@ -76,11 +76,27 @@ def _multilevel(image, prob, spacing, fg, bg, lam, sigma) -> np.ndarray:
                          fg_any & ~bg_any, bg_any & ~fg_any, lam, sigma)
     # the band is found on the coarse grid (8x fewer voxels): its boundary, and seeds
     # the coarse result got wrong; one coarse voxel each side is two fine voxels
-    structure = np.ones((3, 3, 3), bool)
-    band = binary_dilation(coarse, structure) & ~binary_erosion(coarse, structure, border_value=1)
-    band |= binary_dilation((fg_any & ~coarse) | (bg_any & coarse), structure)
+    band = _slabs(binary_dilation, coarse) & ~_slabs(binary_erosion, coarse, border_value=1)
+    band |= _slabs(binary_dilation, (fg_any & ~coarse) | (bg_any & coarse))
     return _solve(image, prob, spacing, fg, bg, lam, sigma,
                   free=_up(band, image.shape), fixed=_up(coarse, image.shape))
+
+
+def _slabs(op, mask: np.ndarray, slab_voxels: int = 1_000_000, **kw) -> np.ndarray:
+    """``op`` (a binary erosion or dilation by the 3×3×3 cube) slab by slab along the first
+    axis, each slab with one slice of its neighbours: the same result, in short calls.
+    SciPy's morphology holds the interpreter while it runs; in short calls the view's
+    thread gets its turn between them, so a large cut does not freeze the window."""
+    structure = np.ones((3, 3, 3), bool)
+    per = max(1, slab_voxels // max(1, mask[0].size))
+    if mask.shape[0] <= per:
+        return op(mask, structure, **kw)
+    out = np.empty(mask.shape, bool)
+    for start in range(0, mask.shape[0], per):
+        stop = min(mask.shape[0], start + per)
+        lo, hi = max(0, start - 1), min(mask.shape[0], stop + 1)
+        out[start:stop] = op(mask[lo:hi], structure, **kw)[start - lo:stop - lo]
+    return out
 
 
 def _down_mean(a: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.ndimage import label as ndimage_label
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
@@ -129,7 +129,14 @@ def _balls(volume: Volume, points, radius_mm: float) -> np.ndarray:
     radius = np.maximum(np.floor(radius_mm / spacing), 0).astype(int)
     grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
     ball = sum((g * s / radius_mm) ** 2 for g, s in zip(grid, spacing)) <= 1.0
-    return binary_dilation(mask, ball)
+    for p in points:  # each ball painted where it lies (a dilation of the whole volume by a
+        # ball of several cm would hold the interpreter for a long time: the view would freeze)
+        centre = np.asarray([int(v) for v in p])
+        lo, hi = centre - radius, centre + radius + 1
+        inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
+        part = tuple(slice(s.start - a, s.stop - a) for s, a in zip(inside, lo))
+        mask[inside] |= ball[part]
+    return mask
 
 
 def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:

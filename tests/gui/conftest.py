@@ -12,10 +12,8 @@ CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
 
 
 @pytest.fixture(autouse=True)
-def private_user_dirs(tmp_path, monkeypatch):
-    """Settings, caches and fallback labels of the tests stay in the test's folder."""
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+def _private(private_user_dirs):
+    """Every GUI test keeps its settings, caches and labels in its own folder."""
 
 
 @pytest.fixture
