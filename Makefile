@@ -11,7 +11,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 # a real DICOMweb server for the tests (and `annotator orthanc serve`)
 TEST_APT_PACKAGES := orthanc orthanc-dicomweb
 
-.PHONY: run test bench system-deps clean
+.PHONY: run test bench bundle bundle-test system-deps clean
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -41,5 +41,17 @@ bench: $(STAMP)
 	$(BIN)/annotator bench click --json bench-results/click.json --md bench-results/click.md
 	$(BIN)/annotator bench robot --json bench-results/robot.json --md bench-results/robot.md --plot bench-results/robot.png
 
+# the desktop app as one folder (PyInstaller) and a Linux archive with an installer script
+bundle: system-deps $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pyinstaller==6.22.3
+	start=$$(date +%s); $(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+		packaging/annotator.spec && echo $$(( $$(date +%s) - start )) > dist/build-seconds.txt
+	packaging/linux/make-archive.sh dist
+
+# build it, then run the frozen app's self-test and a screenshot with no network and no Python on PATH
+bundle-test: bundle
+	$(BIN)/python -m pytest -m bundle tests/test_bundle.py
+	$(BIN)/annotator bench bundle --json dist/bundle.json --md dist/bundle.md
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

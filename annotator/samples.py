@@ -1,7 +1,8 @@
 """Sample data listed in the shipped manifest (``resources/samples.json``).
 
 File samples are looked up in a data folder: ``$ANNOTATOR_DATA``, else the
-``shared/data`` folder beside a source checkout. The generated CT phantom needs no
+``shared/data`` folder beside a source checkout, else the ``data`` folder the frozen app
+carries (the hippocampus case). The generated CT phantom needs no
 files and is always available.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -44,6 +46,8 @@ def data_root() -> Path | None:
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve()
     candidates += [parent / "shared" / "data" for parent in here.parents[1:4]]
+    if getattr(sys, "frozen", False):
+        candidates.append(Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "data")
     return next((c for c in candidates if c.is_dir()), None)
 
 

@@ -106,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="print seconds from start to a visible window, then exit (benchmark)")
     parser.add_argument("--stall-probe", type=int, metavar="CLICKS",
                         help="click CLICKS times into a CT phantom, print event-loop stalls, exit (benchmark)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check headless that everything works here (sample, click, scribbles, training, labels)")
     args = parser.parse_args(argv)
+    if args.self_test:
+        from annotator_app.self_test import run
+
+        return run()
 
     import napari
 

@@ -8,6 +8,7 @@ import argparse
 #: name -> (module that runs it, one line of help)
 BENCHMARKS = {
     "active": ("annotator.bench.active", "how well each ranking strategy's score predicts the model's error"),
+    "bundle": ("annotator.bench.bundle", "the frozen app: size, build time, start against the virtualenv's"),
     "app": ("annotator.bench.app", "launch to visible window, event-loop stalls during clicks and accept"),
     "cli": ("annotator.bench.cli", "start-up time and peak memory of `annotator info` and `--help`"),
     "click": ("annotator.bench.click", "click latency of the networks against their bare forward"),
@@ -34,6 +35,11 @@ def active(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
     parser.add_argument("--curve-minutes", type=float, default=3.0, help="training per round (default 3)")
     parser.add_argument("--curve-pool", type=int, default=208, help="train cases the curve draws from (default all)")
+
+
+def bundle(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dist", default="dist", help="where `make bundle` put the app (default dist)")
+    parser.add_argument("--repeats", type=int, default=None, help="launches of each (default 3, quick 1)")
 
 
 def app(parser: argparse.ArgumentParser) -> None:
