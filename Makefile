@@ -41,7 +41,9 @@ bench: $(STAMP)
 	$(BIN)/annotator bench click --json bench-results/click.json --md bench-results/click.md
 	$(BIN)/annotator bench robot --json bench-results/robot.json --md bench-results/robot.md --plot bench-results/robot.png
 
-# the desktop app as one folder (PyInstaller) and a Linux archive with an installer script
+# the desktop app as one folder (PyInstaller: it reads binaries with binutils' objdump) and a
+# Linux archive with an installer script
+bundle: EXTRA_APT = binutils
 bundle: system-deps $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pyinstaller==6.22.3
 	start=$$(date +%s); $(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \

@@ -31,8 +31,9 @@ def screen():
 def _isolated(tmp_path, display: str) -> tuple[list[str], dict]:
     """A command prefix with no network (a new network namespace; the X server is reached
     through its socket file) and an environment with an empty PATH and its own home."""
-    prefix = ["unshare", "--net", "--map-root-user"]
-    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+    unshare = shutil.which("unshare")
+    prefix = [unshare or "unshare", "--net", "--map-root-user"]
+    if unshare is None or subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
         pytest.fail("cannot make a network namespace here (unshare --net --map-root-user)")
     empty = tmp_path / "empty-bin"
     empty.mkdir(exist_ok=True)
