@@ -268,6 +268,52 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _labels(text: str) -> dict[str, int]:
+    """``liver=1,spleen=2`` or ``liver,spleen`` (values 1, 2, ... in that order)."""
+    labels = {}
+    for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        try:
+            labels[name.strip().lower()] = int(value) if value else i + 1
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{part}' is not name=value") from None
+    if not labels:
+        raise argparse.ArgumentTypeError("no labels given")
+    return labels
+
+
+def cmd_models_import(args) -> int:
+    from annotator.models.importer import import_model
+
+    sidecar = import_model(args.path, args.method, args.labels, list(reversed(args.spacing)) if args.spacing else None,
+                           name=args.name or "", modality=args.modality,
+                           roi_size=list(reversed(args.roi)) if args.roi else None)
+    print(f"{sidecar.stem}: installed ({sidecar}); choose it in the Training dock's model list or with "
+          f"`annotator models use {sidecar.stem}`")
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from annotator.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    chosen = registry.chosen()
+    for entry in registry.entries():
+        mark = "*" if chosen.get(entry.card.method) == entry.card.name else " "
+        where = "bundled" if entry.bundled else str(entry.sidecar.parent)
+        print(f"{mark} {entry.card.name:<36} {entry.card.method:<11} {entry.card.modality:<8} "
+              f"{','.join(entry.card.foreground):<24} {where}")
+    return 0
+
+
+def cmd_models_use(args) -> int:
+    from annotator.models.registry import ModelRegistry
+
+    card = ModelRegistry().choose(args.name)
+    print(f"{card.name}: now used for {card.method}")
+    return 0
+
+
 def cmd_accept(args) -> int:
     from annotator.io import read_label
 
@@ -556,6 +602,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of random (and of epistemic's dropout)")
     p.add_argument("--json", action="store_true", help='a list of {"id", "score", "strategy"}, highest first')
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("models", help="the installed models; import one trained elsewhere (MONAI Label, a MONAI bundle)")
+    msub = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    m = msub.add_parser("list", help="installed models (* marks the one each method uses)")
+    m.set_defaults(func=cmd_models_list)
+    m = msub.add_parser("use", help="make a model the one its method uses")
+    m.add_argument("name")
+    m.set_defaults(func=cmd_models_use)
+    m = msub.add_parser("import", help="a MONAI Label sample-app checkpoint (.pt state dict) or a MONAI bundle folder")
+    m.add_argument("path", help="the .pt file (read with weights_only; a full pickle is refused) or bundle folder")
+    m.add_argument("--method", required=True, choices=["deepedit", "deepgrow3d", "deepgrow2d"])
+    m.add_argument("--labels", type=_labels, help="deepedit: the labels, e.g. spleen=1,liver=2 (a bundle gives them)")
+    m.add_argument("--spacing", type=_spacing, metavar="X,Y,Z", help="the spacing it was trained at, mm")
+    m.add_argument("--roi", type=_patch, metavar="X,Y,Z", help="click crop on the model grid (default 128,128,128)")
+    m.add_argument("--name", help="model name (default: method and file name)")
+    m.add_argument("--modality", default="unknown", help="CT or MR: the images it is for")
+    m.set_defaults(func=cmd_models_import)
 
     p = sub.add_parser("plan", help="the training settings chosen for a datastore's labelled images and this machine")
     p.add_argument("data", nargs="+", help="datastore or dataset folders (or DICOMweb URLs)")

@@ -45,7 +45,8 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, sidecar: str | os.P
     from safetensors.torch import save_file
 
     target = weights_path(sidecar)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    aliases = _aliases(model)  # a tensor that two layers share is written once
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in aliases}
     with atomic_path(target) as tmp:
         save_file(state, str(tmp), metadata={"name": card.name, "method": card.method})
     card.weights_sha256 = _sha256(target)
@@ -60,6 +61,20 @@ def load_card(sidecar: str | os.PathLike) -> ModelCard:
     except OSError as exc:
         raise ModelError(f"{sidecar}: cannot read the sidecar ({exc.strerror or exc})") from exc
     return ModelCard.from_json(text, str(sidecar))
+
+
+def _aliases(model) -> dict[str, str]:
+    """State-dict keys whose tensor is an earlier key's (DynUNet reaches its layers by two
+    paths): alias -> the first key."""
+    first: dict[tuple, str] = {}
+    aliases = {}
+    for key, value in model.state_dict().items():
+        ident = (value.data_ptr(), tuple(value.shape), value.dtype) if value.numel() else (key,)
+        if ident in first:
+            aliases[key] = first[ident]
+        else:
+            first[ident] = key
+    return aliases
 
 
 def load_checkpoint(sidecar: str | os.PathLike, device: str | torch.device = "cpu"
@@ -79,6 +94,9 @@ def load_checkpoint(sidecar: str | os.PathLike, device: str | torch.device = "cp
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    for alias, source in _aliases(model).items():
+        if alias not in state and source in state:
+            state[alias] = state[source]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -98,15 +98,30 @@ def check_architecture(spec) -> None:
             raise ModelError(f"architecture {name}: {key} must be a list of at most {MAX_LEVELS} entries")
 
 
+def input_multiple(spec: dict) -> tuple[int, ...]:
+    """What each input size must be a multiple of (the product of the strides per axis)."""
+    dims = int(spec.get("spatial_dims", 3))
+    if spec.get("name") == "BasicUNet":
+        return (16,) * dims  # four poolings by 2
+    factors = [1] * dims
+    for stride in spec.get("strides", [2, 2, 2, 2]):
+        per_axis = stride if isinstance(stride, list) else [stride] * dims
+        factors = [f * int(s) for f, s in zip(factors, per_axis)]
+    return tuple(factors)
+
+
 def build_network(spec: dict) -> torch.nn.Module:
-    """A MONAI network from ``{"name": ..., **constructor arguments}`` (checked first)."""
+    """A MONAI network from ``{"name": ..., **constructor arguments}`` (checked first); its
+    ``input_multiple`` says what sizes it takes."""
     check_architecture(spec)
     spec = copy.deepcopy(spec)
     name = spec.pop("name", None)
     from monai.networks import nets
 
     try:
-        return getattr(nets, name)(**spec)
+        network = getattr(nets, name)(**spec)
+        network.input_multiple = input_multiple({"name": name, **spec})
+        return network
     except (TypeError, ValueError, AssertionError, IndexError, KeyError, AttributeError, RecursionError) as exc:
         raise ModelError(f"architecture {name} cannot be built from its spec: {exc}") from exc
 

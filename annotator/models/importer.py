@@ -1,0 +1,148 @@
+"""Models trained elsewhere: a MONAI Label sample-app checkpoint (a state dict in a ``.pt``
+file) or a MONAI bundle folder, converted to this app's format (safetensors + sidecar).
+
+A ``.pt`` file is read with ``torch.load(weights_only=True)`` only: a file that needs full
+unpickling (it could run code) is refused. The network is the sample-app one of the
+method (``annotator.models.networks.VARIANTS["sample-app"]``), or, for a bundle, the one its
+``configs`` declare (plain arguments only). The weights must fit the network exactly;
+DeepGrow's one-channel (sigmoid) output becomes the two class scores the engine reads,
+with the same probabilities (background 0, structure the old score).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from annotator.errors import ModelError
+from annotator.models.card import ModelCard, check_name
+from annotator.models.checkpoint import save_checkpoint
+from annotator.models.networks import ARCHITECTURES, architecture, build_network
+
+
+def _state_dict(path: Path) -> dict:
+    import pickle
+
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{path}: refused: the file needs full unpickling, which could run code from it "
+                         f"({str(exc).splitlines()[0][:120]}); export the network's state_dict instead") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    for key in ("model", "state_dict", "model_state_dict", "net"):  # how trainers wrap it
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(hasattr(v, "shape") for v in loaded.values()):
+        raise ModelError(f"{path}: not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in loaded.items()}
+
+
+def _bundle(folder: Path) -> tuple[dict, Path, dict[str, int], list[float] | None]:
+    """(architecture, weights file, labels, spacing zyx) a MONAI bundle declares."""
+    configs = folder / "configs"
+    config = next((configs / n for n in ("inference.json", "train.json") if (configs / n).is_file()), None)
+    if config is None:
+        raise ModelError(f"{folder}: not a MONAI bundle (no configs/inference.json)")
+    raw = json.loads(config.read_text("utf-8"))
+    network = raw.get("network_def")
+    if not isinstance(network, dict) or "_target_" not in network:
+        raise ModelError(f"{config}: no network_def with a _target_")
+    name = str(network["_target_"]).rsplit(".", 1)[-1]
+    if name not in ARCHITECTURES:
+        raise ModelError(f"{config}: network {name} is not one this app builds ({', '.join(ARCHITECTURES)})")
+    args = {k: v for k, v in network.items() if k != "_target_"}
+    if any(isinstance(v, str) and v[:1] in "@$%" for v in args.values()):
+        raise ModelError(f"{config}: the network's arguments are expressions; give them as plain values")
+    labels: dict[str, int] = {}
+    metadata = configs / "metadata.json"
+    if metadata.is_file():
+        channels = (json.loads(metadata.read_text("utf-8")).get("network_data_format", {}).get("outputs", {})
+                    .get("pred", {}).get("channel_def", {}))
+        labels = {str(n).lower(): int(i) for i, n in channels.items() if int(i) > 0}
+    spacing = None
+    for step in raw.get("preprocessing", {}).get("transforms", []) if isinstance(raw.get("preprocessing"), dict) else []:
+        if isinstance(step, dict) and str(step.get("_target_", "")).endswith("Spacingd"):
+            pixdim = step.get("pixdim")
+            if isinstance(pixdim, list) and len(pixdim) == 3:
+                spacing = [float(v) for v in reversed(pixdim)]  # MONAI: (x, y, z)
+    weights = folder / "models" / "model.pt"
+    if not weights.is_file():
+        raise ModelError(f"{folder}: the bundle has no models/model.pt")
+    return {"name": name, **args}, weights, labels, spacing
+
+
+def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | None = None,
+                 spacing_zyx: list[float] | None = None, name: str = "", modality: str = "unknown",
+                 roi_size: list[int] | None = None, target: str | os.PathLike | None = None) -> Path:
+    """Convert a checkpoint or bundle to a model of this app; returns its sidecar (in the
+    user models folder unless ``target`` names another)."""
+    from annotator.models.registry import user_dir
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such checkpoint or bundle")
+    declared_labels, declared_spacing, spec = {}, None, None
+    if path.is_dir():
+        spec, weights, declared_labels, declared_spacing = _bundle(path)
+        state = _state_dict(weights)
+    else:
+        state = _state_dict(path)
+    labels = dict(labels or declared_labels)
+    if method == "deepedit" and not labels:
+        raise ModelError("give the labels the model segments (--labels name=value,...)")
+    foreground = {k: v for k, v in labels.items() if int(v) > 0} if method == "deepedit" else {"structure": 1}
+    spacing = list(spacing_zyx or declared_spacing or [])
+    if len(spacing) != 3:
+        raise ModelError("give the spacing the model was trained at (--spacing X,Y,Z in mm)")
+    wanted = architecture(method, len(foreground), "sample-app")
+    if spec is not None:
+        spec = {**spec, "in_channels": wanted["in_channels"], "out_channels": spec.get("out_channels", 0)}
+    else:
+        spec = dict(wanted)
+    state, spec = _scores_for_classes(state, spec, wanted["out_channels"])
+    spec["in_channels"], spec["out_channels"] = wanted["in_channels"], wanted["out_channels"]
+    model = build_network(spec)
+    missing, unexpected = [], []
+    try:
+        result = model.load_state_dict(state, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: the weights do not fit the {spec['name']} network of {method}: "
+                         f"{str(exc).splitlines()[-1][:200]}") from None
+    if missing or unexpected:
+        raise ModelError(f"{path}: the weights do not fit the {spec['name']} network of {method} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    name = check_name(name or f"{method}-{path.stem}")
+    ordered = {n: i for i, n in enumerate(sorted(foreground, key=foreground.get), start=1)}
+    card = ModelCard(name=name, method=method, architecture=spec,
+                     labels=ordered if method == "deepedit" else {"structure": 1}, modality=modality,
+                     target_spacing=[float(s) for s in spacing],
+                     roi_size=list(roi_size or ([128, 128, 128] if spec.get("spatial_dims", 3) == 3 else [1, 256, 256])),
+                     training={"source": f"imported from {path.name}", "label_values": labels})
+    folder = Path(target) if target else user_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(model, card, folder / f"{name}.json")
+
+
+def _scores_for_classes(state: dict, spec: dict, classes: int) -> tuple[dict, dict]:
+    """A one-channel (sigmoid) output layer as two class scores: background 0, structure
+    the old score, so that softmax gives the same probability as the sigmoid did."""
+    import torch
+
+    last = [k for k, v in state.items() if v.dim() >= 1 and k.endswith(("weight", "bias"))]
+    if not last or classes != 2:
+        return state, spec
+    weight_key = max((k for k in last if k.endswith("weight")), key=list(state).index)
+    bias_key = weight_key[: -len("weight")] + "bias"
+    if state[weight_key].shape[0] != 1:
+        return state, spec
+    state = dict(state)
+    weight = state[weight_key]
+    state[weight_key] = torch.cat([torch.zeros_like(weight), weight])
+    if bias_key in state:
+        state[bias_key] = torch.cat([torch.zeros_like(state[bias_key]), state[bias_key]])
+    return state, spec
