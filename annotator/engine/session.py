@@ -32,12 +32,12 @@ MULTIPLE = 16
 def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Class scores of (N, C, *spatial) ``x`` at its own size.
 
-    The input is zero-padded on both sides to the multiples the network needs (its
-    ``input_multiple``; :data:`MULTIPLE` for a network that does not say), centred as
+    The input is zero-padded on both sides to multiples of :data:`MULTIPLE`, or of more
+    where the network needs it (its ``input_multiple``: DynUNet's strides), centred as
     MONAI's ``SpatialPad`` does in training, and the scores cropped back.
     """
     size = x.shape[2:]
-    multiple = getattr(model, "input_multiple", (MULTIPLE,) * len(size))
+    multiple = [max(MULTIPLE, m) for m in getattr(model, "input_multiple", (MULTIPLE,) * len(size))]
     extra = [int(np.ceil(s / m) * m) - s for s, m in zip(size, multiple)]
     before = [e // 2 for e in extra]
     padded = F.pad(x, [p for e, b in zip(reversed(extra), reversed(before)) for p in (b, e - b)]) if any(extra) else x
