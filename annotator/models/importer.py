@@ -99,12 +99,9 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     if len(spacing) != 3:
         raise ModelError("give the spacing the model was trained at (--spacing X,Y,Z in mm)")
     wanted = architecture(method, len(foreground), "sample-app")
-    if spec is not None:
-        spec = {**spec, "in_channels": wanted["in_channels"], "out_channels": spec.get("out_channels", 0)}
-    else:
-        spec = dict(wanted)
-    state, spec = _scores_for_classes(state, spec, wanted["out_channels"])
-    spec["in_channels"], spec["out_channels"] = wanted["in_channels"], wanted["out_channels"]
+    # the bundle's network (or the sample app's), with the channels the method feeds and reads
+    spec = {**(spec or wanted), "in_channels": wanted["in_channels"], "out_channels": wanted["out_channels"]}
+    state = _scores_for_classes(state, wanted["out_channels"])
     model = build_network(spec)
     missing, unexpected = [], []
     try:
@@ -128,21 +125,21 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     return save_checkpoint(model, card, folder / f"{name}.json")
 
 
-def _scores_for_classes(state: dict, spec: dict, classes: int) -> tuple[dict, dict]:
+def _scores_for_classes(state: dict, classes: int) -> dict:
     """A one-channel (sigmoid) output layer as two class scores: background 0, structure
     the old score, so that softmax gives the same probability as the sigmoid did."""
     import torch
 
     last = [k for k, v in state.items() if v.dim() >= 1 and k.endswith(("weight", "bias"))]
     if not last or classes != 2:
-        return state, spec
+        return state
     weight_key = max((k for k in last if k.endswith("weight")), key=list(state).index)
     bias_key = weight_key[: -len("weight")] + "bias"
     if state[weight_key].shape[0] != 1:
-        return state, spec
+        return state
     state = dict(state)
     weight = state[weight_key]
     state[weight_key] = torch.cat([torch.zeros_like(weight), weight])
     if bias_key in state:
         state[bias_key] = torch.cat([torch.zeros_like(state[bias_key]), state[bias_key]])
-    return state, spec
+    return state
