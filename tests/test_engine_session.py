@@ -214,3 +214,78 @@ def test_argmax_over_any_class_axis():
     scores = torch.randn(2, 3, 4, 5, 6)
     assert torch.equal(argmax(scores, dim=1), scores.argmax(dim=1))
     assert torch.equal(argmax(scores[0]), scores[0].argmax(dim=0))
+
+
+class Everywhere(torch.nn.Module):
+    """A network that answers "label 1 everywhere" whatever it is shown (a click network
+    that changed its mind about the whole crop)."""
+
+    def forward(self, x):
+        scores = torch.zeros((x.shape[0], 2, *x.shape[2:]))
+        scores[:, 1] = 5.0
+        return scores
+
+
+def test_a_correction_changes_the_label_near_its_click_and_keeps_it_far_away():
+    """The earlier label is blended with the network's new answer: near the click the
+    network decides; far from it, where the network changed its mind, the label stays."""
+    from annotator.engine.blend import RADIUS_MM
+
+    volume = _volume(spacing_zyx=(1.0, 1.0, 1.0), shape=(30, 60, 60))
+    earlier = np.zeros(volume.shape, np.uint8)
+    earlier[10:20, 10:20, 10:20] = 1  # an earlier answer, right as it is
+    session = ClickSession(volume, Everywhere(), _card(roi_size=[32, 64, 64]))
+    click = (15, 30, 45)
+    label = session.click([(15, 15, 15), click], previous=earlier).label
+    assert label[click] == 1 and label[15, 30, 40] == 1  # near the new click: the network's answer
+    assert (label[10:20, 10:20, 10:20] == 1).all()  # the earlier structure untouched
+    far = np.linalg.norm(np.argwhere(label != earlier) - np.array(click), axis=1).min(initial=0)
+    changed = np.argwhere((label != earlier))
+    fg_clicks = np.array([(15, 15, 15), click])
+    distance = np.min(np.linalg.norm(changed[:, None] - fg_clicks[None], axis=2), axis=1)
+    assert far == 0 and distance.max() <= 3 * RADIUS_MM, "nothing changes far from every click"
+    # with no earlier label of this value (a first click) the network's answer is taken whole
+    first = session.click([click], previous=np.zeros(volume.shape, np.uint8)).label
+    assert (first == 1).sum() > 0.9 * first.size
+
+
+def test_deepedit_correction_keeps_other_labels_far_from_the_click():
+    volume = _volume(spacing_zyx=(1.0, 1.0, 1.0), shape=(30, 60, 60))
+    earlier = np.zeros(volume.shape, np.uint8)
+    earlier[5:25, 5:30, 5:30] = 2
+    card = _card(method="deepedit", labels={"anterior": 1, "posterior": 2}, roi_size=[32, 64, 64],
+                 architecture={"name": "UNet", "in_channels": 4, "out_channels": 3})
+    session = ClickSession(volume, Stubborn(3), card)  # says background everywhere
+    label = session.edit({0: [(15, 20, 20)]}, earlier).label
+    assert label[15, 20, 20] == 0  # the background click is followed there
+    assert (label[5:25, 5:30, 5:30] == 2).mean() > 0.5, "the rest of label 2 is kept"
+    assert (label[earlier == 0] == 0).all()
+
+
+class PreviousEcho(torch.nn.Module):
+    """A network whose foreground is its earlier-label input."""
+
+    def forward(self, x):
+        p = x[:, -1:]
+        return torch.cat([torch.zeros_like(p), (p - 0.5) * 20], dim=1)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 0.7, 0.9)])
+def test_a_network_that_sees_the_earlier_label_gets_it_on_its_grid(spacing):
+    volume = _volume(spacing_zyx=spacing)
+    earlier = np.zeros(volume.shape, np.uint8)
+    earlier[6:14, 20:40, 15:35] = 3  # label value 3 is the one clicked
+    earlier[0:3, 0:5, 0:5] = 1  # another label: not shown to a DeepGrow network clicking 3
+    card = _card(previous_label=True, architecture={"name": "UNet", "in_channels": 4, "out_channels": 2})
+    assert card.input_channels == 4 and card.previous_channels == 1
+    session = ClickSession(volume, PreviousEcho(), card)
+    crop, x = session.click_input([(10, 30, 25)], value=3, previous=earlier)
+    assert x.shape[1] == 4
+    assert x[0, 3].max() == 1 and x[0, 3].sum() > 0
+    label = session.click([(10, 30, 25)], previous=np.where(earlier == 3, 0, earlier), value=3).label
+    assert (label == 3).sum() < 0.2 * (earlier == 3).sum()  # nothing earlier of value 3: only the enforced click
+    # the echo of the earlier label comes back on the image grid where it was
+    session = ClickSession(volume, PreviousEcho(), card)
+    label = session.click([(10, 30, 25)], previous=earlier, value=3).label
+    inside = (label == 3)[earlier == 3].mean()
+    assert inside > 0.9 and (label == 3)[earlier != 3].mean() < 0.02

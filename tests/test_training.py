@@ -83,6 +83,7 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     # the best checkpoint is a valid, verified model with its provenance
     model, card = load_checkpoint(tmp_path / "run" / "best.json")
     assert card.labels == {"anterior": 1, "posterior": 2} and card.method == "deepedit"
+    assert card.previous_label and card.architecture["in_channels"] == 1 + 3 + 2  # image, clicks, earlier label
     assert set(card.training["cases"]) | set(card.training["validation_cases"]) == set(CASES)
     assert card.metrics["val_dice"] == max(v["dice"] for v in validations)
     # installed in the user models folder and chosen for DeepEdit
@@ -171,6 +172,63 @@ def test_the_robot_clicks_the_centre_of_the_largest_error():
     assert cls == 1 and truth[point] == 1 and pred[point] == 0
     assert point[2] == 8 and 5 <= point[0] <= 8  # as deep as the missed slab allows
     assert next_click(truth, truth) is None
+
+
+def test_training_clicks_go_to_error_regions_of_every_size():
+    truth = np.zeros((20, 20, 20), np.int64)
+    truth[2:12, 2:12, 2:12] = 1
+    pred = truth.copy()
+    pred[2:12, 2:12, 2:5] = 0  # a large miss
+    pred[15:17, 15:17, 15:17] = 1  # a small false positive (8 voxels)
+    rng = np.random.default_rng(0)
+    clicked = [next_click(pred, truth, rng)[0] for _ in range(200)]
+    small = clicked.count(0) / len(clicked)
+    assert 0.01 < small < 0.2  # sometimes the small region, drawn by size; mostly the large one
+
+
+def test_simulated_corrections_see_the_last_prediction_as_the_earlier_label():
+    import torch
+
+    from annotator.training.simulate import simulate_guidance
+
+    truth = np.zeros((2, 16, 16, 16), np.int64)
+    truth[:, 4:12, 4:12, 4:12] = 1
+    seen = []
+
+    def predict(x):  # a network that finds the left half of the cube
+        seen.append(x.clone())
+        out = torch.zeros((x.shape[0], *x.shape[2:]), dtype=torch.long)
+        out[:, 4:12, 4:12, 4:8] = 1
+        return out
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        maps, previous = simulate_guidance(predict, torch.zeros((2, 1, 16, 16, 16)), truth, "deepgrow3d", 2, rng,
+                                           max_iterations=3, previous_channels=1)
+        assert maps.shape == (2, 2, 16, 16, 16) and previous.shape == (2, 1, 16, 16, 16)
+        if seen:  # after a round: the earlier label is that round's prediction, and a click went to the miss
+            assert previous[:, 0, 4:12, 4:12, 4:8].min() == 1 and previous[:, 0, :, :, 8:].max() == 0
+            assert maps[:, 0, 4:12, 4:12, 8:12].amax() > 0.5
+            assert seen[0].shape[1] == 1 + 2 + 1 and seen[0][:, 3].max() == 0  # none before the first round
+            return
+    raise AssertionError("no correction round in ten batches")
+
+
+def test_a_model_widened_for_the_earlier_label_answers_as_before():
+    import torch
+
+    from annotator.models import build_network
+    from annotator.models.networks import architecture
+    from annotator.training.job import widen_inputs
+
+    torch.manual_seed(0)
+    base = build_network(architecture("deepedit", 2)).eval()
+    wide = build_network(architecture("deepedit", 2, previous_label=True)).eval()
+    wide.load_state_dict(widen_inputs(base.state_dict(), wide.state_dict()))
+    x = torch.rand((1, 4, 16, 16, 16))
+    earlier = torch.rand((1, 2, 16, 16, 16))
+    with torch.no_grad():
+        assert torch.allclose(base(x), wide(torch.cat([x, earlier], dim=1)), atol=1e-5)
 
 
 def test_torchrun_two_cpu_processes(dataset_folder, tmp_path, user_dirs):

@@ -44,10 +44,11 @@ CT_WINDOW = {"kind": "window", "low": -175.0, "high": 250.0}
 
 def model_for(method: str, spacing: float, roi: int, variant: str = "small") -> tuple[torch.nn.Module, ModelCard]:
     torch.manual_seed(0)
-    spec = architecture(method, 2, variant)
+    previous = variant == "small"  # as the starter models: the network also sees the label it corrects
+    spec = architecture(method, 2, variant, previous_label=previous)
     card = ModelCard(name=f"bench-{method}", method=method, architecture=spec,
                      labels={"liver": 1, "spleen": 2}, modality="CT", target_spacing=[spacing] * 3,
-                     intensity=dict(CT_WINDOW), roi_size=[roi] * 3)
+                     intensity=dict(CT_WINDOW), roi_size=[roi] * 3, previous_label=previous)
     return build_network(spec).eval(), card
 
 
@@ -80,7 +81,8 @@ def fit(model: torch.nn.Module, card: ModelCard, session: ClickSession, label: n
         offset = np.clip(centre + rng.integers(-12, 13, 3) - shape // 2, 0, grid - shape)
         crop = tuple(slice(int(a), int(a + n)) for a, n in zip(offset, shape))
         maps = guidance(tuple(shape), {channel: [centre - offset]}, len(card.guidance), image.device)
-        x = torch.cat([image[crop][None], maps])[None]
+        earlier = torch.zeros((card.previous_channels, *shape), device=image.device)  # a first click
+        x = torch.cat([image[crop][None], maps, earlier])[None]
         y = torch.as_tensor(target[crop][None, None], device=image.device)
         loss = loss_fn(forward(model, x), y)
         optimiser.zero_grad()
@@ -142,7 +144,7 @@ def _click_times(model, card: ModelCard, volume: Volume, sets: list, device) -> 
         result.apply(label)
         times.append(time.perf_counter() - start)
         bound = result.box
-        _, x = session.click_input(fg, bg, value)
+        _, x = session.click_input(fg, bg, value, label)
         with torch.inference_mode():
             forwards += _time(lambda: forward(model, x), 1)
     return times[0], times[1:], forwards[1:], session

@@ -87,8 +87,9 @@ def robot(parser: argparse.ArgumentParser) -> None:
                              "on several data sets")
     parser.add_argument("--model", default=STARTER, help=f"model name (default: the bundled {STARTER})")
     parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set)")
-    parser.add_argument("--split", default="test", choices=["test", "train", "all"],
-                        help="cases of the folder's split.json (default test)")
+    parser.add_argument("--split", default="test", choices=["test", "train", "all", "validation"],
+                        help="cases of the folder's split.json (default test); validation: the model's own "
+                        "validation cases, for choosing parameters")
     parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
     parser.add_argument("--plot", help="PNG of Dice against clicks")
     parser.add_argument("--datasets", help="graphcut: comma-separated data sets (default: all of "

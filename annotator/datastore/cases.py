@@ -12,11 +12,13 @@ from annotator.datastore.factory import open_datastore
 from annotator.io.volume import Volume
 
 
-def labelled_cases(place: str | os.PathLike, split: str = "all",
-                   limit: int | None = None) -> Iterator[tuple[str, Volume, np.ndarray]]:
+def labelled_cases(place: str | os.PathLike, split: str = "all", limit: int | None = None,
+                   only=None) -> Iterator[tuple[str, Volume, np.ndarray]]:
     """(id, image, final label) of the store at ``place``, in ``split`` (``train``/``test``
-    need a dataset folder's ``split.json``), at most ``limit`` of them."""
+    need a dataset folder's ``split.json``), only those of ``only`` when given, at most
+    ``limit`` of them."""
     store, _ = open_datastore(place)
-    for image_id in store.training_ids(split)[:limit]:
+    ids = [i for i in store.training_ids(split) if only is None or i in set(only)]
+    for image_id in ids[:limit]:
         volume = store.open_image(image_id)
         yield image_id, volume, store.label(image_id, volume)

@@ -3,8 +3,10 @@
 The image is brought to the model's grid once (:mod:`annotator.engine.prepare`) and
 kept. Each click then only builds guidance maps in a crop around the clicks — DeepGrow
 2D: the clicked slice — runs the network on that crop, and resamples the crop's class
-scores back onto the image's own grid, where the clicked label is pasted. Clicks the
-network's answer ignores are enforced there (:mod:`annotator.engine.refine`).
+scores back onto the image's own grid, where the clicked label is pasted. A correction
+is blended with the label it corrects, so that far from the clicks the label stays
+(:mod:`annotator.engine.blend`); clicks the network's answer ignores are enforced
+(:mod:`annotator.engine.refine`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from annotator.engine.blend import blend, shifted, zone
 from annotator.engine.device import use_half
 from annotator.engine.guidance import click_channels, guidance
 from annotator.engine.prepare import model_shape, prepare_image
@@ -143,18 +146,32 @@ class ClickSession:
         start = np.clip(centre - size // 2, 0, shape - size)
         return tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
 
-    def _network_input(self, clicks: dict[int, list], anchor: list) -> tuple[tuple[slice, ...], torch.Tensor]:
+    def _network_input(self, clicks: dict[int, list], anchor: list, previous: np.ndarray | None = None,
+                       value: int = 1) -> tuple[tuple[slice, ...], torch.Tensor]:
         """A crop of the model grid around the ``anchor`` clicks and the network's input there
-        (1, 1 + guidance channels, *crop); ``clicks`` maps guidance channels to points in
-        image coordinates."""
+        (1, input channels, *crop); ``clicks`` maps guidance channels to points in image
+        coordinates; ``previous``: the label being corrected, for a network that sees it
+        (DeepGrow: its label ``value``)."""
         crop = self._crop(self.to_model(np.asarray(anchor, float)))
         offset = np.array([s.start for s in crop], float)
         in_crop = {c: [self.to_model(p) - offset for p in points] for c, points in clicks.items()}
         shape = tuple(s.stop - s.start for s in crop)
-        x = torch.empty((1, 1 + len(self.card.guidance), *shape), device=self.device)
+        x = torch.zeros((1, self.card.input_channels, *shape), device=self.device)
         x[0, 0] = self.image()[crop]
-        guidance(shape, in_crop, len(self.card.guidance), self.device, out=x[0, 1:])
+        channels = len(self.card.guidance)
+        guidance(shape, in_crop, channels, self.device, out=x[0, 1:1 + channels])
+        if self.card.previous_label and previous is not None:
+            x[0, 1 + channels:] = self._previous_on_crop(previous, crop, value)
         return crop, x
+
+    def _previous_on_crop(self, previous: np.ndarray, crop: tuple[slice, ...], value: int) -> torch.Tensor:
+        """The earlier label on a crop of the model grid (nearest voxel): one channel per
+        foreground class, 1 where it has that class."""
+        index = [np.clip(np.round(np.arange(c.start, c.stop) / k), 0, n - 1).astype(np.intp)
+                 for c, k, n in zip(crop, self._scale(), self.volume.shape)]
+        sub = previous[np.ix_(*index)]
+        values = self.class_values()[1:] if self.card.method == "deepedit" else [value]
+        return torch.as_tensor(np.stack([sub == v for v in values]), dtype=torch.float32, device=self.device)
 
     def _scores(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores (logits, C, *crop) of the network input ``x``."""
@@ -164,11 +181,12 @@ class ClickSession:
             logits = logits[:, :, None]
         return logits[0].float()
 
-    def click_input(self, fg: list, bg: list = (), value: int = 1) -> tuple[tuple[slice, ...], torch.Tensor]:
+    def click_input(self, fg: list, bg: list = (), value: int = 1,
+                    previous: np.ndarray | None = None) -> tuple[tuple[slice, ...], torch.Tensor]:
         """The crop and the network input a click with these marks on label ``value`` runs on."""
         fg, bg = self._on_slice(fg, bg)
         fg_channel, bg_channel = click_channels(self.card.guidance, self.card.labels, value)
-        return self._network_input({fg_channel: fg, bg_channel: bg}, fg)
+        return self._network_input({fg_channel: fg, bg_channel: bg}, fg, previous, value)
 
     def _on_slice(self, fg: list, bg: list) -> tuple[list, list]:
         """DeepGrow 2D answers on the slice of the last foreground click, with the clicks there."""
@@ -185,23 +203,32 @@ class ClickSession:
         fg, bg = self._on_slice(fg, bg)
         self.image()
         t_pre = time.perf_counter()
-        crop, x = self.click_input(fg, bg, value)
+        crop, x = self.click_input(fg, bg, value, previous)
         scores = self._scores(x)
         fg_class = click_channels(self.card.guidance, self.card.labels, value)[0] if self.card.method == "deepedit" else 1
         t_net = time.perf_counter()
         # the clicked class wins where its score beats every other class: one map to resample
         others = functools.reduce(torch.maximum, [c for i, c in enumerate(scores) if i != fg_class])
         margin = scores[fg_class] - others
-        region, box = self._region_on_image(margin, crop)
+        marks = [(1, p) for p in fg] + [(0, p) for p in bg]
+        box = self._image_box(crop)
+        in_box = self._in_box(marks, box)
 
         def probabilities(window: Box) -> np.ndarray:
             inner = tuple(slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, window))
             p = torch.sigmoid(resample_linear(margin[None], self._coords(inner, crop))[0]).cpu().numpy()
             return np.stack([1 - p, p])
 
-        marks = [(1, p) for p in fg] + [(0, p) for p in bg]
-        region = honour_clicks(region, self._in_box(marks, box), probabilities, self.volume.array[box],
-                               self.volume.array_spacing)
+        if previous is not None and (previous[box] == value).any():  # a correction: blended with the label
+            region = previous[box] == value
+            near = zone(region.shape, in_box, self.volume.array_spacing)
+            if near is not None:
+                merged = blend(probabilities(near), region[near], shifted(in_box, near), self.volume.array_spacing)
+                region[near] = merged[1] > merged[0]
+        else:  # the first answer: only the part around the positive voxels is resampled
+            region, box = self._region_on_image(margin, crop)
+
+        region = honour_clicks(region, in_box, probabilities, self.volume.array[box], self.volume.array_spacing)
         patch = paste(region, box, previous, value)
         end = time.perf_counter()
         return Result(patch, box, self.volume.shape, self.card.method, end - start, previous,
@@ -218,11 +245,22 @@ class ClickSession:
         channels: dict[int, list] = {}
         for cls, point in marks:
             channels.setdefault(cls, []).append(point)
-        crop, x = self._network_input(channels, points)
+        crop, x = self._network_input(channels, points, previous)
         scores = self._scores(x)
         box, scores = self._sample_on_image(scores, crop)
-        classes = honour_clicks(argmax(scores).cpu().numpy(), self._in_box(marks, box),
-                                lambda w: torch.softmax(scores[(slice(None), *w)], dim=0).cpu().numpy(),
+        probs = torch.softmax(scores, dim=0).cpu().numpy()
+        in_box = self._in_box(marks, box)
+        classes = probs.argmax(axis=0)
+        if previous is not None and previous[box].any():  # a correction: blended with the label
+            earlier = np.zeros(probs.shape[1:], np.int64)  # labels the network does not know: background
+            for cls, v in enumerate(self.class_values()[1:], start=1):
+                earlier[previous[box] == v] = cls
+            near = zone(earlier.shape, in_box, self.volume.array_spacing)
+            classes = earlier
+            if near is not None:
+                classes[near] = blend(probs[(slice(None), *near)], earlier[near], shifted(in_box, near),
+                                  self.volume.array_spacing).argmax(axis=0)
+        classes = honour_clicks(classes, in_box, lambda w: probs[(slice(None), *w)],
                                 self.volume.array[box], self.volume.array_spacing)
         return Result(self.class_values()[classes], box, self.volume.shape, self.card.method,
                       time.perf_counter() - start, previous)
@@ -243,7 +281,7 @@ class ClickSession:
         from monai.inferers import sliding_window_inference  # monai takes seconds to import: not at startup
 
         image = self.image() if image is None else image
-        x = torch.cat([image[None], torch.zeros((len(self.card.guidance), *image.shape), device=image.device)])[None]
+        x = torch.cat([image[None], torch.zeros((self.card.input_channels - 1, *image.shape), device=image.device)])[None]
         roi = [int(np.ceil(min(r, s) / MULTIPLE) * MULTIPLE) for r, s in zip(self.card.roi_size, image.shape)]
         with torch.inference_mode():
             logits = sliding_window_inference(x, roi, 1, lambda t: forward(self.model, t), overlap=0.25,

@@ -34,6 +34,10 @@ class ModelCard:
     target_spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # mm, (z, y, x)
     intensity: dict = field(default_factory=lambda: {"kind": "percentile", "low": 0.5, "high": 99.5})
     roi_size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    #: the network also sees the label it corrects (after the click maps: one channel per
+    #: foreground class, 1 where the earlier label has it), as interactive networks that
+    #: learn from each correction do; False for models from elsewhere (MONAI Label's)
+    previous_label: bool = False
     training: dict = field(default_factory=dict)  # data source, licence, case ids, split
     metrics: dict = field(default_factory=dict)
     version: str = ""
@@ -51,6 +55,16 @@ class ModelCard:
         if self.method == "deepedit":
             return ["background", *sorted(self.foreground, key=self.foreground.get)]
         return ["foreground", "background"]
+
+    @property
+    def previous_channels(self) -> int:
+        """Channels of the earlier label after the click maps (0 when the network takes none)."""
+        return (self.classes - 1) if self.previous_label else 0
+
+    @property
+    def input_channels(self) -> int:
+        """The image, the click maps and the earlier label's channels."""
+        return 1 + len(self.guidance) + self.previous_channels
 
     @property
     def foreground(self) -> dict[str, int]:
@@ -107,7 +121,9 @@ class ModelCard:
         if not all(isinstance(v, int) and 1 <= v <= 1024 for v in card.roi_size):
             raise ModelError(f"{where}: roi_size must be whole numbers from 1 to 1024, not {card.roi_size}")
         check_architecture(card.architecture)
-        expected = (1 + len(card.guidance), card.classes)
+        if not isinstance(card.previous_label, bool):
+            raise ModelError(f"{where}: previous_label must be true or false")
+        expected = (card.input_channels, card.classes)
         found = (card.architecture.get("in_channels"), card.architecture.get("out_channels"))
         if found != expected:
             raise ModelError(f"{where}: a {card.method} model with {len(card.foreground)} label(s) takes "

@@ -48,11 +48,12 @@ VARIANTS = {
 }
 
 
-def architecture(method: str, labels: int = 1, variant: str = "small") -> dict:
+def architecture(method: str, labels: int = 1, variant: str = "small", previous_label: bool = False) -> dict:
     """The spec of ``method``'s network for ``labels`` foreground labels (DeepGrow: 1).
 
     Inputs: the image and the guidance channels (DeepGrow: foreground, background;
-    DeepEdit: one per class); outputs: one score per class, background first.
+    DeepEdit: one per class), with ``previous_label`` also the earlier label (one channel
+    per foreground class); outputs: one score per class, background first.
     """
     try:
         spec = dict(VARIANTS[variant][method])
@@ -60,7 +61,7 @@ def architecture(method: str, labels: int = 1, variant: str = "small") -> dict:
         raise ModelError(f"no {variant!r} network for method {method!r}") from None
     classes = 1 + (labels if method == "deepedit" else 1)
     guidance = classes if method == "deepedit" else 2
-    return {**spec, "in_channels": 1 + guidance, "out_channels": classes}
+    return {**spec, "in_channels": 1 + guidance + (classes - 1 if previous_label else 0), "out_channels": classes}
 
 
 #: Bounds on a spec, checked before anything is built (a sidecar from elsewhere could

@@ -44,7 +44,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     val_fraction: float = 0.2
     val_every: int = 1  # epochs
-    max_click_iterations: int = 3  # simulated correction clicks per training sample
+    max_click_iterations: int = 6  # simulated correction rounds per training batch: 0..this many
+    previous_label: bool = True  # the network sees the label it corrects (see ModelCard.previous_label)
+    click_weight: float = 4.0  # extra cross-entropy weight at the clicks (see job.click_weighted_loss)
     seed: int = 0
     install: bool = True  # copy the best model into the user models folder when the run finishes
     activate: bool = True  # and make it the one its method uses

@@ -1,6 +1,6 @@
 """One training run, as the child process executes it.
 
-Seeded split, cached data, Dice + cross-entropy, simulated clicks, validation every
+Seeded split, cached data, Dice + cross-entropy (weighted up at the clicks), simulated clicks, validation every
 ``val_every`` epochs. The best checkpoint (by validation Dice) and the last one are
 written atomically in the run folder; when the run finishes the best one is installed
 in the user models folder and, with ``activate``, chosen for its method. Anything that
@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from monai.data import DataLoader
 from monai.inferers import sliding_window_inference
-from monai.losses import DiceCELoss
+from monai.losses import DiceLoss
 
 import annotator
 from annotator.engine.device import choose_device
@@ -43,7 +43,7 @@ from annotator.training.config import TrainConfig
 from annotator.training.data import dataset, gather, label_map, read_case, split_cases
 from annotator.training.events import EventWriter
 from annotator.training.planner import resolve
-from annotator.training.simulate import channel_of, next_click, simulate_guidance
+from annotator.training.simulate import channel_of, next_click, previous_maps, simulate_guidance
 
 
 class Stop:
@@ -114,12 +114,13 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) ->
         patch = [1, *patch[-2:]]
     return ModelCard(
         name=config.name, method=config.method,
-        architecture=architecture(config.method, len(names), config.variant), labels=names,
+        architecture=architecture(config.method, len(names), config.variant, config.previous_label), labels=names,
+        previous_label=config.previous_label,
         modality=config.modality, target_spacing=list(config.target_spacing), intensity=dict(config.intensity),
         roi_size=patch, version=annotator.__version__,
         training={"data": [Path(d).name for d in config.data], "split": config.split, "cases": cases,
                   "source": config.source, "licence": config.licence, "label_values": labels,
-                  "method": "Dice + CE, Adam, simulated clicks", "seed": config.seed})
+                  "method": "Dice + click-weighted CE, Adam, simulated clicks", "seed": config.seed})
 
 
 def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCard, emit) -> None:
@@ -130,13 +131,35 @@ def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCar
     if entry is None:
         emit("message", text=f"no {config.method} model to fine-tune: training from scratch")
         return
-    if entry.card.architecture != card.architecture:
+    same = {k: v for k, v in card.architecture.items() if k != "in_channels"}
+    if {k: v for k, v in entry.card.architecture.items() if k != "in_channels"} != same:
         emit("message", text=f"{entry.card.name} has another network or label count: training from scratch")
         return
     base, _ = load_checkpoint(entry.sidecar)
-    model.load_state_dict(base.state_dict())
+    widened = widen_inputs(base.state_dict(), model.state_dict())
+    model.load_state_dict(widened)
     card.training["fine_tuned_from"] = entry.card.name
-    emit("message", text=f"fine-tuning {entry.card.name}")
+    more = card.architecture["in_channels"] - entry.card.architecture["in_channels"]
+    emit("message", text=f"fine-tuning {entry.card.name}"
+         + (f" (its first layer widened by {more} input channel(s) for the earlier label, starting at zero)"
+            if more else ""))
+
+
+def widen_inputs(base: dict, target: dict) -> dict:
+    """``base``'s weights for a network that takes more input channels (``target``'s
+    shapes): the extra input channels of the first layer start at zero, so the widened
+    network answers as ``base`` did until training teaches it to use them."""
+    out = {}
+    for key, value in base.items():
+        want = target[key].shape
+        if value.shape != want:
+            if value.dim() < 2 or value.shape[0] != want[0] or value.shape[2:] != want[2:] or value.shape[1] > want[1]:
+                raise ModelError(f"cannot widen layer {key} from {tuple(value.shape)} to {tuple(want)}")
+            wide = torch.zeros(want, dtype=value.dtype)
+            wide[:, :value.shape[1]] = value
+            value = wide
+        out[key] = value
+    return out
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
@@ -168,8 +191,10 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, patch) -> torch.Tensor:
 
 def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int = 3,
              stop=lambda: False) -> float | None:
-    """Mean validation Dice: DeepEdit automatic (mean over labels); DeepGrow after a click at
-    each structure's centre and ``clicks - 1`` robot corrections. None when ``stop()`` says so."""
+    """Mean validation Dice. DeepEdit: the mean of the automatic result's Dice and the Dice
+    after ``clicks`` robot corrections from it (mean over labels), so that a network that
+    ignores clicks does not win; DeepGrow: after a click at each structure's centre and
+    ``clicks - 1`` robot corrections. None when ``stop()`` says so."""
     model.eval()
     scores = []
     channels = len(card.guidance)
@@ -182,25 +207,31 @@ def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int 
             image = torch.as_tensor(item["image"], device=device)[None]  # (1, 1, z, y, x)
             truth = np.asarray(item["label"])[0].astype(np.int64)
             if card.method == "deepedit":
-                x = torch.cat([image, torch.zeros((1, channels, *image.shape[2:]), device=device)], dim=1)
-                pred = _predict(model, x, card.roi_size)[0].cpu().numpy()
-                scores.append(np.mean([dice(pred == c, truth == c) for c in range(1, card.classes)]))
-                continue
-            for cls in (c for c in np.unique(truth) if c > 0):
-                target = (truth == cls).astype(np.int64)
+                targets, img, points = [truth], image, {}
+                rounds = clicks + 1
+            else:
+                targets = [(truth == cls).astype(np.int64) for cls in np.unique(truth) if cls > 0]
+                rounds = clicks
+            for target in targets:
                 img = image
                 if spatial == 2:
-                    z = int(np.argmax(target.sum(axis=(1, 2))))
+                    z = int(np.argmax((target > 0).sum(axis=(1, 2))))
                     target, img = target[z], image[:, :, z]
-                points = {0: [centre_of(target > 0)]}
-                for k in range(clicks):
-                    x = torch.cat([img, guidance(target.shape, points, channels, device)[None]], dim=1)
+                if card.method != "deepedit":
+                    points = {0: [centre_of(target > 0)]}
+                curve = []
+                previous = torch.zeros((1, card.previous_channels, *target.shape), device=device)
+                for k in range(rounds):
+                    x = torch.cat([img, guidance(target.shape, points, channels, device)[None], previous], dim=1)
                     pred = _predict(model, x, card.roi_size[-spatial:])[0].cpu().numpy()
-                    found = next_click(pred, target) if k < clicks - 1 else None
+                    if card.previous_label:
+                        previous = previous_maps(pred[None], card.classes, device)
+                    curve.append(np.mean([dice(pred == c, target == c) for c in range(1, card.classes)]))
+                    found = next_click(pred, target) if k < rounds - 1 else None
                     if found is None:
                         break
                     points.setdefault(channel_of(found[0], card.method), []).append(found[1])
-                scores.append(dice(pred, target))
+                scores.append((curve[0] + curve[-1]) / 2 if card.method == "deepedit" else curve[-1])
     model.train()
     return float(np.mean(scores)) if scores else 0.0
 
@@ -295,7 +326,6 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     emit("start", method=config.method, run=str(run_dir), train_cases=len(train_cases), val_cases=len(val_cases),
          iterations=total, start_iteration=start_iteration, per_epoch=per_epoch, device=str(device), world=world,
@@ -332,12 +362,12 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
             if config.method == "deepgrow2d":
                 images, truth = images[:, :, 0], truth[:, 0]
             model.eval()
-            maps = simulate_guidance(predict, images, truth, config.method, len(card.guidance), rng,
-                                     config.max_click_iterations)
+            maps, previous = simulate_guidance(predict, images, truth, config.method, len(card.guidance), rng,
+                                               config.max_click_iterations, card.previous_channels)
             model.train()
-            out = forward(net, torch.cat([images, maps], dim=1))
+            out = forward(net, torch.cat([images, maps, previous], dim=1))
             target = torch.as_tensor(truth, device=device)
-            loss = loss_fn(out, target[:, None])
+            loss = click_weighted_loss(out, target, maps, config.click_weight)
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * (1 - min(max(iteration / total, spent), 1)) ** 0.9
             optimizer.zero_grad(set_to_none=True)
@@ -393,7 +423,18 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
 
 
 def _dice_kind(method: str) -> str:
-    return "automatic, mean over labels" if method == "deepedit" else "3 robot clicks per structure"
+    if method == "deepedit":
+        return "mean of automatic and after 3 robot clicks, mean over labels"
+    return "3 robot clicks per structure"
+
+
+def click_weighted_loss(scores: torch.Tensor, target: torch.Tensor, maps: torch.Tensor, weight: float) -> torch.Tensor:
+    """Dice + cross-entropy, the cross-entropy weighted up to ``1 + weight`` at the clicks
+    (``maps``: the guidance the network saw): a network that ignores a click pays for it."""
+    dice_loss = DiceLoss(to_onehot_y=True, softmax=True)(scores, target[:, None])
+    voxel_weight = 1 + weight * maps.amax(dim=1)
+    ce = torch.nn.functional.cross_entropy(scores, target, reduction="none")
+    return dice_loss + (ce * voxel_weight).sum() / voxel_weight.sum()
 
 
 def _install(best: Path, config: TrainConfig) -> Path:
