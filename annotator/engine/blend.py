@@ -5,15 +5,17 @@ A click network redraws every voxel of its crop on every click. Where the earlie
 was right and the network changes its mind far from the click, the click made the label
 worse: with the starter DeepEdit model, a third of the robot user's clicks lowered Dice.
 So the new class probabilities are blended with the earlier label, voxel by voxel, by a
-weight that is 1 at the clicks and falls off as a Gaussian of the distance to the
-nearest click::
+weight that is 1 at a click and falls off as a Gaussian of the distance to it. With
+``w_c`` the weight of the clicks on class c and ``u`` a voxel's earlier class::
 
-    q = w * p_network + (1 - w) * onehot(earlier label)
+    q_c = w_c * p_c            (c != u)
+    q_u = 1 - sum of the others
 
-Near a click the network decides; at a distance the earlier label stays unless the
-network is sure (a change needs ``p_new - p_old > (1 - w) / w``), and far away nothing
-changes. The radius was chosen on the validation cases of the starter models' training
-split (never the test split); see docs/engine.md.
+so a voxel moves only into the class of a click near it, and only where the network
+gives that class more than about half (near the click) or is nearly sure (farther
+away); beyond the clicks' reach nothing changes. The radius was chosen on the
+validation cases of the starter models' training split (never the test split); see
+docs/engine.md.
 """
 
 from __future__ import annotations
@@ -70,8 +72,7 @@ def blend(probabilities: np.ndarray, earlier: np.ndarray, clicks: list[tuple[int
         points = [p for c, p in clicks if c == cls]
         if points:
             moved[cls] = click_weight(earlier.shape, points, spacing, radius_mm) * probabilities[cls] * (earlier != cls)
-    out = moved
-    leaving = moved.sum(axis=0)
+    staying = 1 - moved.sum(axis=0)
     for cls in range(probabilities.shape[0]):
-        out[cls] += (earlier == cls) * (1 - leaving)
-    return out
+        moved[cls] += (earlier == cls) * staying
+    return moved

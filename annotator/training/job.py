@@ -207,7 +207,7 @@ def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int 
             image = torch.as_tensor(item["image"], device=device)[None]  # (1, 1, z, y, x)
             truth = np.asarray(item["label"])[0].astype(np.int64)
             if card.method == "deepedit":
-                targets, img, points = [truth], image, {}
+                targets, points = [truth], {}
                 rounds = clicks + 1
             else:
                 targets = [(truth == cls).astype(np.int64) for cls in np.unique(truth) if cls > 0]
