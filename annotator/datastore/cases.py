@@ -18,7 +18,8 @@ def labelled_cases(place: str | os.PathLike, split: str = "all", limit: int | No
     need a dataset folder's ``split.json``), only those of ``only`` when given, at most
     ``limit`` of them."""
     store, _ = open_datastore(place)
-    ids = [i for i in store.training_ids(split) if only is None or i in set(only)]
+    wanted = None if only is None else set(only)
+    ids = [i for i in store.training_ids(split) if wanted is None or i in wanted]
     for image_id in ids[:limit]:
         volume = store.open_image(image_id)
         yield image_id, volume, store.label(image_id, volume)

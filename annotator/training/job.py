@@ -131,13 +131,14 @@ def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCar
     if entry is None:
         emit("message", text=f"no {config.method} model to fine-tune: training from scratch")
         return
-    same = {k: v for k, v in card.architecture.items() if k != "in_channels"}
-    if {k: v for k, v in entry.card.architecture.items() if k != "in_channels"} != same:
+    def body(spec: dict) -> dict:  # the network apart from its input channels
+        return {k: v for k, v in spec.items() if k != "in_channels"}
+
+    if body(entry.card.architecture) != body(card.architecture):
         emit("message", text=f"{entry.card.name} has another network or label count: training from scratch")
         return
     base, _ = load_checkpoint(entry.sidecar)
-    widened = widen_inputs(base.state_dict(), model.state_dict())
-    model.load_state_dict(widened)
+    model.load_state_dict(widen_inputs(base.state_dict(), model.state_dict()))
     card.training["fine_tuned_from"] = entry.card.name
     more = card.architecture["in_channels"] - entry.card.architecture["in_channels"]
     emit("message", text=f"fine-tuning {entry.card.name}"
