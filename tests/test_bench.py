@@ -98,6 +98,27 @@ def test_bench_robot_graphcut_quick(tmp_path):
     rows = [r for r in report["cases"] if r["dataset"] == "ct" and r["structure"] == "liver"]
     assert found["dice_sparse_ct_liver"] == pytest.approx(rows[0]["sparse"], abs=1e-3)
     assert found["dice_sparse_median"] > 0.7 and found["dice_sparse_phantom_liver"] > 0.9
+    hippocampus = [r for r in report["cases"] if r["dataset"] == "hippocampus"]
+    assert found["dice_dense_oracle_hippocampus"] == pytest.approx(
+        max(np.mean([r["dense_oracle"][lam] for r in hippocampus]) for lam in hippocampus[0]["dense_oracle"]), abs=1e-3)
+    assert found["dice_dense_oracle_hippocampus"] > 0.6, "an intensity model from the true label finds it"
     assert all(len(r["clicks"]) == 5 for r in report["cases"])
     assert (tmp_path / "gc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_bench_active_quick_correlates_the_scores_it_reports(tmp_path):
+    from scipy.stats import pearsonr, spearmanr
+
+    report = bench(tmp_path, "active", "--quick", "--no-brief", "--cases", "5")
+    found = values(report)
+    rows = report["cases"]["starter"]
+    assert len(rows) == 5 and all(0 < r["dice"] <= 1 for r in rows)
+    errors = [1 - r["dice"] for r in rows]
+    for strategy in ("tta", "epistemic"):
+        scores = [r[strategy] for r in rows]
+        assert found[f"spearman_{strategy}_starter"] == pytest.approx(spearmanr(scores, errors).correlation, abs=1e-4)
+        assert found[f"pearson_{strategy}_starter"] == pytest.approx(pearsonr(scores, errors).statistic, abs=1e-4)
+    assert found["spearman_best_starter"] == pytest.approx(
+        max(found["spearman_tta_starter"], found["spearman_epistemic_starter"]), abs=1e-6)
+    assert report["params"]["ranked_volumes"] == 10 and found["rank_10_volumes_min"] > 0

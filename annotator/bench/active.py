@@ -4,7 +4,9 @@ On the hippocampus test split, for each model (the bundled starter, and a model 
 briefly on a few train cases, so that errors spread), each test case gets the Dice of
 the automatic prediction against its label and every strategy's score; the result is
 Spearman's correlation between score and 1 − Dice per strategy (1: the ranking puts the
-worst cases first; 0: no better than chance). Also: scoring seconds per image per
+worst cases first; 0: no better than chance), and for the model-based strategies also
+Pearson's (which weighs a case by how badly it failed: a score that puts the one failed
+case first and orders the good ones at random has a high Pearson and a low Spearman). Also: scoring seconds per image per
 strategy, and :func:`annotator.active.rank` of 100 train volumes with the default
 strategy, end to end. ``--curve``: a simulated learning curve (optional, long): from 10
 labeled train cases, 10 more per round chosen by random and by the default strategy,
@@ -174,7 +176,7 @@ def _plot_curve(curve: dict[str, list[float]], path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from scipy.stats import spearmanr
+    from scipy.stats import pearsonr, spearmanr
 
     from annotator.bench.options import STARTER
     from annotator.models.registry import ModelRegistry
@@ -200,10 +202,14 @@ def run(args: argparse.Namespace) -> dict:
             y = [1 - r["dice"] for r in rows]
             best = -1.0
             for strategy in STRATEGY_NAMES:
-                rho = float(spearmanr([r[strategy] for r in rows], y).correlation)
+                scores = [r[strategy] for r in rows]
+                rho = float(spearmanr(scores, y).correlation)
                 results.append(rep.result(f"spearman_{strategy}_{name}", rho, "rho", "higher"))
                 if strategy in ("tta", "epistemic"):
                     best = max(best, rho)
+                    # the linear correlation weighs a failed case by how badly it failed
+                    results.append(rep.result(f"pearson_{strategy}_{name}", float(pearsonr(scores, y).statistic),
+                                              "r", "higher"))
             results.append(rep.result(f"spearman_best_{name}", best, "rho", "higher", 0.4))
             results.append(rep.result(f"mean_dice_{name}", float(np.mean([r["dice"] for r in rows])), "dice", "higher"))
             for strategy in ("tta", "epistemic"):

@@ -12,7 +12,10 @@ Three protocols per structure, each from nothing:
 
 Data: the organs of the TotalSegmentator example CT (labels are model output: fine for
 this), the example CT DICOM series and MR, the hippocampus MR crops (one structure: both
-labels) and the generated CT phantom with several seeds. Each data set has a role:
+labels) and the generated CT phantom with several seeds. For the hippocampus also a
+ceiling, ``dice_dense_oracle_hippocampus``: the dense strokes cut with an intensity model
+fitted to the true label (against a band three voxels around it), at the best of a few
+boundary weights: what intensities and edges can give there at all. Each data set has a role:
 ``tune`` (the engine's defaults were chosen on it) or ``report`` (held back to check
 them). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
 medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
@@ -33,7 +36,9 @@ from annotator.bench import report as rep
 from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.datastore.cases import labelled_cases
-from annotator.engine.interactive import segment_clicks, segment_scribbles
+from annotator.engine.graphcut import estimate_sigma, graphcut
+from annotator.engine.interactive import keep_seeded_components, segment_clicks, segment_scribbles
+from annotator.engine.likelihood import fit_intensity_model, robust_range
 from annotator.engine.metrics import dice
 from annotator.errors import InputError
 from annotator.io.phantom import ORGANS, ct_phantom
@@ -123,8 +128,30 @@ def _clicks(volume: Volume, truth: np.ndarray, count: int) -> tuple[list[float],
     return curve, float(np.median(seconds)) if seconds else 0.0
 
 
-def _structure(volume: Volume, truth: np.ndarray, clicks: int) -> dict:
+#: boundary weights the oracle tries
+ORACLE_LAMBDAS = (1.0, 2.5, 5.0)
+
+
+def _oracle(volume: Volume, truth: np.ndarray, strokes: np.ndarray) -> dict[str, float]:
+    """Dice per boundary weight of a cut of the strokes with the intensity model of the
+    true label against the three voxels around it (the best any intensity model can do)."""
+    from scipy.ndimage import binary_dilation
+
+    image = volume.array.astype(np.float32)
+    band = binary_dilation(truth, iterations=3) & ~truth
+    model = fit_intensity_model(image[truth], image[band], robust_range(image))
+    fg, bg = strokes == 1, strokes == 2
+    out = {}
+    for lam in ORACLE_LAMBDAS:
+        cut = graphcut(image, model(image), volume.array_spacing, fg, bg, lam=lam, sigma=estimate_sigma(image))
+        out[str(lam)] = round(dice(keep_seeded_components(cut, fg), truth), 4)
+    return out
+
+
+def _structure(volume: Volume, truth: np.ndarray, clicks: int, oracle: bool = False) -> dict:
     row = {}
+    if oracle:
+        row["dense_oracle"] = _oracle(volume, truth, scribbles_from_mask(truth))
     for protocol, strokes in (("sparse", sparse_scribbles_from_mask(truth)), ("dense", scribbles_from_mask(truth))):
         out = segment_scribbles(volume, strokes)
         row[protocol] = round(dice(out.label, truth), 4)
@@ -152,7 +179,7 @@ def run(args: argparse.Namespace) -> dict:
         for case, volume, structures in _cases(ds, root, args):
             for name, truth in structures.items():
                 row = {"dataset": ds.name, "role": ds.role, "modality": ds.modality, "case": case,
-                       "structure": name, "voxels": int(truth.sum()), **_structure(volume, truth, clicks)}
+                       "structure": name, "voxels": int(truth.sum()), **_structure(volume, truth, clicks, ds.name == "hippocampus")}
                 rows.append(row)
     if not rows:
         raise InputError("no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
@@ -166,6 +193,9 @@ def run(args: argparse.Namespace) -> dict:
             if k <= clicks:
                 results.append(rep.result(f"dice_click_at_{k}_{key}", np.mean([r["clicks"][k - 1] for r in mine]),
                                           "dice", "higher"))
+        if "dense_oracle" in mine[0]:
+            results.append(rep.result(f"dice_dense_oracle_{key}", max(
+                np.mean([r["dense_oracle"][str(lam)] for r in mine]) for lam in ORACLE_LAMBDAS), "dice", "higher"))
         results.append(rep.result(f"seconds_{key}", np.median([r["sparse_s"] for r in mine]), "s", "lower"))
     ct = [r for r in rows if r["modality"] == "CT" and r["dataset"] != "phantom" and r["structure"] in CT_ORGANS]
     if ct:
