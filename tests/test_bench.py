@@ -106,7 +106,6 @@ def test_bench_robot_graphcut_quick(tmp_path):
     assert (tmp_path / "gc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-
 def test_bench_active_quick_correlates_the_scores_it_reports(tmp_path):
     from scipy.stats import pearsonr, spearmanr
 

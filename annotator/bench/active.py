@@ -6,11 +6,11 @@ the automatic prediction against its label and every strategy's score; the resul
 Spearman's correlation between score and 1 − Dice per strategy (1: the ranking puts the
 worst cases first; 0: no better than chance), and for the model-based strategies also
 Pearson's (which weighs a case by how badly it failed: a score that puts the one failed
-case first and orders the good ones at random has a high Pearson and a low Spearman). Also: scoring seconds per image per
-strategy, and :func:`annotator.active.rank` of 100 train volumes with the default
-strategy, end to end. ``--curve``: a simulated learning curve (optional, long): from 10
-labeled train cases, 10 more per round chosen by random and by the default strategy,
-a brief retraining each round, validation Dice per round.
+case first and orders the good ones at random has a high Pearson and a low Spearman).
+Also: scoring seconds per image per strategy, and :func:`annotator.active.rank` of 100
+train volumes with the default strategy, end to end. ``--curve``: a simulated learning
+curve (optional, long): from 10 labeled train cases, 10 more per round chosen by random
+and by the default strategy, a brief retraining each round, validation Dice per round.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ Three protocols per structure, each from nothing:
 
 Data: the organs of the TotalSegmentator example CT (labels are model output: fine for
 this), the example CT DICOM series and MR, the hippocampus MR crops (one structure: both
-labels) and the generated CT phantom with several seeds. For the hippocampus also a
-ceiling, ``dice_dense_oracle_hippocampus``: the dense strokes cut with an intensity model
-fitted to the true label (against a band three voxels around it), at the best of a few
-boundary weights: what intensities and edges can give there at all. Each data set has a role:
+labels) and the generated CT phantom with several seeds. Each data set has a role:
 ``tune`` (the engine's defaults were chosen on it) or ``report`` (held back to check
-them). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
+them). For the hippocampus also a ceiling, ``dice_dense_oracle_hippocampus``: the dense
+strokes cut with an intensity model fitted to the true label (against a band three
+voxels around it), at the best of a few boundary weights: what intensities and edges
+can give there at all. Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
 medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
 """
 
@@ -150,9 +150,10 @@ def _oracle(volume: Volume, truth: np.ndarray, strokes: np.ndarray) -> dict[str,
 
 def _structure(volume: Volume, truth: np.ndarray, clicks: int, oracle: bool = False) -> dict:
     row = {}
+    dense = scribbles_from_mask(truth)
     if oracle:
-        row["dense_oracle"] = _oracle(volume, truth, scribbles_from_mask(truth))
-    for protocol, strokes in (("sparse", sparse_scribbles_from_mask(truth)), ("dense", scribbles_from_mask(truth))):
+        row["dense_oracle"] = _oracle(volume, truth, dense)
+    for protocol, strokes in (("sparse", sparse_scribbles_from_mask(truth)), ("dense", dense)):
         out = segment_scribbles(volume, strokes)
         row[protocol] = round(dice(out.label, truth), 4)
         row[f"{protocol}_s"] = round(out.seconds, 3)
@@ -179,7 +180,8 @@ def run(args: argparse.Namespace) -> dict:
         for case, volume, structures in _cases(ds, root, args):
             for name, truth in structures.items():
                 row = {"dataset": ds.name, "role": ds.role, "modality": ds.modality, "case": case,
-                       "structure": name, "voxels": int(truth.sum()), **_structure(volume, truth, clicks, ds.name == "hippocampus")}
+                       "structure": name, "voxels": int(truth.sum()),
+                       **_structure(volume, truth, clicks, oracle=ds.name == "hippocampus")}
                 rows.append(row)
     if not rows:
         raise InputError("no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
