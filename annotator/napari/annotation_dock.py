@@ -14,7 +14,7 @@ from annotator.engine import METHODS, methods_for
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import SHORTCUTS
 from annotator.napari.presets_dialog import PresetsDialog
-from annotator.napari.workspace import workspace_for
+from annotator.napari.workspace import follow, workspace_for
 
 #: The buttons: action name (see the workspace's actions) and text.
 BUTTONS = [("fg", "Foreground clicks"), ("bg", "Background clicks"), ("scribble_fg", "Scribble foreground"),
@@ -51,7 +51,6 @@ class AnnotationDock(QWidget):
             self.display_window.addItem(f"{name}" + (f"  ({keys})" if keys else ""), name)
         self.display_window.setToolTip("How the image is shown (display only: the engine sees the image's own values)")
         self.display_window.activated.connect(lambda _i: self.ws.window(self.display_window.currentData()))
-        self.ws.window_shown.connect(self._window_shown)
         self.label_map = QComboBox()
         self.label_map.setToolTip("Segmentations found beside this image (shown as layers)")
         self.use_map = QPushButton("Use as label")
@@ -120,12 +119,11 @@ class AnnotationDock(QWidget):
         layout.addWidget(shortcuts)
         layout.addStretch(1)
 
-        session.status.connect(lambda text: self.status.setText(text))
-        session.error.connect(lambda m: self.status.setText(f"<span style='color:#ff6b6b'>{m}</span>"))
-        session.busy_changed.connect(lambda busy: self.progress.setVisible(busy))
-        session.files_busy.connect(self._files_busy)
-        session.progress.connect(self._progress)
-        session.image_opened.connect(self._image_opened)
+        follow(self, (session.status, lambda text: self.status.setText(text)),
+               (session.error, lambda m: self.status.setText(f"<span style='color:#ff6b6b'>{m}</span>")),
+               (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
+               (session.files_busy, self._files_busy), (session.progress, self._progress),
+               (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown))
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.models.registry import ModelRegistry
-from annotator.napari.workspace import workspace_for
+from annotator.napari.workspace import follow, workspace_for
 from annotator.training.config import TrainConfig, runs_dir
 from annotator.training.runner import TrainingProcess, past_runs
 
@@ -156,7 +156,7 @@ class TrainingDock(QWidget):
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
         self.session = self.ws.session
-        self.session.datastore_changed.connect(self._show_data)
+        follow(self, (self.session.datastore_changed, self._show_data))
         self._show_data()
         self.refresh_runs()
 

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.active.strategies import STRATEGIES
-from annotator.napari.workspace import workspace_for
+from annotator.napari.workspace import follow, workspace_for
 
 COLUMNS = ["image", "status", "labels", "score"]
 ID_ROLE = Qt.UserRole + 1  # the image id behind a row (the name shown may differ: a server's series)
@@ -129,14 +129,11 @@ class WorklistDock(QWidget):
         layout.addWidget(self.download)
         layout.addLayout(bottom)
 
-        session.datastore_changed.connect(self.refresh)
-        session.saved.connect(lambda *_: self.refresh())
-        session.image_opened.connect(lambda _id: self._highlight())
-        session.records_changed.connect(self.refresh)
-        session.scoring.connect(self._scoring_progress)
-        session.scored.connect(self._scored)
-        session.progress.connect(self._progress)
-        session.files_busy.connect(lambda busy: None if busy else self.download.hide())
+        follow(self, (session.datastore_changed, self.refresh), (session.saved, lambda *_: self.refresh()),
+               (session.image_opened, lambda _id: self._highlight()), (session.records_changed, self.refresh),
+               (session.scoring, self._scoring_progress), (session.scored, self._scored),
+               (session.progress, self._progress),
+               (session.files_busy, lambda busy: None if busy else self.download.hide()))
         self.refresh()
 
     def showEvent(self, event) -> None:

@@ -33,9 +33,25 @@ _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.Wea
 
 def workspace_for(viewer: napari.Viewer) -> "Workspace":
     """The one workspace of ``viewer`` (created on first use)."""
+    # plugin docks are handed a public-only proxy of the viewer: one workspace for both
+    viewer = getattr(viewer, "__wrapped__", viewer)
     if viewer not in _WORKSPACES:
         _WORKSPACES[viewer] = Workspace(viewer)
     return _WORKSPACES[viewer]
+
+
+def follow(widget: QObject, *links: tuple) -> None:
+    """Connect each ``(signal, slot)`` in ``links`` for as long as ``widget`` lives. The
+    session outlives its docks, and work still running when the window closes (a draft
+    being written) answers after the docks are gone: a deleted dock must not hear it."""
+    for signal, slot in links:
+        signal.connect(slot)
+
+    def cut(*_args) -> None:
+        for signal, slot in links:
+            signal.disconnect(slot)
+
+    widget.destroyed.connect(cut)
 
 
 class _Bridge(QObject):
@@ -74,11 +90,10 @@ class Workspace:
         self._muted = False
         self._image_layer = None  # an image layer opened some other way (plugin use)
         s = self.session
-        s.image_opened.connect(self._show)
-        s.label_changed.connect(self._label_changed)
-        s.marks_changed.connect(self._marks_changed)
-        s.error.connect(napari.utils.notifications.show_error)
-        self._autosave = QTimer()
+        window = viewer.window._qt_window  # what is shown goes with it; the session stays
+        follow(window, (s.image_opened, self._show), (s.label_changed, self._label_changed),
+               (s.marks_changed, self._marks_changed), (s.error, napari.utils.notifications.show_error))
+        self._autosave = QTimer(window)
         self._autosave.setInterval(1000)
         self._autosave.timeout.connect(s.tick)
         self._autosave.start()

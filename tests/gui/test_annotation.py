@@ -331,3 +331,28 @@ def test_with_only_the_worklist_open_switching_still_asks(make_napari_viewer, qt
     worklist.open_image("hippocampus_003")
     qtbot.waitUntil(lambda: session.image_id == "hippocampus_003" and session.idle, timeout=30000)
     assert (store_folder / "labels" / "final" / "hippocampus_001.nii.gz").exists()
+
+
+def test_answers_that_arrive_after_the_window_closed_reach_no_dock(annotator_window, qtbot):
+    """Work still running when the window closes answers later (a draft being written):
+    the closed docks must not hear it."""
+    import shiboken6
+
+    from annotator.napari.training_dock import TrainingDock
+
+    viewer, session, dock, worklist = annotator_window
+    training = TrainingDock(viewer)
+    viewer.window.add_dock_widget(training, name="Training", area="right")
+    viewer.close()
+    docks = (worklist.table, dock.files, training.runs)
+    qtbot.waitUntil(lambda: not any(shiboken6.isValid(w) for w in docks), timeout=10000)
+    session.image_opened.emit("hippocampus_001")
+    session.label_changed.emit(None, "engine")
+    session.marks_changed.emit()
+    session.saved.emit("hippocampus_001", "draft")
+    session.files_busy.emit(False)
+    session.busy_changed.emit(False)
+    session.status.emit("still here")
+    session.progress.emit("saving", 0.5)
+    session.records_changed.emit()
+    session.datastore_changed.emit()

@@ -144,10 +144,13 @@ def test_plugins_menu_offers_the_docks(make_napari_viewer):
     from annotator.napari.training_dock import TrainingDock
     from annotator.napari.worklist_dock import WorklistDock
 
+    from annotator.napari.workspace import workspace_for
+
     viewer = make_napari_viewer()
     for name, kind in (("Annotation", AnnotationDock), ("Worklist", WorklistDock), ("Training", TrainingDock)):
         _dock, widget = viewer.window.add_plugin_dock_widget("annotator3d", name)
         assert isinstance(widget, kind)
+        assert widget.ws is workspace_for(viewer)  # each is handed its own proxy of the viewer: one session
     samples = viewer.open_sample("annotator3d", "hippocampus")
     assert samples[0].data.shape == (35, 51, 35)
 
