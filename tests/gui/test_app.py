@@ -143,7 +143,6 @@ def test_plugins_menu_offers_the_docks(make_napari_viewer):
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.training_dock import TrainingDock
     from annotator.napari.worklist_dock import WorklistDock
-
     from annotator.napari.workspace import workspace_for
 
     viewer = make_napari_viewer()
