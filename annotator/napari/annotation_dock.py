@@ -42,8 +42,9 @@ class AnnotationDock(QWidget):
         for name in methods_for("clicks"):
             self.method.addItem(f"{name} ({METHODS[name].description})", name)
         self.method.setToolTip("What answers clicks. Scribbles always use GraphCut, which needs no model and "
-                               "works on any CT or MR;\nthe networks need a model made for the image's modality "
-                               "(the bundled ones: hippocampus MR).")
+                               "works on any CT or MR,\nbest where the structure differs in intensity from its "
+                               "surroundings (CT organs such as liver, spleen, kidneys);\nthe networks need a model "
+                               "made for the image's modality (the bundled ones: hippocampus MR).")
         self.method.currentIndexChanged.connect(lambda: setattr(session, "method", self.method.currentData()))
         self.display_window = QComboBox()
         for name in L.WINDOWS:
