@@ -131,3 +131,54 @@ def test_cancelled_opening_changes_nothing(session):
     session.open_image("ct2")
     assert session.image_id == "ct0" and session.files.current is None
     assert any(s.startswith("cancelled") for s in statuses)
+
+
+def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
+    """A dataset's labels.json names the labels offered: its names replace the default
+    names (keeping their colours), the person's own names stay, and the choice follows."""
+    import json
+    import shutil
+
+    from annotator.datastore import open_datastore
+    from annotator.settings import LabelPreset, default_presets
+    from paths import HIPPO
+
+    dataset = tmp_path / "dataset"
+    for sub in ("images", "labels"):
+        (dataset / sub).mkdir(parents=True)
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", dataset / "images")
+    (dataset / "labels.json").write_text(json.dumps({"labels": {"0": "background", "1": "Anterior",
+                                                                "2": "Posterior", "7": "Fornix"}}))
+    store, _ = open_datastore(dataset / "images")  # the dataset's images/ folder: the names above it
+    assert store.label_names() == {"anterior": 1, "posterior": 2, "fornix": 7}
+
+    s = AnnotationSession(settings=Settings())
+    seen = []
+    s.labels_changed.connect(lambda: seen.append([(p.value, p.name) for p in s.labels]))
+    s.choose_label(4)
+    s.set_datastore(store)
+    defaults = {p.value: p.color for p in default_presets()}
+    assert [(p.value, p.name) for p in s.labels] == [(1, "anterior"), (2, "posterior"), (7, "fornix")]
+    assert [p.color for p in s.labels[:2]] == [defaults[1], defaults[2]]
+    assert s.label_value == 1  # 4 (a default the dataset does not name) is not offered
+    s.next_label()
+    s.next_label()
+    assert s.label_value == 7
+    s.next_label()
+    assert s.label_value == 1
+
+    # a name the person gave stays; so does a label of their own the dataset does not name
+    s.set_presets([LabelPreset(1, "hippocampus head", "#00aaff"), LabelPreset(2, "lesion", "#ffe119"),
+                   LabelPreset(9, "cyst", "#123456")])
+    assert [(p.value, p.name, p.color) for p in s.labels] == [
+        (1, "hippocampus head", "#00aaff"), (2, "posterior", "#ffe119"), (7, "fornix", s.labels[2].color),
+        (9, "cyst", "#123456")]
+    assert Settings.load().presets[0].name == "hippocampus head"  # saved as the person's presets
+    assert seen and seen[-1] == [(p.value, p.name) for p in s.labels]
+
+    # a folder that names nothing offers the presets as they are
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(HIPPO / "images" / "hippocampus_003.nii.gz", plain)
+    s.set_datastore(open_datastore(plain)[0])
+    assert [p.value for p in s.labels] == [1, 2, 9]

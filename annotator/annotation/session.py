@@ -23,7 +23,7 @@ from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
-from annotator.settings import Settings
+from annotator.settings import LabelPreset, Settings, offered_labels
 
 #: What to do with unsaved work when leaving an image.
 LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
@@ -45,6 +45,7 @@ class AnnotationSession:
     records_changed = Signal()  # the datastore's records changed in the background (uploads sent)
     scoring = Signal(str, float)  # ranking the worklist: what, fraction
     scored = Signal(str)  # a ranking ended (finished, cancelled or failed): its strategy
+    labels_changed = Signal()  # the labels offered (names, colours) or the one chosen changed
 
     def __init__(self, runner: Runner | None = None, settings: Settings | None = None,
                  ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
@@ -65,7 +66,9 @@ class AnnotationSession:
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
         self._proposal_stale = False  # the label changed by other means since ``proposed`` was kept
         self.method = "auto"  # a click method name, or "auto": a network for the image when installed
-        self.label_value = self.settings.presets[0].value
+        #: the labels to annotate with: the presets, named as the datastore names them
+        self.labels: list[LabelPreset] = list(self.settings.presets)
+        self.label_value = self.labels[0].value
         self.order: list[str] | None = None  # the worklist's order, when it shows one
         self.dirty = False
         self._changed_at = 0.0
@@ -86,7 +89,37 @@ class AnnotationSession:
         if store.place and not is_sample_path(store.place):
             self.settings.last_datastore = store.place
             self.settings.save()
+        self._offer_labels()
         self.datastore_changed.emit()
+
+    # ---- labels -------------------------------------------------------------------------
+
+    def _offer_labels(self) -> None:
+        names = self.store.label_names() if self.store is not None else None
+        self.labels = offered_labels(self.settings.presets, names)
+        if self.label_value not in {p.value for p in self.labels}:
+            self.label_value = self.labels[0].value
+        self.labels_changed.emit()
+
+    def set_presets(self, presets: list[LabelPreset]) -> None:
+        """New label presets (names, colours): saved in the settings, offered at once."""
+        if not presets:
+            raise ValueError("at least one label preset is needed")
+        self.settings.presets = list(presets)
+        self.settings.save()
+        self._offer_labels()
+
+    def choose_label(self, value: int) -> None:
+        """Annotate label ``value`` from now on."""
+        if int(value) != self.label_value:
+            self.label_value = int(value)
+            self.labels_changed.emit()
+
+    def next_label(self) -> None:
+        """Annotate the next label offered (after the last: the first)."""
+        values = [p.value for p in self.labels]
+        at = values.index(self.label_value) if self.label_value in values else -1
+        self.choose_label(values[(at + 1) % len(values)])
 
     def open(self, place: str | Path) -> None:
         """Open a folder (its first image not yet labeled), an image file or a DICOM series."""

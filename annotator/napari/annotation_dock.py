@@ -35,7 +35,8 @@ class AnnotationDock(QWidget):
         self._fill_presets()
         self.preset.currentIndexChanged.connect(self._preset_changed)
         edit_presets = QPushButton("Edit...")
-        edit_presets.setToolTip("Edit label names and colours")
+        edit_presets.setToolTip("Edit your label names and colours (a folder's labels.json names its labels;\n"
+                                "your own names stay). Alt+L: next label")
         edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
         self.method.addItem("auto (a network for the modality, else GraphCut)", "auto")
@@ -124,7 +125,8 @@ class AnnotationDock(QWidget):
                (session.error, lambda m: self.status.setText(f"<span style='color:#ff6b6b'>{m}</span>")),
                (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
                (session.files_busy, self._files_busy), (session.progress, self._progress),
-               (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown))
+               (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
+               (session.labels_changed, self._fill_presets))
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume
@@ -161,24 +163,24 @@ class AnnotationDock(QWidget):
         super().showEvent(event)
 
     def _fill_presets(self) -> None:
+        """The labels the session offers (the presets, named as the datastore names them)."""
         self.preset.blockSignals(True)
         self.preset.clear()
-        for p in self.session.settings.presets:
+        for p in self.session.labels:
             swatch = QPixmap(12, 12)
             swatch.fill(QColor(p.color))
             self.preset.addItem(QIcon(swatch), f"{p.value}: {p.name}", p.value)
+        self.preset.setCurrentIndex(max(0, self.preset.findData(self.session.label_value)))
         self.preset.blockSignals(False)
 
     def edit_presets(self) -> None:
         dialog = PresetsDialog(self.session.settings.presets, self)
         dialog.setObjectName("presets-dialog")
         if dialog.exec_():
-            self.ws.set_presets(dialog.presets)
-            self._fill_presets()
-            self._preset_changed()
+            self.session.set_presets(dialog.presets)
 
     def _preset_changed(self) -> None:
-        self.ws.set_label_value(int(self.preset.currentData()))
+        self.session.choose_label(int(self.preset.currentData()))
 
     def _use_selected_layer(self) -> None:
         layer = self.viewer.layers.selection.active

@@ -8,9 +8,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from annotator.settings import LabelPreset
-
-_PALETTE = ["#e6194b", "#ffe119", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"]
+from annotator.settings import LabelPreset, palette_colour
 
 
 class PresetsDialog(QDialog):
@@ -50,7 +48,7 @@ class PresetsDialog(QDialog):
     def _add_next(self) -> None:
         used = {p.value for p in self.read_rows() or []}
         value = next(v for v in range(1, 256) if v not in used)
-        self._add_row(value, f"label {value}", _PALETTE[(value - 1) % len(_PALETTE)])
+        self._add_row(value, f"label {value}", palette_colour(value))
 
     def read_rows(self) -> list[LabelPreset] | None:
         """The table as presets; None (with a message) when a row is not valid."""

@@ -89,10 +89,12 @@ class Workspace:
         self.session = AnnotationSession(QtRunner(), ask_leave=self._ask_leave)
         self._muted = False
         self._image_layer = None  # an image layer opened some other way (plugin use)
+        self._coloured: list = []  # the labels whose colours the label layer shows
         s = self.session
         window = viewer.window._qt_window  # what is shown goes with it; the session stays
         follow(window, (s.image_opened, self._show), (s.label_changed, self._label_changed),
-               (s.marks_changed, self._marks_changed), (s.error, napari.utils.notifications.show_error))
+               (s.marks_changed, self._marks_changed), (s.labels_changed, self._labels_changed),
+               (s.error, napari.utils.notifications.show_error))
         self._autosave = QTimer(window)
         self._autosave.setInterval(1000)
         self._autosave.timeout.connect(s.tick)
@@ -180,8 +182,12 @@ class Workspace:
                                                colormap=L.scribble_colormap(), opacity=0.8)
             scribbles.brush_size = max(1, round(min(volume.shape[1:]) / 25))  # a stroke, not a blob
             seg = self.viewer.add_labels(s.label, name=L.SEGMENTATION, affine=affine,
-                                         colormap=L.label_colormap(s.settings.presets), opacity=0.5)
+                                         colormap=L.label_colormap(s.labels), opacity=0.5)
+            self._coloured = list(s.labels)  # the labels the layer's colours show
             seg.selected_label = s.label_value
+            # the label picked in the layer's own controls is the one clicks and scribbles make
+            seg.events.selected_label.connect(lambda e, seg=seg: None if self._muted or not seg.selected_label
+                                              else s.choose_label(seg.selected_label))
             for name, colour in ((L.BACKGROUND, "#ff00ff"), (L.FOREGROUND, "#00e000")):
                 self.viewer.add_points(ndim=3, name=name, affine=affine, face_color=colour,
                                        border_color="white", size=max(2.0, min(volume.shape) / 12),
@@ -256,20 +262,18 @@ class Workspace:
             layer.selected_label = value
             layer.mode = "paint"
 
-    def set_presets(self, presets) -> None:
-        """New label names/colours: saved in the settings and shown at once."""
-        s = self.session
-        s.settings.presets = list(presets)
-        s.settings.save()
+    def _labels_changed(self) -> None:
+        """The labels offered or the one chosen changed: the label layer's colours and brush follow."""
         if L.SEGMENTATION in self.viewer.layers:
-            self.layer(L.SEGMENTATION).colormap = L.label_colormap(s.settings.presets)
-        if s.label_value not in {p.value for p in presets}:
-            s.label_value = presets[0].value
-
-    def set_label_value(self, value: int) -> None:
-        self.session.label_value = int(value)
-        if L.SEGMENTATION in self.viewer.layers:
-            self.layer(L.SEGMENTATION).selected_label = int(value)
+            seg = self.layer(L.SEGMENTATION)
+            muted, self._muted = self._muted, True  # the layer's own events must not choose back
+            try:
+                if self._coloured != self.session.labels:  # a new colour map redraws the label
+                    seg.colormap = L.label_colormap(self.session.labels)
+                    self._coloured = list(self.session.labels)
+                seg.selected_label = self.session.label_value
+            finally:
+                self._muted = muted
 
     def image_layer(self):
         """The image layer being annotated (None before one is open)."""
@@ -292,7 +296,8 @@ class Workspace:
         return {**windows, "fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
                 "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
-                "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image}
+                "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
+                "next_label": s.next_label}
 
 
 class _CloseFilter(QObject):

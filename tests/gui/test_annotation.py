@@ -356,3 +356,43 @@ def test_answers_that_arrive_after_the_window_closed_reach_no_dock(annotator_win
     session.progress.emit("saving", 0.5)
     session.records_changed.emit()
     session.datastore_changed.emit()
+
+
+def test_the_label_list_names_the_datasets_labels(make_napari_viewer, qtbot, tmp_path):
+    """A dataset's labels.json names the Label list; Alt+L and the layer's own label
+    control choose among them, and a click makes the label chosen."""
+    import json
+    import shutil
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.workspace import workspace_for
+    from paths import HIPPO
+
+    dataset = tmp_path / "dataset"
+    for sub in ("images", "labels"):
+        (dataset / sub).mkdir(parents=True)
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", dataset / "images")
+    shutil.copy(HIPPO / "labels.json", dataset)
+    viewer = make_napari_viewer()
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Annotation", area="right")
+    ws = workspace_for(viewer).session
+    dock.method.setCurrentIndex(dock.method.findData("graphcut"))
+    ws.open(dataset / "images")
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
+    assert [dock.preset.itemText(i) for i in range(dock.preset.count())] == ["1: anterior", "2: posterior"]
+    seg = viewer.layers[L.SEGMENTATION]
+
+    viewer.window._qt_viewer.canvas.native.setFocus()
+    workspace_for(viewer).actions()["next_label"]()  # what Alt+L calls
+    assert ws.label_value == 2 and dock.preset.currentText() == "2: posterior" and seg.selected_label == 2
+    seg.selected_label = 1  # napari's own label control
+    assert ws.label_value == 1 and dock.preset.currentText() == "1: anterior"
+    dock.preset.setCurrentIndex(1)
+    assert ws.label_value == 2 and seg.selected_label == 2
+
+    posterior = truth("hippocampus_001", ws.volume)  # both parts: a click inside makes label 2
+    steps = EngineSteps(ws)
+    viewer.layers[L.FOREGROUND].add(np.array([_click_points(posterior, 1)[0]], float))
+    steps.wait(qtbot, 1)
+    assert set(np.unique(ws.label)) == {0, 2}
