@@ -166,6 +166,10 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert s.label_value == 7
     s.next_label()
     assert s.label_value == 1
+    s.choose_label(12)  # picked elsewhere (the label layer's control): it joins the list
+    assert s.label_value == 12 and (12, "label 12") in [(p.value, p.name) for p in s.labels]
+    with pytest.raises(ValueError, match="256"):
+        s.choose_label(256)
 
     # a name the person gave stays; so does a label of their own the dataset does not name
     s.set_presets([LabelPreset(1, "hippocampus head", "#00aaff"), LabelPreset(2, "lesion", "#ffe119"),
@@ -181,4 +185,4 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     plain.mkdir()
     shutil.copy(HIPPO / "images" / "hippocampus_003.nii.gz", plain)
     s.set_datastore(open_datastore(plain)[0])
-    assert [p.value for p in s.labels] == [1, 2, 9]
+    assert [p.value for p in s.labels] == [1, 2, 9] and s.label_value == 1

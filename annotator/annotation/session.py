@@ -23,7 +23,7 @@ from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
-from annotator.settings import LabelPreset, Settings, offered_labels
+from annotator.settings import LabelPreset, Settings, offered_labels, palette_colour
 
 #: What to do with unsaved work when leaving an image.
 LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
@@ -110,9 +110,15 @@ class AnnotationSession:
         self._offer_labels()
 
     def choose_label(self, value: int) -> None:
-        """Annotate label ``value`` from now on."""
-        if int(value) != self.label_value:
-            self.label_value = int(value)
+        """Annotate label ``value`` from now on (one not offered yet joins the list, unnamed)."""
+        value = int(value)
+        if not 1 <= value <= 255:
+            raise ValueError(f"label value {value} is outside 1..255")
+        if value != self.label_value:
+            if value not in {p.value for p in self.labels}:
+                self.labels = sorted([*self.labels, LabelPreset(value, f"label {value}", palette_colour(value))],
+                                     key=lambda p: p.value)
+            self.label_value = value
             self.labels_changed.emit()
 
     def next_label(self) -> None:

@@ -388,6 +388,8 @@ def test_the_label_list_names_the_datasets_labels(make_napari_viewer, qtbot, tmp
     assert ws.label_value == 2 and dock.preset.currentText() == "2: posterior" and seg.selected_label == 2
     seg.selected_label = 1  # napari's own label control
     assert ws.label_value == 1 and dock.preset.currentText() == "1: anterior"
+    seg.selected_label = 5  # a value the list does not offer joins it
+    assert ws.label_value == 5 and dock.preset.currentText() == "5: label 5"
     dock.preset.setCurrentIndex(1)
     assert ws.label_value == 2 and seg.selected_label == 2
 
