@@ -78,6 +78,7 @@ class AnnotationSession:
         self._scoring: Job | None = None
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
+        self._drawn_names: dict[str, int] = {}  # the labels the last automatic segmentation drew
 
     # ---- datastore and images -----------------------------------------------------------
 
@@ -89,14 +90,17 @@ class AnnotationSession:
         if store.place and not is_sample_path(store.place):
             self.settings.last_datastore = store.place
             self.settings.save()
+        self._drawn_names = {}
         self._offer_labels()
         self.datastore_changed.emit()
 
     # ---- labels -------------------------------------------------------------------------
 
     def _offer_labels(self) -> None:
+        """Offer the presets, named as the datastore names its labels, else as the model of
+        the last automatic segmentation in this datastore named what it drew."""
         names = self.store.label_names() if self.store is not None else None
-        self.labels = offered_labels(self.settings.presets, names)
+        self.labels = offered_labels(self.settings.presets, names or self._drawn_names)
         if self.label_value not in {p.value for p in self.labels}:
             self.label_value = self.labels[0].value
         self.labels_changed.emit()
@@ -261,11 +265,15 @@ class AnnotationSession:
             self.history.push(Change(result.box, before, result.patch, marks, result.method))
             if result.method.endswith("-auto"):  # every label redrawn over the image
                 self._bounds.clear()
+                if result.names != self._drawn_names:
+                    self._drawn_names = dict(result.names)
+                    self._offer_labels()
             else:  # the structure now lies in the box; the others can only have shrunk
                 self._bounds[value] = result.box
             self._propose(result.box)
             self._touch()
-            self.status.emit(f"{result.method}: {result.seconds:.2f} s")
+            drew = ", ".join(f"{v} {n}" for n, v in sorted(result.names.items(), key=lambda kv: kv[1]))
+            self.status.emit(f"{result.method}: {result.seconds:.2f} s" + (f" (labels {drew})" if drew else ""))
             self.label_changed.emit(result.box, result.method)
         self._set_busy(False)
         if self._pending:

@@ -301,7 +301,8 @@ class ClickSession:
         label = self.class_values()[argmax(scores).cpu().numpy()]
         end = time.perf_counter()
         return Result(label, box, self.volume.shape, f"{self.card.method}-auto", end - start, None,
-                      {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})
+                      {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net},
+                      names=self.card.foreground)
 
     def _region_on_image(self, margin: torch.Tensor, crop: tuple[slice, ...]) -> tuple[np.ndarray, Box]:
         """Where ``margin`` (on the crop) is positive, on the image voxels the crop covers.

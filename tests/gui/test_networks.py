@@ -73,7 +73,9 @@ def test_automatic_segmentation_button(make_napari_viewer, qtbot, tmp_path):
     scores = [dice(seg == v, truth == v) for v in (1, 2)]
     print(f"\nGUI automatic DeepEdit on {CASE}: Dice anterior {scores[0]:.3f}, posterior {scores[1]:.3f}")
     assert min(scores) > 0.7
-    assert "deepedit-auto" in dock.status.text()
+    assert "deepedit-auto" in dock.status.text() and "labels 1 anterior, 2 posterior" in dock.status.text()
+    # the folder names no labels: the list takes the names of what the model drew
+    assert [dock.preset.itemText(i) for i in range(dock.preset.count())] == ["1: anterior", "2: posterior"]
 
 
 def test_a_model_for_another_modality_warns_but_answers(make_napari_viewer, qtbot, tmp_path):
