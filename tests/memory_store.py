@@ -51,7 +51,7 @@ class MemoryDatastore(Datastore):
     def discard_draft(self, image_id):
         self.labels.pop((image_id, "draft"), None)
 
-    def accept(self, image_id, label, image, proposed=None):
+    def accept(self, image_id, label, image, proposed=None, names=None):
         self._check(image_id)
         if (image_id, "final") in self.labels:
             self.histories.setdefault(image_id, []).append(self.labels[(image_id, "final")])

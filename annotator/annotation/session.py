@@ -386,13 +386,14 @@ class AnnotationSession:
         # the engine's answer, for the first accept (a copy: the session keeps updating its own)
         proposed = self.proposed.copy() if version == Version.FINAL.value and self.proposed is not None else None
         changed_at = self._changed_at
+        names = {p.value: p.name for p in self.labels}  # as the Label list shows them (a SEG's segment names)
         self.dirty = False
 
         def work(job: Job):
             job.report(f"saving {image_id} ({version}) ...")
             start = time.perf_counter()
             if version == Version.FINAL.value:
-                store.accept(image_id, label, volume, proposed=proposed)
+                store.accept(image_id, label, volume, proposed=proposed, names=names)
             else:
                 store.save_draft(image_id, label, volume)
             return time.perf_counter() - start

@@ -112,9 +112,11 @@ class Datastore(ABC):
         """Forget the work in progress (the final, if any, stays)."""
 
     @abstractmethod
-    def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None) -> None:
+    def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
+               names: dict[int, str] | None = None) -> None:
         """``label`` becomes the final version (the previous one goes to the history);
-        ``proposed`` (what a model suggested) becomes the original the first time."""
+        ``proposed`` (what a model suggested) becomes the original the first time;
+        ``names``: label value -> name (a server store names the segments of the SEG it sends)."""
 
     @abstractmethod
     def history(self, image_id: str) -> list[dict]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from annotator.datastore.orthanc import LocalOrthanc, available, free_port
+from annotator.settings import LabelPreset
 from memory_keyring import MemoryKeyring
 from paths import DATA
 
@@ -93,11 +94,17 @@ def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, t
         label[5:15, 10:20, 10:20] = 1
         session.label[:] = label
         session.painted()
+        session.set_presets([LabelPreset(1, "hippocampus", "#00aaff")])
         session.accept()
         qtbot.waitUntil(lambda: not session.files.busy, timeout=30000)
         qtbot.waitUntil(lambda: "labeled" in _statuses(worklist), timeout=10000)
         segs = list(server_client(server, password).series(modality="SEG", images_only=False))
         assert len(segs) == 1
+        row = session.store._row(session.image_id)
+        sent = server_client(server, password).segs_of(row.study_uid, row.series_uid)[-1]
+        segment = sent.SegmentSequence[0]  # named as the Label list names it, with its SNOMED code
+        assert segment.SegmentLabel == "hippocampus"
+        assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning.lower() == "hippocampus"
     finally:
         server.stop()
     # the server goes down: the next accept waits, the worklist says so and offers to send
