@@ -292,6 +292,12 @@ def test_a_seg_already_on_the_server_opens_as_the_series_label(tmp_path, monkeyp
         label = store.label(record.id, volume)
         np.testing.assert_array_equal(label, read_label(ct / "liver_seg.nrrd", volume))
         assert store.record(record.id).status == Status.LABELED and not store.uploads.entries()
+        assert store.label_names() == {"liver": 1}  # the SEG's segment name: the Label list offers it
+        # a label accepted here names its segments as given; the names stay with the store
+        both = label.copy()
+        both[0, :10, :10] = 3
+        store.accept(record.id, both, volume, names={1: "liver", 2: "spleen", 3: "vertebra"})
+        assert DicomwebDatastore(_client(server)).label_names() == {"liver": 1, "vertebra": 3}
 
 
 def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, monkeypatch):

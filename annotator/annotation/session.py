@@ -198,6 +198,7 @@ class AnnotationSession:
         self.proposed = None
         self.dirty = False
         self._pending = None
+        self._offer_labels()  # a server's store learns names from the SEGs it reads
         self.image_opened.emit(image_id)
         self.status.emit(f"opened {volume.name or image_id}: {' x '.join(map(str, volume.size))} voxels")
 

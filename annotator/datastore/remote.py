@@ -106,10 +106,29 @@ class DicomwebDatastore(Datastore):
             return None
         if not segs:
             return None
-        label, _names = seg_to_label(segs[-1], image)
+        label, names = seg_to_label(segs[-1], image)
         if self.labels.read(row.series_uid, image, Version.DRAFT) is None:
             self.labels.accept(row.series_uid, label, image, proposed=label)
+        self._remember_names(row.series_uid, names)
         return label
+
+    def _remember_names(self, image_id: str, names: dict[int, str] | None) -> None:
+        if names:
+            self.labels.set_info(image_id, segment_names={str(int(v)): str(n) for v, n in names.items()})
+
+    def label_names(self) -> dict[str, int] | None:
+        """The segment names of the SEGs accepted here or read from the server (a value
+        named differently in different SEGs: its most frequent name)."""
+        seen: dict[int, dict[str, int]] = {}
+        for entry in self.labels.read_index()["images"].values():
+            for value, name in (entry.get("info", {}).get("segment_names") or {}).items():
+                counts = seen.setdefault(int(value), {})
+                counts[name.lower()] = counts.get(name.lower(), 0) + 1
+        names = {}
+        for value, counts in sorted(seen.items()):
+            name = max(sorted(counts), key=counts.get)
+            names.setdefault(name, value)
+        return names or None
 
     def save_draft(self, image_id, label, image):
         self._row(image_id)
@@ -127,6 +146,7 @@ class DicomwebDatastore(Datastore):
         self.labels.accept(image_id, label, image, proposed)
         folder = self.cache.fetch(row.study_uid, row.series_uid)
         sop_uid, data = series_seg(label, folder, names or {}, algorithm=algorithm)
+        self._remember_names(image_id, {v: n for v, n in (names or {}).items() if (label == v).any()})
         self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
 
