@@ -21,6 +21,7 @@ class MemoryDatastore(Datastore):
         self.name = name
         self.place = ""
         self.saves: list[tuple[str, str]] = []
+        self.described: dict[str, tuple[dict, str | None]] = {}  # image -> (names, algorithm) of its accept
 
     def _check(self, image_id: str) -> None:
         if image_id not in self.volumes:
@@ -51,7 +52,7 @@ class MemoryDatastore(Datastore):
     def discard_draft(self, image_id):
         self.labels.pop((image_id, "draft"), None)
 
-    def accept(self, image_id, label, image, proposed=None, names=None):
+    def accept(self, image_id, label, image, proposed=None, names=None, algorithm=None):
         self._check(image_id)
         if (image_id, "final") in self.labels:
             self.histories.setdefault(image_id, []).append(self.labels[(image_id, "final")])
@@ -59,6 +60,7 @@ class MemoryDatastore(Datastore):
         self.labels[(image_id, "final")] = np.array(label, np.uint8)
         self.labels.pop((image_id, "draft"), None)
         self.saves.append((image_id, "final"))
+        self.described[image_id] = (dict(names or {}), algorithm)  # what a server's SEG would say
 
     def history(self, image_id):
         return [{"saved": ""} for _ in self.histories.get(image_id, [])]

@@ -186,3 +186,25 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     shutil.copy(HIPPO / "images" / "hippocampus_003.nii.gz", plain)
     s.set_datastore(open_datastore(plain)[0])
     assert [p.value for p in s.labels] == [1, 2, 9] and s.label_value == 1
+
+
+def test_an_accept_says_what_the_labels_are_and_which_models_drew_them(session, phantoms):
+    """What a server's SEG is told: the Label list's names, and the models that answered
+    on the image (none when GraphCut and the person did it all)."""
+    _, labels = phantoms
+    session.set_marks([_centre(labels["ct0"] == 3)], [])
+    assert session.accept()
+    names, algorithm = session.store.described["ct0"]
+    assert names[1] == session.labels[0].name and algorithm is None
+
+    session.open_image("ct1")
+    session.request("automatic")  # DeepEdit (the bundled MR model, on a CT: it answers with a warning)
+    session.set_marks([_centre(labels["ct1"] == 3)], [])
+    assert session.accept()
+    names, algorithm = session.store.described["ct1"]
+    assert algorithm == "deepedit-hippocampus-mr"
+    assert (names[1], names[2]) == ("anterior", "posterior")  # the model named what it drew
+
+    session.open_image("ct2")  # a new image starts with no model
+    session.set_marks([_centre(labels["ct2"] == 3)], [])
+    assert session.accept() and session.store.described["ct2"][1] is None

@@ -79,6 +79,7 @@ class AnnotationSession:
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
         self._drawn_names: dict[str, int] = {}  # the labels the last automatic segmentation drew
+        self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
 
     # ---- datastore and images -----------------------------------------------------------
 
@@ -195,6 +196,7 @@ class AnnotationSession:
         self.marks = {"fg": [], "bg": []}
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
         self._bounds.clear()
+        self._models.clear()
         self.proposed = None
         self.dirty = False
         self._pending = None
@@ -263,6 +265,8 @@ class AnnotationSession:
     def _engine_done(self, result, marks: dict, volume: Volume, value: int) -> None:
         if volume is self.volume:  # not when another image was opened meanwhile
             before = result.apply(self.label)
+            if result.model:
+                self._models.add(result.model)
             self.history.push(Change(result.box, before, result.patch, marks, result.method))
             if result.method.endswith("-auto"):  # every label redrawn over the image
                 self._bounds.clear()
@@ -388,13 +392,14 @@ class AnnotationSession:
         proposed = self.proposed.copy() if version == Version.FINAL.value and self.proposed is not None else None
         changed_at = self._changed_at
         names = {p.value: p.name for p in self.labels}  # as the Label list shows them (a SEG's segment names)
+        algorithm = ", ".join(sorted(self._models)) or None  # a SEG: SEMIAUTOMATIC with these, else MANUAL
         self.dirty = False
 
         def work(job: Job):
             job.report(f"saving {image_id} ({version}) ...")
             start = time.perf_counter()
             if version == Version.FINAL.value:
-                store.accept(image_id, label, volume, proposed=proposed, names=names)
+                store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
             else:
                 store.save_draft(image_id, label, volume)
             return time.perf_counter() - start

@@ -113,10 +113,11 @@ class Datastore(ABC):
 
     @abstractmethod
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
-               names: dict[int, str] | None = None) -> None:
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         """``label`` becomes the final version (the previous one goes to the history);
-        ``proposed`` (what a model suggested) becomes the original the first time;
-        ``names``: label value -> name (a server store names the segments of the SEG it sends)."""
+        ``proposed`` (what a model suggested) becomes the original the first time.
+        ``names`` (label value -> name) and ``algorithm`` (the models that contributed)
+        describe it: a server store writes them into the SEG it sends."""
 
     @abstractmethod
     def history(self, image_id: str) -> list[dict]:

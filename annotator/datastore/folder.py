@@ -166,7 +166,7 @@ class LocalDatastore(Datastore):
         self.labels.discard_draft(image_id)
 
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
-               names: dict[int, str] | None = None) -> None:
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         self._path(image_id)
         self.labels.accept(image_id, label, image, proposed)
 

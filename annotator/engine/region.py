@@ -37,6 +37,8 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     #: name -> value of the labels the step drew, where its model names them (automatic segmentation)
     names: dict[str, int] = field(default_factory=dict)
+    #: the model that answered (networks; "" for GraphCut)
+    model: str = ""
 
     def apply(self, label: np.ndarray) -> np.ndarray:
         """Write the patch into ``label`` in place; returns what the box held before (for undo)."""

@@ -232,7 +232,8 @@ class ClickSession:
         patch = paste(region, box, previous, value)
         end = time.perf_counter()
         return Result(patch, box, self.volume.shape, self.card.method, end - start, previous,
-                      {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net})
+                      {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net},
+                      model=self.card.name)
 
     def edit(self, clicks: dict[int, list], previous: np.ndarray | None = None) -> Result:
         """DeepEdit with clicks on several labels at once: ``clicks`` maps label values (0:
@@ -263,7 +264,7 @@ class ClickSession:
         classes = honour_clicks(classes, in_box, lambda w: probs[(slice(None), *w)],
                                 self.volume.array[box], self.volume.array_spacing)
         return Result(self.class_values()[classes], box, self.volume.shape, self.card.method,
-                      time.perf_counter() - start, previous)
+                      time.perf_counter() - start, previous, model=self.card.name)
 
     def class_values(self) -> np.ndarray:
         """Label value of each output class (class 0: background)."""
@@ -302,7 +303,7 @@ class ClickSession:
         end = time.perf_counter()
         return Result(label, box, self.volume.shape, f"{self.card.method}-auto", end - start, None,
                       {"prepare_s": t_pre - start, "network_s": t_net - t_pre, "paste_s": end - t_net},
-                      names=self.card.foreground)
+                      names=self.card.foreground, model=self.card.name)
 
     def _region_on_image(self, margin: torch.Tensor, crop: tuple[slice, ...]) -> tuple[np.ndarray, Box]:
         """Where ``margin`` (on the crop) is positive, on the image voxels the crop covers.
