@@ -231,6 +231,8 @@ class WorklistDock(QWidget):
                     item.setToolTip(record.id)
                 if col == 2 and record.label_maps:
                     item.setToolTip("Found beside it: " + ", ".join(record.label_maps))
+                if col == 3 and score is not None:
+                    item.setToolTip(_score_tip(record.info.get("active")))
                 if col == 1:
                     item.setForeground(QBrush(QColor(STATUS_COLOURS[record.status.value])))
                     if record.info.get("upload_error"):
@@ -279,3 +281,14 @@ class WorklistDock(QWidget):
 
     def open_image(self, image_id: str) -> None:
         self.session.open_image(image_id)
+
+
+def _score_tip(active) -> str:
+    """The scores kept for an image, per strategy and label (what ranked it)."""
+    lines = []
+    for strategy, found in (active if isinstance(active, dict) else {}).items():
+        if isinstance(found, dict) and isinstance(found.get("score"), (int, float)):
+            per_label = ", ".join(f"{name} {value:.3f}" for name, value in (found.get("per_label") or {}).items()
+                                  if isinstance(value, (int, float)))
+            lines.append(f"{strategy}: {found['score']:.3f}" + (f" ({per_label})" if per_label else ""))
+    return "\n".join(["Higher: the model is less sure of this image", *lines]) if lines else ""

@@ -31,6 +31,9 @@ def test_score_sorts_the_worklist_and_next_follows(annotator_window, qtbot, tmp_
     scores = [float(s) for _, s in rows[:-1]]
     assert len(scores) == 2 and scores == sorted(scores, reverse=True)
     assert ws.order == [i for i, _ in rows]
+    top = worklist.table.item(0, 3).toolTip()  # the score per label, as kept for the image
+    assert top.startswith("Higher: the model is less sure") and f"tta: {rows[0][1]}" in top, top
+    assert "anterior" in top and "posterior" in top, top
     worklist.grab().save(str(tmp_path / "ranked.png"))
     ws.next_image()
     qtbot.waitUntil(lambda: ws.image_id == rows[0][0] and ws.idle and not ws.files.busy, timeout=30000)
