@@ -28,7 +28,15 @@ PALETTE = ["#e6194b", "#ffe119", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#4
 
 
 def palette_colour(value: int) -> str:
-    return PALETTE[(int(value) - 1) % len(PALETTE)]
+    """A colour for label ``value``: the palette's first, then hues a golden angle apart
+    (neighbouring values, often neighbouring structures, differ)."""
+    value = int(value)
+    if 1 <= value <= len(PALETTE):
+        return PALETTE[value - 1]
+    import colorsys
+
+    red, green, blue = colorsys.hsv_to_rgb((value * 0.381966) % 1.0, 0.75, 0.95)
+    return "#{:02x}{:02x}{:02x}".format(round(red * 255), round(green * 255), round(blue * 255))
 
 
 def default_presets() -> list[LabelPreset]:

@@ -11,7 +11,7 @@ import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
 from annotator.io.volume import Volume
-from annotator.settings import LabelPreset
+from annotator.settings import LabelPreset, palette_colour
 
 IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
     "image", "segmentation", "foreground clicks", "background clicks", "scribbles")
@@ -104,7 +104,10 @@ def refresh_box(layer, box) -> None:
 
 
 def label_colormap(presets: list[LabelPreset]) -> DirectLabelColormap:
+    """The presets' colours; every other value of a label (uint8) a palette colour, so that
+    a label map used as the label, with values no preset has, stays visible."""
     colors = {None: "transparent", 0: "transparent"}
+    colors.update({v: palette_colour(v) for v in range(1, 256)})
     colors.update({p.value: p.color for p in presets})
     return DirectLabelColormap(color_dict=colors)
 
