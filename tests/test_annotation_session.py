@@ -176,7 +176,7 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
                    LabelPreset(9, "cyst", "#123456")])
     assert [(p.value, p.name, p.color) for p in s.labels] == [
         (1, "hippocampus head", "#00aaff"), (2, "posterior", "#ffe119"), (7, "fornix", s.labels[2].color),
-        (9, "cyst", "#123456")]
+        (9, "cyst", "#123456"), (12, "label 12", s.labels[4].color)]  # 12: chosen for this image
     assert Settings.load().presets[0].name == "hippocampus head"  # saved as the person's presets
     assert seen and seen[-1] == [(p.value, p.name) for p in s.labels]
 
@@ -185,7 +185,18 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     plain.mkdir()
     shutil.copy(HIPPO / "images" / "hippocampus_003.nii.gz", plain)
     s.set_datastore(open_datastore(plain)[0])
-    assert [p.value for p in s.labels] == [1, 2, 9] and s.label_value == 1
+    assert [p.value for p in s.labels] == [1, 2, 9, 12] and s.label_value == 12
+    volume = s.store.open_image("hippocampus_003")
+    s.show(volume, None, image_id="hippocampus_003")
+    assert [p.value for p in s.labels] == [1, 2, 9] and s.label_value == 1  # a new image: its own values
+
+    # the values a label holds are offered, to correct them: a saved label, a label map, an engine step
+    label = np.zeros(volume.shape, np.uint8)
+    label[2:5, 2:5, 2:5], label[8:10, 8:10, 8:10] = 2, 40
+    s.show(volume, label, {"atlas": np.full(volume.shape, 77, np.uint8)}, image_id="hippocampus_003")
+    assert [p.value for p in s.labels] == [1, 2, 9, 40]
+    s.use_label_map("atlas")
+    assert 77 in [p.value for p in s.labels]
 
 
 def test_an_accept_says_what_the_labels_are_and_which_models_drew_them(session, phantoms):

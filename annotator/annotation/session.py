@@ -80,6 +80,7 @@ class AnnotationSession:
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
         self._drawn_names: dict[str, int] = {}  # the labels the last automatic segmentation drew
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
+        self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
 
     # ---- datastore and images -----------------------------------------------------------
 
@@ -101,7 +102,10 @@ class AnnotationSession:
         """Offer the presets, named as the datastore names its labels, else as the model of
         the last automatic segmentation in this datastore named what it drew."""
         names = self.store.label_names() if self.store is not None else None
-        self.labels = offered_labels(self.settings.presets, names or self._drawn_names)
+        labels = offered_labels(self.settings.presets, names or self._drawn_names)
+        offered = {p.value for p in labels}  # values the label holds are offered too, to correct them
+        labels += [LabelPreset(v, f"label {v}", palette_colour(v)) for v in sorted(self._in_use - offered)]
+        self.labels = sorted(labels, key=lambda p: p.value)
         if self.label_value not in {p.value for p in self.labels}:
             self.label_value = self.labels[0].value
         self.labels_changed.emit()
@@ -120,11 +124,12 @@ class AnnotationSession:
         if not 1 <= value <= 255:
             raise ValueError(f"label value {value} is outside 1..255")
         if value != self.label_value:
-            if value not in {p.value for p in self.labels}:
-                self.labels = sorted([*self.labels, LabelPreset(value, f"label {value}", palette_colour(value))],
-                                     key=lambda p: p.value)
             self.label_value = value
-            self.labels_changed.emit()
+            if value not in {p.value for p in self.labels}:
+                self._in_use.add(value)
+                self._offer_labels()
+            else:
+                self.labels_changed.emit()
 
     def next_label(self) -> None:
         """Annotate the next label offered (after the last: the first)."""
@@ -197,6 +202,7 @@ class AnnotationSession:
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
         self._bounds.clear()
         self._models.clear()
+        self._in_use = _values(self.label)
         self.proposed = None
         self.dirty = False
         self._pending = None
@@ -270,11 +276,13 @@ class AnnotationSession:
             self.history.push(Change(result.box, before, result.patch, marks, result.method))
             if result.method.endswith("-auto"):  # every label redrawn over the image
                 self._bounds.clear()
-                if result.names != self._drawn_names:
-                    self._drawn_names = dict(result.names)
-                    self._offer_labels()
             else:  # the structure now lies in the box; the others can only have shrunk
                 self._bounds[value] = result.box
+            drawn = _values(result.patch)
+            if result.names or not drawn <= self._in_use:  # names or values the Label list lacks
+                self._drawn_names = dict(result.names) or self._drawn_names
+                self._in_use |= drawn
+                self._offer_labels()
             self._propose(result.box)
             self._touch()
             drew = ", ".join(f"{v} {n}" for n, v in sorted(result.names.items(), key=lambda kv: kv[1]))
@@ -337,6 +345,9 @@ class AnnotationSession:
         self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
         self._touch()
         self.label_changed.emit(None, "history")
+        if not _values(after) <= self._in_use:
+            self._in_use |= _values(after)
+            self._offer_labels()
         self.status.emit(f"{map_id} is the label now: Accept saves it")
 
     def clear(self) -> None:
@@ -546,3 +557,13 @@ class AnnotationSession:
             return
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
         self.error.emit(message)
+
+
+def _values(label: np.ndarray) -> set[int]:
+    """The label values (other than 0) a uint8 label holds: counted a million voxels at a
+    time (a whole count at once would make a CT-sized copy of 8-byte integers)."""
+    flat = np.asarray(label, np.uint8).reshape(-1)
+    seen = np.zeros(256, bool)
+    for start in range(0, flat.size, 1 << 20):
+        seen |= np.bincount(flat[start:start + (1 << 20)], minlength=256) > 0
+    return {int(v) for v in np.flatnonzero(seen[1:]) + 1}
