@@ -180,6 +180,13 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert Settings.load().presets[0].name == "hippocampus head"  # saved as the person's presets
     assert seen and seen[-1] == [(p.value, p.name) for p in s.labels]
 
+    # a Decathlon folder's dataset.json names them as well
+    msd = tmp_path / "msd"
+    msd.mkdir()
+    (msd / "dataset.json").write_text(json.dumps({"name": "Task09_Spleen", "labels": {"0": "background",
+                                                                                      "1": "spleen"}}))
+    assert open_datastore(msd)[0].label_names() == {"spleen": 1}
+
     # a folder that names nothing offers the presets as they are
     plain = tmp_path / "plain"
     plain.mkdir()

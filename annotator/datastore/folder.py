@@ -184,17 +184,19 @@ class LocalDatastore(Datastore):
         self.labels.set_scores(scores)
 
     def label_names(self) -> dict[str, int] | None:
-        """From the folder's ``labels.json`` (``{"labels": {"1": "name"}}``), if any; for the
-        ``images/`` folder of a dataset (``labels/`` beside it), the dataset's."""
+        """From the folder's ``labels.json`` or ``dataset.json`` (the Decathlon's; both
+        ``{"labels": {"1": "name"}}``), if any; for the ``images/`` folder of a dataset
+        (``labels/`` beside it), the dataset's."""
         places = [self.folder]
         if self.folder.name == "images" and (self.folder.parent / "labels").is_dir():
             places.append(self.folder.parent)
         for place in places:
-            try:
-                raw = json.loads((place / "labels.json").read_text("utf-8"))["labels"]
-                return {str(name).lower(): int(v) for v, name in raw.items() if int(v) > 0}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                continue
+            for name in ("labels.json", "dataset.json"):
+                try:
+                    raw = json.loads((place / name).read_text("utf-8"))["labels"]
+                    return {str(label).lower(): int(v) for v, label in raw.items() if int(v) > 0}
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    continue
         return None
 
     def training_ids(self, split: str = "all") -> list[str]:
