@@ -55,7 +55,8 @@ def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list
 
 
 def label_map(config: TrainConfig) -> dict[str, int]:
-    """Label name -> value in the label files: the config's, the dataset's labels.json, or 1..N found."""
+    """Label name -> value in the label files: the config's, the dataset's (its labels.json
+    or dataset.json), or 1..N found."""
     if config.labels:
         return dict(config.labels)
     for place in config.data:
