@@ -272,12 +272,14 @@ def test_training_takes_the_accepted_labels_of_a_datastore(tmp_path, user_dirs):
     volume = store.open_image(CASES[3])
     store.save_draft(CASES[3], read_label(HIPPO / "labels" / f"{CASES[3]}.nii.gz", volume), volume)
     assert store.training_ids() == CASES[:3]
-    events = _run_to_end(TrainingProcess(_config(folder, tmp_path, val_fraction=0.34)))
+    names = {"1": "Anterior", "2": "posterior", "3": "unused"}  # the app's Label list: the folder names none
+    events = _run_to_end(TrainingProcess(_config(folder, tmp_path, val_fraction=0.34, value_names=names)))
     start = next(e for e in events if e["event"] == "start")
     assert (start["train_cases"], start["val_cases"]) == (2, 1)
     done = next(e for e in events if e["event"] == "done")
     card = json.loads((user_dirs / "models" / f"{done['model']}.json").read_text())
     assert sorted(card["training"]["cases"] + card["training"]["validation_cases"]) == CASES[:3]
+    assert card["labels"] == {"anterior": 1, "posterior": 2}  # the values found, named as the app names them
 
 
 def test_a_bad_case_is_named_in_the_error(dataset_folder, tmp_path, user_dirs):

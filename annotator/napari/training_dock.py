@@ -199,8 +199,10 @@ class TrainingDock(QWidget):
             settings = {"modality": card.modality, "target_spacing": list(card.target_spacing),
                         "intensity": dict(card.intensity),
                         "patch": list(card.roi_size) if card.spatial_dims == 3 else [1, *card.roi_size[-2:]]}
+        names = {str(p.value): p.name for p in self.session.labels}  # for data that names none
         return TrainConfig(method=method, data=[str(self.data_folder())], epochs=self.epochs.value(),
-                           init=self.init.currentData(), activate=self.use_when_done.isChecked(), **settings)
+                           init=self.init.currentData(), activate=self.use_when_done.isChecked(),
+                           value_names=names, **settings)
 
     def start(self, config: TrainConfig | None = None) -> None:
         if self.job is not None and self.job.running:

@@ -28,6 +28,8 @@ class TrainConfig:
     name: str = ""
     split: str = "all"  # which cases of a dataset folder with split.json ("train" for the starter models)
     labels: dict[str, int] = field(default_factory=dict)  # name -> value in the label files; empty: from the data
+    #: value -> name for the values found when the data names none (the app's Label list)
+    value_names: dict[str, str] = field(default_factory=dict)
     epochs: int = 50
     max_iterations: int = 0  # 0: epochs decide
     max_minutes: float = 0.0  # 0: no time limit

@@ -280,9 +280,11 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     cases = gather(config)
     resolve(config, emit if rank == 0 else None)
     values = sorted(labels.values()) if labels else None
-    if not labels:  # 1..N from the first label file
-        found = np.unique(read_case(cases[0])[1])
-        labels = {f"label_{int(v)}": int(v) for v in found if v > 0}
+    if not labels:  # 1..N from the first label file, named as the app names them
+        found = [int(v) for v in np.unique(read_case(cases[0])[1]) if v > 0]
+        for v in found:
+            name = str(config.value_names.get(str(v), "")).strip().lower() or f"label_{v}"
+            labels[name if name not in labels else f"label_{v}"] = v
         values = sorted(labels.values())
     train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
     card = build_card(config, labels, [c.id for c in train_cases])

@@ -7,6 +7,7 @@ import time
 
 from qtpy.QtCore import QTimer
 
+from annotator.settings import LabelPreset
 from annotator.training.config import TrainConfig
 from paths import HIPPO
 
@@ -30,6 +31,10 @@ def test_start_progress_cancel_and_stay_responsive(make_napari_viewer, qtbot, tm
     assert dock.data.text() == "no folder open"
     dock.start_button.click()  # nothing to train on yet: says so, starts nothing
     assert dock.job is None and "Open a folder" in dock.status.text()
+    # the Label list's names go with a run, for data that names its labels nowhere
+    dock.session.set_presets([LabelPreset(1, "left kidney", "#ff0000"), LabelPreset(2, "cyst", "#00ff00")])
+    dock.folder = tmp_path
+    assert dock.config().value_names == {"1": "left kidney", "2": "cyst"}
 
     data = _dataset(tmp_path / "data")
     config = TrainConfig(method="deepedit", data=[str(data)], name="gui-run", max_iterations=100_000,
