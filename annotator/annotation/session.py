@@ -23,7 +23,8 @@ from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
-from annotator.settings import LabelPreset, Settings, offered_labels, palette_colour
+from annotator.annotation.labels import offered_labels, palette_colour, values_in
+from annotator.settings import LabelPreset, Settings
 
 #: What to do with unsaved work when leaving an image.
 LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
@@ -202,7 +203,7 @@ class AnnotationSession:
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
         self._bounds.clear()
         self._models.clear()
-        self._in_use = _values(self.label)
+        self._in_use = values_in(self.label)
         self.proposed = None
         self.dirty = False
         self._pending = None
@@ -278,7 +279,7 @@ class AnnotationSession:
                 self._bounds.clear()
             else:  # the structure now lies in the box; the others can only have shrunk
                 self._bounds[value] = result.box
-            drawn = _values(result.patch)
+            drawn = values_in(result.patch)
             if result.names or not drawn <= self._in_use:  # names or values the Label list lacks
                 self._drawn_names = dict(result.names) or self._drawn_names
                 self._in_use |= drawn
@@ -345,8 +346,9 @@ class AnnotationSession:
         self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
         self._touch()
         self.label_changed.emit(None, "history")
-        if not _values(after) <= self._in_use:
-            self._in_use |= _values(after)
+        held = values_in(after)
+        if not held <= self._in_use:
+            self._in_use |= held
             self._offer_labels()
         self.status.emit(f"{map_id} is the label now: Accept saves it")
 
@@ -558,12 +560,3 @@ class AnnotationSession:
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
         self.error.emit(message)
 
-
-def _values(label: np.ndarray) -> set[int]:
-    """The label values (other than 0) a uint8 label holds: counted a million voxels at a
-    time (a whole count at once would make a CT-sized copy of 8-byte integers)."""
-    flat = np.asarray(label, np.uint8).reshape(-1)
-    seen = np.zeros(256, bool)
-    for start in range(0, flat.size, 1 << 20):
-        seen |= np.bincount(flat[start:start + (1 << 20)], minlength=256) > 0
-    return {int(v) for v in np.flatnonzero(seen[1:]) + 1}

@@ -11,7 +11,8 @@ import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
 from annotator.io.volume import Volume
-from annotator.settings import LabelPreset, palette_colour
+from annotator.annotation.labels import palette_colour
+from annotator.settings import LabelPreset
 
 IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
     "image", "segmentation", "foreground clicks", "background clicks", "scribbles")

@@ -8,7 +8,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from annotator.settings import LabelPreset, palette_colour
+from annotator.annotation.labels import palette_colour
+from annotator.settings import LabelPreset
 
 
 class PresetsDialog(QDialog):
