@@ -148,7 +148,8 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
         (dataset / sub).mkdir(parents=True)
     shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", dataset / "images")
     (dataset / "labels.json").write_text(json.dumps({"labels": {"0": "background", "1": "Anterior",
-                                                                "2": "Posterior", "7": "Fornix"}}))
+                                                                "2": "Posterior", "7": "Fornix",
+                                                                "300": "not a uint8 value"}}))
     store, _ = open_datastore(dataset / "images")  # the dataset's images/ folder: the names above it
     assert store.label_names() == {"anterior": 1, "posterior": 2, "fornix": 7}
 

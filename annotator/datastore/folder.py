@@ -194,7 +194,7 @@ class LocalDatastore(Datastore):
             for name in ("labels.json", "dataset.json"):
                 try:
                     raw = json.loads((place / name).read_text("utf-8"))["labels"]
-                    return {str(label).lower(): int(v) for v, label in raw.items() if int(v) > 0}
+                    return {str(label).lower(): int(v) for v, label in raw.items() if 0 < int(v) < 256}
                 except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     continue
         return None
