@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from paths import HIPPO
+from annotator.errors import InputError
 from annotator.datastore import LocalDatastore, open_datastore
 from annotator.models import ModelRegistry, load_checkpoint
 from annotator.training.config import TrainConfig
@@ -149,6 +150,10 @@ def test_bad_data_is_reported_and_changes_nothing(tmp_path, user_dirs):
     error = next(e for e in events if e["event"] == "error")
     assert "labelled images; found 0" in error["message"] and str(empty) in error["message"]
     assert ModelRegistry().chosen() == {}
+    bad = tmp_path / "bad.json"  # a config file whose label names are not a mapping
+    bad.write_text(json.dumps({"method": "deepedit", "data": [str(empty)], "value_names": ["liver"]}))
+    with pytest.raises(InputError, match="value_names must map label values to names"):
+        TrainConfig.load(bad)
 
 
 def test_split_is_seeded_and_eighty_twenty():

@@ -61,6 +61,9 @@ class TrainConfig:
             raise InputError(f"unknown method '{self.method}' (known: {', '.join(METHODS)})")
         if not self.data:
             raise InputError("no data folders given")
+        if not isinstance(self.value_names, dict):
+            raise InputError("value_names must map label values to names, e.g. {\"1\": \"liver\"}")
+        self.value_names = {str(k): str(v) for k, v in self.value_names.items()}
         if not self.name:
             self.name = f"{self.method}-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
