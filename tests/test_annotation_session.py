@@ -140,6 +140,7 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     import shutil
 
     from annotator.datastore import open_datastore
+    from annotator.errors import DatastoreError
     from annotator.settings import LabelPreset, default_presets
     from paths import HIPPO
 
@@ -180,6 +181,21 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
         (9, "cyst", "#123456"), (12, "label 12", s.labels[4].color)]  # 12: chosen for this image
     assert Settings.load().presets[0].name == "hippocampus head"  # saved as the person's presets
     assert seen and seen[-1] == [(p.value, p.name) for p in s.labels]
+
+    # a broken labels.json is named, once, and the presets are offered meanwhile
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", broken)
+    (broken / "labels.json").write_text('{"labels": {"1": "liver",}}')
+    errors = []
+    s.error.connect(errors.append)
+    s.set_datastore(open_datastore(broken)[0])
+    s.set_datastore(open_datastore(broken)[0])
+    assert len(errors) == 1 and "labels.json: not readable JSON" in errors[0]
+    assert 1 in [p.value for p in s.labels]
+    (broken / "labels.json").write_text('{"labels": ["liver"]}')
+    with pytest.raises(DatastoreError, match='"labels" must map values to names'):
+        open_datastore(broken)[0].label_names()
 
     # a Decathlon folder's dataset.json names them as well
     msd = tmp_path / "msd"

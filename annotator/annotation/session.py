@@ -82,6 +82,7 @@ class AnnotationSession:
         self._drawn_names: dict[str, int] = {}  # the labels the last automatic segmentation drew
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
+        self._names_problem = ""  # why the datastore's label names cannot be read (said once)
 
     # ---- datastore and images -----------------------------------------------------------
 
@@ -102,7 +103,13 @@ class AnnotationSession:
     def _offer_labels(self) -> None:
         """Offer the presets, named as the datastore names its labels, else as the model of
         the last automatic segmentation in this datastore named what it drew."""
-        names = self.store.label_names() if self.store is not None else None
+        try:
+            names = self.store.label_names() if self.store is not None else None
+        except AnnotatorError as exc:  # a broken labels.json: said once per datastore, presets meanwhile
+            names = None
+            if self._names_problem != str(exc):
+                self._names_problem = str(exc)
+                self.error.emit(str(exc))
         labels = offered_labels(self.settings.presets, names or self._drawn_names)
         offered = {p.value for p in labels}  # values the label holds are offered too, to correct them
         labels += [LabelPreset(v, f"label {v}", palette_colour(v)) for v in sorted(self._in_use - offered)]

@@ -192,11 +192,21 @@ class LocalDatastore(Datastore):
             places.append(self.folder.parent)
         for place in places:
             for name in ("labels.json", "dataset.json"):
-                try:
-                    raw = json.loads((place / name).read_text("utf-8"))["labels"]
-                    return {str(label).lower(): int(v) for v, label in raw.items() if 0 < int(v) < 256}
-                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                path = place / name
+                if not path.is_file():
                     continue
+                try:
+                    raw = json.loads(path.read_text("utf-8"))
+                except (OSError, ValueError) as exc:
+                    raise DatastoreError(f"{path}: not readable JSON ({exc}); its label names are not used") from exc
+                labels = raw.get("labels") if isinstance(raw, dict) else None
+                if name == "dataset.json" and labels is None:
+                    continue  # a dataset.json of another kind
+                try:
+                    return {str(label).lower(): int(v) for v, label in labels.items() if 0 < int(v) < 256}
+                except (AttributeError, TypeError, ValueError) as exc:
+                    raise DatastoreError(f'{path}: "labels" must map values to names, e.g. {{"1": "liver"}} '
+                                         f"({exc}); its label names are not used") from exc
         return None
 
     def training_ids(self, split: str = "all") -> list[str]:
