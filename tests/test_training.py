@@ -154,6 +154,12 @@ def test_bad_data_is_reported_and_changes_nothing(tmp_path, user_dirs):
     bad.write_text(json.dumps({"method": "deepedit", "data": [str(empty)], "value_names": ["liver"]}))
     with pytest.raises(InputError, match="value_names must map label values to names"):
         TrainConfig.load(bad)
+    (empty / "labels.json").write_text("{not json")  # names that cannot be read stop the run, named
+    from annotator.errors import DatastoreError
+    from annotator.training.data import label_map
+
+    with pytest.raises(DatastoreError, match="labels.json: not readable JSON"):
+        label_map(_config(empty, tmp_path))
 
 
 def test_split_is_seeded_and_eighty_twenty():
