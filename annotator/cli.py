@@ -412,12 +412,13 @@ def _cached_series(server, series_uid: str) -> Path:
 def cmd_dicomweb_push_seg(args) -> int:
     from annotator.io import read_label, read_volume
     from annotator.io.seg import series_seg
+    from annotator.io.volume import label_values
 
     server = _server(args)
     folder = _cached_series(server, args.series_uid)
     volume = read_volume(folder)
     label = read_label(args.label, volume)
-    values = [int(v) for v in np.unique(label) if v > 0]
+    values = label_values(label)
     given = [n.strip() for n in (args.names or "").split(",") if n.strip()]
     names = dict(zip(values, given))  # unnamed values become "label N"
     sop_uid, data = series_seg(label, folder, names, algorithm=args.algorithm)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import colorsys
 
-import numpy as np
-
 from annotator.settings import LabelPreset, default_presets
 
 #: colours of labels that no preset colours, by value
@@ -46,12 +44,3 @@ def offered_labels(presets: list[LabelPreset], names: dict[str, int] | None) -> 
     out += [p for p in presets if p.value not in named and p.name != defaults.get(p.value)]
     return sorted(out, key=lambda p: p.value)
 
-
-def values_in(label: np.ndarray) -> set[int]:
-    """The label values (other than 0) a uint8 label holds: counted a million voxels at a
-    time (a whole count at once would make a CT-sized copy of 8-byte integers)."""
-    flat = np.asarray(label, np.uint8).reshape(-1)
-    seen = np.zeros(256, bool)
-    for start in range(0, flat.size, 1 << 20):
-        seen |= np.bincount(flat[start:start + (1 << 20)], minlength=256) > 0
-    return {int(v) for v in np.flatnonzero(seen[1:]) + 1}

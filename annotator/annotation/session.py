@@ -19,11 +19,11 @@ import numpy as np
 from psygnal import Signal
 
 from annotator.annotation.jobs import Cancelled, FileWorker, InlineRunner, Job, Runner
+from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
-from annotator.io.volume import Volume
-from annotator.annotation.labels import offered_labels, palette_colour, values_in
+from annotator.io.volume import Volume, label_values
 from annotator.settings import LabelPreset, Settings
 
 #: What to do with unsaved work when leaving an image.
@@ -210,7 +210,7 @@ class AnnotationSession:
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
         self._bounds.clear()
         self._models.clear()
-        self._in_use = values_in(self.label)
+        self._in_use = set(label_values(self.label))
         self.proposed = None
         self.dirty = False
         self._pending = None
@@ -286,7 +286,7 @@ class AnnotationSession:
                 self._bounds.clear()
             else:  # the structure now lies in the box; the others can only have shrunk
                 self._bounds[value] = result.box
-            drawn = values_in(result.patch)
+            drawn = set(label_values(result.patch))
             if result.names or not drawn <= self._in_use:  # names or values the Label list lacks
                 self._drawn_names = dict(result.names) or self._drawn_names
                 self._in_use |= drawn
@@ -353,7 +353,7 @@ class AnnotationSession:
         self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
         self._touch()
         self.label_changed.emit(None, "history")
-        held = values_in(after)
+        held = set(label_values(after))
         if not held <= self._in_use:
             self._in_use |= held
             self._offer_labels()
@@ -566,4 +566,3 @@ class AnnotationSession:
             return
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
         self.error.emit(message)
-

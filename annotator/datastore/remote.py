@@ -19,7 +19,7 @@ from annotator.datastore.uploads import UploadQueue
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.atomic import atomic_write_text
 from annotator.io.read import read_volume
-from annotator.io.volume import Volume
+from annotator.io.volume import Volume, label_values
 
 
 class DicomwebDatastore(Datastore):
@@ -146,7 +146,8 @@ class DicomwebDatastore(Datastore):
         self.labels.accept(image_id, label, image, proposed)
         folder = self.cache.fetch(row.study_uid, row.series_uid)
         sop_uid, data = series_seg(label, folder, names or {}, algorithm=algorithm)
-        self._remember_names(image_id, {v: n for v, n in (names or {}).items() if (label == v).any()})
+        held = set(label_values(label))
+        self._remember_names(image_id, {v: n for v, n in (names or {}).items() if v in held})
         self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
 

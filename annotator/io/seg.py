@@ -19,7 +19,7 @@ import numpy as np
 
 import annotator
 from annotator.errors import InputError
-from annotator.io.volume import Volume
+from annotator.io.volume import Volume, label_values
 
 #: label name (lower case, underscores) -> pydicom SCT code name (category Organ unless noted)
 STRUCTURES = {
@@ -84,7 +84,7 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
     if label.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
         raise InputError(f"label of shape {label.shape} (z,y,x) does not fit the series "
                          f"({len(sources)} slices of {sources[0].Rows}x{sources[0].Columns})")
-    values = [int(v) for v in np.unique(label) if v > 0]
+    values = label_values(label)
     if not values:
         raise InputError("the label is empty: there is no segment to send")
     descriptions = []
