@@ -35,8 +35,8 @@ class AnnotationDock(QWidget):
         self._fill_presets()
         self.preset.currentIndexChanged.connect(self._preset_changed)
         edit_presets = QPushButton("Edit...")
-        edit_presets.setToolTip("Edit your label names and colours (a folder's labels.json names its labels;\n"
-                                "your own names stay). Alt+L: next label")
+        edit_presets.setToolTip("Edit your label names and colours (a folder's labels.json or dataset.json\n"
+                                "names its labels; your own names stay). Alt+L: next label")
         edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
         self.method.addItem("auto (a network for the modality, else GraphCut)", "auto")

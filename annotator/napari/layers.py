@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
-from annotator.io.volume import Volume
 from annotator.annotation.labels import palette_colour
+from annotator.io.volume import Volume
 from annotator.settings import LabelPreset
 
 IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
