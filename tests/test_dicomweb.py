@@ -18,6 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from annotator.datastore.dicomweb import Credentials, DicomwebServer, qido_value
 from annotator.datastore.orthanc import LocalOrthanc, available
 from annotator.errors import DatastoreError
+from annotator.io.volume import label_values
 from paths import DATA
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
@@ -298,6 +299,37 @@ def test_a_seg_already_on_the_server_opens_as_the_series_label(tmp_path, monkeyp
         both[0, :10, :10] = 3
         store.accept(record.id, both, volume, names={1: "liver", 2: "spleen", 3: "vertebra"})
         assert DicomwebDatastore(_client(server)).label_names() == {"liver": 1, "vertebra": 3}
+
+
+def test_a_seg_from_another_workstation_keeps_the_values_its_names_had(tmp_path, monkeypatch):
+    """A SEG numbers its segments 1..K: a label holding only "posterior" (2) is sent as
+    segment 1. Another workstation that has seen "posterior" as 2 reads it back as 2."""
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()) + sorted((STUDY / "11-T1post-18670").iterdir()))
+        here = DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / "here"))
+        both, only = sorted(r.id for r in here.records())
+        names = {1: "anterior", 2: "posterior"}
+        volume = here.open_image(both)
+        label = np.zeros(volume.shape, np.uint8)
+        label[5:10, 10:20, 10:20], label[12:16, 10:20, 10:20] = 1, 2
+        here.accept(both, label, volume, names=names)
+        other_volume = here.open_image(only)
+        posterior = np.zeros(other_volume.shape, np.uint8)
+        posterior[2:6, 30:40, 30:40] = 2
+        here.accept(only, posterior, other_volume, names=names)
+
+        there = DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / "there"))
+        np.testing.assert_array_equal(there.label(both, there.open_image(both)), label)
+        np.testing.assert_array_equal(there.label(only, there.open_image(only)), posterior)
+        assert there.label_names() == {"anterior": 1, "posterior": 2}
+        # a workstation that sees the one-segment SEG first has nothing to go by: value 1, named
+        first = DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / "first"))
+        assert label_values(first.label(only, first.open_image(only))) == [1]
+        assert first.label_names() == {"posterior": 1}
 
 
 def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, monkeypatch):
