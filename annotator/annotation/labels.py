@@ -43,4 +43,3 @@ def offered_labels(presets: list[LabelPreset], names: dict[str, int] | None) -> 
             out.append(preset)
     out += [p for p in presets if p.value not in named and p.name != defaults.get(p.value)]
     return sorted(out, key=lambda p: p.value)
-

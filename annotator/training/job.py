@@ -35,6 +35,7 @@ from annotator.engine.guidance import centre_of, guidance
 from annotator.engine.metrics import dice
 from annotator.engine.session import argmax, forward
 from annotator.errors import AnnotatorError, ModelError
+from annotator.io.volume import label_values
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_checkpoint, save_checkpoint
 from annotator.models.networks import architecture, build_network
@@ -281,9 +282,8 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     resolve(config, emit if rank == 0 else None)
     values = sorted(labels.values()) if labels else None
     if not labels:  # 1..N from the first label file, named as the app names them
-        found = [int(v) for v in np.unique(read_case(cases[0])[1]) if v > 0]
-        for v in found:
-            name = str(config.value_names.get(str(v), "")).strip().lower() or f"label_{v}"
+        for v in label_values(read_case(cases[0])[1]):
+            name = config.value_names.get(str(v), "").strip().lower() or f"label_{v}"
             labels[name if name not in labels else f"label_{v}"] = v
         values = sorted(labels.values())
     train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
