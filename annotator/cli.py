@@ -326,7 +326,9 @@ def cmd_accept(args) -> int:
 
 
 def cmd_label(args) -> int:
+    from annotator.annotation.labels import format_ml
     from annotator.io import write_label
+    from annotator.io.volume import label_volumes
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)
@@ -335,6 +337,12 @@ def cmd_label(args) -> int:
         raise InputError(f"{args.image_id}: has no {args.version} label in {store.place}")
     write_label(args.out, label, volume)
     print(f"{args.image_id}: {args.version} label -> {args.out}")
+    try:
+        names = {v: n for n, v in (store.label_names() or {}).items()}
+    except AnnotatorError:  # a broken labels.json: the values unnamed
+        names = {}
+    for value, (voxels, ml) in label_volumes(label, volume.spacing).items():
+        print(f"  {value} {names.get(value, f'label {value}')}: {voxels:,} voxels, {format_ml(ml)}")
     return 0
 
 

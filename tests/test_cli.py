@@ -131,9 +131,13 @@ def test_status_accept_and_label_reach_the_datastore(hippo_store, tmp_path):
     annotator("accept", hippo_store, "hippocampus_003", source)
     record = {r["id"]: r for r in json.loads(annotator("status", hippo_store, "--json").stdout)}["hippocampus_003"]
     assert record["status"] == "labeled" and record["versions"] == ["original", "final"]
-    annotator("label", hippo_store, "hippocampus_003", "--out", tmp_path / "back.nii.gz")
+    (hippo_store / "labels.json").write_text('{"labels": {"1": "anterior"}}')
+    said = annotator("label", hippo_store, "hippocampus_003", "--out", tmp_path / "back.nii.gz").stdout
     volume = read_volume(hippo_store / "hippocampus_003.nii.gz")
     np.testing.assert_array_equal(read_label(tmp_path / "back.nii.gz", volume), read_label(source, volume))
+    counts = np.bincount(read_label(source, volume).ravel())  # 1 mm voxels: 1,000 of them make a mL
+    assert said.splitlines()[1:] == [f"  1 anterior: {counts[1]:,} voxels, {counts[1] / 1000:.3g} mL",
+                                     f"  2 label 2: {counts[2]:,} voxels, {counts[2] / 1000:.3g} mL"]
     final = (hippo_store / "labels" / "final" / "hippocampus_003.nii.gz").read_bytes()
 
     # a label of another image's shape: exit 2, one line naming the problem, nothing changed

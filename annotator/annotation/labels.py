@@ -43,3 +43,12 @@ def offered_labels(presets: list[LabelPreset], names: dict[str, int] | None) -> 
             out.append(preset)
     out += [p for p in presets if p.value not in named and p.name != defaults.get(p.value)]
     return sorted(out, key=lambda p: p.value)
+
+
+def format_ml(ml: float) -> str:
+    """A volume for a person: mL with three significant digits, mm³ below 0.1 mL."""
+    if ml == 0:
+        return "0 mL"
+    if ml < 0.1:
+        return f"{ml * 1000:.3g} mm³"
+    return f"{ml:.3g} mL" if ml < 1000 else f"{ml:,.0f} mL"

@@ -23,7 +23,7 @@ from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
-from annotator.io.volume import Volume, label_values
+from annotator.io.volume import Volume, label_values, label_volumes
 from annotator.settings import LabelPreset, Settings
 
 #: What to do with unsaved work when leaving an image.
@@ -144,6 +144,12 @@ class AnnotationSession:
         values = [p.value for p in self.labels]
         at = values.index(self.label_value) if self.label_value in values else -1
         self.choose_label(values[(at + 1) % len(values)])
+
+    def volumes(self) -> dict[int, tuple[int, float]]:
+        """Each value the open label holds: its voxels and its volume in mL."""
+        if self.volume is None or self.label is None:
+            return {}
+        return label_volumes(self.label, self.volume.spacing)
 
     def open(self, place: str | Path) -> None:
         """Open a folder (its first image not yet labeled), an image file or a DICOM series."""

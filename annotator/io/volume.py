@@ -121,11 +121,24 @@ def volume_from_sitk(image: sitk.Image, **kwargs) -> Volume:
     )
 
 
-def label_values(label: np.ndarray) -> list[int]:
-    """The values other than 0 that a uint8 label holds, in order: counted a million voxels
-    at a time (no sort of the whole label, and no CT-sized copy of 8-byte integers)."""
+def label_counts(label: np.ndarray) -> np.ndarray:
+    """How many voxels of a uint8 label hold each value 0..255: counted a million voxels at
+    a time (no sort of the whole label, and no CT-sized copy of 8-byte integers)."""
     flat = np.asarray(label, np.uint8).reshape(-1)
-    seen = np.zeros(256, bool)
+    counts = np.zeros(256, np.int64)
     for start in range(0, flat.size, 1 << 20):
-        seen |= np.bincount(flat[start:start + (1 << 20)], minlength=256) > 0
-    return [int(v) for v in np.flatnonzero(seen[1:]) + 1]
+        counts += np.bincount(flat[start:start + (1 << 20)], minlength=256)
+    return counts
+
+
+def label_values(label: np.ndarray) -> list[int]:
+    """The values other than 0 that a uint8 label holds, in order."""
+    return [int(v) for v in np.flatnonzero(label_counts(label)[1:]) + 1]
+
+
+def label_volumes(label: np.ndarray, spacing) -> dict[int, tuple[int, float]]:
+    """Each value other than 0 that a label holds: its voxels and its volume in millilitres
+    (``spacing`` in mm)."""
+    counts = label_counts(label)
+    voxel_ml = float(np.prod(np.asarray(spacing, float))) / 1000.0
+    return {int(v): (int(counts[v]), int(counts[v]) * voxel_ml) for v in np.flatnonzero(counts[1:]) + 1}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import napari
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout,
     QWidget,
 )
 
+from annotator.annotation.labels import format_ml
 from annotator.engine import METHODS, methods_for
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import SHORTCUTS
@@ -89,6 +90,13 @@ class AnnotationDock(QWidget):
         self.status = QLabel("Open an image: File > Open, the worklist, or a sample.")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.volume_text = QLabel()
+        self.volume_text.setObjectName("volumes")
+        self.volume_text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self._count_later = QTimer(self)  # counted once the label rests (a paint stroke changes it often)
+        self._count_later.setSingleShot(True)
+        self._count_later.setInterval(250)
+        self._count_later.timeout.connect(self.show_volumes)
         help_text = "\n".join(f"{keys}: {what}" for keys, what in SHORTCUTS.values())
         self.setToolTip("Keyboard shortcuts (in the viewer):\n" + help_text)
 
@@ -116,6 +124,7 @@ class AnnotationDock(QWidget):
         layout.addWidget(self.progress)
         layout.addLayout(files_row)
         layout.addWidget(self.status)
+        layout.addWidget(self.volume_text)
         shortcuts = QPushButton("Keyboard shortcuts")
         shortcuts.clicked.connect(lambda: QMessageBox.information(self, "Annotator shortcuts", help_text))
         layout.addWidget(shortcuts)
@@ -126,7 +135,8 @@ class AnnotationDock(QWidget):
                (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
                (session.files_busy, self._files_busy), (session.progress, self._progress),
                (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
-               (session.labels_changed, self._fill_presets))
+               (session.labels_changed, self._fill_presets), (session.labels_changed, lambda: self._count_later.start()),
+               (session.label_changed, lambda *_: self._count_later.start()))
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume
@@ -137,9 +147,23 @@ class AnnotationDock(QWidget):
             self.label_map.addItem(map_id, map_id)
         for widget in (self.map_label, self.label_map, self.use_map):
             widget.setVisible(bool(self.session.label_maps))
+        self._count_later.start()
         header = self.display_window.model().item(self.display_window.findData("header"))
         header.setEnabled(volume.window is not None)
         self._window_shown(L.default_window(volume))
+
+    def show_volumes(self) -> None:
+        """The chosen label's volume (and all labels' together); each label's on hover."""
+        volumes = self.session.volumes()
+        names = {p.value: p.name for p in self.session.labels}
+        chosen = self.session.label_value
+        text = f"Volume of {names.get(chosen, f'label {chosen}')}: {format_ml(volumes.get(chosen, (0, 0.0))[1])}"
+        if set(volumes) - {chosen}:
+            text += f"; all labels: {format_ml(sum(ml for _n, ml in volumes.values()))}"
+        self.volume_text.setText(text)
+        self.volume_text.setToolTip("\n".join(
+            f"{v}: {names.get(v, f'label {v}')}  {format_ml(ml)} ({n:,} voxels)" for v, (n, ml) in volumes.items())
+            or "The label is empty")
 
     def _window_shown(self, name: str) -> None:
         self.display_window.setCurrentIndex(max(0, self.display_window.findData(name)))

@@ -262,6 +262,28 @@ def test_label_presets_are_editable(annotator_window, qtbot):
     np.testing.assert_allclose(colour[:3], [0, 0xAA / 255, 1], atol=0.01)
 
 
+def test_the_dock_shows_the_volume_of_each_label(annotator_window, qtbot):
+    """The chosen label's volume in mL under the status, all labels' on hover; it follows
+    painting, the label chosen and undo."""
+    viewer, ws, dock, _ = annotator_window
+    name = {p.value: p.name for p in ws.labels}
+    qtbot.waitUntil(lambda: dock.volume_text.text() == f"Volume of {name[1]}: 0 mL", timeout=5000)
+    assert dock.volume_text.toolTip() == "The label is empty"
+    voxel_ml = float(np.prod(ws.volume.spacing)) / 1000
+    ws.label[2:12, 5:25, 5:25] = 1  # 4,000 voxels
+    ws.label[20:25, 5:25, 5:25] = 2  # 2,000 voxels
+    ws.painted()
+    one, two = f"{4000 * voxel_ml:.3g} mL", f"{2000 * voxel_ml:.3g} mL"
+    qtbot.waitUntil(lambda: dock.volume_text.text()
+                    == f"Volume of {name[1]}: {one}; all labels: {6000 * voxel_ml:.3g} mL", timeout=5000)
+    assert dock.volume_text.toolTip().splitlines() == [f"1: {name[1]}  {one} (4,000 voxels)",
+                                                      f"2: {name[2]}  {two} (2,000 voxels)"]
+    dock.preset.setCurrentIndex(dock.preset.findData(2))
+    qtbot.waitUntil(lambda: dock.volume_text.text().startswith(f"Volume of {name[2]}: {two};"), timeout=5000)
+    ws.clear()
+    qtbot.waitUntil(lambda: dock.volume_text.text() == f"Volume of {name[2]}: 0 mL", timeout=5000)
+
+
 def test_3d_view_renders_the_layers(annotator_window, qtbot):
     viewer, ws, dock, _ = annotator_window
     viewer.window.show()  # a hidden canvas draws nothing
