@@ -66,12 +66,20 @@ class LossPlot(QWidget):
             axes.clear()
             axes.set_facecolor("#262930")
             axes.tick_params(colors="#d0d0d0", labelsize=7)
+        # clearing a twin axes puts its label back on the left, over the loss axis' ticks
+        self.dice_axes.yaxis.tick_right()
+        self.dice_axes.yaxis.set_label_position("right")
         self.loss_axes.plot(*self.loss, color="#4fc3f7", linewidth=1)
         self.dice_axes.plot(*self.dice, color="#ffb74d", marker="o", markersize=3, linewidth=1)
         self.loss_axes.set_xlabel("iteration", color="#d0d0d0", fontsize=7)
         self.loss_axes.set_ylabel("loss", color="#4fc3f7", fontsize=8)
         self.dice_axes.set_ylabel("validation Dice", color="#ffb74d", fontsize=8)
         self.dice_axes.set_ylim(0, 1)
+        if not self.loss[0] and not self.dice[0]:  # no run yet: no made-up scale
+            self.loss_axes.set_xticks([])
+            self.loss_axes.set_yticks([])
+            self.loss_axes.text(0.5, 0.5, "loss and validation Dice\nappear here during a run", color="#a0a0a0",
+                                fontsize=8, ha="center", va="center", transform=self.loss_axes.transAxes)
         self.canvas.draw_idle()
 
 

@@ -85,3 +85,31 @@ def test_past_runs_and_choosing_a_model(make_napari_viewer, qtbot, tmp_path):
     dock.use_selected.click()
     assert ModelRegistry().chosen() == {"deepgrow3d": "finished-run"}
     assert "now used for deepgrow3d clicks" in dock.status.text()
+
+
+def test_the_plot_reads_loss_left_and_dice_right(qtbot):
+    """Before a run the plot says what it will show (no made-up scale); during one, the
+    validation Dice axis and its label stay on the right, clear of the loss axis."""
+    from annotator.napari.training_dock import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(400, 200)
+    plot.show()
+    qtbot.waitUntil(lambda: plot.canvas is not None)
+    assert [t.get_text() for t in plot.loss_axes.texts] == ["loss and validation Dice\nappear here during a run"]
+    assert not plot.loss_axes.get_xticks().size and not plot.loss_axes.get_yticks().size
+    for i in range(1, 41):
+        plot.add({"event": "progress", "iteration": i, "loss": 1.0 / i})
+        if i % 10 == 0:
+            plot.add({"event": "validation", "iteration": i, "dice": 0.5 + i / 100})
+    plot.redraw()
+    plot.canvas.draw()
+    renderer = plot.canvas.get_renderer()
+    assert not plot.loss_axes.texts
+    assert plot.dice_axes.yaxis.get_label_position() == "right"
+    dice_label = plot.dice_axes.yaxis.label.get_window_extent(renderer)
+    loss_box = plot.loss_axes.get_window_extent(renderer)
+    assert dice_label.x0 >= loss_box.x1, "the Dice label lies over the plot or the loss axis"
+    loss_ticks = [t.get_window_extent(renderer) for t in plot.loss_axes.get_yticklabels() if t.get_text()]
+    assert loss_ticks and all(b.x1 <= loss_box.x0 for b in loss_ticks)
