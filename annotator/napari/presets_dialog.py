@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from qtpy.QtGui import QColor
+from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
-    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
-    QVBoxLayout,
+    QColorDialog, QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
+    QTableWidgetItem, QVBoxLayout,
 )
 
 from annotator.annotation.labels import palette_colour
@@ -16,9 +16,17 @@ class PresetsDialog(QDialog):
     def __init__(self, presets: list[LabelPreset], parent=None):
         super().__init__(parent)
         self.setWindowTitle("Label presets")
+        self.setMinimumWidth(440)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["value", "name", "colour"])
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()  # the value numbers the rows
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.Fixed)
+        header.resizeSection(2, 120)
+        self.table.itemChanged.connect(self._show_colour)
+        self.table.cellDoubleClicked.connect(lambda row, col: self.pick_colour(row) if col == 2 else None)
         for p in presets:
             self._add_row(p.value, p.name, p.color)
         add, remove = QPushButton("Add"), QPushButton("Remove")
@@ -44,7 +52,28 @@ class PresetsDialog(QDialog):
         row = self.table.rowCount()
         self.table.insertRow(row)
         for col, text in enumerate((str(value), name, color)):
-            self.table.setItem(row, col, QTableWidgetItem(text))
+            item = QTableWidgetItem(text)
+            if col == 2:
+                item.setToolTip("a colour name or #rrggbb; double-click to pick one")
+            self.table.setItem(row, col, item)
+
+    def _show_colour(self, item: QTableWidgetItem) -> None:
+        """The colour cell shows its colour (a swatch), or none while the text is not one."""
+        if item.column() != 2:
+            return
+        colour = QColor(item.text().strip())
+        swatch = QPixmap(14, 14)
+        swatch.fill(colour)
+        self.table.blockSignals(True)
+        item.setIcon(QIcon(swatch) if colour.isValid() else QIcon())
+        self.table.blockSignals(False)
+
+    def pick_colour(self, row: int) -> None:
+        """Choose the colour of ``row`` in a colour dialog."""
+        item = self.table.item(row, 2)
+        colour = QColorDialog.getColor(QColor(item.text().strip()), self, "Label colour")
+        if colour.isValid():
+            item.setText(colour.name())
 
     def _add_next(self) -> None:
         used = {p.value for p in self.read_rows() or []}

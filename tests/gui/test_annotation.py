@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QCloseEvent
-from qtpy.QtWidgets import QApplication, QMessageBox
+from qtpy.QtGui import QCloseEvent, QColor
+from qtpy.QtWidgets import QApplication, QColorDialog, QMessageBox
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
 from annotator.engine.metrics import dice
@@ -249,6 +249,21 @@ def test_label_presets_are_editable(annotator_window, qtbot):
             return
         dialog.table.item(0, 1).setText("hippocampus")
         dialog.table.item(0, 2).setText("#00aaff")
+        assert not dialog.table.item(0, 2).icon().isNull()  # the cell shows its colour
+        dialog.table.item(1, 2).setText("not a colour")
+        assert dialog.table.item(1, 2).icon().isNull()
+
+        def choose():  # the colour dialog that a double-click opens
+            picker = QApplication.activeModalWidget()
+            if not isinstance(picker, QColorDialog):
+                QTimer.singleShot(50, choose)
+                return
+            picker.setCurrentColor(QColor("#123456"))
+            picker.accept()
+
+        QTimer.singleShot(50, choose)
+        dialog.pick_colour(1)
+        assert dialog.table.item(1, 2).text() == "#123456" and not dialog.table.item(1, 2).icon().isNull()
         dialog._add_next()
         dialog._check_and_accept()
 
@@ -257,7 +272,7 @@ def test_label_presets_are_editable(annotator_window, qtbot):
     assert dock.preset.itemText(0) == "1: hippocampus"
     assert dock.preset.count() == 5
     saved = Settings.load().presets
-    assert saved[0].name == "hippocampus" and saved[0].color == "#00aaff"
+    assert saved[0].name == "hippocampus" and saved[0].color == "#00aaff" and saved[1].color == "#123456"
     colour = viewer.layers[L.SEGMENTATION].colormap.map(np.array([1]))[0]
     np.testing.assert_allclose(colour[:3], [0, 0xAA / 255, 1], atol=0.01)
 
