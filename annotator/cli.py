@@ -328,7 +328,7 @@ def cmd_accept(args) -> int:
 def cmd_label(args) -> int:
     from annotator.annotation.labels import format_ml
     from annotator.io import write_label
-    from annotator.io.volume import label_volumes
+    from annotator.io.volume import label_counts, volumes_ml
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)
@@ -341,7 +341,7 @@ def cmd_label(args) -> int:
         names = {v: n for n, v in (store.label_names() or {}).items()}
     except AnnotatorError:  # a broken labels.json: the values unnamed
         names = {}
-    for value, (voxels, ml) in label_volumes(label, volume.spacing).items():
+    for value, (voxels, ml) in volumes_ml(label_counts(label), volume.spacing).items():
         print(f"  {value} {names.get(value, f'label {value}')}: {voxels:,} voxels, {format_ml(ml)}")
     return 0
 

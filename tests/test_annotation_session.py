@@ -243,3 +243,29 @@ def test_an_accept_says_what_the_labels_are_and_which_models_drew_them(session, 
     session.open_image("ct2")  # a new image starts with no model
     session.set_marks([_centre(labels["ct2"] == 3)], [])
     assert session.accept() and session.store.described["ct2"][1] is None
+
+
+def test_volumes_follow_engine_steps_undo_and_painting(session, phantoms):
+    """The volume of each label: counted again only in an engine step's box, and it
+    always equals a count of the whole label."""
+    _, labels = phantoms
+
+    def counted():
+        counts = np.bincount(session.label.ravel(), minlength=256)
+        voxel_ml = 2.5 * 1.5 * 1.5 / 1000
+        return {v: (int(counts[v]), pytest.approx(counts[v] * voxel_ml)) for v in np.flatnonzero(counts[1:]) + 1}
+
+    assert session.volumes() == {}
+    kidney, spleen = labels["ct0"] == 3, labels["ct0"] == 2
+    session.set_marks([_centre(kidney)], [])
+    assert session.volumes() == counted() and set(counted()) == {1}
+    session.choose_label(2)
+    session.set_marks([_centre(kidney), _centre(spleen)], [])
+    assert session.volumes() == counted() and set(counted()) == {1, 2}
+    session.undo()
+    assert session.volumes() == counted() and set(counted()) == {1}
+    session.label[0, 0, :5] = 7  # painted by hand
+    session.painted()
+    assert session.volumes() == counted() and counted()[7][0] == 5
+    session.clear()
+    assert session.volumes() == {}

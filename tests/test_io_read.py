@@ -120,12 +120,12 @@ def test_float_label_with_whole_numbers_is_accepted():
 
 def test_label_volumes_count_each_value_in_millilitres():
     """Voxels and mL per value on an anisotropic grid, across the million-voxel chunks."""
-    from annotator.io.volume import label_values, label_volumes
+    from annotator.io.volume import label_counts, label_values, volumes_ml
 
     label = np.zeros((40, 200, 300), np.uint8)  # 2.4 M voxels: three chunks
     label[:, :100, :] = 3
     label[-1, -1, -7:] = 255
-    volumes = label_volumes(label, (0.5, 0.8, 2.5))  # (x, y, z) mm: a voxel is 1 mm³
+    volumes = volumes_ml(label_counts(label), (0.5, 0.8, 2.5))  # (x, y, z) mm: a voxel is 1 mm³
     assert volumes == {3: (1_200_000, pytest.approx(1200.0)), 255: (7, pytest.approx(0.007))}
     assert label_values(label) == [3, 255]
-    assert label_volumes(np.zeros((2, 2, 2), np.uint8), (1, 1, 1)) == {}
+    assert volumes_ml(label_counts(np.zeros((2, 2, 2), np.uint8)), (1, 1, 1)) == {}

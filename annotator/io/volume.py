@@ -136,9 +136,8 @@ def label_values(label: np.ndarray) -> list[int]:
     return [int(v) for v in np.flatnonzero(label_counts(label)[1:]) + 1]
 
 
-def label_volumes(label: np.ndarray, spacing) -> dict[int, tuple[int, float]]:
-    """Each value other than 0 that a label holds: its voxels and its volume in millilitres
-    (``spacing`` in mm)."""
-    counts = label_counts(label)
+def volumes_ml(counts: np.ndarray, spacing) -> dict[int, tuple[int, float]]:
+    """Each value other than 0 that :func:`label_counts` found: its voxels and its volume
+    in millilitres (``spacing`` in mm)."""
     voxel_ml = float(np.prod(np.asarray(spacing, float))) / 1000.0
     return {int(v): (int(counts[v]), int(counts[v]) * voxel_ml) for v in np.flatnonzero(counts[1:]) + 1}
