@@ -269,3 +269,21 @@ def test_volumes_follow_engine_steps_undo_and_painting(session, phantoms):
     assert session.volumes() == counted() and counted()[7][0] == 5
     session.clear()
     assert session.volumes() == {}
+
+
+def test_opening_a_folder_says_how_the_search_goes(tmp_path, private_user_dirs):
+    """The session hands its job's progress to the folder search: the person sees it (and
+    Cancel reaches it)."""
+    import shutil
+
+    from paths import HIPPO
+
+    for i in range(60):
+        (tmp_path / "folder" / f"sub{i:02d}").mkdir(parents=True)
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", tmp_path / "folder" / "sub07")
+    session = AnnotationSession(settings=Settings())
+    heard = []
+    session.progress.connect(lambda text, fraction: heard.append(text))
+    session.open(tmp_path / "folder")
+    assert session.image_id == "sub07/hippocampus_001"
+    assert "searching folder: 1 image in 50 folders so far" in heard

@@ -42,6 +42,46 @@ def test_dicom_series_folders_are_images(tmp_path):
     assert store.open_image("crop").size == (34, 50, 40)
 
 
+def test_searching_a_large_folder_reports_and_can_be_stopped(tmp_path):
+    """A folder of many folders (a home folder, Downloads) says how the search goes, and a
+    cancel stops it before anything is listed or written."""
+    import shutil
+
+    from annotator.annotation.jobs import Cancelled, Job
+    from annotator.datastore.factory import open_datastore
+
+    big = tmp_path / "big"
+    for i in range(120):
+        (big / f"project{i:03d}" / "notes").mkdir(parents=True)
+    for i in range(25):
+        shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_001.nii.gz",
+                    big / f"project{i:03d}" / f"case{i}.nii.gz")
+    heard = []
+    store, image_id = open_datastore(big / "project003" / "case3.nii.gz",
+                                     progress=lambda text, fraction: heard.append((text, fraction)))
+    assert image_id == "case3" and store.ids() == ["case3"]  # the image's own folder
+    store, _ = open_datastore(big, progress=lambda text, fraction: heard.append((text, fraction)))
+    assert len(store.ids()) == 25
+    searching = [t for t, f in heard if t.startswith("searching big:")]
+    assert searching[0] == "searching big: 0 images in 0 folders so far" and len(searching) == 5  # 241 folders
+    assert "in 200 folders so far" in searching[-1]
+    headers = [(t, f) for t, f in heard if t.startswith("looking at the headers of 25 images")]
+    assert [f for _t, f in headers] == [0.0, 0.8]
+
+    job = Job("opening big")
+    reports = []
+
+    def report(text, fraction):
+        reports.append(text)
+        if len(reports) == 2:
+            job.cancel()
+        job.report(text, fraction)
+
+    with pytest.raises(Cancelled):
+        open_datastore(big, progress=report)
+    assert len(reports) == 2 and not (big / "labels").exists()  # stopped at the report after the cancel
+
+
 def test_accept_keeps_original_and_history(hippo_store):
     store = LocalDatastore(hippo_store, history=2)
     image = store.open_image("hippocampus_001")

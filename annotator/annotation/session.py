@@ -165,7 +165,7 @@ class AnnotationSession:
 
         def work(job: Job):
             job.report(f"opening {shown} ...")
-            store, image_id = open_datastore(place)
+            store, image_id = open_datastore(place, progress=job.report)
             if image_id is None:
                 records = store.records()
                 image_id = next((r.id for r in records if r.status != Status.LABELED),

@@ -14,10 +14,10 @@ from annotator.errors import DatastoreError
 
 
 def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
-                   ) -> tuple[Datastore, str | None]:
+                   progress=None) -> tuple[Datastore, str | None]:
     """The datastore ``place`` belongs to, and the id of the image it names (None for a
     whole folder). Sample data keeps its labels in the user data folder, never beside
-    the shipped files."""
+    the shipped files. ``progress(text, fraction)`` hears the search of a folder."""
     from annotator.samples import is_sample_path, sample_file
 
     if str(place).startswith(("http://", "https://")):
@@ -31,7 +31,7 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     folder = path.resolve() if kind in (Kind.FOLDER, Kind.DATASET) else path.resolve().parent
     if labels_dir is None and is_sample_path(folder):
         labels_dir = fallback_labels_dir(folder)
-    store = LocalDatastore(folder, labels_dir=labels_dir)
+    store = LocalDatastore(folder, labels_dir=labels_dir, progress=progress)
     if kind in (Kind.FOLDER, Kind.DATASET):
         return store, None
     return store, store.id_of(path)

@@ -43,7 +43,9 @@ class LocalDatastore(Datastore):
     """Images in ``folder`` (files and DICOM series folders) and their labels."""
 
     def __init__(self, folder: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
-                 history: int = 10, lock_timeout: float = 30.0):
+                 history: int = 10, lock_timeout: float = 30.0, progress=None):
+        """``progress(text, fraction)`` hears the search for images (a large folder takes a
+        while); an exception it raises stops it."""
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise DatastoreError(f"{folder}: not a folder")
@@ -53,7 +55,7 @@ class LocalDatastore(Datastore):
         self._reference: dict[str, Path] = {}
         if self.dataset:
             images_root = self.folder / "images"
-            self._images = find_images(images_root)
+            self._images = find_images(images_root, progress=progress)
             labels = {image_stem(p): p for p in (self.folder / "labels").iterdir() if is_image_file(p)}
             self._reference = {i: labels[i] for i in self._images if i in labels}
             root = Path(labels_dir) if labels_dir else fallback_labels_dir(self.folder)
@@ -63,7 +65,7 @@ class LocalDatastore(Datastore):
         self._maps: dict[str, Path] = {}
         self._links: dict[str, str | None] | None = None
         if not self.dataset:  # label maps among the files are not images to annotate
-            self._images, self._maps = label_maps.split(find_images(self.folder, skip=self.labels.root))
+            self._images, self._maps = label_maps.split(find_images(self.folder, self.labels.root, progress), progress)
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass

@@ -99,10 +99,13 @@ def is_label_map(image_id: str, path: Path) -> bool:
     return _named_like_label(image_id) or (path.stat().st_size < SMALL_FILE and _few_values(path))
 
 
-def split(found: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
-    """(images to annotate, label maps) of a folder's images by id."""
+def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(images to annotate, label maps) of a folder's images by id; ``progress(text,
+    fraction)`` hears every 20 images (it may raise to stop)."""
     images, maps = {}, {}
-    for image_id, path in found.items():
+    for done, (image_id, path) in enumerate(found.items()):
+        if progress is not None and done % 20 == 0 and len(found) > 20:
+            progress(f"looking at the headers of {len(found)} images: {done} done", done / len(found))
         (maps if is_label_map(image_id, path) else images)[image_id] = path
     return images, maps
 

@@ -68,17 +68,21 @@ def _holds_image_files(folder: Path) -> bool:
         return False
 
 
-def find_images(folder: Path, skip: Path | None = None) -> dict[str, Path]:
+def find_images(folder: Path, skip: Path | None = None, progress=None) -> dict[str, Path]:
     """The images below ``folder`` by id: image files and DICOM series folders.
 
     An id is the path relative to ``folder`` without the image ending; where two images
     would share it (``case.nii.gz`` and ``case.nrrd``, a series folder ``s1`` and
     ``s1.nii.gz``) the files keep their full names. Hidden entries, ``skip`` (the
-    labels folder) and linked folders are not searched.
+    labels folder) and linked folders are not searched. ``progress(text, -1)`` hears how
+    the search goes every 50 folders (a home folder can take minutes; it may raise to stop).
     """
     found: list[tuple[str, Path]] = []
     skip = skip.resolve() if skip is not None else None
-    for root, dirs, names in os.walk(folder):
+    for searched, (root, dirs, names) in enumerate(os.walk(folder)):
+        if progress is not None and searched % 50 == 0:
+            n = len(found)
+            progress(f"searching {folder.name or folder}: {n} image{'s' * (n != 1)} in {searched} folders so far", -1.0)
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (root_path / d).is_symlink()
                          and (skip is None or (root_path / d).resolve() != skip))
