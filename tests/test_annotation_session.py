@@ -246,8 +246,7 @@ def test_an_accept_says_what_the_labels_are_and_which_models_drew_them(session, 
 
 
 def test_volumes_follow_engine_steps_undo_and_painting(session, phantoms):
-    """The volume of each label: counted again only in an engine step's box, and it
-    always equals a count of the whole label."""
+    """The volume of each label follows every change of it."""
     _, labels = phantoms
 
     def counted():
@@ -287,3 +286,30 @@ def test_opening_a_folder_says_how_the_search_goes(tmp_path, private_user_dirs):
     session.open(tmp_path / "folder")
     assert session.image_id == "sub07/hippocampus_001"
     assert "searching folder: 1 image in 50 folders so far" in heard
+
+
+def test_a_volume_count_overtaken_by_a_change_is_dropped(session, phantoms):
+    """A whole count runs on the runner; if the label changes before it answers, its
+    answer is dropped and the next count sees the change."""
+    waiting = []
+
+    class LaterRunner:  # runs work when the test says so, as a worker thread would
+        def start(self, work, done, failed, job):
+            waiting.append(lambda: done(work(job)))
+
+    heard = []
+    session.volumes_counted.connect(heard.append)
+    session.label[0, 0, :3] = 1
+    session.painted()
+    session.runner = LaterRunner()
+    session.count_volumes()
+    assert not heard and len(waiting) == 1
+    session.label[0, 1, :4] = 2  # painted while the count ran
+    session.painted()
+    waiting.pop()()
+    assert not heard  # stale: dropped
+    session.count_volumes()
+    waiting.pop()()
+    assert [{v: n for v, (n, _ml) in h.items()} for h in heard] == [{1: 3, 2: 4}]
+    session.count_volumes()  # known now: told at once, nothing counted again
+    assert not waiting and len(heard) == 2 and heard[1] == heard[0]

@@ -47,6 +47,7 @@ class AnnotationSession:
     scoring = Signal(str, float)  # ranking the worklist: what, fraction
     scored = Signal(str)  # a ranking ended (finished, cancelled or failed): its strategy
     labels_changed = Signal()  # the labels offered (names, colours) or the one chosen changed
+    volumes_counted = Signal(dict)  # value -> (voxels, mL) of the open label (see count_volumes)
 
     def __init__(self, runner: Runner | None = None, settings: Settings | None = None,
                  ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
@@ -83,6 +84,7 @@ class AnnotationSession:
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
         self._counts: np.ndarray | None = None  # voxels of each value of the label (None: count again)
+        self._changes = 0  # changes of the label so far (a count begun before the last one is stale)
         self._names_problem = ""  # why the datastore's label names cannot be read (said once)
 
     # ---- datastore and images -----------------------------------------------------------
@@ -147,14 +149,29 @@ class AnnotationSession:
         self.choose_label(values[(at + 1) % len(values)])
 
     def volumes(self) -> dict[int, tuple[int, float]]:
-        """Each value the open label holds: its voxels and its volume in mL. Counted over the
-        whole label after painting, undo or a new image; after an engine step only its box
-        is counted again (a whole CT label takes a tenth of a second)."""
+        """Each value the open label holds: its voxels and its volume in mL (counted once
+        per change of the label)."""
         if self.volume is None or self.label is None:
             return {}
         if self._counts is None:
             self._counts = label_counts(self.label)
         return volumes_ml(self._counts, self.volume.spacing)
+
+    def count_volumes(self) -> None:
+        """:meth:`volumes`, told by ``volumes_counted``; a whole count (a tenth of a second on
+        a large CT) runs on the runner, not where the person waits. A count that a newer
+        change of the label overtook is dropped: that change asks again."""
+        if self.volume is None or self.label is None or self._counts is not None:
+            self.volumes_counted.emit(self.volumes())
+            return
+        label, spacing, changes = self.label, self.volume.spacing, self._changes
+
+        def counted(counts: np.ndarray) -> None:
+            if changes == self._changes and label is self.label:
+                self._counts = counts
+                self.volumes_counted.emit(volumes_ml(counts, spacing))
+
+        self.runner.start(lambda _job: label_counts(label), counted, self._failed, Job("counting the label"))
 
     def open(self, place: str | Path) -> None:
         """Open a folder (its first image not yet labeled), an image file or a DICOM series."""
@@ -222,7 +239,7 @@ class AnnotationSession:
         self._bounds.clear()
         self._models.clear()
         self._in_use = set(label_values(self.label))
-        self._counts = None
+        self._counts, self._changes = None, self._changes + 1
         self.proposed = None
         self.dirty = False
         self._pending = None
@@ -291,8 +308,7 @@ class AnnotationSession:
     def _engine_done(self, result, marks: dict, volume: Volume, value: int) -> None:
         if volume is self.volume:  # not when another image was opened meanwhile
             before = result.apply(self.label)
-            if self._counts is not None:
-                self._counts += label_counts(self.label[result.box]) - label_counts(before)
+            self._counts, self._changes = None, self._changes + 1
             if result.model:
                 self._models.add(result.model)
             self.history.push(Change(result.box, before, result.patch, marks, result.method))
@@ -330,7 +346,7 @@ class AnnotationSession:
         """The label was painted by hand (in place)."""
         self._proposal_stale = True
         self._bounds.clear()
-        self._counts = None
+        self._counts, self._changes = None, self._changes + 1
         self._touch()
         self.label_changed.emit(None, "paint")
 
@@ -342,7 +358,7 @@ class AnnotationSession:
         self.marks.setdefault("fg", [])
         self.marks.setdefault("bg", [])
         self._bounds.clear()
-        self._counts = None
+        self._counts, self._changes = None, self._changes + 1
         self._touch()
         self.marks_changed.emit()
         self.label_changed.emit(None, "history")
@@ -365,7 +381,7 @@ class AnnotationSession:
         before = np.array(self.label, copy=True)
         after = np.asarray(self.label_maps[map_id], np.uint8)
         self.label[...] = after
-        self._counts = None
+        self._counts, self._changes = None, self._changes + 1
         everything = tuple(slice(0, n) for n in self.volume.shape)
         self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
         self._touch()

@@ -96,7 +96,7 @@ class AnnotationDock(QWidget):
         self._count_later = QTimer(self)  # counted once the label rests (a paint stroke changes it often)
         self._count_later.setSingleShot(True)
         self._count_later.setInterval(250)
-        self._count_later.timeout.connect(self.show_volumes)
+        self._count_later.timeout.connect(session.count_volumes)
         help_text = "\n".join(f"{keys}: {what}" for keys, what in SHORTCUTS.values())
         self.setToolTip("Keyboard shortcuts (in the viewer):\n" + help_text)
 
@@ -136,7 +136,8 @@ class AnnotationDock(QWidget):
                (session.files_busy, self._files_busy), (session.progress, self._progress),
                (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
                (session.labels_changed, self._fill_presets), (session.labels_changed, lambda: self._count_later.start()),
-               (session.label_changed, lambda *_: self._count_later.start()))
+               (session.label_changed, lambda *_: self._count_later.start()),
+               (session.volumes_counted, self._show_volumes))
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume
@@ -152,9 +153,8 @@ class AnnotationDock(QWidget):
         header.setEnabled(volume.window is not None)
         self._window_shown(L.default_window(volume))
 
-    def show_volumes(self) -> None:
+    def _show_volumes(self, volumes: dict) -> None:
         """The chosen label's volume (and all labels' together); each label's on hover."""
-        volumes = self.session.volumes()
         names = {p.value: p.name for p in self.session.labels}
         chosen = self.session.label_value
         text = f"Volume of {names.get(chosen, f'label {chosen}')}: {format_ml(volumes.get(chosen, (0, 0.0))[1])}"
