@@ -85,6 +85,7 @@ class AnnotationSession:
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
         self._counts: np.ndarray | None = None  # voxels of each value of the label (None: count again)
         self._changes = 0  # changes of the label so far (a count begun before the last one is stale)
+        self.label_changed.connect(self._uncount)  # whatever changes the label says so
         self._names_problem = ""  # why the datastore's label names cannot be read (said once)
 
     # ---- datastore and images -----------------------------------------------------------
@@ -156,6 +157,10 @@ class AnnotationSession:
         if self._counts is None:
             self._counts = label_counts(self.label)
         return volumes_ml(self._counts, self.volume.spacing)
+
+    def _uncount(self, *_change) -> None:
+        """The label changed: its counts are stale."""
+        self._counts, self._changes = None, self._changes + 1
 
     def count_volumes(self) -> None:
         """:meth:`volumes`, told by ``volumes_counted``; a whole count (a tenth of a second on
@@ -239,7 +244,7 @@ class AnnotationSession:
         self._bounds.clear()
         self._models.clear()
         self._in_use = set(label_values(self.label))
-        self._counts, self._changes = None, self._changes + 1
+        self._uncount()
         self.proposed = None
         self.dirty = False
         self._pending = None
@@ -308,7 +313,6 @@ class AnnotationSession:
     def _engine_done(self, result, marks: dict, volume: Volume, value: int) -> None:
         if volume is self.volume:  # not when another image was opened meanwhile
             before = result.apply(self.label)
-            self._counts, self._changes = None, self._changes + 1
             if result.model:
                 self._models.add(result.model)
             self.history.push(Change(result.box, before, result.patch, marks, result.method))
@@ -346,7 +350,6 @@ class AnnotationSession:
         """The label was painted by hand (in place)."""
         self._proposal_stale = True
         self._bounds.clear()
-        self._counts, self._changes = None, self._changes + 1
         self._touch()
         self.label_changed.emit(None, "paint")
 
@@ -358,7 +361,6 @@ class AnnotationSession:
         self.marks.setdefault("fg", [])
         self.marks.setdefault("bg", [])
         self._bounds.clear()
-        self._counts, self._changes = None, self._changes + 1
         self._touch()
         self.marks_changed.emit()
         self.label_changed.emit(None, "history")
@@ -381,7 +383,6 @@ class AnnotationSession:
         before = np.array(self.label, copy=True)
         after = np.asarray(self.label_maps[map_id], np.uint8)
         self.label[...] = after
-        self._counts, self._changes = None, self._changes + 1
         everything = tuple(slice(0, n) for n in self.volume.shape)
         self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
         self._touch()
