@@ -148,7 +148,6 @@ class AnnotationDock(QWidget):
             self.label_map.addItem(map_id, map_id)
         for widget in (self.map_label, self.label_map, self.use_map):
             widget.setVisible(bool(self.session.label_maps))
-        self._count_later.start()
         header = self.display_window.model().item(self.display_window.findData("header"))
         header.setEnabled(volume.window is not None)
         self._window_shown(L.default_window(volume))

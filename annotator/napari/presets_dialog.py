@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QColorDialog, QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
@@ -53,8 +54,9 @@ class PresetsDialog(QDialog):
         self.table.insertRow(row)
         for col, text in enumerate((str(value), name, color)):
             item = QTableWidgetItem(text)
-            if col == 2:
-                item.setToolTip("a colour name or #rrggbb; double-click to pick one")
+            if col == 2:  # picked in a colour dialog (a double-click), not typed
+                item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                item.setToolTip("double-click to pick a colour")
             self.table.setItem(row, col, item)
 
     def _show_colour(self, item: QTableWidgetItem) -> None:
