@@ -313,3 +313,29 @@ def test_a_volume_count_overtaken_by_a_change_is_dropped(session, phantoms):
     assert [{v: n for v, (n, _ml) in h.items()} for h in heard] == [{1: 3, 2: 4}]
     session.count_volumes()  # known now: told at once, nothing counted again
     assert not waiting and len(heard) == 2 and heard[1] == heard[0]
+
+
+def test_tidying_the_chosen_label_is_an_undoable_step(session, phantoms):
+    """Fill holes and keep the largest part act on the label chosen, undo like a click,
+    and an empty label is named, not tidied."""
+    session.label[10:20, 20:40, 20:40] = 1
+    session.label[15, 28:31, 28:31] = 0  # a hole
+    session.label[30:33, 60:63, 60:63] = 1  # an island
+    session.label[12, 25, 25] = 2
+    session.painted()
+    painted = session.label.copy()
+    changes = []
+    session.label_changed.connect(lambda box, method: changes.append(method))
+    session.tidy("fill_holes")
+    assert (session.label[15, 28:31, 28:31] == 1).all() and changes == ["fill holes"]
+    session.tidy("keep_largest")
+    assert not session.label[30:33, 60:63, 60:63].any() and session.label[12, 25, 25] == 2
+    assert session.volumes()[1][0] == 10 * 20 * 20 - 1 and "keep largest part" in changes
+    session.undo()
+    session.undo()
+    np.testing.assert_array_equal(session.label, painted)
+    errors = []
+    session.error.connect(errors.append)
+    session.choose_label(3)
+    session.tidy("fill_holes")
+    assert errors == ["label 3 is empty: nothing to tidy"] and not session.busy

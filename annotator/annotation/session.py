@@ -310,6 +310,24 @@ class AnnotationSession:
         self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(f"{method.name} {kind}"))
 
+    def tidy(self, step: str) -> None:
+        """Tidy the chosen label (``fill_holes`` or ``keep_largest``, see
+        :mod:`annotator.engine.tidy`) on the runner; undone like an engine step."""
+        if self.volume is None:
+            return
+        if self._busy:
+            self.status.emit("engine busy: tidy the label when it is done")
+            return
+        from annotator.engine.tidy import STEPS, tidy
+
+        volume, value, label = self.volume, self.label_value, self.label
+        marks = {k: list(v) for k, v in self.marks.items()}
+        self._set_busy(True)
+        self.status.emit(f"{STEPS.get(step, step)}: label {value} ...")
+        self.runner.start(lambda _job: tidy(label, value, step),
+                          lambda result: self._engine_done(result, marks, volume, value),
+                          self._engine_failed, Job(step))
+
     def _engine_done(self, result, marks: dict, volume: Volume, value: int) -> None:
         if volume is self.volume:  # not when another image was opened meanwhile
             before = result.apply(self.label)

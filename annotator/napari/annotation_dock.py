@@ -20,8 +20,8 @@ from annotator.napari.workspace import follow, workspace_for
 #: The buttons: action name (see the workspace's actions) and text.
 BUTTONS = [("fg", "Foreground clicks"), ("bg", "Background clicks"), ("scribble_fg", "Scribble foreground"),
            ("scribble_bg", "Scribble background"), ("run", "Run scribbles"), ("clear", "Clear"),
-           ("undo", "Undo"), ("redo", "Redo"), ("automatic", "Auto-segment (DeepEdit)"), ("accept", "Accept"),
-           ("next", "Next image")]
+           ("undo", "Undo"), ("redo", "Redo"), ("fill_holes", "Fill holes"), ("keep_largest", "Keep largest part"),
+           ("automatic", "Auto-segment (DeepEdit)"), ("accept", "Accept"), ("next", "Next image")]
 
 
 class AnnotationDock(QWidget):

@@ -13,6 +13,8 @@ SHORTCUTS = {
     "undo": ("Alt+Z", "undo the last engine step"),
     "redo": ("Alt+Shift+Z", "redo"),
     "clear": ("Alt+C", "clear marks and label"),
+    "fill_holes": ("Alt+H", "fill the chosen label's holes (on each slice)"),
+    "keep_largest": ("Alt+K", "keep only the chosen label's largest connected part"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
     "next_label": ("Alt+L", "next label (the Label list)"),

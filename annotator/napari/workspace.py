@@ -8,6 +8,7 @@ the keyboard shortcuts call its actions. Work runs in worker threads through
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import weakref
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer, Signal as QtSignal
+from qtpy.QtCore import QEvent, QObject, QThreadPool, QTimer, Signal as QtSignal
 from qtpy.QtWidgets import QMessageBox
 from psygnal import Signal as PsygnalSignal
 from superqt.utils import create_worker
@@ -29,6 +30,14 @@ from annotator.napari import layers as L
 from annotator.napari.key_bindings import bind_keys
 
 _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.WeakKeyDictionary()
+
+
+@atexit.register
+def _finish_background_work() -> None:
+    """At exit, work still running in worker threads (a count of the label, an engine
+    step) ends first: a thread cut off while Python shuts down can crash it, and its
+    answer would find its signals deleted."""
+    QThreadPool.globalInstance().waitForDone(30_000)
 
 
 def workspace_for(viewer: napari.Viewer) -> "Workspace":
@@ -155,8 +164,9 @@ class Workspace:
         does not wait for them."""
         if not self._warm:
             self._warm = True
+            # not a daemon: Python waits for it at exit (torch cut off mid-import crashes)
             QTimer.singleShot(300, lambda: threading.Thread(target=import_network_stack, name="annotator-warm-up",
-                                                             daemon=True).start())
+                                                             daemon=False).start())
 
     def _show(self, image_id: str) -> None:
         self._warm_up()
@@ -297,7 +307,8 @@ class Workspace:
                 "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
-                "next_label": s.next_label}
+                "next_label": s.next_label, "fill_holes": lambda: s.tidy("fill_holes"),
+                "keep_largest": lambda: s.tidy("keep_largest")}
 
 
 class _CloseFilter(QObject):

@@ -308,6 +308,29 @@ def test_the_dock_shows_the_volume_of_each_label(annotator_window, qtbot):
     qtbot.waitUntil(lambda: dock.volume_text.text() == f"Volume of {name[2]}: 0 mL", timeout=5000)
 
 
+def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot):
+    """The dock's tidy buttons change the label layer; Undo brings the label back."""
+    viewer, ws, dock, _ = annotator_window
+    seg = viewer.layers[L.SEGMENTATION]
+    ws.label[5:25, 10:40, 8:30] = 1
+    ws.label[15, 20:24, 15:20] = 0  # a hole
+    ws.label[28:31, 45:48, 2:5] = 1  # an island
+    ws.painted()
+    seg.refresh()
+    painted = ws.label.copy()
+    steps = EngineSteps(ws)
+    dock.buttons["fill_holes"].click()
+    steps.wait(qtbot, 1)
+    assert (np.asarray(seg.data)[15, 20:24, 15:20] == 1).all() and "fill holes" in dock.status.text()
+    dock.buttons["keep_largest"].click()
+    steps.wait(qtbot, 2)
+    assert not np.asarray(seg.data)[28:31, 45:48, 2:5].any()
+    assert dock.buttons["fill_holes"].toolTip() == "Fill holes (Alt+H)"
+    dock.buttons["undo"].click()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(np.asarray(seg.data), painted)
+
+
 def test_3d_view_renders_the_layers(annotator_window, qtbot):
     viewer, ws, dock, _ = annotator_window
     viewer.window.show()  # a hidden canvas draws nothing

@@ -19,3 +19,31 @@ def test_timer_slots_keep_none_alive(qapp):
     assert len(calls) > 100
     # each slot call of the broken binding dropped one reference to None
     assert sys.getrefcount(None) - before > -len(calls) // 2
+
+
+_EXIT_WHILE_WORKING = """
+import time
+import napari
+from qtpy.QtWidgets import QApplication
+from annotator.annotation import Job
+from annotator.napari.workspace import QtRunner, workspace_for
+
+viewer = napari.Viewer(show=False)
+workspace_for(viewer)._warm_up()  # torch starts loading in the background ...
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    QApplication.processEvents()
+QtRunner().start(lambda job: time.sleep(0.5) or 1, print, print, Job("slow"))  # ... and a job runs
+print("exiting", flush=True)
+"""
+
+
+def test_quitting_while_background_work_runs_is_clean():
+    """Quitting while torch still loads in the background or a worker job runs: Python
+    waits for them instead of cutting them off (a crash, or tracebacks as torch or the
+    job's signals are torn down under them)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _EXIT_WHILE_WORKING], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and "exiting" in proc.stdout, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "deleted" not in proc.stderr, proc.stderr[-2000:]
