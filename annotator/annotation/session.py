@@ -243,8 +243,8 @@ class AnnotationSession:
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
         self._bounds.clear()
         self._models.clear()
-        self._in_use = set(label_values(self.label))
         self._uncount()
+        self._in_use = set(self.volumes())  # the one count of the opened label, kept for the dock
         self.proposed = None
         self.dirty = False
         self._pending = None
