@@ -87,3 +87,36 @@ def test_bad_labels_are_refused(ct):
     other = read_volume(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume")
     with pytest.raises(InputError, match="refers to another series"):
         seg_to_label(pydicom.dcmread(CT / "liver.dcm"), other)
+
+
+def test_a_segment_keeps_its_label_value_when_values_are_missing(ct, tmp_path):
+    """A SEG numbers its segments 1..K; a label holding only values 2 and 5 comes back as
+    2 and 5, not 1 and 2, because each segment says its value."""
+    volume, sources = ct
+    label = np.zeros(volume.shape, np.uint8)
+    label[0, 100:150, 100:150], label[2, 300:340, 200:260] = 2, 5
+    path = write_seg(tmp_path / "seg.dcm", label_to_seg(label, sources, {2: "spleen", 5: "aorta"}))
+    ds = pydicom.dcmread(path)
+    assert [int(item.SegmentNumber) for item in ds.SegmentSequence] == [1, 2]
+    assert [item.SegmentDescription for item in ds.SegmentSequence] == ["label value 2", "label value 5"]
+    assert _dciodvfy(path) == []
+    back, names = seg_to_label(ds, volume, known={"spleen": 7})  # what the SEG says comes first
+    np.testing.assert_array_equal(back, label)
+    assert names == {2: "spleen", 5: "aorta"}
+
+
+def test_a_seg_made_elsewhere_takes_the_values_its_names_are_known_by(ct):
+    volume, _ = ct
+    truth = read_label(CT / "liver_seg.nrrd", volume)
+    label, names = seg_to_label(pydicom.dcmread(CT / "liver.dcm"), volume, known={"LIVER": 3, "spleen": 1})
+    np.testing.assert_array_equal(label, truth * 3)
+    assert names == {3: "Liver"}
+
+
+def test_segment_values_never_give_two_segments_one_value():
+    from annotator.io.seg import segment_values
+
+    names = {1: "anterior", 2: "posterior", 3: "new"}
+    assert segment_values(names, {}, {}) == {1: 1, 2: 2, 3: 3}
+    assert segment_values(names, {1: 2}, {"posterior": 2, "new": 1}) == {1: 2, 3: 1, 2: 3}
+    assert segment_values(names, {1: 4, 2: 4}, {}) == {1: 4, 2: 2, 3: 3}

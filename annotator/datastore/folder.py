@@ -23,7 +23,7 @@ from annotator.datastore import label_maps
 from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
-from annotator.errors import DatastoreError
+from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.read import read_label, read_volume
 from annotator.io.sniff import image_stem, is_image_file
 from annotator.io.volume import Volume
@@ -131,7 +131,11 @@ class LocalDatastore(Datastore):
 
             from annotator.io.seg import seg_to_label
 
-            return seg_to_label(pydicom.dcmread(sorted(path.iterdir())[0]), image)[0]
+            try:  # a SEG made elsewhere: its segments take the values the folder gives their names
+                known = self.label_names()
+            except AnnotatorError:  # a broken labels.json is said where the names are offered
+                known = None
+            return seg_to_label(pydicom.dcmread(sorted(path.iterdir())[0]), image, known=known)[0]
         return read_label(path, image)
 
     def records(self) -> list[ImageRecord]:

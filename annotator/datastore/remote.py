@@ -106,8 +106,7 @@ class DicomwebDatastore(Datastore):
             return None
         if not segs:
             return None
-        label, names = seg_to_label(segs[-1], image)
-        label, names = _by_known_names(label, names, self.label_names() or {})
+        label, names = seg_to_label(segs[-1], image, known=self.label_names())
         if self.labels.read(row.series_uid, image, Version.DRAFT) is None:
             self.labels.accept(row.series_uid, label, image, proposed=label)
         self._remember_names(row.series_uid, names)
@@ -174,26 +173,3 @@ class DicomwebDatastore(Datastore):
 
     def set_scores(self, scores):
         self.labels.set_scores(scores)
-
-
-def _by_known_names(label: np.ndarray, names: dict[int, str], known: dict[str, int]) -> tuple[np.ndarray, dict[int, str]]:
-    """A SEG's label with its segments given the values their names have in ``known``
-    (name -> value, from the SEGs this store has seen): a SEG numbers its segments 1..K,
-    so a label that held only value 2 comes back as segment 1. Segments with a new name
-    keep their number where it is free, else take the lowest free value."""
-    target: dict[int, int] = {}
-    for number, name in names.items():
-        value = known.get(name.lower())
-        if value is not None and value not in target.values():
-            target[number] = value
-    taken = set(target.values())
-    for number in sorted(set(names) - set(target)):
-        value = number if number not in taken else min(set(range(1, 256)) - taken)
-        target[number] = value
-        taken.add(value)
-    if all(number == value for number, value in target.items()):
-        return label, names
-    lut = np.arange(256, dtype=np.uint8)
-    for number, value in target.items():
-        lut[number] = value
-    return lut[label], {target[number]: name for number, name in names.items()}

@@ -7,11 +7,18 @@ in pydicom's code dictionary, never typed by hand); any other label is an "Anato
 Structure" of type "Tissue", with a warning, never a wrong organ. SEMIAUTOMATIC with the
 algorithm named when a model contributed, MANUAL otherwise. Reading gives a label array
 on the source series' grid, so SEG -> label -> SEG keeps every voxel.
+
+A SEG numbers its segments 1..K, so a label that holds only value 2 is sent as segment 1.
+Each segment written here therefore says its label value in its Segment Description
+("label value 2"), and reading puts it back there. A SEG made elsewhere has no such
+line: its segments take the values their names have in what the reader already knows,
+else their numbers.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -41,6 +48,10 @@ _CATEGORY = {"Aorta": "AnatomicalStructure", "SpinalCord": "AnatomicalStructure"
 #: Patient and study attributes a SEG copies from its sources (type 2: may be empty, not absent)
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+#: how a segment's Segment Description names the label value it came from
+_VALUE_LINE = "label value {}"
+_VALUE_PATTERN = re.compile(r"^label value (\d{1,3})$")
 
 
 def _codes(name: str):
@@ -96,9 +107,11 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
                       "algorithm_identification": hd.AlgorithmIdentificationSequence(
                           name=algorithm, version=annotator.__version__,
                           family=codes.cid7162.ArtificialIntelligence)}
-        descriptions.append(hd.seg.SegmentDescription(
+        description = hd.seg.SegmentDescription(
             segment_number=number, segment_label=names.get(value, f"label {value}")[:64],
-            segmented_property_category=category, segmented_property_type=kind, **kwargs))
+            segmented_property_category=category, segmented_property_type=kind, **kwargs)
+        description.SegmentDescription = _VALUE_LINE.format(value)
+        descriptions.append(description)
     masks = np.stack([label == v for v in values], axis=-1).astype(np.uint8)
     with warnings.catch_warnings():  # about the sources' patient names, which are not ours to change
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
@@ -125,9 +138,15 @@ def series_seg(label: np.ndarray, folder: str | os.PathLike, names: dict[int, st
     return str(seg.SOPInstanceUID), buffer.getvalue()
 
 
-def seg_to_label(seg, volume: Volume) -> tuple[np.ndarray, dict[int, str]]:
+def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """The label of a SEG on its source series ``volume`` (read from DICOM, so its
-    ``source.sop_uids`` are the slices in order), and the segment names by value."""
+    ``source.sop_uids`` are the slices in order), and the segment names by value.
+
+    Each segment gets the label value its Segment Description records (SEGs written
+    here), else the value its name has in ``known`` (name -> value, lower-case names:
+    what the reader has seen before), else its number where that is free, else the
+    lowest free value.
+    """
     import highdicom as hd
 
     if not isinstance(seg, hd.seg.Segmentation):
@@ -143,7 +162,36 @@ def seg_to_label(seg, volume: Volume) -> tuple[np.ndarray, dict[int, str]]:
                                                combine_segments=True, relabel=False, skip_overlap_checks=True,
                                                ignore_spatial_locations=True)
     names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
-    return np.asarray(pixels, np.uint8), names
+    recorded = {}
+    for item in seg.SegmentSequence:
+        found = _VALUE_PATTERN.match(str(item.get("SegmentDescription", "")).strip())
+        if found and 0 < int(found.group(1)) < 256:
+            recorded[int(item.SegmentNumber)] = int(found.group(1))
+    target = segment_values(names, recorded, known or {})
+    lut = np.arange(256, dtype=np.uint8)
+    for number, value in target.items():
+        lut[number] = value
+    return lut[np.asarray(pixels, np.uint8)], {target[number]: name for number, name in names.items()}
+
+
+def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[str, int]) -> dict[int, int]:
+    """Segment number -> label value: the ``recorded`` value, else the value the segment's
+    name has in ``known`` (name -> value), else its number where free, else the lowest
+    free value; no two segments share a value."""
+    target: dict[int, int] = {}
+    for number, value in recorded.items():
+        if number in names and value not in target.values():
+            target[number] = value
+    for number, name in names.items():
+        value = {k.lower(): v for k, v in known.items()}.get(name.lower())
+        if number not in target and value is not None and value not in target.values():
+            target[number] = value
+    taken = set(target.values())
+    for number in sorted(set(names) - set(target)):
+        value = number if number not in taken else min(set(range(1, 256)) - taken)
+        target[number] = value
+        taken.add(value)
+    return target
 
 
 def write_seg(path: str | os.PathLike, seg) -> Path:
