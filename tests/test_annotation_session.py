@@ -339,3 +339,30 @@ def test_tidying_the_chosen_label_is_an_undoable_step(session, phantoms):
     session.choose_label(3)
     session.tidy("fill_holes")
     assert errors == ["label 3 is empty: nothing to tidy"] and not session.busy
+
+
+def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp_path, monkeypatch, phantoms):
+    """Before any Auto-segment, a click with DeepEdit corrects one of its classes: the Label
+    list says which (the bundled MR model's), and goes back to the presets for GraphCut or
+    an image no DeepEdit model answers."""
+    import dataclasses
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the bundled models only
+    volumes, _ = phantoms
+    volumes = {"mr": dataclasses.replace(volumes["ct0"], modality="MR"), "ct": volumes["ct1"]}
+    s = AnnotationSession(settings=Settings())
+    presets = {p.value: p.name for p in s.labels}
+    s.set_datastore(MemoryDatastore(volumes))
+    named = lambda: {p.value: p.name for p in s.labels}
+    s.open_image("mr")
+    assert named()[1] == "anterior" and named()[2] == "posterior"
+    s.set_method("graphcut")
+    assert named() == presets
+    s.set_method("deepedit")
+    assert named()[2] == "posterior"
+    s.set_method("auto")
+    s.open_image("ct")  # no DeepEdit model for CT: auto answers with GraphCut
+    assert named() == presets
+    s.set_method("deepedit")  # asked for: the MR model answers, with a warning, under its names
+    assert named()[1] == "anterior"

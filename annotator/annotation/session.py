@@ -81,6 +81,7 @@ class AnnotationSession:
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
         self._drawn_names: dict[str, int] = {}  # the labels the last automatic segmentation drew
+        self._network_names: dict[str, int] = {}  # the classes of the network that answers clicks here
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
         self._counts: np.ndarray | None = None  # voxels of each value of the label (None: count again)
@@ -104,9 +105,31 @@ class AnnotationSession:
 
     # ---- labels -------------------------------------------------------------------------
 
+    def set_method(self, method: str) -> None:
+        """Answer clicks with ``method`` (a name of :data:`annotator.engine.methods.METHODS`,
+        or "auto"); the Label list follows its classes."""
+        self.method = method
+        self._name_by_network()
+
+    def _name_by_network(self) -> None:
+        """Offer the classes of the network that would answer clicks on the open image
+        (DeepEdit's: a click on label 2 corrects its second class), before it has run."""
+        names: dict[str, int] = {}
+        if self.volume is not None:
+            from annotator.engine.methods import choose
+
+            try:
+                names = choose(self.volume, "clicks", self.method).label_names(self.volume)
+            except AnnotatorError:  # nothing installed answers: the presets' names stay
+                names = {}
+        if names != self._network_names:
+            self._network_names = names
+            self._offer_labels()
+
     def _offer_labels(self) -> None:
         """Offer the presets, named as the datastore names its labels, else as the model of
-        the last automatic segmentation in this datastore named what it drew."""
+        the last automatic segmentation in this datastore named what it drew, else as the
+        network that answers clicks on the open image names its classes."""
         try:
             names = self.store.label_names() if self.store is not None else None
         except AnnotatorError as exc:  # a broken labels.json: said once per datastore, presets meanwhile
@@ -114,7 +137,7 @@ class AnnotationSession:
             if self._names_problem != str(exc):
                 self._names_problem = str(exc)
                 self.error.emit(str(exc))
-        labels = offered_labels(self.settings.presets, names or self._drawn_names)
+        labels = offered_labels(self.settings.presets, names or self._drawn_names or self._network_names)
         offered = {p.value for p in labels}  # values the label holds are offered too, to correct them
         labels += [LabelPreset(v, f"label {v}", palette_colour(v)) for v in sorted(self._in_use - offered)]
         self.labels = sorted(labels, key=lambda p: p.value)
@@ -249,6 +272,7 @@ class AnnotationSession:
         self.dirty = False
         self._pending = None
         self._offer_labels()  # a server's store learns names from the SEGs it reads
+        self._name_by_network()
         self.image_opened.emit(image_id)
         self.status.emit(f"opened {volume.name or image_id}: {' x '.join(map(str, volume.size))} voxels")
 

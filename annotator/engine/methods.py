@@ -36,6 +36,11 @@ class Method(ABC):
     def warning(self, volume: Volume) -> str | None:
         return None
 
+    def label_names(self, volume: Volume) -> dict[str, int]:
+        """The labels this method draws on ``volume`` by name (name -> value); none when a
+        clicked label is whatever the person chose."""
+        return {}
+
     def clicks(self, volume: Volume, fg, bg, previous=None, value: int = 1) -> Result:
         raise InputError(f"{self.name} does not answer clicks")
 
@@ -88,6 +93,14 @@ class Network(Method):
 
     def warning(self, volume):
         return self.deep.modality_warning(volume)
+
+    def label_names(self, volume):
+        """DeepEdit's classes (a click on label 2 corrects its second class), from the
+        sidecar of the model that would answer: nothing is loaded."""
+        if "automatic" not in self.kinds:  # DeepGrow segments what is clicked, under any name
+            return {}
+        entry = self.deep.registry.preferred(self.name, volume.modality)
+        return entry.card.foreground if entry else {}
 
     def clicks(self, volume, fg, bg, previous=None, value=1):
         return self.deep(volume, fg, bg, previous=previous, value=value)

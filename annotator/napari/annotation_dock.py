@@ -47,7 +47,7 @@ class AnnotationDock(QWidget):
                                "works on any CT or MR,\nbest where the structure differs in intensity from its "
                                "surroundings (CT organs such as liver, spleen, kidneys);\nthe networks need a model "
                                "made for the image's modality (the bundled ones: hippocampus MR).")
-        self.method.currentIndexChanged.connect(lambda: setattr(session, "method", self.method.currentData()))
+        self.method.currentIndexChanged.connect(lambda: session.set_method(self.method.currentData()))
         self.display_window = QComboBox()
         for name in L.WINDOWS:
             keys = SHORTCUTS.get(f"window_{name}", ("",))[0]
