@@ -6,16 +6,18 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_dilation, binary_erosion
 
 from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
+from annotator.engine.interactive import GraphCutParams
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.phantom import ct_phantom
-from paths import HIPPO
+from paths import DATA, HIPPO
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,13 @@ def test_multilevel_matches_a_direct_cut():
     assert image.size > gc.DIRECT_LIMIT
     assert dice(banded, direct) > 0.97  # an approximation of the direct cut, close to it
     assert dice(banded, ball) > 0.95
+    rough = gc.graphcut(image, prob, spacing, fg, bg, lam=2.0, rough=True)  # the coarse grid's cut only
+    assert 0.9 < dice(rough, direct) < dice(banded, direct)
+    # a rough result corrected near its boundary: outside the band nothing changes
+    ring = binary_dilation(rough, iterations=3) & ~binary_erosion(rough, iterations=3)
+    fixed = gc.graphcut(image, prob, spacing, fg, bg, lam=2.0, band=ring, outside_band=rough)
+    np.testing.assert_array_equal(fixed[~ring], rough[~ring])
+    assert dice(fixed, direct) > dice(rough, direct)
 
 
 def test_pairwise_term_follows_voxel_spacing():
@@ -170,3 +179,43 @@ def test_the_intensity_model_sees_soft_tissue_contrast():
     assert p[2] < 0.1 and p[3] < 0.1  # what no mark sampled is not the structure
     scaled = fit_intensity_model(fg * 10 + 3, bg * 10 + 3, (-9997.0, 15003.0))
     np.testing.assert_allclose(scaled(np.array([603.0, 403.0])), p[:2], atol=1e-3)
+
+
+def test_a_second_cut_learns_the_organ_s_intensities_from_the_first():
+    """Strokes on three slices sample an MR liver thinly (its intensity varies across the
+    organ): the first cut misses part of it. The second cut learns the foreground from the
+    first one's inside and finds it; with one cut it does not."""
+    import argparse
+
+    from annotator.bench.robot_graphcut import DATASETS, _cases
+
+    mr = next(d for d in DATASETS if d.name == "mr")
+    args = argparse.Namespace(quick=False, split="train", phantom_seeds="0")
+    (_, volume, structures), = _cases(mr, DATA, args)
+    liver = structures["liver"]
+    strokes = sparse_scribbles_from_mask(liver)
+    one = segment_scribbles(volume, strokes, params=GraphCutParams(refit=0))
+    two = segment_scribbles(volume, strokes)
+    assert dice(two.label, liver) >= 0.83
+    assert dice(two.label, liver) >= dice(one.label, liver) + 0.025
+    assert set(two.timings) >= {"likelihood_s", "maxflow_s"}
+
+
+def test_the_second_cut_does_not_run_on_into_a_neighbour():
+    """On the unenhanced example CT, the left kidney touches the spleen, of the same
+    attenuation: the second cut's wider intensity model may change the first cut only
+    near its boundary, so the kidney's strokes do not take the spleen."""
+    import argparse
+
+    from annotator.bench.robot_graphcut import DATASETS, _cases
+
+    ct = next(d for d in DATASETS if d.name == "ct")
+    args = argparse.Namespace(quick=False, split="test", phantom_seeds="1")
+    (_, volume, structures), = _cases(ct, DATA, args)
+    kidney, spleen = structures["kidney_left"], structures["spleen"]
+    out = segment_scribbles(volume, sparse_scribbles_from_mask(kidney)).label > 0
+    assert dice(out, kidney) >= 0.85
+    assert (out & spleen).sum() < 0.02 * kidney.sum()
+    unbounded = segment_scribbles(volume, sparse_scribbles_from_mask(kidney),
+                                  params=GraphCutParams(refit_band_mm=1000.0)).label > 0
+    assert (unbounded & spleen).sum() > (out & spleen).sum()  # what the band prevents

@@ -33,6 +33,9 @@ def graphcut(
     bg_seeds: np.ndarray | None = None,
     lam: float = 2.0,
     sigma: float | None = None,
+    band: np.ndarray | None = None,
+    outside_band: np.ndarray | None = None,
+    rough: bool = False,
 ) -> np.ndarray:
     """Foreground mask minimising the GraphCut energy.
 
@@ -51,14 +54,23 @@ def graphcut(
     sigma
         Intensity difference at which the boundary gets cheap; estimated from the
         image's neighbour differences when None.
+    band, outside_band
+        To correct a known result near its boundary: only the voxels of ``band`` are cut
+        (in one pass); the others keep their value in ``outside_band``.
+    rough
+        A large region is cut on the downsampled grid only and not refined (for a
+        result that is refined afterwards).
     """
     image = np.asarray(image, dtype=np.float32)
     fg_seeds = np.zeros(image.shape, bool) if fg_seeds is None else fg_seeds.astype(bool)
     bg_seeds = np.zeros(image.shape, bool) if bg_seeds is None else bg_seeds.astype(bool) & ~fg_seeds
     if sigma is None:
         sigma = estimate_sigma(image)
+    if band is not None:
+        return _solve(image, np.asarray(prob_fg, np.float32), np.asarray(spacing, float), fg_seeds, bg_seeds,
+                      lam, float(sigma), free=band & ~fg_seeds & ~bg_seeds, fixed=(outside_band | fg_seeds) & ~bg_seeds)
     return _multilevel(image, np.asarray(prob_fg, np.float32), np.asarray(spacing, float),
-                       fg_seeds, bg_seeds, lam, float(sigma))
+                       fg_seeds, bg_seeds, lam, float(sigma), rough)
 
 
 def estimate_sigma(image: np.ndarray) -> float:
@@ -68,12 +80,14 @@ def estimate_sigma(image: np.ndarray) -> float:
     return max(value, 1e-3)
 
 
-def _multilevel(image, prob, spacing, fg, bg, lam, sigma) -> np.ndarray:
+def _multilevel(image, prob, spacing, fg, bg, lam, sigma, rough=False) -> np.ndarray:
     if image.size <= DIRECT_LIMIT or min(image.shape) < 8:
         return _solve(image, prob, spacing, fg, bg, lam, sigma)
     fg_any, bg_any = _down_any(fg), _down_any(bg)
     coarse = _multilevel(_down_mean(image), _down_mean(prob), spacing * 2,
                          fg_any & ~bg_any, bg_any & ~fg_any, lam, sigma)
+    if rough:
+        return (_up(coarse, image.shape) | fg) & ~bg
     # the band is found on the coarse grid (8x fewer voxels): its boundary, and seeds
     # the coarse result got wrong; one coarse voxel each side is two fine voxels
     band = _slabs(binary_dilation, coarse) & ~_slabs(binary_erosion, coarse, border_value=1)
@@ -100,17 +114,20 @@ def _slabs(op, mask: np.ndarray, slab_voxels: int = 1_000_000, **kw) -> np.ndarr
 
 
 def _down_mean(a: np.ndarray) -> np.ndarray:
-    pad = [(0, s % 2) for s in a.shape]
-    a = np.pad(a, pad, mode="edge")
-    z, y, x = (s // 2 for s in a.shape)
-    return a.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5), dtype=np.float32)
+    """Means of 2×2×2 blocks (odd sizes padded with the edge): pairs summed along each
+    axis in turn, several times faster than a mean over a reshaped array."""
+    a = np.pad(a, [(0, s % 2) for s in a.shape], mode="edge").astype(np.float32, copy=False)
+    a = a[0::2] + a[1::2]
+    a = a[:, 0::2] + a[:, 1::2]
+    return (a[:, :, 0::2] + a[:, :, 1::2]) * np.float32(0.125)
 
 
 def _down_any(a: np.ndarray) -> np.ndarray:
-    pad = [(0, s % 2) for s in a.shape]
-    a = np.pad(a, pad, mode="constant")
-    z, y, x = (s // 2 for s in a.shape)
-    return a.reshape(z, 2, y, 2, x, 2).any(axis=(1, 3, 5))
+    """Whether each 2×2×2 block holds a True (odd sizes padded with False)."""
+    a = np.pad(a, [(0, s % 2) for s in a.shape], mode="constant")
+    a = a[0::2] | a[1::2]
+    a = a[:, 0::2] | a[:, 1::2]
+    return a[:, :, 0::2] | a[:, :, 1::2]
 
 
 def _up(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
