@@ -390,7 +390,14 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     region = keep_seeded_components(cut, fg_r)
     timings["likelihood_s"] += t1 - t0
     timings["maxflow_s"] += time.perf_counter() - t1
-    return region, near_box
+    # the box of the result: the first cut's, widened only where the second cut went beyond it
+    found = np.argwhere(region)
+    lo = [b.start - nb.start for b, nb in zip(box, near_box)]
+    hi = [b.stop - nb.start for b, nb in zip(box, near_box)]
+    if found.size:
+        lo, hi = np.minimum(lo, found.min(axis=0)), np.maximum(hi, found.max(axis=0) + 1)
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return region[crop], tuple(slice(nb.start + c.start, nb.start + c.stop) for nb, c in zip(near_box, crop))
 
 
 def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings, rough=False) -> tuple[np.ndarray, Box]:
