@@ -178,12 +178,13 @@ def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[
     """Segment number -> label value: the ``recorded`` value, else the value the segment's
     name has in ``known`` (name -> value), else its number where free, else the lowest
     free value; no two segments share a value."""
+    known = {k.lower(): v for k, v in known.items()}
     target: dict[int, int] = {}
     for number, value in recorded.items():
         if number in names and value not in target.values():
             target[number] = value
     for number, name in names.items():
-        value = {k.lower(): v for k, v in known.items()}.get(name.lower())
+        value = known.get(name.lower())
         if number not in target and value is not None and value not in target.values():
             target[number] = value
     taken = set(target.values())
