@@ -109,22 +109,20 @@ class AnnotationSession:
         """Answer clicks with ``method`` (a name of :data:`annotator.engine.methods.METHODS`,
         or "auto"); the Label list follows its classes."""
         self.method = method
-        self._name_by_network()
+        self._network_names = self._network_classes()
+        self._offer_labels()
 
-    def _name_by_network(self) -> None:
-        """Offer the classes of the network that would answer clicks on the open image
+    def _network_classes(self) -> dict[str, int]:
+        """The classes of the network that would answer clicks on the open image
         (DeepEdit's: a click on label 2 corrects its second class), before it has run."""
-        names: dict[str, int] = {}
-        if self.volume is not None:
-            from annotator.engine.methods import choose
+        if self.volume is None:
+            return {}
+        from annotator.engine.methods import choose
 
-            try:
-                names = choose(self.volume, "clicks", self.method).label_names(self.volume)
-            except AnnotatorError:  # nothing installed answers: the presets' names stay
-                names = {}
-        if names != self._network_names:
-            self._network_names = names
-            self._offer_labels()
+        try:
+            return choose(self.volume, "clicks", self.method).label_names(self.volume)
+        except AnnotatorError:  # nothing installed answers: the presets' names stay
+            return {}
 
     def _offer_labels(self) -> None:
         """Offer the presets, named as the datastore names its labels, else as the model of
@@ -271,8 +269,8 @@ class AnnotationSession:
         self.proposed = None
         self.dirty = False
         self._pending = None
+        self._network_names = self._network_classes()
         self._offer_labels()  # a server's store learns names from the SEGs it reads
-        self._name_by_network()
         self.image_opened.emit(image_id)
         self.status.emit(f"opened {volume.name or image_id}: {' x '.join(map(str, volume.size))} voxels")
 
