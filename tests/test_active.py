@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from annotator.active.ranking import SCORING
 from annotator.active import rank
 from annotator.annotation.jobs import Cancelled
 from annotator.datastore import LocalDatastore, Status
@@ -45,6 +46,10 @@ def test_tta_ranks_every_unlabeled_image_and_caches_per_model(folder):
     assert records[CASES[0]].score is None
     again = rank(store, "tta")
     assert all(r.cached for r in again.ranked) and [r.score for r in again.ranked] == [r.score for r in first.ranked]
+    # a score kept by an earlier way of scoring is computed again
+    kept = dict(records[CASES[1]].info["active"])
+    store.set_info(CASES[1], active={"tta": {**kept["tta"], "scoring": SCORING - 1}})
+    assert {r.id: r.cached for r in rank(store, "tta").ranked}[CASES[1]] is False
     # another model in use: every cached score is stale
     registry = ModelRegistry()
     model, card = load_checkpoint(registry.entry("deepedit-hippocampus-mr").sidecar)
@@ -124,3 +129,26 @@ def test_a_server_datastore_is_ranked_like_a_folder(tmp_path):
         ranking = rank(store, "tta")
         assert len(ranking.ranked) == 2 and not ranking.skipped
         assert all(r.score is not None and r.status == Status.UNLABELED for r in store.records())
+
+
+def test_a_structure_that_fades_into_its_surroundings_scores_higher():
+    """Equally unsteady repeats: the fainter structure is the likelier error."""
+    from annotator.active.uncertainty import _label_scores, contrast
+
+    z, y, x = np.ogrid[:24, :24, :24]
+    ball = lambda cz: (z - cz) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 36  # noqa: E731
+    passes = [ball(12), ball(11), ball(13)]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (24, 24, 24))
+    clear, faint = noise + 5 * ball(12), noise + 0.5 * ball(12)
+    assert contrast(clear, ball(12)) > 5 * contrast(faint, ball(12)) > 0
+    assert contrast(clear, np.zeros_like(ball(12))) == 0
+    scores = [_label_scores(passes, ball(12), ball(12).astype(float), contrast(image, ball(12)))["disagreement"]
+              for image in (clear, faint)]
+    assert 0 < scores[0] < scores[1] < 1
+    # steadier repeats score lower on the same image
+    steady = _label_scores([ball(12)] * 3, ball(12), ball(12).astype(float), contrast(faint, ball(12)))
+    assert steady["disagreement"] < scores[1]
+    # a label no repeat predicts still ranks first
+    assert _label_scores([np.zeros_like(ball(12))] * 3, np.zeros_like(ball(12)), np.zeros((24, 24, 24)),
+                         1.0)["disagreement"] == 1.0

@@ -1,9 +1,10 @@
 """Rank the unlabeled images of any datastore by a strategy.
 
 Scores are kept with each image in the store (``info["active"][strategy]``, with the
-model they came from: its name and weights checksum), so a ranking asks the network
-again only for images it has not scored with the current model: a new active model
-makes every cached score stale. The worklist's score column is the store's score,
+model they came from: its name and weights checksum, and the version of the scoring,
+:data:`SCORING`), so a ranking asks the network again only for images it has not scored
+with the current model: a new active model, or a new way of scoring, makes every cached
+score stale. The worklist's score column is the store's score,
 written as each image is scored. An image that cannot be opened is skipped with its
 reason; the rest are ranked. An image whose modality no installed model knows is skipped
 too (an MR model's uncertainty on a CT says nothing); when that leaves nothing to rank,
@@ -38,6 +39,11 @@ class Ranking:
     ranked: list[Ranked]  # highest score first
     skipped: dict[str, str]  # image id -> why
     seconds_per_image: float = 0.0  # scoring cost of the images scored now (not cached)
+
+
+#: the version of how model-based scores are computed (2: weighed against the
+#: structures' contrast); a cached score of another version is computed again
+SCORING = 2
 
 
 def model_version(card) -> str:
@@ -93,7 +99,8 @@ def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, str
         raise ModelError(f"no {session.card.method} model for {volume.modality} images (the installed "
                          f"'{session.card.name}' is for {session.card.modality}); rank by random or first")
     version = model_version(session.card)
-    if cached.get("model") == version and isinstance(cached.get("score"), (int, float)):
+    if (cached.get("model") == version and cached.get("scoring") == SCORING
+            and isinstance(cached.get("score"), (int, float))):
         return Score(float(cached["score"]), dict(cached.get("per_label", {}))), version, True, 0.0
     start = time.perf_counter()
     found = model_score(strategy, session, seed)
@@ -104,7 +111,7 @@ def _keep(store: Datastore, record, strategy: str, found: Score, version: str) -
     """The score into the store (worklist column) and its cache entry; a store that cannot
     be written (read-only media) just does not keep it."""
     active = dict(record.info.get("active", {})) if isinstance(record.info.get("active"), dict) else {}
-    active[strategy] = {"score": found.score, "per_label": found.per_label, "model": version}
+    active[strategy] = {"score": found.score, "per_label": found.per_label, "model": version, "scoring": SCORING}
     try:
         store.set_info(record.id, active=active)
         store.set_scores({record.id: found.score})

@@ -11,9 +11,9 @@ from annotator.errors import InputError
 
 STRATEGIES = {
     "tta": "the automatic prediction repeated with the image shifted and its contrast changed; "
-           "how much the repeats disagree around the structures",
+           "how much the repeats disagree around the structures, and how faintly they stand out",
     "epistemic": "the automatic prediction repeated with dropout active in the network (8 passes); "
-                 "how much the repeats disagree around the structures",
+                 "how much the repeats disagree around the structures, and how faintly they stand out",
     "random": "a seeded shuffle",
     "first": "the datastore's own order",
 }
