@@ -122,9 +122,22 @@ def test_a_server_datastore_is_ranked_like_a_folder(tmp_path):
 
     if available() is not None:
         pytest.skip(available())
-    study = DATA / "udacity_study3_mr_dicom"
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    # the cropped series and a copy of it as a second series, its contrast halved (the
+    # whole-head series of the study take a minute and a half to score)
+    crop = sorted((DATA / "udacity_study3_mr_dicom" / "11_HCropVolume").iterdir())
+    series, copies = generate_uid(), []
+    for i, path in enumerate(crop):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PixelData = (ds.pixel_array // 2).astype(ds.pixel_array.dtype).tobytes()
+        copies.append(tmp_path / f"copy{i:03d}.dcm")
+        ds.save_as(copies[-1])
     with LocalOrthanc(tmp_path / "server") as server:
-        server.upload([p for name in ("11_HCropVolume", "11-T1post-18670") for p in sorted((study / name).iterdir())])
+        server.upload([*crop, *copies])
         store = DicomwebDatastore(DicomwebServer(server.url, Credentials(server.user, server.password)))
         ranking = rank(store, "tta")
         assert len(ranking.ranked) == 2 and not ranking.skipped
