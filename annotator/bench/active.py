@@ -43,15 +43,16 @@ def _dataset(folder: Path, source: Path, train: list[str], test: list[str] = ())
     return folder
 
 
-def _train_briefly(source: Path, cases: list[str], out: Path, minutes: float, quick: bool) -> Path:
-    """A DeepEdit model trained for a few minutes on ``cases``; its sidecar."""
+def _train_briefly(source: Path, cases: list[str], out: Path, iterations: int, quick: bool) -> Path:
+    """A DeepEdit model trained for ``iterations`` on ``cases`` (a count, not a time: the
+    seeded training then gives the same model on every run); its sidecar."""
     from annotator.bench.train import run_training, starter_config
 
     data = _dataset(out / "data", source, cases)
-    overrides = {"max_minutes": minutes, "name": "bench-active-brief", "install": False, "epochs": 1000,
-                 "val_fraction": 0.2, "val_every": 1000}
+    overrides = {"max_iterations": iterations, "max_minutes": 0, "name": "bench-active-brief", "install": False,
+                 "epochs": 1000, "val_fraction": 0.2, "val_every": 1000}
     if quick:
-        overrides.update(max_iterations=4, patch=[32, 32, 32])
+        overrides.update(patch=[32, 32, 32])
     run_training(starter_config("deepedit", data, out / "run", **overrides))
     for name in ("best.json", "last.json"):
         if (out / "run" / name).exists():
@@ -100,7 +101,7 @@ def _rank_many(source: Path, cases: list[str], folder: Path) -> tuple[float, int
     return time.perf_counter() - start, len(ranking.ranked), DEFAULT
 
 
-def _curve(source: Path, split: dict, folder: Path, rounds: int, minutes: float, seed: int, pool: int) -> dict:
+def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int, seed: int, pool: int) -> dict:
     """Validation Dice per round, random against the default strategy (each round: the 10
     best-scored unlabeled train cases join, a brief retraining from scratch)."""
     from annotator.active.strategies import DEFAULT, model_score, plain_score
@@ -117,7 +118,7 @@ def _curve(source: Path, split: dict, folder: Path, rounds: int, minutes: float,
         labeled, dice = list(start), []
         for r in range(rounds):
             out = folder / f"{strategy}-{r}"
-            sidecar = _train_briefly(source, labeled, out, minutes, quick=False)
+            sidecar = _train_briefly(source, labeled, out, iterations, quick=False)
             events = read_log(out / "run" / "events.jsonl")
             dice.append(max((e["dice"] for e in events if e["event"] == "validation"), default=float("nan")))
             unlabeled = [c for c in pool if c not in labeled]
@@ -178,7 +179,7 @@ def _plot_curve(curve: dict[str, list[float]], path: str) -> None:
 def run(args: argparse.Namespace) -> dict:
     from scipy.stats import pearsonr, spearmanr
 
-    from annotator.bench.options import STARTER
+    from annotator.bench.options import BRIEF_ITERATIONS, STARTER
     from annotator.models.registry import ModelRegistry
 
     source = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
@@ -192,10 +193,9 @@ def run(args: argparse.Namespace) -> dict:
         models = {"starter": ModelRegistry().entry(STARTER).sidecar}
         if not args.no_brief:
             cases = split["train"][: args.brief_cases]
-            models["brief"] = _train_briefly(source, cases, tmp / "brief", args.brief_minutes or
-                                             (0.2 if args.quick else 3.0), args.quick)
-            params["brief_model"] = {"train_cases": len(cases), "minutes": args.brief_minutes or
-                                     (0.2 if args.quick else 3.0)}
+            iterations = args.brief_iterations or (4 if args.quick else BRIEF_ITERATIONS)
+            models["brief"] = _train_briefly(source, cases, tmp / "brief", iterations, args.quick)
+            params["brief_model"] = {"train_cases": len(cases), "iterations": iterations}
         for name, sidecar in models.items():
             rows = _score_cases(Path(sidecar), source, test, args.seed)
             per_model[name] = rows
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
                        "dice": "mean over the labels of the automatic prediction"})
         extra = {"cases": per_model}
         if args.curve:
-            extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, args.curve_minutes, args.seed,
+            extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, args.curve_iterations, args.seed,
                                     args.curve_pool)
             for strategy, dice in extra["curve"].items():
                 results.append(rep.result(f"curve_final_dice_{strategy}", dice[-1], "dice", "higher"))

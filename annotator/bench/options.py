@@ -23,17 +23,24 @@ STARTER = "deepedit-hippocampus-mr"
 GRAPHCUT_DATASETS = ("ct", "ctdicom", "mr", "hippocampus", "phantom")
 
 
+#: training iterations of `bench active`'s brief model (about 3 minutes on 2 CPU cores)
+BRIEF_ITERATIONS = 450
+
+
 def active(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="the hippocampus dataset folder (default: the shared one)")
     parser.add_argument("--cases", type=int, default=None, help="test cases (default all 52, quick 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random and of the dropout")
     parser.add_argument("--no-brief", action="store_true", help="score the starter model only")
     parser.add_argument("--brief-cases", type=int, default=5, help="train cases of the brief model (default 5)")
-    parser.add_argument("--brief-minutes", type=float, default=None, help="its training time (default 3, quick 0.2)")
+    parser.add_argument("--brief-iterations", type=int, default=None,
+                        help="its training iterations: a fixed number, so that every run trains the same model "
+                             f"(default {BRIEF_ITERATIONS}: about 3 minutes on 2 CPU cores; quick 4)")
     parser.add_argument("--plot", help="PNG: score against 1 - Dice per strategy")
     parser.add_argument("--curve", action="store_true", help="also the simulated learning curve (long)")
     parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
-    parser.add_argument("--curve-minutes", type=float, default=3.0, help="training per round (default 3)")
+    parser.add_argument("--curve-iterations", type=int, default=BRIEF_ITERATIONS,
+                        help=f"training iterations per round (default {BRIEF_ITERATIONS})")
     parser.add_argument("--curve-pool", type=int, default=208, help="train cases the curve draws from (default all)")
 
 
