@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from annotator.active.ranking import SCORING
 from annotator.active import rank
+from annotator.active.ranking import SCORING
 from annotator.annotation.jobs import Cancelled
 from annotator.datastore import LocalDatastore, Status
 from annotator.errors import ModelError

@@ -162,10 +162,10 @@ def contrast(image: np.ndarray, structures: np.ndarray) -> float:
         return 0.0
     near = ndimage.binary_dilation(structures, iterations=SHELL[0])
     shell = ndimage.binary_dilation(near, iterations=SHELL[1] - SHELL[0]) & ~near
-    core = ndimage.binary_erosion(structures)
-    core = core if core.any() else structures
     if not shell.any():
         return 0.0
+    core = ndimage.binary_erosion(structures)
+    core = core if core.any() else structures
     return float(abs(image[core].mean() - image[shell].mean()) / (image[shell].std() + 1e-6))
 
 
@@ -182,4 +182,4 @@ def _label_scores(masks: list[np.ndarray], consensus: np.ndarray, probability: n
     dices = [2 * np.logical_and(m, consensus).sum() / max(m.sum() + c, 1) for m in masks]
     raw = {"disagreement": float(1 - np.mean(dices)), "entropy": entropy}
     weight = max(distinct, MIN_CONTRAST) ** WEIGHT
-    return {k: v / (v + weight) if v > 0 else 0.0 for k, v in raw.items()}
+    return {k: v / (v + weight) for k, v in raw.items()}
