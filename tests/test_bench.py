@@ -106,10 +106,11 @@ def test_bench_robot_graphcut_quick(tmp_path):
     assert (tmp_path / "gc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_active_quick_correlates_the_scores_it_reports(tmp_path):
+def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learning_curve(tmp_path):
     from scipy.stats import pearsonr, spearmanr
 
-    report = bench(tmp_path, "active", "--quick", "--no-brief", "--cases", "5")
+    report = bench(tmp_path, "active", "--quick", "--no-brief", "--cases", "5", "--plot", str(tmp_path / "a.png"),
+                   "--curve", "--rounds", "2", "--curve-pool", "24", "--curve-held-out", "2")
     found = values(report)
     rows = report["cases"]["starter"]
     assert len(rows) == 5 and all(0 < r["dice"] <= 1 for r in rows)
@@ -121,3 +122,14 @@ def test_bench_active_quick_correlates_the_scores_it_reports(tmp_path):
     assert found["spearman_best_starter"] == pytest.approx(
         max(found["spearman_tta_starter"], found["spearman_epistemic_starter"]), abs=1e-6)
     assert report["params"]["ranked_volumes"] == 10 and found["rank_10_volumes_min"] > 0
+    # the curve: both strategies start from the same model, then each adds its own 10
+    curve = report["curve"]
+    assert curve["labelled"] == [10, 20] and len(curve["held_out"]) == 2
+    random, tta = curve["dice"]["random"], curve["dice"]["tta"]
+    assert len(random) == len(tta) == 2 and random[0] == tta[0] and all(0 <= d <= 1 for d in random + tta)
+    for strategy, chosen in curve["chosen"].items():
+        assert len(set(chosen)) == 20 and chosen[:10] == curve["chosen"]["random"][:10]
+        assert not set(chosen) & set(curve["held_out"]), "the curve is measured on cases it never labels"
+        assert found[f"curve_final_dice_{strategy}"] == pytest.approx(curve["dice"][strategy][-1], abs=1e-4)
+    for png in ("a.png", "a_curve.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,8 @@ case first and orders the good ones at random has a high Pearson and a low Spear
 Also: scoring seconds per image per strategy, and :func:`annotator.active.rank` of 100
 train volumes with the default strategy, end to end. ``--curve``: a simulated learning
 curve (optional, long): from 10 labeled train cases, 10 more per round chosen by random
-and by the default strategy, a brief retraining each round, validation Dice per round.
+and by the default strategy, a brief retraining each round, and each round's Dice on
+train cases held out of the pool (the same for every round and strategy).
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ def _dataset(folder: Path, source: Path, train: list[str], test: list[str] = ())
     return folder
 
 
-def _train_briefly(source: Path, cases: list[str], out: Path, iterations: int, quick: bool) -> Path:
+def _train_briefly(source: Path, cases: list[str], out: Path, iterations: int, quick: bool,
+                   val_fraction: float = 0.2) -> Path:
     """A DeepEdit model trained for ``iterations`` on ``cases`` (a count, not a time: the
-    seeded training then gives the same model on every run); its sidecar."""
+    seeded training then gives the same model on every run), ``val_fraction`` of them set
+    aside for its validation (one at least); its sidecar."""
     from annotator.bench.train import run_training, starter_config
 
     data = _dataset(out / "data", source, cases)
     overrides = {"max_iterations": iterations, "max_minutes": 0, "name": "bench-active-brief", "install": False,
-                 "epochs": 1000, "val_fraction": 0.2, "val_every": 1000}
+                 "epochs": 1000, "val_fraction": val_fraction, "val_every": 1000}
     if quick:
         overrides.update(patch=[32, 32, 32])
     run_training(starter_config("deepedit", data, out / "run", **overrides))
@@ -60,23 +63,34 @@ def _train_briefly(source: Path, cases: list[str], out: Path, iterations: int, q
     raise InputError("the brief training left no checkpoint")
 
 
+def _session(source: Path, case: str, model, card):
+    from annotator.engine.deep import new_session
+    from annotator.io import read_volume
+
+    return new_session(read_volume(source / "images" / f"{case}.nii.gz"), model, card)
+
+
+def _automatic(source: Path, case: str, model, card) -> tuple[object, float]:
+    """A session of ``case`` and the Dice of its automatic prediction (mean over labels)."""
+    from annotator.engine.metrics import dice_per_label
+    from annotator.io import read_label
+
+    session = _session(source, case, model, card)
+    truth = read_label(source / "labels" / f"{case}.nii.gz", session.volume)
+    dice = dice_per_label(session.automatic().label, truth, sorted(card.foreground.values()))
+    return session, float(np.mean(list(dice.values())))
+
+
 def _score_cases(sidecar: Path, source: Path, cases: list[str], seed: int) -> list[dict]:
     from annotator.active.strategies import model_score, plain_score
-    from annotator.engine.deep import new_session
     from annotator.engine.device import choose_device
-    from annotator.engine.metrics import dice_per_label
-    from annotator.io import read_label, read_volume
     from annotator.models import load_checkpoint
 
     model, card = load_checkpoint(sidecar, choose_device())
-    values = sorted(card.foreground.values())
     rows = []
     for position, case in enumerate(cases):
-        volume = read_volume(source / "images" / f"{case}.nii.gz")
-        truth = read_label(source / "labels" / f"{case}.nii.gz", volume)
-        session = new_session(volume, model, card)
-        predicted = session.automatic().label
-        row = {"id": case, "dice": float(np.mean(list(dice_per_label(predicted, truth, values).values())))}
+        session, dice = _automatic(source, case, model, card)
+        row = {"id": case, "dice": dice}
         for strategy in ("tta", "epistemic"):
             start = time.perf_counter()
             row[strategy] = model_score(strategy, session, seed).score
@@ -101,36 +115,45 @@ def _rank_many(source: Path, cases: list[str], folder: Path) -> tuple[float, int
     return time.perf_counter() - start, len(ranking.ranked), DEFAULT
 
 
-def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int, seed: int, pool: int) -> dict:
-    """Validation Dice per round, random against the default strategy (each round: the 10
-    best-scored unlabeled train cases join, a brief retraining from scratch)."""
+def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int, seed: int, pool: int,
+           held_out: int, quick: bool) -> dict:
+    """The learning curve of random against the default strategy: from 10 labelled train
+    cases, each round a model trained briefly on the labelled cases scores the rest of
+    the pool, the 10 it ranks first join, and a model is trained again from scratch.
+    Measured after each training: the automatic prediction's Dice (mean over labels) on
+    ``held_out`` train cases set aside first, the same for every round and strategy."""
     from annotator.active.strategies import DEFAULT, model_score, plain_score
-    from annotator.engine.deep import new_session
-    from annotator.io import read_volume
+    from annotator.engine.device import choose_device
     from annotator.models import load_checkpoint
-    from annotator.training.events import read_log
 
-    pool = list(split["train"])[:pool]
-    rng = np.random.default_rng(seed)
-    start = [str(c) for c in rng.choice(pool, 10, replace=False)]
-    curves = {}
+    order = [str(c) for c in np.random.default_rng(seed).permutation(list(split["train"]))]
+    held, pool = order[:held_out], order[held_out:held_out + pool]
+    device = choose_device()
+
+    def trained(labeled: list[str], out: Path) -> tuple:
+        # all labelled cases but one train it (the training's own check needs one)
+        model, card = load_checkpoint(_train_briefly(source, labeled, out, iterations, quick, 0.0), device)
+        return model, card, float(np.mean([_automatic(source, c, model, card)[1] for c in held]))
+
+    start = pool[:10]
+    first = trained(start, folder / "start")  # both strategies start from the same model
+    dice: dict[str, list[float]] = {}
+    chosen: dict[str, list[str]] = {}
     for strategy in ("random", DEFAULT):
-        labeled, dice = list(start), []
-        for r in range(rounds):
-            out = folder / f"{strategy}-{r}"
-            sidecar = _train_briefly(source, labeled, out, iterations, quick=False)
-            events = read_log(out / "run" / "events.jsonl")
-            dice.append(max((e["dice"] for e in events if e["event"] == "validation"), default=float("nan")))
+        labeled, (model, card, measured) = list(start), first
+        dice[strategy] = [measured]
+        for r in range(1, rounds):
             unlabeled = [c for c in pool if c not in labeled]
             if strategy == "random":
                 scores = {c: plain_score("random", c, i, seed + r).score for i, c in enumerate(unlabeled)}
             else:
-                model, card = load_checkpoint(sidecar)
-                scores = {c: model_score(strategy, new_session(read_volume(source / "images" / f"{c}.nii.gz"),
-                                                               model, card), seed).score for c in unlabeled}
+                scores = {c: model_score(strategy, _session(source, c, model, card), seed).score
+                          for c in unlabeled}
             labeled += sorted(scores, key=lambda c: -scores[c])[:10]
-        curves[strategy] = dice
-    return curves
+            model, card, measured = trained(labeled, folder / f"{strategy}-{r}")
+            dice[strategy].append(measured)
+        chosen[strategy] = labeled
+    return {"labelled": [10 * (r + 1) for r in range(rounds)], "held_out": held, "dice": dice, "chosen": chosen}
 
 
 def _plot(per_model: dict[str, list[dict]], path: str) -> None:
@@ -158,18 +181,19 @@ def _plot(per_model: dict[str, list[dict]], path: str) -> None:
     plt.close(fig)
 
 
-def _plot_curve(curve: dict[str, list[float]], path: str) -> None:
+def _plot_curve(curve: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.8))
-    for strategy, dice in curve.items():
-        ax.plot([10 * (i + 1) for i in range(len(dice))], dice, marker="o", label=strategy)
+    for strategy, dice in curve["dice"].items():
+        ax.plot(curve["labelled"], dice, marker="o", label=strategy)
+    ax.set_xticks(curve["labelled"])
     ax.set_xlabel("labelled train cases")
-    ax.set_ylabel("validation Dice after a brief training")
-    ax.set_title("Simulated learning curve")
+    ax.set_ylabel(f"Dice on {len(curve['held_out'])} held-out train cases")
+    ax.set_title("Simulated learning curve (automatic prediction)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -186,6 +210,8 @@ def run(args: argparse.Namespace) -> dict:
     if not (source / "split.json").is_file():
         raise InputError(f"{source}: not the hippocampus dataset folder (images/, labels/, split.json)")
     split = json.loads((source / "split.json").read_text())
+    if args.curve and (args.rounds < 1 or args.curve_pool < 2):
+        raise InputError("the learning curve needs --rounds of at least 1 and a --curve-pool of at least 2 cases")
     test = split["test"][: args.cases or (6 if args.quick else None)]
     results, params, per_model = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,10 +250,14 @@ def run(args: argparse.Namespace) -> dict:
                        "dice": "mean over the labels of the automatic prediction"})
         extra = {"cases": per_model}
         if args.curve:
-            extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, args.curve_iterations, args.seed,
-                                    args.curve_pool)
-            for strategy, dice in extra["curve"].items():
+            held_out = args.curve_held_out or (3 if args.quick else 20)
+            iterations = args.curve_iterations or (4 if args.quick else BRIEF_ITERATIONS)
+            extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, iterations, args.seed,
+                                    args.curve_pool, held_out, args.quick)
+            params["curve"] = {"rounds": args.rounds, "iterations": iterations, "held_out_cases": held_out}
+            for strategy, dice in extra["curve"]["dice"].items():
                 results.append(rep.result(f"curve_final_dice_{strategy}", dice[-1], "dice", "higher"))
+                results.append(rep.result(f"curve_mean_dice_{strategy}", float(np.mean(dice)), "dice", "higher"))
     if args.plot:
         _plot(per_model, args.plot)
         if "curve" in extra:
