@@ -44,12 +44,25 @@ def test_tta_ranks_every_unlabeled_image_and_caches_per_model(folder):
     records = {r.id: r for r in store.records()}
     assert records[CASES[1]].score == pytest.approx(next(r.score for r in first.ranked if r.id == CASES[1]))
     assert records[CASES[0]].score is None
+    # current scores are taken from the cache without opening their images
+    opened, open_image = [], store.open_image
+    store.open_image = lambda image_id, progress=None: opened.append(image_id) or open_image(image_id, progress)
     again = rank(store, "tta")
     assert all(r.cached for r in again.ranked) and [r.score for r in again.ranked] == [r.score for r in first.ranked]
+    assert opened == []
     # a score kept by an earlier way of scoring is computed again
     kept = dict(records[CASES[1]].info["active"])
+    assert kept["tta"]["modality"] == open_image(CASES[1]).modality
     store.set_info(CASES[1], active={"tta": {**kept["tta"], "scoring": SCORING - 1}})
     assert {r.id: r.cached for r in rank(store, "tta").ranked}[CASES[1]] is False
+    assert opened == [CASES[1]]
+    # a current entry that does not say the modality (kept before it was) opens the image
+    # once, and says it from then on
+    older = records[CASES[2]].info["active"]["tta"]
+    store.set_info(CASES[2], active={"tta": {k: v for k, v in older.items() if k != "modality"}})
+    for _ in range(2):
+        assert {r.id: r.cached for r in rank(store, "tta").ranked}[CASES[2]] is True
+        assert opened == [CASES[1], CASES[2]]
     # another model in use: every cached score is stale
     registry = ModelRegistry()
     model, card = load_checkpoint(registry.entry("deepedit-hippocampus-mr").sidecar)

@@ -1,14 +1,15 @@
 """Rank the unlabeled images of any datastore by a strategy.
 
 Scores are kept with each image in the store (``info["active"][strategy]``, with the
-model they came from: its name and weights checksum, and the version of the scoring,
-:data:`SCORING`), so a ranking asks the network again only for images it has not scored
-with the current model: a new active model, or a new way of scoring, makes every cached
-score stale. The worklist's score column is the store's score,
-written as each image is scored. An image that cannot be opened is skipped with its
-reason; the rest are ranked. An image whose modality no installed model knows is skipped
-too (an MR model's uncertainty on a CT says nothing); when that leaves nothing to rank,
-the ranking fails with that reason.
+model they came from: its name and weights checksum, the version of the scoring,
+:data:`SCORING`, and the image's modality), so a ranking asks the network again only for
+images it has not scored with the current model: a new active model, or a new way of
+scoring, makes every cached score stale. A score that is still current is taken without
+opening its image (the modality says which model would score it). The worklist's score
+column is the store's score, written as each image is scored. An image that cannot be
+opened is skipped with its reason; the rest are ranked. An image whose modality no
+installed model knows is skipped too (an MR model's uncertainty on a CT says nothing);
+when that leaves nothing to rank, the ranking fails with that reason.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
         cached = record.info.get("active", {}).get(strategy, {}) if isinstance(record.info.get("active"), dict) else {}
         try:
             if clicks is None:
-                found, version, was_cached = plain_score(strategy, record.id, position, seed), "", False
+                found, origin, was_cached = plain_score(strategy, record.id, position, seed), {}, False
             else:
-                found, version, was_cached, seconds = _scored(store, record.id, strategy, clicks, cached, seed)
+                found, origin, was_cached, seconds = _scored(store, record.id, strategy, clicks, cached, seed)
                 if not was_cached:
                     spent += seconds
                     scored_now += 1
@@ -81,7 +82,7 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
             report(f"skipped {record.name}: {exc}", (position + 1) / max(len(records), 1))
             continue
         ranked.append(Ranked(record.id, found.score, strategy, found.per_label, was_cached))
-        _keep(store, record, strategy, found, version)
+        _keep(store, record, strategy, found, origin)
     if not ranked and no_model:
         raise ModelError(no_model[0])  # nothing could be scored: one clear reason
     report(f"{len(ranked)} images ranked by {strategy}", 1.0)
@@ -89,29 +90,47 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
     return Ranking(ranked, skipped, spent / scored_now if scored_now else 0.0)
 
 
-def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, str, bool, float]:
-    """(score, model version, whether it came from the cache, seconds spent) of one image."""
+def _current(cached: dict, version: str) -> Score | None:
+    """The cached score if ``version`` of the model made it with today's scoring."""
+    if (cached.get("model") == version and cached.get("scoring") == SCORING
+            and isinstance(cached.get("score"), (int, float))):
+        return Score(float(cached["score"]), dict(cached.get("per_label", {})))
+    return None
+
+
+def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, dict, bool, float]:
+    """(score, where it came from: model version and image modality, whether it came from
+    the cache, seconds spent) of one image."""
     from annotator.engine.deep import modality_note
 
+    modality = cached.get("modality")
+    if isinstance(modality, str):  # which model would score it is known without the image
+        entry = clicks.registry.preferred(clicks.method, modality)
+        found = _current(cached, model_version(entry.card)) if entry else None
+        if found:
+            return found, {"model": cached["model"], "modality": modality}, True, 0.0
     volume = store.open_image(image_id)
     session = clicks.session(volume)
     if modality_note(session.card, volume):  # a model of another modality says nothing useful here
         raise ModelError(f"no {session.card.method} model for {volume.modality} images (the installed "
                          f"'{session.card.name}' is for {session.card.modality}); rank by random or first")
-    version = model_version(session.card)
-    if (cached.get("model") == version and cached.get("scoring") == SCORING
-            and isinstance(cached.get("score"), (int, float))):
-        return Score(float(cached["score"]), dict(cached.get("per_label", {}))), version, True, 0.0
+    origin = {"model": model_version(session.card), "modality": volume.modality}
+    found = _current(cached, origin["model"])
+    if found:
+        return found, origin, True, 0.0
     start = time.perf_counter()
     found = model_score(strategy, session, seed)
-    return found, version, False, time.perf_counter() - start
+    return found, origin, False, time.perf_counter() - start
 
 
-def _keep(store: Datastore, record, strategy: str, found: Score, version: str) -> None:
+def _keep(store: Datastore, record, strategy: str, found: Score, origin: dict) -> None:
     """The score into the store (worklist column) and its cache entry; a store that cannot
     be written (read-only media) just does not keep it."""
     active = dict(record.info.get("active", {})) if isinstance(record.info.get("active"), dict) else {}
-    active[strategy] = {"score": found.score, "per_label": found.per_label, "model": version, "scoring": SCORING}
+    entry = {"score": found.score, "per_label": found.per_label, **origin, "scoring": SCORING}
+    if active.get(strategy) == entry and record.score == found.score:
+        return  # a current cached score: nothing to write
+    active[strategy] = entry
     try:
         store.set_info(record.id, active=active)
         store.set_scores({record.id: found.score})
