@@ -7,6 +7,7 @@ file and the problem; ``--debug`` shows the traceback as well.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 import traceback
@@ -202,6 +203,16 @@ def _spacing(text: str) -> list[float]:
     return values
 
 
+def _window(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not LOW,HIGH") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"'{text}': LOW must be below HIGH")
+    return low, high
+
+
 def _store(place: str):
     from annotator.datastore import open_datastore
 
@@ -269,12 +280,15 @@ def cmd_plan(args) -> int:
 
 
 def _labels(text: str) -> dict[str, int]:
-    """``liver=1,spleen=2`` or ``liver,spleen`` (values 1, 2, ... in that order)."""
+    """``liver=1,spleen=2`` or ``liver,spleen`` (values 1, 2, ... in that order;
+    ``background`` is 0), in the order given."""
     labels = {}
-    for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+    for part in (p.strip() for p in text.split(",") if p.strip()):
         name, _, value = part.partition("=")
+        name = name.strip().lower()
         try:
-            labels[name.strip().lower()] = int(value) if value else i + 1
+            labels[name] = int(value) if value else 0 if name == "background" else 1 + sum(
+                1 for n in labels if n != "background")
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{part}' is not name=value") from None
     if not labels:
@@ -287,7 +301,7 @@ def cmd_models_import(args) -> int:
 
     sidecar = import_model(args.path, args.method, args.labels, list(reversed(args.spacing)) if args.spacing else None,
                            name=args.name or "", modality=args.modality,
-                           roi_size=list(reversed(args.roi)) if args.roi else None)
+                           roi_size=list(reversed(args.roi)) if args.roi else None, window=args.window)
     print(f"{sidecar.stem}: installed ({sidecar}); choose it in the Training dock's model list or with "
           f"`annotator models use {sidecar.stem}`")
     return 0
@@ -532,7 +546,13 @@ def cmd_bench(args) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage mistakes get one line too, like every other error (the usage is in --help)."""
+    """Usage mistakes get one line too, like every other error (the usage is in --help).
+    A value that starts with a minus and a digit is a value, lists too (``--window
+    -175,250``), not an option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
 
     def error(self, message: str):
         self.exit(2, f"annotator: error: {message} (see {self.prog} --help)\n")
@@ -622,7 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     m = msub.add_parser("import", help="a MONAI Label sample-app checkpoint (.pt state dict) or a MONAI bundle folder")
     m.add_argument("path", help="the .pt file (read with weights_only; a full pickle is refused) or bundle folder")
     m.add_argument("--method", required=True, choices=["deepedit", "deepgrow3d", "deepgrow2d"])
-    m.add_argument("--labels", type=_labels, help="deepedit: the labels, e.g. spleen=1,liver=2 (a bundle gives them)")
+    m.add_argument("--labels", type=_labels,
+                   help="deepedit: the labels in the order of the model's label list, e.g. spleen=1,liver=2,background=0 "
+                        "(its click channels follow that order; background last when not given; a bundle gives them)")
+    m.add_argument("--window", type=_window, metavar="LOW,HIGH",
+                   help="the intensities the model's training mapped to 0..1 (ScaleIntensityRanged a_min,a_max; "
+                        "MONAI Label's CT apps: -175,250); default: each image's 0.5-99.5 percentiles")
     m.add_argument("--spacing", type=_spacing, metavar="X,Y,Z", help="the spacing it was trained at, mm")
     m.add_argument("--roi", type=_patch, metavar="X,Y,Z", help="click crop on the model grid (default 128,128,128)")
     m.add_argument("--name", help="model name (default: method and file name)")

@@ -100,3 +100,107 @@ def test_a_monai_bundle_and_the_command(tmp_path):
 
     card = ModelRegistry().entry("bundle-edit").card
     assert card.target_spacing == [1.5, 1.0, 1.0] and card.labels == {"anterior": 1, "posterior": 2}
+
+
+def _coordinate_volume(axis: int):
+    """A volume whose voxels hold their RAS coordinate ``axis`` (mm), stored with axes that
+    are permuted and reversed against RAS."""
+    from annotator.io.volume import Volume
+
+    direction = np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0]], float)  # columns: LPS of index x, y, z
+    shape_zyx, origin = (20, 24, 28), np.array([5.0, -7.0, 11.0])
+    z, y, x = np.meshgrid(*(np.arange(n) for n in shape_zyx), indexing="ij")
+    lps = origin[:, None] + direction @ np.stack([x.ravel(), y.ravel(), z.ravel()]).astype(float)
+    ras = lps * np.array([[-1.0], [-1.0], [1.0]])
+    return Volume(ras[axis].reshape(shape_zyx).astype(np.float32), (1.0, 1.0, 1.0), tuple(origin),
+                  tuple(direction.ravel()), modality="CT")
+
+
+def test_an_imported_deepedit_is_fed_as_monai_feeds_it(tmp_path):
+    """MONAI's layout: the image as (x, y, z) turned to right, anterior, superior; the click
+    channels in the label list's order (MONAI Label's: background last), 3-voxel Gaussians;
+    the window it was trained with."""
+    from annotator.engine.deep import new_session
+
+    network = _sample_app("deepedit", 3, 4)
+    torch.save(network.state_dict(), tmp_path / "edit.pt")
+    sidecar = import_model(tmp_path / "edit.pt", "deepedit", {"liver": 1, "spleen": 2}, [1.0, 1.0, 1.0],
+                           name="monai-edit", modality="CT", roi_size=[32, 32, 32], window=(-1000.0, 1000.0))
+    card = json.loads(sidecar.read_text())
+    assert card["guidance_order"] == ["liver", "spleen", "background"] and card["axes"] == "ras"
+    assert card["guidance_sigma"] == 3.0 and card["intensity"] == {"kind": "window", "low": -1000.0, "high": 1000.0}
+    model, card = load_checkpoint(sidecar)
+    seen = []
+    model.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach().clone()))
+    for axis in range(3):
+        volume = _coordinate_volume(axis)
+        session = new_session(volume, model, card)
+        session.click([(10, 12, 14)], [(10, 12, 4)], previous=np.zeros(volume.shape, np.uint8), value=2)
+        x = seen[-1][0]
+        inside = torch.nonzero(x[0])  # the crop within the network's zero padding
+        image = x[0][tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(inside.min(0).values, inside.max(0).values))]
+        assert image.numel() == 20 * 24 * 28
+        # the image channel grows along the network's axis of that coordinate, and only there
+        for j in range(3):
+            step = image.diff(dim=j)
+            assert bool((step > 0).all()) if j == axis else float(step.abs().max()) < 1e-4, (axis, j)
+        # a click on spleen (value 2) is in spleen's channel, the background click in the last
+        peaks = [float(x[c].max()) for c in (1, 2, 3)]
+        assert peaks[0] == 0 and peaks[1] > 0.99 and peaks[2] > 0.99
+        assert float(x[2].sum()) > 250  # sigma 3: about (3 * sqrt(2 pi)) ** 3 = 424 voxels (sigma 2: 126)
+
+
+def test_a_deepedit_bundle_as_the_model_zoo_writes_it(tmp_path):
+    """Channels as expressions of the label list, the labels in inference.json (background
+    last), the window in a ScaleIntensityRanged of another list, no spacing (the zoo's
+    DeepEdit resizes): the spacing must be given."""
+    bundle = tmp_path / "spleen_deepedit"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    spec = {k: v for k, v in VARIANTS["sample-app"]["deepedit"].items() if k != "name"}
+    (bundle / "configs" / "inference.json").write_text(json.dumps({
+        "label_names": {"spleen": 1, "background": 0}, "number_intensity_ch": 1,
+        "network_def": {"_target_": "DynUNet", **spec, "in_channels": "$len(@label_names) + @number_intensity_ch",
+                        "out_channels": "$len(@label_names)"},
+        "preprocessing_transforms": [{"_target_": "LoadImaged", "keys": "image"},
+                                     {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -175,
+                                      "a_max": 250, "b_min": 0.0, "b_max": 1.0, "clip": True}],
+        "preprocessing": {"_target_": "Compose", "transforms": "$@preprocessing_transforms"}}))
+    torch.save(_sample_app("deepedit", 2, 3).state_dict(), bundle / "models" / "model.pt")
+    with pytest.raises(ModelError, match="spacing"):
+        import_model(bundle, "deepedit")
+    card = load_checkpoint(import_model(bundle, "deepedit", spacing_zyx=[3.0, 3.0, 3.0], name="zoo-spleen"))[1]
+    assert card.labels == {"spleen": 1} and card.guidance == ["spleen", "background"]
+    assert card.intensity == {"kind": "window", "low": -175.0, "high": 250.0} and card.axes == "ras"
+    assert card.class_of(1) == 1  # the output stays background first, as MONAI's argmax gives values
+
+
+def test_label_lists_and_a_window_on_the_command_line():
+    from annotator.cli import _labels, build_parser
+
+    assert list(_labels("spleen,liver,background").items()) == [("spleen", 1), ("liver", 2), ("background", 0)]
+    assert _labels("background,spleen") == {"background": 0, "spleen": 1}
+    args = build_parser().parse_args(["models", "import", "m.pt", "--method", "deepedit", "--window", "-175,250"])
+    assert args.window == (-175.0, 250.0)  # a negative first value is a value, not an option
+
+
+def test_fine_tuning_does_not_start_from_a_model_in_monais_layout(tmp_path):
+    """Training feeds this app's layout: an imported network would learn from input turned
+    otherwise than it was trained on, so the run starts from scratch and says why."""
+    from annotator.models import ModelCard
+    from annotator.models.networks import architecture
+    from annotator.training.config import TrainConfig
+    from annotator.training.job import _initial_weights
+
+    network = _sample_app("deepedit", 3, 4)
+    torch.save(network.state_dict(), tmp_path / "edit.pt")
+    import_model(tmp_path / "edit.pt", "deepedit", {"background": 0, "anterior": 1, "posterior": 2},
+                 [1.0, 1.0, 1.0], name="monai-edit")
+    config = TrainConfig(method="deepedit", data=[str(tmp_path)], init="monai-edit", variant="sample-app")
+    card = ModelCard(name="new", method="deepedit", architecture=architecture("deepedit", 2, "sample-app"),
+                     labels={"anterior": 1, "posterior": 2})
+    model, said = build_network(card.architecture), []
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _initial_weights(model, config, card, lambda event, **fields: said.append(fields.get("text", "")))
+    assert any("imported from MONAI" in text and "from scratch" in text for text in said), said
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -3,7 +3,8 @@
 One Gaussian per click (peak 1, ``sigma`` model voxels), centred on the click's exact
 model coordinate, channels combined by maximum. Which channel a click goes to is the
 model card's ``guidance`` layout: DeepGrow has a foreground and a background channel,
-DeepEdit one per class (background first), as in MONAI Label's sample apps.
+DeepEdit one per class (ours: background first; an imported model's: its own order, MONAI
+Label's with background last); the width is the card's ``guidance_sigma``.
 """
 
 from __future__ import annotations
@@ -41,23 +42,24 @@ def gaussian_map(shape: Sequence[int], points: Iterable, sigma: float = SIGMA,
 
 
 def guidance(shape: Sequence[int], clicks: dict[int, list], channels: int,
-             device: torch.device | str = "cpu", out: torch.Tensor | None = None) -> torch.Tensor:
+             device: torch.device | str = "cpu", out: torch.Tensor | None = None,
+             sigma: float = SIGMA) -> torch.Tensor:
     """``channels`` maps of ``shape``; ``clicks`` maps a channel to its points. Drawn into
     ``out`` (channels, *shape) when given, which is cleared first."""
     maps = torch.zeros((channels, *shape), device=device) if out is None else out.zero_()
     for channel, points in clicks.items():
         if len(points):
-            gaussian_map(shape, points, device=device, out=maps[channel])
+            gaussian_map(shape, points, sigma, device=device, out=maps[channel])
     return maps
 
 
-def click_channels(layout: list[str], labels: dict[str, int], value: int) -> tuple[int, int]:
-    """(foreground channel, background channel) of a click on label ``value``."""
-    if layout == ["foreground", "background"]:
-        return 0, 1
-    by_value = {int(v): name for name, v in labels.items() if int(v) > 0}
-    name = by_value.get(int(value), by_value[min(by_value)])
-    return layout.index(name), layout.index("background")
+def click_channels(card, value: int) -> tuple[int, int]:
+    """(foreground channel, background channel) of a click on label ``value`` for the
+    network of ``card``."""
+    layout = card.guidance
+    if card.method != "deepedit":
+        return layout.index("foreground"), layout.index("background")
+    return layout.index(card.class_names[card.class_of(value)]), layout.index("background")
 
 
 def centre_of(mask: np.ndarray) -> tuple[int, ...]:

@@ -104,6 +104,10 @@ class ClickSession:
                  device: torch.device | str = "cpu"):
         if min(volume.shape) < 2 and card.spatial_dims == 3:
             raise InputError(f"{volume.name}: a 2-D image; {card.method} needs a 3-D volume")
+        if card.axes == "ras":  # a network from MONAI: turned to its layout for this image
+            from annotator.engine.axes import Turned, ras_view
+
+            model = Turned(model, *ras_view(volume.direction, card.spatial_dims))
         self.volume, self.model, self.card = volume, model, card
         self.device = torch.device(device)
         self.preprocess_count = 0
@@ -159,7 +163,7 @@ class ClickSession:
         x = torch.zeros((1, self.card.input_channels, *shape), device=self.device)
         x[0, 0] = self.image()[crop]
         channels = len(self.card.guidance)
-        guidance(shape, in_crop, channels, self.device, out=x[0, 1:1 + channels])
+        guidance(shape, in_crop, channels, self.device, out=x[0, 1:1 + channels], sigma=self.card.guidance_sigma)
         if self.card.previous_label and previous is not None:
             x[0, 1 + channels:] = self._previous_on_crop(previous, crop, value)
         return crop, x
@@ -185,7 +189,7 @@ class ClickSession:
                     previous: np.ndarray | None = None) -> tuple[tuple[slice, ...], torch.Tensor]:
         """The crop and the network input a click with these marks on label ``value`` runs on."""
         fg, bg = self._on_slice(fg, bg)
-        fg_channel, bg_channel = click_channels(self.card.guidance, self.card.labels, value)
+        fg_channel, bg_channel = click_channels(self.card, value)
         return self._network_input({fg_channel: fg, bg_channel: bg}, fg, previous, value)
 
     def _on_slice(self, fg: list, bg: list) -> tuple[list, list]:
@@ -205,7 +209,7 @@ class ClickSession:
         t_pre = time.perf_counter()
         crop, x = self.click_input(fg, bg, value, previous)
         scores = self._scores(x)
-        fg_class = click_channels(self.card.guidance, self.card.labels, value)[0] if self.card.method == "deepedit" else 1
+        fg_class = self.card.class_of(value)
         t_net = time.perf_counter()
         # the clicked class wins where its score beats every other class: one map to resample
         others = functools.reduce(torch.maximum, [c for i, c in enumerate(scores) if i != fg_class])
@@ -270,7 +274,7 @@ class ClickSession:
         """Label value of each output class (class 0: background)."""
         values = np.zeros(self.card.classes, np.uint8)
         if self.card.method == "deepedit":
-            for i, name in enumerate(self.card.guidance[1:], start=1):
+            for i, name in enumerate(self.card.class_names[1:], start=1):
                 values[i] = self.card.labels[name]
         else:
             values[1] = 1

@@ -38,6 +38,14 @@ class ModelCard:
     #: foreground class, 1 where the earlier label has it), as interactive networks that
     #: learn from each correction do; False for models from elsewhere (MONAI Label's)
     previous_label: bool = False
+    #: DeepEdit's click channels when their order is not ours (background first, then the
+    #: labels by value): a MONAI Label model's follow its label list, background usually last
+    guidance_order: list[str] = field(default_factory=list)
+    #: width (model voxels) of each click's Gaussian in the click maps (MONAI's DeepEdit: 3)
+    guidance_sigma: float = 2.0
+    #: how the network's axes lie: "array" (this app's: the image array's (z, y, x) as
+    #: stored) or "ras" (MONAI's: (x, y, z) turned to right, anterior, superior)
+    axes: str = "array"
     training: dict = field(default_factory=dict)  # data source, licence, case ids, split
     metrics: dict = field(default_factory=dict)
     version: str = ""
@@ -49,11 +57,25 @@ class ModelCard:
         return int(self.architecture.get("spatial_dims", 3))
 
     @property
-    def guidance(self) -> list[str]:
-        """Guidance channels after the image: DeepGrow's foreground/background clicks, or
-        DeepEdit's clicks per class (background first, then labels by value)."""
+    def class_names(self) -> list[str]:
+        """The output classes: background, then the labels by value (DeepGrow: one structure)."""
         if self.method == "deepedit":
             return ["background", *sorted(self.foreground, key=self.foreground.get)]
+        return ["background", "structure"]
+
+    def class_of(self, value: int) -> int:
+        """The output class of label ``value`` (an unknown value: the first label)."""
+        if self.method != "deepedit":
+            return 1
+        by_value = {v: name for name, v in self.foreground.items()}
+        return self.class_names.index(by_value.get(int(value), by_value[min(by_value)]))
+
+    @property
+    def guidance(self) -> list[str]:
+        """Guidance channels after the image: DeepGrow's foreground/background clicks, or
+        DeepEdit's clicks per class (:attr:`guidance_order`, else the classes' order)."""
+        if self.method == "deepedit":
+            return list(self.guidance_order) or self.class_names
         return ["foreground", "background"]
 
     @property
@@ -123,6 +145,14 @@ class ModelCard:
         check_architecture(card.architecture)
         if not isinstance(card.previous_label, bool):
             raise ModelError(f"{where}: previous_label must be true or false")
+        if card.guidance_order and (card.method != "deepedit" or not isinstance(card.guidance_order, list)
+                                    or sorted(map(str, card.guidance_order)) != sorted(card.class_names)):
+            raise ModelError(f"{where}: guidance_order must list each of {card.class_names} once")
+        if (isinstance(card.guidance_sigma, bool) or not isinstance(card.guidance_sigma, (int, float))
+                or not 0.1 <= card.guidance_sigma <= 20):
+            raise ModelError(f"{where}: guidance_sigma must be 0.1 to 20 voxels, not {card.guidance_sigma!r}")
+        if card.axes not in ("array", "ras"):
+            raise ModelError(f"{where}: axes must be \"array\" or \"ras\", not {card.axes!r}")
         expected = (card.input_channels, card.classes)
         found = (card.architecture.get("in_channels"), card.architecture.get("out_channels"))
         if found != expected:

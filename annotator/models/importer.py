@@ -2,7 +2,11 @@
 file) or a MONAI bundle folder, converted to this app's format (safetensors + sidecar).
 
 A ``.pt`` file is read with ``torch.load(weights_only=True)`` only: a file that needs full
-unpickling (it could run code) is refused. The network is the sample-app one of the
+unpickling (it could run code) is refused. The model is fed as MONAI fed it: the image
+turned to (x, y, z) in RAS (:mod:`annotator.engine.axes`), DeepEdit's click channels in
+its label list's order (MONAI Label's: background last) with Gaussians of 3 voxels, and
+the intensity window it was trained with (``--window``, or a bundle's
+``ScaleIntensityRanged``). The network is the sample-app one of the
 method (``annotator.models.networks.VARIANTS["sample-app"]``), or, for a bundle, the one its
 ``configs`` declare (plain arguments only). The weights must fit the network exactly;
 DeepGrow's one-channel (sigmoid) output becomes the two class scores the engine reads,
@@ -41,8 +45,25 @@ def _state_dict(path: Path) -> dict:
     return {k.removeprefix("module."): v for k, v in loaded.items()}
 
 
-def _bundle(folder: Path) -> tuple[dict, Path, dict[str, int], list[float] | None]:
-    """(architecture, weights file, labels, spacing zyx) a MONAI bundle declares."""
+def _steps(config) -> dict[str, dict]:
+    """The first transform of each kind anywhere in a bundle config (``Spacingd`` ...)."""
+    found: dict[str, dict] = {}
+    stack = [config]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, dict):
+            target = item.get("_target_")
+            if isinstance(target, str):
+                found.setdefault(target.rsplit(".", 1)[-1], item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _bundle(folder: Path) -> dict:
+    """What a MONAI bundle declares: its network (``spec``), ``weights``, ``labels`` (in its
+    order), ``spacing`` (z, y, x) and intensity ``window``, where it says them."""
     configs = folder / "configs"
     config = next((configs / n for n in ("inference.json", "train.json") if (configs / n).is_file()), None)
     if config is None:
@@ -54,44 +75,71 @@ def _bundle(folder: Path) -> tuple[dict, Path, dict[str, int], list[float] | Non
     name = str(network["_target_"]).rsplit(".", 1)[-1]
     if name not in ARCHITECTURES:
         raise ModelError(f"{config}: network {name} is not one this app builds ({', '.join(ARCHITECTURES)})")
-    args = {k: v for k, v in network.items() if k != "_target_"}
+    # the channels are the method's (often written as expressions of the label list)
+    args = {k: v for k, v in network.items() if k not in ("_target_", "in_channels", "out_channels")}
     if any(isinstance(v, str) and v[:1] in "@$%" for v in args.values()):
         raise ModelError(f"{config}: the network's arguments are expressions; give them as plain values")
     labels: dict[str, int] = {}
+    if isinstance(raw.get("label_names"), dict):  # DeepEdit bundles: names and values, in channel order
+        labels = {str(n).lower(): int(v) for n, v in raw["label_names"].items()}
     metadata = configs / "metadata.json"
-    if metadata.is_file():
+    if not labels and metadata.is_file():
         channels = (json.loads(metadata.read_text("utf-8")).get("network_data_format", {}).get("outputs", {})
                     .get("pred", {}).get("channel_def", {}))
         labels = {str(n).lower(): int(i) for i, n in channels.items() if int(i) > 0}
-    spacing = None
-    for step in raw.get("preprocessing", {}).get("transforms", []) if isinstance(raw.get("preprocessing"), dict) else []:
-        if isinstance(step, dict) and str(step.get("_target_", "")).endswith("Spacingd"):
-            pixdim = step.get("pixdim")
-            if isinstance(pixdim, list) and len(pixdim) == 3:
-                spacing = [float(v) for v in reversed(pixdim)]  # MONAI: (x, y, z)
+    steps = _steps(raw)
+    pixdim = steps.get("Spacingd", {}).get("pixdim")
+    spacing = [float(v) for v in reversed(pixdim)] if isinstance(pixdim, list) and len(pixdim) == 3 else None
+    window = None
+    scale = steps.get("ScaleIntensityRanged")
+    if scale is not None:
+        try:
+            window = (float(scale["a_min"]), float(scale["a_max"]))
+            out = (float(scale.get("b_min", 0.0)), float(scale.get("b_max", 1.0)))
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{config}: its ScaleIntensityRanged has no plain a_min, a_max") from None
+        if out != (0.0, 1.0):
+            raise ModelError(f"{config}: its ScaleIntensityRanged maps to {out[0]}..{out[1]}; this app feeds 0..1")
     weights = folder / "models" / "model.pt"
     if not weights.is_file():
         raise ModelError(f"{folder}: the bundle has no models/model.pt")
-    return {"name": name, **args}, weights, labels, spacing
+    return {"spec": {"name": name, **args}, "weights": weights, "labels": labels, "spacing": spacing,
+            "window": window}
+
+
+def _guidance_order(method: str, labels: dict[str, int], classes: list[str]) -> list[str]:
+    """DeepEdit's click channels as MONAI orders them: the label list's order, background
+    where it stands in it, else last (MONAI Label's apps); empty when that is ours."""
+    if method != "deepedit":
+        return []
+    order = [n for n in labels if int(labels[n]) > 0 or n == "background"]
+    order = order if "background" in order else [*order, "background"]
+    return [] if order == classes else order
 
 
 def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | None = None,
                  spacing_zyx: list[float] | None = None, name: str = "", modality: str = "unknown",
-                 roi_size: list[int] | None = None, target: str | os.PathLike | None = None) -> Path:
+                 roi_size: list[int] | None = None, target: str | os.PathLike | None = None,
+                 window: tuple[float, float] | None = None) -> Path:
     """Convert a checkpoint or bundle to a model of this app; returns its sidecar (in the
-    user models folder unless ``target`` names another)."""
+    user models folder unless ``target`` names another). ``labels`` in the order of the
+    model's label list (DeepEdit's click channels follow it); ``window``: the intensities
+    it mapped to 0..1 (MONAI's ``ScaleIntensityRanged`` a_min, a_max), else each image's
+    percentiles."""
     from annotator.models.registry import user_dir
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint or bundle")
-    declared_labels, declared_spacing, spec = {}, None, None
+    declared: dict = {"spec": None, "labels": {}, "spacing": None, "window": None}
     if path.is_dir():
-        spec, weights, declared_labels, declared_spacing = _bundle(path)
-        state = _state_dict(weights)
+        declared = _bundle(path)
+        state = _state_dict(declared["weights"])
     else:
         state = _state_dict(path)
-    labels = dict(labels or declared_labels)
+    spec, declared_spacing = declared["spec"], declared["spacing"]
+    window = window or declared["window"]
+    labels = dict(labels or declared["labels"])
     if method == "deepedit" and not labels:
         raise ModelError("give the labels the model segments (--labels name=value,...)")
     foreground = {k: v for k, v in labels.items() if int(v) > 0} if method == "deepedit" else {"structure": 1}
@@ -117,6 +165,10 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     ordered = {n: i for i, n in enumerate(sorted(foreground, key=foreground.get), start=1)}
     card = ModelCard(name=name, method=method, architecture=spec,
                      labels=ordered if method == "deepedit" else {"structure": 1}, modality=modality,
+                     axes="ras", guidance_sigma=3.0 if method == "deepedit" else 2.0,
+                     guidance_order=_guidance_order(method, labels, ["background", *ordered]),
+                     intensity={"kind": "window", "low": float(window[0]), "high": float(window[1])}
+                     if window else {"kind": "percentile", "low": 0.5, "high": 99.5},
                      target_spacing=[float(s) for s in spacing],
                      roi_size=list(roi_size or ([128, 128, 128] if spec.get("spatial_dims", 3) == 3 else [1, 256, 256])),
                      training={"source": f"imported from {path.name}", "label_values": labels})

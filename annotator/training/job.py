@@ -138,6 +138,10 @@ def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCar
     if body(entry.card.architecture) != body(card.architecture):
         emit("message", text=f"{entry.card.name} has another network or label count: training from scratch")
         return
+    if entry.card.axes != card.axes or entry.card.guidance != card.guidance:
+        emit("message", text=f"{entry.card.name} was imported from MONAI and reads its input in MONAI's layout "
+                             "(axes, click channels), which this training does not feed: training from scratch")
+        return
     base, _ = load_checkpoint(entry.sidecar)
     model.load_state_dict(widen_inputs(base.state_dict(), model.state_dict()))
     card.training["fine_tuned_from"] = entry.card.name

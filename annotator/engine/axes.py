@@ -1,0 +1,54 @@
+"""Networks trained in MONAI's layout, where this app's arrays are ``(z, y, x)`` as stored.
+
+A MONAI bundle or MONAI Label app loads an image as ``(x, y, z)`` and turns it to right,
+anterior, superior (``Orientationd(axcodes="RAS")``) before its network sees it. A model
+whose card says ``axes: "ras"`` is run through :class:`Turned`: its input is turned that
+way for the image at hand, and its answer turned back, so everything else (crops, click
+maps, the label) stays on this app's grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def ras_view(direction: Sequence[float], spatial_dims: int = 3) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """(order, flips) for an image of ITK ``direction`` (row-major 3x3; column i: the
+    LPS direction of index axis i): ``order[j]`` is the array axis (z, y, x numbered 0,
+    1, 2) that becomes the network's axis j (right, anterior, superior), reversed where
+    ``flips[j]``. Oblique axes go to the nearest. For a 2-D network (slices along the
+    array's first axis), the two in-plane axes in the same order."""
+    towards_ras = np.asarray(direction, float).reshape(3, 3) * np.array([[-1.0], [-1.0], [1.0]])
+    best = max(itertools.permutations(range(3)),
+               key=lambda p: sum(abs(towards_ras[r, p[r]]) for r in range(3)))
+    order = [2 - i for i in best]  # ITK index axis i is array axis 2 - i
+    flips = [bool(towards_ras[r, best[r]] < 0) for r in range(3)]
+    if spatial_dims == 2:
+        kept = [j for j in range(3) if order[j] != 0]
+        return tuple(order[j] - 1 for j in kept), tuple(flips[j] for j in kept)
+    return tuple(order), tuple(flips)
+
+
+class Turned(torch.nn.Module):
+    """``network`` taking and giving (N, C, *spatial) in this app's axes while it runs in
+    its own: network axis j is array axis ``order[j]``, reversed where ``flips[j]``."""
+
+    def __init__(self, network: torch.nn.Module, order: Sequence[int], flips: Sequence[bool]):
+        super().__init__()
+        self.network = network
+        self.order = tuple(int(a) for a in order)
+        self.flipped = [a + 2 for a, f in zip(self.order, flips) if f]
+        inner = getattr(network, "input_multiple", None)
+        if inner is not None:  # what each of our axes must be a multiple of
+            self.input_multiple = tuple(inner[self.order.index(a)] for a in range(len(self.order)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flipped:
+            x = x.flip(self.flipped)
+        y = self.network(x.permute(0, 1, *(a + 2 for a in self.order)))
+        y = y.permute(0, 1, *(self.order.index(a) + 2 for a in range(len(self.order))))
+        return y.flip(self.flipped) if self.flipped else y
