@@ -204,3 +204,32 @@ def test_fine_tuning_does_not_start_from_a_model_in_monais_layout(tmp_path):
     _initial_weights(model, config, card, lambda event, **fields: said.append(fields.get("text", "")))
     assert any("imported from MONAI" in text and "from scratch" in text for text in said), said
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_an_imported_deepgrow_is_fed_as_monai_label_feeds_it(tmp_path):
+    """MONAI Label's DeepGrow: the image's (x, y, z) transposed to (z, x, y) as stored, no
+    turning, intensities (image - 208) / 388; its 2-D model the (x, y) slices."""
+    from annotator.engine.deep import new_session
+    from annotator.io.volume import Volume
+
+    z, y, x = np.meshgrid(np.arange(20), np.arange(24), np.arange(28), indexing="ij")
+    for dims, method, channels in ((3, "deepgrow3d", 3), (2, "deepgrow2d", 3)):
+        torch.save(_sample_app(method, 1, channels).state_dict(), tmp_path / f"{method}.pt")
+        sidecar = import_model(tmp_path / f"{method}.pt", method, None, [1.0, 1.0, 1.0], name=f"monai-{method}",
+                               roi_size=[32, 32, 32] if dims == 3 else [1, 32, 32])
+        model, card = load_checkpoint(sidecar)
+        assert card.axes == "zxy" and card.intensity == {"kind": "scale", "subtract": 208.0, "divide": 388.0}
+        seen = []
+        model.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach().clone()))
+        for values, along in ((x, dims - 2), (y, dims - 1)):  # x on the network's second axis, y on its third
+            volume = Volume((1000 + 10 * values).astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                            tuple(np.eye(3).ravel()), modality="CT")
+            new_session(volume, model, card).click([(10, 12, 14)], [], previous=np.zeros(volume.shape, np.uint8))
+            image = seen[-1][0, 0]
+            assert abs(float(image.max()) - (1000 + 10 * values.max() - 208) / 388) < 1e-4
+            kept = torch.nonzero(image)  # the crop within the network's zero padding
+            box = image[tuple(slice(int(a), int(b) + 1) for a, b in zip(kept.min(0).values, kept.max(0).values))]
+            assert box.numel() == (20 * 24 * 28 if dims == 3 else 24 * 28)
+            for j in range(dims):
+                step = box.diff(dim=j)
+                assert bool((step > 0).all()) if j == along else float(step.abs().max()) < 1e-4, (method, j)

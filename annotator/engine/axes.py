@@ -1,10 +1,11 @@
-"""Networks trained in MONAI's layout, where this app's arrays are ``(z, y, x)`` as stored.
+"""Networks trained in MONAI's layouts, where this app's arrays are ``(z, y, x)`` as stored.
 
-A MONAI bundle or MONAI Label app loads an image as ``(x, y, z)`` and turns it to right,
-anterior, superior (``Orientationd(axcodes="RAS")``) before its network sees it. A model
-whose card says ``axes: "ras"`` is run through :class:`Turned`: its input is turned that
-way for the image at hand, and its answer turned back, so everything else (crops, click
-maps, the label) stays on this app's grid.
+MONAI loads an image as ``(x, y, z)``. A bundle or MONAI Label's DeepEdit then turns it to
+right, anterior, superior (``Orientationd(axcodes="RAS")``): a card's ``axes: "ras"``;
+MONAI Label's DeepGrow transposes it to ``(z, x, y)`` as stored (``Transposed([2, 0,
+1])``; DeepGrow 2D: its ``(x, y)`` slices): ``axes: "zxy"``. Such a model is run through
+:class:`Turned`: its input is turned that way for the image at hand, and its answer
+turned back, so everything else (crops, click maps, the label) stays on this app's grid.
 """
 
 from __future__ import annotations
@@ -52,3 +53,13 @@ class Turned(torch.nn.Module):
         y = self.network(x.permute(0, 1, *(a + 2 for a in self.order)))
         y = y.permute(0, 1, *(self.order.index(a) + 2 for a in range(len(self.order))))
         return y.flip(self.flipped) if self.flipped else y
+
+
+def network_view(axes: str, direction: Sequence[float], spatial_dims: int = 3):
+    """(order, flips) of a card's ``axes`` for an image of ``direction``; None for this
+    app's own layout."""
+    if axes == "ras":
+        return ras_view(direction, spatial_dims)
+    if axes == "zxy":
+        return ((1, 0), (False, False)) if spatial_dims == 2 else ((0, 2, 1), (False, False, False))
+    return None

@@ -26,7 +26,10 @@ def model_shape(shape, spacing_zyx, card: ModelCard) -> tuple[int, int, int]:
 
 
 def normalise(image: torch.Tensor, intensity: dict) -> torch.Tensor:
-    """Intensities to [0, 1]: a fixed window (CT) or percentiles of this image (MR)."""
+    """Intensities to [0, 1]: a fixed window (CT) or percentiles of this image (MR); or
+    shifted and scaled with no bounds (``scale``: MONAI Label's DeepGrow)."""
+    if intensity.get("kind") == "scale":
+        return (image - float(intensity["subtract"])) / float(intensity["divide"])
     if intensity.get("kind") == "window":
         lo, hi = float(intensity["low"]), float(intensity["high"])
     else:

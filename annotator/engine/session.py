@@ -104,10 +104,10 @@ class ClickSession:
                  device: torch.device | str = "cpu"):
         if min(volume.shape) < 2 and card.spatial_dims == 3:
             raise InputError(f"{volume.name}: a 2-D image; {card.method} needs a 3-D volume")
-        if card.axes == "ras":  # a network from MONAI: turned to its layout for this image
-            from annotator.engine.axes import Turned, ras_view
+        if card.axes != "array":  # a network from MONAI: turned to its layout for this image
+            from annotator.engine.axes import Turned, network_view
 
-            model = Turned(model, *ras_view(volume.direction, card.spatial_dims))
+            model = Turned(model, *network_view(card.axes, volume.direction, card.spatial_dims))
         self.volume, self.model, self.card = volume, model, card
         self.device = torch.device(device)
         self.preprocess_count = 0

@@ -44,7 +44,8 @@ class ModelCard:
     #: width (model voxels) of each click's Gaussian in the click maps (MONAI's DeepEdit: 3)
     guidance_sigma: float = 2.0
     #: how the network's axes lie: "array" (this app's: the image array's (z, y, x) as
-    #: stored) or "ras" (MONAI's: (x, y, z) turned to right, anterior, superior)
+    #: stored), "ras" (MONAI's DeepEdit and bundles: (x, y, z) turned to right, anterior,
+    #: superior) or "zxy" (MONAI Label's DeepGrow: (z, x, y) as stored); annotator.engine.axes
     axes: str = "array"
     training: dict = field(default_factory=dict)  # data source, licence, case ids, split
     metrics: dict = field(default_factory=dict)
@@ -151,8 +152,11 @@ class ModelCard:
         if (isinstance(card.guidance_sigma, bool) or not isinstance(card.guidance_sigma, (int, float))
                 or not 0.1 <= card.guidance_sigma <= 20):
             raise ModelError(f"{where}: guidance_sigma must be 0.1 to 20 voxels, not {card.guidance_sigma!r}")
-        if card.axes not in ("array", "ras"):
-            raise ModelError(f"{where}: axes must be \"array\" or \"ras\", not {card.axes!r}")
+        if card.axes not in ("array", "ras", "zxy"):
+            raise ModelError(f"{where}: axes must be \"array\", \"ras\" or \"zxy\", not {card.axes!r}")
+        intensity = card.intensity if isinstance(card.intensity, dict) else {}
+        if intensity.get("kind") == "scale" and not float(intensity.get("divide", 0)):
+            raise ModelError(f"{where}: a scale normalisation needs a divide other than 0")
         expected = (card.input_channels, card.classes)
         found = (card.architecture.get("in_channels"), card.architecture.get("out_channels"))
         if found != expected:

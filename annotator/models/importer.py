@@ -2,11 +2,13 @@
 file) or a MONAI bundle folder, converted to this app's format (safetensors + sidecar).
 
 A ``.pt`` file is read with ``torch.load(weights_only=True)`` only: a file that needs full
-unpickling (it could run code) is refused. The model is fed as MONAI fed it: the image
-turned to (x, y, z) in RAS (:mod:`annotator.engine.axes`), DeepEdit's click channels in
-its label list's order (MONAI Label's: background last) with Gaussians of 3 voxels, and
-the intensity window it was trained with (``--window``, or a bundle's
-``ScaleIntensityRanged``). The network is the sample-app one of the
+unpickling (it could run code) is refused. The model is fed as MONAI fed it
+(:mod:`annotator.engine.axes`): DeepEdit and bundles the image turned to (x, y, z) in RAS,
+MONAI Label's DeepGrow (z, x, y) as stored; DeepEdit's click channels in its label list's
+order (MONAI Label's: background last) with Gaussians of 3 voxels (DeepGrow: 2); the
+intensities as it was trained: ``--window`` or a bundle's ``ScaleIntensityRanged`` or
+``NormalizeIntensityd``, else MONAI Label's DeepGrow's (image - 208) / 388 for DeepGrow
+and each image's percentiles for DeepEdit. The network is the sample-app one of the
 method (``annotator.models.networks.VARIANTS["sample-app"]``), or, for a bundle, the one its
 ``configs`` declare (plain arguments only). The weights must fit the network exactly;
 DeepGrow's one-channel (sigmoid) output becomes the two class scores the engine reads,
@@ -23,6 +25,10 @@ from annotator.errors import ModelError
 from annotator.models.card import ModelCard, check_name
 from annotator.models.checkpoint import save_checkpoint
 from annotator.models.networks import ARCHITECTURES, architecture, build_network
+
+
+#: MONAI Label's DeepGrow apps feed (image - 208) / 388 (``NormalizeIntensityd``)
+MONAI_LABEL_DEEPGROW_INTENSITY = {"kind": "scale", "subtract": 208.0, "divide": 388.0}
 
 
 def _state_dict(path: Path) -> dict:
@@ -63,7 +69,7 @@ def _steps(config) -> dict[str, dict]:
 
 def _bundle(folder: Path) -> dict:
     """What a MONAI bundle declares: its network (``spec``), ``weights``, ``labels`` (in its
-    order), ``spacing`` (z, y, x) and intensity ``window``, where it says them."""
+    order), ``spacing`` (z, y, x) and ``intensity`` normalisation, where it says them."""
     configs = folder / "configs"
     config = next((configs / n for n in ("inference.json", "train.json") if (configs / n).is_file()), None)
     if config is None:
@@ -91,10 +97,13 @@ def _bundle(folder: Path) -> dict:
     pixdim = steps.get("Spacingd", {}).get("pixdim")
     spacing = [float(v) for v in reversed(pixdim)] if isinstance(pixdim, list) and len(pixdim) == 3 else None
     window = None
+    shift = steps.get("NormalizeIntensityd", {})
+    if isinstance(shift.get("subtrahend"), (int, float)) and isinstance(shift.get("divisor"), (int, float)):
+        window = {"kind": "scale", "subtract": float(shift["subtrahend"]), "divide": float(shift["divisor"])}
     scale = steps.get("ScaleIntensityRanged")
     if scale is not None:
         try:
-            window = (float(scale["a_min"]), float(scale["a_max"]))
+            window = {"kind": "window", "low": float(scale["a_min"]), "high": float(scale["a_max"])}
             out = (float(scale.get("b_min", 0.0)), float(scale.get("b_max", 1.0)))
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{config}: its ScaleIntensityRanged has no plain a_min, a_max") from None
@@ -104,7 +113,7 @@ def _bundle(folder: Path) -> dict:
     if not weights.is_file():
         raise ModelError(f"{folder}: the bundle has no models/model.pt")
     return {"spec": {"name": name, **args}, "weights": weights, "labels": labels, "spacing": spacing,
-            "window": window}
+            "intensity": window}
 
 
 def _guidance_order(method: str, labels: dict[str, int], classes: list[str]) -> list[str]:
@@ -131,14 +140,13 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint or bundle")
-    declared: dict = {"spec": None, "labels": {}, "spacing": None, "window": None}
-    if path.is_dir():
-        declared = _bundle(path)
-        state = _state_dict(declared["weights"])
-    else:
-        state = _state_dict(path)
+    bundle = path.is_dir()
+    declared: dict = _bundle(path) if bundle else {"spec": None, "labels": {}, "spacing": None, "intensity": None}
+    state = _state_dict(declared["weights"] if bundle else path)
     spec, declared_spacing = declared["spec"], declared["spacing"]
-    window = window or declared["window"]
+    intensity = ({"kind": "window", "low": float(window[0]), "high": float(window[1])} if window
+                 else declared["intensity"] or (MONAI_LABEL_DEEPGROW_INTENSITY if method != "deepedit" and not bundle
+                                                else {"kind": "percentile", "low": 0.5, "high": 99.5}))
     labels = dict(labels or declared["labels"])
     if method == "deepedit" and not labels:
         raise ModelError("give the labels the model segments (--labels name=value,...)")
@@ -165,10 +173,9 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     ordered = {n: i for i, n in enumerate(sorted(foreground, key=foreground.get), start=1)}
     card = ModelCard(name=name, method=method, architecture=spec,
                      labels=ordered if method == "deepedit" else {"structure": 1}, modality=modality,
-                     axes="ras", guidance_sigma=3.0 if method == "deepedit" else 2.0,
-                     guidance_order=_guidance_order(method, labels, ["background", *ordered]),
-                     intensity={"kind": "window", "low": float(window[0]), "high": float(window[1])}
-                     if window else {"kind": "percentile", "low": 0.5, "high": 99.5},
+                     axes="ras" if method == "deepedit" or bundle else "zxy",
+                     guidance_sigma=3.0 if method == "deepedit" else 2.0,
+                     guidance_order=_guidance_order(method, labels, ["background", *ordered]), intensity=intensity,
                      target_spacing=[float(s) for s in spacing],
                      roi_size=list(roi_size or ([128, 128, 128] if spec.get("spatial_dims", 3) == 3 else [1, 256, 256])),
                      training={"source": f"imported from {path.name}", "label_values": labels})
