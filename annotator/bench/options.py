@@ -37,7 +37,8 @@ def active(parser: argparse.ArgumentParser) -> None:
                         help="its training iterations: a fixed number, so that every run trains the same model "
                              f"(default {BRIEF_ITERATIONS}: about 3 minutes on 2 CPU cores; quick 4)")
     parser.add_argument("--plot", help="PNG: score against 1 - Dice per strategy")
-    parser.add_argument("--curve", action="store_true", help="also the simulated learning curve (about 30 minutes more on 2 CPU cores)")
+    parser.add_argument("--curve", action="store_true",
+                        help="also the simulated learning curve (about 30 minutes more on 2 CPU cores)")
     parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
     parser.add_argument("--curve-iterations", type=int, default=None,
                         help=f"training iterations per round (default {BRIEF_ITERATIONS}, quick 4)")

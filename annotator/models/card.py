@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from annotator.errors import ModelError
 
 METHODS = ("deepgrow2d", "deepgrow3d", "deepedit")
+#: how an image's intensities reach a network unless its card says otherwise: each
+#: image's 0.5 and 99.5 percentiles to 0 and 1
+PERCENTILES = {"kind": "percentile", "low": 0.5, "high": 99.5}
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
@@ -32,7 +35,7 @@ class ModelCard:
     labels: dict[str, int]
     modality: str = "unknown"
     target_spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # mm, (z, y, x)
-    intensity: dict = field(default_factory=lambda: {"kind": "percentile", "low": 0.5, "high": 99.5})
+    intensity: dict = field(default_factory=lambda: dict(PERCENTILES))
     roi_size: list[int] = field(default_factory=lambda: [96, 96, 96])
     #: the network also sees the label it corrects (after the click maps: one channel per
     #: foreground class, 1 where the earlier label has it), as interactive networks that

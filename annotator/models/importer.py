@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from annotator.errors import ModelError
-from annotator.models.card import ModelCard, check_name
+from annotator.models.card import PERCENTILES, ModelCard, check_name
 from annotator.models.checkpoint import save_checkpoint
 from annotator.models.networks import ARCHITECTURES, architecture, build_network
 
@@ -96,14 +96,14 @@ def _bundle(folder: Path) -> dict:
     steps = _steps(raw)
     pixdim = steps.get("Spacingd", {}).get("pixdim")
     spacing = [float(v) for v in reversed(pixdim)] if isinstance(pixdim, list) and len(pixdim) == 3 else None
-    window = None
+    intensity = None
     shift = steps.get("NormalizeIntensityd", {})
     if isinstance(shift.get("subtrahend"), (int, float)) and isinstance(shift.get("divisor"), (int, float)):
-        window = {"kind": "scale", "subtract": float(shift["subtrahend"]), "divide": float(shift["divisor"])}
+        intensity = {"kind": "scale", "subtract": float(shift["subtrahend"]), "divide": float(shift["divisor"])}
     scale = steps.get("ScaleIntensityRanged")
     if scale is not None:
         try:
-            window = {"kind": "window", "low": float(scale["a_min"]), "high": float(scale["a_max"])}
+            intensity = {"kind": "window", "low": float(scale["a_min"]), "high": float(scale["a_max"])}
             out = (float(scale.get("b_min", 0.0)), float(scale.get("b_max", 1.0)))
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{config}: its ScaleIntensityRanged has no plain a_min, a_max") from None
@@ -113,7 +113,7 @@ def _bundle(folder: Path) -> dict:
     if not weights.is_file():
         raise ModelError(f"{folder}: the bundle has no models/model.pt")
     return {"spec": {"name": name, **args}, "weights": weights, "labels": labels, "spacing": spacing,
-            "intensity": window}
+            "intensity": intensity}
 
 
 def _guidance_order(method: str, labels: dict[str, int], classes: list[str]) -> list[str]:
@@ -133,8 +133,9 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     """Convert a checkpoint or bundle to a model of this app; returns its sidecar (in the
     user models folder unless ``target`` names another). ``labels`` in the order of the
     model's label list (DeepEdit's click channels follow it); ``window``: the intensities
-    it mapped to 0..1 (MONAI's ``ScaleIntensityRanged`` a_min, a_max), else each image's
-    percentiles."""
+    it mapped to 0..1 (MONAI's ``ScaleIntensityRanged`` a_min, a_max), else what a bundle
+    says, else MONAI Label's DeepGrow's scaling for DeepGrow and each image's percentiles
+    for DeepEdit."""
     from annotator.models.registry import user_dir
 
     path = Path(path)
@@ -144,9 +145,12 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     declared: dict = _bundle(path) if bundle else {"spec": None, "labels": {}, "spacing": None, "intensity": None}
     state = _state_dict(declared["weights"] if bundle else path)
     spec, declared_spacing = declared["spec"], declared["spacing"]
-    intensity = ({"kind": "window", "low": float(window[0]), "high": float(window[1])} if window
-                 else declared["intensity"] or (MONAI_LABEL_DEEPGROW_INTENSITY if method != "deepedit" and not bundle
-                                                else {"kind": "percentile", "low": 0.5, "high": 99.5}))
+    if window:
+        intensity = {"kind": "window", "low": float(window[0]), "high": float(window[1])}
+    elif declared["intensity"] or bundle or method == "deepedit":
+        intensity = declared["intensity"] or dict(PERCENTILES)
+    else:  # a MONAI Label DeepGrow checkpoint
+        intensity = MONAI_LABEL_DEEPGROW_INTENSITY
     labels = dict(labels or declared["labels"])
     if method == "deepedit" and not labels:
         raise ModelError("give the labels the model segments (--labels name=value,...)")

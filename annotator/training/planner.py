@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from annotator.errors import InputError
+from annotator.models.card import PERCENTILES
 
 #: images read to plan (the first, the last and evenly between)
 SAMPLE = 20
@@ -130,7 +131,7 @@ def plan_cases(cases: list[tuple], total: int, machine: Machine | None = None) -
         low, high = np.percentile(inside, [0.5, 99.5])
         intensity = {"kind": "window", "low": round(float(low), 1), "high": round(float(high), 1)}
     else:
-        intensity = {"kind": "percentile", "low": 0.5, "high": 99.5}
+        intensity = dict(PERCENTILES)
     budget = machine.gpu_memory_gb * GPU_VOXELS_PER_GB if machine.gpu else CPU_VOXELS
     budget = max(budget, 16 ** 3)
     patch = [_round16(s) for s in median]
