@@ -107,7 +107,7 @@ def cmd_infer(args) -> int:
     if entry.card.method != "deepedit":
         raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
                          "needs a deepedit model")
-    note = modality_note(entry.card, volume)
+    note = modality_note(entry.card, volume.modality)
     if note:
         print(f"warning: {note}", file=sys.stderr)
     session = session_for_model(volume, args.model)

@@ -107,11 +107,33 @@ def test_cancel_keeps_the_scores_so_far(folder):
     assert len(scored) == 1  # the first image's score was kept; nothing after the cancel
 
 
-def test_no_model_for_the_images_is_said_once(tmp_path):
+def test_no_model_for_the_images_is_said_once_and_remembered(tmp_path):
+    from annotator.models import ModelRegistry, load_checkpoint, save_checkpoint
+    from annotator.models.registry import user_dir
+
     folder = tmp_path / "ct"
     shutil.copytree(DATA / "totalsegmentator_example" / "example_ct_dicom", folder / "series")
+    store = LocalDatastore(folder)
     with pytest.raises(ModelError, match="no deepedit model for CT images"):
-        rank(LocalDatastore(folder), "tta")
+        rank(store, "tta")
+    assert store.records()[0].info["active"]["tta"]["modality"] == "CT"
+    # the next ranking skips it for its modality without reading the series again
+    opened, open_image = [], store.open_image
+    store.open_image = lambda image_id, progress=None: opened.append(image_id) or open_image(image_id, progress)
+    with pytest.raises(ModelError, match="no deepedit model for CT images"):
+        rank(store, "tta")
+    assert opened == []
+    # once a CT model is installed, the series is read again (here: it cannot be, and is skipped for that)
+    model, card = load_checkpoint(ModelRegistry().entry("deepedit-hippocampus-mr").sidecar)
+    card.name, card.modality = "deepedit-ct", "CT"
+    save_checkpoint(model, card, user_dir() / f"{card.name}.json")
+
+    def unreadable(image_id, progress=None):
+        opened.append(image_id)
+        raise OSError("the disk is gone")
+
+    store.open_image = unreadable
+    assert rank(store, "tta").skipped == {"series": "the disk is gone"} and opened == ["series"]
     assert [r.id for r in rank(LocalDatastore(folder), "random").ranked] == ["series"]
 
 

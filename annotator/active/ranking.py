@@ -8,8 +8,10 @@ scoring, makes every cached score stale. A score that is still current is taken 
 opening its image (the modality says which model would score it). The worklist's score
 column is the store's score, written as each image is scored. An image that cannot be
 opened is skipped with its reason; the rest are ranked. An image whose modality no
-installed model knows is skipped too (an MR model's uncertainty on a CT says nothing);
-when that leaves nothing to rank, the ranking fails with that reason.
+installed model knows is skipped too (an MR model's uncertainty on a CT says nothing),
+and its modality kept, so that the next ranking skips it without reading it again (until
+a model for it is installed); when that leaves nothing to rank, the ranking fails with
+that reason.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
             if clicks is None:
                 found, origin, was_cached = plain_score(strategy, record.id, position, seed), {}, False
             else:
-                found, origin, was_cached, seconds = _scored(store, record.id, strategy, clicks, cached, seed)
+                found, origin, was_cached, seconds = _scored(store, record, strategy, clicks, cached, seed)
                 if not was_cached:
                     spent += seconds
                     scored_now += 1
@@ -98,22 +100,24 @@ def _current(cached: dict, version: str) -> Score | None:
     return None
 
 
-def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, dict, bool, float]:
+def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict, bool, float]:
     """(score, where it came from: model version and image modality, whether it came from
     the cache, seconds spent) of one image."""
-    from annotator.engine.deep import modality_note
-
     modality = cached.get("modality")
     if isinstance(modality, str):  # which model would score it is known without the image
         entry = clicks.registry.preferred(clicks.method, modality)
+        if entry:
+            _check_modality(entry.card, modality)
         found = _current(cached, model_version(entry.card)) if entry else None
         if found:
             return found, {"model": cached["model"], "modality": modality}, True, 0.0
-    volume = store.open_image(image_id)
+    volume = store.open_image(record.id)
     session = clicks.session(volume)
-    if modality_note(session.card, volume):  # a model of another modality says nothing useful here
-        raise ModelError(f"no {session.card.method} model for {volume.modality} images (the installed "
-                         f"'{session.card.name}' is for {session.card.modality}); rank by random or first")
+    try:
+        _check_modality(session.card, volume.modality)
+    except ModelError:
+        _keep_entry(store, record, strategy, {"modality": volume.modality, "scoring": SCORING})
+        raise
     origin = {"model": model_version(session.card), "modality": volume.modality}
     found = _current(cached, origin["model"])
     if found:
@@ -123,16 +127,35 @@ def _scored(store, image_id, strategy, clicks, cached, seed) -> tuple[Score, dic
     return found, origin, False, time.perf_counter() - start
 
 
+def _check_modality(card, modality: str) -> None:
+    """A model of another modality says nothing useful about an image: refused."""
+    from annotator.engine.deep import modality_note
+
+    if modality_note(card, modality):
+        raise ModelError(f"no {card.method} model for {modality} images (the installed '{card.name}' is for "
+                         f"{card.modality}); rank by random or first")
+
+
 def _keep(store: Datastore, record, strategy: str, found: Score, origin: dict) -> None:
-    """The score into the store (worklist column) and its cache entry; a store that cannot
-    be written (read-only media) just does not keep it."""
-    active = dict(record.info.get("active", {})) if isinstance(record.info.get("active"), dict) else {}
+    """The score into the store (worklist column) and its cache entry."""
     entry = {"score": found.score, "per_label": found.per_label, **origin, "scoring": SCORING}
-    if active.get(strategy) == entry and record.score == found.score:
-        return  # a current cached score: nothing to write
+    if _keep_entry(store, record, strategy, entry) or record.score != found.score:
+        _write(lambda: store.set_scores({record.id: found.score}))
+
+
+def _keep_entry(store: Datastore, record, strategy: str, entry: dict) -> bool:
+    """``entry`` as the image's cache entry of ``strategy``; whether it changed."""
+    active = dict(record.info.get("active", {})) if isinstance(record.info.get("active"), dict) else {}
+    if active.get(strategy) == entry:
+        return False  # a current cached entry: nothing to write
     active[strategy] = entry
+    _write(lambda: store.set_info(record.id, active=active))
+    return True
+
+
+def _write(change: Callable[[], None]) -> None:
+    """A store that cannot be written (read-only media) just does not keep it."""
     try:
-        store.set_info(record.id, active=active)
-        store.set_scores({record.id: found.score})
+        change()
     except DatastoreError:
         pass

@@ -17,12 +17,12 @@ if TYPE_CHECKING:  # sessions need torch, imported on the first click rather tha
     from annotator.engine.session import ClickSession
 
 
-def modality_note(card: ModelCard, volume: Volume) -> str | None:
-    """A warning when a model meets an image of another (known) modality; using it is allowed."""
-    if "unknown" in (card.modality, volume.modality) or card.modality == volume.modality:
+def modality_note(card: ModelCard, modality: str) -> str | None:
+    """A warning when a model meets an image of another (known) ``modality``; using it is allowed."""
+    if "unknown" in (card.modality, modality) or card.modality == modality:
         return None
     return (f"model '{card.name}' was trained on {card.modality} images; this image is "
-            f"{volume.modality}. Results may be poor.")
+            f"{modality}. Results may be poor.")
 
 
 def new_session(volume: Volume, model, card: ModelCard) -> ClickSession:
@@ -78,7 +78,7 @@ class DeepClicks:
     def modality_warning(self, volume: Volume) -> str | None:
         """A note when the model that would answer was trained on another modality (allowed)."""
         entry = self.registry.preferred(self.method, volume.modality)
-        return modality_note(entry.card, volume) if entry else None
+        return modality_note(entry.card, volume.modality) if entry else None
 
     def model(self, volume: Volume):
         """(network, card) for ``volume``: the preferred model, loaded when it changed."""
