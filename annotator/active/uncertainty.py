@@ -8,7 +8,12 @@ Two ways to perturb (each pass's class scores come back on the model grid, undon
   dropped: on the hippocampus they predict the error worse (Spearman 0.2 against 0.75
   for shifts on 40 train cases): a flipped image is anatomy the network never saw. The
   shift was chosen on 90 other train cases (3 voxels: Spearman 0.71 and 0.61 on two
-  halves, 2 voxels: 0.75 and 0.47, 1 voxel: 0.75 and 0.47);
+  halves, 2 voxels: 0.75 and 0.47, 1 voxel: 0.75 and 0.47). More passes gained nothing
+  that held: on the starter model's 42 validation cases and on 40 train cases each for
+  two models trained briefly on 5 others, Spearman 0.54, 0.55, 0.83 for these 9 passes,
+  0.50, 0.54, 0.83 with shifts of 1, 2 and 3 voxels (21), 0.57, 0.60, 0.82 with diagonal
+  shifts of 2 along each pair of axes in place of the shifts (15), 0.53, 0.58, 0.82 with
+  all of them (33);
 - ``epistemic``: Monte-Carlo dropout: the same input through the network with dropout
   active. A network trained with dropout layers uses them; one trained without has
   channel dropout applied to the output of each of its blocks but the last.
