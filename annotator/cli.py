@@ -301,7 +301,8 @@ def cmd_models_import(args) -> int:
 
     sidecar = import_model(args.path, args.method, args.labels, list(reversed(args.spacing)) if args.spacing else None,
                            name=args.name or "", modality=args.modality,
-                           roi_size=list(reversed(args.roi)) if args.roi else None, window=args.window)
+                           roi_size=list(reversed(args.roi)) if args.roi else None, window=args.window,
+                           input_size=args.input_size)
     print(f"{sidecar.stem}: installed ({sidecar}); choose it in the Training dock's model list or with "
           f"`annotator models use {sidecar.stem}`")
     return 0
@@ -647,8 +648,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(its click channels follow that order; background last when not given; a bundle gives them)")
     m.add_argument("--window", type=_window, metavar="LOW,HIGH",
                    help="the intensities the model's training mapped to 0..1 (ScaleIntensityRanged a_min,a_max; "
-                        "MONAI Label's CT apps: -175,250); default: each image's 0.5-99.5 percentiles")
-    m.add_argument("--spacing", type=_spacing, metavar="X,Y,Z", help="the spacing it was trained at, mm")
+                        "default: a bundle's, else MONAI Label's: DeepEdit -175,250, DeepGrow (x - 208) / 388)")
+    m.add_argument("--spacing", type=_spacing, metavar="X,Y,Z",
+                   help="the spacing it was trained at, mm (it then answers on crops resampled to it)")
+    m.add_argument("--input-size", type=_patch, metavar="X,Y,Z",
+                   help="deepedit: the size whole images were resized to in its training (MONAI's Resized "
+                        "spatial_size); default without --spacing: a bundle's Resized, else 128,128,128 (MONAI Label's)")
     m.add_argument("--roi", type=_patch, metavar="X,Y,Z", help="click crop on the model grid (default 128,128,128)")
     m.add_argument("--name", help="model name (default: method and file name)")
     m.add_argument("--modality", default="unknown", help="CT or MR: the images it is for")

@@ -143,6 +143,7 @@ def _mutated(sidecar, **changes):
     {"roi_size": [-1, 96, 96]}, {"roi_size": 96}, {"format_version": "x"}, {"metrics": None, "labels": None},
     {"axes": "lps"}, {"guidance_sigma": 0}, {"guidance_sigma": "wide"}, {"guidance_sigma": True},
     {"guidance_order": ["background", "nothing"]}, {"guidance_order": "background"},
+    {"input_size": [128, 128]}, {"input_size": "128"}, {"input_size": [0, 128, 128]}, {"input_size": [1.5, 8, 8]},
 ], ids=lambda c: ",".join(f"{k}={str(v)[:20]}" for k, v in c.items()))
 def test_malformed_sidecars_are_model_errors_naming_the_file(tmp_path, changes):
     _, sidecar = _saved(tmp_path)

@@ -76,7 +76,7 @@ def test_a_full_pickle_and_a_wrong_network_are_refused(tmp_path):
     with pytest.raises(ModelError, match="do not fit"):
         import_model(tmp_path / "two-labels.pt", "deepedit", {"a": 1, "b": 2, "c": 3}, [1.0, 1.0, 1.0])
     with pytest.raises(ModelError, match="spacing"):
-        import_model(tmp_path / "two-labels.pt", "deepedit", {"a": 1, "b": 2}, None)
+        import_model(tmp_path / "two-labels.pt", "deepgrow3d", None, None)
 
 
 def test_a_monai_bundle_and_the_command(tmp_path):
@@ -152,27 +152,64 @@ def test_an_imported_deepedit_is_fed_as_monai_feeds_it(tmp_path):
 
 def test_a_deepedit_bundle_as_the_model_zoo_writes_it(tmp_path):
     """Channels as expressions of the label list, the labels in inference.json (background
-    last), the window in a ScaleIntensityRanged of another list, no spacing (the zoo's
-    DeepEdit resizes): the spacing must be given."""
+    last), the window in a ScaleIntensityRanged of another list, whole images resized to the
+    config's spatial_size (no spacing): the network sees the whole image at that size, in
+    its own axes, and its answer comes back onto the image."""
+    from annotator.engine.deep import new_session
+
     bundle = tmp_path / "spleen_deepedit"
     (bundle / "configs").mkdir(parents=True)
     (bundle / "models").mkdir()
     spec = {k: v for k, v in VARIANTS["sample-app"]["deepedit"].items() if k != "name"}
     (bundle / "configs" / "inference.json").write_text(json.dumps({
-        "label_names": {"spleen": 1, "background": 0}, "number_intensity_ch": 1,
+        "label_names": {"spleen": 1, "background": 0}, "number_intensity_ch": 1, "spatial_size": [32, 64, 48],
         "network_def": {"_target_": "DynUNet", **spec, "in_channels": "$len(@label_names) + @number_intensity_ch",
                         "out_channels": "$len(@label_names)"},
         "preprocessing_transforms": [{"_target_": "LoadImaged", "keys": "image"},
                                      {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -175,
                                       "a_max": 250, "b_min": 0.0, "b_max": 1.0, "clip": True}],
-        "preprocessing": {"_target_": "Compose", "transforms": "$@preprocessing_transforms"}}))
+        "deepedit_transforms": [{"_target_": "Resized", "keys": "image", "spatial_size": "@spatial_size",
+                                 "mode": "area"}],
+        "preprocessing": {"_target_": "Compose", "transforms": "$@preprocessing_transforms + @deepedit_transforms"}}))
     torch.save(_sample_app("deepedit", 2, 3).state_dict(), bundle / "models" / "model.pt")
-    with pytest.raises(ModelError, match="spacing"):
-        import_model(bundle, "deepedit")
-    card = load_checkpoint(import_model(bundle, "deepedit", spacing_zyx=[3.0, 3.0, 3.0], name="zoo-spleen"))[1]
+    model, card = load_checkpoint(import_model(bundle, "deepedit", name="zoo-spleen"))
     assert card.labels == {"spleen": 1} and card.guidance == ["spleen", "background"]
     assert card.intensity == {"kind": "window", "low": -175.0, "high": 250.0} and card.axes == "ras"
+    assert card.input_size == [32, 64, 48]
     assert card.class_of(1) == 1  # the output stays background first, as MONAI's argmax gives values
+    seen = []
+    model.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach().clone()))
+    volume = _coordinate_volume(1)  # anterior grows along the network's second axis
+    session = new_session(volume, model, card)
+    result = session.click([(10, 12, 14)], [], previous=np.zeros(volume.shape, np.uint8), value=1)
+    assert result.box == tuple(slice(0, n) for n in volume.shape)  # an answer for the whole image
+    x = seen[-1][0]
+    assert tuple(x.shape[1:]) == (32, 64, 48)  # the whole image at the bundle's size, in RAS order
+    assert bool((x[0].diff(dim=1) > 0).all()) and float(x[0].diff(dim=0).abs().max()) < 1e-4
+    session.automatic()
+    assert tuple(seen[-1].shape[2:]) == (32, 64, 48)  # no click: one pass over the same grid
+    # MONAI Label's DeepEdit checkpoint, given no spacing: its app's 128³ and window
+    torch.save(_sample_app("deepedit", 2, 3).state_dict(), tmp_path / "deepedit_dynunet.pt")
+    card = load_checkpoint(import_model(tmp_path / "deepedit_dynunet.pt", "deepedit", {"spleen": 1}))[1]
+    assert card.input_size == [128, 128, 128] and card.intensity == {"kind": "window", "low": -175.0, "high": 250.0}
+
+
+def test_resizing_a_whole_image_averages_what_it_shrinks():
+    """MONAI's Resized(mode="area") averages the voxels a model voxel stands for; sampling
+    every fourth voxel instead would keep the noise at full strength."""
+    from annotator.engine.prepare import prepare_image
+    from annotator.models import ModelCard
+    from annotator.models.networks import architecture
+
+    card = ModelCard(name="resized", method="deepedit", architecture=architecture("deepedit", 1, "sample-app"),
+                     labels={"spleen": 1}, intensity={"kind": "scale", "subtract": 0.0, "divide": 1.0},
+                     input_size=[32, 32, 32])
+    noise = np.random.default_rng(0).standard_normal((128, 128, 128)).astype(np.float32)
+    resized = prepare_image(noise, (1.0, 1.0, 1.0), card)
+    assert tuple(resized.shape) == (32, 32, 32)
+    assert float(resized.std()) < 0.25  # an average of about 4³ voxels: 1/8 of the noise, not all of it
+    ramp = np.broadcast_to(np.arange(128, dtype=np.float32), (128, 128, 128))
+    assert float(prepare_image(ramp, (1.0, 1.0, 1.0), card)[5, 5, 10]) == pytest.approx(10 * 127 / 31, abs=0.05)
 
 
 def test_label_lists_and_a_window_on_the_command_line():

@@ -16,8 +16,20 @@ import torch.nn.functional as F
 from annotator.models.card import ModelCard
 
 
-def model_shape(shape, spacing_zyx, card: ModelCard) -> tuple[int, int, int]:
-    """Size of the model grid for an image of ``shape`` with ``spacing_zyx`` (mm)."""
+def model_shape(shape, spacing_zyx, card: ModelCard, direction=None) -> tuple[int, int, int]:
+    """Size of the model grid for an image of ``shape`` with ``spacing_zyx`` (mm): the
+    card's ``input_size`` laid on the array's axes (which needs the image's ``direction``
+    for a network in MONAI's layout), else the image resampled to the target spacing."""
+    if card.input_size:
+        from annotator.engine.axes import network_view
+
+        dims = card.spatial_dims
+        view = network_view(card.axes, np.eye(3).ravel() if direction is None else direction, dims)
+        order = view[0] if view else tuple(range(dims))
+        size = [0] * dims
+        for j, axis in enumerate(order):
+            size[axis] = int(card.input_size[j])
+        return tuple(size) if dims == 3 else (int(shape[0]), *size)
     target = np.asarray(card.target_spacing, float)
     if card.spatial_dims == 2:
         target = np.array([spacing_zyx[0], *target[-2:]], float)
@@ -40,19 +52,40 @@ def normalise(image: torch.Tensor, intensity: dict) -> torch.Tensor:
     return ((image - lo) / max(hi - lo, 1e-6)).clamp(0, 1)
 
 
-def prepare_image(array: np.ndarray, spacing_zyx, card: ModelCard,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """The image (z, y, x) on the model grid, normalised, as a float32 tensor on ``device``."""
+def prepare_image(array: np.ndarray, spacing_zyx, card: ModelCard, device: torch.device | str = "cpu",
+                  direction=None) -> torch.Tensor:
+    """The image (z, y, x) on the model grid, normalised, as a float32 tensor on ``device``.
+    Resized to a card's ``input_size``, an axis that shrinks is first smoothed over about
+    the voxels each model voxel stands for, as MONAI's ``Resized(mode="area")`` averages them."""
     tensor = torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32).to(device)
-    size = model_shape(array.shape, spacing_zyx, card)
+    size = model_shape(array.shape, spacing_zyx, card, direction)
+    if card.input_size:
+        tensor = _smoothed(tensor, [n / m for n, m in zip(array.shape, size)])
     if tuple(size) != tuple(array.shape):
         tensor = F.interpolate(tensor[None, None], size=size, mode="trilinear", align_corners=True)[0, 0]
     return normalise(tensor, card.intensity)
 
 
-def prepare_label(label: np.ndarray, spacing_zyx, card: ModelCard) -> np.ndarray:
+def _smoothed(tensor: torch.Tensor, factors) -> torch.Tensor:
+    """``tensor`` smoothed along each axis shrunk by ``factor`` (> 1) with a Gaussian as
+    wide as a box of that many voxels (standard deviation sqrt((factor^2 - 1) / 12))."""
+    for axis, factor in enumerate(factors):
+        if factor <= 1.01:
+            continue
+        sigma = float(np.sqrt((factor ** 2 - 1) / 12))
+        radius = max(1, int(np.ceil(3 * sigma)))
+        taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, device=tensor.device) / sigma) ** 2)
+        taps = (taps / taps.sum()).float()
+        moved = tensor.movedim(axis, -1)
+        flat = moved.reshape(-1, 1, moved.shape[-1])
+        flat = F.conv1d(F.pad(flat, (radius, radius), mode="replicate"), taps.view(1, 1, -1))
+        tensor = flat.reshape(moved.shape).movedim(-1, axis)
+    return tensor
+
+
+def prepare_label(label: np.ndarray, spacing_zyx, card: ModelCard, direction=None) -> np.ndarray:
     """A label map on the model grid (nearest voxel), same corner-to-corner mapping."""
-    size = model_shape(label.shape, spacing_zyx, card)
+    size = model_shape(label.shape, spacing_zyx, card, direction)
     if tuple(size) == tuple(label.shape):
         return np.asarray(label, np.uint8)
     index = [np.round(np.arange(m) * ((n - 1) / max(m - 1, 1))).astype(int) for m, n in zip(size, label.shape)]

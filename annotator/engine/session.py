@@ -2,7 +2,8 @@
 
 The image is brought to the model's grid once (:mod:`annotator.engine.prepare`) and
 kept. Each click then only builds guidance maps in a crop around the clicks — DeepGrow
-2D: the clicked slice — runs the network on that crop, and resamples the crop's class
+2D: the clicked slice; a network with a fixed ``input_size``: the whole resized image —
+runs the network on that crop, and resamples the crop's class
 scores back onto the image's own grid, where the clicked label is pasted. A correction
 is blended with the label it corrects, so that far from the clicks the label stays
 (:mod:`annotator.engine.blend`); clicks the network's answer ignores are enforced
@@ -117,7 +118,7 @@ class ClickSession:
 
     @property
     def model_shape(self) -> tuple[int, int, int]:
-        return model_shape(self.volume.shape, self.volume.array_spacing, self.card)
+        return model_shape(self.volume.shape, self.volume.array_spacing, self.card, self.volume.direction)
 
     def _scale(self) -> np.ndarray:
         return (np.asarray(self.model_shape) - 1) / np.maximum(np.asarray(self.volume.shape) - 1, 1)
@@ -135,7 +136,8 @@ class ClickSession:
     def image(self) -> torch.Tensor:
         """The image on the model grid, normalised; computed on first use only."""
         if self._image is None:
-            self._image = prepare_image(self.volume.array, self.volume.array_spacing, self.card, self.device)
+            self._image = prepare_image(self.volume.array, self.volume.array_spacing, self.card, self.device,
+                                        self.volume.direction)
             self.preprocess_count += 1
         return self._image
 
@@ -143,7 +145,7 @@ class ClickSession:
 
     def _crop(self, points: np.ndarray) -> tuple[slice, ...]:
         shape = np.asarray(self.model_shape)
-        size = np.minimum(np.asarray(self.card.roi_size), shape)
+        size = shape if self.card.input_size else np.minimum(np.asarray(self.card.roi_size), shape)
         if self.card.spatial_dims == 2:
             size[0] = 1
         centre = np.round((points.min(axis=0) + points.max(axis=0)) / 2).astype(int)
@@ -288,6 +290,8 @@ class ClickSession:
         image = self.image() if image is None else image
         x = torch.cat([image[None], torch.zeros((self.card.input_channels - 1, *image.shape), device=image.device)])[None]
         roi = [int(np.ceil(min(r, s) / MULTIPLE) * MULTIPLE) for r, s in zip(self.card.roi_size, image.shape)]
+        if self.card.input_size:  # the whole image at once, as the network was trained
+            roi = list(image.shape)
         with torch.inference_mode():
             logits = sliding_window_inference(x, roi, 1, lambda t: forward(self.model, t), overlap=0.25,
                                               mode="gaussian", padding_mode="constant")

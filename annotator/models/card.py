@@ -50,6 +50,10 @@ class ModelCard:
     #: stored), "ras" (MONAI's DeepEdit and bundles: (x, y, z) turned to right, anterior,
     #: superior) or "zxy" (MONAI Label's DeepGrow: (z, x, y) as stored); annotator.engine.axes
     axes: str = "array"
+    #: the network sees the whole image resized to this size (in its own axes' order),
+    #: as MONAI's DeepEdit does (``Resized``), and answers on all of it at once; empty: the
+    #: image is resampled to :attr:`target_spacing` and the network answers on crops
+    input_size: list[int] = field(default_factory=list)
     training: dict = field(default_factory=dict)  # data source, licence, case ids, split
     metrics: dict = field(default_factory=dict)
     version: str = ""
@@ -155,6 +159,11 @@ class ModelCard:
         if (isinstance(card.guidance_sigma, bool) or not isinstance(card.guidance_sigma, (int, float))
                 or not 0.1 <= card.guidance_sigma <= 20):
             raise ModelError(f"{where}: guidance_sigma must be 0.1 to 20 voxels, not {card.guidance_sigma!r}")
+        if card.input_size and (not isinstance(card.input_size, list) or len(card.input_size) != card.spatial_dims
+                                or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 1024
+                                           for v in card.input_size)):
+            raise ModelError(f"{where}: input_size must be {card.spatial_dims} whole numbers from 8 to 1024, "
+                             f"not {card.input_size!r}")
         if card.axes not in ("array", "ras", "zxy"):
             raise ModelError(f"{where}: axes must be \"array\", \"ras\" or \"zxy\", not {card.axes!r}")
         intensity = card.intensity if isinstance(card.intensity, dict) else {}

@@ -7,8 +7,9 @@ unpickling (it could run code) is refused. The model is fed as MONAI fed it
 MONAI Label's DeepGrow (z, x, y) as stored; DeepEdit's click channels in its label list's
 order (MONAI Label's: background last) with Gaussians of 3 voxels (DeepGrow: 2); the
 intensities as it was trained: ``--window`` or a bundle's ``ScaleIntensityRanged`` or
-``NormalizeIntensityd``, else MONAI Label's DeepGrow's (image - 208) / 388 for DeepGrow
-and each image's percentiles for DeepEdit. The network is the sample-app one of the
+``NormalizeIntensityd``, else MONAI Label's (DeepEdit: -175..250 to 0..1; DeepGrow:
+(image - 208) / 388); the whole image resized to a fixed size where MONAI's DeepEdit did
+that (``--input-size``, a bundle's ``Resized``), else resampled to a spacing. The network is the sample-app one of the
 method (``annotator.models.networks.VARIANTS["sample-app"]``), or, for a bundle, the one its
 ``configs`` declare (plain arguments only). The weights must fit the network exactly;
 DeepGrow's one-channel (sigmoid) output becomes the two class scores the engine reads,
@@ -29,6 +30,10 @@ from annotator.models.networks import ARCHITECTURES, architecture, build_network
 
 #: MONAI Label's DeepGrow apps feed (image - 208) / 388 (``NormalizeIntensityd``)
 MONAI_LABEL_DEEPGROW_INTENSITY = {"kind": "scale", "subtract": 208.0, "divide": 388.0}
+#: MONAI Label's DeepEdit app maps -175..250 to 0..1 (``ScaleIntensityRanged``), whatever
+#: the modality, and resizes each whole image to 128³ (``Resized``; x, y, z)
+MONAI_LABEL_DEEPEDIT_WINDOW = {"kind": "window", "low": -175.0, "high": 250.0}
+MONAI_LABEL_DEEPEDIT_SIZE = [128, 128, 128]
 
 
 def _state_dict(path: Path) -> dict:
@@ -69,7 +74,8 @@ def _steps(config) -> dict[str, dict]:
 
 def _bundle(folder: Path) -> dict:
     """What a MONAI bundle declares: its network (``spec``), ``weights``, ``labels`` (in its
-    order), ``spacing`` (z, y, x) and ``intensity`` normalisation, where it says them."""
+    order), ``spacing`` (z, y, x), the ``input_size`` it resizes whole images to (a
+    ``Resized``) and ``intensity`` normalisation, where it says them."""
     configs = folder / "configs"
     config = next((configs / n for n in ("inference.json", "train.json") if (configs / n).is_file()), None)
     if config is None:
@@ -96,6 +102,11 @@ def _bundle(folder: Path) -> dict:
     steps = _steps(raw)
     pixdim = steps.get("Spacingd", {}).get("pixdim")
     spacing = [float(v) for v in reversed(pixdim)] if isinstance(pixdim, list) and len(pixdim) == 3 else None
+    size = steps.get("Resized", {}).get("spatial_size")
+    if isinstance(size, str) and size.startswith("@"):  # a reference to a value of the config
+        size = raw.get(size[1:])
+    input_size = [int(v) for v in size] if isinstance(size, list) and all(
+        isinstance(v, int) and v > 0 for v in size) else None
     intensity = None
     shift = steps.get("NormalizeIntensityd", {})
     if isinstance(shift.get("subtrahend"), (int, float)) and isinstance(shift.get("divisor"), (int, float)):
@@ -113,7 +124,7 @@ def _bundle(folder: Path) -> dict:
     if not weights.is_file():
         raise ModelError(f"{folder}: the bundle has no models/model.pt")
     return {"spec": {"name": name, **args}, "weights": weights, "labels": labels, "spacing": spacing,
-            "intensity": intensity}
+            "intensity": intensity, "input_size": input_size}
 
 
 def _guidance_order(method: str, labels: dict[str, int], classes: list[str]) -> list[str]:
@@ -129,34 +140,44 @@ def _guidance_order(method: str, labels: dict[str, int], classes: list[str]) -> 
 def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | None = None,
                  spacing_zyx: list[float] | None = None, name: str = "", modality: str = "unknown",
                  roi_size: list[int] | None = None, target: str | os.PathLike | None = None,
-                 window: tuple[float, float] | None = None) -> Path:
+                 window: tuple[float, float] | None = None, input_size: list[int] | None = None) -> Path:
     """Convert a checkpoint or bundle to a model of this app; returns its sidecar (in the
     user models folder unless ``target`` names another). ``labels`` in the order of the
     model's label list (DeepEdit's click channels follow it); ``window``: the intensities
     it mapped to 0..1 (MONAI's ``ScaleIntensityRanged`` a_min, a_max), else what a bundle
-    says, else MONAI Label's DeepGrow's scaling for DeepGrow and each image's percentiles
-    for DeepEdit."""
+    says, else MONAI Label's for a checkpoint (DeepEdit's window -175..250, DeepGrow's
+    scaling), each image's percentiles for a bundle that says none. Where the model sees
+    images: resampled to ``spacing_zyx`` (or a bundle's ``Spacingd``), or whole and
+    resized to ``input_size`` (x, y, z; a bundle's ``Resized``; MONAI Label's DeepEdit
+    checkpoint given no spacing: 128³, its app's)."""
     from annotator.models.registry import user_dir
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint or bundle")
     bundle = path.is_dir()
-    declared: dict = _bundle(path) if bundle else {"spec": None, "labels": {}, "spacing": None, "intensity": None}
+    declared: dict = _bundle(path) if bundle else {"spec": None, "labels": {}, "spacing": None, "intensity": None,
+                                                   "input_size": None}
     state = _state_dict(declared["weights"] if bundle else path)
     spec, declared_spacing = declared["spec"], declared["spacing"]
     if window:
         intensity = {"kind": "window", "low": float(window[0]), "high": float(window[1])}
-    elif declared["intensity"] or bundle or method == "deepedit":
+    elif bundle:
         intensity = declared["intensity"] or dict(PERCENTILES)
-    else:  # a MONAI Label DeepGrow checkpoint
-        intensity = MONAI_LABEL_DEEPGROW_INTENSITY
+    else:  # a MONAI Label checkpoint: as its app feeds it
+        intensity = MONAI_LABEL_DEEPEDIT_WINDOW if method == "deepedit" else MONAI_LABEL_DEEPGROW_INTENSITY
     labels = dict(labels or declared["labels"])
     if method == "deepedit" and not labels:
         raise ModelError("give the labels the model segments (--labels name=value,...)")
     foreground = {k: v for k, v in labels.items() if int(v) > 0} if method == "deepedit" else {"structure": 1}
-    spacing = list(spacing_zyx or declared_spacing or [])
-    if len(spacing) != 3:
+    spacing = list(spacing_zyx or [])
+    if method == "deepedit" and not spacing and not input_size:
+        input_size = declared["input_size"] or (None if bundle else MONAI_LABEL_DEEPEDIT_SIZE)
+    if not spacing and not input_size:
+        spacing = list(declared_spacing or [])
+    if input_size and (method != "deepedit" or len(input_size) != 3):
+        raise ModelError("an input size (x, y, z) is for a DeepEdit model that sees whole images resized")
+    if not input_size and len(spacing) != 3:
         raise ModelError("give the spacing the model was trained at (--spacing X,Y,Z in mm)")
     wanted = architecture(method, len(foreground), "sample-app")
     # the bundle's network (or the sample app's), with the channels the method feeds and reads
@@ -180,7 +201,8 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
                      axes="ras" if method == "deepedit" or bundle else "zxy",
                      guidance_sigma=3.0 if method == "deepedit" else 2.0,
                      guidance_order=_guidance_order(method, labels, ["background", *ordered]), intensity=intensity,
-                     target_spacing=[float(s) for s in spacing],
+                     input_size=[int(v) for v in input_size or []],
+                     target_spacing=[float(s) for s in spacing] if spacing else [1.0, 1.0, 1.0],
                      roi_size=list(roi_size or ([128, 128, 128] if spec.get("spatial_dims", 3) == 3 else [1, 256, 256])),
                      training={"source": f"imported from {path.name}", "label_values": labels})
     folder = Path(target) if target else user_dir()

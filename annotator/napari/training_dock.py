@@ -202,7 +202,7 @@ class TrainingDock(QWidget):
         method = self.method.currentData()
         settings = {}
         base = self.registry.preferred(method) if self.init.currentData() == "active" else None
-        if base is not None:
+        if base is not None and base.card.axes == "array":  # a model from MONAI is not fine-tuned: planned anew
             card = base.card
             settings = {"modality": card.modality, "target_spacing": list(card.target_spacing),
                         "intensity": dict(card.intensity),
