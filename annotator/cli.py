@@ -650,11 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the intensities the model's training mapped to 0..1 (ScaleIntensityRanged a_min,a_max; "
                         "default: a bundle's, else MONAI Label's: DeepEdit -175,250, DeepGrow (x - 208) / 388)")
     m.add_argument("--spacing", type=_spacing, metavar="X,Y,Z",
-                   help="the spacing it was trained at, mm (it then answers on crops resampled to it)")
+                   help="the spacing it was trained at, mm (it then answers on crops resampled to it); "
+                        "default: a bundle's Spacingd, else MONAI Label's DeepGrow's 1,1,1")
     m.add_argument("--input-size", type=_patch, metavar="X,Y,Z",
                    help="deepedit: the size whole images were resized to in its training (MONAI's Resized "
                         "spatial_size); default without --spacing: a bundle's Resized, else 128,128,128 (MONAI Label's)")
-    m.add_argument("--roi", type=_patch, metavar="X,Y,Z", help="click crop on the model grid (default 128,128,128)")
+    m.add_argument("--roi", type=_patch, metavar="X,Y,Z", help="click crop on the model grid (default: MONAI Label's DeepGrow 3D 192,192,128, "
+                        "2D 256,256, else 128,128,128)")
     m.add_argument("--name", help="model name (default: method and file name)")
     m.add_argument("--modality", default="unknown", help="CT or MR: the images it is for")
     m.set_defaults(func=cmd_models_import)

@@ -56,6 +56,8 @@ def test_a_deepedit_state_dict_is_imported_with_its_labels_and_spacing(tmp_path)
 def test_a_one_channel_deepgrow_answers_with_the_same_probabilities(tmp_path):
     network = _sample_app("deepgrow3d", 1, 3).eval()  # MONAI Label's DeepGrow: one sigmoid output
     torch.save(network.state_dict(), tmp_path / "deepgrow.pt")
+    card = load_checkpoint(import_model(tmp_path / "deepgrow.pt", "deepgrow3d", name="as-monai-label"))[1]
+    assert card.target_spacing == [1.0, 1.0, 1.0] and card.roi_size == [128, 192, 192]  # MONAI Label's app's
     sidecar = import_model(tmp_path / "deepgrow.pt", "deepgrow3d", None, [1.0, 1.0, 1.0], name="imported-grow",
                            roi_size=[32, 48, 32])
     model, card = load_checkpoint(sidecar)
@@ -75,8 +77,6 @@ def test_a_full_pickle_and_a_wrong_network_are_refused(tmp_path):
     torch.save(_sample_app("deepedit", 3, 4).state_dict(), tmp_path / "two-labels.pt")
     with pytest.raises(ModelError, match="do not fit"):
         import_model(tmp_path / "two-labels.pt", "deepedit", {"a": 1, "b": 2, "c": 3}, [1.0, 1.0, 1.0])
-    with pytest.raises(ModelError, match="spacing"):
-        import_model(tmp_path / "two-labels.pt", "deepgrow3d", None, None)
 
 
 def test_a_monai_bundle_and_the_command(tmp_path):
@@ -172,6 +172,11 @@ def test_a_deepedit_bundle_as_the_model_zoo_writes_it(tmp_path):
                                  "mode": "area"}],
         "preprocessing": {"_target_": "Compose", "transforms": "$@preprocessing_transforms + @deepedit_transforms"}}))
     torch.save(_sample_app("deepedit", 2, 3).state_dict(), bundle / "models" / "model.pt")
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    (bundle / "configs" / "inference.json").write_text(json.dumps({**config, "deepedit_transforms": []}))
+    with pytest.raises(ModelError, match="spacing"):  # neither a Resized nor a Spacingd: it must be given
+        import_model(bundle, "deepedit")
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config))
     model, card = load_checkpoint(import_model(bundle, "deepedit", name="zoo-spleen"))
     assert card.labels == {"spleen": 1} and card.guidance == ["spleen", "background"]
     assert card.intensity == {"kind": "window", "low": -175.0, "high": 250.0} and card.axes == "ras"

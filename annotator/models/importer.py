@@ -9,7 +9,8 @@ order (MONAI Label's: background last) with Gaussians of 3 voxels (DeepGrow: 2);
 intensities as it was trained: ``--window`` or a bundle's ``ScaleIntensityRanged`` or
 ``NormalizeIntensityd``, else MONAI Label's (DeepEdit: -175..250 to 0..1; DeepGrow:
 (image - 208) / 388); the whole image resized to a fixed size where MONAI's DeepEdit did
-that (``--input-size``, a bundle's ``Resized``), else resampled to a spacing. The network is the sample-app one of the
+that (``--input-size``, a bundle's ``Resized``), else resampled to a spacing (MONAI Label's
+DeepGrow: 1 mm) and cropped around the clicks. The network is the sample-app one of the
 method (``annotator.models.networks.VARIANTS["sample-app"]``), or, for a bundle, the one its
 ``configs`` declare (plain arguments only). The weights must fit the network exactly;
 DeepGrow's one-channel (sigmoid) output becomes the two class scores the engine reads,
@@ -34,6 +35,8 @@ MONAI_LABEL_DEEPGROW_INTENSITY = {"kind": "scale", "subtract": 208.0, "divide": 
 #: the modality, and resizes each whole image to 128³ (``Resized``; x, y, z)
 MONAI_LABEL_DEEPEDIT_WINDOW = {"kind": "window", "low": -175.0, "high": 250.0}
 MONAI_LABEL_DEEPEDIT_SIZE = [128, 128, 128]
+#: MONAI Label's DeepGrow apps resample to 1 mm (``Spacingd``) and crop around the clicks
+MONAI_LABEL_DEEPGROW_SPACING = [1.0, 1.0, 1.0]
 
 
 def _state_dict(path: Path) -> dict:
@@ -174,7 +177,7 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     if method == "deepedit" and not spacing and not input_size:
         input_size = declared["input_size"] or (None if bundle else MONAI_LABEL_DEEPEDIT_SIZE)
     if not spacing and not input_size:
-        spacing = list(declared_spacing or [])
+        spacing = list(declared_spacing or ([] if bundle else MONAI_LABEL_DEEPGROW_SPACING))
     if input_size and (method != "deepedit" or len(input_size) != 3):
         raise ModelError("an input size (x, y, z) is for a DeepEdit model that sees whole images resized")
     if not input_size and len(spacing) != 3:
@@ -203,11 +206,19 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
                      guidance_order=_guidance_order(method, labels, ["background", *ordered]), intensity=intensity,
                      input_size=[int(v) for v in input_size or []],
                      target_spacing=[float(s) for s in spacing] if spacing else [1.0, 1.0, 1.0],
-                     roi_size=list(roi_size or ([128, 128, 128] if spec.get("spatial_dims", 3) == 3 else [1, 256, 256])),
+                     roi_size=list(roi_size or _default_crop(method, bundle)),
                      training={"source": f"imported from {path.name}", "label_values": labels})
     folder = Path(target) if target else user_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(model, card, folder / f"{name}.json")
+
+
+def _default_crop(method: str, bundle: bool) -> list[int]:
+    """The click crop (z, y, x) on the model grid: MONAI Label's DeepGrow apps' (3-D:
+    128 × 192 × 192 of (z, x, y); 2-D: 256 × 256), else 128³."""
+    if method == "deepgrow2d":
+        return [1, 256, 256]
+    return [128, 192, 192] if method == "deepgrow3d" and not bundle else [128, 128, 128]
 
 
 def _scores_for_classes(state: dict, classes: int) -> dict:
