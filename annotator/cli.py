@@ -655,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input-size", type=_patch, metavar="X,Y,Z",
                    help="deepedit: the size whole images were resized to in its training (MONAI's Resized "
                         "spatial_size); default without --spacing: a bundle's Resized, else 128,128,128 (MONAI Label's)")
-    m.add_argument("--roi", type=_patch, metavar="X,Y,Z", help="click crop on the model grid (default: MONAI Label's DeepGrow 3D 192,192,128, "
+    m.add_argument("--roi", type=_patch, metavar="X,Y,Z",
+                   help="click crop on the model grid (default: MONAI Label's DeepGrow 3D 192,192,128, "
                         "2D 256,256, else 128,128,128)")
     m.add_argument("--name", help="model name (default: method and file name)")
     m.add_argument("--modality", default="unknown", help="CT or MR: the images it is for")

@@ -197,6 +197,9 @@ def test_a_deepedit_bundle_as_the_model_zoo_writes_it(tmp_path):
     torch.save(_sample_app("deepedit", 2, 3).state_dict(), tmp_path / "deepedit_dynunet.pt")
     card = load_checkpoint(import_model(tmp_path / "deepedit_dynunet.pt", "deepedit", {"spleen": 1}))[1]
     assert card.input_size == [128, 128, 128] and card.intensity == {"kind": "window", "low": -175.0, "high": 250.0}
+    with pytest.raises(ModelError, match="not both"):
+        import_model(tmp_path / "deepedit_dynunet.pt", "deepedit", {"spleen": 1}, [1.0, 1.0, 1.0],
+                     input_size=[96, 96, 96])
 
 
 def test_resizing_a_whole_image_averages_what_it_shrinks():

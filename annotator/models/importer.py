@@ -174,6 +174,8 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
         raise ModelError("give the labels the model segments (--labels name=value,...)")
     foreground = {k: v for k, v in labels.items() if int(v) > 0} if method == "deepedit" else {"structure": 1}
     spacing = list(spacing_zyx or [])
+    if spacing and input_size:
+        raise ModelError("give the spacing it answers at on crops, or the size whole images are resized to; not both")
     if method == "deepedit" and not spacing and not input_size:
         input_size = declared["input_size"] or (None if bundle else MONAI_LABEL_DEEPEDIT_SIZE)
     if not spacing and not input_size:
