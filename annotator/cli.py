@@ -15,7 +15,7 @@ import traceback
 import numpy as np
 
 from annotator import __version__
-from annotator.errors import AnnotatorError, InputError
+from annotator.errors import AnnotatorError, InputError, ModelError
 
 
 def _xyz(text: str) -> tuple[int, int, int]:
@@ -204,13 +204,12 @@ def _spacing(text: str) -> list[float]:
 
 
 def _window(text: str) -> tuple[float, float]:
+    from annotator.models.importer import parse_window
+
     try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not LOW,HIGH") from None
-    if not low < high:
-        raise argparse.ArgumentTypeError(f"'{text}': LOW must be below HIGH")
-    return low, high
+        return parse_window(text)
+    except ModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _store(place: str):
@@ -280,20 +279,12 @@ def cmd_plan(args) -> int:
 
 
 def _labels(text: str) -> dict[str, int]:
-    """``liver=1,spleen=2`` or ``liver,spleen`` (values 1, 2, ... in that order;
-    ``background`` is 0), in the order given."""
-    labels = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, _, value = part.partition("=")
-        name = name.strip().lower()
-        try:
-            labels[name] = int(value) if value else 0 if name == "background" else 1 + sum(
-                1 for n in labels if n != "background")
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{part}' is not name=value") from None
-    if not labels:
-        raise argparse.ArgumentTypeError("no labels given")
-    return labels
+    from annotator.models.importer import parse_labels
+
+    try:
+        return parse_labels(text)
+    except ModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_models_import(args) -> int:
@@ -303,8 +294,8 @@ def cmd_models_import(args) -> int:
                            name=args.name or "", modality=args.modality,
                            roi_size=list(reversed(args.roi)) if args.roi else None, window=args.window,
                            input_size=args.input_size)
-    print(f"{sidecar.stem}: installed ({sidecar}); choose it in the Training dock's model list or with "
-          f"`annotator models use {sidecar.stem}`")
+    print(f"{sidecar.stem}: installed ({sidecar}); choose it with `annotator models use {sidecar.stem}` or in "
+          f"the Training dock's Models... window")
     return 0
 
 

@@ -72,8 +72,11 @@ def test_a_one_channel_deepgrow_answers_with_the_same_probabilities(tmp_path):
 def test_a_full_pickle_and_a_wrong_network_are_refused(tmp_path):
     torch.save({"model": _sample_app("deepedit", 3, 4).state_dict(), "trainer": np.dtype("float32").type},
                tmp_path / "pickled.pt")
-    with pytest.raises(ModelError, match="full unpickling"):
+    with pytest.raises(ModelError, match="full unpickling.*Unsupported global"):
         import_model(tmp_path / "pickled.pt", "deepedit", {"a": 1, "b": 2}, [1.0, 1.0, 1.0])
+    (tmp_path / "notes.pt").write_text("weights to follow")
+    with pytest.raises(ModelError, match="notes.pt: not a PyTorch checkpoint"):
+        import_model(tmp_path / "notes.pt", "deepedit", {"a": 1, "b": 2}, [1.0, 1.0, 1.0])
     torch.save(_sample_app("deepedit", 3, 4).state_dict(), tmp_path / "two-labels.pt")
     with pytest.raises(ModelError, match="do not fit"):
         import_model(tmp_path / "two-labels.pt", "deepedit", {"a": 1, "b": 2, "c": 3}, [1.0, 1.0, 1.0])

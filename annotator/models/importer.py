@@ -39,6 +39,34 @@ MONAI_LABEL_DEEPEDIT_SIZE = [128, 128, 128]
 MONAI_LABEL_DEEPGROW_SPACING = [1.0, 1.0, 1.0]
 
 
+def parse_labels(text: str) -> dict[str, int]:
+    """``liver=1,spleen=2`` or ``liver,spleen`` (values 1, 2, ... in that order;
+    ``background`` is 0), in the order given."""
+    labels: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        name = name.strip().lower()
+        try:
+            labels[name] = int(value) if value else 0 if name == "background" else 1 + sum(
+                1 for n in labels if n != "background")
+        except ValueError:
+            raise ModelError(f"'{part}' is not name=value") from None
+    if not labels:
+        raise ModelError("no labels given")
+    return labels
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """``LOW,HIGH``: the intensities a model's training mapped to 0 and 1."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ModelError(f"'{text}' is not LOW,HIGH") from None
+    if not low < high:
+        raise ModelError(f"'{text}': LOW must be below HIGH")
+    return low, high
+
+
 def _state_dict(path: Path) -> dict:
     import pickle
 
@@ -47,8 +75,11 @@ def _state_dict(path: Path) -> dict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        needs = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+        if not needs:  # not a pickle at all (a text file, another format)
+            raise ModelError(f"{path}: not a PyTorch checkpoint (its content is not a saved state dict)") from None
         raise ModelError(f"{path}: refused: the file needs full unpickling, which could run code from it "
-                         f"({str(exc).splitlines()[0][:120]}); export the network's state_dict instead") from None
+                         f"({needs[:160]}); export the network's state_dict instead") from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
     for key in ("model", "state_dict", "model_state_dict", "net"):  # how trainers wrap it

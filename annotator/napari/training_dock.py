@@ -1,8 +1,9 @@
 """The Training dock: fine-tune DeepEdit/DeepGrow on the accepted labels, in a child process.
 
 Start/stop, a progress bar with ETA, a live plot of loss and validation Dice, a log, the
-"use the new model when done" switch, and the past runs with their metrics (any of
-which can be chosen as the model in use).
+"use the new model when done" switch, the past runs with their metrics (any of which
+can be chosen as the model in use), and the Models... window (every installed model;
+importing one trained elsewhere).
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ class TrainingDock(QWidget):
         self.runs.setMaximumHeight(120)
         self.use_selected = QPushButton("Use selected model")
         self.use_selected.clicked.connect(self.use_selected_run)
+        self.models_button = QPushButton("Models...")
+        self.models_button.setToolTip("Every installed model, the one each method uses, and importing one "
+                                      "trained elsewhere (MONAI Label, MONAI bundles)")
+        self.models_button.clicked.connect(self.show_models)
 
         form = QFormLayout()
         form.addRow("Method", self.method)
@@ -158,7 +163,10 @@ class TrainingDock(QWidget):
         layout.addWidget(self.log)
         layout.addWidget(QLabel("Past runs"))
         layout.addWidget(self.runs)
-        layout.addWidget(self.use_selected)
+        model_buttons = QHBoxLayout()
+        model_buttons.addWidget(self.use_selected)
+        model_buttons.addWidget(self.models_button)
+        layout.addLayout(model_buttons)
 
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
@@ -330,6 +338,11 @@ class TrainingDock(QWidget):
             self._say(f"Cannot use '{name}': {exc}", error=True)
             return
         self._say(f"'{card.name}' is now used for {card.method} clicks.")
+
+    def show_models(self) -> None:
+        from annotator.napari.models_dialog import ModelsDialog
+
+        ModelsDialog(self.session.runner, self, self.registry).exec_()
 
     def closeEvent(self, event) -> None:
         if self.job is not None and self.job.running:

@@ -113,3 +113,68 @@ def test_the_plot_reads_loss_left_and_dice_right(qtbot):
     assert dice_label.x0 >= loss_box.x1, "the Dice label lies over the plot or the loss axis"
     loss_ticks = [t.get_window_extent(renderer) for t in plot.loss_axes.get_yticklabels() if t.get_text()]
     assert loss_ticks and all(b.x1 <= loss_box.x0 for b in loss_ticks)
+
+
+def test_the_models_window_lists_chooses_and_imports(make_napari_viewer, qtbot, tmp_path):
+    """Models... lists every installed model and the one each method uses; Use chooses the
+    selected one; Import... converts a MONAI Label checkpoint in a worker (the table shows
+    it when done) and says plainly why a file that is no checkpoint cannot be."""
+    import torch
+
+    from annotator.models import build_network
+    from annotator.models.networks import VARIANTS
+    from annotator.models.registry import ModelRegistry
+    from annotator.napari.models_dialog import ImportDialog, ModelsDialog
+    from annotator.napari.training_dock import TrainingDock
+
+    viewer = make_napari_viewer()
+    dock = TrainingDock(viewer)
+    dialog = ModelsDialog(dock.session.runner, dock, dock.registry)
+    qtbot.addWidget(dialog)
+    names = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())]
+    assert {"deepedit-hippocampus-mr", "deepgrow3d-hippocampus-mr"} <= set(names)
+    # none chosen yet: each method's default is marked as such
+    assert dialog.table.item(names.index("deepedit-hippocampus-mr"), 0).text() == "default"
+    assert "✓" not in [dialog.table.item(i, 0).text() for i in range(dialog.table.rowCount())]
+    dialog.use_selected()
+    assert "Select a model first" in dialog.message.text()
+    dialog.table.selectRow(names.index("deepgrow3d-hippocampus-mr"))
+    dialog.use_selected()
+    assert ModelRegistry().chosen() == {"deepgrow3d": "deepgrow3d-hippocampus-mr"}
+    row = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())].index("deepgrow3d-hippocampus-mr")
+    assert dialog.table.item(row, 0).text() == "✓"
+
+    # the form names what is missing or malformed before anything runs
+    form = ImportDialog(dialog)
+    qtbot.addWidget(form)
+    form._check_and_accept()
+    assert "choose the checkpoint" in form.message.text()
+    form.path.setText(str(tmp_path / "grow.pt"))
+    form.window.setText("250,-175")
+    form._check_and_accept()
+    assert "LOW must be below HIGH" in form.message.text()
+    form.window.setText("")
+    form.method.setCurrentIndex(form.method.findData("deepgrow3d"))
+    form.name.setText("grow-from-monai")
+    torch.manual_seed(0)
+    spec = {**VARIANTS["sample-app"]["deepgrow3d"], "in_channels": 3, "out_channels": 1}
+    torch.save(build_network(spec).state_dict(), tmp_path / "grow.pt")
+    dialog.start_import(form.request())
+    qtbot.waitUntil(lambda: dialog.import_button.isEnabled(), timeout=120_000)
+    assert "'grow-from-monai' installed" in dialog.message.text(), dialog.message.text()
+    assert dialog.selected_name() == "grow-from-monai"
+    row = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())].index("grow-from-monai")
+    assert dialog.table.item(row, 5).text() == "imported from grow.pt"
+    dialog.use_selected()
+    assert ModelRegistry().chosen()["deepgrow3d"] == "grow-from-monai"
+
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    dialog.start_import({**form.request(), "path": str(tmp_path / "notes.pt"), "name": "broken"})
+    qtbot.waitUntil(lambda: dialog.import_button.isEnabled(), timeout=60_000)
+    assert "Import failed" in dialog.message.text() and "notes.pt: not a PyTorch checkpoint" in dialog.message.text()
+    assert "broken" not in [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())]
+    dialog.resize(820, 340)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.grab().save(str(tmp_path / "models.png"))
+    print(f"screenshot: {tmp_path / 'models.png'}")
