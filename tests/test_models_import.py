@@ -281,3 +281,49 @@ def test_an_imported_deepgrow_is_fed_as_monai_label_feeds_it(tmp_path):
             for j in range(dims):
                 step = box.diff(dim=j)
                 assert bool((step > 0).all()) if j == along else float(step.abs().max()) < 1e-4, (method, j)
+
+
+def test_a_unetr_deepedit_sees_whole_images_at_its_size(tmp_path):
+    """MONAI Label's DeepEdit can run a UNETR (a vision transformer with a fixed input
+    size): from a bundle (its older argument name pos_embed too) it is built as declared and
+    fed the whole image at exactly its img_size; a checkpoint's UNETR (weights under vit.)
+    must be MONAI Label's; a sidecar that would feed it another size is refused."""
+    from annotator.engine.deep import new_session
+    from annotator.models.networks import build_network
+
+    tiny = {"spatial_dims": 3, "img_size": [32, 32, 32], "feature_size": 8, "hidden_size": 96, "mlp_dim": 192,
+            "num_heads": 4, "norm_name": "instance", "res_block": True}
+    torch.manual_seed(0)
+    network = build_network({"name": "UNETR", **tiny, "proj_type": "conv", "in_channels": 3, "out_channels": 2})
+    bundle = tmp_path / "unetr_bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    (bundle / "configs" / "inference.json").write_text(json.dumps({
+        "label_names": {"spleen": 1, "background": 0},
+        "network_def": {"_target_": "UNETR", **tiny, "pos_embed": "conv", "in_channels": "$len(@label_names) + 1",
+                        "out_channels": "$len(@label_names)"},
+        "preprocessing": [{"_target_": "ScaleIntensityRanged", "a_min": -175, "a_max": 250, "b_min": 0.0,
+                           "b_max": 1.0}]}))
+    torch.save(network.state_dict(), bundle / "models" / "model.pt")
+    sidecar = import_model(bundle, "deepedit", name="unetr-spleen")
+    model, card = load_checkpoint(sidecar)
+    assert card.architecture["name"] == "UNETR" and card.architecture["proj_type"] == "conv"
+    assert card.input_size == [32, 32, 32]
+    seen = []
+    model.register_forward_pre_hook(lambda _module, args: seen.append(tuple(args[0].shape)))
+    volume = _coordinate_volume(2)
+    result = new_session(volume, model, card).click([(10, 12, 14)], [], previous=np.zeros(volume.shape, np.uint8))
+    assert seen[-1] == (1, 3, 32, 32, 32) and result.patch[tuple(p - b.start for p, b in zip((10, 12, 14),
+                                                                                               result.box))] == 1
+    with pytest.raises(ModelError, match="img_size"):
+        import_model(bundle, "deepedit", spacing_zyx=[1.0, 1.0, 1.0], name="unetr-at-a-spacing")
+    raw = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**raw, "input_size": [64, 64, 64]}))
+    with pytest.raises(ModelError, match="img_size"):
+        load_checkpoint(sidecar)
+    # a checkpoint with a transformer inside is taken for MONAI Label's UNETR, and must fit it
+    torch.save(network.state_dict(), tmp_path / "pretrained_deepedit_unetr.pt")
+    with pytest.raises(ModelError, match="do not fit the UNETR network"):
+        import_model(tmp_path / "pretrained_deepedit_unetr.pt", "deepedit", {"spleen": 1})
+    with pytest.raises(ModelError, match="DeepEdit networks"):
+        import_model(tmp_path / "pretrained_deepedit_unetr.pt", "deepgrow3d")

@@ -164,6 +164,9 @@ class ModelCard:
                                            for v in card.input_size)):
             raise ModelError(f"{where}: input_size must be {card.spatial_dims} whole numbers from 8 to 1024, "
                              f"not {card.input_size!r}")
+        if card.architecture.get("name") == "UNETR" and list(card.input_size) != list(card.architecture["img_size"]):
+            raise ModelError(f"{where}: a UNETR takes whole images at its img_size "
+                             f"{card.architecture['img_size']}: input_size must be that, not {card.input_size}")
         if card.axes not in ("array", "ras", "zxy"):
             raise ModelError(f"{where}: axes must be \"array\", \"ras\" or \"zxy\", not {card.axes!r}")
         intensity = card.intensity if isinstance(card.intensity, dict) else {}

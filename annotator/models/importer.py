@@ -12,7 +12,9 @@ intensities as it was trained: ``--window`` or a bundle's ``ScaleIntensityRanged
 that (``--input-size``, a bundle's ``Resized``), else resampled to a spacing (MONAI Label's
 DeepGrow: 1 mm) and cropped around the clicks. The network is the sample-app one of the
 method (``annotator.models.networks.VARIANTS["sample-app"]``), or, for a bundle, the one its
-``configs`` declare (plain arguments only). The weights must fit the network exactly;
+``configs`` declare (plain arguments only); a checkpoint of MONAI Label's DeepEdit with its
+UNETR (weights under ``vit.``) gets that UNETR, which sees whole images at 128³. The
+weights must fit the network exactly;
 DeepGrow's one-channel (sigmoid) output becomes the two class scores the engine reads,
 with the same probabilities (background 0, structure the old score).
 """
@@ -37,6 +39,13 @@ MONAI_LABEL_DEEPEDIT_WINDOW = {"kind": "window", "low": -175.0, "high": 250.0}
 MONAI_LABEL_DEEPEDIT_SIZE = [128, 128, 128]
 #: MONAI Label's DeepGrow apps resample to 1 mm (``Spacingd``) and crop around the clicks
 MONAI_LABEL_DEEPGROW_SPACING = [1.0, 1.0, 1.0]
+#: MONAI Label's DeepEdit app with ``--conf network unetr``: a UNETR that takes whole
+#: images at 128³ (a checkpoint whose weights start with ``vit.`` is one)
+MONAI_LABEL_UNETR = {"name": "UNETR", "spatial_dims": 3, "img_size": [128, 128, 128], "feature_size": 64,
+                     "hidden_size": 1536, "mlp_dim": 3072, "num_heads": 48, "proj_type": "conv",
+                     "norm_name": "instance", "res_block": True}
+#: network arguments that MONAI renamed since bundles were written (old -> new)
+RENAMED = {"pos_embed": "proj_type"}
 
 
 def parse_labels(text: str) -> dict[str, int]:
@@ -122,7 +131,7 @@ def _bundle(folder: Path) -> dict:
     if name not in ARCHITECTURES:
         raise ModelError(f"{config}: network {name} is not one this app builds ({', '.join(ARCHITECTURES)})")
     # the channels are the method's (often written as expressions of the label list)
-    args = {k: v for k, v in network.items() if k not in ("_target_", "in_channels", "out_channels")}
+    args = {RENAMED.get(k, k): v for k, v in network.items() if k not in ("_target_", "in_channels", "out_channels")}
     if any(isinstance(v, str) and v[:1] in "@$%" for v in args.values()):
         raise ModelError(f"{config}: the network's arguments are expressions; give them as plain values")
     labels: dict[str, int] = {}
@@ -205,6 +214,17 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
         raise ModelError("give the labels the model segments (--labels name=value,...)")
     foreground = {k: v for k, v in labels.items() if int(v) > 0} if method == "deepedit" else {"structure": 1}
     spacing = list(spacing_zyx or [])
+    if spec is None and any(k.startswith("vit.") for k in state):  # MONAI Label's DeepEdit, network unetr
+        if method != "deepedit":
+            raise ModelError(f"{path}: a UNETR (a vision transformer) is one of MONAI Label's DeepEdit networks, "
+                             f"not a {method} one")
+        spec = dict(MONAI_LABEL_UNETR)
+    if (spec or {}).get("name") == "UNETR":  # it takes whole images at exactly its img_size
+        fixed = [int(v) for v in spec.get("img_size", [])]
+        if spacing or (input_size and list(input_size) != fixed):
+            raise ModelError(f"a UNETR sees whole images resized to its img_size {fixed}: "
+                             "give neither a spacing nor another input size")
+        input_size = fixed
     if spacing and input_size:
         raise ModelError("give the spacing it answers at on crops, or the size whole images are resized to; not both")
     if method == "deepedit" and not spacing and not input_size:
@@ -219,17 +239,9 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     # the bundle's network (or the sample app's), with the channels the method feeds and reads
     spec = {**(spec or wanted), "in_channels": wanted["in_channels"], "out_channels": wanted["out_channels"]}
     state = _scores_for_classes(state, wanted["out_channels"])
+    _check_fit(spec, state, f"{path}: the weights do not fit the {spec['name']} network of {method}")
     model = build_network(spec)
-    missing, unexpected = [], []
-    try:
-        result = model.load_state_dict(state, strict=False)
-        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: the weights do not fit the {spec['name']} network of {method}: "
-                         f"{str(exc).splitlines()[-1][:200]}") from None
-    if missing or unexpected:
-        raise ModelError(f"{path}: the weights do not fit the {spec['name']} network of {method} "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.load_state_dict(state)
     name = check_name(name or f"{method}-{path.stem}")
     ordered = {n: i for i, n in enumerate(sorted(foreground, key=foreground.get), start=1)}
     card = ModelCard(name=name, method=method, architecture=spec,
@@ -244,6 +256,23 @@ def import_model(path: str | os.PathLike, method: str, labels: dict[str, int] | 
     folder = Path(target) if target else user_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(model, card, folder / f"{name}.json")
+
+
+def _check_fit(spec: dict, state: dict, problem: str) -> None:
+    """The weights' names and shapes against the network's, built without memory (on
+    PyTorch's meta device: a large network that does not fit is refused at once)."""
+    import torch
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_network(spec).state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ModelError(f"{problem} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    wrong = [f"{k}: {tuple(state[k].shape)} for {shape}" for k, shape in expected.items()
+             if tuple(state[k].shape) != shape]
+    if wrong:
+        raise ModelError(f"{problem}: {'; '.join(wrong[:2])}")
 
 
 def _default_crop(method: str, bundle: bool) -> list[int]:

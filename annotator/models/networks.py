@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # torch and monai are imported when a network is built
 
 #: architecture names a spec may use: MONAI network classes (monai is imported when a
 #: network is built, as it takes seconds to import)
-ARCHITECTURES = ("UNet", "BasicUNet", "DynUNet")
+ARCHITECTURES = ("UNet", "BasicUNet", "DynUNet", "UNETR")
 
 _SMALL_UNET = {"name": "UNet", "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
                "num_res_units": 0}
@@ -66,7 +66,10 @@ def architecture(method: str, labels: int = 1, variant: str = "small", previous_
 
 #: Bounds on a spec, checked before anything is built (a sidecar from elsewhere could
 #: declare a network that takes all memory)
-MAX_CHANNELS, MAX_LEVELS, MAX_PARAMETERS = 2048, 10, 200_000_000
+MAX_CHANNELS, MAX_LEVELS, MAX_PARAMETERS = 2048, 10, 400_000_000
+#: a UNETR's vision transformer: MONAI's defaults, and its fixed depth and patch size
+_UNETR_DEFAULTS, _UNETR_LAYERS, _UNETR_PATCH = {"hidden_size": 768, "mlp_dim": 3072, "num_heads": 12,
+                                                "feature_size": 16}, 12, 16
 
 
 def check_architecture(spec) -> None:
@@ -93,17 +96,41 @@ def check_architecture(spec) -> None:
         if estimate > MAX_PARAMETERS:
             raise ModelError(f"architecture {name}: about {estimate / 1e6:.0f} M parameters, more than the "
                              f"{MAX_PARAMETERS / 1e6:.0f} M allowed")
+    if name == "UNETR":
+        _check_unetr(spec)
     for key in ("kernel_size", "strides", "upsample_kernel_size"):
         value = spec.get(key)
         if value is not None and (not isinstance(value, list) or len(value) > MAX_LEVELS):
             raise ModelError(f"architecture {name}: {key} must be a list of at most {MAX_LEVELS} entries")
 
 
+def _check_unetr(spec: dict) -> None:
+    """A UNETR's fixed input size (multiples of its 16-voxel patches) and transformer, and
+    about how many parameters they make."""
+    dims = spec["spatial_dims"]
+    size = spec.get("img_size")
+    if (not isinstance(size, list) or len(size) != dims or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 512 and v % _UNETR_PATCH == 0 for v in size)):
+        raise ModelError(f"architecture UNETR: img_size must be {dims} multiples of {_UNETR_PATCH} up to 512, "
+                         f"not {str(size)[:60]}")
+    found = {key: spec.get(key, default) for key, default in _UNETR_DEFAULTS.items()}
+    for key, value in found.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8192:
+            raise ModelError(f"architecture UNETR: {key} must be a whole number from 1 to 8192, not {value!r}")
+    hidden, mlp = found["hidden_size"], found["mlp_dim"]
+    if hidden % found["num_heads"]:
+        raise ModelError(f"architecture UNETR: hidden_size {hidden} is not a multiple of num_heads {found['num_heads']}")
+    estimate = _UNETR_LAYERS * (4 * hidden * hidden + 2 * hidden * mlp)
+    if estimate > MAX_PARAMETERS:
+        raise ModelError(f"architecture UNETR: about {estimate / 1e6:.0f} M parameters, more than the "
+                         f"{MAX_PARAMETERS / 1e6:.0f} M allowed")
+
+
 def input_multiple(spec: dict) -> tuple[int, ...]:
     """What each input size must be a multiple of (the product of the strides per axis)."""
     dims = int(spec.get("spatial_dims", 3))
-    if spec.get("name") == "BasicUNet":
-        return (16,) * dims  # four poolings by 2
+    if spec.get("name") in ("BasicUNet", "UNETR"):
+        return (16,) * dims  # four poolings by 2; 16-voxel patches
     factors = [1] * dims
     for stride in spec.get("strides", [2, 2, 2, 2]):
         per_axis = stride if isinstance(stride, list) else [stride] * dims
