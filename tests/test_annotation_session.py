@@ -217,7 +217,7 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     # the values a label holds are offered, to correct them: a saved label, a label map, an engine step
     label = np.zeros(volume.shape, np.uint8)
     label[2:5, 2:5, 2:5], label[8:10, 8:10, 8:10] = 2, 40
-    s.show(volume, label, {"atlas": np.full(volume.shape, 77, np.uint8)}, image_id="hippocampus_003")
+    s.show(volume, label, {"atlas": (np.full(volume.shape, 77, np.uint8), {})}, image_id="hippocampus_003")
     assert [p.value for p in s.labels] == [1, 2, 9, 40]
     s.use_label_map("atlas")
     assert 77 in [p.value for p in s.labels]

@@ -73,6 +73,9 @@ def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
     expected = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg.nii.gz")))
     session.use_label_map("example_seg")
     np.testing.assert_array_equal(session.label, expected)
+    # TotalSegmentator's label table (a NIfTI header extension) names the Label list
+    offered = {p.value: p.name for p in session.labels}
+    assert offered[5] == "liver" and offered[1] == "spleen" and offered[117] == "costal_cartilages"
     session.undo()
     assert not session.label.any()
     session.redo()
@@ -91,4 +94,28 @@ def test_a_folder_of_a_series_with_its_segmentations_beside_it():
     assert set(record.label_maps) == {"heart_seg", "liver_seg", "liver_spine_seg", "spine_seg", "partial_overlaps-1",
                                       "partial_overlaps-2", "partial_overlaps-3"}
     volume = store.open_image("ct-3slice")
-    assert store.label_map("ct-3slice", "liver_seg", volume).any()
+    liver, names = store.label_map("ct-3slice", "liver_seg", volume)
+    assert liver.any() and names == {}  # a plain NRRD names nothing
+
+
+def test_label_names_from_a_file_header(tmp_path):
+    """TotalSegmentator's label table in a NIfTI extension and 3D Slicer's segment fields in
+    a NRRD name the values; a file without them, or with a broken table, names none."""
+    import nibabel as nib
+
+    from annotator.io.label_names import label_names_in
+
+    assert label_names_in(TOTALSEG / "example_seg_mr.nii.gz")["liver"] == 5
+    assert label_names_in(HIPPO / "labels" / "hippocampus_001.nii.gz") == {}
+    mask = np.zeros((4, 6, 8), np.uint8)
+    mask[1:3, 2:4, 2:6] = 3
+    image = sitk.GetImageFromArray(mask)
+    for key, value in {"Segment0_Name": "Left kidney", "Segment0_LabelValue": "3", "Segment0_Layer": "0",
+                       "Segment1_Name": "tumour", "Segment1_LabelValue": "1", "Segment1_Layer": "1"}.items():
+        image.SetMetaData(key, value)
+    sitk.WriteImage(image, str(tmp_path / "kidney.seg.nrrd"))
+    assert label_names_in(tmp_path / "kidney.seg.nrrd") == {"left kidney": 3}  # another layer overlaps: left out
+    broken = nib.Nifti1Image(mask, np.eye(4))
+    broken.header.extensions.append(nib.nifti1.Nifti1Extension(0, b"<CaretExtension><LabelTable><Label Key="))
+    nib.save(broken, tmp_path / "broken_seg.nii.gz")
+    assert label_names_in(tmp_path / "broken_seg.nii.gz") == {}

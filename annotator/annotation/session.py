@@ -65,6 +65,7 @@ class AnnotationSession:
         self.marks: dict[str, list] = {"fg": [], "bg": []}
         self.history = LabelHistory()
         self.label_maps: dict[str, np.ndarray] = {}  # segmentations found beside the open image
+        self.label_map_names: dict[str, dict[str, int]] = {}  # the names each of them gives its values
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
         self._proposal_stale = False  # the label changed by other means since ``proposed`` was kept
         self.method = "auto"  # a click method name, or "auto": a network for the image when installed
@@ -80,7 +81,7 @@ class AnnotationSession:
         self._scoring: Job | None = None
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
-        self._drawn_names: dict[str, int] = {}  # the labels the last automatic segmentation drew
+        self._drawn_names: dict[str, int] = {}  # the labels that last redrew the label named (auto, label map)
         self._network_names: dict[str, int] = {}  # the classes of the network that answers clicks here
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
@@ -243,7 +244,7 @@ class AnnotationSession:
         maps = {}
         for map_id in store.label_maps(image_id):
             try:
-                maps[map_id] = store.label_map(image_id, map_id, volume)
+                maps[map_id] = store.label_map(image_id, map_id, volume)  # (array, its names)
             except AnnotatorError as exc:
                 volume.warnings.append(f"label map {map_id} left out: {exc}")
         for version in (Version.DRAFT, Version.FINAL):
@@ -255,9 +256,11 @@ class AnnotationSession:
     def show(self, volume: Volume, label: np.ndarray | None = None, label_maps: dict | None = None,
              image_id: str = "") -> None:
         """Make ``volume`` the image being annotated (with its saved label, if any, and the
-        label maps found beside it, shown and ready to be used as its label)."""
+        label maps found beside it, id -> (array, the names it gives its values), shown and
+        ready to be used as its label)."""
         self.volume, self.image_id = volume, image_id
-        self.label_maps = dict(label_maps or {})
+        self.label_maps = {k: array for k, (array, _) in (label_maps or {}).items()}
+        self.label_map_names = {k: dict(names) for k, (_, names) in (label_maps or {}).items()}
         self.label = np.zeros(volume.shape, np.uint8) if label is None else np.asarray(label, np.uint8)
         self.scribbles = np.zeros(volume.shape, np.uint8)
         self.marks = {"fg": [], "bg": []}
@@ -428,8 +431,10 @@ class AnnotationSession:
         self._touch()
         self.label_changed.emit(None, "history")
         held = set(label_values(after))
-        if not held <= self._in_use:
+        names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v < 256}
+        if names or not held <= self._in_use:  # the Label list takes the map's values, by its names
             self._in_use |= held
+            self._drawn_names = names or self._drawn_names
             self._offer_labels()
         self.status.emit(f"{map_id} is the label now: Accept saves it")
 

@@ -136,8 +136,9 @@ class Datastore(ABC):
         can be shown with it and accepted as its label)."""
         return []
 
-    def label_map(self, image_id: str, map_id: str, image: Volume) -> np.ndarray:
-        """A label map of the image, on its grid."""
+    def label_map(self, image_id: str, map_id: str, image: Volume) -> tuple[np.ndarray, dict[str, int]]:
+        """A label map of the image, on its grid, and the names it gives its values (name ->
+        value; empty when it names none)."""
         raise DatastoreError(f"{self.name}: '{image_id}' has no label map '{map_id}'")
 
     def uploads_waiting(self) -> int:

@@ -24,6 +24,7 @@ from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
+from annotator.io.label_names import label_names_in
 from annotator.io.read import read_label, read_volume
 from annotator.io.sniff import image_stem, is_image_file
 from annotator.io.volume import Volume
@@ -122,7 +123,7 @@ class LocalDatastore(Datastore):
         self._path(image_id)
         return self._label_maps_of().get(image_id, [])
 
-    def label_map(self, image_id: str, map_id: str, image: Volume) -> np.ndarray:
+    def label_map(self, image_id: str, map_id: str, image: Volume) -> tuple[np.ndarray, dict[str, int]]:
         if map_id not in self.label_maps(image_id):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
         path = self._maps[map_id]
@@ -135,8 +136,9 @@ class LocalDatastore(Datastore):
                 known = self.label_names()
             except AnnotatorError:  # a broken labels.json is said where the names are offered
                 known = None
-            return seg_to_label(pydicom.dcmread(sorted(path.iterdir())[0]), image, known=known)[0]
-        return read_label(path, image)
+            label, names = seg_to_label(pydicom.dcmread(sorted(path.iterdir())[0]), image, known=known)
+            return label, {str(name).lower(): int(value) for value, name in names.items()}
+        return read_label(path, image), label_names_in(path)
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]

@@ -113,6 +113,15 @@ def label_colormap(presets: list[LabelPreset]) -> DirectLabelColormap:
     return DirectLabelColormap(color_dict=colors)
 
 
+def label_features(names: dict[int, str]):
+    """A Labels layer's feature table naming its values (value -> name): napari shows the
+    name beside the value under the pointer."""
+    import pandas as pd
+
+    rows = {0: "background", **{int(v): str(n) for v, n in names.items() if int(v) > 0}}
+    return pd.DataFrame({"index": list(rows), "name": list(rows.values())})
+
+
 def scribble_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "#00e000",
                                            2: "#ff00ff"})

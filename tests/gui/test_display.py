@@ -103,6 +103,14 @@ def test_the_folder_lists_images_only_and_a_label_map_opens_beside_its_image(win
     assert annotation.preset.count() == len(ws.session.labels)
     colours = viewer.layers[L.SEGMENTATION].colormap.map(values)
     assert (colours[:, 3] == 1).all()
+    # named by TotalSegmentator's label table: in the Label list, and under the pointer in both layers
+    liver = next(p for p in ws.session.labels if p.name == "liver")
+    where = tuple(int(c) for c in np.argwhere(ws.session.label == liver.value)[0])
+    for layer in (viewer.layers[L.SEGMENTATION], maps[0]):
+        point = layer.data_to_world(where)
+        assert "name: liver" in layer.get_status(point, world=True)["coordinates"], layer.name
+    qtbot.waitUntil(lambda: annotation.volume_text.text().startswith("Volume of spleen: "), timeout=10000)
+    assert "all labels" in annotation.volume_text.text()
     annotation.grab().save(str(tmp_path / "annotation_dock.png"))
 
 

@@ -1,0 +1,75 @@
+"""The names a label map file gives its values, read from its header only.
+
+- NIfTI: a label table in a header extension, as TotalSegmentator's multilabel output and
+  Connectome Workbench write it (``<CaretExtension>`` XML: ``<Label Key="5" ...>liver
+  </Label>``);
+- NRRD: 3D Slicer's segmentation fields (``Segment0_Name``, ``Segment0_LabelValue``, ...;
+  segments on another layer than the first overlap it and are left out).
+
+A file that names nothing, or whose table cannot be read, gives no names: names are a
+help, never a reason to refuse a label map.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+#: a header extension larger than this is not read as a label table
+MAX_TABLE_BYTES = 4 * 2**20
+
+
+def label_names_in(path: str | os.PathLike) -> dict[str, int]:
+    """Name -> value of the labels ``path`` names (empty when it names none)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            return _nifti_table(path)
+        if name.endswith((".nrrd", ".nhdr")):
+            return _slicer_segments(path)
+    except (OSError, ValueError, RuntimeError):
+        return {}
+    return {}
+
+
+def _nifti_table(path: Path) -> dict[str, int]:
+    import nibabel as nib
+    from xml.etree import ElementTree
+
+    for extension in nib.load(path).header.extensions:  # the header only; the voxels stay on disk
+        content = extension.get_content()
+        if not isinstance(content, bytes) or len(content) > MAX_TABLE_BYTES or b"<LabelTable" not in content:
+            continue
+        try:
+            root = ElementTree.fromstring(content.decode("utf-8", "replace").strip().strip("\x00"))
+        except ElementTree.ParseError:
+            continue
+        names = {}
+        for label in root.iter("Label"):
+            text, key = (label.text or "").strip(), label.get("Key", "")
+            if text and key.isdigit() and 0 < int(key) < 65536:
+                names.setdefault(text.lower(), int(key))
+        if names:
+            return names
+    return {}
+
+
+def _slicer_segments(path: Path) -> dict[str, int]:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    fields = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys() if k.startswith("Segment")}
+    names = {}
+    for key in sorted(fields):
+        found = re.fullmatch(r"Segment(\d+)_Name", key)
+        if not found:
+            continue
+        i = found.group(1)
+        value, layer = fields.get(f"Segment{i}_LabelValue", ""), fields.get(f"Segment{i}_Layer", "0")
+        if value.strip().isdigit() and layer.strip() in ("", "0") and 0 < int(value) < 65536:
+            names.setdefault(fields[key].strip().lower(), int(value))
+    return names
