@@ -81,7 +81,7 @@ class AnnotationSession:
         self._scoring: Job | None = None
         self._pending: str | None = None
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
-        self._drawn_names: dict[str, int] = {}  # the labels that last redrew the label named (auto, label map)
+        self._drawn_names: dict[str, int] = {}  # names from what last redrew the label (auto-segment, label map)
         self._network_names: dict[str, int] = {}  # the classes of the network that answers clicks here
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
