@@ -127,15 +127,28 @@ class Workspace:
                             (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), name=layer.name)
         if not self.session.leave():
             return
-        image_id, label = "", None
-        if volume.source.path and Path(volume.source.path).exists():
-            store, image_id = open_datastore(volume.source.path)
-            self.session.set_datastore(store)
+        path = volume.source.path
+        if not (path and Path(path).exists()):
+            self._annotate(layer, volume)
+            return
+
+        def work(job):  # its folder is searched for images in the file worker (a home folder takes long)
+            store, image_id = open_datastore(path, progress=job.report)
             label = store.label(image_id, volume, "draft")
-            label = store.label(image_id, volume) if label is None else label
+            return store, image_id, store.label(image_id, volume) if label is None else label
+
+        def done(found):
+            store, image_id, label = found
+            self.session.set_datastore(store)
+            self._annotate(layer, volume, label, image_id)
+
+        self.session.files.submit(f"finding the images beside {layer.name}", work, done, self.session._failed)
+
+    def _annotate(self, layer, volume: Volume, label: np.ndarray | None = None, image_id: str = "") -> None:
+        """Annotate ``volume`` shown in ``layer`` (the layer stays: no second copy of the image)."""
         self._image_layer = layer
         try:
-            self.session.show(volume, label, image_id=image_id or "")
+            self.session.show(volume, label, image_id=image_id)
         finally:
             self._image_layer = None
 

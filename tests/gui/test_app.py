@@ -110,7 +110,9 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     viewer.layers.selection.active = viewer.layers[0]
     dock.use_layer.click()
     ws = workspace_for(viewer).session
-    assert ws.image_id == "case" and L.FOREGROUND in viewer.layers
+    assert ws.image_id == ""  # its folder is searched in the file worker, never where the person waits
+    qtbot.waitUntil(lambda: ws.image_id == "case" and not ws.files.busy, timeout=30000)
+    assert L.FOREGROUND in viewer.layers and len([lay for lay in viewer.layers if lay.name == "case"]) == 1
     viewer.layers[L.FOREGROUND].add(np.array([15, 25, 15], float))
     qtbot.waitUntil(lambda: ws.history.can_undo and ws.idle, timeout=30000)
     dock.buttons["accept"].click()
