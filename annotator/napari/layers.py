@@ -122,6 +122,11 @@ def label_features(names: dict[int, str]):
     return pd.DataFrame({"index": list(rows), "name": list(rows.values())})
 
 
+def preset_features(presets: list[LabelPreset]):
+    """:func:`label_features` naming each preset's value (the label layer's)."""
+    return label_features({p.value: p.name for p in presets})
+
+
 def scribble_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "#00e000",
                                            2: "#ff00ff"})

@@ -208,7 +208,7 @@ class Workspace:
             scribbles.brush_size = max(1, round(min(volume.shape[1:]) / 25))  # a stroke, not a blob
             seg = self.viewer.add_labels(s.label, name=L.SEGMENTATION, affine=affine,
                                          colormap=L.label_colormap(s.labels), opacity=0.5,
-                                         features=L.label_features({p.value: p.name for p in s.labels}))
+                                         features=L.preset_features(s.labels))
             self._coloured = list(s.labels)  # the labels the layer's colours show
             seg.selected_label = s.label_value
             # the label picked in the layer's own controls is the one clicks and scribbles make
@@ -296,7 +296,7 @@ class Workspace:
             try:
                 if self._coloured != self.session.labels:  # a new colour map redraws the label
                     seg.colormap = L.label_colormap(self.session.labels)
-                    seg.features = L.label_features({p.value: p.name for p in self.session.labels})
+                    seg.features = L.preset_features(self.session.labels)
                     self._coloured = list(self.session.labels)
                 seg.selected_label = self.session.label_value
             finally:
