@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from annotator.errors import ModelError
 
 METHODS = ("deepgrow2d", "deepgrow3d", "deepedit")
+#: how the methods are named where people read them, in the order they are offered
+METHOD_TITLES = {"deepedit": "DeepEdit", "deepgrow3d": "DeepGrow 3D", "deepgrow2d": "DeepGrow 2D"}
 #: how an image's intensities reach a network unless its card says otherwise: each
 #: image's 0.5 and 99.5 percentiles to 0 and 1
 PERCENTILES = {"kind": "percentile", "low": 0.5, "high": 99.5}

@@ -12,9 +12,9 @@ from qtpy.QtWidgets import (
 
 from annotator.annotation.jobs import Job
 from annotator.errors import AnnotatorError
+from annotator.models.card import METHOD_TITLES
 from annotator.models.registry import ModelRegistry
 
-METHODS = (("deepedit", "DeepEdit"), ("deepgrow3d", "DeepGrow 3D"), ("deepgrow2d", "DeepGrow 2D"))
 _ERROR = "color: #ff6b6b"
 
 
@@ -32,7 +32,7 @@ class ImportDialog(QDialog):
         file_button.clicked.connect(self._choose_file)
         folder_button.clicked.connect(self._choose_folder)
         self.method = QComboBox()
-        for method, text in METHODS:
+        for method, text in METHOD_TITLES.items():
             self.method.addItem(text, method)
         self.labels = QLineEdit()
         self.labels.setPlaceholderText("spleen=1,liver=2,background=0 (DeepEdit; a bundle gives them)")
@@ -147,7 +147,7 @@ class ModelsDialog(QDialog):
     def refresh(self, select: str = "") -> None:
         entries = self.registry.entries()
         chosen = self.registry.chosen()
-        defaults = {m: getattr(self.registry.preferred(m), "sidecar", None) for m, _ in METHODS if m not in chosen}
+        defaults = {m: getattr(self.registry.preferred(m), "sidecar", None) for m in METHOD_TITLES if m not in chosen}
         self.table.setRowCount(len(entries))
         for i, entry in enumerate(entries):
             card = entry.card
@@ -155,7 +155,7 @@ class ModelsDialog(QDialog):
             use = "✓" if chosen.get(card.method) == card.name else "default" if defaults.get(card.method) == \
                 entry.sidecar else ""
             cells = [use, card.name,
-                     dict(METHODS).get(card.method, card.method), card.modality, ", ".join(card.foreground), origin]
+                     METHOD_TITLES.get(card.method, card.method), card.modality, ", ".join(card.foreground), origin]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(str(entry.sidecar))
@@ -181,7 +181,7 @@ class ModelsDialog(QDialog):
             self._say(f"Cannot use '{name}': {exc}", error=True)
             return
         self.refresh(select=name)
-        self._say(f"'{card.name}' is now used for {dict(METHODS).get(card.method, card.method)}.")
+        self._say(f"'{card.name}' is now used for {METHOD_TITLES.get(card.method, card.method)}.")
 
     def ask_import(self) -> None:
         form = ImportDialog(self)

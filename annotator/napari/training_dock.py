@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
+from annotator.models.card import METHOD_TITLES
 from annotator.models.registry import ModelRegistry
 from annotator.napari.workspace import follow, workspace_for
 from annotator.training.config import TrainConfig, runs_dir
@@ -94,9 +95,8 @@ class TrainingDock(QWidget):
         self.setObjectName("AnnotatorTraining")
 
         self.method = QComboBox()
-        for method, text in (("deepedit", "DeepEdit (automatic + clicks)"), ("deepgrow3d", "DeepGrow 3D"),
-                             ("deepgrow2d", "DeepGrow 2D")):
-            self.method.addItem(text, method)
+        for method, text in METHOD_TITLES.items():
+            self.method.addItem(text + (" (automatic + clicks)" if method == "deepedit" else ""), method)
         self.data = QLabel()
         self.data.setWordWrap(True)
         self.choose_data = QPushButton("Folder...")
