@@ -44,3 +44,16 @@ def hippo_store(tmp_path) -> Path:
     for case in ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]:
         shutil.copy(HIPPO / "images" / f"{case}.nii.gz", folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def multiframe_mr(tmp_path_factory) -> Path:
+    """The 40-slice hippocampus-crop MR series as one multi-frame file (in a folder of its
+    own) whose frames are stored in no particular order."""
+    import random
+
+    from multiframe import MR_SERIES, multiframe_of
+
+    order = list(range(40))
+    random.Random(3).shuffle(order)
+    return multiframe_of(MR_SERIES, tmp_path_factory.mktemp("multiframe") / "series" / "enhanced.dcm", order)

@@ -368,6 +368,29 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
         second.stop()
 
 
+def test_a_multi_frame_image_on_the_server_is_annotated_like_a_series(tmp_path, monkeypatch, multiframe_mr):
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload([multiframe_mr])
+        store = DicomwebDatastore(_client(server))
+        [record] = store.records()
+        volume = store.open_image(record.id)
+        series = read_volume(STUDY / "11_HCropVolume")
+        np.testing.assert_array_equal(volume.array, series.array)
+        assert volume.same_geometry(series, rtol=1e-6)
+        label = np.zeros(volume.shape, np.uint8)
+        label[10:30, 15:35, 10:25] = 1
+        store.accept(record.id, label, volume, names={1: "hippocampus"})
+        [seg] = _client(server).series(modality="SEG", images_only=False)
+        # another workstation (its own cache and labels) gets the label from the SEG
+        other = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
+        np.testing.assert_array_equal(other.label(record.id, other.open_image(record.id)), label)
+
+
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):
     """The server dies while it receives the SEG (a Lua hook ends it when the upload has
     arrived, before it stores or answers): the accept waits in the queue, across a restart

@@ -14,7 +14,7 @@ import pytest
 
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
-from annotator.io.seg import label_to_seg, seg_to_label, write_seg
+from annotator.io.seg import label_to_seg, seg_to_label, series_seg, write_seg
 from paths import DATA
 
 CT = DATA / "dcmqi_ct3slice_seg"
@@ -53,6 +53,28 @@ def test_label_to_seg_and_back_is_voxel_identical_and_valid(ct, tmp_path):
     assert spine.SegmentedPropertyTypeCodeSequence[0].CodeValue == "51282000"  # vertebra
     assert liver.SegmentAlgorithmType == "SEMIAUTOMATIC" and liver.SegmentAlgorithmName == "deepedit-hippocampus-mr"
     assert _dciodvfy(path) == []
+
+
+def test_a_label_goes_to_seg_on_the_frames_of_a_multi_frame_image_and_back(multiframe_mr, tmp_path):
+    volume = read_volume(multiframe_mr.parent)
+    label = np.zeros(volume.shape, np.uint8)
+    label[5:12, 10:30, 5:20] = 1
+    label[20:23, 30:40, 10:25] = 2
+    _, data = series_seg(label, multiframe_mr.parent, {1: "hippocampus", 2: "tumor"})
+    (tmp_path / "seg.dcm").write_bytes(data)
+    assert _dciodvfy(tmp_path / "seg.dcm") == []
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    back, names = seg_to_label(seg, volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "hippocampus", 2: "tumor"}
+    # each SEG frame lies where the source frame it refers to lies
+    header = pydicom.dcmread(multiframe_mr, stop_before_pixels=True)
+    for group in seg.PerFrameFunctionalGroupsSequence:
+        frame = int(group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        source = header.PerFrameFunctionalGroupsSequence[frame - 1].PlanePositionSequence[0].ImagePositionPatient
+        assert [float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient] == pytest.approx(
+            [float(v) for v in source], abs=1e-3)
+    assert seg.NumberOfFrames == 7 + 3  # empty frames left out
 
 
 def test_a_server_seg_opens_as_the_label_it_holds(ct):

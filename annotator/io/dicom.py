@@ -5,6 +5,12 @@ chosen series in the order checked here. A series is refused with a message nami
 the files concerned when its slices do not form a regular 3-D grid: mixed image
 sizes or orientations, a gantry tilt (slices sheared along the table), missing or
 unevenly spaced slices, duplicate positions, a single slice, or a truncated file.
+
+A multi-frame image (Enhanced CT/MR, Legacy Converted Enhanced: one file holding every
+slice of a series, its geometry in functional groups) is read by highdicom, which
+checks that its frames form one regular grid. Its slices are ordered along the slice
+normal as a series' are, and the volume's source records the frame number of each, so
+that a SEG written on it refers to the right frames.
 """
 
 from __future__ import annotations
@@ -61,8 +67,16 @@ class SeriesInfo:
     files: list[DicomFile] = field(default_factory=list)
 
     @property
+    def slices(self) -> int:
+        return sum(frame_count(f.dataset) for f in self.files)
+
+    @property
     def voxels(self) -> int:
-        return self.rows * self.columns * len(self.files)
+        return self.rows * self.columns * self.slices
+
+    @property
+    def multiframe(self) -> list[DicomFile]:
+        return [f for f in self.files if frame_count(f.dataset) > 1]
 
     @property
     def folder(self) -> Path:
@@ -70,7 +84,7 @@ class SeriesInfo:
 
     def describe(self) -> str:
         uid = self.series_uid or "(no SeriesInstanceUID)"
-        return (f"{self.modality or '?':<3} {self.columns}x{self.rows}x{len(self.files)} "
+        return (f"{self.modality or '?':<3} {self.columns}x{self.rows}x{self.slices} "
                 f"'{self.description}' {uid} in {self.folder}")
 
 
@@ -80,6 +94,14 @@ class FolderScan:
 
     series: list[SeriesInfo]
     skipped: list[tuple[Path, str]]
+
+
+def frame_count(ds) -> int:
+    """How many frames (slices) a DICOM image holds: 1 unless it is a multi-frame image."""
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _read_header(path: Path) -> pydicom.Dataset:
@@ -110,9 +132,6 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             modality = str(ds.get("Modality", ""))
             if modality in _NON_IMAGE_MODALITIES or "Rows" not in ds:
                 skipped.append((path, f"DICOM {modality or 'object'} without image slices"))
-                continue
-            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-                skipped.append((path, "multi-frame DICOM images are not supported yet"))
                 continue
             uid = str(ds.get("SeriesInstanceUID", ""))
             info = series.get(uid)
@@ -243,6 +262,10 @@ def _check_complete(files: list[DicomFile], where: str) -> None:
 def header_window(ds) -> tuple[float, float] | None:
     """The display window a DICOM header recommends, (center, width) in stored-value units
     after rescale (the first of several); None when it gives none or a useless one."""
+    return _window(ds.get("WindowCenter"), ds.get("WindowWidth"))
+
+
+def _window(center, width) -> tuple[float, float] | None:
     def first(value):
         if value is None:
             return None
@@ -253,7 +276,7 @@ def header_window(ds) -> tuple[float, float] | None:
         except (TypeError, ValueError):
             return None
 
-    center, width = first(ds.get("WindowCenter")), first(ds.get("WindowWidth"))
+    center, width = first(center), first(width)
     if center is None or width is None or not width > 0:
         return None
     return center, width
@@ -278,6 +301,13 @@ def read_series(folder: str | os.PathLike, series: str | int | None = None) -> V
     folder = Path(folder)
     scan = scan_folder(folder)
     info = pick_series(scan, folder, series)
+    if info.multiframe:
+        if len(info.files) > 1:
+            raise GeometryError(
+                f"{info.folder}: series {info.series_uid or ''} mixes {len(info.multiframe)} multi-frame images "
+                f"with {len(info.files) - len(info.multiframe)} other files ({_names(info.files)}); "
+                "open one multi-frame file on its own")
+        return read_multiframe(info.files[0].path, place=info.folder)
     files = check_series(info)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f.path) for f in files])
@@ -313,3 +343,108 @@ def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
             detail = str(exc).strip().splitlines()[-1][:200]
             raise InputError(f"{f.path}: pixel data cannot be decoded ({detail})") from exc
     raise InputError(f"{folder}: the series cannot be read as one volume")
+
+
+def _functional(ds, frame_group, sequence: str, keyword: str):
+    """``keyword`` of ``sequence`` in a frame's functional group, else in the shared group."""
+    for group in (frame_group, *ds.get("SharedFunctionalGroupsSequence", [])):
+        if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence].value[0]:
+            return group[sequence].value[0].get(keyword)
+    return None
+
+
+def frame_order(ds, where: str = "") -> tuple[np.ndarray, list[int]]:
+    """(positions of the frames in patient space (frames, 3), the frame numbers (from 1) in
+    the order of a volume's slices: along the slice normal) of a multi-frame image."""
+    count = frame_count(ds)
+    groups = list(ds.get("PerFrameFunctionalGroupsSequence", []))
+    if len(groups) != count:
+        raise GeometryError(f"{where}: {count} frames but {len(groups)} per-frame functional groups")
+    positions, orientation = [], None
+    for number, group in enumerate(groups, start=1):
+        position = _functional(ds, group, "PlanePositionSequence", "ImagePositionPatient")
+        iop = _functional(ds, group, "PlaneOrientationSequence", "ImageOrientationPatient")
+        if position is None or iop is None:
+            raise GeometryError(f"{where}: frame {number} has no position or orientation in patient space "
+                                "(a multi-frame image that is not a volume)")
+        positions.append([float(v) for v in position])
+        orientation = np.asarray([float(v) for v in iop], float) if orientation is None else orientation
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.asarray(positions, float)
+    return positions, [int(i) + 1 for i in np.argsort(positions @ normal, kind="stable")]
+
+
+def _frame_window(ds) -> tuple[float, float] | None:
+    """The display window of a multi-frame image: its first frame's, else its shared
+    functional group's, else the one at the top level."""
+    first = next(iter(ds.get("PerFrameFunctionalGroupsSequence", [])), None)
+    return _window(_functional(ds, first, "FrameVOILUTSequence", "WindowCenter"),
+                   _functional(ds, first, "FrameVOILUTSequence", "WindowWidth")) or header_window(ds)
+
+
+def _detail(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:240] or type(exc).__name__
+
+
+def read_multiframe(path: str | os.PathLike, place: Path | None = None) -> Volume:
+    """A multi-frame DICOM image as a :class:`Volume`, slices along the slice normal
+    (``place``: what the volume's source names, default the file)."""
+    import highdicom as hd
+
+    path = Path(path)
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    if int(header.get("SamplesPerPixel", 1) or 1) != 1:
+        raise InputError(f"{path}: colour (multi-component) DICOM images are not supported")
+    positions, order = frame_order(header, str(path))
+    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
+    try:
+        image = hd.imread(str(path))
+        regular = image.get_volume_geometry() is not None
+    except failures as exc:
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
+    if not regular:  # highdicom says why when asked for the volume anyway
+        reason = "frame positions that are not one regular grid"
+        try:
+            image.get_volume(dtype=np.float32)
+        except failures as exc:
+            reason = _detail(exc)
+        raise GeometryError(f"{path}: its {len(order)} frames do not form one regular 3-D volume ({reason})")
+    try:
+        geometry = image.get_volume(dtype=np.float32)
+    except failures as exc:
+        raise InputError(f"{path}: pixel data cannot be decoded ({_detail(exc)})") from None
+    affine = np.asarray(geometry.affine, float)
+    array = geometry.array
+    if array.ndim != 3 or array.shape[0] != len(order):
+        raise GeometryError(f"{path}: {len(order)} frames give a volume of shape {array.shape}, not one frame a slice")
+    axes = [affine[:3, 2], affine[:3, 1], affine[:3, 0]]  # x: along a row, y: down a column, z: across slices
+    spacing = [float(np.linalg.norm(a)) for a in axes]
+    unit = [a / s for a, s in zip(axes, spacing)]
+    origin = affine[:3, 3]
+    if unit[2] @ np.cross(unit[0], unit[1]) < 0:  # slices along the normal, as a series' are
+        array = array[::-1]
+        origin = origin + (array.shape[0] - 1) * axes[2]
+        unit[2] = -unit[2]
+    expected = origin + np.outer(np.arange(array.shape[0]) * spacing[2], unit[2])
+    if not np.allclose(expected, positions[np.asarray(order) - 1], atol=max(1e-3, 0.01 * spacing[2])):
+        raise GeometryError(f"{path}: the frames' positions do not match the volume they form")
+    if np.array_equal(array, np.round(array)) and array.size and -32768 <= array.min() and array.max() <= 32767:
+        array = array.astype(np.int16)
+    uid = str(header.get("SOPInstanceUID", ""))
+    return Volume(
+        array=np.ascontiguousarray(array),
+        spacing=tuple(spacing),
+        origin=tuple(float(v) for v in origin),
+        direction=tuple(float(v) for v in np.stack(unit, axis=1).ravel()),
+        modality=str(header.get("Modality", "")) or "unknown",
+        name=str(header.get("SeriesDescription", "")) or path.stem,
+        window=_frame_window(header),
+        source=Source(
+            path=str(place or path),
+            study_uid=str(header.get("StudyInstanceUID", "")),
+            series_uid=str(header.get("SeriesInstanceUID", "")),
+            sop_uids=(uid,) * len(order),
+            frames=tuple(order),
+            frame_of_reference_uid=str(header.get("FrameOfReferenceUID", "")),
+        ),
+    )

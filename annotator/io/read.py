@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
-from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file
+from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
 @contextmanager
@@ -233,6 +233,10 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
         from annotator.io import dicom  # pydicom: only when a folder is read
 
         volume = dicom.read_series(path, series)
+    elif _multiframe_dicom(path):
+        from annotator.io import dicom
+
+        volume = dicom.read_multiframe(path)
     else:
         image, non_finite = _read_sitk(path)
         check_scalar_3d(image, str(path))
@@ -244,6 +248,20 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     check_geometry(volume, str(path))
     _replace_non_finite(volume, str(path))
     return volume
+
+
+def _multiframe_dicom(path: Path) -> bool:
+    """Whether ``path`` is a DICOM file holding a whole volume (a multi-frame image)."""
+    if not (path.is_file() and looks_like_dicom(path)):
+        return False
+    import pydicom
+
+    from annotator.io.dicom import frame_count
+
+    try:
+        return frame_count(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames"])) > 1
+    except Exception:  # a damaged header: the reading below names the problem
+        return False
 
 
 def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:

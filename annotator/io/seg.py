@@ -72,6 +72,8 @@ def _codes(name: str):
 
 def sorted_sources(datasets: list) -> list:
     """Source images sorted along their slice normal (the order of :class:`Volume` slices)."""
+    if len(datasets) < 2:  # one multi-frame image orders its own frames
+        return list(datasets)
     iop = np.asarray(datasets[0].ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     return sorted(datasets, key=lambda ds: float(np.asarray(ds.ImagePositionPatient, float) @ normal))
@@ -87,14 +89,21 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    from annotator.io.dicom import frame_count, frame_order
+
     sources = sorted_sources(sources)
     for ds in sources:  # type 2 attributes a SEG copies: present, if empty, as the standard allows
         for keyword in _TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, "")
-    if label.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
+    slices = sum(frame_count(ds) for ds in sources)
+    if label.shape != (slices, int(sources[0].Rows), int(sources[0].Columns)):
         raise InputError(f"label of shape {label.shape} (z,y,x) does not fit the series "
-                         f"({len(sources)} slices of {sources[0].Rows}x{sources[0].Columns})")
+                         f"({slices} slices of {sources[0].Rows}x{sources[0].Columns})")
+    if len(sources) == 1 and slices > 1:  # a multi-frame image: the SEG's frames follow the source's frames
+        in_frames = np.empty_like(label)
+        in_frames[np.asarray(frame_order(sources[0])[1]) - 1] = label
+        label = in_frames
     values = label_values(label)
     if not values:
         raise InputError("the label is empty: there is no segment to send")
@@ -140,7 +149,8 @@ def series_seg(label: np.ndarray, folder: str | os.PathLike, names: dict[int, st
 
 def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """The label of a SEG on its source series ``volume`` (read from DICOM, so its
-    ``source.sop_uids`` are the slices in order), and the segment names by value.
+    ``source.sop_uids`` are the slices in order, and for a multi-frame image its
+    ``source.frames``), and the segment names by value.
 
     Each segment gets the label value its Segment Description records (SEGs written
     here), else the value its name has in ``known`` (name -> value, lower-case names:
@@ -158,9 +168,14 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     if not referenced & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers,
-                                               combine_segments=True, relabel=False, skip_overlap_checks=True,
-                                               ignore_spatial_locations=True)
+    common = {"segment_numbers": numbers, "combine_segments": True, "relabel": False, "skip_overlap_checks": True,
+              "ignore_spatial_locations": True}
+    if volume.source.frames:  # slices of one multi-frame image
+        pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0],
+                                                source_frame_numbers=list(volume.source.frames),
+                                                assert_missing_frames_are_empty=True, **common)
+    else:
+        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **common)
     names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
     recorded = {}
     for item in seg.SegmentSequence:

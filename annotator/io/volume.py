@@ -27,8 +27,10 @@ class Source:
     path: str = ""
     study_uid: str = ""
     series_uid: str = ""
-    sop_uids: tuple[str, ...] = ()
+    sop_uids: tuple[str, ...] = ()  # the instance of each slice (z order)
     frame_of_reference_uid: str = ""
+    #: a multi-frame image: the frame number (from 1) of each slice in its instance
+    frames: tuple[int, ...] = ()
 
 
 @dataclass

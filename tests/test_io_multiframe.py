@@ -1,0 +1,82 @@
+"""Multi-frame DICOM images (Enhanced MR/CT: a whole series in one file) open as the
+series they hold (their labels as DICOM SEG: test_io_seg.py)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from annotator.errors import GeometryError, InputError
+from annotator.io import read_volume
+from multiframe import MR_SERIES as MR
+
+
+@pytest.fixture(scope="module")
+def series():
+    return read_volume(MR)
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_multi_frame_image_is_the_series_it_holds(series, multiframe_mr, where):
+    volume = read_volume(multiframe_mr if where == "file" else multiframe_mr.parent)
+    np.testing.assert_array_equal(volume.array, series.array)
+    assert volume.same_geometry(series, rtol=1e-6)
+    assert volume.modality == "MR" and volume.window == series.window
+    # each slice knows its frame: the frame's own position is the slice's
+    header = pydicom.dcmread(multiframe_mr, stop_before_pixels=True)
+    for z, frame in enumerate(volume.source.frames):
+        position = header.PerFrameFunctionalGroupsSequence[frame - 1].PlanePositionSequence[0].ImagePositionPatient
+        np.testing.assert_allclose([float(v) for v in position],
+                                   volume.to_sitk().TransformIndexToPhysicalPoint((0, 0, z)), atol=1e-3)
+    assert sorted(volume.source.frames) == list(range(1, 41)) and volume.source.frames != tuple(range(1, 41))
+    assert set(volume.source.sop_uids) == {str(header.SOPInstanceUID)} and len(volume.source.sop_uids) == 40
+
+
+def _edited(path, target, edit):
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    ds.save_as(target)
+    return target
+
+
+def test_frames_that_are_not_one_volume_are_named(multiframe_mr, tmp_path):
+    def same_place(ds):
+        groups = ds.PerFrameFunctionalGroupsSequence
+        groups[1].PlanePositionSequence[0].ImagePositionPatient = list(
+            groups[0].PlanePositionSequence[0].ImagePositionPatient)
+
+    with pytest.raises(GeometryError, match="40 frames do not form one regular 3-D volume.*one or more plane"):
+        read_volume(_edited(multiframe_mr, tmp_path / "twice.dcm", same_place))
+
+    def moved(ds):
+        position = ds.PerFrameFunctionalGroupsSequence[4].PlanePositionSequence[0].ImagePositionPatient
+        position[2] = float(position[2]) + 0.4
+
+    with pytest.raises(GeometryError, match="regular"):
+        read_volume(_edited(multiframe_mr, tmp_path / "uneven.dcm", moved))
+
+    def no_position(ds):
+        del ds.PerFrameFunctionalGroupsSequence[6].PlanePositionSequence
+
+    with pytest.raises(GeometryError, match="frame 7 has no position"):
+        read_volume(_edited(multiframe_mr, tmp_path / "lost.dcm", no_position))
+
+    def truncated(ds):
+        ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+
+    with pytest.raises(InputError, match="pixel data"):
+        read_volume(_edited(multiframe_mr, tmp_path / "short.dcm", truncated))
+
+
+def test_a_series_folder_mixing_multi_frame_and_single_frame_files_is_named(multiframe_mr, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(MR, folder)
+    ds = pydicom.dcmread(multiframe_mr)
+    ds.SeriesInstanceUID = pydicom.dcmread(next(MR.iterdir()), stop_before_pixels=True).SeriesInstanceUID
+    ds.save_as(folder / "enhanced.dcm")
+    with pytest.raises(GeometryError, match="mixes 1 multi-frame images with 40 other files.*open one multi-frame"):
+        read_volume(folder)
+    assert read_volume(folder / "enhanced.dcm").shape == (40, 50, 34)  # the file on its own opens
