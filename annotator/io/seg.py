@@ -102,7 +102,7 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
                          f"({slices} slices of {sources[0].Rows}x{sources[0].Columns})")
     if len(sources) == 1 and slices > 1:  # a multi-frame image: the SEG's frames follow the source's frames
         in_frames = np.empty_like(label)
-        in_frames[np.asarray(frame_order(sources[0])[1]) - 1] = label
+        in_frames[np.asarray(frame_order(sources[0], "the source image")[1]) - 1] = label
         label = in_frames
     values = label_values(label)
     if not values:
