@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,8 +34,6 @@ def test_images_are_discovered_with_status(hippo_store):
 
 
 def test_dicom_series_folders_are_images(tmp_path):
-    import shutil
-
     shutil.copytree(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", tmp_path / "a" / "crop")
     shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_001.nii.gz", tmp_path / "a")
     store = LocalDatastore(tmp_path / "a")
@@ -42,11 +41,22 @@ def test_dicom_series_folders_are_images(tmp_path):
     assert store.open_image("crop").size == (34, 50, 40)
 
 
+def test_a_dicom_file_names_the_series_folder_it_lies_in(tmp_path, multiframe_mr):
+    from annotator.datastore.factory import open_datastore
+
+    study = tmp_path / "study"
+    shutil.copytree(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", study / "crop")
+    shutil.copytree(multiframe_mr.parent, study / "enhanced")
+    for path, image_id, shape in ((study / "crop" / "7.dcm", "crop", (40, 50, 34)),
+                                  (study / "enhanced" / multiframe_mr.name, "enhanced", (40, 50, 34))):
+        store, found = open_datastore(path)
+        assert found == image_id and store.folder == study.resolve()
+        assert store.open_image(found).shape == shape
+
+
 def test_searching_a_large_folder_reports_and_can_be_stopped(tmp_path):
     """A folder of many folders (a home folder, Downloads) says how the search goes, and a
     cancel stops it before anything is listed or written."""
-    import shutil
-
     from annotator.annotation.jobs import Cancelled, Job
     from annotator.datastore.factory import open_datastore
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 
 import numpy as np
 import pydicom
@@ -104,10 +105,22 @@ def test_single_slice_series_is_2d(dicom_copy):
         read_volume(dicom_copy)
 
 
-def test_single_dicom_file_asks_for_its_folder():
-    path = next((DATA / "dcmqi_ct3slice_seg" / "ct-3slice").iterdir())
-    with pytest.raises(InputError, match="open the folder"):
-        read_volume(path)
+def test_a_dicom_slice_opens_its_series_and_a_file_that_only_looks_like_one_is_named(tmp_path):
+    study = DATA / "udacity_study3_mr_dicom"
+    folder = tmp_path / "flat"  # two series side by side, as some exports leave them
+    folder.mkdir()
+    for series in ("11_HCropVolume", "36468-FLAIRreg-58706"):
+        for path in (study / series).iterdir():
+            shutil.copy(path, folder / f"{series[:5]}_{path.name}")
+    crop, flair = read_volume(study / "11_HCropVolume"), read_volume(study / "36468-FLAIRreg-58706")
+    assert read_volume(folder).shape == flair.shape != crop.shape  # the folder: its largest series
+    opened = read_volume(sorted(folder.glob("11_HC_*"))[5])  # a slice: the series that holds it
+    np.testing.assert_array_equal(opened.array, crop.array)
+    assert opened.source.series_uid == crop.source.series_uid
+    fake = tmp_path / "scan.dcm"
+    fake.write_bytes(b"not DICOM at all" * 20)
+    with pytest.raises(InputError, match="named like a DICOM file, but not one"):
+        read_volume(fake)
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])

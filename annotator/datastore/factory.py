@@ -1,6 +1,6 @@
 """One way to open a datastore from what a person names: a folder, a dataset folder, an
-image file or a DICOM series folder (its parent folder's store, and its id), a sample
-(``sample:ID``), later a server URL."""
+image file or a DICOM series folder (its parent folder's store, and its id; a DICOM file
+names the series folder it lies in), a sample (``sample:ID``), a server URL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from annotator.datastore.base import Datastore
 from annotator.datastore.folder import LocalDatastore, fallback_labels_dir
 from annotator.datastore.places import Kind, classify
 from annotator.errors import DatastoreError
+from annotator.io.sniff import looks_like_dicom
 
 
 def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
@@ -25,6 +26,8 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     if str(place).startswith("sample:"):
         place = sample_file(str(place)[len("sample:"):])
     path = Path(place)
+    if path.is_file() and looks_like_dicom(path):  # a DICOM file: the series folder that holds it
+        path = path.parent
     kind = classify(path)
     if kind == Kind.MISSING:
         raise DatastoreError(f"{place}: no such image, series or folder")

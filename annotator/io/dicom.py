@@ -334,6 +334,19 @@ def read_series(folder: str | os.PathLike, series: str | int | None = None) -> V
     )
 
 
+def read_file(path: str | os.PathLike) -> Volume:
+    """The volume a DICOM file belongs to: a multi-frame image is one; a slice opens the
+    series in its folder that holds it."""
+    path = Path(path)
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames", "SeriesInstanceUID"])
+    except Exception as exc:  # pydicom raises many types on damaged headers
+        raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
+    if frame_count(header) > 1:
+        return read_multiframe(path)
+    return read_series(path.parent, str(header.get("SeriesInstanceUID", "")))
+
+
 def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
     """Find the one file SimpleITK cannot decode and name it."""
     for f in files:

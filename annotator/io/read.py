@@ -131,7 +131,7 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
         raise InputError(f"{path}: not a regular file (a pipe, device or socket); give an image file")
     if not is_image_file(path):
         if path.suffix.lower() in (".dcm", ".ima") or path.name.startswith(("CT.", "MR.")):
-            raise InputError(f"{path}: a single DICOM file; open the folder that holds its series")
+            raise InputError(f"{path}: named like a DICOM file, but not one (no DICOM file preamble)")
         raise InputError(
             f"{path}: not an image file Annotator reads (supported: {', '.join(IMAGE_SUFFIXES)} "
             "or a folder with a DICOM series)"
@@ -218,7 +218,8 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     Parameters
     ----------
     path
-        A NIfTI/NRRD/MHA file, or a folder holding DICOM series.
+        A NIfTI/NRRD/MHA file, a folder holding DICOM series, or a DICOM file (a
+        multi-frame image, or a slice: its series opens).
     series
         For a folder: SeriesInstanceUID or index in :func:`annotator.io.dicom.scan_folder`'s
         listing; the largest series by default.
@@ -233,10 +234,10 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
         from annotator.io import dicom  # pydicom: only when a folder is read
 
         volume = dicom.read_series(path, series)
-    elif _multiframe_dicom(path):
+    elif path.is_file() and looks_like_dicom(path):
         from annotator.io import dicom
 
-        volume = dicom.read_multiframe(path)
+        volume = dicom.read_file(path)
     else:
         image, non_finite = _read_sitk(path)
         check_scalar_3d(image, str(path))
@@ -248,20 +249,6 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     check_geometry(volume, str(path))
     _replace_non_finite(volume, str(path))
     return volume
-
-
-def _multiframe_dicom(path: Path) -> bool:
-    """Whether ``path`` is a DICOM file holding a whole volume (a multi-frame image)."""
-    if not (path.is_file() and looks_like_dicom(path)):
-        return False
-    import pydicom
-
-    from annotator.io.dicom import frame_count
-
-    try:
-        return frame_count(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames"])) > 1
-    except Exception:  # a damaged header: the reading below names the problem
-        return False
 
 
 def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:

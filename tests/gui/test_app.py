@@ -82,6 +82,16 @@ def test_layers_carry_spacing_and_orientation(make_napari_viewer):
     assert mirrored[1, 1] < 0 and mirrored[2, 2] < 0  # RAS file: flipped in LPS, as stored
     assert get_reader(str(DATA / "README.md")) is None
     assert get_reader(str(DATA / "LICENSES")) is None
+    # File > Open on one DICOM slice: the manifest offers this reader, and the slice's series opens
+    from fnmatch import fnmatch
+
+    import npe2
+
+    [ours] = npe2.PluginManifest.from_distribution("annotator3d").contributions.readers
+    one = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume" / "3.dcm"
+    assert any(fnmatch(one.name, pattern) for pattern in ours.filename_patterns)
+    (data, _, _), = get_reader(str(one))(str(one))
+    assert data.shape == (40, 50, 34)
 
 
 def test_sample_data_contributions():
