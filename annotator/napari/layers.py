@@ -40,11 +40,28 @@ WINDOWS = ("header", *CT_WINDOWS, "percentiles", "full range")
 
 
 def default_window(volume: Volume) -> str:
-    """How an image opens: the window its DICOM header gives, else soft tissue for a CT,
-    else its percentiles (MR and others)."""
-    if volume.window is not None:
+    """How an image opens: the window its DICOM header gives, where it shows the image,
+    else soft tissue for a CT, else its percentiles (MR and others)."""
+    if volume.window is not None and _shows(volume):
         return "header"
     return "soft tissue" if volume.modality == "CT" else "percentiles"
+
+
+def _shows(volume: Volume) -> bool:
+    """Whether the header's window shows the image: it meets the image's intensities, and
+    they spread over a quarter of it at least. A window kept from before an image was
+    cropped or rescaled can lie beside its intensities or be many times wider (the picture
+    black or flat)."""
+    level, width = volume.window
+    lo, hi = _percentiles(volume)
+    return lo < level + width / 2 and hi > level - width / 2 and hi - lo >= width / 4
+
+
+def _percentiles(volume: Volume) -> tuple[float, float]:
+    if volume.array.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.nanpercentile(volume.array[::4, ::4, ::4], [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1)
 
 
 def window_limits(volume: Volume, name: str | None = None) -> tuple[float, float]:
@@ -55,13 +72,10 @@ def window_limits(volume: Volume, name: str | None = None) -> tuple[float, float
     if name == "header" or name in CT_WINDOWS:
         level, width = volume.window if name == "header" else CT_WINDOWS[name]
         return level - width / 2, level + width / 2
-    if volume.array.size == 0:
-        return 0.0, 1.0
-    if name == "full range":
+    if name == "full range" and volume.array.size:
         lo, hi = np.nanmin(volume.array), np.nanmax(volume.array)
-    else:
-        lo, hi = np.nanpercentile(volume.array[::4, ::4, ::4], [0.5, 99.5])
-    return float(lo), float(hi if hi > lo else lo + 1)
+        return float(lo), float(hi if hi > lo else lo + 1)
+    return _percentiles(volume)
 
 
 def set_window(layer, volume: Volume, name: str | None = None) -> None:
