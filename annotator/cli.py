@@ -723,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("open", help="open an image or a sample (prints its summary)")
-    p.add_argument("path", nargs="?", help="image or DICOM folder (default: a sample)")
+    p.add_argument("path", nargs="?", help="image, DICOM folder or DICOM file (default: a sample)")
     p.add_argument("--sample", default="hippocampus", help="sample id (see `annotator samples`)")
     p.set_defaults(func=cmd_open)
 

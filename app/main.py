@@ -1,6 +1,6 @@
 """`annotator-app [PATH]`: the standalone Annotator window (napari with the Annotator docks).
 
-PATH may be an image file, a DICOM series folder or a folder of images (a datastore);
+PATH may be an image file, a DICOM series folder or file, or a folder of images (a datastore);
 without one, the last datastore is reopened, else the hippocampus sample.
 ``--screenshot OUT.png`` renders the window with its docks, writes the PNG and exits.
 """
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(argv[1:])
     parser = argparse.ArgumentParser(prog="annotator-app", description=__doc__.splitlines()[0])
-    parser.add_argument("path", nargs="?", help="image file, DICOM folder or folder of images")
+    parser.add_argument("path", nargs="?", help="image file, DICOM folder or file, or folder of images")
     parser.add_argument("--sample", help="open a sample (see `annotator samples`)")
     parser.add_argument("--screenshot", metavar="OUT.png", help="render the window to a PNG and exit")
     parser.add_argument("--startup-probe", action="store_true",

@@ -1,4 +1,4 @@
-"""Open any supported image (NIfTI, NRRD, MHA/MHD, DICOM series folder) as a Volume."""
+"""Open any supported image (NIfTI, NRRD, MHA/MHD, DICOM series folder, DICOM file) as a Volume."""
 
 from __future__ import annotations
 
@@ -213,7 +213,7 @@ def guess_modality(array: np.ndarray) -> str:
 
 
 def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Volume:
-    """Read an image file or a DICOM folder.
+    """Read an image file, a DICOM folder or a DICOM file.
 
     Parameters
     ----------

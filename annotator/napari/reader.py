@@ -1,4 +1,5 @@
-"""npe2 reader: NIfTI, NRRD, MHA files and DICOM folders, with spacing and orientation."""
+"""npe2 reader: NIfTI, NRRD, MHA files, DICOM folders and files (a multi-frame image, or a
+slice: its series), with spacing and orientation."""
 
 from __future__ import annotations
 
