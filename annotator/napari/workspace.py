@@ -32,11 +32,19 @@ from annotator.napari.key_bindings import bind_keys
 _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.WeakKeyDictionary()
 
 
+#: work running in worker threads, with its job and the bridge that carries its progress:
+#: kept until the work ends, so that work outliving the window that started it (a folder
+#: search when the window closes) does not find its signals deleted
+_RUNNING: dict = {}
+
+
 @atexit.register
 def _finish_background_work() -> None:
-    """At exit, work still running in worker threads (a count of the label, an engine
-    step) ends first: a thread cut off while Python shuts down can crash it, and its
-    answer would find its signals deleted."""
+    """At exit, work still running in worker threads ends first: a thread cut off while
+    Python shuts down can crash it. Long work (a folder search) is cancelled and stops at
+    its next report; short work (a count of the label, an engine step) finishes."""
+    for job, _bridge in list(_RUNNING.values()):
+        job.cancel()
     QThreadPool.globalInstance().waitForDone(30_000)
 
 
@@ -75,15 +83,14 @@ class QtRunner:
     def __init__(self):
         self._bridge = _Bridge()
         self._bridge.progress.connect(lambda report, text, fraction: report(text, fraction))
-        self._workers: set = set()
 
     def start(self, work, done, failed, job: Job) -> None:
-        report = job._on_progress
+        report, bridge = job._on_progress, self._bridge
         if report is not None:
-            job._on_progress = lambda text, fraction: self._bridge.progress.emit(report, text, fraction)
+            job._on_progress = lambda text, fraction: bridge.progress.emit(report, text, fraction)
         worker = create_worker(work, job, _start_thread=False, _connect={"returned": done, "errored": failed})
-        self._workers.add(worker)  # kept alive until it finishes
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        _RUNNING[worker] = (job, bridge)
+        worker.finished.connect(lambda w=worker: _RUNNING.pop(w, None))
         worker.start()
 
 

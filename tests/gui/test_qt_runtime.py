@@ -47,3 +47,52 @@ def test_quitting_while_background_work_runs_is_clean():
     proc = subprocess.run([sys.executable, "-c", _EXIT_WHILE_WORKING], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and "exiting" in proc.stdout, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "deleted" not in proc.stderr, proc.stderr[-2000:]
+
+
+_WINDOW_GONE_WHILE_WORKING = """
+import gc
+import time
+from qtpy.QtWidgets import QApplication
+from annotator.annotation import Job
+from annotator.annotation.jobs import Cancelled
+from annotator.napari.workspace import QtRunner
+
+app = QApplication([])
+heard = []
+
+def search(job):  # a long folder search: it reports as it goes
+    try:
+        for step in range(3000):
+            job.report(f"step {step}", step / 3000)
+            time.sleep(0.01)
+    except Cancelled:
+        print(f"cancelled at step {step}", flush=True)
+        raise
+    print("ran to the end", flush=True)
+
+runner = QtRunner()
+runner.start(search, print, lambda error: None, Job("search", on_progress=lambda text, f: heard.append(text)))
+time.sleep(0.3)
+del runner  # the window that started it closed: its workspace is gone
+gc.collect()
+before = len(heard)
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    app.processEvents()
+print(f"heard {len(heard) - before} after the window went", flush=True)
+print("exiting", flush=True)
+"""
+
+
+def test_work_outliving_its_window_keeps_reporting_and_stops_at_exit():
+    """A folder search still running when its window closes: its progress still has
+    somewhere to go (no "Signal source has been deleted"), and quitting cancels it."""
+    import re
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _WINDOW_GONE_WHILE_WORKING], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0 and "exiting" in proc.stdout, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "deleted" not in proc.stderr, proc.stderr[-2000:]
+    assert int(re.search(r"heard (\d+) after", proc.stdout).group(1)) > 0
+    assert "cancelled at step" in proc.stdout and "ran to the end" not in proc.stdout
