@@ -54,6 +54,21 @@ def test_a_dicom_file_names_the_series_folder_it_lies_in(tmp_path, multiframe_mr
         assert store.open_image(found).shape == shape
 
 
+def test_listing_a_folder_of_odd_files_prints_nothing(tmp_path):
+    """What ITK's readers print about a broken file while a folder's headers are looked at
+    stays off the terminal (the file is just not listed as a label map)."""
+    import SimpleITK as sitk
+
+    shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_001.nii.gz", tmp_path)
+    sitk.WriteImage(sitk.Image([40, 40, 40], sitk.sitkUInt8), str(tmp_path / "extra.mha"))
+    data = (tmp_path / "extra.mha").read_bytes()
+    (tmp_path / "extra.mha").write_bytes(data[: len(data) - 63_000])  # its voxels cut short
+    script = f"from annotator.datastore import open_datastore; print(open_datastore({str(tmp_path)!r})[0].ids())"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hippocampus_001" in proc.stdout and proc.stderr == ""
+
+
 def test_searching_a_large_folder_reports_and_can_be_stopped(tmp_path):
     """A folder of many folders (a home folder, Downloads) says how the search goes, and a
     cancel stops it before anything is listed or written."""

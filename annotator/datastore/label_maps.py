@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from annotator.io.read import quiet_c_stderr
+
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
                "mask", "masks", "gt", "groundtruth", "annotation", "annotations"}
 #: an integer image with at most this many values is a label map whatever its name
@@ -50,7 +52,8 @@ def _header(path: str, mtime: float) -> tuple | None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
-        reader.ReadImageInformation()
+        with quiet_c_stderr():  # what ITK's readers print about odd files stays off the terminal
+            reader.ReadImageInformation()
     except RuntimeError:
         return None
     return (sitk.GetPixelIDValueAsString(reader.GetPixelID()), tuple(reader.GetSize()),
@@ -81,7 +84,8 @@ def _few_values(path: Path) -> bool:
     import SimpleITK as sitk
 
     try:
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        with quiet_c_stderr():
+            array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError:
         return False
     return len(np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)) <= MAX_VALUES
