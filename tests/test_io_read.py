@@ -129,3 +129,33 @@ def test_label_volumes_count_each_value_in_millilitres():
     assert volumes == {3: (1_200_000, pytest.approx(1200.0)), 255: (7, pytest.approx(0.007))}
     assert label_values(label) == [3, 255]
     assert volumes_ml(label_counts(np.zeros((2, 2, 2), np.uint8)), (1, 1, 1)) == {}
+
+
+_SWAPPING_STDERR = """
+import os
+import threading
+from annotator.io.read import quiet_c_stderr
+
+def swap():
+    for _ in range(300):
+        with quiet_c_stderr():
+            os.write(2, b"noise of a C library\\n")
+
+threads = [threading.Thread(target=swap) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+os.write(2, b"stderr still reaches the terminal\\n")
+"""
+
+
+def test_stderr_kept_quiet_by_several_threads_at_once_comes_back():
+    """Threads that read images at once (the file worker, a ranking) each keep C noise
+    off the terminal; afterwards stderr is the terminal's again, not a deleted file."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _SWAPPING_STDERR], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert proc.stderr == "stderr still reaches the terminal\n"

@@ -6,6 +6,7 @@ import math
 import os
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,25 +19,32 @@ from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
+#: held while stderr is swapped (:func:`quiet_c_stderr`)
+_STDERR = threading.RLock()
+
+
 @contextmanager
 def quiet_c_stderr() -> Iterator[list[str]]:
     """Keep what C libraries print on the process's stderr (ITK's NIfTI and MetaImage
-    readers do) off the person's terminal; the lines are handed back for messages."""
+    readers do) off the person's terminal; the lines are handed back for messages. One
+    thread at a time: the process has one stderr, and two threads swapping it at once
+    could leave it pointing at a deleted file."""
     lines: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to protect
-        yield lines
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+    with _STDERR:
         try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to protect
             yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+            return
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
 def _header_text(path: Path) -> str:
