@@ -405,13 +405,16 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None) -> Volum
     import highdicom as hd
 
     path = Path(path)
-    header = pydicom.dcmread(path, stop_before_pixels=True)
+    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
+    try:
+        header = pydicom.dcmread(path)  # parsed once: highdicom below reads this dataset
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputError(f"{path}: colour (multi-component) DICOM images are not supported")
     positions, order = frame_order(header, str(path))
-    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
     try:
-        image = hd.imread(str(path))
+        image = hd.Image.from_dataset(header, copy=False)
         regular = image.get_volume_geometry() is not None
     except failures as exc:
         raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
