@@ -59,9 +59,12 @@ def _nifti_table(path: Path) -> dict[str, int]:
 def _slicer_segments(path: Path) -> dict[str, int]:
     import SimpleITK as sitk
 
+    from annotator.io.read import quiet_c_stderr
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    reader.ReadImageInformation()
+    with quiet_c_stderr():  # what ITK prints about an odd header stays off the terminal
+        reader.ReadImageInformation()
     fields = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys() if k.startswith("Segment")}
     names = {}
     for key in sorted(fields):
