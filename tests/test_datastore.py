@@ -54,6 +54,44 @@ def test_a_dicom_file_names_the_series_folder_it_lies_in(tmp_path, multiframe_mr
         assert store.open_image(found).shape == shape
 
 
+def test_each_series_of_a_folder_is_an_image_of_its_own(tmp_path):
+    """A folder holding several series side by side (as some exports leave them) lists
+    each: the largest keeps the folder's id, the others are named by their SeriesNumber
+    (or their place, where the header has none); labels stay with their series, and a
+    slice names its own series."""
+    from annotator.datastore.factory import open_datastore
+
+    study, flat = DATA / "udacity_study3_mr_dicom", tmp_path / "study" / "flat"
+    flat.mkdir(parents=True)
+    for series in ("11-T1post-18670", "36468-FLAIRreg-58706", "11_HCropVolume"):
+        for path in (study / series).iterdir():
+            shutil.copy(path, flat / f"{series[:5]}_{path.name}")
+    store = LocalDatastore(tmp_path / "study")
+    assert store.ids() == ["flat", "flat#36468", "flat#3"]  # T1post and FLAIR tie: listing order
+    names = {i: store.open_image(i).name for i in store.ids()}
+    assert names == {"flat": "T1post", "flat#36468": "FLAIR_reg", "flat#3": "HippoCrop"}
+    assert [r.name for r in store.records()] == ["flat (MR T1post)", "flat#36468 (MR FLAIR_reg)", "flat#3 (MR HippoCrop)"]
+    crop = store.open_image("flat#3")
+    label = _label(crop, 1)
+    store.accept("flat#3", label, crop)
+    again = LocalDatastore(tmp_path / "study")
+    assert [r.id for r in again.records() if r.status == Status.LABELED] == ["flat#3"]
+    np.testing.assert_array_equal(again.label("flat#3", again.open_image("flat#3")), label)
+    for prefix, image_id in (("11_HC", "flat#3"), ("36468", "flat#36468"), ("11-T1", "flat")):
+        found = open_datastore(sorted(flat.glob(f"{prefix}_*"))[3])[1]
+        assert found == image_id
+    assert open_datastore(flat)[1] == "flat"  # the folder: its largest series
+
+
+def test_a_series_folder_is_its_own_files_not_the_folders_below_it(tmp_path):
+    study = DATA / "udacity_study3_mr_dicom"
+    shutil.copytree(study / "11_HCropVolume", tmp_path / "a" / "crop")
+    shutil.copytree(study / "11-T1post-18670", tmp_path / "a" / "crop" / "t1")  # larger, one level down
+    store = LocalDatastore(tmp_path / "a")
+    assert store.ids() == ["crop", "crop/t1"]
+    assert store.open_image("crop").name == "HippoCrop" and store.open_image("crop/t1").name == "T1post"
+
+
 def test_listing_a_folder_of_odd_files_prints_nothing(tmp_path):
     """What ITK's readers print about a broken file while a folder's headers are looked at
     stays off the terminal (the file is just not listed as a label map)."""

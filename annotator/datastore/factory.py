@@ -1,6 +1,6 @@
 """One way to open a datastore from what a person names: a folder, a dataset folder, an
 image file or a DICOM series folder (its parent folder's store, and its id; a DICOM file
-names the series folder it lies in), a sample (``sample:ID``), a server URL."""
+names the series it belongs to in the folder it lies in), a sample (``sample:ID``), a server URL."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
         return _server_store(str(place)), None
     if str(place).startswith("sample:"):
         place = sample_file(str(place)[len("sample:"):])
-    path = Path(place)
+    named = path = Path(place)
     if path.is_file() and looks_like_dicom(path):  # a DICOM file: the series folder that holds it
         path = path.parent
     kind = classify(path)
@@ -37,7 +37,7 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     store = LocalDatastore(folder, labels_dir=labels_dir, progress=progress)
     if kind in (Kind.FOLDER, Kind.DATASET):
         return store, None
-    return store, store.id_of(path)
+    return store, store.id_of(named)
 
 
 def server_url(url: str, user: str = "") -> str:

@@ -22,11 +22,11 @@ from platformdirs import user_data_dir
 from annotator.datastore import label_maps
 from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.labels import LabelStore
-from annotator.datastore.places import Kind, classify, find_images
+from annotator.datastore.places import Kind, classify, find_images, split_series
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.label_names import label_names_in
 from annotator.io.read import read_label, read_volume
-from annotator.io.sniff import image_stem, is_image_file
+from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
 
 
@@ -67,6 +67,7 @@ class LocalDatastore(Datastore):
         self._links: dict[str, str | None] | None = None
         if not self.dataset:  # label maps among the files are not images to annotate
             self._images, self._maps = label_maps.split(find_images(self.folder, self.labels.root, progress), progress)
+        self._images, self._series = split_series(self._images, progress)
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass
@@ -99,20 +100,29 @@ class LocalDatastore(Datastore):
             raise DatastoreError(f"{self.folder}: no image '{image_id}'") from None
 
     def open_image(self, image_id: str, progress=None) -> Volume:
-        return read_volume(self._path(image_id))
+        series = self._series.get(image_id)
+        return read_volume(self._path(image_id), series.uid if series else None)
 
     def id_of(self, path: str | os.PathLike) -> str:
-        """The id of an image file or series folder of this store."""
+        """The id of an image file or DICOM folder of this store (a folder of several series:
+        its largest), or of the series a DICOM file holds."""
         path = Path(path).resolve()
+        series = None
+        if path.is_file() and looks_like_dicom(path) and path.parent in {p.resolve() for p in self._images.values()}:
+            from annotator.io.dicom import series_uid_of
+
+            series, path = series_uid_of(path), path.parent
         for image_id, p in self._images.items():
-            if p.resolve() == path:
+            mine = self._series.get(image_id)
+            if p.resolve() == path and (series is None or mine is not None and mine.uid == series):
                 return image_id
         raise DatastoreError(f"{path}: not an image of {self.folder}")
 
     def _label_maps_of(self) -> dict[str, list[str]]:
         """Image id -> the ids of the label maps linked to it (worked out once)."""
         if self._links is None:
-            self._links = label_maps.link(self._images, self._maps) if self._maps else {}
+            series = {i: s.uid for i, s in self._series.items()}
+            self._links = label_maps.link(self._images, self._maps, series) if self._maps else {}
         found: dict[str, list[str]] = {}
         for map_id, image_id in self._links.items():
             if image_id is not None:
@@ -151,7 +161,9 @@ class LocalDatastore(Datastore):
             entry = index.get(image_id, {})
             status = status_of(versions)
             score = entry.get("score")
-            records.append(ImageRecord(image_id, image_id, status, versions,
+            series = self._series.get(image_id)
+            name = f"{image_id} ({series.title})" if series and series.title else image_id
+            records.append(ImageRecord(image_id, name, status, versions,
                                        float(score) if isinstance(score, (int, float)) else None,
                                        dict(entry.get("info", {})), maps.get(image_id, [])))
         return records

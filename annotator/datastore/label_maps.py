@@ -114,12 +114,12 @@ def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[
     return images, maps
 
 
-def _geometry(path: Path) -> tuple | None:
+def _geometry(path: Path, series: str | None = None) -> tuple | None:
     if path.is_dir():
         try:
             from annotator.io.read import read_volume
 
-            v = read_volume(path)
+            v = read_volume(path, series)
         except Exception:  # noqa: BLE001 - an unreadable series matches nothing
             return None
         return (tuple(v.size), tuple(round(s, 4) for s in v.spacing), tuple(round(o, 2) for o in v.origin))
@@ -127,15 +127,17 @@ def _geometry(path: Path) -> tuple | None:
     return None if found is None else found[1:]
 
 
-def link(images: dict[str, Path], maps: dict[str, Path]) -> dict[str, str | None]:
-    """Label map id -> the id of the image it labels (None: no image matches)."""
+def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, str | None]:
+    """Label map id -> the id of the image it labels (None: no image matches); ``series``:
+    the series UID of a DICOM folder's image by id."""
+    series = series or {}
     image_words = {i: set(words(i)) for i in images}
     links: dict[str, str | None] = {}
     geometry: dict[str, tuple | None] = {}
 
     def grid(image_id: str) -> tuple | None:
         if image_id not in geometry:
-            geometry[image_id] = _geometry(images[image_id])
+            geometry[image_id] = _geometry(images[image_id], series.get(image_id))
         return geometry[image_id]
 
     for map_id, path in maps.items():

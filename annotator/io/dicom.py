@@ -64,6 +64,7 @@ class SeriesInfo:
     description: str
     rows: int
     columns: int
+    number: str = ""  # SeriesNumber, as written
     files: list[DicomFile] = field(default_factory=list)
 
     @property
@@ -108,15 +109,16 @@ def _read_header(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
 
 
-def scan_folder(folder: str | os.PathLike) -> FolderScan:
-    """Find every DICOM image series below ``folder``; list other files as skipped."""
+def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
+    """Find every DICOM image series in ``folder`` (and below it unless ``below`` is
+    false); list other files as skipped. Largest series first."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if below else []
         for name in sorted(names):
             path = Path(root) / name
             if name.startswith("."):
@@ -143,6 +145,7 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
                     description=str(ds.get("SeriesDescription", "")),
                     rows=int(ds.Rows),
                     columns=int(ds.Columns),
+                    number=str(ds.get("SeriesNumber", "") or "").strip(),
                 )
             info.files.append(DicomFile(path, ds))
     ordered = sorted(series.values(), key=lambda s: s.voxels, reverse=True)
@@ -334,14 +337,23 @@ def read_series(folder: str | os.PathLike, series: str | int | None = None) -> V
     )
 
 
+def _file_header(path: Path) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames", "SeriesInstanceUID"])
+    except Exception as exc:  # pydicom raises many types on damaged headers
+        raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
+
+
+def series_uid_of(path: str | os.PathLike) -> str:
+    """The SeriesInstanceUID of a DICOM file."""
+    return str(_file_header(Path(path)).get("SeriesInstanceUID", ""))
+
+
 def read_file(path: str | os.PathLike) -> Volume:
     """The volume a DICOM file belongs to: a multi-frame image is one; a slice opens the
     series in its folder that holds it."""
     path = Path(path)
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames", "SeriesInstanceUID"])
-    except Exception as exc:  # pydicom raises many types on damaged headers
-        raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
+    header = _file_header(path)
     if frame_count(header) > 1:
         return read_multiframe(path)
     return read_series(path.parent, str(header.get("SeriesInstanceUID", "")))
