@@ -57,3 +57,12 @@ def multiframe_mr(tmp_path_factory) -> Path:
     order = list(range(40))
     random.Random(3).shuffle(order)
     return multiframe_of(MR_SERIES, tmp_path_factory.mktemp("multiframe") / "series" / "enhanced.dcm", order)
+
+
+@pytest.fixture(scope="session")
+def two_echoes_mr(tmp_path_factory) -> Path:
+    """A folder holding one series of two echoes: the 40-slice hippocampus-crop MR (echo
+    1) and its voxels × 2 + 5 (echo 2)."""
+    from multiframe import MR_SERIES, two_echoes_of
+
+    return two_echoes_of(MR_SERIES, tmp_path_factory.mktemp("echoes") / "echoes")

@@ -1,5 +1,5 @@
-"""Multi-frame DICOM images made here from single-frame series (highdicom's legacy
-conversion), with their frames stored in a chosen order."""
+"""DICOM made here from single-frame series: multi-frame images (highdicom's legacy
+conversion) with their frames stored in a chosen order, and series holding two echoes."""
 
 from __future__ import annotations
 
@@ -32,4 +32,21 @@ def multiframe_of(series: Path, target: Path, order: list[int] | None = None) ->
         image.PerFrameFunctionalGroupsSequence = pydicom.Sequence([groups[i] for i in order])
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save_as(target)
+    return target
+
+
+def two_echoes_of(series: Path, target: Path) -> Path:
+    """``series`` as echo 1 and a second echo (other voxel values, new instances) in one
+    series in ``target``, the files of both echoes interleaved by name."""
+    from pydicom.uid import generate_uid
+
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(p for p in series.iterdir() if p.is_file()):
+        ds = pydicom.dcmread(path)
+        ds.EchoNumbers = 1
+        ds.save_as(target / f"{path.stem}a.dcm")
+        ds.EchoNumbers = 2
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.PixelData = (ds.pixel_array * 2 + 5).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(target / f"{path.stem}b.dcm")
     return target

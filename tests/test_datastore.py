@@ -83,6 +83,19 @@ def test_each_series_of_a_folder_is_an_image_of_its_own(tmp_path):
     assert open_datastore(flat)[1] == "flat"  # the folder: its largest series
 
 
+def test_each_echo_of_a_series_is_an_image_and_a_file_names_its_own(tmp_path, two_echoes_mr):
+    from annotator.datastore.factory import open_datastore
+
+    shutil.copytree(two_echoes_mr, tmp_path / "study" / "echoes")
+    store = LocalDatastore(tmp_path / "study")
+    assert [(r.id, r.name) for r in store.records()] == [("echoes", "echoes (MR HippoCrop, echo 1)"),
+                                                         ("echoes#2", "echoes#2 (MR HippoCrop, echo 2)")]
+    one, two = store.open_image("echoes"), store.open_image("echoes#2")
+    np.testing.assert_array_equal(two.array, one.array * 2 + 5)
+    assert open_datastore(tmp_path / "study" / "echoes" / "12b.dcm")[1] == "echoes#2"
+    assert open_datastore(tmp_path / "study" / "echoes" / "12a.dcm")[1] == "echoes"
+
+
 def test_a_series_folder_is_its_own_files_not_the_folders_below_it(tmp_path):
     study = DATA / "udacity_study3_mr_dicom"
     shutil.copytree(study / "11_HCropVolume", tmp_path / "a" / "crop")

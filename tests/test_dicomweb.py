@@ -452,3 +452,29 @@ def test_bench_dicomweb_quick(tmp_path):
         assert name in found
     assert found["raw_download_s"] > 0 and found["cached_open_s"] > 0
     assert report["params"]["instances"] == 8 and report["params"]["server_series"] == 13
+
+
+def test_a_series_of_two_echoes_on_the_server_opens_its_first_and_the_seg_refers_to_it(
+        tmp_path, monkeypatch, two_echoes_mr):
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted(two_echoes_mr.iterdir()))
+        store = DicomwebDatastore(_client(server))
+        [record] = store.records()
+        volume = store.open_image(record.id)
+        echo1 = read_volume(two_echoes_mr)
+        assert volume.name == "HippoCrop (echo 1)"
+        np.testing.assert_array_equal(volume.array, echo1.array)
+        label = np.zeros(volume.shape, np.uint8)
+        label[10:30, 15:35, 10:25] = 1
+        store.accept(record.id, label, volume, names={1: "hippocampus"})
+        [seg_series] = _client(server).series(modality="SEG", images_only=False)
+        [seg] = _client(server).segs_of(seg_series.study_uid, record.id)
+        referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+        assert referenced == set(echo1.source.sop_uids)  # echo 1's 40 instances, not echo 2's
+        other = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
+        np.testing.assert_array_equal(other.label(record.id, other.open_image(record.id)), label)

@@ -222,3 +222,16 @@ def test_label_with_fractions_or_negatives(tmp_path):
     with pytest.raises(InputError, match="negative"):
         write_label(tmp_path / "n.nii.gz", neg, image)
     assert not (tmp_path / "f.nii.gz").exists() and not (tmp_path / "n.nii.gz").exists()
+
+
+def test_duplicate_positions_that_a_per_slice_tag_would_split_stay_refused(dicom_copy):
+    """A scanner that gives each slice its own AcquisitionNumber does not make a series
+    with a duplicated slice into one volume per slice."""
+    def dup(i, ds):
+        ds.AcquisitionNumber = i + 1
+        if i == 7:
+            ds.ImagePositionPatient = [float(v) for v in pydicom.dcmread(files_sorted[6]).ImagePositionPatient]
+    files_sorted = sorted(dicom_copy.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    _edit_series(dicom_copy, dup)
+    with pytest.raises(GeometryError, match="same position.*no header tag tells them apart"):
+        read_volume(dicom_copy)

@@ -159,3 +159,21 @@ def test_stderr_kept_quiet_by_several_threads_at_once_comes_back():
     proc = subprocess.run([sys.executable, "-c", _SWAPPING_STDERR], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     assert proc.stderr == "stderr still reaches the terminal\n"
+
+
+def test_each_echo_of_a_series_is_a_volume_of_its_own(two_echoes_mr):
+    """Two echoes in one series lie at the same positions: the series splits by its
+    EchoNumbers, each part reads as a volume (the first by default), and a file opens
+    its own echo."""
+    crop = read_volume(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume")
+    parts = scan_folder(two_echoes_mr).series
+    assert [(p.part, p.slices) for p in parts] == [("echo 1", 40), ("echo 2", 40)]
+    assert parts[0].series_uid == parts[1].series_uid and parts[0].key != parts[1].key
+    first, second = read_volume(two_echoes_mr), read_volume(two_echoes_mr, parts[1].key)
+    np.testing.assert_array_equal(first.array, crop.array)
+    np.testing.assert_array_equal(second.array, crop.array * 2 + 5)
+    assert first.name == "HippoCrop (echo 1)" and second.name == "HippoCrop (echo 2)"
+    assert second.same_geometry(crop) and len(set(first.source.sop_uids) & set(second.source.sop_uids)) == 0
+    opened = read_volume(two_echoes_mr / "7b.dcm")
+    assert opened.name == "HippoCrop (echo 2)" and opened.source.sop_uids == second.source.sop_uids
+    np.testing.assert_array_equal(opened.array, second.array)

@@ -60,7 +60,7 @@ def test_a_label_goes_to_seg_on_the_frames_of_a_multi_frame_image_and_back(multi
     label = np.zeros(volume.shape, np.uint8)
     label[5:12, 10:30, 5:20] = 1
     label[20:23, 30:40, 10:25] = 2
-    _, data = series_seg(label, multiframe_mr.parent, {1: "hippocampus", 2: "tumor"})
+    _, data = series_seg(label, volume, {1: "hippocampus", 2: "tumor"})
     (tmp_path / "seg.dcm").write_bytes(data)
     assert _dciodvfy(tmp_path / "seg.dcm") == []
     seg = pydicom.dcmread(tmp_path / "seg.dcm")

@@ -101,27 +101,27 @@ class LocalDatastore(Datastore):
 
     def open_image(self, image_id: str, progress=None) -> Volume:
         series = self._series.get(image_id)
-        return read_volume(self._path(image_id), series.uid if series else None)
+        return read_volume(self._path(image_id), series.key if series else None)
 
     def id_of(self, path: str | os.PathLike) -> str:
         """The id of an image file or DICOM folder of this store (a folder of several series:
-        its largest), or of the series a DICOM file holds."""
+        its largest), or of the series (or acquisition) a DICOM file belongs to."""
         path = Path(path).resolve()
         series = None
         if path.is_file() and looks_like_dicom(path) and path.parent in {p.resolve() for p in self._images.values()}:
-            from annotator.io.dicom import series_uid_of
+            from annotator.io.dicom import series_of
 
-            series, path = series_uid_of(path), path.parent
+            series, path = series_of(path).key, path.parent
         for image_id, p in self._images.items():
             mine = self._series.get(image_id)
-            if p.resolve() == path and (series is None or mine is not None and mine.uid == series):
+            if p.resolve() == path and (series is None or mine is not None and mine.key == series):
                 return image_id
         raise DatastoreError(f"{path}: not an image of {self.folder}")
 
     def _label_maps_of(self) -> dict[str, list[str]]:
         """Image id -> the ids of the label maps linked to it (worked out once)."""
         if self._links is None:
-            series = {i: s.uid for i, s in self._series.items()}
+            series = {i: s.key for i, s in self._series.items()}
             self._links = label_maps.link(self._images, self._maps, series) if self._maps else {}
         found: dict[str, list[str]] = {}
         for map_id, image_id in self._links.items():

@@ -105,15 +105,16 @@ def find_images(folder: Path, skip: Path | None = None, progress=None) -> dict[s
 
 
 class Series(NamedTuple):
-    """The DICOM series an image of a folder is."""
+    """The DICOM series (or acquisition of one) an image of a folder is."""
 
-    uid: str  # SeriesInstanceUID
-    title: str  # modality and description, for people
+    key: str  # what names it to read_volume: its SeriesInstanceUID (and part)
+    title: str  # modality and description (and part), for people
 
 
 def split_series(images: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Series]]:
-    """A folder's images with each DICOM folder's image series as an image of its own, and
-    the series of each DICOM folder's image by id.
+    """A folder's images with each DICOM folder's image series (and each acquisition of a
+    series that holds several: echoes, time points) as an image of its own, and the series
+    of each DICOM folder's image by id.
 
     A folder's largest series keeps the folder's id (what a folder of one series always
     had); another series is ``<folder id>#<its SeriesNumber>`` (its place in the folder's
@@ -142,5 +143,6 @@ def split_series(images: dict[str, Path], progress=None) -> tuple[dict[str, Path
                 while key in images or key in split:  # a file already named so
                     key += "+"
             split[key] = path
-            series[key] = Series(info.series_uid, " ".join(t for t in (info.modality, info.description) if t))
+            title = " ".join(t for t in (info.modality, info.description) if t)
+            series[key] = Series(info.key, ", ".join(t for t in (title, info.part) if t))
     return split, series

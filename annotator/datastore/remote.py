@@ -144,8 +144,8 @@ class DicomwebDatastore(Datastore):
 
         row = self._row(image_id)
         self.labels.accept(image_id, label, image, proposed)
-        folder = self.cache.fetch(row.study_uid, row.series_uid)
-        sop_uid, data = series_seg(label, folder, names or {}, algorithm=algorithm)
+        self.cache.fetch(row.study_uid, row.series_uid)  # its files, should the cache have let them go
+        sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
         held = set(label_values(label))
         self._remember_names(image_id, {v: n for v, n in (names or {}).items() if v in held})
         self.uploads.add(image_id, sop_uid, data)

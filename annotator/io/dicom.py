@@ -6,6 +6,11 @@ the files concerned when its slices do not form a regular 3-D grid: mixed image
 sizes or orientations, a gantry tilt (slices sheared along the table), missing or
 unevenly spaced slices, duplicate positions, a single slice, or a truncated file.
 
+Several acquisitions in one series (echoes, time points, b-values: the same slice
+positions again) are told apart by the first header tag that splits the series into
+parts of distinct positions (:data:`ACQUISITION_TAGS`); each part is read as a series of
+its own.
+
 A multi-frame image (Enhanced CT/MR, Legacy Converted Enhanced: one file holding every
 slice of a series, its geometry in functional groups) is read by highdicom, which
 checks that its frames form one regular grid. Its slices are ordered along the slice
@@ -23,6 +28,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from annotator.errors import GeometryError, InputError
 from annotator.io.sniff import looks_like_dicom
@@ -34,7 +40,16 @@ _TAGS = [
     "FrameOfReferenceUID", "Modality", "SeriesDescription", "SeriesNumber", "Rows",
     "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
     "NumberOfFrames", "BitsAllocated", "SamplesPerPixel", "InstanceNumber", "WindowCenter", "WindowWidth",
+    "TemporalPositionIdentifier", "EchoNumbers", "DiffusionBValue", "TriggerTime", "EchoTime", "InversionTime",
+    "AcquisitionNumber", "SequenceName",
 ]
+#: header tags that tell apart the acquisitions of one series at the same slice positions
+#: (the first that does is used), with what people call them
+ACQUISITION_TAGS = {
+    "TemporalPositionIdentifier": "time point", "EchoNumbers": "echo", "DiffusionBValue": "b",
+    "TriggerTime": "trigger time", "EchoTime": "TE", "InversionTime": "TI", "AcquisitionNumber": "acquisition",
+    "SequenceName": "sequence",
+}
 _NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "REG"}
 #: Largest accepted in-plane shift per slice, as a fraction of the slice step (≈ 0.3°).
 _MAX_SHEAR = 0.005
@@ -66,6 +81,17 @@ class SeriesInfo:
     columns: int
     number: str = ""  # SeriesNumber, as written
     files: list[DicomFile] = field(default_factory=list)
+    part: str = ""  # one acquisition of several in the series ("echo 2"), else empty
+
+    @property
+    def key(self) -> str:
+        """What names this series (or this part of it) in :func:`read_series`."""
+        return f"{self.series_uid}/{self.part}" if self.part else self.series_uid
+
+    @property
+    def title(self) -> str:
+        """Its description (and part) for people."""
+        return (self.description or self.folder.name) + (f" ({self.part})" if self.part else "")
 
     @property
     def slices(self) -> int:
@@ -85,8 +111,9 @@ class SeriesInfo:
 
     def describe(self) -> str:
         uid = self.series_uid or "(no SeriesInstanceUID)"
+        part = f" {self.part}" if self.part else ""
         return (f"{self.modality or '?':<3} {self.columns}x{self.rows}x{self.slices} "
-                f"'{self.description}' {uid} in {self.folder}")
+                f"'{self.description}' {uid}{part} in {self.folder}")
 
 
 @dataclass
@@ -148,8 +175,52 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
                     number=str(ds.get("SeriesNumber", "") or "").strip(),
                 )
             info.files.append(DicomFile(path, ds))
-    ordered = sorted(series.values(), key=lambda s: s.voxels, reverse=True)
+    parts = [part for info in series.values() for part in split_acquisitions(info)]
+    ordered = sorted(parts, key=lambda s: s.voxels, reverse=True)
     return FolderScan(ordered, skipped)
+
+
+def _positions_repeat(files: list[DicomFile]) -> bool:
+    try:
+        places = [tuple(np.round(f.position, 2)) for f in files]
+    except (AttributeError, TypeError, ValueError):  # check_series names what is wrong
+        return False
+    return len(set(places)) < len(places)
+
+
+def _tag_value(ds, tag: str) -> str:
+    value = ds.get(tag)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+def _in_order(value: str) -> tuple:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def split_acquisitions(info: SeriesInfo) -> list[SeriesInfo]:
+    """The acquisitions of a series whose slices repeat their positions, as parts told
+    apart by the first of :data:`ACQUISITION_TAGS` whose values give parts of two or more
+    slices at distinct positions (in the order of its values); else the series as it is."""
+    if info.multiframe or not _positions_repeat(info.files):
+        return [info]
+    for tag, word in ACQUISITION_TAGS.items():
+        groups: dict[str, list[DicomFile]] = {}
+        for f in info.files:
+            groups.setdefault(_tag_value(f.dataset, tag), []).append(f)
+        # a tag that changes from slice to slice (some scanners number each slice's
+        # acquisition) is no split: each part holds two slices at least
+        if len(groups) > 1 and all(len(g) > 1 and not _positions_repeat(g) for g in groups.values()):
+            return [SeriesInfo(info.series_uid, info.study_uid, info.modality, info.description, info.rows,
+                               info.columns, info.number, groups[value], f"{word} {value or '(none)'}")
+                    for value in sorted(groups, key=_in_order)]
+    return [info]
 
 
 def _names(files: list[DicomFile], limit: int = 3) -> str:
@@ -194,7 +265,8 @@ def check_series(info: SeriesInfo) -> list[DicomFile]:
         i = duplicates[0]
         raise GeometryError(
             f"{where}: {files[i].path.name} and {files[i + 1].path.name} lie at the same position "
-            f"({len(duplicates)} duplicate positions; several acquisitions in one series?)"
+            f"({len(duplicates)} duplicate positions, and no header tag tells them apart as acquisitions: "
+            f"{', '.join(ACQUISITION_TAGS)})"
         )
     shear = np.linalg.norm(steps - np.outer(along, normal), axis=1) / np.abs(along)
     if shear.max() > _MAX_SHEAR:
@@ -293,17 +365,20 @@ def pick_series(scan: FolderScan, folder: Path, series: str | int | None) -> Ser
     if series is None:
         return scan.series[0]
     for i, info in enumerate(scan.series):
-        if str(series) in (info.series_uid, str(i)):
+        if str(series) in (info.key, info.series_uid, str(i)):
             return info
-    listing = "; ".join(f"[{i}] {s.series_uid}" for i, s in enumerate(scan.series))
+    listing = "; ".join(f"[{i}] {s.key}" for i, s in enumerate(scan.series))
     raise InputError(f"{folder}: no series '{series}' (found: {listing})")
 
 
 def read_series(folder: str | os.PathLike, series: str | int | None = None) -> Volume:
-    """Read one series of ``folder`` (largest by default) as a :class:`Volume`."""
+    """Read one series of ``folder`` (largest by default; ``series``: its
+    :attr:`SeriesInfo.key`, SeriesInstanceUID or place in the listing) as a :class:`Volume`."""
     folder = Path(folder)
-    scan = scan_folder(folder)
-    info = pick_series(scan, folder, series)
+    return _read_info(pick_series(scan_folder(folder), folder, series), folder)
+
+
+def _read_info(info: SeriesInfo, folder: Path) -> Volume:
     if info.multiframe:
         if len(info.files) > 1:
             raise GeometryError(
@@ -325,7 +400,7 @@ def read_series(folder: str | os.PathLike, series: str | int | None = None) -> V
     return volume_from_sitk(
         image,
         modality=info.modality or "unknown",
-        name=info.description or info.folder.name,
+        name=info.title,
         window=header_window(first),
         source=Source(
             path=str(info.folder),
@@ -344,19 +419,24 @@ def _file_header(path: Path) -> pydicom.Dataset:
         raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
 
 
-def series_uid_of(path: str | os.PathLike) -> str:
-    """The SeriesInstanceUID of a DICOM file."""
-    return str(_file_header(Path(path)).get("SeriesInstanceUID", ""))
+def series_of(path: str | os.PathLike) -> SeriesInfo:
+    """The series (or acquisition of one) in its folder that a DICOM file belongs to."""
+    path = Path(path)
+    scan = scan_folder(path.parent, below=False)
+    for info in scan.series:
+        if any(f.path.name == path.name for f in info.files):
+            return info
+    reason = next((r for p, r in scan.skipped if p.name == path.name), "not found")
+    raise InputError(f"{path}: not an image slice of a series ({reason})")
 
 
 def read_file(path: str | os.PathLike) -> Volume:
     """The volume a DICOM file belongs to: a multi-frame image is one; a slice opens the
-    series in its folder that holds it."""
+    series (or the acquisition of one) in its folder that holds it."""
     path = Path(path)
-    header = _file_header(path)
-    if frame_count(header) > 1:
+    if frame_count(_file_header(path)) > 1:
         return read_multiframe(path)
-    return read_series(path.parent, str(header.get("SeriesInstanceUID", "")))
+    return _read_info(series_of(path), path.parent)
 
 
 def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:

@@ -133,14 +133,21 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
             series_description="Annotator segmentation", specific_character_set="ISO_IR 192")
 
 
-def series_seg(label: np.ndarray, folder: str | os.PathLike, names: dict[int, str],
+def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
                algorithm: str | None = None) -> tuple[str, bytes]:
-    """(SOP Instance UID, file bytes) of the SEG of ``label`` on the DICOM series in ``folder``."""
+    """(SOP Instance UID, file bytes) of the SEG of ``label`` on ``image``, read from the
+    DICOM files in its source folder: the instances it was read from (one acquisition of
+    a series that holds several refers to its own)."""
     import io
 
     import pydicom
 
-    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(Path(folder).glob("*.dcm"))]
+    where, mine = Path(image.source.path), set(image.source.sop_uids)
+    files = [where] if where.is_file() else sorted(where.glob("*.dcm"))
+    sources = [ds for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in files)
+               if str(ds.get("SOPInstanceUID", "")) in mine]
+    if not sources:
+        raise InputError(f"{image.name}: none of the DICOM files it was read from is in {image.source.path}")
     seg = label_to_seg(label, sources, names, algorithm=algorithm)
     buffer = io.BytesIO()
     seg.save_as(buffer)
