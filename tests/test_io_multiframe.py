@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from annotator.errors import GeometryError, InputError
-from annotator.io import read_volume
+from annotator.io import read_volume, scan_folder
 from multiframe import MR_SERIES as MR
 
 
@@ -80,3 +80,26 @@ def test_a_series_folder_mixing_multi_frame_and_single_frame_files_is_named(mult
     with pytest.raises(GeometryError, match="mixes 1 multi-frame images with 40 other files.*open one multi-frame"):
         read_volume(folder)
     assert read_volume(folder / "enhanced.dcm").shape == (40, 50, 34)  # the file on its own opens
+
+
+def test_several_multi_frame_images_in_one_series_are_a_volume_each(series, multiframe_mr, tmp_path):
+    """Some scanners store each echo of an enhanced series as a multi-frame image of its
+    own: each is an image of the folder, in the order of its InstanceNumber."""
+    from annotator.datastore import LocalDatastore
+
+    folder = tmp_path / "study" / "enhanced"
+    folder.mkdir(parents=True)
+    first = pydicom.dcmread(multiframe_mr)
+    second = pydicom.dcmread(multiframe_mr)
+    second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    second.InstanceNumber = 2
+    second.PixelData = (second.pixel_array * 2 + 5).astype(second.pixel_array.dtype).tobytes()
+    second.save_as(folder / "a.dcm")  # listed first by name, second by number
+    first.save_as(folder / "b.dcm")
+    parts = scan_folder(folder).series
+    assert [(p.part, [f.path.name for f in p.files]) for p in parts] == [("image 1", ["b.dcm"]), ("image 2", ["a.dcm"])]
+    np.testing.assert_array_equal(read_volume(folder).array, series.array)
+    np.testing.assert_array_equal(read_volume(folder, parts[1].key).array, series.array * 2 + 5)
+    store = LocalDatastore(tmp_path / "study")
+    assert store.ids() == ["enhanced", "enhanced#2"]
+    np.testing.assert_array_equal(store.open_image("enhanced#2").array, series.array * 2 + 5)

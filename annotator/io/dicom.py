@@ -9,7 +9,7 @@ unevenly spaced slices, duplicate positions, a single slice, or a truncated file
 Several acquisitions in one series (echoes, time points, b-values: the same slice
 positions again) are told apart by the first header tag that splits the series into
 parts of distinct positions (:data:`ACQUISITION_TAGS`); each part is read as a series of
-its own.
+its own, as is each multi-frame image of a series that holds several.
 
 A multi-frame image (Enhanced CT/MR, Legacy Converted Enhanced: one file holding every
 slice of a series, its geometry in functional groups) is read by highdicom, which
@@ -207,7 +207,17 @@ def _in_order(value: str) -> tuple:
 def split_acquisitions(info: SeriesInfo) -> list[SeriesInfo]:
     """The acquisitions of a series whose slices repeat their positions, as parts told
     apart by the first of :data:`ACQUISITION_TAGS` whose values give parts of two or more
-    slices at distinct positions (in the order of its values); else the series as it is."""
+    slices at distinct positions (in the order of its values). Several multi-frame images
+    in one series are a part each (by InstanceNumber). Else the series as it is."""
+    def part(files: list[DicomFile], name: str) -> SeriesInfo:
+        return SeriesInfo(info.series_uid, info.study_uid, info.modality, info.description, info.rows,
+                          info.columns, info.number, files, name)
+
+    if len(info.files) > 1 and len(info.multiframe) == len(info.files):
+        numbers = [_tag_value(f.dataset, "InstanceNumber") for f in info.files]
+        unique = len(set(numbers)) == len(numbers)
+        return [part([f], f"image {n}" if unique else f"image {f.path.name}")
+                for n, f in sorted(zip(numbers, info.files), key=lambda nf: (_in_order(nf[0]), nf[1].path.name))]
     if info.multiframe or not _positions_repeat(info.files):
         return [info]
     for tag, word in ACQUISITION_TAGS.items():
@@ -217,9 +227,7 @@ def split_acquisitions(info: SeriesInfo) -> list[SeriesInfo]:
         # a tag that changes from slice to slice (some scanners number each slice's
         # acquisition) is no split: each part holds two slices at least
         if len(groups) > 1 and all(len(g) > 1 and not _positions_repeat(g) for g in groups.values()):
-            return [SeriesInfo(info.series_uid, info.study_uid, info.modality, info.description, info.rows,
-                               info.columns, info.number, groups[value], f"{word} {value or '(none)'}")
-                    for value in sorted(groups, key=_in_order)]
+            return [part(groups[value], f"{word} {value or '(none)'}") for value in sorted(groups, key=_in_order)]
     return [info]
 
 
