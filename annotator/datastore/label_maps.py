@@ -129,7 +129,7 @@ def _geometry(path: Path, series: str | None = None) -> tuple | None:
 
 def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, str | None]:
     """Label map id -> the id of the image it labels (None: no image matches); ``series``:
-    the series UID of a DICOM folder's image by id."""
+    which series of its folder a DICOM folder's image is (its key), by id."""
     series = series or {}
     image_words = {i: set(words(i)) for i in images}
     links: dict[str, str | None] = {}
