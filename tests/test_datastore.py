@@ -96,6 +96,30 @@ def test_each_echo_of_a_series_is_an_image_and_a_file_names_its_own(tmp_path, tw
     assert open_datastore(tmp_path / "study" / "echoes" / "12a.dcm")[1] == "echoes"
 
 
+def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, private_user_dirs, monkeypatch):
+    """Listing a folder's series reads every header; the next listing takes them from the
+    user cache, unless a file was added, removed or rewritten."""
+    from annotator.datastore import dicom_folders
+
+    study = DATA / "udacity_study3_mr_dicom"
+    shutil.copytree(study / "11_HCropVolume", tmp_path / "a" / "crop")
+    shutil.copytree(study / "11-T1post-18670", tmp_path / "a" / "t1")
+    read, real = [], dicom_folders._read
+    monkeypatch.setattr(dicom_folders, "_read", lambda folder: read.append(folder.name) or real(folder))
+    first = LocalDatastore(tmp_path / "a")
+    assert sorted(read) == ["crop", "t1"]
+    read.clear()
+    again = LocalDatastore(tmp_path / "a")
+    assert read == [] and again.ids() == first.ids() == ["crop", "t1"]
+    assert [r.name for r in again.records()] == ["crop (MR HippoCrop)", "t1 (MR T1post)"]
+    for path in sorted((study / "36468-FLAIRreg-58706").iterdir()):  # a second series joins the crop
+        shutil.copy(path, tmp_path / "a" / "crop" / f"flair_{path.name}")
+    assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and read == ["crop"]  # FLAIR: larger
+    read.clear()
+    dicom_folders._cache_path().write_text("{not json")  # a broken cache costs the time only
+    assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and sorted(read) == ["crop", "t1"]
+
+
 def test_a_series_folder_is_its_own_files_not_the_folders_below_it(tmp_path):
     study = DATA / "udacity_study3_mr_dicom"
     shutil.copytree(study / "11_HCropVolume", tmp_path / "a" / "crop")

@@ -21,8 +21,9 @@ from platformdirs import user_data_dir
 
 from annotator.datastore import label_maps
 from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
+from annotator.datastore.dicom_folders import split_series
 from annotator.datastore.labels import LabelStore
-from annotator.datastore.places import Kind, classify, find_images, split_series
+from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.label_names import label_names_in
 from annotator.io.read import read_label, read_volume

@@ -1,5 +1,6 @@
 """What a path is, decided in one place: an image file, a DICOM series folder, a dataset
 folder (``images/`` + ``labels/``), or a folder of images; and which images a folder holds.
+The series of each DICOM folder: :mod:`annotator.datastore.dicom_folders`.
 
 Symlinks: a linked image file is read through its link; a linked folder is not entered
 when a folder is searched for images (no loops, no images from elsewhere). Label files
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple
 
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 
@@ -103,46 +103,3 @@ def find_images(folder: Path, skip: Path | None = None, progress=None) -> dict[s
         images[key] = path
     return dict(sorted(images.items()))
 
-
-class Series(NamedTuple):
-    """The DICOM series (or acquisition of one) an image of a folder is."""
-
-    key: str  # what names it to read_volume: its SeriesInstanceUID (and part)
-    title: str  # modality and description (and part), for people
-
-
-def split_series(images: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Series]]:
-    """A folder's images with each DICOM folder's image series (and each acquisition of a
-    series that holds several: echoes, time points) as an image of its own, and the series
-    of each DICOM folder's image by id.
-
-    A folder's largest series keeps the folder's id (what a folder of one series always
-    had); another series is ``<folder id>#<its SeriesNumber>`` (its place in the folder's
-    listing, largest first, where the number is missing or shared). Only the files
-    directly in a folder count: a folder below it is an image of its own. A folder with
-    no image series (a SEG, a report) stays as it is. ``progress(text, -1)`` hears each
-    folder with more than 100 files (it may raise to stop).
-    """
-    from annotator.io.dicom import scan_folder
-
-    split: dict[str, Path] = {}
-    series: dict[str, Series] = {}
-    for image_id, path in images.items():
-        split[image_id] = path
-        if not path.is_dir():
-            continue
-        if progress is not None and sum(1 for _ in os.scandir(path)) > 100:
-            progress(f"reading the DICOM headers in {image_id}", -1.0)
-        found = scan_folder(path, below=False).series
-        numbers = [s.number for s in found]
-        for i, info in enumerate(found):
-            key = image_id
-            if i:
-                number = info.number if info.number and numbers.count(info.number) == 1 else str(i + 1)
-                key = f"{image_id}#{number}"
-                while key in images or key in split:  # a file already named so
-                    key += "+"
-            split[key] = path
-            title = " ".join(t for t in (info.modality, info.description) if t)
-            series[key] = Series(info.key, ", ".join(t for t in (title, info.part) if t))
-    return split, series
