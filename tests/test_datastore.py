@@ -120,6 +120,26 @@ def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, priva
     assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and sorted(read) == ["crop", "t1"]
 
 
+def test_labels_stay_with_their_series_when_a_larger_series_joins_its_folder(tmp_path):
+    """The largest series of a folder has the folder's id; once labels are saved under an
+    id, that id stays on their series."""
+    study = DATA / "udacity_study3_mr_dicom"
+    for name in ("a", "b"):
+        shutil.copytree(study / "11_HCropVolume", tmp_path / name / "crop")
+    store = LocalDatastore(tmp_path / "a")
+    crop = store.open_image("crop")
+    store.save_draft("crop", _label(crop, 1), crop)
+    store.accept("crop", _label(crop, 2), crop)
+    for name in ("a", "b"):  # the FLAIR series (larger) is copied into the crop's folder
+        for path in sorted((study / "36468-FLAIRreg-58706").iterdir()):
+            shutil.copy(path, tmp_path / name / "crop" / f"flair_{path.name}")
+    labelled, fresh = LocalDatastore(tmp_path / "a"), LocalDatastore(tmp_path / "b")
+    assert fresh.ids() == ["crop", "crop#2"] and fresh.open_image("crop").name == "FLAIR_reg"
+    assert labelled.ids() == ["crop", "crop#36468"] and labelled.open_image("crop").name == "HippoCrop"
+    np.testing.assert_array_equal(labelled.label("crop", labelled.open_image("crop")), _label(crop, 2))
+    assert labelled.open_image("crop#36468").name == "FLAIR_reg"
+
+
 def test_a_series_folder_is_its_own_files_not_the_folders_below_it(tmp_path):
     study = DATA / "udacity_study3_mr_dicom"
     shutil.copytree(study / "11_HCropVolume", tmp_path / "a" / "crop")

@@ -77,18 +77,22 @@ def _save(cache: dict) -> None:
         pass
 
 
-def split_series(images: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Series]]:
+def split_series(images: dict[str, Path], progress=None,
+                 pinned: dict[str, str] | None = None) -> tuple[dict[str, Path], dict[str, Series]]:
     """A folder's images with each DICOM folder's image series (and each acquisition of a
     series that holds several: echoes, time points) as an image of its own, and the series
     of each DICOM folder's image by id.
 
     A folder's largest series keeps the folder's id (what a folder of one series always
     had); another series is ``<folder id>#<its SeriesNumber>`` (its place in the folder's
-    listing, largest first, where the number is missing or shared). Only the files
-    directly in a folder count: a folder below it is an image of its own. A folder with
-    no image series (a SEG, a report) stays as it is. ``progress(text, -1)`` hears each
-    folder whose headers are read (it may raise to stop).
+    listing, largest first, where the number is missing or shared). ``pinned`` (id ->
+    series key: the series that labels were saved on) keeps those ids on their series,
+    whatever joins the folder later. Only the files directly in a folder count: a folder
+    below it is an image of its own. A folder with no image series (a SEG, a report)
+    stays as it is. ``progress(text, -1)`` hears each folder whose headers are read (it
+    may raise to stop).
     """
+    pinned = pinned or {}
     folders = [(i, p) for i, p in images.items() if p.is_dir()]
     cache = _load() if folders else {}
     changed = False
@@ -113,16 +117,23 @@ def split_series(images: dict[str, Path], progress=None) -> tuple[dict[str, Path
             found = _read(path)
             changed = True
         cache[place] = {"stamp": stamp, "series": [list(s) for s in found]}  # listed last: kept longest
+        keys = {one.key for one in found}
+        pins = {key: i for i, key in pinned.items() if key in keys and (i == image_id or i.startswith(image_id + "#"))}
         numbers = [s.number for s in found]
+        free = image_id not in pins.values()  # the folder's own id: for the largest unpinned series
         for i, one in enumerate(found):
-            key = image_id
-            if i:
+            key = pins.get(one.key)
+            if key is None and free:
+                key, free = image_id, False
+            elif key is None:
                 number = one.number if one.number and numbers.count(one.number) == 1 else str(i + 1)
                 key = f"{image_id}#{number}"
-                while key in images or key in split:  # a file already named so
+                while key in images or key in split or key in pins.values():  # taken
                     key += "+"
             split[key] = path
             series[key] = one
+        if found and image_id not in series:  # every series it holds is pinned to another id
+            del split[image_id]
     if folders and (changed or len(cache) > LIMIT):
         _save(cache)
     return split, series

@@ -68,10 +68,26 @@ class LocalDatastore(Datastore):
         self._links: dict[str, str | None] | None = None
         if not self.dataset:  # label maps among the files are not images to annotate
             self._images, self._maps = label_maps.split(find_images(self.folder, self.labels.root, progress), progress)
-        self._images, self._series = split_series(self._images, progress)
+        self._images, self._series = split_series(self._images, progress, self._pinned())
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass
+
+    def _pinned(self) -> dict[str, str]:
+        """The series that each DICOM folder's image had when its labels were saved, by id."""
+        try:
+            index = self.labels.read_index()["images"]
+        except DatastoreError:  # said where the labels are listed
+            return {}
+        found = {i: e.get("info", {}).get("series") for i, e in index.items() if isinstance(e, dict)}
+        return {i: key for i, key in found.items() if isinstance(key, str)}
+
+    def _pin(self, image_id: str) -> None:
+        """Keep the id of a DICOM folder's image on its series once labels are saved under it,
+        whatever series join the folder later (a larger one would take the folder's id)."""
+        series = self._series.get(image_id)
+        if series is not None and self.labels.entry(image_id).get("info", {}).get("series") != series.key:
+            self.labels.set_info(image_id, series=series.key)
 
     def _label_store(self, root: Path, chosen: bool, history: int, lock_timeout: float) -> LabelStore:
         """Nothing is created here: the label folders appear with the first save."""
@@ -181,6 +197,7 @@ class LocalDatastore(Datastore):
     def save_draft(self, image_id: str, label: np.ndarray, image: Volume) -> None:
         self._path(image_id)
         self.labels.save_draft(image_id, label, image)
+        self._pin(image_id)
 
     def discard_draft(self, image_id: str) -> None:
         self._path(image_id)
@@ -190,6 +207,7 @@ class LocalDatastore(Datastore):
                names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         self._path(image_id)
         self.labels.accept(image_id, label, image, proposed)
+        self._pin(image_id)
 
     def history(self, image_id: str) -> list[dict]:
         self._path(image_id)
