@@ -7,6 +7,7 @@ file and the problem; ``--debug`` shows the traceback as well.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -49,7 +50,9 @@ def cmd_info(args) -> int:
             if len(images) > 20:
                 print(f"  ... and {len(images) - 20} more")
             return 0
-        print(f"{path}: {len(scan.series)} DICOM series")
+        uids = len({s.series_uid for s in scan.series})
+        parts = f" ({len(scan.series)} volumes: acquisitions told apart)" if uids != len(scan.series) else ""
+        print(f"{path}: {uids} DICOM series{parts}")
         for i, s in enumerate(scan.series):
             print(f"  [{i}] {s.describe()}")
         if scan.skipped:
@@ -558,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="modality, size and spacing of an image; series in a folder")
     p.add_argument("path", help="image file or folder with DICOM series")
-    p.add_argument("--series", help="SeriesInstanceUID or index of the series (default: largest)")
+    p.add_argument("--series", help="series as listed (SeriesInstanceUID, with /PART for one acquisition of "
+                   "several) or its index in the listing (default: largest)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("scribbles", help="segment from scribbles (1 = foreground, 2 = background)")
@@ -758,6 +762,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"annotator: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # what reads the output stopped (`| head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and nothing at exit either
+        return 1
     except OSError as exc:  # a file the person named cannot be used: say which and why
         if args.debug:
             traceback.print_exc()

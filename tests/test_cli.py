@@ -52,6 +52,28 @@ def test_info_lists_series():
     assert "34 x 50 x 40" in out
 
 
+def test_info_lists_the_acquisitions_of_a_series_and_reads_each(two_echoes_mr):
+    out = annotator("info", two_echoes_mr).stdout
+    assert "1 DICOM series (2 volumes: acquisitions told apart)" in out
+    key = next(w for w in out.split() if w.endswith("/echo"))  # the key as listed: UID/echo 2
+    out = annotator("info", two_echoes_mr, "--series", f"{key} 2").stdout
+    assert "HippoCrop (echo 2)" in out and "values 9 .. 393" in out
+
+
+def test_output_into_a_closed_pipe_says_nothing(two_echoes_mr):
+    """`annotator info ... | head -1`: once the reader has gone, no error and no traceback."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "annotator", "info", str(two_echoes_mr)],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1 and proc.stderr == ""
+
+
 def test_scribbles_command(tmp_path):
     image = read_volume(IMAGE)
     truth = read_label(TRUTH, image) > 0

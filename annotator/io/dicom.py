@@ -110,10 +110,9 @@ class SeriesInfo:
         return Path(os.path.commonpath([str(f.path.parent) for f in self.files]))
 
     def describe(self) -> str:
-        uid = self.series_uid or "(no SeriesInstanceUID)"
-        part = f" {self.part}" if self.part else ""
+        uid = self.key if self.series_uid else "(no SeriesInstanceUID)"
         return (f"{self.modality or '?':<3} {self.columns}x{self.rows}x{self.slices} "
-                f"'{self.description}' {uid}{part} in {self.folder}")
+                f"'{self.description}' {uid} in {self.folder}")
 
 
 @dataclass
