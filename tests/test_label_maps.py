@@ -86,16 +86,39 @@ def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
 
 
 def test_a_folder_of_a_series_with_its_segmentations_beside_it():
-    """The dcmqi folder: a CT series folder, DICOM SEG files and NRRD label maps (some named
-    ``*_seg``, some only 16-bit with few values), all on the series' grid."""
+    """The dcmqi folder: a CT series folder, DICOM SEG files (linked by the series they
+    segment) and NRRD label maps (some named ``*_seg``, some only 16-bit with few values),
+    all on the series' grid."""
     store = LocalDatastore(DATA / "dcmqi_ct3slice_seg", labels_dir="/nonexistent-never-written")
     [record] = store.records()
     assert record.id == "ct-3slice"
     assert set(record.label_maps) == {"heart_seg", "liver_seg", "liver_spine_seg", "spine_seg", "partial_overlaps-1",
-                                      "partial_overlaps-2", "partial_overlaps-3"}
+                                      "partial_overlaps-2", "partial_overlaps-3", "liver", "partial_overlaps"}
     volume = store.open_image("ct-3slice")
     liver, names = store.label_map("ct-3slice", "liver_seg", volume)
     assert liver.any() and names == {}  # a plain NRRD names nothing
+    from_seg, names = store.label_map("ct-3slice", "liver", volume)  # the same liver, as a DICOM SEG
+    np.testing.assert_array_equal(from_seg, liver)
+    assert names == {"liver": 1}
+    overlaps, names = store.label_map("ct-3slice", "partial_overlaps", volume)
+    assert set(np.unique(overlaps)) == {0, 1, 2, 3, 4, 5} and names["green"] == 1 and len(names) == 5
+
+
+def test_a_seg_in_a_series_folder_is_its_label_map_and_never_hides_the_series(tmp_path):
+    """A SEG file exported into the folder of its series (named to be read first) is a
+    label map of that series; a folder of SEG files only is no image, and a SEG of a
+    series not here stays unlinked."""
+    series = tmp_path / "store" / "ct"
+    shutil.copytree(DATA / "dcmqi_ct3slice_seg" / "ct-3slice", series)
+    shutil.copy(DATA / "dcmqi_ct3slice_seg" / "liver.dcm", series / "00_liver.dcm")
+    (tmp_path / "store" / "segs").mkdir()
+    shutil.copy(DATA / "dcmqi_ct3slice_seg" / "partial_overlaps.dcm", tmp_path / "store" / "segs")
+    shutil.copy(DATA / "dicom_seg_tcga_gbm" / "DicomSeg.dcm", tmp_path / "store" / "segs")
+    store = LocalDatastore(tmp_path / "store")
+    [record] = store.records()
+    assert record.id == "ct" and set(record.label_maps) == {"ct/00_liver", "segs/partial_overlaps"}
+    liver, names = store.label_map("ct", "ct/00_liver", store.open_image("ct"))
+    assert liver.sum() == 107098 and names == {"liver": 1}  # DicomSeg.dcm (another series) is offered nowhere
 
 
 def test_label_names_from_a_file_header(tmp_path):

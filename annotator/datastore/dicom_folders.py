@@ -1,5 +1,5 @@
-"""The DICOM series of a folder's DICOM folders, each an image of the folder, remembered
-between runs.
+"""The DICOM series of a folder's DICOM folders, each an image of the folder, and their
+DICOM SEG files, each a label map, remembered between runs.
 
 Which series (and acquisitions of one) a DICOM folder holds is known only from the
 header of every file in it: about 0.35 ms a file, half a minute for 100,000 files. What
@@ -20,6 +20,7 @@ from typing import NamedTuple
 from platformdirs import user_cache_dir
 
 from annotator.io.atomic import atomic_write_text
+from annotator.io.sniff import looks_like_dicom
 
 CACHE_NAME = "dicom-folders.json"
 #: folders remembered at most (the least recently listed are forgotten first)
@@ -49,15 +50,16 @@ def _stamp(folder: Path) -> list[int]:
     return [folder.stat().st_mtime_ns, count, size, newest]
 
 
-def _read(folder: Path) -> list[Series]:
-    """The image series in ``folder``'s own files, largest first."""
+def _read(folder: Path) -> tuple[list[Series], list[str]]:
+    """The image series in ``folder``'s own files, largest first, and its DICOM SEG files."""
     from annotator.io.dicom import scan_folder
 
+    scan = scan_folder(folder, below=False)
     listed = []
-    for info in scan_folder(folder, below=False).series:
+    for info in scan.series:
         title = " ".join(t for t in (info.modality, info.description) if t)
         listed.append(Series(info.key, ", ".join(t for t in (title, info.part) if t), info.number))
-    return listed
+    return listed, sorted(p.name for p in scan.segs)
 
 
 def _load() -> dict:
@@ -77,46 +79,84 @@ def _save(cache: dict) -> None:
         pass
 
 
-def split_series(images: dict[str, Path], progress=None,
-                 pinned: dict[str, str] | None = None) -> tuple[dict[str, Path], dict[str, Series]]:
+def _holds_any_dicom(folder: Path) -> bool:
+    """Whether a file directly in ``folder`` is DICOM (a SEG beside NIfTI files, say)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(e.is_file() and not e.name.startswith(".") and looks_like_dicom(Path(e.path)) for e in entries)
+    except OSError:
+        return False
+
+
+class Listing:
+    """The DICOM folders of a datastore's folder, read or taken from the cache."""
+
+    def __init__(self, progress=None):
+        self.progress = progress
+        self._cache: dict | None = None
+        self._changed = False
+
+    def folder(self, path: Path, name: str) -> tuple[list[Series], list[str]]:
+        """(image series, SEG file names) of the DICOM files directly in ``path``."""
+        if self._cache is None:
+            self._cache = _load()
+        place, stamp = str(path.resolve()), _stamp(path)
+        entry = self._cache.pop(place, None)
+        try:
+            if entry["stamp"] != stamp:
+                raise KeyError("stamp")
+            found = [Series(*s) for s in entry["series"]], [str(n) for n in entry["segs"]]
+        except (KeyError, TypeError):
+            if self.progress is not None:
+                self.progress(f"reading the DICOM headers in {name}", -1.0)
+            found = _read(path)
+            self._changed = True
+        self._cache[place] = {"stamp": stamp, "series": [list(s) for s in found[0]], "segs": found[1]}  # kept longest
+        return found
+
+    def save(self) -> None:
+        if self._cache is not None and (self._changed or len(self._cache) > LIMIT):
+            _save(self._cache)
+
+
+def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] | None = None,
+                 root: Path | None = None) -> tuple[dict[str, Path], dict[str, Series], dict[str, Path]]:
     """A folder's images with each DICOM folder's image series (and each acquisition of a
-    series that holds several: echoes, time points) as an image of its own, and the series
-    of each DICOM folder's image by id.
+    series that holds several: echoes, time points) as an image of its own, the series of
+    each DICOM folder's image by id, and the DICOM SEG files of the DICOM folders (and of
+    ``root``, the folder itself) by id, as label maps.
 
     A folder's largest series keeps the folder's id (what a folder of one series always
     had); another series is ``<folder id>#<its SeriesNumber>`` (its place in the folder's
     listing, largest first, where the number is missing or shared). ``pinned`` (id ->
     series key: the series that labels were saved on) keeps those ids on their series,
-    whatever joins the folder later. Only the files directly in a folder count: a folder
-    below it is an image of its own. A folder with no image series (a SEG, a report)
-    stays as it is. ``progress(text, -1)`` hears each folder whose headers are read (it
-    may raise to stop).
+    whatever joins the folder later. A SEG file is ``<folder id>/<its name without
+    .dcm>``. Only the files directly in a folder count: a folder below it is an image of
+    its own. A folder with neither image series nor SEG files (a report) stays as it is;
+    one of SEG files only is no image. ``progress(text, -1)`` hears each folder whose
+    headers are read (it may raise to stop).
     """
     pinned = pinned or {}
-    folders = [(i, p) for i, p in images.items() if p.is_dir()]
-    cache = _load() if folders else {}
-    changed = False
+    listing = Listing(progress)
     split: dict[str, Path] = {}
     series: dict[str, Series] = {}
+    segs: dict[str, Path] = {}
+
+    def add_segs(prefix: str, folder: Path, names: list[str]) -> None:
+        for name in names:
+            key = prefix + (name[:-4] if name.lower().endswith(".dcm") else name)
+            while key in images or key in split or key in segs:
+                key += "+"
+            segs[key] = folder / name
+
+    if root is not None and _holds_any_dicom(root):
+        add_segs("", root, listing.folder(root, root.name)[1])
     for image_id, path in images.items():
         split[image_id] = path
         if not path.is_dir():
             continue
-        place, stamp = str(path.resolve()), _stamp(path)
-        entry = cache.pop(place, None)
-        if isinstance(entry, dict) and entry.get("stamp") == stamp:
-            try:
-                found = [Series(*s) for s in entry["series"]]
-            except (KeyError, TypeError):
-                found = None
-        else:
-            found = None
-        if found is None:
-            if progress is not None:
-                progress(f"reading the DICOM headers in {image_id}", -1.0)
-            found = _read(path)
-            changed = True
-        cache[place] = {"stamp": stamp, "series": [list(s) for s in found]}  # listed last: kept longest
+        found, seg_names = listing.folder(path, image_id)
+        add_segs(f"{image_id}/", path, seg_names)
         keys = {one.key for one in found}
         pins = {key: i for i, key in pinned.items() if key in keys and (i == image_id or i.startswith(image_id + "#"))}
         numbers = [s.number for s in found]
@@ -132,8 +172,7 @@ def split_series(images: dict[str, Path], progress=None,
                     key += "+"
             split[key] = path
             series[key] = one
-        if found and image_id not in series:  # every series it holds is pinned to another id
+        if (found or seg_names) and image_id not in series:  # no series of its own, or all pinned elsewhere
             del split[image_id]
-    if folders and (changed or len(cache) > LIMIT):
-        _save(cache)
-    return split, series
+    listing.save()
+    return split, series, segs

@@ -67,8 +67,12 @@ class LocalDatastore(Datastore):
         self._maps: dict[str, Path] = {}
         self._links: dict[str, str | None] | None = None
         if not self.dataset:  # label maps among the files are not images to annotate
-            self._images, self._maps = label_maps.split(find_images(self.folder, self.labels.root, progress), progress)
-        self._images, self._series = split_series(self._images, progress, self._pinned())
+            found, self._series, segs = split_series(find_images(self.folder, self.labels.root, progress), progress,
+                                                     self._pinned(), root=self.folder)
+            self._images, self._maps = label_maps.split(found, progress)
+            self._maps.update(segs)
+        else:
+            self._images, self._series, _ = split_series(self._images, progress, self._pinned())
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass
@@ -154,7 +158,7 @@ class LocalDatastore(Datastore):
         if map_id not in self.label_maps(image_id):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
         path = self._maps[map_id]
-        if path.is_dir():  # a DICOM SEG series
+        if looks_like_dicom(path):  # a DICOM SEG
             import pydicom
 
             from annotator.io.seg import seg_to_label
@@ -163,7 +167,7 @@ class LocalDatastore(Datastore):
                 known = self.label_names()
             except AnnotatorError:  # a broken labels.json is said where the names are offered
                 known = None
-            label, names = seg_to_label(pydicom.dcmread(sorted(path.iterdir())[0]), image, known=known)
+            label, names = seg_to_label(pydicom.dcmread(path), image, known=known)
             return label, {str(name).lower(): int(value) for value, name in names.items()}
         return read_label(path, image), label_names_in(path)
 

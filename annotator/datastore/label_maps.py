@@ -1,19 +1,21 @@
 """Label maps among a folder's images: told apart from the images to annotate, and linked
 to the image each one labels.
 
-A file or series is a label map when
+A file is a label map when
 - its name or a folder above it says so (a word such as ``seg``, ``label``, ``mask``:
   ``example_seg.nii.gz``, ``case_label.nrrd``, ``labels/case.nii.gz``) and its pixel type
   is an integer type, or
 - its pixel type is an integer type and it holds few values (at most
   :data:`MAX_VALUES`; only files under :data:`SMALL_FILE` bytes are read to count them: a
   compressed label map is small, a CT is not), or
-- it is a DICOM SEG series.
+- it is a DICOM SEG file (found with the DICOM folders:
+  :mod:`annotator.datastore.dicom_folders`).
 
-A label map is linked to an image when its name, once the label words are taken out,
-names exactly one image (``example_seg_mr`` → ``example_mr_sm``), else to the one image on
-the same grid (size, spacing, origin); where several images share that grid, the name
-decides between them. A label map that matches no image stays unlinked.
+A DICOM SEG is linked to the image of the series it segments. Another label map is linked
+to an image when its name, once the label words are taken out, names exactly one image
+(``example_seg_mr`` → ``example_mr_sm``), else to the one image on the same grid (size,
+spacing, origin); where several images share that grid, the name decides between them.
+A label map that matches no image stays unlinked.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.io.read import quiet_c_stderr
+from annotator.io.sniff import looks_like_dicom
 
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
                "mask", "masks", "gt", "groundtruth", "annotation", "annotations"}
@@ -67,17 +70,15 @@ def header(path: Path) -> tuple | None:
         return None
 
 
-def _dicom_seg(path: Path) -> bool:
-    if not path.is_dir():
-        return False
+def referenced_series(path: Path) -> str | None:
+    """The SeriesInstanceUID a DICOM SEG file segments (None: not a readable SEG)."""
     import pydicom
 
-    for child in sorted(path.iterdir())[:3]:
-        try:
-            return pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality") == "SEG"
-        except Exception:  # noqa: BLE001 - not DICOM: look at the next file
-            continue
-    return False
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ReferencedSeriesSequence"])
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID) if ds.get("Modality") == "SEG" else None
+    except Exception:  # noqa: BLE001 - a damaged header: no link by it
+        return None
 
 
 def _few_values(path: Path) -> bool:
@@ -92,8 +93,8 @@ def _few_values(path: Path) -> bool:
 
 
 def is_label_map(image_id: str, path: Path) -> bool:
-    if path.is_dir():
-        return _dicom_seg(path)
+    if path.is_dir():  # a DICOM folder: its SEG files are label maps of their own
+        return False
     found = header(path)
     if found is None:
         return False
@@ -140,7 +141,14 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
             geometry[image_id] = _geometry(images[image_id], series.get(image_id))
         return geometry[image_id]
 
+    by_uid: dict[str, str] = {}
+    for image_id, key in series.items():  # the largest part of a series that holds several
+        by_uid.setdefault(key.split("/")[0], image_id)
     for map_id, path in maps.items():
+        uid = referenced_series(path) if path.is_file() and looks_like_dicom(path) else None
+        if uid is not None:  # a DICOM SEG: the series it segments, if here
+            links[map_id] = by_uid.get(uid)
+            continue
         wanted = {w for w in words(map_id) if w not in LABEL_WORDS}
         by_name = [i for i, w in image_words.items() if wanted and wanted <= w]
         if len(by_name) == 1:

@@ -117,10 +117,12 @@ class SeriesInfo:
 
 @dataclass
 class FolderScan:
-    """Series found in a folder, and the files that were not usable DICOM images."""
+    """Series found in a folder, and the files that were not usable DICOM images (among
+    them its DICOM SEG files, also listed in ``segs``)."""
 
     series: list[SeriesInfo]
     skipped: list[tuple[Path, str]]
+    segs: list[Path] = field(default_factory=list)
 
 
 def frame_count(ds) -> int:
@@ -143,6 +145,7 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
         raise InputError(f"{folder}: not a folder")
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
+    segs: list[Path] = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if below else []
         for name in sorted(names):
@@ -160,6 +163,8 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
             modality = str(ds.get("Modality", ""))
             if modality in _NON_IMAGE_MODALITIES or "Rows" not in ds:
                 skipped.append((path, f"DICOM {modality or 'object'} without image slices"))
+                if modality == "SEG":
+                    segs.append(path)
                 continue
             uid = str(ds.get("SeriesInstanceUID", ""))
             info = series.get(uid)
@@ -176,7 +181,7 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
             info.files.append(DicomFile(path, ds))
     parts = [part for info in series.values() for part in split_acquisitions(info)]
     ordered = sorted(parts, key=lambda s: s.voxels, reverse=True)
-    return FolderScan(ordered, skipped)
+    return FolderScan(ordered, skipped, segs)
 
 
 def _positions_repeat(files: list[DicomFile]) -> bool:
