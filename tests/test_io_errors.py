@@ -235,3 +235,12 @@ def test_duplicate_positions_that_a_per_slice_tag_would_split_stay_refused(dicom
     _edit_series(dicom_copy, dup)
     with pytest.raises(GeometryError, match="same position.*no header tag tells them apart"):
         read_volume(dicom_copy)
+
+
+@pytest.mark.parametrize("seg", [DATA / "dicom_seg_tcga_gbm" / "DicomSeg.dcm", DATA / "dcmqi_ct3slice_seg" / "liver.dcm"],
+                         ids=lambda p: p.name)
+def test_a_dicom_seg_is_not_opened_as_an_image(seg):
+    """A SEG is multi-frame, but a segmentation: it is named, never read as a volume of its
+    own (one segment would open as a strange image, several not at all)."""
+    with pytest.raises(InputError, match=r"a DICOM SEG object \(a segmentation\); open the series it refers to"):
+        read_volume(seg)

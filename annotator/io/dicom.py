@@ -426,7 +426,8 @@ def _read_info(info: SeriesInfo, folder: Path) -> Volume:
 
 def _file_header(path: Path) -> pydicom.Dataset:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames", "SeriesInstanceUID"])
+        return pydicom.dcmread(path, stop_before_pixels=True,
+                               specific_tags=["NumberOfFrames", "SeriesInstanceUID", "Modality"])
     except Exception as exc:  # pydicom raises many types on damaged headers
         raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
 
@@ -446,7 +447,13 @@ def read_file(path: str | os.PathLike) -> Volume:
     """The volume a DICOM file belongs to: a multi-frame image is one; a slice opens the
     series (or the acquisition of one) in its folder that holds it."""
     path = Path(path)
-    if frame_count(_file_header(path)) > 1:
+    header = _file_header(path)
+    modality = str(header.get("Modality", ""))
+    if modality in _NON_IMAGE_MODALITIES:
+        what = "a segmentation" if modality == "SEG" else "not an image"
+        raise InputError(f"{path}: a DICOM {modality} object ({what}); open the series it refers to"
+                         + (": a folder offers its SEG files as label maps of that series" if modality == "SEG" else ""))
+    if frame_count(header) > 1:
         return read_multiframe(path)
     return _read_info(series_of(path), path.parent)
 
