@@ -88,7 +88,7 @@ def _holds_any_dicom(folder: Path) -> bool:
         return False
 
 
-class Listing:
+class _Listing:
     """The DICOM folders of a datastore's folder, read or taken from the cache."""
 
     def __init__(self, progress=None):
@@ -137,7 +137,7 @@ def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] 
     headers are read (it may raise to stop).
     """
     pinned = pinned or {}
-    listing = Listing(progress)
+    listing = _Listing(progress)
     split: dict[str, Path] = {}
     series: dict[str, Series] = {}
     segs: dict[str, Path] = {}

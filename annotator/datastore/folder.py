@@ -83,7 +83,8 @@ class LocalDatastore(Datastore):
             index = self.labels.read_index()["images"]
         except DatastoreError:  # said where the labels are listed
             return {}
-        found = {i: e.get("info", {}).get("series") for i, e in index.items() if isinstance(e, dict)}
+        infos = {i: e.get("info") for i, e in index.items() if isinstance(e, dict)}
+        found = {i: info.get("series") for i, info in infos.items() if isinstance(info, dict)}
         return {i: key for i, key in found.items() if isinstance(key, str)}
 
     def _pin(self, image_id: str) -> None:
