@@ -127,18 +127,21 @@ class LocalDatastore(Datastore):
 
     def id_of(self, path: str | os.PathLike) -> str:
         """The id of an image file or DICOM folder of this store (a folder of several series:
-        its largest), or of the series (or acquisition) a DICOM file belongs to."""
+        the folder's own id), or of the series (or acquisition) a DICOM file belongs to
+        (its headers are read only where the folder holds several)."""
         path = Path(path).resolve()
-        series = None
-        if path.is_file() and looks_like_dicom(path) and path.parent in {p.resolve() for p in self._images.values()}:
-            from annotator.io.dicom import series_of
+        if path.is_file() and looks_like_dicom(path):  # a file of a DICOM folder
+            ids = [i for i, p in self._images.items() if p.resolve() == path.parent]
+            if len(ids) > 1:  # a folder of several series: the one that holds the file
+                from annotator.io.dicom import series_of
 
-            series, path = series_of(path).key, path.parent
-        for image_id, p in self._images.items():
-            mine = self._series.get(image_id)
-            if p.resolve() == path and (series is None or mine is not None and mine.key == series):
-                return image_id
-        raise DatastoreError(f"{path}: not an image of {self.folder}")
+                key = series_of(path).key
+                ids = [i for i in ids if i in self._series and self._series[i].key == key]
+        else:
+            ids = [i for i, p in self._images.items() if p.resolve() == path]
+        if not ids:
+            raise DatastoreError(f"{path}: not an image of {self.folder}")
+        return ids[0]  # a folder of several series: its largest
 
     def _label_maps_of(self) -> dict[str, list[str]]:
         """Image id -> the ids of the label maps linked to it (worked out once)."""
