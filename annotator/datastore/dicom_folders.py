@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from platformdirs import user_cache_dir
 
+from annotator.datastore.places import holds_dicom_files
 from annotator.io.atomic import atomic_write_text
-from annotator.io.sniff import looks_like_dicom
 
 CACHE_NAME = "dicom-folders.json"
 #: folders remembered at most (the least recently listed are forgotten first)
@@ -77,15 +77,6 @@ def _save(cache: dict) -> None:
         atomic_write_text(_cache_path(), json.dumps(cache))
     except OSError:
         pass
-
-
-def _holds_any_dicom(folder: Path) -> bool:
-    """Whether a file directly in ``folder`` is DICOM (a SEG beside NIfTI files, say)."""
-    try:
-        with os.scandir(folder) as entries:
-            return any(e.is_file() and not e.name.startswith(".") and looks_like_dicom(Path(e.path)) for e in entries)
-    except OSError:
-        return False
 
 
 class _Listing:
@@ -149,7 +140,7 @@ def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] 
                 key += "+"
             segs[key] = folder / name
 
-    if root is not None and _holds_any_dicom(root):
+    if root is not None and holds_dicom_files(root, limit=None):  # a SEG beside NIfTI files, say
         add_segs("", root, listing.folder(root, root.name)[1])
     for image_id, path in images.items():
         split[image_id] = path

@@ -24,8 +24,9 @@ class Kind(str, Enum):
     MISSING = "missing"
 
 
-def holds_dicom_files(folder: Path, limit: int = 5) -> bool:
-    """Whether one of the first ``limit`` visible files directly in ``folder`` is DICOM."""
+def holds_dicom_files(folder: Path, limit: int | None = 5) -> bool:
+    """Whether one of the first ``limit`` visible files directly in ``folder`` (all of
+    them for None) is DICOM."""
     checked = 0
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -37,7 +38,7 @@ def holds_dicom_files(folder: Path, limit: int = 5) -> bool:
         if looks_like_dicom(Path(entry.path)):
             return True
         checked += 1
-        if checked >= limit:
+        if limit is not None and checked >= limit:
             break
     return False
 
