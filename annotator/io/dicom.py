@@ -387,10 +387,11 @@ def read_series(folder: str | os.PathLike, series: str | int | None = None) -> V
     """Read one series of ``folder`` (largest by default; ``series``: its
     :attr:`SeriesInfo.key`, SeriesInstanceUID or place in the listing) as a :class:`Volume`."""
     folder = Path(folder)
-    return _read_info(pick_series(scan_folder(folder), folder, series), folder)
+    return read_info(pick_series(scan_folder(folder), folder, series), folder)
 
 
-def _read_info(info: SeriesInfo, folder: Path) -> Volume:
+def read_info(info: SeriesInfo, folder: Path) -> Volume:
+    """Read one series of a :func:`scan_folder` listing of ``folder``."""
     if info.multiframe:
         if len(info.files) > 1:
             raise GeometryError(
@@ -455,7 +456,7 @@ def read_file(path: str | os.PathLike) -> Volume:
                          + (": a folder offers its SEG files as label maps of that series" if modality == "SEG" else ""))
     if frame_count(header) > 1:
         return read_multiframe(path)
-    return _read_info(series_of(path), path.parent)
+    return read_info(series_of(path), path.parent)
 
 
 def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:

@@ -254,8 +254,31 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
         if non_finite is not None and non_finite.shape == volume.shape:
             volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
             volume.array[non_finite] = np.nan  # SimpleITK made them 0: the NaN rule below decides
-    check_geometry(volume, str(path))
-    _replace_non_finite(volume, str(path))
+    return _checked(volume, str(path))
+
+
+def read_every_series(folder: str | os.PathLike) -> tuple[list[Volume], list[str]]:
+    """Every DICOM image series of ``folder`` and below (each acquisition of a series that
+    holds several), largest first, and why each one that cannot be read was left out (a
+    message per series, naming it). A folder with no image series at all raises
+    :class:`InputError`."""
+    from annotator.io import dicom
+
+    folder = Path(folder)
+    scan = dicom.scan_folder(folder)
+    dicom.pick_series(scan, folder, None)  # none at all: its message says why
+    volumes, problems = [], []
+    for info in scan.series:
+        try:
+            volumes.append(_checked(dicom.read_info(info, folder), str(info.folder)))
+        except InputError as exc:
+            problems.append(f"series '{info.title}' left out: {exc}")
+    return volumes, problems
+
+
+def _checked(volume: Volume, where: str) -> Volume:
+    check_geometry(volume, where)
+    _replace_non_finite(volume, where)
     return volume
 
 

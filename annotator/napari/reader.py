@@ -1,12 +1,20 @@
 """npe2 reader: NIfTI, NRRD, MHA files, DICOM folders and files (a multi-frame image, or a
-slice: its series), with spacing and orientation."""
+slice: its series), with spacing and orientation.
+
+A folder opens every DICOM image series in it and below, each a layer in patient
+coordinates: the largest on top and shown, the others hidden beneath it in the layer
+list (tick one to see it). A series that cannot be read is left out with a warning
+naming it; the others still open.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from annotator.datastore.places import Kind, classify, find_images
-from annotator.io import read_volume
+from annotator.errors import InputError
+from annotator.io import read_every_series, read_volume
 from annotator.napari.layers import image_layer_data
 
 
@@ -21,12 +29,24 @@ def get_reader(path):
     if kind in (Kind.IMAGE_FILE, Kind.DICOM_SERIES):
         return read_layers
     if kind == Kind.FOLDER and any(p.is_dir() for p in find_images(path).values()):
-        return read_layers  # a study folder: its series below (the largest opens)
+        return read_layers  # a study folder: its series below
     return None
 
 
 def read_layers(path) -> list[tuple]:
-    """Layer data for one image (errors carry the core's message naming the problem)."""
+    """Layer data for an image file, or for every series of a folder (errors carry the
+    core's message naming the problem)."""
     if isinstance(path, list):
         path = path[0]
-    return [image_layer_data(read_volume(path))]
+    if not Path(path).is_dir():
+        return [image_layer_data(read_volume(path))]
+    volumes, problems = read_every_series(path)
+    if not volumes:
+        more = f" (and {len(problems) - 1} other series)" if len(problems) > 1 else ""
+        raise InputError(problems[0] + more)
+    for problem in problems:
+        warnings.warn(problem, stacklevel=2)
+    layers = [image_layer_data(volume) for volume in reversed(volumes)]  # the largest last: on top
+    for _data, kwargs, _kind in layers[:-1]:
+        kwargs["visible"] = False
+    return layers

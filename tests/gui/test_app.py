@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from qtpy.QtGui import QImage
 
+from annotator.errors import InputError
+from annotator.napari import layers as L
 from paths import DATA, HIPPO
 
 
@@ -94,6 +97,39 @@ def test_layers_carry_spacing_and_orientation(make_napari_viewer):
     assert data.shape == (40, 50, 34)
 
 
+def test_a_folder_opens_every_series_as_a_layer(make_napari_viewer, tmp_path):
+    """File > Open on a study folder: each series a layer, the largest shown on top, the
+    others hidden beneath; a series that cannot be read is named and the rest still open."""
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(DATA / "udacity_study3_mr_dicom", study)
+    crop = sorted((study / "11_HCropVolume").iterdir())
+    for path in crop[10:12]:  # the crop loses two slices: it cannot be read
+        path.unlink()
+    viewer = make_napari_viewer()
+    with pytest.warns(UserWarning, match="HippoCrop.*missing slices"):
+        viewer.open(str(study), plugin="annotator3d")
+    names = [layer.name for layer in viewer.layers]
+    assert sorted(names) == ["FLAIR_reg", "T1post"]
+    top = viewer.layers[-1]
+    assert top.visible and not viewer.layers[0].visible
+    assert top.data.size >= viewer.layers[0].data.size
+    assert viewer.layers.selection.active is top
+    for layer in viewer.layers:  # each its own series, with its geometry
+        volume = layer.metadata["annotator_volume"]
+        assert volume.name == layer.name and volume.array is layer.data
+        np.testing.assert_allclose(layer.affine.affine_matrix, L.affine(volume))
+    shutil.rmtree(study / "11_HCropVolume")
+    shutil.rmtree(study / "11-T1post-18670")
+    shutil.rmtree(study / "36468-FLAIRreg-58706")
+    (study / "notes.txt").write_text("no images here")
+    from annotator.napari.reader import read_layers
+
+    with pytest.raises(InputError, match="no DICOM image series"):
+        read_layers(str(study))
+
+
 def test_sample_data_contributions():
     from annotator.napari import sample_data
 
@@ -106,7 +142,6 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     """Plugin use: the image comes from File > Open (our reader), then the dock annotates it."""
     import shutil
 
-    from annotator.napari import layers as L
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.workspace import workspace_for
 
