@@ -454,7 +454,7 @@ def test_bench_dicomweb_quick(tmp_path):
     assert report["params"]["instances"] == 8 and report["params"]["server_series"] == 13
 
 
-def test_a_series_of_two_echoes_on_the_server_opens_its_first_and_the_seg_refers_to_it(
+def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_to_its_own(
         tmp_path, monkeypatch, two_echoes_mr):
     from annotator.datastore.remote import DicomwebDatastore
     from annotator.datastore.series_cache import SeriesCache
@@ -478,3 +478,27 @@ def test_a_series_of_two_echoes_on_the_server_opens_its_first_and_the_seg_refers
         assert referenced == set(echo1.source.sop_uids)  # echo 1's 40 instances, not echo 2's
         other = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
         np.testing.assert_array_equal(other.label(record.id, other.open_image(record.id)), label)
+        # once opened, the second echo is an image of its own
+        assert [(r.id, r.name) for r in store.records()] == [
+            (record.id, "MR HippoCrop (echo 1)"), (record.id + "#2", "MR HippoCrop (echo 2)")]
+        echo2 = store.open_image(record.id + "#2")
+        assert echo2.name == "HippoCrop (echo 2)"
+        np.testing.assert_array_equal(echo2.array, echo1.array * 2 + 5)
+        assert store.label(record.id + "#2", echo2) is None  # echo 1's SEG is not echo 2's label
+        second = np.zeros(echo2.shape, np.uint8)
+        second[5:15, 5:20, 5:15] = 2
+        store.accept(record.id + "#2", second, echo2, names={2: "posterior"})
+        assert {r.id: r.status.value for r in store.records()} == {record.id: "labeled", record.id + "#2": "labeled"}
+        segs = _client(server).segs_of(seg_series.study_uid, record.id)
+        assert len(segs) == 2
+        assert {str(i.ReferencedSOPInstanceUID) for i in segs[-1].ReferencedSeriesSequence[0].ReferencedInstanceSequence
+                } == set(echo2.source.sop_uids)
+        assert not set(echo2.source.sop_uids) & set(echo1.source.sop_uids)
+        # another workstation opens echo 2 straight away and gets its own label, and echo 1 keeps its
+        third = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "third"))
+        np.testing.assert_array_equal(third.label(record.id + "#2", third.open_image(record.id + "#2")), second)
+        np.testing.assert_array_equal(third.label(record.id, third.open_image(record.id)), label)
+        with pytest.raises(DatastoreError, match="no image series"):
+            third.open_image(record.id + "#3")
+        with pytest.raises(DatastoreError, match="no image series"):
+            third.open_image(record.id + "#1")

@@ -1,8 +1,12 @@
 """A DICOMweb server as a datastore: its image series are the images (ids are Series
-Instance UIDs), opened through the series cache; labels live in a local label store
-beside the cache (drafts never leave the machine); an accepted label becomes a DICOM SEG
-in the persistent upload queue and is sent at once when the server answers, later when
-it does not. The worklist shows pending and failed uploads.
+Instance UIDs), opened through the series cache. A series of several acquisitions at the
+same positions (echoes, time points, b-values) is one row until it is first opened: its
+files then tell its parts apart, and each part after the first becomes an image of its
+own, ``<SeriesInstanceUID>#<n>`` (QIDO rows do not say that a series holds several).
+Labels live in a local label store beside the cache (drafts never leave the machine);
+an accepted label becomes a DICOM SEG in the persistent upload queue and is sent at once
+when the server answers, later when it does not. The worklist shows pending and failed
+uploads.
 """
 
 from __future__ import annotations
@@ -50,27 +54,40 @@ class DicomwebDatastore(Datastore):
         return self._rows
 
     def _row(self, image_id: str) -> SeriesRow:
-        try:
-            return self._series()[image_id]
-        except KeyError:
-            raise DatastoreError(f"{self.name}: no image series '{image_id}'") from None
+        uid, part = _split(image_id)
+        row = self._series().get(uid)
+        known = self._parts(uid)  # before the series is first opened, any part may exist
+        if row is None or part < 1 or (known and part > max(1, len(known))):
+            raise DatastoreError(f"{self.name}: no image series '{image_id}'")
+        return row
+
+    def _parts(self, uid: str, index: dict | None = None) -> list[str]:
+        """The keys (for :func:`read_volume`) of the series' acquisitions, as found when it
+        was first opened; empty before."""
+        index = self.labels.read_index()["images"] if index is None else index
+        parts = index.get(uid, {}).get("info", {}).get("parts")
+        return [str(p) for p in parts] if isinstance(parts, list) else []
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
         waiting = {e["image_id"]: e for e in self.uploads.entries()}
         records = []
         for uid, row in self._series().items():
-            versions = self.labels.versions(uid)
-            status = status_of(versions, self.uploads.state(uid))
-            entry = index.get(uid, {})
-            score = entry.get("score")
-            name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({row.instances})") if p)
-            info = dict(entry.get("info", {}))
-            if uid in waiting and waiting[uid].get("error"):
-                info["upload_error"] = waiting[uid]["error"]
-                info["upload_next_try"] = waiting[uid].get("next_try", 0.0)
-            records.append(ImageRecord(uid, name, status, versions,
-                                       float(score) if isinstance(score, (int, float)) else None, info))
+            parts = self._parts(uid, index)
+            for number, key in enumerate(parts if len(parts) > 1 else [""], start=1):
+                image_id = uid if number == 1 else f"{uid}#{number}"
+                versions = self.labels.versions(image_id)
+                status = status_of(versions, self.uploads.state(image_id))
+                entry = index.get(image_id, {})
+                score = entry.get("score")
+                count = f"({key.partition('/')[2]})" if key else f"({row.instances})"
+                name = " ".join(p for p in (row.modality, row.description or uid[-12:], count) if p)
+                info = {k: v for k, v in entry.get("info", {}).items() if k != "parts"}
+                if image_id in waiting and waiting[image_id].get("error"):
+                    info["upload_error"] = waiting[image_id]["error"]
+                    info["upload_next_try"] = waiting[image_id].get("next_try", 0.0)
+                records.append(ImageRecord(image_id, name, status, versions,
+                                           float(score) if isinstance(score, (int, float)) else None, info))
         return records
 
     def open_image(self, image_id: str, progress: Progress | None = None) -> Volume:
@@ -80,11 +97,23 @@ class DicomwebDatastore(Datastore):
             if progress is not None:
                 progress(f"downloading {row.description or image_id}: {done} of {total} images", done / total)
 
-        return read_volume(self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned()))
+        folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
+        parts = self._parts(row.series_uid)
+        if not parts:  # first opened: which acquisitions its files hold
+            from annotator.io.dicom import scan_folder
+
+            parts = [info.key for info in scan_folder(folder).series]
+            self.labels.set_info(row.series_uid, parts=parts)
+        _, number = _split(image_id)
+        if number > max(1, len(parts)):
+            raise DatastoreError(f"{self.name}: no image series '{image_id}' (the series holds {len(parts)} acquisition"
+                                 f"{'s' if len(parts) != 1 else ''})")
+        return read_volume(folder, parts[number - 1] if len(parts) > 1 else None)
 
     def _pinned(self):
-        waiting = {e["image_id"] for e in self.uploads.entries()}
-        return [self.cache.folder(self._series()[i].study_uid, i) for i in waiting if i in self._series()]
+        series = self._series()
+        uids = {_split(e["image_id"])[0] for e in self.uploads.entries()}
+        return [self.cache.folder(series[uid].study_uid, uid) for uid in uids if uid in series]
 
     # ---- labels -------------------------------------------------------------------------
 
@@ -92,24 +121,27 @@ class DicomwebDatastore(Datastore):
         row = self._row(image_id)
         found = self.labels.read(image_id, image, version)
         if found is None and Version(version) == Version.FINAL:
-            found = self._server_label(row, image)
+            found = self._server_label(image_id, row, image)
         return found
 
-    def _server_label(self, row: SeriesRow, image: Volume) -> np.ndarray | None:
-        """The newest SEG the server has for the series (made elsewhere, or sent from
-        another workstation), kept here as its final label; None offline or when none."""
-        from annotator.io.seg import seg_to_label
+    def _server_label(self, image_id: str, row: SeriesRow, image: Volume) -> np.ndarray | None:
+        """The newest SEG the server has for the image (made elsewhere, or sent from
+        another workstation), kept here as its final label; None offline or when none. Of
+        a series of several acquisitions, only a SEG of this one's instances."""
+        from annotator.io.seg import referenced_instances, seg_to_label
 
         try:
             segs = self.server.segs_of(row.study_uid, row.series_uid)
         except DatastoreError:
             return None
+        mine = set(image.source.sop_uids)
+        segs = [seg for seg in segs if referenced_instances(seg) & mine]
         if not segs:
             return None
         label, names = seg_to_label(segs[-1], image, known=self.label_names())
-        if self.labels.read(row.series_uid, image, Version.DRAFT) is None:
-            self.labels.accept(row.series_uid, label, image, proposed=label)
-        self._remember_names(row.series_uid, names)
+        if self.labels.read(image_id, image, Version.DRAFT) is None:
+            self.labels.accept(image_id, label, image, proposed=label)
+        self._remember_names(image_id, names)
         return label
 
     def _remember_names(self, image_id: str, names: dict[int, str] | None) -> None:
@@ -173,3 +205,11 @@ class DicomwebDatastore(Datastore):
 
     def set_scores(self, scores):
         self.labels.set_scores(scores)
+
+
+def _split(image_id: str) -> tuple[str, int]:
+    """(SeriesInstanceUID, which acquisition: 1 for the first, 0 for none) of an image id."""
+    uid, mark, number = image_id.partition("#")
+    if not mark:
+        return uid, 1
+    return uid, int(number) if number.isdigit() and int(number) > 1 else 0

@@ -171,8 +171,7 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     uids = list(volume.source.sop_uids)
     if not uids or len(uids) != volume.shape[0]:
         raise InputError(f"{volume.name}: not read from DICOM slices, so a SEG cannot be placed on it")
-    referenced = {str(item.ReferencedSOPInstanceUID) for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
-    if not referenced & set(uids):
+    if not referenced_instances(seg) & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
     common = {"segment_numbers": numbers, "combine_segments": True, "relabel": False, "skip_overlap_checks": True,
@@ -194,6 +193,12 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     for number, value in target.items():
         lut[number] = value
     return lut[np.asarray(pixels, np.uint8)], {target[number]: name for number, name in names.items()}
+
+
+def referenced_instances(seg) -> set[str]:
+    """The SOP Instance UIDs of the images a SEG says it segments."""
+    return {str(item.get("ReferencedSOPInstanceUID", "")) for series in seg.get("ReferencedSeriesSequence") or []
+            for item in series.get("ReferencedInstanceSequence") or []}
 
 
 def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[str, int]) -> dict[int, int]:

@@ -130,7 +130,7 @@ class WorklistDock(QWidget):
         layout.addLayout(bottom)
 
         follow(self, (session.datastore_changed, self.refresh), (session.saved, lambda *_: self.refresh()),
-               (session.image_opened, lambda _id: self._highlight()), (session.records_changed, self.refresh),
+               (session.image_opened, lambda _id: self.refresh()), (session.records_changed, self.refresh),
                (session.scoring, self._scoring_progress), (session.scored, self._scored),
                (session.progress, self._progress),
                (session.files_busy, lambda busy: None if busy else self.download.hide()))

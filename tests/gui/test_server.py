@@ -134,3 +134,36 @@ def server_client(server, password):
     from annotator.datastore.dicomweb import Credentials, DicomwebServer
 
     return DicomwebServer(server.url, Credentials(server.user, password))
+
+
+def test_a_series_of_two_echoes_joins_the_worklist_as_two_images(make_napari_viewer, qtbot, tmp_path,
+                                                                  memory_keyring, two_echoes_mr):
+    """The server's row says one series; once it is opened, the worklist shows each echo,
+    and the second opens from there."""
+    from annotator.datastore import secrets
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    password = "pw-echoes"
+    with LocalOrthanc(tmp_path / "server", password=password) as server:
+        server.upload(sorted(two_echoes_mr.iterdir()))
+        viewer = make_napari_viewer()
+        worklist = WorklistDock(viewer)
+        viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
+        session = workspace_for(viewer).session
+        secrets.remember(server.url, server.user, password)
+        session.open(server.url.replace("http://", f"http://{server.user}@"))
+        qtbot.waitUntil(lambda: session.volume is not None and session.idle and not session.files.busy,
+                        timeout=60000)
+        assert session.volume.name == "HippoCrop (echo 1)"
+        names = [worklist.table.item(r, 0).text() for r in range(worklist.table.rowCount())]
+        assert sorted(names) == ["MR HippoCrop (echo 1)", "MR HippoCrop (echo 2)"]
+        first = session.volume
+        worklist.open_image(session.image_id + "#2")
+        qtbot.waitUntil(lambda: session.volume is not first and session.idle and not session.files.busy,
+                        timeout=60000)
+        assert session.volume.name == "HippoCrop (echo 2)"
+        np.testing.assert_array_equal(session.volume.array, first.array * 2 + 5)
+        bold = [worklist.table.item(r, 0).text() for r in range(worklist.table.rowCount())
+                if worklist.table.item(r, 0).font().bold()]
+        assert bold == ["MR HippoCrop (echo 2)"]
