@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
 import subprocess
@@ -53,6 +54,23 @@ def test_label_to_seg_and_back_is_voxel_identical_and_valid(ct, tmp_path):
     assert spine.SegmentedPropertyTypeCodeSequence[0].CodeValue == "51282000"  # vertebra
     assert liver.SegmentAlgorithmType == "SEMIAUTOMATIC" and liver.SegmentAlgorithmName == "deepedit-hippocampus-mr"
     assert _dciodvfy(path) == []
+
+
+def test_a_series_of_files_without_an_extension_gets_its_seg(tmp_path):
+    """PACS exports often name files IM0001 or by UID, without ``.dcm``."""
+    series = tmp_path / "series"
+    series.mkdir()
+    for path in sorted((DATA / "udacity_study3_mr_dicom" / "11_HCropVolume").iterdir()):
+        shutil.copy(path, series / f"IM{path.stem:0>4}")
+    (series / "README").write_text("not DICOM")
+    volume = read_volume(series)
+    label = np.zeros(volume.shape, np.uint8)
+    label[10:20, 10:30, 10:20] = 1
+    _, data = series_seg(label, volume, {1: "hippocampus"})
+    seg = pydicom.dcmread(io.BytesIO(data))
+    referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(volume.source.sop_uids) and len(referenced) == 40
+    np.testing.assert_array_equal(seg_to_label(seg, volume)[0], label)
 
 
 def test_a_label_goes_to_seg_on_the_frames_of_a_multi_frame_image_and_back(multiframe_mr, tmp_path):

@@ -121,6 +121,26 @@ def test_a_seg_in_a_series_folder_is_its_label_map_and_never_hides_the_series(tm
     assert liver.sum() == 107098 and names == {"liver": 1}  # DicomSeg.dcm (another series) is offered nowhere
 
 
+def test_a_seg_of_one_acquisition_is_the_label_map_of_that_acquisition(tmp_path, two_echoes_mr):
+    """A series of two echoes is two images; a SEG of echo 2 belongs to echo 2 (it refers to
+    that echo's slices), not to the series' first echo."""
+    from annotator.io.seg import series_seg
+
+    folder = tmp_path / "store" / "echoes"
+    shutil.copytree(two_echoes_mr, folder)
+    store = LocalDatastore(tmp_path / "store")
+    assert [r.id for r in store.records()] == ["echoes", "echoes#2"]
+    echo2 = store.open_image("echoes#2")
+    label = np.zeros(echo2.shape, np.uint8)
+    label[12:20, 10:30, 8:20] = 3
+    _, data = series_seg(label, echo2, {3: "hippocampus"})
+    (folder / "zz_seg.dcm").write_bytes(data)
+    store = LocalDatastore(tmp_path / "store")
+    assert {r.id: r.label_maps for r in store.records()} == {"echoes": [], "echoes#2": ["echoes/zz_seg"]}
+    found, names = store.label_map("echoes#2", "echoes/zz_seg", echo2)
+    np.testing.assert_array_equal(found, label)
+
+
 def test_label_names_from_a_file_header(tmp_path):
     """TotalSegmentator's label table in a NIfTI extension and 3D Slicer's segment fields in
     a NRRD name the values; a file without them, or with a broken table, names none."""

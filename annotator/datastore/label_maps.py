@@ -70,15 +70,40 @@ def header(path: Path) -> tuple | None:
         return None
 
 
-def referenced_series(path: Path) -> str | None:
-    """The SeriesInstanceUID a DICOM SEG file segments (None: not a readable SEG)."""
+def referenced(path: Path) -> tuple[str, set[str]] | None:
+    """The SeriesInstanceUID a DICOM SEG file segments and the SOP Instance UIDs of its
+    images (None: not a readable SEG)."""
     import pydicom
+
+    from annotator.io.seg import referenced_instances
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ReferencedSeriesSequence"])
-        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID) if ds.get("Modality") == "SEG" else None
+        if ds.get("Modality") != "SEG":
+            return None
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID), referenced_instances(ds)
     except Exception:  # noqa: BLE001 - a damaged header: no link by it
         return None
+
+
+def _acquisition(instances: set[str], candidates: list[str], images: dict[str, Path], series: dict[str, str]) -> str:
+    """Of the images that are acquisitions of one series (largest first), the one whose
+    slices a SEG refers to most (the largest when it names none of them)."""
+    from annotator.io.dicom import scan_folder
+
+    scans: dict[Path, dict[str, set[str]]] = {}
+    overlap = []
+    for image_id in candidates:
+        folder = images[image_id]
+        if folder not in scans:
+            try:
+                listing = scan_folder(folder, below=False).series
+            except Exception:  # noqa: BLE001 - an unreadable folder: no overlap found there
+                listing = []
+            scans[folder] = {info.key: {str(f.dataset.get("SOPInstanceUID", "")) for f in info.files}
+                             for info in listing}
+        overlap.append(len(instances & scans[folder].get(series[image_id], set())))
+    return candidates[int(np.argmax(overlap))]
 
 
 def _few_values(path: Path) -> bool:
@@ -141,13 +166,15 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
             geometry[image_id] = _geometry(images[image_id], series.get(image_id))
         return geometry[image_id]
 
-    by_uid: dict[str, str] = {}
-    for image_id, key in series.items():  # the largest part of a series that holds several
-        by_uid.setdefault(key.split("/")[0], image_id)
+    by_uid: dict[str, list[str]] = {}
+    for image_id, key in series.items():  # the acquisitions of a series that holds several, largest first
+        by_uid.setdefault(key.split("/")[0], []).append(image_id)
     for map_id, path in maps.items():
-        uid = referenced_series(path) if path.is_file() and looks_like_dicom(path) else None
-        if uid is not None:  # a DICOM SEG: the series it segments, if here
-            links[map_id] = by_uid.get(uid)
+        seg = referenced(path) if path.is_file() and looks_like_dicom(path) else None
+        if seg is not None:  # a DICOM SEG: the series (and acquisition) it segments, if here
+            candidates = by_uid.get(seg[0], [])
+            links[map_id] = (_acquisition(seg[1], candidates, images, series) if len(candidates) > 1
+                             else candidates[0] if candidates else None)
             continue
         wanted = {w for w in words(map_id) if w not in LABEL_WORDS}
         by_name = [i for i, w in image_words.items() if wanted and wanted <= w]

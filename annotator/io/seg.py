@@ -26,6 +26,7 @@ import numpy as np
 
 import annotator
 from annotator.errors import InputError
+from annotator.io.sniff import looks_like_dicom
 from annotator.io.volume import Volume, label_values
 
 #: label name (lower case, underscores) -> pydicom SCT code name (category Organ unless noted)
@@ -143,7 +144,7 @@ def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
     import pydicom
 
     where, mine = Path(image.source.path), set(image.source.sop_uids)
-    files = [where] if where.is_file() else sorted(where.glob("*.dcm"))
+    files = [where] if where.is_file() else sorted(p for p in where.iterdir() if p.is_file() and looks_like_dicom(p))
     sources = [ds for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in files)
                if str(ds.get("SOPInstanceUID", "")) in mine]
     if not sources:
