@@ -149,6 +149,36 @@ def test_a_series_folder_is_its_own_files_not_the_folders_below_it(tmp_path):
     assert store.open_image("crop").name == "HippoCrop" and store.open_image("crop/t1").name == "T1post"
 
 
+def test_a_cd_export_with_a_dicomdir_lists_its_series(tmp_path):
+    """The top of a CD or USB export holds a DICOMDIR and its series lie in folders below,
+    in files with no extension: opening the top opens the export, not its parent folder
+    with the export as one more image."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    from annotator.datastore.factory import open_datastore
+    from annotator.napari.reader import read_layers
+
+    study = DATA / "udacity_study3_mr_dicom"
+    export = FileSet()
+    for number, series in enumerate(("11_HCropVolume", "11-T1post-18670"), start=90):
+        for path in sorted((study / series).iterdir()):
+            ds = pydicom.dcmread(path)
+            ds.SeriesNumber = ds.get("SeriesNumber") or number  # what a DICOMDIR record needs
+            for tag, value in (("PatientID", "P1"), ("StudyID", "1"), ("StudyDate", "20200101"),
+                               ("StudyTime", "120000"), ("InstanceNumber", 1)):
+                if not ds.get(tag):
+                    setattr(ds, tag, value)
+            export.add(ds)
+    export.write(tmp_path / "export")
+    assert (tmp_path / "export" / "DICOMDIR").is_file()
+    store, image_id = open_datastore(tmp_path / "export")
+    assert store.folder == (tmp_path / "export").resolve() and image_id is None
+    names = sorted(r.name.split(" (")[1] for r in store.records())
+    assert names == ["MR HippoCrop)", "MR T1post)"]
+    assert sorted(layer[1]["name"] for layer in read_layers(str(tmp_path / "export"))) == ["HippoCrop", "T1post"]
+
+
 def test_listing_a_folder_of_odd_files_prints_nothing(tmp_path):
     """What ITK's readers print about a broken file while a folder's headers are looked at
     stays off the terminal (the file is just not listed as a label map)."""

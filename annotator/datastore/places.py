@@ -26,14 +26,15 @@ class Kind(str, Enum):
 
 def holds_dicom_files(folder: Path, limit: int | None = 5) -> bool:
     """Whether one of the first ``limit`` visible files directly in ``folder`` (all of
-    them for None) is DICOM."""
+    them for None) is DICOM. A ``DICOMDIR`` (the index at the top of a CD or USB export,
+    its series in folders below) does not count: it holds no image."""
     checked = 0
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return False
     for entry in entries:
-        if entry.name.startswith(".") or not entry.is_file():
+        if entry.name.startswith(".") or not entry.is_file() or entry.name.upper() == "DICOMDIR":
             continue
         if looks_like_dicom(Path(entry.path)):
             return True
