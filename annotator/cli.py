@@ -33,9 +33,10 @@ def cmd_info(args) -> int:
     from pathlib import Path
 
     from annotator.io import read_volume
+    from annotator.io.read import export_folder
     from annotator.io.sniff import is_image_file
 
-    path = Path(args.path)
+    path = export_folder(Path(args.path))
     if path.is_dir():
         from annotator.io.dicom import pick_series, scan_folder
 

@@ -149,7 +149,7 @@ def test_a_series_folder_is_its_own_files_not_the_folders_below_it(tmp_path):
     assert store.open_image("crop").name == "HippoCrop" and store.open_image("crop/t1").name == "T1post"
 
 
-def test_a_cd_export_with_a_dicomdir_lists_its_series(tmp_path):
+def test_a_cd_export_with_a_dicomdir_lists_its_series(tmp_path, capsys):
     """The top of a CD or USB export holds a DICOMDIR and its series lie in folders below,
     in files with no extension: opening the top opens the export, not its parent folder
     with the export as one more image."""
@@ -157,6 +157,7 @@ def test_a_cd_export_with_a_dicomdir_lists_its_series(tmp_path):
     from pydicom.fileset import FileSet
 
     from annotator.datastore.factory import open_datastore
+    from annotator.io import read_volume
     from annotator.napari.reader import read_layers
 
     study = DATA / "udacity_study3_mr_dicom"
@@ -177,6 +178,22 @@ def test_a_cd_export_with_a_dicomdir_lists_its_series(tmp_path):
     names = sorted(r.name.split(" (")[1] for r in store.records())
     assert names == ["MR HippoCrop)", "MR T1post)"]
     assert sorted(layer[1]["name"] for layer in read_layers(str(tmp_path / "export"))) == ["HippoCrop", "T1post"]
+    # the DICOMDIR itself, as a double-click or File > Open gives it, opens the export too
+    dicomdir = tmp_path / "export" / "DICOMDIR"
+    store, image_id = open_datastore(dicomdir)
+    assert store.folder == (tmp_path / "export").resolve() and image_id is None
+    assert sorted(layer[1]["name"] for layer in read_layers(str(dicomdir))) == ["HippoCrop", "T1post"]
+    assert read_volume(dicomdir).name == "T1post"  # the largest, as for a folder
+    from annotator.cli import main
+
+    assert main(["info", str(dicomdir)]) == 0
+    assert "export: 2 DICOM series" in capsys.readouterr().out
+    from fnmatch import fnmatch
+
+    import npe2
+
+    [ours] = npe2.PluginManifest.from_distribution("annotator3d").contributions.readers
+    assert any(fnmatch(str(dicomdir), pattern) for pattern in ours.filename_patterns)
 
 
 def test_listing_a_folder_of_odd_files_prints_nothing(tmp_path):

@@ -13,7 +13,7 @@ import os
 from enum import Enum
 from pathlib import Path
 
-from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
+from annotator.io.sniff import image_stem, is_dicomdir, is_image_file, looks_like_dicom
 
 
 class Kind(str, Enum):
@@ -34,7 +34,7 @@ def holds_dicom_files(folder: Path, limit: int | None = 5) -> bool:
     except OSError:
         return False
     for entry in entries:
-        if entry.name.startswith(".") or not entry.is_file() or entry.name.upper() == "DICOMDIR":
+        if entry.name.startswith(".") or not entry.is_file() or is_dicomdir(Path(entry.path)):
             continue
         if looks_like_dicom(Path(entry.path)):
             return True

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
-from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
+from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
 #: held while stderr is swapped (:func:`quiet_c_stderr`)
@@ -237,7 +237,7 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     InputError
         With a message naming the file and the problem.
     """
-    path = Path(path)
+    path = export_folder(Path(path))
     if path.is_dir():
         from annotator.io import dicom  # pydicom: only when a folder is read
 
@@ -257,6 +257,11 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     return _checked(volume, str(path))
 
 
+def export_folder(path: Path) -> Path:
+    """The folder a CD or USB export's DICOMDIR indexes (where its series are), else ``path``."""
+    return path.parent if is_dicomdir(path) and path.is_file() else path
+
+
 def read_every_series(folder: str | os.PathLike) -> tuple[list[Volume], list[str]]:
     """Every DICOM image series of ``folder`` and below (each acquisition of a series that
     holds several), largest first, and why each one that cannot be read was left out (a
@@ -264,7 +269,7 @@ def read_every_series(folder: str | os.PathLike) -> tuple[list[Volume], list[str
     :class:`InputError`."""
     from annotator.io import dicom
 
-    folder = Path(folder)
+    folder = export_folder(Path(folder))
     scan = dicom.scan_folder(folder)
     dicom.pick_series(scan, folder, None)  # none at all: its message says why
     volumes, problems = [], []

@@ -13,6 +13,12 @@ def is_image_file(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
+def is_dicomdir(path: Path) -> bool:
+    """Whether ``path`` is the DICOMDIR of a CD or USB export: an index, no image; the
+    series it lists lie in the folders below it."""
+    return path.name.upper() == "DICOMDIR"
+
+
 def image_stem(path: Path) -> str:
     """File name without its image ending (``case.nii.gz`` -> ``case``)."""
     name = path.name

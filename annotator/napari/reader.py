@@ -15,6 +15,7 @@ from pathlib import Path
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import InputError
 from annotator.io import read_every_series, read_volume
+from annotator.io.read import export_folder
 from annotator.napari.layers import image_layer_data
 
 
@@ -38,7 +39,8 @@ def read_layers(path) -> list[tuple]:
     core's message naming the problem)."""
     if isinstance(path, list):
         path = path[0]
-    if not Path(path).is_dir():
+    path = export_folder(Path(path))
+    if not path.is_dir():
         return [image_layer_data(read_volume(path))]
     volumes, problems = read_every_series(path)
     if not volumes:
