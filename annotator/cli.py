@@ -337,7 +337,7 @@ def cmd_accept(args) -> int:
 
 def cmd_label(args) -> int:
     from annotator.annotation.labels import format_ml
-    from annotator.io import write_label
+    from annotator.io import save_label
     from annotator.io.volume import label_counts, volumes_ml
 
     store = _store(args.place)
@@ -345,12 +345,9 @@ def cmd_label(args) -> int:
     label = store.label(args.image_id, volume, args.version)
     if label is None:
         raise InputError(f"{args.image_id}: has no {args.version} label in {store.place}")
-    write_label(args.out, label, volume)
+    names = store.names_of(args.image_id)
+    save_label(args.out, label, volume, names)
     print(f"{args.image_id}: {args.version} label -> {args.out}")
-    try:
-        names = {v: n for n, v in (store.label_names() or {}).items()}
-    except AnnotatorError:  # a broken labels.json: the values unnamed
-        names = {}
     for value, (voxels, ml) in volumes_ml(label_counts(label), volume.spacing).items():
         print(f"  {value} {names.get(value, f'label {value}')}: {voxels:,} voxels, {format_ml(ml)}")
     return 0
@@ -670,11 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("label", help="NIfTI label in the image's geometry")
     p.set_defaults(func=cmd_accept)
 
-    p = sub.add_parser("label", help="write a saved label version of an image as NIfTI")
+    p = sub.add_parser("label", help="write a saved label version of an image as NIfTI or DICOM SEG")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
     p.add_argument("--version", default="final", choices=["final", "original", "draft"])
-    p.add_argument("--out", required=True, help="output label (.nii.gz)")
+    p.add_argument("--out", required=True,
+                   help="output label: .nii.gz, or .dcm for a DICOM SEG of the image's DICOM series")
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("dicomweb", help="a DICOMweb server (Orthanc and others)")

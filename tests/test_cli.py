@@ -175,6 +175,41 @@ def test_status_accept_and_label_reach_the_datastore(hippo_store, tmp_path):
     assert missing.returncode == 2 and "no draft label" in missing.stderr
 
 
+def test_label_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
+    """`annotator label ... --out x.dcm`: the final label of a DICOM series as a SEG of its
+    slices, its segments named as the folder names its labels; a NIfTI image has no
+    slices to refer to, and says so."""
+    import shutil
+
+    import pydicom
+
+    from annotator.io.seg import seg_to_label
+
+    store = tmp_path / "store"
+    shutil.copytree(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", store / "crop")
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", store / "case.nii.gz")
+    (store / "labels.json").write_text('{"labels": {"1": "hippocampus"}}')
+    volume = read_volume(store / "crop")
+    label = np.zeros(volume.shape, np.uint8)
+    label[10:20, 10:30, 10:20] = 1
+    label[22:26, 10:20, 10:20] = 2
+    write_label(tmp_path / "crop_label.nii.gz", label, volume)
+    annotator("accept", store, "crop", tmp_path / "crop_label.nii.gz")
+    said = annotator("label", store, "crop", "--out", tmp_path / "crop_seg.dcm").stdout
+    assert "crop: final label -> " in said
+    back, names = seg_to_label(pydicom.dcmread(tmp_path / "crop_seg.dcm"), volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "hippocampus", 2: "label 2"}
+    case = read_volume(store / "case.nii.gz")
+    write_label(tmp_path / "case_label.nii.gz", (np.arange(case.array.size).reshape(case.shape) % 7 == 0), case)
+    annotator("accept", store, "case", tmp_path / "case_label.nii.gz")
+    bad = annotator("label", store, "case", "--out", tmp_path / "case_seg.dcm", check=False)
+    assert bad.returncode == 2 and "not read from DICOM" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "case_seg.dcm").exists()
+    bad = annotator("label", store, "crop", "--out", tmp_path / "crop.png", check=False)
+    assert bad.returncode == 2 and "NIfTI (.nii.gz, .nii) or as a DICOM SEG (.dcm)" in bad.stderr
+
+
 _IMPORTS = """
 import runpy, sys
 sys.argv = ["annotator", *sys.argv[1:]]

@@ -281,6 +281,19 @@ def test_accept_keeps_original_and_history(hippo_store):
     assert record.versions == ["original", "final"]
 
 
+def test_the_names_a_label_was_accepted_with_stay_with_it(hippo_store):
+    """What the Label list called each value when the label was accepted is kept (for a
+    DICOM SEG made of it later), over the folder's names; values the label lacks are not."""
+    store = LocalDatastore(hippo_store)
+    image = store.open_image("hippocampus_001")
+    assert store.names_of("hippocampus_001") == {}
+    (hippo_store / "labels.json").write_text('{"labels": {"1": "anterior", "2": "posterior"}}')
+    assert store.names_of("hippocampus_001") == {1: "anterior", 2: "posterior"}
+    store.accept("hippocampus_001", _label(image, 1), image, names={1: "head", 3: "never drawn"})
+    assert store.names_of("hippocampus_001") == {1: "head", 2: "posterior"}
+    assert store.names_of("hippocampus_003") == {1: "anterior", 2: "posterior"}
+
+
 def test_info_and_wrong_input(hippo_store):
     store = LocalDatastore(hippo_store)
     store.set_info("hippocampus_003", score=0.25)

@@ -14,8 +14,8 @@ from enum import Enum
 
 import numpy as np
 
-from annotator.errors import DatastoreError
-from annotator.io.volume import Volume
+from annotator.errors import AnnotatorError, DatastoreError
+from annotator.io.volume import Volume, label_values
 
 #: ``progress(text, fraction)`` of long store work; fraction 0..1
 Progress = Callable[[str, float], None]
@@ -152,6 +152,25 @@ class Datastore(ABC):
     def label_names(self) -> dict[str, int] | None:
         """Label name -> value of the store's labels, when it records them."""
         return None
+
+    def remember_names(self, image_id: str, names: dict[int, str] | None, label: np.ndarray | None = None) -> None:
+        """Keep with the image the names of its label's values (value -> name; of the
+        values ``label`` holds, when given)."""
+        held = set(label_values(label)) if label is not None else None
+        kept = {str(int(v)): str(n) for v, n in (names or {}).items() if held is None or int(v) in held}
+        if kept:
+            self.set_info(image_id, segment_names=kept)
+
+    def names_of(self, image_id: str) -> dict[int, str]:
+        """Value -> name of the image's label: as kept when it was accepted, else as the
+        store names its labels."""
+        try:
+            names = {v: n for n, v in (self.label_names() or {}).items()}
+        except AnnotatorError:  # a broken labels.json: said where the names are offered
+            names = {}
+        kept = self.record(image_id).info.get("segment_names") or {}
+        names.update({int(v): str(n) for v, n in kept.items() if str(v).isdigit()})
+        return names
 
     def training_ids(self, split: str = "all") -> list[str]:
         """Images with a final label (a store with a fixed split can narrow it)."""

@@ -216,6 +216,7 @@ class LocalDatastore(Datastore):
         self._path(image_id)
         self.labels.accept(image_id, label, image, proposed)
         self._pin(image_id)
+        self.remember_names(image_id, names, label)  # a DICOM SEG made of it later names its segments
 
     def history(self, image_id: str) -> list[dict]:
         self._path(image_id)

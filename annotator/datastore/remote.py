@@ -23,7 +23,7 @@ from annotator.datastore.uploads import UploadQueue
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.atomic import atomic_write_text
 from annotator.io.read import read_volume
-from annotator.io.volume import Volume, label_values
+from annotator.io.volume import Volume
 
 
 class DicomwebDatastore(Datastore):
@@ -141,12 +141,8 @@ class DicomwebDatastore(Datastore):
         label, names = seg_to_label(segs[-1], image, known=self.label_names())
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)
-        self._remember_names(image_id, names)
+        self.remember_names(image_id, names)
         return label
-
-    def _remember_names(self, image_id: str, names: dict[int, str] | None) -> None:
-        if names:
-            self.labels.set_info(image_id, segment_names={str(int(v)): str(n) for v, n in names.items()})
 
     def label_names(self) -> dict[str, int] | None:
         """The segment names of the SEGs accepted here or read from the server (a value
@@ -178,8 +174,7 @@ class DicomwebDatastore(Datastore):
         self.labels.accept(image_id, label, image, proposed)
         self.cache.fetch(row.study_uid, row.series_uid)  # its files, should the cache have let them go
         sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
-        held = set(label_values(label))
-        self._remember_names(image_id, {v: n for v, n in (names or {}).items() if v in held})
+        self.remember_names(image_id, names, label)
         self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
 

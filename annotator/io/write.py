@@ -1,4 +1,5 @@
-"""Write label maps as NIfTI on their image's grid, atomically."""
+"""Write label maps as NIfTI on their image's grid, atomically; or, where a person asks
+for it, as a DICOM SEG of the series the image was read from."""
 
 from __future__ import annotations
 
@@ -33,6 +34,25 @@ def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume) -> Pa
             raise OSError(errno.EIO, str(exc).strip().splitlines()[-1]) from None
         verify_written(tmp, array)
     return path
+
+
+def save_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names: dict[int, str] | None = None,
+               algorithm: str | None = None) -> Path:
+    """Write ``label`` as its file name says: NIfTI (``.nii.gz``, ``.nii``), or a DICOM
+    SEG (``.dcm``) of the DICOM images ``image`` was read from, its segments named by
+    ``names`` (value -> name; "label N" otherwise) and made with ``algorithm`` (None: a
+    person's work)."""
+    path = Path(path)
+    if path.name.lower().endswith(".dcm"):
+        from annotator.io.atomic import atomic_write_bytes
+        from annotator.io.seg import series_seg
+
+        _, data = series_seg(np.asarray(label), image, names or {}, algorithm=algorithm)
+        atomic_write_bytes(path, data)
+        return path
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii) or as a DICOM SEG (.dcm)")
+    return write_label(path, label, image)
 
 
 def verify_written(path: Path, array: np.ndarray) -> None:

@@ -20,6 +20,8 @@ IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
 VOLUME_KEY = "annotator_volume"
 #: Metadata key of a label map layer (a segmentation found beside the image): its id
 LABEL_MAP_KEY = "annotator_label_map"
+#: Metadata key of a label layer: the Volume it labels (what the writer saves it with)
+LABEL_OF_KEY = "annotator_label_of"
 
 
 def affine(volume: Volume) -> np.ndarray:

@@ -208,14 +208,15 @@ class Workspace:
             for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited
                 named = {v: n for n, v in s.label_map_names.get(map_id, {}).items()}
                 self.viewer.add_labels(array, name=f"{map_id} (label map)", affine=affine, opacity=0.35,
-                                       visible=len(s.label_maps) == 1, metadata={L.LABEL_MAP_KEY: map_id},
+                                       visible=len(s.label_maps) == 1,
+                                       metadata={L.LABEL_MAP_KEY: map_id, L.LABEL_OF_KEY: volume},
                                        features=L.label_features(named))
             scribbles = self.viewer.add_labels(s.scribbles, name=L.SCRIBBLES, affine=affine,
                                                colormap=L.scribble_colormap(), opacity=0.8)
             scribbles.brush_size = max(1, round(min(volume.shape[1:]) / 25))  # a stroke, not a blob
             seg = self.viewer.add_labels(s.label, name=L.SEGMENTATION, affine=affine,
                                          colormap=L.label_colormap(s.labels), opacity=0.5,
-                                         features=L.preset_features(s.labels))
+                                         features=L.preset_features(s.labels), metadata={L.LABEL_OF_KEY: volume})
             self._coloured = list(s.labels)  # the labels the layer's colours show
             seg.selected_label = s.label_value
             # the label picked in the layer's own controls is the one clicks and scribbles make

@@ -165,6 +165,42 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
 
 
+def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napari_viewer, qtbot, tmp_path):
+    """File > Save Selected Layers on the label: NIfTI on the image's grid, or a DICOM SEG of
+    the series, its segments named as the Label list names them."""
+    import pydicom
+
+    from annotator.io import read_label, read_volume
+    from annotator.io.seg import seg_to_label
+    from annotator.napari.workspace import workspace_for
+    from annotator.settings import LabelPreset
+    from annotator_app.main import open_start
+
+    viewer = make_napari_viewer()
+    ws = workspace_for(viewer).session
+    series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    open_start(viewer, str(series), None)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle and not ws.files.busy, timeout=30000)
+    ws.set_presets([LabelPreset(1, "hippocampus", "#00aaff"), LabelPreset(2, "amygdala", "#ffaa00")])
+    label = np.zeros(ws.volume.shape, np.uint8)
+    label[10:20, 10:30, 10:20] = 1
+    label[22:26, 10:20, 10:20] = 2
+    segmentation = viewer.layers[L.SEGMENTATION]
+    segmentation.data = label
+    viewer.layers.selection.active = segmentation
+    [nifti] = viewer.layers.save(str(tmp_path / "label.nii.gz"), selected=True, plugin="annotator3d")
+    volume = read_volume(series)
+    np.testing.assert_array_equal(read_label(nifti, volume), label)
+    [seg] = viewer.layers.save(str(tmp_path / "label.dcm"), selected=True, plugin="annotator3d")
+    back, names = seg_to_label(pydicom.dcmread(seg), volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "hippocampus", 2: "amygdala"}
+    plain = viewer.add_labels(label, name="drawn elsewhere")
+    viewer.layers.selection.active = plain
+    with pytest.raises(Exception, match="not a label of an image Annotator opened"):
+        viewer.layers.save(str(tmp_path / "plain.nii.gz"), selected=True, plugin="annotator3d")
+
+
 def test_npe2_manifest_validates():
     npe2 = Path(sys.executable).with_name("npe2")
     proc = subprocess.run([str(npe2), "validate", "annotator3d"], capture_output=True, text=True, timeout=120)
