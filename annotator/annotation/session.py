@@ -41,6 +41,7 @@ class AnnotationSession:
     files_busy = Signal(bool)  # file work runs
     progress = Signal(str, float)  # file work: what, fraction (below 0: unknown)
     status = Signal(str)
+    warning = Signal(str)  # something the person should know about the image opened (it still opened)
     error = Signal(str)
     saved = Signal(str, str)  # image id, version
     records_changed = Signal()  # the datastore's records changed in the background (uploads sent)
@@ -276,6 +277,8 @@ class AnnotationSession:
         self._offer_labels()  # a server's store learns names from the SEGs it reads
         self.image_opened.emit(image_id)
         self.status.emit(f"opened {volume.name or image_id}: {' x '.join(map(str, volume.size))} voxels")
+        for warning in volume.warnings:
+            self.warning.emit(f"{volume.name or image_id}: {warning}")
 
     # ---- marks and engine ---------------------------------------------------------------
 

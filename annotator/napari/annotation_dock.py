@@ -14,6 +14,7 @@ from annotator.annotation.labels import format_ml
 from annotator.engine import METHODS, methods_for
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import SHORTCUTS
+from annotator.napari.markup import ERROR, WARNING, coloured
 from annotator.napari.presets_dialog import PresetsDialog
 from annotator.napari.workspace import follow, workspace_for
 
@@ -131,7 +132,8 @@ class AnnotationDock(QWidget):
         layout.addStretch(1)
 
         follow(self, (session.status, lambda text: self.status.setText(text)),
-               (session.error, lambda m: self.status.setText(f"<span style='color:#ff6b6b'>{m}</span>")),
+               (session.error, lambda m: self.status.setText(coloured(m, ERROR))),
+               (session.warning, lambda m: self.status.setText(coloured(m, WARNING))),
                (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
                (session.files_busy, self._files_busy), (session.progress, self._progress),
                (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
@@ -214,3 +216,4 @@ class AnnotationDock(QWidget):
             self.ws.use_layer(layer)
         except Exception as exc:  # shown, never raised into Qt
             self.session._failed(exc)
+

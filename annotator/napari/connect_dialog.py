@@ -14,6 +14,7 @@ from superqt.utils import create_worker
 from annotator.datastore import secrets
 from annotator.datastore.dicomweb import Credentials, DicomwebServer
 from annotator.datastore.factory import server_url
+from annotator.napari.markup import ERROR, GOOD, coloured
 
 AUTH = {"none": "No authentication", "basic": "User and password", "token": "Bearer token"}
 
@@ -102,8 +103,7 @@ class ConnectDialog(QDialog):
         self.secret_label.setText("Token" if kind == "token" else "Password")
 
     def _say(self, text: str, ok: bool | None = None) -> None:
-        colour = {True: "#0f9d58", False: "#ff6b6b"}.get(ok)
-        self.message.setText(f"<span style='color:{colour}'>{text}</span>" if colour else text)
+        self.message.setText(coloured(text, {True: GOOD, False: ERROR}.get(ok)))
 
     def credentials(self) -> Credentials:
         kind = self.auth.currentData()

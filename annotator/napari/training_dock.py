@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from annotator.models.card import METHOD_TITLES
 from annotator.models.registry import ModelRegistry
+from annotator.napari.markup import ERROR, coloured
 from annotator.napari.workspace import follow, workspace_for
 from annotator.training.config import TrainConfig, runs_dir
 from annotator.training.runner import TrainingProcess, past_runs
@@ -308,7 +309,7 @@ class TrainingDock(QWidget):
         self.refresh_runs()
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setText(f"<span style='color:#ff6b6b'>{text}</span>" if error else text)
+        self.status.setText(coloured(text, ERROR if error else None))
         self._log(text)
 
     def _log(self, text: str) -> None:

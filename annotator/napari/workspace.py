@@ -110,7 +110,8 @@ class Workspace:
         window = viewer.window._qt_window  # what is shown goes with it; the session stays
         follow(window, (s.image_opened, self._show), (s.label_changed, self._label_changed),
                (s.marks_changed, self._marks_changed), (s.labels_changed, self._labels_changed),
-               (s.error, napari.utils.notifications.show_error))
+               (s.error, napari.utils.notifications.show_error),
+               (s.warning, napari.utils.notifications.show_warning))
         self._autosave = QTimer(window)
         self._autosave.setInterval(1000)
         self._autosave.timeout.connect(s.tick)

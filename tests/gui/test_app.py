@@ -62,6 +62,42 @@ def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, q
     assert ws.volume.size == (34, 50, 40)
 
 
+def test_what_was_changed_on_opening_is_said(make_napari_viewer, qtbot, tmp_path):
+    """An image opens with a warning (NaN voxels replaced): the person sees it, in a
+    notification and on the dock's status line, written as it is."""
+    import SimpleITK as sitk
+    from napari.utils.notifications import notification_manager
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.workspace import workspace_for
+    from annotator_app.main import open_start
+
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(image)
+    array[3, 4:6, 5] = np.nan
+    holed = sitk.GetImageFromArray(array)
+    holed.CopyInformation(image)
+    sitk.WriteImage(holed, str(tmp_path / "case<3>.nii.gz"))
+    viewer = make_napari_viewer()
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    ws = workspace_for(viewer).session
+    open_start(viewer, str(tmp_path / "case<3>.nii.gz"), None)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle and not ws.files.busy, timeout=30000)
+    said = [str(n.message) for n in notification_manager.records]
+    assert any("case<3>: 2 NaN/infinite voxels replaced" in m for m in said), said
+    assert "case<3>: 2 NaN/infinite voxels replaced" in _shown_text(dock.status)
+
+
+def _shown_text(label) -> str:
+    """What a QLabel shows, as a person reads it (rich text rendered to plain)."""
+    from qtpy.QtGui import QTextDocument
+
+    document = QTextDocument()
+    document.setHtml(label.text())
+    return document.toPlainText()
+
+
 def test_layers_carry_spacing_and_orientation(make_napari_viewer):
     from annotator.napari.reader import get_reader
 
