@@ -134,11 +134,13 @@ def build_corpus(root: Path) -> list[tuple[str, list[str], str]]:
             info(f"header-{name}-{'gz' if gz else 'nii'}", path)
 
     # -- images that are not a single 3-D volume, and NaN
-    for name, array in (("2d", np.zeros((8, 9), np.int16)), ("4d", np.zeros((8, 9, 10, 2), np.int16)),
+    for name, array in (("2d", np.zeros((8, 9), np.int16)), ("5d", np.zeros((8, 9, 10, 2, 2), np.int16)),
                         ("1d", np.zeros((8,), np.int16)),
                         ("allnan", np.full((8, 9, 10), np.nan, np.float32)),
                         ("allinf", np.full((8, 9, 10), -np.inf, np.float32))):
         info(f"shape-{name}", _nifti(root / f"{name}.nii.gz", array))
+    four = _nifti(root / "4d.nii.gz", np.zeros((8, 9, 10, 2), np.int16))  # two volumes: no third
+    cases.append(("shape-4d-volume", ["info", str(four), "--series", "2"], "no volume '2'"))
 
     # -- NRRD and MetaImage headers with detached data
     for name, value in (("abs", "/etc/passwd"), ("up", "../secret.raw"), ("sub", "sub/data.raw"),

@@ -165,11 +165,11 @@ def test_2d_image(tmp_path):
         read_volume(path)
 
 
-def test_4d_image(tmp_path):
-    path = tmp_path / "dynamic.nii.gz"
+def test_5d_image(tmp_path):
+    path = tmp_path / "dynamic.nrrd"
     frames = [sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)) for _ in range(3)]
-    sitk.WriteImage(sitk.JoinSeries(frames), str(path))
-    with pytest.raises(GeometryError, match="a 4-D image"):
+    sitk.WriteImage(sitk.JoinSeries([sitk.JoinSeries(frames)] * 2), str(path))
+    with pytest.raises(GeometryError, match="a 5-D image"):
         read_volume(path)
 
 

@@ -177,3 +177,40 @@ def test_each_echo_of_a_series_is_a_volume_of_its_own(two_echoes_mr):
     opened = read_volume(two_echoes_mr / "7b.dcm")
     assert opened.name == "HippoCrop (echo 2)" and opened.source.sop_uids == second.source.sop_uids
     np.testing.assert_array_equal(opened.array, second.array)
+
+
+def test_each_volume_of_a_4d_file_reads_on_its_grid(tmp_path):
+    """A 4-D file (the Decathlon's multi-modal images, a time series) opens its first
+    volume, says so, and gives any other by its number; a NaN in the second is replaced
+    there only; napari gets each as a layer, the first on top."""
+    from annotator.napari.reader import read_layers
+
+    source = HIPPO / "images" / "hippocampus_001.nii.gz"
+    first = sitk.ReadImage(str(source), sitk.sitkFloat32)
+    second = sitk.GetArrayFromImage(first) * 2 + 5
+    second[3, 4, 5] = np.nan
+    second_image = sitk.GetImageFromArray(second)
+    second_image.CopyInformation(first)
+    path = tmp_path / "two_channels.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([first, second_image]), str(path))
+    plain = read_volume(source)
+    volume = read_volume(path)
+    assert volume.name == "two_channels (volume 1 of 2)" and volume.same_geometry(plain, rtol=1e-6)
+    np.testing.assert_allclose(volume.array, plain.array)
+    assert "a 4-D image of 2 volumes" in volume.warnings[0]
+    other = read_volume(path, 1)
+    assert other.name == "two_channels (volume 2 of 2)" and other.same_geometry(plain, rtol=1e-6)
+    expected = plain.array.astype(np.float32) * 2 + 5
+    assert other.array[3, 4, 5] == np.nanmin(expected) and not np.isnan(other.array).any()
+    keep = np.ones(other.shape, bool)
+    keep[3, 4, 5] = False
+    np.testing.assert_allclose(other.array[keep], expected[keep], rtol=1e-6)
+    with pytest.raises(InputError, match="no volume '2' \\(it holds 2"):
+        read_volume(path, 2)
+    layers = read_layers(str(path))
+    assert [kwargs["name"] for _, kwargs, _ in layers] == ["two_channels (volume 2 of 2)", "two_channels (volume 1 of 2)"]
+    assert layers[-1][1].get("visible", True) and not layers[0][1]["visible"]
+    # its 3-D label is a label of it: written on its grid and read back
+    label = (plain.array > np.percentile(plain.array, 80)).astype(np.uint8)
+    write_label(tmp_path / "two_channels_label.nii.gz", label, volume)
+    np.testing.assert_array_equal(read_label(tmp_path / "two_channels_label.nii.gz", volume), label)

@@ -141,6 +141,21 @@ def test_a_seg_of_one_acquisition_is_the_label_map_of_that_acquisition(tmp_path,
     np.testing.assert_array_equal(found, label)
 
 
+def test_a_4d_image_of_a_folder_opens_with_its_3d_label_beside_it(tmp_path):
+    """The Decathlon's multi-modal images are 4-D, their labels 3-D: the image is listed
+    once, opens its first volume, and its label map (linked by its grid) opens on it."""
+    source = HIPPO / "images" / "hippocampus_004.nii.gz"
+    image = sitk.ReadImage(str(source))
+    sitk.WriteImage(sitk.JoinSeries([image, image]), str(tmp_path / "brain.nii.gz"))
+    shutil.copy(HIPPO / "labels" / "hippocampus_004.nii.gz", tmp_path / "brain_tumour.nii.gz")
+    store = LocalDatastore(tmp_path)
+    [record] = store.records()
+    assert record.id == "brain" and record.label_maps == ["brain_tumour"]
+    volume = store.open_image("brain")
+    found, _ = store.label_map("brain", "brain_tumour", volume)
+    np.testing.assert_array_equal(found, sitk.GetArrayFromImage(sitk.ReadImage(str(HIPPO / "labels" / "hippocampus_004.nii.gz"))))
+
+
 def test_label_names_from_a_file_header(tmp_path):
     """TotalSegmentator's label table in a NIfTI extension and 3D Slicer's segment fields in
     a NRRD name the values; a file without them, or with a broken table, names none."""

@@ -49,7 +49,8 @@ def _named_like_label(image_id: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _header(path: str, mtime: float) -> tuple | None:
-    """(pixel type, size, spacing, origin) of an image file from its header, or None."""
+    """(pixel type, size, spacing, origin) of an image file from its header, or None; of a
+    4-D file, its volumes' (what a label of it is drawn on)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -59,8 +60,8 @@ def _header(path: str, mtime: float) -> tuple | None:
             reader.ReadImageInformation()
     except RuntimeError:
         return None
-    return (sitk.GetPixelIDValueAsString(reader.GetPixelID()), tuple(reader.GetSize()),
-            tuple(round(s, 4) for s in reader.GetSpacing()), tuple(round(o, 2) for o in reader.GetOrigin()))
+    return (sitk.GetPixelIDValueAsString(reader.GetPixelID()), tuple(reader.GetSize()[:3]),
+            tuple(round(s, 4) for s in reader.GetSpacing()[:3]), tuple(round(o, 2) for o in reader.GetOrigin()[:3]))
 
 
 def header(path: Path) -> tuple | None:

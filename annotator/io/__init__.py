@@ -1,10 +1,10 @@
 """Volumes and labels: read NIfTI, NRRD, MHA and DICOM series; write labels as NIfTI."""
 
-from annotator.io.read import read_every_series, read_label, read_volume
+from annotator.io.read import read_all, read_label, read_volume
 from annotator.io.volume import Source, Volume
 from annotator.io.write import save_label, write_label
 
-__all__ = ["Source", "Volume", "read_every_series", "read_label", "read_volume", "save_label", "scan_folder", "write_label"]
+__all__ = ["Source", "Volume", "read_all", "read_label", "read_volume", "save_label", "scan_folder", "write_label"]
 
 
 def __getattr__(name: str):

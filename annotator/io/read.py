@@ -221,7 +221,7 @@ def guess_modality(array: np.ndarray) -> str:
 
 
 def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Volume:
-    """Read an image file, a DICOM folder or a DICOM file.
+    """Read an image file (of a 4-D file, one volume), a DICOM folder or a DICOM file.
 
     Parameters
     ----------
@@ -230,7 +230,8 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
         multi-frame image, or a slice: its series opens).
     series
         For a folder: SeriesInstanceUID or index in :func:`annotator.io.dicom.scan_folder`'s
-        listing; the largest series by default.
+        listing; the largest series by default. For a 4-D file: which of its volumes,
+        from 0 (the first by default).
 
     Raises
     ------
@@ -247,14 +248,43 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
 
         volume = dicom.read_file(path)
     else:
-        image, non_finite = _read_sitk(path)
-        check_scalar_3d(image, str(path))
-        volume = volume_from_sitk(image, name=image_stem(path), source=Source(path=str(path)))
-        volume.modality = guess_modality(volume.array)
-        if non_finite is not None and non_finite.shape == volume.shape:
-            volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
-            volume.array[non_finite] = np.nan  # SimpleITK made them 0: the NaN rule below decides
+        return _file_volumes(path, series)[0]
     return _checked(volume, str(path))
+
+
+def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
+    """The volumes of an image file: the one of a 3-D file; of a 4-D file (time points or
+    channels, as the Decathlon's multi-modal images), each (``which``: "all") or the one
+    numbered ``which`` from 0 (the first for None)."""
+    image, non_finite = _read_sitk(path)
+    count = image.GetSize()[3] if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1 else 1
+    if which == "all":
+        numbers = list(range(count))
+    else:
+        number = 0 if which is None else int(which) if str(which).isdigit() else -1
+        if not 0 <= number < count:
+            raise InputError(f"{path}: no volume '{which}' (it holds {count}, numbered 0 to {count - 1})")
+        numbers = [number]
+    volumes = []
+    for number in numbers:
+        one = image
+        if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1:
+            size = list(image.GetSize())
+            size[3] = 0
+            one = sitk.Extract(image, size, [0, 0, 0, number])
+        check_scalar_3d(one, str(path))
+        name = image_stem(path) + (f" (volume {number + 1} of {count})" if count > 1 else "")
+        volume = volume_from_sitk(one, name=name, source=Source(path=str(path)))
+        volume.modality = guess_modality(volume.array)
+        mask = non_finite[number] if non_finite is not None and non_finite.ndim == 4 else non_finite
+        if mask is not None and mask.shape == volume.shape:
+            volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
+            volume.array[mask] = np.nan  # SimpleITK made them 0: the NaN rule below decides
+        if count > 1:
+            volume.warnings.append(f"a 4-D image of {count} volumes (time points or channels): volume {number + 1} "
+                                   "is shown and annotated; its label fits every volume of the file")
+        volumes.append(_checked(volume, str(path)))
+    return volumes
 
 
 def export_folder(path: Path) -> Path:
@@ -262,14 +292,19 @@ def export_folder(path: Path) -> Path:
     return path.parent if is_dicomdir(path) and path.is_file() else path
 
 
-def read_every_series(folder: str | os.PathLike) -> tuple[list[Volume], list[str]]:
-    """Every DICOM image series of ``folder`` and below (each acquisition of a series that
-    holds several), largest first, and why each one that cannot be read was left out (a
-    message per series, naming it). A folder with no image series at all raises
-    :class:`InputError`."""
+def read_all(path: str | os.PathLike) -> tuple[list[Volume], list[str]]:
+    """Every volume ``path`` holds: each DICOM image series of a folder and below it (each
+    acquisition of a series that holds several), largest first; each volume of a 4-D
+    file; else the one image. And why each series that cannot be read was left out (a
+    message per series, naming it). A folder with no image series at all, or a file that
+    cannot be read, raises :class:`InputError`."""
     from annotator.io import dicom
 
-    folder = export_folder(Path(folder))
+    folder = export_folder(Path(path))
+    if not folder.is_dir():
+        if folder.is_file() and looks_like_dicom(folder):
+            return [read_volume(folder)], []
+        return _file_volumes(folder), []
     scan = dicom.scan_folder(folder)
     dicom.pick_series(scan, folder, None)  # none at all: its message says why
     volumes, problems = [], []

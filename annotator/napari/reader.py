@@ -1,10 +1,11 @@
 """npe2 reader: NIfTI, NRRD, MHA files, DICOM folders and files (a multi-frame image, or a
 slice: its series), with spacing and orientation.
 
-A folder opens every DICOM image series in it and below, each a layer in patient
-coordinates: the largest on top and shown, the others hidden beneath it in the layer
-list (tick one to see it). A series that cannot be read is left out with a warning
-naming it; the others still open.
+A folder opens every DICOM image series in it and below, and a 4-D file each of its
+volumes (time points, channels), each a layer in patient coordinates: the largest (the
+file's first volume) on top and shown, the others hidden beneath it in the layer list
+(tick one to see it). A series that cannot be read is left out with a warning naming
+it; the others still open.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from pathlib import Path
 
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import InputError
-from annotator.io import read_every_series, read_volume
-from annotator.io.read import export_folder
+from annotator.io import read_all
 from annotator.napari.layers import image_layer_data
 
 
@@ -35,14 +35,11 @@ def get_reader(path):
 
 
 def read_layers(path) -> list[tuple]:
-    """Layer data for an image file, or for every series of a folder (errors carry the
-    core's message naming the problem)."""
+    """Layer data for every volume ``path`` holds (errors carry the core's message naming
+    the problem)."""
     if isinstance(path, list):
         path = path[0]
-    path = export_folder(Path(path))
-    if not path.is_dir():
-        return [image_layer_data(read_volume(path))]
-    volumes, problems = read_every_series(path)
+    volumes, problems = read_all(path)
     if not volumes:
         more = f" (and {len(problems) - 1} other series)" if len(problems) > 1 else ""
         raise InputError(problems[0] + more)
