@@ -50,6 +50,25 @@ class _SortItem(QTableWidgetItem):
         return mine < theirs
 
 
+def _cells(record) -> list[tuple[str, object, str, str]]:
+    """(text, sort key, tooltip, colour) of each column of a record's row: image, status,
+    labels, score. Blank keys sort last whichever way a column is sorted."""
+    score = record.score
+    versions = record.versions + (["label map"] if record.label_maps else [])
+    status_tip = ""
+    if record.info.get("upload_error"):
+        status_tip = (f"Not sent yet: {record.info['upload_error']}\n"
+                      f"Retried automatically ({_when(record.info.get('upload_next_try'))}).")
+    return [
+        (record.name, record.name, record.id if record.name != record.id else "", ""),
+        (record.status.value, record.status.value, status_tip, STATUS_COLOURS[record.status.value]),
+        (", ".join(versions), len(record.versions),
+         "Found beside it: " + ", ".join(record.label_maps) if record.label_maps else "", ""),
+        ("" if score is None else f"{score:.3f}", score,
+         _score_tip(record.info.get("active")) if score is not None else "", ""),
+    ]
+
+
 class WorklistDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -201,11 +220,14 @@ class WorklistDock(QWidget):
         self.download.show()
 
     def refresh(self) -> None:
+        """Show the store's records: rows rebuilt when the images changed, else only the
+        cells that changed updated (a worklist of thousands of images refreshes after every
+        save and open)."""
         self._refreshed = time.monotonic()
         store = self.session.store
         self.table.setSortingEnabled(False)
-        self.table.setRowCount(0)
         if store is None:
+            self.table.setRowCount(0)
             self.summary.setText("")
             return
         reason = store.read_only_reason()
@@ -215,30 +237,29 @@ class WorklistDock(QWidget):
         except Exception as exc:  # shown, never raised into Qt
             self.session._failed(exc)
             records = []
-        self.table.setRowCount(len(records))
-        for row, record in enumerate(records):
-            score = record.score
-            versions = record.versions + (["label map"] if record.label_maps else [])
-            cells = [record.name, record.status.value, ", ".join(versions),
-                     "" if score is None else f"{score:.3f}"]
-            # blanks sort last whichever way the column is sorted
-            keys = [record.name, record.status.value, len(record.versions), score]
-            for col, (text, key) in enumerate(zip(cells, keys)):
-                item = _SortItem(text)
-                item.setData(Qt.UserRole, key)
-                item.setData(ID_ROLE, record.id)
-                if col == 0 and record.name != record.id:
-                    item.setToolTip(record.id)
-                if col == 2 and record.label_maps:
-                    item.setToolTip("Found beside it: " + ", ".join(record.label_maps))
-                if col == 3 and score is not None:
-                    item.setToolTip(_score_tip(record.info.get("active")))
-                if col == 1:
-                    item.setForeground(QBrush(QColor(STATUS_COLOURS[record.status.value])))
-                    if record.info.get("upload_error"):
-                        item.setToolTip(f"Not sent yet: {record.info['upload_error']}\n"
-                                        f"Retried automatically ({_when(record.info.get('upload_next_try'))}).")
-                self.table.setItem(row, col, item)
+        rows = {self.table.item(r, 0).data(ID_ROLE): r for r in range(self.table.rowCount())}
+        if len(rows) != len(records) or any(record.id not in rows for record in records):
+            self.table.setRowCount(0)
+            self.table.setRowCount(len(records))
+            rows = {record.id: row for row, record in enumerate(records)}
+        for record in records:
+            row = rows[record.id]
+            for col, cell in enumerate(_cells(record)):
+                item = self.table.item(row, col)
+                if item is None:
+                    # names and statuses sort as their text does (in Qt: fast for thousands of rows)
+                    item = QTableWidgetItem() if col < 2 else _SortItem()
+                    item.setData(ID_ROLE, record.id)
+                    self.table.setItem(row, col, item)
+                text, key, tip, colour = cell
+                if item.text() != text:
+                    item.setText(text)
+                if item.data(Qt.UserRole) != key:
+                    item.setData(Qt.UserRole, key)
+                if item.toolTip() != tip:
+                    item.setToolTip(tip)
+                if colour and item.foreground().color().name() != colour:
+                    item.setForeground(QBrush(QColor(colour)))
         self.table.setSortingEnabled(True)
         done = sum(r.status.value == "labeled" for r in records)
         waiting = sum(r.status.value in ("upload_pending", "upload_failed") for r in records)
@@ -265,8 +286,9 @@ class WorklistDock(QWidget):
             item = self.table.item(row, 0)
             current = item.data(ID_ROLE) == self.session.image_id
             font = item.font()
-            font.setBold(current)
-            item.setFont(font)
+            if font.bold() != current:  # a changed item may be sorted again: only those that change
+                font.setBold(current)
+                item.setFont(font)
             if current:
                 self.table.selectRow(row)
                 self.table.scrollToItem(item)

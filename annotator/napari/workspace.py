@@ -9,7 +9,6 @@ the keyboard shortcuts call its actions. Work runs in worker threads through
 from __future__ import annotations
 
 import atexit
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -23,7 +22,7 @@ from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
 from annotator.datastore import open_datastore
-from annotator.engine.loading import import_network_stack
+from annotator.engine.loading import finish_warm_up, warm_up
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.napari import layers as L
@@ -118,7 +117,13 @@ class Workspace:
         self._autosave.start()
         self._windows: list = []
         bind_keys(viewer, self)
-        self._warm = False
+        # the network stack loads once an image is up (not while the window starts: they
+        # would compete for the CPU); a window closing first never starts it, or waits for it
+        self._warm = QTimer(window)
+        self._warm.setSingleShot(True)
+        self._warm.setInterval(300)
+        self._warm.timeout.connect(warm_up)
+        window.installEventFilter(_WarmUpFilter(window, self._warm))
         self.last_redraw_s = 0.0  # the label layer's last redraw after an engine step
 
     # ---- opening ------------------------------------------------------------------------
@@ -179,18 +184,8 @@ class Workspace:
 
     # ---- the session shown --------------------------------------------------------------
 
-    def _warm_up(self) -> None:
-        """torch and MONAI (seconds) load in the background once an image is up (not while
-        the window starts: they would compete for the CPU), so the first network click
-        does not wait for them."""
-        if not self._warm:
-            self._warm = True
-            # not a daemon: Python waits for it at exit (torch cut off mid-import crashes)
-            QTimer.singleShot(300, lambda: threading.Thread(target=import_network_stack, name="annotator-warm-up",
-                                                             daemon=False).start())
-
     def _show(self, image_id: str) -> None:
-        self._warm_up()
+        self._warm.start()
         s = self.session
         volume = s.volume
         self._muted = True
@@ -335,6 +330,21 @@ class Workspace:
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
                 "next_label": s.next_label, "fill_holes": lambda: s.tidy("fill_holes"),
                 "keep_largest": lambda: s.tidy("keep_largest")}
+
+
+class _WarmUpFilter(QObject):
+    """When the window closes: the warm-up not started yet never starts, one under way is
+    waited for."""
+
+    def __init__(self, window, timer: QTimer):
+        super().__init__(window)
+        self.timer = timer
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Close:
+            self.timer.stop()
+            finish_warm_up()
+        return False
 
 
 class _CloseFilter(QObject):

@@ -29,7 +29,7 @@ from annotator.annotation import Job
 from annotator.napari.workspace import QtRunner, workspace_for
 
 viewer = napari.Viewer(show=False)
-workspace_for(viewer)._warm_up()  # torch starts loading in the background ...
+workspace_for(viewer)._warm.start()  # torch starts loading in the background ...
 end = time.monotonic() + 0.5
 while time.monotonic() < end:
     QApplication.processEvents()
@@ -47,6 +47,45 @@ def test_quitting_while_background_work_runs_is_clean():
     proc = subprocess.run([sys.executable, "-c", _EXIT_WHILE_WORKING], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and "exiting" in proc.stdout, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "deleted" not in proc.stderr, proc.stderr[-2000:]
+
+
+_CLOSE_WHILE_LOADING = """
+import threading
+import time
+import napari
+from qtpy.QtWidgets import QApplication
+from annotator.napari.workspace import workspace_for
+
+def pump(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+
+early = napari.Viewer(show=False)
+workspace_for(early)._warm.start()
+early.close()  # before the warm-up was due
+pump(0.6)
+print("after an early close:", [t.name for t in threading.enumerate() if t.name == "annotator-warm-up"], flush=True)
+viewer = napari.Viewer(show=False)
+workspace_for(viewer)._warm.start()
+pump(0.6)  # torch is loading in the background now
+loading = [t for t in threading.enumerate() if t.name == "annotator-warm-up"]
+print("loading:", bool(loading) and loading[0].is_alive(), flush=True)
+viewer.close()
+print("after close, still loading:", loading[0].is_alive(), flush=True)
+"""
+
+
+def test_a_window_closing_while_torch_loads_waits_for_it():
+    """An import of torch still running while Qt tears a window down could crash the
+    interpreter at exit (about one exit in ten): a window that closes before the warm-up
+    is due never starts it, and one that closes during it waits for it to end."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _CLOSE_WHILE_LOADING], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines == ["after an early close: []", "loading: True", "after close, still loading: False"], proc.stdout
 
 
 _WINDOW_GONE_WHILE_WORKING = """

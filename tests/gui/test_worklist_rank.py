@@ -51,3 +51,25 @@ def test_cancel_stops_the_ranking(annotator_window, qtbot):
     assert any("cancelled" in s for s in statuses)
     assert worklist.score_button.text() == "Score"
     assert sum(1 for _, s in _rows(worklist) if s) < 3
+
+
+def test_a_refresh_updates_the_rows_in_place(annotator_window, qtbot):
+    """Opening or saving refreshes the worklist: the rows stay (a worklist of thousands of
+    images is not rebuilt each time), and what changed shows: the status of an accepted
+    image, the bold row of the image open."""
+    viewer, ws, annotation, worklist = annotator_window
+    t = worklist.table
+    items = {t.item(r, 0).data(ID_ROLE): (t.item(r, 0), t.item(r, 1)) for r in range(t.rowCount())}
+    first = ws.image_id
+    ws.label[:] = 0
+    ws.label[10:20, 20:30, 10:20] = 1
+    ws.painted()
+    ws.accept()
+    qtbot.waitUntil(lambda: not ws.files.busy and items[first][1].text() == "labeled", timeout=30000)
+    other = next(i for i in items if i != first)
+    worklist.open_image(other)
+    qtbot.waitUntil(lambda: ws.image_id == other and ws.idle and not ws.files.busy, timeout=30000)
+    now = {t.item(r, 0).data(ID_ROLE): (t.item(r, 0), t.item(r, 1)) for r in range(t.rowCount())}
+    assert now.keys() == items.keys() and all(now[i][0] is items[i][0] for i in items)  # the same rows
+    assert [i for i, (name, _) in now.items() if name.font().bold()] == [other]
+    assert now[first][1].foreground().color().name() == "#0f9d58"  # labeled: green
