@@ -37,6 +37,7 @@ def cmd_info(args) -> int:
     from annotator.io.sniff import is_image_file
 
     path = export_folder(Path(args.path))
+    scan = None
     if path.is_dir():
         from annotator.io.dicom import pick_series, scan_folder
 
@@ -58,7 +59,7 @@ def cmd_info(args) -> int:
             print(f"  [{i}] {s.describe()}")
         if scan.skipped:
             print(f"  ({len(scan.skipped)} other files skipped, e.g. {scan.skipped[0][0].name}: {scan.skipped[0][1]})")
-    volume = read_volume(path, args.series)
+    volume = read_volume(path, args.series, scan)
     print(volume.summary())
     return 0
 

@@ -97,18 +97,18 @@ class DicomwebDatastore(Datastore):
             if progress is not None:
                 progress(f"downloading {row.description or image_id}: {done} of {total} images", done / total)
 
-        folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
-        parts = self._parts(row.series_uid)
-        if not parts:  # first opened: which acquisitions its files hold
-            from annotator.io.dicom import scan_folder
+        from annotator.io.dicom import scan_folder
 
-            parts = [info.key for info in scan_folder(folder).series]
+        folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
+        scan = scan_folder(folder)  # which acquisitions its files hold: listed from now on
+        parts = [info.key for info in scan.series]
+        if parts != self._parts(row.series_uid):
             self.labels.set_info(row.series_uid, parts=parts)
         _, number = _split(image_id)
         if number > max(1, len(parts)):
             raise DatastoreError(f"{self.name}: no image series '{image_id}' (the series holds {len(parts)} acquisition"
                                  f"{'s' if len(parts) != 1 else ''})")
-        return read_volume(folder, parts[number - 1] if len(parts) > 1 else None)
+        return read_volume(folder, parts[number - 1] if len(parts) > 1 else None, scan)
 
     def _pinned(self):
         series = self._series()

@@ -383,11 +383,12 @@ def pick_series(scan: FolderScan, folder: Path, series: str | int | None) -> Ser
     raise InputError(f"{folder}: no series '{series}' (found: {listing})")
 
 
-def read_series(folder: str | os.PathLike, series: str | int | None = None) -> Volume:
+def read_series(folder: str | os.PathLike, series: str | int | None = None, scan: FolderScan | None = None) -> Volume:
     """Read one series of ``folder`` (largest by default; ``series``: its
-    :attr:`SeriesInfo.key`, SeriesInstanceUID or place in the listing) as a :class:`Volume`."""
+    :attr:`SeriesInfo.key`, SeriesInstanceUID or place in the listing) as a :class:`Volume`;
+    ``scan``: the folder's listing, when it was made already (its headers are not read again)."""
     folder = Path(folder)
-    return read_info(pick_series(scan_folder(folder), folder, series), folder)
+    return read_info(pick_series(scan_folder(folder) if scan is None else scan, folder, series), folder)
 
 
 def read_info(info: SeriesInfo, folder: Path) -> Volume:

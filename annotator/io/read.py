@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -18,6 +19,9 @@ from annotator.errors import GeometryError, InputError
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
 from annotator.io.volume import Source, Volume, volume_from_sitk
+
+if TYPE_CHECKING:
+    from annotator.io.dicom import FolderScan
 
 #: held while stderr is swapped (:func:`quiet_c_stderr`)
 _STDERR = threading.RLock()
@@ -220,7 +224,7 @@ def guess_modality(array: np.ndarray) -> str:
     return "CT" if -1100 <= low <= -900 and air > 0.01 else "unknown"
 
 
-def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Volume:
+def read_volume(path: str | os.PathLike, series: str | int | None = None, scan: FolderScan | None = None) -> Volume:
     """Read an image file (of a 4-D file, one volume), a DICOM folder or a DICOM file.
 
     Parameters
@@ -232,6 +236,9 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
         For a folder: SeriesInstanceUID or index in :func:`annotator.io.dicom.scan_folder`'s
         listing; the largest series by default. For a 4-D file: which of its volumes,
         from 0 (the first by default).
+    scan
+        For a folder: its :func:`annotator.io.dicom.scan_folder` listing, when it was
+        made already (its headers are not read twice).
 
     Raises
     ------
@@ -242,7 +249,7 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None) -> Vol
     if path.is_dir():
         from annotator.io import dicom  # pydicom: only when a folder is read
 
-        volume = dicom.read_series(path, series)
+        volume = dicom.read_series(path, series, scan)
     elif path.is_file() and looks_like_dicom(path):
         from annotator.io import dicom
 
@@ -257,7 +264,8 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     channels, as the Decathlon's multi-modal images), each (``which``: "all") or the one
     numbered ``which`` from 0 (the first for None)."""
     image, non_finite = _read_sitk(path)
-    count = image.GetSize()[3] if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1 else 1
+    stacked = image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1
+    count = image.GetSize()[3] if stacked else 1
     if which == "all":
         numbers = list(range(count))
     else:
@@ -268,7 +276,7 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     volumes = []
     for number in numbers:
         one = image
-        if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1:
+        if stacked:
             size = list(image.GetSize())
             size[3] = 0
             one = sitk.Extract(image, size, [0, 0, 0, number])
