@@ -214,3 +214,52 @@ def test_each_volume_of_a_4d_file_reads_on_its_grid(tmp_path):
     label = (plain.array > np.percentile(plain.array, 80)).astype(np.uint8)
     write_label(tmp_path / "two_channels_label.nii.gz", label, volume)
     np.testing.assert_array_equal(read_label(tmp_path / "two_channels_label.nii.gz", volume), label)
+
+
+def _bare(source, target, implicit: bool) -> None:
+    """``source`` written as older scanners and archives wrote DICOM: the data set alone,
+    with no 128-byte preamble, no "DICM" and no file meta."""
+    import pydicom
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    body = pydicom.Dataset(pydicom.dcmread(source))
+    with open(target, "wb") as f:
+        out = DicomFileLike(f)
+        out.is_little_endian, out.is_implicit_VR = True, implicit
+        write_dataset(out, body)
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit_vr", "explicit_vr"])
+def test_dicom_files_without_preamble_read_as_their_series(tmp_path, implicit):
+    """Files holding a bare data set are DICOM to every part of the app: the series reads
+    as the same volume, a folder of them lists it, and its SEG refers to its files."""
+    import io
+
+    import pydicom
+
+    from annotator.datastore.factory import open_datastore
+    from annotator.io.seg import series_seg, seg_to_label
+    from annotator.io.sniff import looks_like_dicom
+
+    source = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    series = tmp_path / "old" / "crop"
+    series.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        _bare(path, series / path.stem, implicit)
+    (series / "notes.txt").write_text("\x08 not DICOM, though it starts with a byte 8")
+    first = sorted(series.iterdir())[0]
+    assert first.read_bytes()[128:132] != b"DICM" and looks_like_dicom(first)
+    assert not looks_like_dicom(series / "notes.txt")
+    plain, old = read_volume(source), read_volume(series)
+    np.testing.assert_array_equal(old.array, plain.array)
+    assert old.same_geometry(plain) and old.source.sop_uids == plain.source.sop_uids
+    store, image_id = open_datastore(first)
+    assert image_id == "crop" and [r.id for r in store.records()] == ["crop"]
+    label = np.zeros(old.shape, np.uint8)
+    label[10:20, 10:30, 10:20] = 1
+    _, data = series_seg(label, old, {1: "hippocampus"})
+    seg = pydicom.dcmread(io.BytesIO(data))
+    referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(plain.source.sop_uids)
+    np.testing.assert_array_equal(seg_to_label(seg, old)[0], label)

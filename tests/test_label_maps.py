@@ -121,6 +121,24 @@ def test_a_seg_in_a_series_folder_is_its_label_map_and_never_hides_the_series(tm
     assert liver.sum() == 107098 and names == {"liver": 1}  # DicomSeg.dcm (another series) is offered nowhere
 
 
+def test_a_study_folder_with_seg_files_beside_its_series_folders_opens_as_that_folder(tmp_path):
+    """SEG files saved at the top of a study folder, its series in folders below: the folder
+    is the study (opened in the app and in napari), not a series of its parent's."""
+    from annotator.datastore.factory import open_datastore
+    from annotator.napari.reader import get_reader
+
+    study = tmp_path / "study"
+    shutil.copytree(DATA / "dcmqi_ct3slice_seg" / "ct-3slice", study / "ct")
+    shutil.copy(DATA / "dcmqi_ct3slice_seg" / "liver.dcm", study)
+    shutil.copy(DATA / "dicom_seg_tcga_gbm" / "DicomSeg.dcm", study)
+    store, image_id = open_datastore(study)
+    assert image_id is None and store.folder == study.resolve()
+    assert {r.id: r.label_maps for r in store.records()} == {"ct": ["liver"]}
+    assert open_datastore(study / "ct")[1] == "ct"
+    layers = get_reader(str(study))(str(study))
+    assert [kwargs["name"] for _, kwargs, _ in layers] == [store.open_image("ct").name]
+
+
 def test_a_seg_of_one_acquisition_is_the_label_map_of_that_acquisition(tmp_path, two_echoes_mr):
     """A series of two echoes is two images; a SEG of echo 2 belongs to echo 2 (it refers to
     that echo's slices), not to the series' first echo."""

@@ -163,15 +163,14 @@ class LocalDatastore(Datastore):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
         path = self._maps[map_id]
         if looks_like_dicom(path):  # a DICOM SEG
-            import pydicom
-
+            from annotator.io.dicom import read_dataset
             from annotator.io.seg import seg_to_label
 
             try:  # a SEG made elsewhere: its segments take the values the folder gives their names
                 known = self.label_names()
             except AnnotatorError:  # a broken labels.json is said where the names are offered
                 known = None
-            label, names = seg_to_label(pydicom.dcmread(path), image, known=known)
+            label, names = seg_to_label(read_dataset(path), image, known=known)
             return label, {str(name).lower(): int(value) for value, name in names.items()}
         return read_label(path, image), label_names_in(path)
 

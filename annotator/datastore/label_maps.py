@@ -74,12 +74,11 @@ def header(path: Path) -> tuple | None:
 def referenced(path: Path) -> tuple[str, set[str]] | None:
     """The SeriesInstanceUID a DICOM SEG file segments and the SOP Instance UIDs of its
     images (None: not a readable SEG)."""
-    import pydicom
-
+    from annotator.io.dicom import read_dataset
     from annotator.io.seg import referenced_instances
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ReferencedSeriesSequence"])
+        ds = read_dataset(path, stop_before_pixels=True, specific_tags=["Modality", "ReferencedSeriesSequence"])
         if ds.get("Modality") != "SEG":
             return None
         return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID), referenced_instances(ds)

@@ -24,10 +24,12 @@ class Kind(str, Enum):
     MISSING = "missing"
 
 
-def holds_dicom_files(folder: Path, limit: int | None = 5) -> bool:
+def holds_dicom_files(folder: Path, limit: int | None = 5, slices: bool = False) -> bool:
     """Whether one of the first ``limit`` visible files directly in ``folder`` (all of
-    them for None) is DICOM. A ``DICOMDIR`` (the index at the top of a CD or USB export,
-    its series in folders below) does not count: it holds no image."""
+    them for None) is DICOM; with ``slices``, a DICOM image (its header is read: a SEG, a
+    report or another object without slices does not count, nor towards ``limit``). A
+    ``DICOMDIR`` (the index at the top of a CD or USB export, its series in folders
+    below) does not count: it holds no image."""
     checked = 0
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -37,7 +39,13 @@ def holds_dicom_files(folder: Path, limit: int | None = 5) -> bool:
         if entry.name.startswith(".") or not entry.is_file() or is_dicomdir(Path(entry.path)):
             continue
         if looks_like_dicom(Path(entry.path)):
-            return True
+            if not slices:
+                return True
+            from annotator.io.dicom import holds_slices
+
+            if holds_slices(Path(entry.path)):
+                return True
+            continue
         checked += 1
         if limit is not None and checked >= limit:
             break
@@ -57,7 +65,7 @@ def classify(path: str | os.PathLike) -> Kind:
         return Kind.MISSING
     if is_dataset(path):
         return Kind.DATASET
-    if holds_dicom_files(path) and not _holds_image_files(path):
+    if holds_dicom_files(path, slices=True) and not _holds_image_files(path):
         return Kind.DICOM_SERIES
     return Kind.FOLDER
 

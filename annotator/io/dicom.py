@@ -31,7 +31,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from annotator.errors import GeometryError, InputError
-from annotator.io.sniff import looks_like_dicom
+from annotator.io.sniff import starts_with_dataset
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
 #: Tags read from every file while scanning.
@@ -133,8 +133,42 @@ def frame_count(ds) -> int:
         return 1
 
 
+def read_dataset(path: str | os.PathLike, **options) -> pydicom.Dataset:
+    """pydicom's ``dcmread(path, **options)`` that also reads a file holding a bare data
+    set (no preamble, "DICM" or file meta: as older scanners and archives wrote them); the
+    transfer syntax pydicom found in it is recorded in its file meta, where the pixel
+    decoders and highdicom look for it."""
+    try:
+        return pydicom.dcmread(path, **options)
+    except InvalidDicomError:
+        with open(path, "rb") as f:
+            if not starts_with_dataset(f.read(8)):
+                raise
+    ds = pydicom.dcmread(path, force=True, **options)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit
+                                          else pydicom.uid.ExplicitVRLittleEndian if little
+                                          else pydicom.uid.ExplicitVRBigEndian)
+    return ds
+
+
+def _has_slices(ds: pydicom.Dataset) -> bool:
+    return str(ds.get("Modality", "")) not in _NON_IMAGE_MODALITIES and "Rows" in ds
+
+
+def holds_slices(path: Path) -> bool:
+    """Whether the DICOM file ``path`` is an image (a slice or a multi-frame volume), not
+    a SEG, a report or another object. A header that cannot be read counts as an image's:
+    reading the series then says what is wrong with it."""
+    try:
+        return _has_slices(read_dataset(path, stop_before_pixels=True, specific_tags=["Modality", "Rows"]))
+    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged headers
+        return True
+
+
 def _read_header(path: Path) -> pydicom.Dataset:
-    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+    return read_dataset(path, stop_before_pixels=True, specific_tags=_TAGS)
 
 
 def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
@@ -161,7 +195,7 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
                 skipped.append((path, f"unreadable DICOM header ({exc})"))
                 continue
             modality = str(ds.get("Modality", ""))
-            if modality in _NON_IMAGE_MODALITIES or "Rows" not in ds:
+            if not _has_slices(ds):
                 skipped.append((path, f"DICOM {modality or 'object'} without image slices"))
                 if modality == "SEG":
                     segs.append(path)
@@ -428,8 +462,8 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
 
 def _file_header(path: Path) -> pydicom.Dataset:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True,
-                               specific_tags=["NumberOfFrames", "SeriesInstanceUID", "Modality"])
+        return read_dataset(path, stop_before_pixels=True,
+                            specific_tags=["NumberOfFrames", "SeriesInstanceUID", "Modality"])
     except Exception as exc:  # pydicom raises many types on damaged headers
         raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
 
@@ -520,7 +554,7 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None) -> Volum
     path = Path(path)
     failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
     try:
-        header = pydicom.dcmread(path)  # parsed once: highdicom below reads this dataset
+        header = read_dataset(path)  # parsed once: highdicom below reads this dataset
     except Exception as exc:  # pydicom raises many types on damaged files
         raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:

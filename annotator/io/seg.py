@@ -141,14 +141,14 @@ def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
     a series that holds several refers to its own)."""
     import io
 
-    import pydicom
+    from annotator.io.dicom import read_dataset
 
     if not image.source.sop_uids:
         raise InputError(f"{image.name}: a DICOM SEG refers to the DICOM images it segments, and this image was not "
                          "read from DICOM; save its label as NIfTI (.nii.gz)")
     where, mine = Path(image.source.path), set(image.source.sop_uids)
     files = [where] if where.is_file() else sorted(p for p in where.iterdir() if p.is_file() and looks_like_dicom(p))
-    sources = [ds for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in files)
+    sources = [ds for ds in (read_dataset(p, stop_before_pixels=True) for p in files)
                if str(ds.get("SOPInstanceUID", "")) in mine]
     if not sources:
         raise InputError(f"{image.name}: none of the DICOM files it was read from is in {image.source.path}")

@@ -29,10 +29,31 @@ def image_stem(path: Path) -> str:
 
 
 def looks_like_dicom(path: Path) -> bool:
-    """Whether ``path`` starts like a DICOM Part 10 file (cheap: reads 4 bytes)."""
+    """Whether ``path`` starts like a DICOM file (cheap: reads 132 bytes): a Part 10 file
+    (128-byte preamble, then "DICM"), or a bare data set as older scanners and archives
+    wrote them (:func:`starts_with_dataset`)."""
     try:
         with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
+            head = f.read(132)
     except OSError:
         return False
+    return head[128:132] == b"DICM" or starts_with_dataset(head)
+
+
+#: the value representations of explicit-VR encoding
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
+
+
+def starts_with_dataset(head: bytes) -> bool:
+    """Whether ``head``, a file's first bytes, is the start of a DICOM data set with no
+    preamble: a little-endian element of the file meta (group 0002) or identifying
+    (group 0008) group, in explicit VR (two known letters) or implicit VR (a length that
+    fits in the file's first megabytes)."""
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    element = int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or element > 0x0100:
+        return False
+    return head[4:6] in _VRS or int.from_bytes(head[4:8], "little") < (1 << 22)
