@@ -378,7 +378,9 @@ def test_a_multi_frame_image_on_the_server_is_annotated_like_a_series(tmp_path, 
         server.upload([multiframe_mr])
         store = DicomwebDatastore(_client(server))
         [record] = store.records()
+        assert record.name == "MR HippoCrop (enhanced conversion) (1 image)"  # one file, as the server counts
         volume = store.open_image(record.id)
+        assert [r.name for r in store.records()] == ["MR HippoCrop (enhanced conversion) (40 slices)"]  # once its frames are known
         series = read_volume(STUDY / "11_HCropVolume")
         np.testing.assert_array_equal(volume.array, series.array)
         assert volume.same_geometry(series, rtol=1e-6)
@@ -465,6 +467,7 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
         server.upload(sorted(two_echoes_mr.iterdir()))
         store = DicomwebDatastore(_client(server))
         [record] = store.records()
+        assert record.name == "MR HippoCrop (80 images)"
         volume = store.open_image(record.id)
         echo1 = read_volume(two_echoes_mr)
         assert volume.name == "HippoCrop (echo 1)"
@@ -480,7 +483,7 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
         np.testing.assert_array_equal(other.label(record.id, other.open_image(record.id)), label)
         # once opened, the second echo is an image of its own
         assert [(r.id, r.name) for r in store.records()] == [
-            (record.id, "MR HippoCrop (echo 1)"), (record.id + "#2", "MR HippoCrop (echo 2)")]
+            (record.id, "MR HippoCrop (echo 1, 40 slices)"), (record.id + "#2", "MR HippoCrop (echo 2, 40 slices)")]
         echo2 = store.open_image(record.id + "#2")
         assert echo2.name == "HippoCrop (echo 2)"
         np.testing.assert_array_equal(echo2.array, echo1.array * 2 + 5)

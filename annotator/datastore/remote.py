@@ -68,6 +68,15 @@ class DicomwebDatastore(Datastore):
         parts = index.get(uid, {}).get("info", {}).get("parts")
         return [str(p) for p in parts] if isinstance(parts, list) else []
 
+    @staticmethod
+    def _size(row: SeriesRow, number: int, info: dict) -> str:
+        """How many slices the series' ``number``-th acquisition holds, once opened (a
+        multi-frame image is one file of many slices); before, its count of images."""
+        slices = info.get("slices")
+        if isinstance(slices, list) and len(slices) >= number and isinstance(slices[number - 1], int):
+            return f"{slices[number - 1]} slices"
+        return f"{row.instances} image{'s' * (row.instances != 1)}"
+
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
         waiting = {e["image_id"]: e for e in self.uploads.entries()}
@@ -80,9 +89,10 @@ class DicomwebDatastore(Datastore):
                 status = status_of(versions, self.uploads.state(image_id))
                 entry = index.get(image_id, {})
                 score = entry.get("score")
-                count = f"({key.partition('/')[2]})" if key else f"({row.instances})"
-                name = " ".join(p for p in (row.modality, row.description or uid[-12:], count) if p)
-                info = {k: v for k, v in entry.get("info", {}).items() if k != "parts"}
+                size = self._size(row, number, index.get(uid, {}).get("info", {}))
+                part = f"{key.partition('/')[2]}, " if key else ""
+                name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({part}{size})") if p)
+                info = {k: v for k, v in entry.get("info", {}).items() if k not in ("parts", "slices")}
                 if image_id in waiting and waiting[image_id].get("error"):
                     info["upload_error"] = waiting[image_id]["error"]
                     info["upload_next_try"] = waiting[image_id].get("next_try", 0.0)
@@ -102,8 +112,10 @@ class DicomwebDatastore(Datastore):
         folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
         scan = scan_folder(folder)  # which acquisitions its files hold: listed from now on
         parts = [info.key for info in scan.series]
-        if parts != self._parts(row.series_uid):
-            self.labels.set_info(row.series_uid, parts=parts)
+        slices = [info.slices for info in scan.series]
+        known = self.labels.read_index()["images"].get(row.series_uid, {}).get("info", {})
+        if parts != known.get("parts") or slices != known.get("slices"):
+            self.labels.set_info(row.series_uid, parts=parts, slices=slices)
         _, number = _split(image_id)
         if number > max(1, len(parts)):
             raise DatastoreError(f"{self.name}: no image series '{image_id}' (the series holds {len(parts)} acquisition"

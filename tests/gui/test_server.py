@@ -157,7 +157,7 @@ def test_a_series_of_two_echoes_joins_the_worklist_as_two_images(make_napari_vie
                         timeout=60000)
         assert session.volume.name == "HippoCrop (echo 1)"
         names = [worklist.table.item(r, 0).text() for r in range(worklist.table.rowCount())]
-        assert sorted(names) == ["MR HippoCrop (echo 1)", "MR HippoCrop (echo 2)"]
+        assert sorted(names) == ["MR HippoCrop (echo 1, 40 slices)", "MR HippoCrop (echo 2, 40 slices)"]
         first = session.volume
         worklist.open_image(session.image_id + "#2")
         qtbot.waitUntil(lambda: session.volume is not first and session.idle and not session.files.busy,
@@ -166,4 +166,4 @@ def test_a_series_of_two_echoes_joins_the_worklist_as_two_images(make_napari_vie
         np.testing.assert_array_equal(session.volume.array, first.array * 2 + 5)
         bold = [worklist.table.item(r, 0).text() for r in range(worklist.table.rowCount())
                 if worklist.table.item(r, 0).font().bold()]
-        assert bold == ["MR HippoCrop (echo 2)"]
+        assert bold == ["MR HippoCrop (echo 2, 40 slices)"]
