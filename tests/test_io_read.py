@@ -263,3 +263,33 @@ def test_dicom_files_without_preamble_read_as_their_series(tmp_path, implicit):
     referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced == set(plain.source.sop_uids)
     np.testing.assert_array_equal(seg_to_label(seg, old)[0], label)
+
+
+def test_the_volumes_of_a_4d_file_take_their_names_from_dataset_json(tmp_path):
+    """nnU-Net's ``channel_names`` or the Decathlon's ``modality``, in the file's folder or
+    the one above; a list that does not fit the file names nothing. The other volumes are
+    the companions of the one annotated, unless there are too many (a time series)."""
+    import json
+
+    from annotator.io.read import MAX_COMPANIONS, companions
+
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    (tmp_path / "imagesTr").mkdir()
+    path = tmp_path / "imagesTr" / "prostate_00.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([image, image]), str(path))
+    assert read_volume(path).name == "prostate_00 (volume 1 of 2)"
+    (tmp_path / "dataset.json").write_text(json.dumps({"modality": {"0": "T2", "1": "ADC", "2": "DWI"}}))
+    assert read_volume(path).name == "prostate_00 (volume 1 of 2)"  # three names for two volumes
+    (tmp_path / "imagesTr" / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T2", "1": "ADC"}}))
+    first = read_volume(path)
+    assert first.name == "prostate_00 (T2)" and first.source.volume == 0
+    assert "a 4-D image of 2 volumes (T2, ADC): T2 is annotated and the others are shown beneath it" in first.warnings[0]
+    [other] = companions(first)
+    assert other.name == "prostate_00 (ADC)" and other.source.volume == 1 and other.warnings == []
+    assert other.same_geometry(first)
+    assert [v.name for v in companions(read_volume(path, 1))] == ["prostate_00 (T2)"]
+    assert companions(read_volume(HIPPO / "images" / "hippocampus_001.nii.gz")) == []
+    series = tmp_path / "series.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([image] * (MAX_COMPANIONS + 1)), str(series))
+    many = read_volume(series)
+    assert companions(many) == [] and "the others are not shown" in many.warnings[0]

@@ -139,6 +139,28 @@ def test_a_study_folder_with_seg_files_beside_its_series_folders_opens_as_that_f
     assert [kwargs["name"] for _, kwargs, _ in layers] == [store.open_image("ct").name]
 
 
+def test_a_decathlon_task_folder_links_its_labels_even_stored_as_float(tmp_path):
+    """imagesTr/ and labelsTr/ side by side (the Decathlon, nnU-Net): each label map links to
+    its image by name, also one stored as float32 (hippocampus_003 of the Decathlon is);
+    a float image of many values named like a label is still an image."""
+    task = tmp_path / "Task04"
+    for folder in ("imagesTr", "labelsTr"):
+        (task / folder).mkdir(parents=True)
+    for case in ("hippocampus_001", "hippocampus_003"):
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", task / "imagesTr")
+        shutil.copy(HIPPO / "labels" / f"{case}.nii.gz", task / "labelsTr")
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    sitk.WriteImage(image, str(task / "imagesTr" / "hippocampus_001_mask.nii.gz"))
+    assert sitk.ReadImage(str(task / "labelsTr" / "hippocampus_003.nii.gz")).GetPixelIDTypeAsString() == "32-bit float"
+    store = LocalDatastore(task)
+    assert {r.id: r.label_maps for r in store.records()} == {
+        "imagesTr/hippocampus_001": ["labelsTr/hippocampus_001"], "imagesTr/hippocampus_001_mask": [],
+        "imagesTr/hippocampus_003": ["labelsTr/hippocampus_003"]}
+    volume = store.open_image("imagesTr/hippocampus_003")
+    label, _ = store.label_map("imagesTr/hippocampus_003", "labelsTr/hippocampus_003", volume)
+    assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2}
+
+
 def test_a_seg_of_one_acquisition_is_the_label_map_of_that_acquisition(tmp_path, two_echoes_mr):
     """A series of two echoes is two images; a SEG of echo 2 belongs to echo 2 (it refers to
     that echo's slices), not to the series' first echo."""

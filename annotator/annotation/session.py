@@ -23,6 +23,7 @@ from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
+from annotator.io.read import companions
 from annotator.io.volume import Volume, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
 
@@ -66,6 +67,7 @@ class AnnotationSession:
         self.marks: dict[str, list] = {"fg": [], "bg": []}
         self.history = LabelHistory()
         self.label_maps: dict[str, np.ndarray] = {}  # segmentations found beside the open image
+        self.companions: list[Volume] = []  # volumes shown with the open image, never annotated
         self.label_map_names: dict[str, dict[str, int]] = {}  # the names each of them gives its values
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
         self._proposal_stale = False  # the label changed by other means since ``proposed`` was kept
@@ -236,11 +238,13 @@ class AnnotationSession:
                           self._failed)
 
     @staticmethod
-    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict]:
-        """The image, its saved label (draft first) and the label maps found beside it (a
-        label map that does not fit the image is left out, with a warning on the volume)."""
+    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict, list[Volume]]:
+        """The image, its saved label (draft first), the label maps found beside it (a
+        label map that does not fit the image is left out, with a warning on the volume)
+        and its companions (the other channels of a 4-D file)."""
         job.report(f"reading {image_id} ...")
         volume = store.open_image(image_id, job.report)
+        others = companions(volume)
         job.report(f"reading the labels of {image_id} ...", 0.8)
         maps = {}
         for map_id in store.label_maps(image_id):
@@ -251,15 +255,17 @@ class AnnotationSession:
         for version in (Version.DRAFT, Version.FINAL):
             label = store.label(image_id, volume, version)
             if label is not None:
-                return volume, label, maps
-        return volume, None, maps
+                return volume, label, maps, others
+        return volume, None, maps, others
 
     def show(self, volume: Volume, label: np.ndarray | None = None, label_maps: dict | None = None,
-             image_id: str = "") -> None:
-        """Make ``volume`` the image being annotated (with its saved label, if any, and the
+             companions: list[Volume] | None = None, image_id: str = "") -> None:
+        """Make ``volume`` the image being annotated (with its saved label, if any, the
         label maps found beside it, id -> (array, the names it gives its values), shown and
-        ready to be used as its label)."""
+        ready to be used as its label, and its companions: volumes shown with it, never
+        annotated, such as the other channels of a 4-D file)."""
         self.volume, self.image_id = volume, image_id
+        self.companions = list(companions or [])
         self.label_maps = {k: array for k, (array, _) in (label_maps or {}).items()}
         self.label_map_names = {k: dict(names) for k, (_, names) in (label_maps or {}).items()}
         self.label = np.zeros(volume.shape, np.uint8) if label is None else np.asarray(label, np.uint8)

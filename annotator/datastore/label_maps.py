@@ -3,8 +3,9 @@ to the image each one labels.
 
 A file is a label map when
 - its name or a folder above it says so (a word such as ``seg``, ``label``, ``mask``:
-  ``example_seg.nii.gz``, ``case_label.nrrd``, ``labels/case.nii.gz``) and its pixel type
-  is an integer type, or
+  ``example_seg.nii.gz``, ``case_label.nrrd``, ``labels/case.nii.gz``, ``labelsTr/case.nii.gz``)
+  and its pixel type is an integer type, or a floating-point type holding few whole
+  numbers (some data sets store labels as float), or
 - its pixel type is an integer type and it holds few values (at most
   :data:`MAX_VALUES`; only files under :data:`SMALL_FILE` bytes are read to count them: a
   compressed label map is small, a CT is not), or
@@ -14,7 +15,9 @@ A file is a label map when
 A DICOM SEG is linked to the image of the series it segments. Another label map is linked
 to an image when its name, once the label words are taken out, names exactly one image
 (``example_seg_mr`` → ``example_mr_sm``), else to the one image on the same grid (size,
-spacing, origin); where several images share that grid, the name decides between them.
+spacing, origin); where several images share that grid, the name decides between them
+(most words in common, then fewest other words: ``labelsTr/case_1`` → ``imagesTr/case_1``
+rather than ``imagesTr/case_1_t2``).
 A label map that matches no image stays unlinked.
 """
 
@@ -30,7 +33,8 @@ from annotator.io.read import quiet_c_stderr
 from annotator.io.sniff import looks_like_dicom
 
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
-               "mask", "masks", "gt", "groundtruth", "annotation", "annotations"}
+               "mask", "masks", "gt", "groundtruth", "annotation", "annotations",
+               "labelstr", "labelsts"}  # the last two: the Decathlon's and nnU-Net's label folders
 #: an integer image with at most this many values is a label map whatever its name
 MAX_VALUES = 32
 SMALL_FILE = 16 * 2**20
@@ -106,7 +110,9 @@ def _acquisition(instances: set[str], candidates: list[str], images: dict[str, P
     return candidates[int(np.argmax(overlap))]
 
 
-def _few_values(path: Path) -> bool:
+def _few_values(path: Path, whole: bool = False) -> bool:
+    """Whether the image holds at most :data:`MAX_VALUES` values (every second voxel
+    counted); with ``whole``, also only whole numbers."""
     import SimpleITK as sitk
 
     try:
@@ -114,7 +120,8 @@ def _few_values(path: Path) -> bool:
             array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError:
         return False
-    return len(np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)) <= MAX_VALUES
+    values = np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)
+    return len(values) <= MAX_VALUES and (not whole or bool(np.all(np.isfinite(values) & (values == np.round(values)))))
 
 
 def is_label_map(image_id: str, path: Path) -> bool:
@@ -123,10 +130,11 @@ def is_label_map(image_id: str, path: Path) -> bool:
     found = header(path)
     if found is None:
         return False
-    pixel = found[0]
+    pixel, small = found[0], path.stat().st_size < SMALL_FILE
     if pixel not in _INTEGER_TYPES:
-        return False
-    return _named_like_label(image_id) or (path.stat().st_size < SMALL_FILE and _few_values(path))
+        return pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small and _few_values(
+            path, whole=True)
+    return _named_like_label(image_id) or (small and _few_values(path))
 
 
 def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -184,8 +192,9 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
         mine = _geometry(path)
         pool = by_name or list(images)
         same = [i for i in pool if mine is not None and grid(i) == mine]
-        if len(same) > 1:  # the name decides: most words in common
-            same.sort(key=lambda i: -len(wanted & image_words[i]))
-            same = [i for i in same if len(wanted & image_words[i]) == len(wanted & image_words[same[0]])]
+        if len(same) > 1:  # the name decides: most words in common, then fewest other words
+            fit = lambda i: (-len(wanted & image_words[i]), len(image_words[i] - wanted))  # noqa: E731
+            same.sort(key=fit)
+            same = [i for i in same if fit(i) == fit(same[0])]
         links[map_id] = same[0] if len(same) == 1 else None
     return links

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
@@ -259,10 +260,33 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None, scan: 
     return _checked(volume, str(path))
 
 
+#: a 4-D file of more volumes than this (a time series) shows the one annotated only
+MAX_COMPANIONS = 8
+
+
+def channel_names(path: Path, count: int) -> list[str] | None:
+    """What the ``count`` volumes of a 4-D file are, as the ``dataset.json`` in its folder
+    or the one above says ("modality" of the Decathlon, "channel_names" of nnU-Net:
+    ``{"0": "FLAIR", "1": "T1w"}``); None when none says it for every volume."""
+    for folder in (path.parent, path.parent.parent):
+        try:
+            described = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(described, dict):
+            continue
+        for key in ("channel_names", "modality"):
+            names = described.get(key)
+            if isinstance(names, dict) and len(names) == count and all(str(i) in names for i in range(count)):
+                return [str(names[str(i)]).strip() or str(i + 1) for i in range(count)]
+    return None
+
+
 def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     """The volumes of an image file: the one of a 3-D file; of a 4-D file (time points or
     channels, as the Decathlon's multi-modal images), each (``which``: "all") or the one
-    numbered ``which`` from 0 (the first for None)."""
+    numbered ``which`` from 0 (the first for None), named by what ``dataset.json`` calls
+    it (:func:`channel_names`), else by its number."""
     image, non_finite = _read_sitk(path)
     stacked = image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1
     count = image.GetSize()[3] if stacked else 1
@@ -273,6 +297,8 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
         if not 0 <= number < count:
             raise InputError(f"{path}: no volume '{which}' (it holds {count}, numbered 0 to {count - 1})")
         numbers = [number]
+    named = channel_names(path, count) if count > 1 else None
+    names = named or [f"volume {i + 1} of {count}" for i in range(count)]
     volumes = []
     for number in numbers:
         one = image
@@ -281,18 +307,44 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
             size[3] = 0
             one = sitk.Extract(image, size, [0, 0, 0, number])
         check_scalar_3d(one, str(path))
-        name = image_stem(path) + (f" (volume {number + 1} of {count})" if count > 1 else "")
-        volume = volume_from_sitk(one, name=name, source=Source(path=str(path)))
+        name = image_stem(path) + (f" ({names[number]})" if count > 1 else "")
+        volume = volume_from_sitk(one, name=name, source=Source(path=str(path), volume=number if count > 1 else None))
         volume.modality = guess_modality(volume.array)
         mask = non_finite[number] if non_finite is not None and non_finite.ndim == 4 else non_finite
         if mask is not None and mask.shape == volume.shape:
             volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
             volume.array[mask] = np.nan  # SimpleITK made them 0: the NaN rule below decides
         if count > 1:
-            volume.warnings.append(f"a 4-D image of {count} volumes (time points or channels): volume {number + 1} "
-                                   "is shown and annotated; its label fits every volume of the file")
+            shown = ("the others are shown beneath it" if count <= MAX_COMPANIONS
+                     else f"the others are not shown (more than {MAX_COMPANIONS})")
+            listed = f" ({', '.join(named)})" if named else ""
+            which = named[number] if named else f"volume {number + 1}"
+            volume.warnings.append(f"a 4-D image of {count} volumes{listed}: {which} is annotated and {shown}; "
+                                   "its label fits every volume of the file")
         volumes.append(_checked(volume, str(path)))
     return volumes
+
+
+def companions(volume: Volume) -> list[Volume]:
+    """The other volumes of the 4-D file ``volume`` is one of (other channels or time
+    points: shown beside it, never annotated), at most :data:`MAX_COMPANIONS`; none for
+    any other image. The file is read again."""
+    number, path = volume.source.volume, Path(volume.source.path)
+    if number is None or not path.is_file():
+        return []
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    with quiet_c_stderr():
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return []
+    if len(reader.GetSize()) != 4 or reader.GetSize()[3] > MAX_COMPANIONS:
+        return []
+    others = [v for v in _file_volumes(path) if v.source.volume != number]
+    for other in others:
+        other.warnings = [w for w in other.warnings if not w.startswith("a 4-D image")]
+    return others
 
 
 def export_folder(path: Path) -> Path:

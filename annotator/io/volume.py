@@ -31,6 +31,8 @@ class Source:
     frame_of_reference_uid: str = ""
     #: a multi-frame image: the frame number (from 1) of each slice in its instance
     frames: tuple[int, ...] = ()
+    #: one volume of a 4-D file: its number there (from 0); None for any other image
+    volume: int | None = None
 
 
 @dataclass

@@ -200,6 +200,10 @@ class Workspace:
                     self.viewer.layers.remove(layer)
                 data, kwargs, _ = L.image_layer_data(volume)
                 self.viewer.add_image(data, **kwargs)
+                for other in s.companions:  # beneath the image, in their order, hidden: one click shows each
+                    data, kwargs, _ = L.image_layer_data(other)
+                    self.viewer.add_image(data, visible=False, **kwargs)
+                    self.viewer.layers.move(len(self.viewer.layers) - 1, 0)
             affine = L.affine(volume)
             for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited
                 named = {v: n for n, v in s.label_map_names.get(map_id, {}).items()}

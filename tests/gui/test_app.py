@@ -89,6 +89,46 @@ def test_what_was_changed_on_opening_is_said(make_napari_viewer, qtbot, tmp_path
     assert "case<3>: 2 NaN/infinite voxels replaced" in _shown_text(dock.status)
 
 
+def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer, qtbot, tmp_path):
+    """A Decathlon-style 4-D image: the first channel is annotated, the others lie hidden
+    beneath it in the layer list, named as dataset.json names them, on the same grid;
+    the next image (3-D) takes them away."""
+    import json
+
+    import SimpleITK as sitk
+
+    from annotator.napari.workspace import workspace_for
+    from annotator_app.main import open_start
+
+    task = tmp_path / "Task99_Test"
+    (task / "imagesTr").mkdir(parents=True)
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(image)
+    channels = []
+    for values in (array, array.max() - array, array * 0.5 + 100):
+        one = sitk.GetImageFromArray(values)
+        one.CopyInformation(image)
+        channels.append(one)
+    sitk.WriteImage(sitk.JoinSeries(channels), str(task / "imagesTr" / "case_001.nii.gz"))
+    sitk.WriteImage(image, str(task / "imagesTr" / "case_002.nii.gz"))
+    (task / "dataset.json").write_text(json.dumps({"modality": {"0": "T1w", "1": "inverted", "2": "T2w"}}))
+    viewer = make_napari_viewer()
+    ws = workspace_for(viewer)
+    open_start(viewer, str(task / "imagesTr" / "case_001.nii.gz"), None)
+    qtbot.waitUntil(lambda: ws.session.volume is not None and ws.session.idle and not ws.session.files.busy,
+                    timeout=30000)
+    images = [layer for layer in viewer.layers if layer._type_string == "image"]
+    assert [layer.name for layer in reversed(images)] == ["case_001 (T1w)", "case_001 (inverted)", "case_001 (T2w)"]
+    assert [layer.visible for layer in reversed(images)] == [True, False, False]
+    assert ws.image_layer() is images[-1] and ws.session.volume.name == "case_001 (T1w)"
+    np.testing.assert_allclose(images[1].data, array.max() - array)
+    for layer in images:
+        np.testing.assert_allclose(layer.affine.affine_matrix, images[-1].affine.affine_matrix)
+    ws.session.open_image("case_002")
+    qtbot.waitUntil(lambda: ws.session.image_id == "case_002" and not ws.session.files.busy, timeout=30000)
+    assert [layer.name for layer in viewer.layers if layer._type_string == "image"] == ["case_002"]
+
+
 def _shown_text(label) -> str:
     """What a QLabel shows, as a person reads it (rich text rendered to plain)."""
     from qtpy.QtGui import QTextDocument
