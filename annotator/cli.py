@@ -564,29 +564,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "several) or its index in the listing (default: largest)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("scribbles", help="segment from scribbles (1 = foreground, 2 = background)")
-    p.add_argument("image")
-    p.add_argument("--scribbles", required=True, help="label file in IMAGE's geometry")
-    p.add_argument("--out", required=True, help="output label (.nii.gz): 1 = foreground")
-    p.add_argument("--series", help="series of a DICOM folder (default: largest)")
-    p.set_defaults(func=cmd_scribbles)
+    def on_image(name: str, help: str, out: str, func) -> argparse.ArgumentParser:
+        """A command that segments one image and writes the label to ``--out``."""
+        command = sub.add_parser(name, help=help)
+        command.add_argument("image", help="image file, DICOM series folder or DICOM file")
+        command.add_argument("--out", required=True, help=out)
+        command.add_argument("--series", help="series of a DICOM folder, or volume of a 4-D file from 0 (default: the "
+                             "largest series, the first volume)")
+        command.set_defaults(func=func)
+        return command
 
-    p = sub.add_parser("clicks", help="segment from foreground/background clicks")
-    p.add_argument("image")
+    p = on_image("scribbles", "segment from scribbles (1 = foreground, 2 = background)",
+                 "output label (.nii.gz): 1 = foreground", cmd_scribbles)
+    p.add_argument("--scribbles", required=True, help="label file in IMAGE's geometry")
+    p = on_image("clicks", "segment from foreground/background clicks", "output label (.nii.gz): 1 = foreground",
+                 cmd_clicks)
     p.add_argument("--fg", type=_xyz, action="append", required=True, metavar="X,Y,Z",
                    help="foreground click, voxel index as ITK counts (repeatable)")
     p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
-    p.add_argument("--out", required=True, help="output label (.nii.gz): 1 = foreground")
     p.add_argument("--method", default="auto", help="method name (default: best available)")
-    p.add_argument("--series", help="series of a DICOM folder (default: largest)")
-    p.set_defaults(func=cmd_clicks)
-
-    p = sub.add_parser("infer", help="automatic segmentation with a DeepEdit model (no clicks)")
-    p.add_argument("image")
+    p = on_image("infer", "automatic segmentation with a DeepEdit model (no clicks)",
+                 "output label (.nii.gz) with the model's label values", cmd_infer)
     p.add_argument("--model", required=True, help="model name (bundled or in the user models folder)")
-    p.add_argument("--out", required=True, help="output label (.nii.gz) with the model's label values")
-    p.add_argument("--series", help="series of a DICOM folder (default: largest)")
-    p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("train", help="train or fine-tune a DeepEdit/DeepGrow model in a child process")
     p.add_argument("--method", choices=["deepedit", "deepgrow3d", "deepgrow2d"])
@@ -678,41 +677,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dicomweb", help="a DICOMweb server (Orthanc and others)")
     web = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
-    listing = w = web.add_parser("list", help="the server's image series: study UID, series UID, modality, "
-                                               "description, instances")
-    w.add_argument("url", help="DICOMweb root, e.g. http://host:8042/dicom-web")
+
+    def server_action(name: str, help: str, func, login: bool = False) -> argparse.ArgumentParser:
+        """An action on the server at ``url``, with the options that say how to reach it."""
+        action = web.add_parser(name, help=help)
+        action.add_argument("url", help="DICOMweb root, e.g. http://host:8042/dicom-web")
+        action.add_argument("--user", help="HTTP basic user; without it the secret is a bearer token" if login
+                            else "HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
+        if not login:
+            action.add_argument("--token", help="bearer token")
+        action.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
+        action.set_defaults(func=func)
+        return action
+
+    w = server_action("list", "the server's image series: study UID, series UID, modality, description, instances",
+                      cmd_dicomweb_list)
     w.add_argument("--modality", help="e.g. CT (wildcards * and ? work in every filter)")
     w.add_argument("--patient", help="patient name, e.g. 'Smith*' or 'Smith^John'")
     w.add_argument("--description", help="series description, e.g. '*FLAIR*'")
     w.add_argument("--date", help="study date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
-    w.set_defaults(func=cmd_dicomweb_list)
-    w = web.add_parser("pull", help="a series as DICOM files (through the local cache)")
-    w.add_argument("url", help="DICOMweb root")
+    w = server_action("pull", "a series as DICOM files (through the local cache)", cmd_dicomweb_pull)
     w.add_argument("series_uid", help="SeriesInstanceUID (see `annotator dicomweb list`)")
     w.add_argument("--out", required=True, help="folder for the files")
-    w.set_defaults(func=cmd_dicomweb_pull)
-    push = web.add_parser("push-seg", help="send a NIfTI label in a series' geometry as DICOM SEG; prints its UID")
-    push.add_argument("url", help="DICOMweb root")
-    push.add_argument("series_uid", help="the labelled series' SeriesInstanceUID")
-    push.add_argument("label", help="NIfTI label on that series' grid")
-    push.add_argument("--names", help="segment names for the label values in ascending order, e.g. liver,spleen")
-    push.add_argument("--algorithm", help="the model that contributed (SEMIAUTOMATIC); default: MANUAL")
-    push.set_defaults(func=cmd_dicomweb_push_seg)
-    pull = web.add_parser("pull-seg", help="a server SEG as a NIfTI label in its source series' geometry")
-    pull.add_argument("url", help="DICOMweb root")
-    pull.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
-    pull.add_argument("--out", required=True, help="output label (.nii.gz)")
-    pull.set_defaults(func=cmd_dicomweb_pull_seg)
-    login = web.add_parser("login", help="check a password (with --user) or a bearer token and keep it in the keyring")
-    login.add_argument("url", help="DICOMweb root")
-    login.add_argument("--stdin", action="store_true", help="read the secret from standard input, not a prompt")
-    login.add_argument("--user", help="HTTP basic user; without it the secret is a bearer token")
-    login.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
-    login.set_defaults(func=cmd_dicomweb_login)
-    for w_ in (listing, w, push, pull):
-        w_.add_argument("--user", help="HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
-        w_.add_argument("--token", help="bearer token")
-        w_.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")
+    w = server_action("push-seg", "send a NIfTI label in a series' geometry as DICOM SEG; prints its UID",
+                      cmd_dicomweb_push_seg)
+    w.add_argument("series_uid", help="the labelled series' SeriesInstanceUID")
+    w.add_argument("label", help="NIfTI label on that series' grid")
+    w.add_argument("--names", help="segment names for the label values in ascending order, e.g. liver,spleen")
+    w.add_argument("--algorithm", help="the model that contributed (SEMIAUTOMATIC); default: MANUAL")
+    w = server_action("pull-seg", "a server SEG as a NIfTI label in its source series' geometry",
+                      cmd_dicomweb_pull_seg)
+    w.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
+    w.add_argument("--out", required=True, help="output label (.nii.gz)")
+    w = server_action("login", "check a password (with --user) or a bearer token and keep it in the keyring",
+                      cmd_dicomweb_login, login=True)
+    w.add_argument("--stdin", action="store_true", help="read the secret from standard input, not a prompt")
 
     p = sub.add_parser("orthanc", help="a local Orthanc server to try server mode")
     orth = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
