@@ -405,3 +405,55 @@ def test_folder_that_cannot_hold_labels_uses_the_user_data_folder(hippo_store, t
     store.accept("hippocampus_001", _label(image, 1), image)
     assert LocalDatastore(hippo_store).record("hippocampus_001").status == Status.LABELED
     assert (hippo_store / "labels").read_text().startswith("a file")
+
+
+def test_an_nnunet_task_folder_is_one_image_a_case_with_its_channels_beneath(tmp_path):
+    """nnU-Net's raw layout: ``imagesTr/case_0000.nii.gz``, ``case_0001.nii.gz`` (channels as
+    dataset.json names them), ``labelsTr/case.nii.gz``, labels named ``{"name": value}``. A
+    case is one image, named by its first channel; the others come as companions on its
+    grid; its label file is its label map. A channel off the grid is left out, said; a case
+    missing a channel stays as separate files."""
+    import SimpleITK as sitk
+
+    from paths import HIPPO
+
+    task = tmp_path / "Dataset001_Hippo"
+    for folder in ("imagesTr", "labelsTr", "imagesTs"):
+        (task / folder).mkdir(parents=True)
+    source = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(source)
+
+    def write(values, path, like=source):
+        image = sitk.GetImageFromArray(values.astype(np.float32))
+        image.CopyInformation(like)
+        sitk.WriteImage(image, str(path))
+
+    write(array, task / "imagesTr" / "hippo_001_0000.nii.gz")
+    write(array.max() - array, task / "imagesTr" / "hippo_001_0001.nii.gz")
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", task / "labelsTr" / "hippo_001.nii.gz")
+    write(array, task / "imagesTr" / "hippo_002_0000.nii.gz")
+    shifted = sitk.GetImageFromArray(array)
+    shifted.CopyInformation(source)
+    shifted.SetOrigin((5.0, 0.0, 0.0))
+    write(array, task / "imagesTr" / "hippo_002_0001.nii.gz", like=shifted)
+    write(array, task / "imagesTs" / "hippo_003_0000.nii.gz")  # its second channel is missing
+    (task / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "T1", "1": "inverted"}, "labels": {"background": 0, "anterior": 1, "posterior": 2},
+        "file_ending": ".nii.gz"}))
+    store = LocalDatastore(task)
+    assert {r.id: r.label_maps for r in store.records()} == {
+        "imagesTr/hippo_001_0000": ["labelsTr/hippo_001"], "imagesTr/hippo_002_0000": [],
+        "imagesTs/hippo_003_0000": []}
+    assert store.label_names() == {"anterior": 1, "posterior": 2}
+    volume = store.open_image("imagesTr/hippo_001_0000")
+    assert volume.name == "hippo_001 (T1)" and "2 channels (T1, inverted)" in volume.warnings[0]
+    [other] = store.companions("imagesTr/hippo_001_0000", volume)
+    assert other.name == "hippo_001 (inverted)" and other.same_geometry(volume)
+    np.testing.assert_allclose(other.array, array.max() - array)
+    off = store.open_image("imagesTr/hippo_002_0000")
+    assert store.companions("imagesTr/hippo_002_0000", off) == []
+    assert "channel inverted left out: hippo_002_0001.nii.gz does not lie on the grid" in off.warnings[-1]
+    lone = store.open_image("imagesTs/hippo_003_0000")
+    assert lone.name == "hippo_003_0000" and store.companions("imagesTs/hippo_003_0000", lone) == []
+    (task / "dataset.json").write_text(json.dumps({"labels": {"1": "anterior"}}))  # no channels named: files
+    assert len(LocalDatastore(task).records()) == 5

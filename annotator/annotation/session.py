@@ -23,7 +23,6 @@ from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
-from annotator.io.read import companions
 from annotator.io.volume import Volume, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
 
@@ -244,7 +243,7 @@ class AnnotationSession:
         and its companions (the other channels of a 4-D file)."""
         job.report(f"reading {image_id} ...")
         volume = store.open_image(image_id, job.report)
-        others = companions(volume)
+        others = store.companions(image_id, volume)
         job.report(f"reading the labels of {image_id} ...", 0.8)
         maps = {}
         for map_id in store.label_maps(image_id):

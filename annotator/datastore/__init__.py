@@ -1,5 +1,6 @@
 """Where images and labels live, behind one interface keyed by image id (:class:`Datastore`):
-a local folder (:class:`LocalDatastore`) now, a DICOMweb server later."""
+a local folder (:class:`LocalDatastore`), a DICOMweb server
+(:class:`annotator.datastore.remote.DicomwebDatastore`)."""
 
 from annotator.datastore.base import Datastore, ImageRecord, Status, Version
 from annotator.datastore.factory import open_datastore

@@ -131,6 +131,14 @@ class Datastore(ABC):
     def set_scores(self, scores: dict[str, float | None]) -> None:
         """The worklist's ranking scores (None clears one)."""
 
+    def companions(self, image_id: str, image: Volume) -> list[Volume]:
+        """Volumes shown with the image, on its grid, never annotated: the other channels
+        (or time points) of a 4-D file, read again. What cannot be shown is said in a
+        warning on ``image``."""
+        from annotator.io.read import companions
+
+        return companions(image)
+
     def label_maps(self, image_id: str) -> list[str]:
         """Ids of the label maps found beside the image (a segmentation made elsewhere that
         can be shown with it and accepted as its label)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from platformdirs import user_data_dir
 
-from annotator.datastore import label_maps
+from annotator.datastore import channels, label_maps
 from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.dicom_folders import split_series
 from annotator.datastore.labels import LabelStore
@@ -39,6 +39,16 @@ def fallback_labels_dir(folder: Path) -> Path:
 
 def _writable_dir(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
+
+
+def _names_by_value(labels: dict) -> dict[str, int]:
+    """Label name -> value from a ``"labels"`` entry that maps values to names (the
+    Decathlon's ``{"1": "liver"}``) or names to values (nnU-Net's ``{"liver": 1}``; a
+    region of several values, ``{"tumour": [1, 2]}``, names none of them)."""
+    if all(str(key).strip().isdigit() for key in labels):
+        return {str(name).lower(): int(value) for value, name in labels.items() if 0 < int(value) < 256}
+    return {str(name).lower(): int(value) for name, value in labels.items()
+            if not isinstance(value, (list, tuple)) and 0 < int(value) < 256}
 
 
 class LocalDatastore(Datastore):
@@ -73,6 +83,7 @@ class LocalDatastore(Datastore):
             self._maps.update(segs)
         else:
             self._images, self._series, _ = split_series(self._images, progress, self._pinned())
+        self._images, self._channels = channels.group(self._images)  # nnU-Net's files of one case
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass
@@ -123,7 +134,32 @@ class LocalDatastore(Datastore):
 
     def open_image(self, image_id: str, progress=None) -> Volume:
         series = self._series.get(image_id)
-        return read_volume(self._path(image_id), series.key if series else None)
+        volume = read_volume(self._path(image_id), series.key if series else None)
+        files = self._channels.get(image_id)
+        if files:  # a case of several channel files: named as its task names the first
+            volume.name = f"{channels.case_name(files[0][1])} ({files[0][0]})"
+            volume.warnings.append(f"{len(files)} channels ({', '.join(n for n, _ in files)}): {files[0][0]} is "
+                                   "annotated and the others are shown beneath it")
+        return volume
+
+    def companions(self, image_id: str, image: Volume) -> list[Volume]:
+        files = self._channels.get(image_id)
+        if not files:
+            return super().companions(image_id, image)
+        others = []
+        for name, path in files[1:]:
+            try:
+                other = read_volume(path)
+            except AnnotatorError as exc:
+                image.warnings.append(f"channel {name} left out: {exc}")
+                continue
+            if not other.same_geometry(image, rtol=1e-5):
+                image.warnings.append(f"channel {name} left out: {path.name} does not lie on the grid of "
+                                      f"{files[0][1].name} (size, spacing, origin or orientation differ)")
+                continue
+            other.name = f"{channels.case_name(path)} ({name})"
+            others.append(other)
+        return others
 
     def id_of(self, path: str | os.PathLike) -> str:
         """The id of an image file or DICOM folder of this store (a folder of several series:
@@ -250,10 +286,11 @@ class LocalDatastore(Datastore):
                 if name == "dataset.json" and labels is None:
                     continue  # a dataset.json of another kind
                 try:
-                    return {str(label).lower(): int(v) for v, label in labels.items() if 0 < int(v) < 256}
+                    return _names_by_value(labels)
                 except (AttributeError, TypeError, ValueError) as exc:
-                    raise DatastoreError(f'{path}: "labels" must map values to names, e.g. {{"1": "liver"}} '
-                                         f"({exc}); its label names are not used") from exc
+                    raise DatastoreError(f'{path}: "labels" must map values to names, e.g. {{"1": "liver"}}, or '
+                                         f'names to values, e.g. {{"liver": 1}} ({exc}); its label names are not used'
+                                         ) from exc
         return None
 
     def training_ids(self, split: str = "all") -> list[str]:

@@ -264,10 +264,11 @@ def read_volume(path: str | os.PathLike, series: str | int | None = None, scan: 
 MAX_COMPANIONS = 8
 
 
-def channel_names(path: Path, count: int) -> list[str] | None:
-    """What the ``count`` volumes of a 4-D file are, as the ``dataset.json`` in its folder
-    or the one above says ("modality" of the Decathlon, "channel_names" of nnU-Net:
-    ``{"0": "FLAIR", "1": "T1w"}``); None when none says it for every volume."""
+def channel_names(path: Path) -> list[str] | None:
+    """The channels of a task's images (of a 4-D file's volumes, or of nnU-Net's files
+    ``case_0000``, ``case_0001``, ...), as the ``dataset.json`` in the folder of ``path`` or
+    the one above names them ("modality" of the Decathlon, "channel_names" of nnU-Net:
+    ``{"0": "FLAIR", "1": "T1w"}``, numbered from 0 without gaps); None where none does."""
     for folder in (path.parent, path.parent.parent):
         try:
             described = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
@@ -277,8 +278,8 @@ def channel_names(path: Path, count: int) -> list[str] | None:
             continue
         for key in ("channel_names", "modality"):
             names = described.get(key)
-            if isinstance(names, dict) and len(names) == count and all(str(i) in names for i in range(count)):
-                return [str(names[str(i)]).strip() or str(i + 1) for i in range(count)]
+            if isinstance(names, dict) and names and all(str(i) in names for i in range(len(names))):
+                return [str(names[str(i)]).strip() or str(i + 1) for i in range(len(names))]
     return None
 
 
@@ -297,7 +298,8 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
         if not 0 <= number < count:
             raise InputError(f"{path}: no volume '{which}' (it holds {count}, numbered 0 to {count - 1})")
         numbers = [number]
-    named = channel_names(path, count) if count > 1 else None
+    named = channel_names(path) if count > 1 else None
+    named = named if named and len(named) == count else None
     names = named or [f"volume {i + 1} of {count}" for i in range(count)]
     volumes = []
     for number in numbers:
