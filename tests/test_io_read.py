@@ -293,3 +293,13 @@ def test_the_volumes_of_a_4d_file_take_their_names_from_dataset_json(tmp_path):
     sitk.WriteImage(sitk.JoinSeries([image] * (MAX_COMPANIONS + 1)), str(series))
     many = read_volume(series)
     assert companions(many) == [] and "the others are not shown" in many.warnings[0]
+
+
+def test_a_raw_voxel_file_is_not_taken_for_a_dicom_data_set(tmp_path):
+    """A MetaImage's .raw voxels can start like one DICOM element (group 8, a small
+    length): two elements in order are needed."""
+    from annotator.io.sniff import looks_like_dicom
+
+    raw = tmp_path / "ct.raw"
+    raw.write_bytes(np.array([8, 5, 3, 0, 9, 9, 9, 9] * 40, np.int16).tobytes())
+    assert not looks_like_dicom(raw)

@@ -142,7 +142,7 @@ def read_dataset(path: str | os.PathLike, **options) -> pydicom.Dataset:
         return pydicom.dcmread(path, **options)
     except InvalidDicomError:
         with open(path, "rb") as f:
-            if not starts_with_dataset(f.read(8)):
+            if not starts_with_dataset(f.read(256)):
                 raise
     ds = pydicom.dcmread(path, force=True, **options)
     if "TransferSyntaxUID" not in ds.file_meta:
