@@ -455,5 +455,9 @@ def test_an_nnunet_task_folder_is_one_image_a_case_with_its_channels_beneath(tmp
     assert "channel inverted left out: hippo_002_0001.nii.gz does not lie on the grid" in off.warnings[-1]
     lone = store.open_image("imagesTs/hippo_003_0000")
     assert lone.name == "hippo_003_0000" and store.companions("imagesTs/hippo_003_0000", lone) == []
+    from annotator.datastore.factory import open_datastore
+
+    store, image_id = open_datastore(task / "imagesTr" / "hippo_001_0001.nii.gz")  # a channel's file: its case
+    assert image_id == "hippo_001_0000" and store.label_names() == {"anterior": 1, "posterior": 2}
     (task / "dataset.json").write_text(json.dumps({"labels": {"1": "anterior"}}))  # no channels named: files
     assert len(LocalDatastore(task).records()) == 5

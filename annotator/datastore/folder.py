@@ -163,8 +163,9 @@ class LocalDatastore(Datastore):
 
     def id_of(self, path: str | os.PathLike) -> str:
         """The id of an image file or DICOM folder of this store (a folder of several series:
-        the folder's own id), or of the series (or acquisition) a DICOM file belongs to
-        (its headers are read only where the folder holds several)."""
+        the folder's own id), of the series (or acquisition) a DICOM file belongs to (its
+        headers are read only where the folder holds several), or of the case a channel
+        file belongs to."""
         path = Path(path).resolve()
         if path.is_file() and looks_like_dicom(path):  # a file of a DICOM folder
             ids = [i for i, p in self._images.items() if p.resolve() == path.parent]
@@ -175,6 +176,7 @@ class LocalDatastore(Datastore):
                 ids = [i for i in ids if i in self._series and self._series[i].key == key]
         else:
             ids = [i for i, p in self._images.items() if p.resolve() == path]
+            ids = ids or [i for i, files in self._channels.items() if any(p.resolve() == path for _, p in files)]
         if not ids:
             raise DatastoreError(f"{path}: not an image of {self.folder}")
         return ids[0]  # a folder of several series: its largest
@@ -268,10 +270,12 @@ class LocalDatastore(Datastore):
 
     def label_names(self) -> dict[str, int] | None:
         """From the folder's ``labels.json`` or ``dataset.json`` (the Decathlon's; both
-        ``{"labels": {"1": "name"}}``), if any; for the ``images/`` folder of a dataset
-        (``labels/`` beside it), the dataset's."""
+        ``{"labels": {"1": "name"}}``; nnU-Net's ``{"labels": {"name": 1}}``), if any; for
+        the ``images/`` folder of a dataset (``labels/`` beside it), or the ``imagesTr/``
+        and ``imagesTs/`` folders of a task, the dataset's or the task's."""
         places = [self.folder]
-        if self.folder.name == "images" and (self.folder.parent / "labels").is_dir():
+        if self.folder.name == "images" and (self.folder.parent / "labels").is_dir() or self.folder.name in (
+                "imagesTr", "imagesTs"):  # a dataset's images, or a Decathlon or nnU-Net task's
             places.append(self.folder.parent)
         for place in places:
             for name in ("labels.json", "dataset.json"):
