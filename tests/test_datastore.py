@@ -447,6 +447,7 @@ def test_an_nnunet_task_folder_is_one_image_a_case_with_its_channels_beneath(tmp
     assert store.label_names() == {"anterior": 1, "posterior": 2}
     volume = store.open_image("imagesTr/hippo_001_0000")
     assert volume.name == "hippo_001 (T1)" and "2 channels (T1, inverted)" in volume.warnings[0]
+    assert volume.modality == "MR"  # T1, as the task names it
     [other] = store.companions("imagesTr/hippo_001_0000", volume)
     assert other.name == "hippo_001 (inverted)" and other.same_geometry(volume)
     np.testing.assert_allclose(other.array, array.max() - array)

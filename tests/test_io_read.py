@@ -282,7 +282,7 @@ def test_the_volumes_of_a_4d_file_take_their_names_from_dataset_json(tmp_path):
     assert read_volume(path).name == "prostate_00 (volume 1 of 2)"  # three names for two volumes
     (tmp_path / "imagesTr" / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T2", "1": "ADC"}}))
     first = read_volume(path)
-    assert first.name == "prostate_00 (T2)" and first.source.volume == 0
+    assert first.name == "prostate_00 (T2)" and first.source.volume == 0 and first.modality == "MR"
     assert "a 4-D image of 2 volumes (T2, ADC): T2 is annotated and the others are shown beneath it" in first.warnings[0]
     [other] = companions(first)
     assert other.name == "prostate_00 (ADC)" and other.source.volume == 1 and other.warnings == []
@@ -303,3 +303,22 @@ def test_a_raw_voxel_file_is_not_taken_for_a_dicom_data_set(tmp_path):
     raw = tmp_path / "ct.raw"
     raw.write_bytes(np.array([8, 5, 3, 0, 9, 9, 9, 9] * 40, np.int16).tobytes())
     assert not looks_like_dicom(raw)
+
+
+def test_a_task_s_dataset_json_says_the_modality_of_its_images(tmp_path):
+    """The Decathlon's "modality" {"0": "CT"} or {"0": "MRI"}: a CT gets the CT windows and
+    models without a guess from its values; an unknown channel name leaves the guess."""
+    import json
+    import shutil
+
+    from annotator.io.read import channel_modality
+
+    assert [channel_modality(n) for n in ("CT", "MRI", "t1gd", "T2w", "FLAIR", "noNorm", "PET")] == [
+        "CT", "MR", "MR", "MR", "MR", None, None]
+    source = HIPPO / "images" / "hippocampus_001.nii.gz"
+    assert read_volume(source).modality == "unknown"
+    shutil.copy(source, tmp_path / "case.nii.gz")
+    for said, modality in (("MRI", "MR"), ("CT", "CT"), ("noNorm", "unknown")):
+        (tmp_path / "dataset.json").write_text(json.dumps({"modality": {"0": said}}))
+        volume = read_volume(tmp_path / "case.nii.gz")
+        assert volume.modality == modality and volume.name == "case"

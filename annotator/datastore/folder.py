@@ -26,7 +26,7 @@ from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.label_names import label_names_in
-from annotator.io.read import read_label, read_volume
+from annotator.io.read import channel_modality, read_label, read_volume
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
 
@@ -138,6 +138,7 @@ class LocalDatastore(Datastore):
         files = self._channels.get(image_id)
         if files:  # a case of several channel files: named as its task names the first
             volume.name = f"{channels.case_name(files[0][1])} ({files[0][0]})"
+            volume.modality = channel_modality(files[0][0]) or volume.modality
             volume.warnings.append(f"{len(files)} channels ({', '.join(n for n, _ in files)}): {files[0][0]} is "
                                    "annotated and the others are shown beneath it")
         return volume
@@ -158,6 +159,7 @@ class LocalDatastore(Datastore):
                                       f"{files[0][1].name} (size, spacing, origin or orientation differ)")
                 continue
             other.name = f"{channels.case_name(path)} ({name})"
+            other.modality = channel_modality(name) or other.modality
             others.append(other)
         return others
 

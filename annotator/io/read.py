@@ -283,11 +283,24 @@ def channel_names(path: Path) -> list[str] | None:
     return None
 
 
+#: what data sets call their MR channels (the Decathlon's "modality", nnU-Net's "channel_names")
+_MR_CHANNELS = {"MR", "MRI", "T1", "T1W", "T1GD", "T1C", "T1CE", "T1POST", "T2", "T2W", "FLAIR", "ADC", "DWI", "PD",
+                "SWI", "HBV", "DIXON"}
+
+
+def channel_modality(name: str) -> str | None:
+    """The modality a data set's channel name says ("CT"; "MR" for "MRI", "T2", "FLAIR",
+    "ADC" and the like), else None."""
+    key = "".join(c for c in name.upper() if c.isalnum())
+    return "CT" if key == "CT" else "MR" if key in _MR_CHANNELS else None
+
+
 def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     """The volumes of an image file: the one of a 3-D file; of a 4-D file (time points or
     channels, as the Decathlon's multi-modal images), each (``which``: "all") or the one
     numbered ``which`` from 0 (the first for None), named by what ``dataset.json`` calls
-    it (:func:`channel_names`), else by its number."""
+    it (:func:`channel_names`), else by its number; its modality is the one that name
+    says, else a guess from its values."""
     image, non_finite = _read_sitk(path)
     stacked = image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1
     count = image.GetSize()[3] if stacked else 1
@@ -298,7 +311,7 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
         if not 0 <= number < count:
             raise InputError(f"{path}: no volume '{which}' (it holds {count}, numbered 0 to {count - 1})")
         numbers = [number]
-    named = channel_names(path) if count > 1 else None
+    named = channel_names(path)
     named = named if named and len(named) == count else None
     names = named or [f"volume {i + 1} of {count}" for i in range(count)]
     volumes = []
@@ -311,7 +324,7 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
         check_scalar_3d(one, str(path))
         name = image_stem(path) + (f" ({names[number]})" if count > 1 else "")
         volume = volume_from_sitk(one, name=name, source=Source(path=str(path), volume=number if count > 1 else None))
-        volume.modality = guess_modality(volume.array)
+        volume.modality = (named and channel_modality(named[number])) or guess_modality(volume.array)
         mask = non_finite[number] if non_finite is not None and non_finite.ndim == 4 else non_finite
         if mask is not None and mask.shape == volume.shape:
             volume.array = volume.array.astype(np.float32, copy=False) if volume.array.dtype.kind != "f" else volume.array
