@@ -60,6 +60,20 @@ def _series(folder: Path, change) -> Path:
     return folder
 
 
+def _bare_bytes(source: Path) -> bytes:
+    """A DICOM file's data set alone, implicit VR little endian: no preamble, "DICM" or file meta."""
+    import io
+
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    buffer = io.BytesIO()
+    out = DicomFileLike(buffer)
+    out.is_little_endian, out.is_implicit_VR = True, True
+    write_dataset(out, pydicom.Dataset(pydicom.dcmread(source)))
+    return buffer.getvalue()
+
+
 def _set(tag: str, value, at: int | None = 7):
     def change(i, ds):
         if at is None or i == at:
@@ -200,6 +214,17 @@ def build_corpus(root: Path) -> list[tuple[str, list[str], str]]:
         ("rows", _set("Rows", 25)),
     ):
         cases.append((f"dicom-{name}", ["info", str(_series(root / f"dicom-{name}", change))], f"dicom-{name}"))
+    # files of a bare data set (no preamble, as older archives hold them), cut short
+    bare = root / "dicom-bare-truncated"
+    bare.mkdir()
+    for i, source in enumerate(sorted(SERIES.iterdir())):
+        data = _bare_bytes(source)
+        (bare / f"IM{i:04d}").write_bytes(data[: len(data) - 500] if i == 7 else data)
+    cases.append(("dicom-bare-truncated", ["info", str(bare)], "IM0007"))
+    fragment = root / "dicom-bare-fragment"
+    fragment.mkdir()
+    (fragment / "IM0000").write_bytes(_bare_bytes(next(SERIES.iterdir()))[:200])
+    cases.append(("dicom-bare-fragment", ["info", str(fragment / "IM0000")], "IM0000"))
     empty = root / "empty-folder"
     empty.mkdir()
     cases.append(("dicom-empty-folder", ["info", str(empty)], "empty-folder"))
