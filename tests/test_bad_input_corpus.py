@@ -220,7 +220,12 @@ def build_corpus(root: Path) -> list[tuple[str, list[str], str]]:
     for i, source in enumerate(sorted(SERIES.iterdir())):
         data = _bare_bytes(source)
         (bare / f"IM{i:04d}").write_bytes(data[: len(data) - 500] if i == 7 else data)
-    cases.append(("dicom-bare-truncated", ["info", str(bare)], "IM0007"))
+    cases.append(("dicom-bare-truncated", ["info", str(bare)], "IM0007: file is truncated"))
+    cut = root / "dicom-pixels-cut"
+    shutil.copytree(SERIES, cut)
+    last = sorted(cut.iterdir())[7]
+    last.write_bytes(last.read_bytes()[:-500])  # the file is still longer than its pixels alone
+    cases.append(("dicom-pixels-cut", ["info", str(cut)], f"{last.name}: file is truncated"))
     fragment = root / "dicom-bare-fragment"
     fragment.mkdir()
     (fragment / "IM0000").write_bytes(_bare_bytes(next(SERIES.iterdir()))[:200])

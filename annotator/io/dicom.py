@@ -380,6 +380,21 @@ def _check_complete(files: list[DicomFile], where: str) -> None:
             )
 
 
+def _raise_if_short(f: DicomFile) -> None:
+    """Refuse a file whose uncompressed pixel data ends before its pixels do."""
+    try:
+        ds = read_dataset(f.path)
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        have = len(ds.PixelData)
+        need = int(ds.Rows) * int(ds.Columns) * int(ds.get("BitsAllocated", 16)) // 8 * int(
+            ds.get("SamplesPerPixel", 1) or 1)
+    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files: no more to say
+        return
+    if syntax is not None and not syntax.is_compressed and have < need:
+        raise InputError(f"{f.path}: file is truncated: its pixel data holds {have} bytes, its "
+                         f"{ds.Columns}x{ds.Rows} pixels need {need}")
+
+
 def header_window(ds) -> tuple[float, float] | None:
     """The display window a DICOM header recommends, (center, width) in stored-value units
     after rescale (the first of several); None when it gives none or a useless one."""
@@ -495,11 +510,13 @@ def read_file(path: str | os.PathLike) -> Volume:
 
 
 def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
-    """Find the one file SimpleITK cannot decode and name it."""
+    """Find the one file SimpleITK cannot decode and name it (cut short, when its pixel
+    data is shorter than its pixels need)."""
     for f in files:
         try:
             sitk.ReadImage(str(f.path))
         except RuntimeError as exc:
+            _raise_if_short(f)
             detail = str(exc).strip().splitlines()[-1][:200]
             raise InputError(f"{f.path}: pixel data cannot be decoded ({detail})") from exc
     raise InputError(f"{folder}: the series cannot be read as one volume")
