@@ -161,6 +161,20 @@ def test_a_decathlon_task_folder_links_its_labels_even_stored_as_float(tmp_path)
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2}
 
 
+def test_notes_and_thumbnails_beside_dicom_files_never_hide_them(tmp_path):
+    """A series folder and a folder of SEG files whose first files (by name) are notes,
+    reports and thumbnails: both are still found."""
+    store = tmp_path / "store"
+    shutil.copytree(DATA / "dcmqi_ct3slice_seg" / "ct-3slice", store / "ct")
+    (store / "segs").mkdir()
+    shutil.copy(DATA / "dcmqi_ct3slice_seg" / "liver.dcm", store / "segs" / "z_liver")
+    for folder in (store / "ct", store / "segs"):
+        for name in ("0_README.txt", "1_report.pdf", "2_thumb.png", "3_info.json", "4_notes.md", "5_list.csv"):
+            (folder / name).write_text("not DICOM")
+    found = LocalDatastore(store)
+    assert {r.id: r.label_maps for r in found.records()} == {"ct": ["segs/z_liver"]}
+
+
 def test_a_seg_of_one_acquisition_is_the_label_map_of_that_acquisition(tmp_path, two_echoes_mr):
     """A series of two echoes is two images; a SEG of echo 2 belongs to echo 2 (it refers to
     that echo's slices), not to the series' first echo."""

@@ -13,7 +13,7 @@ import os
 from enum import Enum
 from pathlib import Path
 
-from annotator.io.sniff import image_stem, is_dicomdir, is_image_file, looks_like_dicom
+from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
 
 
 class Kind(str, Enum):
@@ -24,9 +24,15 @@ class Kind(str, Enum):
     MISSING = "missing"
 
 
+#: file endings that are never DICOM: images read otherwise, and what lies beside series
+NOT_DICOM = (*IMAGE_SUFFIXES, ".txt", ".md", ".json", ".csv", ".xml", ".html", ".pdf", ".png", ".jpg", ".jpeg",
+             ".gif", ".bmp", ".tif", ".tiff", ".zip", ".gz", ".py", ".log", ".ini", ".yaml", ".yml", ".raw", ".zraw")
+
+
 def holds_dicom_files(folder: Path, limit: int | None = 5, slices: bool = False) -> bool:
     """Whether one of the first ``limit`` visible files directly in ``folder`` (all of
-    them for None) is DICOM; with ``slices``, a DICOM image (its header is read: a SEG, a
+    them for None; files named as images or documents, :data:`NOT_DICOM`, are not
+    looked at) is DICOM; with ``slices``, a DICOM image (its header is read: a SEG, a
     report or another object without slices does not count, nor towards ``limit``). A
     ``DICOMDIR`` (the index at the top of a CD or USB export, its series in folders
     below) does not count: it holds no image."""
@@ -36,7 +42,8 @@ def holds_dicom_files(folder: Path, limit: int | None = 5, slices: bool = False)
     except OSError:
         return False
     for entry in entries:
-        if entry.name.startswith(".") or not entry.is_file() or is_dicomdir(Path(entry.path)):
+        if (entry.name.startswith(".") or not entry.is_file() or is_dicomdir(Path(entry.path))
+                or entry.name.lower().endswith(NOT_DICOM)):  # named as something else: not counted
             continue
         if looks_like_dicom(Path(entry.path)):
             if not slices:
