@@ -92,6 +92,14 @@ def test_each_echo_of_a_series_is_an_image_and_a_file_names_its_own(tmp_path, tw
                                                          ("echoes#2", "echoes#2 (MR HippoCrop, echo 2)")]
     one, two = store.open_image("echoes"), store.open_image("echoes#2")
     np.testing.assert_array_equal(two.array, one.array * 2 + 5)
+    # each shows the other beneath it; a series of one acquisition shows nothing more
+    [beside_one] = store.companions("echoes", one)
+    assert beside_one.name == "HippoCrop (echo 2)" and beside_one.source.sop_uids == two.source.sop_uids
+    np.testing.assert_array_equal(beside_one.array, two.array)
+    assert [v.name for v in store.companions("echoes#2", two)] == ["HippoCrop (echo 1)"]
+    shutil.copytree(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume", tmp_path / "study" / "crop")
+    store = LocalDatastore(tmp_path / "study")
+    assert store.companions("crop", store.open_image("crop")) == []
     assert open_datastore(tmp_path / "study" / "echoes" / "12b.dcm")[1] == "echoes#2"
     assert open_datastore(tmp_path / "study" / "echoes" / "12a.dcm")[1] == "echoes"
 

@@ -26,7 +26,7 @@ from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.label_names import label_names_in
-from annotator.io.read import channel_modality, read_label, read_volume
+from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_volume
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
 
@@ -144,9 +144,36 @@ class LocalDatastore(Datastore):
         return volume
 
     def companions(self, image_id: str, image: Volume) -> list[Volume]:
+        """Beyond a 4-D file's other volumes: the other channel files of an nnU-Net case
+        (on its grid), and the other acquisitions of a DICOM series (echoes, b-values: each
+        also an image of its own), up to :data:`MAX_COMPANIONS` of them."""
         files = self._channels.get(image_id)
-        if not files:
-            return super().companions(image_id, image)
+        series = self._series.get(image_id)
+        if files:
+            return self._channel_files(files, image)
+        if series is not None and "/" in series.key:
+            return self._acquisitions(image_id, series.key, image)
+        return super().companions(image_id, image)
+
+    def _acquisitions(self, image_id: str, key: str, image: Volume) -> list[Volume]:
+        from annotator.io.dicom import scan_folder
+
+        folder, uid = self._images[image_id], key.split("/")[0]
+        others = {s.key for i, s in self._series.items()
+                  if i != image_id and self._images[i] == folder and s.key.split("/")[0] == uid}
+        if not others or len(others) >= MAX_COMPANIONS:
+            return []
+        scan = scan_folder(folder, below=False)  # the folder's own files: its series
+        shown = []
+        for info in scan.series:  # in the order of the series' parts
+            if info.key in others:
+                try:
+                    shown.append(read_volume(folder, info.key, scan))
+                except AnnotatorError as exc:
+                    image.warnings.append(f"{info.title} not shown: {exc}")
+        return shown
+
+    def _channel_files(self, files: list[tuple[str, Path]], image: Volume) -> list[Volume]:
         others = []
         for name, path in files[1:]:
             try:
