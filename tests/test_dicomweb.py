@@ -487,6 +487,10 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
         echo2 = store.open_image(record.id + "#2")
         assert echo2.name == "HippoCrop (echo 2)"
         np.testing.assert_array_equal(echo2.array, echo1.array * 2 + 5)
+        # each opens with the other beneath it, from the cache
+        [beside] = store.companions(record.id, volume)
+        assert beside.name == "HippoCrop (echo 2)" and beside.source.sop_uids == echo2.source.sop_uids
+        assert [v.name for v in store.companions(record.id + "#2", echo2)] == ["HippoCrop (echo 1)"]
         assert store.label(record.id + "#2", echo2) is None  # echo 1's SEG is not echo 2's label
         second = np.zeros(echo2.shape, np.uint8)
         second[5:15, 5:20, 5:15] = 2

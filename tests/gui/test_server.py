@@ -156,6 +156,8 @@ def test_a_series_of_two_echoes_joins_the_worklist_as_two_images(make_napari_vie
         qtbot.waitUntil(lambda: session.volume is not None and session.idle and not session.files.busy,
                         timeout=60000)
         assert session.volume.name == "HippoCrop (echo 1)"
+        shown = [(layer.name, layer.visible) for layer in viewer.layers if layer._type_string == "image"]
+        assert shown == [("HippoCrop (echo 2)", False), ("HippoCrop (echo 1)", True)]  # the other echo beneath
         names = [worklist.table.item(r, 0).text() for r in range(worklist.table.rowCount())]
         assert sorted(names) == ["MR HippoCrop (echo 1, 40 slices)", "MR HippoCrop (echo 2, 40 slices)"]
         first = session.volume
