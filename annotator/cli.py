@@ -243,6 +243,20 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from annotator.datastore.export import export_nnunet
+
+    store = _store(args.place)
+    described = export_nnunet(store, args.out, channels=args.channels,
+                              progress=lambda text, _f: print(text, file=sys.stderr, flush=True) if args.verbose else None)
+    labels = ", ".join(f"{v} {n}" for n, v in described["labels"].items() if v)
+    print(f"{args.out}: {described['numTraining']} cases, channels "
+          f"{', '.join(described['channel_names'].values())}; labels {labels}")
+    for image_id, why in described["annotator"]["left_out"].items():
+        print(f"  left out {image_id}: {why}")
+    return 0
+
+
 def cmd_rank(args) -> int:
     import json
 
@@ -615,6 +629,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("--json", action="store_true", help='a list of {"id", "status", "versions", "score"}')
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="the labelled images and their final labels as a data set in nnU-Net's "
+                       "layout (imagesTr, labelsTr, dataset.json)")
+    p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
+    p.add_argument("--out", required=True, help="a new (or empty) folder")
+    p.add_argument("--channels", action="store_true",
+                   help="also the volumes shown with each image (a 4-D file's other volumes, a case's other "
+                        "channel files, a series' other acquisitions) as further channels")
+    p.add_argument("--verbose", action="store_true", help="say each case as it is written")
+    p.set_defaults(func=cmd_export)
 
     from annotator.active.strategies import DEFAULT, STRATEGIES
 

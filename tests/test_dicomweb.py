@@ -509,3 +509,11 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
             third.open_image(record.id + "#3")
         with pytest.raises(DatastoreError, match="no image series"):
             third.open_image(record.id + "#1")
+        # both echoes' labels export for training elsewhere, each on its echo
+        from annotator.datastore.export import export_nnunet
+
+        described = export_nnunet(third, tmp_path / "export")
+        assert described["annotator"]["cases"] == {record.id: record.id, f"{record.id}_2": record.id + "#2"}
+        exported = read_volume(tmp_path / "export" / "imagesTr" / f"{record.id}_2_0000.nii.gz")
+        np.testing.assert_array_equal(exported.array, echo2.array)
+        assert described["labels"] == {"background": 0, "hippocampus": 1, "posterior": 2}

@@ -1,5 +1,5 @@
 """Write label maps as NIfTI on their image's grid, atomically; or, where a person asks
-for it, as a DICOM SEG of the series the image was read from."""
+for it, as a DICOM SEG of the series the image was read from. Images as NIfTI (an export)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,21 @@ def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume) -> Pa
     path = Path(path)
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"{path}: labels are written as NIfTI (.nii.gz or .nii)")
-    array = as_label_array(np.asarray(label), image, str(path))
+    return _write_nifti(path, np.asarray(as_label_array(np.asarray(label), image, str(path))), image)
+
+
+def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
+    """Write the image ``volume`` as NIfTI with its geometry, atomically (as :func:`write_label`)."""
+    path = Path(path)
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"{path}: images are written as NIfTI (.nii.gz or .nii)")
+    return _write_nifti(path, volume.array, volume)
+
+
+def _write_nifti(path: Path, array: np.ndarray, geometry: Volume) -> Path:
     with atomic_path(path) as tmp:
         try:
-            sitk.WriteImage(image.to_sitk(array), str(tmp), useCompression=True)
+            sitk.WriteImage(geometry.to_sitk(array), str(tmp), useCompression=True)
         except RuntimeError as exc:  # SimpleITK's word for any write failure
             raise OSError(errno.EIO, str(exc).strip().splitlines()[-1]) from None
         verify_written(tmp, array)
