@@ -564,6 +564,25 @@ class AnnotationSession:
 
         self.files.submit("sending labels", lambda job: store.send_pending(force), done, self._failed)
 
+    def export(self, folder: str | Path, channels: bool = False) -> None:
+        """Every labelled image of the datastore and its final label into ``folder``, a new
+        or empty one, in nnU-Net's layout (:func:`annotator.datastore.export.export_nnunet`),
+        in the file worker (progress, cancel; dataset.json is written last)."""
+        from annotator.datastore.export import export_nnunet
+
+        store = self.store
+        if store is None:
+            return
+
+        def done(described: dict) -> None:
+            left = described["annotator"]["left_out"]
+            self.status.emit(f"{described['numTraining']} labelled images exported to {folder}"
+                             + (f"; {len(left)} left out ({next(iter(left))}: {next(iter(left.values()))})"
+                                if left else ""))
+
+        self.files.submit(f"exporting to {Path(folder).name}",
+                          lambda job: export_nnunet(store, folder, channels, job.report), done, self._failed)
+
     def leave(self) -> bool:
         """Settle unsaved work before another image opens or the window closes: the
         person's choice (accept, keep as draft, discard); False when they cancel."""

@@ -107,6 +107,10 @@ class WorklistDock(QWidget):
         self.send.setToolTip("Send the accepted labels that wait for the server now")
         self.send.clicked.connect(lambda: self.session.send_uploads(force=True))
         self.send.hide()
+        self.export = QPushButton("Export...")
+        self.export.setToolTip("Write the labelled images and their final labels into an empty folder, in nnU-Net's\n"
+                               "layout (imagesTr, labelsTr, dataset.json), to train on them elsewhere")
+        self.export.clicked.connect(lambda: self.export_to())
         self.strategy = QComboBox()
         for name, text in STRATEGIES.items():
             self.strategy.addItem(name, name)
@@ -134,6 +138,7 @@ class WorklistDock(QWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(self.summary, 1)
         bottom.addWidget(self.send)
+        bottom.addWidget(self.export)
         bottom.addWidget(self.next)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -164,6 +169,13 @@ class WorklistDock(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if folder:
             self.session.open(folder)
+
+    def export_to(self, folder: str | None = None) -> None:
+        """Export the labelled images into ``folder`` (asked for when not given)."""
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Export the labelled images into an empty folder")
+        if folder:
+            self.session.export(folder)
 
     def _strategy_changed(self) -> None:
         self.session.settings.strategy = self.strategy.currentData()
@@ -229,6 +241,7 @@ class WorklistDock(QWidget):
         if store is None:
             self.table.setRowCount(0)
             self.summary.setText("")
+            self.export.setEnabled(False)
             return
         reason = store.read_only_reason()
         self.folder.setText(store.place + (f"  (view only: {reason})" if reason else ""))
@@ -266,6 +279,7 @@ class WorklistDock(QWidget):
         self.summary.setText(f"{done} of {len(records)} labeled"
                              + (f", {waiting} waiting to be sent" if waiting else ""))
         self.send.setVisible(bool(waiting))
+        self.export.setEnabled(done > 0)
         self._apply_filter()
         self._highlight()
         self._set_order()

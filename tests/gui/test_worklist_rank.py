@@ -73,3 +73,29 @@ def test_a_refresh_updates_the_rows_in_place(annotator_window, qtbot):
     assert now.keys() == items.keys() and all(now[i][0] is items[i][0] for i in items)  # the same rows
     assert [i for i, (name, _) in now.items() if name.font().bold()] == [other]
     assert now[first][1].foreground().color().name() == "#0f9d58"  # labeled: green
+
+
+def test_export_writes_the_labelled_images_for_training_elsewhere(annotator_window, qtbot, tmp_path):
+    """Export... is there once an image is labelled; it writes the labelled image and its
+    label in the background and says so."""
+    import json
+
+    viewer, ws, annotation, worklist = annotator_window
+    assert not worklist.export.isEnabled()  # nothing labelled yet
+    ws.label[:] = 0
+    ws.label[10:20, 20:30, 10:20] = 1
+    ws.painted()
+    ws.accept()
+    qtbot.waitUntil(lambda: not ws.files.busy and worklist.export.isEnabled(), timeout=30000)
+    statuses = []
+    ws.status.connect(statuses.append)
+    worklist.export_to(str(tmp_path / "export"))
+    qtbot.waitUntil(lambda: any("exported" in s for s in statuses) and not ws.files.busy, timeout=30000)
+    described = json.loads((tmp_path / "export" / "dataset.json").read_text())
+    assert described["annotator"]["cases"] == {ws.image_id: ws.image_id} and described["numTraining"] == 1
+    assert f"1 labelled images exported to {tmp_path / 'export'}" in statuses[-1]
+    errors = []
+    ws.error.connect(errors.append)
+    worklist.export_to(str(tmp_path / "export"))  # again: refused, nothing written over
+    qtbot.waitUntil(lambda: bool(errors), timeout=30000)
+    assert "not an empty folder" in errors[-1]
