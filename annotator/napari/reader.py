@@ -4,7 +4,8 @@ slice: its series), with spacing and orientation.
 A folder opens every DICOM image series in it and below, and a 4-D file each of its
 volumes (time points, channels), each a layer in patient coordinates: the largest (the
 file's first volume) on top and shown, the others hidden beneath it in the layer list
-(tick one to see it). A series that cannot be read is left out with a warning naming
+(tick one to see it). A 4-D file of more than 8 volumes (a time series) is one 4-D
+layer, its first axis on a slider. A series that cannot be read is left out with a warning naming
 it; the others still open.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import InputError
 from annotator.io import read_all
+from annotator.io.read import MAX_COMPANIONS
+from annotator.io.sniff import image_stem
 from annotator.napari.layers import image_layer_data
 
 
@@ -45,7 +48,23 @@ def read_layers(path) -> list[tuple]:
         raise InputError(problems[0] + more)
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
+    if len(volumes) > MAX_COMPANIONS and all(v.source.volume is not None for v in volumes):
+        return [time_series_layer(volumes)]
     layers = [image_layer_data(volume) for volume in reversed(volumes)]  # the largest last: on top
     for _data, kwargs, _kind in layers[:-1]:
         kwargs["visible"] = False
     return layers
+
+
+def time_series_layer(volumes: list) -> tuple:
+    """The volumes of a 4-D file of many (a time series) as one 4-D layer, a slider for
+    its first axis: napari's way, where a layer each would be hundreds."""
+    import numpy as np
+
+    first = volumes[0]
+    data, kwargs, kind = image_layer_data(first)
+    matrix = np.eye(5)
+    matrix[1:, 1:] = kwargs["affine"]
+    del kwargs["metadata"]  # not one volume to annotate: Annotate selected image layer says so
+    kwargs.update(name=image_stem(Path(first.source.path)), affine=matrix)
+    return np.stack([v.array for v in volumes]), kwargs, kind

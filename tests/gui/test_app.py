@@ -12,6 +12,7 @@ import pytest
 from qtpy.QtGui import QImage
 
 from annotator.errors import InputError
+from annotator.io import read_volume
 from annotator.napari import layers as L
 from paths import DATA, HIPPO
 
@@ -127,6 +128,35 @@ def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer,
     ws.session.open_image("case_002")
     qtbot.waitUntil(lambda: ws.session.image_id == "case_002" and not ws.session.files.busy, timeout=30000)
     assert [layer.name for layer in viewer.layers if layer._type_string == "image"] == ["case_002"]
+
+
+def test_a_time_series_opens_in_napari_as_one_4d_layer(make_napari_viewer, qtbot, tmp_path):
+    """A 4-D file of more volumes than are worth a layer each: one layer with a slider for
+    time, each time point where the file puts it; it is not taken for a 3-D image to
+    annotate."""
+    import SimpleITK as sitk
+
+    from annotator.io.read import MAX_COMPANIONS
+    from annotator.napari.annotation_dock import AnnotationDock
+
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    count = MAX_COMPANIONS + 4
+    path = tmp_path / "perfusion.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([image * (1 + t) for t in range(count)]), str(path))
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="annotator3d")
+    assert layer.name == "perfusion" and layer.data.shape == (count, 35, 51, 35) and viewer.dims.ndim == 4
+    plain = read_volume(HIPPO / "images" / "hippocampus_001.nii.gz")
+    np.testing.assert_allclose(layer.data[3], plain.array.astype(np.float32) * 4)
+    idx = (2, 5, 10, 20)  # time point 2, voxel (z, y, x)
+    itk = plain.to_sitk().TransformIndexToPhysicalPoint((20, 10, 5))
+    np.testing.assert_allclose(layer.data_to_world(idx)[1:], tuple(reversed(itk)), atol=1e-4)
+    dock = AnnotationDock(viewer)
+    errors = []
+    dock.session.error.connect(errors.append)
+    viewer.layers.selection.active = layer
+    dock._use_selected_layer()
+    assert errors and "is 4-D; Annotator needs a 3-D image" in errors[-1]
 
 
 def _shown_text(label) -> str:
