@@ -322,3 +322,20 @@ def test_a_task_s_dataset_json_says_the_modality_of_its_images(tmp_path):
         (tmp_path / "dataset.json").write_text(json.dumps({"modality": {"0": said}}))
         volume = read_volume(tmp_path / "case.nii.gz")
         assert volume.modality == modality and volume.name == "case"
+
+
+def test_a_file_of_several_values_per_voxel_reads_as_volumes(tmp_path):
+    """A NRRD of diffusion volumes (one vector of values per voxel, not a colour image):
+    each value is a volume, as each volume of a 4-D file is; a colour image stays refused."""
+    from annotator.io.read import companions
+
+    values = np.random.default_rng(0).random((4, 5, 6, 3)).astype(np.float32)
+    path = tmp_path / "dwi.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(values, isVector=True), str(path))
+    first = read_volume(path)
+    assert first.name == "dwi (volume 1 of 3)" and first.source.volume == 0
+    np.testing.assert_array_equal(first.array, values[..., 0])
+    others = companions(first)
+    assert [v.name for v in others] == ["dwi (volume 2 of 3)", "dwi (volume 3 of 3)"]
+    np.testing.assert_array_equal(others[1].array, values[..., 2])
+    np.testing.assert_array_equal(read_volume(path, 1).array, values[..., 1])

@@ -297,13 +297,17 @@ def channel_modality(name: str) -> str | None:
 
 def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     """The volumes of an image file: the one of a 3-D file; of a 4-D file (time points or
-    channels, as the Decathlon's multi-modal images), each (``which``: "all") or the one
+    channels, as the Decathlon's multi-modal images) or a 3-D file of several values per
+    voxel (a NRRD of diffusion volumes; not a colour image), each (``which``: "all") or the one
     numbered ``which`` from 0 (the first for None), named by what ``dataset.json`` calls
     it (:func:`channel_names`), else by its number; its modality is the one that name
     says, else a guess from its values."""
     image, non_finite = _read_sitk(path)
-    stacked = image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1
-    count = image.GetSize()[3] if stacked else 1
+    components = image.GetNumberOfComponentsPerPixel()
+    stacked = image.GetDimension() == 4 and components == 1
+    colour = image.GetPixelID() == sitk.sitkVectorUInt8 and components in (3, 4)
+    vector = image.GetDimension() == 3 and components > 1 and not colour  # a NRRD's diffusion volumes, say
+    count = image.GetSize()[3] if stacked else components if vector else 1
     if which == "all":
         numbers = list(range(count))
     else:
@@ -321,6 +325,8 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
             size = list(image.GetSize())
             size[3] = 0
             one = sitk.Extract(image, size, [0, 0, 0, number])
+        elif vector:
+            one = sitk.VectorIndexSelectionCast(image, number)
         check_scalar_3d(one, str(path))
         name = image_stem(path) + (f" ({names[number]})" if count > 1 else "")
         volume = volume_from_sitk(one, name=name, source=Source(path=str(path), volume=number if count > 1 else None))
@@ -354,7 +360,9 @@ def companions(volume: Volume) -> list[Volume]:
             reader.ReadImageInformation()
         except RuntimeError:
             return []
-    if len(reader.GetSize()) != 4 or reader.GetSize()[3] > MAX_COMPANIONS:
+    size, components = reader.GetSize(), reader.GetNumberOfComponents()
+    count = size[3] if len(size) == 4 else components if len(size) == 3 else 1
+    if not 1 < count <= MAX_COMPANIONS:
         return []
     others = [v for v in _file_volumes(path) if v.source.volume != number]
     for other in others:
