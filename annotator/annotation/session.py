@@ -240,7 +240,7 @@ class AnnotationSession:
     def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict, list[Volume]]:
         """The image, its saved label (draft first), the label maps found beside it (a
         label map that does not fit the image is left out, with a warning on the volume)
-        and its companions (the other channels of a 4-D file)."""
+        and its companions (volumes shown with it: other channels, other acquisitions)."""
         job.report(f"reading {image_id} ...")
         volume = store.open_image(image_id, job.report)
         others = store.companions(image_id, volume)
@@ -575,8 +575,8 @@ class AnnotationSession:
             return
 
         def done(described: dict) -> None:
-            left = described["annotator"]["left_out"]
-            self.status.emit(f"{described['numTraining']} labelled images exported to {folder}"
+            left, count = described["annotator"]["left_out"], described["numTraining"]
+            self.status.emit(f"{count} labelled image{'s' * (count != 1)} exported to {folder}"
                              + (f"; {len(left)} left out ({next(iter(left))}: {next(iter(left.values()))})"
                                 if left else ""))
 

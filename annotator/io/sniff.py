@@ -47,7 +47,7 @@ _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 
 
 def starts_with_dataset(head: bytes) -> bool:
-    """Whether ``head``, a file's first bytes (132 or more), is the start of a DICOM data
+    """Whether ``head``, a file's first bytes (256 of them), is the start of a DICOM data
     set with no preamble: two little-endian elements of the file meta (group 0002) or
     identifying (group 0008) group in ascending order, in explicit VR (two known letters)
     or implicit VR. Two elements, not one: the voxels of a raw image file can start like one."""

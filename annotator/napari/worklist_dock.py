@@ -279,7 +279,7 @@ class WorklistDock(QWidget):
         self.summary.setText(f"{done} of {len(records)} labeled"
                              + (f", {waiting} waiting to be sent" if waiting else ""))
         self.send.setVisible(bool(waiting))
-        self.export.setEnabled(done > 0)
+        self.export.setEnabled(any("final" in r.versions for r in records))  # sent or not
         self._apply_filter()
         self._highlight()
         self._set_order()

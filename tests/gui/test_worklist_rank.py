@@ -93,7 +93,7 @@ def test_export_writes_the_labelled_images_for_training_elsewhere(annotator_wind
     qtbot.waitUntil(lambda: any("exported" in s for s in statuses) and not ws.files.busy, timeout=30000)
     described = json.loads((tmp_path / "export" / "dataset.json").read_text())
     assert described["annotator"]["cases"] == {ws.image_id: ws.image_id} and described["numTraining"] == 1
-    assert f"1 labelled images exported to {tmp_path / 'export'}" in statuses[-1]
+    assert f"1 labelled image exported to {tmp_path / 'export'}" in statuses[-1]
     errors = []
     ws.error.connect(errors.append)
     worklist.export_to(str(tmp_path / "export"))  # again: refused, nothing written over
