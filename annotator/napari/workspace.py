@@ -317,6 +317,21 @@ class Workspace:
         return next((lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata
                      and lay.metadata[L.VOLUME_KEY] is self.session.volume), None)
 
+    def next_volume(self) -> None:
+        """Show the image's next volume (the one annotated, then its companions: other
+        channels, echoes, time points) in place of the one shown."""
+        s = self.session
+        volumes = [s.volume, *s.companions]
+        layers = [lay for v in volumes for lay in self.viewer.layers if lay.metadata.get(L.VOLUME_KEY) is v]
+        if len(layers) < 2:
+            s.status.emit("this image has no other volume to show")
+            return
+        shown = next((i for i, lay in enumerate(layers) if lay.visible), -1)
+        for layer in layers:
+            layer.visible = False
+        layers[(shown + 1) % len(layers)].visible = True
+        s.status.emit(f"showing {layers[(shown + 1) % len(layers)].name}")
+
     def window(self, name: str) -> None:
         """Show the image through the display window ``name`` (see ``layers.WINDOWS``)."""
         layer, volume = self.image_layer(), self.session.volume
@@ -332,7 +347,7 @@ class Workspace:
                 "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
-                "next_label": s.next_label, "fill_holes": lambda: s.tidy("fill_holes"),
+                "next_label": s.next_label, "next_volume": self.next_volume, "fill_holes": lambda: s.tidy("fill_holes"),
                 "keep_largest": lambda: s.tidy("keep_largest")}
 
 

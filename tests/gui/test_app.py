@@ -123,6 +123,9 @@ def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer,
     assert [layer.visible for layer in reversed(images)] == [True, False, False]
     assert ws.image_layer() is images[-1] and ws.session.volume.name == "case_001 (T1w)"
     np.testing.assert_allclose(images[1].data, array.max() - array)
+    for shown in ("case_001 (inverted)", "case_001 (T2w)", "case_001 (T1w)"):  # Alt+V: the next, in turn
+        ws.actions()["next_volume"]()
+        assert [layer.name for layer in images if layer.visible] == [shown]
     for layer in images:
         np.testing.assert_allclose(layer.affine.affine_matrix, images[-1].affine.affine_matrix)
     ws.session.open_image("case_002")
