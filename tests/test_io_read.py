@@ -339,3 +339,37 @@ def test_a_file_of_several_values_per_voxel_reads_as_volumes(tmp_path):
     assert [v.name for v in others] == ["dwi (volume 2 of 3)", "dwi (volume 3 of 3)"]
     np.testing.assert_array_equal(others[1].array, values[..., 2])
     np.testing.assert_array_equal(read_volume(path, 1).array, values[..., 1])
+
+
+@pytest.mark.parametrize("key", ["ct_3slice", "mr_hcrop", "mr_t1post_oblique"])
+def test_a_series_simpleitk_cannot_read_is_decoded_by_pydicom_alike(key, tmp_path):
+    """GDCM takes a bare data set whose first element is empty for no DICOM at all
+    (older CT archives write an empty SpecificCharacterSet first); pydicom decodes it,
+    and the volume is the one SimpleITK reads from the Part 10 files: voxels and geometry
+    (an oblique series too)."""
+    from pathlib import Path
+
+    import pydicom
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    from annotator.io import dicom
+
+    folder = DICOM[key][0]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for i, source in enumerate(sorted(folder.iterdir())):
+        body = pydicom.Dataset(pydicom.dcmread(source))
+        body.SpecificCharacterSet = ""  # empty, and first: what GDCM does not take for DICOM
+        with open(bare / f"{i:03d}", "wb") as f:
+            out = DicomFileLike(f)
+            out.is_little_endian, out.is_implicit_VR = True, True
+            write_dataset(out, body)
+    with pytest.raises(RuntimeError):
+        sitk.ReadImage(str(sorted(bare.iterdir())[0]))
+    plain, decoded = read_volume(folder), read_volume(bare)
+    np.testing.assert_array_equal(decoded.array, plain.array)
+    assert decoded.same_geometry(plain, rtol=1e-6) and decoded.modality == plain.modality
+    files = dicom.check_series(dicom.scan_folder(folder).series[0])  # the same path on Part 10 files
+    again = dicom._read_by_pydicom(files, Path(folder))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(again), plain.array)

@@ -454,9 +454,8 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
     reader.SetFileNames([str(f.path) for f in files])
     try:
         image = reader.Execute()
-    except RuntimeError:
-        _raise_unreadable_file(files, folder)
-        raise
+    except RuntimeError:  # SimpleITK (GDCM) cannot read every file pydicom can: a bare data set, say
+        image = _read_by_pydicom(files, folder)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{info.folder}: colour (multi-component) DICOM images are not supported")
     first = files[0].dataset
@@ -507,6 +506,36 @@ def read_file(path: str | os.PathLike) -> Volume:
     if frame_count(header) > 1:
         return read_multiframe(path)
     return read_info(series_of(path), path.parent)
+
+
+def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:
+    """The series ``files`` (checked, in order along the slice normal) decoded by pydicom,
+    with the geometry their headers give, as SimpleITK would read it: for the files
+    SimpleITK cannot read. A file neither can decode is named (:func:`_raise_unreadable_file`)."""
+    slices = []
+    try:
+        for f in files:
+            ds = read_dataset(f.path)
+            slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+            slices.append(ds.pixel_array.astype(np.float64) * slope + intercept)
+    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files: named below
+        _raise_unreadable_file(files, folder)
+        raise
+    array = np.stack(slices)
+    whole = np.array_equal(array, np.round(array))
+    fits = [t for t in (np.int16, np.uint16, np.int32)
+            if whole and np.iinfo(t).min <= array.min() and array.max() <= np.iinfo(t).max]
+    array = array.astype(fits[0] if fits else np.float32)
+    first = files[0].dataset
+    iop = np.asarray(first.ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    row_step, column_step = (float(v) for v in first.get("PixelSpacing", [1.0, 1.0]))
+    step = float(np.median(np.diff([f.position @ normal for f in files])))
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((column_step, row_step, step))
+    image.SetOrigin(tuple(float(v) for v in files[0].position))
+    image.SetDirection(tuple(np.stack([iop[:3], iop[3:], normal], axis=1).ravel()))
+    return image
 
 
 def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
