@@ -513,14 +513,19 @@ def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:
     with the geometry their headers give, as SimpleITK would read it: for the files
     SimpleITK cannot read. A file neither can decode is named (:func:`_raise_unreadable_file`)."""
     slices = []
-    try:
-        for f in files:
+    for f in files:
+        try:
             ds = read_dataset(f.path)
             slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
             slices.append(ds.pixel_array.astype(np.float64) * slope + intercept)
-    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files: named below
-        _raise_unreadable_file(files, folder)
-        raise
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files
+            try:
+                sitk.ReadImage(str(f.path))
+            except RuntimeError:  # neither reads this file: it is the one to name
+                _raise_if_short(f)
+                raise InputError(f"{f.path}: pixel data cannot be decoded ({_detail(exc)})") from None
+            _raise_unreadable_file(files, folder)  # SimpleITK reads it (pydicom lacks a decoder): its search
+            raise
     array = np.stack(slices)
     whole = np.array_equal(array, np.round(array))
     fits = [t for t in (np.int16, np.uint16, np.int32)
