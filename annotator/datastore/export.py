@@ -68,6 +68,7 @@ def export_nnunet(store: Datastore, out: str | Path, channels: bool = False, pro
     (out / "labelsTr").mkdir(exist_ok=True)
     cases, names = case_names(ids), {}
     written: dict[str, str] = {}
+    values: set[int] = set()  # the label values written
     channel_names: list[str] | None = None
     left_out: dict[str, str] = {}
     for done, image_id in enumerate(ids):
@@ -91,13 +92,14 @@ def export_nnunet(store: Datastore, out: str | Path, channels: bool = False, pro
         for number, volume in enumerate(volumes):
             write_volume(out / "imagesTr" / f"{case}_{number:04d}{FILE_ENDING}", volume)
         write_label(out / "labelsTr" / f"{case}{FILE_ENDING}", label, image)
+        values.update(np.unique(label).tolist())
         for value, name in store.names_of(image_id).items():
             names.setdefault(int(value), str(name))
         written[case] = image_id
     if not written:
         raise InputError(f"{store.name}: none of the {len(ids)} labelled images could be exported: "
                          + "; ".join(f"{i}: {why}" for i, why in list(left_out.items())[:3]))
-    labels = _consecutive(out / "labelsTr", list(written), names)
+    labels = _consecutive(out / "labelsTr", list(written), values, names)
     described = {
         "name": store.name, "description": f"exported by Annotator from {store.place}",
         "channel_names": {str(i): n for i, n in enumerate(channel_names or [])},
@@ -110,14 +112,12 @@ def export_nnunet(store: Datastore, out: str | Path, channels: bool = False, pro
     return described
 
 
-def _consecutive(folder: Path, cases: list[str], names: dict[int, str]) -> dict[str, int]:
-    """Make the label values of the cases 1, 2, ... (nnU-Net wants no gaps), rewriting a
-    label file only where a value changes; the labels' names by their new value."""
-    from annotator.io.read import read_label, read_volume
+def _consecutive(folder: Path, cases: list[str], found: set[int], names: dict[int, str]) -> dict[str, int]:
+    """Make the label values ``found`` in the cases' label files 1, 2, ... (nnU-Net wants
+    no gaps), rewriting the files only where a value changes; the labels' names by their
+    new value."""
+    from annotator.io.read import read_volume
 
-    found: set[int] = set()
-    for case in cases:
-        found |= set(np.unique(read_volume(folder / f"{case}{FILE_ENDING}").array).tolist())
     values = sorted(v for v in found if v > 0)
     new = {old: i for i, old in enumerate(values, start=1)}
     if any(old != i for old, i in new.items()):
@@ -126,8 +126,8 @@ def _consecutive(folder: Path, cases: list[str], names: dict[int, str]) -> dict[
             lookup[old] = i
         for case in cases:
             path = folder / f"{case}{FILE_ENDING}"
-            geometry = read_volume(path)
-            write_label(path, lookup[read_label(path, geometry)], geometry)
+            label = read_volume(path)  # its voxels are the label, its grid the image's
+            write_label(path, lookup[label.array], label)
     labels = {"background": 0}
     for old, i in new.items():
         name = names.get(old) or f"label {old}"
