@@ -26,7 +26,7 @@ from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
 from annotator.io.label_names import label_names_in
-from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_volume
+from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
 
@@ -156,22 +156,10 @@ class LocalDatastore(Datastore):
         return super().companions(image_id, image)
 
     def _acquisitions(self, image_id: str, key: str, image: Volume) -> list[Volume]:
-        from annotator.io.dicom import scan_folder
-
         folder, uid = self._images[image_id], key.split("/")[0]
-        others = {s.key for i, s in self._series.items()
-                  if i != image_id and self._images[i] == folder and s.key.split("/")[0] == uid}
-        if not others or len(others) >= MAX_COMPANIONS:
-            return []
-        scan = scan_folder(folder, below=False)  # the folder's own files: its series
-        shown = []
-        for info in scan.series:  # in the order of the series' parts
-            if info.key in others:
-                try:
-                    shown.append(read_volume(folder, info.key, scan))
-                except AnnotatorError as exc:
-                    image.warnings.append(f"{info.title} not shown: {exc}")
-        return shown
+        others = [s.key for i, s in self._series.items()  # in the order of the series' parts
+                  if i != image_id and self._images[i] == folder and s.key.split("/")[0] == uid]
+        return read_parts(folder, others, image) if 0 < len(others) < MAX_COMPANIONS else []
 
     def _channel_files(self, files: list[tuple[str, Path]], image: Volume) -> list[Volume]:
         others = []

@@ -125,8 +125,7 @@ class DicomwebDatastore(Datastore):
     def companions(self, image_id: str, image: Volume) -> list[Volume]:
         """The series' other acquisitions (echoes, b-values), read from the cache that
         opening the image filled, up to :data:`annotator.io.read.MAX_COMPANIONS` of them."""
-        from annotator.io.dicom import scan_folder
-        from annotator.io.read import MAX_COMPANIONS
+        from annotator.io.read import MAX_COMPANIONS, read_parts
 
         uid, number = _split(image_id)
         parts = self._parts(uid)
@@ -134,15 +133,7 @@ class DicomwebDatastore(Datastore):
         folder = self.cache.cached(row.study_uid, uid) if row is not None and 1 < len(parts) <= MAX_COMPANIONS else None
         if folder is None:
             return []
-        scan = scan_folder(folder)
-        shown = []
-        for place, key in enumerate(parts, start=1):
-            if place != number:
-                try:
-                    shown.append(read_volume(folder, key, scan))
-                except AnnotatorError as exc:
-                    image.warnings.append(f"acquisition {key.partition('/')[2]} not shown: {exc}")
-        return shown
+        return read_parts(folder, [key for place, key in enumerate(parts, start=1) if place != number], image)
 
     def _pinned(self):
         series = self._series()

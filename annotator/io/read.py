@@ -370,6 +370,22 @@ def companions(volume: Volume) -> list[Volume]:
     return others
 
 
+def read_parts(folder: Path, keys: list[str], image: Volume) -> list[Volume]:
+    """The acquisitions ``keys`` (:attr:`annotator.io.dicom.SeriesInfo.key`) of the DICOM
+    series in ``folder``'s own files, in that order, its headers read once; one that cannot
+    be read is left out, named in a warning on ``image``."""
+    from annotator.io import dicom
+
+    scan = dicom.scan_folder(folder, below=False)
+    shown = []
+    for key in keys:
+        try:
+            shown.append(read_volume(folder, key, scan))
+        except InputError as exc:
+            image.warnings.append(f"{key.partition('/')[2] or key} not shown: {exc}")
+    return shown
+
+
 def export_folder(path: Path) -> Path:
     """The folder a CD or USB export's DICOMDIR indexes (where its series are), else ``path``."""
     return path.parent if is_dicomdir(path) and path.is_file() else path
