@@ -50,3 +50,50 @@ def two_echoes_of(series: Path, target: Path) -> Path:
         ds.PixelData = (ds.pixel_array * 2 + 5).astype(ds.pixel_array.dtype).tobytes()
         ds.save_as(target / f"{path.stem}b.dcm")
     return target
+
+
+def echoes_in_one_file(series: Path, target: Path, told: str = "echo") -> Path:
+    """``series`` (echo 1) and its voxels × 2 + 5 (echo 2) as one multi-frame image written
+    to ``target``, the frames of the two echoes interleaved. ``told``: what tells the
+    echoes apart: "echo" their frames' EffectiveEchoTime (25 ms for echo 1, 10 ms for echo
+    2, so that their order is not the frames'), "dimension" only a dimension index beside
+    the slice position's (on a diffusion gradient direction, the b-value being the same),
+    "nothing" nothing."""
+    import copy
+
+    import highdicom as hd
+    from pydicom.tag import Tag
+
+    one = pydicom.dcmread(multiframe_of(series, target))
+    frames = one.pixel_array
+    pixels = np.empty((2 * len(frames), *frames.shape[1:]), frames.dtype)
+    pixels[0::2], pixels[1::2] = frames, frames * 2 + 5
+    groups = []
+    for group in one.PerFrameFunctionalGroupsSequence:
+        for echo, time in ((1, 25.0), (2, 10.0)):
+            item = copy.deepcopy(group)
+            if told == "echo":
+                echo_item = pydicom.Dataset()
+                echo_item.EffectiveEchoTime = time
+                item.MREchoSequence = pydicom.Sequence([echo_item])
+            if told == "dimension":
+                direction = pydicom.Dataset()
+                direction.DiffusionGradientOrientation = [1.0, 0.0, 0.0] if echo == 1 else [0.0, 1.0, 0.0]
+                diffusion = pydicom.Dataset()
+                diffusion.DiffusionBValue = 1000.0
+                diffusion.DiffusionGradientDirectionSequence = pydicom.Sequence([direction])
+                item.MRDiffusionSequence = pydicom.Sequence([diffusion])
+                item.FrameContentSequence[0].DimensionIndexValues = [int(item.FrameContentSequence[0].InStackPositionNumber), echo]
+            groups.append(item)
+    if told == "dimension":
+        dimension = pydicom.Dataset()
+        dimension.DimensionOrganizationUID = one.DimensionIndexSequence[0].DimensionOrganizationUID
+        dimension.DimensionIndexPointer = Tag("DiffusionGradientOrientation")
+        dimension.FunctionalGroupPointer = Tag("MRDiffusionSequence")
+        one.DimensionIndexSequence = pydicom.Sequence([*one.DimensionIndexSequence, dimension])
+    one.PerFrameFunctionalGroupsSequence = pydicom.Sequence(groups)
+    one.NumberOfFrames = len(groups)
+    one.PixelData = pixels.tobytes()
+    one.SOPInstanceUID = one.file_meta.MediaStorageSOPInstanceUID = hd.UID()
+    one.save_as(target)
+    return target

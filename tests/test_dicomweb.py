@@ -393,6 +393,40 @@ def test_a_multi_frame_image_on_the_server_is_annotated_like_a_series(tmp_path, 
         np.testing.assert_array_equal(other.label(record.id, other.open_image(record.id)), label)
 
 
+def test_the_echoes_of_one_multi_frame_file_on_the_server_are_an_image_each(tmp_path, monkeypatch):
+    """One enhanced file holding two echoes: once opened, each echo is an image; a SEG of
+    echo 2 refers to its frames, and another workstation finds it on echo 2, not echo 1."""
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+    from annotator.io.seg import referenced_frames
+    from multiframe import echoes_in_one_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = echoes_in_one_file(STUDY / "11_HCropVolume", tmp_path / "enhanced" / "enhanced.dcm")
+    series = read_volume(STUDY / "11_HCropVolume")
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload([path])
+        store = DicomwebDatastore(_client(server))
+        [record] = store.records()
+        te10 = store.open_image(record.id)
+        assert [r.name for r in store.records()] == ["MR HippoCrop (enhanced conversion) (TE 10, 40 slices)",
+                                                     "MR HippoCrop (enhanced conversion) (TE 25, 40 slices)"]
+        te25 = store.open_image(record.id + "#2")
+        np.testing.assert_array_equal(te25.array, series.array)
+        np.testing.assert_array_equal(te10.array, series.array * 2 + 5)
+        assert [v.name for v in store.companions(record.id, te10)] == [te25.name]
+        label = np.zeros(te25.shape, np.uint8)
+        label[10:30, 15:35, 10:25] = 1
+        store.accept(record.id + "#2", label, te25, names={1: "hippocampus"})
+        [seg_series] = _client(server).series(modality="SEG", images_only=False)
+        [seg] = _client(server).segs_of(seg_series.study_uid, record.id)
+        assert {frame for _, frame in referenced_frames(seg)} <= set(te25.source.frames)
+        other = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
+        np.testing.assert_array_equal(other.label(record.id + "#2", other.open_image(record.id + "#2")), label)
+        assert other.label(record.id, other.open_image(record.id)) is None
+
+
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):
     """The server dies while it receives the SEG (a Lua hook ends it when the upload has
     arrived, before it stores or answers): the accept waits in the queue, across a restart

@@ -48,7 +48,7 @@ def test_frames_that_are_not_one_volume_are_named(multiframe_mr, tmp_path):
         groups[1].PlanePositionSequence[0].ImagePositionPatient = list(
             groups[0].PlanePositionSequence[0].ImagePositionPatient)
 
-    with pytest.raises(GeometryError, match="40 frames do not form one regular 3-D volume.*one or more plane"):
+    with pytest.raises(GeometryError, match="frames 1 and 2 lie at the same place \\(its 40 frames lie at 39 places\\)"):
         read_volume(_edited(multiframe_mr, tmp_path / "twice.dcm", same_place))
 
     def moved(ds):
@@ -103,3 +103,68 @@ def test_several_multi_frame_images_in_one_series_are_a_volume_each(series, mult
     store = LocalDatastore(tmp_path / "study")
     assert store.ids() == ["enhanced", "enhanced#2"]
     np.testing.assert_array_equal(store.open_image("enhanced#2").array, series.array * 2 + 5)
+
+
+@pytest.mark.parametrize("told", ["echo", "dimension"])
+def test_the_volumes_of_one_multi_frame_file_are_an_image_each(series, tmp_path, told):
+    """Enhanced MR written by the scanner holds every echo (time point, b-value) in one
+    file, their frames at the same places again: each is an image, named by what tells it
+    apart, its frames its own."""
+    from multiframe import echoes_in_one_file
+
+    path = echoes_in_one_file(MR, tmp_path / "study" / "enhanced" / "enhanced.dcm", told)
+    parts = scan_folder(path.parent).series
+    first, second = (series.array * 2 + 5, series.array) if told == "echo" else (series.array, series.array * 2 + 5)
+    names = ["TE 10", "TE 25"] if told == "echo" else ["volume 1", "volume 2"]
+    assert [(p.part, p.slices) for p in parts] == [(names[0], 40), (names[1], 40)]
+    volumes = [read_volume(path.parent, p.key) for p in parts]
+    for volume, expected, name in zip(volumes, (first, second), names):
+        np.testing.assert_array_equal(volume.array, expected)
+        assert volume.same_geometry(series, rtol=1e-6) and volume.name.endswith(f"({name})")
+        assert len(set(volume.source.frames)) == 40
+    # echo 1's frames are the file's odd frames, echo 2's its even ones
+    assert {f % 2 for f in volumes[0].source.frames} == ({0} if told == "echo" else {1})
+    assert {f % 2 for f in volumes[1].source.frames} == ({1} if told == "echo" else {0})
+    np.testing.assert_array_equal(read_volume(path).array, first)  # the file alone: the first of them
+
+
+def test_volumes_of_one_multi_frame_file_that_nothing_tells_apart_are_named(tmp_path):
+    from multiframe import echoes_in_one_file
+
+    path = echoes_in_one_file(MR, tmp_path / "enhanced.dcm", "nothing")
+    with pytest.raises(GeometryError, match="80 frames lie at 40 places: 2 volumes in one file, and no per-frame header"):
+        read_volume(path)
+    with pytest.raises(GeometryError, match="2 volumes in one file"):
+        read_volume(tmp_path)
+
+
+def test_each_volume_of_a_multi_frame_file_has_its_own_label_and_seg(series, tmp_path):
+    """In a folder store the two echoes of one file are two images, each shown with the
+    other beneath it; a SEG of echo 2 refers to echo 2's frames alone, reads back on it,
+    places nothing on echo 1, and is echo 2's label map, not echo 1's."""
+    from annotator.datastore import LocalDatastore
+    from annotator.io.seg import referenced_frames, refers_to, seg_to_label, series_seg
+    from multiframe import echoes_in_one_file
+
+    path = echoes_in_one_file(MR, tmp_path / "store" / "enhanced" / "enhanced.dcm")
+    store = LocalDatastore(tmp_path / "store")
+    assert store.ids() == ["enhanced", "enhanced#2"]
+    te10, te25 = store.open_image("enhanced"), store.open_image("enhanced#2")
+    np.testing.assert_array_equal(te25.array, series.array)
+    assert [v.name for v in store.companions("enhanced#2", te25)] == [te10.name]
+    label = np.zeros(te25.shape, np.uint8)
+    label[10:20, 10:30, 5:20] = 1
+    label[25:30, 5:10, 5:10] = 2
+    _, data = series_seg(label, te25, {1: "hippocampus", 2: "tumor"})
+    seg = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+    used = {te25.source.frames[z] for z in np.flatnonzero(label.any(axis=(1, 2)))}
+    assert {frame for _, frame in referenced_frames(seg)} == used  # odd frames of the file
+    back, names = seg_to_label(seg, te25)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "hippocampus", 2: "tumor"}
+    assert not seg_to_label(seg, te10)[0].any()
+    assert refers_to(seg, te25) and not refers_to(seg, te10)
+    (path.parent / "zz_seg.dcm").write_bytes(data)
+    store = LocalDatastore(tmp_path / "store")
+    assert {r.id: r.label_maps for r in store.records()} == {"enhanced": [], "enhanced#2": ["enhanced/zz_seg"]}
+    np.testing.assert_array_equal(store.label_map("enhanced#2", "enhanced/zz_seg", te25)[0], label)

@@ -90,13 +90,17 @@ def referenced(path: Path) -> tuple[str, set[str]] | None:
         return None
 
 
-def _acquisition(instances: set[str], candidates: list[str], images: dict[str, Path], series: dict[str, str]) -> str:
+def _acquisition(path: Path, instances: set[str], candidates: list[str], images: dict[str, Path],
+                 series: dict[str, str]) -> str:
     """Of the images that are acquisitions of one series (largest first), the one whose
-    slices a SEG refers to most (the largest when it names none of them)."""
-    from annotator.io.dicom import scan_folder
+    slices the SEG ``path`` refers to most (of the volumes of one multi-frame image, whose
+    frames; the largest when it names none of them)."""
+    from annotator.io.dicom import read_dataset, scan_folder
+    from annotator.io.seg import referenced_frames
 
-    scans: dict[Path, dict[str, set[str]]] = {}
+    scans: dict[Path, dict[str, tuple[set[str], set[tuple[str, int]]]]] = {}
     overlap = []
+    frames: set[tuple[str, int]] | None = None
     for image_id in candidates:
         folder = images[image_id]
         if folder not in scans:
@@ -104,10 +108,17 @@ def _acquisition(instances: set[str], candidates: list[str], images: dict[str, P
                 listing = scan_folder(folder, below=False).series
             except Exception:  # noqa: BLE001 - an unreadable folder: no overlap found there
                 listing = []
-            scans[folder] = {info.key: {str(f.dataset.get("SOPInstanceUID", "")) for f in info.files}
-                             for info in listing}
-        overlap.append(len(instances & scans[folder].get(series[image_id], set())))
-    return candidates[int(np.argmax(overlap))]
+            scans[folder] = {info.key: ({str(f.dataset.get("SOPInstanceUID", "")) for f in info.files},
+                                        {(str(f.dataset.get("SOPInstanceUID", "")), n) for f in info.files
+                                         for n in info.frames}) for info in listing}
+        uids, mine = scans[folder].get(series[image_id], (set(), set()))
+        if mine and frames is None:
+            try:
+                frames = referenced_frames(read_dataset(path, stop_before_pixels=True))
+            except Exception:  # noqa: BLE001 - a damaged SEG: its instances alone decide
+                frames = set()
+        overlap.append((len(instances & uids), len((frames or set()) & mine)))
+    return candidates[max(range(len(candidates)), key=lambda i: overlap[i])]
 
 
 def _few_values(path: Path, whole: bool = False) -> bool:
@@ -181,7 +192,7 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
         seg = referenced(path) if path.is_file() and looks_like_dicom(path) else None
         if seg is not None:  # a DICOM SEG: the series (and acquisition) it segments, if here
             candidates = by_uid.get(seg[0], [])
-            links[map_id] = (_acquisition(seg[1], candidates, images, series) if len(candidates) > 1
+            links[map_id] = (_acquisition(path, seg[1], candidates, images, series) if len(candidates) > 1
                              else candidates[0] if candidates else None)
             continue
         wanted = {w for w in words(map_id) if w not in LABEL_WORDS}

@@ -153,14 +153,13 @@ class DicomwebDatastore(Datastore):
         """The newest SEG the server has for the image (made elsewhere, or sent from
         another workstation), kept here as its final label; None offline or when none. Of
         a series of several acquisitions, only a SEG of this one's instances."""
-        from annotator.io.seg import referenced_instances, seg_to_label
+        from annotator.io.seg import refers_to, seg_to_label
 
         try:
             segs = self.server.segs_of(row.study_uid, row.series_uid)
         except DatastoreError:
             return None
-        mine = set(image.source.sop_uids)
-        segs = [seg for seg in segs if referenced_instances(seg) & mine]
+        segs = [seg for seg in segs if refers_to(seg, image)]
         if not segs:
             return None
         label, names = seg_to_label(segs[-1], image, known=self.label_names())

@@ -9,13 +9,8 @@ unevenly spaced slices, duplicate positions, a single slice, or a truncated file
 Several acquisitions in one series (echoes, time points, b-values: the same slice
 positions again) are told apart by the first header tag that splits the series into
 parts of distinct positions (:data:`ACQUISITION_TAGS`); each part is read as a series of
-its own, as is each multi-frame image of a series that holds several.
-
-A multi-frame image (Enhanced CT/MR, Legacy Converted Enhanced: one file holding every
-slice of a series, its geometry in functional groups) is read by highdicom, which
-checks that its frames form one regular grid. Its slices are ordered along the slice
-normal as a series' are, and the volume's source records the frame number of each, so
-that a SEG written on it refers to the right frames.
+its own, as is each multi-frame image of a series that holds several, and each volume
+of a multi-frame image that holds several (:mod:`annotator.io.multiframe`).
 """
 
 from __future__ import annotations
@@ -82,6 +77,7 @@ class SeriesInfo:
     number: str = ""  # SeriesNumber, as written
     files: list[DicomFile] = field(default_factory=list)
     part: str = ""  # one acquisition of several in the series ("echo 2"), else empty
+    frames: tuple[int, ...] = ()  # the frames (from 1) of its one multi-frame file it takes, else all
 
     @property
     def key(self) -> str:
@@ -95,6 +91,8 @@ class SeriesInfo:
 
     @property
     def slices(self) -> int:
+        if self.frames:
+            return len(self.frames)
         return sum(frame_count(f.dataset) for f in self.files)
 
     @property
@@ -200,6 +198,8 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
                 if modality == "SEG":
                     segs.append(path)
                 continue
+            if frame_count(ds) > 1:  # its volumes are told apart by its per-frame headers
+                ds = read_dataset(path, stop_before_pixels=True)
             uid = str(ds.get("SeriesInstanceUID", ""))
             info = series.get(uid)
             if info is None:
@@ -246,16 +246,14 @@ def split_acquisitions(info: SeriesInfo) -> list[SeriesInfo]:
     """The acquisitions of a series whose slices repeat their positions, as parts told
     apart by the first of :data:`ACQUISITION_TAGS` whose values give parts of two or more
     slices at distinct positions (in the order of its values). Several multi-frame images
-    in one series are a part each (by InstanceNumber). Else the series as it is."""
-    def part(files: list[DicomFile], name: str) -> SeriesInfo:
+    in one series are a part each (by InstanceNumber), and so is each volume of a
+    multi-frame image that holds several. Else the series as it is."""
+    def part(files: list[DicomFile], name: str, frames: tuple[int, ...] = ()) -> SeriesInfo:
         return SeriesInfo(info.series_uid, info.study_uid, info.modality, info.description, info.rows,
-                          info.columns, info.number, files, name)
+                          info.columns, info.number, files, name, frames)
 
-    if len(info.files) > 1 and len(info.multiframe) == len(info.files):
-        numbers = [_tag_value(f.dataset, "InstanceNumber") for f in info.files]
-        unique = len(set(numbers)) == len(numbers)
-        return [part([f], f"image {n}" if unique else f"image {f.path.name}")
-                for n, f in sorted(zip(numbers, info.files), key=lambda nf: (_in_order(nf[0]), nf[1].path.name))]
+    if info.multiframe and len(info.multiframe) == len(info.files):
+        return _multiframe_parts(info, part)
     if info.multiframe or not _positions_repeat(info.files):
         return [info]
     for tag, word in ACQUISITION_TAGS.items():
@@ -267,6 +265,26 @@ def split_acquisitions(info: SeriesInfo) -> list[SeriesInfo]:
         if len(groups) > 1 and all(len(g) > 1 and not _positions_repeat(g) for g in groups.values()):
             return [part(groups[value], f"{word} {value or '(none)'}") for value in sorted(groups, key=_in_order)]
     return [info]
+
+
+def _multiframe_parts(info: SeriesInfo, part) -> list[SeriesInfo]:
+    """The images of a series of multi-frame files: one a file (by InstanceNumber, when
+    there are several), and one a volume of a file that holds several."""
+    from annotator.io.multiframe import stacks
+
+    files = [("", info.files[0])]
+    if len(info.files) > 1:
+        numbers = [_tag_value(f.dataset, "InstanceNumber") for f in info.files]
+        unique = len(set(numbers)) == len(numbers)
+        files = [(f"image {n}" if unique else f"image {f.path.name}", f)
+                 for n, f in sorted(zip(numbers, info.files), key=lambda nf: (_in_order(nf[0]), nf[1].path.name))]
+    parts = []
+    for name, f in files:
+        volumes = stacks(f.dataset)
+        if not volumes:
+            parts.append(part([f], name))
+        parts.extend(part([f], ", ".join(t for t in (name, volume) if t), frames) for volume, frames in volumes)
+    return parts if len(parts) > 1 else [info]
 
 
 def _names(files: list[DicomFile], limit: int = 3) -> str:
@@ -448,7 +466,9 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
                 f"{info.folder}: series {info.series_uid or ''} mixes {len(info.multiframe)} multi-frame images "
                 f"with {len(info.files) - len(info.multiframe)} other files ({_names(info.files)}); "
                 "open one multi-frame file on its own")
-        return read_multiframe(info.files[0].path, place=info.folder)
+        from annotator.io.multiframe import read_multiframe
+
+        return read_multiframe(info.files[0].path, place=info.folder, frames=info.frames, part=info.part)
     files = check_series(info)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f.path) for f in files])
@@ -503,8 +523,11 @@ def read_file(path: str | os.PathLike) -> Volume:
         what = "a segmentation" if modality == "SEG" else "not an image"
         raise InputError(f"{path}: a DICOM {modality} object ({what}); open the series it refers to"
                          + (": a folder offers its SEG files as label maps of that series" if modality == "SEG" else ""))
-    if frame_count(header) > 1:
-        return read_multiframe(path)
+    if frame_count(header) > 1:  # the file, or the first of the volumes it holds
+        from annotator.io.multiframe import read_multiframe, stacks
+
+        part, frames = next(iter(stacks(read_dataset(path, stop_before_pixels=True))), ("", ()))
+        return read_multiframe(path, frames=frames, part=part)
     return read_info(series_of(path), path.parent)
 
 
@@ -556,109 +579,5 @@ def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
     raise InputError(f"{folder}: the series cannot be read as one volume")
 
 
-def _functional(ds, frame_group, sequence: str, keyword: str):
-    """``keyword`` of ``sequence`` in a frame's functional group, else in the shared group."""
-    for group in (frame_group, *ds.get("SharedFunctionalGroupsSequence", [])):
-        if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence].value[0]:
-            return group[sequence].value[0].get(keyword)
-    return None
-
-
-def frame_order(ds, where: str = "") -> tuple[np.ndarray, list[int]]:
-    """(positions of the frames in patient space (frames, 3), the frame numbers (from 1) in
-    the order of a volume's slices: along the slice normal) of a multi-frame image."""
-    count = frame_count(ds)
-    groups = list(ds.get("PerFrameFunctionalGroupsSequence", []))
-    if len(groups) != count:
-        raise GeometryError(f"{where}: {count} frames but {len(groups)} per-frame functional groups")
-    positions, orientation = [], None
-    for number, group in enumerate(groups, start=1):
-        position = _functional(ds, group, "PlanePositionSequence", "ImagePositionPatient")
-        iop = _functional(ds, group, "PlaneOrientationSequence", "ImageOrientationPatient")
-        if position is None or iop is None:
-            raise GeometryError(f"{where}: frame {number} has no position or orientation in patient space "
-                                "(a multi-frame image that is not a volume)")
-        positions.append([float(v) for v in position])
-        orientation = np.asarray([float(v) for v in iop], float) if orientation is None else orientation
-    normal = np.cross(orientation[:3], orientation[3:])
-    positions = np.asarray(positions, float)
-    return positions, [int(i) + 1 for i in np.argsort(positions @ normal, kind="stable")]
-
-
-def _frame_window(ds) -> tuple[float, float] | None:
-    """The display window of a multi-frame image: its first frame's, else its shared
-    functional group's, else the one at the top level."""
-    first = next(iter(ds.get("PerFrameFunctionalGroupsSequence", [])), None)
-    return _window(_functional(ds, first, "FrameVOILUTSequence", "WindowCenter"),
-                   _functional(ds, first, "FrameVOILUTSequence", "WindowWidth")) or header_window(ds)
-
-
 def _detail(exc: Exception) -> str:
     return " ".join(str(exc).split())[:240] or type(exc).__name__
-
-
-def read_multiframe(path: str | os.PathLike, place: Path | None = None) -> Volume:
-    """A multi-frame DICOM image as a :class:`Volume`, slices along the slice normal
-    (``place``: what the volume's source names, default the file)."""
-    import highdicom as hd
-
-    path = Path(path)
-    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
-    try:
-        header = read_dataset(path)  # parsed once: highdicom below reads this dataset
-    except Exception as exc:  # pydicom raises many types on damaged files
-        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
-    if int(header.get("SamplesPerPixel", 1) or 1) != 1:
-        raise InputError(f"{path}: colour (multi-component) DICOM images are not supported")
-    positions, order = frame_order(header, str(path))
-    try:
-        image = hd.Image.from_dataset(header, copy=False)
-        regular = image.get_volume_geometry() is not None
-    except failures as exc:
-        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
-    if not regular:  # highdicom says why when asked for the volume anyway
-        reason = "frame positions that are not one regular grid"
-        try:
-            image.get_volume(dtype=np.float32)
-        except failures as exc:
-            reason = _detail(exc)
-        raise GeometryError(f"{path}: its {len(order)} frames do not form one regular 3-D volume ({reason})")
-    try:
-        geometry = image.get_volume(dtype=np.float32)
-    except failures as exc:
-        raise InputError(f"{path}: pixel data cannot be decoded ({_detail(exc)})") from None
-    affine = np.asarray(geometry.affine, float)
-    array = geometry.array
-    if array.ndim != 3 or array.shape[0] != len(order):
-        raise GeometryError(f"{path}: {len(order)} frames give a volume of shape {array.shape}, not one frame a slice")
-    axes = [affine[:3, 2], affine[:3, 1], affine[:3, 0]]  # x: along a row, y: down a column, z: across slices
-    spacing = [float(np.linalg.norm(a)) for a in axes]
-    unit = [a / s for a, s in zip(axes, spacing)]
-    origin = affine[:3, 3]
-    if unit[2] @ np.cross(unit[0], unit[1]) < 0:  # slices along the normal, as a series' are
-        array = array[::-1]
-        origin = origin + (array.shape[0] - 1) * axes[2]
-        unit[2] = -unit[2]
-    expected = origin + np.outer(np.arange(array.shape[0]) * spacing[2], unit[2])
-    if not np.allclose(expected, positions[np.asarray(order) - 1], atol=max(1e-3, 0.01 * spacing[2])):
-        raise GeometryError(f"{path}: the frames' positions do not match the volume they form")
-    if np.array_equal(array, np.round(array)) and array.size and -32768 <= array.min() and array.max() <= 32767:
-        array = array.astype(np.int16)
-    uid = str(header.get("SOPInstanceUID", ""))
-    return Volume(
-        array=np.ascontiguousarray(array),
-        spacing=tuple(spacing),
-        origin=tuple(float(v) for v in origin),
-        direction=tuple(float(v) for v in np.stack(unit, axis=1).ravel()),
-        modality=str(header.get("Modality", "")) or "unknown",
-        name=str(header.get("SeriesDescription", "")) or path.stem,
-        window=_frame_window(header),
-        source=Source(
-            path=str(place or path),
-            study_uid=str(header.get("StudyInstanceUID", "")),
-            series_uid=str(header.get("SeriesInstanceUID", "")),
-            sop_uids=(uid,) * len(order),
-            frames=tuple(order),
-            frame_of_reference_uid=str(header.get("FrameOfReferenceUID", "")),
-        ),
-    )

@@ -17,6 +17,7 @@ else their numbers.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import warnings
@@ -81,30 +82,34 @@ def sorted_sources(datasets: list) -> list:
 
 
 def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algorithm: str | None = None,
-                 creator: str = "", series_number: int = 9001):
+                 creator: str = "", series_number: int = 9001, frames: tuple[int, ...] = ()):
     """A highdicom Segmentation of ``label`` ((z, y, x) on the sorted ``sources``' grid).
 
     ``names``: label value -> segment label; ``algorithm``: the model that contributed
-    (SEMIAUTOMATIC), or None for a person's work alone (MANUAL).
+    (SEMIAUTOMATIC), or None for a person's work alone (MANUAL); ``frames``: for one
+    multi-frame source, the frame (from 1) of each of the label's slices (one of the
+    volumes it holds), default all its frames along the slice normal.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from annotator.io.dicom import frame_count, frame_order
+    from annotator.io.dicom import frame_count
+    from annotator.io.multiframe import frame_order, keep_frames
 
     sources = sorted_sources(sources)
     for ds in sources:  # type 2 attributes a SEG copies: present, if empty, as the standard allows
         for keyword in _TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, "")
-    slices = sum(frame_count(ds) for ds in sources)
+    slices = len(frames) or sum(frame_count(ds) for ds in sources)
     if label.shape != (slices, int(sources[0].Rows), int(sources[0].Columns)):
         raise InputError(f"label of shape {label.shape} (z,y,x) does not fit the series "
                          f"({slices} slices of {sources[0].Rows}x{sources[0].Columns})")
-    if len(sources) == 1 and slices > 1:  # a multi-frame image: the SEG's frames follow the source's frames
-        in_frames = np.empty_like(label)
-        in_frames[np.asarray(frame_order(sources[0], "the source image")[1]) - 1] = label
-        label = in_frames
+    renumber = None
+    if len(sources) == 1 and frame_count(sources[0]) > 1:  # made on the label's frames, in its order, ...
+        renumber = list(frames) or frame_order(sources[0], "the source image")[1]
+        sources = [copy.deepcopy(sources[0])]
+        keep_frames(sources[0], renumber)
     values = label_values(label)
     if not values:
         raise InputError("the label is empty: there is no segment to send")
@@ -125,13 +130,20 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
     masks = np.stack([label == v for v in values], axis=-1).astype(np.uint8)
     with warnings.catch_warnings():  # about the sources' patient names, which are not ours to change
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        return hd.seg.Segmentation(
+        seg = hd.seg.Segmentation(
             source_images=sources, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Annotator",
             manufacturer_model_name="annotator3d", software_versions=annotator.__version__,
             device_serial_number="none", content_creator_name=creator or None, omit_empty_frames=True,
             series_description="Annotator segmentation", specific_character_set="ISO_IR 192")
+    if renumber is not None:  # ... then referring to them by their numbers in the source
+        for group in seg.PerFrameFunctionalGroupsSequence:
+            for derivation in group.get("DerivationImageSequence", []):
+                for item in derivation.get("SourceImageSequence", []):
+                    item.ReferencedFrameNumber = renumber[int(item.ReferencedFrameNumber) - 1]
+        seg = hd.seg.Segmentation.from_dataset(seg, copy=False)  # its index of frames, made again
+    return seg
 
 
 def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
@@ -152,7 +164,7 @@ def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
                if str(ds.get("SOPInstanceUID", "")) in mine]
     if not sources:
         raise InputError(f"{image.name}: none of the DICOM files it was read from is in {image.source.path}")
-    seg = label_to_seg(label, sources, names, algorithm=algorithm)
+    seg = label_to_seg(label, sources, names, algorithm=algorithm, frames=image.source.frames)
     buffer = io.BytesIO()
     seg.save_as(buffer)
     return str(seg.SOPInstanceUID), buffer.getvalue()
@@ -203,6 +215,32 @@ def referenced_instances(seg) -> set[str]:
     """The SOP Instance UIDs of the images a SEG says it segments."""
     return {str(item.get("ReferencedSOPInstanceUID", "")) for series in seg.get("ReferencedSeriesSequence") or []
             for item in series.get("ReferencedInstanceSequence") or []}
+
+
+def referenced_frames(seg) -> set[tuple[str, int]]:
+    """(SOP Instance UID, frame number) of each frame of a multi-frame image that a SEG's
+    frames say they were derived from (empty when it names no frames)."""
+    from pydicom.multival import MultiValue
+
+    found = set()
+    for group in seg.get("PerFrameFunctionalGroupsSequence") or []:
+        for derivation in group.get("DerivationImageSequence") or []:
+            for item in derivation.get("SourceImageSequence") or []:
+                numbers = item.get("ReferencedFrameNumber")
+                if numbers is None:
+                    continue
+                for number in numbers if isinstance(numbers, (list, tuple, MultiValue)) else [numbers]:
+                    found.add((str(item.get("ReferencedSOPInstanceUID", "")), int(number)))
+    return found
+
+
+def refers_to(seg, image: Volume) -> bool:
+    """Whether a SEG segments ``image``: some of its instances, and of one of the volumes
+    of a multi-frame image, some of its frames (when the SEG names frames)."""
+    if not referenced_instances(seg) & set(image.source.sop_uids):
+        return False
+    frames = referenced_frames(seg) if image.source.frames else set()
+    return not frames or bool(frames & set(zip(image.source.sop_uids, image.source.frames)))
 
 
 def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[str, int]) -> dict[int, int]:

@@ -1,0 +1,258 @@
+"""Multi-frame DICOM images (Enhanced CT/MR, Legacy Converted Enhanced): one file holding
+every slice of a series, its geometry in per-frame functional groups.
+
+highdicom reads one as a volume and checks that its frames form one regular grid. Its
+slices are ordered along the slice normal as a series' are, and the volume's source
+records the frame number of each, so that a SEG written on it refers to the right frames.
+
+One file may hold several volumes: the echoes, time points or b-values of an acquisition,
+at the same slice positions again (scanners that write enhanced images store them so).
+:func:`stacks` tells them apart by the first per-frame value that splits the frames into
+volumes of distinct positions (:data:`FRAME_TAGS`), else by the file's dimension indices
+other than the slice position; each is then read as an image of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.multival import MultiValue
+
+from annotator.errors import GeometryError, InputError
+from annotator.io.dicom import _detail, _in_order, _window, frame_count, header_window, read_dataset
+from annotator.io.volume import Source, Volume
+
+#: per-frame values that tell apart the volumes of one multi-frame image (the first that
+#: does is used): (functional group sequence, attribute, what people call it)
+FRAME_TAGS = (
+    ("FrameContentSequence", "TemporalPositionIndex", "time point"),
+    ("MREchoSequence", "EffectiveEchoTime", "TE"),
+    ("MRDiffusionSequence", "DiffusionBValue", "b"),
+    ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime", "trigger time"),
+    ("MRModifierSequence", "InversionTimes", "TI"),
+    ("FrameContentSequence", "StackID", "stack"),
+    ("FrameContentSequence", "FrameAcquisitionNumber", "acquisition"),
+)
+#: dimensions that say where a frame lies in its volume, not which volume it is
+_PLACE_POINTERS = {0x00209057, 0x00200032}  # InStackPositionNumber, ImagePositionPatient
+
+
+def _functional(ds, frame_group, sequence: str, keyword: str):
+    """``keyword`` of ``sequence`` in a frame's functional group, else in the shared group."""
+    for group in (frame_group, *ds.get("SharedFunctionalGroupsSequence", [])):
+        if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence].value[0]:
+            return group[sequence].value[0].get(keyword)
+    return None
+
+
+def frame_order(ds, where: str = "") -> tuple[np.ndarray, list[int]]:
+    """(positions of the frames in patient space (frames, 3), the frame numbers (from 1) in
+    the order of a volume's slices: along the slice normal) of a multi-frame image."""
+    count = frame_count(ds)
+    groups = list(ds.get("PerFrameFunctionalGroupsSequence", []))
+    if len(groups) != count:
+        raise GeometryError(f"{where}: {count} frames but {len(groups)} per-frame functional groups")
+    positions, orientation = [], None
+    for number, group in enumerate(groups, start=1):
+        position = _functional(ds, group, "PlanePositionSequence", "ImagePositionPatient")
+        iop = _functional(ds, group, "PlaneOrientationSequence", "ImageOrientationPatient")
+        if position is None or iop is None:
+            raise GeometryError(f"{where}: frame {number} has no position or orientation in patient space "
+                                "(a multi-frame image that is not a volume)")
+        positions.append([float(v) for v in position])
+        orientation = np.asarray([float(v) for v in iop], float) if orientation is None else orientation
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.asarray(positions, float)
+    return positions, [int(i) + 1 for i in np.argsort(positions @ normal, kind="stable")]
+
+
+def _shown(value) -> str:
+    """A header value as a part's name shows it: numbers without trailing zeros."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(_shown(v) for v in value)
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value).strip()
+
+
+def _distinct(frames: list[int], places: list[tuple]) -> bool:
+    """Whether ``frames`` (numbers from 1) are two or more at distinct positions."""
+    return len(frames) > 1 and len({places[f - 1] for f in frames}) == len(frames)
+
+
+def stacks(ds) -> list[tuple[str, tuple[int, ...]]]:
+    """The volumes of a multi-frame image whose frames repeat their positions, as (name,
+    frame numbers from 1) in the order of the value that tells them apart ("TE 20",
+    "time point 3", else "volume 2"); empty when its frames are one volume, or when
+    nothing tells its volumes apart (reading it then says what is wrong)."""
+    groups = list(ds.get("PerFrameFunctionalGroupsSequence", []))
+    places = []
+    for group in groups:
+        position = _functional(ds, group, "PlanePositionSequence", "ImagePositionPatient")
+        try:
+            places.append(tuple(np.round([float(v) for v in position], 2)))
+        except (TypeError, ValueError):
+            return []
+    if len(groups) < 2 or len(groups) != frame_count(ds) or len(set(places)) == len(places):
+        return []
+
+    def split(key, word: str, numbered: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+        parts: dict = {}
+        for number, group in enumerate(groups, start=1):
+            parts.setdefault(key(group), []).append(number)
+        if len(parts) < 2 or not all(_distinct(frames, places) for frames in parts.values()):
+            return []
+        order = sorted(parts, key=(lambda v: v) if numbered else _in_order)
+        return [(f"{word} {i if numbered else value}", tuple(parts[value]))
+                for i, value in enumerate(order, start=1)]
+
+    for sequence, keyword, word in FRAME_TAGS:
+        found = split(lambda g, s=sequence, k=keyword: _shown(_functional(ds, g, s, k)), word)
+        if found:
+            return found
+    pointers = [int(item.get("DimensionIndexPointer", 0)) for item in ds.get("DimensionIndexSequence", [])]
+    which = [i for i, pointer in enumerate(pointers) if pointer not in _PLACE_POINTERS]
+
+    def dimensions(group) -> tuple:
+        values = _functional(ds, group, "FrameContentSequence", "DimensionIndexValues")
+        values = list(values) if isinstance(values, (list, tuple, MultiValue)) else [values]
+        return tuple(int(values[i]) for i in which) if len(values) == len(pointers) else ()
+
+    return split(dimensions, "volume", numbered=True) if which else []
+
+
+def _frame_window(ds) -> tuple[float, float] | None:
+    """The display window of a multi-frame image: its first frame's, else its shared
+    functional group's, else the one at the top level."""
+    first = next(iter(ds.get("PerFrameFunctionalGroupsSequence", [])), None)
+    return _window(_functional(ds, first, "FrameVOILUTSequence", "WindowCenter"),
+                   _functional(ds, first, "FrameVOILUTSequence", "WindowWidth")) or header_window(ds)
+
+
+def keep_frames(ds, frames: list[int] | tuple[int, ...]) -> None:
+    """Make the header ``ds`` that of its ``frames`` alone (numbers from 1, in that order):
+    their functional groups, and of its dimensions only those of a frame's place (the
+    others have one value now, and may be more than highdicom reads)."""
+    groups = list(ds.PerFrameFunctionalGroupsSequence)
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([groups[f - 1] for f in frames])
+    ds.NumberOfFrames = len(frames)
+    dimensions = list(ds.get("DimensionIndexSequence", []))
+    place = [i for i, item in enumerate(dimensions) if int(item.get("DimensionIndexPointer", 0)) in _PLACE_POINTERS]
+    if place and len(place) < len(dimensions):
+        ds.DimensionIndexSequence = pydicom.Sequence([dimensions[i] for i in place])
+        for group in ds.PerFrameFunctionalGroupsSequence:
+            content = group.get("FrameContentSequence")
+            values = content[0].get("DimensionIndexValues") if content else None
+            if isinstance(values, (list, tuple, MultiValue)) and len(values) == len(dimensions):
+                content[0].DimensionIndexValues = [values[i] for i in place] if len(place) > 1 else values[place[0]]
+
+
+def _keep_pixels(ds, frames: tuple[int, ...], where: Path) -> None:
+    """Make ``ds`` the multi-frame image of its ``frames`` alone: their pixels,
+    uncompressed, and their headers (:func:`keep_frames`)."""
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged pixel data
+        raise InputError(f"{where}: pixel data cannot be decoded ({_detail(exc)})") from None
+    pixels = pixels.reshape(frame_count(ds), int(ds.Rows), int(ds.Columns))
+    keep_frames(ds, frames)
+    ds.PixelData = np.ascontiguousarray(pixels[np.asarray(frames) - 1]).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+
+
+def _refuse_repeats(positions: np.ndarray, numbers: tuple[int, ...], path: Path, part: str) -> None:
+    """Refuse frames (``numbers``, from 1) that repeat their ``positions``: several volumes
+    nothing tells apart, or a frame twice."""
+    seen: dict[tuple, int] = {}
+    for number, place in zip(numbers, (tuple(p) for p in np.round(positions, 2))):
+        if place in seen:
+            places, frames = len(set(map(tuple, np.round(positions, 2)))), len(numbers)
+            what = f"its {frames} frames{f' of {part}' if part else ''} lie at {places} places"
+            if frames % places == 0:
+                raise GeometryError(
+                    f"{path}: {what}: {frames // places} volumes in one file, and no per-frame header tells them "
+                    "apart (temporal position, echo time, b-value, trigger time, inversion time, stack, dimension index)")
+            raise GeometryError(f"{path}: frames {seen[place]} and {number} lie at the same place ({what})")
+        seen[place] = number
+
+
+def read_multiframe(path: str | os.PathLike, place: Path | None = None, frames: tuple[int, ...] = (),
+                    part: str = "") -> Volume:
+    """A multi-frame DICOM image as a :class:`Volume`, slices along the slice normal
+    (``place``: what the volume's source names, default the file; ``frames``: the frame
+    numbers of one of its :func:`stacks`, named ``part``, default all of them)."""
+    import highdicom as hd
+
+    path = Path(path)
+    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
+    try:
+        header = read_dataset(path)  # parsed once: highdicom below reads this dataset
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
+    if int(header.get("SamplesPerPixel", 1) or 1) != 1:
+        raise InputError(f"{path}: colour (multi-component) DICOM images are not supported")
+    numbers = tuple(frames) or tuple(range(1, frame_count(header) + 1))
+    if frames:
+        _keep_pixels(header, numbers, path)
+    positions, order = frame_order(header, str(path))
+    _refuse_repeats(positions, numbers, path, part)
+    try:
+        image = hd.Image.from_dataset(header, copy=False)
+        regular = image.get_volume_geometry() is not None
+    except failures as exc:
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
+    if not regular:  # highdicom says why when asked for the volume anyway
+        reason = "frame positions that are not one regular grid"
+        try:
+            image.get_volume(dtype=np.float32)
+        except failures as exc:
+            reason = _detail(exc)
+        raise GeometryError(f"{path}: its {len(order)} frames{f' of {part}' if part else ''} do not form one "
+                            f"regular 3-D volume ({reason})")
+    try:
+        geometry = image.get_volume(dtype=np.float32)
+    except failures as exc:
+        raise InputError(f"{path}: pixel data cannot be decoded ({_detail(exc)})") from None
+    affine = np.asarray(geometry.affine, float)
+    array = geometry.array
+    if array.ndim != 3 or array.shape[0] != len(order):
+        raise GeometryError(f"{path}: {len(order)} frames give a volume of shape {array.shape}, not one frame a slice")
+    axes = [affine[:3, 2], affine[:3, 1], affine[:3, 0]]  # x: along a row, y: down a column, z: across slices
+    spacing = [float(np.linalg.norm(a)) for a in axes]
+    unit = [a / s for a, s in zip(axes, spacing)]
+    origin = affine[:3, 3]
+    if unit[2] @ np.cross(unit[0], unit[1]) < 0:  # slices along the normal, as a series' are
+        array = array[::-1]
+        origin = origin + (array.shape[0] - 1) * axes[2]
+        unit[2] = -unit[2]
+    expected = origin + np.outer(np.arange(array.shape[0]) * spacing[2], unit[2])
+    if not np.allclose(expected, positions[np.asarray(order) - 1], atol=max(1e-3, 0.01 * spacing[2])):
+        raise GeometryError(f"{path}: the frames' positions do not match the volume they form")
+    if np.array_equal(array, np.round(array)) and array.size and -32768 <= array.min() and array.max() <= 32767:
+        array = array.astype(np.int16)
+    uid = str(header.get("SOPInstanceUID", ""))
+    name = str(header.get("SeriesDescription", "")) or path.stem
+    return Volume(
+        array=np.ascontiguousarray(array),
+        spacing=tuple(spacing),
+        origin=tuple(float(v) for v in origin),
+        direction=tuple(float(v) for v in np.stack(unit, axis=1).ravel()),
+        modality=str(header.get("Modality", "")) or "unknown",
+        name=f"{name} ({part})" if part else name,
+        window=_frame_window(header),
+        source=Source(
+            path=str(place or path),
+            study_uid=str(header.get("StudyInstanceUID", "")),
+            series_uid=str(header.get("SeriesInstanceUID", "")),
+            sop_uids=(uid,) * len(order),
+            frames=tuple(numbers[i - 1] for i in order),
+            frame_of_reference_uid=str(header.get("FrameOfReferenceUID", "")),
+        ),
+    )
