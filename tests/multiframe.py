@@ -52,13 +52,14 @@ def two_echoes_of(series: Path, target: Path) -> Path:
     return target
 
 
-def echoes_in_one_file(series: Path, target: Path, told: str = "echo") -> Path:
+def echoes_in_one_file(series: Path, target: Path, told: str = "echo", count: int = 2) -> Path:
     """``series`` (echo 1) and its voxels × 2 + 5 (echo 2) as one multi-frame image written
     to ``target``, the frames of the two echoes interleaved. ``told``: what tells the
     echoes apart: "echo" their frames' EffectiveEchoTime (25 ms for echo 1, 10 ms for echo
     2, so that their order is not the frames'), "dimension" only a dimension index beside
     the slice position's (on a diffusion gradient direction, the b-value being the same),
-    "nothing" nothing."""
+    "nothing" nothing. ``count``: echoes k = 3, 4 ... too, voxels × k + 5 (k − 1), echo
+    time 10 (k − 1) ms."""
     import copy
 
     import highdicom as hd
@@ -66,11 +67,12 @@ def echoes_in_one_file(series: Path, target: Path, told: str = "echo") -> Path:
 
     one = pydicom.dcmread(multiframe_of(series, target))
     frames = one.pixel_array
-    pixels = np.empty((2 * len(frames), *frames.shape[1:]), frames.dtype)
-    pixels[0::2], pixels[1::2] = frames, frames * 2 + 5
+    pixels = np.empty((count * len(frames), *frames.shape[1:]), frames.dtype)
+    for k in range(count):
+        pixels[k::count] = frames * (k + 1) + 5 * k
     groups = []
     for group in one.PerFrameFunctionalGroupsSequence:
-        for echo, time in ((1, 25.0), (2, 10.0)):
+        for echo, time in [(1, 25.0), *((k, 10.0 * (k - 1)) for k in range(2, count + 1))]:
             item = copy.deepcopy(group)
             if told == "echo":
                 echo_item = pydicom.Dataset()
@@ -78,7 +80,7 @@ def echoes_in_one_file(series: Path, target: Path, told: str = "echo") -> Path:
                 item.MREchoSequence = pydicom.Sequence([echo_item])
             if told == "dimension":
                 direction = pydicom.Dataset()
-                direction.DiffusionGradientOrientation = [1.0, 0.0, 0.0] if echo == 1 else [0.0, 1.0, 0.0]
+                direction.DiffusionGradientOrientation = [1.0, 0.0, 0.0] if echo == 1 else [0.0, 1.0, echo - 2.0]
                 diffusion = pydicom.Dataset()
                 diffusion.DiffusionBValue = 1000.0
                 diffusion.DiffusionGradientDirectionSequence = pydicom.Sequence([direction])

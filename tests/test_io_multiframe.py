@@ -126,6 +126,26 @@ def test_the_volumes_of_one_multi_frame_file_are_an_image_each(series, tmp_path,
     assert {f % 2 for f in volumes[0].source.frames} == ({0} if told == "echo" else {1})
     assert {f % 2 for f in volumes[1].source.frames} == ({1} if told == "echo" else {0})
     np.testing.assert_array_equal(read_volume(path).array, first)  # the file alone: the first of them
+    # napari's File > Open of the file or its folder: a layer each
+    from annotator.napari.reader import read_layers
+
+    for place in (path, path.parent):
+        layers = read_layers(str(place))
+        assert [layer[1]["name"] for layer in layers] == [v.name for v in reversed(volumes)]  # the first on top
+        np.testing.assert_array_equal(layers[0][0], second)
+
+
+def test_many_volumes_of_one_multi_frame_file_open_in_napari_as_one_layer(series, tmp_path):
+    """A time series of 10 in one file is one 4-D layer, a slider for its volumes."""
+    from annotator.napari.reader import read_layers
+    from multiframe import echoes_in_one_file
+
+    path = echoes_in_one_file(MR, tmp_path / "enhanced.dcm", count=10)
+    [(data, kwargs, kind)] = read_layers(str(path))
+    assert kind == "image" and data.shape == (10, 40, 50, 34)
+    np.testing.assert_array_equal(data[0], series.array * 2 + 5)  # by echo time: 10, 20, 25, 30 ...
+    np.testing.assert_array_equal(data[1], series.array * 3 + 10)
+    np.testing.assert_array_equal(data[2], series.array)
 
 
 def test_volumes_of_one_multi_frame_file_that_nothing_tells_apart_are_named(tmp_path):

@@ -514,8 +514,16 @@ def series_of(path: str | os.PathLike) -> SeriesInfo:
 
 
 def read_file(path: str | os.PathLike) -> Volume:
-    """The volume a DICOM file belongs to: a multi-frame image is one; a slice opens the
-    series (or the acquisition of one) in its folder that holds it."""
+    """The volume a DICOM file belongs to: a multi-frame image is one (the first, of one
+    that holds several); a slice opens the series (or the acquisition of one) in its
+    folder that holds it."""
+    return file_volumes(path, first=True)[0]
+
+
+def file_volumes(path: str | os.PathLike, first: bool = False) -> list[Volume]:
+    """The volumes of a DICOM file: each that a multi-frame image holds (its echoes, time
+    points ...), or the one series (or acquisition of one) a slice belongs to; with
+    ``first``, the first alone."""
     path = Path(path)
     header = _file_header(path)
     modality = str(header.get("Modality", ""))
@@ -523,12 +531,11 @@ def read_file(path: str | os.PathLike) -> Volume:
         what = "a segmentation" if modality == "SEG" else "not an image"
         raise InputError(f"{path}: a DICOM {modality} object ({what}); open the series it refers to"
                          + (": a folder offers its SEG files as label maps of that series" if modality == "SEG" else ""))
-    if frame_count(header) > 1:  # the file, or the first of the volumes it holds
-        from annotator.io.multiframe import read_multiframe, stacks
+    if frame_count(header) > 1:
+        from annotator.io.multiframe import read_volumes
 
-        part, frames = next(iter(stacks(read_dataset(path, stop_before_pixels=True))), ("", ()))
-        return read_multiframe(path, frames=frames, part=part)
-    return read_info(series_of(path), path.parent)
+        return read_volumes(path, first)
+    return [read_info(series_of(path), path.parent)]
 
 
 def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:

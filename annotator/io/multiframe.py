@@ -256,3 +256,15 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None, frames: 
             frame_of_reference_uid=str(header.get("FrameOfReferenceUID", "")),
         ),
     )
+
+
+def read_volumes(path: str | os.PathLike, first: bool = False) -> list[Volume]:
+    """Each volume of the multi-frame image ``path`` (:func:`stacks`: its echoes, time
+    points ...), or the one it is; with ``first``, the first of them alone."""
+    path = Path(path)
+    try:
+        header = read_dataset(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types on damaged headers
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
+    parts = stacks(header) or [("", ())]
+    return [read_multiframe(path, frames=frames, part=part) for part, frames in parts[:1 if first else None]]

@@ -396,13 +396,14 @@ def read_all(path: str | os.PathLike) -> tuple[list[Volume], list[str]]:
     acquisition of a series that holds several), largest first; each volume of a 4-D
     file; else the one image. And why each series that cannot be read was left out (a
     message per series, naming it). A folder with no image series at all, or a file that
-    cannot be read, raises :class:`InputError`."""
+    cannot be read, raises :class:`InputError`. A multi-frame DICOM file: each volume it
+    holds (its echoes, time points ...)."""
     from annotator.io import dicom
 
     folder = export_folder(Path(path))
     if not folder.is_dir():
         if folder.is_file() and looks_like_dicom(folder):
-            return [read_volume(folder)], []
+            return [_checked(v, str(folder)) for v in dicom.file_volumes(folder)], []
         return _file_volumes(folder), []
     scan = dicom.scan_folder(folder)
     dicom.pick_series(scan, folder, None)  # none at all: its message says why

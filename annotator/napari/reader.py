@@ -48,8 +48,8 @@ def read_layers(path) -> list[tuple]:
         raise InputError(problems[0] + more)
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
-    if len(volumes) > MAX_COMPANIONS and all(v.source.volume is not None for v in volumes):
-        return [time_series_layer(volumes)]
+    if len(volumes) > MAX_COMPANIONS and len({(v.source.path, v.source.series_uid, v.shape) for v in volumes}) == 1:
+        return [time_series_layer(volumes)]  # the volumes of one file or series: time points, b-values
     layers = [image_layer_data(volume) for volume in reversed(volumes)]  # the largest last: on top
     for _data, kwargs, _kind in layers[:-1]:
         kwargs["visible"] = False
@@ -57,8 +57,8 @@ def read_layers(path) -> list[tuple]:
 
 
 def time_series_layer(volumes: list) -> tuple:
-    """The volumes of a 4-D file of many (a time series) as one 4-D layer, a slider for
-    its first axis: napari's way, where a layer each would be hundreds."""
+    """The volumes of a 4-D file or a DICOM series of many (a time series) as one 4-D
+    layer, a slider for its first axis: napari's way, where a layer each would be hundreds."""
     import numpy as np
 
     first = volumes[0]
