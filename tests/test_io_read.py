@@ -295,6 +295,32 @@ def test_the_volumes_of_a_4d_file_take_their_names_from_dataset_json(tmp_path):
     assert companions(many) == [] and "the others are not shown" in many.warnings[0]
 
 
+def test_the_other_volumes_of_a_4d_file_come_from_the_read_of_the_one_opened(tmp_path, monkeypatch):
+    """Opening a volume of a 4-D file reads it whole once: its other volumes come from
+    that read, not from a second one (a BRATS image took 1.9 s more), unless the file has
+    changed since, when they come from the file as it is."""
+    import os
+
+    from annotator.io import read as reading
+
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    path = tmp_path / "brain.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([image, image * 2]), str(path))
+    reads = []
+    real = reading._read_sitk
+    monkeypatch.setattr(reading, "_read_sitk", lambda p: reads.append(p) or real(p))
+    [other] = reading.companions(read_volume(path))
+    assert len(reads) == 1
+    np.testing.assert_array_equal(other.array, sitk.GetArrayFromImage(image * 2))
+    assert reading.companions(read_volume(path)) and len(reads) == 2  # each open: one read
+    first = read_volume(path)
+    sitk.WriteImage(sitk.JoinSeries([image, image * 3]), str(path))
+    os.utime(path, ns=(1, 1))  # changed, whatever the clock's resolution
+    [other] = reading.companions(first)
+    assert len(reads) == 4
+    np.testing.assert_array_equal(other.array, sitk.GetArrayFromImage(image * 3))
+
+
 def test_a_raw_voxel_file_is_not_taken_for_a_dicom_data_set(tmp_path):
     """A MetaImage's .raw voxels can start like one DICOM element (group 8, a small
     length): two elements in order are needed."""

@@ -295,6 +295,19 @@ def channel_modality(name: str) -> str | None:
     return "CT" if key == "CT" else "MR" if key in _MR_CHANNELS else None
 
 
+#: the last 4-D file one volume was read of, while :func:`companions` has not read its
+#: others: (path, size, modification time) -> what :func:`_read_sitk` gave (one file at most)
+_KEPT: dict[tuple, tuple] = {}
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), found.st_size, found.st_mtime_ns
+
+
 def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     """The volumes of an image file: the one of a 3-D file; of a 4-D file (time points or
     channels, as the Decathlon's multi-modal images) or a 3-D file of several values per
@@ -302,7 +315,9 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
     numbered ``which`` from 0 (the first for None), named by what ``dataset.json`` calls
     it (:func:`channel_names`), else by its number; its modality is the one that name
     says, else a guess from its values."""
-    image, non_finite = _read_sitk(path)
+    stamp = _stamp(path)
+    kept = _KEPT.pop(stamp, None) if which == "all" and stamp is not None else None
+    image, non_finite = kept or _read_sitk(path)
     components = image.GetNumberOfComponentsPerPixel()
     stacked = image.GetDimension() == 4 and components == 1
     colour = image.GetPixelID() == sitk.sitkVectorUInt8 and components in (3, 4)
@@ -315,6 +330,9 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
         if not 0 <= number < count:
             raise InputError(f"{path}: no volume '{which}' (it holds {count}, numbered 0 to {count - 1})")
         numbers = [number]
+    _KEPT.clear()
+    if which != "all" and 1 < count <= MAX_COMPANIONS and stamp is not None:  # its others are shown next
+        _KEPT[stamp] = (image, non_finite)
     named = channel_names(path)
     named = named if named and len(named) == count else None
     names = named or [f"volume {i + 1} of {count}" for i in range(count)]
@@ -349,7 +367,8 @@ def _file_volumes(path: Path, which: str | int | None = "all") -> list[Volume]:
 def companions(volume: Volume) -> list[Volume]:
     """The other volumes of the 4-D file ``volume`` is one of (other channels or time
     points: shown beside it, never annotated), at most :data:`MAX_COMPANIONS`; none for
-    any other image. The file is read again."""
+    any other image. The file is read again, unless it was the last read for one volume
+    and has not changed since."""
     number, path = volume.source.volume, Path(volume.source.path)
     if number is None or not path.is_file():
         return []
