@@ -133,7 +133,7 @@ class Datastore(ABC):
 
     def companions(self, image_id: str, image: Volume) -> list[Volume]:
         """Volumes shown with the image, on its grid, never annotated: the other channels
-        (or time points) of a 4-D file, read again. What cannot be shown is said in a
+        (or time points) of a 4-D file (:func:`annotator.io.read.companions`). What cannot be shown is said in a
         warning on ``image``."""
         from annotator.io.read import companions
 
