@@ -636,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a new (or empty) folder")
     p.add_argument("--channels", action="store_true",
                    help="also the volumes shown with each image (a 4-D file's other volumes, a case's other "
-                        "channel files, a series' other acquisitions) as further channels")
+                        "channel files, a series' other acquisitions) as channels, in one order for every case")
     p.add_argument("--verbose", action="store_true", help="say each case as it is written")
     p.set_defaults(func=cmd_export)
 

@@ -91,3 +91,41 @@ def test_case_names_are_safe_and_unique():
     assert case_names(["series/s1", "series_s1", "imagesTr/la_003_0000", "a b#2"]) == {
         "series/s1": "series_s1", "series_s1": "series_s1_2", "imagesTr/la_003_0000": "imagesTr_la_003",
         "a b#2": "a_b_2"}
+
+
+def test_channels_keep_one_order_whichever_volume_was_annotated(tmp_path, two_echoes_mr):
+    """Echo 1 labelled as one image and echo 2 as another: with --channels both cases are
+    echo 1 then echo 2, as nnU-Net needs every case's channels in one order."""
+    import shutil
+
+    shutil.copytree(two_echoes_mr, tmp_path / "store" / "echoes")
+    store = LocalDatastore(tmp_path / "store")
+    assert store.ids() == ["echoes", "echoes#2"]
+    for image_id in store.ids():
+        image = store.open_image(image_id)
+        label = np.zeros(image.shape, np.uint8)
+        label[10:20, 10:30, 5:20] = 1
+        store.accept(image_id, label, image, names={1: "hippocampus"})
+    described = export_nnunet(store, tmp_path / "out", channels=True)
+    assert described["channel_names"] == {"0": "echo 1", "1": "echo 2"}
+    echo1 = read_volume(two_echoes_mr)
+    for case in ("echoes", "echoes_2"):
+        np.testing.assert_array_equal(read_volume(tmp_path / "out" / "imagesTr" / f"{case}_0000.nii.gz").array,
+                                      echo1.array)
+        np.testing.assert_array_equal(read_volume(tmp_path / "out" / "imagesTr" / f"{case}_0001.nii.gz").array,
+                                      echo1.array * 2 + 5)
+
+
+def test_channel_order_compares_numbers_as_numbers():
+    from annotator.datastore.export import channel_order
+    from annotator.io.volume import Source, Volume
+
+    def volume(name, path="/x/series", number=None):
+        return Volume(np.zeros((2, 2, 2), np.int16), (1, 1, 1), (0, 0, 0), tuple(np.eye(3).ravel()), name=name,
+                      source=Source(path=path, volume=number))
+
+    names = ["s (TE 10)", "s (TE 9.5)", "s (echo 10)", "s (echo 2)"]
+    assert sorted(names, key=lambda n: channel_order(volume(n))) == ["s (TE 9.5)", "s (TE 10)", "s (echo 2)",
+                                                                     "s (echo 10)"]
+    assert channel_order(volume("b (T2)", number=1)) > channel_order(volume("a (ADC)", number=0))
+    assert channel_order(volume("b", "/t/case_0000.nii.gz")) < channel_order(volume("a", "/t/case_0001.nii.gz"))

@@ -1,9 +1,11 @@
 """The labelled images of a datastore as a data set for training elsewhere, in nnU-Net's
 raw layout (which MONAI and most tools read too)::
 
-    OUT/imagesTr/<case>_0000.nii.gz   the image annotated (with ``channels``: _0001, ...
-                                      its companions: a 4-D file's other volumes, a
-                                      case's other channel files, a series' other acquisitions)
+    OUT/imagesTr/<case>_0000.nii.gz   the image annotated (with ``channels``: it and its
+                                      companions, _0000, _0001 ... in the order of the
+                                      volumes of its 4-D file, of the case's channel files,
+                                      or of the series' acquisitions by name: the same for
+                                      every case, whichever of them was annotated)
     OUT/labelsTr/<case>.nii.gz        its final label, values made consecutive (1, 2, ...)
     OUT/dataset.json                  channel_names, labels {"background": 0, name: value},
                                       numTraining, file_ending; "annotator": where each case came from
@@ -43,13 +45,32 @@ def case_names(image_ids: list[str]) -> dict[str, str]:
     return names
 
 
+def _bracketed(volume: Volume) -> str | None:
+    """What the volume's name says in brackets at its end ("T2", "echo 2"), if anything."""
+    found = re.search(r"\(([^()]+)\)\s*$", volume.name)
+    return found.group(1) if found else None
+
+
 def channel_name(volume: Volume) -> str:
     """What a channel is called: "CT" for a CT (nnU-Net normalises it by that name), else
     what the volume's name says in brackets ("T2", "echo 2"), else its modality."""
     if volume.modality == "CT":
         return "CT"
-    found = re.search(r"\(([^()]+)\)\s*$", volume.name)
-    return found.group(1) if found else (volume.modality if volume.modality != "unknown" else "image")
+    return _bracketed(volume) or (volume.modality if volume.modality != "unknown" else "image")
+
+
+def channel_order(volume: Volume) -> tuple:
+    """Where a volume goes among the channels of a case: by its place in its 4-D file, else
+    by its nnU-Net channel file's number, else by what its name says in brackets (its
+    acquisition), numbers in it compared as numbers ("echo 2" before "echo 10", "TE 9.5"
+    before "TE 10")."""
+    if volume.source.volume is not None:
+        return (0, volume.source.volume)
+    found = re.search(r"_(\d{4})\.[^/\\]+$", volume.source.path)
+    if found:
+        return (0, int(found.group(1)))
+    parts = re.split(r"(\d+(?:\.\d+)?)", _bracketed(volume) or volume.name)
+    return (1, *((0, float(t), "") if i % 2 else (1, 0.0, t) for i, t in enumerate(parts)))
 
 
 def export_nnunet(store: Datastore, out: str | Path, channels: bool = False, progress=None) -> dict:
@@ -77,7 +98,7 @@ def export_nnunet(store: Datastore, out: str | Path, channels: bool = False, pro
         try:
             image = store.open_image(image_id)
             label = store.label(image_id, image)
-            volumes = [image, *(store.companions(image_id, image) if channels else [])]
+            volumes = sorted([image, *store.companions(image_id, image)], key=channel_order) if channels else [image]
         except AnnotatorError as exc:
             left_out[image_id] = str(exc)
             continue
