@@ -223,6 +223,38 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert 77 in [p.value for p in s.labels]
 
 
+def test_a_folder_that_names_nothing_offers_the_names_its_accepted_labels_were_given(tmp_path, private_user_dirs):
+    """Labels accepted in a folder keep their names: whoever opens the folder next (another
+    workstation, other presets) is offered them; a value named differently for different
+    images gets its most frequent name; a labels.json still comes first."""
+    import json
+    import shutil
+
+    from annotator.datastore import open_datastore
+    from paths import HIPPO
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    cases = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
+    for case in cases:
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", folder)
+    store, _ = open_datastore(folder)
+    assert store.label_names() is None
+    given = [{1: "Liver", 2: "spleen", 3: "not in the label"}, {1: "liver", 2: "left kidney"}, {2: "left kidney"}]
+    for case, names in zip(cases, given):
+        image = store.open_image(case)
+        label = np.zeros(image.shape, np.uint8)
+        label[2:5, 2:5, 2:5], label[8:10, 8:10, 8:10] = 1, 2
+        store.accept(case, label, image, names=names)
+    again, _ = open_datastore(folder)
+    assert again.label_names() == {"liver": 1, "left kidney": 2}
+    s = AnnotationSession(settings=Settings())
+    s.set_datastore(again)
+    assert [(p.value, p.name) for p in s.labels][:2] == [(1, "liver"), (2, "left kidney")]
+    (folder / "labels.json").write_text(json.dumps({"labels": {"1": "anterior", "2": "posterior"}}))
+    assert open_datastore(folder)[0].label_names() == {"anterior": 1, "posterior": 2}
+
+
 def test_an_accept_says_what_the_labels_are_and_which_models_drew_them(session, phantoms):
     """What a server's SEG is told: the Label list's names, and the models that answered
     on the image (none when GraphCut and the person did it all)."""

@@ -289,7 +289,8 @@ class LocalDatastore(Datastore):
         """From the folder's ``labels.json`` or ``dataset.json`` (the Decathlon's; both
         ``{"labels": {"1": "name"}}``; nnU-Net's ``{"labels": {"name": 1}}``), if any; for
         the ``images/`` folder of a dataset (``labels/`` beside it), or the ``imagesTr/``
-        and ``imagesTs/`` folders of a task, the dataset's or the task's."""
+        and ``imagesTs/`` folders of a task, the dataset's or the task's; else as the
+        labels accepted in this folder named them."""
         places = [self.folder]
         if self.folder.name == "images" and (self.folder.parent / "labels").is_dir() or self.folder.name in (
                 "imagesTr", "imagesTs"):  # a dataset's images, or a Decathlon or nnU-Net task's
@@ -312,7 +313,7 @@ class LocalDatastore(Datastore):
                     raise DatastoreError(f'{path}: "labels" must map values to names, e.g. {{"1": "liver"}}, or '
                                          f'names to values, e.g. {{"liver": 1}} ({exc}); its label names are not used'
                                          ) from exc
-        return None
+        return self.labels.segment_names()
 
     def training_ids(self, split: str = "all") -> list[str]:
         labelled = [r.id for r in self.records() if Version.FINAL.value in r.versions]

@@ -112,6 +112,20 @@ class LabelStore:
 
     # ---- writing ------------------------------------------------------------------------
 
+    def segment_names(self) -> dict[str, int] | None:
+        """Name -> value, as the labels accepted here named their values (a value named
+        differently for different images: its most frequent name); None if none was."""
+        seen: dict[int, dict[str, int]] = {}
+        for entry in self.read_index()["images"].values():
+            for value, name in (entry.get("info", {}).get("segment_names") or {}).items():
+                if str(value).isdigit():
+                    counts = seen.setdefault(int(value), {})
+                    counts[str(name).lower()] = counts.get(str(name).lower(), 0) + 1
+        names: dict[str, int] = {}
+        for value, counts in sorted(seen.items()):
+            names.setdefault(max(sorted(counts), key=counts.get), value)
+        return names or None
+
     def save_draft(self, image_id: str, label: np.ndarray, image: Volume) -> None:
         with self.locked():
             write_label(self.path(image_id, Version.DRAFT), label, image)

@@ -169,18 +169,9 @@ class DicomwebDatastore(Datastore):
         return label
 
     def label_names(self) -> dict[str, int] | None:
-        """The segment names of the SEGs accepted here or read from the server (a value
-        named differently in different SEGs: its most frequent name)."""
-        seen: dict[int, dict[str, int]] = {}
-        for entry in self.labels.read_index()["images"].values():
-            for value, name in (entry.get("info", {}).get("segment_names") or {}).items():
-                counts = seen.setdefault(int(value), {})
-                counts[name.lower()] = counts.get(name.lower(), 0) + 1
-        names = {}
-        for value, counts in sorted(seen.items()):
-            name = max(sorted(counts), key=counts.get)
-            names.setdefault(name, value)
-        return names or None
+        """The segment names of the SEGs accepted here or read from the server
+        (a value named differently in different SEGs: its most frequent name)."""
+        return self.labels.segment_names()
 
     def save_draft(self, image_id, label, image):
         self._row(image_id)
