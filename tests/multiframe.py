@@ -99,3 +99,36 @@ def echoes_in_one_file(series: Path, target: Path, told: str = "echo", count: in
     one.SOPInstanceUID = one.file_meta.MediaStorageSOPInstanceUID = hd.UID()
     one.save_as(target)
     return target
+
+
+def planes_in_one_file(series: Path, target: Path) -> Path:
+    """``series`` as one multi-frame image written to ``target`` twice: its axial frames,
+    then the same pixels again as a sagittal stack (rows along y, columns down z, slices
+    1 mm apart along −x), as a scanner's three-plane localizer holds its planes."""
+    import copy
+
+    import highdicom as hd
+
+    one = pydicom.dcmread(multiframe_of(series, target))
+    groups = list(one.PerFrameFunctionalGroupsSequence)
+    sagittal = []
+    for group in groups:
+        item = copy.deepcopy(group)
+        z = float(group.PlanePositionSequence[0].ImagePositionPatient[2])
+        item.PlanePositionSequence[0].ImagePositionPatient = [-z, 0.0, 0.0]  # slices in the axial order
+        plane = pydicom.Dataset()
+        plane.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
+        item.PlaneOrientationSequence = pydicom.Sequence([plane])
+        sagittal.append(item)
+    for group in groups:  # the shared orientation is now each frame's own
+        plane = pydicom.Dataset()
+        plane.ImageOrientationPatient = list(one.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                                             .ImageOrientationPatient)
+        group.PlaneOrientationSequence = pydicom.Sequence([plane])
+    del one.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence
+    one.PerFrameFunctionalGroupsSequence = pydicom.Sequence(groups + sagittal)
+    one.NumberOfFrames = 2 * len(groups)
+    one.PixelData = one.PixelData * 2
+    one.SOPInstanceUID = one.file_meta.MediaStorageSOPInstanceUID = hd.UID()
+    one.save_as(target)
+    return target

@@ -135,6 +135,21 @@ def test_the_volumes_of_one_multi_frame_file_are_an_image_each(series, tmp_path,
         np.testing.assert_array_equal(layers[0][0], second)
 
 
+def test_the_planes_of_one_multi_frame_file_are_an_image_each(series, tmp_path):
+    """A file holding an axial and a sagittal stack (a three-plane localizer, say) is two
+    images, named by their plane, each on its own grid."""
+    from multiframe import planes_in_one_file
+
+    path = planes_in_one_file(MR, tmp_path / "localizer" / "enhanced.dcm")
+    parts = scan_folder(path.parent).series
+    assert [(p.part, p.slices) for p in parts] == [("axial", 40), ("sagittal", 40)]
+    axial, sagittal = (read_volume(path.parent, p.key) for p in parts)
+    assert axial.same_geometry(series, rtol=1e-6)
+    np.testing.assert_array_equal(sagittal.array, series.array)
+    np.testing.assert_allclose(np.reshape(sagittal.direction, (3, 3)), [[0, 0, -1], [1, 0, 0], [0, -1, 0]], atol=1e-6)
+    assert sagittal.name.endswith("(sagittal)") and set(sagittal.source.frames) == set(range(41, 81))
+
+
 def test_many_volumes_of_one_multi_frame_file_open_in_napari_as_one_layer(series, tmp_path):
     """A time series of 10 in one file is one 4-D layer, a slider for its volumes."""
     from annotator.napari.reader import read_layers
@@ -188,3 +203,28 @@ def test_each_volume_of_a_multi_frame_file_has_its_own_label_and_seg(series, tmp
     store = LocalDatastore(tmp_path / "store")
     assert {r.id: r.label_maps for r in store.records()} == {"enhanced": [], "enhanced#2": ["enhanced/zz_seg"]}
     np.testing.assert_array_equal(store.label_map("enhanced#2", "enhanced/zz_seg", te25)[0], label)
+
+
+def test_the_planes_of_a_three_plane_localizer_series_are_an_image_each(series, tmp_path):
+    """A localizer series holds slices in three planes: each plane is an image (named by
+    it) where the whole series was refused; a plane of one slice says so when opened."""
+    folder = tmp_path / "localizer"
+    shutil.copytree(MR, folder)
+    for i, path in enumerate(sorted(MR.iterdir())[:5]):  # five sagittal slices, 1 mm apart
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
+        ds.ImagePositionPatient = [float(i), 0.0, 0.0]
+        ds.save_as(folder / f"sag{i}.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]  # one coronal slice
+    ds.save_as(folder / "cor.dcm")
+    parts = scan_folder(folder).series
+    assert sorted((p.part, p.slices) for p in parts) == [("axial", 40), ("coronal", 1), ("sagittal", 5)]
+    axial = read_volume(folder)  # the largest
+    assert axial.name.endswith("(axial)") and axial.same_geometry(series, rtol=1e-6)
+    np.testing.assert_array_equal(axial.array, series.array)
+    sagittal = read_volume(folder, next(p.key for p in parts if p.part == "sagittal"))
+    assert sagittal.shape == (5, 50, 34)
+    with pytest.raises(GeometryError, match="single slice"):
+        read_volume(folder, next(p.key for p in parts if p.part == "coronal"))

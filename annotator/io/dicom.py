@@ -242,18 +242,48 @@ def _in_order(value: str) -> tuple:
         return (1, 0.0, value)
 
 
+def plane_name(orientation) -> str:
+    """What people call the slice plane of an ImageOrientationPatient: by the axis its
+    normal runs along most."""
+    orientation = np.asarray([float(v) for v in orientation], float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
+
+
+def _planes(files: list[DicomFile]) -> dict[str, list[DicomFile]]:
+    """The files by the plane of their slices, when they lie in planes of several
+    orientations, one of each plane (a three-plane localizer); else empty."""
+    by_orientation: dict[tuple, list[DicomFile]] = {}
+    for f in files:
+        try:
+            key = tuple(np.round([float(v) for v in f.dataset.ImageOrientationPatient], 4))
+            if len(key) != 6:
+                return {}
+        except (AttributeError, TypeError, ValueError):  # check_series names what is wrong
+            return {}
+        by_orientation.setdefault(key, []).append(f)
+    named = {plane_name(key): found for key, found in by_orientation.items()}
+    return named if len(by_orientation) > 1 and len(named) == len(by_orientation) else {}
+
+
 def split_acquisitions(info: SeriesInfo) -> list[SeriesInfo]:
     """The acquisitions of a series whose slices repeat their positions, as parts told
     apart by the first of :data:`ACQUISITION_TAGS` whose values give parts of two or more
-    slices at distinct positions (in the order of its values). Several multi-frame images
-    in one series are a part each (by InstanceNumber), and so is each volume of a
-    multi-frame image that holds several. Else the series as it is."""
+    slices at distinct positions (in the order of its values). Slices in planes of
+    several orientations (a three-plane localizer) are a part each plane ("axial"), each
+    split again as above. Several multi-frame images in one series are a part each (by
+    InstanceNumber), and so is each volume of a multi-frame image that holds several.
+    Else the series as it is."""
     def part(files: list[DicomFile], name: str, frames: tuple[int, ...] = ()) -> SeriesInfo:
         return SeriesInfo(info.series_uid, info.study_uid, info.modality, info.description, info.rows,
                           info.columns, info.number, files, name, frames)
 
     if info.multiframe and len(info.multiframe) == len(info.files):
         return _multiframe_parts(info, part)
+    planes = {} if info.multiframe else _planes(info.files)
+    if planes:
+        return [part(found.files, ", ".join(t for t in (plane, found.part) if t))
+                for plane in sorted(planes) for found in split_acquisitions(part(planes[plane], ""))]
     if info.multiframe or not _positions_repeat(info.files):
         return [info]
     for tag, word in ACQUISITION_TAGS.items():

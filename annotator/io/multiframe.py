@@ -6,10 +6,11 @@ slices are ordered along the slice normal as a series' are, and the volume's sou
 records the frame number of each, so that a SEG written on it refers to the right frames.
 
 One file may hold several volumes: the echoes, time points or b-values of an acquisition,
-at the same slice positions again (scanners that write enhanced images store them so).
-:func:`stacks` tells them apart by the first per-frame value that splits the frames into
-volumes of distinct positions (:data:`FRAME_TAGS`), else by the file's dimension indices
-other than the slice position; each is then read as an image of its own.
+at the same slice positions again (scanners that write enhanced images store them so),
+or stacks in several planes (a three-plane localizer). :func:`stacks` tells them apart
+by the first per-frame value that splits the frames into volumes of distinct positions
+in one plane each (:data:`FRAME_TAGS`), else by their planes, else by the file's
+dimension indices other than the slice position; each is then read as an image of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pydicom
 from pydicom.multival import MultiValue
 
 from annotator.errors import GeometryError, InputError
-from annotator.io.dicom import _detail, _in_order, _window, frame_count, header_window, read_dataset
+from annotator.io.dicom import _detail, _in_order, _window, frame_count, header_window, plane_name, read_dataset
 from annotator.io.volume import Source, Volume
 
 #: per-frame values that tell apart the volumes of one multi-frame image (the first that
@@ -81,45 +82,51 @@ def _shown(value) -> str:
         return str(value).strip()
 
 
-def _distinct(frames: list[int], places: list[tuple]) -> bool:
-    """Whether ``frames`` (numbers from 1) are two or more at distinct positions."""
-    return len(frames) > 1 and len({places[f - 1] for f in frames}) == len(frames)
-
-
 def stacks(ds) -> list[tuple[str, tuple[int, ...]]]:
-    """The volumes of a multi-frame image whose frames repeat their positions, as (name,
-    frame numbers from 1) in the order of the value that tells them apart ("TE 20",
-    "time point 3", else "volume 2"); empty when its frames are one volume, or when
-    nothing tells its volumes apart (reading it then says what is wrong)."""
+    """The volumes of a multi-frame image whose frames repeat their positions or lie in
+    planes of several orientations, as (name, frame numbers from 1) in the order of the
+    value that tells them apart ("TE 20", "time point 3", "axial", else "volume 2");
+    empty when its frames are one volume, or when nothing tells its volumes apart
+    (reading it then says what is wrong)."""
     groups = list(ds.get("PerFrameFunctionalGroupsSequence", []))
-    places = []
+    places, planes = [], []
     for group in groups:
         position = _functional(ds, group, "PlanePositionSequence", "ImagePositionPatient")
+        orientation = _functional(ds, group, "PlaneOrientationSequence", "ImageOrientationPatient")
         try:
             places.append(tuple(np.round([float(v) for v in position], 2)))
+            planes.append(tuple(np.round([float(v) for v in orientation], 4)))
         except (TypeError, ValueError):
             return []
-    if len(groups) < 2 or len(groups) != frame_count(ds) or len(set(places)) == len(places):
+    if len(groups) < 2 or len(groups) != frame_count(ds) or (len(set(places)) == len(places) and len(set(planes)) == 1):
         return []
 
     def split(key, word: str, numbered: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+        """The frames by ``key``, when each part is two or more frames at distinct places
+        in one orientation."""
         parts: dict = {}
         for number, group in enumerate(groups, start=1):
-            parts.setdefault(key(group), []).append(number)
-        if len(parts) < 2 or not all(_distinct(frames, places) for frames in parts.values()):
+            parts.setdefault(key(number, group), []).append(number)
+        if len(parts) < 2 or not all(len(f) > 1 and len({places[i - 1] for i in f}) == len(f)
+                                     and len({planes[i - 1] for i in f}) == 1 for f in parts.values()):
             return []
         order = sorted(parts, key=(lambda v: v) if numbered else _in_order)
-        return [(f"{word} {i if numbered else value}", tuple(parts[value]))
+        return [(f"{word} {i if numbered else value}".strip(), tuple(parts[value]))
                 for i, value in enumerate(order, start=1)]
 
     for sequence, keyword, word in FRAME_TAGS:
-        found = split(lambda g, s=sequence, k=keyword: _shown(_functional(ds, g, s, k)), word)
+        found = split(lambda _, g, s=sequence, k=keyword: _shown(_functional(ds, g, s, k)), word)
+        if found:
+            return found
+    named = {plane_name(p) for p in set(planes)}
+    if len(named) == len(set(planes)):  # one plane each: by its name
+        found = split(lambda number, _: plane_name(planes[number - 1]), "")
         if found:
             return found
     pointers = [int(item.get("DimensionIndexPointer", 0)) for item in ds.get("DimensionIndexSequence", [])]
     which = [i for i, pointer in enumerate(pointers) if pointer not in _PLACE_POINTERS]
 
-    def dimensions(group) -> tuple:
+    def dimensions(_, group) -> tuple:
         values = _functional(ds, group, "FrameContentSequence", "DimensionIndexValues")
         values = list(values) if isinstance(values, (list, tuple, MultiValue)) else [values]
         return tuple(int(values[i]) for i in which) if len(values) == len(pointers) else ()
