@@ -126,6 +126,12 @@ def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, priva
     read.clear()
     dicom_folders._cache_path().write_text("{not json")  # a broken cache costs the time only
     assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and sorted(read) == ["crop", "t1"]
+    read.clear()
+    monkeypatch.setattr(dicom_folders, "LISTING", dicom_folders.LISTING + 1)  # a version that tells series apart anew
+    assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and sorted(read) == ["crop", "t1"]
+    read.clear()
+    LocalDatastore(tmp_path / "a")
+    assert read == []
 
 
 def test_labels_stay_with_their_series_when_a_larger_series_joins_its_folder(tmp_path):

@@ -6,7 +6,8 @@ header of every file in it: about 0.35 ms a file, half a minute for 100,000 file
 was found is kept in the user cache folder (:data:`CACHE_NAME`), per DICOM folder with
 a stamp of it: the folder's modification time and its files' count, total size and
 newest modification time (a file added, removed, renamed or rewritten changes it). A
-folder whose stamp is unchanged is not read again; a cache that cannot be read or
+folder whose stamp is unchanged is not read again, unless it was listed by a version
+that told series apart otherwise (:data:`LISTING`); a cache that cannot be read or
 written only costs the time.
 """
 
@@ -23,6 +24,9 @@ from annotator.datastore.places import holds_dicom_files
 from annotator.io.atomic import atomic_write_text
 
 CACHE_NAME = "dicom-folders.json"
+#: how the series of a folder are told apart (raised when that changes: a listing made
+#: before is read again; 2: the volumes of one multi-frame file, the planes of a localizer)
+LISTING = 2
 #: folders remembered at most (the least recently listed are forgotten first)
 LIMIT = 20_000
 
@@ -94,7 +98,7 @@ class _Listing:
         place, stamp = str(path.resolve()), _stamp(path)
         entry = self._cache.pop(place, None)
         try:
-            if entry["stamp"] != stamp:
+            if entry["stamp"] != stamp or entry.get("listing") != LISTING:
                 raise KeyError("stamp")
             found = [Series(*s) for s in entry["series"]], [str(n) for n in entry["segs"]]
         except (KeyError, TypeError):
@@ -102,7 +106,8 @@ class _Listing:
                 self.progress(f"reading the DICOM headers in {name}", -1.0)
             found = _read(path)
             self._changed = True
-        self._cache[place] = {"stamp": stamp, "series": [list(s) for s in found[0]], "segs": found[1]}  # kept longest
+        self._cache[place] = {"stamp": stamp, "listing": LISTING, "series": [list(s) for s in found[0]],
+                              "segs": found[1]}  # listed last: kept longest
         return found
 
     def save(self) -> None:
