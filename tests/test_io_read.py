@@ -179,6 +179,26 @@ def test_each_echo_of_a_series_is_a_volume_of_its_own(two_echoes_mr):
     np.testing.assert_array_equal(opened.array, second.array)
 
 
+def test_slices_of_one_series_keep_their_own_rescale(tmp_path):
+    """Each slice's RescaleSlope/Intercept applies to it: where they differ from slice to
+    slice (PET, some MR), a first slice of slope 1 must not make the others whole numbers."""
+    import pydicom
+
+    crop = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    expected = {}
+    for i, path in enumerate(sorted(crop.iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.RescaleSlope, ds.RescaleIntercept = (2.5, -0.25) if i % 2 else (1, 0)
+        ds.save_as(tmp_path / path.name)
+        expected[float(ds.ImagePositionPatient[2])] = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    volume = read_volume(tmp_path)
+    image = volume.to_sitk()
+    for z in range(volume.shape[0]):
+        position = round(image.TransformIndexToPhysicalPoint((0, 0, z))[2], 3)
+        np.testing.assert_allclose(volume.array[z], expected[position], rtol=1e-6)
+    assert volume.array.dtype == np.float32
+
+
 def test_each_volume_of_a_4d_file_reads_on_its_grid(tmp_path):
     """A 4-D file (the Decathlon's multi-modal images, a time series) opens its first
     volume, says so, and gives any other by its number; a NaN in the second is replaced

@@ -36,7 +36,7 @@ _TAGS = [
     "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
     "NumberOfFrames", "BitsAllocated", "SamplesPerPixel", "InstanceNumber", "WindowCenter", "WindowWidth",
     "TemporalPositionIdentifier", "EchoNumbers", "DiffusionBValue", "TriggerTime", "EchoTime", "InversionTime",
-    "AcquisitionNumber", "SequenceName",
+    "AcquisitionNumber", "SequenceName", "RescaleSlope", "RescaleIntercept",
 ]
 #: header tags that tell apart the acquisitions of one series at the same slice positions
 #: (the first that does is used), with what people call them
@@ -502,6 +502,8 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
     files = check_series(info)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f.path) for f in files])
+    if len({_rescale(f.dataset) for f in files}) > 1:  # SimpleITK would cast every slice to the first's type
+        reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         image = reader.Execute()
     except RuntimeError:  # SimpleITK (GDCM) cannot read every file pydicom can: a bare data set, say
@@ -568,6 +570,14 @@ def file_volumes(path: str | os.PathLike, first: bool = False) -> list[Volume]:
     return [read_info(series_of(path), path.parent)]
 
 
+def _rescale(ds) -> tuple[float, float]:
+    """(slope, intercept) of a slice's stored values, as its header gives them."""
+    try:
+        return float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return 1.0, 0.0
+
+
 def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:
     """The series ``files`` (checked, in order along the slice normal) decoded by pydicom,
     with the geometry their headers give, as SimpleITK would read it: for the files
@@ -576,7 +586,7 @@ def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:
     for f in files:
         try:
             ds = read_dataset(f.path)
-            slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+            slope, intercept = _rescale(ds)
             slices.append(ds.pixel_array.astype(np.float64) * slope + intercept)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files
             try:
