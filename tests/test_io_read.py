@@ -419,3 +419,29 @@ def test_a_series_simpleitk_cannot_read_is_decoded_by_pydicom_alike(key, tmp_pat
     files = dicom.check_series(dicom.scan_folder(folder).series[0])  # the same path on Part 10 files
     again = dicom._read_by_pydicom(files, Path(folder))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(again), plain.array)
+
+
+def test_a_series_reads_in_the_smallest_type_that_holds_its_values(tmp_path):
+    """A CT of unsigned values and an intercept of -1024 (SimpleITK: int32) reads as
+    int16; a fractional slope (SimpleITK: float64) as float32; values are unchanged."""
+    import pydicom
+
+    crop = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    for unsigned, slope, intercept, kind in ((1, 1, -1024, np.int16), (1, 0.3, 0, np.float32), (0, 20, 0, np.int32)):
+        folder = tmp_path / f"{unsigned}_{slope}_{intercept}"
+        folder.mkdir()
+        expected = {}
+        for path in sorted(crop.iterdir()):
+            ds = pydicom.dcmread(path)
+            stored = ds.pixel_array.astype(np.int32) * 20 + 1
+            ds.PixelRepresentation = 0 if unsigned else 1
+            ds.PixelData = stored.astype(np.uint16 if unsigned else np.int16).tobytes()
+            ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+            ds.save_as(folder / path.name)
+            expected[round(float(ds.ImagePositionPatient[2]), 3)] = stored * slope + intercept
+        volume = read_volume(folder)
+        assert volume.array.dtype == kind
+        image = volume.to_sitk()
+        for z in range(volume.shape[0]):
+            position = round(image.TransformIndexToPhysicalPoint((0, 0, z))[2], 3)
+            np.testing.assert_allclose(volume.array[z], expected[position], rtol=1e-6)

@@ -502,8 +502,9 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
     files = check_series(info)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f.path) for f in files])
-    if len({_rescale(f.dataset) for f in files}) > 1:  # SimpleITK would cast every slice to the first's type
-        reader.SetOutputPixelType(sitk.sitkFloat32)
+    rescales = {_rescale(f.dataset) for f in files}
+    if len(rescales) > 1 or not all(float(v).is_integer() for r in rescales for v in r):
+        reader.SetOutputPixelType(sitk.sitkFloat32)  # not SimpleITK's float64, nor every slice cast to the first's type
     try:
         image = reader.Execute()
     except RuntimeError:  # SimpleITK (GDCM) cannot read every file pydicom can: a bare data set, say
@@ -511,7 +512,7 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{info.folder}: colour (multi-component) DICOM images are not supported")
     first = files[0].dataset
-    return volume_from_sitk(
+    volume = volume_from_sitk(
         image,
         modality=info.modality or "unknown",
         name=info.title,
@@ -524,6 +525,22 @@ def read_info(info: SeriesInfo, folder: Path) -> Volume:
             frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
         ),
     )
+    volume.array = smallest_type(volume.array)  # SimpleITK gives int32 for a CT of unsigned values and an intercept
+    return volume
+
+
+def smallest_type(array: np.ndarray) -> np.ndarray:
+    """``array`` in the smallest of int16, uint16 and int32 that holds its values where
+    they are whole numbers (as it is where it is already that small), else as float32."""
+    if not array.size:
+        return array
+    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+        return array if array.dtype == np.float32 else array.astype(np.float32)
+    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
+        return array
+    low, high = array.min(), array.max()
+    fits = [t for t in (np.int16, np.uint16, np.int32) if np.iinfo(t).min <= low and high <= np.iinfo(t).max]
+    return array.astype(fits[0]) if fits else array.astype(np.float32)
 
 
 def _file_header(path: Path) -> pydicom.Dataset:
@@ -596,11 +613,7 @@ def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:
                 raise InputError(f"{f.path}: pixel data cannot be decoded ({_detail(exc)})") from None
             _raise_unreadable_file(files, folder)  # SimpleITK reads it (pydicom lacks a decoder): its search
             raise
-    array = np.stack(slices)
-    whole = np.array_equal(array, np.round(array))
-    fits = [t for t in (np.int16, np.uint16, np.int32)
-            if whole and np.iinfo(t).min <= array.min() and array.max() <= np.iinfo(t).max]
-    array = array.astype(fits[0] if fits else np.float32)
+    array = smallest_type(np.stack(slices))
     first = files[0].dataset
     iop = np.asarray(first.ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])

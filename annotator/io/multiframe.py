@@ -23,7 +23,8 @@ import pydicom
 from pydicom.multival import MultiValue
 
 from annotator.errors import GeometryError, InputError
-from annotator.io.dicom import _detail, _in_order, _window, frame_count, header_window, plane_name, read_dataset
+from annotator.io.dicom import (_detail, _in_order, _window, frame_count, header_window, plane_name, read_dataset,
+                                smallest_type)
 from annotator.io.volume import Source, Volume
 
 #: per-frame values that tell apart the volumes of one multi-frame image (the first that
@@ -242,8 +243,7 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None, frames: 
     expected = origin + np.outer(np.arange(array.shape[0]) * spacing[2], unit[2])
     if not np.allclose(expected, positions[np.asarray(order) - 1], atol=max(1e-3, 0.01 * spacing[2])):
         raise GeometryError(f"{path}: the frames' positions do not match the volume they form")
-    if np.array_equal(array, np.round(array)) and array.size and -32768 <= array.min() and array.max() <= 32767:
-        array = array.astype(np.int16)
+    array = smallest_type(array)
     uid = str(header.get("SOPInstanceUID", ""))
     name = str(header.get("SeriesDescription", "")) or path.stem
     return Volume(
