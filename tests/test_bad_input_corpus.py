@@ -214,6 +214,8 @@ def build_corpus(root: Path) -> list[tuple[str, list[str], str]]:
         ("rows", _set("Rows", 25)),
     ):
         cases.append((f"dicom-{name}", ["info", str(_series(root / f"dicom-{name}", change))], f"dicom-{name}"))
+    mixed = _series(root / "dicom-spacing-mixed", _set("PixelSpacing", [0.7, 0.7]))  # one slice of 0.7 mm pixels
+    cases.append(("dicom-spacing-mixed", ["info", str(mixed)], "series mixes pixel spacings: 1 x 1 mm in 39 files"))
     # files of a bare data set (no preamble, as older archives hold them), cut short
     bare = root / "dicom-bare-truncated"
     bare.mkdir()

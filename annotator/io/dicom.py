@@ -343,6 +343,13 @@ def check_series(info: SeriesInfo) -> list[DicomFile]:
     orientations = {tuple(np.round(np.asarray(f.dataset.ImageOrientationPatient, float), 4)) for f in files}
     if len(orientations) > 1:
         raise GeometryError(f"{where}: series mixes {len(orientations)} slice orientations")
+    spacings: dict[tuple, list[DicomFile]] = {}
+    for f in files:  # each is two positive numbers, or none (checked above)
+        spacing = _numbers(f.dataset, "PixelSpacing", 2)
+        spacings.setdefault(tuple(np.round(spacing, 4)) if spacing is not None else (1.0, 1.0), []).append(f)
+    if len(spacings) > 1:
+        parts = "; ".join(f"{r:g} x {c:g} mm in {len(fs)} files ({_names(fs)})" for (r, c), fs in spacings.items())
+        raise GeometryError(f"{where}: series mixes pixel spacings: {parts}")
     if len(files) < 2:
         raise GeometryError(
             f"{where}: series {info.series_uid or ''} has a single slice ({files[0].path.name}); "
