@@ -104,6 +104,26 @@ def test_each_echo_of_a_series_is_an_image_and_a_file_names_its_own(tmp_path, tw
     assert open_datastore(tmp_path / "study" / "echoes" / "12a.dcm")[1] == "echoes"
 
 
+def test_an_acquisition_on_another_grid_is_not_shown_with_the_image(tmp_path, two_echoes_mr):
+    """Echo 2 covering half the slices is an image of its own, but not shown beneath echo
+    1 (its grid is not echo 1's): a warning says so; echo 1 is not shown beneath it either."""
+    import pydicom
+
+    folder = tmp_path / "study" / "echoes"
+    folder.mkdir(parents=True)
+    for path in sorted(two_echoes_mr.iterdir()):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if int(ds.EchoNumbers) == 1 or float(ds.ImagePositionPatient[2]) <= 20:
+            shutil.copy(path, folder)
+    store = LocalDatastore(tmp_path / "study")
+    assert store.ids() == ["echoes", "echoes#2"]
+    one, two = store.open_image("echoes"), store.open_image("echoes#2")
+    assert one.shape == (40, 50, 34) and two.shape == (20, 50, 34)
+    assert store.companions("echoes", one) == [] and store.companions("echoes#2", two) == []
+    assert any(w.startswith("echo 2 not shown: its grid") for w in one.warnings)
+    assert any(w.startswith("echo 1 not shown: its grid") for w in two.warnings)
+
+
 def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, private_user_dirs, monkeypatch):
     """Listing a folder's series reads every header; the next listing takes them from the
     user cache, unless a file was added, removed or rewritten."""

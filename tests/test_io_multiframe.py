@@ -228,3 +228,10 @@ def test_the_planes_of_a_three_plane_localizer_series_are_an_image_each(series, 
     assert sagittal.shape == (5, 50, 34)
     with pytest.raises(GeometryError, match="single slice"):
         read_volume(folder, next(p.key for p in parts if p.part == "coronal"))
+    # the other planes are not the axial image's: not shown with it, and nothing to say about them
+    from annotator.datastore import LocalDatastore
+
+    store = LocalDatastore(tmp_path)
+    opened = store.open_image("localizer")
+    assert opened.name.endswith("(axial)") and store.companions("localizer", opened) == []
+    assert not [w for w in opened.warnings if "not shown" in w]

@@ -391,18 +391,43 @@ def companions(volume: Volume) -> list[Volume]:
 
 def read_parts(folder: Path, keys: list[str], image: Volume) -> list[Volume]:
     """The acquisitions ``keys`` (:attr:`annotator.io.dicom.SeriesInfo.key`) of the DICOM
-    series in ``folder``'s own files, in that order, its headers read once; one that cannot
-    be read is left out, named in a warning on ``image``."""
+    series in ``folder``'s own files that lie on ``image``'s grid, in that order, its
+    headers read once. Another plane (of a three-plane localizer) is not the image's and
+    is left out; one that cannot be read, or lies in its plane on another grid, is left
+    out, named in a warning on ``image``."""
     from annotator.io import dicom
 
     scan = dicom.scan_folder(folder, below=False)
+    found = {info.key: info for info in scan.series}
+    direction = np.reshape(image.direction, (3, 3))
     shown = []
     for key in keys:
+        name = key.partition("/")[2] or key
+        orientation = _orientation(found.get(key))
+        if orientation is not None and not np.allclose(orientation, direction[:, :2].T.ravel(), atol=1e-3):
+            continue
         try:
-            shown.append(read_volume(folder, key, scan))
+            volume = read_volume(folder, key, scan)
         except InputError as exc:
-            image.warnings.append(f"{key.partition('/')[2] or key} not shown: {exc}")
+            image.warnings.append(f"{name} not shown: {exc}")
+            continue
+        if not np.allclose(np.reshape(volume.direction, (3, 3)), direction, atol=1e-3):
+            continue
+        if volume.same_geometry(image, rtol=1e-4):
+            shown.append(volume)
+        else:
+            image.warnings.append(f"{name} not shown: its grid ({volume.shape[::-1]} voxels at {volume.origin}) "
+                                  f"is not this image's ({image.shape[::-1]} at {image.origin})")
     return shown
+
+
+def _orientation(info) -> np.ndarray | None:
+    """The ImageOrientationPatient of a single-frame series' first slice, if it says one."""
+    try:
+        values = np.asarray([float(v) for v in info.files[0].dataset.ImageOrientationPatient], float)
+    except (AttributeError, IndexError, TypeError, ValueError):  # a multi-frame image, or no such part
+        return None
+    return values if values.size == 6 else None
 
 
 def export_folder(path: Path) -> Path:
