@@ -15,7 +15,7 @@ import pytest
 
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
-from annotator.io.seg import label_to_seg, seg_to_label, series_seg, write_seg
+from annotator.io.seg import _TYPE2_COPIED, label_to_seg, seg_to_label, series_seg, sorted_sources, write_seg
 from paths import DATA
 
 CT = DATA / "dcmqi_ct3slice_seg"
@@ -160,3 +160,39 @@ def test_segment_values_never_give_two_segments_one_value():
     assert segment_values(names, {}, {}) == {1: 1, 2: 2, 3: 3}
     assert segment_values(names, {1: 2}, {"posterior": 2, "new": 1}) == {1: 2, 3: 1, 2: 3}
     assert segment_values(names, {1: 4, 2: 4}, {}) == {1: 4, 2: 2, 3: 3}
+
+
+def test_a_fractional_seg_reads_as_the_segment_most_likely_at_each_voxel(ct):
+    """A FRACTIONAL SEG (a model's probabilities) is a label: each voxel takes the segment
+    of the highest fraction there, where that is at least one half."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    volume, sources = ct
+    sources = sorted_sources([pydicom.dcmread(p) for p in sorted((CT / "ct-3slice").iterdir())])  # the volume's order
+    for ds in sources:
+        for keyword in _TYPE2_COPIED:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+    rng = np.random.default_rng(0)
+    fractions = rng.uniform(0, 1, (*volume.shape, 2)).astype(np.float32)
+    fractions[..., 1] *= 0.7  # spleen's at most 0.7: where both are under a half, nothing
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=i + 1, segment_label=name, segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="a model", version="1", family=codes.cid7162.ArtificialIntelligence))
+        for i, (name, kind) in enumerate([("liver", codes.SCT.Liver), ("spleen", codes.SCT.Spleen)])]
+    with pytest.warns(UserWarning, match="person name"):  # the sample's patient name, not ours to change
+        seg = hd.seg.Segmentation(
+            source_images=sources, pixel_array=fractions, segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=5,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="elsewhere", manufacturer_model_name="m",
+            software_versions="1", device_serial_number="1", specific_character_set="ISO_IR 192")
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    label, names = seg_to_label(pydicom.dcmread(io.BytesIO(buffer.getvalue())), volume)
+    stored = np.round(fractions * 255) / 255  # as the SEG holds them: 8 bits
+    expected = np.where(stored.max(axis=-1) >= 0.5, stored.argmax(axis=-1) + 1, 0)
+    np.testing.assert_array_equal(label, expected)
+    assert names == {1: "liver", 2: "spleen"} and {0, 1, 2} == set(np.unique(label).tolist())

@@ -170,10 +170,17 @@ def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
     return str(seg.SOPInstanceUID), buffer.getvalue()
 
 
+#: the fraction (probability or occupancy) of a FRACTIONAL SEG's segment from which a voxel
+#: is taken to be in it
+FRACTION = 0.5
+
+
 def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """The label of a SEG on its source series ``volume`` (read from DICOM, so its
     ``source.sop_uids`` are the slices in order, and for a multi-frame image its
-    ``source.frames``), and the segment names by value.
+    ``source.frames``), and the segment names by value. Of a FRACTIONAL SEG (a model's
+    probabilities), each voxel is in the segment of the highest fraction there, if that
+    is at least :data:`FRACTION`.
 
     Each segment gets the label value its Segment Description records (SEGs written
     here), else the value its name has in ``known`` (name -> value, lower-case names:
@@ -190,14 +197,18 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     if not referenced_instances(seg) & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
-    common = {"segment_numbers": numbers, "combine_segments": True, "relabel": False, "skip_overlap_checks": True,
-              "ignore_spatial_locations": True}
+    fractional = str(seg.get("SegmentationType", "")) == "FRACTIONAL"  # probabilities, each segment its own
+    common = {"segment_numbers": numbers, "combine_segments": not fractional, "skip_overlap_checks": True,
+              "ignore_spatial_locations": True, **({"dtype": np.float32} if fractional else {"relabel": False})}
     if volume.source.frames:  # slices of one multi-frame image
         pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0],
                                                 source_frame_numbers=list(volume.source.frames),
                                                 assert_missing_frames_are_empty=True, **common)
     else:
         pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **common)
+    if fractional:  # each voxel: the segment most likely there, where that is at least even odds
+        best = np.asarray(numbers)[np.argmax(pixels, axis=-1)]
+        pixels = np.where(np.max(pixels, axis=-1) >= FRACTION, best, 0)
     names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
     recorded = {}
     for item in seg.SegmentSequence:
