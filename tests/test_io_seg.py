@@ -160,6 +160,10 @@ def test_segment_values_never_give_two_segments_one_value():
     assert segment_values(names, {}, {}) == {1: 1, 2: 2, 3: 3}
     assert segment_values(names, {1: 2}, {"posterior": 2, "new": 1}) == {1: 2, 3: 1, 2: 3}
     assert segment_values(names, {1: 4, 2: 4}, {}) == {1: 4, 2: 2, 3: 3}
+    # a label holds values 1..255: a segment numbered above them takes a free one, and 256 segments are too many
+    assert segment_values({300: "liver", 2: "spleen"}, {}, {}) == {2: 2, 300: 1}
+    with pytest.raises(InputError, match="256 segments; a label holds at most 255"):
+        segment_values({n: f"part {n}" for n in range(1, 257)}, {}, {})
 
 
 def test_a_fractional_seg_reads_as_the_segment_most_likely_at_each_voxel(ct):

@@ -197,18 +197,24 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     if not referenced_instances(seg) & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
-    fractional = str(seg.get("SegmentationType", "")) == "FRACTIONAL"  # probabilities, each segment its own
-    common = {"segment_numbers": numbers, "combine_segments": not fractional, "skip_overlap_checks": True,
-              "ignore_spatial_locations": True, **({"dtype": np.float32} if fractional else {"relabel": False})}
-    if volume.source.frames:  # slices of one multi-frame image
-        pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0],
-                                                source_frame_numbers=list(volume.source.frames),
-                                                assert_missing_frames_are_empty=True, **common)
+    kind = np.uint8 if max([*numbers, 0]) < 256 else np.uint16
+
+    def pixels(**options) -> np.ndarray:
+        options.update(skip_overlap_checks=True, ignore_spatial_locations=True)
+        if volume.source.frames:  # slices of one multi-frame image
+            return seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0],
+                                                  source_frame_numbers=list(volume.source.frames),
+                                                  assert_missing_frames_are_empty=True, **options)
+        return seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **options)
+
+    if str(seg.get("SegmentationType", "")) == "FRACTIONAL":  # probabilities: a segment at a time
+        segments, best = np.zeros(volume.shape, kind), np.full(volume.shape, FRACTION, np.float32)
+        for number in numbers:  # each voxel: the segment most likely there, where that is at least even odds
+            fraction = pixels(segment_numbers=[number], combine_segments=False, dtype=np.float32)[..., 0]
+            more = (fraction > best) | ((fraction == best) & (segments == 0))  # a tie: the first segment
+            segments[more], best[more] = number, fraction[more]
     else:
-        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **common)
-    if fractional:  # each voxel: the segment most likely there, where that is at least even odds
-        best = np.asarray(numbers)[np.argmax(pixels, axis=-1)]
-        pixels = np.where(np.max(pixels, axis=-1) >= FRACTION, best, 0)
+        segments = pixels(segment_numbers=numbers, combine_segments=True, relabel=False, dtype=kind)
     names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
     recorded = {}
     for item in seg.SegmentSequence:
@@ -216,10 +222,10 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
         if found and 0 < int(found.group(1)) < 256:
             recorded[int(item.SegmentNumber)] = int(found.group(1))
     target = segment_values(names, recorded, known or {})
-    lut = np.arange(256, dtype=np.uint8)
+    lut = np.zeros(max([*numbers, 0]) + 1, np.uint8)
     for number, value in target.items():
         lut[number] = value
-    return lut[np.asarray(pixels, np.uint8)], {target[number]: name for number, name in names.items()}
+    return lut[np.asarray(segments, kind)], {target[number]: name for number, name in names.items()}
 
 
 def referenced_instances(seg) -> set[str]:
@@ -269,7 +275,10 @@ def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[
             target[number] = value
     taken = set(target.values())
     for number in sorted(set(names) - set(target)):
-        value = number if number not in taken else min(set(range(1, 256)) - taken)
+        free = set(range(1, 256)) - taken
+        if not free:
+            raise InputError(f"the SEG has {len(names)} segments; a label holds at most 255")
+        value = number if number in free else min(free)
         target[number] = value
         taken.add(value)
     return target
