@@ -206,6 +206,7 @@ def build_corpus(root: Path) -> list[tuple[str, list[str], str]]:
         ("ipp-inf", _set("ImagePositionPatient", [0.0, 0.0, float("inf")])),
         ("ipp-short", _set("ImagePositionPatient", [0.0, 0.0])),
         ("iop-nan", _set("ImageOrientationPatient", [1.0, 0.0, 0.0, 0.0, float("nan"), 0.0], None)),
+        ("iop-nan-one", _set("ImageOrientationPatient", [1.0, 0.0, 0.0, 0.0, float("nan"), 0.0])),  # not a plane
         ("iop-zero", _set("ImageOrientationPatient", [0.0] * 6, None)),
         ("iop-skew", _set("ImageOrientationPatient", [1.0, 0.0, 0.0, 0.7, 0.7, 0.0], None)),
         ("spacing-zero", _set("PixelSpacing", [0.0, 1.0], 3)),

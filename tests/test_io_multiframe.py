@@ -150,13 +150,19 @@ def test_the_planes_of_one_multi_frame_file_are_an_image_each(series, tmp_path):
     assert sagittal.name.endswith("(sagittal)") and set(sagittal.source.frames) == set(range(41, 81))
 
 
-def test_many_volumes_of_one_multi_frame_file_open_in_napari_as_one_layer(series, tmp_path):
-    """A time series of 10 in one file is one 4-D layer, a slider for its volumes."""
+def test_many_volumes_of_one_multi_frame_file_open_in_napari_as_one_layer(series, tmp_path, monkeypatch):
+    """A time series of 10 in one file is one 4-D layer, a slider for its volumes; the
+    file is read once for all of them, as a file or in its folder."""
+    from annotator.io import multiframe
     from annotator.napari.reader import read_layers
     from multiframe import echoes_in_one_file
 
     path = echoes_in_one_file(MR, tmp_path / "enhanced.dcm", count=10)
+    reads, real = [], multiframe.read_dataset
+    monkeypatch.setattr(multiframe, "read_dataset", lambda *a, **k: reads.append(a) or real(*a, **k))
+    assert len(read_layers(str(tmp_path))[0][0]) == 10 and len(reads) == 1
     [(data, kwargs, kind)] = read_layers(str(path))
+    assert len(reads) == 2
     assert kind == "image" and data.shape == (10, 40, 50, 34)
     np.testing.assert_array_equal(data[0], series.array * 2 + 5)  # by echo time: 10, 20, 25, 30 ...
     np.testing.assert_array_equal(data[1], series.array * 3 + 10)

@@ -255,12 +255,9 @@ def _planes(files: list[DicomFile]) -> dict[str, list[DicomFile]]:
     orientations, one of each plane (a three-plane localizer); else empty."""
     by_orientation: dict[tuple, list[DicomFile]] = {}
     for f in files:
-        try:
-            key = tuple(np.round([float(v) for v in f.dataset.ImageOrientationPatient], 4))
-            if len(key) != 6:
-                return {}
-        except (AttributeError, TypeError, ValueError):  # check_series names what is wrong
-            return {}
+        if "ImageOrientationPatient" not in f.dataset or _geometry_problem(f.dataset):
+            return {}  # check_series names what is wrong
+        key = tuple(np.round([float(v) for v in f.dataset.ImageOrientationPatient], 4))
         by_orientation.setdefault(key, []).append(f)
     named = {plane_name(key): found for key, found in by_orientation.items()}
     return named if len(by_orientation) > 1 and len(named) == len(by_orientation) else {}

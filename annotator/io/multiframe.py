@@ -161,18 +161,37 @@ def keep_frames(ds, frames: list[int] | tuple[int, ...]) -> None:
                 content[0].DimensionIndexValues = [values[i] for i in place] if len(place) > 1 else values[place[0]]
 
 
-def _keep_pixels(ds, frames: tuple[int, ...], where: Path) -> None:
-    """Make ``ds`` the multi-frame image of its ``frames`` alone: their pixels,
-    uncompressed, and their headers (:func:`keep_frames`)."""
+def _decoded(ds, where: Path) -> np.ndarray:
+    """The stored values of every frame of ``ds``, (frames, rows, columns)."""
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged pixel data
         raise InputError(f"{where}: pixel data cannot be decoded ({_detail(exc)})") from None
-    pixels = pixels.reshape(frame_count(ds), int(ds.Rows), int(ds.Columns))
-    keep_frames(ds, frames)
-    ds.PixelData = np.ascontiguousarray(pixels[np.asarray(frames) - 1]).astype(pixels.dtype.newbyteorder("<")).tobytes()
-    ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    return pixels.reshape(frame_count(ds), int(ds.Rows), int(ds.Columns))
+
+
+#: what a volume of a multi-frame image has of its own (:func:`_part_of`); the rest it shares
+_OWN = ("PerFrameFunctionalGroupsSequence", "NumberOfFrames", "DimensionIndexSequence", "PixelData")
+
+
+def _part_of(ds, pixels: np.ndarray, frames: tuple[int, ...]) -> pydicom.Dataset:
+    """The multi-frame image of ``ds``'s ``frames`` alone (numbers from 1, in that order):
+    their pixels (of ``pixels``, :func:`_decoded`), uncompressed, and their headers
+    (:func:`keep_frames`). ``ds`` itself is left as it is: its other volumes come from it."""
+    own = {pydicom.datadict.tag_for_keyword(k) for k in _OWN}
+    part = pydicom.Dataset()
+    for element in ds:
+        if element.tag not in own:
+            part.add(element)  # shared, never changed
+    part.file_meta = pydicom.dataset.FileMetaDataset(ds.file_meta)
+    part.PerFrameFunctionalGroupsSequence = pydicom.Sequence(list(ds.PerFrameFunctionalGroupsSequence))
+    if "DimensionIndexSequence" in ds:
+        part.DimensionIndexSequence = pydicom.Sequence(list(ds.DimensionIndexSequence))
+    keep_frames(part, frames)
+    part.PixelData = np.ascontiguousarray(pixels[np.asarray(frames) - 1]).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    part["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
+    part.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    return part
 
 
 def _refuse_repeats(positions: np.ndarray, numbers: tuple[int, ...], path: Path, part: str) -> None:
@@ -196,19 +215,45 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None, frames: 
     """A multi-frame DICOM image as a :class:`Volume`, slices along the slice normal
     (``place``: what the volume's source names, default the file; ``frames``: the frame
     numbers of one of its :func:`stacks`, named ``part``, default all of them)."""
-    import highdicom as hd
-
     path = Path(path)
-    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
+    header = _read(path)
+    if frames:
+        header = _part_of(header, _decoded(header, path), tuple(frames))
+    return _volume(header, path, place, tuple(frames), part)
+
+
+def read_volumes(path: str | os.PathLike, first: bool = False, place: Path | None = None) -> list[Volume]:
+    """Each volume of the multi-frame image ``path`` (:func:`stacks`: its echoes, time
+    points ...), or the one it is; with ``first``, the first of them alone. The file is
+    read, and its pixels decoded, once."""
+    path = Path(path)
+    header = _read(path)
+    parts = stacks(header)
+    if not parts:
+        return [_volume(header, path, place)]
+    pixels = _decoded(header, path)
+    return [_volume(_part_of(header, pixels, frames), path, place, frames, part)
+            for part, frames in parts[:1 if first else None]]
+
+
+def _read(path: Path) -> pydicom.Dataset:
     try:
-        header = read_dataset(path)  # parsed once: highdicom below reads this dataset
+        header = read_dataset(path)  # parsed once: highdicom reads this dataset
     except Exception as exc:  # pydicom raises many types on damaged files
         raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputError(f"{path}: colour (multi-component) DICOM images are not supported")
+    return header
+
+
+def _volume(header: pydicom.Dataset, path: Path, place: Path | None = None, frames: tuple[int, ...] = (),
+            part: str = "") -> Volume:
+    """The volume of the multi-frame image ``header`` (of the file ``path``; of its
+    ``frames`` alone, named ``part``, where :func:`_part_of` made it of them)."""
+    import highdicom as hd
+
+    failures = (ValueError, RuntimeError, NotImplementedError, KeyError, AttributeError, EOFError)
     numbers = tuple(frames) or tuple(range(1, frame_count(header) + 1))
-    if frames:
-        _keep_pixels(header, numbers, path)
     positions, order = frame_order(header, str(path))
     _refuse_repeats(positions, numbers, path, part)
     try:
@@ -264,14 +309,3 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None, frames: 
         ),
     )
 
-
-def read_volumes(path: str | os.PathLike, first: bool = False) -> list[Volume]:
-    """Each volume of the multi-frame image ``path`` (:func:`stacks`: its echoes, time
-    points ...), or the one it is; with ``first``, the first of them alone."""
-    path = Path(path)
-    try:
-        header = read_dataset(path, stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types on damaged headers
-        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
-    parts = stacks(header) or [("", ())]
-    return [read_multiframe(path, frames=frames, part=part) for part, frames in parts[:1 if first else None]]

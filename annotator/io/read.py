@@ -452,9 +452,20 @@ def read_all(path: str | os.PathLike) -> tuple[list[Volume], list[str]]:
     scan = dicom.scan_folder(folder)
     dicom.pick_series(scan, folder, None)  # none at all: its message says why
     volumes, problems = [], []
+    files: dict[Path, list[Volume]] = {}  # multi-frame files that hold several volumes: each read once
     for info in scan.series:
         try:
-            volumes.append(_checked(dicom.read_info(info, folder), str(info.folder)))
+            if info.frames:
+                from annotator.io.multiframe import read_volumes
+
+                path = info.files[0].path
+                if path not in files:
+                    files[path] = read_volumes(path, place=info.folder)
+                volume = next((v for v in files[path] if set(v.source.frames) == set(info.frames)), None)
+                volume = volume or dicom.read_info(info, folder)
+            else:
+                volume = dicom.read_info(info, folder)
+            volumes.append(_checked(volume, str(info.folder)))
         except InputError as exc:
             problems.append(f"series '{info.title}' left out: {exc}")
     return volumes, problems
