@@ -1,5 +1,5 @@
 """The DICOM series of a folder's DICOM folders, each an image of the folder, and their
-DICOM SEG files, each a label map, remembered between runs.
+DICOM SEG and RTSTRUCT files, each a label map, remembered between runs.
 
 Which series (and acquisitions of one) a DICOM folder holds is known only from the
 header of every file in it: about 0.35 ms a file, half a minute for 100,000 files. What
@@ -24,9 +24,10 @@ from annotator.datastore.places import holds_dicom_files
 from annotator.io.atomic import atomic_write_text
 
 CACHE_NAME = "dicom-folders.json"
-#: how the series of a folder are told apart (raised when that changes: a listing made
-#: before is read again; 2: the volumes of one multi-frame file, the planes of a localizer)
-LISTING = 2
+#: how the series of a folder, and their label files, are told apart (raised when that
+#: changes: a listing made before is read again; 2: the volumes of one multi-frame file,
+#: the planes of a localizer; 3: RT Structure Sets with the SEG files)
+LISTING = 3
 #: folders remembered at most (the least recently listed are forgotten first)
 LIMIT = 20_000
 
@@ -55,7 +56,8 @@ def _stamp(folder: Path) -> list[int]:
 
 
 def _read(folder: Path) -> tuple[list[Series], list[str]]:
-    """The image series in ``folder``'s own files, largest first, and its DICOM SEG files."""
+    """The image series in ``folder``'s own files, largest first, and its DICOM SEG and
+    RTSTRUCT files."""
     from annotator.io.dicom import scan_folder
 
     scan = scan_folder(folder, below=False)
@@ -63,7 +65,7 @@ def _read(folder: Path) -> tuple[list[Series], list[str]]:
     for info in scan.series:
         title = " ".join(t for t in (info.modality, info.description) if t)
         listed.append(Series(info.key, ", ".join(t for t in (title, info.part) if t), info.number))
-    return listed, sorted(p.name for p in scan.segs)
+    return listed, sorted(p.name for p in scan.label_files)
 
 
 def _load() -> dict:
@@ -92,7 +94,7 @@ class _Listing:
         self._changed = False
 
     def folder(self, path: Path, name: str) -> tuple[list[Series], list[str]]:
-        """(image series, SEG file names) of the DICOM files directly in ``path``."""
+        """(image series, SEG and RTSTRUCT file names) of the DICOM files directly in ``path``."""
         if self._cache is None:
             self._cache = _load()
         place, stamp = str(path.resolve()), _stamp(path)
@@ -119,7 +121,7 @@ def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] 
                  root: Path | None = None) -> tuple[dict[str, Path], dict[str, Series], dict[str, Path]]:
     """A folder's images with each DICOM folder's image series (and each acquisition of a
     series that holds several: echoes, time points) as an image of its own, the series of
-    each DICOM folder's image by id, and the DICOM SEG files of the DICOM folders (and of
+    each DICOM folder's image by id, and the DICOM SEG and RTSTRUCT files of the DICOM folders (and of
     ``root``, the folder itself) by id, as label maps.
 
     A folder's largest series keeps the folder's id (what a folder of one series always

@@ -217,15 +217,21 @@ class LocalDatastore(Datastore):
         if map_id not in self.label_maps(image_id):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
         path = self._maps[map_id]
-        if looks_like_dicom(path):  # a DICOM SEG
+        if looks_like_dicom(path):  # a DICOM SEG or RTSTRUCT
             from annotator.io.dicom import read_dataset
+            from annotator.io.rtstruct import rtstruct_to_label
             from annotator.io.seg import seg_to_label
 
-            try:  # a SEG made elsewhere: its segments take the values the folder gives their names
+            try:  # made elsewhere: its segments take the values the folder gives their names
                 known = self.label_names()
             except AnnotatorError:  # a broken labels.json is said where the names are offered
                 known = None
-            label, names = seg_to_label(read_dataset(path), image, known=known)
+            ds = read_dataset(path)
+            if ds.get("Modality") == "RTSTRUCT":
+                label, names, left_out = rtstruct_to_label(ds, image, known=known)
+                image.warnings.extend(f"{map_id}: {why}" for why in left_out)
+            else:
+                label, names = seg_to_label(ds, image, known=known)
             return label, {str(name).lower(): int(value) for value, name in names.items()}
         return read_label(path, image), label_names_in(path)
 

@@ -76,13 +76,18 @@ def header(path: Path) -> tuple | None:
 
 
 def referenced(path: Path) -> tuple[str, set[str]] | None:
-    """The SeriesInstanceUID a DICOM SEG file segments and the SOP Instance UIDs of its
-    images (None: not a readable SEG)."""
+    """The SeriesInstanceUID a DICOM SEG or RTSTRUCT file labels and the SOP Instance UIDs
+    of its images (None: not a readable one)."""
+    from annotator.io import rtstruct
     from annotator.io.dicom import read_dataset
     from annotator.io.seg import referenced_instances
 
     try:
-        ds = read_dataset(path, stop_before_pixels=True, specific_tags=["Modality", "ReferencedSeriesSequence"])
+        ds = read_dataset(path, stop_before_pixels=True,
+                          specific_tags=["Modality", "ReferencedSeriesSequence", "ReferencedFrameOfReferenceSequence"])
+        if ds.get("Modality") == "RTSTRUCT":
+            found = rtstruct.referenced_series(ds)
+            return (found, rtstruct.referenced_instances(ds)) if found else None
         if ds.get("Modality") != "SEG":
             return None
         return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID), referenced_instances(ds)

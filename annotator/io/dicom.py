@@ -46,6 +46,9 @@ ACQUISITION_TAGS = {
     "SequenceName": "sequence",
 }
 _NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "REG"}
+#: the DICOM objects that hold labels of a series: segmentations, and radiotherapy's
+#: structure sets (:mod:`annotator.io.rtstruct`)
+LABEL_MODALITIES = {"SEG", "RTSTRUCT"}
 #: Largest accepted in-plane shift per slice, as a fraction of the slice step (≈ 0.3°).
 _MAX_SHEAR = 0.005
 #: Largest accepted deviation of one slice step from the median step.
@@ -116,11 +119,12 @@ class SeriesInfo:
 @dataclass
 class FolderScan:
     """Series found in a folder, and the files that were not usable DICOM images (among
-    them its DICOM SEG files, also listed in ``segs``)."""
+    them its DICOM SEG and RT Structure Set files, labels of its series, also listed in
+    ``label_files``)."""
 
     series: list[SeriesInfo]
     skipped: list[tuple[Path, str]]
-    segs: list[Path] = field(default_factory=list)
+    label_files: list[Path] = field(default_factory=list)
 
 
 def frame_count(ds) -> int:
@@ -177,7 +181,7 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
         raise InputError(f"{folder}: not a folder")
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
-    segs: list[Path] = []
+    label_files: list[Path] = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if below else []
         for name in sorted(names):
@@ -195,8 +199,8 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
             modality = str(ds.get("Modality", ""))
             if not _has_slices(ds):
                 skipped.append((path, f"DICOM {modality or 'object'} without image slices"))
-                if modality == "SEG":
-                    segs.append(path)
+                if modality in LABEL_MODALITIES:
+                    label_files.append(path)
                 continue
             if frame_count(ds) > 1:  # its volumes are told apart by its per-frame headers
                 ds = read_dataset(path, stop_before_pixels=True)
@@ -215,7 +219,7 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
             info.files.append(DicomFile(path, ds))
     parts = [part for info in series.values() for part in split_acquisitions(info)]
     ordered = sorted(parts, key=lambda s: s.voxels, reverse=True)
-    return FolderScan(ordered, skipped, segs)
+    return FolderScan(ordered, skipped, label_files)
 
 
 def _positions_repeat(files: list[DicomFile]) -> bool:
@@ -581,9 +585,10 @@ def file_volumes(path: str | os.PathLike, first: bool = False) -> list[Volume]:
     header = _file_header(path)
     modality = str(header.get("Modality", ""))
     if modality in _NON_IMAGE_MODALITIES:
-        what = "a segmentation" if modality == "SEG" else "not an image"
+        what = {"SEG": "a segmentation", "RTSTRUCT": "a structure set: outlines"}.get(modality, "not an image")
         raise InputError(f"{path}: a DICOM {modality} object ({what}); open the series it refers to"
-                         + (": a folder offers its SEG files as label maps of that series" if modality == "SEG" else ""))
+                         + (f": a folder offers its {modality} files as label maps of that series"
+                            if modality in LABEL_MODALITIES else ""))
     if frame_count(header) > 1:
         from annotator.io.multiframe import read_volumes
 

@@ -1,0 +1,96 @@
+"""RT Structure Sets (radiotherapy's contours, as many public collections hold their
+segmentations) read as labels of the series they outline."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from annotator.errors import InputError
+from annotator.io import read_volume
+from annotator.io.rtstruct import rtstruct_to_label
+from paths import DATA
+from rtstruct import rtstruct_of
+
+CROP = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+OBLIQUE = DATA / "udacity_study3_mr_dicom" / "11-T1post-18670"
+
+
+def _structures(shape):
+    """A body outline, an organ inside it, and a ring (a hole in its outline) below them."""
+    z, y, x = np.indices(shape)
+    body = (z >= 3) & (z < 30) & (y >= 5) & (y < 45) & (x >= 3) & (x < 31)
+    organ = (z - 15) ** 2 + (y - 25) ** 2 + (x - 17) ** 2 <= 36
+    r = (y - 25) ** 2 + (x - 17) ** 2
+    ring = (z >= 32) & (z < 37) & (r <= 100) & (r >= 25)
+    return body, organ, ring
+
+
+@pytest.mark.parametrize("series", [CROP, OBLIQUE], ids=["axial", "oblique"])
+def test_a_structure_set_fills_its_outlines_on_the_series_it_outlines(series, tmp_path):
+    """Every voxel back: outlines filled on their slices, a hole left open, the organ
+    inside the body outline painted over it, numbers kept where they fit a label."""
+    volume = read_volume(series)
+    body, organ, ring = _structures(volume.shape)
+    path = rtstruct_of(series, {7: ("Body", body), 12: ("Liver", organ), 300: ("Ring", ring)}, tmp_path / "rs.dcm")
+    label, names, left_out = rtstruct_to_label(pydicom.dcmread(path), volume)
+    expected = np.zeros(volume.shape, np.uint8)
+    expected[body], expected[organ], expected[ring] = 7, 12, 1  # ROI 300: the lowest free value
+    np.testing.assert_array_equal(label, expected)
+    assert left_out == []
+    assert names == {v: n for v, n in ((7, "Body"), (12, "Liver"), (1, "Ring")) if (expected == v).any()}
+    # names the reader knows take their values
+    label, names, _ = rtstruct_to_label(pydicom.dcmread(path), volume, known={"liver": 2})
+    assert names[2] == "Liver" and np.array_equal(label == 2, organ)
+
+
+def test_what_a_structure_set_cannot_place_is_said(tmp_path):
+    volume = read_volume(CROP)
+    body, _, _ = _structures(volume.shape)
+    point = pydicom.Dataset()
+    point.ContourGeometricType, point.NumberOfContourPoints, point.ContourData = "POINT", 1, [1.0, 2.0, 3.0]
+    between = pydicom.Dataset()  # halfway between two slices
+    between.ContourGeometricType, between.NumberOfContourPoints = "CLOSED_PLANAR", 3
+    origin = np.asarray(volume.origin)
+    between.ContourData = [float(v) for v in (origin + [[2, 2, 10.5], [9, 2, 10.5], [2, 9, 10.5]]).ravel()]
+    path = rtstruct_of(CROP, {1: ("Body", body)}, tmp_path / "rs.dcm", extra=[point, between])
+    label, names, left_out = rtstruct_to_label(pydicom.dcmread(path), volume)
+    np.testing.assert_array_equal(label > 0, body)
+    assert left_out == ["1 contour(s) left out: not on a slice of HippoCrop",
+                        "1 point or open contour(s) left out: only closed outlines fill a structure"]
+    other = read_volume(OBLIQUE)
+    with pytest.raises(InputError, match="outlines another series than"):
+        rtstruct_to_label(pydicom.dcmread(path), other)
+    ds = pydicom.dcmread(path)
+    for contour in ds.ROIContourSequence[0].ContourSequence:  # drawn a metre away
+        points = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3) + [0, 0, 1000]
+        contour.ContourData = [f"{v:.6g}" for v in points.ravel()]
+    with pytest.raises(InputError, match="none of its contours lies on the slices of HippoCrop"):
+        rtstruct_to_label(ds, volume)
+
+
+def test_a_structure_set_in_a_folder_is_a_label_map_of_its_series(tmp_path):
+    """Beside its series (or anywhere in the folder), a structure set is never an image:
+    it is a label map of the series it outlines, named as it names its structures."""
+    import subprocess
+    import sys
+
+    from annotator.datastore import LocalDatastore
+
+    shutil.copytree(CROP, tmp_path / "study" / "crop")
+    shutil.copytree(OBLIQUE, tmp_path / "study" / "t1")
+    volume = read_volume(CROP)
+    body, organ, _ = _structures(volume.shape)
+    rtstruct_of(CROP, {1: ("Body", body), 2: ("Liver", organ)}, tmp_path / "study" / "crop" / "RS.dcm")
+    store = LocalDatastore(tmp_path / "study")
+    assert {r.id: r.label_maps for r in store.records()} == {"crop": ["crop/RS"], "t1": []}
+    image = store.open_image("crop")
+    label, names = store.label_map("crop", "crop/RS", image)
+    assert names == {"body": 1, "liver": 2} and np.array_equal(label == 2, organ)
+    proc = subprocess.run([sys.executable, "-m", "annotator", "info", str(tmp_path / "study" / "crop" / "RS.dcm")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "a DICOM RTSTRUCT object (a structure set: outlines)" in proc.stderr
+    assert "a folder offers its RTSTRUCT files as label maps" in proc.stderr
