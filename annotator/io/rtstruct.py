@@ -13,6 +13,7 @@ of the image's slices are left out, and said.
 from __future__ import annotations
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from annotator.errors import InputError
 from annotator.io.volume import Volume
@@ -48,19 +49,34 @@ def referenced_instances(ds) -> set[str]:
 
 def _fill(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Where in a slice of ``shape`` (rows, columns) the voxel centres lie inside
-    ``polygon`` ((n, 2) column, row coordinates)."""
-    from matplotlib.path import Path as Outline
-
+    ``polygon`` ((n, 2) column, row coordinates), by the even-odd rule: a centre is inside
+    when a line from it to the left crosses the outline an odd number of times."""
+    rows, columns = shape
     inside = np.zeros(shape, bool)
-    low = np.maximum(np.floor(polygon.min(axis=0)).astype(int), 0)
-    high = np.minimum(np.ceil(polygon.max(axis=0)).astype(int) + 1, [shape[1], shape[0]])
-    if np.any(high <= low):
+    first, last = max(int(np.ceil(polygon[:, 1].min())), 0), min(int(np.floor(polygon[:, 1].max())), rows - 1)
+    if last < first:
         return inside
-    columns, rows = np.meshgrid(np.arange(low[0], high[0]), np.arange(low[1], high[1]))
-    centres = np.stack([columns.ravel(), rows.ravel()], axis=1)
-    hit = Outline(polygon).contains_points(centres).reshape(rows.shape)
-    inside[low[1]:high[1], low[0]:high[0]] = hit
+    x, y = polygon[:, 0], polygon[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    centres = np.arange(first, last + 1, dtype=float)[:, None]  # the rows the outline spans
+    crosses = (np.minimum(y, y2) <= centres) & (centres < np.maximum(y, y2))  # (rows, edges); flat edges never
+    at = x + (centres - y) / np.where(y2 != y, y2 - y, 1.0) * (x2 - x)  # where each edge meets each row
+    row, _ = np.nonzero(crosses)
+    counts = np.zeros((last - first + 1, columns + 1), np.int32)
+    np.add.at(counts, (row, np.clip(np.ceil(at[crosses]).astype(int), 0, columns)), 1)
+    inside[first:last + 1] = np.cumsum(counts[:, :columns], axis=1) % 2 == 1
     return inside
+
+
+def _points(contour) -> np.ndarray:
+    """A contour's ContourData as (n, 3) numbers: read from the file's text at once (pydicom
+    makes an object of each number, seconds for a structure set of a CT)."""
+    value = contour.get_item("ContourData").value
+    if isinstance(value, (bytes, bytearray)):
+        numbers = np.asarray(value.decode("ascii").strip(" \x00").split("\\"), float)
+    else:
+        numbers = np.asarray([float(v) for v in (value if isinstance(value, (list, tuple, MultiValue)) else [value])])
+    return numbers.reshape(-1, 3)
 
 
 def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
@@ -79,7 +95,7 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
     to_index = np.linalg.inv(np.reshape(volume.direction, (3, 3)) * np.asarray(volume.spacing))
     origin = np.asarray(volume.origin, float)
     depth, rows, columns = volume.shape
-    masks: dict[int, np.ndarray] = {}
+    masks: dict[int, dict[int, np.ndarray]] = {}  # structure -> slice -> where it is there
     off, other = 0, 0  # polygons off the image's slices; points and open lines
     for roi in ds.get("ROIContourSequence") or []:
         number = int(roi.get("ReferencedROINumber", 0) or 0)
@@ -88,8 +104,8 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
                 other += 1
                 continue
             try:
-                points = np.asarray([float(v) for v in contour.ContourData], float).reshape(-1, 3)
-            except (AttributeError, TypeError, ValueError):
+                points = _points(contour)
+            except (AttributeError, KeyError, TypeError, ValueError):
                 off += 1
                 continue
             index = (points - origin) @ to_index.T  # (x, y, z) voxel coordinates
@@ -98,16 +114,18 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
             if len(points) < 3 or not 0 <= k < depth or np.abs(index[:, 2] - k).max() > SLICE_TOLERANCE:
                 off += 1
                 continue
-            mask = masks.setdefault(number, np.zeros(volume.shape, bool))
-            mask[k] ^= _fill(index[:, :2], (rows, columns))
-    painted = {n: m for n, m in masks.items() if m.any()}
+            slices = masks.setdefault(number, {})
+            slices[k] = slices.get(k, False) ^ _fill(index[:, :2], (rows, columns))
+    sizes = {n: sum(int(m.sum()) for m in slices.values()) for n, slices in masks.items()}
+    painted = [n for n in sorted(sizes, key=lambda n: -sizes[n]) if sizes[n]]  # the largest first: the others on top
     if not painted:
         raise InputError(f"the structure set {ds.get('SOPInstanceUID', '')}: none of its contours lies on the slices "
                          f"of {volume.name}")
     values = segment_values({n: names.get(n, f"structure {n}") for n in painted}, {}, known or {})
     label = np.zeros(volume.shape, np.uint8)
-    for number in sorted(painted, key=lambda n: -int(painted[n].sum())):  # the largest first: the others on top
-        label[painted[number]] = values[number]
+    for number in painted:
+        for k, inside in masks[number].items():
+            label[k][inside] = values[number]
     left_out = []
     if off:
         left_out.append(f"{off} contour(s) left out: not on a slice of {volume.name}")
