@@ -420,11 +420,36 @@ def test_the_echoes_of_one_multi_frame_file_on_the_server_are_an_image_each(tmp_
         label[10:30, 15:35, 10:25] = 1
         store.accept(record.id + "#2", label, te25, names={1: "hippocampus"})
         [seg_series] = _client(server).series(modality="SEG", images_only=False)
-        [seg] = _client(server).segs_of(seg_series.study_uid, record.id)
+        [seg] = _client(server).labels_of(seg_series.study_uid, record.id)
         assert {frame for _, frame in referenced_frames(seg)} <= set(te25.source.frames)
         other = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
         np.testing.assert_array_equal(other.label(record.id + "#2", other.open_image(record.id + "#2")), label)
         assert other.label(record.id, other.open_image(record.id)) is None
+
+
+def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tmp_path, monkeypatch):
+    """An RTSTRUCT made elsewhere (a planning system) beside the series on the server: the
+    series opens with its outlines filled as its label, named as its structures."""
+    from annotator.datastore import Status
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.io import read_volume
+    from rtstruct import rtstruct_of
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    crop = STUDY / "11_HCropVolume"
+    volume = read_volume(crop)
+    z, y, x = np.indices(volume.shape)
+    organ = (z - 20) ** 2 + (y - 25) ** 2 + (x - 17) ** 2 <= 49
+    path = rtstruct_of(crop, {4: ("Hippocampus", organ)}, tmp_path / "rs.dcm")
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload([*sorted(crop.iterdir()), path])
+        store = DicomwebDatastore(_client(server))
+        [record] = store.records()  # the structure set is no image to annotate
+        image = store.open_image(record.id)
+        label = store.label(record.id, image)
+        np.testing.assert_array_equal(label, organ.astype(np.uint8) * 4)
+        assert store.record(record.id).status == Status.LABELED
+        assert store.label_names() == {"hippocampus": 4}
 
 
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):
@@ -510,7 +535,7 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
         label[10:30, 15:35, 10:25] = 1
         store.accept(record.id, label, volume, names={1: "hippocampus"})
         [seg_series] = _client(server).series(modality="SEG", images_only=False)
-        [seg] = _client(server).segs_of(seg_series.study_uid, record.id)
+        [seg] = _client(server).labels_of(seg_series.study_uid, record.id)
         referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
         assert referenced == set(echo1.source.sop_uids)  # echo 1's 40 instances, not echo 2's
         other = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
@@ -530,7 +555,7 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
         second[5:15, 5:20, 5:15] = 2
         store.accept(record.id + "#2", second, echo2, names={2: "posterior"})
         assert {r.id: r.status.value for r in store.records()} == {record.id: "labeled", record.id + "#2": "labeled"}
-        segs = _client(server).segs_of(seg_series.study_uid, record.id)
+        segs = _client(server).labels_of(seg_series.study_uid, record.id)
         assert len(segs) == 2
         assert {str(i.ReferencedSOPInstanceUID) for i in segs[-1].ReferencedSeriesSequence[0].ReferencedInstanceSequence
                 } == set(echo2.source.sop_uids)

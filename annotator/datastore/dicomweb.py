@@ -221,24 +221,32 @@ class DicomwebServer:
                                          f"{answer.status_code} for {path})")
                 yield from multipart_parts(answer.iter_content(chunk), answer.headers.get("Content-Type", ""))
 
-    def segs_of(self, study_uid: str, series_uid: str) -> list:
-        """The DICOM SEGs in the study that segment this series, as pydicom datasets,
-        oldest first (by content date and time)."""
+    def labels_of(self, study_uid: str, series_uid: str) -> list:
+        """The DICOM SEGs and RT Structure Sets in the study that label this series, as
+        pydicom datasets, oldest first (by content or structure set date and time)."""
         import io
 
         import pydicom
 
+        from annotator.io.rtstruct import referenced_series
+
         found = []
-        for row in self._get_json(f"studies/{study_uid}/series", [("Modality", "SEG")]):
-            seg_series = _value(row, "SeriesInstanceUID")
-            if _value(row, "Modality") != "SEG":
-                continue
-            for sop_uid in self.instances(study_uid, seg_series):
-                ds = pydicom.dcmread(io.BytesIO(self.instance_bytes(study_uid, seg_series, sop_uid)))
-                refs = ds.get("ReferencedSeriesSequence") or []
-                if any(str(r.get("SeriesInstanceUID", "")) == series_uid for r in refs):
-                    found.append(ds)
-        return sorted(found, key=lambda d: (str(d.get("ContentDate", "")), str(d.get("ContentTime", ""))))
+        for modality in ("SEG", "RTSTRUCT"):
+            for row in self._get_json(f"studies/{study_uid}/series", [("Modality", modality)]):
+                label_series = _value(row, "SeriesInstanceUID")
+                if _value(row, "Modality") != modality:
+                    continue
+                for sop_uid in self.instances(study_uid, label_series):
+                    ds = pydicom.dcmread(io.BytesIO(self.instance_bytes(study_uid, label_series, sop_uid)))
+                    refs = {str(r.get("SeriesInstanceUID", "")) for r in ds.get("ReferencedSeriesSequence") or []}
+                    if series_uid in refs | {referenced_series(ds)}:
+                        found.append(ds)
+
+        def made(ds) -> tuple[str, str]:
+            return (str(ds.get("ContentDate", ds.get("StructureSetDate", ""))),
+                    str(ds.get("ContentTime", ds.get("StructureSetTime", ""))))
+
+        return sorted(found, key=made)
 
     def find_instance(self, sop_uid: str) -> tuple[str, str]:
         """(study, series) UIDs of the instance with this SOP Instance UID."""

@@ -150,19 +150,29 @@ class DicomwebDatastore(Datastore):
         return found
 
     def _server_label(self, image_id: str, row: SeriesRow, image: Volume) -> np.ndarray | None:
-        """The newest SEG the server has for the image (made elsewhere, or sent from
-        another workstation), kept here as its final label; None offline or when none. Of
-        a series of several acquisitions, only a SEG of this one's instances."""
+        """The newest SEG or RT Structure Set the server has for the image (made elsewhere,
+        or sent from another workstation), kept here as its final label; None offline or
+        when none. Of a series of several acquisitions, only one of this one's instances."""
+        from annotator.io import rtstruct
         from annotator.io.seg import refers_to, seg_to_label
 
+        def mine(ds) -> bool:
+            if ds.get("Modality") == "RTSTRUCT":
+                outlined = rtstruct.referenced_instances(ds)
+                return not outlined or bool(outlined & set(image.source.sop_uids))
+            return refers_to(ds, image)
+
         try:
-            segs = self.server.segs_of(row.study_uid, row.series_uid)
+            found = [ds for ds in self.server.labels_of(row.study_uid, row.series_uid) if mine(ds)]
         except DatastoreError:
             return None
-        segs = [seg for seg in segs if refers_to(seg, image)]
-        if not segs:
+        if not found:
             return None
-        label, names = seg_to_label(segs[-1], image, known=self.label_names())
+        if found[-1].get("Modality") == "RTSTRUCT":
+            label, names, left_out = rtstruct.rtstruct_to_label(found[-1], image, known=self.label_names())
+            image.warnings.extend(left_out)
+        else:
+            label, names = seg_to_label(found[-1], image, known=self.label_names())
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)
         self.remember_names(image_id, names)
