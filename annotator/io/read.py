@@ -399,6 +399,7 @@ def read_parts(folder: Path, keys: list[str], image: Volume) -> list[Volume]:
 
     scan = dicom.scan_folder(folder, below=False)
     found = {info.key: info for info in scan.series}
+    files: dict[Path, list[Volume]] = {}
     direction = np.reshape(image.direction, (3, 3))
     shown = []
     for key in keys:
@@ -407,7 +408,7 @@ def read_parts(folder: Path, keys: list[str], image: Volume) -> list[Volume]:
         if orientation is not None and not np.allclose(orientation, direction[:, :2].T.ravel(), atol=1e-3):
             continue
         try:
-            volume = read_volume(folder, key, scan)
+            volume = _read_part(found[key], folder, files) if key in found else read_volume(folder, key, scan)
         except InputError as exc:
             image.warnings.append(f"{name} not shown: {exc}")
             continue
@@ -452,23 +453,30 @@ def read_all(path: str | os.PathLike) -> tuple[list[Volume], list[str]]:
     scan = dicom.scan_folder(folder)
     dicom.pick_series(scan, folder, None)  # none at all: its message says why
     volumes, problems = [], []
-    files: dict[Path, list[Volume]] = {}  # multi-frame files that hold several volumes: each read once
+    files: dict[Path, list[Volume]] = {}
     for info in scan.series:
         try:
-            if info.frames:
-                from annotator.io.multiframe import read_volumes
-
-                path = info.files[0].path
-                if path not in files:
-                    files[path] = read_volumes(path, place=info.folder)
-                volume = next((v for v in files[path] if set(v.source.frames) == set(info.frames)), None)
-                volume = volume or dicom.read_info(info, folder)
-            else:
-                volume = dicom.read_info(info, folder)
-            volumes.append(_checked(volume, str(info.folder)))
+            volumes.append(_read_part(info, folder, files))
         except InputError as exc:
             problems.append(f"series '{info.title}' left out: {exc}")
     return volumes, problems
+
+
+def _read_part(info, folder: Path, files: dict[Path, list[Volume]]) -> Volume:
+    """One series (or part of one) of a :func:`annotator.io.dicom.scan_folder` listing of
+    ``folder``, checked; a volume of a multi-frame file that holds several comes from
+    ``files``, where each such file's volumes are kept once it was read (once for all)."""
+    from annotator.io import dicom
+
+    volume = None
+    if info.frames:
+        from annotator.io.multiframe import read_volumes
+
+        path = info.files[0].path
+        if path not in files:
+            files[path] = read_volumes(path, place=info.folder)
+        volume = next((v for v in files[path] if set(v.source.frames) == set(info.frames)), None)
+    return _checked(volume or dicom.read_info(info, folder), str(info.folder))
 
 
 def _checked(volume: Volume, where: str) -> Volume:

@@ -101,7 +101,7 @@ def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, t
         segs = list(server_client(server, password).series(modality="SEG", images_only=False))
         assert len(segs) == 1
         row = session.store._row(session.image_id)
-        sent = server_client(server, password).segs_of(row.study_uid, row.series_uid)[-1]
+        sent = server_client(server, password).labels_of(row.study_uid, row.series_uid)[-1]
         segment = sent.SegmentSequence[0]  # named as the Label list names it, with its SNOMED code
         assert segment.SegmentLabel == "hippocampus"
         assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning.lower() == "hippocampus"
