@@ -192,13 +192,7 @@ def test_each_volume_of_a_multi_frame_file_has_its_own_label_and_seg(series, tmp
     assert store.ids() == ["enhanced", "enhanced#2"]
     te10, te25 = store.open_image("enhanced"), store.open_image("enhanced#2")
     np.testing.assert_array_equal(te25.array, series.array)
-    from annotator.io import multiframe
-
-    reads, real = [], multiframe.read_dataset
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(multiframe, "read_dataset", lambda *a, **k: reads.append(a) or real(*a, **k))
-        assert [v.name for v in store.companions("enhanced#2", te25)] == [te10.name]
-    assert len(reads) == 1
+    assert [v.name for v in store.companions("enhanced#2", te25)] == [te10.name]
     label = np.zeros(te25.shape, np.uint8)
     label[10:20, 10:30, 5:20] = 1
     label[25:30, 5:10, 5:10] = 2
@@ -247,3 +241,19 @@ def test_the_planes_of_a_three_plane_localizer_series_are_an_image_each(series, 
     opened = store.open_image("localizer")
     assert opened.name.endswith("(axial)") and store.companions("localizer", opened) == []
     assert not [w for w in opened.warnings if "not shown" in w]
+
+
+def test_the_other_volumes_of_a_multi_frame_file_come_from_one_read_of_it(series, tmp_path, monkeypatch):
+    from annotator.datastore import LocalDatastore
+    from annotator.io import multiframe
+    from multiframe import echoes_in_one_file
+
+    echoes_in_one_file(MR, tmp_path / "store" / "enhanced" / "enhanced.dcm", count=3)
+    store = LocalDatastore(tmp_path / "store")
+    image = store.open_image("enhanced#3")  # TE 25: the source series
+    np.testing.assert_array_equal(image.array, series.array)
+    reads, real = [], multiframe.read_dataset
+    monkeypatch.setattr(multiframe, "read_dataset", lambda *a, **k: reads.append(a) or real(*a, **k))
+    others = store.companions("enhanced#3", image)
+    assert [v.name[-7:] for v in others] == ["(TE 10)", "(TE 20)"] and len(reads) == 1
+    np.testing.assert_array_equal(others[1].array, series.array * 3 + 10)
