@@ -94,3 +94,30 @@ def test_a_structure_set_in_a_folder_is_a_label_map_of_its_series(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "a DICOM RTSTRUCT object (a structure set: outlines)" in proc.stderr
     assert "a folder offers its RTSTRUCT files as label maps" in proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR IS")  # pydicom on the broken number: what this test makes
+def test_a_damaged_label_file_is_named_and_the_others_still_read(tmp_path):
+    """A structure set with a broken number or cut short, and a SEG cut short: each is
+    refused as a label naming the file (the image still opens), the good one reads."""
+    from annotator.datastore import LocalDatastore
+    from annotator.io.seg import series_seg
+
+    folder = tmp_path / "study" / "crop"
+    shutil.copytree(CROP, folder)
+    volume = read_volume(CROP)
+    body, organ, _ = _structures(volume.shape)
+    data = rtstruct_of(CROP, {1: ("Body", body)}, folder / "RS.dcm").read_bytes()
+    number = data.find(b"\x06\x30\x22\x00IS\x02\x00")  # (3006,0022) ROI Number, 2 bytes
+    (folder / "RS_number.dcm").write_bytes(data[:number + 8] + b"x " + data[number + 10:])
+    (folder / "RS_cut.dcm").write_bytes(data[: len(data) // 2])
+    _, seg = series_seg(organ.astype(np.uint8), volume, {1: "hippocampus"})
+    (folder / "SEG_cut.dcm").write_bytes(seg[: len(seg) * 3 // 4])
+    store = LocalDatastore(tmp_path / "study")
+    image = store.open_image("crop")
+    assert sorted(store.label_maps("crop")) == ["crop/RS", "crop/RS_cut", "crop/RS_number", "crop/SEG_cut"]
+    np.testing.assert_array_equal(store.label_map("crop", "crop/RS", image)[0] > 0, body)
+    for name, why in (("RS_number", "cannot be read as a label of HippoCrop"), ("RS_cut", "damaged \\(cut short\\?\\)"),
+                      ("SEG_cut", "cannot be read as a label of HippoCrop")):
+        with pytest.raises(InputError, match=why):
+            store.label_map("crop", f"crop/{name}", image)

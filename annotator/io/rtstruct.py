@@ -98,7 +98,10 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
     masks: dict[int, dict[int, np.ndarray]] = {}  # structure -> slice -> where it is there
     off, other = 0, 0  # polygons off the image's slices; points and open lines
     for roi in ds.get("ROIContourSequence") or []:
-        number = int(roi.get("ReferencedROINumber", 0) or 0)
+        if "ReferencedROINumber" not in roi:  # type 1: a file cut short ends in such an item
+            raise InputError(f"the structure set {ds.get('SOPInstanceUID', '')} is damaged (cut short?): contours "
+                             "that name no structure")
+        number = int(roi.ReferencedROINumber)
         for contour in roi.get("ContourSequence") or []:
             if str(contour.get("ContourGeometricType", "CLOSED_PLANAR")) != "CLOSED_PLANAR":
                 other += 1
