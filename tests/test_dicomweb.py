@@ -432,6 +432,7 @@ def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tm
     series opens with its outlines filled as its label, named as its structures."""
     from annotator.datastore import Status
     from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
     from annotator.io import read_volume
     from rtstruct import rtstruct_of
 
@@ -450,6 +451,20 @@ def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tm
         np.testing.assert_array_equal(label, organ.astype(np.uint8) * 4)
         assert store.record(record.id).status == Status.LABELED
         assert store.label_names() == {"hippocampus": 4}
+    # a damaged one (contours that name no structure) is said, and the series opens unlabelled
+    import pydicom
+
+    broken = pydicom.dcmread(path)
+    del broken.ROIContourSequence[0].ReferencedROINumber
+    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    broken.save_as(tmp_path / "broken.dcm")
+    with LocalOrthanc(tmp_path / "other-server") as server:
+        server.upload([*sorted(crop.iterdir()), tmp_path / "broken.dcm"])
+        store = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "other"))
+        [record] = store.records()
+        image = store.open_image(record.id)
+        assert store.label(record.id, image) is None
+        assert any("RTSTRUCT" in w and "not used: the structure set" in w and "is damaged" in w for w in image.warnings)
 
 
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):

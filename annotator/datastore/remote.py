@@ -168,11 +168,17 @@ class DicomwebDatastore(Datastore):
             return None
         if not found:
             return None
-        if found[-1].get("Modality") == "RTSTRUCT":
-            label, names, left_out = rtstruct.rtstruct_to_label(found[-1], image, known=self.label_names())
-            image.warnings.extend(left_out)
-        else:
-            label, names = seg_to_label(found[-1], image, known=self.label_names())
+        try:
+            if found[-1].get("Modality") == "RTSTRUCT":
+                label, names, left_out = rtstruct.rtstruct_to_label(found[-1], image, known=self.label_names())
+                image.warnings.extend(left_out)
+            else:
+                label, names = seg_to_label(found[-1], image, known=self.label_names())
+        except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            image.warnings.append(f"the server's {found[-1].get('Modality', '')} {found[-1].get('SOPInstanceUID', '')} "
+                                  f"of {image.name} not used: {detail}")
+            return None
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)
         self.remember_names(image_id, names)
