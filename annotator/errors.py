@@ -23,3 +23,9 @@ class DatastoreError(AnnotatorError):
 
 class ModelError(AnnotatorError):
     """A model file, sidecar or architecture that cannot be used."""
+
+
+def detail(exc: Exception, limit: int = 240) -> str:
+    """What an exception from a library says, on one line and at most ``limit`` characters
+    (its type where it says nothing): for a message that names the file it was about."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__

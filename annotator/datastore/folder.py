@@ -24,7 +24,7 @@ from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.dicom_folders import split_series
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
-from annotator.errors import AnnotatorError, DatastoreError, InputError
+from annotator.errors import AnnotatorError, DatastoreError, InputError, detail
 from annotator.io.label_names import label_names_in
 from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
@@ -236,8 +236,7 @@ class LocalDatastore(Datastore):
             except AnnotatorError:
                 raise
             except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
-                detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-                raise InputError(f"{path}: cannot be read as a label of {image.name} ({detail})") from None
+                raise InputError(f"{path}: cannot be read as a label of {image.name} ({detail(exc, 200)})") from None
             return label, {str(name).lower(): int(value) for value, name in names.items()}
         return read_label(path, image), label_names_in(path)
 

@@ -20,7 +20,7 @@ from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.series_cache import SeriesCache
 from annotator.datastore.uploads import UploadQueue
-from annotator.errors import AnnotatorError, DatastoreError
+from annotator.errors import AnnotatorError, DatastoreError, detail
 from annotator.io.atomic import atomic_write_text
 from annotator.io.read import read_volume
 from annotator.io.volume import Volume
@@ -175,9 +175,8 @@ class DicomwebDatastore(Datastore):
             else:
                 label, names = seg_to_label(found[-1], image, known=self.label_names())
         except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
-            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
             image.warnings.append(f"the server's {found[-1].get('Modality', '')} {found[-1].get('SOPInstanceUID', '')} "
-                                  f"of {image.name} not used: {detail}")
+                                  f"of {image.name} not used: {detail(exc, 200)}")
             return None
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)

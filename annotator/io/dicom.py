@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from annotator.errors import GeometryError, InputError
+from annotator.errors import GeometryError, InputError, detail
 from annotator.io.sniff import starts_with_dataset
 from annotator.io.volume import Source, Volume, volume_from_sitk
 
@@ -556,7 +556,7 @@ def _file_header(path: Path) -> pydicom.Dataset:
         return read_dataset(path, stop_before_pixels=True,
                             specific_tags=["NumberOfFrames", "SeriesInstanceUID", "Modality"])
     except Exception as exc:  # pydicom raises many types on damaged headers
-        raise InputError(f"{path}: unreadable DICOM header ({_detail(exc)})") from None
+        raise InputError(f"{path}: unreadable DICOM header ({detail(exc)})") from None
 
 
 def series_of(path: str | os.PathLike) -> SeriesInfo:
@@ -619,7 +619,7 @@ def _read_by_pydicom(files: list[DicomFile], folder: Path) -> sitk.Image:
                 sitk.ReadImage(str(f.path))
             except RuntimeError:  # neither reads this file: it is the one to name
                 _raise_if_short(f)
-                raise InputError(f"{f.path}: pixel data cannot be decoded ({_detail(exc)})") from None
+                raise InputError(f"{f.path}: pixel data cannot be decoded ({detail(exc)})") from None
             _raise_unreadable_file(files, folder)  # SimpleITK reads it (pydicom lacks a decoder): its search
             raise
     array = smallest_type(np.stack(slices))
@@ -643,10 +643,6 @@ def _raise_unreadable_file(files: list[DicomFile], folder: Path) -> None:
             sitk.ReadImage(str(f.path))
         except RuntimeError as exc:
             _raise_if_short(f)
-            detail = str(exc).strip().splitlines()[-1][:200]
-            raise InputError(f"{f.path}: pixel data cannot be decoded ({detail})") from exc
+            said = str(exc).strip().splitlines()[-1][:200]
+            raise InputError(f"{f.path}: pixel data cannot be decoded ({said})") from exc
     raise InputError(f"{folder}: the series cannot be read as one volume")
-
-
-def _detail(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:240] or type(exc).__name__

@@ -22,8 +22,8 @@ import numpy as np
 import pydicom
 from pydicom.multival import MultiValue
 
-from annotator.errors import GeometryError, InputError
-from annotator.io.dicom import (_detail, _in_order, _window, frame_count, header_window, plane_name, read_dataset,
+from annotator.errors import GeometryError, InputError, detail
+from annotator.io.dicom import (_in_order, _window, frame_count, header_window, plane_name, read_dataset,
                                 smallest_type)
 from annotator.io.volume import Source, Volume
 
@@ -166,7 +166,7 @@ def _decoded(ds, where: Path) -> np.ndarray:
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged pixel data
-        raise InputError(f"{where}: pixel data cannot be decoded ({_detail(exc)})") from None
+        raise InputError(f"{where}: pixel data cannot be decoded ({detail(exc)})") from None
     return pixels.reshape(frame_count(ds), int(ds.Rows), int(ds.Columns))
 
 
@@ -240,7 +240,7 @@ def _read(path: Path) -> pydicom.Dataset:
     try:
         header = read_dataset(path)  # parsed once: highdicom reads this dataset
     except Exception as exc:  # pydicom raises many types on damaged files
-        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({detail(exc)})") from None
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputError(f"{path}: colour (multi-component) DICOM images are not supported")
     return header
@@ -260,19 +260,19 @@ def _volume(header: pydicom.Dataset, path: Path, place: Path | None = None, fram
         image = hd.Image.from_dataset(header, copy=False)
         regular = image.get_volume_geometry() is not None
     except failures as exc:
-        raise InputError(f"{path}: cannot be read as a multi-frame image ({_detail(exc)})") from None
+        raise InputError(f"{path}: cannot be read as a multi-frame image ({detail(exc)})") from None
     if not regular:  # highdicom says why when asked for the volume anyway
         reason = "frame positions that are not one regular grid"
         try:
             image.get_volume(dtype=np.float32)
         except failures as exc:
-            reason = _detail(exc)
+            reason = detail(exc)
         raise GeometryError(f"{path}: its {len(order)} frames{f' of {part}' if part else ''} do not form one "
                             f"regular 3-D volume ({reason})")
     try:
         geometry = image.get_volume(dtype=np.float32)
     except failures as exc:
-        raise InputError(f"{path}: pixel data cannot be decoded ({_detail(exc)})") from None
+        raise InputError(f"{path}: pixel data cannot be decoded ({detail(exc)})") from None
     affine = np.asarray(geometry.affine, float)
     array = geometry.array
     if array.ndim != 3 or array.shape[0] != len(order):
