@@ -19,33 +19,57 @@ _START = time.perf_counter()
 def build_window(path: str | None = None, sample: str | None = None):
     """Create the viewer with both docks and open ``path`` (or a sample). Returns the viewer."""
     import napari
-    from qtpy.QtCore import Qt, QTimer
+    from qtpy.QtCore import QTimer
     from qtpy.QtGui import QIcon
     from qtpy.QtWidgets import QApplication
-
-    from annotator.napari.annotation_dock import AnnotationDock
-    from annotator.napari.training_dock import TrainingDock
-    from annotator.napari.worklist_dock import WorklistDock
 
     viewer = napari.Viewer(title="Annotator")
     icon = QIcon(str(files("annotator.resources").joinpath("icon.svg")))
     QApplication.instance().setWindowIcon(icon)
     window = viewer.window._qt_window
     window.setWindowIcon(icon)
+    add_docks(viewer)
+    room = QApplication.primaryScreen().availableGeometry()
+    window.resize(min(1400, room.width()), min(900, room.height()))
+    # the window shows first; the image opens on the first turn of the event loop
+    QTimer.singleShot(0, lambda: open_start(viewer, path, sample))
+    return viewer
+
+
+def add_docks(viewer) -> None:
+    """The Annotation dock above the Worklist and Training docks (tabs), on the right."""
+    from qtpy.QtCore import QTimer
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.training_dock import TrainingDock
+    from annotator.napari.worklist_dock import WorklistDock
+
+    window = viewer.window._qt_window
     annotation = AnnotationDock(viewer)
-    worklist = WorklistDock(viewer)
     docks = [viewer.window.add_dock_widget(annotation, name="Annotation", area="right"),
-             viewer.window.add_dock_widget(worklist, name="Worklist", area="right")]
+             viewer.window.add_dock_widget(WorklistDock(viewer), name="Worklist", area="right")]
     training = viewer.window.add_dock_widget(TrainingDock(viewer), name="Training", area="right")
     window.tabifyDockWidget(docks[1], training)
     QTimer.singleShot(0, docks[1].raise_)  # the worklist is the tab in front
-    window.resize(1400, 900)
-    # the window shows first; the image opens on the first turn of the event loop
-    QTimer.singleShot(0, lambda: open_start(viewer, path, sample))
     # dock sizes only stick once the window is laid out
-    QTimer.singleShot(0, lambda: (window.resizeDocks(docks, [330, 570], Qt.Vertical),
-                                  window.resizeDocks(docks[:1], [400], Qt.Horizontal)))
-    return viewer
+    QTimer.singleShot(0, lambda: _share_height(window, docks, annotation))
+
+
+def _share_height(window, docks, annotation) -> None:
+    """The Annotation dock as tall as its contents where the screen has room for them and
+    for a worklist of a few rows (:data:`WORKLIST_MIN` pixels), the worklist the rest."""
+    from qtpy.QtCore import Qt
+
+    total = sum(dock.height() for dock in docks)
+    title = docks[0].height() - annotation.height()
+    wanted = annotation.sizeHint().height() + title + 2 * window.fontMetrics().lineSpacing()  # a status that wraps
+    first = max(min(wanted, total - WORKLIST_MIN), total // 3)
+    window.resizeDocks(docks, [first, total - first], Qt.Vertical)
+    window.resizeDocks(docks[:1], [400], Qt.Horizontal)
+
+
+#: the least height the worklist keeps beside the Annotation dock (a few rows)
+WORKLIST_MIN = 260
 
 
 def open_start(viewer, path: str | None, sample: str | None) -> None:

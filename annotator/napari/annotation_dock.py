@@ -6,13 +6,14 @@ import napari
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
-    QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout,
+    QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton,
     QWidget,
 )
 
 from annotator.annotation.labels import format_ml
 from annotator.engine import METHODS, methods_for
 from annotator.napari import layers as L
+from annotator.napari.fit import compact, scrolling_layout
 from annotator.napari.key_bindings import SHORTCUTS
 from annotator.napari.markup import ERROR, WARNING, coloured
 from annotator.napari.presets_dialog import PresetsDialog
@@ -93,6 +94,7 @@ class AnnotationDock(QWidget):
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.volume_text = QLabel()
         self.volume_text.setObjectName("volumes")
+        self.volume_text.setWordWrap(True)
         self.volume_text.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self._count_later = QTimer(self)  # counted once the label rests (a paint stroke changes it often)
         self._count_later.setSingleShot(True)
@@ -118,7 +120,8 @@ class AnnotationDock(QWidget):
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
-        layout = QVBoxLayout(self)
+        compact(self.preset, self.method, self.display_window, self.label_map)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.use_layer)
         layout.addLayout(grid)
@@ -131,7 +134,7 @@ class AnnotationDock(QWidget):
         layout.addWidget(shortcuts)
         layout.addStretch(1)
 
-        follow(self, (session.status, lambda text: self.status.setText(text)),
+        follow(self, (session.status, lambda text: self.status.setText(coloured(text))),
                (session.error, lambda m: self.status.setText(coloured(m, ERROR))),
                (session.warning, lambda m: self.status.setText(coloured(m, WARNING))),
                (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
@@ -161,7 +164,7 @@ class AnnotationDock(QWidget):
         text = f"Volume of {names.get(chosen, f'label {chosen}')}: {format_ml(volumes.get(chosen, (0, 0.0))[1])}"
         if set(volumes) - {chosen}:
             text += f"; all labels: {format_ml(sum(ml for _n, ml in volumes.values()))}"
-        self.volume_text.setText(text)
+        self.volume_text.setText(coloured(text))
         self.volume_text.setToolTip("\n".join(
             f"{v}: {names.get(v, f'label {v}')}  {format_ml(ml)} ({n:,} voxels)" for v, (n, ml) in volumes.items())
             or "The label is empty")
@@ -174,7 +177,7 @@ class AnnotationDock(QWidget):
         self.cancel.setVisible(busy)
 
     def _progress(self, text: str, fraction: float) -> None:
-        self.status.setText(text)
+        self.status.setText(coloured(text))
         if fraction < 0:
             self.files.setRange(0, 0)
         else:

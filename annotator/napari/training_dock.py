@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from annotator.models.card import METHOD_TITLES
 from annotator.models.registry import ModelRegistry
+from annotator.napari.fit import compact, scrolling_layout
 from annotator.napari.markup import ERROR, coloured
 from annotator.napari.workspace import follow, workspace_for
 from annotator.training.config import TrainConfig, runs_dir
@@ -154,7 +155,8 @@ class TrainingDock(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
-        layout = QVBoxLayout(self)
+        compact(self.method, self.init)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.use_when_done)
         layout.addLayout(buttons)
@@ -194,7 +196,7 @@ class TrainingDock(QWidget):
         store = self.session.store
         if store is not None and str(folder) == store.place:
             count = f" ({len(store.training_ids())} labelled)"
-        self.data.setText(f"{folder.name}{count}")
+        self.data.setText(coloured(f"{folder.name}{count}"))
         self.data.setToolTip(str(folder))
 
     def _choose_folder(self) -> None:

@@ -21,6 +21,8 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.active.strategies import STRATEGIES
+from annotator.napari.fit import compact
+from annotator.napari.markup import coloured
 from annotator.napari.workspace import follow, workspace_for
 
 COLUMNS = ["image", "status", "labels", "score"]
@@ -118,6 +120,7 @@ class WorklistDock(QWidget):
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(session.settings.strategy)))
         self.strategy.setToolTip("How Score ranks the unlabeled images")
         self.strategy.currentIndexChanged.connect(self._strategy_changed)
+        compact(self.strategy)
         self.score_button = QPushButton("Score")
         self.score_button.setToolTip("Rank the unlabeled images: the ones the model is least sure of first")
         self.score_button.clicked.connect(self._score_or_cancel)
@@ -244,7 +247,7 @@ class WorklistDock(QWidget):
             self.export.setEnabled(False)
             return
         reason = store.read_only_reason()
-        self.folder.setText(store.place + (f"  (view only: {reason})" if reason else ""))
+        self.folder.setText(coloured(store.place + (f"  (view only: {reason})" if reason else "")))
         try:
             records = store.records()
         except Exception as exc:  # shown, never raised into Qt

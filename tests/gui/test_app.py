@@ -33,6 +33,49 @@ def test_screenshot_of_the_app_is_not_blank(tmp_path):
     assert len(np.unique(middle)) > 50
 
 
+def test_the_window_fits_a_laptop_screen(make_napari_viewer, qtbot, tmp_path):
+    """With an image open whose file, label map and label have long names, the window
+    fits a 1366×768 screen (under a title bar and a panel): the Annotation and Training
+    docks scroll instead of growing, and no combo box widens its dock to its text."""
+    import shutil
+
+    from qtpy.QtWidgets import QScrollArea
+
+    from annotator.napari.workspace import workspace_for
+    from annotator_app.main import add_docks, open_start
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    name = "hippocampus_001_exported_from_the_scanner_with_a_rather_long_series_name"
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", folder / f"{name}.nii.gz")
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", folder / f"{name}_seg.nii.gz")
+    (folder / "labels.json").write_text(json.dumps({"labels": {
+        "1": "anterior hippocampus, head and body (manual outline, second reader)",
+        "2": "posterior hippocampus, tail (manual outline, second reader)"}}))
+    viewer = make_napari_viewer()
+    add_docks(viewer)
+    session = workspace_for(viewer).session
+    open_start(viewer, str(folder), None)
+    qtbot.waitUntil(lambda: session.volume is not None and session.idle, timeout=30000)
+    window = viewer.window._qt_window
+    window.show()
+    qtbot.waitUntil(lambda: window.isVisible())
+    least = window.minimumSizeHint()
+    assert least.width() <= 1200 and least.height() <= 680, least
+    window.resize(1366, 700)
+    qtbot.wait(50)
+    annotation = viewer.window.dock_widgets["Annotation"]
+    assert annotation.label_map.isVisible() and "second reader" in annotation.preset.currentText()
+    for combo in (annotation.preset, annotation.method, annotation.label_map):
+        assert combo.width() <= annotation.width(), combo.currentText()
+    for name in ("Annotation", "Training"):  # their pages are never cut off at the right
+        viewer.window.dock_widgets[name].parent().raise_()  # the Training tab in front
+        qtbot.wait(50)
+        area = viewer.window.dock_widgets[name].findChild(QScrollArea)
+        assert area.isVisible()
+        assert area.widget().width() <= area.viewport().width(), name
+
+
 def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, qtbot, tmp_path):
     from napari.utils.notifications import notification_manager
 

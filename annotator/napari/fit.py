@@ -1,0 +1,62 @@
+"""Docks that fit a laptop's screen (1366×768): their contents scroll instead of making
+the window taller than the screen, and their combo boxes shrink to the dock's width
+instead of widening it to their longest item (which they show whole when opened)."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QVBoxLayout, QWidget
+
+#: characters a combo box shows at least before it elides its text
+COMBO_CHARS = 14
+#: the least height of a dock's page, in pixels
+MIN_HEIGHT = 120
+
+
+class _Page(QScrollArea):
+    """Scrolls up and down only: as wide as its page needs, as short as a few lines."""
+
+    def __init__(self):
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setWidget(QWidget())
+        self.widget().installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        # a row shown or hidden, or rows changed while the dock was hidden: it may need another width
+        if event.type() in (QEvent.LayoutRequest, QEvent.Show):
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self._width(), MIN_HEIGHT)
+
+    def sizeHint(self) -> QSize:  # the whole page (QScrollArea's own stops at 24 lines)
+        return QSize(self._width(), self.widget().sizeHint().height())
+
+    def _width(self) -> int:
+        bar = self.verticalScrollBar()  # a style sheet may make it, and the frame, wider
+        return (self.widget().minimumSizeHint().width() + max(bar.sizeHint().width(), bar.isVisible() and bar.width())
+                + 2 * self.frameWidth())
+
+
+def scrolling_layout(dock: QWidget) -> QVBoxLayout:
+    """The layout to fill ``dock`` with: on a page that scrolls vertically when the dock
+    is shorter than its contents."""
+    area = _Page()
+    page = area.widget()
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(page)
+
+
+def compact(*combos: QComboBox) -> None:
+    """``combos`` no wider than :data:`COMBO_CHARS` characters need; the chosen item's
+    text is elided, the open list shows every item whole."""
+    for combo in combos:
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(COMBO_CHARS)
+        combo.view().setTextElideMode(Qt.ElideNone)
