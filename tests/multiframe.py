@@ -21,6 +21,9 @@ def multiframe_of(series: Path, target: Path, order: list[int] | None = None) ->
     import highdicom as hd
 
     datasets = [pydicom.dcmread(p) for p in sorted(series.iterdir()) if p.is_file()]
+    for ds in datasets:  # some writers leave them to the file meta
+        ds.SOPClassUID = ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.get("SOPInstanceUID") or ds.file_meta.MediaStorageSOPInstanceUID
     convert = {"MR": hd.legacy.LegacyConvertedEnhancedMRImage,
                "CT": hd.legacy.LegacyConvertedEnhancedCTImage}[datasets[0].Modality]
     image = convert(datasets, series_instance_uid=hd.UID(), series_number=7, sop_instance_uid=hd.UID(),
@@ -132,3 +135,32 @@ def planes_in_one_file(series: Path, target: Path) -> Path:
     one.SOPInstanceUID = one.file_meta.MediaStorageSOPInstanceUID = hd.UID()
     one.save_as(target)
     return target
+
+
+def jpeg_lossless(path: Path) -> Path:
+    """The multi-frame image ``path`` rewritten in place with each frame compressed as JPEG
+    Lossless (process 14, selection value 1: what many archives store), which pydicom has
+    no decoder for without GDCM or libjpeg; GDCM (in SimpleITK) encodes the frames."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    ds = pydicom.dcmread(path)
+    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    encoded = []
+    with tempfile.TemporaryDirectory() as folder:
+        for frame in frames:
+            writer = sitk.ImageFileWriter()
+            writer.SetImageIO("GDCMImageIO")
+            writer.SetUseCompression(True)
+            writer.SetCompressor("JPEG")
+            writer.SetFileName(f"{folder}/frame.dcm")
+            writer.Execute(sitk.GetImageFromArray(frame[None]))
+            one = pydicom.dcmread(f"{folder}/frame.dcm")
+            assert one.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+            encoded.append(next(pydicom.encaps.generate_frames(one.PixelData, number_of_frames=1)))
+    ds.PixelData = pydicom.encaps.encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGLosslessSV1
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -257,3 +257,39 @@ def test_the_other_volumes_of_a_multi_frame_file_come_from_one_read_of_it(series
     others = store.companions("enhanced#3", image)
     assert [v.name[-7:] for v in others] == ["(TE 10)", "(TE 20)"] and len(reads) == 1
     np.testing.assert_array_equal(others[1].array, series.array * 3 + 10)
+
+
+def test_a_multi_frame_image_in_jpeg_lossless_reads_as_it_was(series, tmp_path):
+    """JPEG Lossless (process 14), as many archives store images, has no decoder in pydicom
+    here: GDCM decodes it, to the same volumes voxel for voxel, each echo its own, a CT's
+    rescale applied once; damaged frames are named."""
+    from multiframe import echoes_in_one_file, jpeg_lossless, multiframe_of
+
+    from paths import DATA
+
+    path = echoes_in_one_file(MR, tmp_path / "mr" / "enhanced.dcm")
+    before = [read_volume(path.parent, p.key) for p in scan_folder(path.parent).series]
+    jpeg_lossless(path)
+    with pytest.raises(RuntimeError, match="missing dependencies"):  # else this test shows nothing
+        pydicom.dcmread(path).pixel_array
+    parts = scan_folder(path.parent).series
+    assert [p.part for p in parts] == ["TE 10", "TE 25"]
+    for part, old in zip(parts, before):
+        new = read_volume(path.parent, part.key)
+        np.testing.assert_array_equal(new.array, old.array)
+        assert new.array.dtype == old.array.dtype and new.same_geometry(old, rtol=1e-6)
+        assert new.source.frames == old.source.frames
+    ct = multiframe_of(DATA / "totalsegmentator_example" / "example_ct_dicom", tmp_path / "ct" / "ct.dcm")
+    old = read_volume(ct)
+    assert old.array.min() == -1024  # stored values from 0, intercept -1024
+    jpeg_lossless(ct)
+    new = read_volume(ct)
+    np.testing.assert_array_equal(new.array, old.array)
+    assert new.array.dtype == old.array.dtype and new.same_geometry(old, rtol=1e-6)
+    ds = pydicom.dcmread(ct)
+    frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    frames[3] = frames[3][: len(frames[3]) // 3]  # a frame cut short
+    ds.PixelData = pydicom.encaps.encapsulate(frames)
+    ds.save_as(ct)
+    with pytest.raises(InputError, match=r"ct\.dcm: pixel data cannot be decoded \(JPEG Lossless"):
+        read_volume(ct)

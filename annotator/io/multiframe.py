@@ -162,12 +162,69 @@ def keep_frames(ds, frames: list[int] | tuple[int, ...]) -> None:
 
 
 def _decoded(ds, where: Path) -> np.ndarray:
-    """The stored values of every frame of ``ds``, (frames, rows, columns)."""
+    """The stored values of every frame of ``ds`` (read from the file ``where``), (frames,
+    rows, columns): by pydicom, else by GDCM for the compressions pydicom has no decoder
+    for here (:func:`_decoded_by_gdcm`)."""
+    shape = (frame_count(ds), int(ds.Rows), int(ds.Columns))
+    if not _decodable(ds):
+        return _decoded_by_gdcm(ds, where, shape)
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged pixel data
         raise InputError(f"{where}: pixel data cannot be decoded ({detail(exc)})") from None
-    return pixels.reshape(frame_count(ds), int(ds.Rows), int(ds.Columns))
+    return pixels.reshape(shape)
+
+
+def _decodable(ds) -> bool:
+    """Whether pydicom decodes ``ds``'s pixel data here."""
+    from pydicom.pixels import get_decoder
+
+    syntax = getattr(ds, "file_meta", pydicom.Dataset()).get("TransferSyntaxUID")
+    if syntax is None or not syntax.is_compressed:
+        return True
+    try:
+        return get_decoder(syntax).is_available
+    except NotImplementedError:  # a compression pydicom does not know at all
+        return False
+
+
+def _decoded_by_gdcm(ds, where: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """``ds``'s frames decoded by GDCM (in SimpleITK): JPEG Lossless, as many archives
+    store their images, has no decoder in pydicom without a GPL or a 40 MB library. GDCM
+    would apply the rescale; it reads a copy of the file without it, so that the values
+    are the stored ones, each frame's own rescale applied later as for any other file."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    groups_of = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+    bare = pydicom.Dataset()  # shares the elements of ds that it keeps, never changes them
+    for element in ds:
+        if element.keyword not in ("RescaleSlope", "RescaleIntercept", "RescaleType", *groups_of):
+            bare.add(element)
+    for groups in groups_of:
+        if groups in ds:
+            items = []
+            for item in ds[groups].value:
+                copy = pydicom.Dataset()
+                for element in item:
+                    if element.keyword != "PixelValueTransformationSequence":
+                        copy.add(element)
+                items.append(copy)
+            setattr(bare, groups, pydicom.Sequence(items))
+    bare.file_meta = pydicom.dataset.FileMetaDataset(ds.file_meta)
+    syntax = ds.file_meta.TransferSyntaxUID.name
+    with tempfile.TemporaryDirectory() as folder:
+        copy_path = Path(folder) / "frames.dcm"
+        try:
+            bare.save_as(copy_path, enforce_file_format=True)
+            pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(copy_path)))
+        except (RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"{where}: pixel data cannot be decoded ({syntax}: {detail(exc)})") from None
+    if pixels.size != np.prod(shape) or pixels.dtype.kind not in "iu":
+        raise InputError(f"{where}: pixel data cannot be decoded ({syntax}: GDCM gave {pixels.shape} "
+                         f"{pixels.dtype} values for {shape[0]} frames of {shape[1]} x {shape[2]})")
+    return pixels.reshape(shape)
 
 
 #: what a volume of a multi-frame image has of its own (:func:`_part_of`); the rest it shares
@@ -188,10 +245,24 @@ def _part_of(ds, pixels: np.ndarray, frames: tuple[int, ...]) -> pydicom.Dataset
     if "DimensionIndexSequence" in ds:
         part.DimensionIndexSequence = pydicom.Sequence(list(ds.DimensionIndexSequence))
     keep_frames(part, frames)
-    part.PixelData = np.ascontiguousarray(pixels[np.asarray(frames) - 1]).astype(pixels.dtype.newbyteorder("<")).tobytes()
-    part["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
-    part.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    return part
+    return _with_pixels(part, pixels[np.asarray(frames) - 1])
+
+
+def _with_pixels(ds: pydicom.Dataset, pixels: np.ndarray) -> pydicom.Dataset:
+    """``ds`` holding ``pixels`` (stored values, one per frame), uncompressed."""
+    ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    return ds
+
+
+def _plain(header: pydicom.Dataset, path: Path) -> pydicom.Dataset:
+    """``header`` with its pixels uncompressed where pydicom (and so highdicom) has no
+    decoder for them."""
+    if _decodable(header):
+        return header
+    pixels = _decoded(header, path)
+    return _with_pixels(header, pixels)
 
 
 def _refuse_repeats(positions: np.ndarray, numbers: tuple[int, ...], path: Path, part: str) -> None:
@@ -219,7 +290,7 @@ def read_multiframe(path: str | os.PathLike, place: Path | None = None, frames: 
     header = _read(path)
     if frames:
         header = _part_of(header, _decoded(header, path), tuple(frames))
-    return _volume(header, path, place, tuple(frames), part)
+    return _volume(_plain(header, path), path, place, tuple(frames), part)
 
 
 def read_volumes(path: str | os.PathLike, first: bool = False, place: Path | None = None) -> list[Volume]:
@@ -230,7 +301,7 @@ def read_volumes(path: str | os.PathLike, first: bool = False, place: Path | Non
     header = _read(path)
     parts = stacks(header)
     if not parts:
-        return [_volume(header, path, place)]
+        return [_volume(_plain(header, path), path, place)]
     pixels = _decoded(header, path)
     return [_volume(_part_of(header, pixels, frames), path, place, frames, part)
             for part, frames in parts[:1 if first else None]]
