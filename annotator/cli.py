@@ -350,6 +350,12 @@ def cmd_accept(args) -> int:
     return 0
 
 
+def _label_version(text: str) -> str:
+    if text in ("final", "original", "draft") or re.fullmatch(r"earlier-[1-9][0-9]*", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: not final, original, draft or earlier-N (N from 1)")
+
+
 def cmd_label(args) -> int:
     from annotator.annotation.labels import format_ml
     from annotator.io import save_label
@@ -357,7 +363,10 @@ def cmd_label(args) -> int:
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)
-    label = store.label(args.image_id, volume, args.version)
+    if args.version.startswith("earlier-"):
+        label = store.earlier_label(args.image_id, volume, int(args.version.removeprefix("earlier-")))
+    else:
+        label = store.label(args.image_id, volume, args.version)
     if label is None:
         raise InputError(f"{args.image_id}: has no {args.version} label in {store.place}")
     names = store.names_of(args.image_id)
@@ -694,7 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("label", help="write a saved label version of an image as NIfTI or DICOM SEG")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
-    p.add_argument("--version", default="final", choices=["final", "original", "draft"])
+    p.add_argument("--version", default="final", type=_label_version, metavar="VERSION",
+                   help="final (the default), original (what was first proposed), draft, or earlier-N: the N-th "
+                        "final accepted before the current one (earlier-1 the last; the newest 10 are kept)")
     p.add_argument("--out", required=True,
                    help="output label: .nii.gz, or .dcm for a DICOM SEG of the image's DICOM series")
     p.set_defaults(func=cmd_label)

@@ -65,6 +65,12 @@ class MemoryDatastore(Datastore):
     def history(self, image_id):
         return [{"saved": ""} for _ in self.histories.get(image_id, [])]
 
+    def earlier_label(self, image_id, image, back=1):
+        earlier = self.histories.get(image_id, [])
+        if not 1 <= back <= len(earlier):
+            raise DatastoreError(f"'{image_id}' has {len(earlier)} earlier labels, not {back}")
+        return earlier[-back].copy()
+
     def set_info(self, image_id, **info):
         self.info.setdefault(image_id, {}).update(info)
 

@@ -398,3 +398,42 @@ def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp
     assert named() == presets
     s.set_method("deepedit")  # asked for: the MR model answers, with a warning, under its names
     assert named()[1] == "anterior"
+
+
+def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store, private_user_dirs):
+    """Accepting again keeps the label accepted before; the session lists it (newest
+    first, then the original) and restores it as one step that Undo takes back; Accept
+    makes it the final again, and the one it replaced joins the earlier ones."""
+    from annotator.datastore import LocalDatastore
+
+    s = AnnotationSession(settings=Settings())
+    s.set_datastore(LocalDatastore(hippo_store))
+    s.open_image("hippocampus_001")
+    assert s.saved_labels == []
+    first = np.zeros(s.volume.shape, np.uint8)
+    first[10:20, 10:20, 10:20] = 1
+    s.label[...] = first
+    s.accept()
+    assert s.saved_labels == [("original", "first proposed (original)")]
+    second = np.zeros_like(first)
+    second[5:9, 5:9, 5:9] = 2
+    s.label[...] = second
+    s.accept()
+    assert [key for key, _what in s.saved_labels] == ["earlier-1", "original"]
+    assert s.saved_labels[0][1].startswith("accepted 20")
+    s.restore("earlier-1")
+    np.testing.assert_array_equal(s.label, first)
+    assert s.dirty and 1 in {p.value for p in s.labels}
+    s.undo()
+    np.testing.assert_array_equal(s.label, second)
+    s.redo()
+    s.accept()
+    store = s.store
+    np.testing.assert_array_equal(store.label("hippocampus_001", s.volume), first)
+    np.testing.assert_array_equal(store.earlier_label("hippocampus_001", s.volume), second)
+    assert [key for key, _what in s.saved_labels] == ["earlier-1", "earlier-2", "original"]
+    # another image has none; coming back lists them again
+    s.open_image("hippocampus_003")
+    assert s.saved_labels == []
+    s.open_image("hippocampus_001")
+    assert len(s.saved_labels) == 3

@@ -173,6 +173,20 @@ def test_status_accept_and_label_reach_the_datastore(hippo_store, tmp_path):
     missing = annotator("label", hippo_store, "hippocampus_001", "--version", "draft", "--out", tmp_path / "x.nii.gz",
                         check=False)
     assert missing.returncode == 2 and "no draft label" in missing.stderr
+    # accepted again: the label accepted before is `earlier-1`
+    second = read_label(source, volume).copy()
+    second[second == 2] = 0
+    write_label(tmp_path / "second.nii.gz", second, volume)
+    annotator("accept", hippo_store, "hippocampus_003", tmp_path / "second.nii.gz")
+    said = annotator("label", hippo_store, "hippocampus_003", "--version", "earlier-1", "--out",
+                     tmp_path / "earlier.nii.gz").stdout
+    assert said.startswith("hippocampus_003: earlier-1 label ->")
+    np.testing.assert_array_equal(read_label(tmp_path / "earlier.nii.gz", volume), read_label(source, volume))
+    for version, why in (("earlier-2", "has 1 earlier label, not 2"), ("earlier-0", "not final, original, draft or"),
+                         ("newest", "not final, original, draft or")):
+        bad = annotator("label", hippo_store, "hippocampus_003", "--version", version, "--out", tmp_path / "x.nii.gz",
+                        check=False)
+        assert bad.returncode == 2 and why in bad.stderr, bad.stderr
 
 
 def test_label_writes_a_dicom_seg_of_a_dicom_series(tmp_path):

@@ -310,6 +310,15 @@ def test_accept_keeps_original_and_history(hippo_store):
     assert len(files) == 2
     np.testing.assert_array_equal(read_label(files[0], image), second)
     np.testing.assert_array_equal(read_label(files[1], image), third)
+    # read back through the store: the last earlier one first
+    np.testing.assert_array_equal(store.earlier_label("hippocampus_001", image), third)
+    np.testing.assert_array_equal(store.earlier_label("hippocampus_001", image, 2), second)
+    with pytest.raises(DatastoreError, match="'hippocampus_001' has 2 earlier labels, not 3"):
+        store.earlier_label("hippocampus_001", image, 3)
+    other = store.open_image("hippocampus_003")
+    with pytest.raises(DatastoreError, match="'hippocampus_003' has no earlier label"):
+        store.earlier_label("hippocampus_003", other)
+    assert store.versions("hippocampus_001") == ["original", "final"] and store.versions("hippocampus_003") == []
 
     record = {r.id: r for r in store.records()}["hippocampus_001"]
     assert record.versions == ["original", "final"]

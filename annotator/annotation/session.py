@@ -68,6 +68,8 @@ class AnnotationSession:
         self.label_maps: dict[str, np.ndarray] = {}  # segmentations found beside the open image
         self.companions: list[Volume] = []  # volumes shown with the open image, never annotated
         self.label_map_names: dict[str, dict[str, int]] = {}  # the names each of them gives its values
+        #: the open image's labels saved earlier that can be restored: (key, what), newest first
+        self.saved_labels: list[tuple[str, str]] = []
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
         self._proposal_stale = False  # the label changed by other means since ``proposed`` was kept
         self.method = "auto"  # a click method name, or "auto": a network for the image when installed
@@ -237,10 +239,11 @@ class AnnotationSession:
                           self._failed)
 
     @staticmethod
-    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict, list[Volume]]:
+    def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict, list[Volume], list]:
         """The image, its saved label (draft first), the label maps found beside it (a
-        label map that does not fit the image is left out, with a warning on the volume)
-        and its companions (volumes shown with it: other channels, other acquisitions)."""
+        label map that does not fit the image is left out, with a warning on the volume),
+        its companions (volumes shown with it: other channels, other acquisitions) and its
+        labels saved earlier (:func:`saved_labels`)."""
         job.report(f"reading {image_id} ...")
         volume = store.open_image(image_id, job.report)
         others = store.companions(image_id, volume)
@@ -251,19 +254,23 @@ class AnnotationSession:
                 maps[map_id] = store.label_map(image_id, map_id, volume)  # (array, its names)
             except AnnotatorError as exc:
                 volume.warnings.append(f"label map {map_id} left out: {exc}")
+        saved = saved_labels(store, image_id)
         for version in (Version.DRAFT, Version.FINAL):
             label = store.label(image_id, volume, version)
             if label is not None:
-                return volume, label, maps, others
-        return volume, None, maps, others
+                return volume, label, maps, others, saved
+        return volume, None, maps, others, saved
 
     def show(self, volume: Volume, label: np.ndarray | None = None, label_maps: dict | None = None,
-             companions: list[Volume] | None = None, image_id: str = "") -> None:
+             companions: list[Volume] | None = None, saved: list[tuple[str, str]] | None = None,
+             image_id: str = "") -> None:
         """Make ``volume`` the image being annotated (with its saved label, if any, the
         label maps found beside it, id -> (array, the names it gives its values), shown and
-        ready to be used as its label, and its companions: volumes shown with it, never
-        annotated, such as the other channels of a 4-D file)."""
+        ready to be used as its label, its companions: volumes shown with it, never
+        annotated, such as the other channels of a 4-D file, and its labels saved earlier,
+        :attr:`saved_labels`)."""
         self.volume, self.image_id = volume, image_id
+        self.saved_labels = list(saved or [])
         self.companions = list(companions or [])
         self.label_maps = {k: array for k, (array, _) in (label_maps or {}).items()}
         self.label_map_names = {k: dict(names) for k, (_, names) in (label_maps or {}).items()}
@@ -430,21 +437,50 @@ class AnnotationSession:
         """Make a label map found beside the image its label (undoable; Accept saves it)."""
         if self.volume is None or self._busy or map_id not in self.label_maps:
             return
+        names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v < 256}
+        self._replace_label(self.label_maps[map_id], "label map", names)
+        self.status.emit(f"{map_id} is the label now: Accept saves it")
+
+    def restore(self, key: str) -> None:
+        """Make a label saved earlier (a key of :attr:`saved_labels`: an earlier final, or
+        the original) the label, read in the file worker; undoable, Accept saves it."""
+        what = dict(self.saved_labels).get(key)
+        if what is None or self.volume is None or self.store is None:
+            return
+        store, image_id, volume = self.store, self.image_id, self.volume
+
+        def work(job: Job) -> np.ndarray | None:
+            job.report(f"reading the label {what} ...")
+            if key == Version.ORIGINAL.value:
+                return store.label(image_id, volume, Version.ORIGINAL)
+            return store.earlier_label(image_id, volume, int(key.removeprefix("earlier-")))
+
+        def done(label: np.ndarray | None) -> None:
+            if image_id != self.image_id or label is None:
+                return
+            if self._busy:  # the engine would write into the label as it changes
+                self.warning.emit("the engine is busy: restore again when it is done")
+                return
+            self._replace_label(label, "restore", {})
+            self.status.emit(f"the label {what} is the label now: Accept saves it")
+
+        self.files.submit(f"reading the label {what}", work, done, self._failed)
+
+    def _replace_label(self, after: np.ndarray, what: str, names: dict[str, int]) -> None:
+        """The whole label replaced by ``after`` (undoable; ``names``: name -> value it gives)."""
         self._proposal_stale = True
         before = np.array(self.label, copy=True)
-        after = np.asarray(self.label_maps[map_id], np.uint8)
+        after = np.asarray(after, np.uint8)
         self.label[...] = after
         everything = tuple(slice(0, n) for n in self.volume.shape)
-        self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, "label map"))
+        self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, what))
         self._touch()
         self.label_changed.emit(None, "history")
         held = set(label_values(after))
-        names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v < 256}
-        if names or not held <= self._in_use:  # the Label list takes the map's values, by its names
+        if names or not held <= self._in_use:  # the Label list takes the new values, by their names
             self._in_use |= held
             self._drawn_names = names or self._drawn_names
             self._offer_labels()
-        self.status.emit(f"{map_id} is the label now: Accept saves it")
 
     def clear(self) -> None:
         """Remove the marks and the label of the current image (undoable)."""
@@ -509,9 +545,12 @@ class AnnotationSession:
                 store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
             else:
                 store.save_draft(image_id, label, volume)
-            return time.perf_counter() - start
+            return time.perf_counter() - start, saved_labels(store, image_id)
 
-        def done(seconds: float) -> None:
+        def done(result: tuple[float, list]) -> None:
+            seconds, saved = result
+            if image_id == self.image_id:
+                self.saved_labels = saved
             self.saved.emit(image_id, version)
             self.status.emit(f"{'accepted' if version == 'final' else 'draft of'} {image_id} saved ({seconds:.2f} s)")
             if then is not None:
@@ -672,3 +711,25 @@ class AnnotationSession:
             return
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
         self.error.emit(message)
+
+
+def saved_labels(store: Datastore, image_id: str) -> list[tuple[str, str]]:
+    """(key, what) of the labels of an image saved earlier that can be restored, newest
+    first: the finals accepted before the current one ("earlier-1", "accepted 2026-12-01
+    15:02:07", in local time), then what the model first proposed ("original")."""
+    from datetime import datetime
+
+    def when(saved: str) -> str:
+        try:
+            return datetime.fromisoformat(saved).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        except (TypeError, ValueError):
+            return "earlier"
+
+    try:
+        earlier, versions = list(reversed(store.history(image_id))), store.versions(image_id)
+    except AnnotatorError:  # an unreadable index is said when something is saved; the image opens
+        return []
+    out = [(f"earlier-{back}", f"accepted {when(h.get('saved', ''))}") for back, h in enumerate(earlier, 1)]
+    if Version.ORIGINAL.value in versions:
+        out.append((Version.ORIGINAL.value, "first proposed (original)"))
+    return out

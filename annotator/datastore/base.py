@@ -124,6 +124,15 @@ class Datastore(ABC):
         """Earlier finals, oldest first: ``{"saved": time}`` each."""
 
     @abstractmethod
+    def earlier_label(self, image_id: str, image: Volume, back: int = 1) -> np.ndarray:
+        """An earlier final, checked against ``image``: ``back`` 1 the one accepted before
+        the final, 2 the one before that ... (the last of :meth:`history` is 1)."""
+
+    def versions(self, image_id: str) -> list[str]:
+        """The label versions saved of the image (final, original, draft)."""
+        return self.record(image_id).versions
+
+    @abstractmethod
     def set_info(self, image_id: str, **info) -> None:
         """Store JSON-serialisable facts about an image (notes, per-label scores)."""
 

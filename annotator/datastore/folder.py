@@ -287,6 +287,14 @@ class LocalDatastore(Datastore):
         self._path(image_id)
         return self.labels.history(image_id)
 
+    def earlier_label(self, image_id: str, image: Volume, back: int = 1) -> np.ndarray:
+        self._path(image_id)
+        return self.labels.earlier(image_id, image, back)
+
+    def versions(self, image_id: str) -> list[str]:
+        self._path(image_id)
+        return self.labels.versions(image_id)
+
     def set_info(self, image_id: str, **info) -> None:
         self._path(image_id)
         self.labels.set_info(image_id, **info)

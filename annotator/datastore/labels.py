@@ -98,6 +98,17 @@ class LabelStore:
     def history(self, image_id: str) -> list[dict]:
         return [{"saved": h.get("saved", "")} for h in self._history_entries(image_id, self.read_index())]
 
+    def earlier(self, image_id: str, image: Volume, back: int = 1) -> np.ndarray:
+        """The final accepted before the current one (``back`` 1), or before that (2) ..."""
+        entries = self._history_entries(image_id, self.read_index())
+        if not 1 <= back <= len(entries):
+            raise DatastoreError(f"'{image_id}' has {len(entries) or 'no'} earlier label{'s' * (len(entries) != 1)}"
+                                 f"{f', not {back}' if entries else ''}")
+        path = self._history_dir(image_id) / entries[-back]["file"]
+        if not path.is_file():
+            raise DatastoreError(f"{path}: the label accepted at {entries[-back]['saved']} is missing")
+        return read_label(path, image)
+
     def read_index(self) -> dict:
         path = self.root / INDEX_NAME
         if not path.is_file():

@@ -225,6 +225,12 @@ class DicomwebDatastore(Datastore):
     def history(self, image_id):
         return self.labels.history(image_id)
 
+    def earlier_label(self, image_id, image, back=1):
+        return self.labels.earlier(image_id, image, back)
+
+    def versions(self, image_id):
+        return self.labels.versions(image_id)
+
     def set_info(self, image_id, **info):
         self.labels.set_info(image_id, **info)
 

@@ -61,6 +61,12 @@ class AnnotationDock(QWidget):
         self.use_map = QPushButton("Use as label")
         self.use_map.setToolTip("Make the chosen label map this image's label (undoable; Accept saves it)")
         self.use_map.clicked.connect(lambda: session.use_label_map(self.label_map.currentData()))
+        self.earlier = QComboBox()
+        self.earlier.setToolTip("The labels of this image accepted before its final one, newest first, and what "
+                                "was first proposed (the original)")
+        self.restore = QPushButton("Restore")
+        self.restore.setToolTip("Make the chosen earlier label the label (undoable; Accept saves it as the final)")
+        self.restore.clicked.connect(lambda: session.restore(self.earlier.currentData()))
         self.use_layer = QPushButton("Annotate selected image layer")
         self.use_layer.clicked.connect(self._use_selected_layer)
 
@@ -117,10 +123,17 @@ class AnnotationDock(QWidget):
         form.addRow(self.map_label, map_row)
         for widget in (self.map_label, self.label_map, self.use_map):
             widget.hide()  # until an image with label maps beside it opens
+        earlier_row = QHBoxLayout()
+        earlier_row.addWidget(self.earlier, 1)
+        earlier_row.addWidget(self.restore)
+        self.earlier_label = QLabel("Earlier")
+        form.addRow(self.earlier_label, earlier_row)
+        for widget in (self.earlier_label, self.earlier, self.restore):
+            widget.hide()  # until an image with labels saved earlier opens
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
-        compact(self.preset, self.method, self.display_window, self.label_map)
+        compact(self.preset, self.method, self.display_window, self.label_map, self.earlier)
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.use_layer)
@@ -142,7 +155,8 @@ class AnnotationDock(QWidget):
                (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
                (session.labels_changed, self._fill_presets), (session.labels_changed, lambda: self._count_later.start()),
                (session.label_changed, lambda *_: self._count_later.start()),
-               (session.volumes_counted, self._show_volumes))
+               (session.volumes_counted, self._show_volumes),
+               (session.saved, lambda image_id, _version: self._fill_earlier()))
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume
@@ -153,9 +167,18 @@ class AnnotationDock(QWidget):
             self.label_map.addItem(map_id, map_id)
         for widget in (self.map_label, self.label_map, self.use_map):
             widget.setVisible(bool(self.session.label_maps))
+        self._fill_earlier()
         header = self.display_window.model().item(self.display_window.findData("header"))
         header.setEnabled(volume.window is not None)
         self._window_shown(L.default_window(volume))
+
+    def _fill_earlier(self) -> None:
+        """The open image's labels saved earlier, newest first (the row hidden when none)."""
+        self.earlier.clear()
+        for key, what in self.session.saved_labels:
+            self.earlier.addItem(what, key)
+        for widget in (self.earlier_label, self.earlier, self.restore):
+            widget.setVisible(bool(self.session.saved_labels))
 
     def _show_volumes(self, volumes: dict) -> None:
         """The chosen label's volume (and all labels' together); each label's on hover."""

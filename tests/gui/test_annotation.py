@@ -111,6 +111,21 @@ def test_undo_redo_and_accept(annotator_window, qtbot, store_folder):
                 for r in range(worklist.table.rowCount())}
     assert statuses["hippocampus_001"] == "labeled"
     assert not ws.has_unsaved_work
+    # accepted again after a clear: the first accept is offered under Earlier, and restored
+    assert dock.earlier.isVisible() and [dock.earlier.itemText(i) for i in range(dock.earlier.count())] == \
+        ["first proposed (original)"]
+    dock.buttons["clear"].click()
+    dock.buttons["accept"].click()
+    qtbot.waitUntil(lambda: ws.idle and dock.earlier.count() == 2, timeout=30000)
+    assert dock.earlier.itemText(0).startswith("accepted ")
+    assert not np.asarray(viewer.layers[L.SEGMENTATION].data).any()
+    dock.earlier.setCurrentIndex(0)
+    dock.restore.click()
+    qtbot.waitUntil(lambda: ws.idle and np.asarray(viewer.layers[L.SEGMENTATION].data).any(), timeout=30000)
+    np.testing.assert_array_equal(viewer.layers[L.SEGMENTATION].data, second)
+    assert "is the label now" in dock.status.text() and ws.has_unsaved_work
+    dock.buttons["undo"].click()
+    assert not np.asarray(viewer.layers[L.SEGMENTATION].data).any()
 
 
 def _answer_prompt(qtbot, button_text: str, seen: list) -> None:
