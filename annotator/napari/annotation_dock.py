@@ -16,6 +16,7 @@ from annotator.napari import layers as L
 from annotator.napari.fit import compact, scrolling_layout
 from annotator.napari.key_bindings import SHORTCUTS
 from annotator.napari.markup import ERROR, WARNING, coloured
+from annotator.napari.planes import PLANES
 from annotator.napari.presets_dialog import PresetsDialog
 from annotator.napari.workspace import follow, workspace_for
 
@@ -56,6 +57,12 @@ class AnnotationDock(QWidget):
             self.display_window.addItem(f"{name}" + (f"  ({keys})" if keys else ""), name)
         self.display_window.setToolTip("How the image is shown (display only: the engine sees the image's own values)")
         self.display_window.activated.connect(lambda _i: self.ws.window(self.display_window.currentData()))
+        self.view_plane = QComboBox()
+        for name in PLANES:
+            self.view_plane.addItem(name, name)
+        self.view_plane.setToolTip("The plane the image is viewed in (Alt+P: the next one); each image opens in the "
+                                   "plane its slices were acquired in")
+        self.view_plane.activated.connect(lambda _i: self.ws.plane(self.view_plane.currentData()))
         self.label_map = QComboBox()
         self.label_map.setToolTip("Segmentations found beside this image (shown as layers)")
         self.use_map = QPushButton("Use as label")
@@ -116,6 +123,7 @@ class AnnotationDock(QWidget):
         form.addRow("Label", preset_row)
         form.addRow("Method", self.method)
         form.addRow("Window", self.display_window)
+        form.addRow("View", self.view_plane)
         map_row = QHBoxLayout()
         map_row.addWidget(self.label_map, 1)
         map_row.addWidget(self.use_map)
@@ -133,7 +141,7 @@ class AnnotationDock(QWidget):
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
-        compact(self.preset, self.method, self.display_window, self.label_map, self.earlier)
+        compact(self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.use_layer)
@@ -153,6 +161,7 @@ class AnnotationDock(QWidget):
                (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
                (session.files_busy, self._files_busy), (session.progress, self._progress),
                (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
+               (self.ws.plane_shown, lambda name: self.view_plane.setCurrentIndex(self.view_plane.findData(name))),
                (session.labels_changed, self._fill_presets), (session.labels_changed, lambda: self._count_later.start()),
                (session.label_changed, lambda *_: self._count_later.start()),
                (session.volumes_counted, self._show_volumes),

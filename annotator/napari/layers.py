@@ -2,7 +2,8 @@
 
 All Annotator layers of one image share the image's affine, so a layer's data
 coordinates are voxel indices ``(z, y, x)`` of the volume, and what napari shows is in
-patient millimetres (LPS) with the right spacing and orientation.
+patient millimetres with the right spacing and orientation (LPS for an axial image; the
+axes of another are ordered and signed as :mod:`annotator.napari.planes` says).
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ LABEL_OF_KEY = "annotator_label_of"
 
 
 def affine(volume: Volume) -> np.ndarray:
-    """4x4 affine from array index ``(z, y, x)`` to patient coordinates in the same order."""
+    """4x4 affine from array index ``(z, y, x)`` to the world the image's layers are shown
+    in: patient coordinates (LPS, z-y-x order) in the image's own frame
+    (:func:`annotator.napari.planes.frame`; LPS itself for an axial image)."""
+    from annotator.napari.planes import frame
+
     direction = np.reshape(volume.direction, (3, 3))[::-1, ::-1]  # ITK (x,y,z) -> array order
+    turn = frame(volume)
     matrix = np.eye(4)
-    matrix[:3, :3] = direction @ np.diag(volume.array_spacing)
-    matrix[:3, 3] = volume.origin[::-1]
+    matrix[:3, :3] = turn @ direction @ np.diag(volume.array_spacing)
+    matrix[:3, 3] = turn @ np.asarray(volume.origin[::-1], float)
     return matrix
 
 

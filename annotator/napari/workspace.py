@@ -27,6 +27,7 @@ from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import bind_keys
+from annotator.napari.planes import PLANES, acquired, view
 
 _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.WeakKeyDictionary()
 
@@ -97,6 +98,7 @@ class Workspace:
     """Layers of one viewer kept in step with its annotation session."""
 
     window_shown = PsygnalSignal(str)  # the display window chosen (a name of layers.WINDOWS)
+    plane_shown = PsygnalSignal(str)  # the view plane shown (a name of planes.PLANES)
 
     def __init__(self, viewer: napari.Viewer):
         # weak: _WORKSPACES is keyed weakly by the viewer, which a strong value would keep alive
@@ -125,6 +127,7 @@ class Workspace:
         self._warm.timeout.connect(warm_up)
         window.installEventFilter(_WarmUpFilter(window, self._warm))
         self.last_redraw_s = 0.0  # the label layer's last redraw after an engine step
+        self.shown_plane = ""  # the view plane shown (a name of planes.PLANES)
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -233,11 +236,30 @@ class Workspace:
             seg.events.data.connect(self._label_replaced)
             self.viewer.layers.selection.active = self.layer(L.FOREGROUND)
             self.layer(L.FOREGROUND).mode = "add"
-            self.viewer.reset_view()
             mid = [int(n) // 2 for n in volume.shape]
             self.viewer.dims.set_point(range(3), tuple((affine @ np.array([*mid, 1.0]))[:3]))
         finally:
             self._muted = False
+        self.plane(acquired(volume))  # the plane its slices lie in
+
+    def plane(self, name: str) -> None:
+        """View the image in the plane ``name`` (axial, coronal, sagittal), oriented as
+        radiologists read it; the slice shown goes through the same point."""
+        volume = self.session.volume
+        if volume is None or self.viewer.dims.ndim != 3:
+            return
+        order, orientation = view(volume, name)
+        self.viewer.dims.order = order
+        getattr(self.viewer, "scene", self.viewer).camera.orientation2d = orientation  # napari < 0.9: viewer.camera
+        self.viewer.reset_view()
+        self.shown_plane = name
+        self.plane_shown.emit(name)
+
+    def next_plane(self) -> None:
+        """View the image in the next plane: axial, coronal, sagittal, axial ..."""
+        names = list(PLANES)
+        self.plane(names[(names.index(self.shown_plane) + 1) % len(names)] if self.shown_plane in names else names[0])
+        self.session.status.emit(f"{self.shown_plane} view")
 
     def layer(self, name: str):
         return self.viewer.layers[name]
@@ -348,7 +370,7 @@ class Workspace:
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
                 "next_label": s.next_label, "next_volume": self.next_volume, "fill_holes": lambda: s.tidy("fill_holes"),
-                "keep_largest": lambda: s.tidy("keep_largest")}
+                "keep_largest": lambda: s.tidy("keep_largest"), "next_plane": self.next_plane}
 
 
 class _WarmUpFilter(QObject):

@@ -141,3 +141,76 @@ def test_a_click_redraws_only_what_changed_and_shows_what_a_full_redraw_shows(wi
     session.label[other] = 1
     session.label_changed.emit(other, "graphcut")
     np.testing.assert_array_equal(viewer.screenshot(canvas_only=True, flash=False), full)
+
+
+#: ITK directions (row-major, LPS rows, index columns) of slices acquired in each plane,
+#: as scanners write them, and an axial one stored the other way round (RAS, as NIfTI is)
+ACQUISITIONS = {
+    "axial": (1, 0, 0, 0, 1, 0, 0, 0, 1),
+    "axial, RAS": (-1, 0, 0, 0, -1, 0, 0, 0, 1),
+    "coronal": (1, 0, 0, 0, 0, 1, 0, -1, 0),  # rows down (inferior), slices posterior
+    "sagittal": (0, 0, 1, 1, 0, 0, 0, -1, 0),  # columns posterior, rows down, slices left
+    "sagittal, tilted 10°": tuple(np.ravel(np.array([[0, 0, 1], [1, 0, 0], [0, -1, 0]], float) @ np.array(
+        [[1, 0, 0], [0, np.cos(0.17), -np.sin(0.17)], [0, np.sin(0.17), np.cos(0.17)]]))),
+}
+#: patient directions (z, y, x in array order: superior, posterior, left) each plane shows
+#: down and across the screen, as radiologists read them
+READ_AS = {"axial": ((0, 1, 0), (0, 0, 1)), "coronal": ((-1, 0, 0), (0, 0, 1)), "sagittal": ((-1, 0, 0), (0, 1, 0))}
+
+
+def _acquired_in(direction, shape=(12, 20, 16)):
+    from annotator.io.volume import Volume
+
+    array = np.random.default_rng(0).integers(0, 100, shape).astype(np.int16)
+    return Volume(array, (0.8, 0.9, 3.0), (10.0, -20.0, 30.0), tuple(float(v) for v in direction), modality="MR")
+
+
+@pytest.mark.parametrize("acquisition", list(ACQUISITIONS))
+def test_every_plane_is_shown_as_radiologists_read_it(acquisition):
+    """Whatever plane the slices were acquired in, the image opens in that plane as napari
+    shows a layer by default (anterior or superior up, the patient's left or posterior to
+    the right), each of the three planes is shown that way, and the layers' world is the
+    patient's millimetres, reordered and signed only."""
+    from annotator.napari import planes
+
+    volume = _acquired_in(ACQUISITIONS[acquisition])
+    assert planes.acquired(volume) == acquisition.split(",")[0]
+    assert planes.view(volume, planes.acquired(volume)) == ((0, 1, 2), ("down", "right"))
+    turn = planes.frame(volume)
+    np.testing.assert_array_equal(np.abs(turn).sum(axis=0), 1)  # a signed permutation
+    affine = L.affine(volume)
+    for index in [(0, 0, 0), (5, 7, 3)]:  # the world is the patient position, turned
+        patient = volume.to_sitk().TransformIndexToPhysicalPoint(tuple(reversed(index)))[::-1]
+        np.testing.assert_allclose(affine @ [*index, 1], [*(turn @ patient), 1], atol=1e-6)
+    for plane, (down, across) in READ_AS.items():
+        order, (vertical, horizontal) = planes.view(volume, plane)
+        screen_down = np.eye(3)[order[1]] * (1 if vertical == "down" else -1)  # in world axes
+        screen_right = np.eye(3)[order[2]] * (1 if horizontal == "right" else -1)
+        np.testing.assert_array_equal(turn.T @ screen_down, down, err_msg=plane)
+        np.testing.assert_array_equal(turn.T @ screen_right, across, err_msg=plane)
+        assert np.argmax(np.abs(turn.T @ np.eye(3)[order[0]])) == {"axial": 0, "coronal": 1, "sagittal": 2}[plane]
+
+
+def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qtbot):
+    """A sagittal series (the layers' world in patient coordinates broke napari's slicing:
+    'Singular matrix', then a crash) opens in its own plane; Alt+P and the dock's View
+    show the others, and the slider still walks through the image."""
+    viewer, ws, annotation, _ = window
+    volume = _acquired_in(ACQUISITIONS["sagittal"])
+    ws.session.show(volume)
+    qtbot.waitUntil(lambda: ws.shown_plane == "sagittal", timeout=10000)
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot[..., :3].std() > 10  # the slice is drawn
+    assert annotation.view_plane.currentText() == "sagittal"
+    layer = ws.image_layer()
+    assert layer._slice_input.displayed == [1, 2]  # the image's rows and columns
+    ws.actions()["next_plane"]()  # Alt+P
+    assert ws.shown_plane == "axial" and annotation.view_plane.currentText() == "axial"
+    assert sorted(layer._slice_input.displayed) == [0, 2]  # slices across, columns down the screen
+    assert not np.array_equal(viewer.screenshot(canvas_only=True), shot)
+    annotation.view_plane.setCurrentIndex(annotation.view_plane.findData("coronal"))
+    annotation.view_plane.activated.emit(annotation.view_plane.currentIndex())
+    assert ws.shown_plane == "coronal" and sorted(layer._slice_input.displayed) == [0, 1]
+    before = viewer.screenshot(canvas_only=True)
+    viewer.dims.set_current_step(viewer.dims.order[0], viewer.dims.current_step[viewer.dims.order[0]] + 2)
+    assert not np.array_equal(viewer.screenshot(canvas_only=True), before)  # another slice
