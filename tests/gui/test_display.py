@@ -214,3 +214,8 @@ def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qt
     before = viewer.screenshot(canvas_only=True)
     viewer.dims.set_current_step(viewer.dims.order[0], viewer.dims.current_step[viewer.dims.order[0]] + 2)
     assert not np.array_equal(viewer.screenshot(canvas_only=True), before)  # another slice
+    scribbles = viewer.layers[L.SCRIBBLES]  # a stroke painted here lies on the coronal slice shown
+    scribbles.brush_size = 5
+    scribbles.paint((6, 10, 8), 1, refresh=True)
+    painted = np.argwhere(np.asarray(scribbles.data) == 1)
+    assert len(painted) > 5 and [len(set(painted[:, a])) == 1 for a in range(3)] == [False, False, True]
