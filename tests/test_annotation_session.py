@@ -437,3 +437,39 @@ def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store, p
     assert s.saved_labels == []
     s.open_image("hippocampus_001")
     assert len(s.saved_labels) == 3
+
+
+def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, private_user_dirs):
+    """A final label cut short (a disk that failed) no longer keeps its image from opening:
+    it opens unlabelled with a warning naming the file, the file stays, and a label saved
+    before it can be restored; a damaged draft gives way to the final."""
+    from annotator.datastore import LocalDatastore
+
+    store = LocalDatastore(hippo_store)
+    image = store.open_image("hippocampus_001")
+    first = np.zeros(image.shape, np.uint8)
+    first[5:10, 5:10, 5:10] = 1
+    store.accept("hippocampus_001", first, image)
+    store.accept("hippocampus_001", first * 2, image)
+    final = store.labels_root / "final" / "hippocampus_001.nii.gz"
+    damaged = final.read_bytes()[: final.stat().st_size // 2]
+    final.write_bytes(damaged)
+    s = AnnotationSession(settings=Settings())
+    warnings = []
+    s.warning.connect(warnings.append)
+    s.set_datastore(LocalDatastore(hippo_store))
+    s.open_image("hippocampus_001")
+    assert s.volume is not None and not s.label.any()
+    assert "its final label cannot be read" in warnings[-1] and str(final) in warnings[-1]
+    assert final.read_bytes() == damaged  # left as it was
+    s.restore("earlier-1")
+    np.testing.assert_array_equal(s.label, first)
+    # a damaged draft: the final opens
+    s.discard()
+    s.open_image("hippocampus_003")
+    store.accept("hippocampus_001", first * 2, image)
+    draft = store.labels_root / "draft" / "hippocampus_001.nii.gz"
+    draft.write_bytes(b"not a label")
+    s.open_image("hippocampus_001")
+    np.testing.assert_array_equal(s.label, first * 2)
+    assert "its draft label cannot be read" in warnings[-1]

@@ -256,7 +256,12 @@ class AnnotationSession:
                 volume.warnings.append(f"label map {map_id} left out: {exc}")
         saved = saved_labels(store, image_id)
         for version in (Version.DRAFT, Version.FINAL):
-            label = store.label(image_id, volume, version)
+            try:
+                label = store.label(image_id, volume, version)
+            except AnnotatorError as exc:  # a damaged file: the image opens without it, the file stays
+                volume.warnings.append(f"its {version.value} label cannot be read, it opens without it"
+                                       + (" (Earlier restores a label saved before)" if saved else "") + f": {exc}")
+                continue
             if label is not None:
                 return volume, label, maps, others, saved
         return volume, None, maps, others, saved
