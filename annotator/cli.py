@@ -223,6 +223,8 @@ def _store(place: str):
     store, image_id = open_datastore(place)
     if image_id is not None:
         raise InputError(f"{place}: an image, not a datastore; give its folder")
+    for notice in store.notices():
+        print(f"annotator: {notice}", file=sys.stderr)
     return store
 
 

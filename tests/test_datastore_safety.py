@@ -157,6 +157,39 @@ def test_history_orphaned_by_a_crash_is_taken_back_when_the_store_opens(hippo_st
     assert len(LocalDatastore(hippo_store, history=3).history("hippocampus_001")) == 2
 
 
+def test_a_damaged_index_is_kept_aside_and_rebuilt_from_the_label_files(hippo_store, private_user_dirs):
+    """An index that is not JSON any more (a disk error, an edit by hand) stopped the whole
+    folder from opening; it is kept beside a new one rebuilt from the label files (the
+    earlier finals back in the history), and the person is told."""
+    from annotator.annotation import AnnotationSession
+    from annotator.settings import Settings
+
+    store = LocalDatastore(hippo_store)
+    image = store.open_image("hippocampus_001")
+    for value in (1, 2):
+        store.accept("hippocampus_001", _label(image, value), image)
+    other = store.open_image("hippocampus_003")
+    store.save_draft("hippocampus_003", _label(other, 1), other)
+    store.set_scores({"hippocampus_004": 0.5})
+    index = store.labels_root / "datastore.json"
+    damaged = index.read_bytes()[:-40]
+    index.write_bytes(damaged)
+    session = AnnotationSession(settings=Settings())
+    warnings = []
+    session.warning.connect(warnings.append)
+    session.open(hippo_store)
+    assert session.volume is not None and len(warnings) == 1
+    assert "datastore.json: datastore index was damaged" in warnings[0] and "kept as datastore.json.damaged-" in warnings[0]
+    reopened = session.store
+    kept = [p for p in reopened.labels_root.iterdir() if p.name.startswith("datastore.json.damaged-")]
+    assert len(kept) == 1 and kept[0].read_bytes() == damaged  # nothing lost
+    records = {r.id: r for r in reopened.records()}
+    assert records["hippocampus_001"].status == Status.LABELED and records["hippocampus_003"].status == Status.IN_PROGRESS
+    assert records["hippocampus_004"].score is None  # scores are not in any label file
+    np.testing.assert_array_equal(reopened.earlier_label("hippocampus_001", image), _label(image, 1))
+    assert LocalDatastore(hippo_store).notices() == []  # rebuilt once
+
+
 def test_a_finished_datastore_on_read_only_media_opens_for_viewing(hippo_store, tmp_path):
     store = LocalDatastore(hippo_store)
     image = store.open_image("hippocampus_001")

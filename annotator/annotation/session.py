@@ -107,6 +107,8 @@ class AnnotationSession:
         self._drawn_names = {}
         self._offer_labels()
         self.datastore_changed.emit()
+        for notice in store.notices():
+            self.warning.emit(notice)
 
     # ---- labels -------------------------------------------------------------------------
 

@@ -77,6 +77,10 @@ class Datastore(ABC):
         """Whether labels can be saved (a store on read-only media opens for viewing)."""
         return self.read_only_reason() is None
 
+    def notices(self) -> list[str]:
+        """What the person should know about the store itself (a damaged index rebuilt)."""
+        return []
+
     def read_only_reason(self) -> str | None:
         """Why labels cannot be saved here, or None when they can."""
         return None

@@ -121,6 +121,9 @@ class LocalDatastore(Datastore):
     def read_only_reason(self) -> str | None:
         return self.labels.read_only
 
+    def notices(self) -> list[str]:
+        return list(self.labels.notices)
+
     # ---- images -------------------------------------------------------------------------
 
     def ids(self) -> list[str]:

@@ -76,6 +76,7 @@ class LabelStore:
         self.read_only = read_only
         self._lock_timeout = lock_timeout
         self._lock: FileLock | None = None  # the folders and the lock are made at the first save
+        self.notices: list[str] = []  # what the person should know about the store (an index rebuilt)
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -110,16 +111,41 @@ class LabelStore:
         return read_label(path, image)
 
     def read_index(self) -> dict:
+        """The index; a damaged one (not JSON, not an index) is kept aside and rebuilt
+        from the label files (:meth:`_rebuild_index`), a notice says so."""
         path = self.root / INDEX_NAME
         if not path.is_file():
             return {"version": 2, "images": {}}
         try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(index, dict) or not isinstance(index.setdefault("images", {}), dict):
-                raise ValueError("not an index object")
-        except (OSError, ValueError) as exc:
-            raise DatastoreError(f"{path}: datastore index is unreadable ({exc})") from exc
-        return index
+            return _parsed_index(path)
+        except ValueError as exc:
+            if self.read_only is not None:  # nothing may be written here: the files alone
+                self._notice(f"{path}: datastore index is damaged ({exc}); the labels are listed from their files")
+                return {"version": 2, "images": {}}
+            return self._rebuild_index(path, exc)
+        except OSError as exc:
+            raise DatastoreError(f"{path}: datastore index is unreadable ({exc.strerror or exc})") from exc
+
+    def _rebuild_index(self, path: Path, damage: ValueError) -> dict:
+        """A fresh index in place of the damaged ``path``, which is kept beside it; the
+        history comes back from its files (:meth:`_reconcile_history`), the save times and
+        versions always come from the files; scores and notes are lost."""
+        with self.locked():
+            try:  # another process may have rebuilt it meanwhile
+                return _parsed_index(path)
+            except ValueError:
+                pass
+            kept = path.with_name(f"{INDEX_NAME}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
+            path.replace(kept)
+            self._write_index({"version": 2, "images": {}})
+            self._reconcile_history()
+        self._notice(f"{path}: datastore index was damaged ({damage}): kept as {kept.name}, and rebuilt from the "
+                     "label files (the earlier labels are back; ranking scores and notes are not)")
+        return _parsed_index(path)
+
+    def _notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -285,6 +311,14 @@ class LabelStore:
             changed = True
         if changed:
             self._write_index(index)
+
+
+def _parsed_index(path: Path) -> dict:
+    """The index in ``path``; ValueError when it is not one (OSError when unreadable)."""
+    index = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(index, dict) or not isinstance(index.setdefault("images", {}), dict):
+        raise ValueError("not an index object")
+    return index
 
 
 def _stamp_time(name: str) -> str:

@@ -222,6 +222,9 @@ class DicomwebDatastore(Datastore):
 
         return self.uploads.flush(self.server.store, exists, force=force)
 
+    def notices(self):
+        return list(self.labels.notices)
+
     def history(self, image_id):
         return self.labels.history(image_id)
 
