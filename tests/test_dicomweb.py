@@ -494,9 +494,14 @@ def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkey
         assert store.record(record.id).status == Status.UPLOAD_FAILED
     finally:
         dying.stop()
+    queue = store.uploads.root / "queue.json"  # and its queue file damaged meanwhile
+    queue.write_text(queue.read_text()[:-5])
     back = LocalOrthanc(tmp_path / "server", port=port, password=password).start()
     try:
         again = DicomwebDatastore(_client(back))  # the app restarted
+        [notice] = again.notices()
+        assert "queue of labels to send was damaged" in notice and "queue.json.damaged-" in notice
+        assert again.record(record.id).status == Status.UPLOAD_FAILED  # rebuilt: still waiting
         assert again.send_pending(force=True) == (1, 0)
         segs = list(_client(back).series(modality="SEG", images_only=False))
         assert len(segs) == 1 and segs[0].instances == 1
@@ -591,3 +596,21 @@ def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_
         exported = read_volume(tmp_path / "export" / "imagesTr" / f"{record.id}_2_0000.nii.gz")
         np.testing.assert_array_equal(exported.array, echo2.array)
         assert described["labels"] == {"background": 0, "hippocampus": 1, "posterior": 2}
+
+
+def test_the_upload_queue_keeps_in_step_with_its_files_after_a_crash(tmp_path):
+    """A SEG written but not listed (a crash between the two writes of an accept) is sent,
+    asking the server first; an entry whose SEG is gone (sent, then a crash before the
+    queue was written) leaves instead of failing for ever."""
+    from annotator.datastore.uploads import UploadQueue
+
+    queue = UploadQueue(tmp_path / "uploads")
+    queue.add("1.2.3", "9.9.1", b"first")
+    queue.add("1.2.4", "9.9.2", b"second")
+    (tmp_path / "uploads" / "9.9.3.dcm").write_bytes(b"not listed")
+    (tmp_path / "uploads" / "9.9.1.dcm").unlink()
+    assert sorted(e["sop_uid"] for e in queue.entries()) == ["9.9.2", "9.9.3"]
+    sent, asked = [], []
+    assert queue.flush(lambda data, uid: sent.append((uid, data)), lambda uid: asked.append(uid) or False) == (2, 0)
+    assert sorted(sent) == [("9.9.2", b"second"), ("9.9.3", b"not listed")] and asked == ["9.9.3"]
+    assert queue.entries() == [] and not list((tmp_path / "uploads").glob("*.dcm"))

@@ -223,7 +223,8 @@ class DicomwebDatastore(Datastore):
         return self.uploads.flush(self.server.store, exists, force=force)
 
     def notices(self):
-        return list(self.labels.notices)
+        self.uploads.entries()  # a damaged queue is found (and rebuilt) now, not when it is next sent
+        return [*self.labels.notices, *self.uploads.notices]
 
     def history(self, image_id):
         return self.labels.history(image_id)

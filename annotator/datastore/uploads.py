@@ -28,13 +28,36 @@ class UploadQueue:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / ".lock"), timeout=30)
+        self.notices: list[str] = []  # what the person should know (a damaged queue rebuilt)
 
     def _read(self) -> list[dict]:
+        """The entries (call with the lock held), in step with the SEG files: an entry
+        whose file is gone was sent (a crash before the queue was written again) and
+        leaves; a file no entry names (a crash between the two writes of :meth:`add`)
+        joins, asking the server first whether it has it. A queue file that is not JSON
+        is kept aside and the queue rebuilt from the files, with a notice."""
+        path = self.root / "queue.json"
+        entries: list = []
         try:
-            entries = json.loads((self.root / "queue.json").read_text("utf-8"))
-            return [e for e in entries if isinstance(e, dict) and "sop_uid" in e] if isinstance(entries, list) else []
-        except (OSError, ValueError):
-            return []
+            entries = json.loads(path.read_text("utf-8")) if path.is_file() else []
+            if not isinstance(entries, list):
+                raise ValueError("not a list of uploads")
+        except ValueError as exc:
+            kept = path.with_name(f"queue.json.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            path.replace(kept)
+            entries = []
+            self.notices.append(f"{path}: the queue of labels to send was damaged ({exc}): kept as {kept.name}, "
+                                "and rebuilt from the labels waiting beside it")
+        except OSError:
+            entries = []
+        entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("sop_uid"), str)
+                   and (self.root / f"{e['sop_uid']}.dcm").is_file()]
+        listed = {e["sop_uid"] for e in entries}
+        for file in sorted(self.root.glob("*.dcm")):
+            if file.stem not in listed:
+                entries.append({"image_id": _image_of(file), "sop_uid": file.stem, "attempts": 1,
+                                "error": "found waiting after a crash", "next_try": 0.0})
+        return entries
 
     def _write(self, entries: list[dict]) -> None:
         atomic_write_text(self.root / "queue.json", json.dumps(entries, indent=1))
@@ -53,8 +76,8 @@ class UploadQueue:
 
     def add(self, image_id: str, sop_uid: str, data: bytes) -> None:
         with self._lock:
-            atomic_write_bytes(self.root / f"{sop_uid}.dcm", data)
             entries = self._read()
+            atomic_write_bytes(self.root / f"{sop_uid}.dcm", data)
             entries.append({"image_id": image_id, "sop_uid": sop_uid, "attempts": 0, "error": "", "next_try": 0.0})
             self._write(entries)
 
@@ -83,3 +106,14 @@ class UploadQueue:
                 sent += 1
             self._write(entries)
             return sent, len(entries)
+
+
+def _image_of(seg: Path) -> str:
+    """The image (series) a waiting SEG labels, as its header says; "" when it cannot."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(seg, stop_before_pixels=True)
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except Exception:  # noqa: BLE001 - a damaged file is still sent, and the server says what it thinks
+        return ""
