@@ -13,7 +13,7 @@ from pathlib import Path
 
 from platformdirs import user_config_dir
 
-from annotator.io.atomic import atomic_write_text
+from annotator.io.atomic import atomic_write_text, keep_aside
 
 
 @dataclass
@@ -43,17 +43,21 @@ class Settings:
 
     @classmethod
     def load(cls) -> "Settings":
-        """The saved settings; defaults where the file is missing or unreadable."""
+        """The saved settings; defaults where the file is missing or unreadable (a file
+        that is not settings any more is kept aside, not overwritten by the next save)."""
         try:
             raw = json.loads(cls.path().read_text("utf-8"))
-        except (OSError, ValueError):
+            bundles = raw.get("ca_bundles", {})
+            presets = [LabelPreset(int(p["value"]), str(p["name"]), str(p["color"])) for p in raw.get("presets", [])]
+            return cls(last_datastore=str(raw.get("last_datastore", "")),
+                       server_url=str(raw.get("server_url", "")), strategy=str(raw.get("strategy", "tta")),
+                       ca_bundles={str(k): str(v) for k, v in bundles.items()} if isinstance(bundles, dict) else {},
+                       presets=presets or default_presets())
+        except OSError:
             return cls()
-        presets = [LabelPreset(**p) for p in raw.get("presets", [])] or default_presets()
-        bundles = raw.get("ca_bundles", {})
-        return cls(last_datastore=str(raw.get("last_datastore", "")),
-                   server_url=str(raw.get("server_url", "")), strategy=str(raw.get("strategy", "tta")),
-                   ca_bundles={str(k): str(v) for k, v in bundles.items()} if isinstance(bundles, dict) else {},
-                   presets=presets)
+        except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or not these settings
+            keep_aside(cls.path())
+            return cls()
 
     def save(self) -> None:
         atomic_write_text(self.path(), json.dumps(asdict(self), indent=1))

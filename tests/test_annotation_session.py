@@ -473,3 +473,18 @@ def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, pri
     s.open_image("hippocampus_001")
     np.testing.assert_array_equal(s.label, first * 2)
     assert "its draft label cannot be read" in warnings[-1]
+
+
+@pytest.mark.parametrize("damage", ['{"presets": [{"value": 1, "name": "liver"', '{"presets": [{"name": 3}]}', '[1, 2]'])
+def test_damaged_settings_are_kept_aside_not_overwritten(private_user_dirs, damage):
+    """Settings that are not settings any more (cut short, edited by hand) give the
+    defaults, as before, but are kept beside them: the next save no longer destroys the
+    person's presets and certificates."""
+    path = Settings.path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(damage)
+    settings = Settings.load()
+    assert settings.presets == Settings().presets
+    settings.save()
+    [kept] = path.parent.glob("settings.json.damaged-*")
+    assert kept.read_text() == damage and Settings.load().presets == Settings().presets

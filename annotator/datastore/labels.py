@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 
 from annotator.datastore.base import Version
 from annotator.errors import DatastoreError
-from annotator.io.atomic import TEMP_PREFIX, atomic_path, atomic_write_text
+from annotator.io.atomic import TEMP_PREFIX, atomic_path, atomic_write_text, keep_aside
 from annotator.io.read import read_label
 from annotator.io.volume import Volume
 from annotator.io.write import write_label
@@ -135,8 +135,7 @@ class LabelStore:
                 return _parsed_index(path)
             except ValueError:
                 pass
-            kept = path.with_name(f"{INDEX_NAME}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
-            path.replace(kept)
+            kept = keep_aside(path)
             self._write_index({"version": 2, "images": {}})
             self._reconcile_history()
         self._notice(f"{path}: datastore index was damaged ({damage}): kept as {kept.name}, and rebuilt from the "

@@ -18,7 +18,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from annotator.errors import AnnotatorError
-from annotator.io.atomic import atomic_write_bytes, atomic_write_text
+from annotator.io.atomic import atomic_write_bytes, atomic_write_text, keep_aside
 
 FIRST_RETRY_S, LAST_RETRY_S = 5.0, 300.0
 
@@ -43,8 +43,7 @@ class UploadQueue:
             if not isinstance(entries, list):
                 raise ValueError("not a list of uploads")
         except ValueError as exc:
-            kept = path.with_name(f"queue.json.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-            path.replace(kept)
+            kept = keep_aside(path)
             entries = []
             self.notices.append(f"{path}: the queue of labels to send was damaged ({exc}): kept as {kept.name}, "
                                 "and rebuilt from the labels waiting beside it")

@@ -79,3 +79,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def keep_aside(path: str | os.PathLike) -> Path:
+    """Move a damaged file out of the way, beside itself as ``<name>.damaged-<UTC time>``
+    (nothing is deleted: a person or a tool may still get something out of it)."""
+    import time
+
+    path = Path(path)
+    kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    path.replace(kept)
+    return kept
