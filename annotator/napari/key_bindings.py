@@ -20,6 +20,7 @@ SHORTCUTS = {
     "next_label": ("Alt+L", "next label (the Label list)"),
     "next_volume": ("Alt+V", "show the image's next volume (channel, echo, time point)"),
     "next_plane": ("Alt+P", "view the next plane: axial, coronal, sagittal"),
+    "outline": ("Alt+O", "show the label filled or as outlines (the image under it in view)"),
     "window_soft tissue": ("Alt+5", "CT window: soft tissue (W 400, L 40)"),
     "window_lung": ("Alt+6", "CT window: lung (W 1500, L -600)"),
     "window_bone": ("Alt+7", "CT window: bone (W 1800, L 400)"),

@@ -255,6 +255,17 @@ class Workspace:
         self.shown_plane = name
         self.plane_shown.emit(name)
 
+    def outline(self) -> None:
+        """Show the label (and the label maps beside it) filled, or as outlines one voxel
+        wide, so that the boundary can be checked against the image under it."""
+        layers = [lay for lay in self.viewer.layers if lay.name == L.SEGMENTATION or lay.metadata.get(L.LABEL_MAP_KEY)]
+        if not layers:
+            return
+        width = 0 if layers[0].contour else 1
+        for layer in layers:
+            layer.contour = width
+        self.session.status.emit("labels as outlines" if width else "labels filled")
+
     def next_plane(self) -> None:
         """View the image in the next plane: axial, coronal, sagittal, axial ..."""
         names = list(PLANES)
@@ -370,7 +381,8 @@ class Workspace:
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
                 "next_label": s.next_label, "next_volume": self.next_volume, "fill_holes": lambda: s.tidy("fill_holes"),
-                "keep_largest": lambda: s.tidy("keep_largest"), "next_plane": self.next_plane}
+                "keep_largest": lambda: s.tidy("keep_largest"), "next_plane": self.next_plane,
+                "outline": self.outline}
 
 
 class _WarmUpFilter(QObject):

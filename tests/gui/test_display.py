@@ -219,3 +219,28 @@ def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qt
     scribbles.paint((6, 10, 8), 1, refresh=True)
     painted = np.argwhere(np.asarray(scribbles.data) == 1)
     assert len(painted) > 5 and [len(set(painted[:, a])) == 1 for a in range(3)] == [False, False, True]
+
+
+def test_alt_o_shows_the_label_as_outlines_and_back(window, qtbot):
+    """Alt+O: the label one voxel wide around its edge, the image inside it in view; an
+    engine step still redraws it; again: filled."""
+    viewer, ws, _annotation, _ = window
+    volume = _acquired_in(ACQUISITIONS["axial"], shape=(12, 60, 60))
+    label = np.zeros(volume.shape, np.uint8)
+    label[:, 10:50, 10:50] = 1
+    ws.session.show(volume, label)
+    seg = viewer.layers[L.SEGMENTATION]
+    said = []
+    ws.session.status.connect(said.append)
+    filled = viewer.screenshot(canvas_only=True)
+    ws.actions()["outline"]()
+    assert seg.contour == 1 and said[-1] == "labels as outlines"
+    outlined = viewer.screenshot(canvas_only=True)
+    coloured = lambda shot: int((np.ptp(shot[..., :3].astype(int), axis=-1) > 60).sum())  # label over a grey image
+    assert 0 < coloured(outlined) < coloured(filled) / 3
+    ws.session.label[:, 20:30, 20:30] = 2  # a change the engine would make: redrawn as outlines too
+    ws.session.label_changed.emit((slice(0, 12), slice(20, 30), slice(20, 30)), "graphcut-clicks")
+    assert coloured(viewer.screenshot(canvas_only=True)) > coloured(outlined)
+    ws.actions()["outline"]()
+    assert seg.contour == 0 and said[-1] == "labels filled"
+    assert coloured(viewer.screenshot(canvas_only=True)) > coloured(outlined) * 3
