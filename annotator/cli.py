@@ -709,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final (the default), original (what was first proposed), draft, or earlier-N: the N-th "
                         "final accepted before the current one (earlier-1 the last; the newest 10 are kept)")
     p.add_argument("--out", required=True,
-                   help="output label: .nii.gz, or .dcm for a DICOM SEG of the image's DICOM series")
+                   help="output label: .nii.gz, .dcm for a DICOM SEG of the image's DICOM series, or a name ending "
+                        "in rtstruct.dcm for an RT Structure Set (case.rtstruct.dcm)")
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("dicomweb", help="a DICOMweb server (Orthanc and others)")

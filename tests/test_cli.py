@@ -214,6 +214,12 @@ def test_label_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     back, names = seg_to_label(pydicom.dcmread(tmp_path / "crop_seg.dcm"), volume)
     np.testing.assert_array_equal(back, label)
     assert names == {1: "hippocampus", 2: "label 2"}
+    annotator("label", store, "crop", "--out", tmp_path / "crop.rtstruct.dcm")  # for a planning system
+    from annotator.io.rtstruct import rtstruct_to_label
+
+    back, names, _ = rtstruct_to_label(pydicom.dcmread(tmp_path / "crop.rtstruct.dcm"), volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "hippocampus", 2: "label 2"}
     case = read_volume(store / "case.nii.gz")
     write_label(tmp_path / "case_label.nii.gz", (np.arange(case.array.size).reshape(case.shape) % 7 == 0), case)
     annotator("accept", store, "case", tmp_path / "case_label.nii.gz")
@@ -221,7 +227,7 @@ def test_label_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     assert bad.returncode == 2 and "not read from DICOM" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "case_seg.dcm").exists()
     bad = annotator("label", store, "crop", "--out", tmp_path / "crop.png", check=False)
-    assert bad.returncode == 2 and "NIfTI (.nii.gz, .nii) or as a DICOM SEG (.dcm)" in bad.stderr
+    assert bad.returncode == 2 and "NIfTI (.nii.gz, .nii), as a DICOM SEG (.dcm)" in bad.stderr
 
 
 _IMPORTS = """

@@ -121,3 +121,72 @@ def test_a_damaged_label_file_is_named_and_the_others_still_read(tmp_path):
                       ("SEG_cut", "cannot be read as a label of HippoCrop")):
         with pytest.raises(InputError, match=why):
             store.label_map("crop", f"crop/{name}", image)
+
+
+@pytest.mark.parametrize("series", [CROP, OBLIQUE])
+def test_a_label_written_as_a_structure_set_reads_back_voxel_for_voxel(series, tmp_path):
+    """For planning systems that read contours: each label value a structure, each region
+    outlined half a voxel out from its voxel centres, holes as outlines inside, regions
+    on the image's edge and touching only at a corner too; valid (dciodvfy), on the
+    series' slices, and read back as the same label, on an axial and an oblique series."""
+    from annotator.io import save_label
+    from dciodvfy import dicom_errors
+
+    volume = read_volume(series)
+    body, organ, ring = _structures(volume.shape)
+    label = np.zeros(volume.shape, np.uint8)
+    label[body] = 1
+    label[organ] = 2
+    label[ring] = 3
+    label[3, 0:4, 0:3] = 3  # on the image's edge
+    label[5, 10, 10] = label[5, 11, 11] = 2  # two voxels that touch at a corner
+    path = save_label(tmp_path / "case.rtstruct.dcm", label, volume, {1: "body", 2: "liver", 3: "ring"},
+                      algorithm="graphcut")
+    assert dicom_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert ds.Modality == "RTSTRUCT" and ds.FrameOfReferenceUID == volume.source.frame_of_reference_uid
+    assert [r.ROIName for r in ds.StructureSetROISequence] == ["body", "liver", "ring"]
+    assert {r.ROIGenerationAlgorithm for r in ds.StructureSetROISequence} == {"SEMIAUTOMATIC"}
+    from annotator.io.rtstruct import referenced_instances, referenced_series
+
+    assert referenced_series(ds) == volume.source.series_uid
+    assert referenced_instances(ds) == set(volume.source.sop_uids)
+    back, names, left_out = rtstruct_to_label(ds, volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "body", 2: "liver", 3: "ring"} and left_out == []
+
+
+def test_a_structure_set_of_one_echo_of_a_multi_frame_file_refers_to_its_frames(tmp_path):
+    from annotator.io import save_label, scan_folder
+    from dciodvfy import dicom_errors
+    from multiframe import echoes_in_one_file
+
+    path = echoes_in_one_file(CROP, tmp_path / "enhanced" / "enhanced.dcm")
+    echo = read_volume(path.parent, scan_folder(path.parent).series[1].key)
+    label = np.zeros(echo.shape, np.uint8)
+    label[10:20, 15:30, 8:20] = 1
+    out = save_label(tmp_path / "echo_rtstruct.dcm", label, echo, {1: "hippocampus"})
+    assert dicom_errors(out) == []
+    ds = pydicom.dcmread(out)
+    frames = {int(i.ReferencedFrameNumber) for c in ds.ROIContourSequence[0].ContourSequence
+              for i in c.ContourImageSequence}
+    assert frames <= set(echo.source.frames) and len(frames) == 10
+    np.testing.assert_array_equal(rtstruct_to_label(ds, echo)[0], label)
+
+
+def test_a_structure_set_needs_dicom_with_instance_uids(tmp_path):
+    from annotator.io import save_label
+
+    nifti = read_volume(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_001.nii.gz")
+    label = np.ones(nifti.shape, np.uint8)
+    with pytest.raises(InputError, match="not read from DICOM"):
+        save_label(tmp_path / "x.rtstruct.dcm", label, nifti)
+    anonymised = read_volume(DATA / "totalsegmentator_example" / "example_ct_dicom")  # its UIDs were removed
+    label = np.zeros(anonymised.shape, np.uint8)
+    label[2:4, 100:200, 100:200] = 1
+    for name in ("x.rtstruct.dcm", "x.dcm"):  # the SEG failed with a bare KeyError ''
+        with pytest.raises(InputError, match="carry no SOP Instance UID"):
+            save_label(tmp_path / name, label, anonymised)
+    crop = read_volume(CROP)
+    with pytest.raises(InputError, match="the label is empty: there is no structure to write"):
+        save_label(tmp_path / "y.rtstruct.dcm", np.zeros(crop.shape, np.uint8), crop)

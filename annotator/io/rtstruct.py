@@ -8,6 +8,12 @@ one slice fill by the even-odd rule, so an outline inside another is a hole. The
 structures are painted largest first, so that one inside another (an organ inside the
 body outline) stays visible. Points, open polylines and polygons that do not lie on one
 of the image's slices are left out, and said.
+
+A label is written as a structure set too (:func:`series_rtstruct`, for the planning
+systems that read contours and not SEGs): each label value a structure, each connected
+region of it on a slice outlined where its voxels meet the others (half a voxel out from
+the outermost voxel centres, so that filling the outlines as above gives the label back),
+a hole as an outline inside another.
 """
 
 from __future__ import annotations
@@ -135,3 +141,131 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
     if other:
         left_out.append(f"{other} point or open contour(s) left out: only closed outlines fill a structure")
     return label, {values[n]: names.get(n, f"structure {n}") for n in painted}, left_out
+
+
+#: RT Structure Set Storage
+RTSTRUCT_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+#: what a structure set's reference to its study names (the Study Component SOP class, as
+#: planning systems write it)
+_STUDY_CLASS = "1.2.840.10008.3.1.2.3.1"
+#: patient and study attributes a structure set copies from its image (type 2: may be empty)
+_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+           "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "FrameOfReferenceUID")
+
+
+def outlines(mask: np.ndarray) -> list[np.ndarray]:
+    """Closed outlines ((n, 2) column, row coordinates) of where a 2-D ``mask`` is set: the
+    outer edge of each region and of each hole in it, half a voxel out from the voxel
+    centres (filled by :func:`_fill`, they give the mask back)."""
+    import contourpy
+
+    padded = np.pad(mask.astype(np.float32), 1)  # regions on the edge close too
+    lines = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate).lines(0.5)
+    return [line[:-1] - 1.0 for line in lines if len(line) > 3]  # the last point repeats the first
+
+
+def _ds(values) -> list[str]:
+    """Decimal strings of at most 16 characters (the DICOM DS limit), to a thousandth of a mm."""
+    return [f"{v:.3f}".rstrip("0").rstrip(".") or "0" for v in np.asarray(values, float).ravel()]
+
+
+def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: dict[int, str],
+                      algorithm: str | None = None, series_number: int = 9002):
+    """A structure set of ``label`` ((z, y, x) on ``image``, read from the DICOM instances
+    whose headers are ``sources``): a structure per label value, named by ``names``."""
+    import datetime
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    import annotator
+    from annotator.io.volume import label_values
+
+    if label.shape != image.shape:
+        raise InputError(f"label of shape {label.shape} (z,y,x) does not fit {image.name} {image.shape}")
+    values = label_values(label)
+    if not values:
+        raise InputError("the label is empty: there is no structure to write")
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    first = sources[0]
+    classes = {uid: str(ds.get("SOPClassUID", "") or ds.file_meta.MediaStorageSOPClassUID) for uid, ds in by_uid.items()}
+    to_patient = np.reshape(image.direction, (3, 3)) * np.asarray(image.spacing)  # (col, row, slice) -> mm
+    origin = np.asarray(image.origin, float)
+
+    def slice_image(k: int):
+        item = pydicom.Dataset()
+        uid = image.source.sop_uids[k]
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = classes.get(uid, ""), uid
+        if image.source.frames:
+            item.ReferencedFrameNumber = int(image.source.frames[k])
+        return item
+
+    now = datetime.datetime.now()
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID, ds.SOPInstanceUID = RTSTRUCT_CLASS, generate_uid()
+    for keyword in _COPIED:
+        setattr(ds, keyword, first.get(keyword, ""))
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = "RTSTRUCT", generate_uid(), series_number, 1
+    ds.SeriesDescription = "Annotator structures"
+    ds.Manufacturer, ds.SoftwareVersions, ds.OperatorsName = "Annotator", annotator.__version__, ""
+    ds.StructureSetLabel = "Annotator"
+    ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
+    series = pydicom.Dataset()
+    series.SeriesInstanceUID = image.source.series_uid or str(first.get("SeriesInstanceUID", ""))
+    series.ContourImageSequence = pydicom.Sequence([slice_image(k) for k in range(image.shape[0])])
+    study = pydicom.Dataset()
+    study.ReferencedSOPClassUID, study.ReferencedSOPInstanceUID = _STUDY_CLASS, ds.StudyInstanceUID
+    study.RTReferencedSeriesSequence = pydicom.Sequence([series])
+    frame = pydicom.Dataset()
+    frame.FrameOfReferenceUID = ds.FrameOfReferenceUID
+    frame.RTReferencedStudySequence = pydicom.Sequence([study])
+    ds.ReferencedFrameOfReferenceSequence = pydicom.Sequence([frame])
+    rois, contours, observations = [], [], []
+    for number, value in enumerate(values, start=1):
+        roi = pydicom.Dataset()
+        roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, ds.FrameOfReferenceUID
+        roi.ROIName = names.get(value, f"label {value}")[:64]
+        roi.ROIGenerationAlgorithm = "SEMIAUTOMATIC" if algorithm else "MANUAL"
+        if algorithm:
+            roi.ROIGenerationDescription = algorithm[:64]
+        rois.append(roi)
+        items = []
+        for k in np.flatnonzero((label == value).any(axis=(1, 2))):
+            for line in outlines(label[k] == value):
+                points = origin + np.column_stack([line, np.full(len(line), float(k))]) @ to_patient.T
+                item = pydicom.Dataset()
+                item.ContourImageSequence = pydicom.Sequence([slice_image(int(k))])
+                item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", len(points)
+                item.ContourData = _ds(points)
+                items.append(item)
+        contour = pydicom.Dataset()
+        contour.ReferencedROINumber = number
+        contour.ContourSequence = pydicom.Sequence(items)
+        contours.append(contour)
+        observation = pydicom.Dataset()
+        observation.ObservationNumber, observation.ReferencedROINumber = number, number
+        observation.RTROIInterpretedType, observation.ROIInterpreter = "", ""
+        observations.append(observation)
+    ds.StructureSetROISequence = pydicom.Sequence(rois)
+    ds.ROIContourSequence = pydicom.Sequence(contours)
+    ds.RTROIObservationsSequence = pydicom.Sequence(observations)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = RTSTRUCT_CLASS, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    return ds
+
+
+def series_rtstruct(label: np.ndarray, image: Volume, names: dict[int, str],
+                    algorithm: str | None = None) -> tuple[str, bytes]:
+    """(SOP Instance UID, file bytes) of the structure set of ``label`` on ``image``, read
+    from the DICOM files in its source folder."""
+    import io
+
+    from annotator.io.seg import source_headers
+
+    ds = label_to_rtstruct(label, image, source_headers(image, "an RT Structure Set"), names, algorithm)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return str(ds.SOPInstanceUID), buffer.getvalue()

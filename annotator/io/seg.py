@@ -153,21 +153,31 @@ def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
     a series that holds several refers to its own)."""
     import io
 
+    seg = label_to_seg(label, source_headers(image, "a DICOM SEG"), names, algorithm=algorithm,
+                       frames=image.source.frames)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return str(seg.SOPInstanceUID), buffer.getvalue()
+
+
+def source_headers(image: Volume, what: str) -> list:
+    """The headers of the DICOM instances ``image`` was read from (in its source folder or
+    file), for ``what`` refers to them ("a DICOM SEG")."""
     from annotator.io.dicom import read_dataset
 
     if not image.source.sop_uids:
-        raise InputError(f"{image.name}: a DICOM SEG refers to the DICOM images it segments, and this image was not "
+        raise InputError(f"{image.name}: {what} refers to the DICOM images it segments, and this image was not "
                          "read from DICOM; save its label as NIfTI (.nii.gz)")
+    if not all(image.source.sop_uids):
+        raise InputError(f"{image.name}: its DICOM files carry no SOP Instance UID (removed by an anonymiser?), so "
+                         f"{what} cannot refer to them; save its label as NIfTI (.nii.gz)")
     where, mine = Path(image.source.path), set(image.source.sop_uids)
     files = [where] if where.is_file() else sorted(p for p in where.iterdir() if p.is_file() and looks_like_dicom(p))
     sources = [ds for ds in (read_dataset(p, stop_before_pixels=True) for p in files)
                if str(ds.get("SOPInstanceUID", "")) in mine]
     if not sources:
         raise InputError(f"{image.name}: none of the DICOM files it was read from is in {image.source.path}")
-    seg = label_to_seg(label, sources, names, algorithm=algorithm, frames=image.source.frames)
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    return str(seg.SOPInstanceUID), buffer.getvalue()
+    return sources
 
 
 #: the fraction (probability or occupancy) of a FRACTIONAL SEG's segment from which a voxel

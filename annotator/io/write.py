@@ -47,22 +47,30 @@ def _write_nifti(path: Path, array: np.ndarray, geometry: Volume) -> Path:
     return path
 
 
+#: how the name of a file to be written as an RT Structure Set ends
+STRUCTURE_SET_ENDING = "rtstruct.dcm"
+
+
 def save_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names: dict[int, str] | None = None,
                algorithm: str | None = None) -> Path:
-    """Write ``label`` as its file name says: NIfTI (``.nii.gz``, ``.nii``), or a DICOM
-    SEG (``.dcm``) of the DICOM images ``image`` was read from, its segments named by
-    ``names`` (value -> name; "label N" otherwise) and made with ``algorithm`` (None: a
-    person's work)."""
+    """Write ``label`` as its file name says: NIfTI (``.nii.gz``, ``.nii``), a DICOM RT
+    Structure Set (a name ending in ``rtstruct.dcm``: ``case.rtstruct.dcm``,
+    ``case_rtstruct.dcm``), or a DICOM SEG (any other ``.dcm``) of the DICOM images
+    ``image`` was read from, its segments or structures named by ``names`` (value -> name;
+    "label N" otherwise) and made with ``algorithm`` (None: a person's work)."""
     path = Path(path)
     if path.name.lower().endswith(".dcm"):
         from annotator.io.atomic import atomic_write_bytes
+        from annotator.io.rtstruct import series_rtstruct
         from annotator.io.seg import series_seg
 
-        _, data = series_seg(np.asarray(label), image, names or {}, algorithm=algorithm)
+        kind = series_rtstruct if path.name.lower().endswith(STRUCTURE_SET_ENDING) else series_seg
+        _, data = kind(np.asarray(label), image, names or {}, algorithm=algorithm)
         atomic_write_bytes(path, data)
         return path
     if not path.name.lower().endswith((".nii", ".nii.gz")):
-        raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii) or as a DICOM SEG (.dcm)")
+        raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii), as a DICOM SEG (.dcm) or as an RT "
+                         "Structure Set (.rtstruct.dcm)")
     return write_label(path, label, image)
 
 
