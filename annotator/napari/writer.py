@@ -1,8 +1,9 @@
 """npe2 writer: File > Save Selected Layers on Annotator's label layer (or a label map
 shown beside the image) writes it with its image's geometry: NIfTI (``.nii.gz``,
-``.nii``), or a DICOM SEG (``.dcm``) of the DICOM images the image was read from, each
-segment named as the layer names its value. napari's own writers would save the voxels
-without spacing or orientation."""
+``.nii``), a DICOM SEG (``.dcm``) of the DICOM images the image was read from, each
+segment named as the layer names its value, or an RT Structure Set (a name ending in
+``rtstruct.dcm``). napari's own writers would save the voxels without spacing or
+orientation."""
 
 from __future__ import annotations
 
