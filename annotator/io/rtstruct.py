@@ -173,12 +173,8 @@ def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: di
                       algorithm: str | None = None, series_number: int = 9002):
     """A structure set of ``label`` ((z, y, x) on ``image``, read from the DICOM instances
     whose headers are ``sources``): a structure per label value, named by ``names``."""
-    import datetime
-
     import pydicom
-    from pydicom.uid import generate_uid
 
-    import annotator
     from annotator.io.volume import label_values
 
     if label.shape != image.shape:
@@ -186,19 +182,43 @@ def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: di
     values = label_values(label)
     if not values:
         raise InputError("the label is empty: there is no structure to write")
-    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    first = sources[0]
-    classes = {uid: str(ds.get("SOPClassUID", "") or ds.file_meta.MediaStorageSOPClassUID) for uid, ds in by_uid.items()}
-    to_patient = np.reshape(image.direction, (3, 3)) * np.asarray(image.spacing)  # (col, row, slice) -> mm
+    ds = _header(sources[0], series_number)
+    on_slice = _slice_references(image, sources)
+    ds.ReferencedFrameOfReferenceSequence = _referenced_frame(ds, image, sources[0], on_slice)
+    to_patient = np.reshape(image.direction, (3, 3)) * np.asarray(image.spacing)  # (column, row, slice) -> mm
     origin = np.asarray(image.origin, float)
+    rois, contours, observations = [], [], []
+    for number, value in enumerate(values, start=1):
+        roi = pydicom.Dataset()
+        roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, ds.FrameOfReferenceUID
+        roi.ROIName = names.get(value, f"label {value}")[:64]
+        roi.ROIGenerationAlgorithm = "SEMIAUTOMATIC" if algorithm else "MANUAL"
+        if algorithm:
+            roi.ROIGenerationDescription = algorithm[:64]
+        rois.append(roi)
+        contour = pydicom.Dataset()
+        contour.ReferencedROINumber = number
+        contour.ContourSequence = pydicom.Sequence(_contours(label == value, on_slice, origin, to_patient))
+        contours.append(contour)
+        observation = pydicom.Dataset()
+        observation.ObservationNumber, observation.ReferencedROINumber = number, number
+        observation.RTROIInterpretedType, observation.ROIInterpreter = "", ""
+        observations.append(observation)
+    ds.StructureSetROISequence = pydicom.Sequence(rois)
+    ds.ROIContourSequence = pydicom.Sequence(contours)
+    ds.RTROIObservationsSequence = pydicom.Sequence(observations)
+    return ds
 
-    def slice_image(k: int):
-        item = pydicom.Dataset()
-        uid = image.source.sop_uids[k]
-        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = classes.get(uid, ""), uid
-        if image.source.frames:
-            item.ReferencedFrameNumber = int(image.source.frames[k])
-        return item
+
+def _header(first, series_number: int):
+    """A new structure set's own attributes, and the patient's and study's of ``first``
+    (a header of its image)."""
+    import datetime
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    import annotator
 
     now = datetime.datetime.now()
     ds = pydicom.Dataset()
@@ -211,50 +231,63 @@ def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: di
     ds.Manufacturer, ds.SoftwareVersions, ds.OperatorsName = "Annotator", annotator.__version__, ""
     ds.StructureSetLabel = "Annotator"
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = RTSTRUCT_CLASS, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    return ds
+
+
+def _slice_references(image: Volume, sources: list):
+    """A function of a slice number giving a new reference to the instance (and frame) it
+    came from."""
+    import pydicom
+
+    classes = {str(ds.SOPInstanceUID): str(ds.get("SOPClassUID", "") or ds.file_meta.MediaStorageSOPClassUID)
+               for ds in sources}
+
+    def reference(k: int):
+        item = pydicom.Dataset()
+        uid = image.source.sop_uids[k]
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = classes.get(uid, ""), uid
+        if image.source.frames:
+            item.ReferencedFrameNumber = int(image.source.frames[k])
+        return item
+
+    return reference
+
+
+def _referenced_frame(ds, image: Volume, first, on_slice):
+    """The structure set's frame of reference, study, series and every slice of it."""
+    import pydicom
+
     ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
     series = pydicom.Dataset()
     series.SeriesInstanceUID = image.source.series_uid or str(first.get("SeriesInstanceUID", ""))
-    series.ContourImageSequence = pydicom.Sequence([slice_image(k) for k in range(image.shape[0])])
+    series.ContourImageSequence = pydicom.Sequence([on_slice(k) for k in range(image.shape[0])])
     study = pydicom.Dataset()
     study.ReferencedSOPClassUID, study.ReferencedSOPInstanceUID = _STUDY_CLASS, ds.StudyInstanceUID
     study.RTReferencedSeriesSequence = pydicom.Sequence([series])
     frame = pydicom.Dataset()
     frame.FrameOfReferenceUID = ds.FrameOfReferenceUID
     frame.RTReferencedStudySequence = pydicom.Sequence([study])
-    ds.ReferencedFrameOfReferenceSequence = pydicom.Sequence([frame])
-    rois, contours, observations = [], [], []
-    for number, value in enumerate(values, start=1):
-        roi = pydicom.Dataset()
-        roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, ds.FrameOfReferenceUID
-        roi.ROIName = names.get(value, f"label {value}")[:64]
-        roi.ROIGenerationAlgorithm = "SEMIAUTOMATIC" if algorithm else "MANUAL"
-        if algorithm:
-            roi.ROIGenerationDescription = algorithm[:64]
-        rois.append(roi)
-        items = []
-        for k in np.flatnonzero((label == value).any(axis=(1, 2))):
-            for line in outlines(label[k] == value):
-                points = origin + np.column_stack([line, np.full(len(line), float(k))]) @ to_patient.T
-                item = pydicom.Dataset()
-                item.ContourImageSequence = pydicom.Sequence([slice_image(int(k))])
-                item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", len(points)
-                item.ContourData = _ds(points)
-                items.append(item)
-        contour = pydicom.Dataset()
-        contour.ReferencedROINumber = number
-        contour.ContourSequence = pydicom.Sequence(items)
-        contours.append(contour)
-        observation = pydicom.Dataset()
-        observation.ObservationNumber, observation.ReferencedROINumber = number, number
-        observation.RTROIInterpretedType, observation.ROIInterpreter = "", ""
-        observations.append(observation)
-    ds.StructureSetROISequence = pydicom.Sequence(rois)
-    ds.ROIContourSequence = pydicom.Sequence(contours)
-    ds.RTROIObservationsSequence = pydicom.Sequence(observations)
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = RTSTRUCT_CLASS, ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    return ds
+    return pydicom.Sequence([frame])
+
+
+def _contours(mask: np.ndarray, on_slice, origin: np.ndarray, to_patient: np.ndarray) -> list:
+    """The contour items of one structure (``mask``, z-y-x): its :func:`outlines` on each
+    slice, in patient millimetres."""
+    import pydicom
+
+    items = []
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        for line in outlines(mask[k]):
+            points = origin + np.column_stack([line, np.full(len(line), float(k))]) @ to_patient.T
+            item = pydicom.Dataset()
+            item.ContourImageSequence = pydicom.Sequence([on_slice(int(k))])
+            item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", len(points)
+            item.ContourData = _ds(points)
+            items.append(item)
+    return items
 
 
 def series_rtstruct(label: np.ndarray, image: Volume, names: dict[int, str],
