@@ -40,7 +40,7 @@ class AnnotationDock(QWidget):
         self.preset.currentIndexChanged.connect(self._preset_changed)
         edit_presets = QPushButton("Edit...")
         edit_presets.setToolTip("Edit your label names and colours (a folder's labels.json or dataset.json\n"
-                                "names its labels; your own names stay). Alt+L: next label")
+                                "names its labels; your own names stay). Alt+B: next label")
         edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
         self.method.addItem("auto (a network for the modality, else GraphCut)", "auto")
@@ -60,7 +60,7 @@ class AnnotationDock(QWidget):
         self.view_plane = QComboBox()
         for name in PLANES:
             self.view_plane.addItem(name, name)
-        self.view_plane.setToolTip("The plane the image is viewed in (Alt+P: the next one); each image opens in the "
+        self.view_plane.setToolTip("The plane the image is viewed in (Alt+E: the next one); each image opens in the "
                                    "plane its slices were acquired in")
         self.view_plane.activated.connect(lambda _i: self.ws.plane(self.view_plane.currentData()))
         self.label_map = QComboBox()

@@ -1,4 +1,8 @@
-"""Keyboard shortcuts, bound on the viewer to the workspace's actions (whatever docks are open)."""
+"""Keyboard shortcuts, bound on the viewer to the workspace's actions (whatever docks are open).
+
+None is a key napari takes first: the mnemonics of its menus (Alt+F, V, L, P, W, H, D) and
+the shortcuts of its own actions (Alt+S, Alt+C: screenshots; Alt+T: tracing).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,17 @@ SHORTCUTS = {
     "scribble_fg": ("Alt+3", "paint foreground scribbles"),
     "scribble_bg": ("Alt+4", "paint background scribbles"),
     "run": ("Alt+R", "run scribbles"),
-    "automatic": ("Alt+S", "segment automatically (DeepEdit)"),
+    "automatic": ("Alt+G", "segment automatically (DeepEdit)"),
     "undo": ("Alt+Z", "undo the last engine step"),
     "redo": ("Alt+Shift+Z", "redo"),
-    "clear": ("Alt+C", "clear marks and label"),
-    "fill_holes": ("Alt+H", "fill the chosen label's holes (on each slice)"),
+    "clear": ("Alt+X", "clear marks and label"),
+    "fill_holes": ("Alt+I", "fill the chosen label's holes (on each slice)"),
     "keep_largest": ("Alt+K", "keep only the chosen label's largest connected part"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
-    "next_label": ("Alt+L", "next label (the Label list)"),
-    "next_volume": ("Alt+V", "show the image's next volume (channel, echo, time point)"),
-    "next_plane": ("Alt+P", "view the next plane: axial, coronal, sagittal"),
+    "next_label": ("Alt+B", "next label (the Label list)"),
+    "next_volume": ("Alt+M", "show the image's next volume (channel, echo, time point)"),
+    "next_plane": ("Alt+E", "view the next plane: axial, coronal, sagittal"),
     "outline": ("Alt+O", "show the label filled or as outlines (the image under it in view)"),
     "window_soft tissue": ("Alt+5", "CT window: soft tissue (W 400, L 40)"),
     "window_lung": ("Alt+6", "CT window: lung (W 1500, L -600)"),

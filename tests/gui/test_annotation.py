@@ -340,7 +340,7 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     dock.buttons["keep_largest"].click()
     steps.wait(qtbot, 2)
     assert not np.asarray(seg.data)[28:31, 45:48, 2:5].any()
-    assert dock.buttons["fill_holes"].toolTip() == "Fill holes (Alt+H)"
+    assert dock.buttons["fill_holes"].toolTip() == "Fill holes (Alt+I)"
     dock.buttons["undo"].click()
     dock.buttons["undo"].click()
     np.testing.assert_array_equal(np.asarray(seg.data), painted)
@@ -443,7 +443,7 @@ def test_answers_that_arrive_after_the_window_closed_reach_no_dock(annotator_win
 
 
 def test_the_label_list_names_the_datasets_labels(make_napari_viewer, qtbot, tmp_path):
-    """A dataset's labels.json names the Label list; Alt+L and the layer's own label
+    """A dataset's labels.json names the Label list; Alt+B and the layer's own label
     control choose among them, and a click makes the label chosen."""
     import json
     import shutil
@@ -468,7 +468,7 @@ def test_the_label_list_names_the_datasets_labels(make_napari_viewer, qtbot, tmp
     seg = viewer.layers[L.SEGMENTATION]
 
     viewer.window._qt_viewer.canvas.native.setFocus()
-    workspace_for(viewer).actions()["next_label"]()  # what Alt+L calls
+    workspace_for(viewer).actions()["next_label"]()  # what Alt+B calls
     assert ws.label_value == 2 and dock.preset.currentText() == "2: posterior" and seg.selected_label == 2
     seg.selected_label = 1  # napari's own label control
     assert ws.label_value == 1 and dock.preset.currentText() == "1: anterior"

@@ -166,7 +166,7 @@ def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer,
     assert [layer.visible for layer in reversed(images)] == [True, False, False]
     assert ws.image_layer() is images[-1] and ws.session.volume.name == "case_001 (T1w)"
     np.testing.assert_allclose(images[1].data, array.max() - array)
-    for shown in ("case_001 (inverted)", "case_001 (T2w)", "case_001 (T1w)"):  # Alt+V: the next, in turn
+    for shown in ("case_001 (inverted)", "case_001 (T2w)", "case_001 (T1w)"):  # Alt+M: the next, in turn
         ws.actions()["next_volume"]()
         assert [layer.name for layer in images if layer.visible] == [shown]
     for layer in images:
@@ -397,3 +397,30 @@ def test_the_app_imports_without_torch_or_monai():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_shortcut_is_taken_by_napari_first(make_napari_viewer):
+    """Every Annotator shortcut reaches its action: none is the mnemonic of a menu of the
+    window (Alt+L opened napari's Layers menu, Alt+V View, Alt+H Help) or the shortcut of
+    one of napari's own actions (Alt+S opened its Save Screenshot dialog)."""
+    from qtpy.QtGui import QKeySequence
+
+    from annotator.napari.key_bindings import SHORTCUTS
+    from annotator.napari.workspace import workspace_for
+
+    viewer = make_napari_viewer()
+    workspace_for(viewer)
+    window = viewer.window._qt_window
+    taken = {}
+    for menu in window.menuBar().actions():
+        text = menu.text()
+        if "&" in text:
+            taken[QKeySequence(f"Alt+{text[text.index('&') + 1].upper()}").toString()] = f"the {text} menu"
+    from napari._app_model import get_app_model
+
+    for binding in get_app_model().keybindings:  # napari's actions (File > Save Screenshot: Alt+S)
+        taken[QKeySequence(str(binding.keybinding)).toString()] = binding.command_id
+    assert "Alt+F" in taken and "Alt+S" in taken  # what is looked at: the menus and napari's actions
+    clashes = {keys: taken[QKeySequence(keys).toString()] for keys, _what in SHORTCUTS.values()
+               if QKeySequence(keys).toString() in taken}
+    assert clashes == {}

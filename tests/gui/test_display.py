@@ -193,7 +193,7 @@ def test_every_plane_is_shown_as_radiologists_read_it(acquisition):
 
 def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qtbot):
     """A sagittal series (the layers' world in patient coordinates broke napari's slicing:
-    'Singular matrix', then a crash) opens in its own plane; Alt+P and the dock's View
+    'Singular matrix', then a crash) opens in its own plane; Alt+E and the dock's View
     show the others, and the slider still walks through the image."""
     viewer, ws, annotation, _ = window
     volume = _acquired_in(ACQUISITIONS["sagittal"])
@@ -204,7 +204,7 @@ def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qt
     assert annotation.view_plane.currentText() == "sagittal"
     layer = ws.image_layer()
     assert layer._slice_input.displayed == [1, 2]  # the image's rows and columns
-    ws.actions()["next_plane"]()  # Alt+P
+    ws.actions()["next_plane"]()  # Alt+E
     assert ws.shown_plane == "axial" and annotation.view_plane.currentText() == "axial"
     assert sorted(layer._slice_input.displayed) == [0, 2]  # slices across, columns down the screen
     assert not np.array_equal(viewer.screenshot(canvas_only=True), shot)
