@@ -112,6 +112,16 @@ def _check_sha(path: Path, expected: str) -> None:
         raise InputError(f"{path}: sample file differs from the shipped manifest (checksum mismatch)")
 
 
+def modality_of(path: str | os.PathLike) -> str | None:
+    """The modality the samples' manifest gives the images of the folder ``path`` lies in
+    (the hippocampus sample's NIfTI files do not say they are MR); None for any other."""
+    root = data_root()
+    if root is None:
+        return None
+    folder = Path(path).resolve().parent
+    return next((s.modality for s in manifest() if s.image and (root / s.image).resolve().parent == folder), None)
+
+
 def is_sample_path(path: str | os.PathLike) -> bool:
     """Whether ``path`` is one of the sample files (their labels go to the user data dir)."""
     path = Path(path).resolve()

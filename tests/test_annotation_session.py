@@ -488,3 +488,33 @@ def test_damaged_settings_are_kept_aside_not_overwritten(private_user_dirs, dama
     settings.save()
     [kept] = path.parent.glob("settings.json.damaged-*")
     assert kept.read_text() == damage and Settings.load().presets == Settings().presets
+
+
+def test_the_hippocampus_sample_is_answered_by_the_bundled_network(private_user_dirs):
+    """`make run` opens the hippocampus sample: its NIfTI files do not say they are MR, so
+    the bundled hippocampus MR network was never chosen for it (GraphCut answered); the
+    samples' manifest says MR, and so does the opened image, for any file of its folder."""
+    from annotator.engine.methods import choose
+    from annotator.samples import sample_file
+
+    s = AnnotationSession(settings=Settings())
+    s.open(sample_file("hippocampus"))
+    assert s.volume.modality == "MR" and choose(s.volume, "clicks", "auto").name == "deepedit"
+    s.open_image(s.store.ids()[1])
+    assert s.volume.modality == "MR"
+
+
+def test_the_clicks_of_one_label_do_not_become_the_next_labels(session, phantoms):
+    """Clicks made for one label were sent again with the next label chosen, as its own
+    foreground: the first structure was taken over by the second. Choosing another label
+    puts the clicks away; what they made stays."""
+    _, labels = phantoms
+    kidney, other = labels["ct0"] == 3, labels["ct0"] == 2
+    session.set_marks([_centre(kidney)], [])
+    assert dice(session.label == 1, kidney) > 0.8
+    changed = []
+    session.marks_changed.connect(lambda: changed.append(True))
+    session.choose_label(2)
+    assert session.marks == {"fg": [], "bg": []} and changed
+    session.set_marks([_centre(other)], [])
+    assert dice(session.label == 1, kidney) > 0.8 and dice(session.label == 2, other) > 0.8

@@ -159,12 +159,17 @@ class AnnotationSession:
         self._offer_labels()
 
     def choose_label(self, value: int) -> None:
-        """Annotate label ``value`` from now on (one not offered yet joins the list, unnamed)."""
+        """Annotate label ``value`` from now on (one not offered yet joins the list, unnamed).
+        The clicks made so far were the last label's: they are put away (what they made
+        stays), so that the next click does not take that label's places for this one."""
         value = int(value)
         if not 1 <= value <= 255:
             raise ValueError(f"label value {value} is outside 1..255")
         if value != self.label_value:
             self.label_value = value
+            if self.marks["fg"] or self.marks["bg"]:
+                self.marks = {"fg": [], "bg": []}
+                self.marks_changed.emit()
             if value not in {p.value for p in self.labels}:
                 self._in_use.add(value)
                 self._offer_labels()

@@ -136,8 +136,12 @@ class LocalDatastore(Datastore):
             raise DatastoreError(f"{self.folder}: no image '{image_id}'") from None
 
     def open_image(self, image_id: str, progress=None) -> Volume:
+        from annotator.samples import modality_of
+
         series = self._series.get(image_id)
         volume = read_volume(self._path(image_id), series.key if series else None)
+        if volume.modality == "unknown":  # the sample data's files: as the samples' manifest says
+            volume.modality = modality_of(self._path(image_id)) or volume.modality
         files = self._channels.get(image_id)
         if files:  # a case of several channel files: named as its task names the first
             volume.name = f"{channels.case_name(files[0][1])} ({files[0][0]})"
