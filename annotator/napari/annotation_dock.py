@@ -117,27 +117,17 @@ class AnnotationDock(QWidget):
         self.setToolTip("Keyboard shortcuts (in the viewer):\n" + help_text)
 
         form = QFormLayout()
-        preset_row = QHBoxLayout()
-        preset_row.addWidget(self.preset, 1)
-        preset_row.addWidget(edit_presets)
-        form.addRow("Label", preset_row)
+        form.addRow("Label", _beside(self.preset, edit_presets))
         form.addRow("Method", self.method)
         form.addRow("Window", self.display_window)
         form.addRow("View", self.view_plane)
-        map_row = QHBoxLayout()
-        map_row.addWidget(self.label_map, 1)
-        map_row.addWidget(self.use_map)
-        self.map_label = QLabel("Label map")
-        form.addRow(self.map_label, map_row)
-        for widget in (self.map_label, self.label_map, self.use_map):
-            widget.hide()  # until an image with label maps beside it opens
-        earlier_row = QHBoxLayout()
-        earlier_row.addWidget(self.earlier, 1)
-        earlier_row.addWidget(self.restore)
-        self.earlier_label = QLabel("Earlier")
-        form.addRow(self.earlier_label, earlier_row)
-        for widget in (self.earlier_label, self.earlier, self.restore):
-            widget.hide()  # until an image with labels saved earlier opens
+        # rows shown only for an image with label maps beside it, with labels saved earlier
+        self.map_row = (QLabel("Label map"), self.label_map, self.use_map)
+        self.earlier_row = (QLabel("Earlier"), self.earlier, self.restore)
+        for name, choice, button in (self.map_row, self.earlier_row):
+            form.addRow(name, _beside(choice, button))
+            for widget in (name, choice, button):
+                widget.hide()
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
@@ -174,7 +164,7 @@ class AnnotationDock(QWidget):
         self.label_map.clear()
         for map_id in self.session.label_maps:
             self.label_map.addItem(map_id, map_id)
-        for widget in (self.map_label, self.label_map, self.use_map):
+        for widget in self.map_row:
             widget.setVisible(bool(self.session.label_maps))
         self._fill_earlier()
         header = self.display_window.model().item(self.display_window.findData("header"))
@@ -186,7 +176,7 @@ class AnnotationDock(QWidget):
         self.earlier.clear()
         for key, what in self.session.saved_labels:
             self.earlier.addItem(what, key)
-        for widget in (self.earlier_label, self.earlier, self.restore):
+        for widget in self.earlier_row:
             widget.setVisible(bool(self.session.saved_labels))
 
     def _show_volumes(self, volumes: dict) -> None:
@@ -252,3 +242,10 @@ class AnnotationDock(QWidget):
         except Exception as exc:  # shown, never raised into Qt
             self.session._failed(exc)
 
+
+def _beside(widget, button) -> QHBoxLayout:
+    """A row of ``widget``, as wide as there is room, and ``button`` after it."""
+    row = QHBoxLayout()
+    row.addWidget(widget, 1)
+    row.addWidget(button)
+    return row
