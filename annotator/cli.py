@@ -353,7 +353,9 @@ def cmd_accept(args) -> int:
 
 
 def _label_version(text: str) -> str:
-    if text in ("final", "original", "draft") or re.fullmatch(r"earlier-[1-9][0-9]*", text):
+    from annotator.datastore.base import EARLIER, Version
+
+    if text in {v.value for v in Version} or re.fullmatch(re.escape(EARLIER) + r"[1-9][0-9]*", text):
         return text
     raise argparse.ArgumentTypeError(f"{text!r}: not final, original, draft or earlier-N (N from 1)")
 
@@ -365,10 +367,7 @@ def cmd_label(args) -> int:
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)
-    if args.version.startswith("earlier-"):
-        label = store.earlier_label(args.image_id, volume, int(args.version.removeprefix("earlier-")))
-    else:
-        label = store.label(args.image_id, volume, args.version)
+    label = store.saved_label(args.image_id, volume, args.version)
     if label is None:
         raise InputError(f"{args.image_id}: has no {args.version} label in {store.place}")
     names = store.names_of(args.image_id)

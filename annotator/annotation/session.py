@@ -21,6 +21,7 @@ from psygnal import Signal
 from annotator.annotation.jobs import Cancelled, FileWorker, InlineRunner, Job, Runner
 from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
+from annotator.datastore.base import EARLIER
 from annotator.engine.history import Change, LabelHistory
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume, label_counts, label_values, volumes_ml
@@ -463,9 +464,7 @@ class AnnotationSession:
 
         def work(job: Job) -> np.ndarray | None:
             job.report(f"reading the label {what} ...")
-            if key == Version.ORIGINAL.value:
-                return store.label(image_id, volume, Version.ORIGINAL)
-            return store.earlier_label(image_id, volume, int(key.removeprefix("earlier-")))
+            return store.saved_label(image_id, volume, key)
 
         def done(label: np.ndarray | None) -> None:
             if image_id != self.image_id or label is None:
@@ -741,7 +740,7 @@ def saved_labels(store: Datastore, image_id: str) -> list[tuple[str, str]]:
         earlier, versions = list(reversed(store.history(image_id))), store.versions(image_id)
     except AnnotatorError:  # an unreadable index is said when something is saved; the image opens
         return []
-    out = [(f"earlier-{back}", f"accepted {when(h.get('saved', ''))}") for back, h in enumerate(earlier, 1)]
+    out = [(f"{EARLIER}{back}", f"accepted {when(h.get('saved', ''))}") for back, h in enumerate(earlier, 1)]
     if Version.ORIGINAL.value in versions:
         out.append((Version.ORIGINAL.value, "first proposed (original)"))
     return out

@@ -37,6 +37,10 @@ class Version(str, Enum):
     DRAFT = "draft"
 
 
+#: how the name of an earlier final starts ("earlier-1": the one accepted before the final)
+EARLIER = "earlier-"
+
+
 def status_of(versions: list[str], upload: str | None = None) -> Status:
     """An image's status from its saved label versions and its upload state
     (``"pending"``, ``"failed"`` or None): a draft means in progress, a final labeled."""
@@ -131,6 +135,13 @@ class Datastore(ABC):
     def earlier_label(self, image_id: str, image: Volume, back: int = 1) -> np.ndarray:
         """An earlier final, checked against ``image``: ``back`` 1 the one accepted before
         the final, 2 the one before that ... (the last of :meth:`history` is 1)."""
+
+    def saved_label(self, image_id: str, image: Volume, version: str) -> np.ndarray | None:
+        """:meth:`label` of ``version`` (final, original, draft), or for ``earlier-N`` the
+        :meth:`earlier_label` N back."""
+        if version.startswith(EARLIER):
+            return self.earlier_label(image_id, image, int(version.removeprefix(EARLIER)))
+        return self.label(image_id, image, version)
 
     def versions(self, image_id: str) -> list[str]:
         """The label versions saved of the image (final, original, draft)."""
