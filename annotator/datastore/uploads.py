@@ -35,27 +35,30 @@ class UploadQueue:
         whose file is gone was sent (a crash before the queue was written again) and
         leaves; a file no entry names (a crash between the two writes of :meth:`add`)
         joins, asking the server first whether it has it. A queue file that is not JSON
-        is kept aside and the queue rebuilt from the files, with a notice."""
+        is kept aside and the queue rebuilt from the files, with a notice. A queue put
+        in step is written back (a waiting file's header is read once)."""
         path = self.root / "queue.json"
-        entries: list = []
+        found: list = []
         try:
-            entries = json.loads(path.read_text("utf-8")) if path.is_file() else []
-            if not isinstance(entries, list):
+            found = json.loads(path.read_text("utf-8")) if path.is_file() else []
+            if not isinstance(found, list):
                 raise ValueError("not a list of uploads")
         except ValueError as exc:
             kept = keep_aside(path)
-            entries = []
+            found = []
             self.notices.append(f"{path}: the queue of labels to send was damaged ({exc}): kept as {kept.name}, "
                                 "and rebuilt from the labels waiting beside it")
         except OSError:
-            entries = []
-        entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("sop_uid"), str)
+            found = []
+        entries = [e for e in found if isinstance(e, dict) and isinstance(e.get("sop_uid"), str)
                    and (self.root / f"{e['sop_uid']}.dcm").is_file()]
         listed = {e["sop_uid"] for e in entries}
         for file in sorted(self.root.glob("*.dcm")):
             if file.stem not in listed:
                 entries.append({"image_id": _image_of(file), "sop_uid": file.stem, "attempts": 1,
                                 "error": "found waiting after a crash", "next_try": 0.0})
+        if entries != found:
+            self._write(entries)
         return entries
 
     def _write(self, entries: list[dict]) -> None:
