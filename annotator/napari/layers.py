@@ -13,6 +13,7 @@ from napari.utils.colormaps import DirectLabelColormap
 
 from annotator.annotation.labels import palette_colour
 from annotator.io.volume import Volume
+from annotator.napari.planes import frame
 from annotator.settings import LabelPreset
 
 IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
@@ -29,8 +30,6 @@ def affine(volume: Volume) -> np.ndarray:
     """4x4 affine from array index ``(z, y, x)`` to the world the image's layers are shown
     in: patient coordinates (LPS, z-y-x order) in the image's own frame
     (:func:`annotator.napari.planes.frame`; LPS itself for an axial image)."""
-    from annotator.napari.planes import frame
-
     direction = np.reshape(volume.direction, (3, 3))[::-1, ::-1]  # ITK (x,y,z) -> array order
     turn = frame(volume)
     matrix = np.eye(4)
