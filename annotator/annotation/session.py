@@ -132,6 +132,18 @@ class AnnotationSession:
         except AnnotatorError:  # nothing installed answers: the presets' names stay
             return {}
 
+    def click_method(self):
+        """The method (:mod:`annotator.engine.methods`) that would answer clicks on the open
+        image; None when none would."""
+        if self.volume is None:
+            return None
+        from annotator.engine.methods import choose
+
+        try:
+            return choose(self.volume, "clicks", self.method)
+        except AnnotatorError:
+            return None
+
     def _offer_labels(self) -> None:
         """Offer the presets, named as the datastore names its labels, else as the model of
         the last automatic segmentation in this datastore named what it drew, else as the

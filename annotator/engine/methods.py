@@ -25,6 +25,9 @@ class Method(ABC):
     #: in a few words: what it needs and what it works on (shown beside its name)
     description: str = ""
     kinds: tuple[str, ...] = ()
+    #: whether clicks are answered on one slice (the image's own, along its first array
+    #: axis) and not in 3-D
+    on_slices: bool = False
 
     def available(self, volume: Volume) -> bool:
         return True
@@ -70,10 +73,11 @@ class GraphCut(Method):
 class Network(Method):
     """A click network (DeepEdit, DeepGrow): the installed model preferred for the image."""
 
-    def __init__(self, name: str, description: str, automatic: bool = False):
+    def __init__(self, name: str, description: str, automatic: bool = False, on_slices: bool = False):
         self.name = name
         self.description = description
         self.kinds = ("clicks", "automatic") if automatic else ("clicks",)
+        self.on_slices = on_slices
         self._deep = None
 
     @property
@@ -115,7 +119,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     GraphCut(),
     Network("deepedit", "network: needs a DeepEdit model for the modality", automatic=True),
     Network("deepgrow3d", "network: needs a DeepGrow 3D model for the modality"),
-    Network("deepgrow2d", "network: needs a DeepGrow 2D model for the modality"),
+    Network("deepgrow2d", "network: needs a DeepGrow 2D model for the modality; answers slice by slice",
+            on_slices=True),
 )}
 #: Preference when choosing automatically: a network for the image's modality, else GraphCut.
 _PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d", "graphcut")

@@ -25,6 +25,7 @@ from annotator.datastore import open_datastore
 from annotator.engine.loading import finish_warm_up, warm_up
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
+from annotator.models.card import METHOD_TITLES
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import bind_keys
 from annotator.napari.planes import PLANES, acquired, view
@@ -279,7 +280,24 @@ class Workspace:
         if self._muted or getattr(event, "action", "added") not in ("added", "removed", "changed"):
             return
         points = lambda name: [tuple(int(round(v)) for v in p) for p in np.asarray(self.layer(name).data)]
+        self._to_answering_plane(event)
         self.session.set_marks(points(L.FOREGROUND), points(L.BACKGROUND))
+
+    def _to_answering_plane(self, event) -> None:
+        """A click added in a plane the method does not answer in (DeepGrow 2D answers on
+        the image's own slices): that plane is shown, through the click, so that the
+        answer is seen where it is drawn."""
+        volume = self.session.volume
+        if getattr(event, "action", "added") != "added" or volume is None or not len(event.source.data):
+            return
+        own, method = acquired(volume), self.session.click_method()
+        if self.shown_plane == own or method is None or not method.on_slices:
+            return
+        click = np.asarray(event.source.data[-1], float)
+        self.viewer.dims.set_point(range(3), tuple((L.affine(volume) @ np.array([*click, 1.0]))[:3]))
+        self.plane(own)
+        self.session.status.emit(f"{own} view: {METHOD_TITLES.get(method.name, method.name)} answers on the "
+                                 f"{own} slices the image was acquired in")
 
     def _scribbled(self, event=None) -> None:
         # the layer's array is the session's, unless a script replaced it with ``layer.data = ...``

@@ -244,3 +244,48 @@ def test_alt_o_shows_the_label_as_outlines_and_back(window, qtbot):
     ws.actions()["outline"]()
     assert seg.contour == 0 and said[-1] == "labels filled"
     assert coloured(viewer.screenshot(canvas_only=True)) > coloured(outlined) * 3
+
+
+def _install_deepgrow2d(modality: str = "MR") -> None:
+    """A small DeepGrow 2D model (untrained weights) among the person's models."""
+    import torch
+
+    from annotator.models import ModelCard, build_network, save_checkpoint
+    from annotator.models.registry import user_dir
+
+    arch = {"name": "UNet", "spatial_dims": 2, "in_channels": 3, "out_channels": 2,
+            "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-2d", method="deepgrow2d", architecture=arch, modality=modality,
+                     labels={"background": 0, "structure": 1}, roi_size=[1, 48, 48])
+    save_checkpoint(build_network(arch), card, user_dir() / "tiny-2d.json")
+
+
+@pytest.mark.parametrize("method", ["deepgrow2d", "graphcut"])
+def test_a_click_in_another_plane_shows_the_plane_deepgrow_2d_answers_in(window, qtbot, method):
+    """DeepGrow 2D answers on the image's own slices: a click in a coronal view changed an
+    axial slice, seen as a line. The view turns to the axial slice through the click;
+    a 3-D method answers in the view it was clicked in."""
+    from helpers import EngineSteps
+
+    viewer, ws, annotation, _ = window
+    _install_deepgrow2d()
+    volume = _acquired_in(ACQUISITIONS["axial"], shape=(12, 40, 40))
+    ws.session.show(volume)
+    annotation.method.setCurrentIndex(annotation.method.findData(method))
+    assert ws.session.method == method
+    ws.plane("coronal")
+    said, steps = [], EngineSteps(ws.session)
+    ws.session.status.connect(said.append)
+    click = (7, 20, 22)
+    viewer.layers[L.FOREGROUND].add(np.array(click, float))
+    steps.wait(qtbot, 1)
+    if method == "graphcut":
+        assert ws.shown_plane == "coronal"
+        return
+    assert ws.shown_plane == "axial" and annotation.view_plane.currentText() == "axial"
+    assert "axial view: DeepGrow 2D answers on the axial slices" in " | ".join(said)
+    affine = L.affine(volume)
+    shown = np.linalg.solve(affine, [*viewer.dims.point, 1.0])[:3]
+    assert round(shown[0]) == click[0]  # the clicked slice is the one shown
+    assert set(np.argwhere(np.asarray(viewer.layers[L.SEGMENTATION].data))[:, 0]) <= {click[0]}
