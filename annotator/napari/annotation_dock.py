@@ -74,7 +74,9 @@ class AnnotationDock(QWidget):
         self.restore = QPushButton("Restore")
         self.restore.setToolTip("Make the chosen earlier label the label (undoable; Accept saves it as the final)")
         self.restore.clicked.connect(lambda: session.restore(self.earlier.currentData()))
-        self.use_layer = QPushButton("Annotate selected image layer")
+        self.use_layer = QPushButton("Annotate layer")
+        self.use_layer.setToolTip("Annotate the image layer selected in the layer list (one opened with File > Open, "
+                                  "a sample or another plugin)")
         self.use_layer.clicked.connect(self._use_selected_layer)
 
         self.buttons = {}
@@ -88,6 +90,7 @@ class AnnotationDock(QWidget):
                 button.setToolTip(f"{text} ({shortcut[0]})")
             self.buttons[key] = button
             grid.addWidget(button, i // 2, i % 2)
+        grid.addWidget(self.use_layer, len(BUTTONS) // 2, len(BUTTONS) % 2)  # beside Next image
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
@@ -134,7 +137,6 @@ class AnnotationDock(QWidget):
         compact(self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
         layout = scrolling_layout(self)
         layout.addLayout(form)
-        layout.addWidget(self.use_layer)
         layout.addLayout(grid)
         layout.addWidget(self.progress)
         layout.addLayout(files_row)

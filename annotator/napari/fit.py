@@ -1,11 +1,12 @@
 """Docks that fit a laptop's screen (1366×768): their contents scroll instead of making
-the window taller than the screen, and their combo boxes shrink to the dock's width
-instead of widening it to their longest item (which they show whole when opened)."""
+the window taller than the screen, their combo boxes shrink to the dock's width
+instead of widening it to their longest item (which they show whole when opened), and a
+long path takes one line, shortened in its middle."""
 
 from __future__ import annotations
 
 from qtpy.QtCore import QEvent, QSize, Qt
-from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 #: characters a combo box shows at least before it elides its text
 COMBO_CHARS = 14
@@ -60,3 +61,34 @@ def compact(*combos: QComboBox) -> None:
         combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(COMBO_CHARS)
         combo.view().setTextElideMode(Qt.ElideNone)
+
+
+class OneLine(QLabel):
+    """A label of one line whatever its width: a text too long for it is shortened in
+    the middle ("/home/…/study_3"), and shown whole in its tooltip."""
+
+    def __init__(self, text: str = ""):
+        super().__init__()
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.setTextFormat(Qt.PlainText)
+        self.whole = ""
+        self.setWhole(text)
+
+    def setWhole(self, text: str) -> None:
+        self.whole = text
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.fontMetrics().horizontalAdvance("/…/" + "x" * 8), self.fontMetrics().height())
+
+    def sizeHint(self) -> QSize:  # its dock's width is not the text's to choose
+        return self.minimumSizeHint()
+
+    def _fit(self) -> None:
+        shown = self.fontMetrics().elidedText(self.whole, Qt.ElideMiddle, max(self.width(), 1))
+        self.setText(shown)
+        self.setToolTip(self.whole if shown != self.whole else "")

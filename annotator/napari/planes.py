@@ -54,6 +54,13 @@ def acquired(volume: Volume) -> str:
     return next(name for name, (across, *_shown) in PLANES.items() if across == sliced)
 
 
+def slice_names(volume: Volume) -> tuple[str, str, str]:
+    """The plane the slices along each world axis lie in: the name napari shows beside
+    the slider of that axis."""
+    by_axis = {sliced: name for name, (sliced, *_shown) in PLANES.items()}
+    return tuple(by_axis[a] for a in _axes(volume)[0])
+
+
 def view(volume: Volume, plane: str) -> tuple[tuple[int, int, int], tuple[str, str]]:
     """napari's dims order and 2-D camera orientation (vertical, horizontal) that show the
     image in ``plane`` (a name of :data:`PLANES`) as radiologists read it."""

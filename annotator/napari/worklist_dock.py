@@ -21,8 +21,8 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.active.strategies import STRATEGIES
-from annotator.napari.fit import compact
-from annotator.napari.markup import coloured
+from annotator.napari.fit import OneLine, compact
+from annotator.napari.markup import WARNING, coloured
 from annotator.napari.workspace import follow, workspace_for
 
 COLUMNS = ["image", "status", "labels", "score"]
@@ -78,8 +78,10 @@ class WorklistDock(QWidget):
         self.ws = workspace_for(napari_viewer)
         self.session = session = self.ws.session
         self.setObjectName("AnnotatorWorklist")
-        self.folder = QLabel("No datastore open")
-        self.folder.setWordWrap(True)
+        self.folder = OneLine("No datastore open")
+        self.view_only = QLabel("")  # why the datastore cannot be written, when it cannot
+        self.view_only.setWordWrap(True)
+        self.view_only.hide()
         choose = QPushButton("Open folder...")
         choose.clicked.connect(self._choose_folder)
         connect = QPushButton("Connect to server...")
@@ -96,6 +98,9 @@ class WorklistDock(QWidget):
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSortIndicator(0, Qt.AscendingOrder)
         self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)  # one line a row, a long name shortened in its middle: more rows in view
+        self.table.setTextElideMode(Qt.ElideMiddle)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
@@ -145,6 +150,7 @@ class WorklistDock(QWidget):
         bottom.addWidget(self.next)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.view_only)
         rank_row = QHBoxLayout()
         rank_row.addWidget(QLabel("Rank by"))
         rank_row.addWidget(self.strategy, 1)
@@ -247,7 +253,9 @@ class WorklistDock(QWidget):
             self.export.setEnabled(False)
             return
         reason = store.read_only_reason()
-        self.folder.setText(coloured(store.place + (f"  (view only: {reason})" if reason else "")))
+        self.folder.setWhole(store.place)
+        self.view_only.setText(coloured(f"View only: {reason}", WARNING) if reason else "")
+        self.view_only.setVisible(bool(reason))
         try:
             records = store.records()
         except Exception as exc:  # shown, never raised into Qt

@@ -28,7 +28,7 @@ from annotator.io.volume import Volume
 from annotator.models.card import METHOD_TITLES
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import bind_keys
-from annotator.napari.planes import PLANES, acquired, view
+from annotator.napari.planes import PLANES, acquired, slice_names, view
 
 _WORKSPACES: "weakref.WeakKeyDictionary[napari.Viewer, Workspace]" = weakref.WeakKeyDictionary()
 
@@ -250,6 +250,7 @@ class Workspace:
         if volume is None or self.viewer.dims.ndim != 3:
             return
         order, orientation = view(volume, name)
+        self.viewer.dims.axis_labels = slice_names(volume)  # the slider says which slices it walks
         self.viewer.dims.order = order
         getattr(self.viewer, "scene", self.viewer).camera.orientation2d = orientation  # napari < 0.9: viewer.camera
         self.viewer.reset_view()

@@ -390,6 +390,10 @@ def test_the_docks_work_on_any_datastore(make_napari_viewer, qtbot):
     worklist.table.sortItems(0, Qt.DescendingOrder)  # the order shown is the order "Next" follows
     worklist.next.click()
     qtbot.waitUntil(lambda: session.image_id == "ct0" and session.idle, timeout=30000)
+    assert worklist.view_only.isHidden()
+    store.read_only_reason = lambda: "the server refuses uploads (403)"  # the worklist says why, on a line of its own
+    worklist.refresh()
+    assert not worklist.view_only.isHidden() and "View only: the server refuses uploads (403)" in worklist.view_only.text()
 
 
 def test_with_only_the_worklist_open_switching_still_asks(make_napari_viewer, qtbot, store_folder):

@@ -49,6 +49,8 @@ def test_the_window_fits_a_laptop_screen(make_napari_viewer, qtbot, tmp_path):
     name = "hippocampus_001_exported_from_the_scanner_with_a_rather_long_series_name"
     shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", folder / f"{name}.nii.gz")
     shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", folder / f"{name}_seg.nii.gz")
+    for case in ("hippocampus_003", "hippocampus_004", "hippocampus_006"):
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", folder / f"{name}_{case[-3:]}.nii.gz")
     (folder / "labels.json").write_text(json.dumps({"labels": {
         "1": "anterior hippocampus, head and body (manual outline, second reader)",
         "2": "posterior hippocampus, tail (manual outline, second reader)"}}))
@@ -74,6 +76,16 @@ def test_the_window_fits_a_laptop_screen(make_napari_viewer, qtbot, tmp_path):
         area = viewer.window.dock_widgets[name].findChild(QScrollArea)
         assert area.isVisible()
         assert area.widget().width() <= area.viewport().width(), name
+    # the worklist shows its folder on one line and a few images, each on one line
+    worklist = viewer.window.dock_widgets["Worklist"]
+    worklist.parent().raise_()
+    qtbot.wait(50)
+    line = worklist.fontMetrics().lineSpacing()
+    assert worklist.folder.height() < 2 * line and worklist.folder.toolTip() == str(folder)
+    table = worklist.table
+    shown = [r for r in range(table.rowCount())
+             if table.rowViewportPosition(r) + table.rowHeight(r) <= table.viewport().height()]
+    assert len(shown) >= 3 and all(table.rowHeight(r) < 2 * line for r in shown), (shown, table.viewport().height())
 
 
 def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, qtbot, tmp_path):

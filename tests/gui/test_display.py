@@ -202,10 +202,12 @@ def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qt
     shot = viewer.screenshot(canvas_only=True)
     assert shot[..., :3].std() > 10  # the slice is drawn
     assert annotation.view_plane.currentText() == "sagittal"
+    assert viewer.dims.axis_labels[viewer.dims.order[0]] == "sagittal"  # beside the slider, not "-3"
     layer = ws.image_layer()
     assert layer._slice_input.displayed == [1, 2]  # the image's rows and columns
     ws.actions()["next_plane"]()  # Alt+E
     assert ws.shown_plane == "axial" and annotation.view_plane.currentText() == "axial"
+    assert viewer.dims.axis_labels[viewer.dims.order[0]] == "axial"
     assert sorted(layer._slice_input.displayed) == [0, 2]  # slices across, columns down the screen
     assert not np.array_equal(viewer.screenshot(canvas_only=True), shot)
     annotation.view_plane.setCurrentIndex(annotation.view_plane.findData("coronal"))
