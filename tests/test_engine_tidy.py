@@ -58,3 +58,48 @@ def test_a_tidy_step_undoes_and_says_what_is_wrong():
         tidy(label, 4, "fill_holes")
     with pytest.raises(InputError, match="unknown tidying step 'smooth'"):
         tidy(label, 1, "smooth")
+
+
+def _disc(shape, centre, radius, spacing=(1.0, 1.0)) -> np.ndarray:
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    return ((rows - centre[0]) * spacing[0]) ** 2 + ((cols - centre[1]) * spacing[1]) ** 2 <= radius ** 2
+
+
+def test_fill_between_slices_grows_one_outline_into_the_next():
+    """A structure outlined on every few slices (a disc of 6 mm, then 12 mm, then 6 mm
+    again, on pixels 0.5 × 1 mm): the slices between get the shapes between, their area
+    growing and shrinking with the slice; the drawn slices, slices beyond them and other
+    labels stay as they were."""
+    spacing = (3.0, 0.5, 1.0)
+    label = np.zeros((14, 80, 50), np.uint8)
+    for z, radius in ((2, 6.0), (8, 12.0), (12, 6.0)):
+        label[z][_disc(label.shape[1:], (40, 25), radius, spacing[1:])] = 1
+    label[5, 38:42, 24:26] = 2  # another structure on a slice being filled: it stays
+    result = tidy(label, 1, "fill_between", spacing=spacing)
+    after = result.label
+    assert result.method == "fill between slices"
+    for z in (2, 8, 12):
+        np.testing.assert_array_equal(after[z], label[z])
+    assert (after[:2] == 0).all() and (after[13:] == 0).all()
+    assert (after[5, 38:42, 24:26] == 2).all()
+    area = [(after[z] == 1).sum() * 0.5 for z in range(14)]  # mm²
+    for z in range(3, 8):  # the radius blends linearly: 6 mm at slice 2 to 12 mm at slice 8
+        expected = np.pi * (6 + (z - 2) * 1.0) ** 2
+        assert abs(area[z] - expected) < 0.08 * expected, (z, area[z], expected)
+    assert area[2] < area[3] < area[5] < area[7] < area[8] > area[10] > area[12]
+    assert ((after == 1) & (label != 1)).sum() > 0 and ((after != 1) & (label == 1)).sum() == 0
+
+
+def test_fill_between_follows_the_slices_viewed_and_says_when_there_is_nothing_to_fill():
+    label = np.zeros((20, 30, 30), np.uint8)
+    label[4:16, 5, 10:20] = 1  # drawn on coronal slices (array axis 1) 5 and 15
+    label[4:16, 15, 10:20] = 1
+    after = tidy(label, 1, "fill_between", axis=1).label
+    assert (after[4:16, 5:16, 10:20] == 1).all() and (after == 1).sum() == 12 * 11 * 10
+    with pytest.raises(InputError, match="no empty slice between two drawn ones"):
+        tidy(label, 1, "fill_between", axis=0)  # on axial slices it is drawn on every slice it spans
+    holed = np.zeros((10, 10, 10), np.uint8)
+    holed[2:8, 2:8, 2:8] = 1
+    holed[2:8, 4:6, 4:6] = 0  # a tube along axis 0: a hole on axial slices, open on coronal ones
+    assert (tidy(holed, 1, "fill_holes", axis=0).label[2:8, 4:6, 4:6] == 1).all()
+    assert (tidy(holed, 1, "fill_holes", axis=1).label[2:8, 4:6, 4:6] == 0).all()

@@ -375,9 +375,10 @@ class AnnotationSession:
         self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(f"{method.name} {kind}"))
 
-    def tidy(self, step: str) -> None:
-        """Tidy the chosen label (``fill_holes`` or ``keep_largest``, see
-        :mod:`annotator.engine.tidy`) on the runner; undone like an engine step."""
+    def tidy(self, step: str, axis: int = 0) -> None:
+        """Tidy the chosen label (a step of :mod:`annotator.engine.tidy`; on the slices
+        across array axis ``axis``: the ones viewed) on the runner; undone like an engine
+        step."""
         if self.volume is None:
             return
         if self._busy:
@@ -389,7 +390,7 @@ class AnnotationSession:
         marks = {k: list(v) for k, v in self.marks.items()}
         self._set_busy(True)
         self.status.emit(f"{STEPS.get(step, step)}: label {value} ...")
-        self.runner.start(lambda _job: tidy(label, value, step),
+        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing),
                           lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(step))
 

@@ -1,5 +1,6 @@
-"""Tidying one structure of a label, as annotation tools offer after a segmentation:
-fill its holes, or keep only its largest connected part.
+"""Tidying one structure of a label, as annotation tools offer after a segmentation or
+while outlining by hand: fill its holes, keep only its largest connected part, or fill
+the slices between the ones it was drawn on.
 
 Each works in the structure's bounding box and gives back a :class:`Result`, so it is
 undone like any engine step. Other labels' voxels are never changed.
@@ -8,26 +9,32 @@ undone like any engine step. Other labels' voxels are never changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import binary_fill_holes, generate_binary_structure
+from scipy.ndimage import binary_fill_holes, distance_transform_edt, generate_binary_structure
 from scipy.ndimage import label as connected_parts
 
 from annotator.engine.region import Result, extent
 from annotator.errors import InputError
 
 #: what each tidying step is called (its method name in the undo history and the status)
-STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part"}
+STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part", "fill_between": "fill between slices"}
 
 
-def tidy(label: np.ndarray, value: int, step: str) -> Result:
+def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
+         spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> Result:
     """``step`` (a key of :data:`STEPS`) applied to structure ``value`` of ``label``.
 
-    - ``fill_holes``: background enclosed by the structure on an axial slice (the first
-      axis) joins it: vessels inside a liver, a cavity. A hole closed in 3-D is closed on
-      each of its slices too.
+    - ``fill_holes``: background enclosed by the structure on a slice across ``axis``
+      (the slices viewed) joins it: vessels inside a liver, a cavity. A hole closed in
+      3-D is closed on each of its slices too.
     - ``keep_largest``: only the structure's largest connected part (26-connected) stays;
       the other parts become background.
+    - ``fill_between``: each slice across ``axis`` where the structure is missing,
+      between two slices where it is drawn, gets the shape between theirs (the signed
+      distances to their outlines, in millimetres of ``spacing``, blended by how near
+      the slice is to each): outline a structure on every few slices, fill the rest.
     """
     if step not in STEPS:
         raise InputError(f"unknown tidying step '{step}' (known: {', '.join(STEPS)})")
@@ -35,15 +42,36 @@ def tidy(label: np.ndarray, value: int, step: str) -> Result:
     box = extent(label == value)
     if box is None:
         raise InputError(f"label {value} is empty: nothing to tidy")
-    patch = np.array(label[box], np.uint8)
+    patch = np.moveaxis(np.array(label[box], np.uint8), axis, 0)  # a view: slices first
     mine = patch == value
     if step == "fill_holes":
         filled = np.stack([binary_fill_holes(plane) for plane in mine])
         patch[filled & (patch == 0)] = value
-    else:
+    elif step == "keep_largest":
         parts, count = connected_parts(mine, generate_binary_structure(3, 3))
         if count > 1:
             sizes = np.bincount(parts.ravel())
             sizes[0] = 0
             patch[mine & (parts != int(np.argmax(sizes)))] = 0
-    return Result(patch, box, label.shape, STEPS[step], time.perf_counter() - start, previous=label)
+    else:
+        in_plane = [s for a, s in enumerate(spacing) if a != axis]
+        drawn = np.flatnonzero(mine.any(axis=(1, 2)))
+        if not np.any(np.diff(drawn) > 1):
+            raise InputError(f"label {value} has no empty slice between two drawn ones: draw it on a few "
+                             "slices, leaving the ones between empty, then fill between them")
+        for low, high in zip(drawn[:-1], drawn[1:]):
+            if high - low < 2:
+                continue
+            below, above = _signed_distance(mine[low], in_plane), _signed_distance(mine[high], in_plane)
+            for k in range(low + 1, high):
+                w = (k - low) / (high - low)
+                patch[k][((1 - w) * below + w * above < 0) & (patch[k] == 0)] = value
+    patch = np.moveaxis(patch, 0, axis)
+    return Result(np.ascontiguousarray(patch), box, label.shape, STEPS[step], time.perf_counter() - start,
+                  previous=label)
+
+
+def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Millimetres from each pixel to the outline of ``mask``: negative inside."""
+    return (distance_transform_edt(~mask, sampling=spacing) - distance_transform_edt(mask, sampling=spacing)
+            + np.where(mask, 0.5, -0.5) * min(spacing))  # the outline half a pixel out of the mask's centres

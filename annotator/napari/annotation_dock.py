@@ -24,7 +24,8 @@ from annotator.napari.workspace import follow, workspace_for
 BUTTONS = [("fg", "Foreground clicks"), ("bg", "Background clicks"), ("scribble_fg", "Scribble foreground"),
            ("scribble_bg", "Scribble background"), ("run", "Run scribbles"), ("clear", "Clear"),
            ("undo", "Undo"), ("redo", "Redo"), ("fill_holes", "Fill holes"), ("keep_largest", "Keep largest part"),
-           ("automatic", "Auto-segment (DeepEdit)"), ("accept", "Accept"), ("next", "Next image")]
+           ("fill_between", "Fill between slices"), ("automatic", "Auto-segment (DeepEdit)"), ("accept", "Accept"),
+           ("next", "Next image")]
 
 
 class AnnotationDock(QWidget):

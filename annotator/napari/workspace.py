@@ -257,6 +257,11 @@ class Workspace:
         self.shown_plane = name
         self.plane_shown.emit(name)
 
+    def sliced_axis(self) -> int:
+        """The image's array axis the view walks through (its slices are the ones shown):
+        world axis i of the image's layers is its array axis i (:mod:`planes`)."""
+        return int(self.viewer.dims.order[0]) if self.viewer.dims.ndim == 3 else 0
+
     def outline(self) -> None:
         """Show the label (and the label maps beside it) filled, or as outlines one voxel
         wide, so that the boundary can be checked against the image under it."""
@@ -399,9 +404,10 @@ class Workspace:
                 "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
                 "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
-                "next_label": s.next_label, "next_volume": self.next_volume, "fill_holes": lambda: s.tidy("fill_holes"),
-                "keep_largest": lambda: s.tidy("keep_largest"), "next_plane": self.next_plane,
-                "outline": self.outline}
+                "next_label": s.next_label, "next_volume": self.next_volume, "next_plane": self.next_plane,
+                "fill_holes": lambda: s.tidy("fill_holes", self.sliced_axis()),
+                "keep_largest": lambda: s.tidy("keep_largest"),
+                "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()), "outline": self.outline}
 
 
 class _WarmUpFilter(QObject):

@@ -346,6 +346,33 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     np.testing.assert_array_equal(np.asarray(seg.data), painted)
 
 
+def test_outlines_painted_on_a_few_coronal_slices_fill_the_slices_between(annotator_window, qtbot):
+    """Painted in the coronal view on slices 10 and 20, Fill between slices (Alt+Shift+I)
+    fills the coronal slices between (the ones viewed, not the axial ones), undoably."""
+    from annotator.napari.workspace import workspace_for
+
+    viewer, ws, dock, _ = annotator_window
+    workspace_for(viewer).plane("coronal")
+    seg = viewer.layers[L.SEGMENTATION]
+    viewer.layers.selection.active = seg
+    seg.brush_size = 7
+    seg.selected_label = 1
+    centre = [n // 2 for n in ws.volume.shape]
+    for row in (10, 20):
+        seg.paint((centre[0], row, centre[2]), 1, refresh=True)
+    painted = ws.label.copy()
+    assert sorted(set(np.argwhere(painted == 1)[:, 1])) == [10, 20]  # two coronal slices
+    steps = EngineSteps(ws)
+    assert dock.buttons["fill_between"].toolTip() == "Fill between slices (Alt+Shift+I)"
+    dock.buttons["fill_between"].click()
+    steps.wait(qtbot, 1)
+    after = np.asarray(seg.data)
+    assert sorted(set(np.argwhere(after == 1)[:, 1])) == list(range(10, 21))
+    assert (after[:, 15] == 1).sum() >= 0.8 * (painted[:, 10] == 1).sum()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(np.asarray(seg.data), painted)
+
+
 def test_3d_view_renders_the_layers(annotator_window, qtbot):
     viewer, ws, dock, _ = annotator_window
     viewer.window.show()  # a hidden canvas draws nothing
