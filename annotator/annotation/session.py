@@ -430,8 +430,12 @@ class AnnotationSession:
             self.proposed[box] = self.label[box]
         self._proposal_stale = False
 
-    def painted(self) -> None:
-        """The label was painted by hand (in place)."""
+    def painted(self, box=None, before: np.ndarray | None = None, after: np.ndarray | None = None) -> None:
+        """The label was painted by hand (in place); a stroke that says which ``box`` it
+        changed, what the box held ``before`` and ``after`` it is undone like an engine
+        step, in the one history."""
+        if box is not None and before is not None and after is not None:
+            self.history.push(Change(box, before, after, dict(self.marks), "paint"))
         self._proposal_stale = True
         self._bounds.clear()
         self._touch()

@@ -151,3 +151,35 @@ def preset_features(presets: list[LabelPreset]):
 def scribble_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "#00e000",
                                            2: "#ff00ff"})
+
+
+def stroke(item, label: np.ndarray):
+    """(box, what it held before, what it holds after) of one paint stroke on a label
+    layer whose data is ``label``, from napari's record of the stroke (the history item
+    its paint event carries: masked atoms of a box, or index arrays with their old and
+    new values), whether or not the stroke is written into ``label`` yet; None when it
+    changed nothing."""
+    atoms = []  # (box, mask or index arrays, old values, new values), in the stroke's order
+    for atom in item:
+        if hasattr(atom, "slice_key"):
+            box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(atom.slice_key, label.shape))
+            atoms.append((box, atom.mask, atom.old_values, atom.new_value))
+        elif len(atom[0]) == label.ndim and np.size(atom[0][0]):
+            box = tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in atom[0])
+            atoms.append((box, tuple(np.asarray(i) - b.start for i, b in zip(atom[0], box)), atom[1], atom[2]))
+    if not atoms:
+        return None
+    whole = tuple(slice(min(a[0][d].start for a in atoms), max(a[0][d].stop for a in atoms))
+                  for d in range(label.ndim))
+    after = np.array(label[whole])
+
+    def write(target, box, where, values):
+        region = target[tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(box, whole))]
+        region[... if where is None else where] = values
+
+    for box, where, _old, new in atoms:
+        write(after, box, where, new)
+    before = after.copy()
+    for box, where, old, _new in reversed(atoms):
+        write(before, box, where, old)
+    return whole, before, after

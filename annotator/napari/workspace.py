@@ -15,6 +15,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from napari.utils.key_bindings import KeyCode, KeyMod
 from qtpy.QtCore import QEvent, QObject, QThreadPool, QTimer, Signal as QtSignal
 from qtpy.QtWidgets import QMessageBox
 from psygnal import Signal as PsygnalSignal
@@ -233,7 +234,10 @@ class Workspace:
             self.layer(L.FOREGROUND).events.data.connect(self._points_changed)
             self.layer(L.BACKGROUND).events.data.connect(self._points_changed)
             scribbles.events.paint.connect(self._scribbled)
-            seg.events.paint.connect(lambda e: None if self._muted else self.session.painted())
+            seg.events.paint.connect(self._painted)
+            # Ctrl+Z on the label layer is the session's undo: one history of clicks, scribbles and strokes
+            seg.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, lambda _layer: s.undo(), overwrite=True)
+            seg.bind_key(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, lambda _layer: s.redo(), overwrite=True)
             seg.events.data.connect(self._label_replaced)
             self.viewer.layers.selection.active = self.layer(L.FOREGROUND)
             self.layer(L.FOREGROUND).mode = "add"
@@ -309,6 +313,11 @@ class Workspace:
         # the layer's array is the session's, unless a script replaced it with ``layer.data = ...``
         self.session.scribbles = np.asarray(self.layer(L.SCRIBBLES).data)
         self.session.request("scribbles")
+
+    def _painted(self, event) -> None:
+        if not self._muted:
+            stroke = L.stroke(getattr(event, "value", ()) or (), self.session.label)
+            self.session.painted(*(stroke or ()))
 
     def _label_replaced(self, event=None) -> None:
         data = np.asarray(self.layer(L.SEGMENTATION).data)

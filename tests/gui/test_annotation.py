@@ -346,6 +346,49 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     np.testing.assert_array_equal(np.asarray(seg.data), painted)
 
 
+def test_a_paint_stroke_is_undone_in_the_same_history_as_the_clicks(annotator_window, qtbot):
+    """A stroke painted after a click: Undo (Alt+Z, the button, or Ctrl+Z on the label
+    layer) takes back the stroke, not the click before it (which took back the click's
+    whole box, painted voxels in it too, and left the stroke outside it); the paint
+    brush, the eraser and the fill bucket each make one step."""
+    from napari.utils.key_bindings import KeyBinding
+
+    viewer, ws, dock, _ = annotator_window
+    gt = truth("hippocampus_001", ws.volume)
+    steps = EngineSteps(ws)
+    viewer.layers[L.FOREGROUND].add(np.array(_click_points(gt, 1)[0], float))
+    steps.wait(qtbot, 1)
+    clicked = ws.label.copy()
+    seg = viewer.layers[L.SEGMENTATION]
+    seg.brush_size = 5
+    inside = tuple(int(v) for v in np.argwhere(clicked == 1)[0])
+    seg.paint(inside, 2, refresh=True)  # over the click's result ...
+    seg.paint((inside[0], 2, 2), 2, refresh=True)  # ... and away from it: two strokes
+    painted = ws.label.copy()
+    assert (painted != clicked).sum() > 10 and ws.history.can_undo
+    dock.buttons["undo"].click()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(ws.label, clicked)
+    np.testing.assert_array_equal(np.asarray(seg.data), clicked)
+    dock.buttons["redo"].click()
+    dock.buttons["redo"].click()
+    np.testing.assert_array_equal(ws.label, painted)
+    undo = seg.keymap[KeyBinding.from_str("Control-Z")]  # what Ctrl+Z does on the label layer
+    undo(seg)
+    undo(seg)
+    np.testing.assert_array_equal(ws.label, clicked)
+    seg.keymap[KeyBinding.from_str("Control-Shift-Z")](seg)
+    assert (ws.label != clicked).any()
+    seg.fill(inside, 3)  # the fill bucket: the click's connected part becomes label 3
+    assert (ws.label == 3).sum() > 10
+    dock.buttons["undo"].click()
+    assert not (ws.label == 3).any()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(ws.label, clicked)
+    dock.buttons["undo"].click()
+    assert not ws.label.any()  # then the click
+
+
 def test_outlines_painted_on_a_few_coronal_slices_fill_the_slices_between(annotator_window, qtbot):
     """Painted in the coronal view on slices 10 and 20, Fill between slices (Alt+Shift+I)
     fills the coronal slices between (the ones viewed, not the axial ones), undoably."""
