@@ -1,4 +1,5 @@
-"""Undo/redo of engine steps and paint strokes, kept as the boxes they changed, not as whole labels.
+"""Undo/redo of engine steps and paint strokes, kept as the boxes they changed, not as
+whole labels.
 
 A step that changed a 100³ box of a 512×512×300 CT keeps 2 MB, not 79 MB; the label
 itself lives elsewhere (the viewer's layer) and is changed in place.
