@@ -254,7 +254,11 @@ class Workspace:
         if volume is None or self.viewer.dims.ndim != 3:
             return
         order, orientation = view(volume, name)
-        self.viewer.dims.axis_labels = slice_names(volume)  # the slider says which slices it walks
+        if tuple(self.viewer.dims.axis_labels) != slice_names(volume):
+            self.viewer.dims.axis_labels = slice_names(volume)  # the slider says which slices it walks
+            # napari widens the slider's label when a person edits it, not when code sets it
+            qt_dims = getattr(getattr(self.viewer.window, "_qt_viewer", None), "dims", None)
+            getattr(qt_dims, "_resize_axis_labels", lambda: None)()
         self.viewer.dims.order = order
         getattr(self.viewer, "scene", self.viewer).camera.orientation2d = orientation  # napari < 0.9: viewer.camera
         self.viewer.reset_view()

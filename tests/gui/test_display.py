@@ -203,6 +203,9 @@ def test_a_sagittal_image_opens_in_its_plane_and_alt_p_turns_the_view(window, qt
     assert shot[..., :3].std() > 10  # the slice is drawn
     assert annotation.view_plane.currentText() == "sagittal"
     assert viewer.dims.axis_labels[viewer.dims.order[0]] == "sagittal"  # beside the slider, not "-3"
+    for slider in viewer.window._qt_viewer.dims.slider_widgets:  # ... and wide enough to read
+        label = slider.axis_label
+        assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), label.text()
     layer = ws.image_layer()
     assert layer._slice_input.displayed == [1, 2]  # the image's rows and columns
     ws.actions()["next_plane"]()  # Alt+E
