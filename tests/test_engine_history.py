@@ -89,3 +89,19 @@ def test_minus_covers_box_less_hole():
         for part in _minus(box, hole):
             got[part] += 1
         np.testing.assert_array_equal(got, want)  # every voxel once, none of the hole
+
+
+def test_history_keeps_no_more_than_its_memory_budget_and_always_the_last_step():
+    label = np.zeros((12, 4, 4), np.uint8)
+    h = LabelHistory({"fg": []}, max_bytes=3 * 2 * 16)  # three steps of 2 × 16 bytes
+    for v in range(1, 6):
+        _write(label, h, v)
+    assert h.nbytes() == 3 * 2 * 16
+    for _ in range(5):
+        h.undo(label)
+    assert (label[2] == 2).all() and not label[3:].any() and h.marks == {"fg": [(2, 0, 0)]}
+    tiny = LabelHistory(max_bytes=1)
+    _write(label, tiny, 7)
+    assert tiny.can_undo  # the last step, however large
+    tiny.undo(label)
+    assert not label[7].any()
