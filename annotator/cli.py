@@ -102,6 +102,20 @@ def cmd_clicks(args) -> int:
     return _write_foreground(result, volume, args.out)
 
 
+def cmd_tidy(args) -> int:
+    from annotator.engine.tidy import tidy
+    from annotator.io import read_label, read_volume, write_label
+
+    volume = read_volume(args.image, args.series)
+    label = read_label(args.label, volume)
+    result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
+                  spacing=volume.array_spacing)
+    write_label(args.out, result.label, volume)
+    changed = int((result.label != label).sum())
+    print(f"{result.method}: label {args.value}, {changed} voxels changed, {result.seconds:.2f} s -> {args.out}")
+    return 0
+
+
 def cmd_infer(args) -> int:
     from annotator.engine.deep import modality_note, session_for_model
     from annotator.io import read_volume, write_label
@@ -607,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="foreground click, voxel index as ITK counts (repeatable)")
     p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
     p.add_argument("--method", default="auto", help="method name (default: best available)")
+    p = on_image("tidy", "fill a structure's holes, keep its largest part, or fill between the slices it is "
+                 "drawn on", "output label (.nii.gz, .dcm ...): the label with the structure tidied", cmd_tidy)
+    p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
+    p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between"])
+    p.add_argument("--value", type=int, default=1, help="the structure's label value (default 1)")
+    p.add_argument("--slices", choices=["z", "y", "x"], default="z",
+                   help="the slices it works on: across the image's z (default), y or x axis, as ITK counts")
     p = on_image("infer", "automatic segmentation with a DeepEdit model (no clicks)",
                  "output label (.nii.gz) with the model's label values", cmd_infer)
     p.add_argument("--model", required=True, help="model name (bundled or in the user models folder)")

@@ -25,7 +25,7 @@ def annotator(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "infer", "samples", "open", "status", "accept",
+@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "tidy", "infer", "samples", "open", "status", "accept",
                                      "label", "dicomweb list", "dicomweb pull", "dicomweb push-seg",
                                      "dicomweb pull-seg", "orthanc serve",
                                      "bench",
@@ -99,6 +99,29 @@ def test_clicks_command_uses_itk_index_order(tmp_path):
     assert seg[z, y, x] == 1
     overlap = (seg.astype(bool) & liver).sum() / seg.astype(bool).sum()
     assert overlap > 0.8
+
+
+def test_tidy_command_fills_between_the_slices_a_structure_is_drawn_on(tmp_path):
+    """The true anterior hippocampus kept on every fourth slice across x (ITK's), the
+    others emptied: fill_between across x gives most of it back; across z it says
+    why it cannot."""
+    image = read_volume(IMAGE)
+    truth = read_label(TRUTH, image)
+    sparse = truth.copy()
+    drawn = np.flatnonzero((truth == 1).any(axis=(0, 1)))[::4]  # array axis 2 is ITK's x
+    sparse[:, :, [i for i in range(truth.shape[2]) if i not in drawn]] = 0
+    label = write_label(tmp_path / "sparse.nii.gz", sparse, image)
+    out = tmp_path / "filled.nii.gz"
+    proc = annotator("tidy", IMAGE, "--label", label, "--step", "fill_between", "--slices", "x", "--out", out)
+    assert "fill between slices: label 1" in proc.stdout
+    filled = read_label(out, image)
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())
+    assert dice(filled == 1, truth == 1) > dice(sparse == 1, truth == 1) + 0.2
+    assert dice(filled == 1, truth == 1) > 0.8
+    np.testing.assert_array_equal(filled == 2, sparse == 2)  # the other label as it was
+    proc = annotator("tidy", IMAGE, "--label", out, "--step", "fill_between", "--out", tmp_path / "x.nii.gz",
+                     check=False)
+    assert proc.returncode != 0 and "no empty slice between two drawn ones" in proc.stderr
 
 
 @pytest.mark.parametrize("args,message", [
