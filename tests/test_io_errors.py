@@ -211,6 +211,26 @@ def test_label_of_wrong_shape_or_geometry(tmp_path):
         read_label(path, image)
 
 
+def test_a_label_of_the_same_grid_stored_another_way_round_is_turned_to_the_image(tmp_path):
+    """A label written by a tool that stores every image in one orientation (rows
+    flipped, axes permuted; the TotalSegmentator example's label of its DICOM CT is
+    such) holds the same voxels: it is read onto the image, voxel for voxel. The same
+    storage one voxel off is still refused."""
+    image = read_volume(HIPPO_IMAGE)
+    truth = read_label(HIPPO / "labels" / "hippocampus_001.nii.gz", image)
+    label = sitk.GetImageFromArray(truth)
+    image.copy_geometry_to(label)
+    turned = sitk.PermuteAxes(sitk.Flip(label, [False, True, True]), [2, 0, 1])  # the same points in space
+    assert turned.GetSize() != label.GetSize()
+    path = tmp_path / "turned.nii.gz"
+    sitk.WriteImage(turned, str(path))
+    np.testing.assert_array_equal(read_label(path, image), truth)
+    turned.SetOrigin(turned.TransformIndexToPhysicalPoint((1, 0, 0)))  # one voxel along
+    sitk.WriteImage(turned, str(path))
+    with pytest.raises(GeometryError, match="voxels but the image|geometry differs"):
+        read_label(path, image)
+
+
 def test_label_with_fractions_or_negatives(tmp_path):
     image = read_volume(HIPPO_IMAGE)
     frac = np.zeros(image.shape, np.float32)

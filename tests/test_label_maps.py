@@ -28,6 +28,31 @@ def test_the_totalsegmentator_folder_lists_its_images_with_their_label_maps():
                        "example_ct_sm": ["example_seg"], "example_mr_sm": ["example_seg_mr"]}
 
 
+def test_a_label_map_stored_another_way_round_is_found_by_its_grid_and_read_onto_its_image(tmp_path):
+    """A label map named like no image, its rows flipped and its axes in another order,
+    belongs to the image whose grid of points it shares (not to an image of the same
+    size elsewhere in space), and opens with it, voxel for voxel."""
+    rng = np.random.default_rng(1)
+    image = sitk.GetImageFromArray((rng.random((6, 12, 10)) * 500).astype(np.int16))
+    image.SetSpacing((0.8, 0.9, 2.5))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    sitk.WriteImage(image, str(tmp_path / "knee.nii.gz"))
+    elsewhere = sitk.Image(image)
+    elsewhere.SetOrigin((110.0, -20.0, 30.0))
+    sitk.WriteImage(elsewhere, str(tmp_path / "ankle.nii.gz"))
+    mask = np.zeros((6, 12, 10), np.uint8)
+    mask[1:4, 2:7, 3:9] = 2
+    label = sitk.GetImageFromArray(mask)
+    label.CopyInformation(image)
+    sitk.WriteImage(sitk.PermuteAxes(sitk.Flip(label, [False, True, False]), [1, 0, 2]),
+                    str(tmp_path / "from_the_planning_system.nii.gz"))
+    store = LocalDatastore(tmp_path)
+    records = {r.id: r.label_maps for r in store.records()}
+    assert records == {"ankle": [], "knee": ["from_the_planning_system"]}
+    volume = store.open_image("knee")
+    np.testing.assert_array_equal(store.label_map("knee", "from_the_planning_system", volume)[0], mask)
+
+
 def _write(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from annotator.bench import report as rep
 from annotator.bench.options import GRAPHCUT_DATASETS
@@ -42,7 +41,7 @@ from annotator.engine.likelihood import fit_intensity_model, robust_range
 from annotator.engine.metrics import dice
 from annotator.errors import InputError
 from annotator.io.phantom import ORGANS, ct_phantom
-from annotator.io.read import read_volume
+from annotator.io.read import read_label, read_volume
 from annotator.io.volume import Volume
 from annotator.samples import data_root
 from annotator.training.simulate import next_click
@@ -80,15 +79,6 @@ assert tuple(d.name for d in DATASETS) == GRAPHCUT_DATASETS  # the names the opt
 
 
 
-def _label_on(volume: Volume, path: Path) -> np.ndarray:
-    """A label map resampled (nearest neighbour) onto the volume's grid: the example
-    segmentations come in another orientation than their DICOM series."""
-    label = sitk.ReadImage(str(path))
-    reference = volume.to_sitk(np.zeros(volume.shape, np.uint8))
-    resampled = sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
-    return sitk.GetArrayFromImage(resampled)
-
-
 def _cases(ds: DataSet, root: Path, args) -> list[tuple[str, Volume, dict[str, np.ndarray]]]:
     """(case id, volume, {structure: mask}) of a data set."""
     if ds.name == "phantom":
@@ -104,7 +94,7 @@ def _cases(ds: DataSet, root: Path, args) -> list[tuple[str, Volume, dict[str, n
         return [(case, volume, {"hippocampus": label > 0})
                 for case, volume, label in labelled_cases(root / ds.image, split, 4 if args.quick else None)]
     volume = read_volume(root / ds.image)
-    label = _label_on(volume, root / ds.label)
+    label = read_label(root / ds.label, volume)  # the DICOM CT's is stored the other way round: turned
     names = {v: int(k) for k, v in json.loads((root / ds.class_map).read_text()).items()}
     structures = ds.structures[:2] if args.quick else ds.structures
     return [(ds.name, volume, {s: label == names[s] for s in structures if (label == names[s]).any()})]

@@ -53,8 +53,8 @@ def _named_like_label(image_id: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _header(path: str, mtime: float) -> tuple | None:
-    """(pixel type, size, spacing, origin) of an image file from its header, or None; of a
-    4-D file, its volumes' (what a label of it is drawn on)."""
+    """(pixel type, size, spacing, origin, direction) of an image file from its header, or
+    None; of a 4-D file, its volumes' (what a label of it is drawn on)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -64,8 +64,12 @@ def _header(path: str, mtime: float) -> tuple | None:
             reader.ReadImageInformation()
     except RuntimeError:
         return None
+    direction = reader.GetDirection()
+    dimension = reader.GetDimension()
+    if dimension > 3:  # the 3-D part of a 4-D file's direction
+        direction = [direction[r * dimension + c] for r in range(3) for c in range(3)]
     return (sitk.GetPixelIDValueAsString(reader.GetPixelID()), tuple(reader.GetSize()[:3]),
-            tuple(round(s, 4) for s in reader.GetSpacing()[:3]), tuple(round(o, 2) for o in reader.GetOrigin()[:3]))
+            tuple(reader.GetSpacing()[:3]), tuple(reader.GetOrigin()[:3]), tuple(direction))
 
 
 def header(path: Path) -> tuple | None:
@@ -165,6 +169,9 @@ def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[
 
 
 def _geometry(path: Path, series: str | None = None) -> tuple | None:
+    """The grid of points an image's voxels lie on, however they are stored (rows flipped,
+    axes in another order: the same key, as :func:`annotator.io.read.read_label` reads
+    such a label onto the image)."""
     if path.is_dir():
         try:
             from annotator.io.read import read_volume
@@ -172,9 +179,20 @@ def _geometry(path: Path, series: str | None = None) -> tuple | None:
             v = read_volume(path, series)
         except Exception:  # noqa: BLE001 - an unreadable series matches nothing
             return None
-        return (tuple(v.size), tuple(round(s, 4) for s in v.spacing), tuple(round(o, 2) for o in v.origin))
+        return _grid(v.size, v.spacing, v.origin, v.direction)
     found = header(path)
-    return None if found is None else found[1:]
+    return None if found is None or len(found[4]) != 9 else _grid(*found[1:])
+
+
+def _grid(size, spacing, origin, direction) -> tuple:
+    """(each index axis as (the patient axis it runs along, voxels, spacing), sorted; the
+    lowest corner of the voxel centres), rounded."""
+    matrix = np.reshape(direction, (3, 3)) * np.asarray(spacing, float)
+    axes = sorted((int(np.argmax(np.abs(matrix[:, i]))), int(size[i]), round(float(spacing[i]), 4)) for i in range(3))
+    corners = [np.asarray(origin, float) + matrix @ np.array([c[0] * (size[0] - 1), c[1] * (size[1] - 1),
+                                                                c[2] * (size[2] - 1)])
+               for c in np.ndindex(2, 2, 2)]
+    return tuple(axes), tuple(round(float(v), 2) for v in np.min(corners, axis=0))
 
 
 def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, str | None]:

@@ -489,7 +489,9 @@ def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:
     """Read a label map that must lie on ``image``'s grid; return its integer array.
 
     The label's geometry must equal the image's within float32 precision (what a NIfTI
-    header can hold); values must be non-negative integers.
+    header can hold), or be the same grid of points stored another way round (its rows
+    flipped, its axes in another order), which is turned to the image's order; values
+    must be non-negative integers.
     """
     path = Path(path)
     label, non_finite = _read_sitk(path)
@@ -497,6 +499,10 @@ def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:
         raise InputError(f"{path}: label values must be whole numbers (found NaN or infinity)")
     check_scalar_3d(label, str(path))
     other = volume_from_sitk(label)
+    if not other.same_geometry(image, rtol=1e-5):
+        turned = other.in_order_of(image)  # the image's grid, stored another way round
+        if turned is not None:
+            return as_label_array(np.ascontiguousarray(turned), image, str(path))
     return as_label_array(other.array, image, str(path), other)
 
 

@@ -96,6 +96,34 @@ class Volume:
         scale = max(1.0, float(np.max(np.abs(self.origin))))
         return all(np.allclose(a, b, rtol=rtol, atol=rtol * scale) for a, b in pairs)
 
+    def index_affine(self) -> np.ndarray:
+        """4×4 matrix from an array index ``(z, y, x)`` to the patient position (LPS,
+        x-y-z order) of that voxel's centre."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = (np.reshape(self.direction, (3, 3)) @ np.diag(self.spacing))[:, ::-1]
+        matrix[:3, 3] = self.origin
+        return matrix
+
+    def in_order_of(self, image: "Volume", atol: float = 1e-3) -> np.ndarray | None:
+        """This volume's voxels in ``image``'s storage order when both hold the same grid
+        of points stored another way (rows flipped, axes in another order: a label
+        written by a tool that turns every image to one orientation); None when the
+        grids differ. ``atol``: in voxels."""
+        turn = np.linalg.solve(self.index_affine(), image.index_affine())  # image index -> this volume's index
+        axes = np.argmax(np.abs(turn[:3, :3]), axis=0)  # this volume's axis of each of image's axes
+        signs = np.sign(turn[axes, range(3)])
+        ideal = np.zeros((3, 3))
+        ideal[axes, range(3)] = signs
+        if sorted(axes) != [0, 1, 2] or not np.allclose(turn[:3, :3], ideal, atol=atol):
+            return None
+        if tuple(self.shape[a] for a in axes) != image.shape:
+            return None
+        ends = [0 if s > 0 else n - 1 for s, n in zip(signs, image.shape)]  # where image's index 0 falls here
+        if not np.allclose(turn[axes, 3], ends, atol=atol):
+            return None
+        turned = np.transpose(self.array, axes)
+        return np.flip(turned, [a for a in range(3) if signs[a] < 0]) if (signs < 0).any() else turned
+
     def summary(self) -> str:
         """A few lines for a person: modality, size, spacing, range."""
         finite = self.array[np.isfinite(self.array)] if self.array.dtype.kind == "f" else self.array
