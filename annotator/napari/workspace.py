@@ -235,7 +235,7 @@ class Workspace:
             self.layer(L.BACKGROUND).events.data.connect(self._points_changed)
             scribbles.events.paint.connect(self._scribbled)
             seg.events.paint.connect(self._painted)
-            # Ctrl+Z on the label layer is the session's undo: one history of clicks, scribbles and strokes
+            # Ctrl+Z on the label layer is the session's undo: one history of engine steps and strokes
             seg.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, lambda _layer: s.undo(), overwrite=True)
             seg.bind_key(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, lambda _layer: s.redo(), overwrite=True)
             seg.events.data.connect(self._label_replaced)
@@ -304,8 +304,9 @@ class Workspace:
         volume = self.session.volume
         if getattr(event, "action", "added") != "added" or volume is None or not len(event.source.data):
             return
-        own, method = acquired(volume), self.session.click_method()
-        if self.shown_plane == own or method is None or not method.on_slices:
+        own = acquired(volume)
+        method = None if self.shown_plane == own else self.session.click_method()
+        if method is None or not method.on_slices:
             return
         click = np.asarray(event.source.data[-1], float)
         self.viewer.dims.set_point(range(3), tuple((L.affine(volume) @ np.array([*click, 1.0]))[:3]))
