@@ -234,6 +234,11 @@ class Workspace:
             self.layer(L.FOREGROUND).events.data.connect(self._points_changed)
             self.layer(L.BACKGROUND).events.data.connect(self._points_changed)
             scribbles.events.paint.connect(self._scribbled)
+            # Ctrl+Z on the scribbles takes back a stroke, and the label follows the strokes left
+            scribbles.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, lambda layer: self._scribbled(layer.undo()),
+                               overwrite=True)
+            scribbles.bind_key(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ,
+                               lambda layer: self._scribbled(layer.redo()), overwrite=True)
             seg.events.paint.connect(self._painted)
             # Ctrl+Z on the label layer is the session's undo: one history of engine steps and strokes
             seg.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, lambda _layer: s.undo(), overwrite=True)
@@ -315,9 +320,14 @@ class Workspace:
                                  f"{own} slices the image was acquired in")
 
     def _scribbled(self, event=None) -> None:
-        # the layer's array is the session's, unless a script replaced it with ``layer.data = ...``
-        self.session.scribbles = np.asarray(self.layer(L.SCRIBBLES).data)
-        self.session.request("scribbles")
+        # napari says a dab or a fill is painted before it writes it: the engine runs once it is written
+        QTimer.singleShot(0, self._run_scribbles)
+
+    def _run_scribbles(self) -> None:
+        if L.SCRIBBLES in self.viewer.layers:
+            # the layer's array is the session's, unless a script replaced it with ``layer.data = ...``
+            self.session.scribbles = np.asarray(self.layer(L.SCRIBBLES).data)
+            self.session.request("scribbles")
 
     def _painted(self, event) -> None:
         if not self._muted:
