@@ -104,7 +104,7 @@ class WorklistDock(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
-        self.table.cellDoubleClicked.connect(lambda row, _c: self._open_row(row))
+        self.table.activated.connect(lambda index: self._open_row(index.row()))  # a double click, or Enter
         self.table.model().layoutChanged.connect(lambda *_: self._set_order())  # after every sort
         self.next = QPushButton("Next")
         self.next.setToolTip("Open the next image that is not labeled yet, in the order shown (Alt+N)")

@@ -515,6 +515,17 @@ def test_the_docks_work_on_any_datastore(make_napari_viewer, qtbot):
     worklist.table.sortItems(0, Qt.DescendingOrder)  # the order shown is the order "Next" follows
     worklist.next.click()
     qtbot.waitUntil(lambda: session.image_id == "ct0" and session.idle, timeout=30000)
+    # from the keyboard: arrows to a row, Enter opens it
+    worklist.table.setFocus()
+    worklist.table.setCurrentCell(0, 0)  # ct2, sorted descending
+    qtbot.keyClick(worklist.table, Qt.Key_Down)
+    qtbot.keyClick(worklist.table, Qt.Key_Return)
+    qtbot.waitUntil(lambda: session.image_id == "ct1" and session.idle, timeout=30000)
+    row = worklist.image_ids().index("ct2")  # and with the mouse: a double click
+    cell = worklist.table.visualItemRect(worklist.table.item(row, 0)).center()
+    qtbot.mouseClick(worklist.table.viewport(), Qt.LeftButton, pos=cell)  # a double click: press, release,
+    qtbot.mouseDClick(worklist.table.viewport(), Qt.LeftButton, pos=cell)  # then the second press
+    qtbot.waitUntil(lambda: session.image_id == "ct2" and session.idle, timeout=30000)
     assert worklist.view_only.isHidden()
     store.read_only_reason = lambda: "the server refuses uploads (403)"  # the worklist says why, on a line of its own
     worklist.refresh()
