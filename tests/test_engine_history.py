@@ -105,3 +105,17 @@ def test_history_keeps_no_more_than_its_memory_budget_and_always_the_last_step()
     assert tiny.can_undo  # the last step, however large
     tiny.undo(label)
     assert not label[7].any()
+
+
+def test_a_clear_of_a_large_label_does_not_push_the_earlier_steps_out():
+    label = np.zeros((12, 4, 4), np.uint8)
+    h = LabelHistory({"fg": []}, max_bytes=2 * 2 * 16 + label.nbytes)  # two steps and one whole label
+    for v in (1, 2):
+        _write(label, h, v)
+    before = label.copy()
+    label[...] = 0  # what a clear keeps: the label before, and zeros broadcast over it
+    h.push(Change((slice(0, 12), slice(0, 4), slice(0, 4)), before, np.broadcast_to(np.uint8(0), label.shape)))
+    assert h.nbytes() == 2 * 2 * 16 + before.nbytes
+    h.undo(label)
+    h.undo(label)
+    assert (label[1] == 1).all() and not label[2].any()  # the step before the clear is still there

@@ -85,5 +85,7 @@ class LabelHistory:
         return self.marks
 
     def nbytes(self) -> int:
-        """Memory the kept changes take."""
-        return sum(c.before.nbytes + c.after.nbytes for c in self._changes)
+        """Memory the kept changes take (a patch of one value broadcast over its box, as a
+        clear keeps, takes none)."""
+        held = lambda a: 0 if a.ndim and 0 in a.strides else a.nbytes  # noqa: E731
+        return sum(held(c.before) + held(c.after) for c in self._changes)
