@@ -30,12 +30,9 @@ def affine(volume: Volume) -> np.ndarray:
     """4x4 affine from array index ``(z, y, x)`` to the world the image's layers are shown
     in: patient coordinates (LPS, z-y-x order) in the image's own frame
     (:func:`annotator.napari.planes.frame`; LPS itself for an axial image)."""
-    direction = np.reshape(volume.direction, (3, 3))[::-1, ::-1]  # ITK (x,y,z) -> array order
-    turn = frame(volume)
-    matrix = np.eye(4)
-    matrix[:3, :3] = turn @ direction @ np.diag(volume.array_spacing)
-    matrix[:3, 3] = turn @ np.asarray(volume.origin[::-1], float)
-    return matrix
+    turn = np.eye(4)
+    turn[:3, :3] = frame(volume)
+    return turn @ volume.index_affine()[[2, 1, 0, 3]]  # patient rows in z-y-x order, then turned
 
 
 #: CT display windows, name -> (level, width) in HU
