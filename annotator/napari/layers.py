@@ -35,6 +35,20 @@ def affine(volume: Volume) -> np.ndarray:
     return turn @ volume.index_affine()[[2, 1, 0, 3]]  # patient rows in z-y-x order, then turned
 
 
+def first_view(shape, labels) -> tuple[int, int, int]:
+    """The voxel an image opens at: on the first of ``labels`` that holds anything, the
+    slice (first array axis) where it has the most voxels, at their middle, so that a
+    labelled image opens on its structure; else the image's middle."""
+    for label in labels:
+        if label is None or not label.any():
+            continue
+        per_slice = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1)
+        z = int(np.argmax(per_slice))
+        rows, columns = np.nonzero(label[z])
+        return z, int(np.median(rows)), int(np.median(columns))
+    return tuple(int(n) // 2 for n in shape)
+
+
 #: CT display windows, name -> (level, width) in HU
 CT_WINDOWS = {"soft tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
               "brain": (40.0, 80.0)}

@@ -246,8 +246,8 @@ class Workspace:
             seg.events.data.connect(self._label_replaced)
             self.viewer.layers.selection.active = self.layer(L.FOREGROUND)
             self.layer(L.FOREGROUND).mode = "add"
-            mid = [int(n) // 2 for n in volume.shape]
-            self.viewer.dims.set_point(range(3), tuple((affine @ np.array([*mid, 1.0]))[:3]))
+            start = L.first_view(volume.shape, [s.label, *s.label_maps.values()])
+            self.viewer.dims.set_point(range(3), tuple((affine @ np.array([*start, 1.0]))[:3]))
         finally:
             self._muted = False
         self.plane(acquired(volume))  # the plane its slices lie in

@@ -294,3 +294,21 @@ def test_a_click_in_another_plane_shows_the_plane_deepgrow_2d_answers_in(window,
     shown = np.linalg.solve(affine, [*viewer.dims.point, 1.0])[:3]
     assert round(shown[0]) == click[0]  # the clicked slice is the one shown
     assert set(np.argwhere(np.asarray(viewer.layers[L.SEGMENTATION].data))[:, 0]) <= {click[0]}
+
+
+def test_a_labelled_image_opens_on_its_structure(window, qtbot):
+    """A label (or else a label map beside the image) that lies away from the middle: the
+    image opens on the slice where it has the most voxels, not on the middle slice where
+    there is nothing to review."""
+    viewer, ws, _annotation, _ = window
+    volume = _acquired_in(ACQUISITIONS["axial"], shape=(30, 40, 40))
+    shown = lambda: np.rint(np.linalg.solve(L.affine(volume), [*viewer.dims.point, 1.0])[:3]).astype(int).tolist()
+    ws.session.show(volume)
+    assert shown() == [15, 20, 20]  # nothing labelled: the middle
+    label = np.zeros(volume.shape, np.uint8)
+    label[3:7, 5:12, 28:36] = 2
+    label[5, 5:14, 28:36] = 2  # the slice with the most
+    ws.session.show(volume, label)
+    assert shown()[0] == 5 and label[tuple(shown())] == 2
+    ws.session.show(volume, None, {"organs": (np.roll(label, 20, axis=0), {})})
+    assert shown()[0] == 25
