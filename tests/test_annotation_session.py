@@ -107,6 +107,23 @@ def test_autosave_keeps_a_draft_after_a_pause(session, phantoms):
     assert session.store.saves == [("ct0", "draft")] and not session.dirty
 
 
+def test_undo_says_why_it_does_nothing(session, phantoms):
+    _, labels = phantoms
+    said = []
+    session.status.connect(said.append)
+    session.undo()
+    session.redo()
+    assert said == ["nothing to undo", "nothing to redo"]
+    session.set_marks([_centre(labels["ct0"] == 3)], [])
+    label = session.label.copy()
+    session._busy = True  # as while a worker runs: the label is the engine's to change
+    session.undo()
+    assert said[-1] == "engine busy: undo when it is done" and np.array_equal(session.label, label)
+    session._set_busy(False)
+    session.undo()
+    assert said[-1] == "undone" and not session.label.any()
+
+
 def test_a_request_while_the_engine_runs_is_queued(session, phantoms):
     _, labels = phantoms
     session._busy = True  # as while a worker runs

@@ -454,14 +454,22 @@ class AnnotationSession:
         self.label_changed.emit(None, "history")
 
     def undo(self) -> None:
-        if self.history.can_undo and not self._busy:
+        if self._busy:
+            self.status.emit("engine busy: undo when it is done")
+        elif self.history.can_undo:
             self._step(self.history.undo)
             self.status.emit("undone")
+        else:
+            self.status.emit("nothing to undo")
 
     def redo(self) -> None:
-        if self.history.can_redo and not self._busy:
+        if self._busy:
+            self.status.emit("engine busy: redo when it is done")
+        elif self.history.can_redo:
             self._step(self.history.redo)
             self.status.emit("redone")
+        else:
+            self.status.emit("nothing to redo")
 
     def use_label_map(self, map_id: str) -> None:
         """Make a label map found beside the image its label (undoable; Accept saves it)."""
