@@ -104,13 +104,14 @@ def cmd_clicks(args) -> int:
 
 def cmd_tidy(args) -> int:
     from annotator.engine.tidy import tidy
-    from annotator.io import read_label, read_volume, write_label
+    from annotator.io import read_label, read_volume, save_label
+    from annotator.io.label_names import label_names_in
 
     volume = read_volume(args.image, args.series)
     label = read_label(args.label, volume)
     result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
                   spacing=volume.array_spacing)
-    write_label(args.out, result.label, volume)
+    save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()})
     changed = int((result.label != label).sum())
     print(f"{result.method}: label {args.value}, {changed} voxels changed, {result.seconds:.2f} s -> {args.out}")
     return 0
@@ -622,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
     p.add_argument("--method", default="auto", help="method name (default: best available)")
     p = on_image("tidy", "fill a structure's holes, keep its largest part, or fill between the slices it is "
-                 "drawn on", "output label (.nii.gz, .dcm ...): the label with the structure tidied", cmd_tidy)
+                 "drawn on", "output: the label with the structure tidied (.nii.gz; .dcm: a DICOM SEG of a DICOM "
+                 "image, .rtstruct.dcm: an RT Structure Set)", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
     p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between"])
     p.add_argument("--value", type=int, default=1, help="the structure's label value (default 1)")

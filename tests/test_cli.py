@@ -124,6 +124,24 @@ def test_tidy_command_fills_between_the_slices_a_structure_is_drawn_on(tmp_path)
     assert proc.returncode != 0 and "no empty slice between two drawn ones" in proc.stderr
 
 
+def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
+    series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    image = read_volume(series)
+    label = np.zeros(image.shape, np.uint8)
+    label[10:20, 10:20, 10:20] = 1
+    label[30:32, 2:4, 2:4] = 1  # a stray island
+    path = write_label(tmp_path / "l.nii.gz", label, image)
+    out = tmp_path / "tidied.dcm"
+    annotator("tidy", series, "--label", path, "--step", "keep_largest", "--out", out)
+    from annotator.io.dicom import read_dataset
+    from annotator.io.seg import seg_to_label
+
+    back, _names = seg_to_label(read_dataset(out), image)
+    expected = label.copy()
+    expected[30:32] = 0
+    np.testing.assert_array_equal(back, expected)
+
+
 @pytest.mark.parametrize("args,message", [
     (["info", "/nonexistent/file.nii.gz"], "no such file"),
     (["info", "{tmp}/text.txt"], "not an image file"),
