@@ -66,10 +66,10 @@ def cmd_info(args) -> int:
 
 def _write_foreground(result, volume, out: str) -> int:
     """Write a result as a 0/1 label and say which method made it."""
-    from annotator.io import write_label
+    from annotator.io import save_label
 
     foreground = (result.label > 0).astype(np.uint8)
-    write_label(out, foreground, volume)
+    save_label(out, foreground, volume, {1: "foreground"}, algorithm=result.method)
     print(f"method: {result.method}, {int(foreground.sum())} voxels, {result.seconds:.2f} s -> {out}")
     return 0
 
@@ -119,7 +119,7 @@ def cmd_tidy(args) -> int:
 
 def cmd_infer(args) -> int:
     from annotator.engine.deep import modality_note, session_for_model
-    from annotator.io import read_volume, write_label
+    from annotator.io import read_volume, save_label
     from annotator.models import ModelRegistry
 
     volume = read_volume(args.image, args.series)
@@ -133,8 +133,8 @@ def cmd_infer(args) -> int:
     session = session_for_model(volume, args.model)
     card = session.card
     result = session.automatic()
-    write_label(args.out, result.label, volume)
     names = {v: k for k, v in card.labels.items()}
+    save_label(args.out, result.label, volume, {v: n for v, n in names.items() if v}, algorithm=card.name)
     found = ", ".join(f"{names.get(int(v), v)} {int((result.label == v).sum())}" for v in np.unique(result.label) if v)
     print(f"method: {result.method} ({card.name}), {result.seconds:.2f} s, voxels: {found or 'none'} -> {args.out}")
     return 0
@@ -487,7 +487,7 @@ def cmd_dicomweb_pull_seg(args) -> int:
 
     import pydicom
 
-    from annotator.io import read_volume, write_label
+    from annotator.io import read_volume, save_label
     from annotator.io.seg import seg_to_label
 
     server = _server(args)
@@ -498,7 +498,7 @@ def cmd_dicomweb_pull_seg(args) -> int:
     source_series = str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
     volume = read_volume(_cached_series(server, source_series))
     label, names = seg_to_label(ds, volume)
-    write_label(args.out, label, volume)
+    save_label(args.out, label, volume, names)
     print(f"{args.seg_uid}: " + ", ".join(f"{v} {n}" for v, n in names.items()) + f" -> {args.out}")
     return 0
 
@@ -607,7 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
         """A command that segments one image and writes the label to ``--out``."""
         command = sub.add_parser(name, help=help)
         command.add_argument("image", help="image file, DICOM series folder or DICOM file")
-        command.add_argument("--out", required=True, help=out)
+        command.add_argument("--out", required=True, help=out + "; .dcm: a DICOM SEG of a DICOM image, "
+                             ".rtstruct.dcm: an RT Structure Set")
         command.add_argument("--series", help="series of a DICOM folder, or volume of a 4-D file from 0 (default: the "
                              "largest series, the first volume)")
         command.set_defaults(func=func)
@@ -623,8 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
     p.add_argument("--method", default="auto", help="method name (default: best available)")
     p = on_image("tidy", "fill a structure's holes, keep its largest part, or fill between the slices it is "
-                 "drawn on", "output: the label with the structure tidied (.nii.gz; .dcm: a DICOM SEG of a DICOM "
-                 "image, .rtstruct.dcm: an RT Structure Set)", cmd_tidy)
+                 "drawn on", "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
     p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between"])
     p.add_argument("--value", type=int, default=1, help="the structure's label value (default 1)")
@@ -768,7 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = server_action("pull-seg", "a server SEG as a NIfTI label in its source series' geometry",
                       cmd_dicomweb_pull_seg)
     w.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
-    w.add_argument("--out", required=True, help="output label (.nii.gz)")
+    w.add_argument("--out", required=True, help="output label (.nii.gz; .dcm: a DICOM SEG, .rtstruct.dcm: an RT "
+                   "Structure Set, of the source series)")
     w = server_action("login", "check a password (with --user) or a bearer token and keep it in the keyring",
                       cmd_dicomweb_login, login=True)
     w.add_argument("--stdin", action="store_true", help="read the secret from standard input, not a prompt")

@@ -124,6 +124,24 @@ def test_tidy_command_fills_between_the_slices_a_structure_is_drawn_on(tmp_path)
     assert proc.returncode != 0 and "no empty slice between two drawn ones" in proc.stderr
 
 
+def test_every_label_output_can_be_a_dicom_seg(tmp_path):
+    """clicks (and scribbles, tidy, infer, pull-seg: one writer) write a DICOM SEG when
+    --out ends in .dcm; it holds what the NIfTI holds."""
+    series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    image = read_volume(series)
+    z, y, x = (n // 2 for n in image.shape)
+    for out in (tmp_path / "a.nii.gz", tmp_path / "a.dcm"):
+        proc = annotator("clicks", series, "--fg", f"{x},{y},{z}", "--method", "graphcut", "--out", out)
+        assert "method: graphcut" in proc.stdout
+    from annotator.io.dicom import read_dataset
+    from annotator.io.seg import seg_to_label
+
+    seg = read_dataset(tmp_path / "a.dcm")
+    back, names = seg_to_label(seg, image)
+    np.testing.assert_array_equal(back, read_label(tmp_path / "a.nii.gz", image))
+    assert names == {1: "foreground"} and back.any()
+
+
 def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
     image = read_volume(series)
