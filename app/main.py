@@ -43,6 +43,7 @@ def add_docks(viewer) -> None:
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.training_dock import TrainingDock
     from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import follow, workspace_for
 
     window = viewer.window._qt_window
     annotation = AnnotationDock(viewer)
@@ -51,8 +52,18 @@ def add_docks(viewer) -> None:
     training = viewer.window.add_dock_widget(TrainingDock(viewer), name="Training", area="right")
     window.tabifyDockWidget(docks[1], training)
     QTimer.singleShot(0, docks[1].raise_)  # the worklist is the tab in front
+    session = workspace_for(viewer).session
+    follow(window, (session.image_opened, lambda _id: _title(viewer, session)),
+           (session.datastore_changed, lambda: _title(viewer, session)))
     # dock sizes only stick once the window is laid out
     QTimer.singleShot(0, lambda: _share_height(window, docks, annotation))
+
+
+def _title(viewer, session) -> None:
+    """The window says which image is open, and from where."""
+    shown = [name for name in (session.volume is not None and (session.volume.name or session.image_id),
+                               session.store is not None and session.store.place) if name]
+    viewer.title = " — ".join(["Annotator", *shown])
 
 
 def _share_height(window, docks, annotation) -> None:

@@ -60,6 +60,7 @@ def test_the_window_fits_a_laptop_screen(make_napari_viewer, qtbot, tmp_path):
     open_start(viewer, str(folder), None)
     qtbot.waitUntil(lambda: session.volume is not None and session.idle, timeout=30000)
     window = viewer.window._qt_window
+    assert viewer.title == f"Annotator — {session.volume.name} — {folder}"  # which image, from where
     window.show()
     qtbot.waitUntil(lambda: window.isVisible())
     least = window.minimumSizeHint()
