@@ -623,10 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="foreground click, voxel index as ITK counts (repeatable)")
     p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
     p.add_argument("--method", default="auto", help="method name (default: best available)")
-    p = on_image("tidy", "fill a structure's holes, keep its largest part, or fill between the slices it is "
-                 "drawn on", "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
+    p = on_image("tidy", "fill a structure's holes, keep its largest part, fill between the slices it is "
+                 "drawn on, or smooth it", "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
-    p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between"])
+    p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between", "smooth"])
     p.add_argument("--value", type=int, default=1, help="the structure's label value (default 1)")
     p.add_argument("--slices", choices=["z", "y", "x"], default="z",
                    help="the slices it works on: across the image's z (default), y or x axis, as ITK counts")

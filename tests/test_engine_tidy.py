@@ -56,8 +56,8 @@ def test_a_tidy_step_undoes_and_says_what_is_wrong():
     np.testing.assert_array_equal(label, original)
     with pytest.raises(InputError, match="label 4 is empty"):
         tidy(label, 4, "fill_holes")
-    with pytest.raises(InputError, match="unknown tidying step 'smooth'"):
-        tidy(label, 1, "smooth")
+    with pytest.raises(InputError, match="unknown tidying step 'sharpen'"):
+        tidy(label, 1, "sharpen")
 
 
 def _disc(shape, centre, radius, spacing=(1.0, 1.0)) -> np.ndarray:
@@ -103,3 +103,21 @@ def test_fill_between_follows_the_slices_viewed_and_says_when_there_is_nothing_t
     holed[2:8, 4:6, 4:6] = 0  # a tube along axis 0: a hole on axial slices, open on coronal ones
     assert (tidy(holed, 1, "fill_holes", axis=0).label[2:8, 4:6, 4:6] == 1).all()
     assert (tidy(holed, 1, "fill_holes", axis=1).label[2:8, 4:6, 4:6] == 0).all()
+
+
+def test_smooth_takes_off_spikes_and_strays_and_fills_notches_of_that_structure_only():
+    label = np.zeros((20, 30, 30), np.uint8)
+    label[5:15, 8:22, 8:22] = 1
+    label[10, 15, 22:25] = 1  # a spike
+    label[10, 14:16, 8] = 0  # a notch
+    label[10, 15, 15] = 0  # a pinhole
+    label[2, 2, 2] = 1  # a stray voxel
+    label[8:10, 24:28, 24:28] = 2  # another structure beside it
+    after = tidy(label, 1, "smooth").label
+    assert not after[10, 15, 22:25].any() and (after[10, 14:16, 8] == 1).all() and after[10, 15, 15] == 1
+    assert after[2, 2, 2] == 0
+    assert (after[7:13, 10:20, 10:20] == 1).all()  # the bulk stays
+    np.testing.assert_array_equal(after == 2, label == 2)
+    assert 0.85 < (after == 1).sum() / (label == 1).sum() < 1.0  # corners rounded, a little
+    thick = tidy(label, 1, "smooth", spacing=(5.0, 1.0, 1.0)).label  # 5 mm slices: hardly blurred across them
+    assert (thick[5] == 1).sum() > (after[5] == 1).sum()

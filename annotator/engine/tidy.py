@@ -1,6 +1,6 @@
 """Tidying one structure of a label, as annotation tools offer after a segmentation or
-while outlining by hand: fill its holes, keep only its largest connected part, or fill
-the slices between the ones it was drawn on.
+while outlining by hand: fill its holes, keep only its largest connected part, fill the
+slices between the ones it was drawn on, or smooth its surface.
 
 Each works in the structure's bounding box and gives back a :class:`Result`, so it is
 undone like any engine step. Other labels' voxels are never changed.
@@ -12,14 +12,17 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import binary_fill_holes, distance_transform_edt, generate_binary_structure
+from scipy.ndimage import binary_fill_holes, distance_transform_edt, gaussian_filter, generate_binary_structure
 from scipy.ndimage import label as connected_parts
 
 from annotator.engine.region import Result, extent
 from annotator.errors import InputError
 
 #: what each tidying step is called (its method name in the undo history and the status)
-STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part", "fill_between": "fill between slices"}
+STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part", "fill_between": "fill between slices",
+         "smooth": "smooth"}
+#: how far (Gaussian sigma, mm) ``smooth`` blurs the structure before cutting it at half
+SMOOTH_MM = 1.0
 
 
 def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
@@ -35,6 +38,9 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
       between two slices where it is drawn, gets the shape between theirs (the signed
       distances to their outlines, in millimetres of ``spacing``, blended by how near
       the slice is to each): outline a structure on every few slices, fill the rest.
+    - ``smooth``: the structure blurred (a Gaussian of :data:`SMOOTH_MM` in each
+      direction, in millimetres of ``spacing``) and cut at half: spikes and single
+      voxels go, notches fill, the bulk stays where it is.
     """
     if step not in STEPS:
         raise InputError(f"unknown tidying step '{step}' (known: {', '.join(STEPS)})")
@@ -42,11 +48,19 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     box = extent(label == value)
     if box is None:
         raise InputError(f"label {value} is empty: nothing to tidy")
+    if step == "smooth":  # the blur reaches a little beyond the structure
+        reach = [int(np.ceil(2 * SMOOTH_MM / s)) for s in spacing]
+        box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, label.shape))
     patch = np.moveaxis(np.array(label[box], np.uint8), axis, 0)  # a view: slices first
     mine = patch == value
     if step == "fill_holes":
         filled = np.stack([binary_fill_holes(plane) for plane in mine])
         patch[filled & (patch == 0)] = value
+    elif step == "smooth":
+        kept = gaussian_filter(mine.astype(np.float32), [SMOOTH_MM / s for s in np.asarray(spacing)[[axis, *(
+            a for a in range(3) if a != axis)]]], mode="constant") >= 0.5
+        patch[mine & ~kept] = 0
+        patch[kept & (patch == 0)] = value
     elif step == "keep_largest":
         parts, count = connected_parts(mine, generate_binary_structure(3, 3))
         if count > 1:

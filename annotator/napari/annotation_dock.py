@@ -24,8 +24,10 @@ from annotator.napari.workspace import follow, workspace_for
 BUTTONS = [("fg", "Foreground clicks"), ("bg", "Background clicks"), ("scribble_fg", "Scribble foreground"),
            ("scribble_bg", "Scribble background"), ("run", "Run scribbles"), ("clear", "Clear"),
            ("undo", "Undo"), ("redo", "Redo"), ("fill_holes", "Fill holes"), ("keep_largest", "Keep largest part"),
-           ("fill_between", "Fill between slices"), ("automatic", "Auto-segment (DeepEdit)"), ("accept", "Accept"),
-           ("next", "Next image")]
+           ("fill_between", "Fill between slices"), ("smooth", "Smooth"), ("automatic", "Auto-segment (DeepEdit)"),
+           ("accept", "Accept"), ("next", "Next image")]
+#: what a button without a shortcut does, in its tooltip
+HINTS = {"smooth": "Smooth the chosen label's surface: spikes and stray voxels go, notches fill (undoable)"}
 
 
 class AnnotationDock(QWidget):
@@ -89,6 +91,8 @@ class AnnotationDock(QWidget):
             shortcut = SHORTCUTS.get(key)
             if shortcut:
                 button.setToolTip(f"{text} ({shortcut[0]})")
+            elif key in HINTS:
+                button.setToolTip(HINTS[key])
             self.buttons[key] = button
             grid.addWidget(button, i // 2, i % 2)
         grid.addWidget(self.use_layer, len(BUTTONS) // 2, len(BUTTONS) % 2)  # beside Next image

@@ -421,7 +421,7 @@ class Workspace:
             self.window_shown.emit(name)
 
     def actions(self) -> dict:
-        """Shortcut and button actions by name (the keys of ``SHORTCUTS``)."""
+        """Shortcut and button actions by name (the keys of ``SHORTCUTS``, and buttons' without one)."""
         s = self.session
         windows = {f"window_{name}": (lambda n=name: self.window(n)) for name in L.WINDOWS if name != "percentiles"}
         return {**windows, "fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
@@ -431,7 +431,8 @@ class Workspace:
                 "next_label": s.next_label, "next_volume": self.next_volume, "next_plane": self.next_plane,
                 "fill_holes": lambda: s.tidy("fill_holes", self.sliced_axis()),
                 "keep_largest": lambda: s.tidy("keep_largest"),
-                "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()), "outline": self.outline}
+                "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()),
+                "smooth": lambda: s.tidy("smooth"), "outline": self.outline}
 
 
 class _WarmUpFilter(QObject):

@@ -399,6 +399,17 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     steps.wait(qtbot, 2)
     assert not np.asarray(seg.data)[28:31, 45:48, 2:5].any()
     assert dock.buttons["fill_holes"].toolTip() == "Fill holes (Alt+I)"
+    tidied = np.asarray(seg.data).copy()
+    ws.label[15, 30, 30:34] = 1  # a spike off its side
+    ws.painted()
+    dock.buttons["smooth"].click()
+    steps.wait(qtbot, 3)
+    assert not np.asarray(seg.data)[15, 30, 30:34].any() and "smooth" in dock.status.text()
+    assert (np.asarray(seg.data)[8:22, 13:37, 11:27] == 1).all()  # its bulk stays
+    assert "spikes" in dock.buttons["smooth"].toolTip()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(np.asarray(seg.data)[15, 30, 30:34], 1)
+    ws.label[15, 30, 30:34] = tidied[15, 30, 30:34]  # painted without a stroke record: off by hand
     dock.buttons["undo"].click()
     dock.buttons["undo"].click()
     np.testing.assert_array_equal(np.asarray(seg.data), painted)
