@@ -454,22 +454,20 @@ class AnnotationSession:
         self.label_changed.emit(None, "history")
 
     def undo(self) -> None:
-        if self._busy:
-            self.status.emit("engine busy: undo when it is done")
-        elif self.history.can_undo:
-            self._step(self.history.undo)
-            self.status.emit("undone")
-        else:
-            self.status.emit("nothing to undo")
+        self._move("undo", self.history.can_undo, self.history.undo)
 
     def redo(self) -> None:
+        self._move("redo", self.history.can_redo, self.history.redo)
+
+    def _move(self, name: str, possible: bool, move) -> None:
+        """Undo or redo (``name``), or say why not."""
         if self._busy:
-            self.status.emit("engine busy: redo when it is done")
-        elif self.history.can_redo:
-            self._step(self.history.redo)
-            self.status.emit("redone")
+            self.status.emit(f"engine busy: {name} when it is done")
+        elif possible:
+            self._step(move)
+            self.status.emit({"undo": "undone", "redo": "redone"}[name])
         else:
-            self.status.emit("nothing to redo")
+            self.status.emit(f"nothing to {name}")
 
     def use_label_map(self, map_id: str) -> None:
         """Make a label map found beside the image its label (undoable; Accept saves it)."""

@@ -52,13 +52,13 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
         reach = [int(np.ceil(2 * SMOOTH_MM / s)) for s in spacing]
         box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, label.shape))
     patch = np.moveaxis(np.array(label[box], np.uint8), axis, 0)  # a view: slices first
+    moved = [float(spacing[axis]), *(float(s) for a, s in enumerate(spacing) if a != axis)]  # the patch's spacing
     mine = patch == value
     if step == "fill_holes":
         filled = np.stack([binary_fill_holes(plane) for plane in mine])
         patch[filled & (patch == 0)] = value
     elif step == "smooth":
-        kept = gaussian_filter(mine.astype(np.float32), [SMOOTH_MM / s for s in np.asarray(spacing)[[axis, *(
-            a for a in range(3) if a != axis)]]], mode="constant") >= 0.5
+        kept = gaussian_filter(mine.astype(np.float32), [SMOOTH_MM / s for s in moved], mode="constant") >= 0.5
         patch[mine & ~kept] = 0
         patch[kept & (patch == 0)] = value
     elif step == "keep_largest":
@@ -68,7 +68,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
             sizes[0] = 0
             patch[mine & (parts != int(np.argmax(sizes)))] = 0
     else:
-        in_plane = [s for a, s in enumerate(spacing) if a != axis]
+        in_plane = moved[1:]
         drawn = np.flatnonzero(mine.any(axis=(1, 2)))
         if not np.any(np.diff(drawn) > 1):
             raise InputError(f"label {value} has no empty slice between two drawn ones: draw it on a few "

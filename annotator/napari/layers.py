@@ -40,9 +40,9 @@ def first_view(shape, labels) -> tuple[int, int, int]:
     slice (first array axis) where it has the most voxels, at their middle, so that a
     labelled image opens on its structure; else the image's middle."""
     for label in labels:
-        if label is None or not label.any():
+        per_slice = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1) if label is not None else [0]
+        if not np.any(per_slice):
             continue
-        per_slice = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1)
         z = int(np.argmax(per_slice))
         rows, columns = np.nonzero(label[z])
         return z, int(np.median(rows)), int(np.median(columns))
