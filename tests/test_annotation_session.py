@@ -315,8 +315,15 @@ def test_volumes_follow_engine_steps_undo_and_painting(session, phantoms):
     session.label[0, 0, :5] = 7  # painted by hand
     session.painted()
     assert session.volumes() == counted() and counted()[7][0] == 5
+    session.clear()  # the chosen label (2, none left after the undo): the others stay
+    assert session.volumes() == counted() and set(counted()) == {1, 7}
+    session.choose_label(7)
     session.clear()
+    assert session.volumes() == counted() and set(counted()) == {1}
+    session.clear_all()
     assert session.volumes() == {}
+    session.undo()
+    assert session.volumes() == counted() and set(counted()) == {1}
 
 
 def test_opening_a_folder_says_how_the_search_goes(tmp_path, private_user_dirs):

@@ -517,17 +517,34 @@ class AnnotationSession:
             self._offer_labels()
 
     def clear(self) -> None:
-        """Remove the marks and the label of the current image (undoable)."""
-        if self.volume is None or self._busy:
-            return
+        """Remove the marks and the chosen structure of the current image; the other
+        structures stay (undoable)."""
+        if self.volume is not None and not self._busy:
+            self._clear(self.label_value)
+
+    def clear_all(self) -> None:
+        """Remove the marks and every structure of the current image (undoable)."""
+        if self.volume is not None and not self._busy:
+            self._clear(None)
+
+    def _clear(self, value: int | None) -> None:
+        """Marks, scribbles and the structure ``value`` (None: every structure) removed."""
         self.scribbles[...] = 0
         before = np.array(self.label, copy=True)
-        self.label[...] = 0
+        if value is None:
+            self.label[...] = 0
+            after = np.broadcast_to(np.uint8(0), before.shape)
+        else:
+            self.label[self.label == value] = 0
+            after = np.array(self.label, copy=True)
         everything = tuple(slice(0, n) for n in self.volume.shape)
-        self.history.push(Change(everything, before, np.broadcast_to(np.uint8(0), before.shape),
-                                 {"fg": [], "bg": []}, "clear"))
+        self.history.push(Change(everything, before, after, {"fg": [], "bg": []}, "clear"))
         self._step(lambda label: self.history.marks)
-        self.status.emit("cleared")
+        if value is None:
+            self.status.emit("cleared every structure")
+        else:
+            name = next((p.name for p in self.labels if p.value == value), f"label {value}")
+            self.status.emit(f"cleared {name}; the other structures stay (Alt+Shift+X clears them all)")
 
     # ---- saving -------------------------------------------------------------------------
 

@@ -28,6 +28,20 @@ BUTTONS = [("fg", "Foreground clicks"), ("bg", "Background clicks"), ("scribble_
            ("accept", "Accept"), ("next", "Next image")]
 #: what a button without a shortcut does, in its tooltip
 HINTS = {"smooth": "Smooth the chosen label's surface: spikes and stray voxels go, notches fill (undoable)"}
+#: shortcuts a button's tooltip names besides its own: a variant of its action with no button
+VARIANTS = {"clear": "clear_all"}
+
+
+def tooltip(key: str) -> str:
+    """What a button does and its keys (and those of its variant), or its hint."""
+    if key not in SHORTCUTS:
+        return HINTS.get(key, "")
+    lines = []
+    for action in (key, VARIANTS.get(key)):
+        if action:
+            keys, what = SHORTCUTS[action]
+            lines.append(f"{what[0].upper()}{what[1:]} ({keys})")
+    return "\n".join(lines)
 
 
 class AnnotationDock(QWidget):
@@ -88,11 +102,7 @@ class AnnotationDock(QWidget):
         for i, (key, text) in enumerate(BUTTONS):
             button = QPushButton(text)
             button.clicked.connect(lambda _checked=False, a=actions[key]: a())
-            shortcut = SHORTCUTS.get(key)
-            if shortcut:
-                button.setToolTip(f"{text} ({shortcut[0]})")
-            elif key in HINTS:
-                button.setToolTip(HINTS[key])
+            button.setToolTip(tooltip(key))
             self.buttons[key] = button
             grid.addWidget(button, i // 2, i % 2)
         grid.addWidget(self.use_layer, len(BUTTONS) // 2, len(BUTTONS) % 2)  # beside Next image

@@ -427,7 +427,7 @@ class Workspace:
         return {**windows, "fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
                 "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
                 "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
-                "undo": s.undo, "redo": s.redo, "clear": s.clear, "accept": s.accept, "next": s.next_image,
+                "undo": s.undo, "redo": s.redo, "clear": s.clear, "clear_all": s.clear_all, "accept": s.accept, "next": s.next_image,
                 "next_label": s.next_label, "next_volume": self.next_volume, "next_plane": self.next_plane,
                 "fill_holes": lambda: s.tidy("fill_holes", self.sliced_axis()),
                 "keep_largest": lambda: s.tidy("keep_largest"),

@@ -101,6 +101,13 @@ def _press(layer, keys: str) -> None:
     (layer.keymap.get(key) or type(layer).class_keymap[key])(layer)
 
 
+def _press_viewer(viewer, keys: str) -> None:
+    """What napari does for ``keys`` pressed in the viewer: the viewer's binding."""
+    from napari.utils.key_bindings import KeyBinding
+
+    viewer.keymap[KeyBinding.from_str(keys)](viewer)
+
+
 def test_ctrl_z_on_the_scribbles_takes_back_a_stroke_and_the_label_follows(annotator_window, qtbot):
     """A stroke taken back with Ctrl+Z on the scribbles layer (napari's own undo) left the
     label as that stroke had made it; now the label is cut again from the strokes left,
@@ -377,8 +384,16 @@ def test_the_dock_shows_the_volume_of_each_label(annotator_window, qtbot):
                                                       f"2: {name[2]}  {two} (2,000 voxels)"]
     dock.preset.setCurrentIndex(dock.preset.findData(2))
     qtbot.waitUntil(lambda: dock.volume_text.text().startswith(f"Volume of {name[2]}: {two};"), timeout=5000)
-    ws.clear()
+    dock.buttons["clear"].click()  # the chosen label goes; the other stays
+    qtbot.waitUntil(lambda: dock.volume_text.text().startswith(f"Volume of {name[2]}: 0 mL;"), timeout=5000)
+    assert (ws.label == 1).sum() == 4000 and not (ws.label == 2).any()
+    assert "the other structures stay" in dock.status.text()
+    assert dock.buttons["clear"].toolTip().splitlines()[1] == "Clear the marks and every label (Alt+Shift+X)"
+    _press_viewer(viewer, "Alt-Shift-X")
     qtbot.waitUntil(lambda: dock.volume_text.text() == f"Volume of {name[2]}: 0 mL", timeout=5000)
+    assert not ws.label.any()
+    dock.buttons["undo"].click()
+    assert (ws.label == 1).sum() == 4000
 
 
 def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot):
@@ -398,7 +413,7 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     dock.buttons["keep_largest"].click()
     steps.wait(qtbot, 2)
     assert not np.asarray(seg.data)[28:31, 45:48, 2:5].any()
-    assert dock.buttons["fill_holes"].toolTip() == "Fill holes (Alt+I)"
+    assert dock.buttons["fill_holes"].toolTip() == "Fill the chosen label's holes (on each slice of the view) (Alt+I)"
     tidied = np.asarray(seg.data).copy()
     ws.label[15, 30, 30:34] = 1  # a spike off its side
     ws.painted()
@@ -472,7 +487,7 @@ def test_outlines_painted_on_a_few_coronal_slices_fill_the_slices_between(annota
     painted = ws.label.copy()
     assert sorted(set(np.argwhere(painted == 1)[:, 1])) == [10, 20]  # two coronal slices
     steps = EngineSteps(ws)
-    assert dock.buttons["fill_between"].toolTip() == "Fill between slices (Alt+Shift+I)"
+    assert dock.buttons["fill_between"].toolTip().endswith("(Alt+Shift+I)")
     dock.buttons["fill_between"].click()
     steps.wait(qtbot, 1)
     after = np.asarray(seg.data)
