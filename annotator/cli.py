@@ -118,7 +118,7 @@ def cmd_tidy(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from annotator.engine.deep import modality_note, session_for_model
+    from annotator.engine.deep import model_notes, session_for_model
     from annotator.io import read_volume, save_label
     from annotator.models import ModelRegistry
 
@@ -127,8 +127,7 @@ def cmd_infer(args) -> int:
     if entry.card.method != "deepedit":
         raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
                          "needs a deepedit model")
-    note = modality_note(entry.card, volume.modality)
-    if note:
+    for note in (model_notes(entry.card, volume, automatic=True) or "").splitlines():
         print(f"warning: {note}", file=sys.stderr)
     session = session_for_model(volume, args.model)
     card = session.card

@@ -542,3 +542,22 @@ def test_the_clicks_of_one_label_do_not_become_the_next_labels(session, phantoms
     assert session.marks == {"fg": [], "bg": []} and changed
     session.set_marks([_centre(other)], [])
     assert dice(session.label == 1, kidney) > 0.8 and dice(session.label == 2, other) > 0.8
+
+
+def test_an_automatic_segmentation_says_what_may_make_it_poor(session):
+    """The bundled hippocampus model on a CT of an abdomen (phantom: 100 x 120 x 120 mm): it
+    answers, and the result's status says the model is for MR and for far smaller images;
+    the note came only while it was being prepared, and was then overwritten."""
+    heard, said = [], []
+    session.warning.connect(heard.append)
+    session.status.connect(said.append)
+    session.request("automatic")
+    assert session.label.any()
+    assert heard and heard[-1].startswith("deepedit-auto: ")
+    assert "trained on MR images; this image is CT" in heard[-1]
+    assert "(120 x 120 x 100 mm) is far larger than the images model 'deepedit-hippocampus-mr' was " \
+           "trained on" in heard[-1]
+    session.request("automatic")  # again on the prepared image: said again, under the result
+    assert len(heard) == 2 and "far larger" in heard[-1]
+    session.set_marks([(20, 40, 40)], [])  # GraphCut clicks: nothing to note
+    assert len(heard) == 2 and said[-1].startswith("graphcut-clicks")

@@ -61,14 +61,14 @@ def test_cli_says_which_method_it_used(tmp_path):
     assert "method: deepgrow3d" in proc.stdout and out.exists()
 
 
-def _install_deepedit(folder):
+def _install_deepedit(folder, name="tiny-edit", training=None):
     torch.manual_seed(0)
     arch = dict(SMALL, in_channels=4, out_channels=3)  # image + 3 class guidance
-    card = ModelCard(name="tiny-edit", method="deepedit", architecture=arch,
+    card = ModelCard(name=name, method="deepedit", architecture=arch,
                      labels={"background": 0, "anterior": 1, "posterior": 2}, modality="MR",
-                     roi_size=[32, 32, 32])
+                     roi_size=[32, 32, 32], training=training or {})
     folder.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(build_network(arch), card, folder / "tiny-edit.json")
+    return save_checkpoint(build_network(arch), card, folder / f"{name}.json")
 
 
 def test_automatic_segmentation_covers_the_image(tmp_path):
@@ -93,7 +93,43 @@ def test_cli_infer(tmp_path):
                                     env=env, timeout=300)
     proc = run("infer", str(IMAGE), "--model", "tiny-edit", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "method: deepedit-auto (tiny-edit)" in proc.stdout
+    assert "method: deepedit-auto (tiny-edit)" in proc.stdout and "warning" not in proc.stderr
     assert read_volume(out).shape == read_volume(IMAGE).shape
+    _install_deepedit(tmp_path / "data" / "annotator" / "models", "tiny-patch",  # trained on 16 mm patches
+                      {"extent_mm": {"smallest": [16, 16, 16], "largest": [16, 16, 16]}})
+    proc = run("infer", str(IMAGE), "--model", "tiny-patch", "--out", str(out))
+    assert proc.returncode == 0 and "method: deepedit-auto (tiny-patch)" in proc.stdout
+    assert proc.stderr.startswith("warning: this image (51 x 35 x 35 mm) is far larger than the images model "
+                                  "'tiny-patch' was trained on (16 x 16 x 16 mm)"), proc.stderr
     proc = run("infer", str(IMAGE), "--model", "nope", "--out", str(out))
     assert proc.returncode == 2 and "no model named 'nope'" in proc.stderr
+
+
+def test_a_model_warns_of_images_far_from_the_sizes_it_was_trained_on(tmp_path):
+    """The bundled models' sidecars give the sizes of their training images (hippocampus
+    crops, 26 to 58 mm); a whole head, or a patch far smaller, is warned about, whichever
+    way it is stored; a model whose sidecar does not say warns of nothing."""
+    from annotator.engine.deep import extent_note, model_notes
+    from annotator.io.volume import Volume
+    from annotator.models import load_checkpoint
+
+    card = ModelRegistry().entry("deepedit-hippocampus-mr").card
+    assert card.training["extent_mm"] == {"smallest": [40.0, 32.0, 26.0], "largest": [58.0, 47.0, 41.0]}
+    crop = read_volume(IMAGE)
+    assert extent_note(card, crop) is None and model_notes(card, crop, automatic=True) is None
+
+    def volume(shape, spacing):
+        return Volume(np.zeros(shape, np.int16), spacing=tuple(reversed(spacing)), origin=(0.0, 0.0, 0.0),
+                      direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
+
+    head = volume((22, 320, 280), (6.5, 0.6875, 0.6875))  # the T1 of the brain MR study
+    note = extent_note(card, head)
+    assert note.startswith("this image (220 x 192 x 143 mm) is far larger than")
+    assert "(40 x 32 x 26 mm to 58 x 47 x 41 mm)" in note
+    assert extent_note(card, volume((280, 320, 22), (0.6875, 0.6875, 6.5))) == note  # stored the other way
+    assert extent_note(card, volume((100, 60, 40), (1, 1, 1))) is None  # within twice the largest
+    assert extent_note(card, volume((120, 60, 40), (1, 1, 1))).split(" is ")[1].startswith("far larger")
+    assert "far smaller" in extent_note(card, volume((12, 12, 12), (1, 1, 1)))
+    assert model_notes(card, head) is None  # clicks answer on a crop around them: no note
+    _, tiny = load_checkpoint(_install_deepedit(tmp_path))
+    assert extent_note(tiny, head) is None

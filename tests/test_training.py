@@ -87,6 +87,13 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     assert card.previous_label and card.architecture["in_channels"] == 1 + 3 + 2  # image, clicks, earlier label
     assert set(card.training["cases"]) | set(card.training["validation_cases"]) == set(CASES)
     assert card.metrics["val_dice"] == max(v["dice"] for v in validations)
+    # the sizes of the training images (mm, longest axis first), the smallest and largest of each axis
+    from annotator.io import read_volume
+
+    extents = np.array([read_volume(dataset_folder / "images" / f"{c}.nii.gz").extent_mm
+                        for c in card.training["cases"]])
+    np.testing.assert_allclose(card.training["extent_mm"]["smallest"], extents.min(axis=0), atol=0.05)
+    np.testing.assert_allclose(card.training["extent_mm"]["largest"], extents.max(axis=0), atol=0.05)
     # installed in the user models folder and chosen for DeepEdit
     assert (user_dirs / "models" / "tiny.json").exists()
     assert ModelRegistry().chosen() == {"deepedit": "tiny"}

@@ -365,14 +365,16 @@ class AnnotationSession:
             return result.replacing(label, value, within=bound)
 
         self._set_busy(True)
-        if method.needs_preparation(volume):
-            warning = method.warning(volume)
+        # what may make the answer poor: said on an image's first request, and with every
+        # automatic segmentation; it stays under the result
+        first = method.needs_preparation(volume)
+        note = method.warning(volume, kind) if first or kind == "automatic" else None
+        if first:
             self.status.emit(f"first {'click' if kind == 'clicks' else 'run'} on this image: preparing it for "
-                             f"{method.name} (once per image) ..."
-                             + (f"\nNote: {warning}" if warning else ""))
+                             f"{method.name} (once per image) ...")
         else:
             self.status.emit(f"running {method.name} ({kind}) ...")
-        self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value),
+        self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value, note),
                           self._engine_failed, Job(f"{method.name} {kind}"))
 
     def tidy(self, step: str, axis: int = 0) -> None:
@@ -394,7 +396,7 @@ class AnnotationSession:
                           lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(step))
 
-    def _engine_done(self, result, marks: dict, volume: Volume, value: int) -> None:
+    def _engine_done(self, result, marks: dict, volume: Volume, value: int, note: str | None = None) -> None:
         if volume is self.volume:  # not when another image was opened meanwhile
             before = result.apply(self.label)
             if result.model:
@@ -412,7 +414,11 @@ class AnnotationSession:
             self._propose(result.box)
             self._touch()
             drew = ", ".join(f"{v} {n}" for n, v in sorted(result.names.items(), key=lambda kv: kv[1]))
-            self.status.emit(f"{result.method}: {result.seconds:.2f} s" + (f" (labels {drew})" if drew else ""))
+            said = f"{result.method}: {result.seconds:.2f} s" + (f" (labels {drew})" if drew else "")
+            if note:
+                self.warning.emit(f"{said}\nNote: {note}")
+            else:
+                self.status.emit(said)
             self.label_changed.emit(result.box, result.method)
         self._set_busy(False)
         if self._pending:

@@ -25,6 +25,43 @@ def modality_note(card: ModelCard, modality: str) -> str | None:
             f"{modality}. Results may be poor.")
 
 
+#: how far beyond the sizes of its training images an image may reach before a model's
+#: automatic segmentation is warned about (each axis, longest first)
+EXTENT_FACTOR = 2.0
+
+
+def extent_note(card: ModelCard, volume: Volume) -> str | None:
+    """A warning when ``volume`` is far larger or smaller than every image ``card``'s model
+    was trained on (its sidecar's ``training.extent_mm``): a model trained on crops around
+    one structure finds look-alikes all over a whole scan, one trained on whole scans lacks
+    their context in a crop. None when the sidecar does not say."""
+    trained = card.training.get("extent_mm") or {}
+    smallest, largest = trained.get("smallest"), trained.get("largest")
+    if not smallest or not largest:
+        return None
+    here = volume.extent_mm
+    if any(h > EXTENT_FACTOR * m for h, m in zip(here, largest)):
+        how = "far larger than"
+    elif any(h < m / EXTENT_FACTOR for h, m in zip(here, smallest)):
+        how = "far smaller than"
+    else:
+        return None
+
+    def mm(extent) -> str:
+        return " x ".join(f"{v:.0f}" for v in extent)
+
+    span = mm(largest) if smallest == largest else f"{mm(smallest)} mm to {mm(largest)}"
+    return (f"this image ({mm(here)} mm) is {how} the images model '{card.name}' was trained on "
+            f"({span} mm): its automatic segmentation may be poor; clicks near the structure work better.")
+
+
+def model_notes(card: ModelCard, volume: Volume, automatic: bool = False) -> str | None:
+    """What may make ``card``'s model answer poorly on ``volume``: another modality, and
+    for an automatic segmentation, an image of another size than it was trained on."""
+    notes = [modality_note(card, volume.modality), extent_note(card, volume) if automatic else None]
+    return "\n".join(n for n in notes if n) or None
+
+
 def new_session(volume: Volume, model, card: ModelCard) -> ClickSession:
     """A click session of ``volume`` with a loaded network: the one way sessions are made."""
     import_network_stack()
@@ -75,10 +112,10 @@ class DeepClicks:
         session = self._sessions.get(id(volume))
         return session is not None and session.volume is volume and session.prepared
 
-    def modality_warning(self, volume: Volume) -> str | None:
-        """A note when the model that would answer was trained on another modality (allowed)."""
+    def warning(self, volume: Volume, automatic: bool = False) -> str | None:
+        """What may make the model that would answer poor on ``volume`` (:func:`model_notes`)."""
         entry = self.registry.preferred(self.method, volume.modality)
-        return modality_note(entry.card, volume.modality) if entry else None
+        return model_notes(entry.card, volume, automatic) if entry else None
 
     def model(self, volume: Volume):
         """(network, card) for ``volume``: the preferred model, loaded when it changed."""

@@ -66,6 +66,12 @@ class Volume:
         """Voxel spacing in mm in array order ``(z, y, x)`` (napari's ``scale``)."""
         return tuple(reversed(self.spacing))  # type: ignore[return-value]
 
+    @property
+    def extent_mm(self) -> tuple[float, float, float]:
+        """How far the image reaches along its three axes, in mm, longest first (the same
+        whichever way it is stored)."""
+        return tuple(sorted((float(n * s) for n, s in zip(self.shape, self.array_spacing)), reverse=True))
+
     def index_to_array(self, index_xyz: tuple[int, int, int]) -> tuple[int, int, int]:
         """ITK voxel index ``(x, y, z)`` to array index ``(z, y, x)``."""
         return tuple(int(v) for v in reversed(index_xyz))  # type: ignore[return-value]

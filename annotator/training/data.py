@@ -82,15 +82,18 @@ def read_case(case: Case):
 class Prepare(mt.MapTransform):
     """Read a case and bring image and label to the model grid; labels become classes 0..N."""
 
-    def __init__(self, card: ModelCard, values: list[int]):
+    def __init__(self, card: ModelCard, values: list[int], extents: dict | None = None):
         super().__init__(["image", "label"])
         self.card = card
+        self.extents = extents  # case id -> the image's extent in mm, filled as cases are read
         self.lut = np.zeros(256, np.uint8)
         for cls, v in enumerate(values, start=1):
             self.lut[v] = cls
 
     def __call__(self, item: dict) -> dict:
         volume, label = read_case(Case(item["place"], item["id"]))
+        if self.extents is not None:
+            self.extents[item["id"]] = volume.extent_mm
         spacing = volume.array_spacing
         image = prepare_image(volume.array, spacing, self.card).numpy()
         classes = self.lut[np.clip(prepare_label(label, spacing, self.card), 0, 255)]
@@ -110,9 +113,20 @@ def random_transforms(patch: list[int]) -> mt.Compose:
 
 
 def dataset(cases: list[Case], card: ModelCard, values: list[int], patch: list[int] | None,
-            cache_rate: float = 1.0) -> CacheDataset:
+            cache_rate: float = 1.0, extents: dict | None = None) -> CacheDataset:
     """Cases prepared once and cached (``cache_rate`` of them: the planner keeps the cache
-    within memory); with ``patch``, random crops of it on every read."""
-    steps = [Prepare(card, values)] + ([random_transforms(patch)] if patch else [])
+    within memory); with ``patch``, random crops of it on every read. ``extents`` gets
+    each image's extent in mm as it is read."""
+    steps = [Prepare(card, values, extents)] + ([random_transforms(patch)] if patch else [])
     items = [{"place": c.place, "id": c.id} for c in cases]
     return CacheDataset(items, mt.Compose(steps), cache_rate=cache_rate, num_workers=0, progress=False)
+
+
+def extent_range(extents) -> dict:
+    """The sidecar's ``training.extent_mm``: the smallest and the largest extent in mm of
+    the training images along each axis, longest axis first (empty: none read)."""
+    found = np.array(list(extents), float)
+    if not found.size:
+        return {}
+    return {"smallest": [round(float(v), 1) for v in found.min(axis=0)],
+            "largest": [round(float(v), 1) for v in found.max(axis=0)]}

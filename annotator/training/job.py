@@ -41,7 +41,7 @@ from annotator.models.checkpoint import load_checkpoint, save_checkpoint
 from annotator.models.networks import architecture, build_network
 from annotator.models.registry import ModelRegistry, user_dir
 from annotator.training.config import TrainConfig
-from annotator.training.data import dataset, gather, label_map, read_case, split_cases
+from annotator.training.data import dataset, extent_range, gather, label_map, read_case, split_cases
 from annotator.training.events import EventWriter
 from annotator.training.planner import resolve
 from annotator.training.simulate import channel_of, next_click, previous_maps, simulate_guidance
@@ -316,7 +316,8 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         config.save(run_dir / "config.json")
 
     patch = card.roi_size if config.method == "deepgrow2d" else list(config.patch)
-    train_ds = dataset(train_cases, card, values, patch, config.cache_rate)
+    extents: dict = {}  # each training image's extent, for the sidecar: what sizes the model knows
+    train_ds = dataset(train_cases, card, values, patch, config.cache_rate, extents)
     val_ds = dataset(val_cases, card, values, None, config.cache_rate) if rank == 0 else []
     sampler = None
     if world > 1:
@@ -339,7 +340,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
          parameters=sum(p.numel() for p in model.parameters()))
 
     def save(path: Path, **state) -> None:
-        card.training.update(state)
+        card.training.update(state, extent_mm=extent_range(extents.values()))
         save_checkpoint(model, replace(card, training=dict(card.training)), path)
 
     iteration, epoch = start_iteration, start_epoch
