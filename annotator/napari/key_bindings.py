@@ -36,9 +36,22 @@ SHORTCUTS = {
 }
 
 
-def bind_keys(viewer, workspace) -> None:
-    """Bind every shortcut to the workspace action of the same name."""
+def bind_keys(viewer, workspace) -> list:
+    """Every shortcut as a shortcut of the viewer's window, bound to the workspace action of
+    the same name: it works whichever widget of the window (or of a dock floated from it)
+    has the focus. Bound on the viewer (napari's ``bind_key``), a shortcut reached its action
+    only through napari's canvas: after choosing a label in a combo box, Alt+1 went to the
+    combo, and into a text field or a spin box it typed "1". Returns the shortcuts."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtGui import QKeySequence
+    from qtpy.QtWidgets import QShortcut
+
+    window = viewer.window._qt_window
     actions = workspace.actions()
+    shortcuts = []
     for action, (keys, _what) in SHORTCUTS.items():
-        napari_keys = keys.replace("+", "-")
-        viewer.bind_key(napari_keys, lambda _viewer, a=actions[action]: a(), overwrite=True)
+        shortcut = QShortcut(QKeySequence(keys), window)
+        shortcut.setContext(Qt.WindowShortcut)
+        shortcut.activated.connect(actions[action])
+        shortcuts.append(shortcut)
+    return shortcuts

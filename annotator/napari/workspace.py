@@ -120,7 +120,7 @@ class Workspace:
         self._autosave.timeout.connect(s.tick)
         self._autosave.start()
         self._windows: list = []
-        bind_keys(viewer, self)
+        self.shortcuts = bind_keys(viewer, self)
         # the network stack loads once an image is up (not while the window starts: they
         # would compete for the CPU); a window closing first never starts it, or waits for it
         self._warm = QTimer(window)

@@ -101,11 +101,12 @@ def _press(layer, keys: str) -> None:
     (layer.keymap.get(key) or type(layer).class_keymap[key])(layer)
 
 
-def _press_viewer(viewer, keys: str) -> None:
-    """What napari does for ``keys`` pressed in the viewer: the viewer's binding."""
-    from napari.utils.key_bindings import KeyBinding
-
-    viewer.keymap[KeyBinding.from_str(keys)](viewer)
+def _activate(viewer, qtbot) -> None:
+    """The viewer's window shown and active, as a person's is: its shortcuts answer keys."""
+    window = viewer.window._qt_window
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
 
 
 def test_ctrl_z_on_the_scribbles_takes_back_a_stroke_and_the_label_follows(annotator_window, qtbot):
@@ -389,7 +390,8 @@ def test_the_dock_shows_the_volume_of_each_label(annotator_window, qtbot):
     assert (ws.label == 1).sum() == 4000 and not (ws.label == 2).any()
     assert "the other structures stay" in dock.status.text()
     assert dock.buttons["clear"].toolTip().splitlines()[1] == "Clear the marks and every label (Alt+Shift+X)"
-    _press_viewer(viewer, "Alt-Shift-X")
+    _activate(viewer, qtbot)
+    qtbot.keyClick(dock.preset, Qt.Key_X, Qt.AltModifier | Qt.ShiftModifier)
     qtbot.waitUntil(lambda: dock.volume_text.text() == f"Volume of {name[2]}: 0 mL", timeout=5000)
     assert not ws.label.any()
     dock.buttons["undo"].click()
@@ -648,3 +650,27 @@ def test_the_label_list_names_the_datasets_labels(make_napari_viewer, qtbot, tmp
     viewer.layers[L.FOREGROUND].add(np.array([_click_points(posterior, 1)[0]], float))
     steps.wait(qtbot, 1)
     assert set(np.unique(ws.label)) == {0, 2}
+
+
+def test_shortcuts_work_whichever_widget_has_the_focus(annotator_window, qtbot):
+    """Bound on napari's canvas, a shortcut pressed after choosing a label in the Label list
+    went to the combo box (Alt+1 did nothing), and in the worklist's filter or the epochs
+    spin box it typed "1". Each shortcut is now the window's: real key presses in each kind
+    of widget of the docks, and on the canvas, reach the action and type nothing."""
+    from annotator.napari.training_dock import TrainingDock
+
+    viewer, ws, dock, worklist = annotator_window
+    training = TrainingDock(viewer)
+    viewer.window.add_dock_widget(training, name="Training", area="right")
+    _activate(viewer, qtbot)
+    canvas = viewer.window._qt_viewer.canvas.native
+    shown = {dock.preset: dock.preset.currentText, dock.method: dock.method.currentText,
+             worklist.filter: worklist.filter.text, training.epochs: training.epochs.value, canvas: lambda: None}
+    for widget, value in shown.items():
+        before = value()
+        widget.setFocus()
+        qtbot.waitUntil(lambda: QApplication.focusWidget() is widget, timeout=5000)
+        for key, layer in ((Qt.Key_1, L.FOREGROUND), (Qt.Key_2, L.BACKGROUND), (Qt.Key_1, L.FOREGROUND)):
+            qtbot.keyClick(QApplication.focusWidget(), key, Qt.AltModifier)
+            assert viewer.layers.selection.active.name == layer, type(widget).__name__
+        assert value() == before, type(widget).__name__
