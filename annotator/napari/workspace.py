@@ -96,6 +96,11 @@ class QtRunner:
         worker.start()
 
 
+#: said when a click is made, or an annotation mode chosen, in napari's 3-D view
+THREE_D = ("the 3-D view is for looking: clicks and scribbles go on a slice. "
+           "Back to 2-D: Ctrl+Y (napari's 2D/3D button)")
+
+
 class Workspace:
     """Layers of one viewer kept in step with its annotation session."""
 
@@ -298,6 +303,16 @@ class Workspace:
     def _points_changed(self, event) -> None:
         if self._muted or getattr(event, "action", "added") not in ("added", "removed", "changed"):
             return
+        if getattr(event, "action", "") == "added" and self.viewer.dims.ndisplay == 3:
+            # napari puts a click made in 3-D at the depth of the view's centre, not on what
+            # is seen there: the engine would segment whatever lies at that depth
+            self._muted = True
+            try:
+                event.source.data = np.asarray(event.source.data)[:-1]
+            finally:
+                self._muted = False
+            self._say_if_3d()
+            return
         points = lambda name: [tuple(int(round(v)) for v in p) for p in np.asarray(self.layer(name).data)]
         self._to_answering_plane(event)
         self.session.set_marks(points(L.FOREGROUND), points(L.BACKGROUND))
@@ -368,6 +383,7 @@ class Workspace:
             layer = self.layer(name)
             self.viewer.layers.selection.active = layer
             layer.mode = "add"
+            self._say_if_3d()
 
     def scribble(self, value: int) -> None:
         """Paint scribbles of ``value`` (1 foreground, 2 background)."""
@@ -376,6 +392,11 @@ class Workspace:
             self.viewer.layers.selection.active = layer
             layer.selected_label = value
             layer.mode = "paint"
+            self._say_if_3d()
+
+    def _say_if_3d(self) -> None:
+        if self.viewer.dims.ndisplay == 3:
+            self.session.warning.emit(THREE_D)
 
     def _labels_changed(self) -> None:
         """The labels offered or the one chosen changed: the label layer's colours and brush follow."""

@@ -674,3 +674,30 @@ def test_shortcuts_work_whichever_widget_has_the_focus(annotator_window, qtbot):
             qtbot.keyClick(QApplication.focusWidget(), key, Qt.AltModifier)
             assert viewer.layers.selection.active.name == layer, type(widget).__name__
         assert value() == before, type(widget).__name__
+
+
+def test_a_click_in_the_3d_view_is_not_taken(annotator_window, qtbot):
+    """napari puts a click made in its 3-D view at the depth of the view's centre, whatever
+    is seen there, and the engine segmented around it. In 3-D a click is taken back and the
+    person told to click on a slice; back in 2-D the same click is taken."""
+    from qtpy.QtCore import QPoint
+
+    viewer, ws, dock, _ = annotator_window
+    _activate(viewer, qtbot)
+    canvas = viewer.window._qt_viewer.canvas.native
+    at = QPoint(canvas.width() // 2, canvas.height() // 2)
+    steps = EngineSteps(ws)
+    viewer.dims.ndisplay = 3
+    dock.buttons["fg"].click()
+    assert "3-D view is for looking" in dock.status.text()
+    qtbot.mouseMove(canvas, at)
+    qtbot.mouseClick(canvas, Qt.LeftButton, Qt.NoModifier, at)
+    assert len(viewer.layers[L.FOREGROUND].data) == 0 and ws.marks == {"fg": [], "bg": []}
+    assert not ws.label.any() and ws.idle
+    viewer.dims.ndisplay = 2
+    dock.buttons["fg"].click()
+    qtbot.mouseMove(canvas, at)
+    qtbot.mouseClick(canvas, Qt.LeftButton, Qt.NoModifier, at)
+    assert len(viewer.layers[L.FOREGROUND].data) == 1 and len(ws.marks["fg"]) == 1
+    steps.wait(qtbot, 1)
+    assert ws.label.any()
