@@ -13,7 +13,7 @@ from qtpy.QtWidgets import (
 from annotator.annotation.labels import format_ml
 from annotator.engine import METHODS, methods_for
 from annotator.napari import layers as L
-from annotator.napari.fit import compact, scrolling_layout
+from annotator.napari.fit import compact, scrolling_layout, steady
 from annotator.napari.key_bindings import SHORTCUTS
 from annotator.napari.markup import ERROR, WARNING, coloured
 from annotator.napari.planes import PLANES
@@ -149,7 +149,9 @@ class AnnotationDock(QWidget):
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
-        compact(self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
+        boxes = (self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
+        compact(*boxes)
+        steady(*boxes)
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addLayout(grid)

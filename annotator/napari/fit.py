@@ -1,11 +1,12 @@
 """Docks that fit a laptop's screen (1366×768): their contents scroll instead of making
 the window taller than the screen, their combo boxes shrink to the dock's width
 instead of widening it to their longest item (which they show whole when opened), and a
-long path takes one line, shortened in its middle."""
+long path takes one line, shortened in its middle. A wheel turned over a combo box or a
+spin box scrolls the dock unless that box has the focus."""
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 #: characters a combo box shows at least before it elides its text
@@ -52,6 +53,28 @@ def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
     return QVBoxLayout(page)
+
+
+class _Steady(QObject):
+    """Passes a wheel event over a box without the focus on to what holds it."""
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Wheel and not watched.hasFocus():
+            event.ignore()  # filtered and ignored: Qt hands it to the parent (the page scrolls)
+            return True
+        return super().eventFilter(watched, event)
+
+
+_STEADY = _Steady()
+
+
+def steady(*boxes: QWidget) -> None:
+    """``boxes`` (combo or spin boxes) change with the wheel only once clicked or tabbed
+    into: a person scrolling the dock with the wheel over the Method box changed the
+    method (Qt's default)."""
+    for box in boxes:
+        box.setFocusPolicy(Qt.StrongFocus)  # the wheel alone gives no focus
+        box.installEventFilter(_STEADY)
 
 
 def compact(*combos: QComboBox) -> None:

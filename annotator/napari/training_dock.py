@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 
 from annotator.models.card import METHOD_TITLES
 from annotator.models.registry import ModelRegistry
-from annotator.napari.fit import compact, scrolling_layout
+from annotator.napari.fit import compact, scrolling_layout, steady
 from annotator.napari.markup import ERROR, coloured
 from annotator.napari.workspace import follow, workspace_for
 from annotator.training.config import TrainConfig, runs_dir
@@ -156,6 +156,7 @@ class TrainingDock(QWidget):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         compact(self.method, self.init)
+        steady(self.method, self.init, self.epochs)
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.use_when_done)

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.active.strategies import STRATEGIES
-from annotator.napari.fit import OneLine, compact
+from annotator.napari.fit import OneLine, compact, steady
 from annotator.napari.markup import WARNING, coloured
 from annotator.napari.workspace import follow, workspace_for
 
@@ -126,6 +126,7 @@ class WorklistDock(QWidget):
         self.strategy.setToolTip("How Score ranks the unlabeled images")
         self.strategy.currentIndexChanged.connect(self._strategy_changed)
         compact(self.strategy)
+        steady(self.strategy)
         self.score_button = QPushButton("Score")
         self.score_button.setToolTip("Rank the unlabeled images: the ones the model is least sure of first")
         self.score_button.clicked.connect(self._score_or_cancel)

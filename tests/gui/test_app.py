@@ -437,3 +437,45 @@ def test_no_shortcut_is_taken_by_napari_first(make_napari_viewer):
     clashes = {keys: taken[QKeySequence(keys).toString()] for keys, _what in SHORTCUTS.values()
                if QKeySequence(keys).toString() in taken}
     assert clashes == {}
+
+
+def test_the_wheel_scrolls_the_dock_and_leaves_its_boxes_alone(qtbot, make_napari_viewer):
+    """On a laptop screen the Annotation dock scrolls; a wheel turned over its Method box
+    on the way down changed the method (Qt's default). A box changes with the wheel only
+    once clicked into; over one without the focus the wheel is left to the dock's page
+    (Qt hands a wheel event its receiver leaves unaccepted to the parent: the page
+    scrolls), as over a button."""
+    from qtpy.QtCore import QPoint, QPointF, Qt
+    from qtpy.QtGui import QWheelEvent
+    from qtpy.QtWidgets import QApplication
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.training_dock import TrainingDock
+
+    viewer = make_napari_viewer()
+    dock, training = AnnotationDock(viewer), TrainingDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Annotation", area="right")
+    viewer.window.add_dock_widget(training, name="Training", area="right")
+    window = viewer.window._qt_window
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+
+    def wheel(widget) -> bool:
+        """A wheel turned one step down over ``widget``; whether it took the event."""
+        centre = QPointF(widget.rect().center())
+        event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                            QPoint(0, -120), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+        QApplication.sendEvent(widget, event)
+        return event.isAccepted()
+
+    assert not wheel(dock.buttons["fg"])  # a button leaves it to the page
+    boxes = {dock.method: dock.method.currentIndex, dock.preset: dock.preset.currentIndex,
+             training.epochs: training.epochs.value}
+    for box, value in boxes.items():
+        before = value()
+        assert not wheel(box) and value() == before, type(box).__name__
+    dock.method.setFocus()  # clicked into: the wheel changes it, as a person expects then
+    qtbot.waitUntil(dock.method.hasFocus, timeout=5000)
+    before = dock.method.currentIndex()
+    assert wheel(dock.method) and dock.method.currentIndex() != before
