@@ -49,6 +49,18 @@ def affine(volume: Volume) -> np.ndarray:
     return shown
 
 
+#: the least and most size of a click's marker on the screen, in pixels, however far the
+#: view is zoomed
+CLICK_PIXELS = (9, 40)
+
+
+def click_size(shape) -> float:
+    """A click's marker in voxels: about a fortieth of the image's width, so that it is seen
+    the same on a 512 x 512 CT slice as on a 35 x 51 hippocampus crop (a size from the
+    smallest axis made it one screen pixel on a 20-slice CT)."""
+    return max(1.0, max(shape) / 40)
+
+
 def first_view(shape, labels) -> tuple[int, int, int]:
     """The voxel an image opens at: on the first of ``labels`` that holds anything, the
     slice (first array axis) where it has the most voxels, at their middle, so that a

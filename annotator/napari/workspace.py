@@ -234,8 +234,8 @@ class Workspace:
                                               else s.choose_label(seg.selected_label))
             for name, colour in ((L.BACKGROUND, "#ff00ff"), (L.FOREGROUND, "#00e000")):
                 self.viewer.add_points(ndim=3, name=name, affine=affine, face_color=colour,
-                                       border_color="white", size=max(2.0, min(volume.shape) / 12),
-                                       out_of_slice_display=False)
+                                       border_color="white", size=L.click_size(volume.shape),
+                                       canvas_size_limits=L.CLICK_PIXELS, out_of_slice_display=False)
             self.layer(L.FOREGROUND).events.data.connect(self._points_changed)
             self.layer(L.BACKGROUND).events.data.connect(self._points_changed)
             scribbles.events.paint.connect(self._scribbled)

@@ -337,3 +337,21 @@ def test_a_click_on_an_oblique_image_lands_on_the_slice_seen(window, qtbot):
         world = np.array(viewer.dims.point, float)
         world[1:] = (L.affine(volume) @ [14, row, column, 1])[1:3]  # where that voxel is seen on the screen
         np.testing.assert_allclose(fg.world_to_data(world), [14, row, column], atol=1e-6)
+
+
+@pytest.mark.parametrize("image", ["totalsegmentator_example/example_ct_dicom",
+                                   "msd_task04_hippocampus/images/hippocampus_001.nii.gz"])
+def test_a_click_is_seen_on_a_ct_as_on_a_small_crop(window, qtbot, image):
+    """A click's marker was sized from the image's smallest axis: on the 20-slice CT it
+    was one screen pixel wide, unseen. It is now about a fortieth of the image's width,
+    and never less than 9 pixels or more than 40 on the screen."""
+    viewer, ws, annotation, _ = window
+    _open(ws, qtbot, DATA / image)
+    volume = ws.session.volume
+    fg = viewer.layers[L.FOREGROUND]
+    fg.add([volume.shape[0] // 2, volume.shape[1] // 2, volume.shape[2] // 2])
+    viewer.reset_view()
+    lowest, highest = fg.canvas_size_limits
+    pixels = float(np.clip(fg.size[-1] * min(volume.array_spacing[1:]) * viewer.camera.zoom, lowest, highest))
+    canvas = viewer.window._qt_viewer.canvas.native.width()
+    assert 9 <= pixels <= 40 and pixels <= canvas / 15, (pixels, canvas)
