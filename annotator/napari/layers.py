@@ -61,6 +61,11 @@ def click_size(shape) -> float:
     return max(1.0, max(shape) / 40)
 
 
+def brush_size(shape, fraction: int) -> int:
+    """A brush about ``1/fraction`` of an image's slice wide, in voxels (at least one)."""
+    return max(1, round(min(shape[1:]) / fraction))
+
+
 def first_view(shape, labels) -> tuple[int, int, int]:
     """The voxel an image opens at: on the first of ``labels`` that holds anything, the
     slice (first array axis) where it has the most voxels, at their middle, so that a

@@ -223,10 +223,11 @@ class Workspace:
                                        features=L.label_features(named))
             scribbles = self.viewer.add_labels(s.scribbles, name=L.SCRIBBLES, affine=affine,
                                                colormap=L.scribble_colormap(), opacity=0.8)
-            scribbles.brush_size = max(1, round(min(volume.shape[1:]) / 25))  # a stroke, not a blob
+            scribbles.brush_size = L.brush_size(volume.shape, 25)  # a stroke, not a blob
             seg = self.viewer.add_labels(s.label, name=L.SEGMENTATION, affine=affine,
                                          colormap=L.label_colormap(s.labels), opacity=0.5,
                                          features=L.preset_features(s.labels), metadata={L.LABEL_OF_KEY: volume})
+            seg.brush_size = L.brush_size(volume.shape, 50)  # napari's 10 voxels: a third of a hippocampus crop
             self._coloured = list(s.labels)  # the labels the layer's colours show
             seg.selected_label = s.label_value
             # the label picked in the layer's own controls is the one clicks and scribbles make

@@ -62,6 +62,7 @@ def test_scribbles_segment_the_hippocampus(annotator_window, qtbot):
     layer = viewer.layers[L.SCRIBBLES]
     strokes = scribbles_from_mask(gt)
     assert layer.brush_size < 5  # sized to the image, not napari's default
+    assert viewer.layers[L.SEGMENTATION].brush_size == 1  # napari's 10 voxels: a third of this crop
     layer.data = strokes  # the strokes a person drew...
     inside = np.argwhere(binary_erosion(gt, iterations=2) & (strokes == 0))
     layer.brush_size = 1
