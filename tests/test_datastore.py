@@ -505,3 +505,28 @@ def test_an_nnunet_task_folder_is_one_image_a_case_with_its_channels_beneath(tmp
     assert image_id == "hippo_001_0000" and store.label_names() == {"anterior": 1, "posterior": 2}
     (task / "dataset.json").write_text(json.dumps({"labels": {"1": "anterior"}}))  # no channels named: files
     assert len(LocalDatastore(task).records()) == 5
+
+
+def test_a_folder_without_images_says_what_an_image_is(tmp_path, private_user_dirs):
+    """A folder holding only a DICOM SEG (its series elsewhere) opened as an empty list with
+    no word; it now says that nothing was found and what counts as an image, in the app
+    (the session's warning) and from `annotator status`."""
+    from annotator.annotation import AnnotationSession
+    from annotator.settings import Settings
+
+    folder = tmp_path / "seg_only"
+    shutil.copytree(DATA / "dicom_seg_tcga_gbm", folder)
+    store = LocalDatastore(folder, labels_dir=tmp_path / "labels")
+    assert store.records() == []
+    [notice] = store.notices()
+    assert notice.startswith(f"{folder}: no images found. Images are files ending in .nii.gz, ")
+    assert "DICOM SEG or RT Structure Set is a label" in notice
+    assert LocalDatastore(DATA / "totalsegmentator_example", labels_dir=tmp_path / "l2").notices() == []
+    session = AnnotationSession(settings=Settings())
+    heard = []
+    session.warning.connect(heard.append)
+    session.open(folder)
+    assert any("no images found" in h for h in heard), heard
+    proc = subprocess.run([sys.executable, "-m", "annotator", "status", str(folder)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert proc.returncode == 0 and "0 images" in proc.stdout and "no images found" in proc.stderr

@@ -27,7 +27,7 @@ from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError, InputError, detail
 from annotator.io.label_names import label_names_in
 from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
-from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
+from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
 
 
@@ -49,6 +49,12 @@ def _names_by_value(labels: dict) -> dict[str, int]:
         return {str(name).lower(): int(value) for value, name in labels.items() if 0 < int(value) < 256}
     return {str(name).lower(): int(value) for name, value in labels.items()
             if not isinstance(value, (list, tuple)) and 0 < int(value) < 256}
+
+
+#: what an empty folder is told: what counts as an image here
+NO_IMAGES = (f"no images found. Images are files ending in {', '.join(IMAGE_SUFFIXES)} and DICOM series "
+             "(folders of slices); a DICOM SEG or RT Structure Set is a label, offered beside the series it "
+             "belongs to when that series is in the folder too")
 
 
 class LocalDatastore(Datastore):
@@ -122,7 +128,8 @@ class LocalDatastore(Datastore):
         return self.labels.read_only
 
     def notices(self) -> list[str]:
-        return list(self.labels.notices)
+        empty = [] if self._images else [f"{self.folder}: {NO_IMAGES}"]
+        return [*empty, *self.labels.notices]
 
     # ---- images -------------------------------------------------------------------------
 
