@@ -36,12 +36,7 @@ def tooltip(key: str) -> str:
     """What a button does and its keys (and those of its variant), or its hint."""
     if key not in SHORTCUTS:
         return HINTS.get(key, "")
-    lines = []
-    for action in (key, VARIANTS.get(key)):
-        if action:
-            keys, what = SHORTCUTS[action]
-            lines.append(f"{what[0].upper()}{what[1:]} ({keys})")
-    return "\n".join(lines)
+    return "\n".join(f"{keys}: {what}" for keys, what in (SHORTCUTS[a] for a in (key, VARIANTS.get(key)) if a))
 
 
 class AnnotationDock(QWidget):
@@ -132,7 +127,7 @@ class AnnotationDock(QWidget):
         self._count_later.setInterval(250)
         self._count_later.timeout.connect(session.count_volumes)
         help_text = "\n".join(f"{keys}: {what}" for keys, what in SHORTCUTS.values())
-        self.setToolTip("Keyboard shortcuts (in the viewer):\n" + help_text)
+        self.setToolTip("Keyboard shortcuts (anywhere in the window):\n" + help_text)
 
         form = QFormLayout()
         form.addRow("Label", _beside(self.preset, edit_presets))
