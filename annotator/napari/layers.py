@@ -18,6 +18,8 @@ from annotator.settings import LabelPreset
 
 IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
     "image", "segmentation", "foreground clicks", "background clicks", "scribbles")
+#: the layers the annotation of an image adds beside it
+ANNOTATION_LAYERS = (SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES)
 #: Metadata key under which an image layer carries its Volume.
 VOLUME_KEY = "annotator_volume"
 #: Metadata key of a label map layer (a segmentation found beside the image): its id

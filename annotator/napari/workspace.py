@@ -126,6 +126,7 @@ class Workspace:
         self._autosave.start()
         self._windows: list = []
         self.shortcuts = bind_keys(viewer, self)
+        follow(window, (viewer.layers.events.removed, self._layer_removed))
         # the network stack loads once an image is up (not while the window starts: they
         # would compete for the CPU); a window closing first never starts it, or waits for it
         self._warm = QTimer(window)
@@ -200,7 +201,7 @@ class Workspace:
         volume = s.volume
         self._muted = True
         try:
-            for name in (L.SEGMENTATION, L.FOREGROUND, L.BACKGROUND, L.SCRIBBLES):
+            for name in L.ANNOTATION_LAYERS:
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(name)
             for layer in [lay for lay in self.viewer.layers if lay.metadata.get(L.LABEL_MAP_KEY)]:
@@ -300,6 +301,37 @@ class Workspace:
 
     def layer(self, name: str):
         return self.viewer.layers[name]
+
+    def _layer_removed(self, event) -> None:
+        """A layer of the annotation deleted while its image is shown (the layer list's
+        Delete key, its bin) is put back: the session still holds what it showed, and
+        opening the same image again would not show it. With the image gone too (the
+        viewer cleared, the window closing) nothing comes back."""
+        name = getattr(event.value, "name", "")
+        if not self._muted and self.session.volume is not None and name in L.ANNOTATION_LAYERS:
+            QTimer.singleShot(0, lambda: self._bring_back(name))
+
+    def _bring_back(self, name: str) -> None:
+        try:
+            image = self.image_layer()
+            if image is None or self.session.volume is None or name in self.viewer.layers:
+                return
+            point, plane = self.viewer.dims.point, self.shown_plane
+            camera = getattr(self.viewer, "scene", self.viewer).camera
+            centre, zoom = camera.center, camera.zoom
+        except (ReferenceError, RuntimeError):  # the viewer, or its window, is gone
+            return
+        self._image_layer = image  # shown again around the image as it is
+        try:
+            self._show(self.session.image_id)
+        finally:
+            self._image_layer = None
+        self._marks_changed()
+        self.plane(plane or acquired(self.session.volume))
+        self.viewer.dims.point = point
+        camera.center, camera.zoom = centre, zoom
+        self.session.warning.emit(f"the '{name}' layer is part of the annotation: shown again "
+                                  "(its eye in the layer list hides it)")
 
     def _points_changed(self, event) -> None:
         if self._muted or getattr(event, "action", "added") not in ("added", "removed", "changed"):

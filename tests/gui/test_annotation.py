@@ -703,3 +703,37 @@ def test_a_click_in_the_3d_view_is_not_taken(annotator_window, qtbot):
     assert len(viewer.layers[L.FOREGROUND].data) == 1 and len(ws.marks["fg"]) == 1
     steps.wait(qtbot, 1)
     assert ws.label.any()
+
+
+def test_a_deleted_annotation_layer_comes_back(annotator_window, qtbot):
+    """The segmentation layer deleted in the layer list (its Delete key, its bin) took the
+    label out of sight for good: opening the same image again does nothing, as it is open.
+    A layer of the annotation deleted while its image is shown comes back, with the label
+    and the clicks it showed, on the slice and in the plane viewed; cleared with its
+    image (the viewer emptied), nothing comes back."""
+    from annotator.napari.workspace import workspace_for
+
+    viewer, ws, dock, _ = annotator_window
+    steps = EngineSteps(ws)
+    viewer.layers[L.FOREGROUND].add([17, 25, 17])
+    steps.wait(qtbot, 1)
+    made = ws.label.copy()
+    assert made.any()
+    workspace = workspace_for(viewer)
+    workspace.plane("coronal")
+    viewer.dims.set_point(1, float(viewer.dims.point[1]) + 3)
+    point = viewer.dims.point
+    for name in (L.SEGMENTATION, L.FOREGROUND):
+        viewer.layers.remove(name)
+        qtbot.waitUntil(lambda: name in viewer.layers, timeout=5000)
+        said = dock.status.text()
+        assert name in said and "layer is part of the annotation: shown again" in said
+    np.testing.assert_array_equal(viewer.layers[L.SEGMENTATION].data, made)
+    np.testing.assert_array_equal(viewer.layers[L.FOREGROUND].data, [[17, 25, 17]])
+    assert workspace.shown_plane == "coronal" and viewer.dims.point == point
+    viewer.layers[L.FOREGROUND].add([17, 26, 18])  # the engine still answers the layers shown again
+    steps.wait(qtbot, 2)
+    assert ws.marks["fg"] == [(17, 25, 17), (17, 26, 18)]
+    viewer.layers.clear()
+    qtbot.wait(200)
+    assert len(viewer.layers) == 0
