@@ -1,4 +1,5 @@
-"""Keyboard shortcuts, bound on the viewer to the workspace's actions (whatever docks are open).
+"""Keyboard shortcuts, bound on the viewer's window to the workspace's actions (whatever
+docks are open, whichever widget has the focus).
 
 None is a key napari takes first: the mnemonics of its menus (Alt+F, V, L, P, W, H, D) and
 the shortcuts of its own actions (Alt+S, Alt+C: screenshots; Alt+T: tracing).
@@ -14,7 +15,7 @@ SHORTCUTS = {
     "scribble_bg": ("Alt+4", "paint background scribbles"),
     "run": ("Alt+R", "run scribbles"),
     "automatic": ("Alt+G", "segment automatically (DeepEdit)"),
-    "undo": ("Alt+Z", "undo the last engine step"),
+    "undo": ("Alt+Z", "undo the last change (an engine step, tidying, a brush stroke)"),
     "redo": ("Alt+Shift+Z", "redo"),
     "clear": ("Alt+X", "clear the marks and the chosen label (the others stay)"),
     "clear_all": ("Alt+Shift+X", "clear the marks and every label"),
