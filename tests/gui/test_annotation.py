@@ -556,6 +556,16 @@ def test_the_docks_work_on_any_datastore(make_napari_viewer, qtbot):
     qtbot.mouseClick(worklist.table.viewport(), Qt.LeftButton, pos=cell)  # a double click: press, release,
     qtbot.mouseDClick(worklist.table.viewport(), Qt.LeftButton, pos=cell)  # then the second press
     qtbot.waitUntil(lambda: session.image_id == "ct2" and session.idle, timeout=30000)
+    # typed into the filter, Enter opens the first image it shows
+    qtbot.keyClicks(worklist.filter, "ct0")
+    assert worklist.image_ids() == ["ct0"]
+    qtbot.keyClick(worklist.filter, Qt.Key_Return)
+    qtbot.waitUntil(lambda: session.image_id == "ct0" and session.idle, timeout=30000)
+    worklist.filter.clear()
+    qtbot.keyClicks(worklist.filter, "no such image")
+    qtbot.keyClick(worklist.filter, Qt.Key_Return)  # nothing shown: nothing opens
+    assert session.image_id == "ct0" and worklist.image_ids() == []
+    worklist.filter.clear()
     assert worklist.view_only.isHidden()
     store.read_only_reason = lambda: "the server refuses uploads (403)"  # the worklist says why, on a line of its own
     worklist.refresh()
