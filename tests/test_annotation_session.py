@@ -561,3 +561,25 @@ def test_an_automatic_segmentation_says_what_may_make_it_poor(session):
     assert len(heard) == 2 and "far larger" in heard[-1]
     session.set_marks([(20, 40, 40)], [])  # GraphCut clicks: nothing to note
     assert len(heard) == 2 and said[-1].startswith("graphcut-clicks")
+
+
+def test_foreground_strokes_alone_are_told_what_stops_the_cut(session, phantoms):
+    """A first foreground stroke on a CT organ, with no background stroke, spreads into the
+    tissue of the same attenuation around it; the result says why and what to do. Once a
+    background stroke is drawn, the result is said plainly."""
+    from annotator.bench.simulate import scribbles_from_mask
+
+    _, labels = phantoms
+    kidney = labels["ct0"] == 3
+    strokes = scribbles_from_mask(kidney)
+    heard, said = [], []
+    session.warning.connect(heard.append)
+    session.status.connect(said.append)
+    session.scribbles[...] = np.where(strokes == 1, 1, 0)
+    session.request("scribbles")
+    assert session.label.any() and len(heard) == 1
+    assert heard[0].startswith("graphcut-scribbles: ") and "no background strokes yet" in heard[0]
+    session.scribbles[...] = strokes
+    session.request("scribbles")
+    assert len(heard) == 1 and said[-1].startswith("graphcut-scribbles: ")
+    assert dice(session.label > 0, kidney) > 0.8

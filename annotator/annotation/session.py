@@ -31,6 +31,11 @@ from annotator.settings import LabelPreset, Settings
 LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
 
 
+#: said under a cut of foreground strokes alone
+NO_BACKGROUND = ("no background strokes yet: nothing stops the cut where the structure meets tissue like it. "
+                 "Paint one around the structure (Alt+4)")
+
+
 class AnnotationSession:
     """Annotating the images of a datastore, one at a time."""
 
@@ -369,6 +374,8 @@ class AnnotationSession:
         # automatic segmentation; it stays under the result
         first = method.needs_preparation(volume)
         note = method.warning(volume, kind) if first or kind == "automatic" else None
+        if kind == "scribbles" and not (strokes == 2).any():
+            note = NO_BACKGROUND
         if first:
             self.status.emit(f"first {'click' if kind == 'clicks' else 'run'} on this image: preparing it for "
                              f"{method.name} (once per image) ...")
