@@ -127,7 +127,7 @@ def cmd_infer(args) -> int:
     if entry.card.method != "deepedit":
         raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
                          "needs a deepedit model")
-    for note in (model_notes(entry.card, volume, automatic=True) or "").splitlines():
+    for note in (model_notes(entry.card, volume) or "").splitlines():
         print(f"warning: {note}", file=sys.stderr)
     session = session_for_model(volume, args.model)
     card = session.card

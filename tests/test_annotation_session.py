@@ -406,7 +406,10 @@ def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the bundled models only
     volumes, _ = phantoms
-    volumes = {"mr": dataclasses.replace(volumes["ct0"], modality="MR"), "ct": volumes["ct1"]}
+    # an MR of about the size the bundled model was trained on (a far larger one: GraphCut)
+    mr = dataclasses.replace(volumes["ct0"], array=np.ascontiguousarray(volumes["ct0"].array[:, :50, :50]),
+                             modality="MR")
+    volumes = {"mr": mr, "ct": volumes["ct1"], "mr_large": dataclasses.replace(volumes["ct2"], modality="MR")}
     s = AnnotationSession(settings=Settings())
     presets = {p.value: p.name for p in s.labels}
     s.set_datastore(MemoryDatastore(volumes))
@@ -422,6 +425,9 @@ def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp
     assert named() == presets
     s.set_method("deepedit")  # asked for: the MR model answers, with a warning, under its names
     assert named()[1] == "anterior"
+    s.set_method("auto")
+    s.open_image("mr_large")  # 120 x 120 x 100 mm: far larger than its hippocampus crops
+    assert named() == presets and s.click_method().name == "graphcut"
 
 
 def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store, private_user_dirs):

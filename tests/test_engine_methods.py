@@ -108,7 +108,8 @@ def test_cli_infer(tmp_path):
 def test_a_model_warns_of_images_far_from_the_sizes_it_was_trained_on(tmp_path):
     """The bundled models' sidecars give the sizes of their training images (hippocampus
     crops, 26 to 58 mm); a whole head, or a patch far smaller, is warned about, whichever
-    way it is stored; a model whose sidecar does not say warns of nothing."""
+    way it is stored, and "auto" does not answer its clicks with them; a model whose
+    sidecar does not say warns of nothing."""
     from annotator.engine.deep import extent_note, model_notes
     from annotator.io.volume import Volume
     from annotator.models import load_checkpoint
@@ -116,7 +117,8 @@ def test_a_model_warns_of_images_far_from_the_sizes_it_was_trained_on(tmp_path):
     card = ModelRegistry().entry("deepedit-hippocampus-mr").card
     assert card.training["extent_mm"] == {"smallest": [40.0, 32.0, 26.0], "largest": [58.0, 47.0, 41.0]}
     crop = read_volume(IMAGE)
-    assert extent_note(card, crop) is None and model_notes(card, crop, automatic=True) is None
+    crop.modality = "MR"  # a NIfTI does not say
+    assert extent_note(card, crop) is None and model_notes(card, crop) is None
 
     def volume(shape, spacing):
         return Volume(np.zeros(shape, np.int16), spacing=tuple(reversed(spacing)), origin=(0.0, 0.0, 0.0),
@@ -130,6 +132,9 @@ def test_a_model_warns_of_images_far_from_the_sizes_it_was_trained_on(tmp_path):
     assert extent_note(card, volume((100, 60, 40), (1, 1, 1))) is None  # within twice the largest
     assert extent_note(card, volume((120, 60, 40), (1, 1, 1))).split(" is ")[1].startswith("far larger")
     assert "far smaller" in extent_note(card, volume((12, 12, 12), (1, 1, 1)))
-    assert model_notes(card, head) is None  # clicks answer on a crop around them: no note
+    assert model_notes(card, head) == note  # an MR: the size is all there is to say
+    # "auto" answers clicks with the bundled networks on crops of their size, GraphCut on a head
+    assert [choose(v).name for v in (crop, head, volume((100, 60, 40), (1, 1, 1)))] == \
+        ["deepedit", "graphcut", "deepedit"]
     _, tiny = load_checkpoint(_install_deepedit(tmp_path))
     assert extent_note(tiny, head) is None

@@ -373,7 +373,7 @@ class AnnotationSession:
         # what may make the answer poor: said on an image's first request, and with every
         # automatic segmentation; it stays under the result
         first = method.needs_preparation(volume)
-        note = method.warning(volume, kind) if first or kind == "automatic" else None
+        note = method.warning(volume) if first or kind == "automatic" else None
         if kind == "scribbles" and not (strokes == 2).any():
             note = NO_BACKGROUND
         if first:

@@ -25,8 +25,8 @@ def modality_note(card: ModelCard, modality: str) -> str | None:
             f"{modality}. Results may be poor.")
 
 
-#: how far beyond the sizes of its training images an image may reach before a model's
-#: automatic segmentation is warned about (each axis, longest first)
+#: how far beyond the sizes of its training images an image may reach before a model is
+#: warned about, and not chosen by "auto" (each axis, longest first)
 EXTENT_FACTOR = 2.0
 
 
@@ -52,13 +52,13 @@ def extent_note(card: ModelCard, volume: Volume) -> str | None:
 
     span = mm(largest) if smallest == largest else f"{mm(smallest)} mm to {mm(largest)}"
     return (f"this image ({mm(here)} mm) is {how} the images model '{card.name}' was trained on "
-            f"({span} mm): its automatic segmentation may be poor; clicks near the structure work better.")
+            f"({span} mm). Results may be poor.")
 
 
-def model_notes(card: ModelCard, volume: Volume, automatic: bool = False) -> str | None:
-    """What may make ``card``'s model answer poorly on ``volume``: another modality, and
-    for an automatic segmentation, an image of another size than it was trained on."""
-    notes = [modality_note(card, volume.modality), extent_note(card, volume) if automatic else None]
+def model_notes(card: ModelCard, volume: Volume) -> str | None:
+    """What may make ``card``'s model answer poorly on ``volume``: another modality, an
+    image of another size than it was trained on."""
+    notes = [modality_note(card, volume.modality), extent_note(card, volume)]
     return "\n".join(n for n in notes if n) or None
 
 
@@ -93,7 +93,11 @@ class DeepClicks:
         self._sessions: "OrderedDict[int, ClickSession]" = OrderedDict()
 
     def available(self, volume: Volume) -> bool:
-        return bool(self.registry.find(self.method, volume.modality))
+        """Whether "auto" may choose this method for ``volume``: a model is installed for its
+        modality, trained on images of about its size (the bundled hippocampus DeepEdit, trained
+        on crops of 26 to 58 mm, answered three robot clicks on the liver, spleen, right kidney
+        and stomach of the example abdominal MR with Dice 0.01 or less; GraphCut: 0.47 to 0.88)."""
+        return any(extent_note(e.card, volume) is None for e in self.registry.find(self.method, volume.modality))
 
     def session(self, volume: Volume) -> ClickSession:
         model, card = self.model(volume)  # a newly chosen model drops the old sessions
@@ -112,10 +116,10 @@ class DeepClicks:
         session = self._sessions.get(id(volume))
         return session is not None and session.volume is volume and session.prepared
 
-    def warning(self, volume: Volume, automatic: bool = False) -> str | None:
+    def warning(self, volume: Volume) -> str | None:
         """What may make the model that would answer poor on ``volume`` (:func:`model_notes`)."""
         entry = self.registry.preferred(self.method, volume.modality)
-        return model_notes(entry.card, volume, automatic) if entry else None
+        return model_notes(entry.card, volume) if entry else None
 
     def model(self, volume: Volume):
         """(network, card) for ``volume``: the preferred model, loaded when it changed."""

@@ -36,8 +36,8 @@ class Method(ABC):
         """Whether the next request on ``volume`` first prepares it (slow, once per image)."""
         return False
 
-    def warning(self, volume: Volume, kind: str = "clicks") -> str | None:
-        """What may make this method's answer to ``kind`` on ``volume`` poor (None: nothing known)."""
+    def warning(self, volume: Volume) -> str | None:
+        """What may make this method's answers on ``volume`` poor (None: nothing known)."""
         return None
 
     def label_names(self, volume: Volume) -> dict[str, int]:
@@ -96,8 +96,8 @@ class Network(Method):
     def needs_preparation(self, volume):
         return not self.deep.prepared(volume)
 
-    def warning(self, volume, kind="clicks"):
-        return self.deep.warning(volume, automatic=kind == "automatic")
+    def warning(self, volume):
+        return self.deep.warning(volume)
 
     def label_names(self, volume):
         """DeepEdit's classes (a click on label 2 corrects its second class), from the

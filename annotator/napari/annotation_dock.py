@@ -55,13 +55,14 @@ class AnnotationDock(QWidget):
                                 "names its labels; your own names stay). Alt+B: next label")
         edit_presets.clicked.connect(self.edit_presets)
         self.method = QComboBox()
-        self.method.addItem("auto (a network for the modality, else GraphCut)", "auto")
+        self.method.addItem("auto (a network made for such images, else GraphCut)", "auto")
         for name in methods_for("clicks"):
             self.method.addItem(f"{name} ({METHODS[name].description})", name)
         self.method.setToolTip("What answers clicks. Scribbles always use GraphCut, which needs no model and "
                                "works on any CT or MR,\nbest where the structure differs in intensity from its "
                                "surroundings (CT organs such as liver, spleen, kidneys);\nthe networks need a model "
-                               "made for the image's modality (the bundled ones: hippocampus MR).")
+                               "made for the image's modality and trained on images of about its size\n(the bundled "
+                               "ones: hippocampus MR crops of 26 to 58 mm; auto leaves them for a whole head).")
         self.method.currentIndexChanged.connect(lambda: session.set_method(self.method.currentData()))
         self.display_window = QComboBox()
         for name in L.WINDOWS:
