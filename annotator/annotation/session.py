@@ -370,8 +370,8 @@ class AnnotationSession:
             return result.replacing(label, value, within=bound)
 
         self._set_busy(True)
-        # what may make the answer poor: said on an image's first request, and with every
-        # automatic segmentation; it stays under the result
+        # what may make the answer poor (a network's: on an image's first request and with
+        # every automatic segmentation; a cut of foreground strokes alone): under the result
         first = method.needs_preparation(volume)
         note = method.warning(volume) if first or kind == "automatic" else None
         if kind == "scribbles" and not (strokes == 2).any():
