@@ -297,7 +297,7 @@ def cmd_rank(args) -> int:
     for r in ranking.ranked:
         labels = "  ".join(f"{k} {v:.3f}" for k, v in r.per_label.items())
         print(f"{r.id:<{width}}  {r.score:8.4f}  {labels}")
-    print(f"{len(ranking.ranked)} unlabeled images ranked by {args.strategy}"
+    print(f"{len(ranking.ranked)} unlabeled image{'s' * (len(ranking.ranked) != 1)} ranked by {args.strategy}"
           + (f", {ranking.seconds_per_image:.2f} s per image scored" if ranking.seconds_per_image else ""),
           file=sys.stderr)
     return 0

@@ -126,6 +126,7 @@ def test_no_model_for_the_images_is_said_once_and_remembered(tmp_path):
     # once a CT model is installed, the series is read again (here: it cannot be, and is skipped for that)
     model, card = load_checkpoint(ModelRegistry().entry("deepedit-hippocampus-mr").sidecar)
     card.name, card.modality = "deepedit-ct", "CT"
+    card.training.pop("extent_mm")  # (the hippocampus crops' sizes would refuse a whole CT)
     save_checkpoint(model, card, user_dir() / f"{card.name}.json")
 
     def unreadable(image_id, progress=None):
@@ -135,6 +136,39 @@ def test_no_model_for_the_images_is_said_once_and_remembered(tmp_path):
     store.open_image = unreadable
     assert rank(store, "tta").skipped == {"series": "the disk is gone"} and opened == ["series"]
     assert [r.id for r in rank(LocalDatastore(folder), "random").ranked] == ["series"]
+
+
+def test_an_image_far_from_the_models_training_sizes_is_skipped_and_remembered(folder):
+    """The bundled model was trained on hippocampus crops (26 to 58 mm): its uncertainty on
+    a whole head says nothing (on the brain MR study the two whole-head series ranked above
+    the crop). Such an image is skipped with the reason, loses an earlier score, and is
+    skipped again without being read; the crops are ranked."""
+    from annotator.io.volume import Volume
+    from annotator.io.write import write_volume
+
+    rng = np.random.default_rng(0)
+    write_volume(folder / "head.nii.gz", Volume(rng.normal(100, 20, (40, 50, 50)).astype(np.int16),
+                                                 spacing=(4.0, 4.0, 4.0), origin=(0.0, 0.0, 0.0),
+                                                 direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
+    store = LocalDatastore(folder)
+    store.set_scores({"head": 0.99})  # an earlier ranking (another strategy) put it first
+    ranking = rank(store, "tta")
+    assert {r.id for r in ranking.ranked} == set(CASES)
+    assert set(ranking.skipped) == {"head"}
+    assert ranking.skipped["head"].startswith("no deepedit model for images of this size: this image "
+                                              "(200 x 200 x 160 mm) is far larger than the images model "
+                                              "'deepedit-hippocampus-mr' was trained on")
+    records = {r.id: r for r in store.records()}
+    assert records["head"].score is None and records["hippocampus_001"].score is not None
+    assert records["head"].info["active"]["tta"]["extent_mm"] == [200.0, 200.0, 160.0]
+    opened, open_image = [], store.open_image
+    store.open_image = lambda image_id, progress=None: opened.append(image_id) or open_image(image_id, progress)
+    assert set(rank(store, "tta").skipped) == {"head"} and opened == []
+    # with nothing else to rank, the ranking fails with that reason
+    for case in CASES:
+        (folder / f"{case}.nii.gz").unlink()
+    with pytest.raises(ModelError, match="no deepedit model for images of this size"):
+        rank(LocalDatastore(folder), "epistemic")
 
 
 def test_cli_rank_json(folder):

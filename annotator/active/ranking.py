@@ -2,16 +2,18 @@
 
 Scores are kept with each image in the store (``info["active"][strategy]``, with the
 model they came from: its name and weights checksum, the version of the scoring,
-:data:`SCORING`, and the image's modality), so a ranking asks the network again only for
+:data:`SCORING`, and the image's modality and extent), so a ranking asks the network again only for
 images it has not scored with the current model: a new active model, or a new way of
 scoring, makes every cached score stale. A score that is still current is taken without
-opening its image (the modality says which model would score it). The worklist's score
+opening its image (the modality says which model would score it, the extent whether it
+may). The worklist's score
 column is the store's score, written as each image is scored. An image that cannot be
 opened is skipped with its reason; the rest are ranked. An image whose modality no
-installed model knows is skipped too (an MR model's uncertainty on a CT says nothing),
-and its modality kept, so that the next ranking skips it without reading it again (until
-a model for it is installed); when that leaves nothing to rank, the ranking fails with
-that reason.
+installed model knows is skipped too (an MR model's uncertainty on a CT says nothing), as
+is one far larger or smaller than the images the model was trained on (see
+:func:`annotator.engine.deep.extent_misfit`), and its modality and size kept, so that the
+next ranking skips it without reading it again (until a model for it is installed); when
+that leaves nothing to rank, the ranking fails with that reason.
 """
 
 from __future__ import annotations
@@ -78,8 +80,10 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
                     spent += seconds
                     scored_now += 1
         except (AnnotatorError, OSError, ValueError, RuntimeError) as exc:
-            if isinstance(exc, ModelError):
+            if isinstance(exc, ModelError):  # no model may score it: an earlier score goes too
                 no_model.append(str(exc))
+                if record.score is not None:
+                    _write(lambda: store.set_scores({record.id: None}))
             skipped[record.id] = str(exc)
             report(f"skipped {record.name}: {exc}", (position + 1) / max(len(records), 1))
             continue
@@ -87,7 +91,7 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
         _keep(store, record, strategy, found, origin)
     if not ranked and no_model:
         raise ModelError(no_model[0])  # nothing could be scored: one clear reason
-    report(f"{len(ranked)} images ranked by {strategy}", 1.0)
+    report(f"{len(ranked)} image{'s' * (len(ranked) != 1)} ranked by {strategy}", 1.0)
     ranked.sort(key=lambda r: -r.score)
     return Ranking(ranked, skipped, spent / scored_now if scored_now else 0.0)
 
@@ -101,24 +105,25 @@ def _current(cached: dict, version: str) -> Score | None:
 
 
 def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict, bool, float]:
-    """(score, where it came from: model version and image modality, whether it came from
-    the cache, seconds spent) of one image."""
-    modality = cached.get("modality")
-    if isinstance(modality, str):  # which model would score it is known without the image
+    """(score, where it came from: model version, image modality and extent, whether it came
+    from the cache, seconds spent) of one image."""
+    modality, extent = cached.get("modality"), cached.get("extent_mm")
+    if isinstance(modality, str) and isinstance(extent, list):  # which model would score it is known
         entry = clicks.registry.preferred(clicks.method, modality)
         if entry:
-            _check_modality(entry.card, modality)
+            _check_fit(entry.card, modality, extent)
         found = _current(cached, model_version(entry.card)) if entry else None
         if found:
-            return found, {"model": cached["model"], "modality": modality}, True, 0.0
+            return found, {"model": cached["model"], "modality": modality, "extent_mm": extent}, True, 0.0
     volume = store.open_image(record.id)
     session = clicks.session(volume)
+    seen = {"modality": volume.modality, "extent_mm": [round(v, 1) for v in volume.extent_mm]}
     try:
-        _check_modality(session.card, volume.modality)
+        _check_fit(session.card, volume.modality, seen["extent_mm"])
     except ModelError:
-        _keep_entry(store, record, strategy, {"modality": volume.modality, "scoring": SCORING})
+        _keep_entry(store, record, strategy, {**seen, "scoring": SCORING})
         raise
-    origin = {"model": model_version(session.card), "modality": volume.modality}
+    origin = {"model": model_version(session.card), **seen}
     found = _current(cached, origin["model"])
     if found:
         return found, origin, True, 0.0
@@ -127,13 +132,18 @@ def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict,
     return found, origin, False, time.perf_counter() - start
 
 
-def _check_modality(card, modality: str) -> None:
-    """A model of another modality says nothing useful about an image: refused."""
-    from annotator.engine.deep import modality_note
+def _check_fit(card, modality: str, extent_mm) -> None:
+    """A model says nothing useful about an image of another modality, or of a size far from
+    those it was trained on (a model of hippocampus crops finds look-alikes all over a whole
+    head): refused."""
+    from annotator.engine.deep import extent_misfit, modality_note
 
     if modality_note(card, modality):
         raise ModelError(f"no {card.method} model for {modality} images (the installed '{card.name}' is for "
                          f"{card.modality}); rank by random or first")
+    misfit = extent_misfit(card, extent_mm)
+    if misfit:
+        raise ModelError(f"no {card.method} model for images of this size: {misfit}; rank by random or first")
 
 
 def _keep(store: Datastore, record, strategy: str, found: Score, origin: dict) -> None:

@@ -744,7 +744,7 @@ class AnnotationSession:
         def done(ranking) -> None:
             self._scoring = None
             skipped = "".join(f"; skipped {i}: {why}" for i, why in list(ranking.skipped.items())[:3])
-            self.status.emit(f"{len(ranking.ranked)} images ranked by {strategy}{skipped}")
+            self.status.emit(f"{len(ranking.ranked)} image{'s' * (len(ranking.ranked) != 1)} ranked by {strategy}{skipped}")
             self.scored.emit(strategy)
 
         def failed(exc: BaseException) -> None:

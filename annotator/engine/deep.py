@@ -30,19 +30,19 @@ def modality_note(card: ModelCard, modality: str) -> str | None:
 EXTENT_FACTOR = 2.0
 
 
-def extent_note(card: ModelCard, volume: Volume) -> str | None:
-    """A warning when ``volume`` is far larger or smaller than every image ``card``'s model
-    was trained on (its sidecar's ``training.extent_mm``): a model trained on crops around
-    one structure finds look-alikes all over a whole scan, one trained on whole scans lacks
-    their context in a crop. None when the sidecar does not say."""
+def extent_misfit(card: ModelCard, extent_mm) -> str | None:
+    """How an image reaching ``extent_mm`` (longest first, :attr:`Volume.extent_mm`) is far
+    larger or smaller than every image ``card``'s model was trained on (its sidecar's
+    ``training.extent_mm``): a model trained on crops around one structure finds look-alikes
+    all over a whole scan, one trained on whole scans lacks their context in a crop. None
+    when it is not, or the sidecar does not say."""
     trained = card.training.get("extent_mm") or {}
     smallest, largest = trained.get("smallest"), trained.get("largest")
     if not smallest or not largest:
         return None
-    here = volume.extent_mm
-    if any(h > EXTENT_FACTOR * m for h, m in zip(here, largest)):
+    if any(h > EXTENT_FACTOR * m for h, m in zip(extent_mm, largest)):
         how = "far larger than"
-    elif any(h < m / EXTENT_FACTOR for h, m in zip(here, smallest)):
+    elif any(h < m / EXTENT_FACTOR for h, m in zip(extent_mm, smallest)):
         how = "far smaller than"
     else:
         return None
@@ -51,8 +51,14 @@ def extent_note(card: ModelCard, volume: Volume) -> str | None:
         return " x ".join(f"{v:.0f}" for v in extent)
 
     span = mm(largest) if smallest == largest else f"{mm(smallest)} mm to {mm(largest)}"
-    return (f"this image ({mm(here)} mm) is {how} the images model '{card.name}' was trained on "
-            f"({span} mm). Results may be poor.")
+    return f"this image ({mm(extent_mm)} mm) is {how} the images model '{card.name}' was trained on ({span} mm)"
+
+
+def extent_note(card: ModelCard, volume: Volume) -> str | None:
+    """A warning when ``volume`` is far larger or smaller than every image ``card``'s model
+    was trained on (:func:`extent_misfit`); using it is allowed."""
+    misfit = extent_misfit(card, volume.extent_mm)
+    return f"{misfit}. Results may be poor." if misfit else None
 
 
 def model_notes(card: ModelCard, volume: Volume) -> str | None:
