@@ -282,13 +282,15 @@ def test_an_accept_says_what_the_labels_are_and_which_models_drew_them(session, 
     assert names[1] == session.labels[0].name and algorithm is None
 
     session.open_image("ct1")
-    session.request("automatic")  # DeepEdit (the bundled MR model, on a CT: it answers with a warning)
+    session.set_method("deepedit")  # chosen: the bundled MR model answers on a CT, with a warning
+    session.request("automatic")
     session.set_marks([_centre(labels["ct1"] == 3)], [])
     assert session.accept()
     names, algorithm = session.store.described["ct1"]
     assert algorithm == "deepedit-hippocampus-mr"
     assert (names[1], names[2]) == ("anterior", "posterior")  # the model named what it drew
 
+    session.set_method("auto")  # GraphCut on a CT
     session.open_image("ct2")  # a new image starts with no model
     session.set_marks([_centre(labels["ct2"] == 3)], [])
     assert session.accept() and session.store.described["ct2"][1] is None
@@ -551,12 +553,24 @@ def test_the_clicks_of_one_label_do_not_become_the_next_labels(session, phantoms
 
 
 def test_an_automatic_segmentation_says_what_may_make_it_poor(session):
-    """The bundled hippocampus model on a CT of an abdomen (phantom: 100 x 120 x 120 mm): it
-    answers, and the result's status says the model is for MR and for far smaller images;
-    the note came only while it was being prepared, and was then overwritten."""
-    heard, said = [], []
+    """The bundled hippocampus model on a CT of an abdomen (phantom: 100 x 120 x 120 mm):
+    Auto-segment with the method left to "auto" does not run it (it drew hippocampus
+    look-alikes all over a whole scan) and says why and what to do; with DeepEdit chosen
+    it answers, and the result's status says the model is for MR and for far smaller
+    images (the note came only while it was being prepared, and was then overwritten)."""
+    heard, said, failed = [], [], []
     session.warning.connect(heard.append)
     session.status.connect(said.append)
+    session.error.connect(failed.append)
+    session.request("automatic")
+    assert not session.label.any() and not heard
+    assert failed[-1].startswith("no installed model is for this image: model 'deepedit-hippocampus-mr' was "
+                                 "trained on MR images; this image is CT.")
+    assert "CT. this image (120 x 120 x 100 mm) is far larger than" in failed[-1]
+    assert "may be poor" not in failed[-1]  # it did not run
+    assert failed[-1].endswith("Segment it with clicks or scribbles (GraphCut), or choose deepedit under "
+                               "Method to run it anyway.")
+    session.set_method("deepedit")
     session.request("automatic")
     assert session.label.any()
     assert heard and heard[-1].startswith("deepedit-auto: ")
@@ -565,8 +579,10 @@ def test_an_automatic_segmentation_says_what_may_make_it_poor(session):
            "trained on" in heard[-1]
     session.request("automatic")  # again on the prepared image: said again, under the result
     assert len(heard) == 2 and "far larger" in heard[-1]
+    session.set_method("graphcut")
     session.set_marks([(20, 40, 40)], [])  # GraphCut clicks: nothing to note
     assert len(heard) == 2 and said[-1].startswith("graphcut-clicks")
+    assert len(failed) == 1
 
 
 def test_foreground_strokes_alone_are_told_what_stops_the_cut(session, phantoms):

@@ -347,13 +347,15 @@ class AnnotationSession:
             return
         volume, value, label, strokes = self.volume, self.label_value, self.label, self.scribbles
         bound = self._bounds.get(value)
-        from annotator.engine.methods import choose  # GraphCut and SciPy load with the first request
+        from annotator.engine.methods import choose, methods_for  # GraphCut and SciPy load with the first request
 
         try:
             # clicks: the chosen method (or the best for the image); scribbles: GraphCut;
-            # automatic: DeepEdit, with a warning when its model is for another modality
+            # automatic: DeepEdit when chosen (with the notes of what may make it poor), else
+            # only with a model for such an image
+            automatic = self.method if self.method in methods_for("automatic") else "auto"
             method = choose(volume, kind, {"clicks": self.method, "scribbles": "graphcut",
-                                           "automatic": "deepedit"}[kind])
+                                           "automatic": automatic}[kind])
         except AnnotatorError as exc:
             self._failed(exc)
             return

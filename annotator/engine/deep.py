@@ -17,12 +17,16 @@ if TYPE_CHECKING:  # sessions need torch, imported on the first click rather tha
     from annotator.engine.session import ClickSession
 
 
+#: how each note of what may make a network's answers poor ends
+POOR = "Results may be poor."
+
+
 def modality_note(card: ModelCard, modality: str) -> str | None:
     """A warning when a model meets an image of another (known) ``modality``; using it is allowed."""
     if "unknown" in (card.modality, modality) or card.modality == modality:
         return None
     return (f"model '{card.name}' was trained on {card.modality} images; this image is "
-            f"{modality}. Results may be poor.")
+            f"{modality}. {POOR}")
 
 
 #: how far beyond the sizes of its training images an image may reach before a model is
@@ -58,7 +62,7 @@ def extent_note(card: ModelCard, volume: Volume) -> str | None:
     """A warning when ``volume`` is far larger or smaller than every image ``card``'s model
     was trained on (:func:`extent_misfit`); using it is allowed."""
     misfit = extent_misfit(card, volume.extent_mm)
-    return f"{misfit}. Results may be poor." if misfit else None
+    return f"{misfit}. {POOR}" if misfit else None
 
 
 def model_notes(card: ModelCard, volume: Volume) -> str | None:

@@ -29,7 +29,8 @@ class Method(ABC):
     #: axis) and not in 3-D
     on_slices: bool = False
 
-    def available(self, volume: Volume) -> bool:
+    def available(self, volume: Volume, kind: str = "clicks") -> bool:
+        """Whether "auto" may choose this method to answer ``kind`` on ``volume``."""
         return True
 
     def needs_preparation(self, volume: Volume) -> bool:
@@ -90,7 +91,11 @@ class Network(Method):
             self._deep = DeepClicks(self.name)
         return self._deep
 
-    def available(self, volume):
+    def available(self, volume, kind="clicks"):
+        if kind == "automatic":  # nothing else segments automatically: the model that would
+            # answer, unless something speaks against it (an image that does not say its
+            # modality, a NIfTI, is answered)
+            return self.deep.registry.preferred(self.name, volume.modality) is not None and not self.warning(volume)
         return self.deep.available(volume)
 
     def needs_preparation(self, volume):
@@ -137,12 +142,25 @@ def choose(volume: Volume, kind: str = "clicks", requested: str = "auto") -> Met
     if requested == "auto":
         for name in _PREFERENCE:
             method = METHODS[name]
-            if kind in method.kinds and method.available(volume):
+            if kind in method.kinds and method.available(volume, kind):
                 return method
-        raise InputError(f"no installed method segments {kind}; train a DeepEdit model first")
+        raise InputError(_none_fits(volume, kind))
     method = METHODS.get(requested)
     if method is None:
         raise InputError(f"unknown method '{requested}' (available: {', '.join(METHODS)})")
     if kind not in method.kinds:
         raise InputError(f"{requested} does not answer {kind} (methods that do: {', '.join(methods_for(kind))})")
     return method
+
+
+def _none_fits(volume: Volume, kind: str) -> str:
+    """Why no method was chosen for ``kind`` on ``volume`` (only networks segment
+    automatically): none installed, or none for such an image."""
+    from annotator.engine.deep import POOR
+
+    notes = [note for note in (METHODS[name].warning(volume) for name in methods_for(kind)) if note]
+    if not notes:
+        return f"no installed model segments {kind.replace('automatic', 'automatically')}; train a DeepEdit model first"
+    why = " ".join(notes).replace(f" {POOR}", "").replace("\n", " ")
+    return (f"no installed model is for this image: {why} Segment it with clicks or scribbles "
+            f"(GraphCut), or choose {', '.join(methods_for(kind))} under Method to run it anyway.")
