@@ -26,16 +26,12 @@ BUTTONS = [("fg", "Foreground clicks"), ("bg", "Background clicks"), ("scribble_
            ("undo", "Undo"), ("redo", "Redo"), ("fill_holes", "Fill holes"), ("keep_largest", "Keep largest part"),
            ("fill_between", "Fill between slices"), ("smooth", "Smooth"), ("automatic", "Auto-segment (DeepEdit)"),
            ("accept", "Accept"), ("next", "Next image")]
-#: what a button without a shortcut does, in its tooltip
-HINTS = {"smooth": "Smooth the chosen label's surface: spikes and stray voxels go, notches fill (undoable)"}
 #: shortcuts a button's tooltip names besides its own: a variant of its action with no button
 VARIANTS = {"clear": "clear_all"}
 
 
 def tooltip(key: str) -> str:
-    """What a button does and its keys (and those of its variant), or its hint."""
-    if key not in SHORTCUTS:
-        return HINTS.get(key, "")
+    """What a button does and its keys (and those of its variant)."""
     return "\n".join(f"{keys}: {what}" for keys, what in (SHORTCUTS[a] for a in (key, VARIANTS.get(key)) if a))
 
 
