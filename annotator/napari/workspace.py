@@ -216,10 +216,11 @@ class Workspace:
                     self.viewer.add_image(data, visible=False, **kwargs)
                     self.viewer.layers.move(len(self.viewer.layers) - 1, 0)
             affine = L.affine(volume)
+            first = next(iter(s.label_maps), None)
             for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited
                 named = {v: n for n, v in s.label_map_names.get(map_id, {}).items()}
                 self.viewer.add_labels(array, name=f"{map_id} (label map)", affine=affine, opacity=0.35,
-                                       visible=len(s.label_maps) == 1,
+                                       visible=map_id == first,  # the one the dock offers; one at a time
                                        metadata={L.LABEL_MAP_KEY: map_id, L.LABEL_OF_KEY: volume},
                                        features=L.label_features(named))
             scribbles = self.viewer.add_labels(s.scribbles, name=L.SCRIBBLES, affine=affine,
@@ -451,6 +452,13 @@ class Workspace:
             return self._image_layer
         return next((lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata
                      and lay.metadata[L.VOLUME_KEY] is self.session.volume), None)
+
+    def show_label_map(self, map_id: str | None) -> None:
+        """Show the label map ``map_id`` (the one the dock's Label map offers to use), the
+        others hidden: with several all hidden, the one about to be used was not seen."""
+        for layer in self.viewer.layers:
+            if layer.metadata.get(L.LABEL_MAP_KEY):
+                layer.visible = layer.metadata[L.LABEL_MAP_KEY] == map_id
 
     def next_volume(self) -> None:
         """Show the image's next volume (the one annotated, then its companions: other

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from annotator.napari import layers as L
 from annotator.napari.worklist_dock import ID_ROLE
@@ -120,6 +121,29 @@ def test_the_folder_lists_images_only_and_a_label_map_opens_beside_its_image(win
     qtbot.waitUntil(lambda: annotation.volume_text.text().startswith("Volume of spleen: "), timeout=10000)
     assert "all labels" in annotation.volume_text.text()
     annotation.grab().save(str(tmp_path / "annotation_dock.png"))
+
+
+def test_the_label_map_offered_is_the_one_shown(window, qtbot, tmp_path):
+    """The DICOM CT of three slices has seven label maps beside it: all were hidden while
+    the dock offered the first to "Use as label", so the map about to be used was not
+    seen. The one offered is shown, the others hidden; choosing another shows it."""
+    viewer, ws, annotation, _ = window
+    folder = tmp_path / "ct3"
+    shutil.copytree(DATA / "dcmqi_ct3slice_seg", folder)
+    ws.session.open(folder)
+    qtbot.waitUntil(lambda: ws.session.volume is not None and not ws.session.files.busy, timeout=60000)
+
+    def shown() -> list[str]:
+        return [lay.metadata[L.LABEL_MAP_KEY] for lay in viewer.layers
+                if lay.metadata.get(L.LABEL_MAP_KEY) and lay.visible]
+
+    assert annotation.label_map.count() == len(ws.session.label_maps) > 2
+    assert shown() == [annotation.label_map.currentData()]
+    qtbot.keyClick(annotation.label_map, Qt.Key_Down)  # as a person picks another
+    second = annotation.label_map.itemData(1)
+    assert annotation.label_map.currentData() == second and shown() == [second]
+    annotation.use_map.click()
+    np.testing.assert_array_equal(ws.session.label > 0, ws.session.label_maps[second] > 0)
 
 
 def test_a_click_redraws_only_what_changed_and_shows_what_a_full_redraw_shows(window, qtbot):
