@@ -138,3 +138,30 @@ def test_a_model_warns_of_images_far_from_the_sizes_it_was_trained_on(tmp_path):
         ["deepedit", "graphcut", "deepedit"]
     _, tiny = load_checkpoint(_install_deepedit(tmp_path))
     assert extent_note(tiny, head) is None
+
+
+def test_the_model_for_an_images_size_answers_it(tmp_path):
+    """With a DeepEdit trained on whole heads beside one trained on hippocampus crops,
+    whichever is chosen, a crop is answered by the crop model and a head by the head model
+    (the chosen one answered both, one of them with a model that never saw such an image);
+    among models that fit, the chosen one (a sidecar that gives no sizes fits any)."""
+    from annotator.io.volume import Volume
+
+    folder = tmp_path / "models"
+    _install_deepedit(folder, "crops", {"extent_mm": {"smallest": [40, 32, 26], "largest": [58, 47, 41]}})
+    _install_deepedit(folder, "heads", {"extent_mm": {"smallest": [200, 180, 140], "largest": [240, 220, 180]}})
+    registry = ModelRegistry([folder])
+    crop = read_volume(IMAGE)
+    crop.modality = "MR"
+    head = Volume(np.zeros((22, 320, 280), np.int16), spacing=(0.6875, 0.6875, 6.5), origin=(0.0, 0.0, 0.0),
+                  direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
+    for chosen in ("heads", "crops"):
+        registry.choose(chosen)
+        clicks = DeepClicks("deepedit", registry)
+        assert clicks.model(crop)[1].name == "crops" and clicks.model(head)[1].name == "heads"
+        assert clicks.warning(head) is None and clicks.warning(crop) is None
+        assert registry.preferred("deepedit", "MR").card.name == chosen  # size not known: the chosen one
+    _install_deepedit(folder, "any")  # its sidecar does not say: it fits any image
+    registry = ModelRegistry([folder])
+    registry.choose("any")
+    assert {registry.preferred("deepedit", "MR", v.extent_mm).card.name for v in (crop, head)} == {"any"}

@@ -2,18 +2,18 @@
 
 Scores are kept with each image in the store (``info["active"][strategy]``, with the
 model they came from: its name and weights checksum, the version of the scoring,
-:data:`SCORING`, and the image's modality and extent), so a ranking asks the network again only for
-images it has not scored with the current model: a new active model, or a new way of
-scoring, makes every cached score stale. A score that is still current is taken without
-opening its image (the modality says which model would score it, the extent whether it
-may). The worklist's score
-column is the store's score, written as each image is scored. An image that cannot be
-opened is skipped with its reason; the rest are ranked. An image whose modality no
-installed model knows is skipped too (an MR model's uncertainty on a CT says nothing), as
-is one far larger or smaller than the images the model was trained on (see
-:func:`annotator.engine.deep.extent_misfit`), and its modality and size kept, so that the
-next ranking skips it without reading it again (until a model for it is installed); when
-that leaves nothing to rank, the ranking fails with that reason.
+:data:`SCORING`, and the image's modality and extent), so a ranking asks the network
+again only for images it has not scored with the current model: a new active model, or a
+new way of scoring, makes every cached score stale. A score that is still current is
+taken without opening its image (its modality and extent say which model would score it,
+and whether one may). The worklist's score column is the store's score, written as each
+image is scored. An image that cannot be opened is skipped with its reason; the rest are
+ranked. An image whose modality no installed model knows is skipped too (an MR model's
+uncertainty on a CT says nothing), as is one far larger or smaller than the images the
+model was trained on (:meth:`annotator.models.card.ModelCard.extent_misfit`), and its
+modality and size kept, so that the next ranking skips it without reading it again
+(until a model for it is installed); when that leaves nothing to rank, the ranking fails
+with that reason.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict,
     from the cache, seconds spent) of one image."""
     modality, extent = cached.get("modality"), cached.get("extent_mm")
     if isinstance(modality, str) and isinstance(extent, list):  # which model would score it is known
-        entry = clicks.registry.preferred(clicks.method, modality)
+        entry = clicks.registry.preferred(clicks.method, modality, extent)
         if entry:
             _check_fit(entry.card, modality, extent)
         found = _current(cached, model_version(entry.card)) if entry else None
@@ -136,12 +136,12 @@ def _check_fit(card, modality: str, extent_mm) -> None:
     """A model says nothing useful about an image of another modality, or of a size far from
     those it was trained on (a model of hippocampus crops finds look-alikes all over a whole
     head): refused."""
-    from annotator.engine.deep import extent_misfit, modality_note
+    from annotator.engine.deep import modality_note
 
     if modality_note(card, modality):
         raise ModelError(f"no {card.method} model for {modality} images (the installed '{card.name}' is for "
                          f"{card.modality}); rank by random or first")
-    misfit = extent_misfit(card, extent_mm)
+    misfit = card.extent_misfit(extent_mm)
     if misfit:
         raise ModelError(f"no {card.method} model for images of this size: {misfit}; rank by random or first")
 

@@ -29,39 +29,10 @@ def modality_note(card: ModelCard, modality: str) -> str | None:
             f"{modality}. {POOR}")
 
 
-#: how far beyond the sizes of its training images an image may reach before a model is
-#: warned about, and not chosen by "auto" (each axis, longest first)
-EXTENT_FACTOR = 2.0
-
-
-def extent_misfit(card: ModelCard, extent_mm) -> str | None:
-    """How an image reaching ``extent_mm`` (longest first, :attr:`Volume.extent_mm`) is far
-    larger or smaller than every image ``card``'s model was trained on (its sidecar's
-    ``training.extent_mm``): a model trained on crops around one structure finds look-alikes
-    all over a whole scan, one trained on whole scans lacks their context in a crop. None
-    when it is not, or the sidecar does not say."""
-    trained = card.training.get("extent_mm") or {}
-    smallest, largest = trained.get("smallest"), trained.get("largest")
-    if not smallest or not largest:
-        return None
-    if any(h > EXTENT_FACTOR * m for h, m in zip(extent_mm, largest)):
-        how = "far larger than"
-    elif any(h < m / EXTENT_FACTOR for h, m in zip(extent_mm, smallest)):
-        how = "far smaller than"
-    else:
-        return None
-
-    def mm(extent) -> str:
-        return " x ".join(f"{v:.0f}" for v in extent)
-
-    span = mm(largest) if smallest == largest else f"{mm(smallest)} mm to {mm(largest)}"
-    return f"this image ({mm(extent_mm)} mm) is {how} the images model '{card.name}' was trained on ({span} mm)"
-
-
 def extent_note(card: ModelCard, volume: Volume) -> str | None:
     """A warning when ``volume`` is far larger or smaller than every image ``card``'s model
-    was trained on (:func:`extent_misfit`); using it is allowed."""
-    misfit = extent_misfit(card, volume.extent_mm)
+    was trained on (:meth:`ModelCard.extent_misfit`); using it is allowed."""
+    misfit = card.extent_misfit(volume.extent_mm)
     return f"{misfit}. {POOR}" if misfit else None
 
 
@@ -128,12 +99,12 @@ class DeepClicks:
 
     def warning(self, volume: Volume) -> str | None:
         """What may make the model that would answer poor on ``volume`` (:func:`model_notes`)."""
-        entry = self.registry.preferred(self.method, volume.modality)
+        entry = self.registry.preferred(self.method, volume.modality, volume.extent_mm)
         return model_notes(entry.card, volume) if entry else None
 
     def model(self, volume: Volume):
         """(network, card) for ``volume``: the preferred model, loaded when it changed."""
-        preferred = self.registry.preferred(self.method, volume.modality)
+        preferred = self.registry.preferred(self.method, volume.modality, volume.extent_mm)
         if preferred is None:
             raise ModelError(f"no {self.method} model installed (train one, or use graphcut)")
         import_network_stack()

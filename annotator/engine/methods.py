@@ -95,7 +95,7 @@ class Network(Method):
         if kind == "automatic":  # nothing else segments automatically: the model that would
             # answer, unless something speaks against it (an image that does not say its
             # modality, a NIfTI, is answered)
-            return self.deep.registry.preferred(self.name, volume.modality) is not None and not self.warning(volume)
+            return self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm) is not None and not self.warning(volume)
         return self.deep.available(volume)
 
     def needs_preparation(self, volume):
@@ -109,7 +109,7 @@ class Network(Method):
         sidecar of the model that would answer: nothing is loaded."""
         if "automatic" not in self.kinds:  # DeepGrow segments what is clicked, under any name
             return {}
-        entry = self.deep.registry.preferred(self.name, volume.modality)
+        entry = self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm)
         return entry.card.foreground if entry else {}
 
     def clicks(self, volume, fg, bg, previous=None, value=1):

@@ -130,8 +130,13 @@ class ModelRegistry:
         atomic_write_text(self.choice_file, json.dumps(choice, indent=1, sort_keys=True))
         return card
 
-    def preferred(self, method: str, modality: str | None = None) -> Entry | None:
-        """The chosen model of ``method`` if it is installed, else the newest for ``modality``."""
+    def preferred(self, method: str, modality: str | None = None, extent_mm=None) -> Entry | None:
+        """The model of ``method`` for an image of ``modality`` reaching ``extent_mm`` (mm,
+        longest first): of those made for the modality (else of all), those trained on
+        images of about its size when any are (:meth:`ModelCard.extent_misfit`); the chosen
+        one if it is among them, else the newest."""
         entries = self.find(method, modality) or self.find(method)
+        if extent_mm is not None:
+            entries = [e for e in entries if not e.card.extent_misfit(extent_mm)] or entries
         name = self.chosen().get(method)
         return next((e for e in entries if e.card.name == name), entries[-1] if entries else None)
