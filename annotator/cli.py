@@ -118,18 +118,22 @@ def cmd_tidy(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from annotator.engine.deep import model_notes, session_for_model
+    from annotator.engine.deep import DeepClicks, model_notes, session_for_model
+    from annotator.engine.methods import choose
     from annotator.io import read_volume, save_label
     from annotator.models import ModelRegistry
 
     volume = read_volume(args.image, args.series)
-    entry = ModelRegistry().entry(args.model)
-    if entry.card.method != "deepedit":
-        raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
-                         "needs a deepedit model")
-    for note in (model_notes(entry.card, volume) or "").splitlines():
-        print(f"warning: {note}", file=sys.stderr)
-    session = session_for_model(volume, args.model)
+    if args.model is None:  # as Auto-segment: the model for such an image, or why there is none
+        session = DeepClicks(choose(volume, "automatic").name).session(volume)
+    else:  # chosen: it answers, with what may make it poor
+        entry = ModelRegistry().entry(args.model)
+        if entry.card.method != "deepedit":
+            raise InputError(f"model '{args.model}' is a {entry.card.method} model; automatic segmentation "
+                             "needs a deepedit model")
+        for note in (model_notes(entry.card, volume) or "").splitlines():
+            print(f"warning: {note}", file=sys.stderr)
+        session = session_for_model(volume, args.model)
     card = session.card
     result = session.automatic()
     names = {v: k for k, v in card.labels.items()}
@@ -631,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the slices it works on: across the image's z (default), y or x axis, as ITK counts")
     p = on_image("infer", "automatic segmentation with a DeepEdit model (no clicks)",
                  "output label (.nii.gz) with the model's label values", cmd_infer)
-    p.add_argument("--model", required=True, help="model name (bundled or in the user models folder)")
+    p.add_argument("--model", help="model name (bundled or in the user models folder); default: the one made "
+                                   "for such an image (its modality and size), as Auto-segment chooses")
 
     p = sub.add_parser("train", help="train or fine-tune a DeepEdit/DeepGrow model in a child process")
     p.add_argument("--method", choices=["deepedit", "deepgrow3d", "deepgrow2d"])

@@ -165,3 +165,27 @@ def test_the_model_for_an_images_size_answers_it(tmp_path):
     registry = ModelRegistry([folder])
     registry.choose("any")
     assert {registry.preferred("deepedit", "MR", v.extent_mm).card.name for v in (crop, head)} == {"any"}
+
+
+def test_cli_infer_without_a_model_chooses_as_auto_segment_does(tmp_path):
+    """`annotator infer` needed --model; without one it now takes the model made for such an
+    image, as Auto-segment does, and for an image none is made for says why, writing
+    nothing."""
+    from annotator.io.volume import Volume
+    from annotator.io.write import write_volume
+
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "annotator", *a], capture_output=True, text=True,
+                                    env=env, timeout=300)
+    out = tmp_path / "auto.nii.gz"
+    proc = run("infer", str(IMAGE), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "method: deepedit-auto (deepedit-hippocampus-mr)" in proc.stdout and not proc.stderr
+    assert set(np.unique(read_volume(out).array)) <= {0, 1, 2}
+    head = write_volume(tmp_path / "head.nii.gz", Volume(np.zeros((40, 50, 50), np.int16), spacing=(4.0, 4.0, 4.0),
+                                                          origin=(0.0, 0.0, 0.0),
+                                                          direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
+    proc = run("infer", str(head), "--out", str(tmp_path / "head_seg.nii.gz"))
+    assert proc.returncode != 0 and not (tmp_path / "head_seg.nii.gz").exists()
+    assert "no installed model is for this image: this image (200 x 200 x 160 mm) is far larger" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -163,4 +163,5 @@ def _none_fits(volume: Volume, kind: str) -> str:
         return f"no installed model segments {kind.replace('automatic', 'automatically')}; train a DeepEdit model first"
     why = " ".join(notes).replace(f" {POOR}", "").replace("\n", " ")
     return (f"no installed model is for this image: {why} Segment it with clicks or scribbles "
-            f"(GraphCut), or choose {', '.join(methods_for(kind))} under Method to run it anyway.")
+            f"(GraphCut), or run the model anyway: choose {', '.join(methods_for(kind))} under Method "
+            "(`annotator infer`: --model NAME).")
