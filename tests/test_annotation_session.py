@@ -57,6 +57,12 @@ def test_click_undo_redo_accept(session, phantoms):
     np.testing.assert_array_equal(store.label("ct0", None), second)
     np.testing.assert_array_equal(store.label("ct0", None, "original"), second)  # the engine's proposal
     assert store.record("ct0").status == Status.LABELED
+    # an empty label is an answer ("nothing there"), and the accept says it is empty
+    said = []
+    session.status.connect(said.append)
+    session.open_image("ct1")
+    assert session.accept() and said[-1].startswith("accepted ct1 saved (empty: no structure) (")
+    assert store.record("ct1").status == Status.LABELED
 
 
 def test_leaving_unsaved_work_asks_and_keeps_it(session, phantoms):

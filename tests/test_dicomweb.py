@@ -368,6 +368,38 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
         second.stop()
 
 
+def test_an_empty_label_is_accepted_and_nothing_is_sent(tmp_path, monkeypatch):
+    """"Nothing there" is an answer too: an empty label accepted on a server image was
+    saved here and then failed ("the label is empty: there is no segment to send"), the
+    work marked unsaved again. It is kept here, nothing is queued (a SEG holds at least
+    one segment), and the accept says so."""
+    from annotator.datastore import Status
+    from annotator.datastore.remote import DicomwebDatastore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = LocalOrthanc(tmp_path / "server", password="pw-1234567").start()
+    try:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        store = DicomwebDatastore(_client(server))
+        [record] = store.records()
+        volume = store.open_image(record.id)
+        empty = np.zeros(volume.shape, np.uint8)
+        note = store.accept(record.id, empty, volume, names={1: "hippocampus"})
+        assert note == ("nothing was sent to the server: the label is empty, and a DICOM SEG holds at least "
+                        "one segment")
+        assert store.record(record.id).status == Status.LABELED and store.uploads_waiting() == 0
+        np.testing.assert_array_equal(store.label(record.id, volume), empty)
+        segs = lambda: list(_client(server).series(modality="SEG", images_only=False))  # noqa: E731
+        assert segs() == []
+        label = empty.copy()
+        label[10:30, 15:35, 10:25] = 1
+        assert store.accept(record.id, label, volume, names={1: "hippocampus"}) is None and len(segs()) == 1
+        assert store.accept(record.id, empty, volume).endswith("(a label sent before stays there)")
+        assert len(segs()) == 1 and store.uploads_waiting() == 0
+    finally:
+        server.stop()
+
+
 def test_a_multi_frame_image_on_the_server_is_annotated_like_a_series(tmp_path, monkeypatch, multiframe_mr):
     from annotator.datastore.remote import DicomwebDatastore
     from annotator.datastore.series_cache import SeriesCache

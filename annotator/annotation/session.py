@@ -607,18 +607,21 @@ class AnnotationSession:
         def work(job: Job):
             job.report(f"saving {image_id} ({version}) ...")
             start = time.perf_counter()
+            note = None
             if version == Version.FINAL.value:
-                store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
+                note = store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
             else:
                 store.save_draft(image_id, label, volume)
-            return time.perf_counter() - start, saved_labels(store, image_id)
+            return time.perf_counter() - start, saved_labels(store, image_id), note
 
-        def done(result: tuple[float, list]) -> None:
-            seconds, saved = result
+        def done(result: tuple[float, list, str | None]) -> None:
+            seconds, saved, note = result
             if image_id == self.image_id:
                 self.saved_labels = saved
             self.saved.emit(image_id, version)
-            self.status.emit(f"{'accepted' if version == 'final' else 'draft of'} {image_id} saved ({seconds:.2f} s)")
+            empty = " (empty: no structure)" if not label.any() else ""
+            said = f"{'accepted' if version == 'final' else 'draft of'} {image_id} saved{empty} ({seconds:.2f} s)"
+            (self.warning if note else self.status).emit(f"{said}; {note}" if note else said)
             if then is not None:
                 then()
 

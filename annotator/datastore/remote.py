@@ -196,17 +196,22 @@ class DicomwebDatastore(Datastore):
         self.labels.discard_draft(image_id)
 
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
-               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
-        """Keep the final locally, queue it as a SEG, and try to send it now."""
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> str | None:
+        """Keep the final locally, queue it as a SEG, and try to send it now. An empty
+        label (nothing there) is kept here only: a SEG holds at least one segment."""
         from annotator.io.seg import series_seg
 
         row = self._row(image_id)
         self.labels.accept(image_id, label, image, proposed)
+        if not label.any():
+            return ("nothing was sent to the server: the label is empty, and a DICOM SEG holds at least one "
+                    "segment" + (" (a label sent before stays there)" if self.history(image_id) else ""))
         self.cache.fetch(row.study_uid, row.series_uid)  # its files, should the cache have let them go
         sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
         self.remember_names(image_id, names, label)
         self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
+        return None
 
     def uploads_waiting(self) -> int:
         return len(self.uploads.entries())
