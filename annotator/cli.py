@@ -347,7 +347,7 @@ def cmd_models_list(args) -> int:
         mark = "*" if chosen.get(entry.card.method) == entry.card.name else " "
         where = "bundled" if entry.bundled else str(entry.sidecar.parent)
         print(f"{mark} {entry.card.name:<36} {entry.card.method:<11} {entry.card.modality:<8} "
-              f"{','.join(entry.card.foreground):<24} {where}")
+              f"{','.join(entry.card.foreground):<24} {entry.card.trained_extent or 'any size':<36} {where}")
     return 0
 
 

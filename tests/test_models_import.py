@@ -99,6 +99,9 @@ def test_a_monai_bundle_and_the_command(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "annotator", "models", "list"], capture_output=True, text=True,
                              timeout=120)
     assert "bundle-edit" in listing.stdout and "anterior,posterior" in listing.stdout
+    assert "any size" in next(r for r in listing.stdout.splitlines() if "bundle-edit" in r)
+    assert "40 x 32 x 26 mm to 58 x 47 x 41 mm" in next(r for r in listing.stdout.splitlines()
+                                                       if "deepedit-hippocampus-mr" in r)
     from annotator.models.registry import ModelRegistry
 
     card = ModelRegistry().entry("bundle-edit").card

@@ -27,6 +27,10 @@ def check_name(name: str, what: str = "model") -> str:
     return name
 
 
+def _mm(extent) -> str:
+    return " x ".join(f"{v:.0f}" for v in extent) + " mm"
+
+
 #: how far beyond the sizes of its training images an image may reach before a model is
 #: said not to be for it (each axis, longest first): warned about, not chosen by "auto"
 EXTENT_FACTOR = 2.0
@@ -113,28 +117,33 @@ class ModelCard:
         """Output channels: background plus one per label (DeepGrow: one structure)."""
         return 1 + (len(self.foreground) if self.method == "deepedit" else 1)
 
+    @property
+    def trained_extent(self) -> str:
+        """How large the images it was trained on were (``training.extent_mm``), as people
+        read it: "40 x 32 x 26 mm to 58 x 47 x 41 mm"; "" when the sidecar does not say."""
+        trained = self.training.get("extent_mm") or {}
+        smallest, largest = trained.get("smallest"), trained.get("largest")
+        if not smallest or not largest:
+            return ""
+        return _mm(largest) if smallest == largest else f"{_mm(smallest)} to {_mm(largest)}"
+
     def extent_misfit(self, extent_mm) -> str | None:
         """How an image reaching ``extent_mm`` (longest first, ``Volume.extent_mm``) is far
         larger or smaller than every image this model was trained on (``training.extent_mm``):
         a model trained on crops around one structure finds look-alikes all over a whole
         scan, one trained on whole scans lacks their context in a crop. None when it is not,
         or the sidecar does not say."""
-        trained = self.training.get("extent_mm") or {}
-        smallest, largest = trained.get("smallest"), trained.get("largest")
-        if not smallest or not largest:
+        if not self.trained_extent:
             return None
-        if any(h > EXTENT_FACTOR * m for h, m in zip(extent_mm, largest)):
+        trained = self.training["extent_mm"]
+        if any(h > EXTENT_FACTOR * m for h, m in zip(extent_mm, trained["largest"])):
             how = "far larger than"
-        elif any(h < m / EXTENT_FACTOR for h, m in zip(extent_mm, smallest)):
+        elif any(h < m / EXTENT_FACTOR for h, m in zip(extent_mm, trained["smallest"])):
             how = "far smaller than"
         else:
             return None
-
-        def mm(extent) -> str:
-            return " x ".join(f"{v:.0f}" for v in extent)
-
-        span = mm(largest) if smallest == largest else f"{mm(smallest)} mm to {mm(largest)}"
-        return f"this image ({mm(extent_mm)} mm) is {how} the images model '{self.name}' was trained on ({span} mm)"
+        return f"this image ({_mm(extent_mm)}) is {how} the images model '{self.name}' was trained on " \
+               f"({self.trained_extent})"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)

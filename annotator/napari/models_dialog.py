@@ -108,21 +108,23 @@ class ModelsDialog(QDialog):
     def __init__(self, runner, parent=None, registry: ModelRegistry | None = None):
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.setMinimumSize(720, 320)
+        self.setMinimumSize(960, 320)
         self.runner = runner
         self.registry = registry or ModelRegistry()
-        self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["in use", "name", "method", "modality", "labels", "from"])
+        self.table = QTableWidget(0, 7)
+        self.table.setHorizontalHeaderLabels(["in use", "name", "method", "modality", "labels", "trained on", "from"])
         self.table.horizontalHeaderItem(0).setToolTip("✓: chosen for its method; default: used while none is chosen "
-                                                      "(a model for the image's modality comes first)")
+                                                      "(a model for the image's modality and size comes first)")
+        self.table.horizontalHeaderItem(5).setToolTip("The sizes of its training images; an image more than twice "
+                                                      "as large, or half as small, goes to another model")
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
-        for column in range(6):
+        for column in range(7):
             header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(4, QHeaderView.Stretch)
+        header.setStretchLastSection(True)
         self.use_button = QPushButton("Use selected")
         self.use_button.setToolTip("Clicks (and training's 'fine-tune the model in use') use this model for its method")
         self.use_button.clicked.connect(self.use_selected)
@@ -154,8 +156,8 @@ class ModelsDialog(QDialog):
             origin = "bundled" if entry.bundled else str(card.training.get("source") or "trained here")
             use = "✓" if chosen.get(card.method) == card.name else "default" if defaults.get(card.method) == \
                 entry.sidecar else ""
-            cells = [use, card.name,
-                     METHOD_TITLES.get(card.method, card.method), card.modality, ", ".join(card.foreground), origin]
+            cells = [use, card.name, METHOD_TITLES.get(card.method, card.method), card.modality,
+                     ", ".join(card.foreground), card.trained_extent or "any size", origin]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(str(entry.sidecar))

@@ -164,7 +164,10 @@ def test_the_models_window_lists_chooses_and_imports(make_napari_viewer, qtbot, 
     assert "'grow-from-monai' installed" in dialog.message.text(), dialog.message.text()
     assert dialog.selected_name() == "grow-from-monai"
     row = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())].index("grow-from-monai")
-    assert dialog.table.item(row, 5).text() == "imported from grow.pt"
+    assert dialog.table.item(row, 6).text() == "imported from grow.pt"
+    assert dialog.table.item(row, 5).text() == "any size"  # its training images are not known
+    bundled = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())].index("deepedit-hippocampus-mr")
+    assert dialog.table.item(bundled, 5).text() == "40 x 32 x 26 mm to 58 x 47 x 41 mm"
     dialog.use_selected()
     assert ModelRegistry().chosen()["deepgrow3d"] == "grow-from-monai"
 
