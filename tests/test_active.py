@@ -161,6 +161,7 @@ def test_an_image_far_from_the_models_training_sizes_is_skipped_and_remembered(f
     records = {r.id: r for r in store.records()}
     assert records["head"].score is None and records["hippocampus_001"].score is not None
     assert records["head"].info["active"]["tta"]["extent_mm"] == [200.0, 200.0, 160.0]
+    assert records["head"].info["active"]["tta"]["skipped"] == ranking.skipped["head"]  # the worklist says why
     opened, open_image = [], store.open_image
     store.open_image = lambda image_id, progress=None: opened.append(image_id) or open_image(image_id, progress)
     assert set(rank(store, "tta").skipped) == {"head"} and opened == []

@@ -109,20 +109,17 @@ def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict,
     from the cache, seconds spent) of one image."""
     modality, extent = cached.get("modality"), cached.get("extent_mm")
     if isinstance(modality, str) and isinstance(extent, list):  # which model would score it is known
+        seen = {"modality": modality, "extent_mm": extent}
         entry = clicks.registry.preferred(clicks.method, modality, extent)
         if entry:
-            _check_fit(entry.card, modality, extent)
+            _check_fit(store, record, strategy, entry.card, seen)
         found = _current(cached, model_version(entry.card)) if entry else None
         if found:
-            return found, {"model": cached["model"], "modality": modality, "extent_mm": extent}, True, 0.0
+            return found, {"model": cached["model"], **seen}, True, 0.0
     volume = store.open_image(record.id)
     session = clicks.session(volume)
     seen = {"modality": volume.modality, "extent_mm": [round(v, 1) for v in volume.extent_mm]}
-    try:
-        _check_fit(session.card, volume.modality, seen["extent_mm"])
-    except ModelError:
-        _keep_entry(store, record, strategy, {**seen, "scoring": SCORING})
-        raise
+    _check_fit(store, record, strategy, session.card, seen)
     origin = {"model": model_version(session.card), **seen}
     found = _current(cached, origin["model"])
     if found:
@@ -132,18 +129,28 @@ def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict,
     return found, origin, False, time.perf_counter() - start
 
 
-def _check_fit(card, modality: str, extent_mm) -> None:
-    """A model says nothing useful about an image of another modality, or of a size far from
-    those it was trained on (a model of hippocampus crops finds look-alikes all over a whole
-    head): refused."""
+def _check_fit(store, record, strategy: str, card, seen: dict) -> None:
+    """Refuse an image ``card``'s model says nothing useful about, keeping why in its cache
+    entry with its modality and extent (``seen``; the worklist shows why)."""
+    why = _misfit(card, seen["modality"], seen["extent_mm"])
+    if why:
+        _keep_entry(store, record, strategy, {**seen, "scoring": SCORING, "skipped": why})
+        raise ModelError(why)
+
+
+def _misfit(card, modality: str, extent_mm) -> str | None:
+    """Why ``card``'s model says nothing useful about an image: of another modality, or of
+    a size far from those it was trained on (a model of hippocampus crops finds look-alikes
+    all over a whole head); None when it may score it."""
     from annotator.engine.deep import modality_note
 
     if modality_note(card, modality):
-        raise ModelError(f"no {card.method} model for {modality} images (the installed '{card.name}' is for "
-                         f"{card.modality}); rank by random or first")
+        return (f"no {card.method} model for {modality} images (the installed '{card.name}' is for "
+                f"{card.modality}); rank by random or first")
     misfit = card.extent_misfit(extent_mm)
     if misfit:
-        raise ModelError(f"no {card.method} model for images of this size: {misfit}; rank by random or first")
+        return f"no {card.method} model for images of this size: {misfit}; rank by random or first"
+    return None
 
 
 def _keep(store: Datastore, record, strategy: str, found: Score, origin: dict) -> None:

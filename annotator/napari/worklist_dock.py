@@ -67,7 +67,7 @@ def _cells(record) -> list[tuple[str, object, str, str]]:
         (", ".join(versions), len(record.versions),
          "Found beside it: " + ", ".join(record.label_maps) if record.label_maps else "", ""),
         ("" if score is None else f"{score:.3f}", score,
-         _score_tip(record.info.get("active")) if score is not None else "", ""),
+         _score_tip(record.info.get("active")), ""),
     ]
 
 
@@ -335,11 +335,14 @@ class WorklistDock(QWidget):
 
 
 def _score_tip(active) -> str:
-    """The scores kept for an image, per strategy and label (what ranked it)."""
-    lines = []
+    """The scores kept for an image, per strategy and label (what ranked it), and why a
+    strategy could not score it."""
+    scores, skipped = [], []
     for strategy, found in (active if isinstance(active, dict) else {}).items():
         if isinstance(found, dict) and isinstance(found.get("score"), (int, float)):
             per_label = ", ".join(f"{name} {value:.3f}" for name, value in (found.get("per_label") or {}).items()
                                   if isinstance(value, (int, float)))
-            lines.append(f"{strategy}: {found['score']:.3f}" + (f" ({per_label})" if per_label else ""))
-    return "\n".join(["Higher: the model is less sure of this image", *lines]) if lines else ""
+            scores.append(f"{strategy}: {found['score']:.3f}" + (f" ({per_label})" if per_label else ""))
+        elif isinstance(found, dict) and isinstance(found.get("skipped"), str):
+            skipped.append(f"{strategy}: not scored: {found['skipped']}")
+    return "\n".join([*(["Higher: the model is less sure of this image", *scores] if scores else []), *skipped])

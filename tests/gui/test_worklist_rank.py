@@ -4,6 +4,7 @@ follows the ranking, Cancel stops it, the strategy is a setting."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from annotator.napari.worklist_dock import ID_ROLE
 
@@ -99,3 +100,31 @@ def test_export_writes_the_labelled_images_for_training_elsewhere(annotator_wind
     worklist.export_to(str(tmp_path / "export"))  # again: refused, nothing written over
     qtbot.waitUntil(lambda: bool(errors), timeout=30000)
     assert "not an empty folder" in errors[-1]
+
+
+@pytest.fixture
+def with_a_head(store_folder):
+    """The store with a whole-head-sized MR beside the hippocampus crops."""
+    from annotator.io.volume import Volume
+    from annotator.io.write import write_volume
+
+    rng = np.random.default_rng(0)
+    write_volume(store_folder / "head.nii.gz", Volume(rng.normal(100, 20, (40, 50, 50)).astype(np.int16),
+                                                       spacing=(4.0, 4.0, 4.0), origin=(0.0, 0.0, 0.0),
+                                                       direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
+    return store_folder
+
+
+def test_an_image_the_model_cannot_score_says_why_in_its_row(with_a_head, annotator_window, qtbot):
+    """A whole head is not scored by a model of hippocampus crops: its score stays blank,
+    sorts last, and its score cell says why (it said nothing: only the status line did,
+    for the last ranking)."""
+    viewer, ws, annotation, worklist = annotator_window
+    worklist.strategy.setCurrentIndex(worklist.strategy.findData("tta"))
+    worklist.score_button.click()
+    qtbot.waitUntil(lambda: not ws.scoring_now, timeout=180000)
+    rows = _rows(worklist)
+    assert rows[-1] == ("head", "") and all(score for _, score in rows[:-1])
+    tip = worklist.table.item(len(rows) - 1, 3).toolTip()
+    assert tip.startswith("tta: not scored: no deepedit model for images of this size: this image "
+                          "(200 x 200 x 160 mm) is far larger than"), tip
