@@ -572,7 +572,7 @@ def test_an_automatic_segmentation_says_what_may_make_it_poor(session):
     assert not session.label.any() and not heard
     assert failed[-1].startswith("no installed model is for this image: model 'deepedit-hippocampus-mr' was "
                                  "trained on MR images; this image is CT.")
-    assert "CT. this image (120 x 120 x 100 mm) is far larger than" in failed[-1]
+    assert "CT. This image (120 x 120 x 100 mm) is far larger than" in failed[-1]
     assert "may be poor" not in failed[-1]  # it did not run
     assert failed[-1].endswith("Segment it with clicks or scribbles (GraphCut), or run the model anyway: "
                                "choose deepedit under Method (`annotator infer`: --model NAME).")

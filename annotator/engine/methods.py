@@ -161,7 +161,8 @@ def _none_fits(volume: Volume, kind: str) -> str:
     notes = [note for note in (METHODS[name].warning(volume) for name in methods_for(kind)) if note]
     if not notes:
         return f"no installed model segments {kind.replace('automatic', 'automatically')}; train a DeepEdit model first"
-    why = " ".join(notes).replace(f" {POOR}", "").replace("\n", " ")
+    parts = [line.replace(f" {POOR}", "") for note in notes for line in note.splitlines()]
+    why = " ".join([parts[0], *(p[:1].upper() + p[1:] for p in parts[1:])])
     return (f"no installed model is for this image: {why} Segment it with clicks or scribbles "
             f"(GraphCut), or run the model anyway: choose {', '.join(methods_for(kind))} under Method "
             "(`annotator infer`: --model NAME).")
