@@ -394,7 +394,7 @@ def test_an_empty_label_is_accepted_and_nothing_is_sent(tmp_path, monkeypatch):
         label = empty.copy()
         label[10:30, 15:35, 10:25] = 1
         assert store.accept(record.id, label, volume, names={1: "hippocampus"}) is None and len(segs()) == 1
-        assert store.accept(record.id, empty, volume).endswith("(a label sent before stays there)")
+        assert store.accept(record.id, empty, volume).endswith("(any label sent for it before stays there)")
         assert len(segs()) == 1 and store.uploads_waiting() == 0
     finally:
         server.stop()

@@ -749,7 +749,8 @@ class AnnotationSession:
         def done(ranking) -> None:
             self._scoring = None
             skipped = "".join(f"; skipped {i}: {why}" for i, why in list(ranking.skipped.items())[:3])
-            self.status.emit(f"{len(ranking.ranked)} image{'s' * (len(ranking.ranked) != 1)} ranked by {strategy}{skipped}")
+            count = len(ranking.ranked)
+            self.status.emit(f"{count} image{'s' * (count != 1)} ranked by {strategy}{skipped}")
             self.scored.emit(strategy)
 
         def failed(exc: BaseException) -> None:

@@ -205,7 +205,7 @@ class DicomwebDatastore(Datastore):
         self.labels.accept(image_id, label, image, proposed)
         if not label.any():
             return ("nothing was sent to the server: the label is empty, and a DICOM SEG holds at least one "
-                    "segment" + (" (a label sent before stays there)" if self.history(image_id) else ""))
+                    "segment" + (" (any label sent for it before stays there)" if self.history(image_id) else ""))
         self.cache.fetch(row.study_uid, row.series_uid)  # its files, should the cache have let them go
         sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
         self.remember_names(image_id, names, label)

@@ -95,7 +95,8 @@ class Network(Method):
         if kind == "automatic":  # nothing else segments automatically: the model that would
             # answer, unless something speaks against it (an image that does not say its
             # modality, a NIfTI, is answered)
-            return self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm) is not None and not self.warning(volume)
+            entry = self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm)
+            return entry is not None and not self.warning(volume)
         return self.deep.available(volume)
 
     def needs_preparation(self, volume):

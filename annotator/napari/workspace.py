@@ -204,7 +204,11 @@ class Workspace:
             for name in L.ANNOTATION_LAYERS:
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(name)
-            for layer in [lay for lay in self.viewer.layers if lay.metadata.get(L.LABEL_MAP_KEY)]:
+            maps = [lay for lay in self.viewer.layers if lay.metadata.get(L.LABEL_MAP_KEY)]
+            # the image's maps shown again (a deleted layer brought back): as they were shown
+            shown = {lay.metadata[L.LABEL_MAP_KEY]: lay.visible for lay in maps
+                     if lay.metadata.get(L.LABEL_OF_KEY) is volume}
+            for layer in maps:
                 self.viewer.layers.remove(layer)
             if self._image_layer is None:
                 for layer in [lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata]:
@@ -220,7 +224,7 @@ class Workspace:
             for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited
                 named = {v: n for n, v in s.label_map_names.get(map_id, {}).items()}
                 self.viewer.add_labels(array, name=f"{map_id} (label map)", affine=affine, opacity=0.35,
-                                       visible=map_id == first,  # the one the dock offers; one at a time
+                                       visible=shown.get(map_id, map_id == first),  # the one offered
                                        metadata={L.LABEL_MAP_KEY: map_id, L.LABEL_OF_KEY: volume},
                                        features=L.label_features(named))
             scribbles = self.viewer.add_labels(s.scribbles, name=L.SCRIBBLES, affine=affine,

@@ -142,6 +142,9 @@ def test_the_label_map_offered_is_the_one_shown(window, qtbot, tmp_path):
     qtbot.keyClick(annotation.label_map, Qt.Key_Down)  # as a person picks another
     second = annotation.label_map.itemData(1)
     assert annotation.label_map.currentData() == second and shown() == [second]
+    viewer.layers.remove(L.SCRIBBLES)  # a layer of the annotation deleted comes back; the map shown stays
+    qtbot.waitUntil(lambda: L.SCRIBBLES in viewer.layers, timeout=5000)
+    assert shown() == [second]
     annotation.use_map.click()
     np.testing.assert_array_equal(ws.session.label > 0, ws.session.label_maps[second] > 0)
 
