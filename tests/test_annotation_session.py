@@ -402,7 +402,8 @@ def test_tidying_the_chosen_label_is_an_undoable_step(session, phantoms):
     session.error.connect(errors.append)
     session.choose_label(3)
     session.tidy("fill_holes")
-    assert errors == ["label 3 is empty: nothing to tidy"] and not session.busy
+    name = next(p.name for p in session.labels if p.value == 3)
+    assert errors == [f"{name} (label 3) is empty: nothing to tidy"] and not session.busy  # named as listed
 
 
 def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp_path, monkeypatch, phantoms):

@@ -398,10 +398,11 @@ class AnnotationSession:
         from annotator.engine.tidy import STEPS, tidy
 
         volume, value, label = self.volume, self.label_value, self.label
+        name = next((p.name for p in self.labels if p.value == value), "")
         marks = {k: list(v) for k, v in self.marks.items()}
         self._set_busy(True)
-        self.status.emit(f"{STEPS.get(step, step)}: label {value} ...")
-        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing),
+        self.status.emit(f"{STEPS.get(step, step)}: {name or f'label {value}'} ...")
+        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing, name),
                           lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(step))
 

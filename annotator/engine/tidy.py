@@ -26,8 +26,9 @@ SMOOTH_MM = 1.0
 
 
 def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
-         spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> Result:
-    """``step`` (a key of :data:`STEPS`) applied to structure ``value`` of ``label``.
+         spacing: Sequence[float] = (1.0, 1.0, 1.0), name: str = "") -> Result:
+    """``step`` (a key of :data:`STEPS`) applied to structure ``value`` of ``label``
+    (``name``: what the person calls it, in the errors).
 
     - ``fill_holes``: background enclosed by the structure on a slice across ``axis``
       (the slices viewed) joins it: vessels inside a liver, a cavity. A hole closed in
@@ -45,9 +46,10 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     if step not in STEPS:
         raise InputError(f"unknown tidying step '{step}' (known: {', '.join(STEPS)})")
     start = time.perf_counter()
+    what = f"{name} (label {value})" if name and name != f"label {value}" else f"label {value}"
     box = extent(label == value)
     if box is None:
-        raise InputError(f"label {value} is empty: nothing to tidy")
+        raise InputError(f"{what} is empty: nothing to tidy")
     if step == "smooth":  # the blur reaches a little beyond the structure
         reach = [int(np.ceil(2 * SMOOTH_MM / s)) for s in spacing]
         box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, label.shape))
@@ -71,7 +73,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
         in_plane = moved[1:]
         drawn = np.flatnonzero(mine.any(axis=(1, 2)))
         if not np.any(np.diff(drawn) > 1):
-            raise InputError(f"label {value} has no empty slice between two drawn ones: draw it on a few "
+            raise InputError(f"{what} has no empty slice between two drawn ones: draw it on a few "
                              "slices, leaving the ones between empty, then fill between them")
         for low, high in zip(drawn[:-1], drawn[1:]):
             if high - low < 2:
