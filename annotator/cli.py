@@ -156,7 +156,9 @@ def _describe(event: dict) -> str | None:
     if kind == "message":
         return event["text"]
     if kind == "done":
-        chosen = "; now used for clicks" if event.get("activated") else ""
+        chosen = "; now used for clicks" if event.get("activated") else (
+            f"; not used for clicks: {event['not_used']} (choose it with `annotator models use`)"
+            if event.get("not_used") else "")
         return f"done: best validation Dice {event['best_dice']:.3f}, model '{event['model']}'{chosen}"
     if kind == "cancelled":
         return f"cancelled at iteration {event['iteration']}; resume with --resume {Path(event['checkpoint']).parent}"

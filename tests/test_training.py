@@ -94,10 +94,39 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
                         for c in card.training["cases"]])
     np.testing.assert_allclose(card.training["extent_mm"]["smallest"], extents.min(axis=0), atol=0.05)
     np.testing.assert_allclose(card.training["extent_mm"]["largest"], extents.max(axis=0), atol=0.05)
-    # installed in the user models folder and chosen for DeepEdit
+    # installed in the user models folder, and not used: the bundled starter, which answers
+    # for the same labels, does better on the same validation cases (4 iterations cannot)
     assert (user_dirs / "models" / "tiny.json").exists()
-    assert ModelRegistry().chosen() == {"deepedit": "tiny"}
+    baseline = card.training["baseline"]
+    assert baseline["model"] == "deepedit-hippocampus-mr" and baseline["dice"] > card.metrics["val_dice"]
+    done = events[-2] if events[-1]["event"] == "exit" else events[-1]
+    assert done["event"] == "done" and not done["activated"]
+    assert done["not_used"].startswith("its validation Dice") and "deepedit-hippocampus-mr's on the same" \
+        in done["not_used"]
+    assert ModelRegistry().chosen() == {}
     assert past_runs(user_dirs / "runs") == [] and past_runs(tmp_path)[0]["state"] == "done"
+
+
+def test_a_model_for_labels_no_model_answers_is_used_once_it_finds_something(tmp_path, user_dirs):
+    """A model for labels no installed model answers has nothing to beat but Dice 0: a run
+    on two accepted labels of a whole-head MR made a model of validation Dice 0.000 the
+    one that answered every click."""
+    from annotator.training.job import _why_not_used
+
+    folder = tmp_path / "data"
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+        for case in CASES[:3]:
+            shutil.copy(HIPPO / sub / f"{case}.nii.gz", folder / sub)
+    events = _run_to_end(TrainingProcess(_config(folder, tmp_path / "a", labels={"front": 1, "back": 2},
+                                                 name="others")))
+    done = next(e for e in events if e["event"] == "done")
+    assert done["activated"] and done["not_used"] == "" and done["best_dice"] > 0
+    assert ModelRegistry().chosen() == {"deepedit": "others"}
+    card = load_checkpoint(user_dirs / "models" / "others.json")[1]
+    assert card.training["baseline"] == {}
+    assert _why_not_used(0.0, card) == "it found nothing on its validation cases (Dice 0.000)"
+    assert _why_not_used(0.01, card) is None
 
 
 def test_the_event_log_matches_stdout(dataset_folder, tmp_path, user_dirs):
@@ -135,8 +164,8 @@ def test_cancel_stops_within_two_seconds_and_resume_continues(dataset_folder, tm
 
 
 def test_a_killed_child_leaves_the_previous_model_in_use(dataset_folder, tmp_path, user_dirs):
-    _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path, name="first")))
-    assert ModelRegistry().chosen() == {"deepedit": "first"}
+    _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path, name="first", labels={"front": 1, "back": 2})))
+    assert ModelRegistry().chosen() == {"deepedit": "first"}  # no model answered for these labels
     job = TrainingProcess(_config(dataset_folder, tmp_path / "b", name="second", max_iterations=100_000))
     job.start()
     _wait_for(job, "progress")

@@ -280,7 +280,9 @@ class TrainingDock(QWidget):
             elif kind == "message":
                 self._log(event["text"])
             elif kind == "done":
-                used = " It is now used for clicks." if event.get("activated") else ""
+                used = " It is now used for clicks." if event.get("activated") else (
+                    f" Not used for clicks: {event['not_used']}; Models... can choose it." if event.get("not_used")
+                    else "")
                 self._say(f"Done: best validation Dice {event['best_dice']:.3f}, model '{event['model']}'.{used}")
                 if event.get("activated"):
                     self._rescore()

@@ -2,7 +2,8 @@
 
 Events: ``start`` (cases, iterations), ``progress`` (epoch, iteration, loss, it_per_s,
 eta_s), ``validation`` (epoch, iteration, dice, best_dice), ``message`` (text),
-``done`` (best_dice, model, activated), ``cancelled`` (iteration, checkpoint),
+``done`` (best_dice, model, activated; not_used: why a model asked to be used was not),
+``cancelled`` (iteration, checkpoint),
 ``error`` (message). The child writes them to stdout and to ``events.jsonl`` in its
 run folder; the parent reads either.
 """

@@ -308,6 +308,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         start_iteration = int(base_card.training.get("iteration", 0))
         start_epoch = int(base_card.training.get("epoch", 0))
         best = float(base_card.training.get("best_dice", -1.0))
+        card.training["baseline"] = base_card.training.get("baseline", {})
         emit("message", text=f"resuming at iteration {start_iteration}")
     else:
         _initial_weights(model, config, card, emit)
@@ -353,6 +354,9 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
 
     if world == 1:
         stop.abandon = abandon
+    if rank == 0 and not config.resume:
+        card.training["baseline"] = _baseline(model, val_ds, val_cases, values, card, config, device,
+                                              lambda: world == 1 and bool(stop), stop, emit)
     started, deadline = time.monotonic(), (time.monotonic() + config.max_minutes * 60) if config.max_minutes else None
     rate, last_report, cancelled, spent = None, 0.0, False, 0.0
     model.train()
@@ -424,10 +428,52 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     if cancelled:
         emit("cancelled", iteration=iteration, checkpoint=str(last))
         return 0
-    installed = _install(run_dir / "best.json", config) if config.install else run_dir / "best.json"
+    wanted = config.install and config.activate
+    not_used = _why_not_used(round(best, 4), card) if wanted else None
+    installed = _install(run_dir / "best.json", config, wanted and not not_used) if config.install \
+        else run_dir / "best.json"
     emit("done", iteration=iteration, best_dice=round(best, 4), model=config.name, sidecar=str(installed),
-         activated=config.install and config.activate, elapsed_s=round(time.monotonic() - started, 1))
+         activated=wanted and not not_used, not_used=not_used or "", elapsed_s=round(time.monotonic() - started, 1))
     return 0
+
+
+def _baseline(model, val_ds, val_cases, values, card: ModelCard, config: TrainConfig, device, asked, stop,
+              emit) -> dict:
+    """What the run's model has to beat before it is used (``{"model", "dice"}``), on its
+    validation cases, measured as it will be: the model it fine-tunes, before any step,
+    else the model in use for its method and modality when that one answers for the same
+    labels (DeepGrow: for any structure). Empty when there is none: then a model that
+    finds nothing on them (Dice 0) is not used."""
+    name = card.training.get("fine_tuned_from")
+    rival, rival_card, rival_ds = model, card, val_ds
+    if not name:
+        entry = ModelRegistry().preferred(config.method, card.modality)
+        if entry is None or entry.card.axes != "array" or entry.card.method != config.method or (
+                config.method == "deepedit" and entry.card.labels != card.labels):
+            return {}
+        name = entry.card.name
+        rival, rival_card = load_checkpoint(entry.sidecar, device)
+        rival_ds = dataset(val_cases, rival_card, values, None, config.cache_rate)
+    with stop.validation():
+        found = validate(rival, rival_ds, rival_card, device, stop=asked)
+    if found is None:
+        return {}
+    emit("message", text=f"{name} on the validation cases: Dice {found:.3f} (what the new model has to beat "
+                         "to be used)")
+    return {"model": name, "dice": round(found, 4)}
+
+
+def _why_not_used(best: float, card: ModelCard) -> str | None:
+    """Why the run's best model may not replace the model in use (None: it may): it did not
+    beat :func:`_baseline` on the validation cases, or found nothing on them. It is
+    installed all the same, for the person to choose."""
+    baseline = card.training.get("baseline") or {}
+    if baseline and best <= baseline["dice"]:
+        return (f"its validation Dice ({best:.3f}) is no better than {baseline['model']}'s on the same cases "
+                f"({baseline['dice']:.3f})")
+    if best <= 0:
+        return f"it found nothing on its validation cases (Dice {best:.3f})"
+    return None
 
 
 def _dice_kind(method: str) -> str:
@@ -445,10 +491,10 @@ def click_weighted_loss(scores: torch.Tensor, target: torch.Tensor, maps: torch.
     return dice_loss + (ce * voxel_weight).sum() / voxel_weight.sum()
 
 
-def _install(best: Path, config: TrainConfig) -> Path:
-    """Copy the best checkpoint into the user models folder; choose it when asked."""
+def _install(best: Path, config: TrainConfig, use: bool) -> Path:
+    """Copy the best checkpoint into the user models folder; choose it when ``use``."""
     model, card = load_checkpoint(best)
     target = save_checkpoint(model, card, user_dir() / f"{config.name}.json")
-    if config.activate:
+    if use:
         ModelRegistry().choose(config.name)
     return target
