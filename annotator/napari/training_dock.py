@@ -111,7 +111,10 @@ class TrainingDock(QWidget):
         self.init = QComboBox()
         self.init.addItem("fine-tune the model in use", "active")
         self.init.addItem("start from scratch", "scratch")
-        self.use_when_done = QCheckBox("Use the new model when done")
+        self.use_when_done = QCheckBox("Use the new model when done, if it does better")
+        self.use_when_done.setToolTip("Better on the validation images than the model it would replace (the one "
+                                      "it fine-tunes, or the one in use for the same labels); if not, it is "
+                                      "installed and Models... can choose it")
         self.use_when_done.setChecked(True)
         self.start_button = QPushButton("Start training")
         self.start_button.clicked.connect(lambda: self.start())
