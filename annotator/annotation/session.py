@@ -787,12 +787,13 @@ class AnnotationSession:
 def saved_labels(store: Datastore, image_id: str) -> list[tuple[str, str]]:
     """(key, what) of the labels of an image saved earlier that can be restored, newest
     first: the finals accepted before the current one ("earlier-1", "accepted 2026-12-01
-    15:02:07", in local time), then what the model first proposed ("original")."""
+    15:02", in local time: with seconds it did not fit the dock at 1366 pixels), then what
+    the model first proposed ("original")."""
     from datetime import datetime
 
     def when(saved: str) -> str:
         try:
-            return datetime.fromisoformat(saved).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            return datetime.fromisoformat(saved).astimezone().strftime("%Y-%m-%d %H:%M")
         except (TypeError, ValueError):
             return "earlier"
 
