@@ -201,6 +201,11 @@ class Workspace:
         volume = s.volume
         self._muted = True
         try:
+            # a layer taken away while it paints leaves napari drawing its brush: scribbling,
+            # then Next twice, crashed the app in the GL driver; each leaves in pan-zoom
+            for layer in self.viewer.layers:
+                if layer.name in L.ANNOTATION_LAYERS or layer.metadata.get(L.LABEL_MAP_KEY):
+                    layer.mode = "pan_zoom"
             for name in L.ANNOTATION_LAYERS:
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(name)

@@ -748,3 +748,24 @@ def test_a_deleted_annotation_layer_comes_back(annotator_window, qtbot):
     viewer.layers.clear()
     qtbot.wait(200)
     assert len(viewer.layers) == 0
+
+
+def test_next_image_twice_while_scribbling_does_not_crash(annotator_window, qtbot):
+    """Alt+3 (scribble), then Alt+N twice: the scribbles layer was taken away while it
+    painted, and the next repaint crashed the whole app in the GL driver (a segmentation
+    fault: this test process died). Each image opens; the person is back in click mode."""
+    viewer, ws, dock, worklist = annotator_window
+    ws.ask_leave = lambda image_id: "draft"
+    _activate(viewer, qtbot)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key_3, Qt.AltModifier)
+    assert viewer.layers.selection.active.name == L.SCRIBBLES and viewer.layers[L.SCRIBBLES].mode == "paint"
+    opened = []
+    ws.image_opened.connect(opened.append)
+    for _ in range(2):
+        qtbot.keyClick(canvas, Qt.Key_N, Qt.AltModifier)
+        qtbot.wait(30)
+    qtbot.waitUntil(lambda: len(opened) == 2 and not ws.files.busy, timeout=30000)
+    qtbot.wait(200)  # repaints
+    assert ws.image_id == opened[-1] != "hippocampus_001"
+    assert viewer.layers.selection.active.name == L.FOREGROUND and viewer.layers[L.FOREGROUND].mode == "add"
