@@ -201,29 +201,28 @@ class Workspace:
         volume = s.volume
         self._muted = True
         try:
-            # a layer taken away while it paints leaves napari drawing its brush: scribbling,
-            # then Next twice, crashed the app in the GL driver; each leaves in pan-zoom
-            for layer in self.viewer.layers:
-                if layer.name in L.ANNOTATION_LAYERS or layer.metadata.get(L.LABEL_MAP_KEY):
-                    layer.mode = "pan_zoom"
-            for name in L.ANNOTATION_LAYERS:
-                if name in self.viewer.layers:
-                    self.viewer.layers.remove(name)
-            maps = [lay for lay in self.viewer.layers if lay.metadata.get(L.LABEL_MAP_KEY)]
-            # the image's maps shown again (a deleted layer brought back): as they were shown
-            shown = {lay.metadata[L.LABEL_MAP_KEY]: lay.visible for lay in maps
-                     if lay.metadata.get(L.LABEL_OF_KEY) is volume}
-            for layer in maps:
-                self.viewer.layers.remove(layer)
+            # the new image comes in before the old layers go: with no 3-D layer between,
+            # napari reshuffles its sliders, the canvas is resized and repainted at once,
+            # half rebuilt, and that repaint crashed the app in the GL driver (a segmentation
+            # fault: scribbling, then Next twice; clicks, then Next)
+            old = [lay for lay in self.viewer.layers if lay.name in L.ANNOTATION_LAYERS
+                   or lay.metadata.get(L.LABEL_MAP_KEY)]
+            added = []
             if self._image_layer is None:
-                for layer in [lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata]:
-                    self.viewer.layers.remove(layer)
+                old += [lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata]
                 data, kwargs, _ = L.image_layer_data(volume)
-                self.viewer.add_image(data, **kwargs)
+                added.append((self.viewer.add_image(data, **kwargs), kwargs["name"]))
                 for other in s.companions:  # beneath the image, in their order, hidden: one click shows each
                     data, kwargs, _ = L.image_layer_data(other)
-                    self.viewer.add_image(data, visible=False, **kwargs)
+                    added.append((self.viewer.add_image(data, visible=False, **kwargs), kwargs["name"]))
                     self.viewer.layers.move(len(self.viewer.layers) - 1, 0)
+            # the image's maps shown again (a deleted layer brought back): as they were shown
+            shown = {lay.metadata[L.LABEL_MAP_KEY]: lay.visible for lay in old
+                     if lay.metadata.get(L.LABEL_MAP_KEY) and lay.metadata.get(L.LABEL_OF_KEY) is volume}
+            for layer in old:
+                self.viewer.layers.remove(layer)
+            for layer, name in added:  # named as its image, not "[1]" beside the old one of that name
+                layer.name = name
             affine = L.affine(volume)
             first = next(iter(s.label_maps), None)
             for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited

@@ -751,9 +751,11 @@ def test_a_deleted_annotation_layer_comes_back(annotator_window, qtbot):
 
 
 def test_next_image_twice_while_scribbling_does_not_crash(annotator_window, qtbot):
-    """Alt+3 (scribble), then Alt+N twice: the scribbles layer was taken away while it
-    painted, and the next repaint crashed the whole app in the GL driver (a segmentation
-    fault: this test process died). Each image opens; the person is back in click mode."""
+    """Alt+3 (scribble), then Alt+N twice crashed the whole app in the GL driver (a
+    segmentation fault: this test process died): the old layers went before the new image
+    came, napari reshuffled its sliders with no 3-D layer left, and the canvas, resized,
+    was repainted half rebuilt (clicks, then Next, did it too, less often). Each image
+    opens; the person is back in click mode."""
     viewer, ws, dock, worklist = annotator_window
     ws.ask_leave = lambda image_id: "draft"
     _activate(viewer, qtbot)
