@@ -65,6 +65,16 @@ def _client(orthanc, **kw) -> DicomwebServer:
     return DicomwebServer(orthanc.url, Credentials(orthanc.user, orthanc.password, **kw))
 
 
+def _crop_on(server):
+    """(store, record, volume) of the study's hippocampus crop series uploaded to ``server``."""
+    from annotator.datastore.remote import DicomwebDatastore
+
+    server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+    store = DicomwebDatastore(_client(server))
+    [record] = store.records()
+    return store, record, store.open_image(record.id)
+
+
 def test_paging_finds_every_series(orthanc):
     rows = list(_client(orthanc).series(page=100))
     assert len(rows) == MANY + 3
@@ -340,11 +350,8 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
     port = free_port()
     first = LocalOrthanc(tmp_path / "server", port=port, password="pw-1234567").start()
     try:
-        first.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
-        store = DicomwebDatastore(_client(first))
-        [record] = store.records()
+        store, record, volume = _crop_on(first)
         assert record.status == Status.UNLABELED and "HippoCrop" in record.name
-        volume = store.open_image(record.id)
         label = np.zeros(volume.shape, np.uint8)
         label[10:30, 15:35, 10:25] = 1
         store.accept(record.id, label, volume, names={1: "hippocampus"})
@@ -374,15 +381,11 @@ def test_an_empty_label_is_accepted_and_nothing_is_sent(tmp_path, monkeypatch):
     work marked unsaved again. It is kept here, nothing is queued (a SEG holds at least
     one segment), and the accept says so."""
     from annotator.datastore import Status
-    from annotator.datastore.remote import DicomwebDatastore
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     server = LocalOrthanc(tmp_path / "server", password="pw-1234567").start()
     try:
-        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
-        store = DicomwebDatastore(_client(server))
-        [record] = store.records()
-        volume = store.open_image(record.id)
+        store, record, volume = _crop_on(server)
         empty = np.zeros(volume.shape, np.uint8)
         note = store.accept(record.id, empty, volume, names={1: "hippocampus"})
         assert note == ("nothing was sent to the server: the label is empty, and a DICOM SEG holds at least "
@@ -514,10 +517,7 @@ def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkey
     port, password = free_port(), "pw-7654321"
     dying = LocalOrthanc(tmp_path / "server", port=port, password=password, lua_scripts=[killer]).start()
     try:
-        dying.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
-        store = DicomwebDatastore(_client(dying))
-        [record] = store.records()
-        volume = store.open_image(record.id)
+        store, record, volume = _crop_on(dying)
         label = np.zeros(volume.shape, np.uint8)
         label[10:30, 15:35, 10:25] = 1
         store.accept(record.id, label, volume, names={1: "hippocampus"})
