@@ -16,7 +16,7 @@ from annotator.active.ranking import SCORING
 from annotator.annotation.jobs import Cancelled
 from annotator.datastore import LocalDatastore, Status
 from annotator.errors import ModelError
-from paths import DATA, HIPPO
+from paths import DATA
 
 CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
 pytestmark = pytest.mark.usefixtures("private_user_dirs")

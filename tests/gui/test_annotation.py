@@ -626,7 +626,6 @@ def test_answers_that_arrive_after_the_window_closed_reach_no_dock(annotator_win
 def test_the_label_list_names_the_datasets_labels(make_napari_viewer, qtbot, tmp_path):
     """A dataset's labels.json names the Label list; Alt+B and the layer's own label
     control choose among them, and a click makes the label chosen."""
-    import json
     import shutil
 
     from annotator.napari.annotation_dock import AnnotationDock
