@@ -78,7 +78,7 @@ class DeepClicks:
         modality, trained on images of about its size (the bundled hippocampus DeepEdit, trained
         on crops of 26 to 58 mm, answered three robot clicks on the liver, spleen, right kidney
         and stomach of the example abdominal MR with Dice 0.01 or less; GraphCut: 0.47 to 0.88)."""
-        return any(extent_note(e.card, volume) is None for e in self.registry.find(self.method, volume.modality))
+        return any(not e.card.extent_misfit(volume.extent_mm) for e in self.registry.find(self.method, volume.modality))
 
     def session(self, volume: Volume) -> ClickSession:
         model, card = self.model(volume)  # a newly chosen model drops the old sessions

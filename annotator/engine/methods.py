@@ -95,8 +95,10 @@ class Network(Method):
         if kind == "automatic":  # nothing else segments automatically: the model that would
             # answer, unless something speaks against it (an image that does not say its
             # modality, a NIfTI, is answered)
+            from annotator.engine.deep import model_notes
+
             entry = self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm)
-            return entry is not None and not self.warning(volume)
+            return entry is not None and not model_notes(entry.card, volume)
         return self.deep.available(volume)
 
     def needs_preparation(self, volume):
