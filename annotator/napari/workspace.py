@@ -171,6 +171,7 @@ class Workspace:
     def _annotate(self, layer, volume: Volume, label: np.ndarray | None = None, image_id: str = "") -> None:
         """Annotate ``volume`` shown in ``layer`` (the layer stays: no second copy of the image)."""
         self._image_layer = layer
+        layer.metadata[L.VOLUME_KEY] = volume  # found again as the image annotated (brought back)
         try:
             self.session.show(volume, label, image_id=image_id)
         finally:
@@ -313,24 +314,29 @@ class Workspace:
 
     def _layer_removed(self, event) -> None:
         """A layer of the annotation deleted while its image is shown (the layer list's
-        Delete key, its bin) is put back: the session still holds what it showed, and
-        opening the same image again would not show it. With the image gone too (the
-        viewer cleared, the window closing) nothing comes back."""
-        name = getattr(event.value, "name", "")
-        if not self._muted and self.session.volume is not None and name in L.ANNOTATION_LAYERS:
+        Delete key, its bin), the image's own layer among them, is put back: the session
+        still holds what it showed, and opening the same image again would not show it.
+        With the image and all the annotation's layers gone (the viewer cleared, the window
+        closing) nothing comes back."""
+        layer = event.value
+        name = getattr(layer, "name", "")
+        ours = name in L.ANNOTATION_LAYERS or getattr(layer, "metadata", {}).get(L.VOLUME_KEY) is self.session.volume
+        if not self._muted and self.session.volume is not None and ours:
             QTimer.singleShot(0, lambda: self._bring_back(name))
 
     def _bring_back(self, name: str) -> None:
         try:
             image = self.image_layer()
-            if image is None or self.session.volume is None or name in self.viewer.layers:
+            left = [n for n in L.ANNOTATION_LAYERS if n in self.viewer.layers]
+            if self.session.volume is None or (image is None and not left) \
+                    or (image is not None and len(left) == len(L.ANNOTATION_LAYERS)):
                 return
             point, plane = self.viewer.dims.point, self.shown_plane
             camera = getattr(self.viewer, "scene", self.viewer).camera
             centre, zoom = camera.center, camera.zoom
         except (ReferenceError, RuntimeError):  # the viewer, or its window, is gone
             return
-        self._image_layer = image  # shown again around the image as it is
+        self._image_layer = image  # shown again around the image as it is (made again if deleted)
         try:
             self._show(self.session.image_id)
         finally:
@@ -355,6 +361,8 @@ class Workspace:
                 self._muted = False
             self._say_if_3d()
             return
+        if not all(name in self.viewer.layers for name in (L.FOREGROUND, L.BACKGROUND)):
+            return  # one deleted: both come back with the session's marks
         points = lambda name: [tuple(int(round(v)) for v in p) for p in np.asarray(self.layer(name).data)]
         self._to_answering_plane(event)
         self.session.set_marks(points(L.FOREGROUND), points(L.BACKGROUND))

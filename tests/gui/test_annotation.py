@@ -749,6 +749,32 @@ def test_a_deleted_annotation_layer_comes_back(annotator_window, qtbot):
     assert len(viewer.layers) == 0
 
 
+def test_a_deleted_image_layer_comes_back(annotator_window, qtbot):
+    """The image's own layer deleted left the annotation's layers over nothing, and with
+    a clicks layer deleted a click on the other raised (a KeyError in the app: the
+    workspace asked for both). The image comes back under the annotation, as do the
+    clicks layers, and the engine answers clicks on it."""
+    from annotator.napari.workspace import workspace_for
+
+    viewer, ws, dock, _ = annotator_window
+    workspace = workspace_for(viewer)
+    steps = EngineSteps(ws)
+    viewer.layers.remove(L.BACKGROUND)
+    viewer.layers[L.FOREGROUND].add([17, 25, 17])  # before the other is back
+    qtbot.waitUntil(lambda: L.BACKGROUND in viewer.layers, timeout=5000)
+    image = workspace.image_layer()
+    name = image.name
+    viewer.layers.remove(image)
+    qtbot.waitUntil(lambda: workspace.image_layer() is not None, timeout=5000)
+    names = [layer.name for layer in viewer.layers]
+    assert names[0] == name and set(L.ANNOTATION_LAYERS) <= set(names)
+    assert f"the &#x27;{name}&#x27; layer is part of the annotation: shown again" in dock.status.text()
+    assert workspace.image_layer().metadata[L.VOLUME_KEY] is ws.volume
+    viewer.layers[L.FOREGROUND].add([17, 25, 17])
+    steps.wait(qtbot, 1)
+    assert ws.label.any() and ws.marks["fg"] == [(17, 25, 17)]
+
+
 def test_next_image_twice_while_scribbling_does_not_crash(annotator_window, qtbot):
     """Alt+3 (scribble), then Alt+N twice crashed the whole app in the GL driver (a
     segmentation fault: this test process died): the old layers went before the new image
