@@ -126,7 +126,8 @@ class Workspace:
         self._autosave.start()
         self._windows: list = []
         self.shortcuts = bind_keys(viewer, self)
-        follow(window, (viewer.layers.events.removed, self._layer_removed))
+        follow(window, (viewer.layers.events.removed, self._layer_removed),
+               (viewer.dims.events.ndisplay, self._aim_cursor))
         # the network stack loads once an image is up (not while the window starts: they
         # would compete for the CPU); a window closing first never starts it, or waits for it
         self._warm = QTimer(window)
@@ -323,6 +324,17 @@ class Workspace:
         ours = name in L.ANNOTATION_LAYERS or getattr(layer, "metadata", {}).get(L.VOLUME_KEY) is self.session.volume
         if not self._muted and self.session.volume is not None and ours:
             QTimer.singleShot(0, lambda: self._bring_back(name))
+
+    def _aim_cursor(self, event=None) -> None:
+        """In 3-D napari asks a label layer that has features (the label names) for its
+        value along the view direction of the last mouse event on the canvas; after one in
+        2-D there is none, and the label layer chosen or added in 3-D before the mouse
+        moved there raised a TypeError (napari 0.9: a deleted layer was then brought back
+        in part). The camera's direction stands in until the mouse moves."""
+        viewer = self.viewer
+        if viewer.dims.ndisplay == 3 and viewer.cursor._view_direction is None:
+            viewer.cursor._view_direction = getattr(viewer, "scene", viewer).camera.calculate_nd_view_direction(
+                viewer.dims.ndim, viewer.dims.displayed)
 
     def _bring_back(self, name: str) -> None:
         try:

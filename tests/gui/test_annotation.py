@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QPoint, Qt, QTimer
 from qtpy.QtGui import QCloseEvent, QColor
 from qtpy.QtWidgets import QApplication, QColorDialog, QMessageBox
 from scipy.ndimage import binary_erosion, distance_transform_edt
@@ -692,7 +692,6 @@ def test_a_click_in_the_3d_view_is_not_taken(annotator_window, qtbot):
     """napari puts a click made in its 3-D view at the depth of the view's centre, whatever
     is seen there, and the engine segmented around it. In 3-D a click is taken back and the
     person told to click on a slice; back in 2-D the same click is taken."""
-    from qtpy.QtCore import QPoint
 
     viewer, ws, dock, _ = annotator_window
     _activate(viewer, qtbot)
@@ -773,6 +772,27 @@ def test_a_deleted_image_layer_comes_back(annotator_window, qtbot):
     viewer.layers[L.FOREGROUND].add([17, 25, 17])
     steps.wait(qtbot, 1)
     assert ws.label.any() and ws.marks["fg"] == [(17, 25, 17)]
+
+
+def test_label_layer_chosen_in_3d_after_2d_mouse(annotator_window, qtbot):
+    """The mouse over the canvas in 2-D, then the 3-D view, then the segmentation layer
+    chosen (in the layer list, or added again: a deleted layer brought back) raised a
+    TypeError in napari's status bar (a label layer with label names asked for its value
+    along a view direction there was none of), and the brought-back layers came in part."""
+    viewer, ws, dock, _ = annotator_window
+    _activate(viewer, qtbot)
+    canvas = viewer.window._qt_viewer.canvas.native
+    for x in (0.3, 0.5):
+        qtbot.mouseMove(canvas, QPoint(int(canvas.width() * x), canvas.height() // 2))
+    qtbot.wait(50)
+    viewer.mouse_over_canvas = True  # Xvfb's pointer is not there: napari waits for it to enter
+    viewer.dims.ndisplay = 3
+    print("VD", repr(viewer.cursor._view_direction), viewer.cursor.position, viewer.dims.ndisplay)
+    viewer.layers.selection.active = viewer.layers[L.SEGMENTATION]
+    viewer.layers.remove(L.SEGMENTATION)
+    qtbot.waitUntil(lambda: L.SEGMENTATION in viewer.layers, timeout=5000)
+    assert set(L.ANNOTATION_LAYERS) <= {layer.name for layer in viewer.layers}
+    assert "shown again" in dock.status.text()
 
 
 def test_next_image_twice_while_scribbling_does_not_crash(annotator_window, qtbot):
