@@ -17,7 +17,7 @@ import napari
 import numpy as np
 from napari.utils.key_bindings import KeyCode, KeyMod
 from qtpy.QtCore import QEvent, QObject, QThreadPool, QTimer, Signal as QtSignal
-from qtpy.QtWidgets import QMessageBox
+from qtpy.QtWidgets import QDockWidget, QMessageBox
 from psygnal import Signal as PsygnalSignal
 from superqt.utils import create_worker
 
@@ -318,12 +318,19 @@ class Workspace:
         Delete key, its bin), the image's own layer among them, is put back: the session
         still holds what it showed, and opening the same image again would not show it.
         With the image and all the annotation's layers gone (the viewer cleared, the window
-        closing) nothing comes back."""
+        closing), or with no Annotator dock open, nothing comes back."""
         layer = event.value
         name = getattr(layer, "name", "")
         ours = name in L.ANNOTATION_LAYERS or getattr(layer, "metadata", {}).get(L.VOLUME_KEY) is self.session.volume
-        if not self._muted and self.session.volume is not None and ours:
+        if not self._muted and self.session.volume is not None and ours and self._docks_open():
             QTimer.singleShot(0, lambda: self._bring_back(name))
+
+    def _docks_open(self) -> bool:
+        """Whether an Annotator dock is in the window: with all of them closed (plugin
+        use: the person is done annotating) the layers are the person's to delete."""
+        window = self.viewer.window._qt_window
+        return any(type(dock.widget()).__module__.startswith("annotator.")
+                   for dock in window.findChildren(QDockWidget) if dock.widget() is not None)
 
     def _aim_cursor(self, event=None) -> None:
         """In 3-D napari asks a label layer that has features (the label names) for its

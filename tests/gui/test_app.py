@@ -330,6 +330,33 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
 
 
+def test_layers_are_the_persons_once_the_docks_are_closed(make_napari_viewer, qtbot, tmp_path):
+    """Plugin use: a deleted layer of the annotation comes back while the Annotation dock
+    is open; with it closed (the person is done), deleting the layers took them away for
+    a moment only: they came back, and the viewer could not be cleaned up short of
+    deleting the image too."""
+    import shutil
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.workspace import workspace_for
+
+    image = tmp_path / "case.nii.gz"
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", image)
+    viewer = make_napari_viewer()
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Annotation")
+    ws = workspace_for(viewer).session
+    ws.open(str(image))
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle and not ws.files.busy, timeout=30000)
+    viewer.layers.remove(L.SCRIBBLES)
+    qtbot.waitUntil(lambda: L.SCRIBBLES in viewer.layers, timeout=5000)
+    viewer.window.remove_dock_widget(dock)
+    for name in L.ANNOTATION_LAYERS:
+        viewer.layers.remove(name)
+    qtbot.wait(300)
+    assert [layer.name for layer in viewer.layers] == ["case"]
+
+
 def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napari_viewer, qtbot, tmp_path):
     """File > Save Selected Layers on the label: NIfTI on the image's grid, or a DICOM SEG of
     the series, its segments named as the Label list names them."""
