@@ -439,6 +439,11 @@ def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp
     s.set_method("auto")
     s.open_image("mr_large")  # 120 x 120 x 100 mm: far larger than its hippocampus crops
     assert named() == presets and s.click_method().name == "graphcut"
+    said = []
+    s.warning.connect(said.append)
+    s.set_method("deepgrow2d")  # none installed: said when chosen, not only at each click
+    assert said == ["no deepgrow2d model installed (train one, or use graphcut): "
+                    "clicks on this image are not answered with deepgrow2d"]
 
 
 def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store, private_user_dirs):

@@ -124,6 +124,12 @@ class AnnotationSession:
         self.method = method
         self._network_names = self._network_classes()
         self._offer_labels()
+        from annotator.engine.methods import METHODS
+
+        chosen = METHODS.get(method)
+        missing = chosen.missing(self.volume) if chosen is not None and self.volume is not None else None
+        if missing:  # said when chosen, not only at each click
+            self.warning.emit(f"{missing}: clicks on this image are not answered with {method}")
 
     def _network_classes(self) -> dict[str, int]:
         """The classes of the network that would answer clicks on the open image

@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # sessions need torch, imported on the first click rather tha
 POOR = "Results may be poor."
 
 
+def no_model(method: str) -> str:
+    """What is said when no model of ``method`` is installed."""
+    return f"no {method} model installed (train one, or use graphcut)"
+
+
 def modality_note(card: ModelCard, modality: str) -> str | None:
     """A warning when a model meets an image of another (known) ``modality``; using it is allowed."""
     if "unknown" in (card.modality, modality) or card.modality == modality:
@@ -106,7 +111,7 @@ class DeepClicks:
         """(network, card) for ``volume``: the preferred model, loaded when it changed."""
         preferred = self.registry.preferred(self.method, volume.modality, volume.extent_mm)
         if preferred is None:
-            raise ModelError(f"no {self.method} model installed (train one, or use graphcut)")
+            raise ModelError(no_model(self.method))
         import_network_stack()
         active = self.registry.active(self.method)
         if active is None or active[1].name != preferred.card.name:

@@ -33,6 +33,11 @@ class Method(ABC):
         """Whether "auto" may choose this method to answer ``kind`` on ``volume``."""
         return True
 
+    def missing(self, volume: Volume) -> str | None:
+        """What this method lacks to answer on ``volume`` (a network: any installed model),
+        None when nothing."""
+        return None
+
     def needs_preparation(self, volume: Volume) -> bool:
         """Whether the next request on ``volume`` first prepares it (slow, once per image)."""
         return False
@@ -100,6 +105,12 @@ class Network(Method):
             entry = self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm)
             return entry is not None and not model_notes(entry.card, volume)
         return self.deep.available(volume)
+
+    def missing(self, volume):
+        from annotator.engine.deep import no_model
+
+        found = self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm)
+        return no_model(self.name) if found is None else None
 
     def needs_preparation(self, volume):
         return not self.deep.prepared(volume)
