@@ -63,17 +63,18 @@ def test_click_undo_redo_accept(session, phantoms):
     said = []
     session.status.connect(said.append)
     session.open_image("ct1")
-    assert session.accept() and said[-1].startswith("accepted ct1 saved (empty: no structure) (")
+    # named as the person knows it (a server's series: its description, not its UID)
+    assert session.accept() and said[-1].startswith("accepted CT phantom 1 saved (empty: no structure) (")
     assert store.record("ct1").status == Status.LABELED
 
 
 def test_leaving_unsaved_work_asks_and_keeps_it(session, phantoms):
     _, labels = phantoms
     asked = []
-    session.ask_leave = lambda image_id: asked.append(image_id) or "cancel"
+    session.ask_leave = lambda name: asked.append(name) or "cancel"
     session.set_marks([_centre(labels["ct0"] == 1)], [])
     session.open_image("ct1")
-    assert asked == ["ct0"] and session.image_id == "ct0" and session.dirty  # cancelled: nothing dropped
+    assert asked == ["CT phantom 0"] and session.image_id == "ct0" and session.dirty  # cancelled: nothing dropped
     session.ask_leave = lambda image_id: "draft"
     session.open_image("ct1")
     assert session.image_id == "ct1" and not session.dirty

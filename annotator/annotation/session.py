@@ -60,8 +60,9 @@ class AnnotationSession:
                  ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
         self.runner = runner or InlineRunner()
         self.settings = settings or Settings.load()
-        #: asked what to do with unsaved work (one of LEAVE_CHOICES); without a GUI: keep a draft
-        self.ask_leave = ask_leave or (lambda image_id: "draft")
+        #: asked, with the image's name, what to do with unsaved work (one of LEAVE_CHOICES);
+        #: without a GUI: keep a draft
+        self.ask_leave = ask_leave or (lambda image_name: "draft")
         self.autosave_s = autosave_s
         self.files = FileWorker(self.runner, self.progress.emit, self.files_busy.emit)
         self.store: Datastore | None = None
@@ -324,9 +325,9 @@ class AnnotationSession:
         self._network_names = self._network_classes()
         self._offer_labels()  # a server's store learns names from the SEGs it reads
         self.image_opened.emit(image_id)
-        self.status.emit(f"opened {volume.name or image_id}: {' x '.join(map(str, volume.size))} voxels")
+        self.status.emit(f"opened {self.image_name}: {' x '.join(map(str, volume.size))} voxels")
         for warning in volume.warnings:
-            self.warning.emit(f"{volume.name or image_id}: {warning}")
+            self.warning.emit(f"{self.image_name}: {warning}")
 
     # ---- marks and engine ---------------------------------------------------------------
 
@@ -581,6 +582,12 @@ class AnnotationSession:
         return not self._busy and not self.files.busy
 
     @property
+    def image_name(self) -> str:
+        """The open image as a person knows it: a server's series by its description, not
+        its UID; a file by its name."""
+        return (self.volume.name if self.volume is not None else "") or self.image_id
+
+    @property
     def has_unsaved_work(self) -> bool:
         return self.volume is not None and self.dirty
 
@@ -602,7 +609,7 @@ class AnnotationSession:
         """Save a copy of the label as ``version`` in the file worker."""
         if self.volume is None or not self._can_save():
             return False
-        store, image_id, volume = self.store, self.image_id, self.volume
+        store, image_id, volume, name = self.store, self.image_id, self.volume, self.image_name
         label = np.array(self.label, copy=True)  # what is saved, whatever happens to the label next
         # the engine's answer, for the first accept (a copy: the session keeps updating its own)
         proposed = self.proposed.copy() if version == Version.FINAL.value and self.proposed is not None else None
@@ -612,7 +619,7 @@ class AnnotationSession:
         self.dirty = False
 
         def work(job: Job):
-            job.report(f"saving {image_id} ({version}) ...")
+            job.report(f"saving {name} ({version}) ...")
             start = time.perf_counter()
             note = None
             if version == Version.FINAL.value:
@@ -627,7 +634,7 @@ class AnnotationSession:
                 self.saved_labels = saved
             self.saved.emit(image_id, version)
             empty = " (empty: no structure)" if not label.any() else ""
-            said = f"{'accepted' if version == 'final' else 'draft of'} {image_id} saved{empty} ({seconds:.2f} s)"
+            said = f"{'accepted' if version == 'final' else 'draft of'} {name} saved{empty} ({seconds:.2f} s)"
             (self.warning if note else self.status).emit(f"{said}; {note}" if note else said)
             if then is not None:
                 then()
@@ -637,7 +644,7 @@ class AnnotationSession:
                 self.dirty = True  # nothing was lost: the work is still here, unsaved
             self._failed(exc)
 
-        self.files.submit(f"saving {image_id}", work, done, failed)
+        self.files.submit(f"saving {name}", work, done, failed)
         return True
 
     def accept(self) -> bool:
@@ -703,7 +710,7 @@ class AnnotationSession:
         person's choice (accept, keep as draft, discard); False when they cancel."""
         if not self.has_unsaved_work:
             return True
-        choice = self.ask_leave(self.image_id)
+        choice = self.ask_leave(self.image_name)
         if choice == "accept":
             return self.accept()
         if choice == "draft":

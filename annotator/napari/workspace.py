@@ -184,9 +184,9 @@ class Workspace:
             self._windows.append(weakref.ref(window))  # weak: a dock must not keep the window
             window.installEventFilter(_CloseFilter(window, self.session))
 
-    def _ask_leave(self, image_id: str) -> str:
+    def _ask_leave(self, image_name: str) -> str:
         box = QMessageBox(QMessageBox.Question, "Unsaved annotation",
-                          f"'{image_id or 'this image'}' has changes that are not accepted.")
+                          f"'{image_name or 'this image'}' has changes that are not accepted.")
         accept = box.addButton("Accept", QMessageBox.AcceptRole)
         draft = box.addButton("Keep as draft", QMessageBox.ActionRole)
         discard = box.addButton("Discard", QMessageBox.DestructiveRole)
