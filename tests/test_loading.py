@@ -40,3 +40,31 @@ def test_scipy_works_while_torch_loads_in_the_background():
     out = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "torch complete: True failures: 0" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+BUILD = textwrap.dedent("""
+    import sys, time
+    from annotator.engine.loading import finish_warm_up, warm_up
+    from annotator.models.networks import build_network
+    from annotator.models.registry import ModelRegistry
+
+    spec = ModelRegistry().preferred("deepedit").card.architecture
+    warm_up()
+    time.sleep(0.1)  # the warm-up is under way (it takes about 2 s), MONAI not yet loaded
+    try:
+        build_network(spec)
+        print("built")
+    except Exception as exc:
+        print("failed:", type(exc).__name__, exc)
+    finish_warm_up()
+""")
+
+
+def test_a_network_built_while_monai_loads_in_the_background():
+    """A model chosen in the Models dialog (or imported) while the background warm-up was
+    still importing MONAI imported it too, from another thread, and Python stopped one of
+    the two: "deadlock detected by _ModuleLock('monai.networks.nets')". One thread imports
+    the network stack at a time; the other waits for it."""
+    out = subprocess.run([sys.executable, "-c", BUILD], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("built"), out.stdout + out.stderr[-2000:]

@@ -144,6 +144,9 @@ def build_network(spec: dict) -> torch.nn.Module:
     check_architecture(spec)
     spec = copy.deepcopy(spec)
     name = spec.pop("name", None)
+    from annotator.engine.loading import import_network_stack
+
+    import_network_stack()  # one thread at a time imports MONAI (the app may be loading it in the background)
     from monai.networks import nets
 
     try:

@@ -101,6 +101,26 @@ class ImportDialog(QDialog):
         self.accept()
 
 
+def use_model(runner, registry: ModelRegistry, name: str, button, say, then=None) -> None:
+    """Make the model ``name`` its method's model, checked first (it is loaded: seconds, in
+    the worker; ``button`` is off meanwhile). ``say(text, error=False)`` tells how it went:
+    a damaged or missing model is said and the one in use stays; ``then(card)`` after."""
+    button.setEnabled(False)
+    say(f"checking '{name}' ...")
+
+    def done(card) -> None:
+        button.setEnabled(True)
+        if then is not None:
+            then(card)
+        say(f"'{card.name}' is now used for {METHOD_TITLES.get(card.method, card.method)}.")
+
+    def failed(exc: BaseException) -> None:
+        button.setEnabled(True)
+        say(f"Cannot use '{name}': {exc}", error=True)
+
+    runner.start(lambda _job: registry.choose(name), done, failed, Job(f"checking model {name}"))
+
+
 class ModelsDialog(QDialog):
     """The installed models; Use makes the selected one its method's model; Import... brings
     one from MONAI (read and converted in a worker thread, the window stays responsive)."""
@@ -177,13 +197,8 @@ class ModelsDialog(QDialog):
         if name is None:
             self._say("Select a model first.")
             return
-        try:
-            card = self.registry.choose(name)
-        except AnnotatorError as exc:  # a damaged or missing model: said, the one in use stays
-            self._say(f"Cannot use '{name}': {exc}", error=True)
-            return
-        self.refresh(select=name)
-        self._say(f"'{card.name}' is now used for {METHOD_TITLES.get(card.method, card.method)}.")
+        use_model(self.runner, self.registry, name, self.use_button, self._say,
+                  then=lambda card: self.refresh(select=card.name))
 
     def ask_import(self) -> None:
         form = ImportDialog(self)

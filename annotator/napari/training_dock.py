@@ -340,13 +340,10 @@ class TrainingDock(QWidget):
         if not selected:
             self._say("Select a finished run first.")
             return
-        name = self.runs.item(selected[0].row(), 0).text()
-        try:
-            card = self.registry.choose(name)
-        except Exception as exc:  # a missing or damaged model: say so, keep the current one
-            self._say(f"Cannot use '{name}': {exc}", error=True)
-            return
-        self._say(f"'{card.name}' is now used for {card.method} clicks.")
+        from annotator.napari.models_dialog import use_model
+
+        use_model(self.session.runner, self.registry, self.runs.item(selected[0].row(), 0).text(),
+                  self.use_selected, self._say)
 
     def show_models(self) -> None:
         from annotator.napari.models_dialog import ModelsDialog

@@ -83,8 +83,9 @@ def test_past_runs_and_choosing_a_model(make_napari_viewer, qtbot, tmp_path):
     assert ModelRegistry().chosen() == {}
     dock.runs.selectRow(0)
     dock.use_selected.click()
+    qtbot.waitUntil(dock.use_selected.isEnabled, timeout=60_000)  # checked in the worker
     assert ModelRegistry().chosen() == {"deepgrow3d": "finished-run"}
-    assert "now used for deepgrow3d clicks" in dock.status.text()
+    assert "'finished-run' is now used for DeepGrow 3D" in dock.status.text()
 
 
 def test_the_plot_reads_loss_left_and_dice_right(qtbot):
@@ -139,7 +140,9 @@ def test_the_models_window_lists_chooses_and_imports(make_napari_viewer, qtbot, 
     dialog.use_selected()
     assert "Select a model first" in dialog.message.text()
     dialog.table.selectRow(names.index("deepgrow3d-hippocampus-mr"))
-    dialog.use_selected()
+    dialog.use_selected()  # checked in the worker (a checkpoint loads in seconds): the window stays responsive
+    assert not dialog.use_button.isEnabled() and "checking 'deepgrow3d-hippocampus-mr'" in dialog.message.text()
+    qtbot.waitUntil(dialog.use_button.isEnabled, timeout=60_000)
     assert ModelRegistry().chosen() == {"deepgrow3d": "deepgrow3d-hippocampus-mr"}
     row = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())].index("deepgrow3d-hippocampus-mr")
     assert dialog.table.item(row, 0).text() == "✓"
@@ -169,6 +172,16 @@ def test_the_models_window_lists_chooses_and_imports(make_napari_viewer, qtbot, 
     bundled = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())].index("deepedit-hippocampus-mr")
     assert dialog.table.item(bundled, 5).text() == "40 x 32 x 26 mm to 58 x 47 x 41 mm"
     dialog.use_selected()
+    qtbot.waitUntil(dialog.use_button.isEnabled, timeout=60_000)
+    assert ModelRegistry().chosen()["deepgrow3d"] == "grow-from-monai"
+    # its weights damaged since: said, and the model in use stays
+    weights = dock.registry.entry("grow-from-monai").sidecar.with_suffix(".safetensors")
+    weights.write_bytes(weights.read_bytes()[:100])
+    dialog.table.selectRow(row)
+    dialog.use_selected()
+    qtbot.waitUntil(dialog.use_button.isEnabled, timeout=60_000)
+    assert "Cannot use 'grow-from-monai'" in dialog.message.text()
+    weights.unlink()
     assert ModelRegistry().chosen()["deepgrow3d"] == "grow-from-monai"
 
     (tmp_path / "notes.pt").write_text("not a checkpoint")
