@@ -87,9 +87,9 @@ def load_checkpoint(sidecar: str | os.PathLike, device: str | torch.device = "cp
         raise ModelError(f"{weights}: weights file is missing")
     if _sha256(weights) != card.weights_sha256:
         raise ModelError(f"{weights}: weights do not match their sidecar (changed, truncated or swapped)")
+    model = build_network(card.architecture)  # first: it loads torch, one thread at a time
     from safetensors.torch import load_file
 
-    model = build_network(card.architecture)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
