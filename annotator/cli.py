@@ -528,12 +528,21 @@ def _sample_series(folder):
     return files
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_orthanc_serve(args) -> int:
+    import signal
     import tempfile
     import time
 
     from annotator.datastore.orthanc import LocalOrthanc
 
+    # stopped as by Ctrl-C when killed or its terminal closes: Orthanc stops with it
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="annotator-orthanc-"))
     server = LocalOrthanc(folder, port=args.port, user=args.user).start()
     try:

@@ -646,3 +646,44 @@ def test_the_upload_queue_keeps_in_step_with_its_files_after_a_crash(tmp_path):
     assert queue.flush(lambda data, uid: sent.append((uid, data)), lambda uid: asked.append(uid) or False) == (2, 0)
     assert sorted(sent) == [("9.9.2", b"second"), ("9.9.3", b"not listed")] and asked == ["9.9.3"]
     assert queue.entries() == [] and not list((tmp_path / "uploads").glob("*.dcm"))
+
+
+def _processes_with(text: str) -> list[int]:
+    """The ids of the running processes whose command line holds ``text`` (Linux)."""
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                pass
+    return found
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_orthanc_serve_stops_orthanc_when_killed(tmp_path, signame):
+    """`annotator orthanc serve` stopped its Orthanc on Ctrl-C only: killed, or with its
+    terminal closed, it left Orthanc running on its port with nobody to stop it."""
+    import signal
+
+    config = str(tmp_path / "orthanc.json")
+    proc = subprocess.Popen([sys.executable, "-m", "annotator", "orthanc", "serve", "--folder", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("DICOMweb:"):
+                break
+        assert len(_processes_with(config)) == 1, proc.stderr.read() if proc.poll() is not None else ""
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(30) == 0
+        deadline = time.monotonic() + 15
+        while _processes_with(config) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_with(config) == []
+    finally:
+        proc.kill()
+        for pid in _processes_with(config):
+            os.kill(pid, signal.SIGKILL)
