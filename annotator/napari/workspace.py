@@ -321,16 +321,20 @@ class Workspace:
         closing), or with no Annotator dock open, nothing comes back."""
         layer = event.value
         name = getattr(layer, "name", "")
-        ours = name in L.ANNOTATION_LAYERS or getattr(layer, "metadata", {}).get(L.VOLUME_KEY) is self.session.volume
+        image = getattr(layer, "metadata", {}).get(L.VOLUME_KEY)
+        ours = name in L.ANNOTATION_LAYERS or (image is not None and image is self.session.volume)
         if not self._muted and self.session.volume is not None and ours and self._docks_open():
             QTimer.singleShot(0, lambda: self._bring_back(name))
 
     def _docks_open(self) -> bool:
         """Whether an Annotator dock is in the window: with all of them closed (plugin
         use: the person is done annotating) the layers are the person's to delete."""
-        window = self.viewer.window._qt_window
+        try:
+            docks = self.viewer.window._qt_window.findChildren(QDockWidget)
+        except (ReferenceError, RuntimeError):  # the viewer, or its window, is gone
+            return False
         return any(type(dock.widget()).__module__.startswith("annotator.")
-                   for dock in window.findChildren(QDockWidget) if dock.widget() is not None)
+                   for dock in docks if dock.widget() is not None)
 
     def _aim_cursor(self, event=None) -> None:
         """In 3-D napari asks a label layer that has features (the label names) for its
