@@ -131,7 +131,12 @@ def window_limits(volume: Volume, name: str | None = None) -> tuple[float, float
 
 def set_window(layer, volume: Volume, name: str | None = None) -> None:
     """Show ``layer`` (the image) through the window ``name``."""
-    lo, hi = window_limits(volume, name)
+    show_limits(layer, *window_limits(volume, name))
+
+
+def show_limits(layer, lo: float, hi: float) -> None:
+    """Show ``layer`` (the image) with contrast limits ``lo``, ``hi`` (its slider's range
+    grown to hold them)."""
     low, high = layer.contrast_limits_range
     layer.contrast_limits_range = (min(low, lo), max(high, hi))
     layer.contrast_limits = (lo, hi)

@@ -324,7 +324,9 @@ class Workspace:
         image = getattr(layer, "metadata", {}).get(L.VOLUME_KEY)
         ours = name in L.ANNOTATION_LAYERS or (image is not None and image is self.session.volume)
         if not self._muted and self.session.volume is not None and ours and self._docks_open():
-            QTimer.singleShot(0, lambda: self._bring_back(name))
+            # the image comes back as it was shown (its window), not as it first opened
+            limits = tuple(layer.contrast_limits) if image is not None else None
+            QTimer.singleShot(0, lambda: self._bring_back(name, limits))
 
     def _docks_open(self) -> bool:
         """Whether an Annotator dock is in the window: with all of them closed (plugin
@@ -347,7 +349,7 @@ class Workspace:
             viewer.cursor._view_direction = getattr(viewer, "scene", viewer).camera.calculate_nd_view_direction(
                 viewer.dims.ndim, viewer.dims.displayed)
 
-    def _bring_back(self, name: str) -> None:
+    def _bring_back(self, name: str, limits: tuple | None = None) -> None:
         try:
             image = self.image_layer()
             left = [n for n in L.ANNOTATION_LAYERS if n in self.viewer.layers]
@@ -364,6 +366,8 @@ class Workspace:
             self._show(self.session.image_id)
         finally:
             self._image_layer = None
+        if image is None and limits is not None:
+            L.show_limits(self.image_layer(), *limits)
         self._marks_changed()
         self.plane(plane or acquired(self.session.volume))
         self.viewer.dims.point = point

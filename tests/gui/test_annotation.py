@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from qtpy.QtCore import QPoint, Qt, QTimer
 from qtpy.QtGui import QCloseEvent, QColor
 from qtpy.QtWidgets import QApplication, QColorDialog, QMessageBox
@@ -763,8 +764,11 @@ def test_a_deleted_image_layer_comes_back(annotator_window, qtbot):
     qtbot.waitUntil(lambda: L.BACKGROUND in viewer.layers, timeout=5000)
     image = workspace.image_layer()
     name = image.name
+    image.contrast_limits = (image.contrast_limits[0], image.contrast_limits[1] * 0.6)  # a window of the person's
+    shown = tuple(image.contrast_limits)
     viewer.layers.remove(image)
     qtbot.waitUntil(lambda: workspace.image_layer() is not None, timeout=5000)
+    assert tuple(workspace.image_layer().contrast_limits) == pytest.approx(shown)  # as it was shown
     names = [layer.name for layer in viewer.layers]
     assert names[0] == name and set(L.ANNOTATION_LAYERS) <= set(names)
     assert f"the &#x27;{name}&#x27; layer is part of the annotation: shown again" in dock.status.text()
