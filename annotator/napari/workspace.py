@@ -113,6 +113,7 @@ class Workspace:
         self.session = AnnotationSession(QtRunner(), ask_leave=self._ask_leave)
         self._muted = False
         self._image_layer = None  # an image layer opened some other way (plugin use)
+        self._image_limits = None  # the contrast limits of the image's layer, deleted, until it is back
         self._coloured: list = []  # the labels whose colours the label layer shows
         s = self.session
         window = viewer.window._qt_window  # what is shown goes with it; the session stays
@@ -324,9 +325,9 @@ class Workspace:
         image = getattr(layer, "metadata", {}).get(L.VOLUME_KEY)
         ours = name in L.ANNOTATION_LAYERS or (image is not None and image is self.session.volume)
         if not self._muted and self.session.volume is not None and ours and self._docks_open():
-            # the image comes back as it was shown (its window), not as it first opened
-            limits = tuple(layer.contrast_limits) if image is not None else None
-            QTimer.singleShot(0, lambda: self._bring_back(name, limits))
+            if image is not None:  # it comes back as it was shown (its window), not as it first opened
+                self._image_limits = tuple(layer.contrast_limits)
+            QTimer.singleShot(0, lambda: self._bring_back(name))
 
     def _docks_open(self) -> bool:
         """Whether an Annotator dock is in the window: with all of them closed (plugin
@@ -349,7 +350,7 @@ class Workspace:
             viewer.cursor._view_direction = getattr(viewer, "scene", viewer).camera.calculate_nd_view_direction(
                 viewer.dims.ndim, viewer.dims.displayed)
 
-    def _bring_back(self, name: str, limits: tuple | None = None) -> None:
+    def _bring_back(self, name: str) -> None:
         try:
             image = self.image_layer()
             left = [n for n in L.ANNOTATION_LAYERS if n in self.viewer.layers]
@@ -366,8 +367,9 @@ class Workspace:
             self._show(self.session.image_id)
         finally:
             self._image_layer = None
-        if image is None and limits is not None:
-            L.show_limits(self.image_layer(), *limits)
+        if image is None and self._image_limits is not None:
+            L.show_limits(self.image_layer(), *self._image_limits)
+        self._image_limits = None
         self._marks_changed()
         self.plane(plane or acquired(self.session.volume))
         self.viewer.dims.point = point

@@ -773,6 +773,10 @@ def test_a_deleted_image_layer_comes_back(annotator_window, qtbot):
     assert names[0] == name and set(L.ANNOTATION_LAYERS) <= set(names)
     assert f"the &#x27;{name}&#x27; layer is part of the annotation: shown again" in dock.status.text()
     assert workspace.image_layer().metadata[L.VOLUME_KEY] is ws.volume
+    viewer.layers.remove(L.SCRIBBLES)  # with another layer before it: two deleted at once
+    viewer.layers.remove(workspace.image_layer())
+    qtbot.waitUntil(lambda: workspace.image_layer() is not None and L.SCRIBBLES in viewer.layers, timeout=5000)
+    assert tuple(workspace.image_layer().contrast_limits) == pytest.approx(shown)
     viewer.layers[L.FOREGROUND].add([17, 25, 17])
     steps.wait(qtbot, 1)
     assert ws.label.any() and ws.marks["fg"] == [(17, 25, 17)]
