@@ -198,7 +198,7 @@ def check_geometry(volume: Volume, where: str) -> None:
         raise GeometryError(f"{where}: the image orientation is not a rotation (NaN, zero or skewed axes)")
 
 
-def _replace_non_finite(volume: Volume, where: str) -> None:
+def replace_non_finite(volume: Volume, where: str) -> None:
     """NaN/inf voxels become the lowest finite value, with a warning on the volume."""
     array = volume.array
     if array.dtype.kind != "f":
@@ -481,7 +481,7 @@ def _read_part(info, folder: Path, files: dict[Path, list[Volume]]) -> Volume:
 
 def _checked(volume: Volume, where: str) -> Volume:
     check_geometry(volume, where)
-    _replace_non_finite(volume, where)
+    replace_non_finite(volume, where)
     return volume
 
 

@@ -12,6 +12,8 @@ import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
 from annotator.annotation.labels import palette_colour
+from annotator.errors import AnnotatorError
+from annotator.io.read import replace_non_finite
 from annotator.io.volume import Volume
 from annotator.napari.planes import frame
 from annotator.settings import LabelPreset
@@ -140,6 +142,54 @@ def show_limits(layer, lo: float, hi: float) -> None:
     low, high = layer.contrast_limits_range
     layer.contrast_limits_range = (min(low, lo), max(high, hi))
     layer.contrast_limits = (lo, hi)
+
+
+def layer_volume(layer) -> Volume:
+    """The volume an image layer opened some other way shows (plugin use: a sample, another
+    reader, an array): its voxels (the finest level of a multiscale layer) placed by the
+    layer's whole transform (scale, translate, rotate and affine), so that the annotation's
+    layers fall on it. Raises :class:`AnnotatorError` for an image that is not one 3-D
+    grey-level volume."""
+    from napari.utils.transforms import Affine
+
+    if layer.rgb:
+        raise AnnotatorError(f"layer '{layer.name}' is a colour (RGB) image; Annotator needs a 3-D grey-level image")
+    data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+    if data.ndim != 3:
+        raise AnnotatorError(f"layer '{layer.name}' is {data.ndim}-D; Annotator needs a 3-D image")
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    elif data.dtype.kind not in "iuf":
+        raise AnnotatorError(f"layer '{layer.name}' holds {data.dtype} values; Annotator needs real numbers")
+    elif data.dtype.kind == "f" and not np.isfinite(data).all():
+        data = data.copy()  # its NaNs are filled in the volume's copy; the layer keeps its own
+    own = Affine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear)
+    whole = layer.affine.compose(own).affine_matrix  # array index (z, y, x) -> world (z, y, x)
+    linear = whole[:3, :3][::-1, ::-1]  # index (x, y, z) -> world (x, y, z), as a Volume holds it
+    spacing = np.linalg.norm(linear, axis=0)
+    direction = linear / np.where(spacing > 0, spacing, 1)
+    if np.any(spacing <= 0) or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-6):
+        raise AnnotatorError(f"layer '{layer.name}' is sheared or flattened by its transform; "
+                             "Annotator needs an image on a rectangular grid")
+    volume = Volume(data, tuple(float(s) for s in spacing), tuple(float(t) for t in whole[:3, 3][::-1]),
+                    tuple(float(v) for v in direction.ravel()), name=layer.name)
+    replace_non_finite(volume, f"layer '{layer.name}'")
+    return volume
+
+
+def place_like_annotation(layer, volume: Volume) -> bool:
+    """Show an image layer as the annotation's layers of ``volume`` are shown (on its own
+    grid, turned to the patient's axes: :func:`affine`); whether that moved it (a layer
+    rotated or flipped by its transform)."""
+    from napari.utils.transforms import Affine
+
+    shown = affine(volume)
+    own = Affine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear)
+    if np.allclose(layer.affine.compose(own).affine_matrix, shown, atol=1e-6):
+        return False
+    layer.scale, layer.translate, layer.rotate, layer.shear = (1, 1, 1), (0, 0, 0), np.eye(3), (0, 0, 0)
+    layer.affine = shown
+    return True
 
 
 def image_layer_data(volume: Volume) -> tuple:

@@ -24,7 +24,6 @@ from superqt.utils import create_worker
 from annotator.annotation import AnnotationSession, Job
 from annotator.datastore import open_datastore
 from annotator.engine.loading import finish_warm_up, warm_up
-from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.models.card import METHOD_TITLES
 from annotator.napari import layers as L
@@ -145,17 +144,16 @@ class Workspace:
         """Annotate an image layer opened some other way (plugin use: File > Open, samples)."""
         volume = layer.metadata.get(L.VOLUME_KEY)
         if volume is None:
-            data = np.asarray(layer.data)
-            if data.ndim != 3:
-                raise AnnotatorError(f"layer '{layer.name}' is {data.ndim}-D; Annotator needs a 3-D image")
-            scale = tuple(float(s) for s in layer.scale)
-            volume = Volume(data, tuple(reversed(scale)), tuple(float(t) for t in reversed(layer.translate)),
-                            (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), name=layer.name)
+            volume = L.layer_volume(layer)
         if not self.session.leave():
             return
+        moved = L.place_like_annotation(layer, volume)
         path = volume.source.path
         if not (path and Path(path).exists()):
             self._annotate(layer, volume)
+            if moved:
+                self.session.warning.emit(f"'{layer.name}' is now shown on its own grid, upright, as its "
+                                          "annotation is (its transform turned or flipped it)")
             return
 
         def work(job):  # its folder is searched for images in the file worker (a home folder takes long)

@@ -330,6 +330,92 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
 
 
+def _annotate_layer(viewer, qtbot, layer):
+    """Select ``layer`` and press Annotate layer; the session."""
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.workspace import workspace_for
+
+    dock = next(iter(viewer.window._qt_window.findChildren(AnnotationDock)), None)
+    if dock is None:
+        dock = AnnotationDock(viewer)
+        viewer.window.add_dock_widget(dock)
+    session = workspace_for(viewer).session
+    session.ask_leave = lambda _name: "discard"  # the work on the layer before is not asked about
+    viewer.layers.selection.active = layer
+    dock.use_layer.click()
+    qtbot.waitUntil(lambda: session.idle, timeout=30000)
+    return dock, session
+
+
+def test_annotating_an_array_layer_with_nans_or_of_booleans(make_napari_viewer, qtbot):
+    """Plugin use: an array made elsewhere, with NaN voxels (a float image masked with NaN,
+    as registered or skull-stripped MR often is), or of booleans: clicks failed ("cannot
+    convert float NaN to integer", "numpy boolean subtract ... not supported"). The
+    NaNs are filled in the annotation's copy (said), the layer keeps its own."""
+    volume = read_volume(HIPPO / "images" / "hippocampus_001.nii.gz")
+    image = volume.array.astype(np.float32)
+    image[image < np.percentile(image, 20)] = np.nan
+    viewer = make_napari_viewer()
+    said = []
+    masked = viewer.add_image(image, name="masked")
+    _dock, session = _annotate_layer(viewer, qtbot, masked)
+    session.warning.connect(said.append)
+    session.error.connect(said.append)
+    assert session.volume.name == "masked" and np.isfinite(session.volume.array).all()
+    assert np.isnan(masked.data).sum() == np.isnan(image).sum()  # the layer's own data untouched
+    for layer in (masked, viewer.add_image(volume.array > np.percentile(volume.array, 70), name="mask")):
+        _dock, session = _annotate_layer(viewer, qtbot, layer)
+        session.set_marks([tuple(n // 2 for n in session.volume.shape)], [])
+        qtbot.waitUntil(lambda: session.idle, timeout=60000)
+        assert session.label.any(), (layer.name, said)
+    assert not [m for m in said if "Error" in m]
+
+
+def test_layers_that_are_no_3d_grey_image_are_refused_by_name(make_napari_viewer, qtbot):
+    """An RGB layer went in as a 3-slice volume and failed inside a signal (EmitLoopError,
+    a matmul message); a multiscale layer was annotated at its coarsest level, a grid other
+    than the one shown."""
+    viewer = make_napari_viewer()
+    said = []
+    rng = np.random.default_rng(0)
+    dock, session = _annotate_layer(viewer, qtbot, viewer.add_image(rng.random((32, 32))))
+    session.error.connect(said.append)
+    for layer, words in ((viewer.add_image(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), rgb=True,
+                                           name="photo"), "'photo' is a colour (RGB) image"),
+                         (viewer.add_image(rng.random((2, 8, 16, 16)), name="series"), "'series' is 4-D"),
+                         (viewer.add_image(np.full((4, 8, 8), np.nan), name="empty"), "every voxel is NaN")):
+        _annotate_layer(viewer, qtbot, layer)
+        assert words in said[-1] and words in dock.status.text().replace("&#x27;", "'")
+        assert session.volume is None
+    pyramid = viewer.add_image([rng.random((16, 64, 64)), rng.random((8, 32, 32))], multiscale=True, name="pyramid")
+    _annotate_layer(viewer, qtbot, pyramid)
+    assert session.volume.shape == (16, 64, 64)
+    assert viewer.layers[L.SEGMENTATION].data.shape == (16, 64, 64)
+
+
+def test_a_turned_layer_is_shown_where_its_annotation_falls(make_napari_viewer, qtbot):
+    """A layer rotated or flipped by its transform: the annotation's layers were placed by
+    its scale and translation alone, beside the image shown. The layer is now shown on
+    its own grid, as an image the app opens is (said), and both fall on each other."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(1)
+    turned = viewer.add_image(rng.random((12, 24, 20)), scale=(3, 1, 1), translate=(5, -7, 2), rotate=30)
+    said = []
+    from annotator.napari.workspace import workspace_for
+
+    workspace_for(viewer).session.warning.connect(said.append)
+    _dock, session = _annotate_layer(viewer, qtbot, turned)
+    assert session.volume.spacing == pytest.approx((1, 1, 3))
+    segmentation = viewer.layers[L.SEGMENTATION]
+    corner = np.array([11.0, 23.0, 19.0])
+    assert np.allclose(turned.data_to_world(corner), segmentation.data_to_world(corner))
+    assert any("shown on its own grid" in m for m in said)
+    plain = viewer.add_image(rng.random((12, 24, 20)), scale=(3, 1, 1), translate=(5, -7, 2), name="plain")
+    _annotate_layer(viewer, qtbot, plain)  # a layer placed by scale and translation alone stays where it is
+    assert tuple(plain.scale) == (3, 1, 1) and tuple(plain.translate) == (5, -7, 2)
+    assert np.allclose(plain.data_to_world(corner), viewer.layers[L.SEGMENTATION].data_to_world(corner))
+
+
 def test_layers_are_the_persons_once_the_docks_are_closed(make_napari_viewer, qtbot, tmp_path):
     """Plugin use: a deleted layer of the annotation comes back while the Annotation dock
     is open; with it closed (the person is done), deleting the layers took them away for
