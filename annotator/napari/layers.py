@@ -144,14 +144,21 @@ def show_limits(layer, lo: float, hi: float) -> None:
     layer.contrast_limits = (lo, hi)
 
 
+def _placement(layer) -> np.ndarray:
+    """4x4 matrix from a layer's array index (z, y, x) to the world: its whole transform
+    (scale, translate, rotate and shear, then its affine)."""
+    from napari.utils.transforms import Affine
+
+    own = Affine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear)
+    return layer.affine.compose(own).affine_matrix
+
+
 def layer_volume(layer) -> Volume:
     """The volume an image layer opened some other way shows (plugin use: a sample, another
     reader, an array): its voxels (the finest level of a multiscale layer) placed by the
     layer's whole transform (scale, translate, rotate and affine), so that the annotation's
     layers fall on it. Raises :class:`AnnotatorError` for an image that is not one 3-D
     grey-level volume."""
-    from napari.utils.transforms import Affine
-
     if layer.rgb:
         raise AnnotatorError(f"layer '{layer.name}' is a colour (RGB) image; Annotator needs a 3-D grey-level image")
     data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
@@ -163,8 +170,7 @@ def layer_volume(layer) -> Volume:
         raise AnnotatorError(f"layer '{layer.name}' holds {data.dtype} values; Annotator needs real numbers")
     elif data.dtype.kind == "f" and not np.isfinite(data).all():
         data = data.copy()  # its NaNs are filled in the volume's copy; the layer keeps its own
-    own = Affine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear)
-    whole = layer.affine.compose(own).affine_matrix  # array index (z, y, x) -> world (z, y, x)
+    whole = _placement(layer)
     linear = whole[:3, :3][::-1, ::-1]  # index (x, y, z) -> world (x, y, z), as a Volume holds it
     spacing = np.linalg.norm(linear, axis=0)
     direction = linear / np.where(spacing > 0, spacing, 1)
@@ -181,11 +187,8 @@ def place_like_annotation(layer, volume: Volume) -> bool:
     """Show an image layer as the annotation's layers of ``volume`` are shown (on its own
     grid, turned to the patient's axes: :func:`affine`); whether that moved it (a layer
     rotated or flipped by its transform)."""
-    from napari.utils.transforms import Affine
-
     shown = affine(volume)
-    own = Affine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear)
-    if np.allclose(layer.affine.compose(own).affine_matrix, shown, atol=1e-6):
+    if np.allclose(_placement(layer), shown, atol=1e-6):
         return False
     layer.scale, layer.translate, layer.rotate, layer.shear = (1, 1, 1), (0, 0, 0), np.eye(3), (0, 0, 0)
     layer.affine = shown
