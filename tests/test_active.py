@@ -235,3 +235,19 @@ def test_a_structure_that_fades_into_its_surroundings_scores_higher():
     # a label no repeat predicts still ranks first
     assert _label_scores([np.zeros_like(ball(12))] * 3, np.zeros_like(ball(12)), np.zeros((24, 24, 24)),
                          1.0)["disagreement"] == 1.0
+
+
+def test_a_prediction_the_image_does_not_bear_out_scores_higher():
+    """The image's own boundary against the network's: a GraphCut seeded by the prediction
+    agrees with a prediction on the structure and moves off one beside it."""
+    from annotator.active.uncertainty import boundary_disagreement
+    from annotator.io.volume import Volume
+
+    z, y, x = np.ogrid[:28, :28, :28]
+    ball = lambda cx: (z - 14) ** 2 + (y - 14) ** 2 + (x - cx) ** 2 <= 49  # noqa: E731
+    image = np.random.default_rng(0).normal(0, 0.3, (28, 28, 28)) + 3.0 * ball(14)
+    grid = Volume(image.astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    on = boundary_disagreement(grid, ball(14).astype(np.uint8), 1)
+    beside = boundary_disagreement(grid, ball(16).astype(np.uint8), 1)
+    assert on < 0.1 and beside > 2 * on
+    assert boundary_disagreement(grid, np.zeros((28, 28, 28), np.uint8), 1) == 1.0  # nothing predicted
