@@ -176,7 +176,7 @@ def uncertainty(session, kind: str, n: int = 8, seed: int = 0, aggregate: str = 
     values = session.class_values()
     pixels = image.cpu().numpy()
     distinct = contrast(pixels, consensus > 0)
-    grid = Volume(pixels, tuple(float(s) for s in reversed(_model_spacing(session))), (0.0, 0.0, 0.0),
+    grid = Volume(pixels, tuple(float(s) for s in reversed(session.model_spacing)), (0.0, 0.0, 0.0),
                   (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     per_label: dict[str, dict[str, float]] = {}
     for cls in range(1, mean.shape[0]):
@@ -186,12 +186,6 @@ def uncertainty(session, kind: str, n: int = 8, seed: int = 0, aggregate: str = 
         per_label[name] = {k: v * image_says for k, v in scores.items()}
     aggregates = {a: float(np.mean([s[a] for s in per_label.values()])) for a in ("disagreement", "entropy")}
     return Uncertainty(aggregates[aggregate], {k: v[aggregate] for k, v in per_label.items()}, aggregates)
-
-
-def _model_spacing(session) -> np.ndarray:
-    """Voxel spacing (mm, z-y-x) of ``session``'s model grid."""
-    shape, grid = np.asarray(session.volume.shape, float), np.asarray(session.model_shape, float)
-    return np.asarray(session.volume.array_spacing, float) * np.maximum(shape - 1, 1) / np.maximum(grid - 1, 1)
 
 
 def boundary_disagreement(grid: Volume, consensus: np.ndarray, cls: int) -> float:

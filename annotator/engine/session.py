@@ -123,6 +123,12 @@ class ClickSession:
     def _scale(self) -> np.ndarray:
         return (np.asarray(self.model_shape) - 1) / np.maximum(np.asarray(self.volume.shape) - 1, 1)
 
+    @property
+    def model_spacing(self) -> np.ndarray:
+        """Voxel spacing (mm, z-y-x) of the model grid."""
+        shape, grid = np.asarray(self.volume.shape, float), np.asarray(self.model_shape, float)
+        return np.asarray(self.volume.array_spacing, float) * np.maximum(shape - 1, 1) / np.maximum(grid - 1, 1)
+
     def to_model(self, point_zyx) -> np.ndarray:
         return np.asarray(point_zyx, float) * self._scale()
 
