@@ -6,7 +6,9 @@ volumes (time points, channels), each a layer in patient coordinates: the larges
 file's first volume) on top and shown, the others hidden beneath it in the layer list
 (tick one to see it). A 4-D file of more than 8 volumes (a time series) is one 4-D
 layer, its first axis on a slider. A series that cannot be read is left out with a warning naming
-it; the others still open.
+it; the others still open. A folder of image files, or a data set (``images/`` beside
+``labels/``), is not opened as layers: the reader says to open it in the Worklist, which
+takes its images one by one.
 """
 
 from __future__ import annotations
@@ -32,9 +34,25 @@ def get_reader(path):
     kind = classify(path)
     if kind in (Kind.IMAGE_FILE, Kind.DICOM_SERIES):
         return read_layers
-    if kind == Kind.FOLDER and any(p.is_dir() for p in find_images(path).values()):
-        return read_layers  # a study folder: its series below
+    if kind == Kind.DATASET:
+        return refuse_image_folder
+    if kind == Kind.FOLDER:
+        found = find_images(path).values()
+        if any(p.is_dir() for p in found):
+            return read_layers  # a study folder: its series below
+        if found:  # napari would say only that no reader took it
+            return refuse_image_folder
     return None
+
+
+def refuse_image_folder(path) -> list[tuple]:
+    """A folder of image files is a data set to annotate one image at a time, not a stack of
+    layers: say where it opens."""
+    if isinstance(path, list):
+        path = path[0]
+    raise InputError(f"'{Path(path).name}' is a folder of images, not one image: open it in the "
+                     "Annotator Worklist (its Open folder... button) to annotate its images one by one, "
+                     "or open one of its files")
 
 
 def read_layers(path) -> list[tuple]:

@@ -180,6 +180,7 @@ class TrainingDock(QWidget):
         self.timer.timeout.connect(self.poll)
         self.session = self.ws.session
         follow(self, (self.session.datastore_changed, self._show_data))
+        self.ws.guard_close(self, self.may_close)
         self._show_data()
         self.refresh_runs()
 
@@ -349,6 +350,36 @@ class TrainingDock(QWidget):
         from annotator.napari.models_dialog import ModelsDialog
 
         ModelsDialog(self.session.runner, self, self.registry).exec_()
+
+    def may_close(self) -> bool:
+        """Asked before the window closes: a run still going is stopped (keeping its last
+        checkpoint; the model in use stays) when the person says so, else the window stays."""
+        if self.job is None or not self.job.running:
+            return True
+        if self.ask_stop(self.job.config.name or self.job.run_dir.name, self.progress.text()) != "stop":
+            return False
+        self.job.cancel()
+        return True
+
+    def ask_stop(self, run: str, progress: str) -> str:
+        """``stop`` or ``cancel``, asked of the person."""
+        from qtpy.QtWidgets import QMessageBox
+
+        where = f" ({' '.join(progress.split())})" if progress.strip() else ""
+        box = QMessageBox(QMessageBox.Question, "Training is running",
+                          f"Training run '{run}' is still running{where}. Closing the window stops it: its "
+                          "last checkpoint is kept and the model in use stays as it is.")
+        stop = box.addButton("Stop training and close", QMessageBox.DestructiveRole)
+        box.addButton(QMessageBox.Cancel)
+        box.setObjectName("training-running-prompt")
+        box.exec_()
+        return "stop" if box.clickedButton() is stop else "cancel"
+
+    def showEvent(self, event) -> None:
+        # docked now: the window it is docked in asks before it closes (see may_close)
+        if self.window() is not self:
+            self.ws.watch_window(self.window())
+        super().showEvent(event)
 
     def closeEvent(self, event) -> None:
         if self.job is not None and self.job.running:

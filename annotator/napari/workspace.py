@@ -125,6 +125,7 @@ class Workspace:
         self._autosave.timeout.connect(s.tick)
         self._autosave.start()
         self._windows: list = []
+        self._guards: list[weakref.WeakMethod] = []  # the docks' questions before the window closes
         self.shortcuts = bind_keys(viewer, self)
         follow(window, (viewer.layers.events.removed, self._layer_removed),
                (viewer.dims.events.ndisplay, self._aim_cursor))
@@ -178,10 +179,26 @@ class Workspace:
             self._image_layer = None
 
     def watch_window(self, window) -> None:
-        """Ask about unsaved work before ``window`` (the viewer's main window) closes."""
+        """Ask about unsaved work, and what the docks' guards ask, before ``window`` (the
+        viewer's main window) closes."""
         if window is not None and all(w() is not window for w in self._windows):
             self._windows.append(weakref.ref(window))  # weak: a dock must not keep the window
-            window.installEventFilter(_CloseFilter(window, self.session))
+            window.installEventFilter(_CloseFilter(window, self))
+
+    def guard_close(self, widget: QObject, may_close) -> None:
+        """``may_close()`` (a method of ``widget``, a dock) is asked too before the window
+        closes, after the unsaved work, for as long as ``widget`` lives: it may ask the person
+        and answers whether the window may close."""
+        guard = weakref.WeakMethod(may_close)  # weak: the workspace must not keep a dock
+        self._guards.append(guard)
+        widget.destroyed.connect(lambda *_: self._guards.remove(guard))
+
+    def may_close(self) -> bool:
+        """Whether the window may close: the unsaved work asked about first (accepted, kept
+        as a draft or discarded), then each dock's guard; any of them can say no."""
+        if not self.session.leave():
+            return False
+        return all(guard()() for guard in list(self._guards) if guard() is not None)
 
     def _ask_leave(self, image_name: str) -> str:
         box = QMessageBox(QMessageBox.Question, "Unsaved annotation",
@@ -557,14 +574,14 @@ class _WarmUpFilter(QObject):
 
 
 class _CloseFilter(QObject):
-    """Asks the session about unsaved work when the window it watches closes."""
+    """Asks the workspace whether the window it watches may close."""
 
-    def __init__(self, window, session: AnnotationSession):
+    def __init__(self, window, workspace: Workspace):
         super().__init__(window)
-        self.session = session
+        self.may_close = workspace.may_close
 
     def eventFilter(self, obj, event) -> bool:
-        if event.type() == QEvent.Close and not self.session.leave():
+        if event.type() == QEvent.Close and not self.may_close():
             event.ignore()
             return True
         return False

@@ -7,6 +7,26 @@ import numpy as np
 from paths import HIPPO
 
 
+def answer_prompt(qtbot, button_text: str, seen: list) -> None:
+    """Click ``button_text`` in the next message box shown, as a person would (``seen``
+    gets its text)."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QMessageBox
+
+    def answer():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(50, answer)
+            return
+        seen.append(box.text())
+        for b in box.buttons():
+            if b.text().replace("&", "") == button_text:
+                b.click()
+                return
+
+    QTimer.singleShot(50, answer)
+
+
 def truth(case: str, volume) -> np.ndarray:
     from annotator.io import read_label
 

@@ -16,7 +16,7 @@ from annotator.bench.simulate import scribbles_from_mask
 from annotator.napari import layers as L
 from annotator.napari.worklist_dock import ID_ROLE
 from annotator.napari.stall_meter import StallMeter
-from helpers import EngineSteps, truth
+from helpers import EngineSteps, answer_prompt, truth
 
 
 def _click_points(mask: np.ndarray, n: int) -> list[tuple[int, int, int]]:
@@ -196,21 +196,6 @@ def test_undo_redo_and_accept(annotator_window, qtbot, store_folder):
     assert not np.asarray(viewer.layers[L.SEGMENTATION].data).any()
 
 
-def _answer_prompt(qtbot, button_text: str, seen: list) -> None:
-    def answer():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(50, answer)
-            return
-        seen.append(box.text())
-        for b in box.buttons():
-            if b.text().replace("&", "") == button_text:
-                b.click()
-                return
-
-    QTimer.singleShot(50, answer)
-
-
 def test_switching_image_with_unsaved_work_prompts(annotator_window, qtbot, store_folder):
     viewer, ws, dock, worklist = annotator_window
     steps = EngineSteps(ws)
@@ -220,12 +205,12 @@ def test_switching_image_with_unsaved_work_prompts(annotator_window, qtbot, stor
     assert ws.has_unsaved_work
 
     seen = []
-    _answer_prompt(qtbot, "Cancel", seen)
+    answer_prompt(qtbot, "Cancel", seen)
     worklist.open_image("hippocampus_003")
     assert seen and "hippocampus_001" in seen[0]
     assert ws.image_id == "hippocampus_001" and ws.has_unsaved_work  # nothing dropped
 
-    _answer_prompt(qtbot, "Keep as draft", seen)
+    answer_prompt(qtbot, "Keep as draft", seen)
     worklist.open_image("hippocampus_003")
     qtbot.waitUntil(lambda: ws.image_id == "hippocampus_003" and ws.idle, timeout=30000)
     assert (store_folder / "labels" / "draft" / "hippocampus_001.nii.gz").exists()
@@ -299,7 +284,7 @@ def test_closing_with_unsaved_work_prompts(annotator_window, qtbot):
     viewer.window.show()  # the workspace watches the window a dock is docked in once shown
     qtbot.waitUntil(dock.isVisible)
     seen = []
-    _answer_prompt(qtbot, "Cancel", seen)
+    answer_prompt(qtbot, "Cancel", seen)
     close = QCloseEvent()
     QApplication.sendEvent(viewer.window._qt_window, close)  # what the window's close button sends
     assert seen and "hippocampus_001" in seen[0]
@@ -589,11 +574,11 @@ def test_with_only_the_worklist_open_switching_still_asks(make_napari_viewer, qt
     seg.paint((17, 25, 17), 1)
     assert session.has_unsaved_work
     seen = []
-    _answer_prompt(qtbot, "Cancel", seen)
+    answer_prompt(qtbot, "Cancel", seen)
     worklist.open_image("hippocampus_003")
     assert seen and "hippocampus_001" in seen[0]
     assert session.image_id == "hippocampus_001" and session.has_unsaved_work
-    _answer_prompt(qtbot, "Accept", seen)
+    answer_prompt(qtbot, "Accept", seen)
     worklist.open_image("hippocampus_003")
     qtbot.waitUntil(lambda: session.image_id == "hippocampus_003" and session.idle, timeout=30000)
     assert (store_folder / "labels" / "final" / "hippocampus_001.nii.gz").exists()

@@ -250,6 +250,10 @@ def test_layers_carry_spacing_and_orientation(make_napari_viewer):
     assert mirrored[1, 1] < 0 and mirrored[2, 2] < 0  # RAS file: flipped in LPS, as stored
     assert get_reader(str(DATA / "README.md")) is None
     assert get_reader(str(DATA / "LICENSES")) is None
+    # a folder of images, or a data set, is not a stack of layers: the reader says where it opens
+    for folder in (HIPPO / "images", HIPPO):
+        with pytest.raises(InputError, match=f"'{folder.name}' is a folder of images.*Worklist"):
+            get_reader(str(folder))(str(folder))
     # File > Open on one DICOM slice: the manifest offers this reader, and the slice's series opens
     from fnmatch import fnmatch
 

@@ -6,9 +6,13 @@ import shutil
 import time
 
 from qtpy.QtCore import QTimer
+from qtpy.QtGui import QCloseEvent
+from qtpy.QtWidgets import QApplication
 
 from annotator.settings import LabelPreset
 from annotator.training.config import TrainConfig
+from annotator.napari.workspace import workspace_for as ws_of
+from helpers import answer_prompt
 from paths import HIPPO
 
 CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
@@ -28,6 +32,8 @@ def test_start_progress_cancel_and_stay_responsive(make_napari_viewer, qtbot, tm
     viewer = make_napari_viewer()
     dock = TrainingDock(viewer)
     viewer.window.add_dock_widget(dock, name="Training", area="right")
+    viewer.window.show()  # the window a dock is docked in asks it before closing once shown
+    qtbot.waitUntil(dock.isVisible)
     assert dock.data.text() == "no folder open"
     dock.start_button.click()  # nothing to train on yet: says so, starts nothing
     assert dock.job is None and "Open a folder" in dock.status.text()
@@ -50,6 +56,14 @@ def test_start_progress_cancel_and_stay_responsive(make_napari_viewer, qtbot, tm
     assert len(dock.plot.loss[0]) >= 1  # the loss curve is being drawn
     assert "training" in dock.log.toPlainText()
 
+    # closing the window while it runs asks first: Cancel keeps the window and the run
+    seen = []
+    answer_prompt(qtbot, "Cancel", seen)
+    close = QCloseEvent()
+    QApplication.sendEvent(viewer.window._qt_window, close)  # what the window's close button sends
+    assert seen and "'gui-run' is still running (epoch" in seen[0] and "checkpoint is kept" in seen[0]
+    assert not close.isAccepted() and dock.job.running
+
     dock.stop_button.click()
     asked = time.monotonic()
     qtbot.waitUntil(lambda: dock.start_button.isEnabled(), timeout=10_000)
@@ -62,6 +76,15 @@ def test_start_progress_cancel_and_stay_responsive(make_napari_viewer, qtbot, tm
     print(f"longest gap of a 20 ms timer while training ran: {max(gaps) * 1000:.0f} ms")
     assert max(gaps) < 0.5, "the event loop stalled while training ran in its child process"
     assert (tmp_path / "run" / "last.json").exists()
+    assert dock.may_close()  # nothing running: nothing asked
+
+    # Stop training and close: the run stops as Stop stops it, and the window may close
+    dock.start(config)
+    qtbot.waitUntil(lambda: dock.job.running and dock.progress.value() >= 1, timeout=120_000)
+    answer_prompt(qtbot, "Stop training and close", seen)
+    assert ws_of(viewer).may_close()
+    qtbot.waitUntil(lambda: dock.start_button.isEnabled(), timeout=30_000)
+    assert dock.job.outcome() == "cancelled" and "Stopped at iteration" in dock.status.text()
 
 
 def test_past_runs_and_choosing_a_model(make_napari_viewer, qtbot, tmp_path):
