@@ -17,7 +17,9 @@ labels) and the generated CT phantom with several seeds. Each data set has a rol
 them). For the hippocampus also a ceiling, ``dice_dense_oracle_hippocampus``: the dense
 strokes cut with an intensity model fitted to the true label (against a band three
 voxels around it), at the best of a few boundary weights: what intensities and edges
-can give there at all. Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
+can give there at all; and the strokes on the installed DeepEdit model's answer, as the
+app cuts them where such a model is made for the image (``dice_dense_model_hippocampus``,
+``dice_sparse_model_hippocampus``). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
 medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
 """
 
@@ -138,15 +140,29 @@ def _oracle(volume: Volume, truth: np.ndarray, strokes: np.ndarray) -> dict[str,
     return out
 
 
+def _model_prior(volume: Volume) -> np.ndarray | None:
+    """The installed DeepEdit model's P(any of its labels) on ``volume``, when one is made
+    for such an image (the app gives strokes that prior, :func:`annotator.engine.methods.model_prior`)."""
+    from annotator.engine.methods import METHODS
+
+    deepedit = METHODS["deepedit"]
+    if not deepedit.available(volume, "automatic"):
+        return None
+    return deepedit.deep.session(volume).probability(tuple(deepedit.label_names(volume).values()))
+
+
 def _structure(volume: Volume, truth: np.ndarray, clicks: int, oracle: bool = False) -> dict:
     row = {}
     dense = scribbles_from_mask(truth)
     if oracle:
         row["dense_oracle"] = _oracle(volume, truth, dense)
+        prior = _model_prior(volume)  # the hippocampus: strokes also on its starter model's answer
     for protocol, strokes in (("sparse", sparse_scribbles_from_mask(truth)), ("dense", dense)):
         out = segment_scribbles(volume, strokes)
         row[protocol] = round(dice(out.label, truth), 4)
         row[f"{protocol}_s"] = round(out.seconds, 3)
+        if oracle and prior is not None:
+            row[f"{protocol}_model"] = round(dice(segment_scribbles(volume, strokes, model_prior=prior).label, truth), 4)
     curve, seconds = _clicks(volume, truth, clicks)
     row["clicks"] = [round(d, 4) for d in curve]
     row["click_s"] = round(seconds, 3)
@@ -185,6 +201,10 @@ def run(args: argparse.Namespace) -> dict:
             if k <= clicks:
                 results.append(rep.result(f"dice_click_at_{k}_{key}", np.mean([r["clicks"][k - 1] for r in mine]),
                                           "dice", "higher"))
+        for protocol in ("sparse_model", "dense_model"):  # the strokes on a model's answer
+            if protocol in mine[0]:
+                results.append(rep.result(f"dice_{protocol}_{key}", np.mean([r[protocol] for r in mine]), "dice",
+                                          "higher"))
         if "dense_oracle" in mine[0]:
             results.append(rep.result(f"dice_dense_oracle_{key}", max(
                 np.mean([r["dense_oracle"][str(lam)] for r in mine]) for lam in ORACLE_LAMBDAS), "dice", "higher"))

@@ -101,8 +101,11 @@ class GraphCutParams:
 
 
 def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarray | None = None,
-                      params: GraphCutParams | None = None, value: int = 1) -> Result:
-    """Segment from strokes: ``scribbles`` is 1 on foreground strokes, 2 on background."""
+                      params: GraphCutParams | None = None, value: int = 1,
+                      model_prior: np.ndarray | None = None) -> Result:
+    """Segment from strokes: ``scribbles`` is 1 on foreground strokes, 2 on background;
+    ``model_prior``: a network's P(structure) on the image grid, when one is made for the
+    image: it joins the priors, and the strokes correct the network's answer."""
     params = params or GraphCutParams()
     if scribbles.shape != volume.shape:
         raise InputError(
@@ -110,7 +113,8 @@ def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarra
     fg, bg = scribbles == FOREGROUND, scribbles == BACKGROUND
     if not fg.any():
         raise InputError("no foreground stroke (value 1) in the scribbles")
-    return _run(volume, fg, bg, params.scribble_margin_mm, previous, params, "graphcut-scribbles", value)
+    return _run(volume, fg, bg, params.scribble_margin_mm, previous, params, "graphcut-scribbles", value,
+                model_prior=model_prior)
 
 
 def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
@@ -312,7 +316,7 @@ def _grow(box: Box, faces, shape, spacing, margin_mm: float) -> Box:
     return tuple(slice(a, b) for a, b in new)  # type: ignore[return-value]
 
 
-def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None) -> Result:
+def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None, model_prior=None) -> Result:
     start = time.perf_counter()
     spacing = volume.array_spacing
     box = box_around(fg | bg, spacing, margin_mm)
@@ -339,6 +343,8 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
                 spatial = reach_prior(fg_s[box], None, spacing, params.click_reach_sharpness, r0)
             if spatial is not None:
                 prob = combine(prob, spatial)
+        if model_prior is not None:
+            prob = combine(prob, model_prior[box])
         if clicks is not None and clicks[1]:
             prob = combine(prob, click_distance_prior(prob.shape, tuple(b.start for b in box), *clicks,
                                                       spacing, params.prior_sharpness))

@@ -113,6 +113,7 @@ class ClickSession:
         self.device = torch.device(device)
         self.preprocess_count = 0
         self._image: torch.Tensor | None = None
+        self._probability: tuple[tuple, np.ndarray] | None = None  # (label values, P on the image grid)
 
     # ---- grids -------------------------------------------------------------------------
 
@@ -277,6 +278,20 @@ class ClickSession:
                                 self.volume.array[box], self.volume.array_spacing)
         return Result(self.class_values()[classes], box, self.volume.shape, self.card.method,
                       time.perf_counter() - start, previous, model=self.card.name)
+
+    def probability(self, values: tuple[int, ...]) -> np.ndarray:
+        """P(any of the label ``values``) with no clicks (the automatic answer), on the image
+        grid: what scribbles refine. Kept for the last values asked (an image-sized map)."""
+        values = tuple(sorted(int(v) for v in values))
+        if self._probability is None or self._probability[0] != values:
+            classes = sorted({self.card.class_of(v) for v in values})
+            with torch.inference_mode():
+                p = torch.softmax(self.automatic_scores(), dim=0)[classes].sum(dim=0)
+                box, p = self._sample_on_image(p[None], tuple(slice(0, n) for n in self.model_shape))
+            out = np.zeros(self.volume.shape, np.float32)
+            out[box] = p[0].cpu().numpy()
+            self._probability = (values, out)
+        return self._probability[1]
 
     def class_values(self) -> np.ndarray:
         """Label value of each output class (class 0: background)."""
