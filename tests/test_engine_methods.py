@@ -191,13 +191,12 @@ def test_cli_infer_without_a_model_chooses_as_auto_segment_does(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_strokes_correct_the_answer_of_a_model_made_for_the_image():
-    """Scribbles on an image that a DeepEdit model is made for start from its answer (its
-    probability of the label joins the cut's priors); on others, and for a label the
-    model does not know, from nothing."""
+def test_strokes_on_a_models_answer():
+    """A DeepEdit model's probability of the structure, joined to the cut's priors, lets
+    strokes correct its answer instead of starting from nothing."""
+    from annotator.bench.robot_graphcut import _model_prior
     from annotator.bench.simulate import sparse_scribbles_from_mask
     from annotator.engine.interactive import segment_scribbles
-    from annotator.engine.methods import METHODS, model_prior
     from annotator.engine.metrics import dice
     from annotator.io import read_label
 
@@ -205,13 +204,12 @@ def test_strokes_correct_the_answer_of_a_model_made_for_the_image():
     for case in ("hippocampus_007", "hippocampus_036"):  # test cases: the starter never saw them
         volume = read_volume(HIPPO / "images" / f"{case}.nii.gz")
         volume.modality = "MR"
-        label = read_label(HIPPO / "labels" / f"{case}.nii.gz", volume)
-        for value in (1, 2):  # anterior, posterior: the starter's labels
-            truth = label == value
-            strokes = sparse_scribbles_from_mask(truth)  # three slices of strokes, one ring
-            alone.append(dice(segment_scribbles(volume, strokes, value=value).label, truth))
-            on_model.append(dice(METHODS["graphcut"].scribbles(volume, strokes, value=value).label == value, truth))
+        truth = read_label(HIPPO / "labels" / f"{case}.nii.gz", volume) > 0
+        strokes = sparse_scribbles_from_mask(truth)  # three slices of strokes, one ring
+        prior = _model_prior(volume)
+        assert prior.shape == volume.shape and 0 <= prior.min() and prior.max() <= 1
+        alone.append(dice(segment_scribbles(volume, strokes).label, truth))
+        on_model.append(dice(segment_scribbles(volume, strokes, model_prior=prior).label, truth))
     assert np.mean(on_model) >= 0.84 and np.mean(on_model) > np.mean(alone) + 0.05, (alone, on_model)
-    assert model_prior(volume, 7) is None  # a label the model does not know
     volume.modality = "CT"
-    assert model_prior(volume, 1) is None  # no model for such an image
+    assert _model_prior(volume) is None  # no model for such an image

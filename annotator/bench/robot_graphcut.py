@@ -142,7 +142,7 @@ def _oracle(volume: Volume, truth: np.ndarray, strokes: np.ndarray) -> dict[str,
 
 def _model_prior(volume: Volume) -> np.ndarray | None:
     """The installed DeepEdit model's P(any of its labels) on ``volume``, when one is made
-    for such an image (the app gives strokes that prior, :func:`annotator.engine.methods.model_prior`)."""
+    for such an image: strokes on its answer (see docs/engine.md)."""
     from annotator.engine.methods import METHODS
 
     deepedit = METHODS["deepedit"]
