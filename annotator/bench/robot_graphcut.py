@@ -17,9 +17,9 @@ labels) and the generated CT phantom with several seeds. Each data set has a rol
 them). For the hippocampus also a ceiling, ``dice_dense_oracle_hippocampus``: the dense
 strokes cut with an intensity model fitted to the true label (against a band three
 voxels around it), at the best of a few boundary weights: what intensities and edges
-can give there at all; and the strokes on the installed DeepEdit model's answer, as the
-app cuts them where such a model is made for the image (``dice_dense_model_hippocampus``,
-``dice_sparse_model_hippocampus``). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
+can give there at all; and the strokes on the installed DeepEdit model's answer, its
+probability of the structure joined to the cut's priors (``dice_dense_model_hippocampus``,
+``dice_sparse_model_hippocampus``; measured, not yet in the app: see docs/engine.md). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
 medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
 """
 
