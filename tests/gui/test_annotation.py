@@ -709,6 +709,7 @@ def test_a_deleted_annotation_layer_comes_back(annotator_window, qtbot):
     from annotator.napari.workspace import workspace_for
 
     viewer, ws, dock, _ = annotator_window
+    ws.autosave_s = 3600  # a draft saved meanwhile (on a busy machine) would say so in the status read below
     steps = EngineSteps(ws)
     viewer.layers[L.FOREGROUND].add([17, 25, 17])
     steps.wait(qtbot, 1)
