@@ -191,25 +191,45 @@ def test_cli_infer_without_a_model_chooses_as_auto_segment_does(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_strokes_on_a_models_answer():
-    """A DeepEdit model's probability of the structure, joined to the cut's priors, lets
-    strokes correct its answer instead of starting from nothing."""
+def test_strokes_correct_a_networks_answer():
+    """Strokes on a label that is still the network's answer (Auto-segment, then strokes)
+    correct it: the network's probability of the label joins the cut's priors. A label
+    drawn from nothing, or another structure under the network's label value, is cut from
+    the strokes alone. The bench cuts the hippocampus as one structure the same way."""
     from annotator.bench.robot_graphcut import _model_prior
     from annotator.bench.simulate import sparse_scribbles_from_mask
     from annotator.engine.interactive import segment_scribbles
+    from annotator.engine.methods import METHODS, model_prior
     from annotator.engine.metrics import dice
     from annotator.io import read_label
 
-    alone, on_model = [], []
+    graphcut = METHODS["graphcut"]
+    alone, on_model, whole_alone, whole_on_model = [], [], [], []
     for case in ("hippocampus_007", "hippocampus_036"):  # test cases: the starter never saw them
         volume = read_volume(HIPPO / "images" / f"{case}.nii.gz")
         volume.modality = "MR"
-        truth = read_label(HIPPO / "labels" / f"{case}.nii.gz", volume) > 0
-        strokes = sparse_scribbles_from_mask(truth)  # three slices of strokes, one ring
+        label = read_label(HIPPO / "labels" / f"{case}.nii.gz", volume)
+        answer = METHODS["deepedit"].automatic(volume).label  # Auto-segment
+        for value in (1, 2):  # anterior, posterior: the starter's labels
+            truth = label == value
+            strokes = sparse_scribbles_from_mask(truth)  # three slices of strokes, one ring
+            plain = segment_scribbles(volume, strokes, value=value)
+            corrected = graphcut.scribbles(volume, strokes, previous=answer.copy(), value=value)
+            assert corrected.method == "graphcut-scribbles on deepedit's answer" and corrected.model
+            alone.append(dice(plain.label == value, truth))
+            on_model.append(dice(corrected.label == value, truth))
+            fresh = graphcut.scribbles(volume, strokes, previous=None, value=value)  # drawn from nothing
+            np.testing.assert_array_equal(fresh.label, plain.label)
+            assert fresh.method == "graphcut-scribbles" and not fresh.model
+        # the whole hippocampus drawn as label 1 is not the network's anterior part
+        assert model_prior(volume, np.where(label > 0, 1, 0).astype(np.uint8), 1) is None
+        whole = label > 0
+        strokes = sparse_scribbles_from_mask(whole)
         prior = _model_prior(volume)
         assert prior.shape == volume.shape and 0 <= prior.min() and prior.max() <= 1
-        alone.append(dice(segment_scribbles(volume, strokes).label, truth))
-        on_model.append(dice(segment_scribbles(volume, strokes, model_prior=prior).label, truth))
-    assert np.mean(on_model) >= 0.84 and np.mean(on_model) > np.mean(alone) + 0.05, (alone, on_model)
+        whole_alone.append(dice(segment_scribbles(volume, strokes).label, whole))
+        whole_on_model.append(dice(segment_scribbles(volume, strokes, model_prior=prior).label, whole))
+    assert np.mean(on_model) >= 0.85 and np.mean(on_model) > np.mean(alone) + 0.05, (alone, on_model)
+    assert np.mean(whole_on_model) >= 0.84 and np.mean(whole_on_model) > np.mean(whole_alone) + 0.05
     volume.modality = "CT"
-    assert _model_prior(volume) is None  # no model for such an image
+    assert model_prior(volume, answer, 1) is None and _model_prior(volume) is None  # no model for such an image

@@ -19,7 +19,8 @@ strokes cut with an intensity model fitted to the true label (against a band thr
 voxels around it), at the best of a few boundary weights: what intensities and edges
 can give there at all; and the strokes on the installed DeepEdit model's answer, its
 probability of the structure joined to the cut's priors (``dice_dense_model_hippocampus``,
-``dice_sparse_model_hippocampus``; measured, not yet in the app: see docs/engine.md). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
+``dice_sparse_model_hippocampus``; the app does this on a label that is still the
+network's answer: see docs/engine.md). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
 medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
 """
 

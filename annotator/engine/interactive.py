@@ -13,7 +13,7 @@ input go through the same steps:
    the foreground marks' convex hull and reaches about as far as the background marks
    are drawn from it (for clicks: as far as the clicked tissue was found homogeneous);
    a network's probability of the structure can join it (``model_prior``: the strokes
-   then correct the network's answer; measured in the bench, not yet used by the app).
+   then correct the network's answer: :func:`annotator.engine.methods.model_prior`).
    Intensity alone cannot tell an unenhanced CT's spleen from the muscle it touches;
    where the intensities differ, they overrule the prior. Background clicks add the
    distances to the clicks: nearer a background click than a foreground one, a voxel

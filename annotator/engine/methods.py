@@ -74,7 +74,12 @@ class GraphCut(Method):
     def scribbles(self, volume, scribbles, previous=None, value=1):
         from annotator.engine.interactive import segment_scribbles
 
-        return segment_scribbles(volume, scribbles, previous=previous, value=value)
+        prior = model_prior(volume, previous, value)
+        result = segment_scribbles(volume, scribbles, previous=previous, value=value, model_prior=prior)
+        if prior is not None:  # said with the result, and kept with the label as a model that made it
+            result.method += " on deepedit's answer"
+            result.model = METHODS["deepedit"].deep.session(volume).card.name
+        return result
 
 
 class Network(Method):
@@ -144,6 +149,29 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 #: Preference when choosing automatically: a network for the image's modality, else GraphCut.
 _PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d", "graphcut")
+
+
+#: the label being corrected is a network's answer while it keeps at least this Dice with it
+STILL_THE_MODELS = 0.8
+
+
+def model_prior(volume: Volume, previous, value: int):
+    """DeepEdit's P(label ``value``) on the image grid, when the label being corrected
+    (``previous``) is still that network's answer for it (Dice at least
+    :data:`STILL_THE_MODELS`: an automatic segmentation, or one corrected), else None.
+    Strokes then correct the network's answer instead of starting from nothing (see
+    docs/engine.md). A label drawn from nothing, or one that is another structure than
+    the network's of that value, is cut from the strokes alone: by value alone, a whole
+    hippocampus drawn as label 1 (the network's anterior part) lost its posterior part."""
+    from annotator.engine.metrics import dice
+
+    if previous is None or not (previous == value).any():
+        return None
+    deepedit = METHODS["deepedit"]
+    if value not in deepedit.label_names(volume).values() or not deepedit.available(volume, "automatic"):
+        return None
+    prior = deepedit.deep.session(volume).probability((value,))
+    return prior if dice(prior > 0.5, previous == value) >= STILL_THE_MODELS else None
 
 
 def methods_for(kind: str) -> list[str]:

@@ -77,6 +77,27 @@ def test_automatic_segmentation_button(make_napari_viewer, qtbot, tmp_path):
     # the folder names no labels: the list takes the names of what the model drew
     assert [dock.preset.itemText(i) for i in range(dock.preset.count())] == ["1: anterior", "2: posterior"]
 
+    # strokes then correct the network's answer (its probability joins the cut), and the
+    # other label stays as it was
+    from scipy.ndimage import binary_erosion
+
+    from annotator.bench.simulate import sparse_scribbles_from_mask
+
+    posterior = seg == 2
+    layer = viewer.layers[L.SCRIBBLES]
+    strokes = sparse_scribbles_from_mask(truth == 1)
+    layer.data = strokes
+    inside = np.argwhere(binary_erosion(truth == 1, iterations=2) & (strokes == 0))
+    layer.brush_size = 1
+    layer.paint(tuple(int(v) for v in inside[len(inside) // 2]), 1)  # the last dab of the brush
+    steps.wait(qtbot, 2)
+    assert "graphcut-scribbles on deepedit's answer" in dock.status.text()
+    seg = np.asarray(viewer.layers[L.SEGMENTATION].data)
+    corrected = dice(seg == 1, truth == 1)
+    print(f"strokes on three slices of the anterior part, on that answer: Dice {corrected:.3f}")
+    assert corrected > max(scores[0], 0.85)
+    assert ((seg == 2) == posterior).mean() > 0.99
+
 
 def test_a_model_for_another_modality_warns_but_answers(make_napari_viewer, qtbot, tmp_path):
     from annotator.io.phantom import ct_phantom
