@@ -14,7 +14,8 @@ import napari
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
-    QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QWidget,
 )
 
 from annotator.models.card import METHOD_TITLES
@@ -363,8 +364,6 @@ class TrainingDock(QWidget):
 
     def ask_stop(self, run: str, progress: str) -> str:
         """``stop`` or ``cancel``, asked of the person."""
-        from qtpy.QtWidgets import QMessageBox
-
         where = f" ({' '.join(progress.split())})" if progress.strip() else ""
         box = QMessageBox(QMessageBox.Question, "Training is running",
                           f"Training run '{run}' is still running{where}. Closing the window stops it: its "
