@@ -195,6 +195,7 @@ def boundary_disagreement(grid: Volume, consensus: np.ndarray, cls: int) -> floa
     voxels outside all predicted structures, and the other labels' insides, as background.
     1 for a label not predicted."""
     from annotator.engine.interactive import BACKGROUND, FOREGROUND, segment_scribbles
+    from annotator.engine.metrics import dice
 
     predicted = consensus == cls
     if not predicted.any():
@@ -207,7 +208,7 @@ def boundary_disagreement(grid: Volume, consensus: np.ndarray, cls: int) -> floa
     core = ndimage.binary_erosion(predicted, iterations=inner)
     strokes[core if core.any() else predicted] = FOREGROUND
     cut = segment_scribbles(grid, strokes).label > 0
-    return float(1 - 2 * np.logical_and(cut, predicted).sum() / (cut.sum() + predicted.sum()))
+    return 1.0 - dice(cut, predicted)
 
 
 def contrast(image: np.ndarray, structures: np.ndarray) -> float:
