@@ -121,6 +121,17 @@ def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learnin
         assert found[f"pearson_{strategy}_starter"] == pytest.approx(pearsonr(scores, errors).statistic, abs=1e-4)
     assert found["spearman_best_starter"] == pytest.approx(
         max(found["spearman_tta_starter"], found["spearman_epistemic_starter"]), abs=1e-6)
+    # chance on the same cases: the random strategy's rho over many seeds (one of them is the reported seed's)
+    from annotator.active.strategies import plain_score
+    from annotator.bench.active import CHANCE_SEEDS
+
+    rhos = np.array([spearmanr([plain_score("random", r["id"], i, seed).score for i, r in enumerate(rows)],
+                               errors).correlation for seed in range(CHANCE_SEEDS)])
+    assert rhos[0] == pytest.approx(found["spearman_random_starter"], abs=1e-4)
+    assert found["spearman_random_mean_starter"] == pytest.approx(rhos.mean(), abs=1e-4)
+    assert found["spearman_random_sd_starter"] == pytest.approx(rhos.std(), abs=1e-4) and rhos.std() > 0.1
+    assert found["random_reaching_best_starter"] == pytest.approx(np.mean(rhos >= found["spearman_best_starter"]),
+                                                                  abs=1e-4)
     assert report["params"]["ranked_volumes"] == 10 and found["rank_10_volumes_min"] > 0
     # the curve: both strategies start from the same model, then each adds its own 10
     curve = report["curve"]

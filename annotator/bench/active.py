@@ -30,6 +30,8 @@ from annotator.errors import InputError
 from annotator.samples import data_root
 
 STRATEGY_NAMES = ("tta", "epistemic", "random", "first")
+#: seeds of the random strategy whose rankings say what chance gives on the same cases
+CHANCE_SEEDS = 1000
 
 
 def _dataset(folder: Path, source: Path, train: list[str], test: list[str] = ()) -> Path:
@@ -99,6 +101,22 @@ def _score_cases(sidecar: Path, source: Path, cases: list[str], seed: int) -> li
             row[strategy] = plain_score(strategy, case, position, seed).score
         rows.append(row)
     return rows
+
+
+def _chance(cases: list[str], errors: list[float], best: float) -> list[tuple[str, float, str, str]]:
+    """What a random ranking gives on these cases: the mean and spread of Spearman's rho
+    over :data:`CHANCE_SEEDS` seeds of the ``random`` strategy (one seed's rho alone is a
+    draw from this spread), and the share of them that reach ``best``: a permutation
+    test of the better model-based score."""
+    from scipy.stats import spearmanr
+
+    from annotator.active.strategies import plain_score
+
+    rhos = np.array([spearmanr([plain_score("random", c, i, seed).score for i, c in enumerate(cases)],
+                               errors).correlation for seed in range(CHANCE_SEEDS)])
+    return [("spearman_random_mean", float(rhos.mean()), "rho", "higher"),
+            ("spearman_random_sd", float(rhos.std()), "rho", "lower"),
+            ("random_reaching_best", float(np.mean(rhos >= best)), "share", "lower")]
 
 
 def _rank_many(source: Path, cases: list[str], folder: Path) -> tuple[float, int, str]:
@@ -237,6 +255,8 @@ def run(args: argparse.Namespace) -> dict:
                     results.append(rep.result(f"pearson_{strategy}_{name}", float(pearsonr(scores, y).statistic),
                                               "r", "higher"))
             results.append(rep.result(f"spearman_best_{name}", best, "rho", "higher", 0.4))
+            for result, value, unit, better in _chance([r["id"] for r in rows], y, best):
+                results.append(rep.result(f"{result}_{name}", value, unit, better))
             results.append(rep.result(f"mean_dice_{name}", float(np.mean([r["dice"] for r in rows])), "dice", "higher"))
             for strategy in ("tta", "epistemic"):
                 results.append(rep.result(f"seconds_per_image_{strategy}_{name}",
