@@ -11,7 +11,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from annotator.active.strategies import plain_score
 from annotator.bench import reference
+from annotator.bench.active import CHANCE_SEEDS
 from annotator.io.phantom import ct_phantom
 from annotator.io.read import read_volume
 
@@ -121,10 +123,7 @@ def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learnin
         assert found[f"pearson_{strategy}_starter"] == pytest.approx(pearsonr(scores, errors).statistic, abs=1e-4)
     assert found["spearman_best_starter"] == pytest.approx(
         max(found["spearman_tta_starter"], found["spearman_epistemic_starter"]), abs=1e-6)
-    # chance on the same cases: the random strategy's rho over many seeds (one of them is the reported seed's)
-    from annotator.active.strategies import plain_score
-    from annotator.bench.active import CHANCE_SEEDS
-
+    # chance on the same cases: the random strategy's rho over many seeds, the reported seed's first
     rhos = np.array([spearmanr([plain_score("random", r["id"], i, seed).score for i, r in enumerate(rows)],
                                errors).correlation for seed in range(CHANCE_SEEDS)])
     assert rhos[0] == pytest.approx(found["spearman_random_starter"], abs=1e-4)

@@ -103,17 +103,17 @@ def _score_cases(sidecar: Path, source: Path, cases: list[str], seed: int) -> li
     return rows
 
 
-def _chance(cases: list[str], errors: list[float], best: float) -> list[tuple[str, float, str, str]]:
+def _chance(cases: list[str], errors: list[float], best: float, seed: int) -> list[tuple[str, float, str, str]]:
     """What a random ranking gives on these cases: the mean and spread of Spearman's rho
-    over :data:`CHANCE_SEEDS` seeds of the ``random`` strategy (one seed's rho alone is a
-    draw from this spread), and the share of them that reach ``best``: a permutation
-    test of the better model-based score."""
+    over :data:`CHANCE_SEEDS` seeds of the ``random`` strategy from ``seed`` on (the
+    reported seed's rho is one draw from this spread), and the share of them that reach
+    ``best``: a permutation test of the better model-based score."""
     from scipy.stats import spearmanr
 
     from annotator.active.strategies import plain_score
 
-    rhos = np.array([spearmanr([plain_score("random", c, i, seed).score for i, c in enumerate(cases)],
-                               errors).correlation for seed in range(CHANCE_SEEDS)])
+    rhos = np.array([spearmanr([plain_score("random", c, i, k).score for i, c in enumerate(cases)],
+                               errors).correlation for k in range(seed, seed + CHANCE_SEEDS)])
     return [("spearman_random_mean", float(rhos.mean()), "rho", "higher"),
             ("spearman_random_sd", float(rhos.std()), "rho", "lower"),
             ("random_reaching_best", float(np.mean(rhos >= best)), "share", "lower")]
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> dict:
                     results.append(rep.result(f"pearson_{strategy}_{name}", float(pearsonr(scores, y).statistic),
                                               "r", "higher"))
             results.append(rep.result(f"spearman_best_{name}", best, "rho", "higher", 0.4))
-            for result, value, unit, better in _chance([r["id"] for r in rows], y, best):
+            for result, value, unit, better in _chance([r["id"] for r in rows], y, best, args.seed):
                 results.append(rep.result(f"{result}_{name}", value, unit, better))
             results.append(rep.result(f"mean_dice_{name}", float(np.mean([r["dice"] for r in rows])), "dice", "higher"))
             for strategy in ("tta", "epistemic"):
