@@ -78,11 +78,20 @@ def test_automatic_segmentation_covers_the_image(tmp_path):
     sidecar = _install_deepedit(tmp_path)
     model, card = load_checkpoint(sidecar)
     volume = read_volume(HIPPO / "images" / "hippocampus_004.nii.gz")
-    result = ClickSession(volume, model, card).automatic()
+    forwards = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    session = ClickSession(volume, model, card)
+    result = session.automatic()
     assert result.label.shape == volume.shape
     assert set(np.unique(result.label)) <= {0, 1, 2}
     assert result.box == tuple(slice(0, n) for n in volume.shape)
     assert result.method == "deepedit-auto"
+    # the strokes that then correct it take its probability without running the network again
+    ran = len(forwards)
+    assert ran >= 1
+    probability = session.probability((1,))
+    assert len(forwards) == ran and probability.shape == volume.shape
+    assert session.probability((2,)).shape == volume.shape and len(forwards) == ran
 
 
 def test_cli_infer(tmp_path):

@@ -114,6 +114,7 @@ class ClickSession:
         self.preprocess_count = 0
         self._image: torch.Tensor | None = None
         self._probability: tuple[tuple, np.ndarray] | None = None  # (label values, P on the image grid)
+        self._automatic: torch.Tensor | None = None  # the automatic answer's class scores (half precision)
 
     # ---- grids -------------------------------------------------------------------------
 
@@ -286,10 +287,12 @@ class ClickSession:
         if self._probability is None or self._probability[0] != values:
             classes = sorted({self.card.class_of(v) for v in values})
             with torch.inference_mode():
-                p = torch.softmax(self.automatic_scores(), dim=0)[classes].sum(dim=0)
+                if self._automatic is None:
+                    self._automatic = self.automatic_scores().half()
+                p = torch.softmax(self._automatic.float(), dim=0)[classes].sum(dim=0)
                 box, p = self._sample_on_image(p[None], tuple(slice(0, n) for n in self.model_shape))
             out = np.zeros(self.volume.shape, np.float32)
-            out[box] = p[0].cpu().numpy()
+            out[box] = p[0].clamp(0, 1).cpu().numpy()
             self._probability = (values, out)
         return self._probability[1]
 
@@ -325,6 +328,7 @@ class ClickSession:
         self.image()
         t_pre = time.perf_counter()
         logits = self.automatic_scores()
+        self._automatic = logits.half()  # the strokes that correct this answer need no network (probability)
         t_net = time.perf_counter()
         full = tuple(slice(0, n) for n in self.model_shape)
         box, scores = self._sample_on_image(logits, full)
