@@ -620,3 +620,33 @@ def test_foreground_strokes_alone_are_told_what_stops_the_cut(session, phantoms)
     session.request("scribbles")
     assert len(heard) == 1 and said[-1].startswith("graphcut-scribbles: ")
     assert dice(session.label > 0, kidney) > 0.8
+
+
+def test_a_background_click_alone_takes_away_from_a_networks_label(session):
+    """After Auto-segment a person removes a wrong part with a background click: the
+    networks take it alone (as the robot user's corrections always did); it was left
+    waiting, unanswered, for a foreground click. GraphCut, and a label with no voxels,
+    say why nothing happens."""
+    said = []
+    session.status.connect(said.append)
+    session.set_method("deepedit")
+    session.request("automatic")
+    value = next(v for v in (1, 2) if (session.label == v).any())
+    session.choose_label(value)
+    automatic = session.label.copy()
+    wrong = tuple(int(v) for v in np.argwhere(automatic == value)[0])
+    session.set_marks([], [wrong])
+    assert session.label[wrong] != value and said[-1].startswith("deepedit")
+    assert not ((session.label == value) & (automatic != value)).any()  # it only takes away
+    session.undo()
+    np.testing.assert_array_equal(session.label, automatic)
+    session.set_method("graphcut")
+    before = session.label.copy()
+    session.set_marks([], [wrong])
+    np.testing.assert_array_equal(session.label, before)
+    assert said[-1].startswith("graphcut: a background click takes effect with a foreground click")
+    session.set_method("deepedit")
+    session.choose_label(3)
+    session.set_marks([], [wrong])
+    np.testing.assert_array_equal(session.label, before)
+    assert said[-1].startswith("label 3 has no voxels yet")

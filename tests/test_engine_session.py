@@ -289,3 +289,25 @@ def test_a_network_that_sees_the_earlier_label_gets_it_on_its_grid(spacing):
     label = session.click([(10, 30, 25)], previous=earlier, value=3).label
     inside = (label == 3)[earlier == 3].mean()
     assert inside > 0.9 and (label == 3)[earlier != 3].mean() < 0.02
+
+
+class AwayFromBackground(torch.nn.Module):
+    """Structure everywhere but where the background guidance is."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x[:, :1]), 5 - 20 * x[:, 2:3]], dim=1)
+
+
+def test_background_clicks_alone_take_away_from_the_label_they_touch():
+    volume = _volume(spacing_zyx=(1.0, 1.0, 1.0), shape=(30, 60, 60))
+    earlier = np.zeros(volume.shape, np.uint8)
+    earlier[10:20, 10:30, 10:30] = 1
+    session = ClickSession(volume, AwayFromBackground(), _card(roi_size=[32, 64, 64]))
+    click = (15, 20, 28)
+    label = session.click([], [click], previous=earlier).label
+    assert label[click] == 0 and label[15, 12, 12] == 1
+    assert not ((label == 1) & (earlier != 1)).any()  # nothing added
+    # away from the structure: nothing of it to take away
+    np.testing.assert_array_equal(session.click([], [(25, 50, 50)], previous=earlier).label, earlier)
+    with pytest.raises(InputError, match="only take away from a label that has voxels"):
+        session.click([], [click], previous=np.zeros(volume.shape, np.uint8))

@@ -349,7 +349,11 @@ class AnnotationSession:
             return
         marks = {k: list(v) for k, v in self.marks.items()}
         if kind == "clicks" and not marks["fg"]:
-            return
+            why = self._background_alone() if marks["bg"] else ""
+            if why is not None:
+                if why:
+                    self.status.emit(why)
+                return
         if kind == "scribbles" and not (self.scribbles == 1).any():
             return
         volume, value, label, strokes = self.volume, self.label_value, self.label, self.scribbles
@@ -392,6 +396,18 @@ class AnnotationSession:
             self.status.emit(f"running {method.name} ({kind}) ...")
         self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value, note),
                           self._engine_failed, Job(f"{method.name} {kind}"))
+
+    def _background_alone(self) -> str | None:
+        """Why background clicks with no foreground click are not answered; None when they
+        are: a network takes them away from the label they touch, GraphCut needs a
+        foreground click to start from."""
+        method, value = self.click_method(), self.label_value
+        if method is not None and not method.background_alone:
+            return (f"{method.name}: a background click takes effect with a foreground click "
+                    "(a network method takes it alone, from the label it touches)")
+        if not (self.label == value).any():
+            return f"label {value} has no voxels yet: a background click only takes away. Click foreground first"
+        return None
 
     def tidy(self, step: str, axis: int = 0) -> None:
         """Tidy the chosen label (a step of :mod:`annotator.engine.tidy`; on the slices

@@ -121,7 +121,8 @@ def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarra
 
 def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
                    bg_points: list[tuple[int, int, int]] = (), previous: np.ndarray | None = None,
-                   params: GraphCutParams | None = None, value: int = 1) -> Result:
+                   params: GraphCutParams | None = None, value: int = 1,
+                   model_prior: np.ndarray | None = None) -> Result:
     """Segment from clicks given as array indices ``(z, y, x)``.
 
     Each click is a small ball of hard seed; its intensity sample is the similar tissue
@@ -133,7 +134,8 @@ def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
     fg = _balls(volume, fg_points, params.click_radius_mm)
     bg = _balls(volume, bg_points, params.click_radius_mm) & ~fg
     clicks = ([tuple(int(v) for v in p) for p in fg_points], [tuple(int(v) for v in p) for p in bg_points])
-    return _run(volume, fg, bg, params.click_margin_mm, previous, params, "graphcut-clicks", value, clicks)
+    return _run(volume, fg, bg, params.click_margin_mm, previous, params, "graphcut-clicks", value, clicks,
+                model_prior)
 
 
 def _balls(volume: Volume, points, radius_mm: float) -> np.ndarray:

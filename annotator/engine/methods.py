@@ -28,6 +28,8 @@ class Method(ABC):
     #: whether clicks are answered on one slice (the image's own, along its first array
     #: axis) and not in 3-D
     on_slices: bool = False
+    #: whether background clicks alone correct a label (they take away from it)
+    background_alone: bool = False
 
     def available(self, volume: Volume, kind: str = "clicks") -> bool:
         """Whether "auto" may choose this method to answer ``kind`` on ``volume``."""
@@ -84,6 +86,8 @@ class GraphCut(Method):
 
 class Network(Method):
     """A click network (DeepEdit, DeepGrow): the installed model preferred for the image."""
+
+    background_alone = True
 
     def __init__(self, name: str, description: str, automatic: bool = False, on_slices: bool = False):
         self.name = name

@@ -71,13 +71,15 @@ class Result:
         return dataclasses.replace(self, patch=patch, box=box)
 
 
-def check_clicks(shape: tuple[int, ...], fg: list, bg: list = ()) -> None:
-    """Refuse clicks (array indices ``(z, y, x)``) outside ``shape``, or no foreground click."""
+def check_clicks(shape: tuple[int, ...], fg: list, bg: list = (), correcting: bool = False) -> None:
+    """Refuse clicks (array indices ``(z, y, x)``) outside ``shape``, or no foreground click;
+    ``correcting``: a structure is there to correct, and background clicks alone may do it."""
     for point in [*fg, *bg]:
         if len(point) != 3 or not all(0 <= int(p) < n for p, n in zip(point, shape)):
             raise InputError(f"click {tuple(point)} (z,y,x) is outside the image {tuple(shape)}")
-    if not fg:
-        raise InputError("at least one foreground click is needed")
+    if not fg and not (correcting and bg):
+        raise InputError("at least one foreground click is needed" + (
+            " (background clicks alone only take away from a label that has voxels)" if bg else ""))
 
 
 def box_around(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> Box:

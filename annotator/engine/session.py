@@ -200,20 +200,22 @@ class ClickSession:
         """The crop and the network input a click with these marks on label ``value`` runs on."""
         fg, bg = self._on_slice(fg, bg)
         fg_channel, bg_channel = click_channels(self.card, value)
-        return self._network_input({fg_channel: fg, bg_channel: bg}, fg, previous, value)
+        return self._network_input({fg_channel: fg, bg_channel: bg}, fg or bg, previous, value)
 
     def _on_slice(self, fg: list, bg: list) -> tuple[list, list]:
-        """DeepGrow 2D answers on the slice of the last foreground click, with the clicks there."""
+        """DeepGrow 2D answers on the slice of the last foreground click (of the last click
+        when there is none), with the clicks there."""
         fg, bg = [tuple(p) for p in fg], [tuple(p) for p in bg]
         if self.card.spatial_dims == 2:
-            z = fg[-1][0]
+            z = (fg or bg)[-1][0]
             fg, bg = [p for p in fg if p[0] == z], [p for p in bg if p[0] == z]
         return fg, bg
 
     def click(self, fg: list, bg: list = (), previous: np.ndarray | None = None, value: int = 1) -> Result:
-        """Label ``value`` after these clicks (array indices ``(z, y, x)`` of the image)."""
+        """Label ``value`` after these clicks (array indices ``(z, y, x)`` of the image).
+        Background clicks alone correct a label that has voxels: they only take away."""
         start = time.perf_counter()
-        check_clicks(self.volume.shape, fg, bg)
+        check_clicks(self.volume.shape, fg, bg, correcting=not fg and previous is not None and (previous == value).any())
         fg, bg = self._on_slice(fg, bg)
         self.image()
         t_pre = time.perf_counter()
@@ -239,8 +241,10 @@ class ClickSession:
             if near is not None:
                 merged = blend(probabilities(near), region[near], shifted(in_box, near), self.volume.array_spacing)
                 region[near] = merged[1] > merged[0]
-        else:  # the first answer: only the part around the positive voxels is resampled
+        elif fg:  # the first answer: only the part around the positive voxels is resampled
             region, box = self._region_on_image(margin, crop)
+        else:  # background clicks away from the structure: nothing of it here to take away
+            region = np.zeros([b.stop - b.start for b in box], bool)
 
         region = honour_clicks(region, in_box, probabilities, self.volume.array[box], self.volume.array_spacing)
         patch = paste(region, box, previous, value)
