@@ -71,13 +71,21 @@ class GraphCut(Method):
     def clicks(self, volume, fg, bg, previous=None, value=1):
         from annotator.engine.interactive import segment_clicks
 
-        return segment_clicks(volume, fg, bg, previous=previous, value=value)
+        return self._on_the_answer(volume, previous, value, lambda prior: segment_clicks(
+            volume, fg, bg, previous=previous, value=value, model_prior=prior))
 
     def scribbles(self, volume, scribbles, previous=None, value=1):
         from annotator.engine.interactive import segment_scribbles
 
+        return self._on_the_answer(volume, previous, value, lambda prior: segment_scribbles(
+            volume, scribbles, previous=previous, value=value, model_prior=prior))
+
+    @staticmethod
+    def _on_the_answer(volume, previous, value, cut) -> Result:
+        """``cut(prior)`` with DeepEdit's probability of the label as ``prior`` where the
+        label is still that network's answer (:func:`model_prior`), else with None."""
         prior = model_prior(volume, previous, value)
-        result = segment_scribbles(volume, scribbles, previous=previous, value=value, model_prior=prior)
+        result = cut(prior)
         if prior is not None:  # said with the result, and kept with the label as a model that made it
             result.method += " on deepedit's answer"
             result.model = METHODS["deepedit"].deep.session(volume).card.name
