@@ -207,6 +207,7 @@ def test_strokes_and_graphcut_clicks_correct_a_networks_answer():
     the strokes alone. The bench cuts the hippocampus as one structure the same way."""
     from annotator.bench.robot_graphcut import _model_prior
     from annotator.bench.simulate import sparse_scribbles_from_mask
+    from annotator.engine.blend import RADIUS_MM
     from annotator.engine.interactive import segment_scribbles
     from annotator.engine.methods import METHODS, model_prior
     from annotator.engine.metrics import dice
@@ -237,6 +238,11 @@ def test_strokes_and_graphcut_clicks_correct_a_networks_answer():
             clicked = graphcut.clicks(volume, [click], [], previous=answer.copy(), value=value)
             assert clicked.method == "graphcut-clicks on deepedit's answer" and clicked.label[click] == value
             kept.append(dice(clicked.label == value, answer == value))
+            # and it changes the answer near the click only, as the network's own clicks do:
+            # where the click's weight in the blend passes one half
+            changed = np.argwhere((clicked.label == value) != (answer == value)) * volume.array_spacing
+            assert changed.size and np.linalg.norm(changed - np.multiply(click, volume.array_spacing),
+                                                   axis=1).max() <= RADIUS_MM * np.sqrt(2 * np.log(2))
         # the whole hippocampus drawn as label 1 is not the network's anterior part
         assert model_prior(volume, np.where(label > 0, 1, 0).astype(np.uint8), 1) is None
         whole = label > 0

@@ -76,3 +76,29 @@ def blend(probabilities: np.ndarray, earlier: np.ndarray, clicks: list[tuple[int
     for cls in range(probabilities.shape[0]):
         moved[cls] += (earlier == cls) * staying
     return moved
+
+
+def near_the_clicks(result, previous: np.ndarray, value: int, fg: list, bg: list, spacing,
+                    radius_mm: float = RADIUS_MM):
+    """A cut that redrew label ``value`` (a :class:`~annotator.engine.region.Result`: the
+    structure is what it found in its box) blended with the label it replaces, as a
+    network's answer is: a voxel changes only into the class of a click near it (``fg``,
+    ``bg``: voxel indices), where the cut put it there. The result's box grows to hold the
+    earlier structure, which it keeps far from the clicks."""
+    import dataclasses
+
+    from annotator.engine.region import extent
+
+    earlier_box = extent(previous == value) or result.box
+    box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(result.box, earlier_box))
+    inner = tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(result.box, box))
+    cut = np.zeros([b.stop - b.start for b in box], bool)
+    cut[inner] = result.patch == value
+    earlier = previous[box] == value
+    clicks = [(1, p) for p in fg] + [(0, p) for p in bg]
+    merged = blend(np.stack([~cut, cut]).astype(np.float32), earlier.astype(np.int64),
+                   shifted(clicks, box), spacing, radius_mm)
+    patch = np.array(previous[box], np.uint8)
+    patch[earlier] = 0
+    patch[merged[1] > merged[0]] = value
+    return dataclasses.replace(result, patch=patch, box=box)

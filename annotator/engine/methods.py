@@ -69,10 +69,16 @@ class GraphCut(Method):
     kinds = ("clicks", "scribbles")
 
     def clicks(self, volume, fg, bg, previous=None, value=1):
+        from annotator.engine.blend import near_the_clicks
         from annotator.engine.interactive import segment_clicks
 
-        return self._on_the_answer(volume, previous, value, lambda prior: segment_clicks(
-            volume, fg, bg, previous=previous, value=value, model_prior=prior))
+        def cut(prior):
+            result = segment_clicks(volume, fg, bg, previous=previous, value=value, model_prior=prior)
+            # on the network's answer a click changes it near the click only, as the network's own do
+            return result if prior is None else near_the_clicks(result, previous, value, fg, bg,
+                                                                 volume.array_spacing)
+
+        return self._on_the_answer(volume, previous, value, cut)
 
     def scribbles(self, volume, scribbles, previous=None, value=1):
         from annotator.engine.interactive import segment_scribbles
