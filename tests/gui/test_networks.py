@@ -98,6 +98,18 @@ def test_automatic_segmentation_button(make_napari_viewer, qtbot, tmp_path):
     assert corrected > max(scores[0], 0.85)
     assert ((seg == 2) == posterior).mean() > 0.99
 
+    # a background click alone, on a wrong part of the posterior label, takes it away
+    dock.method.setCurrentIndex(dock.method.findData("deepedit"))
+    dock.preset.setCurrentIndex(1)
+    assert ws.label_value == 2
+    wrong = np.argwhere((seg == 2) & (truth != 2))
+    click = tuple(int(v) for v in wrong[len(wrong) // 2])
+    viewer.layers[L.BACKGROUND].add(np.array(click, float))
+    steps.wait(qtbot, 3)
+    after = np.asarray(viewer.layers[L.SEGMENTATION].data)
+    assert after[click] != 2 and "deepedit" in dock.status.text()
+    assert not ((after == 2) & (seg != 2)).any()  # it only took away
+
 
 def test_a_model_for_another_modality_warns_but_answers(make_napari_viewer, qtbot, tmp_path):
     from annotator.io.phantom import ct_phantom
