@@ -74,14 +74,33 @@ def _write_foreground(result, volume, out: str) -> int:
     return 0
 
 
+def _answer(args, volume, kind: str, run) -> int:
+    """``run(previous, value)``: an engine step of ``kind``; with ``--label``, it corrects
+    structure ``--value`` of that label (its other labels kept) and the whole label is
+    written, else its structure is written as 0/1."""
+    from annotator.io import read_label, save_label
+    from annotator.io.label_names import label_names_in
+
+    if not args.label:
+        return _write_foreground(run(None, 1), volume, args.out)
+    label = read_label(args.label, volume)
+    result = run(label, args.value)
+    save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()},
+               algorithm=result.method)
+    changed = int((result.label != label).sum())
+    print(f"method: {result.method}, label {args.value} corrected by {kind}, {changed} voxels changed, "
+          f"{result.seconds:.2f} s -> {args.out}")
+    return 0
+
+
 def cmd_scribbles(args) -> int:
-    from annotator.engine import segment_scribbles
+    from annotator.engine.methods import METHODS
     from annotator.io import read_label, read_volume
 
     volume = read_volume(args.image, args.series)
     scribbles = read_label(args.scribbles, volume)
-    result = segment_scribbles(volume, scribbles)
-    return _write_foreground(result, volume, args.out)
+    return _answer(args, volume, "scribbles", lambda previous, value: METHODS["graphcut"].scribbles(
+        volume, scribbles, previous=previous, value=value))
 
 
 def cmd_clicks(args) -> int:
@@ -89,17 +108,20 @@ def cmd_clicks(args) -> int:
     from annotator.io import read_volume
 
     volume = read_volume(args.image, args.series)
-    for point in [*args.fg, *(args.bg or [])]:
+    if not args.fg and not args.label:
+        raise InputError("clicks need a foreground click (--fg X,Y,Z); background clicks alone correct a label "
+                         "(--label FILE)")
+    for point in [*(args.fg or []), *(args.bg or [])]:
         if not volume.contains(point):
             raise InputError(f"click {point} (x,y,z) is outside the image of size {volume.size}")
     method = choose(volume, "clicks", args.method)
     note = method.warning(volume)
     if note:
         print(f"warning: {note}", file=sys.stderr)
-    fg = [volume.index_to_array(p) for p in args.fg]
+    fg = [volume.index_to_array(p) for p in args.fg or []]
     bg = [volume.index_to_array(p) for p in args.bg or []]
-    result = method.clicks(volume, fg, bg)
-    return _write_foreground(result, volume, args.out)
+    return _answer(args, volume, "clicks", lambda previous, value: method.clicks(
+        volume, fg, bg, previous=previous, value=value))
 
 
 def cmd_tidy(args) -> int:
@@ -630,15 +652,24 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
+    def correcting(command) -> None:
+        command.add_argument("--label", help="a label in IMAGE's geometry to correct (as in the app: on a "
+                             "DeepEdit answer, its probability joins GraphCut; a network takes background "
+                             "clicks alone); --out then holds the whole label")
+        command.add_argument("--value", type=int, default=1, help="with --label: the structure corrected "
+                             "(default 1)")
+
     p = on_image("scribbles", "segment from scribbles (1 = foreground, 2 = background)",
                  "output label (.nii.gz): 1 = foreground", cmd_scribbles)
     p.add_argument("--scribbles", required=True, help="label file in IMAGE's geometry")
+    correcting(p)
     p = on_image("clicks", "segment from foreground/background clicks", "output label (.nii.gz): 1 = foreground",
                  cmd_clicks)
-    p.add_argument("--fg", type=_xyz, action="append", required=True, metavar="X,Y,Z",
+    p.add_argument("--fg", type=_xyz, action="append", metavar="X,Y,Z",
                    help="foreground click, voxel index as ITK counts (repeatable)")
     p.add_argument("--bg", type=_xyz, action="append", metavar="X,Y,Z", help="background click")
     p.add_argument("--method", default="auto", help="method name (default: best available)")
+    correcting(p)
     p = on_image("tidy", "fill a structure's holes, keep its largest part, fill between the slices it is "
                  "drawn on, or smooth it", "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")

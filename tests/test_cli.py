@@ -101,6 +101,46 @@ def test_clicks_command_uses_itk_index_order(tmp_path):
     assert overlap > 0.8
 
 
+def test_clicks_and_scribbles_correct_a_label_given_with_label(tmp_path, capsys):
+    """--label: the commands correct a structure of a saved label as the app does (here
+    DeepEdit's answer): a background click alone takes away what it touches; strokes cut
+    on the answer; the other label stays and the whole label is written (in this process:
+    the network is loaded once)."""
+    from annotator.bench.simulate import sparse_scribbles_from_mask
+    from annotator.cli import main
+    from annotator.engine.methods import METHODS
+
+    def run(*args) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        said = capsys.readouterr()
+        return code, said.out, said.err
+
+    case = HIPPO / "images" / "hippocampus_007.nii.gz"  # a test case: the starter never saw it
+    image = read_volume(case)
+    truth = read_label(HIPPO / "labels" / "hippocampus_007.nii.gz", image)
+    answer = METHODS["deepedit"].automatic(image).label
+    label = write_label(tmp_path / "auto.nii.gz", answer, image)
+    wrong = np.argwhere((answer == 2) & (truth != 2))
+    z, y, x = (int(v) for v in wrong[len(wrong) // 2])
+    out = tmp_path / "corrected.nii.gz"
+    code, out_, _ = run("clicks", case, "--label", label, "--value", "2", "--bg", f"{x},{y},{z}", "--method",
+                        "deepedit", "--out", out)
+    assert code == 0 and "method: deepedit, label 2 corrected by clicks" in out_
+    corrected = read_label(out, image)
+    assert corrected[z, y, x] != 2 and not ((corrected == 2) & (answer != 2)).any()
+    np.testing.assert_array_equal(corrected == 1, answer == 1)
+    strokes = write_label(tmp_path / "strokes.nii.gz", sparse_scribbles_from_mask(truth == 1), image)
+    code, out_, _ = run("scribbles", case, "--scribbles", strokes, "--label", label, "--out", out)
+    assert code == 0 and "method: graphcut-scribbles on deepedit's answer, label 1 corrected by scribbles" in out_
+    corrected = read_label(out, image)
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())
+    assert dice(corrected == 1, truth == 1) > dice(answer == 1, truth == 1)
+    kept = (corrected == 2) == (answer == 2)
+    assert (kept | (corrected == 1)).all() and kept.mean() > 0.99  # the other label: only what the cut claimed
+    code, _, err = run("clicks", case, "--bg", f"{x},{y},{z}", "--out", out)
+    assert code == 2 and "background clicks alone correct a label (--label FILE)" in err
+
+
 def test_tidy_command_fills_between_the_slices_a_structure_is_drawn_on(tmp_path):
     """The true anterior hippocampus kept on every fourth slice across x (ITK's), the
     others emptied: fill_between across x gives most of it back; across z it says
