@@ -215,7 +215,8 @@ class ClickSession:
         """Label ``value`` after these clicks (array indices ``(z, y, x)`` of the image).
         Background clicks alone correct a label that has voxels: they only take away."""
         start = time.perf_counter()
-        check_clicks(self.volume.shape, fg, bg, correcting=not fg and previous is not None and (previous == value).any())
+        correcting = not fg and previous is not None and bool((previous == value).any())
+        check_clicks(self.volume.shape, fg, bg, correcting=correcting)
         fg, bg = self._on_slice(fg, bg)
         self.image()
         t_pre = time.perf_counter()
