@@ -644,7 +644,7 @@ def test_a_background_click_alone_takes_away_from_a_networks_label(session):
     before = session.label.copy()
     session.set_marks([], [wrong])
     np.testing.assert_array_equal(session.label, before)
-    assert said[-1].startswith("graphcut: a background click takes effect with a foreground click")
+    assert said[-1] == "graphcut: needs a foreground click first (a network takes a background click alone)"
     session.set_method("deepedit")
     session.choose_label(3)
     session.set_marks([], [wrong])

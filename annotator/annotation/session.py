@@ -403,8 +403,7 @@ class AnnotationSession:
         foreground click to start from."""
         method, value = self.click_method(), self.label_value
         if method is not None and not method.background_alone:
-            return (f"{method.name}: a background click takes effect with a foreground click "
-                    "(a network method takes it alone, from the label it touches)")
+            return f"{method.name}: needs a foreground click first (a network takes a background click alone)"
         if not (self.label == value).any():
             return f"label {value} has no voxels yet: a background click only takes away. Click foreground first"
         return None

@@ -20,9 +20,12 @@ docs/engine.md.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+
+from annotator.engine.region import Result, extent
 
 #: width (sigma, mm) of the Gaussian fall-off of the network's say around each click
 RADIUS_MM = 10.0
@@ -78,17 +81,12 @@ def blend(probabilities: np.ndarray, earlier: np.ndarray, clicks: list[tuple[int
     return moved
 
 
-def near_the_clicks(result, previous: np.ndarray, value: int, fg: list, bg: list, spacing,
-                    radius_mm: float = RADIUS_MM):
-    """A cut that redrew label ``value`` (a :class:`~annotator.engine.region.Result`: the
-    structure is what it found in its box) blended with the label it replaces, as a
+def near_the_clicks(result: Result, previous: np.ndarray, value: int, fg: list, bg: list, spacing,
+                    radius_mm: float = RADIUS_MM) -> Result:
+    """A cut that redrew label ``value`` (``result``: the structure is what it found in its box) blended with the label it replaces, as a
     network's answer is: a voxel changes only into the class of a click near it (``fg``,
     ``bg``: voxel indices), where the cut put it there. The result's box grows to hold the
     earlier structure, which it keeps far from the clicks."""
-    import dataclasses
-
-    from annotator.engine.region import extent
-
     earlier_box = extent(previous == value) or result.box
     box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(result.box, earlier_box))
     inner = tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(result.box, box))
