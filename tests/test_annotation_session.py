@@ -650,3 +650,43 @@ def test_a_background_click_alone_takes_away_from_a_networks_label(session):
     session.set_marks([], [wrong])
     np.testing.assert_array_equal(session.label, before)
     assert said[-1].startswith("label 3 has no voxels yet")
+
+
+def test_corrections_of_a_networks_answer_stay_on_it(private_user_dirs):
+    """GraphCut steps on DeepEdit's answer take its probability as a prior. When
+    corrections had moved a part far from the answer, that was judged by the overlap
+    alone, and the next click was cut from the marks alone: it redrew the part. The undo
+    history says what drew each structure: after Auto-segment and steps on its answer, a
+    step stays on the answer however far the part has moved; painting, a cleared
+    structure or an undone Auto-segment leave it to the overlap."""
+    from annotator.engine.methods import ON_THE_ANSWER
+    from annotator.samples import sample_file
+
+    said = []
+    s = AnnotationSession(settings=Settings())
+    s.status.connect(said.append)
+    s.open(sample_file("hippocampus"))
+    s.set_method("graphcut")
+    s.request("automatic")
+    answer = s.label.copy()
+    s.choose_label(1)
+    posterior = np.argwhere(answer == 2)
+    clicks = []
+    for point in posterior[:: max(1, len(posterior) // 6)][:6]:  # the posterior part taken into label 1
+        clicks.append(tuple(int(v) for v in point))
+        s.set_marks(list(clicks), [])
+        assert said[-1].startswith("graphcut-clicks" + ON_THE_ANSWER), said[-1]
+    assert dice(s.label == 1, answer == 1) < 0.8  # far from the answer: still a correction of it
+    moved = s.label.copy()
+    # painting may make it another structure: then the overlap decides (here: not the answer)
+    box = tuple(slice(0, 4) for _ in range(3))
+    before = s.label[box].copy()
+    s.label[box] = 1
+    s.painted(box, before, s.label[box].copy())
+    s.set_marks(list(clicks), [])
+    assert said[-1].startswith("graphcut-clicks:"), said[-1]
+    s.undo()  # the cut
+    s.undo()  # the paint
+    np.testing.assert_array_equal(s.label, moved)
+    s.set_marks(list(clicks), [])
+    assert said[-1].startswith("graphcut-clicks" + ON_THE_ANSWER), said[-1]

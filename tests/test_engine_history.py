@@ -9,7 +9,7 @@ def _write(label: np.ndarray, history: LabelHistory, v: int) -> None:
     result = Result(np.full((1, 4, 4), v, np.uint8), (slice(v, v + 1), slice(0, 4), slice(0, 4)),
                     label.shape, "test", 0.0, label)
     before = result.apply(label)
-    history.push(Change(result.box, before, result.patch, {"fg": [(v, 0, 0)]}))
+    history.push(Change(result.box, before, result.patch, {"fg": [(v, 0, 0)]}, f"step {v}", v))
 
 
 def test_undo_redo_write_boxes_back_and_new_branch():
@@ -21,13 +21,15 @@ def test_undo_redo_write_boxes_back_and_new_branch():
     assert h.undo(label) == {"fg": [(2, 0, 0)]} and not label[3].any() and label[2].all()
     assert h.undo(label) == {"fg": [(1, 0, 0)]} and not label[2].any()
     assert h.redo(label) == {"fg": [(2, 0, 0)]} and (label[2] == 2).all()
+    # what made the label as it is, the last step first (what drew each value: the session asks)
+    assert [(c.method, c.value) for c in h.applied()] == [("step 2", 2), ("step 1", 1)]
     _write(label, h, 9)  # a new step drops the redo branch
     assert not h.can_redo and h.marks == {"fg": [(9, 0, 0)]}
     _write(label, h, 10)
     for _ in range(5):
         h.undo(label)
     # bounded: only the last 3 changes can be undone; the label is as it was after step 1
-    assert h.marks == {"fg": [(1, 0, 0)]} and not h.can_undo
+    assert h.marks == {"fg": [(1, 0, 0)]} and not h.can_undo and h.applied() == []
     assert (label[1] == 1).all() and not label[2:].any()
     for _ in range(5):
         h.redo(label)

@@ -95,6 +95,7 @@ class AnnotationSession:
         self._drawn_names: dict[str, int] = {}  # names from what last redrew the label (auto-segment, label map)
         self._network_names: dict[str, int] = {}  # the classes of the network that answers clicks here
         self._models: set[str] = set()  # the models that answered on the open image (a SEG names them)
+        self._painted_unseen = False  # painted where the undo history could not see what changed
         self._in_use: set[int] = set()  # label values the open image's label holds (or that were chosen)
         self._counts: np.ndarray | None = None  # voxels of each value of the label (None: count again)
         self._changes = 0  # changes of the label so far (a count begun before the last one is stale)
@@ -317,6 +318,7 @@ class AnnotationSession:
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
         self._bounds.clear()
         self._models.clear()
+        self._painted_unseen = False
         self._uncount()
         self._in_use = set(self.volumes())  # the one count of the opened label, kept for the dock
         self.proposed = None
@@ -358,6 +360,7 @@ class AnnotationSession:
             return
         volume, value, label, strokes = self.volume, self.label_value, self.label, self.scribbles
         bound = self._bounds.get(value)
+        on_answer = self._on_answer(value)
         from annotator.engine.methods import choose, methods_for  # GraphCut and SciPy load with the first request
 
         try:
@@ -377,9 +380,11 @@ class AnnotationSession:
             if kind == "automatic":
                 return method.automatic(volume)
             if kind == "clicks":
-                result = method.clicks(volume, marks["fg"], marks["bg"], previous=label, value=value)
+                result = method.clicks(volume, marks["fg"], marks["bg"], previous=label, value=value,
+                                       on_answer=on_answer)
             else:
-                result = method.scribbles(volume, np.array(strokes, np.uint8), previous=label, value=value)
+                result = method.scribbles(volume, np.array(strokes, np.uint8), previous=label, value=value,
+                                          on_answer=on_answer)
             return result.replacing(label, value, within=bound)
 
         self._set_busy(True)
@@ -396,6 +401,21 @@ class AnnotationSession:
             self.status.emit(f"running {method.name} ({kind}) ...")
         self.runner.start(work, lambda result: self._engine_done(result, marks, volume, value, note),
                           self._engine_failed, Job(f"{method.name} {kind}"))
+
+    def _on_answer(self, value: int) -> bool:
+        """Whether structure ``value`` is DeepEdit's answer or a correction of it, by the undo
+        history: the last step that drew it (tidying aside) was DeepEdit's or a GraphCut
+        step on its answer. Anything else (painting, a restored label, a cut from the marks
+        alone, steps no longer kept): not known, and the engine judges by the overlap."""
+        from annotator.engine.methods import keeps_the_answer
+        from annotator.engine.tidy import STEPS
+
+        if self._painted_unseen:
+            return False
+        for change in self.history.applied():
+            if change.value in (None, value) and change.method not in STEPS.values():
+                return keeps_the_answer(change.method)
+        return False
 
     def _background_alone(self) -> str | None:
         """Why background clicks with no foreground click are not answered; None when they
@@ -433,9 +453,12 @@ class AnnotationSession:
             before = result.apply(self.label)
             if result.model:
                 self._models.add(result.model)
-            self.history.push(Change(result.box, before, result.patch, marks, result.method))
-            if result.method.endswith("-auto"):  # every label redrawn over the image
+            automatic = result.method.endswith("-auto")
+            self.history.push(Change(result.box, before, result.patch, marks, result.method,
+                                     None if automatic else value))
+            if automatic:  # every label redrawn over the image
                 self._bounds.clear()
+                self._painted_unseen = False
             else:  # the structure now lies in the box; the others can only have shrunk
                 self._bounds[value] = result.box
             drawn = set(label_values(result.patch))
@@ -474,6 +497,8 @@ class AnnotationSession:
         step, in the one history."""
         if box is not None and before is not None and after is not None:
             self.history.push(Change(box, before, after, dict(self.marks), "paint"))
+        else:
+            self._painted_unseen = True
         self._proposal_stale = True
         self._bounds.clear()
         self._touch()
@@ -576,7 +601,7 @@ class AnnotationSession:
             self.label[self.label == value] = 0
             after = np.array(self.label, copy=True)
         everything = tuple(slice(0, n) for n in self.volume.shape)
-        self.history.push(Change(everything, before, after, {"fg": [], "bg": []}, "clear"))
+        self.history.push(Change(everything, before, after, {"fg": [], "bg": []}, "clear", value))
         self._step(lambda label: self.history.marks)
         if value is None:
             self.status.emit("cleared every structure")

@@ -19,13 +19,16 @@ MAX_BYTES = 1 << 30
 
 @dataclass
 class Change:
-    """One step: the label inside ``box`` before and after it, and the marks (points) after it."""
+    """One step: the label inside ``box`` before and after it, the marks (points) after
+    it, what made it (``method``: an engine step's, "paint", "clear", ...) and the label
+    value it drew (None: any or every value)."""
 
     box: Box
     before: np.ndarray
     after: np.ndarray
     marks: dict = field(default_factory=dict)
     method: str = ""
+    value: int | None = None
 
 
 class LabelHistory:
@@ -62,6 +65,11 @@ class LabelHistory:
     @property
     def can_redo(self) -> bool:
         return self._applied < len(self._changes)
+
+    def applied(self) -> list[Change]:
+        """The changes that made the label as it is, the last one first (those dropped
+        from the list are not among them)."""
+        return self._changes[self._applied - 1::-1] if self._applied else []
 
     def push(self, change: Change) -> None:
         del self._changes[self._applied:]

@@ -53,10 +53,13 @@ class Method(ABC):
         clicked label is whatever the person chose."""
         return {}
 
-    def clicks(self, volume: Volume, fg, bg, previous=None, value: int = 1) -> Result:
+    def clicks(self, volume: Volume, fg, bg, previous=None, value: int = 1, on_answer: bool = False) -> Result:
+        """The label ``value`` from the clicks (voxel indices), correcting ``previous``;
+        ``on_answer``: the caller knows that ``previous``'s structure ``value`` is DeepEdit's
+        answer or a correction of it (see :func:`model_prior`)."""
         raise InputError(f"{self.name} does not answer clicks")
 
-    def scribbles(self, volume: Volume, scribbles, previous=None, value: int = 1) -> Result:
+    def scribbles(self, volume: Volume, scribbles, previous=None, value: int = 1, on_answer: bool = False) -> Result:
         raise InputError(f"{self.name} does not answer scribbles")
 
     def automatic(self, volume: Volume) -> Result:
@@ -68,7 +71,7 @@ class GraphCut(Method):
     description = "no model needed: any CT or MR, clicks and scribbles"
     kinds = ("clicks", "scribbles")
 
-    def clicks(self, volume, fg, bg, previous=None, value=1):
+    def clicks(self, volume, fg, bg, previous=None, value=1, on_answer=False):
         from annotator.engine.blend import near_the_clicks
         from annotator.engine.interactive import segment_clicks
 
@@ -78,22 +81,22 @@ class GraphCut(Method):
             return result if prior is None else near_the_clicks(result, previous, value, fg, bg,
                                                                  volume.array_spacing)
 
-        return self._on_the_answer(volume, previous, value, cut)
+        return self._on_the_answer(volume, previous, value, on_answer, cut)
 
-    def scribbles(self, volume, scribbles, previous=None, value=1):
+    def scribbles(self, volume, scribbles, previous=None, value=1, on_answer=False):
         from annotator.engine.interactive import segment_scribbles
 
-        return self._on_the_answer(volume, previous, value, lambda prior: segment_scribbles(
+        return self._on_the_answer(volume, previous, value, on_answer, lambda prior: segment_scribbles(
             volume, scribbles, previous=previous, value=value, model_prior=prior))
 
     @staticmethod
-    def _on_the_answer(volume, previous, value, cut) -> Result:
+    def _on_the_answer(volume, previous, value, on_answer, cut) -> Result:
         """``cut(prior)`` with DeepEdit's probability of the label as ``prior`` where the
         label is still that network's answer (:func:`model_prior`), else with None."""
-        prior = model_prior(volume, previous, value)
+        prior = model_prior(volume, previous, value, on_answer)
         result = cut(prior)
         if prior is not None:  # said with the result, and kept with the label as a model that made it
-            result.method += " on deepedit's answer"
+            result.method += ON_THE_ANSWER
             result.model = METHODS["deepedit"].deep.session(volume).card.name
         return result
 
@@ -149,7 +152,7 @@ class Network(Method):
         entry = self.deep.registry.preferred(self.name, volume.modality, volume.extent_mm)
         return entry.card.foreground if entry else {}
 
-    def clicks(self, volume, fg, bg, previous=None, value=1):
+    def clicks(self, volume, fg, bg, previous=None, value=1, on_answer=False):
         return self.deep(volume, fg, bg, previous=previous, value=value)
 
     def automatic(self, volume):
@@ -169,18 +172,33 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 _PREFERENCE = ("deepedit", "deepgrow3d", "deepgrow2d", "graphcut")
 
 
-#: the label being corrected is a network's answer while it keeps at least this Dice with it
+#: what a GraphCut step on DeepEdit's answer adds to its method's name
+ON_THE_ANSWER = " on deepedit's answer"
+
+
+def keeps_the_answer(method: str) -> bool:
+    """Whether a step of ``method`` (a :class:`Result`'s) leaves a structure DeepEdit's
+    answer or a correction of it: DeepEdit's own (automatic or clicks), or a step on its answer."""
+    return method in ("deepedit", "deepedit-auto") or method.endswith(ON_THE_ANSWER)
+
+
+#: the label being corrected is a network's answer while it keeps at least this Dice with
+#: it, unless the caller knows where it came from (``on_answer``)
 STILL_THE_MODELS = 0.8
 
 
-def model_prior(volume: Volume, previous, value: int):
+def model_prior(volume: Volume, previous, value: int, on_answer: bool = False):
     """DeepEdit's P(label ``value``) on the image grid, when the label being corrected
-    (``previous``) is still that network's answer for it (Dice at least
-    :data:`STILL_THE_MODELS`: an automatic segmentation, or one corrected), else None.
-    Strokes then correct the network's answer instead of starting from nothing (see
-    docs/engine.md). A label drawn from nothing, or one that is another structure than
-    the network's of that value, is cut from the strokes alone: by value alone, a whole
-    hippocampus drawn as label 1 (the network's anterior part) lost its posterior part."""
+    (``previous``) is that network's answer for it: ``on_answer`` (the caller knows it is
+    the answer or a correction of it: the session, from its undo history), or else a Dice
+    of at least :data:`STILL_THE_MODELS` with the answer. Strokes then correct the
+    network's answer instead of starting from nothing (see docs/engine.md). A label drawn
+    from nothing, or one that is another structure than the network's of that value, is
+    cut from the strokes alone: by value alone, a whole hippocampus drawn as label 1 (the
+    network's anterior part) lost its posterior part. By the Dice alone, corrections that
+    had moved a part far enough from the answer (a large missed part added) lost the
+    prior, and the next stroke or click was cut from the marks alone: 2 of 120 GraphCut
+    clicks lost 0.3–0.4 of Dice that way."""
     from annotator.engine.metrics import dice
 
     if previous is None or not (previous == value).any():
@@ -189,7 +207,7 @@ def model_prior(volume: Volume, previous, value: int):
     if value not in deepedit.label_names(volume).values() or not deepedit.available(volume, "automatic"):
         return None
     prior = deepedit.deep.session(volume).probability((value,))
-    return prior if dice(prior > 0.5, previous == value) >= STILL_THE_MODELS else None
+    return prior if on_answer or dice(prior > 0.5, previous == value) >= STILL_THE_MODELS else None
 
 
 def methods_for(kind: str) -> list[str]:
