@@ -375,30 +375,37 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
         second.stop()
 
 
-def test_an_empty_label_is_accepted_and_nothing_is_sent(tmp_path, monkeypatch):
-    """"Nothing there" is an answer too: an empty label accepted on a server image was
-    saved here and then failed ("the label is empty: there is no segment to send"), the
-    work marked unsaved again. It is kept here, nothing is queued (a SEG holds at least
-    one segment), and the accept says so."""
+def test_an_empty_label_is_sent_and_replaces_the_one_before(tmp_path, monkeypatch):
+    """"Nothing there" is an answer too. An empty label accepted on a server image was
+    kept here only (a SEG holds at least one segment), and a label sent before stayed the
+    server's newest: another workstation opened the image with the structure that had
+    been taken away. It is sent as a SEG whose one segment has no voxels."""
     from annotator.datastore import Status
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     server = LocalOrthanc(tmp_path / "server", password="pw-1234567").start()
     try:
         store, record, volume = _crop_on(server)
-        empty = np.zeros(volume.shape, np.uint8)
-        note = store.accept(record.id, empty, volume, names={1: "hippocampus"})
-        assert note == ("nothing was sent to the server: the label is empty, and a DICOM SEG holds at least "
-                        "one segment")
-        assert store.record(record.id).status == Status.LABELED and store.uploads_waiting() == 0
-        np.testing.assert_array_equal(store.label(record.id, volume), empty)
         segs = lambda: list(_client(server).series(modality="SEG", images_only=False))  # noqa: E731
-        assert segs() == []
-        label = empty.copy()
+        label = np.zeros(volume.shape, np.uint8)
         label[10:30, 15:35, 10:25] = 1
         assert store.accept(record.id, label, volume, names={1: "hippocampus"}) is None and len(segs()) == 1
-        assert store.accept(record.id, empty, volume).endswith("(any label sent for it before stays there)")
-        assert len(segs()) == 1 and store.uploads_waiting() == 0
+        empty = np.zeros(volume.shape, np.uint8)
+        assert store.accept(record.id, empty, volume, names={1: "hippocampus"}) is None
+        assert len(segs()) == 2 and store.uploads_waiting() == 0
+        assert store.record(record.id).status == Status.LABELED
+        np.testing.assert_array_equal(store.label(record.id, volume), empty)
+        def elsewhere(root):  # another workstation: its own cache and labels
+            other = DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / root))
+            return other.label(record.id, other.open_image(record.id))
+
+        seen = elsewhere("there")
+        assert seen is not None and not seen.any()  # the newest SEG: nothing there
+        store.accept(record.id, label, volume, names={1: "hippocampus"})  # drawn again: the newest has it
+        assert len(segs()) == 3
+        np.testing.assert_array_equal(elsewhere("elsewhere"), label)
     finally:
         server.stop()
 

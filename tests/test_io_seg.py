@@ -108,12 +108,24 @@ def test_unknown_names_get_generic_codes_and_a_person_s_work_is_manual(ct, tmp_p
     np.testing.assert_array_equal(seg_to_label(ds, volume)[0], label)
 
 
+def test_an_empty_label_is_a_segment_without_voxels(ct, tmp_path):
+    """"Nothing there" is an answer: an empty label is one segment (the lowest value
+    named) whose frames are all empty, a valid SEG that reads back as an empty label."""
+    volume, sources = ct
+    seg = label_to_seg(np.zeros(volume.shape, np.uint8), sources, {2: "liver", 3: "spleen"})
+    path = write_seg(tmp_path / "empty.dcm", seg)
+    ds = pydicom.dcmread(path)
+    assert [str(d.SegmentLabel) for d in ds.SegmentSequence] == ["liver"]
+    assert int(ds.NumberOfFrames) == volume.shape[0]
+    assert dicom_errors(path) == []
+    label, names = seg_to_label(ds, volume)
+    assert not label.any() and label.shape == volume.shape and names == {2: "liver"}
+
+
 def test_bad_labels_are_refused(ct):
     volume, sources = ct
     with pytest.raises(InputError, match="does not fit the series"):
         label_to_seg(np.ones((2, 4, 4), np.uint8), sources, {1: "liver"})
-    with pytest.raises(InputError, match="the label is empty"):
-        label_to_seg(np.zeros(volume.shape, np.uint8), sources, {1: "liver"})
     other = read_volume(DATA / "udacity_study3_mr_dicom" / "11_HCropVolume")
     with pytest.raises(InputError, match="refers to another series"):
         seg_to_label(pydicom.dcmread(CT / "liver.dcm"), other)

@@ -198,14 +198,12 @@ class DicomwebDatastore(Datastore):
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
                names: dict[int, str] | None = None, algorithm: str | None = None) -> str | None:
         """Keep the final locally, queue it as a SEG, and try to send it now. An empty
-        label (nothing there) is kept here only: a SEG holds at least one segment."""
+        label (nothing there) is sent too, as a SEG whose segment has no voxels: the
+        server's newest label for the image is then empty, not one sent before."""
         from annotator.io.seg import series_seg
 
         row = self._row(image_id)
         self.labels.accept(image_id, label, image, proposed)
-        if not label.any():
-            return ("nothing was sent to the server: the label is empty, and a DICOM SEG holds at least one "
-                    "segment" + (" (any label sent for it before stays there)" if self.history(image_id) else ""))
         self.cache.fetch(row.study_uid, row.series_uid)  # its files, should the cache have let them go
         sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
         self.remember_names(image_id, names, label)

@@ -1,7 +1,9 @@
 """Labels as DICOM Segmentation objects (highdicom), and back, on their source series.
 
 Written SEGs are BINARY, one segment per label value present, frames of empty slices
-left out, source images sorted along the slice normal (highdicom does not sort). Each
+left out, source images sorted along the slice normal (highdicom does not sort). An
+empty label is one segment with no voxels (its frames kept, all empty): "nothing there"
+is an answer, and on a server it replaces a label sent before. Each
 segment gets a real SNOMED CT code for the structures in :data:`STRUCTURES` (looked up
 in pydicom's code dictionary, never typed by hand); any other label is an "Anatomical
 Structure" of type "Tissue", with a warning, never a wrong organ. SEMIAUTOMATIC with the
@@ -111,8 +113,9 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
         sources = [copy.deepcopy(sources[0])]
         keep_frames(sources[0], renumber)
     values = label_values(label)
-    if not values:
-        raise InputError("the label is empty: there is no segment to send")
+    empty = not values
+    if empty:  # "nothing there": one segment without voxels (a SEG holds at least one), every frame kept
+        values = [min(names, default=1)]
     descriptions = []
     for number, value in enumerate(values, start=1):
         category, kind = _codes(names.get(value, f"label {value}"))
@@ -135,7 +138,7 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
             segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Annotator",
             manufacturer_model_name="annotator3d", software_versions=annotator.__version__,
-            device_serial_number="none", content_creator_name=creator or None, omit_empty_frames=True,
+            device_serial_number="none", content_creator_name=creator or None, omit_empty_frames=not empty,
             series_description="Annotator segmentation", specific_character_set="ISO_IR 192")
     if renumber is not None:  # ... then referring to them by their numbers in the source
         for group in seg.PerFrameFunctionalGroupsSequence:
