@@ -115,7 +115,7 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
     values = label_values(label)
     empty = not values
     if empty:  # "nothing there": one segment without voxels (a SEG holds at least one), every frame kept
-        values = [min(names, default=1)]
+        values = [min((int(v) for v in names), default=1)]
     descriptions = []
     for number, value in enumerate(values, start=1):
         category, kind = _codes(names.get(value, f"label {value}"))

@@ -35,6 +35,29 @@ def tooltip(key: str) -> str:
     return "\n".join(f"{keys}: {what}" for keys, what in (SHORTCUTS[a] for a in (key, VARIANTS.get(key)) if a))
 
 
+class MethodBox(QComboBox):
+    """The methods that answer clicks. One that cannot answer on the open image (a network
+    with no model for it) is greyed, the reason its tooltip; checked when an image opens
+    and again each time the list opens (a model may have been trained or imported since)."""
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+
+    def showPopup(self) -> None:
+        self.refresh()
+        super().showPopup()
+
+    def refresh(self) -> None:
+        volume = self.session.volume
+        for index in range(self.count()):
+            method = METHODS.get(self.itemData(index))
+            why = method.missing(volume) if method is not None and volume is not None else None
+            item = self.model().item(index)
+            item.setEnabled(why is None)
+            item.setToolTip(f"{why}; Models... (in the Training dock) imports one" if why else "")
+
+
 class AnnotationDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -50,7 +73,7 @@ class AnnotationDock(QWidget):
         edit_presets.setToolTip("Edit your label names and colours (a folder's labels.json or dataset.json\n"
                                 "names its labels; your own names stay). Alt+B: next label")
         edit_presets.clicked.connect(self.edit_presets)
-        self.method = QComboBox()
+        self.method = MethodBox(session)
         self.method.addItem("auto (a network made for such images, else GraphCut)", "auto")
         for name in methods_for("clicks"):
             self.method.addItem(f"{name} ({METHODS[name].description})", name)
@@ -182,6 +205,7 @@ class AnnotationDock(QWidget):
         self._fill_earlier()
         header = self.display_window.model().item(self.display_window.findData("header"))
         header.setEnabled(volume.window is not None)
+        self.method.refresh()
         self._window_shown(L.default_window(volume))
 
     def _fill_earlier(self) -> None:

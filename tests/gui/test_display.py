@@ -297,6 +297,24 @@ def _install_deepgrow2d(modality: str = "MR") -> None:
     save_checkpoint(build_network(arch), card, user_dir() / "tiny-2d.json")
 
 
+def test_a_method_with_no_model_for_the_image_is_greyed_with_the_reason(window, qtbot):
+    """The method list offered networks that had no model for the image; choosing one
+    only said afterwards that clicks would not be answered. Such a method is greyed, its
+    tooltip says why, and a model installed since counts when the list next opens."""
+    _viewer, ws, annotation, _ = window
+    ws.session.show(_acquired_in(ACQUISITIONS["axial"], shape=(12, 40, 40)))
+    item = lambda name: annotation.method.model().item(annotation.method.findData(name))  # noqa: E731
+    assert not item("deepgrow2d").isEnabled()
+    assert item("deepgrow2d").toolTip().startswith("no deepgrow2d model installed")
+    assert item("auto").isEnabled() and item("graphcut").isEnabled() and not item("graphcut").toolTip()
+    _install_deepgrow2d()  # trained or imported while the image is open
+    annotation.method.showPopup()
+    try:
+        assert item("deepgrow2d").isEnabled() and not item("deepgrow2d").toolTip()
+    finally:
+        annotation.method.hidePopup()
+
+
 @pytest.mark.parametrize("method", ["deepgrow2d", "graphcut"])
 def test_a_click_in_another_plane_shows_the_plane_deepgrow_2d_answers_in(window, qtbot, method):
     """DeepGrow 2D answers on the image's own slices: a click in a coronal view changed an
