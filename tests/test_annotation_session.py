@@ -657,8 +657,8 @@ def test_corrections_of_a_networks_answer_stay_on_it(private_user_dirs):
     corrections had moved a part far from the answer, that was judged by the overlap
     alone, and the next click was cut from the marks alone: it redrew the part. The undo
     history says what drew each structure: after Auto-segment and steps on its answer, a
-    step stays on the answer however far the part has moved; painting, a cleared
-    structure or an undone Auto-segment leave it to the overlap."""
+    step stays on the answer however far the part has moved; after painting, the overlap
+    decides again (and with the paint undone, the history)."""
     from annotator.engine.methods import ON_THE_ANSWER
     from annotator.samples import sample_file
 
