@@ -389,10 +389,8 @@ def cmd_accept(args) -> int:
     store = _store(args.place)
     volume = store.open_image(args.image_id)
     label = read_label(args.label, volume)
-    note = store.accept(args.image_id, label, volume)
+    store.accept(args.image_id, label, volume)
     print(f"{args.image_id}: {args.label} accepted as the final label ({int((label > 0).sum())} voxels)")
-    if note:
-        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

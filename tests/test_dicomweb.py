@@ -397,6 +397,7 @@ def test_an_empty_label_is_sent_and_replaces_the_one_before(tmp_path, monkeypatc
         assert len(segs()) == 2 and store.uploads_waiting() == 0
         assert store.record(record.id).status == Status.LABELED
         np.testing.assert_array_equal(store.label(record.id, volume), empty)
+
         def elsewhere(root):  # another workstation: its own cache and labels
             other = DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / root))
             return other.label(record.id, other.open_image(record.id))

@@ -661,21 +661,20 @@ class AnnotationSession:
         def work(job: Job):
             job.report(f"saving {name} ({version}) ...")
             start = time.perf_counter()
-            note = None
             if version == Version.FINAL.value:
-                note = store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
+                store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
             else:
                 store.save_draft(image_id, label, volume)
-            return time.perf_counter() - start, saved_labels(store, image_id), note
+            return time.perf_counter() - start, saved_labels(store, image_id)
 
-        def done(result: tuple[float, list, str | None]) -> None:
-            seconds, saved, note = result
+        def done(result: tuple[float, list]) -> None:
+            seconds, saved = result
             if image_id == self.image_id:
                 self.saved_labels = saved
             self.saved.emit(image_id, version)
             empty = " (empty: no structure)" if not label.any() else ""
             said = f"{'accepted' if version == 'final' else 'draft of'} {name} saved{empty} ({seconds:.2f} s)"
-            (self.warning if note else self.status).emit(f"{said}; {note}" if note else said)
+            self.status.emit(said)
             if then is not None:
                 then()
 

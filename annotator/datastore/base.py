@@ -121,12 +121,11 @@ class Datastore(ABC):
 
     @abstractmethod
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
-               names: dict[int, str] | None = None, algorithm: str | None = None) -> str | None:
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         """``label`` becomes the final version (the previous one goes to the history);
         ``proposed`` (what a model suggested) becomes the original the first time.
         ``names`` (label value -> name) and ``algorithm`` (the models that contributed)
-        describe it: a server store writes them into the SEG it sends. Returns what the
-        person should know of it beyond that it was saved (None: nothing)."""
+        describe it: a server store writes them into the SEG it sends."""
 
     @abstractmethod
     def history(self, image_id: str) -> list[dict]:

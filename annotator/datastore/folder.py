@@ -291,12 +291,11 @@ class LocalDatastore(Datastore):
         self.labels.discard_draft(image_id)
 
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
-               names: dict[int, str] | None = None, algorithm: str | None = None) -> str | None:
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         self._path(image_id)
         self.labels.accept(image_id, label, image, proposed)
         self._pin(image_id)
         self.remember_names(image_id, names, label)  # a DICOM SEG made of it later names its segments
-        return None
 
     def history(self, image_id: str) -> list[dict]:
         self._path(image_id)

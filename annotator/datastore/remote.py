@@ -196,7 +196,7 @@ class DicomwebDatastore(Datastore):
         self.labels.discard_draft(image_id)
 
     def accept(self, image_id: str, label: np.ndarray, image: Volume, proposed: np.ndarray | None = None,
-               names: dict[int, str] | None = None, algorithm: str | None = None) -> str | None:
+               names: dict[int, str] | None = None, algorithm: str | None = None) -> None:
         """Keep the final locally, queue it as a SEG, and try to send it now. An empty
         label (nothing there) is sent too, as a SEG whose segment has no voxels: the
         server's newest label for the image is then empty, not one sent before."""
@@ -209,7 +209,6 @@ class DicomwebDatastore(Datastore):
         self.remember_names(image_id, names, label)
         self.uploads.add(image_id, sop_uid, data)
         self.send_pending(force=True)
-        return None
 
     def uploads_waiting(self) -> int:
         return len(self.uploads.entries())
