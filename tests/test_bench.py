@@ -112,7 +112,7 @@ def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learnin
     from scipy.stats import pearsonr, spearmanr
 
     report = bench(tmp_path, "active", "--quick", "--no-brief", "--cases", "5", "--plot", str(tmp_path / "a.png"),
-                   "--curve", "--rounds", "2", "--curve-pool", "24", "--curve-held-out", "2")
+                   "--curve", "--rounds", "2", "--curve-step", "4", "--curve-pool", "10", "--curve-held-out", "2")
     found = values(report)
     rows = report["cases"]["starter"]
     assert len(rows) == 5 and all(0 < r["dice"] <= 1 for r in rows)
@@ -131,14 +131,14 @@ def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learnin
     assert found["spearman_random_sd_starter"] == pytest.approx(rhos.std(), abs=1e-4) and rhos.std() > 0.1
     assert found["random_reaching_best_starter"] == pytest.approx(np.mean(rhos >= found["spearman_best_starter"]),
                                                                   abs=1e-4)
-    assert report["params"]["ranked_volumes"] == 10 and found["rank_10_volumes_min"] > 0
-    # the curve: both strategies start from the same model, then each adds its own 10
+    assert report["params"]["ranked_volumes"] == 4 and found["rank_4_volumes_min"] > 0
+    # the curve: both strategies start from the same model, then each adds its own 4
     curve = report["curve"]
-    assert curve["labelled"] == [10, 20] and len(curve["held_out"]) == 2
+    assert curve["labelled"] == [4, 8] and len(curve["held_out"]) == 2
     random, tta = curve["dice"]["random"], curve["dice"]["tta"]
     assert len(random) == len(tta) == 2 and random[0] == tta[0] and all(0 <= d <= 1 for d in random + tta)
     for strategy, chosen in curve["chosen"].items():
-        assert len(set(chosen)) == 20 and chosen[:10] == curve["chosen"]["random"][:10]
+        assert len(set(chosen)) == 8 and chosen[:4] == curve["chosen"]["random"][:4]
         assert not set(chosen) & set(curve["held_out"]), "the curve is measured on cases it never labels"
         assert found[f"curve_final_dice_{strategy}"] == pytest.approx(curve["dice"][strategy][-1], abs=1e-4)
     for png in ("a.png", "a_curve.png"):

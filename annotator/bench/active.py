@@ -9,8 +9,8 @@ Pearson's (which weighs a case by how badly it failed: a score that puts the one
 case first and orders the good ones at random has a high Pearson and a low Spearman).
 Also: scoring seconds per image per strategy, and :func:`annotator.active.rank` of 100
 train volumes with the default strategy, end to end. ``--curve``: a simulated learning
-curve (optional, long): from 10 labeled train cases, 10 more per round chosen by random
-and by the default strategy, a brief retraining each round, and each round's Dice on
+curve (optional, long): from 10 labeled train cases, 10 more per round (``--curve-step``)
+chosen by random and by the default strategy, a brief retraining each round, and each round's Dice on
 train cases held out of the pool (the same for every round and strategy).
 """
 
@@ -134,10 +134,10 @@ def _rank_many(source: Path, cases: list[str], folder: Path) -> tuple[float, int
 
 
 def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int, seed: int, pool: int,
-           held_out: int, quick: bool) -> dict:
-    """The learning curve of random against the default strategy: from 10 labelled train
-    cases, each round a model trained briefly on the labelled cases scores the rest of
-    the pool, the 10 it ranks first join, and a model is trained again from scratch.
+           held_out: int, quick: bool, step: int = 10) -> dict:
+    """The learning curve of random against the default strategy: from ``step`` labelled
+    train cases, each round a model trained briefly on the labelled cases scores the rest
+    of the pool, the ``step`` it ranks first join, and a model is trained again from scratch.
     Measured after each training: the automatic prediction's Dice (mean over labels) on
     ``held_out`` train cases set aside first, the same for every round and strategy."""
     from annotator.active.strategies import DEFAULT, model_score, plain_score
@@ -153,7 +153,7 @@ def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int
         model, card = load_checkpoint(_train_briefly(source, labeled, out, iterations, quick, 0.0), device)
         return model, card, float(np.mean([_automatic(source, c, model, card)[1] for c in held]))
 
-    start = pool[:10]
+    start = pool[:step]
     first = trained(start, folder / "start")  # both strategies start from the same model
     dice: dict[str, list[float]] = {}
     chosen: dict[str, list[str]] = {}
@@ -167,11 +167,11 @@ def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int
             else:
                 scores = {c: model_score(strategy, _session(source, c, model, card), seed).score
                           for c in unlabeled}
-            labeled += sorted(scores, key=lambda c: -scores[c])[:10]
+            labeled += sorted(scores, key=lambda c: -scores[c])[:step]
             model, card, measured = trained(labeled, folder / f"{strategy}-{r}")
             dice[strategy].append(measured)
         chosen[strategy] = labeled
-    return {"labelled": [10 * (r + 1) for r in range(rounds)], "held_out": held, "dice": dice, "chosen": chosen}
+    return {"labelled": [step * (r + 1) for r in range(rounds)], "held_out": held, "dice": dice, "chosen": chosen}
 
 
 def _plot(per_model: dict[str, list[dict]], path: str) -> None:
@@ -228,8 +228,9 @@ def run(args: argparse.Namespace) -> dict:
     if not (source / "split.json").is_file():
         raise InputError(f"{source}: not the hippocampus dataset folder (images/, labels/, split.json)")
     split = json.loads((source / "split.json").read_text())
-    if args.curve and (args.rounds < 1 or args.curve_pool < 2):
-        raise InputError("the learning curve needs --rounds of at least 1 and a --curve-pool of at least 2 cases")
+    if args.curve and (args.rounds < 1 or args.curve_step < 1 or args.curve_pool < args.rounds * args.curve_step):
+        raise InputError("the learning curve needs --rounds and --curve-step of at least 1, and a --curve-pool "
+                         "of at least rounds x step cases")
     test = split["test"][: args.cases or (6 if args.quick else None)]
     results, params, per_model = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,7 +262,7 @@ def run(args: argparse.Namespace) -> dict:
             for strategy in ("tta", "epistemic"):
                 results.append(rep.result(f"seconds_per_image_{strategy}_{name}",
                                           float(np.mean([r[f"{strategy}_s"] for r in rows])), "s", "lower"))
-        many = split["train"][: 10 if args.quick else 100]
+        many = split["train"][: 4 if args.quick else 100]
         seconds, ranked, strategy = _rank_many(source, many, tmp / "ranked")
         results.append(rep.result(f"rank_{len(many)}_volumes_min", seconds / 60, "min", "lower",
                                   None if args.quick else 3.0))
@@ -273,8 +274,8 @@ def run(args: argparse.Namespace) -> dict:
             held_out = args.curve_held_out or (3 if args.quick else 20)
             iterations = args.curve_iterations or (4 if args.quick else BRIEF_ITERATIONS)
             extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, iterations, args.seed,
-                                    args.curve_pool, held_out, args.quick)
-            params["curve"] = {"rounds": args.rounds, "iterations": iterations, "held_out_cases": held_out}
+                                    args.curve_pool, held_out, args.quick, args.curve_step)
+            params["curve"] = {"rounds": args.rounds, "step": args.curve_step, "iterations": iterations, "held_out_cases": held_out}
             for strategy, dice in extra["curve"]["dice"].items():
                 results.append(rep.result(f"curve_final_dice_{strategy}", dice[-1], "dice", "higher"))
                 results.append(rep.result(f"curve_mean_dice_{strategy}", float(np.mean(dice)), "dice", "higher"))

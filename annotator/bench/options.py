@@ -42,6 +42,8 @@ def active(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
     parser.add_argument("--curve-iterations", type=int, default=None,
                         help=f"training iterations per round (default {BRIEF_ITERATIONS}, quick 4)")
+    parser.add_argument("--curve-step", type=int, default=10,
+                        help="train cases labelled at the start and added each round (default 10)")
     parser.add_argument("--curve-pool", type=int, default=188,
                         help="train cases the curve draws from (default 188: all but the held-out ones)")
     parser.add_argument("--curve-held-out", type=int, default=None,
