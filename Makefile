@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+PYINSTALLER := $(VENV)/.pyinstaller-stamp
 # Qt's xcb platform, OpenGL for napari's canvas, and Xvfb for tests on machines without a screen
 APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 \
 	libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 \
@@ -11,7 +12,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 # a real DICOMweb server for the tests (and `annotator orthanc serve`)
 TEST_APT_PACKAGES := orthanc orthanc-dicomweb
 
-.PHONY: run test bench bundle bundle-test system-deps clean
+.PHONY: run test bench bundle bundle-test bundle-check system-deps clean
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -26,6 +27,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+$(PYINSTALLER): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pyinstaller==6.22.3
+	touch $(PYINSTALLER)
 
 run: system-deps $(STAMP)
 	$(BIN)/annotator-app --sample hippocampus
@@ -44,14 +49,17 @@ bench: $(STAMP)
 # the desktop app as one folder (PyInstaller: it reads binaries with binutils' objdump) and a
 # Linux archive with an installer script (compressed by pigz, gzip on every core)
 bundle: EXTRA_APT = binutils pigz
-bundle: system-deps $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pyinstaller==6.22.3
+bundle: system-deps $(PYINSTALLER)
 	start=$$(date +%s); $(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
 		packaging/annotator.spec && echo $$(( $$(date +%s) - start )) > dist/build-seconds.txt
 	packaging/linux/make-archive.sh dist
 
-# build it, then run the frozen app's self-test and a screenshot with no network and no Python on PATH
+# build it, then check it: the frozen app's self-test and a screenshot with no network and no
+# Python on PATH, its installer, and its launch time
 bundle-test: bundle
+	$(MAKE) bundle-check
+
+bundle-check: $(STAMP)
 	$(BIN)/python -m pytest -m bundle tests/test_bundle.py
 	$(BIN)/annotator bench bundle --quick --json dist/bundle.json --md dist/bundle.md
 
