@@ -10,8 +10,8 @@ case first and orders the good ones at random has a high Pearson and a low Spear
 Also: scoring seconds per image per strategy, and :func:`annotator.active.rank` of 100
 train volumes with the default strategy, end to end. ``--curve``: a simulated learning
 curve (optional, long): from 10 labeled train cases, 10 more per round (``--curve-step``)
-chosen by random and by the default strategy, a brief retraining each round, and each round's Dice on
-train cases held out of the pool (the same for every round and strategy).
+chosen by random and by the default strategy, a brief retraining each round, and each
+round's Dice on train cases held out of the pool (the same for every round and strategy).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def _rank_many(source: Path, cases: list[str], folder: Path) -> tuple[float, int
 
 
 def _curve(source: Path, split: dict, folder: Path, rounds: int, iterations: int, seed: int, pool: int,
-           held_out: int, quick: bool, step: int = 10) -> dict:
+           held_out: int, quick: bool, step: int) -> dict:
     """The learning curve of random against the default strategy: from ``step`` labelled
     train cases, each round a model trained briefly on the labelled cases scores the rest
     of the pool, the ``step`` it ranks first join, and a model is trained again from scratch.
@@ -275,7 +275,8 @@ def run(args: argparse.Namespace) -> dict:
             iterations = args.curve_iterations or (4 if args.quick else BRIEF_ITERATIONS)
             extra["curve"] = _curve(source, split, tmp / "curve", args.rounds, iterations, args.seed,
                                     args.curve_pool, held_out, args.quick, args.curve_step)
-            params["curve"] = {"rounds": args.rounds, "step": args.curve_step, "iterations": iterations, "held_out_cases": held_out}
+            params["curve"] = {"rounds": args.rounds, "step": args.curve_step, "iterations": iterations,
+                               "held_out_cases": held_out}
             for strategy, dice in extra["curve"]["dice"].items():
                 results.append(rep.result(f"curve_final_dice_{strategy}", dice[-1], "dice", "higher"))
                 results.append(rep.result(f"curve_mean_dice_{strategy}", float(np.mean(dice)), "dice", "higher"))
