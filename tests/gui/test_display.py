@@ -397,6 +397,6 @@ def test_a_click_is_seen_on_a_ct_as_on_a_small_crop(window, qtbot, image):
     fg.add([volume.shape[0] // 2, volume.shape[1] // 2, volume.shape[2] // 2])
     viewer.reset_view()
     lowest, highest = fg.canvas_size_limits
-    pixels = float(np.clip(fg.size[-1] * min(volume.array_spacing[1:]) * viewer.camera.zoom, lowest, highest))
+    pixels = float(np.clip(fg.size[-1] * min(volume.array_spacing[1:]) * viewer.scene.camera.zoom, lowest, highest))
     canvas = viewer.window._qt_viewer.canvas.native.width()
     assert 9 <= pixels <= 40 and pixels <= canvas / 15, (pixels, canvas)
