@@ -119,6 +119,60 @@ def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, q
     assert ws.volume.size == (34, 50, 40)
 
 
+def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
+    """A DICOM folder dropped on the window opens in the session, read as DICOM (napari's
+    own drop asks which reader to use, and its built-in one reads no geometry); the files of
+    one series open the series; of several images the first opens, and the person is told."""
+    from napari.utils.notifications import notification_manager
+    from qtpy.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+    from qtpy.QtGui import QDragEnterEvent, QDropEvent
+    from qtpy.QtWidgets import QApplication
+
+    from annotator.napari.workspace import workspace_for
+    from annotator_app.drop import DRAG_STATUS, ours
+    from annotator_app.main import build_window
+
+    viewer = build_window(sample="hippocampus")  # the app's window: the drop is its own
+    ws = workspace_for(viewer).session
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
+    opened = []
+    ws.image_opened.connect(opened.append)
+    target = viewer.window._qt_viewer
+
+    def drop(*paths) -> None:
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+        enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(target, enter)
+        assert enter.isAccepted() and viewer.status == DRAG_STATUS
+        done = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                          Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(target, done)
+        assert done.isAccepted()
+
+    series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    drop(series)
+    qtbot.waitUntil(lambda: len(opened) == 1 and ws.idle, timeout=30000)
+    assert ws.volume.size == (34, 50, 40) and ws.volume.source.path == str(series)
+    assert ws.volume.modality == "MR"  # read as DICOM, with its header
+    assert [lay.source.reader_plugin for lay in viewer.layers if lay.source.reader_plugin] == []
+    drop(*sorted(series.iterdir())[:5])  # files of one series: the series, no note
+    qtbot.waitUntil(lambda: len(opened) == 2 and ws.idle, timeout=30000)
+    assert ws.volume.size == (34, 50, 40)
+    assert not any("dropped" in str(n.message) for n in notification_manager.records)
+    images = [HIPPO / "images" / f"{case}.nii.gz" for case in ("hippocampus_003", "hippocampus_004")]
+    drop(*images)
+    qtbot.waitUntil(lambda: len(opened) == 3 and ws.idle, timeout=30000)
+    assert ws.volume.source.path == str(images[0])
+    assert any("2 items were dropped" in str(n.message) and "hippocampus_003.nii.gz" in str(n.message)
+               for n in notification_manager.records)
+    # napari's drop stays on its keys; web addresses are napari's too
+    assert ours(Qt.KeyboardModifier.NoModifier) and not ours(Qt.KeyboardModifier.AltModifier)
+    assert not ours(Qt.KeyboardModifier.ShiftModifier)
+    viewer.close()
+
+
 def test_what_was_changed_on_opening_is_said(make_napari_viewer, qtbot, tmp_path):
     """An image opens with a warning (NaN voxels replaced): the person sees it, in a
     notification and on the dock's status line, written as it is."""

@@ -1,0 +1,84 @@
+"""Files and folders dropped on the Annotator window open for annotation, as the command
+line's PATH does: an image file, a DICOM series (its folder, or one or all of its files),
+or a folder of images (into the Worklist).
+
+napari's own drop adds layers only, and first asks which reader to use: its built-in
+reader also takes every file and folder, and reads a DICOM folder with no spacing. Its
+ways stay on the modifier keys its status line names: Alt (choose a reader), Shift (stack
+files as one layer). Only the standalone window does this; in napari, the plugin leaves
+napari's drop as it is.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+from qtpy.QtCore import QEvent, QObject, Qt
+
+#: what the status line says while files are dragged over the window
+DRAG_STATUS = "Drop to open for annotation (hold Alt to choose a napari reader, Shift to stack files as layers)"
+
+
+def ours(modifiers) -> bool:
+    """Whether a drop with these keyboard modifiers is the app's (none of napari's keys held)."""
+    return not modifiers & (Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.ShiftModifier)
+
+
+def dropped_paths(mime) -> list[Path]:
+    """The local files and folders of a drag (web addresses are left to napari)."""
+    if mime is None or not mime.hasUrls():
+        return []
+    urls = mime.urls()
+    if not all(url.isLocalFile() for url in urls):
+        return []
+    return [Path(url.toLocalFile()) for url in urls]
+
+
+def what_opens(paths: list[Path]) -> tuple[Path, str]:
+    """(the path to open, a note for the person or ""): one image at a time, so of several
+    dropped items the first, unless they are the files of one DICOM series (any of them
+    opens the series)."""
+    from annotator.io.sniff import looks_like_dicom
+
+    first = paths[0]
+    if len(paths) == 1:
+        return first, ""
+    one_series = all(p.is_file() and p.parent == first.parent for p in paths) and looks_like_dicom(first)
+    if one_series:
+        return first, ""
+    return first, (f"{len(paths)} items were dropped; '{first.name}' is open. To go through several images, "
+                   "open their folder (drop the folder, or Worklist > Open folder...)")
+
+
+class DropOpens(QObject):
+    """Event filter on the viewer's canvas area: drags of local paths are taken, and a drop
+    calls ``open_path(viewer, path)``."""
+
+    def __init__(self, viewer, open_path):
+        qt_viewer = viewer.window._qt_viewer
+        super().__init__(qt_viewer)
+        self._viewer = weakref.ref(viewer)  # the window owns this filter: no cycle through it
+        self._open = open_path
+        qt_viewer.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        kind = event.type()
+        if kind not in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
+            return False
+        if not ours(event.modifiers()) or not dropped_paths(event.mimeData()):
+            return False  # napari's drop
+        viewer = self._viewer()
+        if viewer is None:
+            return False
+        event.acceptProposedAction()
+        if kind == QEvent.Type.Drop:
+            path, note = what_opens(dropped_paths(event.mimeData()))
+            self._open(viewer, str(path))
+            if note:
+                import napari
+
+                napari.utils.notifications.show_info(note)
+        else:
+            viewer.status = DRAG_STATUS
+        return True
