@@ -2,7 +2,7 @@
 
 PATH may be an image file, a DICOM series folder or file, or a folder of images (a datastore);
 without one, the last datastore is reopened, else the hippocampus sample. Files and folders
-dropped on the window open the same way (:mod:`annotator_app.drop`).
+dropped on the window open the same way (:mod:`annotator_app.opening`).
 ``--screenshot OUT.png`` renders the window with its docks, writes the PNG and exits.
 """
 
@@ -24,7 +24,7 @@ def build_window(path: str | None = None, sample: str | None = None):
     from qtpy.QtGui import QIcon
     from qtpy.QtWidgets import QApplication
 
-    from annotator_app.drop import DropOpens
+    from annotator_app.opening import DropOpens, prefer_our_reader
 
     viewer = napari.Viewer(title="Annotator")
     icon = QIcon(str(files("annotator.resources").joinpath("icon.svg")))
@@ -33,6 +33,7 @@ def build_window(path: str | None = None, sample: str | None = None):
     window.setWindowIcon(icon)
     add_docks(viewer)
     DropOpens(viewer, lambda shown, dropped: open_start(shown, dropped, None))
+    prefer_our_reader()
     room = QApplication.primaryScreen().availableGeometry()
     window.resize(min(1400, room.width()), min(900, room.height()))
     # the window shows first; the image opens on the first turn of the event loop

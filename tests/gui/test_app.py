@@ -122,17 +122,29 @@ def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, q
 def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     """A DICOM folder dropped on the window opens in the session, read as DICOM (napari's
     own drop asks which reader to use, and its built-in one reads no geometry); the files of
-    one series open the series; of several images the first opens, and the person is told."""
+    one series open the series; of several images the first opens, and the person is told.
+    napari's File > Open reads the app's formats and folders with its reader, unasked,
+    where the person has not chosen another."""
+    from napari.plugins.utils import get_preferred_reader
+    from napari.settings import get_settings
     from napari.utils.notifications import notification_manager
     from qtpy.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
     from qtpy.QtGui import QDragEnterEvent, QDropEvent
     from qtpy.QtWidgets import QApplication
 
     from annotator.napari.workspace import workspace_for
-    from annotator_app.drop import DRAG_STATUS, ours
+    from annotator_app.opening import DRAG_STATUS, ours
     from annotator_app.main import build_window
 
+    preferences = get_settings().plugins
+    before = dict(preferences.extension2reader)  # napari's settings live as long as the process
+    preferences.extension2reader = {**before, "*.nrrd": "napari"}  # the person's own choice
     viewer = build_window(sample="hippocampus")  # the app's window: the drop is its own
+    series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
+    images = [HIPPO / "images" / f"{case}.nii.gz" for case in ("hippocampus_003", "hippocampus_004")]
+    assert get_preferred_reader(series) == get_preferred_reader(images[0]) == "annotator3d"
+    assert get_preferred_reader(series / "x.nrrd") == "napari"
+    preferences.extension2reader = before
     ws = workspace_for(viewer).session
     qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
     opened = []
@@ -151,7 +163,6 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
         QApplication.sendEvent(target, done)
         assert done.isAccepted()
 
-    series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
     drop(series)
     qtbot.waitUntil(lambda: len(opened) == 1 and ws.idle, timeout=30000)
     assert ws.volume.size == (34, 50, 40) and ws.volume.source.path == str(series)
@@ -161,7 +172,6 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     qtbot.waitUntil(lambda: len(opened) == 2 and ws.idle, timeout=30000)
     assert ws.volume.size == (34, 50, 40)
     assert not any("dropped" in str(n.message) for n in notification_manager.records)
-    images = [HIPPO / "images" / f"{case}.nii.gz" for case in ("hippocampus_003", "hippocampus_004")]
     drop(*images)
     qtbot.waitUntil(lambda: len(opened) == 3 and ws.idle, timeout=30000)
     assert ws.volume.source.path == str(images[0])

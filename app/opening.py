@@ -1,21 +1,28 @@
-"""Files and folders dropped on the Annotator window open for annotation, as the command
-line's PATH does: an image file, a DICOM series (its folder, or one or all of its files),
-or a folder of images (into the Worklist).
+"""How the Annotator window opens what the person hands it outside its own buttons.
 
-napari's own drop adds layers only, and first asks which reader to use: its built-in
-reader also takes every file and folder, and reads a DICOM folder with no spacing. Its
-ways stay on the modifier keys its status line names: Alt (choose a reader), Shift (stack
-files as one layer). Only the standalone window does this; in napari, the plugin leaves
-napari's drop as it is.
+- **Drops**: files and folders dropped on the window open for annotation, as the command
+  line's PATH does: an image file, a DICOM series (its folder, or one or all of its files),
+  or a folder of images (into the Worklist). napari's own drop adds layers only, and first
+  asks which reader to use: its built-in reader also takes every file and folder, and
+  reads a DICOM folder with no geometry. Its ways stay on the modifier keys its status
+  line names: Alt (choose a reader), Shift (stack files as one layer).
+- **napari's File > Open**: the formats the Annotator reader takes, and folders, are read
+  by it without the question (:func:`prefer_our_reader`), unless the person has chosen
+  another reader for them.
+
+Only the standalone window does this; in napari, the plugin leaves napari's ways as they are.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from pathlib import Path
 
 from qtpy.QtCore import QEvent, QObject, Qt
 
+#: the npe2 name of the Annotator plugin (napari.yaml)
+PLUGIN = "annotator3d"
 #: what the status line says while files are dragged over the window
 DRAG_STATUS = "Drop to open for annotation (hold Alt to choose a napari reader, Shift to stack files as layers)"
 
@@ -82,3 +89,21 @@ class DropOpens(QObject):
         else:
             viewer.status = DRAG_STATUS
         return True
+
+
+def prefer_our_reader() -> dict[str, str]:
+    """napari's reader preferences (``extension2reader``) extended by the Annotator reader's
+    file patterns and folders (napari matches a folder's path with a separator at its end),
+    where no reader is chosen for them yet. Returns the preferences added."""
+    from napari.settings import get_settings
+    from npe2 import PluginManager
+
+    manifest = PluginManager.instance().get_manifest(PLUGIN)
+    patterns = [p for reader in manifest.contributions.readers for p in reader.filename_patterns]
+    if any(reader.accepts_directories for reader in manifest.contributions.readers):
+        patterns.append("*" + os.sep)
+    settings = get_settings().plugins
+    added = {p: PLUGIN for p in patterns if p not in settings.extension2reader}
+    if added:
+        settings.extension2reader = {**settings.extension2reader, **added}
+    return added
