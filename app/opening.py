@@ -1,6 +1,6 @@
 """How the Annotator window opens what the person hands it outside its own buttons.
 
-- **Drops**: files and folders dropped on the window open for annotation, as the command
+- **Drops**: files and folders dropped on the window (the image or a dock) open for annotation, as the command
   line's PATH does: an image file, a DICOM series (its folder, or one or all of its files),
   or a folder of images (into the Worklist). napari's own drop adds layers only, and first
   asks which reader to use: its built-in reader also takes every file and folder, and
@@ -59,15 +59,17 @@ def what_opens(paths: list[Path]) -> tuple[Path, str]:
 
 
 class DropOpens(QObject):
-    """Event filter on the viewer's canvas area: drags of local paths are taken, and a drop
-    calls ``open_path(viewer, path)``."""
+    """Event filter on the viewer's canvas area and on the window around it (the docks):
+    drags of local paths are taken, and a drop calls ``open_path(viewer, path)``."""
 
     def __init__(self, viewer, open_path):
-        qt_viewer = viewer.window._qt_viewer
-        super().__init__(qt_viewer)
+        qt_viewer, window = viewer.window._qt_viewer, viewer.window._qt_window
+        super().__init__(window)
         self._viewer = weakref.ref(viewer)  # the window owns this filter: no cycle through it
         self._open = open_path
-        qt_viewer.installEventFilter(self)
+        window.setAcceptDrops(True)  # the docks take no drops: a drop on them reaches the window
+        for widget in (qt_viewer, window):
+            widget.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:
         kind = event.type()

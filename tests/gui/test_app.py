@@ -149,9 +149,8 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
     opened = []
     ws.image_opened.connect(opened.append)
-    target = viewer.window._qt_viewer
 
-    def drop(*paths) -> None:
+    def drop(*paths, target=viewer.window._qt_viewer) -> None:
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
         enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
@@ -172,7 +171,7 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     qtbot.waitUntil(lambda: len(opened) == 2 and ws.idle, timeout=30000)
     assert ws.volume.size == (34, 50, 40)
     assert not any("dropped" in str(n.message) for n in notification_manager.records)
-    drop(*images)
+    drop(*images, target=viewer.window._qt_window)  # on a dock: it reaches the window
     qtbot.waitUntil(lambda: len(opened) == 3 and ws.idle, timeout=30000)
     assert ws.volume.source.path == str(images[0])
     assert any("2 items were dropped" in str(n.message) and "hippocampus_003.nii.gz" in str(n.message)
