@@ -21,8 +21,8 @@ from pathlib import Path
 
 from qtpy.QtCore import QEvent, QObject, Qt
 
-#: the npe2 name of the Annotator plugin (napari.yaml)
-PLUGIN = "annotator3d"
+from annotator.napari import PLUGIN
+
 #: what the status line says while files are dragged over the window
 DRAG_STATUS = "Drop to open for annotation (hold Alt to choose a napari reader, Shift to stack files as layers)"
 

@@ -23,9 +23,11 @@ from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
 from annotator.datastore import open_datastore
+from annotator.datastore.places import Kind, classify
 from annotator.engine.loading import finish_warm_up, warm_up
 from annotator.io.volume import Volume
 from annotator.models.card import METHOD_TITLES
+from annotator.napari import PLUGIN
 from annotator.napari import layers as L
 from annotator.napari.key_bindings import bind_keys
 from annotator.napari.planes import PLANES, acquired, slice_names, view
@@ -144,6 +146,8 @@ class Workspace:
     def use_layer(self, layer: napari.layers.Image) -> None:
         """Annotate an image layer opened some other way (plugin use: File > Open, samples)."""
         volume = layer.metadata.get(L.VOLUME_KEY)
+        if volume is None and self._read_again(layer):
+            return
         if volume is None:
             volume = L.layer_volume(layer)
         if not self.session.leave():
@@ -168,6 +172,23 @@ class Workspace:
             self._annotate(layer, volume, label, image_id)
 
         self.session.files.submit(f"finding the images beside {layer.name}", work, done, self.session._failed)
+
+    def _read_again(self, layer: napari.layers.Image) -> bool:
+        """A layer that another reader made of a file or a DICOM series the Annotator reads
+        (napari's built-in reader takes any file and folder, and keeps no spacing or
+        orientation) is opened again with the Annotator reader, as the Worklist opens it, and
+        hidden; whether it was."""
+        source = layer.source
+        if not source.path or source.reader_plugin in (None, PLUGIN):
+            return False
+        if classify(source.path) not in (Kind.IMAGE_FILE, Kind.DICOM_SERIES):
+            return False
+        self.session.warning.emit(
+            f"'{layer.name}' was read by the {source.reader_plugin} reader, which keeps no spacing or orientation: "
+            "it is opened again with the Annotator reader (the layer is hidden)")
+        layer.visible = False
+        self.session.open(source.path)
+        return True
 
     def _annotate(self, layer, volume: Volume, label: np.ndarray | None = None, image_id: str = "") -> None:
         """Annotate ``volume`` shown in ``layer`` (the layer stays: no second copy of the image)."""

@@ -414,6 +414,29 @@ def _annotate_layer(viewer, qtbot, layer):
     return dock, session
 
 
+def test_a_layer_napari_read_without_geometry_is_read_again(make_napari_viewer, qtbot):
+    """Plugin use: napari's own reader takes a DICOM folder too, and keeps no spacing; Annotate
+    layer opens the series again with the Annotator reader (its 2 mm slices), hides the
+    layer, and says why."""
+    series = DATA / "totalsegmentator_example" / "example_ct_dicom"
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(series), plugin="napari")
+    assert layer.data.shape == (20, 512, 512) and tuple(layer.scale) == (1, 1, 1)
+    warnings = []
+    from annotator.napari.workspace import workspace_for
+
+    workspace_for(viewer).session.warning.connect(warnings.append)
+    _, session = _annotate_layer(viewer, qtbot, layer)
+    qtbot.waitUntil(lambda: session.volume is not None and session.idle, timeout=30000)
+    assert session.volume.spacing == (0.9765625, 0.9765625, 2.0) and session.volume.modality == "CT"
+    assert not layer.visible
+    assert any("napari reader" in w and "spacing" in w for w in warnings), warnings
+    # an array with no file behind it is annotated as it is
+    array = viewer.add_image(np.zeros((8, 16, 16), np.float32), name="array")
+    _annotate_layer(viewer, qtbot, array)
+    qtbot.waitUntil(lambda: session.volume.name == "array" and session.idle, timeout=30000)
+
+
 def test_annotating_an_array_layer_with_nans_or_of_booleans(make_napari_viewer, qtbot):
     """Plugin use: an array made elsewhere, with NaN voxels (a float image masked with NaN,
     as registered or skull-stripped MR often is), or of booleans: clicks failed ("cannot
