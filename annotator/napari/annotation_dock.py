@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import napari
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton,
-    QWidget,
+    QStyle, QStyleOptionComboBox, QStylePainter, QWidget,
 )
 
 from annotator.annotation.labels import format_ml
-from annotator.engine import METHODS, methods_for
+from annotator.engine import METHODS, choose, methods_for
+from annotator.errors import AnnotatorError
 from annotator.napari import layers as L
 from annotator.napari.fit import compact, scrolling_layout, steady
 from annotator.napari.key_bindings import SHORTCUTS
@@ -38,15 +41,19 @@ def tooltip(key: str) -> str:
 class MethodBox(QComboBox):
     """The methods that answer clicks. One that cannot answer on the open image (a network
     with no model for it) is greyed, the reason its tooltip; checked when an image opens
-    and again each time the list opens (a model may have been trained or imported since)."""
+    and again each time the list opens (a model may have been trained or imported since).
+    The list says what each method needs and works on; the closed box, too narrow for
+    that, names the method, and for auto the one it takes on the open image."""
 
     def __init__(self, session):
         super().__init__()
         self.session = session
+        self.shown = ""  # what the closed box says
+        self.currentIndexChanged.connect(lambda _i: self._name_it())
 
     def showPopup(self) -> None:
         self.refresh()
-        super().showPopup()
+        super().showPopup()  # as wide as its longest description
 
     def refresh(self) -> None:
         volume = self.session.volume
@@ -56,6 +63,23 @@ class MethodBox(QComboBox):
             item = self.model().item(index)
             item.setEnabled(why is None)
             item.setToolTip(f"{why}; Models... (in the Training dock) imports one" if why else "")
+        self._name_it()
+
+    def _name_it(self) -> None:
+        name, volume = self.currentData() or "", self.session.volume
+        self.shown = name
+        if name == "auto" and volume is not None:
+            with contextlib.suppress(AnnotatorError):
+                self.shown = f"auto: {choose(volume).name}"
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        option.currentText = self.shown
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 class AnnotationDock(QWidget):
