@@ -1,11 +1,12 @@
 """How the Annotator window opens what the person hands it outside its own buttons.
 
-- **Drops**: files and folders dropped on the window (the image or a dock) open for annotation, as the command
-  line's PATH does: an image file, a DICOM series (its folder, or one or all of its files),
-  or a folder of images (into the Worklist). napari's own drop adds layers only, and first
-  asks which reader to use: its built-in reader also takes every file and folder, and
-  reads a DICOM folder with no geometry. Its ways stay on the modifier keys its status
-  line names: Alt (choose a reader), Shift (stack files as one layer).
+- **Drops**: files and folders dropped on the window (the image or a dock) open for
+  annotation, as the command line's PATH does: an image file, a DICOM series (its folder,
+  or one or all of its files), or a folder of images (into the Worklist). napari's own
+  drop adds layers only, and first asks which reader to use: its built-in reader also
+  takes every file and folder, and reads a DICOM folder with no geometry. Its ways stay on
+  the modifier keys its status line names: Alt (choose a reader), Shift (stack files as
+  one layer).
 - **napari's File > Open**: the formats the Annotator reader takes, and folders, are read
   by it without the question (:func:`prefer_our_reader`), unless the person has chosen
   another reader for them.
@@ -75,14 +76,13 @@ class DropOpens(QObject):
         kind = event.type()
         if kind not in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
             return False
-        if not ours(event.modifiers()) or not dropped_paths(event.mimeData()):
-            return False  # napari's drop
+        paths = dropped_paths(event.mimeData())
         viewer = self._viewer()
-        if viewer is None:
-            return False
+        if not paths or not ours(event.modifiers()) or viewer is None:
+            return False  # napari's drop
         event.acceptProposedAction()
         if kind == QEvent.Type.Drop:
-            path, note = what_opens(dropped_paths(event.mimeData()))
+            path, note = what_opens(paths)
             self._open(viewer, str(path))
             if note:
                 import napari
@@ -93,10 +93,10 @@ class DropOpens(QObject):
         return True
 
 
-def prefer_our_reader() -> dict[str, str]:
+def prefer_our_reader() -> None:
     """napari's reader preferences (``extension2reader``) extended by the Annotator reader's
     file patterns and folders (napari matches a folder's path with a separator at its end),
-    where no reader is chosen for them yet. Returns the preferences added."""
+    where no reader is chosen for them yet."""
     from napari.settings import get_settings
     from npe2 import PluginManager
 
@@ -108,4 +108,3 @@ def prefer_our_reader() -> dict[str, str]:
     added = {p: PLUGIN for p in patterns if p not in settings.extension2reader}
     if added:
         settings.extension2reader = {**settings.extension2reader, **added}
-    return added

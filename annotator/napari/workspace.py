@@ -183,6 +183,8 @@ class Workspace:
             return False
         if classify(source.path) not in (Kind.IMAGE_FILE, Kind.DICOM_SERIES):
             return False
+        if not self.session.leave():  # the person keeps the image open: nothing changes
+            return True
         self.session.warning.emit(
             f"'{layer.name}' was read by the {source.reader_plugin} reader, which keeps no spacing or orientation: "
             "it is opened again with the Annotator reader (the layer is hidden)")
