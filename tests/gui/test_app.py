@@ -133,7 +133,7 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     from qtpy.QtWidgets import QApplication
 
     from annotator.napari.workspace import workspace_for
-    from annotator_app.opening import DRAG_STATUS, ours
+    from annotator_app.opening import DRAG_STATUS, dropped_paths, ours
     from annotator_app.main import build_window
 
     preferences = get_settings().plugins
@@ -164,7 +164,7 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
 
     drop(series)
     qtbot.waitUntil(lambda: len(opened) == 1 and ws.idle, timeout=30000)
-    assert ws.volume.size == (34, 50, 40) and ws.volume.source.path == str(series)
+    assert ws.volume.size == (34, 50, 40) and Path(ws.volume.source.path).resolve() == series.resolve()
     assert ws.volume.modality == "MR"  # read as DICOM, with its header
     assert [lay.source.reader_plugin for lay in viewer.layers if lay.source.reader_plugin] == []
     drop(*sorted(series.iterdir())[:5])  # files of one series: the series, no note
@@ -173,12 +173,15 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     assert not any("dropped" in str(n.message) for n in notification_manager.records)
     drop(*images, target=viewer.window._qt_window)  # on a dock: it reaches the window
     qtbot.waitUntil(lambda: len(opened) == 3 and ws.idle, timeout=30000)
-    assert ws.volume.source.path == str(images[0])
+    assert Path(ws.volume.source.path).resolve() == images[0].resolve()
     assert any("2 items were dropped" in str(n.message) and "hippocampus_003.nii.gz" in str(n.message)
                for n in notification_manager.records)
     # napari's drop stays on its keys; web addresses are napari's too
     assert ours(Qt.KeyboardModifier.NoModifier) and not ours(Qt.KeyboardModifier.AltModifier)
     assert not ours(Qt.KeyboardModifier.ShiftModifier)
+    web = QMimeData()
+    web.setUrls([QUrl("https://example.org/ct.nii.gz"), QUrl.fromLocalFile(str(images[0]))])
+    assert dropped_paths(web) == []
     viewer.close()
 
 
@@ -418,13 +421,13 @@ def test_a_layer_napari_read_without_geometry_is_read_again(make_napari_viewer, 
     """Plugin use: napari's own reader takes a DICOM folder too, and keeps no spacing; Annotate
     layer opens the series again with the Annotator reader (its 2 mm slices), hides the
     layer, and says why."""
+    from annotator.napari.workspace import workspace_for
+
     series = DATA / "totalsegmentator_example" / "example_ct_dicom"
     viewer = make_napari_viewer()
     layer, = viewer.open(str(series), plugin="napari")
     assert layer.data.shape == (20, 512, 512) and tuple(layer.scale) == (1, 1, 1)
     warnings = []
-    from annotator.napari.workspace import workspace_for
-
     workspace_for(viewer).session.warning.connect(warnings.append)
     _, session = _annotate_layer(viewer, qtbot, layer)
     qtbot.waitUntil(lambda: session.volume is not None and session.idle, timeout=30000)
