@@ -91,6 +91,7 @@ class WorklistDock(QWidget):
         self.filter.setPlaceholderText("Filter by name or status")
         self.filter.setToolTip("Shows the images whose name or status holds the text; Enter opens the first")
         self.filter.setClearButtonEnabled(True)
+        self.filter.setAcceptDrops(False)  # a dropped file opens (the window takes it), not typed in as a filter
         self.filter.textChanged.connect(self._apply_filter)
         self.filter.returnPressed.connect(lambda: self.image_ids() and self.open_image(self.image_ids()[0]))
         self.table = QTableWidget(0, len(COLUMNS))

@@ -133,6 +133,7 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     from qtpy.QtWidgets import QApplication
 
     from annotator.napari.workspace import workspace_for
+    from annotator.napari.worklist_dock import WorklistDock
     from annotator_app.opening import DRAG_STATUS, dropped_paths, ours
     from annotator_app.main import build_window
 
@@ -153,6 +154,7 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     def drop(*paths, target=viewer.window._qt_viewer) -> None:
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+        mime.setText("\n".join(QUrl.fromLocalFile(str(p)).toString() for p in paths))  # as file managers do
         enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                                 Qt.KeyboardModifier.NoModifier)
         QApplication.sendEvent(target, enter)
@@ -176,6 +178,10 @@ def test_what_is_dropped_on_the_window_opens_for_annotation(qtbot):
     assert Path(ws.volume.source.path).resolve() == images[0].resolve()
     assert any("2 items were dropped" in str(n.message) and "hippocampus_003.nii.gz" in str(n.message)
                for n in notification_manager.records)
+    box = viewer.window._qt_window.findChild(WorklistDock).filter  # a line edit takes text drops
+    drop(series, target=box)
+    qtbot.waitUntil(lambda: len(opened) == 4 and ws.idle, timeout=30000)
+    assert box.text() == "" and Path(ws.volume.source.path).resolve() == series.resolve()
     # napari's drop stays on its keys; web addresses are napari's too
     assert ours(Qt.KeyboardModifier.NoModifier) and not ours(Qt.KeyboardModifier.AltModifier)
     assert not ours(Qt.KeyboardModifier.ShiftModifier)
