@@ -168,6 +168,20 @@ def test_one_click_finds_a_phantom_organ(phantom, organ):
     assert dice(result.label, truth) >= 0.8
 
 
+@pytest.mark.parametrize("slab, least", [(2, 0.95), (None, 0.9)])
+def test_one_click_finds_an_organ_the_image_s_edge_cuts(phantom, slab, least):
+    """A click on the first slice of an organ in a volume of two slices, or of one that
+    starts at the organ's middle: the ball of tissue it samples is cut by the image's edge,
+    and is still the organ's (a ball measured as if whole stopped at a few millimetres)."""
+    volume, organs = phantom
+    truth = organs == 1
+    z, y, x = (int(v) for v in np.round(np.argwhere(truth).mean(axis=0)))
+    part = slice(z, z + slab if slab else None)
+    cut = dataclasses.replace(volume, array=np.ascontiguousarray(volume.array[part]))
+    result = segment_clicks(cut, [(0, y, x)], [])
+    assert dice(result.label, truth[part]) >= least
+
+
 def test_the_intensity_model_sees_soft_tissue_contrast():
     # liver-like 60 HU against muscle-like 40 HU, with air and bone in the image range:
     # a fixed binning of the whole range puts both in one bin

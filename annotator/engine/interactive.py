@@ -8,7 +8,8 @@ input go through the same steps:
    contrast on a CT as well as on an MR and does not change when the intensities are
    scaled or shifted. A click marks one voxel; its sample is the voxels of similar
    intensity connected to it, in the widest ball they still fill (:func:`click_scale`):
-   several centimetres inside a CT organ, a few millimetres on a low-contrast MR.
+   several centimetres inside a CT organ, a few millimetres on a low-contrast MR (of a
+   ball the image's edge cuts, the part inside the image).
 2. a prior from where the marks are (:func:`reach_prior`): the structure lies around
    the foreground marks' convex hull and reaches about as far as the background marks
    are drawn from it (for clicks: as far as the clicked tissue was found homogeneous);
@@ -251,10 +252,11 @@ def noise_level(image: np.ndarray) -> float:
 
 
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
-                 denoise: float) -> np.ndarray:
+                 denoise: float) -> tuple[np.ndarray, float]:
     """The voxels that a click at ``point`` samples (a mask of ``image``'s shape): within
     ``radius_mm``, of (denoised) intensity within ``similar`` noise deviations of the
-    click's own neighbourhood, and connected to it."""
+    click's own neighbourhood, and connected to it; and the share of that ball that lies
+    in the image (less than all near its edges, or in a volume of few slices)."""
     reach = [max(1, int(np.ceil(radius_mm / s))) for s in spacing]
     lo = [max(0, p - r) for p, r in zip(point, reach)]
     hi = [min(n, p + r + 1) for p, n, r in zip(point, image.shape, reach)]
@@ -270,27 +272,32 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     components, _ = ndimage_label(similar_mask)
     sample = np.zeros(image.shape, bool)
     sample[window] = components == components[centre]
-    return sample
+    whole = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    whole_ball = sum((a * s) ** 2 for a, s in zip(whole, spacing)) <= radius_mm**2
+    return sample, float(ball.sum() / whole_ball.sum())
 
 
 def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "GraphCutParams") -> tuple[np.ndarray, float]:
     """A click's sample and the size of the homogeneous tissue it sits in: the largest
     radius (doubling from ``params.sample_radius_mm`` up to ``params.max_sample_radius_mm``)
-    at which the click's similar, connected voxels still fill ``params.fill`` of the ball.
+    at which the click's similar, connected voxels still fill ``params.fill`` of the ball
+    (of its part in the image: tissue that runs on past the image's edge fills a ball
+    that the edge cuts).
 
     Inside an organ of a CT the sample fills balls of several centimetres; on a
     low-contrast MR structure it does not fill even the smallest one, and the click says
     little beyond its own neighbourhood.
     """
-    radius = params.sample_radius_mm
     spacing = np.asarray(spacing, float)
-    sample = click_sample(image, point, spacing, radius, params.similar, params.denoise)
-    while radius * 2 <= params.max_sample_radius_mm:
-        ball = 4 / 3 * np.pi * radius**3
-        if sample.sum() * np.prod(spacing) < params.fill * ball:
-            break
-        wider = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise)
-        if wider.sum() * np.prod(spacing) < params.fill * 8 * ball:
+
+    def fills(sample: np.ndarray, inside: float, radius: float) -> bool:
+        return sample.sum() * np.prod(spacing) >= params.fill * inside * 4 / 3 * np.pi * radius**3
+
+    radius = params.sample_radius_mm
+    sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise)
+    while radius * 2 <= params.max_sample_radius_mm and fills(sample, inside, radius):
+        wider, inside = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise)
+        if not fills(wider, inside, radius * 2):
             break
         sample, radius = wider, radius * 2
     return sample, radius
