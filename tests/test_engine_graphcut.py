@@ -159,6 +159,22 @@ def test_the_cut_does_not_depend_on_intensity_scale_or_offset(phantom):
         assert dice(segment_clicks(changed, clicks, []).label, base_click) >= 0.995, (scale, offset)
 
 
+def test_the_cut_does_not_depend_on_a_ct_s_padding(phantom):
+    """The outside of a CT's field of view holds one value (-3024 HU, -2000 on other
+    scanners), as much of it as the scanner's matrix leaves: neither changes a click's
+    answer inside the body (they set the intensity range the background spreads over)."""
+    volume, organs = phantom
+    answers = []
+    for value, margin in ((-3024, 20), (-2000, 40)):
+        padded = dataclasses.replace(volume, array=np.pad(volume.array, ((0, 0), (margin, margin), (margin, margin)),
+                                                          constant_values=value))
+        inside = (slice(None), slice(margin, -margin), slice(margin, -margin))
+        z, y, x = (int(v) for v in np.round(np.argwhere(organs == 1).mean(axis=0)))
+        answers.append(segment_clicks(padded, [(z, y + margin, x + margin)], []).label[inside])
+    assert answers[0].sum() > 0.8 * (organs == 1).sum()
+    np.testing.assert_array_equal(answers[0], answers[1])
+
+
 @pytest.mark.parametrize("organ", [1, 2, 3])
 def test_one_click_finds_a_phantom_organ(phantom, organ):
     volume, organs = phantom
