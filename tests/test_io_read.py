@@ -445,3 +445,36 @@ def test_a_series_reads_in_the_smallest_type_that_holds_its_values(tmp_path):
         for z in range(volume.shape[0]):
             position = round(image.TransformIndexToPhysicalPoint((0, 0, z))[2], 3)
             np.testing.assert_allclose(volume.array[z], expected[position], rtol=1e-6)
+
+
+def test_a_ct_s_padding_is_not_tissue(tmp_path):
+    """A CT written with its field of view's outside as one value (-3024 or -2000 HU) or
+    with all its air clipped to -1024 reads as a CT; the intensity range that display and
+    GraphCut use leaves the padding out; an MR's zeroed background is padding too."""
+    from annotator.io.volume import intensity_range
+
+    ct = read_volume(DATA / "totalsegmentator_example" / "example_ct_sm.nii.gz")
+    side = 180  # the crop (101 x 122) inside a round field of view, air around it
+    z, y, x = ct.shape
+    array = np.random.default_rng(0).normal(-1000, 20, (z, side, side)).astype(np.int16)
+    top, left = (side - y) // 2, (side - x) // 2
+    array[:, top:top + y, left:left + x] = ct.array
+    rows, cols = np.mgrid[:side, :side]
+    outside = (rows - side / 2) ** 2 + (cols - side / 2) ** 2 > (side / 2) ** 2
+    ranges = []
+    for name, padding in (("3024", -3024), ("2000", -2000)):
+        array[:, outside] = padding
+        path = tmp_path / f"padded{name}.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+        volume = read_volume(path)
+        assert volume.modality == "CT", name
+        ranges.append(intensity_range(volume.array))
+    assert ranges[0] == ranges[1] and -1100 < ranges[0][0] < -900
+    clipped = np.maximum(array, -1024)
+    clipped[clipped < -900] = -1024  # every air voxel one value
+    sitk.WriteImage(sitk.GetImageFromArray(clipped), str(tmp_path / "clipped.nii.gz"))
+    assert read_volume(tmp_path / "clipped.nii.gz").modality == "CT"
+    mr = read_volume(HIPPO / "images" / "hippocampus_001.nii.gz").array
+    background = np.pad(mr, 20)  # zeros around it: a third of the voxels and more
+    assert intensity_range(background) == pytest.approx(intensity_range(mr), rel=0.05)
+    assert intensity_range(background)[0] > 0

@@ -40,12 +40,12 @@ from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_
 from annotator.datastore.cases import labelled_cases
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.interactive import keep_seeded_components, segment_clicks, segment_scribbles
-from annotator.engine.likelihood import fit_intensity_model, robust_range
+from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.metrics import dice
 from annotator.errors import InputError
 from annotator.io.phantom import ORGANS, ct_phantom
 from annotator.io.read import read_label, read_volume
-from annotator.io.volume import Volume
+from annotator.io.volume import Volume, intensity_range
 from annotator.samples import data_root
 from annotator.training.simulate import next_click
 
@@ -132,7 +132,7 @@ def _oracle(volume: Volume, truth: np.ndarray, strokes: np.ndarray) -> dict[str,
 
     image = volume.array.astype(np.float32)
     band = binary_dilation(truth, iterations=3) & ~truth
-    model = fit_intensity_model(image[truth], image[band], robust_range(image))
+    model = fit_intensity_model(image[truth], image[band], intensity_range(image))
     fg, bg = strokes == 1, strokes == 2
     out = {}
     for lam in ORACLE_LAMBDAS:

@@ -45,10 +45,10 @@ from scipy.ndimage import label as ndimage_label
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from annotator.engine.graphcut import estimate_sigma, graphcut
-from annotator.engine.likelihood import fit_intensity_model, robust_range
+from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.region import Box, Result, box_around, check_clicks, paste
 from annotator.errors import InputError
-from annotator.io.volume import Volume
+from annotator.io.volume import Volume, intensity_range
 
 FOREGROUND, BACKGROUND = 1, 2
 
@@ -397,7 +397,7 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     inside = binary_erosion(first, generate_binary_structure(3, 1), iterations=params.refit)
     work = _denoise(volume.array[near_box], params.denoise)
     fg_r, bg_r = fg[near_box], bg[near_box]
-    model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], robust_range(volume.array),
+    model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
                                 bandwidth=params.bandwidth, unseen=params.unseen)
     prob = prior(near_box, model(work))
     np.clip(work, *model.span, out=work)
@@ -429,7 +429,7 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
         work = _denoise(volume.array[box], params.denoise)
         fg_r, bg_r = fg[box], bg[box]
         if model is None:  # the samples lie in the first region
-            model = fit_intensity_model(work[samples[0][box]], work[samples[1][box]], robust_range(volume.array),
+            model = fit_intensity_model(work[samples[0][box]], work[samples[1][box]], intensity_range(volume.array),
                                         bandwidth=params.bandwidth, unseen=params.unseen)
         prob = prior(box, model(work))
         # intensities far outside what the samples cover saturate: air and bone edges

@@ -43,21 +43,6 @@ class IntensityModel:
         return self.table[index]
 
 
-def robust_range(image: np.ndarray, low: float = 0.5, high: float = 99.5, max_samples: int = 1 << 20) -> tuple[float, float]:
-    """The ``low``..``high`` percentile range of ``image``, from a regular subsample of at
-    most about ``max_samples`` voxels (cheap on any volume). One value at the bottom that
-    holds more than ``low`` percent of the voxels is padding, not tissue, and is left out:
-    a CT's outside of its field of view (-3024 or -2000 HU), an MR's zeroed background
-    (how much of it a scanner adds would otherwise set the range)."""
-    step = max(1, int(np.ceil((image.size / max_samples) ** (1 / image.ndim))))
-    sample = image[tuple(slice(None, None, step) for _ in range(image.ndim))]
-    padding = sample == sample.min()
-    if low < 100 * padding.mean() < 100:
-        sample = sample[~padding]
-    lo, hi = np.percentile(sample, [low, high])
-    return float(lo), float(hi)
-
-
 def _spread(values: np.ndarray, max_samples: int = 1 << 18) -> float:
     """A robust standard deviation: the smaller of the standard deviation and IQR / 1.349
     (from a regular subsample of at most about ``max_samples`` values: a whole organ's
@@ -88,7 +73,7 @@ def fit_intensity_model(
         Intensities of the sample voxels (``bg`` may be empty: then the background is
         "anything", uniform over ``value_range``).
     value_range
-        The image's intensity range (e.g. :func:`robust_range`); values outside it take
+        The image's intensity range (e.g. :func:`annotator.io.volume.intensity_range`); values outside it take
         the posterior of the nearest end.
     bandwidth
         Factor on each class's kernel width (Silverman's rule of thumb,

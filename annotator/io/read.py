@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from annotator.errors import GeometryError, InputError
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
-from annotator.io.volume import Source, Volume, volume_from_sitk
+from annotator.io.volume import Source, Volume, intensity_sample, volume_from_sitk
 
 if TYPE_CHECKING:
     from annotator.io.dicom import FolderScan
@@ -216,13 +216,15 @@ def replace_non_finite(volume: Volume, where: str) -> None:
 
 def guess_modality(array: np.ndarray) -> str:
     """"CT" for an image in Hounsfield units (air near -1000 in a good share of its voxels,
-    nothing much below), else "unknown": files other than DICOM do not say."""
-    sample = array[::4, ::4, ::4] if array.ndim == 3 else array
-    if sample.size == 0 or sample.dtype.kind not in "iuf":
+    nothing much below but padding: -3024 or -2000 outside the field of view), else
+    "unknown": files other than DICOM do not say."""
+    if array.size == 0 or array.dtype.kind not in "iuf":
         return "unknown"
-    low = float(np.nanpercentile(sample, 0.5)) if sample.dtype.kind == "f" else float(np.percentile(sample, 0.5))
-    air = float(np.mean((sample > -1100) & (sample < -900)))
-    return "CT" if -1100 <= low <= -900 and air > 0.01 else "unknown"
+    for sample in (intensity_sample(array, keep_padding=True), intensity_sample(array)):  # air clipped to -1024 is one value too
+        air = (sample > -1100) & (sample < -900)
+        if sample.size and -1100 <= np.percentile(sample, 0.5) <= -900 and air.mean() > 0.01:
+            return "CT"
+    return "unknown"
 
 
 def read_volume(path: str | os.PathLike, series: str | int | None = None, scan: FolderScan | None = None) -> Volume:

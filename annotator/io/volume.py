@@ -159,6 +159,38 @@ def volume_from_sitk(image: sitk.Image, **kwargs) -> Volume:
     )
 
 
+#: one value at the bottom of an image holding more than this share of its voxels is
+#: padding, not tissue: a CT's outside of its field of view (-3024 or -2000 HU; -1024
+#: where air is clipped), an MR's zeroed background
+PADDING_SHARE = 0.005
+
+
+def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding: bool = False) -> np.ndarray:
+    """The intensities that say what an image shows: a regular subsample of ``array`` (at
+    most about ``max_samples`` voxels: cheap on any volume), its finite values, without
+    padding (the lowest value where it holds more than :data:`PADDING_SHARE` of them; how
+    much of it a scanner adds says nothing about the patient) unless ``keep_padding``."""
+    step = max(1, int(np.ceil((array.size / max_samples) ** (1 / max(array.ndim, 1)))))
+    sample = array[tuple(slice(None, None, step) for _ in range(array.ndim))].ravel()
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
+    if sample.size and not keep_padding:
+        padding = sample == sample.min()
+        if PADDING_SHARE < padding.mean() < 1:
+            sample = sample[~padding]
+    return sample
+
+
+def intensity_range(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """The ``low`` and ``high`` percentiles of :func:`intensity_sample` (0, 0 when the image
+    has no finite value)."""
+    sample = intensity_sample(array)
+    if not sample.size:
+        return 0.0, 0.0
+    lo, hi = np.percentile(sample, [low, high])
+    return float(lo), float(hi)
+
+
 def label_counts(label: np.ndarray) -> np.ndarray:
     """How many voxels of a uint8 label hold each value 0..255: counted a million voxels at
     a time (no sort of the whole label, and no CT-sized copy of 8-byte integers)."""

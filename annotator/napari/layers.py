@@ -14,7 +14,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from annotator.annotation.labels import palette_colour
 from annotator.errors import AnnotatorError
 from annotator.io.read import replace_non_finite
-from annotator.io.volume import Volume
+from annotator.io.volume import Volume, intensity_range
 from annotator.napari.planes import frame
 from annotator.settings import LabelPreset
 
@@ -111,10 +111,10 @@ def _shows(volume: Volume) -> bool:
 
 
 def _percentiles(volume: Volume) -> tuple[float, float]:
-    if volume.array.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.nanpercentile(volume.array[::4, ::4, ::4], [0.5, 99.5])
-    return float(lo), float(hi if hi > lo else lo + 1)
+    """The image's 0.5-99.5 percentiles, its padding left out (a CT's -3024 outside the
+    field of view would grey the picture)."""
+    lo, hi = intensity_range(volume.array)
+    return lo, hi if hi > lo else lo + 1
 
 
 def window_limits(volume: Volume, name: str | None = None) -> tuple[float, float]:
