@@ -73,8 +73,8 @@ def fit_intensity_model(
         Intensities of the sample voxels (``bg`` may be empty: then the background is
         "anything", uniform over ``value_range``).
     value_range
-        The image's intensity range (e.g. :func:`annotator.io.volume.intensity_range`); values outside it take
-        the posterior of the nearest end.
+        The image's intensity range (e.g. :func:`annotator.io.volume.intensity_range`);
+        values outside it take the posterior of the nearest end.
     bandwidth
         Factor on each class's kernel width (Silverman's rule of thumb,
         0.9 · spread · n^-1/5).

@@ -220,7 +220,8 @@ def guess_modality(array: np.ndarray) -> str:
     "unknown": files other than DICOM do not say."""
     if array.size == 0 or array.dtype.kind not in "iuf":
         return "unknown"
-    for sample in (intensity_sample(array, keep_padding=True), intensity_sample(array)):  # air clipped to -1024 is one value too
+    # with the padding first: a CT whose air is clipped to -1024 holds it as one value too
+    for sample in (intensity_sample(array, keep_padding=True), intensity_sample(array)):
         air = (sample > -1100) & (sample < -900)
         if sample.size and -1100 <= np.percentile(sample, 0.5) <= -900 and air.mean() > 0.01:
             return "CT"
