@@ -162,7 +162,7 @@ def test_the_cut_does_not_depend_on_intensity_scale_or_offset(phantom):
 def test_the_cut_does_not_depend_on_a_ct_s_padding(phantom):
     """The outside of a CT's field of view holds one value (-3024 HU, -2000 on other
     scanners), as much of it as the scanner's matrix leaves: neither changes a click's
-    answer inside the body (they set the intensity range the background spreads over)."""
+    answer inside the body (the intensity range the background spreads over leaves it out)."""
     volume, organs = phantom
     answers = []
     for value, margin in ((-3024, 20), (-2000, 40)):
