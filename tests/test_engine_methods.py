@@ -34,11 +34,30 @@ def test_graphcut_without_models_and_network_with_one(tmp_path, monkeypatch):
     assert choose(volume).name == "graphcut"  # the bundled model is for MR: not chosen
     volume.modality = "MR"
     assert choose(volume).name == "deepedit"  # the bundled starter model
-    volume.modality = "unknown"
-    assert choose(volume).name == "graphcut"  # nothing says this image suits an MR model
+    volume.modality = "unknown"  # a NIfTI not in Hounsfield units: not a CT, so an MR model suits it
+    assert choose(volume).name == "deepedit"
     _install(tmp_path / "data" / "annotator" / "models", modality="CT")
     volume.modality = "CT"
     assert choose(volume).name == "deepgrow3d"
+
+
+def test_an_image_that_does_not_say_its_modality_takes_mr_models_not_ct_ones(tmp_path):
+    """A NIfTI's modality is "unknown" unless its values are Hounsfield units (then "CT"):
+    models for MR (or any modality) answer it, a CT model only when asked for, with a warning."""
+    from annotator.models.registry import suits
+
+    assert [suits(made_for, "unknown") for made_for in ("MR", "unknown", "CT")] == [True, True, False]
+    assert [suits(made_for, "CT") for made_for in ("MR", "unknown", "CT")] == [False, True, True]
+    volume = read_volume(IMAGE)
+    assert volume.modality == "unknown"
+    for modality, answers in (("MR", True), ("CT", False)):
+        folder = tmp_path / modality
+        _install(folder, modality=modality)
+        method = DeepClicks("deepgrow3d", ModelRegistry([folder]))
+        assert method.available(volume) == answers
+        note = method.warning(volume)
+        assert (note is None) == answers, note
+    assert "trained on CT images; this image is not in Hounsfield units" in note
 
 
 def test_sessions_are_reused_per_image(tmp_path):
@@ -54,11 +73,13 @@ def test_sessions_are_reused_per_image(tmp_path):
 def test_cli_says_which_method_it_used(tmp_path):
     env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
     _install(tmp_path / "data" / "annotator" / "models", modality="unknown")
-    out = tmp_path / "seg.nii.gz"
-    proc = subprocess.run([sys.executable, "-m", "annotator", "clicks", str(IMAGE), "--fg", "17,25,17",
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "method: deepgrow3d" in proc.stdout and out.exists()
+    for method in ("auto", "deepgrow3d"):  # auto: the bundled DeepEdit, made for such images
+        out = tmp_path / f"{method}.nii.gz"
+        proc = subprocess.run([sys.executable, "-m", "annotator", "clicks", str(IMAGE), "--fg", "17,25,17",
+                               "--method", method, "--out", str(out)], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert f"method: {'deepedit' if method == 'auto' else method}," in proc.stdout and out.exists()
 
 
 def _install_deepedit(folder, name="tiny-edit", training=None):

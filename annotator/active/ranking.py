@@ -145,7 +145,8 @@ def _misfit(card, modality: str, extent_mm) -> str | None:
     from annotator.engine.deep import modality_note
 
     if modality_note(card, modality):
-        return (f"no {card.method} model for {modality} images (the installed '{card.name}' is for "
+        these = "images not in Hounsfield units" if modality == "unknown" else f"{modality} images"
+        return (f"no {card.method} model for {these} (the installed '{card.name}' is for "
                 f"{card.modality}); rank by random or first")
     misfit = card.extent_misfit(extent_mm)
     if misfit:

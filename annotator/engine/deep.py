@@ -11,7 +11,7 @@ from annotator.engine.region import Result
 from annotator.errors import ModelError
 from annotator.io.volume import Volume
 from annotator.models.card import ModelCard
-from annotator.models.registry import ModelRegistry
+from annotator.models.registry import ModelRegistry, suits
 
 if TYPE_CHECKING:  # sessions need torch, imported on the first click rather than at startup
     from annotator.engine.session import ClickSession
@@ -27,11 +27,13 @@ def no_model(method: str) -> str:
 
 
 def modality_note(card: ModelCard, modality: str) -> str | None:
-    """A warning when a model meets an image of another (known) ``modality``; using it is allowed."""
-    if "unknown" in (card.modality, modality) or card.modality == modality:
+    """A warning when a model meets an image it does not suit (:func:`suits`: one of another
+    modality, or a CT model and an image whose values are not Hounsfield units); using it
+    is allowed."""
+    if suits(card.modality, modality):
         return None
-    return (f"model '{card.name}' was trained on {card.modality} images; this image is "
-            f"{modality}. {POOR}")
+    this = "not in Hounsfield units" if modality == "unknown" else modality
+    return f"model '{card.name}' was trained on {card.modality} images; this image is {this}. {POOR}"
 
 
 def extent_note(card: ModelCard, volume: Volume) -> str | None:

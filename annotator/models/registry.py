@@ -33,6 +33,14 @@ def user_dir() -> Path:
     return Path(user_data_dir("annotator")) / "models"
 
 
+def suits(made_for: str, modality: str) -> bool:
+    """Whether a model made for images of ``made_for`` suits an image of ``modality``: the
+    same modality, or a model made for any ("unknown"). An image that does not say its
+    modality (a NIfTI) is not a CT, whose Hounsfield units give it away
+    (:func:`annotator.io.read.guess_modality`), so an MR model suits it too."""
+    return made_for in (modality, "unknown") or modality == "unknown" and made_for != "CT"
+
+
 @dataclass
 class Entry:
     card: ModelCard
@@ -87,9 +95,9 @@ class ModelRegistry:
         return found
 
     def find(self, method: str | None = None, modality: str | None = None) -> list[Entry]:
-        """Models of ``method`` made for ``modality`` (or for any: modality "unknown")."""
+        """Models of ``method`` that suit images of ``modality`` (:func:`suits`)."""
         return [e for e in self.entries() if (method is None or e.card.method == method)
-                and (modality is None or e.card.modality in (modality, "unknown"))]
+                and (modality is None or suits(e.card.modality, modality))]
 
     def entry(self, name: str) -> Entry:
         for e in self.entries():

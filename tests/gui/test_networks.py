@@ -38,8 +38,8 @@ def _truth(volume) -> np.ndarray:
 
 def test_first_network_click_says_it_prepares_the_image(make_napari_viewer, qtbot, tmp_path):
     viewer, ws, dock = _open(make_napari_viewer, qtbot, tmp_path)
-    assert ws.method == "auto"  # a NIfTI without modality: auto keeps GraphCut, so choose DeepEdit
-    assert dock.method.shown == "auto: graphcut"  # the closed box says what auto takes
+    assert ws.method == "auto"  # a NIfTI not in Hounsfield units: auto takes the bundled MR DeepEdit
+    assert dock.method.shown == "auto: deepedit"  # the closed box says what auto takes
     dock.method.setCurrentIndex(dock.method.findData("deepedit"))
     assert ws.method == "deepedit" and dock.method.shown == "deepedit"
     dock.method.showPopup()  # the list is as wide as its longest description
