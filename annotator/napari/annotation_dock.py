@@ -178,8 +178,11 @@ class AnnotationDock(QWidget):
         form = QFormLayout()
         form.addRow("Label", _beside(self.preset, edit_presets))
         form.addRow("Method", self.method)
-        form.addRow("Window", self.display_window)
-        form.addRow("View", self.view_plane)
+        display = QHBoxLayout()  # how the image is shown: one row, so the worklist below keeps more rows
+        display.addWidget(self.display_window, 3)
+        display.addWidget(QLabel("View"))
+        display.addWidget(self.view_plane, 2)
+        form.addRow("Window", display)
         # rows shown only for an image with label maps beside it, with labels saved earlier
         self.map_row = (QLabel("Label map"), self.label_map, self.use_map)
         self.earlier_row = (QLabel("Earlier"), self.earlier, self.restore)
@@ -192,6 +195,7 @@ class AnnotationDock(QWidget):
         files_row.addWidget(self.cancel)
         boxes = (self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
         compact(*boxes)
+        compact(self.display_window, self.view_plane, chars=4)  # two in a row: the dock no wider for them
         steady(*boxes)
         layout = scrolling_layout(self)
         layout.addLayout(form)

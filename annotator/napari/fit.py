@@ -77,12 +77,12 @@ def steady(*boxes: QWidget) -> None:
         box.installEventFilter(_STEADY)
 
 
-def compact(*combos: QComboBox) -> None:
-    """``combos`` no wider than :data:`COMBO_CHARS` characters need; the chosen item's
-    text is elided, the open list shows every item whole."""
+def compact(*combos: QComboBox, chars: int = COMBO_CHARS) -> None:
+    """``combos`` no wider than ``chars`` characters need; the chosen item's text is
+    elided, the open list shows every item whole."""
     for combo in combos:
         combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(COMBO_CHARS)
+        combo.setMinimumContentsLength(chars)
         combo.view().setTextElideMode(Qt.ElideNone)
 
 

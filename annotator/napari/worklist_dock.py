@@ -88,7 +88,7 @@ class WorklistDock(QWidget):
         connect.setToolTip("Annotate the series of a DICOMweb server (Orthanc, ...); labels go back as DICOM SEG")
         connect.clicked.connect(self.connect_server)
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter by name or status")
+        self.filter.setPlaceholderText("Filter")
         self.filter.setToolTip("Shows the images whose name or status holds the text; Enter opens the first")
         self.filter.setClearButtonEnabled(True)
         self.filter.setAcceptDrops(False)  # a dropped file opens (the window takes it), not typed in as a filter
@@ -129,7 +129,7 @@ class WorklistDock(QWidget):
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(session.settings.strategy)))
         self.strategy.setToolTip("How Score ranks the unlabeled images")
         self.strategy.currentIndexChanged.connect(self._strategy_changed)
-        compact(self.strategy)
+        compact(self.strategy, chars=6)  # beside the filter: as wide as "random"
         steady(self.strategy)
         self.score_button = QPushButton("Score")
         self.score_button.setToolTip("Rank the unlabeled images: the ones the model is least sure of first")
@@ -156,11 +156,11 @@ class WorklistDock(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.view_only)
-        rank_row = QHBoxLayout()
+        rank_row = QHBoxLayout()  # the filter and the ranking share a row: more of the list in view
+        rank_row.addWidget(self.filter, 3)
         rank_row.addWidget(QLabel("Rank by"))
         rank_row.addWidget(self.strategy, 1)
         rank_row.addWidget(self.score_button)
-        layout.addWidget(self.filter)
         layout.addLayout(rank_row)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.scoring)

@@ -83,10 +83,13 @@ def test_the_window_fits_a_laptop_screen(make_napari_viewer, qtbot, tmp_path):
     qtbot.wait(50)
     line = worklist.fontMetrics().lineSpacing()
     assert worklist.folder.height() < 2 * line and worklist.folder.toolTip() == str(folder)
+    # rows shared for more of the list in view: the filter with the ranking, the window with the view
+    for a, b in ((worklist.filter, worklist.strategy), (annotation.display_window, annotation.view_plane)):
+        assert abs(a.mapTo(window, a.rect().center()).y() - b.mapTo(window, b.rect().center()).y()) < line
     table = worklist.table
     shown = [r for r in range(table.rowCount())
              if table.rowViewportPosition(r) + table.rowHeight(r) <= table.viewport().height()]
-    assert len(shown) >= 3 and all(table.rowHeight(r) < 2 * line for r in shown), (shown, table.viewport().height())
+    assert len(shown) >= 4 and all(table.rowHeight(r) < 2 * line for r in shown), (shown, table.viewport().height())
 
 
 def test_app_opens_what_it_is_given_and_survives_bad_input(make_napari_viewer, qtbot, tmp_path):
