@@ -16,12 +16,13 @@ labels) and the generated CT phantom with several seeds. Each data set has a rol
 ``tune`` (the engine's defaults were chosen on it) or ``report`` (held back to check
 them). For the hippocampus also a ceiling, ``dice_dense_oracle_hippocampus``: the dense
 strokes cut with an intensity model fitted to the true label (against a band three
-voxels around it), at the best of a few boundary weights: what intensities and edges
-can give there at all; and the strokes on the installed DeepEdit model's answer, its
-probability of the structure joined to the cut's priors (``dice_dense_model_hippocampus``,
-``dice_sparse_model_hippocampus``; the app does this on a label that is still the
-network's answer: see docs/engine.md). Results per data set and structure (``dice_sparse_ct_liver``, ...) and the
-medians over the CT organs (liver, spleen, kidneys) that the targets are set on.
+voxels around it), at the best of a few boundary weights, its surface smoothed as the
+engine's is: what intensities and edges can give there at all; and the strokes on the
+installed DeepEdit model's answer, its probability of the structure joined to the cut's
+priors (``dice_dense_model_hippocampus``, ``dice_sparse_model_hippocampus``; the app does
+this on a label that is still the network's answer: see docs/engine.md). Results per data
+set and structure (``dice_sparse_ct_liver``, ...) and the medians over the CT organs
+(liver, spleen, kidneys) that the targets are set on.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.datastore.cases import labelled_cases
 from annotator.engine.graphcut import estimate_sigma, graphcut
-from annotator.engine.interactive import keep_seeded_components, segment_clicks, segment_scribbles
+from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles, smooth_cut
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.metrics import dice
 from annotator.errors import InputError
@@ -137,7 +138,8 @@ def _oracle(volume: Volume, truth: np.ndarray, strokes: np.ndarray) -> dict[str,
     out = {}
     for lam in ORACLE_LAMBDAS:
         cut = graphcut(image, model(image), volume.array_spacing, fg, bg, lam=lam, sigma=estimate_sigma(image))
-        out[str(lam)] = round(dice(keep_seeded_components(cut, fg), truth), 4)
+        cut = smooth_cut(cut, fg, bg, volume.array_spacing, GraphCutParams().smooth_mm)  # as the engine's cut is
+        out[str(lam)] = round(dice(cut, truth), 4)
     return out
 
 

@@ -47,6 +47,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.region import Box, Result, box_around, check_clicks, paste
+from annotator.engine.tidy import SMOOTH_MM, smoothed
 from annotator.errors import InputError
 from annotator.io.volume import Volume, intensity_range
 
@@ -101,6 +102,10 @@ class GraphCutParams:
     refit: int = 2
     #: ... and changes the first cut only within this distance of it, mm
     refit_band_mm: float = 4.0
+    #: the cut's surface smoothed as the Smooth button does: blurred by a Gaussian of this
+    #: width (mm) and cut at half, the marks keeping their class (0: as cut; not on a
+    #: network's answer, which is smooth already)
+    smooth_mm: float = SMOOTH_MM
 
 
 def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarray | None = None,
@@ -366,10 +371,24 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
     region, box = _cut_growing(volume, box, fg, bg, (fg_s, bg_s), prior, params, margin_mm, timings, rough=refit)
     if refit:
         region, box = _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
+    if params.smooth_mm > 0 and model_prior is None:  # a network's answer is smooth already
+        t0 = time.perf_counter()
+        region = smooth_cut(region, fg[box], bg[box], spacing, params.smooth_mm)
+        timings["smooth_s"] = time.perf_counter() - t0
     t_paste = time.perf_counter()
     patch = paste(region, box, previous, value)
     end = time.perf_counter()
     return Result(patch, box, volume.shape, method, end - start, previous, {**timings, "paste_s": end - t_paste})
+
+
+def smooth_cut(region: np.ndarray, fg: np.ndarray, bg: np.ndarray, spacing, mm: float) -> np.ndarray:
+    """The cut's surface smoothed (:func:`annotator.engine.tidy.smoothed`; beyond the
+    region's box the cut runs on as it is at the box's faces, so a structure the image's
+    edge cuts is not worn away there), the marks in their class, and only what is
+    connected to a foreground mark. The cut puts the boundary a voxel in or out where
+    the edge is faint; a surface drawn by hand runs smoothly through such places."""
+    kept = (smoothed(region, spacing, mm, mode="nearest") | fg) & ~bg
+    return keep_seeded_components(kept, fg)
 
 
 def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings) -> tuple[np.ndarray, Box]:

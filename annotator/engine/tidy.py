@@ -60,7 +60,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
         filled = np.stack([binary_fill_holes(plane) for plane in mine])
         patch[filled & (patch == 0)] = value
     elif step == "smooth":
-        kept = gaussian_filter(mine.astype(np.float32), [SMOOTH_MM / s for s in moved], mode="constant") >= 0.5
+        kept = smoothed(mine, moved)
         patch[mine & ~kept] = 0
         patch[kept & (patch == 0)] = value
     elif step == "keep_largest":
@@ -85,6 +85,13 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     patch = np.moveaxis(patch, 0, axis)
     return Result(np.ascontiguousarray(patch), box, label.shape, STEPS[step], time.perf_counter() - start,
                   previous=label)
+
+
+def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, mode: str = "constant") -> np.ndarray:
+    """``mask`` blurred (a Gaussian of ``mm`` in each direction, in millimetres of
+    ``spacing``) and cut at half; ``mode``: what lies beyond the array (scipy's: "constant"
+    is nothing, "nearest" the border voxels again)."""
+    return gaussian_filter(mask.astype(np.float32), [mm / float(s) for s in spacing], mode=mode) >= 0.5
 
 
 def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
