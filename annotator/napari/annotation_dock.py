@@ -193,10 +193,9 @@ class AnnotationDock(QWidget):
         files_row = QHBoxLayout()
         files_row.addWidget(self.files, 1)
         files_row.addWidget(self.cancel)
-        boxes = (self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
-        compact(*boxes)
+        compact(self.preset, self.method, self.label_map, self.earlier)
         compact(self.display_window, self.view_plane, chars=4)  # two in a row: the dock no wider for them
-        steady(*boxes)
+        steady(self.preset, self.method, self.display_window, self.view_plane, self.label_map, self.earlier)
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addLayout(grid)
