@@ -277,3 +277,27 @@ def test_a_faint_boundary_is_cut_as_smoothly_as_the_structure_runs():
         assert dice(smooth, truth) >= dice(rough, truth) + 0.01
         assert abs(surface(smooth) / surface(truth) - 1) < 0.05 < surface(rough) / surface(truth) - 1
         assert smooth[strokes == 1].all() and not smooth[strokes == 2].any()
+
+
+def test_smoothing_keeps_a_vessel_thinner_than_its_blur():
+    """A winding vessel of 0.8 mm radius on 0.8 mm voxels, three noise deviations brighter
+    than its surroundings, stroked across: a cut at half of the 1 mm blur would take most
+    of it away (Dice 0.64 as cut, 0.36 smoothed so); cut against its own peak it keeps its
+    course."""
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    from annotator.io.volume import Volume
+
+    for seed in range(2):
+        centre = np.zeros((40, 56, 56), bool)
+        for x in range(4, 52):
+            centre[int(round(20 + 7 * np.sin(x / 9 + seed))), int(round(28 + 6 * np.cos(x / 7))), x] = True
+        truth = distance_transform_edt(~centre, sampling=0.8) <= 0.8
+        image = gaussian_filter(truth * 60.0, 0.6) + np.random.default_rng(seed).normal(0, 20, truth.shape)
+        volume = Volume(array=image.astype(np.float32), spacing=(0.8, 0.8, 0.8), origin=(0.0, 0.0, 0.0),
+                        direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+        strokes = scribbles_from_mask(truth.transpose(2, 1, 0)).transpose(2, 1, 0)  # across the vessel
+        smooth = segment_scribbles(volume, strokes).label > 0
+        cut = segment_scribbles(volume, strokes, params=GraphCutParams(smooth_mm=0)).label > 0
+        assert dice(smooth, truth) >= dice(cut, truth) - 0.03
+        assert dice(smooth, truth) > 0.55

@@ -121,3 +121,20 @@ def test_smooth_takes_off_spikes_and_strays_and_fills_notches_of_that_structure_
     assert 0.85 < (after == 1).sum() / (label == 1).sum() < 1.0  # corners rounded, a little
     thick = tidy(label, 1, "smooth", spacing=(5.0, 1.0, 1.0)).label  # 5 mm slices: hardly blurred across them
     assert (thick[5] == 1).sum() > (after[5] == 1).sum()
+
+
+def test_smooth_keeps_a_line_one_voxel_wide():
+    """A vessel drawn a voxel wide blurs to less than half everywhere: it is cut against
+    its own peak, so it stays where it was drawn (a cut at half took all of it away);
+    a bend in it and spikes off a bulk beside it are told apart by their peaks."""
+    label = np.zeros((16, 24, 40), np.uint8)
+    label[8, 6, 3:30] = 1  # along x ...
+    label[8, 6:18, 29] = 1  # ... and a bend
+    label[4:12, 16:22, 4:14] = 1  # a bulk beside it
+    label[8, 14:16, 8] = 1  # a spike off the bulk's side
+    label[8, 19, 14:18] = 1  # a longer one: its tip must not stay behind, cut off
+    after = tidy(label, 1, "smooth").label
+    assert (after[8, 6, 5:28] == 1).all() and (after[8, 8:16, 29] == 1).all()
+    added = np.argwhere((after == 1) & (label == 0))  # the line does not widen; its bend rounds
+    assert len(added) and np.abs(added - (8, 6, 29)).max() <= 2
+    assert not after[8, 14, 8] and not after[8, 19, 14:18].any()

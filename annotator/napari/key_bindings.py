@@ -22,7 +22,7 @@ SHORTCUTS = {
     "fill_holes": ("Alt+I", "fill the chosen label's holes (on each slice of the view)"),
     "keep_largest": ("Alt+K", "keep only the chosen label's largest connected part"),
     "fill_between": ("Alt+Shift+I", "fill the slices of the view between those the chosen label is drawn on"),
-    "smooth": ("Alt+J", "smooth the chosen label's surface: spikes and stray voxels go, notches fill"),
+    "smooth": ("Alt+J", "smooth the chosen label's surface: spikes and stray voxels go, notches fill, thin vessels stay"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
     "next_label": ("Alt+B", "next label (the Label list)"),
