@@ -25,8 +25,9 @@ Two ways to perturb (each pass's class scores come back on the model grid, undon
   quarter weight 0.51 and 0.50;
   nor did zoomed passes added to the nine (the image scaled about its centre, the scores
   scaled back): on three such sets (the starter's validation cases; train cases 6-45 and
-  51-90 scored by models trained briefly on cases 1-5 and 46-50), 0.57, 0.48, 0.54 without, 0.61, 0.50, 0.49 with
-  zooms of 0.9 and 1.1, 0.60, 0.53, 0.51 with 0.85 and 1.15;
+  51-90 scored by models trained briefly on cases 1-5 and 46-50), 0.57, 0.48, 0.54
+  without, 0.61, 0.50, 0.49 with zooms of 0.9 and 1.1, 0.60, 0.53, 0.51 with 0.85 and
+  1.15;
 - ``epistemic``: Monte-Carlo dropout: the same input through the network with dropout
   active. A network trained with dropout layers uses them; one trained without has
   channel dropout applied to the output of each of its blocks but the last.

@@ -27,7 +27,8 @@ SMOOTH_MM = 1.0
 #: how far (in blur widths) ``smooth`` looks for the peak of a structure's blur, that a
 #: thin part is cut against (:func:`smoothed`) ...
 PEAK_REACH = 1.5
-#: ... and the lowest that cut may be (a stray voxel blurs to about 0.03 at 1 mm: it goes)
+#: ... and the lowest that cut may be (a stray voxel blurs to about 0.06 on 1 mm voxels, less
+#: on finer ones: it goes)
 FLOOR = 0.1
 
 
