@@ -47,7 +47,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.region import Box, Result, box_around, check_clicks, paste
-from annotator.engine.tidy import SMOOTH_MM, smoothed
+from annotator.engine.tidy import SMOOTH_MM, keep_seeded_components, smoothed
 from annotator.errors import InputError
 from annotator.io.volume import Volume, intensity_range
 
@@ -162,17 +162,6 @@ def _balls(volume: Volume, points, radius_mm: float) -> np.ndarray:
         part = tuple(slice(s.start - a, s.stop - a) for s, a in zip(inside, lo))
         mask[inside] |= ball[part]
     return mask
-
-
-def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Only the connected parts of ``mask`` that hold a foreground seed.
-
-    A cut may also switch on look-alike tissue elsewhere in the region; the person
-    marked one structure, so what is not connected to their marks is dropped.
-    """
-    components, _ = ndimage_label(mask)
-    keep = np.unique(components[seeds & mask])
-    return np.isin(components, keep[keep > 0])
 
 
 def click_distance_prior(shape: tuple[int, ...], origin: tuple[int, ...], fg_points, bg_points,

@@ -116,14 +116,20 @@ def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, 
     kept = blur >= np.maximum(np.minimum(0.5, peak - 0.25), np.maximum(0.5 * peak, FLOOR))
     if not (kept & ~half).any():  # nothing thin: as a cut at half
         return half
-    parts, count = connected_parts(kept)
-    apart = np.ones(count + 1, bool)
-    apart[np.unique(parts[half])] = False
-    apart[0] = False
-    structures, _ = connected_parts(mask)
-    bulky = np.unique(structures[half & mask])  # the structures a cut at half keeps part of
-    drop = np.unique(parts[apart[parts] & np.isin(structures, bulky[bulky > 0])])
-    return kept & ~np.isin(parts, drop[drop > 0])
+    apart = kept & ~keep_seeded_components(kept, half)
+    bulky = keep_seeded_components(mask, half)  # the structures a cut at half keeps part of
+    return kept & ~keep_seeded_components(apart, bulky)
+
+
+def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Only the connected parts of ``mask`` that hold a voxel of ``seeds``.
+
+    A cut may also switch on look-alike tissue elsewhere in the region; the person
+    marked one structure, so what is not connected to their foreground marks is dropped.
+    """
+    components, _ = connected_parts(mask)
+    keep = np.unique(components[seeds & mask])
+    return np.isin(components, keep[keep > 0])
 
 
 def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
