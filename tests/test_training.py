@@ -19,7 +19,7 @@ from annotator.errors import InputError
 from annotator.datastore import LocalDatastore, open_datastore
 from annotator.models import ModelRegistry, load_checkpoint
 from annotator.training.config import TrainConfig
-from annotator.training.data import Case, split_cases
+from annotator.training.data import Case, random_transforms, split_cases
 from annotator.training.runner import TrainingProcess, past_runs
 from annotator.training.simulate import next_click
 
@@ -207,6 +207,40 @@ def test_split_is_seeded_and_eighty_twenty():
     assert (train, val) == again
     assert len(val) == round(0.2 * len(cases)) and not {c.id for c in train} & {c.id for c in val}
     assert split_cases(cases, 0.2, seed=1)[1] != val
+
+
+def _crops(patch, image, label, n=40):
+    transforms = random_transforms(patch)
+    transforms.set_random_state(3)
+    for _ in range(n):
+        out = transforms({"image": image, "label": label})
+        out = out[0] if isinstance(out, list) else out
+        yield np.asarray(out["image"]), np.asarray(out["label"])
+
+
+def test_training_crops_are_turned_and_scaled_and_keep_their_classes():
+    """Half of the crops are rotated and scaled (without it longer runs overfit): a crop
+    keeps the patch's shape, its label stays classes (nearest, not blended) and the
+    label's edges are not always axis-aligned; a one-slice patch turns in its plane only."""
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 40, 56, 44)).astype(np.float32)
+    label = np.zeros((1, 40, 56, 44), np.uint8)
+    label[0, 8:32, 14:42, 10:34] = 1
+    label[0, 14:26, 20:36, 16:28] = 2
+    slanted = 0
+    for img, lab in _crops([32, 48, 32], image, label):
+        assert img.shape == lab.shape == (1, 32, 48, 32)
+        assert set(np.unique(lab)) <= {0, 1, 2}
+        box = lab[0] == 1
+        z = np.flatnonzero(box.any(axis=(1, 2)))
+        if z.size:  # an axis-aligned box: every slice that has it has the same footprint
+            prints = {box[k].tobytes() for k in z}
+            slanted += len(prints) > 2
+    assert 5 <= slanted <= 35
+    flat = np.zeros((1, 1, 56, 44), np.uint8)
+    flat[0, 0, 14:42, 10:34] = 1
+    for img, lab in _crops([1, 48, 32], image[:, :1], flat, 10):
+        assert lab.shape == (1, 1, 48, 32) and set(np.unique(lab)) <= {0, 1}
 
 
 def test_the_robot_clicks_the_centre_of_the_largest_error():

@@ -23,7 +23,9 @@ from annotator.training.runner import TrainingProcess
 
 
 def starter_config(method: str, data: Path, out: Path, **overrides) -> TrainConfig:
-    """The recipe of the bundled starter models (hippocampus MR, 1 mm grid, 48x64x48 crops)."""
+    """The CPU recipe of the starter models (hippocampus MR, 1 mm grid, 48x64x48 crops,
+    batch 2): the DeepGrow 3D starter's; the DeepEdit starter was trained on a GPU with
+    the medium network and batches of 8 (docs/training.md)."""
     settings = dict(method=method, data=[str(data)], split="train", name=f"{method}-hippocampus-mr",
                     modality="MR", epochs=80, max_minutes=29, batch_size=2, patch=[48, 64, 48], val_every=4,
                     out=str(out), activate=False, licence="CC-BY-SA 4.0",
