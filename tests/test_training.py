@@ -239,8 +239,12 @@ def test_training_crops_are_turned_and_scaled_and_keep_their_classes():
     assert 5 <= slanted <= 35
     flat = np.zeros((1, 1, 56, 44), np.uint8)
     flat[0, 0, 14:42, 10:34] = 1
-    for img, lab in _crops([1, 48, 32], image[:, :1], flat, 10):
+    turned = 0
+    for img, lab in _crops([1, 48, 32], image[:, :1], flat, 20):
         assert lab.shape == (1, 1, 48, 32) and set(np.unique(lab)) <= {0, 1}
+        rows = lab[0, 0].sum(axis=1)  # an upright rectangle: every row it crosses equally long
+        turned += len(set(rows[rows > 0].tolist())) > 2
+    assert 3 <= turned <= 17
 
 
 def test_the_robot_clicks_the_centre_of_the_largest_error():

@@ -38,9 +38,10 @@ _SMALL_FULL_RES_UNET = {"name": "UNet", "channels": [8, 16, 32, 64, 128], "strid
 _MEDIUM_FULL_RES_UNET = {**_SMALL_FULL_RES_UNET, "channels": [16, 32, 64, 96, 128]}
 
 #: variant -> method -> spec without channel counts. "small" are the CPU defaults (0.5–2 M
-#: parameters); "medium" the 3-D methods' wider network; "sample-app" are the networks of MONAI Label's radiology sample apps
-#: (DeepGrow: BasicUNet, features 32..512; DeepEdit: residual DynUNet), too slow to click
-#: with on a CPU but a sensible choice on a GPU.
+#: parameters); "medium" the 3-D methods' wider network above; "sample-app" are the
+#: networks of MONAI Label's radiology sample apps (DeepGrow: BasicUNet, features
+#: 32..512; DeepEdit: residual DynUNet), too slow to click with on a CPU but a sensible
+#: choice on a GPU.
 VARIANTS = {
     "small": {"deepgrow3d": {**_SMALL_FULL_RES_UNET, "spatial_dims": 3},
               "deepgrow2d": {**_SMALL_UNET, "spatial_dims": 2},
