@@ -70,8 +70,8 @@ trained for 3 minutes on 5 others. Spearman against 1 − Dice, tta, for weights
 0.33, 0.52, 0.52, 0.48 and 0.70, 0.67, 0.60, 0.52). A quarter is the best over both: the
 whole contrast helps a good model, whose errors are at faint boundaries, and costs a
 weak one, whose unsteadiness already says it all. The present starter's validation cases
-(the same 42; its Dice from 0.78, median 0.87): 0.30, 0.42, 0.45, 0.48; with the brief model's
-numbers above a quarter stays the best over both.
+(the same 42; its Dice from 0.78, median 0.87): 0.30, 0.42, 0.45, 0.48; with the brief
+model's numbers above a quarter stays the best over both.
 """
 
 from __future__ import annotations
