@@ -87,6 +87,21 @@ def resample_linear(maps: torch.Tensor, coords: list[np.ndarray]) -> torch.Tenso
     return torch.einsum("xc,kzyc->kzyx", _linear_weights(coords[2], maps.shape[3], maps.device), out)
 
 
+def click_crop(shape, card: ModelCard, points: np.ndarray) -> tuple[slice, ...]:
+    """The crop of a model grid of ``shape`` (z, y, x) that a network answers clicks at
+    ``points`` (model grid, one per row) on: the network's input size (the whole grid for
+    a network of fixed input size), centred on the points' box, inside the grid; one
+    slice for DeepGrow 2D."""
+    shape = np.asarray(shape)
+    size = shape.copy() if card.input_size else np.minimum(np.asarray(card.roi_size), shape)
+    if card.spatial_dims == 2:
+        size[0] = 1
+    points = np.asarray(points, float).reshape(-1, len(shape))
+    centre = np.round((points.min(axis=0) + points.max(axis=0)) / 2).astype(int)
+    start = np.clip(centre - size // 2, 0, shape - size)
+    return tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
+
+
 def argmax(scores: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Index of the largest score along ``dim`` (the classes) per voxel; elementwise, as
     ``Tensor.argmax`` over the class axis is about ten times slower on CPUs for large maps."""
@@ -151,22 +166,13 @@ class ClickSession:
 
     # ---- clicks ------------------------------------------------------------------------
 
-    def _crop(self, points: np.ndarray) -> tuple[slice, ...]:
-        shape = np.asarray(self.model_shape)
-        size = shape if self.card.input_size else np.minimum(np.asarray(self.card.roi_size), shape)
-        if self.card.spatial_dims == 2:
-            size[0] = 1
-        centre = np.round((points.min(axis=0) + points.max(axis=0)) / 2).astype(int)
-        start = np.clip(centre - size // 2, 0, shape - size)
-        return tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
-
     def _network_input(self, clicks: dict[int, list], anchor: list, previous: np.ndarray | None = None,
                        value: int = 1) -> tuple[tuple[slice, ...], torch.Tensor]:
         """A crop of the model grid around the ``anchor`` clicks and the network's input there
         (1, input channels, *crop); ``clicks`` maps guidance channels to points in image
         coordinates; ``previous``: the label being corrected, for a network that sees it
         (DeepGrow: its label ``value``)."""
-        crop = self._crop(self.to_model(np.asarray(anchor, float)))
+        crop = click_crop(self.model_shape, self.card, self.to_model(np.asarray(anchor, float)))
         offset = np.array([s.start for s in crop], float)
         in_crop = {c: [self.to_model(p) - offset for p in points] for c, points in clicks.items()}
         shape = tuple(s.stop - s.start for s in crop)

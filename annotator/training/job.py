@@ -33,13 +33,13 @@ import annotator
 from annotator.engine.device import choose_device
 from annotator.engine.guidance import centre_of, guidance
 from annotator.engine.metrics import dice
-from annotator.engine.session import argmax, forward
+from annotator.engine.session import argmax, click_crop, forward
 from annotator.errors import AnnotatorError, ModelError
 from annotator.io.volume import label_values
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_checkpoint, save_checkpoint
 from annotator.models.networks import architecture, build_network
-from annotator.models.registry import ModelRegistry, user_dir
+from annotator.models.registry import ModelRegistry, suits, user_dir
 from annotator.training.config import TrainConfig
 from annotator.training.data import dataset, extent_range, gather, label_map, read_case, split_cases
 from annotator.training.events import EventWriter
@@ -195,12 +195,32 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, patch) -> torch.Tensor:
     return argmax(sliding_window_inference(x, roi, 1, lambda t: forward(model, t), overlap=0.25), dim=1)
 
 
+#: structures of one image that DeepGrow validation clicks at most (a whole-body CT labels over a hundred)
+MAX_STRUCTURES = 8
+
+
+def _validation_targets(truth: np.ndarray, method: str):
+    """What validation asks for in one image: DeepEdit its labels at once; DeepGrow one
+    structure at a time, at most :data:`MAX_STRUCTURES` of them (evenly through its label
+    values, the same ones at every validation), each as it is asked for."""
+    if method == "deepedit":
+        yield truth
+        return
+    present = [int(c) for c in np.unique(truth) if c > 0]
+    if len(present) > MAX_STRUCTURES:
+        present = [present[i] for i in np.linspace(0, len(present) - 1, MAX_STRUCTURES).round().astype(int)]
+    for cls in present:
+        yield (truth == cls).astype(np.int64)
+
+
 def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int = 3,
              stop=lambda: False) -> float | None:
     """Mean validation Dice. DeepEdit: the mean of the automatic result's Dice and the Dice
     after ``clicks`` robot corrections from it (mean over labels), so that a network that
     ignores clicks does not win; DeepGrow: after a click at each structure's centre and
-    ``clicks - 1`` robot corrections. None when ``stop()`` says so."""
+    ``clicks - 1`` robot corrections, on the crop the app answers that click on
+    (:func:`click_crop`; DeepGrow 2D: on the slice where the structure is largest).
+    None when ``stop()`` says so."""
     model.eval()
     scores = []
     channels = len(card.guidance)
@@ -212,19 +232,17 @@ def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int 
                 return None
             image = torch.as_tensor(item["image"], device=device)[None]  # (1, 1, z, y, x)
             truth = np.asarray(item["label"])[0].astype(np.int64)
-            if card.method == "deepedit":
-                targets, points = [truth], {}
-                rounds = clicks + 1
-            else:
-                targets = [(truth == cls).astype(np.int64) for cls in np.unique(truth) if cls > 0]
-                rounds = clicks
-            for target in targets:
-                img = image
-                if spatial == 2:
-                    z = int(np.argmax((target > 0).sum(axis=(1, 2))))
-                    target, img = target[z], image[:, :, z]
+            rounds = clicks + 1 if card.method == "deepedit" else clicks
+            for target in _validation_targets(truth, card.method):
+                img, points = image, {}
                 if card.method != "deepedit":
-                    points = {0: [centre_of(target > 0)]}
+                    z = int(np.argmax((target > 0).sum(axis=(1, 2))))
+                    first = centre_of(target > 0) if spatial == 3 else (z, *centre_of(target[z] > 0))
+                    crop = click_crop(target.shape, card, np.array([first]))
+                    target, img = target[crop], image[(slice(None), slice(None), *crop)]
+                    points = {0: [tuple(int(p - c.start) for p, c in zip(first, crop))[-spatial:]]}
+                    if spatial == 2:
+                        target, img = target[0], img[:, :, 0]
                 curve = []
                 previous = torch.zeros((1, card.previous_channels, *target.shape), device=device)
                 for k in range(rounds):
@@ -441,14 +459,17 @@ def _baseline(model, val_ds, val_cases, values, card: ModelCard, config: TrainCo
               emit) -> dict:
     """What the run's model has to beat before it is used (``{"model", "dice"}``), on its
     validation cases, measured as it will be: the model it fine-tunes, before any step,
-    else the model in use for its method and modality when that one answers for the same
-    labels (DeepGrow: for any structure). Empty when there is none: then a model that
-    finds nothing on them (Dice 0) is not used."""
+    else the model in use for its method and modality when that one is made for the
+    modality and answers for the same labels (DeepGrow: for any structure). Empty when
+    there is none: then a model that finds nothing on them (Dice 0) is not used. (A model
+    made for another modality, which the app falls back to with a warning, is no rival:
+    a CT run measured the hippocampus MR model on CT resampled to its 1 mm grid.)"""
     name = card.training.get("fine_tuned_from")
     rival, rival_card, rival_ds = model, card, val_ds
     if not name:
         entry = ModelRegistry().preferred(config.method, card.modality)
         if entry is None or entry.card.axes != "array" or entry.card.method != config.method or (
+                not suits(entry.card.modality, card.modality)) or (
                 config.method == "deepedit" and entry.card.labels != card.labels):
             return {}
         name = entry.card.name
