@@ -311,3 +311,28 @@ def test_background_clicks_alone_take_away_from_the_label_they_touch():
     np.testing.assert_array_equal(session.click([], [(25, 50, 50)], previous=earlier).label, earlier)
     with pytest.raises(InputError, match="only take away from a label that has voxels"):
         session.click([], [click], previous=np.zeros(volume.shape, np.uint8))
+
+
+class Bright(torch.nn.Module):
+    """A network that answers "the structure" wherever the image is bright, clicked or not
+    (a click network that also finds a look-alike elsewhere in its crop)."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x[:, :1]), x[:, :1] * 10], dim=1)
+
+
+@pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
+def test_a_first_click_gets_the_structure_it_touches_not_its_look_alikes(method):
+    """The first answer keeps what is connected to the click: a second bright blob in the
+    crop is another structure, left out; a later click on it adds it."""
+    image = np.full((20, 60, 60), -1.0, np.float32)
+    image[5:15, 10:25, 10:25] = 1.0  # the clicked structure
+    image[5:15, 35:50, 35:50] = 1.0  # its look-alike, apart from it
+    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
+    card = _card(method=method, roi_size=[1 if method == "deepgrow2d" else 32, 64, 64],
+                 intensity={"kind": "window", "low": -1.0, "high": 1.0})
+    label = ClickSession(volume, Bright(), card).click([(10, 17, 17)]).label
+    plane = slice(10, 11) if method == "deepgrow2d" else slice(5, 15)
+    assert (label[plane, 10:25, 10:25] == 1).all() and not label[:, 30:, 30:].any()
+    both = ClickSession(volume, Bright(), card).click([(10, 42, 42)], previous=label).label
+    assert (both[plane, 35:50, 35:50] == 1).all() and (both[plane, 10:25, 10:25] == 1).all()

@@ -25,6 +25,7 @@ from annotator.engine.guidance import click_channels, guidance
 from annotator.engine.prepare import model_shape, prepare_image
 from annotator.engine.refine import honour_clicks
 from annotator.engine.region import Box, Result, check_clicks, paste
+from annotator.engine.tidy import keep_seeded_components
 from annotator.errors import InputError
 from annotator.io.volume import Volume
 from annotator.models.card import ModelCard
@@ -242,6 +243,7 @@ class ClickSession:
             p = torch.sigmoid(resample_linear(margin[None], self._coords(inner, crop))[0]).cpu().numpy()
             return np.stack([1 - p, p])
 
+        first = False
         if previous is not None and (previous[box] == value).any():  # a correction: blended with the label
             region = previous[box] == value
             near = zone(region.shape, in_box, self.volume.array_spacing)
@@ -250,10 +252,16 @@ class ClickSession:
                 region[near] = merged[1] > merged[0]
         elif fg:  # the first answer: only the part around the positive voxels is resampled
             region, box = self._region_on_image(margin, crop)
+            first = True
         else:  # background clicks away from the structure: nothing of it here to take away
             region = np.zeros([b.stop - b.start for b in box], bool)
 
         region = honour_clicks(region, in_box, probabilities, self.volume.array[box], self.volume.array_spacing)
+        clicked = [p for c, p in in_box if c == 1]
+        if first and clicked:  # the structure clicked: what the network finds apart from it is another one
+            seeds = np.zeros(region.shape, bool)
+            seeds[tuple(np.array(clicked).T)] = True
+            region = keep_seeded_components(region, seeds)
         patch = paste(region, box, previous, value)
         end = time.perf_counter()
         return Result(patch, box, self.volume.shape, self.card.method, end - start, previous,
