@@ -236,8 +236,11 @@ def validate(model: torch.nn.Module, data, card: ModelCard, device, clicks: int 
             for target in _validation_targets(truth, card.method):
                 img, points = image, {}
                 if card.method != "deepedit":
-                    z = int(np.argmax((target > 0).sum(axis=(1, 2))))
-                    first = centre_of(target > 0) if spatial == 3 else (z, *centre_of(target[z] > 0))
+                    if spatial == 3:
+                        first = centre_of(target > 0)
+                    else:
+                        z = int(np.argmax((target > 0).sum(axis=(1, 2))))
+                        first = (z, *centre_of(target[z] > 0))
                     crop = click_crop(target.shape, card, np.array([first]))
                     target, img = target[crop], image[(slice(None), slice(None), *crop)]
                     points = {0: [tuple(int(p - c.start) for p, c in zip(first, crop))[-spatial:]]}
