@@ -216,7 +216,10 @@ def test_a_server_datastore_is_ranked_like_a_folder(tmp_path):
 
 def test_a_structure_that_fades_into_its_surroundings_scores_higher():
     """Equally unsteady repeats: the fainter structure is the likelier error."""
-    from annotator.active.uncertainty import _label_scores, contrast
+    from annotator.active.uncertainty import _aggregates, _weigh, contrast
+
+    def _label_scores(masks, consensus, probability, distinct):
+        return _weigh(_aggregates(masks, consensus, probability), distinct)
 
     z, y, x = np.ogrid[:24, :24, :24]
     ball = lambda cz: (z - cz) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 36  # noqa: E731
@@ -251,3 +254,65 @@ def test_a_prediction_the_image_does_not_bear_out_scores_higher():
     beside = boundary_disagreement(grid, ball(16).astype(np.uint8), 1)
     assert on < 0.1 and beside > 2 * on
     assert boundary_disagreement(grid, np.zeros((28, 28, 28), np.uint8), 1) == 1.0  # nothing predicted
+
+
+def _measured(disagreement: float, contrast: float):
+    from annotator.active.uncertainty import Measured
+
+    return Measured({"structure": ({"disagreement": disagreement, "entropy": disagreement}, 1.0)}, contrast)
+
+
+def test_calibration_chooses_the_contrast_weight_that_ranks_the_errors():
+    """A steady model that goes wrong where the boundary is faint gets a strong contrast
+    weight; one whose unsteadiness says where it is wrong, none; too few cases or a tie
+    keep the default."""
+    from annotator.active.calibration import MIN_CASES, WEIGHTS, choose
+    from annotator.active.uncertainty import WEIGHT
+
+    rng = np.random.default_rng(0)
+    n = MIN_CASES + 10
+    unsteady, faint = rng.uniform(0.01, 0.05, n), rng.uniform(0.5, 8.0, n)
+    # errors where the structure is faint, the repeats' disagreement unrelated to them
+    steady = choose({"tta": [_measured(d, c) for d, c in zip(unsteady, faint)]}, list(0.3 / faint))
+    assert steady["contrast_weight"] == {"tta": max(WEIGHTS)} and steady["cases"] == n
+    assert steady["spearman"]["tta"][str(max(WEIGHTS))] > steady["spearman"]["tta"]["0.0"] + 0.3
+    # errors where the repeats disagree, the contrast unrelated to them
+    learning = choose({"epistemic": [_measured(d, c) for d, c in zip(unsteady, faint)]}, list(5 * unsteady))
+    assert learning["contrast_weight"] == {"epistemic": 0.0}
+    assert learning["spearman"]["epistemic"]["0.0"] == pytest.approx(1.0)
+    # every weight ranks alike (one contrast for all): the default stays
+    alike = choose({"tta": [_measured(d, 2.0) for d in unsteady]}, list(5 * unsteady))
+    assert alike["contrast_weight"] == {"tta": WEIGHT}
+    # too few cases, or errors all alike: nothing is chosen
+    assert choose({"tta": [_measured(d, c) for d, c in zip(unsteady, faint)][:MIN_CASES - 1]},
+                  list(0.3 / faint[:MIN_CASES - 1])) == {}
+    assert choose({"tta": [_measured(d, c) for d, c in zip(unsteady, faint)]}, [0.1] * n) == {}
+
+
+def test_a_model_scores_with_the_weight_chosen_for_it_and_scores_again_when_it_changes(folder):
+    """The same weights calibrated again: the cached scores are stale, and the new power
+    is the one the scores use."""
+    from annotator.active.uncertainty import measure, weighed
+    from annotator.engine.deep import new_session
+    from annotator.models import ModelRegistry, load_checkpoint, save_checkpoint
+    from annotator.models.registry import user_dir
+
+    model, card = load_checkpoint(ModelRegistry().entry("deepedit-hippocampus-mr").sidecar)
+    chosen = card.uncertainty["contrast_weight"]  # the starter's, chosen on its 42 validation cases
+    assert set(chosen) == {"tta", "epistemic"} and card.uncertainty["cases"] == 42
+    store = LocalDatastore(folder)
+    for case in CASES[2:]:  # two images to rank
+        volume = store.open_image(case)
+        store.accept(case, np.zeros(volume.shape, np.uint8), volume)
+    measured = measure(new_session(store.open_image(CASES[0]), model, card), "tta")
+    scores = []
+    for power in (0.0, 2.0):
+        card.name, card.uncertainty = "calibrated", {"contrast_weight": {"tta": power}}
+        save_checkpoint(model, card, user_dir() / "calibrated.json")
+        ModelRegistry().choose("calibrated")
+        ranking = {r.id: r for r in rank(store, "tta").ranked}
+        assert set(ranking) == set(CASES[:2]) and not any(r.cached for r in ranking.values())
+        assert ranking[CASES[0]].score == pytest.approx(weighed(measured, power).score)
+        scores.append({i: r.score for i, r in ranking.items()})
+    assert scores[0] != scores[1]
+    assert all(r.cached for r in rank(store, "tta").ranked)

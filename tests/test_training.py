@@ -446,3 +446,48 @@ def test_a_killed_parent_leaves_a_final_event(dataset_folder, tmp_path, user_dir
         time.sleep(0.2)
     assert last == "cancelled", last
     assert (config.run_dir / "last.json").exists()
+
+
+def test_a_deepedit_run_keeps_the_worklist_scoring_its_validation_cases_chose(tmp_path, user_dirs):
+    """With enough validation cases, the best checkpoint's sidecar says how the worklist
+    weighs its scores; with fewer, it says nothing and the default stays."""
+    import SimpleITK as sitk
+
+    from annotator.active.calibration import MIN_CASES, WEIGHTS
+    from annotator.models import save_checkpoint
+    from annotator.models.networks import build_network
+    from annotator.training.job import _calibrate, build_card
+
+    folder = tmp_path / "balls"
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    z, y, x = np.ogrid[:16, :16, :16]  # one crop of the network's each
+    ids = []
+    for i in range(MIN_CASES):
+        ball = (z - 8) ** 2 + (y - 8) ** 2 + (x - 8) ** 2 <= (2 + i % 4) ** 2
+        label = np.where(ball, np.where(x < 8, 1, 2), 0).astype(np.uint8)
+        image = (rng.normal(0, 1, ball.shape) + (1 + i % 3) * ball).astype(np.float32)
+        for sub, array in (("images", image), ("labels", label)):
+            sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / sub / f"ball{i:02d}.nii.gz"))
+        ids.append(f"ball{i:02d}")
+    (folder / "labels.json").write_text(json.dumps({"left": 1, "right": 2}))
+    card = build_card(_config(folder, tmp_path, patch=[16, 16, 16], target_spacing=[1.0, 1.0, 1.0]),
+                      {"left": 1, "right": 2}, [])
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    best = tmp_path / "best.json"
+    cases = [Case(str(folder), i) for i in ids]
+    for given, chosen in ((cases[:-1], False), (cases, True)):
+        save_checkpoint(build_network(card.architecture), card, best)
+        events = []
+        _calibrate(best, given, "cpu", False, lambda kind, **kw: events.append((kind, kw)))
+        found = load_checkpoint(best)[1].uncertainty
+        if not chosen:
+            assert found == {} and events == []
+            continue
+        assert found["cases"] == MIN_CASES and set(found["contrast_weight"]) == {"tta", "epistemic"}
+        assert all(w in WEIGHTS for w in found["contrast_weight"].values())
+        assert all(set(rhos) == {str(w) for w in WEIGHTS} for rhos in found["spearman"].values())
+        assert [kind for kind, _ in events] == ["message", "message"]
+        assert "to the power: tta " in events[-1][1]["text"] and "epistemic " in events[-1][1]["text"]

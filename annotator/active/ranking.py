@@ -52,7 +52,10 @@ SCORING = 2
 
 
 def model_version(card) -> str:
-    return f"{card.name}@{(card.weights_sha256 or card.version or 'unknown')[:16]}"
+    """The model and how its scores are weighed (a model calibrated again scores again)."""
+    weights = (card.uncertainty or {}).get("contrast_weight", {})
+    how = "".join(f"/{k}={v:g}" for k, v in sorted(weights.items()))
+    return f"{card.name}@{(card.weights_sha256 or card.version or 'unknown')[:16]}{how}"
 
 
 def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None] | None = None,

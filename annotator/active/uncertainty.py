@@ -47,7 +47,7 @@ The score also asks the image, not only the network: how distinct the predicted
 structures are from what surrounds them (:func:`contrast`: the difference of the mean
 intensity inside them and in a shell around them, in units of the shell's spread). A
 network can be steady and still wrong where a structure fades into its neighbours. A
-label's score is ``a / (a + contrast ** WEIGHT)`` with ``a`` its aggregate: it grows with
+label's score is ``a / (a + contrast ** w)`` with ``a`` its aggregate: it grows with
 the network's unsteadiness and with a fainter boundary, and stays below 1. A label no
 pass predicts scores 1 (the network finds nothing: the image most needs a person). The
 image's score is the mean over its labels.
@@ -63,7 +63,9 @@ epistemic: the starter's 42 validation cases 0.54 and 0.52 without the factor, 0
 one voxel and a ring at two did worse on both (the factor alone 0.18 and 0.37 against
 0.43 and 0.43). It costs one cut per label, about 0.05 s on a hippocampus crop.
 
-The contrast's :data:`WEIGHT` was chosen on two sets of train cases, never on the test
+The power ``w`` is the model's own where its training chose one on its validation cases
+(:mod:`annotator.active.calibration`; the sidecar's ``uncertainty``), else
+:data:`WEIGHT`. That default was chosen on two sets of train cases, never on the test
 cases: the starter model's 42 validation cases, and 40 train cases scored by a model
 trained for 3 minutes on 5 others. Spearman against 1 − Dice, tta, for weights 0, 1/4,
 1/2, 1: starter 0.49, 0.54, 0.56, 0.55; brief model 0.76, 0.75, 0.68, 0.61 (epistemic:
@@ -71,7 +73,8 @@ trained for 3 minutes on 5 others. Spearman against 1 − Dice, tta, for weights
 whole contrast helps a good model, whose errors are at faint boundaries, and costs a
 weak one, whose unsteadiness already says it all. The present starter's validation cases
 (the same 42; its Dice from 0.78, median 0.87): 0.30, 0.42, 0.45, 0.48; with the brief
-model's numbers above a quarter stays the best over both.
+model's numbers above a quarter stays the best over both. Which is why each model now
+chooses its own: the starter's validation cases choose 1 for tta and 1/2 for epistemic.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ SHELL = (1, 3)  # ... to this many
 #: the seeds of :func:`boundary_disagreement`: the prediction eroded by this many voxels, and
 #: a ring this many voxels outside it
 SEEDS = (2, 3)
-#: the power of the contrast that a label's aggregate is weighed against
+#: the power of the contrast that a label's aggregate is weighed against, unless the
+#: model's sidecar says otherwise (:func:`contrast_weight`)
 WEIGHT = 0.25
 #: the smallest contrast a score divides by (a structure no brighter or darker than its
 #: surroundings)
@@ -170,9 +174,19 @@ def _passes(session, kind: str, n: int, seed: int):
         raise ValueError(f"unknown perturbation {kind!r}")
 
 
-def uncertainty(session, kind: str, n: int = 8, seed: int = 0, aggregate: str = "disagreement") -> Uncertainty:
-    """The uncertainty of ``session``'s network on its image (``kind``: tta or epistemic;
-    ``n``: passes of epistemic; tta has a fixed set)."""
+@dataclass
+class Measured:
+    """What the repeats and the image say about one image, before the contrast weighs it:
+    per label, its raw aggregates and how far the image's boundary lies from the
+    prediction (:func:`boundary_disagreement`); the structures' contrast."""
+
+    per_label: dict[str, tuple[dict[str, float], float]]
+    distinct: float
+
+
+def measure(session, kind: str, n: int = 8, seed: int = 0) -> Measured:
+    """The repeats of ``session``'s network on its image (``kind``: tta or epistemic;
+    ``n``: passes of epistemic; tta has a fixed set), measured."""
     import torch
 
     total, labels = None, []
@@ -186,17 +200,37 @@ def uncertainty(session, kind: str, n: int = 8, seed: int = 0, aggregate: str = 
     names = {int(v): name for name, v in session.card.foreground.items()}
     values = session.class_values()
     pixels = image.cpu().numpy()
-    distinct = contrast(pixels, consensus > 0)
     grid = Volume(pixels, tuple(float(s) for s in reversed(session.model_spacing)), (0.0, 0.0, 0.0),
                   (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    per_label: dict[str, dict[str, float]] = {}
+    per_label = {}
     for cls in range(1, mean.shape[0]):
         name = names.get(int(values[cls]), f"label {values[cls]}")
-        scores = _label_scores([lab == cls for lab in labels], consensus == cls, mean[cls], distinct)
-        image_says = boundary_disagreement(grid, consensus, cls)
-        per_label[name] = {k: v * image_says for k, v in scores.items()}
+        per_label[name] = (_aggregates([lab == cls for lab in labels], consensus == cls, mean[cls]),
+                           boundary_disagreement(grid, consensus, cls))
+    return Measured(per_label, contrast(pixels, consensus > 0))
+
+
+def weighed(measured: Measured, weight: float = WEIGHT, aggregate: str = "disagreement") -> Uncertainty:
+    """The image's uncertainty from its measurements, each label's aggregate weighed
+    against the structures' contrast to the power ``weight``."""
+    per_label = {name: {k: v * image_says for k, v in _weigh(raw, measured.distinct, weight).items()}
+                 for name, (raw, image_says) in measured.per_label.items()}
     aggregates = {a: float(np.mean([s[a] for s in per_label.values()])) for a in ("disagreement", "entropy")}
     return Uncertainty(aggregates[aggregate], {k: v[aggregate] for k, v in per_label.items()}, aggregates)
+
+
+def contrast_weight(card, kind: str) -> float:
+    """The power of the contrast for ``kind``'s scores of ``card``'s model: the one chosen
+    on its own validation cases when training did (:mod:`annotator.active.calibration`),
+    else :data:`WEIGHT`."""
+    chosen = (card.uncertainty or {}).get("contrast_weight", {})
+    return float(chosen.get(kind, WEIGHT))
+
+
+def uncertainty(session, kind: str, n: int = 8, seed: int = 0, aggregate: str = "disagreement") -> Uncertainty:
+    """The uncertainty of ``session``'s network on its image (``kind``: tta or epistemic;
+    ``n``: passes of epistemic; tta has a fixed set)."""
+    return weighed(measure(session, kind, n, seed), contrast_weight(session.card, kind), aggregate)
 
 
 def boundary_disagreement(grid: Volume, consensus: np.ndarray, cls: int) -> float:
@@ -238,17 +272,24 @@ def contrast(image: np.ndarray, structures: np.ndarray) -> float:
     return float(abs(image[core].mean() - image[shell].mean()) / (image[shell].std() + 1e-6))
 
 
-def _label_scores(masks: list[np.ndarray], consensus: np.ndarray, probability: np.ndarray,
-                  distinct: float) -> dict[str, float]:
-    """Each aggregate of one label, weighed against the structures' contrast ``distinct``."""
+def _aggregates(masks: list[np.ndarray], consensus: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Each aggregate of one label's repeats (``masks``) around it; empty for a label no
+    repeat predicts."""
     union = np.logical_or.reduce(masks)
     if not union.any():
-        return {"disagreement": 1.0, "entropy": 1.0}
+        return {}
     region = ndimage.binary_dilation(union, iterations=MARGIN)
     p = np.clip(probability[region], 1e-6, 1 - 1e-6)
     entropy = float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))
     c = consensus.sum()
     dices = [2 * np.logical_and(m, consensus).sum() / max(m.sum() + c, 1) for m in masks]
-    raw = {"disagreement": float(1 - np.mean(dices)), "entropy": entropy}
-    weight = max(distinct, MIN_CONTRAST) ** WEIGHT
+    return {"disagreement": float(1 - np.mean(dices)), "entropy": entropy}
+
+
+def _weigh(raw: dict[str, float], distinct: float, weight: float = WEIGHT) -> dict[str, float]:
+    """A label's aggregates ``raw`` weighed against the structures' contrast ``distinct``
+    (a label no repeat predicts, ``raw`` empty: 1)."""
+    if not raw:
+        return {"disagreement": 1.0, "entropy": 1.0}
+    weight = max(distinct, MIN_CONTRAST) ** weight
     return {k: v / (v + weight) for k, v in raw.items()}

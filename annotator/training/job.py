@@ -449,6 +449,8 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     if cancelled:
         emit("cancelled", iteration=iteration, checkpoint=str(last))
         return 0
+    if config.method == "deepedit" and (run_dir / "best.json").exists():
+        _calibrate(run_dir / "best.json", val_cases, device, stop, emit)
     wanted = config.install and config.activate
     not_used = _why_not_used(round(best, 4), card) if wanted else None
     installed = _install(run_dir / "best.json", config, wanted and not not_used) if config.install \
@@ -485,6 +487,38 @@ def _baseline(model, val_ds, val_cases, values, card: ModelCard, config: TrainCo
     emit("message", text=f"{name} on the validation cases: Dice {found:.3f} (what the new model has to beat "
                          "to be used)")
     return {"model": name, "dice": round(found, 4)}
+
+
+def _calibrate(best: Path, val_cases, device, stop, emit) -> None:
+    """The worklist's scoring of the best model chosen on its validation cases
+    (:mod:`annotator.active.calibration`), kept in its sidecar; with too few cases, a
+    stop or a case that cannot be read, the default stays."""
+    from annotator.active.calibration import MAX_CASES, MIN_CASES, calibrate
+
+    if len(val_cases) < MIN_CASES:
+        return
+    model, card = load_checkpoint(best, device)
+    emit("message", text=f"choosing how the worklist scores this model, on {min(len(val_cases), MAX_CASES)} "
+                         "validation cases")
+
+    def cases():
+        for case in val_cases:
+            yield (case.id, *read_case(case))
+
+    def progress(text, fraction):
+        if stop:
+            raise InterruptedError(text)
+
+    try:
+        found = calibrate(model, card, cases(), progress)
+    except (AnnotatorError, OSError, InterruptedError) as exc:
+        emit("message", text=f"the worklist keeps its default scoring for this model ({exc})")
+        return
+    if found:
+        save_checkpoint(model, replace(card, uncertainty=found), best)
+        weights = ", ".join(f"{k} {v:g}" for k, v in found["contrast_weight"].items())
+        emit("message", text=f"the worklist weighs this model's scores against the image's contrast to the power: "
+                             f"{weights}")
 
 
 def _why_not_used(best: float, card: ModelCard) -> str | None:
