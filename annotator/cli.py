@@ -694,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=_spacing, default=None, metavar="X,Y,Z",
                    help="model grid spacing in mm (default: planned)")
     p.add_argument("--modality", default="unknown", help="modality the model is for (CT, MR)")
-    p.add_argument("--variant", default="small",
-                   help="network size: small (CPU), medium (DeepEdit/DeepGrow 3D: the DeepEdit starter's) or sample-app")
+    p.add_argument("--variant", default="",
+                   help="network size: small (CPU), medium (DeepEdit/DeepGrow 3D: the DeepEdit starter's) or "
+                        "sample-app (default: that of the model fine-tuned, else small)")
     p.add_argument("--init", default="scratch", help="scratch, active (fine-tune the model in use) or a model name")
     p.add_argument("--resume", help="run folder to continue")
     p.add_argument("--seed", type=int, default=0)

@@ -491,3 +491,21 @@ def test_a_deepedit_run_keeps_the_worklist_scoring_its_validation_cases_chose(tm
         assert all(set(rhos) == {str(w) for w in WEIGHTS} for rhos in found["spearman"].values())
         assert [kind for kind, _ in events] == ["message", "message"]
         assert "to the power: tta " in events[-1][1]["text"] and "epistemic " in events[-1][1]["text"]
+
+
+def test_fine_tuning_keeps_the_network_of_the_model_it_starts_from(dataset_folder, tmp_path, user_dirs):
+    """The DeepEdit starter is the medium network; fine-tuning it (the Training dock's
+    default) with no size given trained a small network from scratch instead."""
+    from annotator.training.job import resolve_variant
+
+    starter = ModelRegistry().entry("deepedit-hippocampus-mr").card
+    events = _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path, init="active", max_iterations=1)))
+    texts = [e.get("text", "") for e in events if e["event"] == "message"]
+    assert "the medium network of deepedit-hippocampus-mr" in texts and "fine-tuning deepedit-hippocampus-mr" in texts
+    card = load_checkpoint(tmp_path / "run" / "last.json")[1]
+    assert card.architecture == starter.architecture and card.training["fine_tuned_from"] == starter.name
+    validation = next(e for e in events if e["event"] == "validation")
+    assert validation["dice"] > 0.5  # one step from the starter's weights, not from nothing
+    # a size asked for, or a run from scratch, is as asked
+    assert resolve_variant(_config(dataset_folder, tmp_path, init="active", variant="small")).variant == "small"
+    assert resolve_variant(_config(dataset_folder, tmp_path)).variant == "small"

@@ -40,7 +40,9 @@ class TrainConfig:
     intensity: dict = field(default_factory=dict)
     cache_rate: float = 0.0  # share of the prepared cases kept in memory
     modality: str = "unknown"
-    variant: str = "small"  # network size, see annotator.models.networks.VARIANTS
+    #: network size (annotator.models.networks.VARIANTS); empty: that of the model fine-tuned,
+    #: else small
+    variant: str = ""
     init: str = "scratch"  # "scratch", "active" (fine-tune the chosen model) or a model name
     resume: str = ""  # a run folder to continue
     learning_rate: float = 1e-3

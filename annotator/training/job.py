@@ -38,7 +38,7 @@ from annotator.errors import AnnotatorError, ModelError
 from annotator.io.volume import label_values
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_checkpoint, save_checkpoint
-from annotator.models.networks import architecture, build_network
+from annotator.models.networks import VARIANTS, architecture, build_network
 from annotator.models.registry import ModelRegistry, suits, user_dir
 from annotator.training.config import TrainConfig
 from annotator.training.data import dataset, extent_range, gather, label_map, read_case, split_cases
@@ -124,23 +124,54 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) ->
                   "method": "Dice + click-weighted CE, Adam, simulated clicks", "seed": config.seed})
 
 
+def _base(config: TrainConfig):
+    """The registry entry of the model a run fine-tunes (``init``: active or a name); None
+    from scratch, or when there is none."""
+    if config.init == "scratch":
+        return None
+    registry = ModelRegistry()
+    return registry.preferred(config.method) if config.init == "active" else registry.entry(config.init)
+
+
+def _body(spec: dict) -> dict:
+    """A network spec apart from its input and output channels (labels, clicks)."""
+    return {k: v for k, v in spec.items() if k not in ("in_channels", "out_channels")}
+
+
+def resolve_variant(config: TrainConfig, emit=None) -> TrainConfig:
+    """``config`` with its network size: the one given, else that of the model it
+    fine-tunes (fine-tuning the medium DeepEdit starter as a small network would train
+    from scratch), else small."""
+    if config.variant:
+        return config
+    base = _base(config)
+    found = next((name for name, specs in VARIANTS.items() if base is not None and base.card.axes == "array"
+                  and config.method in specs and _body(specs[config.method]) == _body(base.card.architecture)),
+                 None)
+    config.variant = found or "small"
+    if found and emit is not None:
+        emit("message", text=f"the {found} network of {base.card.name}")
+    return config
+
+
 def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCard, emit) -> None:
     if config.init == "scratch":
         return
-    registry = ModelRegistry()
-    entry = registry.preferred(config.method) if config.init == "active" else registry.entry(config.init)
+    entry = _base(config)
     if entry is None:
         emit("message", text=f"no {config.method} model to fine-tune: training from scratch")
         return
-    def body(spec: dict) -> dict:  # the network apart from its input channels
-        return {k: v for k, v in spec.items() if k != "in_channels"}
-
-    if body(entry.card.architecture) != body(card.architecture):
-        emit("message", text=f"{entry.card.name} has another network or label count: training from scratch")
+    if _body(entry.card.architecture) != _body(card.architecture):
+        emit("message", text=f"{entry.card.name} has another network than the {config.variant} one asked for: "
+                             "training from scratch")
         return
     if entry.card.axes != card.axes or entry.card.guidance != card.guidance:
         emit("message", text=f"{entry.card.name} was imported from MONAI and reads its input in MONAI's layout "
                              "(axes, click channels), which this training does not feed: training from scratch")
+        return
+    if entry.card.classes != card.classes:
+        emit("message", text=f"{entry.card.name} answers for {entry.card.classes - 1} label(s), this run for "
+                             f"{card.classes - 1}: training from scratch")
         return
     base, _ = load_checkpoint(entry.sidecar)
     model.load_state_dict(widen_inputs(base.state_dict(), model.state_dict()))
@@ -305,6 +336,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     labels = label_map(config)
     cases = gather(config)
     resolve(config, emit if rank == 0 else None)
+    resolve_variant(config, emit if rank == 0 else None)
     values = sorted(labels.values()) if labels else None
     if not labels:  # 1..N from the first label file, named as the app names them
         for v in label_values(read_case(cases[0])[1]):
