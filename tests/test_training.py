@@ -104,6 +104,12 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     assert done["not_used"].startswith("its validation Dice") and "deepedit-hippocampus-mr's on the same" \
         in done["not_used"]
     assert ModelRegistry().chosen() == {}
+    # nor does it answer clicks while none is chosen: the starter stays in use
+    installed = load_checkpoint(user_dirs / "models" / "tiny.json")[1]
+    assert installed.training["not_used"] == done["not_used"]
+    assert ModelRegistry().preferred("deepedit").card.name == "deepedit-hippocampus-mr"
+    ModelRegistry().choose("tiny")  # chosen, it is used
+    assert ModelRegistry().preferred("deepedit").card.name == "tiny"
     assert past_runs(user_dirs / "runs") == [] and past_runs(tmp_path)[0]["state"] == "done"
 
 

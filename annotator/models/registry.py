@@ -142,9 +142,12 @@ class ModelRegistry:
         """The model of ``method`` for an image of ``modality`` reaching ``extent_mm`` (mm,
         longest first): of those made for the modality (else of all), those trained on
         images of about its size when any are (:meth:`ModelCard.extent_misfit`); the chosen
-        one if it is among them, else the newest."""
+        one if it is among them, else the newest of those a training run did not install
+        as not to be used (``training.not_used``: one that did worse than the model in use
+        is there to be chosen, not to answer clicks unasked)."""
         entries = self.find(method, modality) or self.find(method)
         if extent_mm is not None:
             entries = [e for e in entries if not e.card.extent_misfit(extent_mm)] or entries
         name = self.chosen().get(method)
-        return next((e for e in entries if e.card.name == name), entries[-1] if entries else None)
+        offered = [e for e in entries if not e.card.training.get("not_used")]
+        return next((e for e in entries if e.card.name == name), offered[-1] if offered else None)

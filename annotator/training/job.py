@@ -485,7 +485,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         _calibrate(run_dir / "best.json", val_cases, device, stop, emit)
     wanted = config.install and config.activate
     not_used = _why_not_used(round(best, 4), card) if wanted else None
-    installed = _install(run_dir / "best.json", config, wanted and not not_used) if config.install \
+    installed = _install(run_dir / "best.json", config, wanted and not not_used, not_used) if config.install \
         else run_dir / "best.json"
     emit("done", iteration=iteration, best_dice=round(best, 4), model=config.name, sidecar=str(installed),
          activated=wanted and not not_used, not_used=not_used or "", elapsed_s=round(time.monotonic() - started, 1))
@@ -581,9 +581,13 @@ def click_weighted_loss(scores: torch.Tensor, target: torch.Tensor, maps: torch.
     return dice_loss + (ce * voxel_weight).sum() / voxel_weight.sum()
 
 
-def _install(best: Path, config: TrainConfig, use: bool) -> Path:
-    """Copy the best checkpoint into the user models folder; choose it when ``use``."""
+def _install(best: Path, config: TrainConfig, use: bool, why_not: str | None = None) -> Path:
+    """Copy the best checkpoint into the user models folder; choose it when ``use``, else
+    mark it as not to be used unless chosen (``training.not_used``: why), so that the
+    model in use stays in use."""
     model, card = load_checkpoint(best)
+    if not use:
+        card.training["not_used"] = why_not or "the run was told not to use it"
     target = save_checkpoint(model, card, user_dir() / f"{config.name}.json")
     if use:
         ModelRegistry().choose(config.name)

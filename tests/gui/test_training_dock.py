@@ -160,14 +160,23 @@ def test_the_models_window_lists_chooses_and_imports(make_napari_viewer, qtbot, 
     from annotator.napari.models_dialog import ImportDialog, ModelsDialog
     from annotator.napari.training_dock import TrainingDock
 
+    from annotator.models import load_checkpoint, save_checkpoint
+    from annotator.models.registry import user_dir
+
+    # a model a training run installed without using it (it did worse than the starter)
+    model, card = load_checkpoint(ModelRegistry().entry("deepedit-hippocampus-mr").sidecar)
+    card.name, card.training = "worse", {**card.training, "not_used": "its validation Dice 0.055 is below 0.879"}
+    save_checkpoint(model, card, user_dir() / "worse.json")
     viewer = make_napari_viewer()
     dock = TrainingDock(viewer)
     dialog = ModelsDialog(dock.session.runner, dock, dock.registry)
     qtbot.addWidget(dialog)
     names = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())]
-    assert {"deepedit-hippocampus-mr", "deepgrow3d-hippocampus-mr"} <= set(names)
-    # none chosen yet: each method's default is marked as such
+    assert {"deepedit-hippocampus-mr", "deepgrow3d-hippocampus-mr", "worse"} <= set(names)
+    # none chosen yet: each method's default is marked as such; the one not to be used says so
     assert dialog.table.item(names.index("deepedit-hippocampus-mr"), 0).text() == "default"
+    assert dialog.table.item(names.index("worse"), 0).text() == "not used"
+    assert "0.055" in dialog.table.item(names.index("worse"), 0).toolTip()
     assert "✓" not in [dialog.table.item(i, 0).text() for i in range(dialog.table.rowCount())]
     dialog.use_selected()
     assert "Select a model first" in dialog.message.text()
