@@ -515,3 +515,26 @@ def test_fine_tuning_keeps_the_network_of_the_model_it_starts_from(dataset_folde
     # a size asked for, or a run from scratch, is as asked
     assert resolve_variant(_config(dataset_folder, tmp_path, init="active", variant="small")).variant == "small"
     assert resolve_variant(_config(dataset_folder, tmp_path)).variant == "small"
+
+
+def test_fine_tuning_takes_a_model_of_other_label_names_and_refuses_another_label_count(tmp_path):
+    """The weights are per class, not per name: the starter fine-tunes for two labels named
+    otherwise (the Training dock names unnamed data after its Label list); for three, the
+    run starts from scratch and says why."""
+    import torch
+
+    from annotator.models import build_network
+    from annotator.training.job import _initial_weights, build_card
+
+    for labels, fine_tuned in (({"left": 1, "right": 2}, True), ({"a": 1, "b": 2, "c": 3}, False)):
+        config = _config(tmp_path, tmp_path, init="deepedit-hippocampus-mr", variant="medium",
+                         target_spacing=[1.0, 1.0, 1.0])
+        card = build_card(config, labels, [])
+        model, said = build_network(card.architecture), []
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        _initial_weights(model, config, card, lambda event, **fields: said.append(fields.get("text", "")))
+        changed = any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+        assert changed == fine_tuned and card.training.get("fine_tuned_from") == (
+            "deepedit-hippocampus-mr" if fine_tuned else None), said
+        if not fine_tuned:
+            assert said == ["deepedit-hippocampus-mr answers for 2 label(s), this run for 3: training from scratch"]

@@ -18,7 +18,7 @@ weighing is repeated per power.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -57,10 +57,11 @@ def choose(measured: dict[str, list[Measured]], errors: list[float]) -> dict:
     return found
 
 
-def calibrate(model, card, cases: Iterable[tuple[str, object, np.ndarray]],
+def calibrate(model, card, cases: Sequence, read: Callable[[object], tuple[str, object, np.ndarray]],
               progress: Callable[[str, float], None] | None = None, seed: int = 0) -> dict:
-    """:func:`choose` on ``cases`` ((id, volume, label on the volume's grid) each, at most
-    :data:`MAX_CASES` of them) scored by ``model`` (a DeepEdit network and its card).
+    """:func:`choose` on the first :data:`MAX_CASES` of ``cases``, each read when its turn
+    comes (``read(case)``: its id, volume and label on the volume's grid; one image in
+    memory at a time), scored by ``model`` (a DeepEdit network and its card).
     ``progress(text, fraction)`` may raise to stop."""
     from annotator.engine.deep import new_session
     from annotator.engine.metrics import dice_per_label
@@ -72,7 +73,8 @@ def calibrate(model, card, cases: Iterable[tuple[str, object, np.ndarray]],
     measured: dict[str, list[Measured]] = {kind: [] for kind in KINDS}
     errors = []
     values = sorted(card.foreground.values())
-    for position, (case_id, volume, label) in enumerate(cases):
+    for position, case in enumerate(cases):
+        case_id, volume, label = read(case)
         report(f"scoring validation case {case_id} ({position + 1} of {len(cases)})", position / len(cases))
         session = new_session(volume, model, card)
         dice = dice_per_label(session.automatic().label, label, values)

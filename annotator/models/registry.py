@@ -145,9 +145,12 @@ class ModelRegistry:
         one if it is among them, else the newest of those a training run did not install
         as not to be used (``training.not_used``: one that did worse than the model in use
         is there to be chosen, not to answer clicks unasked)."""
-        entries = self.find(method, modality) or self.find(method)
+        name = self.chosen().get(method)
+
+        def offered(found: list[Entry]) -> list[Entry]:
+            return [e for e in found if e.card.name == name or not e.card.training.get("not_used")]
+
+        entries = offered(self.find(method, modality)) or offered(self.find(method))
         if extent_mm is not None:
             entries = [e for e in entries if not e.card.extent_misfit(extent_mm)] or entries
-        name = self.chosen().get(method)
-        offered = [e for e in entries if not e.card.training.get("not_used")]
-        return next((e for e in entries if e.card.name == name), offered[-1] if offered else None)
+        return next((e for e in entries if e.card.name == name), entries[-1] if entries else None)

@@ -115,7 +115,8 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) ->
         patch = [1, *patch[-2:]]
     return ModelCard(
         name=config.name, method=config.method,
-        architecture=architecture(config.method, len(names), config.variant, config.previous_label), labels=names,
+        architecture=architecture(config.method, len(names), config.variant or "small", config.previous_label),
+        labels=names,
         previous_label=config.previous_label,
         modality=config.modality, target_spacing=list(config.target_spacing), intensity=dict(config.intensity),
         roi_size=patch, version=annotator.__version__,
@@ -165,7 +166,7 @@ def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCar
         emit("message", text=f"{entry.card.name} has another network than the {config.variant} one asked for: "
                              "training from scratch")
         return
-    if entry.card.axes != card.axes or entry.card.guidance != card.guidance:
+    if entry.card.axes != card.axes or entry.card.guidance_order:
         emit("message", text=f"{entry.card.name} was imported from MONAI and reads its input in MONAI's layout "
                              "(axes, click channels), which this training does not feed: training from scratch")
         return
@@ -533,16 +534,12 @@ def _calibrate(best: Path, val_cases, device, stop, emit) -> None:
     emit("message", text=f"choosing how the worklist scores this model, on {min(len(val_cases), MAX_CASES)} "
                          "validation cases")
 
-    def cases():
-        for case in val_cases:
-            yield (case.id, *read_case(case))
-
     def progress(text, fraction):
         if stop:
             raise InterruptedError(text)
 
     try:
-        found = calibrate(model, card, cases(), progress)
+        found = calibrate(model, card, val_cases, lambda case: (case.id, *read_case(case)), progress)
     except (AnnotatorError, OSError, InterruptedError) as exc:
         emit("message", text=f"the worklist keeps its default scoring for this model ({exc})")
         return
