@@ -458,6 +458,7 @@ def test_a_deepedit_run_keeps_the_worklist_scoring_its_validation_cases_chose(tm
     """With enough validation cases, the best checkpoint's sidecar says how the worklist
     weighs its scores; with fewer, it says nothing and the default stays."""
     import SimpleITK as sitk
+    import torch
 
     from annotator.active.calibration import MIN_CASES, WEIGHTS
     from annotator.models import save_checkpoint
@@ -480,7 +481,6 @@ def test_a_deepedit_run_keeps_the_worklist_scoring_its_validation_cases_chose(tm
     (folder / "labels.json").write_text(json.dumps({"left": 1, "right": 2}))
     card = build_card(_config(folder, tmp_path, patch=[16, 16, 16], target_spacing=[1.0, 1.0, 1.0]),
                       {"left": 1, "right": 2}, [])
-    torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     best = tmp_path / "best.json"
     cases = [Case(str(folder), i) for i in ids]
