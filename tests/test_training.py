@@ -70,7 +70,7 @@ def _wait_for(job: TrainingProcess, kind: str, timeout: float = 120) -> dict:
     raise AssertionError(f"no {kind} event in {timeout} s")
 
 
-def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_folder, tmp_path, user_dirs):
+def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_folder, tmp_path, user_dirs, capsys):
     events = _run_to_end(TrainingProcess(_config(dataset_folder, tmp_path)))
     kinds = [e["event"] for e in events]
     assert kinds[:2] == ["message", "start"] and "progress" in kinds and "validation" in kinds and "done" in kinds, kinds
@@ -108,8 +108,17 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     installed = load_checkpoint(user_dirs / "models" / "tiny.json")[1]
     assert installed.training["not_used"] == done["not_used"]
     assert ModelRegistry().preferred("deepedit").card.name == "deepedit-hippocampus-mr"
+    from annotator.cli import main
+
+    def listed() -> str:
+        assert main(["models", "list"]) == 0
+        return next(r for r in capsys.readouterr().out.splitlines() if " tiny " in r)
+
+    assert listed().endswith(f"(not used unless chosen: {done['not_used']})")
     ModelRegistry().choose("tiny")  # chosen, it is used
     assert ModelRegistry().preferred("deepedit").card.name == "tiny"
+    row = listed()
+    assert row.startswith("* tiny") and "not used" not in row
     assert past_runs(user_dirs / "runs") == [] and past_runs(tmp_path)[0]["state"] == "done"
 
 
