@@ -370,7 +370,7 @@ def cmd_models_list(args) -> int:
     for entry in registry.entries():
         mark = "*" if chosen.get(entry.card.method) == entry.card.name else " "
         where = "bundled" if entry.bundled else str(entry.sidecar.parent)
-        unused = entry.card.training.get("not_used") if mark == " " else None
+        unused = entry.card.not_used if mark == " " else ""
         print(f"{mark} {entry.card.name:<36} {entry.card.method:<11} {entry.card.modality:<8} "
               f"{','.join(entry.card.foreground):<24} {entry.card.trained_extent or 'any size':<36} {where}"
               + (f"  (not used unless chosen: {unused})" if unused else ""))

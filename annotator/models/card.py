@@ -122,6 +122,12 @@ class ModelCard:
         return 1 + (len(self.foreground) if self.method == "deepedit" else 1)
 
     @property
+    def not_used(self) -> str:
+        """Why a training run installed this model without using it (``training.not_used``):
+        it answers only once chosen; "" for any other model."""
+        return str(self.training.get("not_used") or "")
+
+    @property
     def trained_extent(self) -> str:
         """How large the images it was trained on were (``training.extent_mm``), as people
         read it: "40 x 32 x 26 mm to 58 x 47 x 41 mm"; "" when the sidecar does not say."""

@@ -143,12 +143,12 @@ class ModelRegistry:
         longest first): of those made for the modality (else of all), those trained on
         images of about its size when any are (:meth:`ModelCard.extent_misfit`); the chosen
         one if it is among them, else the newest of those a training run did not install
-        as not to be used (``training.not_used``: one that did worse than the model in use
+        as not to be used (:attr:`ModelCard.not_used`: one that did worse than the model in use
         is there to be chosen, not to answer clicks unasked)."""
         name = self.chosen().get(method)
 
         def offered(found: list[Entry]) -> list[Entry]:
-            return [e for e in found if e.card.name == name or not e.card.training.get("not_used")]
+            return [e for e in found if e.card.name == name or not e.card.not_used]
 
         entries = offered(self.find(method, modality)) or offered(self.find(method))
         if extent_mm is not None:

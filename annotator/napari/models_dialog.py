@@ -182,9 +182,9 @@ class ModelsDialog(QDialog):
                 item = QTableWidgetItem(text)
                 item.setToolTip(str(entry.sidecar))
                 self.table.setItem(i, j, item)
-            if not use and card.training.get("not_used"):  # installed by a run that did not use it
+            if not use and card.not_used:  # installed by a run that did not use it
                 self.table.item(i, 0).setText("not used")
-                self.table.item(i, 0).setToolTip(f"Used only when chosen: {card.training['not_used']}")
+                self.table.item(i, 0).setToolTip(f"Used only when chosen: {card.not_used}")
             if card.name == select:
                 self.table.selectRow(i)
         if self.registry.problems:
