@@ -216,10 +216,11 @@ def test_a_server_datastore_is_ranked_like_a_folder(tmp_path):
 
 def test_a_structure_that_fades_into_its_surroundings_scores_higher():
     """Equally unsteady repeats: the fainter structure is the likelier error."""
-    from annotator.active.uncertainty import _aggregates, _weigh, contrast
+    from annotator.active.uncertainty import Measured, _aggregates, contrast, weighed
 
-    def _label_scores(masks, consensus, probability, distinct):
-        return _weigh(_aggregates(masks, consensus, probability), distinct)
+    def _label_score(masks, consensus, probability, distinct):
+        measured = Measured({"structure": (_aggregates(masks, consensus, probability), 0.2, distinct)})
+        return weighed(measured).per_label["structure"]
 
     z, y, x = np.ogrid[:24, :24, :24]
     ball = lambda cz: (z - cz) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 36  # noqa: E731
@@ -229,15 +230,15 @@ def test_a_structure_that_fades_into_its_surroundings_scores_higher():
     clear, faint = noise + 5 * ball(12), noise + 0.5 * ball(12)
     assert contrast(clear, ball(12)) > 5 * contrast(faint, ball(12)) > 0
     assert contrast(clear, np.zeros_like(ball(12))) == 0
-    scores = [_label_scores(passes, ball(12), ball(12).astype(float), contrast(image, ball(12)))["disagreement"]
+    scores = [_label_score(passes, ball(12), ball(12).astype(float), contrast(image, ball(12)))
               for image in (clear, faint)]
     assert 0 < scores[0] < scores[1] < 1
     # steadier repeats score lower on the same image
-    steady = _label_scores([ball(12)] * 3, ball(12), ball(12).astype(float), contrast(faint, ball(12)))
-    assert steady["disagreement"] < scores[1]
-    # a label no repeat predicts still ranks first
-    assert _label_scores([np.zeros_like(ball(12))] * 3, np.zeros_like(ball(12)), np.zeros((24, 24, 24)),
-                         1.0)["disagreement"] == 1.0
+    assert _label_score([ball(12), ball(12), ball(11)], ball(12), ball(12).astype(float),
+                        contrast(faint, ball(12))) < scores[1]
+    # a label no repeat predicts still ranks first, and so does its image
+    nothing = Measured({"structure": ({}, 1.0, 0.0), "other": ({"disagreement": 0.1, "entropy": 0.1}, 0.1, 3.0)})
+    assert weighed(nothing).per_label["structure"] == 1.0 and weighed(nothing).score == 1.0
 
 
 def test_a_prediction_the_image_does_not_bear_out_scores_higher():
@@ -259,46 +260,47 @@ def test_a_prediction_the_image_does_not_bear_out_scores_higher():
 def _measured(disagreement: float, contrast: float):
     from annotator.active.uncertainty import Measured
 
-    return Measured({"structure": ({"disagreement": disagreement, "entropy": disagreement}, 1.0)}, contrast)
+    return Measured({"structure": ({"disagreement": disagreement, "entropy": disagreement}, 1.0, contrast)})
 
 
-def test_calibration_chooses_the_contrast_weight_that_ranks_the_errors():
+def test_calibration_chooses_the_powers_that_rank_the_errors():
     """A steady model that goes wrong where the boundary is faint gets a strong contrast
-    weight; one whose unsteadiness says where it is wrong, none; too few cases or a tie
+    power; one whose unsteadiness says where it is wrong, none; too few cases or a tie
     keep the default."""
-    from annotator.active.calibration import MIN_CASES, WEIGHTS, choose
-    from annotator.active.uncertainty import WEIGHT
+    from annotator.active.calibration import CONTRAST, MIN_CASES, PAIRS, choose
+    from annotator.active.uncertainty import POWERS
 
     rng = np.random.default_rng(0)
     n = MIN_CASES + 10
     unsteady, faint = rng.uniform(0.01, 0.05, n), rng.uniform(0.5, 8.0, n)
     # errors where the structure is faint, the repeats' disagreement unrelated to them
     steady = choose({"tta": [_measured(d, c) for d, c in zip(unsteady, faint)]}, list(0.3 / faint))
-    assert steady["contrast_weight"] == {"tta": max(WEIGHTS)} and steady["cases"] == n
-    assert steady["spearman"]["tta"][str(max(WEIGHTS))] > steady["spearman"]["tta"]["0.0"] + 0.3
+    assert steady["powers"]["tta"] == {"unsteadiness": min(p for p, _ in PAIRS), "contrast": max(CONTRAST)}
+    assert steady["cases"] == n and set(steady["spearman"]["tta"]) == {f"{p:g}/{q:g}" for p, q in PAIRS}
+    assert steady["spearman"]["tta"]["0.25/2"] > steady["spearman"]["tta"]["1/0"] + 0.3
     # errors where the repeats disagree, the contrast unrelated to them
     learning = choose({"epistemic": [_measured(d, c) for d, c in zip(unsteady, faint)]}, list(5 * unsteady))
-    assert learning["contrast_weight"] == {"epistemic": 0.0}
-    assert learning["spearman"]["epistemic"]["0.0"] == pytest.approx(1.0)
-    # every weight ranks alike (one contrast for all): the default stays
+    assert learning["powers"]["epistemic"]["contrast"] == 0.0
+    assert learning["spearman"]["epistemic"]["1/0"] == pytest.approx(1.0)
+    # every pair ranks alike (one contrast for all): the default stays
     alike = choose({"tta": [_measured(d, 2.0) for d in unsteady]}, list(5 * unsteady))
-    assert alike["contrast_weight"] == {"tta": WEIGHT}
+    assert alike["powers"] == {"tta": {"unsteadiness": POWERS[0], "contrast": POWERS[1]}}
     # too few cases, or errors all alike: nothing is chosen
     assert choose({"tta": [_measured(d, c) for d, c in zip(unsteady, faint)][:MIN_CASES - 1]},
                   list(0.3 / faint[:MIN_CASES - 1])) == {}
     assert choose({"tta": [_measured(d, c) for d, c in zip(unsteady, faint)]}, [0.1] * n) == {}
 
 
-def test_a_model_scores_with_the_weight_chosen_for_it_and_scores_again_when_it_changes(folder):
-    """The same weights calibrated again: the cached scores are stale, and the new power
-    is the one the scores use."""
+def test_a_model_scores_with_the_powers_chosen_for_it_and_scores_again_when_they_change(folder):
+    """The same weights calibrated again: the cached scores are stale, and the new powers
+    are the ones the scores use."""
     from annotator.active.uncertainty import measure, weighed
     from annotator.engine.deep import new_session
     from annotator.models import ModelRegistry, load_checkpoint, save_checkpoint
     from annotator.models.registry import user_dir
 
     model, card = load_checkpoint(ModelRegistry().entry("deepedit-hippocampus-mr").sidecar)
-    chosen = card.uncertainty["contrast_weight"]  # the starter's, chosen on its 42 validation cases
+    chosen = card.uncertainty["powers"]  # the starter's, chosen on its 42 validation cases
     assert set(chosen) == {"tta", "epistemic"} and card.uncertainty["cases"] == 42
     store = LocalDatastore(folder)
     for case in CASES[2:]:  # two images to rank
@@ -307,12 +309,12 @@ def test_a_model_scores_with_the_weight_chosen_for_it_and_scores_again_when_it_c
     measured = measure(new_session(store.open_image(CASES[0]), model, card), "tta")
     scores = []
     for power in (0.0, 2.0):
-        card.name, card.uncertainty = "calibrated", {"contrast_weight": {"tta": power}}
+        card.name, card.uncertainty = "calibrated", {"powers": {"tta": {"unsteadiness": 1.0, "contrast": power}}}
         save_checkpoint(model, card, user_dir() / "calibrated.json")
         ModelRegistry().choose("calibrated")
         ranking = {r.id: r for r in rank(store, "tta").ranked}
         assert set(ranking) == set(CASES[:2]) and not any(r.cached for r in ranking.values())
-        assert ranking[CASES[0]].score == pytest.approx(weighed(measured, power).score)
+        assert ranking[CASES[0]].score == pytest.approx(weighed(measured, (1.0, power)).score)
         scores.append({i: r.score for i, r in ranking.items()})
     assert scores[0] != scores[1]
     assert all(r.cached for r in rank(store, "tta").ranked)

@@ -129,8 +129,9 @@ def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learnin
     assert rhos[0] == pytest.approx(found["spearman_random_starter"], abs=1e-4)
     assert found["spearman_random_mean_starter"] == pytest.approx(rhos.mean(), abs=1e-4)
     assert found["spearman_random_sd_starter"] == pytest.approx(rhos.std(), abs=1e-4) and rhos.std() > 0.1
-    assert found["random_reaching_best_starter"] == pytest.approx(np.mean(rhos >= found["spearman_best_starter"]),
-                                                                  abs=1e-4)
+    # with 5 cases many rankings tie with the best one's rho: a tie reaches it
+    reaching = np.mean(rhos >= found["spearman_best_starter"] - 1e-6)
+    assert found["random_reaching_best_starter"] == pytest.approx(reaching, abs=1e-4)
     assert report["params"]["ranked_volumes"] == 4 and found["rank_4_volumes_min"] > 0
     # the curve: both strategies start from the same model, then each adds its own 4
     curve = report["curve"]

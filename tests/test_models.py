@@ -144,8 +144,9 @@ def _mutated(sidecar, **changes):
     {"axes": "lps"}, {"guidance_sigma": 0}, {"guidance_sigma": "wide"}, {"guidance_sigma": True},
     {"guidance_order": ["background", "nothing"]}, {"guidance_order": "background"},
     {"input_size": [128, 128]}, {"input_size": "128"}, {"input_size": [0, 128, 128]}, {"input_size": [1.5, 8, 8]},
-    {"uncertainty": "calibrated"}, {"uncertainty": {"contrast_weight": {"tta": -1}}},
-    {"uncertainty": {"contrast_weight": {"tta": "strong"}}}, {"uncertainty": {"contrast_weight": [1.0]}},
+    {"uncertainty": "calibrated"}, {"uncertainty": {"powers": {"tta": {"unsteadiness": 1, "contrast": -1}}}},
+    {"uncertainty": {"powers": {"tta": {"unsteadiness": "strong", "contrast": 1}}}},
+    {"uncertainty": {"powers": {"tta": {"contrast": 1}}}}, {"uncertainty": {"powers": [1.0]}},
 ], ids=lambda c: ",".join(f"{k}={str(v)[:20]}" for k, v in c.items()))
 def test_malformed_sidecars_are_model_errors_naming_the_file(tmp_path, changes):
     _, sidecar = _saved(tmp_path)

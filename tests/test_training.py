@@ -469,7 +469,7 @@ def test_a_deepedit_run_keeps_the_worklist_scoring_its_validation_cases_chose(tm
     import SimpleITK as sitk
     import torch
 
-    from annotator.active.calibration import MIN_CASES, WEIGHTS
+    from annotator.active.calibration import MIN_CASES, PAIRS
     from annotator.models import save_checkpoint
     from annotator.models.networks import build_network
     from annotator.training.job import _calibrate, build_card
@@ -501,11 +501,11 @@ def test_a_deepedit_run_keeps_the_worklist_scoring_its_validation_cases_chose(tm
         if not chosen:
             assert found == {} and events == []
             continue
-        assert found["cases"] == MIN_CASES and set(found["contrast_weight"]) == {"tta", "epistemic"}
-        assert all(w in WEIGHTS for w in found["contrast_weight"].values())
-        assert all(set(rhos) == {str(w) for w in WEIGHTS} for rhos in found["spearman"].values())
+        assert found["cases"] == MIN_CASES and set(found["powers"]) == {"tta", "epistemic"}
+        assert all((p["unsteadiness"], p["contrast"]) in PAIRS for p in found["powers"].values())
+        assert all(set(rhos) == {f"{p:g}/{q:g}" for p, q in PAIRS} for rhos in found["spearman"].values())
         assert [kind for kind, _ in events] == ["message", "message"]
-        assert "to the power: tta " in events[-1][1]["text"] and "epistemic " in events[-1][1]["text"]
+        assert "to the powers: tta " in events[-1][1]["text"] and "epistemic " in events[-1][1]["text"]
 
 
 def test_fine_tuning_keeps_the_network_of_the_model_it_starts_from(dataset_folder, tmp_path, user_dirs):

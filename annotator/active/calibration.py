@@ -1,19 +1,19 @@
-"""How much a model's scores should trust its own unsteadiness, chosen on its validation
-cases.
+"""How much a model's scores should trust its own unsteadiness, and how much the image's
+contrast, chosen on its validation cases.
 
-A label's score weighs how much the repeats disagree against how faintly the structure
-stands out (:func:`annotator.active.uncertainty.weighed`, the contrast to a power). Which
-power predicts the error best depends on the model, not only on the images: on the
+A label's score weighs how much the repeats disagree, to one power, against how faintly
+the structure stands out, to another (:func:`annotator.active.uncertainty.weighed`). Which
+powers predict the error best depends on the model, not only on the images: on the
 hippocampus, a model still learning (mean Dice 0.77) is unsteady wherever it goes wrong,
-and its errors are ranked best with a small power (Spearman against 1 − Dice on 40 train
-cases: 0.69 with 1/4, 0.55 with 1, 0.48 with 2); the starter (0.87) is steady and goes
-wrong where a boundary is faint (its 42 validation cases: 0.42, 0.48 and 0.46). So a
-DeepEdit run with enough validation cases scores them once with each strategy's repeats,
-measures Spearman's correlation between each power's score and 1 − Dice of the
-automatic answer, and keeps the best power per strategy in the model's sidecar
-(``uncertainty``); a model with fewer validation cases, or none calibrated (a model from
-elsewhere), scores with the default power. The repeats are run once per case; only the
-weighing is repeated per power.
+and its errors are ranked best by its unsteadiness alone (Spearman against 1 − Dice on 40
+train cases, tta: 0.75 with the powers (1, 0), 0.60 with (1/2, 1/2)); the starter (0.87)
+is steady and goes wrong where a boundary is faint (its 42 validation cases: 0.29 and
+0.52). So a DeepEdit run with enough validation cases scores them once with each
+strategy's repeats, measures Spearman's correlation between each pair of powers' scores
+and 1 − Dice of the automatic answer, and keeps the best pair per strategy in the model's
+sidecar (``uncertainty``); a model with fewer validation cases, or none calibrated (a
+model from elsewhere), scores with the default. The repeats are run once per case; only
+the weighing is repeated per pair.
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from annotator.active.strategies import EPISTEMIC_PASSES
-from annotator.active.uncertainty import WEIGHT, Measured, measure, weighed
+from annotator.active.uncertainty import POWERS, Measured, measure, weighed
 
-#: the powers of the contrast tried
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+#: the powers tried: of the repeats' unsteadiness (never 0: the strategy would not
+#: matter) and of the contrast
+UNSTEADINESS = (0.25, 0.5, 1.0)
+CONTRAST = (0.0, 0.5, 1.0, 2.0)
+PAIRS = tuple((p, q) for p in UNSTEADINESS for q in CONTRAST)
 #: fewer validation cases than this rank too loosely to choose by (with 20 cases, a
 #: correlation of 0.3 arises by chance about one time in ten): the default stays
 MIN_CASES = 20
@@ -36,24 +39,24 @@ KINDS = ("tta", "epistemic")
 
 
 def choose(measured: dict[str, list[Measured]], errors: list[float]) -> dict:
-    """The sidecar's ``uncertainty``: per strategy, the power whose scores of the
-    ``measured`` cases rank ``errors`` (1 − Dice) best, and each power's Spearman. A tie
-    keeps the default; with fewer than :data:`MIN_CASES` cases, or errors all alike,
-    nothing is chosen (empty)."""
+    """The sidecar's ``uncertainty``: per strategy, the powers whose scores of the
+    ``measured`` cases rank ``errors`` (1 − Dice) best (``powers``: {strategy:
+    {"unsteadiness", "contrast"}}), and each pair's Spearman (``spearman``: {strategy:
+    {"p/q": rho}}). A tie keeps the default; with fewer than :data:`MIN_CASES` cases, or
+    errors all alike, nothing is chosen (empty)."""
     from scipy.stats import spearmanr
 
     if len(errors) < MIN_CASES or np.ptp(errors) == 0:
         return {}
-    found: dict = {"contrast_weight": {}, "spearman": {}, "cases": len(errors)}
+    found: dict = {"powers": {}, "spearman": {}, "cases": len(errors)}
     for kind, cases in measured.items():
         rhos = {}
-        for weight in WEIGHTS:
-            scores = [weighed(m, weight).score for m in cases]
-            rho = spearmanr(scores, errors).correlation
-            rhos[weight] = -1.0 if np.isnan(rho) else float(rho)
-        best = max(rhos, key=lambda w: (round(rhos[w], 6), w == WEIGHT))
-        found["contrast_weight"][kind] = best
-        found["spearman"][kind] = {str(w): round(r, 4) for w, r in rhos.items()}
+        for pair in PAIRS:
+            rho = spearmanr([weighed(m, pair).score for m in cases], errors).correlation
+            rhos[pair] = -1.0 if np.isnan(rho) else float(rho)
+        best = max(rhos, key=lambda pair: (round(rhos[pair], 6), pair == POWERS))
+        found["powers"][kind] = {"unsteadiness": best[0], "contrast": best[1]}
+        found["spearman"][kind] = {f"{p:g}/{q:g}": round(r, 4) for (p, q), r in rhos.items()}
     return found
 
 

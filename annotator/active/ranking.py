@@ -47,14 +47,15 @@ class Ranking:
 
 
 #: the version of how model-based scores are computed (2: weighed against the
-#: structures' contrast); a cached score of another version is computed again
-SCORING = 2
+#: structures' contrast; 3: against each label's, to the model's powers); a cached score of
+#: another version is computed again
+SCORING = 3
 
 
 def model_version(card) -> str:
     """The model and how its scores are weighed (a model calibrated again scores again)."""
-    weights = (card.uncertainty or {}).get("contrast_weight", {})
-    how = "".join(f"/{k}={v:g}" for k, v in sorted(weights.items()))
+    powers = (card.uncertainty or {}).get("powers", {})
+    how = "".join(f"/{k}={v['unsteadiness']:g},{v['contrast']:g}" for k, v in sorted(powers.items()))
     return f"{card.name}@{(card.weights_sha256 or card.version or 'unknown')[:16]}{how}"
 
 

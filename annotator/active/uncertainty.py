@@ -43,38 +43,39 @@ large and small structures and mostly empty volumes compare fairly). Two aggrega
 repeat is expected to lose) and ``entropy`` (the mean binary entropy of the averaged
 probability there).
 
-The score also asks the image, not only the network: how distinct the predicted
-structures are from what surrounds them (:func:`contrast`: the difference of the mean
-intensity inside them and in a shell around them, in units of the shell's spread). A
-network can be steady and still wrong where a structure fades into its neighbours. A
-label's score is ``a / (a + contrast ** w)`` with ``a`` its aggregate: it grows with
-the network's unsteadiness and with a fainter boundary, and stays below 1. A label no
-pass predicts scores 1 (the network finds nothing: the image most needs a person). The
-image's score is the mean over its labels.
+The score also asks the image, not only the network, two things per label. How distinct
+the predicted label is from what surrounds it (:func:`contrast`: the difference of the
+mean intensity inside it and in a shell around it, in units of the shell's spread): a
+network can be steady and still wrong where a structure fades into its neighbours. And
+where the image puts the label's boundary (:func:`boundary_disagreement`: a GraphCut seeded
+by the prediction's inside and a ring around it, against the prediction): a prediction
+the image's edges do not bear out is the likelier error (one cut per label, about 0.05 s
+on a hippocampus crop; seeds eroded by one voxel and a ring at two did worse). A label's
+score is ``r / (1 + r)`` with ``r = a ** p * boundary / contrast ** q`` (``a`` its
+aggregate): it grows with the network's unsteadiness, with the image's disagreement and
+with a fainter boundary, and stays below 1. A label no pass predicts scores 1 (the
+network finds nothing: the image most needs a person). The image's score is the same of
+the labels' mean ``r``.
 
-Last, the image is asked where it puts each label's boundary (:func:`boundary_disagreement`:
-a GraphCut seeded by the prediction's inside and a ring around it, against the
-prediction), and the label's score is multiplied by how far the two lie apart: a
-prediction the image's edges do not bear out is the likelier error. Chosen on the same
-two sets of train cases as the weight below (with it in place), Spearman for tta and
-epistemic: the starter's 42 validation cases 0.54 and 0.52 without the factor, 0.56 and
-0.49 with it; 40 train cases scored by a model trained for 450 iterations on 5 others
-0.45 and 0.45 without, 0.48 and 0.47 with (tta is the default strategy). Seeds eroded by
-one voxel and a ring at two did worse on both (the factor alone 0.18 and 0.37 against
-0.43 and 0.43). It costs one cut per label, about 0.05 s on a hippocampus crop.
+The powers ``(p, q)`` are the model's own where its training chose them on its
+validation cases (:mod:`annotator.active.calibration`; the sidecar's ``uncertainty``),
+else :data:`POWERS`. Which ones rank the errors best depends on the model: one still
+learning is unsteady wherever it goes wrong, a good one goes wrong where a boundary is
+faint. The default was chosen on two sets of train cases, never on the test cases: the
+starter's 42 validation cases, and 40 train cases scored by a model trained for 3
+minutes on 5 others (its mean Dice 0.77). Spearman against 1 − Dice, tta then epistemic,
+the mean over both sets: ``(1, 1/2)`` 0.567 and 0.568, ``(1/2, 1/2)`` 0.562 and 0.561,
+``(1, 1)`` 0.545 and 0.530, ``(1, 0)`` (no contrast) 0.518 and 0.525.
 
-The power ``w`` is the model's own where its training chose one on its validation cases
-(:mod:`annotator.active.calibration`; the sidecar's ``uncertainty``), else
-:data:`WEIGHT`. That default was chosen on two sets of train cases, never on the test
-cases: the starter model's 42 validation cases, and 40 train cases scored by a model
-trained for 3 minutes on 5 others. Spearman against 1 − Dice, tta, for weights 0, 1/4,
-1/2, 1: starter 0.49, 0.54, 0.56, 0.55; brief model 0.76, 0.75, 0.68, 0.61 (epistemic:
-0.33, 0.52, 0.52, 0.48 and 0.70, 0.67, 0.60, 0.52). A quarter is the best over both: the
-whole contrast helps a good model, whose errors are at faint boundaries, and costs a
-weak one, whose unsteadiness already says it all. The present starter's validation cases
-(the same 42; its Dice from 0.78, median 0.87): 0.30, 0.42, 0.45, 0.48; with the brief
-model's numbers above a quarter stays the best over both. Which is why each model now
-chooses its own: the starter's validation cases choose 1 for tta and 1/2 for epistemic.
+Tried before, on the same sets (tta, then epistemic): the aggregate bounded first and
+weighed against the contrast of all the structures together, ``a / (a + contrast ** w)``,
+then times the boundary disagreement: the starter's cases 0.30, 0.42, 0.45, 0.48, 0.46
+for ``w`` 0, 1/4, 1/2, 1, 2 (epistemic 0.38, 0.50, 0.50, 0.48, 0.46), the brief model's
+0.74, 0.69, 0.62, 0.55, 0.48 (0.68, 0.64, 0.60, 0.53, 0.44); each label's own contrast
+ranks the starter's errors better (``(1/4, 1/2)`` 0.54 and 0.56 against the best power of
+the whole structures' 0.48 and 0.50). The boundary factor, chosen on an earlier starter's
+cases and an earlier brief model's, tta and epistemic: 0.54 and 0.52 without it, 0.56
+and 0.49 with it; 0.45 and 0.45 without, 0.48 and 0.47 with.
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ SHELL = (1, 3)  # ... to this many
 #: the seeds of :func:`boundary_disagreement`: the prediction eroded by this many voxels, and
 #: a ring this many voxels outside it
 SEEDS = (2, 3)
-#: the power of the contrast that a label's aggregate is weighed against, unless the
-#: model's sidecar says otherwise (:func:`contrast_weight`)
-WEIGHT = 0.25
+#: how a label's score weighs the repeats' unsteadiness and the structure's contrast, unless
+#: the model's sidecar says otherwise (:func:`powers_of`): the aggregate to the first power,
+#: over the contrast to the second
+POWERS = (1.0, 0.5)
 #: the smallest contrast a score divides by (a structure no brighter or darker than its
 #: surroundings)
 MIN_CONTRAST = 0.01
@@ -176,12 +178,12 @@ def _passes(session, kind: str, n: int, seed: int):
 
 @dataclass
 class Measured:
-    """What the repeats and the image say about one image, before the contrast weighs it:
-    per label, its raw aggregates and how far the image's boundary lies from the
-    prediction (:func:`boundary_disagreement`); the structures' contrast."""
+    """What the repeats and the image say about one image, before it is weighed: per
+    label, its raw aggregates, how far the image's boundary lies from the prediction
+    (:func:`boundary_disagreement`) and how distinct the predicted label is from its
+    surroundings (:func:`contrast`)."""
 
-    per_label: dict[str, tuple[dict[str, float], float]]
-    distinct: float
+    per_label: dict[str, tuple[dict[str, float], float, float]]
 
 
 def measure(session, kind: str, n: int = 8, seed: int = 0) -> Measured:
@@ -206,31 +208,35 @@ def measure(session, kind: str, n: int = 8, seed: int = 0) -> Measured:
     for cls in range(1, mean.shape[0]):
         name = names.get(int(values[cls]), f"label {values[cls]}")
         per_label[name] = (_aggregates([lab == cls for lab in labels], consensus == cls, mean[cls]),
-                           boundary_disagreement(grid, consensus, cls))
-    return Measured(per_label, contrast(pixels, consensus > 0))
+                           boundary_disagreement(grid, consensus, cls), contrast(pixels, consensus == cls))
+    return Measured(per_label)
 
 
-def weighed(measured: Measured, weight: float = WEIGHT, aggregate: str = "disagreement") -> Uncertainty:
-    """The image's uncertainty from its measurements, each label's aggregate weighed
-    against the structures' contrast to the power ``weight``."""
-    per_label = {name: {k: v * image_says for k, v in _weigh(raw, measured.distinct, weight).items()}
-                 for name, (raw, image_says) in measured.per_label.items()}
-    aggregates = {a: float(np.mean([s[a] for s in per_label.values()])) for a in ("disagreement", "entropy")}
+def weighed(measured: Measured, powers: tuple[float, float] = POWERS, aggregate: str = "disagreement") -> Uncertainty:
+    """The image's uncertainty from its measurements: per label, ``r`` = its aggregate to
+    the power ``powers[0]``, times its boundary disagreement, over its contrast to the
+    power ``powers[1]``, shown as ``r / (1 + r)``; the image's score is the same of the
+    labels' mean ``r`` (1 where a label is predicted by no repeat)."""
+    ratios = {name: _ratios(raw, image_says, distinct, powers)
+              for name, (raw, image_says, distinct) in measured.per_label.items()}
+    per_label = {name: {k: _bounded(v) for k, v in r.items()} for name, r in ratios.items()}
+    aggregates = {a: _bounded(float(np.mean([r[a] for r in ratios.values()]))) if ratios else 0.0
+                  for a in ("disagreement", "entropy")}
     return Uncertainty(aggregates[aggregate], {k: v[aggregate] for k, v in per_label.items()}, aggregates)
 
 
-def contrast_weight(card, kind: str) -> float:
-    """The power of the contrast for ``kind``'s scores of ``card``'s model: the one chosen
-    on its own validation cases when training did (:mod:`annotator.active.calibration`),
-    else :data:`WEIGHT`."""
-    chosen = (card.uncertainty or {}).get("contrast_weight", {})
-    return float(chosen.get(kind, WEIGHT))
+def powers_of(card, kind: str) -> tuple[float, float]:
+    """The powers of ``kind``'s scores of ``card``'s model: the ones chosen on its own
+    validation cases when training did (:mod:`annotator.active.calibration`), else
+    :data:`POWERS`."""
+    chosen = (card.uncertainty or {}).get("powers", {}).get(kind)
+    return (float(chosen["unsteadiness"]), float(chosen["contrast"])) if chosen else POWERS
 
 
 def uncertainty(session, kind: str, n: int = 8, seed: int = 0, aggregate: str = "disagreement") -> Uncertainty:
     """The uncertainty of ``session``'s network on its image (``kind``: tta or epistemic;
     ``n``: passes of epistemic; tta has a fixed set)."""
-    return weighed(measure(session, kind, n, seed), contrast_weight(session.card, kind), aggregate)
+    return weighed(measure(session, kind, n, seed), powers_of(session.card, kind), aggregate)
 
 
 def boundary_disagreement(grid: Volume, consensus: np.ndarray, cls: int) -> float:
@@ -286,10 +292,16 @@ def _aggregates(masks: list[np.ndarray], consensus: np.ndarray, probability: np.
     return {"disagreement": float(1 - np.mean(dices)), "entropy": entropy}
 
 
-def _weigh(raw: dict[str, float], distinct: float, weight: float = WEIGHT) -> dict[str, float]:
-    """A label's aggregates ``raw`` weighed against the structures' contrast ``distinct``
-    (a label no repeat predicts, ``raw`` empty: 1)."""
+def _ratios(raw: dict[str, float], image_says: float, distinct: float,
+            powers: tuple[float, float]) -> dict[str, float]:
+    """A label's aggregates ``raw`` weighed by its boundary disagreement ``image_says`` and
+    against its contrast ``distinct`` (a label no repeat predicts, ``raw`` empty: infinite)."""
     if not raw:
-        return {"disagreement": 1.0, "entropy": 1.0}
-    weight = max(distinct, MIN_CONTRAST) ** weight
-    return {k: v / (v + weight) for k, v in raw.items()}
+        return {"disagreement": np.inf, "entropy": np.inf}
+    faint = max(distinct, MIN_CONTRAST) ** powers[1]
+    return {k: v ** powers[0] * image_says / faint for k, v in raw.items()}
+
+
+def _bounded(ratio: float) -> float:
+    """``ratio / (1 + ratio)``: from 0 to 1 in the ratio's order (infinite: 1)."""
+    return 1.0 if np.isinf(ratio) else float(ratio / (1.0 + ratio))

@@ -68,8 +68,8 @@ class ModelCard:
     training: dict = field(default_factory=dict)  # data source, licence, case ids, split
     metrics: dict = field(default_factory=dict)
     #: how the worklist's scores weigh this model's unsteadiness against the image's
-    #: contrast, chosen on its validation cases (``contrast_weight``: {strategy: power};
-    #: annotator.active.calibration); empty: the default
+    #: contrast, chosen on its validation cases (``powers``: {strategy: {"unsteadiness",
+    #: "contrast"}}; annotator.active.calibration); empty: the default
     uncertainty: dict = field(default_factory=dict)
     version: str = ""
     weights_sha256: str = ""
@@ -205,11 +205,13 @@ class ModelCard:
         if card.guidance_order and (card.method != "deepedit" or not isinstance(card.guidance_order, list)
                                     or sorted(map(str, card.guidance_order)) != sorted(card.class_names)):
             raise ModelError(f"{where}: guidance_order must list each of {card.class_names} once")
-        weights = card.uncertainty.get("contrast_weight", {}) if isinstance(card.uncertainty, dict) else None
-        if not isinstance(weights, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 8
-                for k, v in weights.items()):
-            raise ModelError(f"{where}: uncertainty.contrast_weight must map strategies to powers from 0 to 8")
+        powers = card.uncertainty.get("powers", {}) if isinstance(card.uncertainty, dict) else None
+        if not isinstance(powers, dict) or not all(
+                isinstance(k, str) and isinstance(v, dict) and set(v) == {"unsteadiness", "contrast"}
+                and all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 8 for p in v.values())
+                for k, v in powers.items()):
+            raise ModelError(f"{where}: uncertainty.powers must map strategies to an unsteadiness and a contrast "
+                             "power, each from 0 to 8")
         if (isinstance(card.guidance_sigma, bool) or not isinstance(card.guidance_sigma, (int, float))
                 or not 0.1 <= card.guidance_sigma <= 20):
             raise ModelError(f"{where}: guidance_sigma must be 0.1 to 20 voxels, not {card.guidance_sigma!r}")

@@ -545,9 +545,9 @@ def _calibrate(best: Path, val_cases, device, stop, emit) -> None:
         return
     if found:
         save_checkpoint(model, replace(card, uncertainty=found), best)
-        weights = ", ".join(f"{k} {v:g}" for k, v in found["contrast_weight"].items())
-        emit("message", text=f"the worklist weighs this model's scores against the image's contrast to the power: "
-                             f"{weights}")
+        powers = ", ".join(f"{k} {v['unsteadiness']:g} and {v['contrast']:g}" for k, v in found["powers"].items())
+        emit("message", text=f"the worklist weighs this model's unsteadiness and the image's contrast "
+                             f"to the powers: {powers}")
 
 
 def _why_not_used(best: float, card: ModelCard) -> str | None:
