@@ -336,3 +336,36 @@ def test_a_first_click_gets_the_structure_it_touches_not_its_look_alikes(method)
     assert (label[plane, 10:25, 10:25] == 1).all() and not label[:, 30:, 30:].any()
     both = ClickSession(volume, Bright(), card).click([(10, 42, 42)], previous=label).label
     assert (both[plane, 35:50, 35:50] == 1).all() and (both[plane, 10:25, 10:25] == 1).all()
+
+
+class BrightWithGridHoles(Bright):
+    """:class:`Bright`, but blind at every fifth voxel of its input grid along each axis: an
+    answer tied to where the crop lies rather than to the image."""
+
+    def forward(self, x):
+        scores = super().forward(x)
+        grid = torch.zeros(x.shape[2:], dtype=torch.bool)
+        grid[tuple(slice(0, None, 5) for _ in x.shape[2:])] = True
+        scores[:, 1][:, grid] = -10.0
+        return scores
+
+
+@pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
+def test_a_first_answer_is_the_mean_of_shifted_inputs(method, monkeypatch):
+    """A structure's first answer averages the network over its input and the input shifted
+    along every axis, either way: what the network says only at some places of its grid
+    is outvoted; one pass keeps it."""
+    import annotator.engine.session as session_module
+
+    image = np.full((20, 40, 40), -1.0, np.float32)
+    image[4:16, 8:32, 8:32] = 1.0
+    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
+    card = _card(method=method, roi_size=[1 if method == "deepgrow2d" else 32, 64, 64],
+                 architecture={"name": "UNet", "spatial_dims": 2 if method == "deepgrow2d" else 3},
+                 intensity={"kind": "window", "low": -1.0, "high": 1.0})
+    inside = (slice(10, 11) if method == "deepgrow2d" else slice(5, 15), slice(9, 31), slice(9, 31))
+    label = ClickSession(volume, BrightWithGridHoles(), card).click([(10, 20, 20)]).label
+    assert (label[inside] == 1).all()
+    monkeypatch.setattr(session_module, "FIRST_SHIFT", 0)
+    one_pass = ClickSession(volume, BrightWithGridHoles(), card).click([(10, 20, 20)]).label
+    assert (one_pass[inside] == 0).sum() > 10

@@ -32,6 +32,9 @@ from annotator.models.card import ModelCard
 
 #: The network's input size must be a multiple of this (4 stride-2 levels).
 MULTIPLE = 16
+#: a structure's first answer is the mean of the network's answers to its input, and to the
+#: input shifted by this many voxels along every axis at once, either way
+FIRST_SHIFT = 2
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -194,10 +197,20 @@ class ClickSession:
         values = self.class_values()[1:] if self.card.method == "deepedit" else [value]
         return torch.as_tensor(np.stack([sub == v for v in values]), dtype=torch.float32, device=self.device)
 
-    def _scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (logits, C, *crop) of the network input ``x``."""
+    def _scores(self, x: torch.Tensor, shift: int = 0) -> torch.Tensor:
+        """Class scores (C, *crop) of the network input ``x``: its logits, or with
+        ``shift``, the log of the mean probabilities of ``x`` and of ``x`` shifted by that
+        many voxels along every axis, either way (the answers shifted back; a shift wraps
+        round the crop's border)."""
+        x = x[:, :, 0] if self.card.spatial_dims == 2 else x
         with torch.inference_mode():
-            logits = forward(self.model, x[:, :, 0] if self.card.spatial_dims == 2 else x)
+            if shift:
+                axes = tuple(range(2, x.dim()))
+                total = sum(torch.roll(torch.softmax(forward(self.model, torch.roll(x, (s,) * len(axes), axes)).float(),
+                                                     1), (-s,) * len(axes), axes) for s in (0, shift, -shift))
+                logits = torch.log(total / 3 + 1e-6)
+            else:
+                logits = forward(self.model, x)
         if self.card.spatial_dims == 2:
             logits = logits[:, :, None]
         return logits[0].float()
@@ -228,14 +241,15 @@ class ClickSession:
         self.image()
         t_pre = time.perf_counter()
         crop, x = self.click_input(fg, bg, value, previous)
-        scores = self._scores(x)
+        box = self._image_box(crop)
+        existing = previous is not None and bool((previous[box] == value).any())  # then a correction
+        scores = self._scores(x, FIRST_SHIFT if fg and not existing else 0)
         fg_class = self.card.class_of(value)
         t_net = time.perf_counter()
         # the clicked class wins where its score beats every other class: one map to resample
         others = functools.reduce(torch.maximum, [c for i, c in enumerate(scores) if i != fg_class])
         margin = scores[fg_class] - others
         marks = [(1, p) for p in fg] + [(0, p) for p in bg]
-        box = self._image_box(crop)
         in_box = self._in_box(marks, box)
 
         def probabilities(window: Box) -> np.ndarray:
@@ -244,7 +258,7 @@ class ClickSession:
             return np.stack([1 - p, p])
 
         first = False
-        if previous is not None and (previous[box] == value).any():  # a correction: blended with the label
+        if existing:  # a correction: blended with the label
             region = previous[box] == value
             near = zone(region.shape, in_box, self.volume.array_spacing)
             if near is not None:
