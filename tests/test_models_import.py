@@ -141,8 +141,9 @@ def test_an_imported_deepedit_is_fed_as_monai_feeds_it(tmp_path):
     for axis in range(3):
         volume = _coordinate_volume(axis)
         session = new_session(volume, model, card)
+        before = len(seen)
         session.click([(10, 12, 14)], [(10, 12, 4)], previous=np.zeros(volume.shape, np.uint8), value=2)
-        x = seen[-1][0]
+        x = seen[before][0]  # a first answer's first pass: the input as it is (then shifted twice)
         inside = torch.nonzero(x[0])  # the crop within the network's zero padding
         image = x[0][tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(inside.min(0).values, inside.max(0).values))]
         assert image.numel() == 20 * 24 * 28
@@ -194,7 +195,7 @@ def test_a_deepedit_bundle_as_the_model_zoo_writes_it(tmp_path):
     session = new_session(volume, model, card)
     result = session.click([(10, 12, 14)], [], previous=np.zeros(volume.shape, np.uint8), value=1)
     assert result.box == tuple(slice(0, n) for n in volume.shape)  # an answer for the whole image
-    x = seen[-1][0]
+    x = seen[0][0]  # a first answer's first pass: the input as it is (then shifted twice)
     assert tuple(x.shape[1:]) == (32, 64, 48)  # the whole image at the bundle's size, in RAS order
     assert bool((x[0].diff(dim=1) > 0).all()) and float(x[0].diff(dim=0).abs().max()) < 1e-4
     session.automatic()
@@ -275,8 +276,9 @@ def test_an_imported_deepgrow_is_fed_as_monai_label_feeds_it(tmp_path):
         for values, along in ((x, dims - 2), (y, dims - 1)):  # x on the network's second axis, y on its third
             volume = Volume((1000 + 10 * values).astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
                             tuple(np.eye(3).ravel()), modality="CT")
+            before = len(seen)
             new_session(volume, model, card).click([(10, 12, 14)], [], previous=np.zeros(volume.shape, np.uint8))
-            image = seen[-1][0, 0]
+            image = seen[before][0, 0]  # a first answer's first pass: the input as it is
             assert abs(float(image.max()) - (1000 + 10 * values.max() - 208) / 388) < 1e-4
             kept = torch.nonzero(image)  # the crop within the network's zero padding
             box = image[tuple(slice(int(a), int(b) + 1) for a, b in zip(kept.min(0).values, kept.max(0).values))]
