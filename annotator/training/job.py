@@ -546,7 +546,7 @@ def _calibrate(best: Path, val_cases, device, stop, emit) -> None:
     if found:
         save_checkpoint(model, replace(card, uncertainty=found), best)
         powers = ", ".join(f"{k} {v['unsteadiness']:g} and {v['contrast']:g}" for k, v in found["powers"].items())
-        emit("message", text=f"the worklist weighs this model's unsteadiness and the image's contrast "
+        emit("message", text=f"the worklist weighs this model's unsteadiness and each label's contrast "
                              f"to the powers: {powers}")
 
 
