@@ -67,7 +67,7 @@ class ModelCard:
     input_size: list[int] = field(default_factory=list)
     training: dict = field(default_factory=dict)  # data source, licence, case ids, split
     metrics: dict = field(default_factory=dict)
-    #: how the worklist's scores weigh this model's unsteadiness against the image's
+    #: how the worklist's scores weigh this model's unsteadiness against each label's
     #: contrast, chosen on its validation cases (``powers``: {strategy: {"unsteadiness",
     #: "contrast"}}; annotator.active.calibration); empty: the default
     uncertainty: dict = field(default_factory=dict)
