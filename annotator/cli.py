@@ -168,8 +168,9 @@ def cmd_infer(args) -> int:
 def _describe(event: dict) -> str | None:
     kind = event["event"]
     if kind == "start":
+        limit = f" (at most {event['max_minutes']:g} minutes)" if event.get("max_minutes") else ""
         return (f"training {event['method']} on {event['train_cases']} images ({event['val_cases']} for validation), "
-                f"{event['iterations']} iterations on {event['device']} -> {event['run']}")
+                f"{event['iterations']} iterations{limit} on {event['device']} -> {event['run']}")
     if kind == "progress":
         return (f"epoch {event['epoch']}/{event['epochs']}  iteration {event['iteration']}/{event['iterations']}  "
                 f"loss {event['loss']:.4f}  {event['it_per_s']:.2f} it/s  ETA {event['eta_s'] / 60:.1f} min")

@@ -547,3 +547,16 @@ def test_fine_tuning_takes_a_model_of_other_label_names_and_refuses_another_labe
             "deepedit-hippocampus-mr" if fine_tuned else None), said
         if not fine_tuned:
             assert said == ["deepedit-hippocampus-mr answers for 2 label(s), this run for 3: training from scratch"]
+
+
+def test_a_time_limit_ends_the_run_and_its_eta(dataset_folder, tmp_path, user_dirs):
+    limit_s = 4.0
+    job = TrainingProcess(_config(dataset_folder, tmp_path, method="deepgrow3d", epochs=100000, max_iterations=0,
+                                  max_minutes=limit_s / 60, val_every=100000))
+    events = _run_to_end(job)
+    start = next(e for e in events if e["event"] == "start")
+    progress = [e for e in events if e["event"] == "progress"]
+    assert start["max_minutes"] == pytest.approx(limit_s / 60) and start["iterations"] >= 100000
+    assert progress and progress[-1]["iteration"] < start["iterations"]  # the clock ended it
+    assert all(e["eta_s"] <= max(limit_s - e["elapsed_s"], 0) + 0.2 for e in progress), progress
+    assert any(e["event"] == "done" for e in events)

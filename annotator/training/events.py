@@ -1,7 +1,8 @@
 """Progress of a training job as JSON lines: one object per line, ``{"event": ..., ...}``.
 
-Events: ``start`` (cases, iterations), ``progress`` (epoch, iteration, loss, it_per_s,
-eta_s), ``validation`` (epoch, iteration, dice, best_dice), ``message`` (text),
+Events: ``start`` (cases, iterations, max_minutes: the time limit, 0 for none),
+``progress`` (epoch, iteration, loss, it_per_s, eta_s: to the last iteration or to the
+time limit, whichever comes first), ``validation`` (epoch, iteration, dice, best_dice), ``message`` (text),
 ``done`` (best_dice, model, activated; not_used: why a model asked to be used was not),
 ``cancelled`` (iteration, checkpoint),
 ``error`` (message). The child writes them to stdout and to ``events.jsonl`` in its

@@ -391,7 +391,8 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     emit("start", method=config.method, run=str(run_dir), train_cases=len(train_cases), val_cases=len(val_cases),
-         iterations=total, start_iteration=start_iteration, per_epoch=per_epoch, device=str(device), world=world,
+         iterations=total, max_minutes=config.max_minutes, start_iteration=start_iteration, per_epoch=per_epoch,
+         device=str(device), world=world,
          parameters=sum(p.numel() for p in model.parameters()))
 
     def save(path: Path, **state) -> None:
@@ -444,9 +445,12 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
             rate = 1 / step if rate is None else 0.9 * rate + 0.1 / step
             if time.monotonic() - last_report > 0.5 or iteration == total:
                 last_report = time.monotonic()
+                eta = (total - iteration) / rate
+                if deadline:  # a time limit ends the run first when it comes sooner
+                    eta = min(eta, max(deadline - last_report, 0.0))
                 emit("progress", epoch=epoch + 1, epochs=math.ceil(total / per_epoch), iteration=iteration,
                      iterations=total, loss=round(loss.item(), 5), it_per_s=round(rate, 3),
-                     eta_s=round((total - iteration) / rate, 1), elapsed_s=round(time.monotonic() - started, 1))
+                     eta_s=round(eta, 1), elapsed_s=round(last_report - started, 1))
             # every rank must leave at the same iteration: agree on stop and time limit
             flags = torch.tensor([float(bool(stop)), float(bool(deadline and time.monotonic() > deadline)),
                                   (time.monotonic() - started) / (config.max_minutes * 60) if deadline else 0.0],
