@@ -34,7 +34,7 @@ _SMALL_FULL_RES_UNET = {"name": "UNet", "channels": [8, 16, 32, 64, 128], "strid
 #: The full-resolution UNet with wider levels (1.1 M parameters): what a GPU makes
 #: worth training (the DeepEdit starter). Its forward on 2 CPU cores: 0.13 s on a
 #: 48x64x48 crop (0.12 s for the 0.5 M network), 0.75 s on a 96^3 one (0.35 s): fine for
-#: small structures; the default stays "small".
+#: small structures; the default stays "small" (:data:`DEFAULT_VARIANT`).
 _MEDIUM_FULL_RES_UNET = {**_SMALL_FULL_RES_UNET, "channels": [16, 32, 64, 96, 128]}
 
 #: variant -> method -> spec without channel counts. "small" are the CPU defaults (0.5–2 M
@@ -57,7 +57,11 @@ VARIANTS = {
 }
 
 
-def architecture(method: str, labels: int = 1, variant: str = "small", previous_label: bool = False) -> dict:
+#: the network size a run trains when neither it nor the model it fine-tunes names one
+DEFAULT_VARIANT = "small"
+
+
+def architecture(method: str, labels: int = 1, variant: str = DEFAULT_VARIANT, previous_label: bool = False) -> dict:
     """The spec of ``method``'s network for ``labels`` foreground labels (DeepGrow: 1).
 
     Inputs: the image and the guidance channels (DeepGrow: foreground, background;

@@ -38,7 +38,7 @@ from annotator.errors import AnnotatorError, ModelError
 from annotator.io.volume import label_values
 from annotator.models.card import ModelCard
 from annotator.models.checkpoint import load_checkpoint, save_checkpoint
-from annotator.models.networks import VARIANTS, architecture, build_network
+from annotator.models.networks import DEFAULT_VARIANT, VARIANTS, architecture, build_network
 from annotator.models.registry import ModelRegistry, suits, user_dir
 from annotator.training.config import TrainConfig
 from annotator.training.data import dataset, extent_range, gather, label_map, read_case, split_cases
@@ -115,7 +115,7 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) ->
         patch = [1, *patch[-2:]]
     return ModelCard(
         name=config.name, method=config.method,
-        architecture=architecture(config.method, len(names), config.variant or "small", config.previous_label),
+        architecture=architecture(config.method, len(names), config.variant or DEFAULT_VARIANT, config.previous_label),
         labels=names,
         previous_label=config.previous_label,
         modality=config.modality, target_spacing=list(config.target_spacing), intensity=dict(config.intensity),
@@ -149,7 +149,7 @@ def resolve_variant(config: TrainConfig, emit=None) -> TrainConfig:
     found = next((name for name, specs in VARIANTS.items() if base is not None and base.card.axes == "array"
                   and config.method in specs and _body(specs[config.method]) == _body(base.card.architecture)),
                  None)
-    config.variant = found or "small"
+    config.variant = found or DEFAULT_VARIANT
     if found and emit is not None:
         emit("message", text=f"the {found} network of {base.card.name}")
     return config
