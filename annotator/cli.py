@@ -205,7 +205,8 @@ def cmd_train(args) -> int:
                              target_spacing=list(reversed(args.spacing)) if args.spacing else [], init=args.init,
                              resume=args.resume or "", activate=not args.no_activate, modality=args.modality,
                              variant=args.variant, seed=args.seed,
-                             val_every=args.val_every)
+                             val_every=args.val_every,
+                             **({"learning_rate": args.learning_rate} if args.learning_rate else {}))
     job = TrainingProcess(config)
     job.start()
     try:
@@ -703,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="scratch", help="scratch, active (fine-tune the model in use) or a model name")
     p.add_argument("--resume", help="run folder to continue")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--learning-rate", type=float,
+                   help="Adam's rate at the start, decaying to 0 over the iterations or the time limit "
+                        "(default 1e-3; lower to fine-tune a good model)")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
     p.add_argument("--no-activate", action="store_true", help="do not use the new model for clicks")
     p.add_argument("--config", help="a training config JSON instead of the options above")

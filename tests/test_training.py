@@ -381,9 +381,12 @@ def test_torchrun_two_cpu_processes(dataset_folder, tmp_path, user_dirs):
 def test_annotator_train_command(dataset_folder, tmp_path, user_dirs):
     proc = subprocess.run([sys.executable, "-m", "annotator", "train", "--method", "deepgrow2d", "--data",
                            str(dataset_folder), "--iterations", "3", "--batch-size", "2", "--patch", "48,48,1",
-                           "--name", "cli-2d"], capture_output=True, text=True, timeout=300)
+                           "--name", "cli-2d", "--learning-rate", "2e-4", "--max-minutes", "30"],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "done: best validation Dice" in proc.stdout and "now used for clicks" in proc.stdout
+    assert "3 iterations (at most 30 minutes)" in proc.stdout
+    assert json.loads((user_dirs / "runs" / "cli-2d" / "config.json").read_text())["learning_rate"] == 2e-4
     card = load_checkpoint(user_dirs / "models" / "cli-2d.json")[1]
     assert card.spatial_dims == 2 and card.roi_size == [1, 48, 48]
     proc = subprocess.run([sys.executable, "-m", "annotator", "train", "--method", "deepedit"],
