@@ -206,7 +206,7 @@ def cmd_train(args) -> int:
                              resume=args.resume or "", activate=not args.no_activate, modality=args.modality,
                              variant=args.variant, seed=args.seed,
                              val_every=args.val_every,
-                             **({"learning_rate": args.learning_rate} if args.learning_rate else {}))
+                             **({"learning_rate": args.learning_rate} if args.learning_rate is not None else {}))
     job = TrainingProcess(config)
     job.start()
     try:

@@ -205,6 +205,9 @@ def test_bad_data_is_reported_and_changes_nothing(tmp_path, user_dirs):
     bad.write_text(json.dumps({"method": "deepedit", "data": [str(empty)], "value_names": ["liver"]}))
     with pytest.raises(InputError, match="value_names must map label values to names"):
         TrainConfig.load(bad)
+    for rate in (0, -1e-3, 2.0, "fast"):
+        with pytest.raises(InputError, match=f"learning rate {rate!r}: give a number above 0 and below 1"):
+            _config(empty, tmp_path, learning_rate=rate)
     (empty / "labels.json").write_text("{not json")  # names that cannot be read stop the run, named
     from annotator.errors import DatastoreError
     from annotator.training.data import label_map

@@ -66,6 +66,8 @@ class TrainConfig:
         if not isinstance(self.value_names, dict):
             raise InputError("value_names must map label values to names, e.g. {\"1\": \"liver\"}")
         self.value_names = {str(k): str(v) for k, v in self.value_names.items()}
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise InputError(f"learning rate {self.learning_rate!r}: give a number above 0 and below 1, e.g. 1e-3")
         if not self.name:
             self.name = f"{self.method}-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
