@@ -88,6 +88,15 @@ def test_bench_robot_quick_with_the_starter_model(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_bench_robot_scores_every_structure_for_deepgrow(tmp_path):
+    """DeepGrow answers for any structure: both hippocampus parts of each case are
+    clicked and scored, each on its own (not only the one with the model's label value)."""
+    report = bench(tmp_path, "robot", "--quick", "--model", "deepgrow3d-hippocampus-mr", "--clicks", "1")
+    found = values(report)
+    assert report["params"]["clicks_made"] == 4 * 2  # 4 cases, 2 parts, 1 click each
+    assert found["dice_at_0"] == 0 and found["dice_at_1"] > 0.7
+
+
 def test_bench_robot_graphcut_quick(tmp_path):
     report = bench(tmp_path, "robot", "--method", "graphcut", "--quick", "--plot", str(tmp_path / "gc.png"))
     found = values(report)

@@ -91,8 +91,10 @@ def run(args: argparse.Namespace) -> dict:
         if not only:
             raise InputError(f"model '{card.name}' names no validation cases")
     cases = labelled_cases(folder, "train" if only else args.split, 4 if args.quick else None, only)
-    values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
-                                                      sorted(card.foreground.values()))}
+    values_of_data = {}  # DeepGrow answers for any structure: each label value of the data is one
+    if card.method == "deepedit":  # its labels, by the values they had in its training data
+        values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
+                                                          sorted(card.foreground.values()))}
     rows, made_total, worse_total = [], 0, 0
     for case, volume, truth in cases:
         if values_of_data:  # label values of the data -> the model's label values
