@@ -369,3 +369,31 @@ def test_a_first_answer_is_the_mean_of_shifted_inputs(method, monkeypatch):
     monkeypatch.setattr(session_module, "FIRST_SHIFT", 0)
     one_pass = ClickSession(volume, BrightWithGridHoles(), card).click([(10, 20, 20)]).label
     assert (one_pass[inside] == 0).sum() > 10
+
+
+class BrightWithStripes(Bright):
+    """:class:`Bright`, but unsure (foreground probability about 0.38) on stripes of its
+    input grid two voxels wide, where y - x is 0 or 1 modulo 8: along the diagonal (1, 1, 1)
+    the stripes stay where they are, along (1, -1, 1) they move."""
+
+    def forward(self, x):
+        scores = super().forward(x)
+        y, x_ = torch.meshgrid(*(torch.arange(n) for n in x.shape[-2:]), indexing="ij")
+        stripes = ((y - x_) % 8 < 2).expand(x.shape[2:])
+        scores[:, 1][:, stripes] = -0.5
+        return scores
+
+
+@pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
+def test_a_first_answer_is_shifted_along_two_diagonals(method):
+    """Passes shifted along one diagonal all see a stripe along it; the passes along the
+    other diagonal outvote it."""
+    image = np.full((20, 40, 40), -1.0, np.float32)
+    image[4:16, 8:32, 8:32] = 1.0
+    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
+    card = _card(method=method, roi_size=[1 if method == "deepgrow2d" else 32, 64, 64],
+                 architecture={"name": "UNet", "spatial_dims": 2 if method == "deepgrow2d" else 3},
+                 intensity={"kind": "window", "low": -1.0, "high": 1.0})
+    inside = (slice(10, 11) if method == "deepgrow2d" else slice(5, 15), slice(9, 31), slice(9, 31))
+    label = ClickSession(volume, BrightWithStripes(), card).click([(10, 20, 23)]).label
+    assert (label[inside] == 1).all()

@@ -33,8 +33,11 @@ from annotator.models.card import ModelCard
 #: The network's input size must be a multiple of this (4 stride-2 levels).
 MULTIPLE = 16
 #: a structure's first answer is the mean of the network's answers to its input, and to the
-#: input shifted by this many voxels along every axis at once, either way
+#: input shifted by this many voxels along each of :data:`FIRST_DIRECTIONS`, either way
 FIRST_SHIFT = 2
+#: the two diagonals (z, y, x) of the grid a first answer's passes are shifted along (a
+#: 2-D network: the last two components, the slice's two diagonals)
+FIRST_DIRECTIONS = ((1, 1, 1), (1, -1, 1))
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -200,15 +203,17 @@ class ClickSession:
     def _scores(self, x: torch.Tensor, shift: int = 0) -> torch.Tensor:
         """Class scores (C, *crop) of the network input ``x``: its logits, or with
         ``shift``, the log of the mean probabilities of ``x`` and of ``x`` shifted by that
-        many voxels along every axis, either way (the answers shifted back; a shift wraps
-        round the crop's border)."""
+        many voxels along each of :data:`FIRST_DIRECTIONS`, either way (the answers shifted
+        back; a shift wraps round the crop's border)."""
         x = x[:, :, 0] if self.card.spatial_dims == 2 else x
         with torch.inference_mode():
             if shift:
                 axes = tuple(range(2, x.dim()))
-                total = sum(torch.roll(torch.softmax(forward(self.model, torch.roll(x, (s,) * len(axes), axes)).float(),
-                                                     1), (-s,) * len(axes), axes) for s in (0, shift, -shift))
-                logits = torch.log(total / 3 + 1e-6)
+                offsets = [(0,) * len(axes)] + [tuple(sign * shift * d for d in direction[-len(axes):])
+                                                for direction in FIRST_DIRECTIONS for sign in (1, -1)]
+                total = sum(torch.roll(torch.softmax(forward(self.model, torch.roll(x, o, axes)).float(), 1),
+                                       tuple(-v for v in o), axes) for o in offsets)
+                logits = torch.log(total / len(offsets) + 1e-6)
             else:
                 logits = forward(self.model, x)
         if self.card.spatial_dims == 2:
