@@ -350,13 +350,9 @@ class BrightWithGridHoles(Bright):
         return scores
 
 
-@pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
-def test_a_first_answer_is_the_mean_of_shifted_inputs(method, monkeypatch):
-    """A structure's first answer averages the network over its input and the input shifted
-    along every axis, either way: what the network says only at some places of its grid
-    is outvoted; one pass keeps it."""
-    import annotator.engine.session as session_module
-
+def _first_answer_in_a_box(method: str, network: torch.nn.Module, click: tuple) -> tuple[np.ndarray, tuple]:
+    """The first answer of ``network`` to one click in a bright box (one slice of it for
+    DeepGrow 2D), and the box's inner part, which the answer should fill."""
     image = np.full((20, 40, 40), -1.0, np.float32)
     image[4:16, 8:32, 8:32] = 1.0
     volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
@@ -364,10 +360,20 @@ def test_a_first_answer_is_the_mean_of_shifted_inputs(method, monkeypatch):
                  architecture={"name": "UNet", "spatial_dims": 2 if method == "deepgrow2d" else 3},
                  intensity={"kind": "window", "low": -1.0, "high": 1.0})
     inside = (slice(10, 11) if method == "deepgrow2d" else slice(5, 15), slice(9, 31), slice(9, 31))
-    label = ClickSession(volume, BrightWithGridHoles(), card).click([(10, 20, 20)]).label
+    return ClickSession(volume, network, card).click([click]).label, inside
+
+
+@pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
+def test_a_first_answer_is_the_mean_of_shifted_inputs(method, monkeypatch):
+    """A structure's first answer averages the network over its input and the input shifted
+    along two diagonals, either way: what the network says only at some places of its grid
+    is outvoted; one pass keeps it."""
+    import annotator.engine.session as session_module
+
+    label, inside = _first_answer_in_a_box(method, BrightWithGridHoles(), (10, 20, 20))
     assert (label[inside] == 1).all()
     monkeypatch.setattr(session_module, "FIRST_SHIFT", 0)
-    one_pass = ClickSession(volume, BrightWithGridHoles(), card).click([(10, 20, 20)]).label
+    one_pass, _ = _first_answer_in_a_box(method, BrightWithGridHoles(), (10, 20, 20))
     assert (one_pass[inside] == 0).sum() > 10
 
 
@@ -387,13 +393,7 @@ class BrightWithStripes(Bright):
 @pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
 def test_a_first_answer_is_shifted_along_two_diagonals(method):
     """Passes shifted along one diagonal all see a stripe along it; the passes along the
-    other diagonal outvote it."""
-    image = np.full((20, 40, 40), -1.0, np.float32)
-    image[4:16, 8:32, 8:32] = 1.0
-    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
-    card = _card(method=method, roi_size=[1 if method == "deepgrow2d" else 32, 64, 64],
-                 architecture={"name": "UNet", "spatial_dims": 2 if method == "deepgrow2d" else 3},
-                 intensity={"kind": "window", "low": -1.0, "high": 1.0})
-    inside = (slice(10, 11) if method == "deepgrow2d" else slice(5, 15), slice(9, 31), slice(9, 31))
-    label = ClickSession(volume, BrightWithStripes(), card).click([(10, 20, 23)]).label
+    other diagonal outvote it (the click is off the stripes: a click the network does not
+    follow is enforced by a GraphCut, which would fill them)."""
+    label, inside = _first_answer_in_a_box(method, BrightWithStripes(), (10, 20, 23))
     assert (label[inside] == 1).all()
