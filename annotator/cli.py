@@ -364,6 +364,41 @@ def cmd_models_import(args) -> int:
     return 0
 
 
+def cmd_models_calibrate(args) -> int:
+    from annotator.datastore.factory import open_datastore
+    from annotator.engine.device import choose_device
+    from annotator.models import load_checkpoint
+    from annotator.models.checkpoint import save_card
+    from annotator.models.registry import ModelRegistry
+    from annotator.samples import data_root
+    from annotator.training.calibrate import calibrate
+
+    entry = ModelRegistry().entry(args.name)
+    only, data = entry.card.training.get("validation_cases"), entry.card.training.get("data") or []
+    place = args.data or (data_root() / data[0] if data_root() and data else None)
+    if place is None or not Path(place).exists():
+        raise InputError(f"model '{args.name}': its training images are not found here "
+                         f"({place or 'the sidecar names none'}); give --data")
+    store, _ = open_datastore(place)
+    wanted = set(only or [])
+    ids = [i for i in store.training_ids() if not wanted or i in wanted]
+
+    def read(image_id):
+        volume = store.open_image(image_id)
+        return image_id, volume, store.label(image_id, volume)
+
+    which = "its validation cases" if only else "the labelled images"
+    print(f"{args.name}: choosing how it is used on {len(ids)} of {which} in {place}", flush=True)
+    model, card = load_checkpoint(entry.sidecar, choose_device())
+    chosen, text = calibrate(model, card, ids, read, lambda text, fraction: print(f"  {text}", flush=True))
+    if not text:
+        print(f"{args.name}: too few cases to choose by; unchanged")
+        return 1
+    save_card(chosen, entry.sidecar)
+    print(f"{args.name}: {text} ({entry.sidecar})")
+    return 0
+
+
 def cmd_models_list(args) -> int:
     from annotator.models.registry import ModelRegistry
 
@@ -745,6 +780,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = msub.add_parser("use", help="make a model the one its method uses")
     m.add_argument("name")
     m.set_defaults(func=cmd_models_use)
+    m = msub.add_parser("calibrate", help="choose on labelled images how a model is used (DeepGrow: where its first "
+                                          "answer is cut; DeepEdit: how the worklist weighs its scores), as "
+                                          "training does; the sidecar is rewritten")
+    m.add_argument("name")
+    m.add_argument("--data", help="a folder or datastore with final labels (default: where the model was trained; "
+                                  "only its validation cases are used when its sidecar names them)")
+    m.set_defaults(func=cmd_models_calibrate)
     m = msub.add_parser("import", help="a MONAI Label sample-app checkpoint (.pt state dict) or a MONAI bundle folder")
     m.add_argument("path", help="the .pt file (read with weights_only; a full pickle is refused) or bundle folder")
     m.add_argument("--method", required=True, choices=["deepedit", "deepgrow3d", "deepgrow2d"])

@@ -350,15 +350,17 @@ class BrightWithGridHoles(Bright):
         return scores
 
 
-def _first_answer_in_a_box(method: str, network: torch.nn.Module, click: tuple) -> tuple[np.ndarray, tuple]:
+def _first_answer_in_a_box(method: str, network: torch.nn.Module, click: tuple,
+                           first_answer: dict | None = None) -> tuple[np.ndarray, tuple]:
     """The first answer of ``network`` to one click in a bright box (one slice of it for
-    DeepGrow 2D), and the box's inner part, which the answer should fill."""
+    DeepGrow 2D; the sidecar's ``first_answer`` as given), and the box's inner part, which
+    the answer should fill."""
     image = np.full((20, 40, 40), -1.0, np.float32)
     image[4:16, 8:32, 8:32] = 1.0
     volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
     card = _card(method=method, roi_size=[1 if method == "deepgrow2d" else 32, 64, 64],
                  architecture={"name": "UNet", "spatial_dims": 2 if method == "deepgrow2d" else 3},
-                 intensity={"kind": "window", "low": -1.0, "high": 1.0})
+                 intensity={"kind": "window", "low": -1.0, "high": 1.0}, first_answer=first_answer or {})
     inside = (slice(10, 11) if method == "deepgrow2d" else slice(5, 15), slice(9, 31), slice(9, 31))
     return ClickSession(volume, network, card).click([click]).label, inside
 
@@ -396,4 +398,17 @@ def test_a_first_answer_is_shifted_along_two_diagonals(method):
     other diagonal outvote it (the click is off the stripes: a click the network does not
     follow is enforced by a GraphCut, which would fill them)."""
     label, inside = _first_answer_in_a_box(method, BrightWithStripes(), (10, 20, 23))
+    assert (label[inside] == 1).all()
+
+
+@pytest.mark.parametrize("method", ["deepgrow3d", "deepgrow2d"])
+def test_a_first_answer_is_cut_at_the_models_threshold(method, monkeypatch):
+    """A model whose sidecar says its first answers are cut at a log-odds of -0.75 takes the
+    stripes its network is unsure of (log-odds -0.5); at the usual cut (0) they stay out."""
+    import annotator.engine.session as session_module
+
+    monkeypatch.setattr(session_module, "FIRST_SHIFT", 0)  # one pass: the stripes are not outvoted
+    label, inside = _first_answer_in_a_box(method, BrightWithStripes(), (10, 20, 23))
+    assert (label[inside] == 0).sum() > 10
+    label, inside = _first_answer_in_a_box(method, BrightWithStripes(), (10, 20, 23), {"threshold": -0.75})
     assert (label[inside] == 1).all()

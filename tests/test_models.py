@@ -147,6 +147,8 @@ def _mutated(sidecar, **changes):
     {"uncertainty": "calibrated"}, {"uncertainty": {"powers": {"tta": {"unsteadiness": 1, "contrast": -1}}}},
     {"uncertainty": {"powers": {"tta": {"unsteadiness": "strong", "contrast": 1}}}},
     {"uncertainty": {"powers": {"tta": {"contrast": 1}}}}, {"uncertainty": {"powers": [1.0]}},
+    {"first_answer": "cut low"}, {"first_answer": {"threshold": "low"}}, {"first_answer": {"threshold": 9}},
+    {"first_answer": {"threshold": True}},
 ], ids=lambda c: ",".join(f"{k}={str(v)[:20]}" for k, v in c.items()))
 def test_malformed_sidecars_are_model_errors_naming_the_file(tmp_path, changes):
     _, sidecar = _saved(tmp_path)

@@ -248,12 +248,14 @@ class ClickSession:
         crop, x = self.click_input(fg, bg, value, previous)
         box = self._image_box(crop)
         existing = previous is not None and bool((previous[box] == value).any())  # then a correction
-        scores = self._scores(x, FIRST_SHIFT if fg and not existing else 0)
+        first = bool(fg) and not existing
+        scores = self._scores(x, FIRST_SHIFT if first else 0)
         fg_class = self.card.class_of(value)
         t_net = time.perf_counter()
-        # the clicked class wins where its score beats every other class: one map to resample
+        # the clicked class wins where its score beats every other class (a first answer: by
+        # the model's threshold): one map to resample
         others = functools.reduce(torch.maximum, [c for i, c in enumerate(scores) if i != fg_class])
-        margin = scores[fg_class] - others
+        margin = scores[fg_class] - others - (self.card.first_threshold if first else 0.0)
         marks = [(1, p) for p in fg] + [(0, p) for p in bg]
         in_box = self._in_box(marks, box)
 
@@ -262,7 +264,6 @@ class ClickSession:
             p = torch.sigmoid(resample_linear(margin[None], self._coords(inner, crop))[0]).cpu().numpy()
             return np.stack([1 - p, p])
 
-        first = False
         if existing:  # a correction: blended with the label
             region = previous[box] == value
             near = zone(region.shape, in_box, self.volume.array_spacing)
@@ -271,7 +272,6 @@ class ClickSession:
                 region[near] = merged[1] > merged[0]
         elif fg:  # the first answer: only the part around the positive voxels is resampled
             region, box = self._region_on_image(margin, crop)
-            first = True
         else:  # background clicks away from the structure: nothing of it here to take away
             region = np.zeros([b.stop - b.start for b in box], bool)
 

@@ -71,9 +71,19 @@ class ModelCard:
     #: contrast, chosen on its validation cases (``powers``: {strategy: {"unsteadiness",
     #: "contrast"}}; annotator.active.calibration); empty: the default
     uncertainty: dict = field(default_factory=dict)
+    #: how a structure's first answer is cut from the network's scores, chosen on its
+    #: validation cases (``threshold``: the log-odds by which the clicked class must beat the
+    #: others, 0 the more probable wins; ``dice``: the mean Dice after one click each
+    #: threshold tried gave; annotator.training.calibrate); empty: threshold 0
+    first_answer: dict = field(default_factory=dict)
     version: str = ""
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
+
+    @property
+    def first_threshold(self) -> float:
+        """The log-odds by which the clicked class must beat the others in a first answer."""
+        return float(self.first_answer.get("threshold", 0.0))
 
     @property
     def spatial_dims(self) -> int:
@@ -212,6 +222,9 @@ class ModelCard:
                 for k, v in powers.items()):
             raise ModelError(f"{where}: uncertainty.powers must map strategies to an unsteadiness and a contrast "
                              "power, each from 0 to 8")
+        threshold = card.first_answer.get("threshold", 0.0) if isinstance(card.first_answer, dict) else None
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -4 <= threshold <= 4:
+            raise ModelError(f"{where}: first_answer.threshold must be a log-odds from -4 to 4, not {threshold!r}")
         if (isinstance(card.guidance_sigma, bool) or not isinstance(card.guidance_sigma, (int, float))
                 or not 0.1 <= card.guidance_sigma <= 20):
             raise ModelError(f"{where}: guidance_sigma must be 0.1 to 20 voxels, not {card.guidance_sigma!r}")

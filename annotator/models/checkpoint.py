@@ -50,8 +50,14 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, sidecar: str | os.P
     with atomic_path(target) as tmp:
         save_file(state, str(tmp), metadata={"name": card.name, "method": card.method})
     card.weights_sha256 = _sha256(target)
-    atomic_write_text(sidecar, card.to_json())
-    return sidecar
+    return save_card(card, sidecar)
+
+
+def save_card(card: ModelCard, sidecar: str | os.PathLike) -> Path:
+    """Rewrite a checkpoint's sidecar atomically, its weights as they are (the card's hash
+    must still be theirs); returns the sidecar."""
+    atomic_write_text(Path(sidecar), card.to_json())
+    return Path(sidecar)
 
 
 def load_card(sidecar: str | os.PathLike) -> ModelCard:

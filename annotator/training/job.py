@@ -486,7 +486,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     if cancelled:
         emit("cancelled", iteration=iteration, checkpoint=str(last))
         return 0
-    if config.method == "deepedit" and (run_dir / "best.json").exists():
+    if (run_dir / "best.json").exists():
         _calibrate(run_dir / "best.json", val_cases, device, stop, emit)
     wanted = config.install and config.activate
     not_used = _why_not_used(round(best, 4), card) if wanted else None
@@ -527,31 +527,29 @@ def _baseline(model, val_ds, val_cases, values, card: ModelCard, config: TrainCo
 
 
 def _calibrate(best: Path, val_cases, device, stop, emit) -> None:
-    """The worklist's scoring of the best model chosen on its validation cases
-    (:mod:`annotator.active.calibration`), kept in its sidecar; with too few cases, a
-    stop or a case that cannot be read, the default stays."""
-    from annotator.active.calibration import MAX_CASES, MIN_CASES, calibrate
+    """What the best model's validation cases choose about it (:mod:`annotator.training.calibrate`),
+    kept in its sidecar; with too few cases, a stop or a case that cannot be read, the
+    defaults stay."""
+    from annotator.active.calibration import MAX_CASES, MIN_CASES
+    from annotator.training.calibrate import calibrate
 
     if len(val_cases) < MIN_CASES:
         return
     model, card = load_checkpoint(best, device)
-    emit("message", text=f"choosing how the worklist scores this model, on {min(len(val_cases), MAX_CASES)} "
-                         "validation cases")
+    emit("message", text=f"choosing how this model is used, on {min(len(val_cases), MAX_CASES)} validation cases")
 
     def progress(text, fraction):
         if stop:
             raise InterruptedError(text)
 
     try:
-        found = calibrate(model, card, val_cases, lambda case: (case.id, *read_case(case)), progress)
+        chosen, text = calibrate(model, card, val_cases, lambda case: (case.id, *read_case(case)), progress)
     except (AnnotatorError, OSError, InterruptedError) as exc:
-        emit("message", text=f"the worklist keeps its default scoring for this model ({exc})")
+        emit("message", text=f"this model keeps the default use ({exc})")
         return
-    if found:
-        save_checkpoint(model, replace(card, uncertainty=found), best)
-        powers = ", ".join(f"{k} {v['unsteadiness']:g} and {v['contrast']:g}" for k, v in found["powers"].items())
-        emit("message", text=f"the worklist weighs this model's unsteadiness and each label's contrast "
-                             f"to the powers: {powers}")
+    if text:
+        save_checkpoint(model, chosen, best)
+        emit("message", text=text)
 
 
 def _why_not_used(best: float, card: ModelCard) -> str | None:
