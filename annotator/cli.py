@@ -365,37 +365,14 @@ def cmd_models_import(args) -> int:
 
 
 def cmd_models_calibrate(args) -> int:
-    from annotator.datastore.factory import open_datastore
-    from annotator.engine.device import choose_device
-    from annotator.models import load_checkpoint
-    from annotator.models.checkpoint import save_card
-    from annotator.models.registry import ModelRegistry
-    from annotator.samples import data_root
-    from annotator.training.calibrate import calibrate
+    from annotator.active.calibration import MIN_CASES
+    from annotator.training.calibrate import calibrate_installed
 
-    entry = ModelRegistry().entry(args.name)
-    only, data = entry.card.training.get("validation_cases"), entry.card.training.get("data") or []
-    place = args.data or (data_root() / data[0] if data_root() and data else None)
-    if place is None or not Path(place).exists():
-        raise InputError(f"model '{args.name}': its training images are not found here "
-                         f"({place or 'the sidecar names none'}); give --data")
-    store, _ = open_datastore(place)
-    wanted = set(only or [])
-    ids = [i for i in store.training_ids() if not wanted or i in wanted]
-
-    def read(image_id):
-        volume = store.open_image(image_id)
-        return image_id, volume, store.label(image_id, volume)
-
-    which = "its validation cases" if only else "the labelled images"
-    print(f"{args.name}: choosing how it is used on {len(ids)} of {which} in {place}", flush=True)
-    model, card = load_checkpoint(entry.sidecar, choose_device())
-    chosen, text = calibrate(model, card, ids, read, lambda text, fraction: print(f"  {text}", flush=True))
+    text = calibrate_installed(args.name, args.data, lambda text, fraction: print(f"  {text}", flush=True))
     if not text:
-        print(f"{args.name}: too few cases to choose by; unchanged")
+        print(f"{args.name}: too few cases to choose by (at least {MIN_CASES}); unchanged")
         return 1
-    save_card(chosen, entry.sidecar)
-    print(f"{args.name}: {text} ({entry.sidecar})")
+    print(f"{args.name}: {text}")
     return 0
 
 

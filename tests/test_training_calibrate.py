@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
 
 from annotator.active.calibration import MIN_CASES
-from annotator.io.volume import Volume
+from balls import ball, ball_folder
 from annotator.models import ModelCard, build_network, load_checkpoint, save_checkpoint
 from annotator.training.calibrate import THRESHOLDS, calibrate, choose_threshold
-
-CORE, RIM = 1.0, 0.4  # image intensities of a ball's core and its rim (background: -1)
-
 
 class UnsureOfRims(torch.nn.Module):
     """A click network sure of a ball's core, unsure of its rim (log-odds -0.6: the rim
@@ -40,16 +35,6 @@ def _card(**kw) -> ModelCard:
                 intensity={"kind": "window", "low": -1.0, "high": 1.0})
     base.update(kw)
     return ModelCard(**base)
-
-
-def _ball(i: int) -> tuple[str, Volume, np.ndarray]:
-    """Case ``i``: a ball with a core and a rim, both of its label (sizes vary)."""
-    z, y, x = np.ogrid[:16, :28, :28]
-    distance = np.sqrt((z - 8) ** 2 + (y - 14) ** 2 + (x - 14) ** 2)
-    radius = 4 + i % 4
-    image = np.where(distance <= radius - 2, CORE, np.where(distance <= radius, RIM, -1.0)).astype(np.float32)
-    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), modality="MR")
-    return f"ball{i:02d}", volume, (distance <= radius).astype(np.uint8)
 
 
 def test_the_best_threshold_is_chosen_and_a_tie_keeps_the_one_nearer_zero():
@@ -75,29 +60,17 @@ def test_a_model_that_answers_too_small_gets_a_lower_threshold(method):
     model = UnsureOfRims()
     card = _card(method=method, architecture={"name": "UNet", "spatial_dims": 2 if flat else 3},
                  roi_size=[1 if flat else 16, 32, 32])
-    chosen, text = calibrate(model, card, list(range(MIN_CASES)), _ball)
+    chosen, text = calibrate(model, card, list(range(MIN_CASES)), ball)
     found = chosen.first_answer
     assert found["threshold"] == -0.75  # -1 takes the rims as well: the one nearer 0
     assert found["dice"]["-0.75"] == 1.0 and found["dice"]["0"] < 0.9
-    assert "log-odds of -0.75" in text and f"{found['structures']} validation structures" in text
+    assert "log-odds of -0.75" in text and f"on {found['structures']} structures" in text
     assert card.first_answer == {}  # the card given stays as it was
-    _, volume, truth = _ball(101)
+    _, volume, truth = ball(101)
     centre, scored = (8, 14, 14), slice(8, 9) if flat else slice(None)
     assert (new_session(volume, model, chosen).click([centre]).label[scored] == truth[scored]).all()
     assert new_session(volume, model, card).click([centre]).label[scored].sum() < truth[scored].sum()
-    assert calibrate(model, card, list(range(MIN_CASES - 1)), _ball) == (card, "")
-
-
-def _folder(tmp_path, count: int):
-    folder = tmp_path / "balls"
-    for sub in ("images", "labels"):
-        (folder / sub).mkdir(parents=True)
-    for i in range(count):
-        case_id, volume, label = _ball(i)
-        for sub, array in (("images", volume.array), ("labels", label)):
-            sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / sub / f"{case_id}.nii.gz"))
-    (folder / "labels.json").write_text(json.dumps({"structure": 1}))
-    return folder
+    assert calibrate(model, card, list(range(MIN_CASES - 1)), ball) == (card, "")
 
 
 @pytest.fixture
@@ -119,9 +92,9 @@ def test_models_calibrate_rewrites_the_sidecar_and_keeps_the_weights(tmp_path, t
 
     weights = tiny_model.with_suffix(".safetensors").read_bytes()
     before = load_checkpoint(tiny_model)[1]
-    folder = _folder(tmp_path, MIN_CASES)
+    folder = ball_folder(tmp_path / "balls", MIN_CASES)
     assert main(["models", "calibrate", "tiny"]) != 0  # the sidecar's "balls" is not found here
-    assert "give --data" in capsys.readouterr().err
+    assert "give the labelled images" in capsys.readouterr().err
     assert main(["models", "calibrate", "tiny", "--data", str(folder)]) == 0
     said = capsys.readouterr().out
     assert f"on {MIN_CASES} of the labelled images" in said and "log-odds of" in said
@@ -145,7 +118,7 @@ def test_a_deepgrow_run_ends_by_choosing_its_threshold(tmp_path, tiny_model):
     from annotator.training.data import Case
     from annotator.training.job import _calibrate
 
-    folder = _folder(tmp_path, MIN_CASES)
+    folder = ball_folder(tmp_path / "balls", MIN_CASES)
     cases = [Case(str(folder), f"ball{i:02d}") for i in range(MIN_CASES)]
     for given, chosen in ((cases[:-1], False), (cases, True)):
         events = []

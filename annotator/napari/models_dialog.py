@@ -1,7 +1,8 @@
 """The installed models (bundled, trained here, imported) in a window: which one each
-method uses, choosing another, and importing a model trained elsewhere (a MONAI Label
-checkpoint or a MONAI bundle; :func:`annotator.models.importer.import_model`) without a
-terminal."""
+method uses, choosing another, importing a model trained elsewhere (a MONAI Label
+checkpoint or a MONAI bundle; :func:`annotator.models.importer.import_model`) and
+calibrating one on labelled images (:func:`annotator.training.calibrate.calibrate_installed`)
+without a terminal."""
 
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def use_model(runner, registry: ModelRegistry, name: str, button, say, then=None
 
 class ModelsDialog(QDialog):
     """The installed models; Use makes the selected one its method's model; Import... brings
-    one from MONAI (read and converted in a worker thread, the window stays responsive)."""
+    one from MONAI; Calibrate... chooses on a folder of labelled images how the selected
+    one is used (both in a worker thread, the window stays responsive)."""
 
     def __init__(self, runner, parent=None, registry: ModelRegistry | None = None):
         super().__init__(parent)
@@ -151,6 +153,11 @@ class ModelsDialog(QDialog):
         self.import_button = QPushButton("Import...")
         self.import_button.setToolTip("A MONAI Label checkpoint or a MONAI bundle, converted to this app's format")
         self.import_button.clicked.connect(self.ask_import)
+        self.calibrate_button = QPushButton("Calibrate...")
+        self.calibrate_button.setToolTip("On labelled images (the model's own validation cases when it names them): "
+                                         "where a DeepGrow model's first answer is cut, how the worklist weighs a "
+                                         "DeepEdit model's scores; as a training run chooses them")
+        self.calibrate_button.clicked.connect(self.ask_calibrate)
         close = QDialogButtonBox(QDialogButtonBox.Close)
         close.rejected.connect(self.reject)
         self.message = QLabel("")
@@ -158,6 +165,7 @@ class ModelsDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.use_button)
         row.addWidget(self.import_button)
+        row.addWidget(self.calibrate_button)
         row.addStretch(1)
         row.addWidget(close)
         layout = QVBoxLayout(self)
@@ -225,6 +233,42 @@ class ModelsDialog(QDialog):
     def _import_failed(self, exc: BaseException) -> None:
         self.import_button.setEnabled(True)
         self._say(f"Import failed: {exc}", error=True)
+
+    def ask_calibrate(self) -> None:
+        name = self.selected_name()
+        if name is None:
+            self._say("Select a model first.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, f"Labelled images to calibrate '{name}' on")
+        if folder:
+            self.start_calibrate(name, folder)
+
+    def start_calibrate(self, name: str, folder: str) -> None:
+        """Choose on ``folder``'s labelled images how model ``name`` is used, in the worker;
+        each case is said as it is clicked, and what was chosen at the end."""
+        from annotator.training.calibrate import calibrate_installed
+
+        self.calibrate_button.setEnabled(False)
+        self._say(f"calibrating '{name}' on {folder} ...")
+
+        def heard(text: str, fraction: float) -> None:
+            self._say(f"{text} ({fraction:.0%})" if fraction > 0 else text)
+
+        self.runner.start(lambda job: calibrate_installed(name, folder, job.report, self.registry),
+                          lambda text: self._calibrated(name, text), self._calibrate_failed,
+                          Job(f"calibrating {name}", heard))
+
+    def _calibrated(self, name: str, text: str) -> None:
+        self.calibrate_button.setEnabled(True)
+        self.refresh(select=name)
+        from annotator.active.calibration import MIN_CASES
+
+        self._say(f"'{name}': {text}" if text else f"'{name}': too few labelled images to choose by (at least "
+                                                    f"{MIN_CASES}); unchanged", error=not text)
+
+    def _calibrate_failed(self, exc: BaseException) -> None:
+        self.calibrate_button.setEnabled(True)
+        self._say(f"Calibration failed: {exc}", error=True)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet(_ERROR if error else "")

@@ -15,12 +15,15 @@ Dice is kept in the sidecar (``first_answer``), with each threshold's Dice. Fewe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from annotator.active.calibration import MAX_CASES, MIN_CASES
+from annotator.errors import InputError
 from annotator.io.volume import Volume
 from annotator.models.card import ModelCard
 
@@ -97,5 +100,42 @@ def calibrate(model, card: ModelCard, cases: Sequence, read: Read,
     chosen = found["dice"][f"{found['threshold']:g}"]
     return replace(card, first_answer=found), \
         f"a first answer keeps the voxels where the clicked structure beats the background by a log-odds of " \
-        f"{found['threshold']:g} (mean Dice after one click on {found['structures']} validation structures " \
+        f"{found['threshold']:g} (mean Dice after one click on {found['structures']} structures " \
         f"{chosen:.3f}; at 0: {found['dice']['0']:.3f})"
+
+
+def calibrate_installed(name: str, data: str | os.PathLike | None = None, progress: Progress | None = None,
+                        registry=None) -> str:
+    """:func:`calibrate` for the installed model ``name``, its sidecar rewritten (the
+    weights as they are): on its validation cases when the sidecar names them, in ``data``
+    or where it was trained (under the data folder), else on the labelled images of
+    ``data``. Returns what was chosen, as a sentence; "" when too few cases choose
+    nothing (the sidecar unchanged). ``progress(text, fraction)`` hears each case."""
+    from annotator.datastore.factory import open_datastore
+    from annotator.engine.device import choose_device
+    from annotator.models import ModelRegistry, load_checkpoint
+    from annotator.models.checkpoint import save_card
+    from annotator.samples import data_root
+
+    report = progress or (lambda text, fraction: None)
+    entry = (registry or ModelRegistry()).entry(name)
+    only, trained_on = entry.card.training.get("validation_cases"), entry.card.training.get("data") or []
+    place = data or (data_root() / trained_on[0] if data_root() and trained_on else None)
+    if place is None or not Path(place).exists():
+        raise InputError(f"model '{name}': its training images are not found here "
+                         f"({place or 'the sidecar names none'}); give the labelled images to calibrate it on")
+    store, _ = open_datastore(place)
+    wanted = set(only or [])
+    ids = [i for i in store.training_ids() if not wanted or i in wanted]
+
+    def read(image_id):
+        volume = store.open_image(image_id)
+        return image_id, volume, store.label(image_id, volume)
+
+    report(f"{name}: choosing how it is used on {len(ids)} of {'its validation cases' if only else 'the labelled images'} "
+           f"in {place}", 0.0)
+    model, card = load_checkpoint(entry.sidecar, choose_device())
+    chosen, text = calibrate(model, card, ids, read, progress)
+    if text:
+        save_card(chosen, entry.sidecar)
+    return text

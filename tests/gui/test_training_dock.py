@@ -235,3 +235,53 @@ def test_the_models_window_lists_chooses_and_imports(make_napari_viewer, qtbot, 
     qtbot.waitExposed(dialog)
     dialog.grab().save(str(tmp_path / "models.png"))
     print(f"screenshot: {tmp_path / 'models.png'}")
+
+
+def test_the_models_window_calibrates_the_selected_model(make_napari_viewer, qtbot, tmp_path):
+    """Calibrate... chooses, on a folder of labelled images and in the worker, where the
+    selected DeepGrow model's first answer is cut, says what it chose and keeps it in the
+    sidecar; too few images, or a folder of none, are said plainly and change nothing."""
+    import torch
+
+    from annotator.active.calibration import MIN_CASES
+    from annotator.models import ModelCard, build_network, load_checkpoint, save_checkpoint
+    from annotator.models.registry import user_dir
+    from annotator.napari.models_dialog import ModelsDialog
+    from annotator.napari.training_dock import TrainingDock
+    from balls import ball_folder
+
+    arch = {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2, "channels": [4, 8, 16],
+            "strides": [2, 2], "num_res_units": 0}
+    torch.manual_seed(0)
+    sidecar = save_checkpoint(build_network(arch), ModelCard(name="grown-here", method="deepgrow3d",
+                                                             architecture=arch, labels={"structure": 1},
+                                                             roi_size=[16, 32, 32]), user_dir() / "grown-here.json")
+    dock = TrainingDock(make_napari_viewer())
+    dialog = ModelsDialog(dock.session.runner, dock, dock.registry)
+    qtbot.addWidget(dialog)
+    dialog.ask_calibrate()
+    assert "Select a model first" in dialog.message.text()
+    names = [dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())]
+    dialog.table.selectRow(names.index("grown-here"))
+
+    def calibrated(folder) -> str:
+        dialog.start_calibrate(dialog.selected_name(), str(folder))
+        assert not dialog.calibrate_button.isEnabled()
+        qtbot.waitUntil(dialog.calibrate_button.isEnabled, timeout=120_000)
+        return dialog.message.text()
+
+    said = calibrated(ball_folder(tmp_path / "few", MIN_CASES - 1))
+    assert "too few labelled images" in said and load_checkpoint(sidecar)[1].first_answer == {}
+    (tmp_path / "empty").mkdir()
+    assert "too few labelled images" in calibrated(tmp_path / "empty")
+    said = calibrated(tmp_path / "missing")
+    assert "Calibration failed" in said and "missing" in said and "not found" in said
+    said = calibrated(ball_folder(tmp_path / "balls", MIN_CASES))
+    chosen = load_checkpoint(sidecar)[1].first_answer
+    assert f"'grown-here': a first answer keeps the voxels" in said and f"log-odds of {chosen['threshold']:g}" in said
+    assert chosen["structures"] == MIN_CASES and dialog.selected_name() == "grown-here"
+    dialog.resize(980, 340)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.grab().save(str(tmp_path / "models_calibrated.png"))
+    print(f"screenshot: {tmp_path / 'models_calibrated.png'}")
