@@ -54,8 +54,7 @@ SCORING = 3
 
 def model_version(card) -> str:
     """The model and how its scores are weighed (a model calibrated again scores again)."""
-    powers = (card.uncertainty or {}).get("powers", {})
-    how = "".join(f"/{k}={v['unsteadiness']:g},{v['contrast']:g}" for k, v in sorted(powers.items()))
+    how = "".join(f"/{k}={v['unsteadiness']:g},{v['contrast']:g}" for k, v in sorted(card.powers.items()))
     return f"{card.name}@{(card.weights_sha256 or card.version or 'unknown')[:16]}{how}"
 
 

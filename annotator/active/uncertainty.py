@@ -229,7 +229,7 @@ def powers_of(card, kind: str) -> tuple[float, float]:
     """The powers of ``kind``'s scores of ``card``'s model: the ones chosen on its own
     validation cases when training did (:mod:`annotator.active.calibration`), else
     :data:`POWERS`."""
-    chosen = (card.uncertainty or {}).get("powers", {}).get(kind)
+    chosen = card.powers.get(kind)
     return (float(chosen["unsteadiness"]), float(chosen["contrast"])) if chosen else POWERS
 
 

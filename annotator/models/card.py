@@ -81,6 +81,11 @@ class ModelCard:
     format_version: int = FORMAT_VERSION
 
     @property
+    def powers(self) -> dict[str, dict]:
+        """The worklist's powers chosen on its validation cases, per strategy ({} when none)."""
+        return (self.uncertainty or {}).get("powers", {})
+
+    @property
     def first_threshold(self) -> float:
         """The log-odds by which the clicked class must beat the others in a first answer."""
         return float(self.first_answer.get("threshold", 0.0))
