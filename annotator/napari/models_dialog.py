@@ -259,10 +259,10 @@ class ModelsDialog(QDialog):
                           Job(f"calibrating {name}", heard))
 
     def _calibrated(self, name: str, text: str) -> None:
-        self.calibrate_button.setEnabled(True)
-        self.refresh(select=name)
         from annotator.active.calibration import MIN_CASES
 
+        self.calibrate_button.setEnabled(True)
+        self.refresh(select=name)
         self._say(f"'{name}': {text}" if text else f"'{name}': too few labelled images to choose by (at least "
                                                     f"{MIN_CASES}); unchanged", error=not text)
 

@@ -120,10 +120,12 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
     report = progress or (lambda text, fraction: None)
     entry = (registry or ModelRegistry()).entry(name)
     only, trained_on = entry.card.training.get("validation_cases"), entry.card.training.get("data") or []
-    place = data or (data_root() / trained_on[0] if data_root() and trained_on else None)
-    if place is None or not Path(place).exists():
-        raise InputError(f"model '{name}': its training images are not found here "
-                         f"({place or 'the sidecar names none'}); give the labelled images to calibrate it on")
+    place = data
+    if place is None:  # where it was trained, when that is here
+        place = data_root() / trained_on[0] if data_root() and trained_on else None
+        if place is None or not Path(place).exists():
+            raise InputError(f"model '{name}': its training images are not found here "
+                             f"({place or 'the sidecar names none'}); give the labelled images to calibrate it on")
     store, _ = open_datastore(place)
     wanted = set(only or [])
     ids = [i for i in store.training_ids() if not wanted or i in wanted]
