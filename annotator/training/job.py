@@ -37,7 +37,7 @@ from annotator.engine.session import argmax, click_crop, forward
 from annotator.errors import AnnotatorError, ModelError
 from annotator.io.volume import label_values
 from annotator.models.card import ModelCard
-from annotator.models.checkpoint import load_checkpoint, save_checkpoint
+from annotator.models.checkpoint import load_checkpoint, save_card, save_checkpoint
 from annotator.models.networks import DEFAULT_VARIANT, VARIANTS, architecture, build_network
 from annotator.models.registry import ModelRegistry, suits, user_dir
 from annotator.training.config import TrainConfig
@@ -545,10 +545,10 @@ def _calibrate(best: Path, val_cases, device, stop, emit) -> None:
     try:
         chosen, text = calibrate(model, card, val_cases, lambda case: (case.id, *read_case(case)), progress)
     except (AnnotatorError, OSError, InterruptedError) as exc:
-        emit("message", text=f"this model keeps the default use ({exc})")
+        emit("message", text=f"nothing chosen on the validation cases: this model is used with the defaults ({exc})")
         return
     if text:
-        save_checkpoint(model, chosen, best)
+        save_card(chosen, best)
         emit("message", text=text)
 
 
