@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from annotator.active.calibration import MIN_CASES
-from balls import ball, ball_folder
 from annotator.models import ModelCard, build_network, load_checkpoint, save_checkpoint
 from annotator.training.calibrate import THRESHOLDS, calibrate, choose_threshold
+from balls import ball, ball_folder
+
 
 class UnsureOfRims(torch.nn.Module):
     """A click network sure of a ball's core, unsure of its rim (log-odds -0.6: the rim
