@@ -530,3 +530,14 @@ def test_a_folder_without_images_says_what_an_image_is(tmp_path, private_user_di
     proc = subprocess.run([sys.executable, "-m", "annotator", "status", str(folder)], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert proc.returncode == 0 and "0 images" in proc.stdout and "no images found" in proc.stderr
+
+
+def test_a_place_that_is_no_image_says_which_of_missing_or_not_an_image(tmp_path):
+    from annotator.datastore import open_datastore
+    from annotator.errors import DatastoreError
+
+    with pytest.raises(DatastoreError, match="missing: no such image, series or folder"):
+        open_datastore(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("the labels are in the other folder")
+    with pytest.raises(DatastoreError, match="notes.txt: not an image, a DICOM series or a folder of them"):
+        open_datastore(tmp_path / "notes.txt")

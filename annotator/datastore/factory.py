@@ -30,7 +30,8 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
         path = path.parent
     kind = classify(path)
     if kind == Kind.MISSING:
-        raise DatastoreError(f"{place}: no such image, series or folder")
+        raise DatastoreError(f"{place}: not an image, a DICOM series or a folder of them" if path.exists()
+                             else f"{place}: no such image, series or folder")
     folder = path.resolve() if kind in (Kind.FOLDER, Kind.DATASET) else path.resolve().parent
     if labels_dir is None and is_sample_path(folder):
         labels_dir = fallback_labels_dir(folder)
