@@ -1,5 +1,6 @@
 """Balls with a bright core and a dimmer rim, both of their label: validation cases made
-here for choosing how a click model is used (annotator.training.calibrate)."""
+here for choosing how a click model is used (annotator.training.calibrate), and a tiny
+DeepGrow 3D model to choose for."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ def ball_folder(folder: Path, count: int) -> Path:
             sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / sub / f"{case_id}.nii.gz"))
     (folder / "labels.json").write_text(json.dumps({"structure": 1}))
     return folder
+
+
+def install_tiny_deepgrow(name: str, **card) -> Path:
+    """An installed DeepGrow 3D model of random weights (seed 0) in the user models folder;
+    ``card``: more of its sidecar. Returns the sidecar."""
+    import torch
+
+    from annotator.models import ModelCard, build_network, save_checkpoint
+    from annotator.models.registry import user_dir
+
+    arch = {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2, "channels": [4, 8, 16],
+            "strides": [2, 2], "num_res_units": 0}
+    torch.manual_seed(0)
+    sidecar = ModelCard(**{"name": name, "method": "deepgrow3d", "architecture": arch, "labels": {"structure": 1},
+                           "roi_size": [16, 32, 32], **card})
+    return save_checkpoint(build_network(arch), sidecar, user_dir() / f"{name}.json")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from annotator.active.calibration import MIN_CASES
-from annotator.models import ModelCard, build_network, load_checkpoint, save_checkpoint
+from annotator.models import ModelCard, load_checkpoint
 from annotator.training.calibrate import THRESHOLDS, calibrate, choose_threshold
-from balls import ball, ball_folder
+from balls import ball, ball_folder, install_tiny_deepgrow
 
 
 class UnsureOfRims(torch.nn.Module):
@@ -77,15 +77,8 @@ def test_a_model_that_answers_too_small_gets_a_lower_threshold(method):
 @pytest.fixture
 def tiny_model(tmp_path, monkeypatch):
     """An installed DeepGrow 3D model of random weights (user models in a temporary folder)."""
-    from annotator.models.registry import user_dir
-
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    arch = {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2, "channels": [4, 8, 16],
-            "strides": [2, 2], "num_res_units": 0}
-    torch.manual_seed(0)
-    card = _card(name="tiny", architecture=arch, intensity={"kind": "percentile", "low": 0.5, "high": 99.5},
-                 training={"data": ["balls"]})
-    return save_checkpoint(build_network(arch), card, user_dir() / "tiny.json")
+    return install_tiny_deepgrow("tiny", modality="MR", training={"data": ["balls"]})
 
 
 def test_models_calibrate_rewrites_the_sidecar_and_keeps_the_weights(tmp_path, tiny_model, capsys):

@@ -241,21 +241,13 @@ def test_the_models_window_calibrates_the_selected_model(make_napari_viewer, qtb
     """Calibrate... chooses, on a folder of labelled images and in the worker, where the
     selected DeepGrow model's first answer is cut, says what it chose and keeps it in the
     sidecar; too few images, or a folder of none, are said plainly and change nothing."""
-    import torch
-
     from annotator.active.calibration import MIN_CASES
-    from annotator.models import ModelCard, build_network, load_checkpoint, save_checkpoint
-    from annotator.models.registry import user_dir
+    from annotator.models import load_checkpoint
     from annotator.napari.models_dialog import ModelsDialog
     from annotator.napari.training_dock import TrainingDock
-    from balls import ball_folder
+    from balls import ball_folder, install_tiny_deepgrow
 
-    arch = {"name": "UNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 2, "channels": [4, 8, 16],
-            "strides": [2, 2], "num_res_units": 0}
-    torch.manual_seed(0)
-    sidecar = save_checkpoint(build_network(arch), ModelCard(name="grown-here", method="deepgrow3d",
-                                                             architecture=arch, labels={"structure": 1},
-                                                             roi_size=[16, 32, 32]), user_dir() / "grown-here.json")
+    sidecar = install_tiny_deepgrow("grown-here")
     dock = TrainingDock(make_napari_viewer())
     dialog = ModelsDialog(dock.session.runner, dock, dock.registry)
     qtbot.addWidget(dialog)
