@@ -759,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models_use)
     m = msub.add_parser("calibrate", help="choose on labelled images how a model is used (DeepGrow: where its first "
                                           "answer is cut; DeepEdit: how the worklist weighs its scores), as "
-                                          "training does; the sidecar is rewritten")
+                                          "training does; the sidecar is rewritten (a bundled model's: "
+                                          "a copy, NAME-calibrated, in the user models folder)")
     m.add_argument("name")
     m.add_argument("--data", help="a folder or datastore with final labels (default: where the model was trained; "
                                   "only its validation cases are used when its sidecar names them)")

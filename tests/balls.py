@@ -37,9 +37,9 @@ def ball_folder(folder: Path, count: int) -> Path:
     return folder
 
 
-def install_tiny_deepgrow(name: str, **card) -> Path:
-    """An installed DeepGrow 3D model of random weights (seed 0) in the user models folder;
-    ``card``: more of its sidecar. Returns the sidecar."""
+def install_tiny_deepgrow(name: str, folder: Path | None = None, **card) -> Path:
+    """An installed DeepGrow 3D model of random weights (seed 0) in ``folder`` (default:
+    the user models folder); ``card``: more of its sidecar. Returns the sidecar."""
     import torch
 
     from annotator.models import ModelCard, build_network, save_checkpoint
@@ -50,4 +50,4 @@ def install_tiny_deepgrow(name: str, **card) -> Path:
     torch.manual_seed(0)
     sidecar = ModelCard(**{"name": name, "method": "deepgrow3d", "architecture": arch, "labels": {"structure": 1},
                            "roi_size": [16, 32, 32], **card})
-    return save_checkpoint(build_network(arch), sidecar, user_dir() / f"{name}.json")
+    return save_checkpoint(build_network(arch), sidecar, (folder or user_dir()) / f"{name}.json")

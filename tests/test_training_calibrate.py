@@ -106,6 +106,36 @@ def test_models_calibrate_rewrites_the_sidecar_and_keeps_the_weights(tmp_path, t
     assert load_checkpoint(tiny_model)[1].first_answer == {}
 
 
+def test_calibrating_a_bundled_model_keeps_it_as_shipped(tmp_path):
+    """A bundled model's folder may be read-only (a frozen app) and is the package's: its
+    calibration goes to a copy in the user folder, which answers in its place where it
+    answered, and is rewritten by a second calibration; the bundled files stay byte for byte."""
+    from annotator.models import ModelRegistry
+    from annotator.training.calibrate import calibrate_installed
+
+    bundled, user = tmp_path / "bundled", tmp_path / "user"
+    install_tiny_deepgrow("starter", bundled, modality="MR")
+    shipped = {p.name: p.read_bytes() for p in bundled.iterdir()}
+    registry = ModelRegistry([bundled, user])
+    folder = ball_folder(tmp_path / "balls", MIN_CASES)
+    said = calibrate_installed("starter", folder, registry=registry)
+    assert {p.name: p.read_bytes() for p in bundled.iterdir()} == shipped
+    copy = registry.entry("starter-calibrated")
+    assert not copy.bundled and copy.sidecar.parent == user
+    card = load_checkpoint(copy.sidecar)[1]  # its weights' hash checked
+    assert card.first_answer["threshold"] in THRESHOLDS and card.first_answer["structures"] == MIN_CASES
+    assert registry.chosen() == {"deepgrow3d": "starter-calibrated"}
+    assert "'starter-calibrated'" in said and "now answers in its place" in said
+    # once more: the one copy rewritten; a copy of a model not in use is not chosen
+    registry.choose("starter")
+    install_tiny_deepgrow("mine", user, modality="MR")
+    registry.choose("mine")
+    said = calibrate_installed("starter", folder, registry=registry)
+    assert registry.chosen() == {"deepgrow3d": "mine"} and "in its place" not in said
+    assert sorted(p.name for p in user.glob("starter*")) == ["starter-calibrated.json", "starter-calibrated.safetensors"]
+    assert {p.name: p.read_bytes() for p in bundled.iterdir()} == shipped
+
+
 def test_a_deepgrow_run_ends_by_choosing_its_threshold(tmp_path, tiny_model):
     """The training run's last step on its best checkpoint: with enough validation cases
     its sidecar gets a threshold (and says so); with fewer, nothing is said or changed."""

@@ -246,8 +246,9 @@ class ModelsDialog(QDialog):
     def start_calibrate(self, name: str, folder: str) -> None:
         """Choose on ``folder``'s labelled images how model ``name`` is used, in the worker;
         each case is said as it is clicked, and what was chosen at the end."""
-        from annotator.training.calibrate import calibrate_installed
+        from annotator.training.calibrate import COPY_SUFFIX, calibrate_installed
 
+        shown = name + COPY_SUFFIX if self.registry.entry(name).bundled else name  # a bundled one is copied
         self.calibrate_button.setEnabled(False)
         self._say(f"calibrating '{name}' on {folder} ...")
 
@@ -255,14 +256,14 @@ class ModelsDialog(QDialog):
             self._say(f"{text} ({fraction:.0%})" if fraction > 0 else text)
 
         self.runner.start(lambda job: calibrate_installed(name, folder, job.report, self.registry),
-                          lambda text: self._calibrated(name, text), self._calibrate_failed,
+                          lambda text: self._calibrated(name, text, shown), self._calibrate_failed,
                           Job(f"calibrating {name}", heard))
 
-    def _calibrated(self, name: str, text: str) -> None:
+    def _calibrated(self, name: str, text: str, shown: str) -> None:
         from annotator.active.calibration import MIN_CASES
 
         self.calibrate_button.setEnabled(True)
-        self.refresh(select=name)
+        self.refresh(select=shown if text else name)
         self._say(f"'{name}': {text}" if text else f"'{name}': too few labelled images to choose by (at least "
                                                     f"{MIN_CASES}); unchanged", error=not text)
 

@@ -104,13 +104,20 @@ def calibrate(model, card: ModelCard, cases: Sequence, read: Read,
         f"{chosen:.3f}; at 0: {found['dice']['0']:.3f})"
 
 
+#: what the calibrated copy of a bundled model is called: NAME + this
+COPY_SUFFIX = "-calibrated"
+
+
 def calibrate_installed(name: str, data: str | os.PathLike | None = None, progress: Progress | None = None,
                         registry=None) -> str:
     """:func:`calibrate` for the installed model ``name``, its sidecar rewritten (the
     weights as they are): on its validation cases when the sidecar names them, in ``data``
     or where it was trained (under the data folder), else on the labelled images of
-    ``data``. Returns what was chosen, as a sentence; "" when too few cases choose
-    nothing (the sidecar unchanged). ``progress(text, fraction)`` hears each case."""
+    ``data``. A bundled model stays as shipped (its folder may be read-only, and the
+    package is not the person's to change): the choice goes to a copy in the user models
+    folder, ``NAME-calibrated``, which then answers in its place where the bundled one
+    did. Returns what was chosen, as a sentence; "" when too few cases choose nothing
+    (nothing written). ``progress(text, fraction)`` hears each case."""
     from annotator.datastore.factory import open_datastore
     from annotator.engine.device import choose_device
     from annotator.models import ModelRegistry, load_checkpoint
@@ -118,7 +125,8 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
     from annotator.samples import data_root
 
     report = progress or (lambda text, fraction: None)
-    entry = (registry or ModelRegistry()).entry(name)
+    registry = registry or ModelRegistry()
+    entry = registry.entry(name)
     only, trained_on = entry.card.training.get("validation_cases"), entry.card.training.get("data") or []
     place = data
     if place is None:  # where it was trained, when that is here
@@ -138,6 +146,30 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
            f"in {place}", 0.0)
     model, card = load_checkpoint(entry.sidecar, choose_device())
     chosen, text = calibrate(model, card, ids, read, progress)
+    if text and entry.bundled:
+        return f"{text}; {_copy_of_bundled(registry, entry, chosen)}"
     if text:
         save_card(chosen, entry.sidecar)
     return text
+
+
+def _copy_of_bundled(registry, entry, chosen: ModelCard) -> str:
+    """Install ``chosen`` (the calibrated card of the bundled ``entry``) with a copy of its
+    weights in the user models folder, chosen for its method where the bundled model was
+    the one answering; says what was done."""
+    import shutil
+
+    from annotator.io.atomic import atomic_path
+    from annotator.models.checkpoint import save_card, weights_path
+
+    name = entry.card.name + COPY_SUFFIX
+    was_used = (registry.preferred(entry.card.method, entry.card.modality) or entry).card.name == entry.card.name
+    sidecar = registry.folders[-1] / f"{name}.json"
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(weights_path(sidecar)) as tmp:  # the same bytes: the card's hash holds
+        shutil.copyfile(weights_path(entry.sidecar), tmp)
+    save_card(replace(chosen, name=name), sidecar)
+    if was_used:
+        registry.choose(name)
+    return (f"kept in a copy, '{name}' ({sidecar}), the bundled model as shipped"
+            + (f"; '{name}' now answers in its place" if was_used else ""))
