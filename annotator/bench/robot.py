@@ -62,9 +62,11 @@ def _robot(session: ClickSession, truth: np.ndarray, clicks: int) -> tuple[list[
         marks.setdefault(value, []).append(point)
         if session.card.method == "deepedit":
             label = session.edit(marks, label).label
-        elif marks.get(1):
-            label = session.click(marks[1], marks.get(0, []), previous=label).label
-        made.append(bool(marks.get(1)))  # DeepGrow needs a foreground click to start from
+            made.append(True)
+        else:  # DeepGrow needs a foreground click to start from
+            if marks.get(1):
+                label = session.click(marks[1], marks.get(0, []), previous=label).label
+            made.append(bool(marks.get(1)))
         labels.append(label)
     return labels, made
 
