@@ -763,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "a copy, NAME-calibrated, in the user models folder)")
     m.add_argument("name")
     m.add_argument("--data", help="a folder or datastore with final labels (default: where the model was trained; "
-                                  "only its validation cases are used when its sidecar names them)")
+                                  "only its validation cases when its sidecar names them and they are there)")
     m.set_defaults(func=cmd_models_calibrate)
     m = msub.add_parser("import", help="a MONAI Label sample-app checkpoint (.pt state dict) or a MONAI bundle folder")
     m.add_argument("path", help="the .pt file (read with weights_only; a full pickle is refused) or bundle folder")

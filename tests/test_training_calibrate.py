@@ -104,6 +104,12 @@ def test_models_calibrate_rewrites_the_sidecar_and_keeps_the_weights(tmp_path, t
     assert main(["models", "calibrate", "tiny", "--data", str(folder)]) == 1
     assert "on 2 of its validation cases" in capsys.readouterr().out
     assert load_checkpoint(tiny_model)[1].first_answer == {}
+    # validation cases of another data set: the person's own labelled images are all used
+    raw["training"]["validation_cases"] = ["hippocampus_001", "hippocampus_003"]
+    tiny_model.write_text(json.dumps(raw))
+    assert main(["models", "calibrate", "tiny", "--data", str(folder)]) == 0
+    assert f"on {MIN_CASES} of the labelled images" in capsys.readouterr().out
+    assert load_checkpoint(tiny_model)[1].first_answer["structures"] == MIN_CASES
 
 
 def test_calibrating_a_bundled_model_keeps_it_as_shipped(tmp_path):

@@ -111,9 +111,9 @@ COPY_SUFFIX = "-calibrated"
 def calibrate_installed(name: str, data: str | os.PathLike | None = None, progress: Progress | None = None,
                         registry=None) -> str:
     """:func:`calibrate` for the installed model ``name``, its sidecar rewritten (the
-    weights as they are): on its validation cases when the sidecar names them, in ``data``
-    or where it was trained (under the data folder), else on the labelled images of
-    ``data``. A bundled model stays as shipped (its folder may be read-only, and the
+    weights as they are): on its validation cases when the sidecar names them and they are
+    in ``data`` or where it was trained (under the data folder), else on all the labelled
+    images of ``data`` (a data set of the person's own). A bundled model stays as shipped (its folder may be read-only, and the
     package is not the person's to change): the choice goes to a copy in the user models
     folder, ``NAME-calibrated``, which then answers in its place where the bundled one
     did. Returns what was chosen, as a sentence; "" when too few cases choose nothing
@@ -135,14 +135,15 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
             raise InputError(f"model '{name}': its training images are not found here "
                              f"({place or 'the sidecar names none'}); give the labelled images to calibrate it on")
     store, _ = open_datastore(place)
-    wanted = set(only or [])
-    ids = [i for i in store.training_ids() if not wanted or i in wanted]
+    labelled = store.training_ids()
+    named = [i for i in labelled if i in set(only or [])]  # none here: another data set, all of it
+    ids = named or labelled
 
     def read(image_id):
         volume = store.open_image(image_id)
         return image_id, volume, store.label(image_id, volume)
 
-    report(f"{name}: choosing how it is used on {len(ids)} of {'its validation cases' if only else 'the labelled images'} "
+    report(f"{name}: choosing how it is used on {len(ids)} of {'its validation cases' if named else 'the labelled images'} "
            f"in {place}", 0.0)
     model, card = load_checkpoint(entry.sidecar, choose_device())
     chosen, text = calibrate(model, card, ids, read, progress)
