@@ -154,7 +154,8 @@ class ModelsDialog(QDialog):
         self.import_button.setToolTip("A MONAI Label checkpoint or a MONAI bundle, converted to this app's format")
         self.import_button.clicked.connect(self.ask_import)
         self.calibrate_button = QPushButton("Calibrate...")
-        self.calibrate_button.setToolTip("On labelled images (the model's own validation cases when it names them): "
+        self.calibrate_button.setToolTip("On a folder's labelled images (only the model's own validation cases when "
+                                         "the folder holds them): "
                                          "where a DeepGrow model's first answer is cut, how the worklist weighs a "
                                          "DeepEdit model's scores; as a training run chooses them")
         self.calibrate_button.clicked.connect(self.ask_calibrate)
