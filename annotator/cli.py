@@ -380,14 +380,19 @@ def cmd_models_list(args) -> int:
     from annotator.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    chosen = registry.chosen()
-    for entry in registry.entries():
-        mark = "*" if chosen.get(entry.card.method) == entry.card.name else " "
+    chosen, entries = registry.chosen(), registry.entries()
+    # a method with no model chosen uses its default, as the Models... window says
+    defaults = {m: getattr(registry.preferred(m), "sidecar", None) for m in {e.card.method for e in entries}
+                if m not in chosen}
+    for entry in entries:
+        default = defaults.get(entry.card.method) == entry.sidecar
+        mark = "*" if chosen.get(entry.card.method) == entry.card.name or default else " "
         where = "bundled" if entry.bundled else str(entry.sidecar.parent)
         unused = entry.card.not_used if mark == " " else ""
         print(f"{mark} {entry.card.name:<36} {entry.card.method:<11} {entry.card.modality:<8} "
               f"{','.join(entry.card.foreground):<24} {entry.card.trained_extent or 'any size':<36} {where}"
-              + (f"  (not used unless chosen: {unused})" if unused else ""))
+              + (f"  (not used unless chosen: {unused})" if unused else "")
+              + ("  (the default: none chosen)" if default else ""))
     return 0
 
 

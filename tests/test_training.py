@@ -110,15 +110,18 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     assert ModelRegistry().preferred("deepedit").card.name == "deepedit-hippocampus-mr"
     from annotator.cli import main
 
-    def listed() -> str:
+    def listed(name: str = "tiny") -> str:
         assert main(["models", "list"]) == 0
-        return next(r for r in capsys.readouterr().out.splitlines() if " tiny " in r)
+        return next(r for r in capsys.readouterr().out.splitlines() if f" {name} " in r)
 
     assert listed().endswith(f"(not used unless chosen: {done['not_used']})")
+    assert listed("deepedit-hippocampus-mr").startswith("* ")  # in use, none chosen: marked as such
+    assert listed("deepedit-hippocampus-mr").endswith("(the default: none chosen)")
     ModelRegistry().choose("tiny")  # chosen, it is used
     assert ModelRegistry().preferred("deepedit").card.name == "tiny"
     row = listed()
-    assert row.startswith("* tiny") and "not used" not in row
+    assert row.startswith("* tiny") and "not used" not in row and "default" not in row
+    assert listed("deepedit-hippocampus-mr").startswith("  ")
     assert past_runs(user_dirs / "runs") == [] and past_runs(tmp_path)[0]["state"] == "done"
 
 
