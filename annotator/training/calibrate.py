@@ -113,11 +113,12 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
     """:func:`calibrate` for the installed model ``name``, its sidecar rewritten (the
     weights as they are): on its validation cases when the sidecar names them and they are
     in ``data`` or where it was trained (under the data folder), else on all the labelled
-    images of ``data`` (a data set of the person's own). A bundled model stays as shipped (its folder may be read-only, and the
-    package is not the person's to change): the choice goes to a copy in the user models
-    folder, ``NAME-calibrated``, which then answers in its place where the bundled one
-    did. Returns what was chosen, as a sentence; "" when too few cases choose nothing
-    (nothing written). ``progress(text, fraction)`` hears each case."""
+    images of ``data`` (a data set of the person's own). A bundled model stays as shipped
+    (its folder may be read-only, and the package is not the person's to change): the
+    choice goes to a copy in the user models folder, ``NAME-calibrated``, which then
+    answers in its place where the bundled one did. Returns what was chosen, as a
+    sentence; "" when too few cases choose nothing (nothing written). ``progress(text,
+    fraction)`` hears each case."""
     from annotator.datastore.factory import open_datastore
     from annotator.engine.device import choose_device
     from annotator.models import ModelRegistry, load_checkpoint
@@ -166,7 +167,6 @@ def _copy_of_bundled(registry, entry, chosen: ModelCard) -> str:
     name = entry.card.name + COPY_SUFFIX
     was_used = (registry.preferred(entry.card.method, entry.card.modality) or entry).card.name == entry.card.name
     sidecar = registry.folders[-1] / f"{name}.json"
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights_path(sidecar)) as tmp:  # the same bytes: the card's hash holds
         shutil.copyfile(weights_path(entry.sidecar), tmp)
     save_card(replace(chosen, name=name), sidecar)
