@@ -5,12 +5,14 @@ answer is cut (annotator.training.calibrate), in a training run and with
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from annotator.active.calibration import MIN_CASES
 from annotator.models import ModelCard, load_checkpoint
+from annotator.models.checkpoint import save_card
 from annotator.training.calibrate import THRESHOLDS, calibrate, choose_threshold
 from balls import ball, ball_folder, install_tiny_deepgrow
 
@@ -133,12 +135,13 @@ def test_calibrating_a_bundled_model_keeps_it_as_shipped(tmp_path):
     assert registry.chosen() == {"deepgrow3d": "starter-calibrated"}
     assert "'starter-calibrated'" in said and "now answers in its place" in said
     # once more: the one copy rewritten; a copy of a model not in use is not chosen
-    registry.choose("starter")
+    save_card(replace(card, first_answer={}), copy.sidecar)
     install_tiny_deepgrow("mine", user, modality="MR")
     registry.choose("mine")
     said = calibrate_installed("starter", folder, registry=registry)
     assert registry.chosen() == {"deepgrow3d": "mine"} and "in its place" not in said
     assert sorted(p.name for p in user.glob("starter*")) == ["starter-calibrated.json", "starter-calibrated.safetensors"]
+    assert load_checkpoint(copy.sidecar)[1].first_answer == card.first_answer
     assert {p.name: p.read_bytes() for p in bundled.iterdir()} == shipped
 
 
