@@ -136,8 +136,8 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
             raise InputError(f"model '{name}': its training images are not found here "
                              f"({place or 'the sidecar names none'}); give the labelled images to calibrate it on")
     store, _ = open_datastore(place)
-    labelled = store.training_ids()
-    named = [i for i in labelled if i in set(only or [])]  # none here: another data set, all of it
+    labelled, wanted = store.training_ids(), set(only or [])
+    named = [i for i in labelled if i in wanted]  # none here: another data set, all of it
     ids = named or labelled
 
     def read(image_id):
