@@ -380,11 +380,8 @@ def cmd_models_list(args) -> int:
     from annotator.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    chosen, entries = registry.chosen(), registry.entries()
-    # a method with no model chosen uses its default, as the Models... window says
-    defaults = {m: getattr(registry.preferred(m), "sidecar", None) for m in {e.card.method for e in entries}
-                if m not in chosen}
-    for entry in entries:
+    chosen, defaults = registry.chosen(), registry.defaults()  # a method with none chosen uses its default
+    for entry in registry.entries():
         default = defaults.get(entry.card.method) == entry.sidecar
         mark = "*" if chosen.get(entry.card.method) == entry.card.name or default else " "
         where = "bundled" if entry.bundled else str(entry.sidecar.parent)

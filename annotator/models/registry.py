@@ -138,6 +138,13 @@ class ModelRegistry:
         atomic_write_text(self.choice_file, json.dumps(choice, indent=1, sort_keys=True))
         return card
 
+    def defaults(self) -> dict[str, Path]:
+        """method -> the sidecar of the model it uses, for each method of the installed
+        models that has none chosen (:meth:`preferred`, whatever the image)."""
+        chosen = self.chosen()
+        found = {m: self.preferred(m) for m in {e.card.method for e in self.entries()} if m not in chosen}
+        return {m: e.sidecar for m, e in found.items() if e is not None}
+
     def preferred(self, method: str, modality: str | None = None, extent_mm=None) -> Entry | None:
         """The model of ``method`` for an image of ``modality`` reaching ``extent_mm`` (mm,
         longest first): of those made for the modality (else of all), those trained on

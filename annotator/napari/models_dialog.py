@@ -178,7 +178,7 @@ class ModelsDialog(QDialog):
     def refresh(self, select: str = "") -> None:
         entries = self.registry.entries()
         chosen = self.registry.chosen()
-        defaults = {m: getattr(self.registry.preferred(m), "sidecar", None) for m in METHOD_TITLES if m not in chosen}
+        defaults = self.registry.defaults()
         self.table.setRowCount(len(entries))
         for i, entry in enumerate(entries):
             card = entry.card
