@@ -154,3 +154,29 @@ def test_bench_active_quick_correlates_the_scores_it_reports_and_draws_a_learnin
         assert found[f"curve_final_dice_{strategy}"] == pytest.approx(curve["dice"][strategy][-1], abs=1e-4)
     for png in ("a.png", "a_curve.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_robot_graphcut_runs_on_a_persons_own_folder(tmp_path):
+    """--data: the GraphCut robot on a folder's labelled images (no split.json: all of
+    them), each label value a structure named as the folder names it, its CT organs the
+    medians; not on the bundled data sets."""
+    from annotator.io.phantom import ORGANS
+    from annotator.io.write import write_label, write_volume
+
+    folder = tmp_path / "mine"
+    volume, label = ct_phantom(shape=(48, 96, 96), spacing_zyx=(2.0, 1.2, 1.2), seed=3)
+    write_volume(folder / "images" / "abdomen.nii.gz", volume)
+    write_label(folder / "labels" / "abdomen.nii.gz", label, volume)
+    names = {str(v): name.capitalize() for v, name, *_ in ORGANS[:2]}  # the kidney stays unnamed
+    (folder / "labels.json").write_text(json.dumps({"labels": {"0": "background", **names}}))
+    report = bench(tmp_path, "robot", "--method", "graphcut", "--data", str(folder), "--quick")
+    found = values(report)
+    assert {(r["dataset"], r["case"], r["structure"]) for r in report["cases"]} == {
+        ("data", "abdomen", "liver"), ("data", "abdomen", "spleen"), ("data", "abdomen", "label_3")}
+    assert report["params"]["split"] == "all" and all(r["modality"] == "CT" for r in report["cases"])
+    assert found["dice_sparse_liver"] > 0.9 and "dice_click_at_5_label_3" in found
+    liver, spleen = (next(r for r in report["cases"] if r["structure"] == s) for s in ("liver", "spleen"))
+    assert found["dice_sparse_median"] == pytest.approx(np.median([liver["sparse"], spleen["sparse"]]), abs=1e-3)
+    proc = subprocess.run([sys.executable, "-m", "annotator", "bench", "robot", "--method", "graphcut",
+                           "--data", str(folder), "--split", "validation"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "GraphCut has no model" in proc.stderr

@@ -99,10 +99,12 @@ def robot(parser: argparse.ArgumentParser) -> None:
                         help="model: the network of --model (default); graphcut: scribbles and clicks with no model "
                              "on several data sets")
     parser.add_argument("--model", default=STARTER, help=f"model name (default: the bundled {STARTER})")
-    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set)")
-    parser.add_argument("--split", default="test", choices=["test", "train", "all", "validation"],
-                        help="cases of the folder's split.json (default test); validation: the model's own "
-                        "validation cases, for choosing parameters")
+    parser.add_argument("--data", help="dataset or datastore folder (default: the hippocampus set); with "
+                        "graphcut: each label of its labelled images, instead of the data sets below")
+    parser.add_argument("--split", default=None, choices=["test", "train", "all", "validation"],
+                        help="cases of the folder's split.json (default: its test split; all labelled images of "
+                        "a folder without one); validation: the model's own validation cases, for choosing "
+                        "parameters")
     parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
     parser.add_argument("--plot", help="PNG of Dice against clicks")
     parser.add_argument("--datasets", help="graphcut: comma-separated data sets (default: all of "

@@ -19,7 +19,7 @@ import numpy as np
 from annotator.bench import report as rep
 from annotator.bench import robot_graphcut
 from annotator.bench.options import STARTER
-from annotator.datastore.cases import labelled_cases
+from annotator.datastore.cases import labelled_cases, test_split_or_all
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice
 from annotator.engine.deep import new_session
@@ -88,11 +88,12 @@ def run(args: argparse.Namespace) -> dict:
     folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
     model, card = load_checkpoint(ModelRegistry().entry(args.model).sidecar, choose_device())
     only = None
-    if args.split == "validation":  # the model's own validation cases, for choosing parameters
+    split = args.split or test_split_or_all(folder)
+    if split == "validation":  # the model's own validation cases, for choosing parameters
         only = card.training.get("validation_cases")
         if not only:
             raise InputError(f"model '{card.name}' names no validation cases")
-    cases = labelled_cases(folder, "train" if only else args.split, 4 if args.quick else None, only)
+    cases = labelled_cases(folder, "train" if only else split, 4 if args.quick else None, only)
     values_of_data = {}  # DeepGrow answers for any structure: each label value of the data is one
     if card.method == "deepedit":  # its labels, by the values they had in its training data
         values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
     results.append(rep.result("worse_click_share", worse_total / max(made_total, 1), "share", "lower", TARGET_WORSE))
     if args.plot:
         _plot(rows, dice_curve, union_curve, card.name, args.plot, targets.get("dice_at_5", TARGET_AT_5))
-    params = {"model": card.name, "method": card.method, "data": str(folder), "split": args.split,
+    params = {"model": card.name, "method": card.method, "data": str(folder), "split": split,
               "cases": len(rows), "clicks": clicks, "quick": bool(args.quick),
               "dice": "mean over labels per case, then over cases", "noc_cap": clicks,
               "clicks_made": made_total, "worse_clicks": worse_total}

@@ -23,12 +23,19 @@ priors (``dice_dense_model_hippocampus``, ``dice_sparse_model_hippocampus``; the
 this on a label that is still the network's answer: see docs/engine.md). Results per data
 set and structure (``dice_sparse_ct_liver``, ...) and the medians over the CT organs
 (liver, spleen, kidneys) that the targets are set on.
+
+``--data FOLDER`` runs the same protocols on a person's own labelled images instead (a
+dataset or datastore folder; its test split when it has one, else every labelled image):
+each label value of an image is a structure, named as the folder names it
+(``dice_sparse_liver``, ...; ``label_N`` unnamed), and its CT organs, by those names, make
+the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +45,8 @@ import numpy as np
 from annotator.bench import report as rep
 from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
-from annotator.datastore.cases import labelled_cases
+from annotator.datastore.cases import labelled_cases, test_split_or_all
+from annotator.datastore.factory import open_datastore
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles, smooth_cut
 from annotator.engine.likelihood import fit_intensity_model
@@ -46,12 +54,10 @@ from annotator.engine.metrics import dice
 from annotator.errors import InputError
 from annotator.io.phantom import ORGANS, ct_phantom
 from annotator.io.read import read_label, read_volume
-from annotator.io.volume import Volume, intensity_range
+from annotator.io.volume import Volume, intensity_range, label_values
 from annotator.samples import data_root
 from annotator.training.simulate import next_click
 
-#: the organs the CT targets are set on
-CT_ORGANS = ("liver", "spleen", "kidney_right", "kidney_left", "kidney")
 TARGETS = {"dice_sparse_median": 0.85, "dice_click_at_5_median": 0.80,
            "dice_dense_hippocampus": 0.85, "dice_sparse_hippocampus": 0.75}
 
@@ -80,7 +86,25 @@ DATASETS = (
     DataSet("phantom", "report", "CT", structures=tuple(name for _, name, *_ in ORGANS)),
 )
 assert tuple(d.name for d in DATASETS) == GRAPHCUT_DATASETS  # the names the options offer
+#: the data set of ``--data``: a person's folder, its structures named by it
+FOLDER = DataSet("data", "report", "")
 
+
+
+def _ct_organ(name: str) -> bool:
+    """Whether a structure so named is one of the CT organs the targets are set on: the
+    liver, the spleen, a kidney ("Liver", "right kidney", "kidney_left", ...)."""
+    words = sorted(w for w in re.split(r"[^a-z]+", name.lower()) if w and w not in ("left", "right"))
+    return words in (["liver"], ["spleen"], ["kidney"])
+
+
+def _folder_cases(folder: Path, split: str, limit: int | None):
+    """(case id, volume, {structure: mask}) of a person's folder, one image at a time:
+    each label value a structure, named as the folder names it."""
+    store, _ = open_datastore(folder)
+    for case, volume, label in labelled_cases(folder, split, limit):
+        names = store.names_of(case)
+        yield case, volume, {names.get(v, f"label_{v}"): label == v for v in label_values(label)}
 
 
 def _cases(ds: DataSet, root: Path, args) -> list[tuple[str, Volume, dict[str, np.ndarray]]]:
@@ -172,31 +196,50 @@ def _structure(volume: Volume, truth: np.ndarray, clicks: int, oracle: bool = Fa
     return row
 
 
+def _key(dataset: str, structure: str) -> str:
+    """A structure's part of its result names: ``ct_liver`` of a bundled data set, the
+    hippocampus alone, a folder's structure as it names it, in lower case with ``_``."""
+    if dataset == FOLDER.name:
+        return re.sub(r"\W+", "_", structure.lower()).strip("_")
+    return structure if dataset == "hippocampus" else f"{dataset}_{structure}"
+
+
 def run(args: argparse.Namespace) -> dict:
     clicks = args.clicks or (5 if args.quick else 10)
     root = data_root() or Path()
-    wanted = args.datasets.split(",") if args.datasets else [d.name for d in DATASETS]
-    unknown = set(wanted) - {d.name for d in DATASETS}
-    if unknown:
-        raise InputError(f"unknown data set(s) {', '.join(sorted(unknown))} (known: {', '.join(d.name for d in DATASETS)})")
+    if args.split == "validation":
+        raise InputError("--split validation names a model's validation cases; GraphCut has no model "
+                         "(use test, train or all)")
+    if args.data:
+        if args.datasets:
+            raise InputError("--data and --datasets: give one (--data runs the robot on that folder only)")
+        folder = Path(args.data)
+        wanted, split = [FOLDER.name], args.split or test_split_or_all(folder)
+        sources = [(FOLDER, _folder_cases(folder, split, 4 if args.quick else None))]
+    else:
+        wanted = args.datasets.split(",") if args.datasets else [d.name for d in DATASETS]
+        unknown = set(wanted) - {d.name for d in DATASETS}
+        if unknown:
+            raise InputError(f"unknown data set(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(d.name for d in DATASETS)})")
+        split = "hippocampus " + ("train" if args.split == "train" else "test")
+        sources = [(ds, _cases(ds, root, args)) for ds in DATASETS if ds.name in wanted
+                   and (ds.name == "phantom" or (root / (ds.image or ds.name)).exists())]
     rows, results = [], []
     started = time.perf_counter()
-    for ds in DATASETS:
-        if ds.name not in wanted:
-            continue
-        if ds.name != "phantom" and not (root / (ds.image or ds.name)).exists():
-            continue
-        for case, volume, structures in _cases(ds, root, args):
+    for ds, cases in sources:  # a folder's cases are read one at a time, as they are scored
+        for case, volume, structures in cases:
             for name, truth in structures.items():
-                row = {"dataset": ds.name, "role": ds.role, "modality": ds.modality, "case": case,
-                       "structure": name, "voxels": int(truth.sum()),
+                row = {"dataset": ds.name, "role": ds.role, "modality": ds.modality or volume.modality,
+                       "case": case, "structure": name, "voxels": int(truth.sum()),
                        **_structure(volume, truth, clicks, oracle=ds.name == "hippocampus")}
                 rows.append(row)
     if not rows:
-        raise InputError("no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
+        raise InputError(f"no labelled images in {args.data}" if args.data else
+                         "no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
     for (ds_name, name) in dict.fromkeys((r["dataset"], r["structure"]) for r in rows):
         mine = [r for r in rows if r["dataset"] == ds_name and r["structure"] == name]
-        key = name if ds_name == "hippocampus" else f"{ds_name}_{name}"
+        key = _key(ds_name, name)
         for protocol in ("sparse", "dense"):
             results.append(rep.result(f"dice_{protocol}_{key}", np.mean([r[protocol] for r in mine]), "dice",
                                       "higher", TARGETS.get(f"dice_{protocol}_{key}")))
@@ -212,7 +255,7 @@ def run(args: argparse.Namespace) -> dict:
             results.append(rep.result(f"dice_dense_oracle_{key}", max(
                 np.mean([r["dense_oracle"][str(lam)] for r in mine]) for lam in ORACLE_LAMBDAS), "dice", "higher"))
         results.append(rep.result(f"seconds_{key}", np.median([r["sparse_s"] for r in mine]), "s", "lower"))
-    ct = [r for r in rows if r["modality"] == "CT" and r["dataset"] != "phantom" and r["structure"] in CT_ORGANS]
+    ct = [r for r in rows if r["modality"] == "CT" and r["dataset"] != "phantom" and _ct_organ(r["structure"])]
     if ct:
         results.append(rep.result("dice_sparse_median", np.median([r["sparse"] for r in ct]), "dice", "higher",
                                   TARGETS["dice_sparse_median"]))
@@ -222,8 +265,8 @@ def run(args: argparse.Namespace) -> dict:
                                       "higher", TARGETS["dice_click_at_5_median"]))
     if args.plot:
         _plot(rows, args.plot)
-    params = {"method": "graphcut", "datasets": wanted, "split": "hippocampus " + ("train" if args.split == "train" else "test"),
-              "clicks": clicks, "quick": bool(args.quick), "seconds_total": round(time.perf_counter() - started, 1),
+    params = {"method": "graphcut", "datasets": wanted, **({"data": str(args.data)} if args.data else {}),
+              "split": split, "clicks": clicks, "quick": bool(args.quick), "seconds_total": round(time.perf_counter() - started, 1),
               "ct_organs": "liver, spleen, kidneys of the CT data sets (not the phantom)"}
     return rep.report("robot", params, results, cases=rows)
 
@@ -235,7 +278,7 @@ def _plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys((r["dataset"], r["structure"]) for r in rows))
-    names = [s if d == "hippocampus" else f"{d} {s}" for d, s in groups]
+    names = [s if d in ("hippocampus", FOLDER.name) else f"{d} {s}" for d, s in groups]
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=100, gridspec_kw={"width_ratios": [2.2, 1]})
     x = np.arange(len(groups))
     colours = {"sparse": "#1565c0", "dense": "#90caf9", "click 5": "#ef6c00"}

@@ -9,7 +9,19 @@ from collections.abc import Iterator
 import numpy as np
 
 from annotator.datastore.factory import open_datastore
+from annotator.errors import DatastoreError
 from annotator.io.volume import Volume
+
+
+def test_split_or_all(place: str | os.PathLike) -> str:
+    """``test`` when the store at ``place`` has a test split (a dataset folder's
+    ``split.json``), else ``all``: what a benchmark scores by default."""
+    store, _ = open_datastore(place)
+    try:
+        store.training_ids("test")
+    except DatastoreError:
+        return "all"
+    return "test"
 
 
 def labelled_cases(place: str | os.PathLike, split: str = "all", limit: int | None = None,
