@@ -98,6 +98,18 @@ def test_bench_robot_scores_every_structure_for_deepgrow(tmp_path):
     assert found["dice_at_0"] == 0 and found["dice_at_1"] > 0.7
 
 
+def test_bench_robot_scores_a_folder_without_a_split_whole(tmp_path):
+    """--data FOLDER with no split.json: every labelled image is scored (it was refused
+    for want of a test list)."""
+    from balls import ball_folder
+
+    folder = ball_folder(tmp_path / "balls", 3)
+    report = bench(tmp_path, "robot", "--quick", "--model", "deepgrow3d-hippocampus-mr", "--clicks", "1",
+                   "--data", str(folder))
+    assert report["params"]["split"] == "all" and report["params"]["cases"] == 3
+    assert [r["case"] for r in report["cases"]] == ["ball00", "ball01", "ball02"]
+
+
 def test_bench_robot_graphcut_quick(tmp_path):
     report = bench(tmp_path, "robot", "--method", "graphcut", "--quick", "--plot", str(tmp_path / "gc.png"))
     found = values(report)
