@@ -432,7 +432,7 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
     ``prior(box, prob)`` adds the spatial priors to its P(foreground)."""
     spacing = volume.array_spacing
     model = None
-    for _ in range(params.max_grow + 1):
+    for grown in range(params.max_grow + 1):
         t0 = time.perf_counter()
         work = _denoise(volume.array[box], params.denoise)
         fg_r, bg_r = fg[box], bg[box]
@@ -450,7 +450,7 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
         timings["likelihood_s"] += t1 - t0
         timings["maxflow_s"] += time.perf_counter() - t1
         faces = _touching(region, box, volume.shape)
-        if not faces:
+        if not faces or grown == params.max_grow:  # the last box is the region's
             break
         box = _grow(box, faces, volume.shape, spacing, margin_mm)
     return region, box
