@@ -19,7 +19,7 @@ import numpy as np
 from annotator.bench import report as rep
 from annotator.bench import robot_graphcut
 from annotator.bench.options import STARTER
-from annotator.datastore.cases import labelled_cases, test_split_or_all
+from annotator.datastore.cases import default_split, labelled_cases
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice
 from annotator.engine.deep import new_session
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> dict:
     folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
     model, card = load_checkpoint(ModelRegistry().entry(args.model).sidecar, choose_device())
     only = None
-    split = args.split or test_split_or_all(folder)
+    split = args.split or default_split(folder)
     if split == "validation":  # the model's own validation cases, for choosing parameters
         only = card.training.get("validation_cases")
         if not only:

@@ -45,7 +45,7 @@ import numpy as np
 from annotator.bench import report as rep
 from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
-from annotator.datastore.cases import labelled_cases, test_split_or_all
+from annotator.datastore.cases import default_split, labelled_cases
 from annotator.datastore.factory import open_datastore
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles, smooth_cut
@@ -88,7 +88,6 @@ DATASETS = (
 assert tuple(d.name for d in DATASETS) == GRAPHCUT_DATASETS  # the names the options offer
 #: the data set of ``--data``: a person's folder, its structures named by it
 FOLDER = DataSet("data", "report", "")
-
 
 
 def _ct_organ(name: str) -> bool:
@@ -214,7 +213,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.datasets:
             raise InputError("--data and --datasets: give one (--data runs the robot on that folder only)")
         folder = Path(args.data)
-        wanted, split = [FOLDER.name], args.split or test_split_or_all(folder)
+        wanted, split = [FOLDER.name], args.split or default_split(folder)
         sources = [(FOLDER, _folder_cases(folder, split, 4 if args.quick else None))]
     else:
         wanted = args.datasets.split(",") if args.datasets else [d.name for d in DATASETS]

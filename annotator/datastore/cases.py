@@ -13,7 +13,7 @@ from annotator.errors import DatastoreError
 from annotator.io.volume import Volume
 
 
-def test_split_or_all(place: str | os.PathLike) -> str:
+def default_split(place: str | os.PathLike) -> str:
     """``test`` when the store at ``place`` has a test split (a dataset folder's
     ``split.json``), else ``all``: what a benchmark scores by default."""
     store, _ = open_datastore(place)
