@@ -222,11 +222,11 @@ def run(args: argparse.Namespace) -> dict:
             raise InputError(f"unknown data set(s) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(d.name for d in DATASETS)})")
         split = "hippocampus " + ("train" if args.split == "train" else "test")
-        sources = [(ds, _cases(ds, root, args)) for ds in DATASETS if ds.name in wanted
-                   and (ds.name == "phantom" or (root / (ds.image or ds.name)).exists())]
+        sources = ((ds, _cases(ds, root, args)) for ds in DATASETS if ds.name in wanted
+                   and (ds.name == "phantom" or (root / (ds.image or ds.name)).exists()))
     rows, results = [], []
     started = time.perf_counter()
-    for ds, cases in sources:  # a folder's cases are read one at a time, as they are scored
+    for ds, cases in sources:  # a data set is read when it is scored, a folder's cases one at a time
         for case, volume, structures in cases:
             for name, truth in structures.items():
                 row = {"dataset": ds.name, "role": ds.role, "modality": ds.modality or volume.modality,
