@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.plot:
         _plot(rows, args.plot)
     params = {"method": "graphcut", "datasets": wanted, **({"data": str(args.data)} if args.data else {}),
-              "split": split, "clicks": clicks, "quick": bool(args.quick), "seconds_total": round(time.perf_counter() - started, 1),
+              "split": split, "clicks": clicks, "quick": bool(args.quick),
+              "seconds_total": round(time.perf_counter() - started, 1),
               "ct_organs": "liver, spleen, kidneys of the CT data sets (not the phantom)"}
     return rep.report("robot", params, results, cases=rows)
 
