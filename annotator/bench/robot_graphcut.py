@@ -88,6 +88,8 @@ DATASETS = (
 assert tuple(d.name for d in DATASETS) == GRAPHCUT_DATASETS  # the names the options offer
 #: the data set of ``--data``: a person's folder, its structures named by it
 FOLDER = DataSet("data", "report", "")
+#: the data sets whose structures are named alone, without the data set's name before them
+ALONE = ("hippocampus", FOLDER.name)
 
 
 def _ct_organ(name: str) -> bool:
@@ -200,7 +202,7 @@ def _key(dataset: str, structure: str) -> str:
     hippocampus alone, a folder's structure as it names it, in lower case with ``_``."""
     if dataset == FOLDER.name:
         return re.sub(r"\W+", "_", structure.lower()).strip("_")
-    return structure if dataset == "hippocampus" else f"{dataset}_{structure}"
+    return structure if dataset in ALONE else f"{dataset}_{structure}"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -278,7 +280,7 @@ def _plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys((r["dataset"], r["structure"]) for r in rows))
-    names = [s if d in ("hippocampus", FOLDER.name) else f"{d} {s}" for d, s in groups]
+    names = [s if d in ALONE else f"{d} {s}" for d, s in groups]
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=100, gridspec_kw={"width_ratios": [2.2, 1]})
     x = np.arange(len(groups))
     colours = {"sparse": "#1565c0", "dense": "#90caf9", "click 5": "#ef6c00"}
