@@ -74,10 +74,13 @@ def graphcut(
 
 
 def estimate_sigma(image: np.ndarray) -> float:
-    """Mean absolute difference between neighbouring voxels: the image's typical contrast."""
+    """Mean absolute difference between neighbouring voxels: the image's typical contrast
+    (1 for an image of one value, where every edge weighs the same whatever it is; no
+    floor in intensity units, so that an image stored in small units, an ADC map in
+    mm²/s, is cut as the same image in larger ones)."""
     diffs = [np.abs(np.diff(image, axis=a)).ravel() for a in range(3) if image.shape[a] > 1]
     value = float(np.mean(np.concatenate(diffs))) if diffs else 0.0
-    return max(value, 1e-3)
+    return value if value > 0 else 1.0
 
 
 def _multilevel(image, prob, spacing, fg, bg, lam, sigma, rough=False) -> np.ndarray:

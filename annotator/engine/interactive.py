@@ -244,10 +244,18 @@ def _denoise(image: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(image, sigma, mode="nearest") if sigma > 0 else image
 
 
-def noise_level(image: np.ndarray) -> float:
+def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
     """Robust standard deviation of the noise: from the median absolute difference of
-    neighbouring voxels (edges are few, so the median sees the flat parts)."""
-    diffs = [np.abs(np.diff(image, axis=a)).ravel() for a in range(image.ndim) if image.shape[a] > 1]
+    neighbouring voxels (edges are few, so the median sees the flat parts); along each
+    axis from every k-th line of it, about ``max_samples`` differences (a large region
+    has hundreds of millions)."""
+    diffs = []
+    for a in range(image.ndim):
+        if image.shape[a] < 2:
+            continue
+        k = int(np.ceil((image.size / max_samples) ** (1 / max(image.ndim - 1, 1))))
+        lines = image[tuple(slice(None) if i == a else slice(None, None, k) for i in range(image.ndim))]
+        diffs.append(np.abs(np.diff(lines, axis=a)).ravel())
     if not diffs:
         return 0.0
     return float(np.median(np.concatenate(diffs))) * 1.4826 / np.sqrt(2)
@@ -269,7 +277,10 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     centre = tuple(p - a for p, a in zip(point, lo))
     near = tuple(slice(max(0, c - 1), c + 2) for c in centre)
     reference = float(np.median(values[near]))
-    similar_mask = ball & (np.abs(values - reference) <= similar * max(noise_level(values), 1e-6))
+    # a noiseless image samples the voxels of the click's own value (a floor relative to
+    # the intensities, not in their units: the same image in any units samples the same)
+    tolerance = similar * max(noise_level(values), 1e-6 * float(np.abs(values).max()))
+    similar_mask = ball & (np.abs(values - reference) <= tolerance)
     similar_mask[centre] = True
     components, _ = ndimage_label(similar_mask)
     sample = np.zeros(image.shape, bool)
@@ -414,7 +425,8 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     work = _denoise(volume.array[near_box], params.denoise)
     fg_r, bg_r = fg[near_box], bg[near_box]
     model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
-                                bandwidth=params.bandwidth, unseen=params.unseen)
+                                bandwidth=params.bandwidth, unseen=params.unseen,
+                                min_width=noise_level(work))
     prob = prior(near_box, model(work))
     np.clip(work, *model.span, out=work)
     t1 = time.perf_counter()
@@ -446,7 +458,8 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
         fg_r, bg_r = fg[box], bg[box]
         if model is None:  # the samples lie in the first region
             model = fit_intensity_model(work[samples[0][box]], work[samples[1][box]], intensity_range(volume.array),
-                                        bandwidth=params.bandwidth, unseen=params.unseen)
+                                        bandwidth=params.bandwidth, unseen=params.unseen,
+                                        min_width=noise_level(work))
         prob = prior(box, model(work))
         # intensities far outside what the samples cover saturate: air and bone edges
         # stay cheap to cut without setting the contrast scale of the boundary term
