@@ -215,6 +215,21 @@ def test_a_short_stroke_on_thick_slices_finds_a_clear_structure():
     assert min(scores) >= 0.85, [round(s, 3) for s in scores]
 
 
+def test_a_click_around_a_distinct_structure_leaves_it_out():
+    """A click in tissue that surrounds a structure five noise deviations brighter samples
+    the tissue all round it; the convex hull of that sample encloses the structure, and
+    a prior of 1 in it outweighed what the intensities said: the whole ball was taken
+    with its surroundings. In a click's hull the prior is below 1 too."""
+    zz, yy, xx = np.indices((40, 40, 40))
+    ball = (zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 <= 8**2
+    image = ball * 100.0 + np.random.default_rng(0).normal(0, 20, ball.shape)
+    volume = Volume(image.astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    for click in ((2, 20, 20), (5, 5, 5)):
+        label = segment_clicks(volume, [click], []).label > 0
+        assert label[~ball].mean() > 0.95, click  # the surroundings it was clicked in
+        assert label[ball].mean() < 0.05, click
+
+
 def test_the_cut_does_not_depend_on_a_ct_s_padding(phantom):
     """The outside of a CT's field of view holds one value (-3024 HU, -2000 on other
     scanners), as much of it as the scanner's matrix leaves: neither changes a click's

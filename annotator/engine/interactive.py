@@ -91,9 +91,10 @@ class GraphCutParams:
     prior_sharpness: float = 1.0
     #: sharpness of the scribbles' reach prior (0: none)
     reach_sharpness: float = 4.0
-    #: the scribbles' reach prior's P(foreground) just outside the foreground strokes' hull
-    #: (it falls off with the distance): below 1, so that intensities that clearly say
-    #: background decide there
+    #: the reach prior's P(foreground) just outside the foreground strokes' hull (it falls
+    #: off with the distance), and for clicks with no network's answer as prior also in
+    #: their samples' hull: below 1, so that intensities that clearly say background
+    #: decide there
     reach_max: float = 0.95
     #: a click's structure reaches this share of its sample's radius beyond the sample ...
     click_reach: float = 0.5
@@ -189,18 +190,21 @@ def click_distance_prior(shape: tuple[int, ...], origin: tuple[int, ...], fg_poi
 
 
 def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float = 4.0,
-                default_mm: float | None = None, max_voxels: int = 48**3, top: float = 1.0) -> np.ndarray | None:
+                default_mm: float | None = None, max_voxels: int = 48**3, top: float = 1.0,
+                in_hull: float = 1.0) -> np.ndarray | None:
     """P(foreground) from where the marks are, for each voxel of a region.
 
     The foreground marks' convex hull (strokes on a few slices span the structure
     between them) is where the structure is; the background marks say how far it
     reaches: R, the median distance from a background mark to the hull (``default_mm``
     when there is none; ``None`` then means no prior). A voxel at distance d from the
-    hull gets top / (1 + (d / R)^sharpness), a voxel in it 1: outside the hull the prior
-    says where the structure may reach, not that it is there (with ``top`` 1, near the
-    hull its odds outweighed any intensity once R was wide: a background stroke drawn far
-    away). Computed on a grid of at most about ``max_voxels`` (the prior is smooth) and
-    repeated back onto the region's grid.
+    hull gets top / (1 + (d / R)^sharpness), a voxel in it ``in_hull``: outside the hull
+    the prior says where the structure may reach, not that it is there (with ``top`` 1,
+    near the hull its odds outweighed any intensity once R was wide: a background stroke
+    drawn far away). Strokes keep 1 in their hull (they span the structure between them);
+    the hull of a click's sample is not drawn by anyone, and may enclose other tissue.
+    Computed on a grid of at most about ``max_voxels`` (the prior is smooth) and repeated
+    back onto the region's grid.
     """
     bg = np.zeros(fg.shape, bool) if bg is None else bg
     if not fg.any() or not (bg.any() or default_mm):
@@ -226,7 +230,7 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     reach = float(np.median(distance[outside])) if outside.any() else float(default_mm or 0.0)
     reach = max(reach, float(np.max(spacing * step)))
     prior = (top / (1.0 + (distance / reach) ** sharpness)).astype(np.float32)
-    prior[inside] = 1.0
+    prior[inside] = in_hull
     for axis, k in enumerate(step):
         prior = np.repeat(prior, k, axis=axis)
     return prior[: fg.shape[0], : fg.shape[1], : fg.shape[2]]
@@ -364,7 +368,12 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
                 spatial = reach_prior(fg_s[box], bg_s[box], spacing, params.reach_sharpness, top=params.reach_max)
             else:
                 r0 = params.click_reach * float(np.median(scales))
-                spatial = reach_prior(fg_s[box], None, spacing, params.click_reach_sharpness, r0)
+                # below 1 in the samples' hull as well (what it encloses may be other
+                # tissue), unless a network's answer is the other prior: it is sure where it
+                # is wrong, and the click, sure too, has to overrule it there
+                top = 1.0 if model_prior is not None else params.reach_max
+                spatial = reach_prior(fg_s[box], None, spacing, params.click_reach_sharpness, r0,
+                                      top=top, in_hull=top)
             if spatial is not None:
                 prob = combine(prob, spatial)
         if model_prior is not None:
