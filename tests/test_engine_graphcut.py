@@ -16,8 +16,8 @@ from annotator.engine.interactive import GraphCutParams
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
-from annotator.io.volume import Volume
 from annotator.io.phantom import ct_phantom
+from annotator.io.volume import Volume
 from paths import DATA, HIPPO
 
 
@@ -199,7 +199,7 @@ def test_a_short_stroke_on_thick_slices_finds_a_clear_structure():
     ball five noise deviations brighter than its surroundings: its spread, and now and
     then its middle, poorly. Kernels as narrow as such a sample's spread took one noise
     draw in twenty down to Dice 0.10 (the ball's own voxels were intensities "no mark
-    sampled"); a class is never narrower than the image's noise."""
+    sampled"); a class's spread is taken as no less than the image's noise."""
     spacing = (10.0, 0.5, 0.5)  # z, y, x
     zz, yy, xx = np.indices((12, 80, 80))
     ball = ((zz - 6) * spacing[0]) ** 2 + ((yy - 40) * spacing[1]) ** 2 + ((xx - 40) * spacing[2]) ** 2 <= 15**2

@@ -435,7 +435,7 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     fg_r, bg_r = fg[near_box], bg[near_box]
     model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
                                 bandwidth=params.bandwidth, unseen=params.unseen,
-                                min_width=noise_level(work))
+                                min_spread=noise_level(work))
     prob = prior(near_box, model(work))
     np.clip(work, *model.span, out=work)
     t1 = time.perf_counter()
@@ -468,7 +468,7 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
         if model is None:  # the samples lie in the first region
             model = fit_intensity_model(work[samples[0][box]], work[samples[1][box]], intensity_range(volume.array),
                                         bandwidth=params.bandwidth, unseen=params.unseen,
-                                        min_width=noise_level(work))
+                                        min_spread=noise_level(work))
         prob = prior(box, model(work))
         # intensities far outside what the samples cover saturate: air and bone edges
         # stay cheap to cut without setting the contrast scale of the boundary term

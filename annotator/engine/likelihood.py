@@ -64,7 +64,7 @@ def fit_intensity_model(
     min_bandwidth: float = 0.1,
     unseen: float = 0.1,
     bins_per_kernel: float = 4.0,
-    min_width: float = 0.0,
+    min_spread: float = 0.0,
 ) -> IntensityModel:
     """The posterior P(foreground | intensity) from foreground and background samples.
 
@@ -86,10 +86,11 @@ def fit_intensity_model(
         Share of the background density spread evenly over ``value_range``.
     bins_per_kernel
         Table bins per width of the narrower kernel.
-    min_width
-        Smallest kernel width in intensity units: the image's noise (a class is never
-        narrower than the noise on it; a stroke of a few voxels samples its spread, and
-        sometimes its middle, poorly).
+    min_spread
+        Smallest spread a class is taken to have, in intensity units (the image's noise:
+        a class is never narrower than the noise on it, while a stroke of a few voxels
+        samples its spread, and sometimes its middle, poorly); its kernel width is then
+        set from it by the same rule.
     """
     fg = np.asarray(fg, np.float64).ravel()
     bg = np.asarray(bg, np.float64).ravel()
@@ -100,7 +101,7 @@ def fit_intensity_model(
     floor = min_bandwidth * scale
 
     def kernel(values: np.ndarray) -> float:
-        return max(bandwidth * 0.9 * max(_spread(values), min_width) * values.size ** -0.2, floor)
+        return max(bandwidth * 0.9 * max(_spread(values), min_spread) * values.size ** -0.2, floor)
 
     widths = [kernel(fg)] + ([kernel(bg)] if bg.size else [])
     lo = min(value_range[0], float(both.min())) - 3 * max(widths)
