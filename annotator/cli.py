@@ -78,12 +78,13 @@ def _answer(args, volume, kind: str, run) -> int:
     """``run(previous, value)``: an engine step of ``kind``; with ``--label``, it corrects
     structure ``--value`` of that label (its other labels kept) and the whole label is
     written, else its structure is written as 0/1."""
+    from annotator.engine.region import as_label
     from annotator.io import read_label, save_label
     from annotator.io.label_names import label_names_in
 
     if not args.label:
         return _write_foreground(run(None, 1), volume, args.out)
-    label = read_label(args.label, volume)
+    label = as_label(read_label(args.label, volume), str(args.label))
     result = run(label, args.value)
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()},
                algorithm=result.method)
@@ -125,12 +126,13 @@ def cmd_clicks(args) -> int:
 
 
 def cmd_tidy(args) -> int:
+    from annotator.engine.region import as_label
     from annotator.engine.tidy import tidy
     from annotator.io import read_label, read_volume, save_label
     from annotator.io.label_names import label_names_in
 
     volume = read_volume(args.image, args.series)
-    label = read_label(args.label, volume)
+    label = as_label(read_label(args.label, volume), str(args.label))
     result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
                   spacing=volume.array_spacing)
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()})

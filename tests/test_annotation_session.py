@@ -522,6 +522,29 @@ def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, pri
     assert "its draft label cannot be read" in warnings[-1]
 
 
+def test_a_label_with_values_above_255_opens_as_no_label_not_wrapped(hippo_store, private_user_dirs):
+    """A label from another tool may number a structure 1002 (an atlas's cortex, say); the
+    app holds a byte a voxel, and cast, 1002 became 234, shown and saved as that. The
+    image now opens unlabelled, a warning says why, and the file stays as it is."""
+    from annotator.datastore import LocalDatastore
+
+    store = LocalDatastore(hippo_store)
+    image = store.open_image("hippocampus_001")
+    label = np.zeros(image.shape, np.uint16)
+    label[5:10, 5:10, 5:10] = 1002
+    label[12:15, 12:15, 12:15] = 17
+    store.accept("hippocampus_001", label, image)
+    s = AnnotationSession(settings=Settings())
+    warnings = []
+    s.warning.connect(warnings.append)
+    s.set_datastore(LocalDatastore(hippo_store))
+    s.open_image("hippocampus_001")
+    assert s.volume is not None and not s.label.any()
+    assert "holds the value 1002" in warnings[-1] and "1 to 255" in warnings[-1]
+    kept = store.label("hippocampus_001", image)
+    assert kept is not None and int(kept.max()) == 1002  # left as it was
+
+
 @pytest.mark.parametrize("damage", ['{"presets": [{"value": 1, "name": "liver"', '{"presets": [{"name": 3}]}', '[1, 2]'])
 def test_damaged_settings_are_kept_aside_not_overwritten(private_user_dirs, damage):
     """Settings that are not settings any more (cut short, edited by hand) give the

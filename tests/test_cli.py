@@ -219,6 +219,26 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "o.nii.gz").exists()
 
 
+def test_a_label_with_values_above_255_is_refused_not_wrapped(tmp_path):
+    """--label of a structure numbered 1002 (a label from another tool): cast to a byte it
+    became 234 and was written so; now one line says what is wrong, and nothing is
+    written."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(IMAGE))
+    label = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint16)
+    label[10:20, 10:20, 10:20] = 1002
+    written = sitk.GetImageFromArray(label)
+    written.CopyInformation(image)
+    sitk.WriteImage(written, str(tmp_path / "atlas.nii.gz"))
+    for command in (["clicks", str(IMAGE), "--fg", "15,15,15"], ["tidy", str(IMAGE), "--step", "smooth"]):
+        proc = annotator(*command, "--label", tmp_path / "atlas.nii.gz", "--value", "1",
+                         "--out", tmp_path / "o.nii.gz", check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert "holds the value 1002" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "o.nii.gz").exists()
+
+
 def test_debug_shows_the_traceback():
     proc = annotator("--debug", "info", "/nonexistent.nii.gz", check=False)
     assert proc.returncode == 2 and "Traceback" in proc.stderr

@@ -23,6 +23,7 @@ from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.datastore.base import EARLIER
 from annotator.engine.history import Change, LabelHistory
+from annotator.engine.region import as_label
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
@@ -284,13 +285,14 @@ class AnnotationSession:
         maps = {}
         for map_id in store.label_maps(image_id):
             try:
-                maps[map_id] = store.label_map(image_id, map_id, volume)  # (array, its names)
+                array, names = store.label_map(image_id, map_id, volume)
+                maps[map_id] = (as_label(array, f"label map {map_id}"), names)
             except AnnotatorError as exc:
                 volume.warnings.append(f"label map {map_id} left out: {exc}")
         saved = saved_labels(store, image_id)
         for version in (Version.DRAFT, Version.FINAL):
             try:
-                label = store.label(image_id, volume, version)
+                label = as_label(store.label(image_id, volume, version), "it")
             except AnnotatorError as exc:  # a damaged file: the image opens without it, the file stays
                 volume.warnings.append(f"its {version.value} label cannot be read, it opens without it"
                                        + (" (Earlier restores a label saved before)" if saved else "") + f": {exc}")
@@ -550,7 +552,7 @@ class AnnotationSession:
 
         def work(job: Job) -> np.ndarray | None:
             job.report(f"reading the label {what} ...")
-            return store.saved_label(image_id, volume, key)
+            return as_label(store.saved_label(image_id, volume, key), f"the label {what}")
 
         def done(label: np.ndarray | None) -> None:
             if image_id != self.image_id or label is None:
@@ -857,3 +859,4 @@ def saved_labels(store: Datastore, image_id: str) -> list[tuple[str, str]]:
     if Version.ORIGINAL.value in versions:
         out.append((Version.ORIGINAL.value, "first proposed (original)"))
     return out
+

@@ -71,6 +71,20 @@ class Result:
         return dataclasses.replace(self, patch=patch, box=box)
 
 
+def as_label(label: np.ndarray | None, what: str) -> np.ndarray | None:
+    """``label`` as the engine and the app hold a label (one byte a voxel, values 0 to
+    255), or :class:`InputError` naming ``what`` when it has a larger value (a file from
+    another tool: an atlas's structure numbered 1002, say): cast, such a value would wrap
+    round to another one (1002 to 234), be shown and saved as that."""
+    if label is None:
+        return None
+    top = int(label.max()) if label.size else 0
+    if top > 255:
+        raise InputError(f"{what} holds the value {top}; a label here holds values 1 to 255 "
+                         "(the file is left as it is)")
+    return label.astype(np.uint8, copy=False)
+
+
 def check_clicks(shape: tuple[int, ...], fg: list, bg: list = (), correcting: bool = False) -> None:
     """Refuse clicks (array indices ``(z, y, x)``) outside ``shape``, or no foreground click;
     ``correcting``: a structure is there to correct, and background clicks alone may do it."""
