@@ -404,11 +404,12 @@ def cmd_models_use(args) -> int:
 
 
 def cmd_accept(args) -> int:
+    from annotator.engine.region import as_label
     from annotator.io import read_label
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)
-    label = read_label(args.label, volume)
+    label = as_label(read_label(args.label, volume), str(args.label))
     store.accept(args.image_id, label, volume)
     print(f"{args.image_id}: {args.label} accepted as the final label ({int((label > 0).sum())} voxels)")
     return 0

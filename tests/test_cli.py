@@ -237,6 +237,12 @@ def test_a_label_with_values_above_255_is_refused_not_wrapped(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "holds the value 1002" in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "o.nii.gz").exists()
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / IMAGE.name).write_bytes(IMAGE.read_bytes())
+    proc = annotator("accept", store, IMAGE.name.split(".")[0], tmp_path / "atlas.nii.gz", check=False)
+    assert proc.returncode == 2 and "holds the value 1002" in proc.stderr
+    assert not (store / "labels" / "final").exists() or not any((store / "labels" / "final").iterdir())
 
 
 def test_debug_shows_the_traceback():
