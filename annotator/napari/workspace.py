@@ -25,6 +25,8 @@ from annotator.annotation import AnnotationSession, Job
 from annotator.datastore import open_datastore
 from annotator.datastore.places import Kind, classify
 from annotator.engine.loading import finish_warm_up, warm_up
+from annotator.engine.region import as_label
+from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.models.card import METHOD_TITLES
 from annotator.napari import PLUGIN
@@ -469,7 +471,16 @@ class Workspace:
     def _label_replaced(self, event=None) -> None:
         data = np.asarray(self.layer(L.SEGMENTATION).data)
         if not self._muted and data is not self.session.label and data.shape == self.session.label.shape:
-            self.session.label = data if data.dtype == np.uint8 else data.astype(np.uint8)
+            try:
+                self.session.label = as_label(data, "the segmentation layer's new data")
+            except AnnotatorError as exc:  # a value above 255 would wrap round to another: the label stays
+                self.session.warning.emit(str(exc))
+                self._muted = True
+                try:
+                    self.layer(L.SEGMENTATION).data = self.session.label
+                finally:
+                    self._muted = False
+                return
             self.session.painted()
 
     def _label_changed(self, box, method: str) -> None:

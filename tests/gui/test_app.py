@@ -581,6 +581,34 @@ def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napar
         viewer.layers.save(str(tmp_path / "plain.nii.gz"), selected=True, plugin="annotator3d")
 
 
+def test_a_segmentation_replaced_with_values_above_255_is_put_back(make_napari_viewer, qtbot):
+    """A script that sets the segmentation layer's data to a label numbered 1002: cast to a
+    byte it became 234, drawn and saved as that. The label stays what it was, in the layer
+    too, and a warning names the value."""
+    from annotator.napari.workspace import workspace_for
+    from annotator.samples import sample_file
+    from annotator_app.main import open_start
+
+    viewer = make_napari_viewer()
+    ws = workspace_for(viewer).session
+    open_start(viewer, str(sample_file("hippocampus")), None)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle and not ws.files.busy, timeout=30000)
+    warnings = []
+    ws.warning.connect(warnings.append)
+    before = ws.label.copy()
+    atlas = np.zeros(ws.volume.shape, np.int32)
+    atlas[5:10, 5:10, 5:10] = 1002
+    segmentation = viewer.layers[L.SEGMENTATION]
+    segmentation.data = atlas
+    np.testing.assert_array_equal(ws.label, before)
+    np.testing.assert_array_equal(np.asarray(segmentation.data), before)
+    assert warnings and "holds the value 1002" in warnings[-1]
+    fine = before.copy()
+    fine[5:10, 5:10, 5:10] = 3
+    segmentation.data = fine  # a label that fits is taken as before
+    np.testing.assert_array_equal(ws.label, fine)
+
+
 def test_npe2_manifest_validates():
     npe2 = Path(sys.executable).with_name("npe2")
     proc = subprocess.run([str(npe2), "validate", "annotator3d"], capture_output=True, text=True, timeout=120)
