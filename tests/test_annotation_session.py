@@ -486,6 +486,19 @@ def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store, p
     assert len(s.saved_labels) == 3
 
 
+def _opened_with_warnings(folder, image_id: str) -> tuple[AnnotationSession, list[str]]:
+    """A new session on the datastore in ``folder`` with ``image_id`` opened, and the
+    warnings it gave."""
+    from annotator.datastore import LocalDatastore
+
+    s = AnnotationSession(settings=Settings())
+    warnings = []
+    s.warning.connect(warnings.append)
+    s.set_datastore(LocalDatastore(folder))
+    s.open_image(image_id)
+    return s, warnings
+
+
 def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, private_user_dirs):
     """A final label cut short (a disk that failed) no longer keeps its image from opening:
     it opens unlabelled with a warning naming the file, the file stays, and a label saved
@@ -501,11 +514,7 @@ def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, pri
     final = store.labels_root / "final" / "hippocampus_001.nii.gz"
     damaged = final.read_bytes()[: final.stat().st_size // 2]
     final.write_bytes(damaged)
-    s = AnnotationSession(settings=Settings())
-    warnings = []
-    s.warning.connect(warnings.append)
-    s.set_datastore(LocalDatastore(hippo_store))
-    s.open_image("hippocampus_001")
+    s, warnings = _opened_with_warnings(hippo_store, "hippocampus_001")
     assert s.volume is not None and not s.label.any()
     assert "its final label cannot be read" in warnings[-1] and str(final) in warnings[-1]
     assert final.read_bytes() == damaged  # left as it was
@@ -534,11 +543,7 @@ def test_a_label_with_values_above_255_opens_as_no_label_not_wrapped(hippo_store
     label[5:10, 5:10, 5:10] = 1002
     label[12:15, 12:15, 12:15] = 17
     store.accept("hippocampus_001", label, image)
-    s = AnnotationSession(settings=Settings())
-    warnings = []
-    s.warning.connect(warnings.append)
-    s.set_datastore(LocalDatastore(hippo_store))
-    s.open_image("hippocampus_001")
+    s, warnings = _opened_with_warnings(hippo_store, "hippocampus_001")
     assert s.volume is not None and not s.label.any()
     assert "holds the value 1002" in warnings[-1] and "1 to 255" in warnings[-1]
     kept = store.label("hippocampus_001", image)
