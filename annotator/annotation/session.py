@@ -859,4 +859,3 @@ def saved_labels(store: Datastore, image_id: str) -> list[tuple[str, str]]:
     if Version.ORIGINAL.value in versions:
         out.append((Version.ORIGINAL.value, "first proposed (original)"))
     return out
-

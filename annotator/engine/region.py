@@ -73,15 +73,15 @@ class Result:
 
 def as_label(label: np.ndarray | None, what: str) -> np.ndarray | None:
     """``label`` as the engine and the app hold a label (one byte a voxel, values 0 to
-    255), or :class:`InputError` naming ``what`` when it has a larger value (a file from
-    another tool: an atlas's structure numbered 1002, say): cast, such a value would wrap
-    round to another one (1002 to 234), be shown and saved as that."""
+    255), or :class:`InputError` naming ``what`` when it has a value beyond those (a file
+    from another tool: an atlas's structure numbered 1002, say): cast, such a value would
+    wrap round to another one (1002 to 234, -1 to 255), be shown and saved as that."""
     if label is None:
         return None
-    top = int(label.max()) if label.size else 0
-    if top > 255:
-        raise InputError(f"{what} holds the value {top}; a label here holds values 1 to 255 "
-                         "(the file is left as it is)")
+    low, top = (int(label.min()), int(label.max())) if label.size else (0, 0)
+    if low < 0 or top > 255:
+        raise InputError(f"{what} holds the value {low if low < 0 else top}; a label here holds values "
+                         "1 to 255 (the file is left as it is)")
     return label.astype(np.uint8, copy=False)
 
 

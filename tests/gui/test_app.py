@@ -582,8 +582,8 @@ def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napar
 
 
 def test_a_segmentation_replaced_with_values_above_255_is_put_back(make_napari_viewer, qtbot):
-    """A script that sets the segmentation layer's data to a label numbered 1002: cast to a
-    byte it became 234, drawn and saved as that. The label stays what it was, in the layer
+    """A script that sets the segmentation layer's data to a label numbered 1002 (or -1):
+    cast to a byte it became 234 (255), drawn and saved as that. The label stays what it was, in the layer
     too, and a warning names the value."""
     from annotator.napari.workspace import workspace_for
     from annotator.samples import sample_file
@@ -603,6 +603,10 @@ def test_a_segmentation_replaced_with_values_above_255_is_put_back(make_napari_v
     np.testing.assert_array_equal(ws.label, before)
     np.testing.assert_array_equal(np.asarray(segmentation.data), before)
     assert warnings and "holds the value 1002" in warnings[-1]
+    atlas[5:10, 5:10, 5:10] = -1  # would be 255
+    segmentation.data = atlas
+    np.testing.assert_array_equal(ws.label, before)
+    assert "holds the value -1" in warnings[-1]
     fine = before.copy()
     fine[5:10, 5:10, 5:10] = 3
     segmentation.data = fine  # a label that fits is taken as before
