@@ -290,16 +290,7 @@ class AnnotationSession:
             except AnnotatorError as exc:
                 volume.warnings.append(f"label map {map_id} left out: {exc}")
         saved = saved_labels(store, image_id)
-        for version in (Version.DRAFT, Version.FINAL):
-            try:
-                label = as_label(store.label(image_id, volume, version), "it")
-            except AnnotatorError as exc:  # a damaged file: the image opens without it, the file stays
-                volume.warnings.append(f"its {version.value} label cannot be read, it opens without it"
-                                       + (" (Earlier restores a label saved before)" if saved else "") + f": {exc}")
-                continue
-            if label is not None:
-                return volume, label, maps, others, saved
-        return volume, None, maps, others, saved
+        return volume, label_to_open(store, image_id, volume, saved), maps, others, saved
 
     def show(self, volume: Volume, label: np.ndarray | None = None, label_maps: dict | None = None,
              companions: list[Volume] | None = None, saved: list[tuple[str, str]] | None = None,
@@ -836,6 +827,23 @@ class AnnotationSession:
             return
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
         self.error.emit(message)
+
+
+def label_to_open(store: Datastore, image_id: str, volume: Volume, saved: list | None = None) -> np.ndarray | None:
+    """The label an image opens with: its draft, else its final, else none. A file that
+    cannot be read (damaged, or holding a value a label here cannot: :func:`as_label`)
+    is passed over with a warning on ``volume``, and stays as it is (``saved``: its
+    labels saved earlier, which the warning then says can be restored)."""
+    for version in (Version.DRAFT, Version.FINAL):
+        try:
+            label = as_label(store.label(image_id, volume, version), "it")
+        except AnnotatorError as exc:
+            volume.warnings.append(f"its {version.value} label cannot be read, it opens without it"
+                                   + (" (Earlier restores a label saved before)" if saved else "") + f": {exc}")
+            continue
+        if label is not None:
+            return label
+    return None
 
 
 def saved_labels(store: Datastore, image_id: str) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from psygnal import Signal as PsygnalSignal
 from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
+from annotator.annotation.session import label_to_open
 from annotator.datastore import open_datastore
 from annotator.datastore.places import Kind, classify
 from annotator.engine.loading import finish_warm_up, warm_up
@@ -165,8 +166,7 @@ class Workspace:
 
         def work(job):  # its folder is searched for images in the file worker (a home folder takes long)
             store, image_id = open_datastore(path, progress=job.report)
-            label = store.label(image_id, volume, "draft")
-            return store, image_id, store.label(image_id, volume) if label is None else label
+            return store, image_id, label_to_open(store, image_id, volume)
 
         def done(found):
             store, image_id, label = found

@@ -409,6 +409,34 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
 
 
+def test_a_layer_whose_saved_label_has_values_above_255_is_annotated_without_it(make_napari_viewer, qtbot,
+                                                                                 tmp_path):
+    """Plugin use, the image's saved label numbered 1002 (a file from another tool): the
+    layer is annotated unlabelled with the warning the app gives, not with 1002 cast to
+    234."""
+    import shutil
+
+    from annotator.datastore import LocalDatastore
+    from annotator.io import read_volume
+    from annotator.napari.workspace import workspace_for
+
+    image = tmp_path / "case.nii.gz"
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", image)
+    volume = read_volume(image)
+    atlas = np.zeros(volume.shape, np.uint16)
+    atlas[5:10, 5:10, 5:10] = 1002
+    LocalDatastore(tmp_path).accept("case", atlas, volume)
+    viewer = make_napari_viewer()
+    viewer.open(str(image), plugin="annotator3d")
+    ws = workspace_for(viewer).session
+    warnings = []
+    ws.warning.connect(warnings.append)
+    _annotate_layer(viewer, qtbot, viewer.layers[0])
+    qtbot.waitUntil(lambda: ws.image_id == "case" and not ws.files.busy, timeout=30000)
+    assert not ws.label.any()
+    assert any("holds the value 1002" in w for w in warnings), warnings
+
+
 def _annotate_layer(viewer, qtbot, layer):
     """Select ``layer`` and press Annotate layer; the session."""
     from annotator.napari.annotation_dock import AnnotationDock
