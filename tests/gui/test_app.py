@@ -611,8 +611,8 @@ def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napar
 
 def test_a_segmentation_replaced_with_values_above_255_is_put_back(make_napari_viewer, qtbot):
     """A script that sets the segmentation layer's data to a label numbered 1002 (or -1):
-    cast to a byte it became 234 (255), drawn and saved as that. The label stays what it was, in the layer
-    too, and a warning names the value."""
+    cast to a byte it became 234 (255), drawn and saved as that. The label stays what it
+    was, in the layer too, and a warning names the value."""
     from annotator.napari.workspace import workspace_for
     from annotator.samples import sample_file
     from annotator_app.main import open_start
