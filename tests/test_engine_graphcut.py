@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -131,6 +132,38 @@ def test_bad_interactions_are_refused(phantom):
         segment_scribbles(volume, np.full(volume.shape, 2, np.uint8))
     with pytest.raises(InputError, match="scribbles have shape"):
         segment_scribbles(volume, np.ones((2, 2, 2), np.uint8))
+    centre = tuple(n // 2 for n in volume.shape)
+    strokes = np.zeros(volume.shape, np.uint8)
+    strokes[centre] = 1
+    for bad, message in [({"previous": np.zeros((2, 2, 2), np.uint8)}, "label to correct has shape"),
+                         ({"previous": np.full(volume.shape, 300, np.int32)}, "holds the value 300"),
+                         ({"previous": np.full(volume.shape, -1, np.int16)}, "holds the value -1"),
+                         ({"value": 0}, "label value 0"), ({"value": 256}, "label value 256")]:
+        # each would fail deep inside (an index error) or wrap round (300 drawn as 44)
+        with pytest.raises(InputError, match=message):
+            segment_clicks(volume, [centre], [], **bad)
+        with pytest.raises(InputError, match=message):
+            segment_scribbles(volume, strokes, **bad)
+
+
+@pytest.mark.parametrize("where", ["at the click", "in the region", "far away"])
+def test_an_image_with_nan_is_refused_where_the_cut_reads_it(phantom, where):
+    volume, _ = phantom
+    centre = tuple(n // 2 for n in volume.shape)
+    array = volume.array.astype(np.float32)
+    bad = {"at the click": centre, "in the region": (centre[0], centre[1] + 3, centre[2]),
+           "far away": (0, 0, 0)}[where]
+    array[bad] = np.nan
+    nan = dataclasses.replace(volume, array=array)
+    if where == "far away":  # a part no step reads does not hold one back
+        assert segment_clicks(nan, [centre], []).label.any()
+        return
+    with pytest.raises(InputError, match=re.escape(f"NaN or infinity (at {bad}")):
+        segment_clicks(nan, [centre], [])
+    strokes = np.zeros(volume.shape, np.uint8)
+    strokes[centre] = 1
+    with pytest.raises(InputError, match="NaN or infinity"):
+        segment_scribbles(nan, strokes)
 
 
 @pytest.mark.parametrize("organ", [1, 2, 3])

@@ -87,6 +87,16 @@ def test_bad_clicks_and_images():
                   (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), name="flat")
     with pytest.raises(InputError, match="2-D image"):
         ClickSession(flat, GuidanceEcho(), _card())
+    with pytest.raises(InputError, match="label to correct has shape"):
+        session.click([(10, 30, 25)], previous=np.zeros((20, 60, 49), np.uint8))
+    with pytest.raises(InputError, match="holds the value 999"):
+        session.edit({1: [(10, 30, 25)]}, previous=np.full((20, 60, 50), 999, np.int32))
+    with pytest.raises(InputError, match="label value 256"):
+        session.click([(10, 30, 25)], value=256)
+    volume = _volume()
+    volume.array[3, 4, 5] = np.inf  # the normalised image would be NaN everywhere: an empty answer
+    with pytest.raises(InputError, match=r"NaN or infinity \(at \(3, 4, 5\)"):
+        ClickSession(volume, GuidanceEcho(), _card()).click([(10, 30, 25)])
 
 
 class GuidanceEcho2D(torch.nn.Module):

@@ -73,13 +73,27 @@ def graphcut(
                        fg_seeds, bg_seeds, lam, float(sigma), rough)
 
 
+def neighbour_differences(image: np.ndarray, max_samples: int | None = None) -> np.ndarray:
+    """Absolute differences of neighbouring voxels along every axis (none for an image
+    of one voxel); ``max_samples``: along each axis from every k-th line only, about that
+    many (a large region has hundreds of millions)."""
+    diffs = [np.empty(0, image.dtype)]
+    for a in range(image.ndim):
+        if image.shape[a] < 2:
+            continue
+        k = 1 if max_samples is None else int(np.ceil((image.size / max_samples) ** (1 / max(image.ndim - 1, 1))))
+        lines = image[tuple(slice(None) if i == a else slice(None, None, k) for i in range(image.ndim))]
+        diffs.append(np.abs(np.diff(lines, axis=a)).ravel())
+    return np.concatenate(diffs)
+
+
 def estimate_sigma(image: np.ndarray) -> float:
     """Mean absolute difference between neighbouring voxels: the image's typical contrast
     (1 for an image of one value, where every edge weighs the same whatever it is; no
     floor in intensity units, so that an image stored in small units, an ADC map in
     mm²/s, is cut as the same image in larger ones)."""
-    diffs = [np.abs(np.diff(image, axis=a)).ravel() for a in range(3) if image.shape[a] > 1]
-    value = float(np.mean(np.concatenate(diffs))) if diffs else 0.0
+    diffs = neighbour_differences(image)
+    value = float(np.mean(diffs)) if diffs.size else 0.0
     return value if value > 0 else 1.0
 
 

@@ -44,9 +44,9 @@ from scipy.ndimage import (binary_erosion, distance_transform_edt, gaussian_filt
 from scipy.ndimage import label as ndimage_label
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
-from annotator.engine.graphcut import estimate_sigma, graphcut
+from annotator.engine.graphcut import estimate_sigma, graphcut, neighbour_differences
 from annotator.engine.likelihood import fit_intensity_model
-from annotator.engine.region import Box, Result, box_around, check_clicks, paste
+from annotator.engine.region import Box, Result, box_around, check_clicks, check_finite, check_step, paste
 from annotator.engine.tidy import SMOOTH_MM, keep_seeded_components, smoothed
 from annotator.errors import InputError
 from annotator.io.volume import Volume, intensity_range
@@ -123,6 +123,7 @@ def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarra
     if scribbles.shape != volume.shape:
         raise InputError(
             f"scribbles have shape {scribbles.shape} (z,y,x) but the image has {volume.shape}")
+    check_step(volume.shape, previous, value)
     fg, bg = scribbles == FOREGROUND, scribbles == BACKGROUND
     if not fg.any():
         raise InputError("no foreground stroke (value 1) in the scribbles")
@@ -142,6 +143,7 @@ def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
     """
     params = params or GraphCutParams()
     check_clicks(volume.shape, fg_points, bg_points)
+    check_step(volume.shape, previous, value)
     fg = _balls(volume, fg_points, params.click_radius_mm)
     bg = _balls(volume, bg_points, params.click_radius_mm) & ~fg
     clicks = ([tuple(int(v) for v in p) for p in fg_points], [tuple(int(v) for v in p) for p in bg_points])
@@ -250,19 +252,10 @@ def _denoise(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
     """Robust standard deviation of the noise: from the median absolute difference of
-    neighbouring voxels (edges are few, so the median sees the flat parts); along each
-    axis from every k-th line of it, about ``max_samples`` differences (a large region
-    has hundreds of millions)."""
-    diffs = []
-    for a in range(image.ndim):
-        if image.shape[a] < 2:
-            continue
-        k = int(np.ceil((image.size / max_samples) ** (1 / max(image.ndim - 1, 1))))
-        lines = image[tuple(slice(None) if i == a else slice(None, None, k) for i in range(image.ndim))]
-        diffs.append(np.abs(np.diff(lines, axis=a)).ravel())
-    if not diffs:
-        return 0.0
-    return float(np.median(np.concatenate(diffs))) * 1.4826 / np.sqrt(2)
+    neighbouring voxels (edges are few, so the median sees the flat parts), about
+    ``max_samples`` of them along each axis."""
+    diffs = neighbour_differences(image, max_samples)
+    return float(np.median(diffs)) * 1.4826 / np.sqrt(2) if diffs.size else 0.0
 
 
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
@@ -275,6 +268,7 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     lo = [max(0, p - r) for p, r in zip(point, reach)]
     hi = [min(n, p + r + 1) for p, n, r in zip(point, image.shape, reach)]
     window = tuple(slice(a, b) for a, b in zip(lo, hi))
+    check_finite(image, "the image", window)
     values = _denoise(image[window], denoise)
     axes = np.ogrid[tuple(slice(a - p, b - p) for a, b, p in zip(lo, hi, point))]
     ball = sum((a * s) ** 2 for a, s in zip(axes, spacing)) <= radius_mm**2
@@ -463,6 +457,7 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
     model = None
     for grown in range(params.max_grow + 1):
         t0 = time.perf_counter()
+        check_finite(volume.array, "the image", box)
         work = _denoise(volume.array[box], params.denoise)
         fg_r, bg_r = fg[box], bg[box]
         if model is None:  # the samples lie in the first region

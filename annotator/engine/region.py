@@ -71,17 +71,18 @@ class Result:
         return dataclasses.replace(self, patch=patch, box=box)
 
 
-def as_label(label: np.ndarray | None, what: str) -> np.ndarray | None:
+def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarray | None:
     """``label`` as the engine and the app hold a label (one byte a voxel, values 0 to
     255), or :class:`InputError` naming ``what`` when it has a value beyond those (a file
     from another tool: an atlas's structure numbered 1002, say): cast, such a value would
-    wrap round to another one (1002 to 234, -1 to 255), be shown and saved as that."""
+    wrap round to another one (1002 to 234, -1 to 255), be shown and saved as that.
+    ``file``: ``label`` was read from a file (which the message says is left as it is)."""
     if label is None:
         return None
     low, top = (int(label.min()), int(label.max())) if label.size else (0, 0)
     if low < 0 or top > 255:
         raise InputError(f"{what} holds the value {low if low < 0 else top}; a label here holds values "
-                         "1 to 255 (the file is left as it is)")
+                         "1 to 255" + (" (the file is left as it is)" if file else ""))
     return label.astype(np.uint8, copy=False)
 
 
@@ -94,6 +95,32 @@ def check_clicks(shape: tuple[int, ...], fg: list, bg: list = (), correcting: bo
     if not fg and not (correcting and bg):
         raise InputError("at least one foreground click is needed" + (
             " (background clicks alone only take away from a label that has voxels)" if bg else ""))
+
+
+def check_step(shape: tuple[int, ...], previous: np.ndarray | None = None, value: int | None = 1) -> None:
+    """Refuse a step whose label to correct (``previous``) is not on the image's grid
+    (``shape``) or holds values a label cannot, or whose label ``value`` is not 1 to 255
+    (``None``: a step that draws several)."""
+    if value is not None and not 1 <= int(value) <= 255:
+        raise InputError(f"label value {value}: a label here holds values 1 to 255")
+    if previous is None:
+        return
+    if tuple(previous.shape) != tuple(shape):
+        raise InputError(f"the label to correct has shape {tuple(previous.shape)} (z,y,x) but the image has "
+                         f"{tuple(shape)}")
+    if previous.dtype != np.uint8:
+        as_label(previous, "the label to correct", file=False)
+
+
+def check_finite(array: np.ndarray, where: str, box: Box | None = None) -> None:
+    """Refuse intensities that are NaN or infinite (a script's array; files and layers
+    have theirs replaced when read), naming the first such voxel; ``box``: only the part
+    a step reads is looked at."""
+    part = array if box is None else array[box]
+    if part.dtype.kind == "f" and not np.isfinite(part).all():
+        first = np.argwhere(~np.isfinite(part))[0] + ([b.start for b in box] if box else 0)
+        raise InputError(f"{where} holds NaN or infinity (at {tuple(int(v) for v in first)}, z,y,x); set those "
+                         "voxels to a number first (Annotator's readers set them to the image's lowest value)")
 
 
 def box_around(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> Box:

@@ -24,7 +24,7 @@ from annotator.engine.device import use_half
 from annotator.engine.guidance import click_channels, guidance
 from annotator.engine.prepare import model_shape, prepare_image
 from annotator.engine.refine import honour_clicks
-from annotator.engine.region import Box, Result, check_clicks, paste
+from annotator.engine.region import Box, Result, check_clicks, check_finite, check_step, paste
 from annotator.engine.tidy import keep_seeded_components
 from annotator.errors import InputError
 from annotator.io.volume import Volume
@@ -166,6 +166,7 @@ class ClickSession:
     def image(self) -> torch.Tensor:
         """The image on the model grid, normalised; computed on first use only."""
         if self._image is None:
+            check_finite(self.volume.array, "the image")
             self._image = prepare_image(self.volume.array, self.volume.array_spacing, self.card, self.device,
                                         self.volume.direction)
             self.preprocess_count += 1
@@ -240,6 +241,7 @@ class ClickSession:
         """Label ``value`` after these clicks (array indices ``(z, y, x)`` of the image).
         Background clicks alone correct a label that has voxels: they only take away."""
         start = time.perf_counter()
+        check_step(self.volume.shape, previous, value)
         correcting = not fg and previous is not None and bool((previous == value).any())
         check_clicks(self.volume.shape, fg, bg, correcting=correcting)
         fg, bg = self._on_slice(fg, bg)
@@ -293,6 +295,7 @@ class ClickSession:
         start = time.perf_counter()
         points = [p for pts in clicks.values() for p in pts]
         check_clicks(self.volume.shape, points, [])
+        check_step(self.volume.shape, previous, None)
         by_value = {v: i for i, v in enumerate(self.class_values())}
         marks = [(by_value.get(int(value), 1), tuple(p)) for value, pts in clicks.items() for p in pts]
         channels: dict[int, list] = {}

@@ -472,7 +472,7 @@ class Workspace:
         data = np.asarray(self.layer(L.SEGMENTATION).data)
         if not self._muted and data is not self.session.label and data.shape == self.session.label.shape:
             try:
-                self.session.label = as_label(data, "the segmentation layer's new data")
+                self.session.label = as_label(data, "the segmentation layer's new data", file=False)
             except AnnotatorError as exc:  # a value above 255 would wrap round to another: the label stays
                 self.session.warning.emit(str(exc))
                 self._muted = True
