@@ -108,6 +108,35 @@ def test_a_monai_bundle_and_the_command(tmp_path):
     assert card.target_spacing == [1.5, 1.0, 1.0] and card.labels == {"anterior": 1, "posterior": 2}
 
 
+def test_a_bundle_configured_in_yaml_and_broken_configs(tmp_path):
+    """MONAI bundles write their configs in JSON or YAML: the same bundle in YAML gives the
+    same card; a config that cannot be read is refused with the parser's reason."""
+    import yaml
+
+    bundle = tmp_path / "yaml_bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    spec = {k: v for k, v in VARIANTS["sample-app"]["deepedit"].items() if k != "name"}
+    (bundle / "configs" / "inference.yaml").write_text(yaml.safe_dump({
+        "network_def": {"_target_": "monai.networks.nets.DynUNet", **spec, "in_channels": 4, "out_channels": 3},
+        "preprocessing": {"transforms": [{"_target_": "Spacingd", "keys": "image", "pixdim": [1.0, 1.0, 1.5]}]}}))
+    (bundle / "configs" / "metadata.yaml").write_text(yaml.safe_dump({"network_data_format": {"outputs": {
+        "pred": {"channel_def": {0: "background", 1: "anterior", 2: "posterior"}}}}}))
+    torch.save(_sample_app("deepedit", 3, 4).state_dict(), bundle / "models" / "model.pt")
+    card = load_checkpoint(import_model(bundle, "deepedit", name="yaml-edit", roi_size=[32, 48, 32]))[1]
+    assert card.target_spacing == [1.5, 1.0, 1.0] and card.labels == {"anterior": 1, "posterior": 2}
+    for text, reason in [("network_def: {_target_: DynUNet, kernel_size: [3, 3", "not a readable bundle config"),
+                         ("- a list\n- of steps\n", r"not a bundle config \(it holds no mapping"),
+                         ("!!python/object/apply:os.system [echo unsafe]", "not a readable bundle config")]:
+        (bundle / "configs" / "inference.yaml").write_text(text)
+        with pytest.raises(ModelError, match=f"inference.yaml: {reason}"):
+            import_model(bundle, "deepedit")
+    (bundle / "configs" / "inference.yaml").unlink()
+    (bundle / "configs" / "inference.json").write_text('{"network_def": {"_target_": "DynUNet",')
+    with pytest.raises(ModelError, match="inference.json: not a readable bundle config"):
+        import_model(bundle, "deepedit")
+
+
 def _coordinate_volume(axis: int):
     """A volume whose voxels hold their RAS coordinate ``axis`` (mm), stored with axes that
     are permuted and reversed against RAS."""

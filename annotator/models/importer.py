@@ -115,15 +115,39 @@ def _steps(config) -> dict[str, dict]:
     return found
 
 
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")  # a bundle's configs are JSON or YAML
+
+
+def _config_file(configs: Path, stems: tuple[str, ...]) -> Path | None:
+    return next((configs / f"{stem}{suffix}" for stem in stems for suffix in CONFIG_SUFFIXES
+                 if (configs / f"{stem}{suffix}").is_file()), None)
+
+
+def _read_config(path: Path) -> dict:
+    """A bundle config (JSON or YAML, read as data only), or :class:`ModelError` naming what
+    is wrong with it."""
+    import yaml
+
+    try:
+        text = path.read_text("utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{path}: not a readable bundle config ({reason[:160]})") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: not a bundle config (it holds no mapping of names to values)")
+    return raw
+
+
 def _bundle(folder: Path) -> dict:
     """What a MONAI bundle declares: its network (``spec``), ``weights``, ``labels`` (in its
     order), ``spacing`` (z, y, x), the ``input_size`` it resizes whole images to (a
     ``Resized``) and ``intensity`` normalisation, where it says them."""
     configs = folder / "configs"
-    config = next((configs / n for n in ("inference.json", "train.json") if (configs / n).is_file()), None)
+    config = _config_file(configs, ("inference", "train"))
     if config is None:
-        raise ModelError(f"{folder}: not a MONAI bundle (no configs/inference.json)")
-    raw = json.loads(config.read_text("utf-8"))
+        raise ModelError(f"{folder}: not a MONAI bundle (no configs/inference.json or .yaml)")
+    raw = _read_config(config)
     network = raw.get("network_def")
     if not isinstance(network, dict) or "_target_" not in network:
         raise ModelError(f"{config}: no network_def with a _target_")
@@ -137,9 +161,9 @@ def _bundle(folder: Path) -> dict:
     labels: dict[str, int] = {}
     if isinstance(raw.get("label_names"), dict):  # DeepEdit bundles: names and values, in channel order
         labels = {str(n).lower(): int(v) for n, v in raw["label_names"].items()}
-    metadata = configs / "metadata.json"
-    if not labels and metadata.is_file():
-        channels = (json.loads(metadata.read_text("utf-8")).get("network_data_format", {}).get("outputs", {})
+    metadata = _config_file(configs, ("metadata",))
+    if not labels and metadata is not None:
+        channels = (_read_config(metadata).get("network_data_format", {}).get("outputs", {})
                     .get("pred", {}).get("channel_def", {}))
         labels = {str(n).lower(): int(i) for i, n in channels.items() if int(i) > 0}
     steps = _steps(raw)
