@@ -264,3 +264,16 @@ def test_a_dicom_seg_is_not_opened_as_an_image(seg):
     own (one segment would open as a strange image, several not at all)."""
     with pytest.raises(InputError, match=r"a DICOM SEG object \(a segmentation\); open the series it refers to"):
         read_volume(seg)
+
+
+@pytest.mark.parametrize("shape, spacing, message", [
+    ((10, 10), (1.0, 1.0, 1.0), "3-D array"), ((2, 10, 10, 3), (1.0, 1.0, 1.0), "this one is 4-D"),
+    ((4, 10, 10), (1.0, 0.0, 1.0), "voxel size"), ((4, 10, 10), (1.0, 1.0, -2.0), "voxel size"),
+    ((4, 10, 10), (float("nan"), 1.0, 1.0), "voxel size"), ((4, 10, 10), (1.0, 1.0), "voxel size")])
+def test_a_volume_a_script_builds_is_checked_as_a_file_is(shape, spacing, message):
+    """A 2-D array or a voxel size of 0, NaN or below 0 is refused where the volume is made
+    (it failed deep inside the engine: a division by zero, an index out of range)."""
+    from annotator.io.volume import Volume
+
+    with pytest.raises(GeometryError, match=message):
+        Volume(np.zeros(shape, np.float32), spacing, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))

@@ -14,10 +14,13 @@ belongs to; its geometry is always the image's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+
+from annotator.errors import GeometryError
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,15 @@ class Volume:
     #: the display window its header recommends, (center, width); display only, never used
     #: by the engine
     window: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        # a script's volume checked as the readers check files: a 2-D array or a voxel size
+        # of 0, NaN or below 0 would fail deep inside the engine, far from its cause
+        if np.ndim(self.array) != 3:
+            raise GeometryError(f"a volume needs a 3-D array (z, y, x); this one is {np.ndim(self.array)}-D")
+        if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
+            raise GeometryError(f"a volume's voxel size must be 3 positive numbers (x, y, z, mm); got "
+                                f"{tuple(self.spacing)}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
