@@ -83,7 +83,11 @@ def _answer(args, volume, kind: str, run) -> int:
     from annotator.io.label_names import label_names_in
 
     if not args.label:
+        if args.value is not None:  # it would be left out: the structure is written as 1
+            raise InputError("--value names the structure of --label to correct; without --label the "
+                             "structure is written as 1")
         return _write_foreground(run(None, 1), volume, args.out)
+    args.value = args.value or 1
     label = as_label(read_label(args.label, volume), str(args.label))
     result = run(label, args.value)
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()},
@@ -242,6 +246,16 @@ def _patch(text: str) -> list[int]:
     if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,Z sizes")
     return values
+
+
+def _label_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a label value (1 to 255)") from None
+    if not 1 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"{value} is not a label value (1 to 255)")
+    return value
 
 
 def _spacing(text: str) -> list[float]:
@@ -675,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--label", help="a label in IMAGE's geometry to correct (as in the app: on a "
                              "DeepEdit answer, its probability joins GraphCut; a network takes background "
                              "clicks alone); --out then holds the whole label")
-        command.add_argument("--value", type=int, default=1, help="with --label: the structure corrected "
+        command.add_argument("--value", type=_label_value, help="with --label: the structure corrected "
                              "(default 1)")
 
     p = on_image("scribbles", "segment from scribbles (1 = foreground, 2 = background)",
@@ -693,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "drawn on, or smooth it", "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
     p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between", "smooth"])
-    p.add_argument("--value", type=int, default=1, help="the structure's label value (default 1)")
+    p.add_argument("--value", type=_label_value, default=1, help="the structure's label value (default 1)")
     p.add_argument("--slices", choices=["z", "y", "x"], default="z",
                    help="the slices it works on: across the image's z (default), y or x axis, as ITK counts")
     p = on_image("infer", "automatic segmentation with a DeepEdit model (no clicks)",

@@ -208,6 +208,12 @@ def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     (["scribbles", str(IMAGE), "--scribbles", str(DATA / "msd_task04_hippocampus/labels/hippocampus_003.nii.gz"),
       "--out", "{tmp}/o.nii.gz"], "voxels but the image"),
     (["open", "--sample", "nope"], "no sample 'nope'"),
+    (["clicks", str(IMAGE), "--fg", "10,10,10", "--value", "3", "--out", "{tmp}/o.nii.gz"],
+     "without --label the structure is written as 1"),  # --value was left out, the structure written as 1
+    (["clicks", str(IMAGE), "--fg", "10,10,10", "--value", "300", "--out", "{tmp}/o.nii.gz"],
+     "300 is not a label value (1 to 255)"),
+    (["tidy", str(IMAGE), "--label", str(IMAGE), "--step", "smooth", "--value", "0", "--out", "{tmp}/o.nii.gz"],
+     "0 is not a label value (1 to 255)"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     (tmp_path / "text.txt").write_text("hello")

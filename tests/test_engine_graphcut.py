@@ -127,7 +127,9 @@ def test_bad_interactions_are_refused(phantom):
     with pytest.raises(InputError, match="outside the image"):
         segment_clicks(volume, [(999, 0, 0)], [])
     with pytest.raises(InputError, match="at least one foreground click"):
-        segment_clicks(volume, [], [(1, 1, 1)])
+        segment_clicks(volume, [], [])
+    with pytest.raises(InputError, match="GraphCut needs a foreground click"):  # not "a label with no voxels"
+        segment_clicks(volume, [], [(1, 1, 1)], previous=np.ones(volume.shape, np.uint8))
     with pytest.raises(InputError, match="no foreground stroke"):
         segment_scribbles(volume, np.full(volume.shape, 2, np.uint8))
     with pytest.raises(InputError, match="scribbles have shape"):

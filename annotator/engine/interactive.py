@@ -142,6 +142,9 @@ def segment_clicks(volume: Volume, fg_points: list[tuple[int, int, int]],
     correct it, with a prior from the distances to the clicks.
     """
     params = params or GraphCutParams()
+    if not fg_points and bg_points:  # check_clicks's reason (a label with no voxels) would mislead here
+        raise InputError("GraphCut needs a foreground click: it cuts the structure from the tissue clicked "
+                         "(background clicks alone correct a structure with a network's method)")
     check_clicks(volume.shape, fg_points, bg_points)
     check_step(volume.shape, previous, value)
     fg = _balls(volume, fg_points, params.click_radius_mm)
