@@ -478,3 +478,8 @@ def test_a_ct_s_padding_is_not_tissue(tmp_path):
     background = np.pad(mr, 20)  # zeros around it: most of the voxels
     assert intensity_range(background) == pytest.approx(intensity_range(mr), rel=0.05)
     assert intensity_range(background)[0] > 0
+    # an image of two values with no noise (a mask shown as an image, a phantom): its lowest
+    # value is what lies around the rest, not padding (left out, the range was (1, 1): the
+    # picture one grey, and GraphCut's intensity model spread over nothing)
+    ball = (np.add.outer(np.add.outer(np.arange(-8, 9) ** 2, np.arange(-8, 9) ** 2), np.arange(-8, 9) ** 2) < 30)
+    assert intensity_range(ball * 100.0 + 7) == (7.0, 107.0)

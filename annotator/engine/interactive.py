@@ -35,6 +35,7 @@ Deterministic: same input, same label.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -345,6 +346,13 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
     start = time.perf_counter()
     spacing = volume.array_spacing
     box = box_around(fg | bg, spacing, margin_mm)
+    check_finite(volume.array, "the image", box)
+    marked = volume.array[fg]
+    if params.denoise > 0 and marked.size > 1 and np.ptp(marked) == 0:
+        # the marked tissue has no noise (a phantom, a mask shown as an image): denoising
+        # would only blur its edges into intensities no mark sampled, and the structure
+        # lose its surface
+        params = dataclasses.replace(params, denoise=0.0)
     fg_s, bg_s = fg, bg  # the voxels the intensity model and the reach prior learn from
     if clicks is not None:
         fg_s, bg_s = fg.copy(), bg.copy()

@@ -109,7 +109,9 @@ def fit_intensity_model(
     width = max(min(widths) / bins_per_kernel, (hi - lo) / MAX_BINS)
     bins = int(np.ceil((hi - lo) / width)) + 1
     edges = lo + width * np.arange(bins + 1)
-    uniform = 1.0 / max(value_range[1] - value_range[0], width)
+    # spread over the image's range and at least over what the marks sampled (an image of
+    # two values with no noise, or marks beyond its percentiles)
+    uniform = 1.0 / max(max(value_range[1], float(both.max())) - min(value_range[0], float(both.min())), width)
 
     def density(values: np.ndarray, h: float) -> np.ndarray:
         hist, _ = np.histogram(values, bins=edges)

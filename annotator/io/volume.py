@@ -181,7 +181,9 @@ def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding
     """The intensities that say what an image shows: a regular subsample of ``array`` (at
     most about ``max_samples`` voxels: cheap on any volume), its finite values, without
     padding (the lowest value where it holds more than :data:`PADDING_SHARE` of them; how
-    much of it a scanner adds says nothing about the patient) unless ``keep_padding``."""
+    much of it a scanner adds says nothing about the patient) unless ``keep_padding``.
+    An image of a few values with no noise (a phantom, a mask shown as an image) has no
+    padding: its lowest value is what lies around the rest, which would be one value."""
     step = max(1, int(np.ceil((array.size / max_samples) ** (1 / max(array.ndim, 1)))))
     sample = array[tuple(slice(None, None, step) for _ in range(array.ndim))].ravel()
     if sample.dtype.kind == "f":
@@ -189,7 +191,9 @@ def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding
     if sample.size and not keep_padding:
         padding = sample == sample.min()
         if PADDING_SHARE < padding.mean() < 1:
-            sample = sample[~padding]
+            rest = sample[~padding]
+            if np.ptp(rest) > 0:
+                sample = rest
     return sample
 
 
