@@ -66,7 +66,8 @@ class GraphCutParams:
 
     #: weight of the boundary term against the data term
     lam: float = 5.0
-    #: Gaussian denoising before the intensity model, in voxels
+    #: Gaussian denoising before the intensity model, in voxels of the finest axis (the
+    #: same width in mm along every axis)
     denoise: float = 0.5
     #: factor on the kernel widths of the intensity model
     bandwidth: float = 1.0
@@ -249,9 +250,16 @@ def combine(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     return (p * q / (p * q + (1 - p) * (1 - q))).astype(np.float32)
 
 
-def _denoise(image: np.ndarray, sigma: float) -> np.ndarray:
+def _denoise(image: np.ndarray, sigma: float, spacing) -> np.ndarray:
+    """``image`` blurred by a Gaussian of ``sigma`` voxels of its finest axis, the same
+    width in mm along every axis (a thick slice is averaged across its thickness already:
+    blurred by half a slice as well, a small structure's edge voxels became intensities no
+    mark sampled)."""
     image = image.astype(np.float32, copy=False)
-    return gaussian_filter(image, sigma, mode="nearest") if sigma > 0 else image
+    if sigma <= 0:
+        return image
+    finest = min(spacing)
+    return gaussian_filter(image, [sigma * finest / s for s in spacing], mode="nearest")
 
 
 def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
@@ -273,7 +281,7 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     hi = [min(n, p + r + 1) for p, n, r in zip(point, image.shape, reach)]
     window = tuple(slice(a, b) for a, b in zip(lo, hi))
     check_finite(image, "the image", window)
-    values = _denoise(image[window], denoise)
+    values = _denoise(image[window], denoise, spacing)
     axes = np.ogrid[tuple(slice(a - p, b - p) for a, b, p in zip(lo, hi, point))]
     ball = sum((a * s) ** 2 for a, s in zip(axes, spacing)) <= radius_mm**2
     centre = tuple(p - a for p, a in zip(point, lo))
@@ -342,16 +350,23 @@ def _grow(box: Box, faces, shape, spacing, margin_mm: float) -> Box:
     return tuple(slice(a, b) for a, b in new)  # type: ignore[return-value]
 
 
+def _noiseless(image: np.ndarray, box: Box, fg: np.ndarray, points) -> bool:
+    """Whether the marked tissue has no noise (a phantom, a mask shown as an image): the
+    foreground marks' voxels, and the 3×3×3 around each click (a click's mark may be one
+    voxel on a coarse grid), are all of one value."""
+    values = np.concatenate([image[box][fg[box]].ravel()] + [
+        image[tuple(slice(max(0, int(c) - 1), int(c) + 2) for c in p)].ravel() for p in points])
+    return values.size > 1 and np.ptp(values) == 0
+
+
 def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None, model_prior=None) -> Result:
     start = time.perf_counter()
     spacing = volume.array_spacing
     box = box_around(fg | bg, spacing, margin_mm)
     check_finite(volume.array, "the image", box)
-    marked = volume.array[fg]
-    if params.denoise > 0 and marked.size > 1 and np.ptp(marked) == 0:
-        # the marked tissue has no noise (a phantom, a mask shown as an image): denoising
-        # would only blur its edges into intensities no mark sampled, and the structure
-        # lose its surface
+    if params.denoise > 0 and _noiseless(volume.array, box, fg, clicks[0] if clicks else ()):
+        # denoising would only blur its edges into intensities no mark sampled, and the
+        # structure lose its surface
         params = dataclasses.replace(params, denoise=0.0)
     fg_s, bg_s = fg, bg  # the voxels the intensity model and the reach prior learn from
     if clicks is not None:
@@ -436,7 +451,7 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     band = maximum_filter(first, size=cube, mode="constant", cval=False)
     band &= ~minimum_filter(first, size=cube, mode="constant", cval=True)
     inside = binary_erosion(first, generate_binary_structure(3, 1), iterations=params.refit)
-    work = _denoise(volume.array[near_box], params.denoise)
+    work = _denoise(volume.array[near_box], params.denoise, spacing)
     fg_r, bg_r = fg[near_box], bg[near_box]
     model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
                                 bandwidth=params.bandwidth, unseen=params.unseen,
@@ -469,7 +484,7 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
     for grown in range(params.max_grow + 1):
         t0 = time.perf_counter()
         check_finite(volume.array, "the image", box)
-        work = _denoise(volume.array[box], params.denoise)
+        work = _denoise(volume.array[box], params.denoise, spacing)
         fg_r, bg_r = fg[box], bg[box]
         if model is None:  # the samples lie in the first region
             model = fit_intensity_model(work[samples[0][box]], work[samples[1][box]], intensity_range(volume.array),
