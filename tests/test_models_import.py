@@ -82,17 +82,23 @@ def test_a_full_pickle_and_a_wrong_network_are_refused(tmp_path):
         import_model(tmp_path / "two-labels.pt", "deepedit", {"a": 1, "b": 2, "c": 3}, [1.0, 1.0, 1.0])
 
 
-def test_a_monai_bundle_and_the_command(tmp_path):
-    bundle = tmp_path / "hippo_bundle"
+def _hippo_bundle(bundle, dump=json.dumps, suffix=".json"):
+    """A MONAI bundle of the sample-app DeepEdit for the two hippocampus labels, its configs
+    written by ``dump`` (JSON or YAML) with ``suffix``."""
     (bundle / "configs").mkdir(parents=True)
     (bundle / "models").mkdir()
     spec = {k: v for k, v in VARIANTS["sample-app"]["deepedit"].items() if k != "name"}
-    (bundle / "configs" / "inference.json").write_text(json.dumps({
+    (bundle / "configs" / f"inference{suffix}").write_text(dump({
         "network_def": {"_target_": "monai.networks.nets.DynUNet", **spec, "in_channels": 4, "out_channels": 3},
         "preprocessing": {"transforms": [{"_target_": "Spacingd", "keys": "image", "pixdim": [1.0, 1.0, 1.5]}]}}))
-    (bundle / "configs" / "metadata.json").write_text(json.dumps({"network_data_format": {"outputs": {"pred": {
+    (bundle / "configs" / f"metadata{suffix}").write_text(dump({"network_data_format": {"outputs": {"pred": {
         "channel_def": {"0": "background", "1": "anterior", "2": "posterior"}}}}}))
     torch.save(_sample_app("deepedit", 3, 4).state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
+def test_a_monai_bundle_and_the_command(tmp_path):
+    bundle = _hippo_bundle(tmp_path / "hippo_bundle")
     proc = subprocess.run([sys.executable, "-m", "annotator", "models", "import", str(bundle), "--method", "deepedit",
                            "--name", "bundle-edit", "--roi", "32,48,32"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -113,16 +119,7 @@ def test_a_bundle_configured_in_yaml_and_broken_configs(tmp_path):
     same card; a config that cannot be read is refused with the parser's reason."""
     import yaml
 
-    bundle = tmp_path / "yaml_bundle"
-    (bundle / "configs").mkdir(parents=True)
-    (bundle / "models").mkdir()
-    spec = {k: v for k, v in VARIANTS["sample-app"]["deepedit"].items() if k != "name"}
-    (bundle / "configs" / "inference.yaml").write_text(yaml.safe_dump({
-        "network_def": {"_target_": "monai.networks.nets.DynUNet", **spec, "in_channels": 4, "out_channels": 3},
-        "preprocessing": {"transforms": [{"_target_": "Spacingd", "keys": "image", "pixdim": [1.0, 1.0, 1.5]}]}}))
-    (bundle / "configs" / "metadata.yaml").write_text(yaml.safe_dump({"network_data_format": {"outputs": {
-        "pred": {"channel_def": {0: "background", 1: "anterior", 2: "posterior"}}}}}))
-    torch.save(_sample_app("deepedit", 3, 4).state_dict(), bundle / "models" / "model.pt")
+    bundle = _hippo_bundle(tmp_path / "yaml_bundle", yaml.safe_dump, ".yaml")
     card = load_checkpoint(import_model(bundle, "deepedit", name="yaml-edit", roi_size=[32, 48, 32]))[1]
     assert card.target_spacing == [1.5, 1.0, 1.0] and card.labels == {"anterior": 1, "posterior": 2}
     for text, reason in [("network_def: {_target_: DynUNet, kernel_size: [3, 3", "not a readable bundle config"),
