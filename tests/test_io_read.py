@@ -483,3 +483,6 @@ def test_a_ct_s_padding_is_not_tissue(tmp_path):
     # picture one grey, and GraphCut's intensity model spread over nothing)
     ball = (np.add.outer(np.add.outer(np.arange(-8, 9) ** 2, np.arange(-8, 9) ** 2), np.arange(-8, 9) ** 2) < 30)
     assert intensity_range(ball * 100.0 + 7) == (7.0, 107.0)
+    classes = ball * 100.0 + 7
+    classes[:, :, :4] = 57  # three values: the lowest still a class of its own
+    assert intensity_range(classes)[0] == 7.0

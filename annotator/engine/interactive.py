@@ -363,7 +363,6 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
     start = time.perf_counter()
     spacing = volume.array_spacing
     box = box_around(fg | bg, spacing, margin_mm)
-    check_finite(volume.array, "the image", box)
     if params.denoise > 0 and _noiseless(volume.array, box, fg, clicks[0] if clicks else ()):
         # denoising would only blur its edges into intensities no mark sampled, and the
         # structure lose its surface

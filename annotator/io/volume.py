@@ -175,6 +175,9 @@ def volume_from_sitk(image: sitk.Image, **kwargs) -> Volume:
 #: padding, not tissue: a CT's outside of its field of view (-3024 or -2000 HU; -1024
 #: where air is clipped), an MR's zeroed background
 PADDING_SHARE = 0.005
+#: an image whose voxels above the padding hold at most this many values (in a sample of
+#: about 4,096) has no noise: its lowest value is one of its classes, not padding
+FEW_VALUES = 16
 
 
 def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding: bool = False) -> np.ndarray:
@@ -183,7 +186,8 @@ def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding
     padding (the lowest value where it holds more than :data:`PADDING_SHARE` of them; how
     much of it a scanner adds says nothing about the patient) unless ``keep_padding``.
     An image of a few values with no noise (a phantom, a mask shown as an image) has no
-    padding: its lowest value is what lies around the rest, which would be one value."""
+    padding: its lowest value is what lies around the rest (left out, the range of a mask
+    was one value, and a phantom's two lowest classes showed as one black)."""
     step = max(1, int(np.ceil((array.size / max_samples) ** (1 / max(array.ndim, 1)))))
     sample = array[tuple(slice(None, None, step) for _ in range(array.ndim))].ravel()
     if sample.dtype.kind == "f":
@@ -192,7 +196,7 @@ def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding
         padding = sample == sample.min()
         if PADDING_SHARE < padding.mean() < 1:
             rest = sample[~padding]
-            if np.ptp(rest) > 0:
+            if np.unique(rest[:: max(1, rest.size // 4096)]).size > FEW_VALUES:
                 sample = rest
     return sample
 
