@@ -54,6 +54,25 @@ def test_a_dicom_file_names_the_series_folder_it_lies_in(tmp_path, multiframe_mr
         assert store.open_image(found).shape == shape
 
 
+def test_a_file_of_few_values_opened_by_name_is_the_image_to_annotate(tmp_path):
+    """A phantom with no noise (an integer image of three values) looks like a label map,
+    and in its folder it is one; opened by name, the person asks to annotate it (it was
+    refused: "not an image of" its folder)."""
+    import SimpleITK as sitk
+
+    from annotator.datastore.factory import open_datastore
+
+    z, y, x = np.ogrid[:24, :40, :40]
+    phantom = np.where((z - 12) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 < 80, 100, 0).astype(np.int16)
+    phantom[(z - 12) ** 2 + (y - 20) ** 2 + (x - 24) ** 2 < 9] = 200
+    sitk.WriteImage(sitk.GetImageFromArray(phantom), str(tmp_path / "phantom.nii.gz"))
+    shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_001.nii.gz", tmp_path / "mr.nii.gz")
+    store, found = open_datastore(tmp_path / "phantom.nii.gz")
+    assert found == "phantom" and "phantom" in store.ids()
+    np.testing.assert_array_equal(store.open_image(found).array, phantom)
+    assert open_datastore(tmp_path)[0].ids() == ["mr"]  # the folder: a label map beside an image
+
+
 def test_each_series_of_a_folder_is_an_image_of_its_own(tmp_path):
     """A folder holding several series side by side (as some exports leave them) lists
     each: the largest keeps the folder's id, the others are named by their SeriesNumber

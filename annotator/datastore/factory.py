@@ -35,8 +35,9 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     folder = path.resolve() if kind in (Kind.FOLDER, Kind.DATASET) else path.resolve().parent
     if labels_dir is None and is_sample_path(folder):
         labels_dir = fallback_labels_dir(folder)
-    store = LocalDatastore(folder, labels_dir=labels_dir, progress=progress)
-    if kind in (Kind.FOLDER, Kind.DATASET):
+    whole = kind in (Kind.FOLDER, Kind.DATASET)
+    store = LocalDatastore(folder, labels_dir=labels_dir, progress=progress, annotate=None if whole else named)
+    if whole:
         return store, None
     return store, store.id_of(named)
 

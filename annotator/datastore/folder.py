@@ -61,9 +61,12 @@ class LocalDatastore(Datastore):
     """Images in ``folder`` (files and DICOM series folders) and their labels."""
 
     def __init__(self, folder: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
-                 history: int = 10, lock_timeout: float = 30.0, progress=None):
+                 history: int = 10, lock_timeout: float = 30.0, progress=None,
+                 annotate: str | os.PathLike | None = None):
         """``progress(text, fraction)`` hears the search for images (a large folder takes a
-        while); an exception it raises stops it."""
+        while); an exception it raises stops it. ``annotate``: a file the person opened by
+        name, an image to annotate even where it looks like a label map (an integer image of
+        few values: a phantom, a mask)."""
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise DatastoreError(f"{folder}: not a folder")
@@ -86,6 +89,10 @@ class LocalDatastore(Datastore):
             found, self._series, segs = split_series(find_images(self.folder, self.labels.root, progress), progress,
                                                      self._pinned(), root=self.folder)
             self._images, self._maps = label_maps.split(found, progress)
+            if annotate is not None:
+                chosen = Path(annotate).resolve()
+                for map_id in [i for i, p in self._maps.items() if p.resolve() == chosen]:
+                    self._images[map_id] = self._maps.pop(map_id)
             self._maps.update(segs)
         else:
             self._images, self._series, _ = split_series(self._images, progress, self._pinned())
