@@ -486,3 +486,5 @@ def test_a_ct_s_padding_is_not_tissue(tmp_path):
     classes = ball * 100.0 + 7
     classes[:, :, :4] = 57  # three values: the lowest still a class of its own
     assert intensity_range(classes)[0] == 7.0
+    classes[8, 8, 8] = 207  # its rarest class too: a percentile left it out
+    assert intensity_range(classes) == (7.0, 207.0)

@@ -175,8 +175,8 @@ def volume_from_sitk(image: sitk.Image, **kwargs) -> Volume:
 #: padding, not tissue: a CT's outside of its field of view (-3024 or -2000 HU; -1024
 #: where air is clipped), an MR's zeroed background
 PADDING_SHARE = 0.005
-#: an image whose voxels above the padding hold at most this many values (in a sample of
-#: about 4,096) has no noise: its lowest value is one of its classes, not padding
+#: an image that holds at most this many values (in a sample of about 4,096) has no noise:
+#: its lowest value is one of its classes, not padding
 FEW_VALUES = 16
 
 
@@ -196,17 +196,27 @@ def intensity_sample(array: np.ndarray, max_samples: int = 1 << 20, keep_padding
         padding = sample == sample.min()
         if PADDING_SHARE < padding.mean() < 1:
             rest = sample[~padding]
-            if np.unique(rest[:: max(1, rest.size // 4096)]).size > FEW_VALUES:
+            if not few_values(rest):
                 sample = rest
     return sample
 
 
+def few_values(values: np.ndarray) -> bool:
+    """Whether ``values`` (an image's, or a sample of them) hold at most :data:`FEW_VALUES`
+    values in a regular sample of about 4,096: an image with no noise."""
+    return np.unique(values[:: max(1, values.size // 4096)]).size <= FEW_VALUES
+
+
 def intensity_range(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles of :func:`intensity_sample` (0, 0 when the image
-    has no finite value)."""
+    has no finite value); of an image of few values, its lowest and highest (a percentile
+    would leave out its rarest class: a phantom's small bright organ shown as the body
+    around it)."""
     sample = intensity_sample(array)
     if not sample.size:
         return 0.0, 0.0
+    if few_values(sample):
+        return float(sample.min()), float(sample.max())
     lo, hi = np.percentile(sample, [low, high])
     return float(lo), float(hi)
 
