@@ -87,13 +87,13 @@ def _answer(args, volume, kind: str, run) -> int:
             raise InputError("--value names the structure of --label to correct; without --label the "
                              "structure is written as 1")
         return _write_foreground(run(None, 1), volume, args.out)
-    args.value = args.value or 1
+    value = args.value or 1
     label = as_label(read_label(args.label, volume), str(args.label))
-    result = run(label, args.value)
+    result = run(label, value)
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()},
                algorithm=result.method)
     changed = int((result.label != label).sum())
-    print(f"method: {result.method}, label {args.value} corrected by {kind}, {changed} voxels changed, "
+    print(f"method: {result.method}, label {value} corrected by {kind}, {changed} voxels changed, "
           f"{result.seconds:.2f} s -> {args.out}")
     return 0
 
