@@ -25,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from annotator.errors import ModelError
+from annotator.errors import ModelError, detail
 from annotator.models.card import PERCENTILES, ModelCard, check_name
 from annotator.models.checkpoint import save_checkpoint
 from annotator.models.networks import ARCHITECTURES, architecture, build_network
@@ -132,8 +132,7 @@ def _read_config(path: Path) -> dict:
         text = path.read_text("utf-8")
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{path}: not a readable bundle config ({reason[:160]})") from None
+        raise ModelError(f"{path}: not a readable bundle config ({detail(exc, 160)})") from None
     if not isinstance(raw, dict):
         raise ModelError(f"{path}: not a bundle config (it holds no mapping of names to values)")
     return raw
