@@ -186,6 +186,38 @@ def test_a_decathlon_task_folder_links_its_labels_even_stored_as_float(tmp_path)
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2}
 
 
+def test_a_task_folders_training_labels_are_its_images_labels(tmp_path):
+    """A Decathlon or nnU-Net task's ``labelsTr/`` file is its image's label (the final
+    version until one is accepted), so training and the benchmarks use a task folder as
+    it is; an image without one, and a label map of an ordinary folder, stay unlabelled;
+    an accepted label takes over, and the task's file is left as it was."""
+    task = tmp_path / "Task04"
+    for folder in ("imagesTr", "labelsTr", "imagesTs"):
+        (task / folder).mkdir(parents=True)
+    for case in ("hippocampus_001", "hippocampus_003"):
+        shutil.copy(HIPPO / "images" / f"{case}.nii.gz", task / "imagesTr")
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", task / "labelsTr")
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", task / "imagesTs")
+    shutil.copy(HIPPO / "labels" / "hippocampus_004.nii.gz", task / "imagesTs" / "hippocampus_004_seg.nii.gz")
+    store = LocalDatastore(task)
+    assert {r.id: r.status.value for r in store.records()} == {
+        "imagesTr/hippocampus_001": "labeled", "imagesTr/hippocampus_003": "unlabeled",
+        "imagesTs/hippocampus_004": "unlabeled"}
+    assert store.training_ids() == ["imagesTr/hippocampus_001"]
+    from annotator.datastore.cases import default_split, labelled_cases  # what `bench robot --data` scores
+
+    assert default_split(task) == "all"
+    assert [(i, int(label.max())) for i, _, label in labelled_cases(task)] == [("imagesTr/hippocampus_001", 2)]
+    volume = store.open_image("imagesTr/hippocampus_001")
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(HIPPO / "labels" / "hippocampus_001.nii.gz")))
+    np.testing.assert_array_equal(store.label("imagesTr/hippocampus_001", volume), truth)
+    before = (task / "labelsTr" / "hippocampus_001.nii.gz").read_bytes()
+    mine = (truth == 1).astype(np.uint8)
+    store.accept("imagesTr/hippocampus_001", mine, volume)
+    np.testing.assert_array_equal(LocalDatastore(task).label("imagesTr/hippocampus_001", volume), mine)
+    assert (task / "labelsTr" / "hippocampus_001.nii.gz").read_bytes() == before
+
+
 def test_notes_and_thumbnails_beside_dicom_files_never_hide_them(tmp_path):
     """A series folder and a folder of SEG files whose first files (by name) are notes,
     reports and thumbnails: both are still found."""

@@ -85,6 +85,7 @@ class LocalDatastore(Datastore):
         self.labels = self._label_store(root, labels_dir is not None or self.dataset, history, lock_timeout)
         self._maps: dict[str, Path] = {}
         self._links: dict[str, str | None] | None = None
+        self._task: dict[str, Path] | None = None  # a task folder's labelsTr/ labels, found once
         if not self.dataset:  # label maps among the files are not images to annotate
             found, self._series, segs = split_series(find_images(self.folder, self.labels.root, progress), progress,
                                                      self._pinned(), root=self.folder)
@@ -230,6 +231,21 @@ class LocalDatastore(Datastore):
                 found.setdefault(image_id, []).append(map_id)
         return found
 
+    def _references(self) -> dict[str, Path]:
+        """Image id -> its reference label, the final version until one is accepted: a
+        dataset folder's ``labels/`` file, or a Decathlon or nnU-Net task's ``labelsTr/``
+        label map (the task's training label, by its layout), which training and the
+        benchmarks then use as they use accepted labels."""
+        if self.dataset or self._task is not None:
+            return self._reference if self.dataset else self._task
+        self._task = {}
+        for image_id, map_ids in self._label_maps_of().items():
+            found = [self._maps[m] for m in map_ids if self._maps[m].parent.name.lower() == "labelstr"
+                     and not looks_like_dicom(self._maps[m])]
+            if len(found) == 1:  # two would leave which is the label to guess
+                self._task[image_id] = found[0]
+        return self._task
+
     def label_maps(self, image_id: str) -> list[str]:
         self._path(image_id)
         return self._label_maps_of().get(image_id, [])
@@ -267,7 +283,7 @@ class LocalDatastore(Datastore):
         records = []
         for image_id in self._images:
             versions = self.labels.versions(image_id)
-            if image_id in self._reference and Version.FINAL.value not in versions:
+            if image_id in self._references() and Version.FINAL.value not in versions:
                 versions.append(Version.FINAL.value)
             entry = index.get(image_id, {})
             status = status_of(versions)
@@ -284,8 +300,9 @@ class LocalDatastore(Datastore):
     def label(self, image_id: str, image: Volume, version: Version | str = Version.FINAL) -> np.ndarray | None:
         self._path(image_id)
         found = self.labels.read(image_id, image, version)
-        if found is None and Version(version) == Version.FINAL and image_id in self._reference:
-            found = read_label(self._reference[image_id], image)
+        reference = self._references().get(image_id)
+        if found is None and Version(version) == Version.FINAL and reference is not None:
+            found = read_label(reference, image)
         return found
 
     def save_draft(self, image_id: str, label: np.ndarray, image: Volume) -> None:
