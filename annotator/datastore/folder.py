@@ -73,7 +73,9 @@ class LocalDatastore(Datastore):
         self.place = str(self.folder)
         self.name = self.folder.name
         self.dataset = classify(self.folder) == Kind.DATASET
-        self._reference: dict[str, Path] = {}
+        #: image id -> its reference label: a dataset's ``labels/`` file here, a task
+        #: folder's ``labelsTr/`` one found when first asked (:meth:`_references`)
+        self._reference: dict[str, Path] | None = None
         if self.dataset:
             images_root = self.folder / "images"
             self._images = find_images(images_root, progress=progress)
@@ -85,7 +87,6 @@ class LocalDatastore(Datastore):
         self.labels = self._label_store(root, labels_dir is not None or self.dataset, history, lock_timeout)
         self._maps: dict[str, Path] = {}
         self._links: dict[str, str | None] | None = None
-        self._task: dict[str, Path] | None = None  # a task folder's labelsTr/ labels, found once
         if not self.dataset:  # label maps among the files are not images to annotate
             found, self._series, segs = split_series(find_images(self.folder, self.labels.root, progress), progress,
                                                      self._pinned(), root=self.folder)
@@ -236,15 +237,14 @@ class LocalDatastore(Datastore):
         dataset folder's ``labels/`` file, or a Decathlon or nnU-Net task's ``labelsTr/``
         label map (the task's training label, by its layout), which training and the
         benchmarks then use as they use accepted labels."""
-        if self.dataset or self._task is not None:
-            return self._reference if self.dataset else self._task
-        self._task = {}
-        for image_id, map_ids in self._label_maps_of().items():
-            found = [self._maps[m] for m in map_ids if self._maps[m].parent.name.lower() == "labelstr"
-                     and not looks_like_dicom(self._maps[m])]
-            if len(found) == 1:  # two would leave which is the label to guess
-                self._task[image_id] = found[0]
-        return self._task
+        if self._reference is None:
+            self._reference = {}
+            for image_id, map_ids in self._label_maps_of().items():
+                found = [self._maps[m] for m in map_ids if self._maps[m].parent.name.lower() == "labelstr"
+                         and not looks_like_dicom(self._maps[m])]
+                if len(found) == 1:  # two would leave which is the label to guess
+                    self._reference[image_id] = found[0]
+        return self._reference
 
     def label_maps(self, image_id: str) -> list[str]:
         self._path(image_id)
