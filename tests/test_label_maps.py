@@ -189,20 +189,26 @@ def test_a_decathlon_task_folder_links_its_labels_even_stored_as_float(tmp_path)
 def test_a_task_folders_training_labels_are_its_images_labels(tmp_path):
     """A Decathlon or nnU-Net task's ``labelsTr/`` file is its image's label (the final
     version until one is accepted), so training and the benchmarks use a task folder as
-    it is; an image without one, and a label map of an ordinary folder, stay unlabelled;
-    an accepted label takes over, and the task's file is left as it was."""
+    it is; an image without one stays unlabelled, and so do one with two (which is its
+    label is not guessed) and one whose label map is not a task's training label (a
+    ``_seg`` file beside it); an accepted label takes over, and the task's file is left as
+    it was."""
     task = tmp_path / "Task04"
     for folder in ("imagesTr", "labelsTr", "imagesTs"):
         (task / folder).mkdir(parents=True)
     for case in ("hippocampus_001", "hippocampus_003"):
         shutil.copy(HIPPO / "images" / f"{case}.nii.gz", task / "imagesTr")
     shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", task / "labelsTr")
+    two = sitk.ReadImage(str(HIPPO / "labels" / "hippocampus_003.nii.gz"))
+    for ending in (".nii.gz", ".nrrd"):
+        sitk.WriteImage(two, str(task / "labelsTr" / f"hippocampus_003{ending}"))
     shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", task / "imagesTs")
     shutil.copy(HIPPO / "labels" / "hippocampus_004.nii.gz", task / "imagesTs" / "hippocampus_004_seg.nii.gz")
     store = LocalDatastore(task)
-    assert {r.id: r.status.value for r in store.records()} == {
-        "imagesTr/hippocampus_001": "labeled", "imagesTr/hippocampus_003": "unlabeled",
-        "imagesTs/hippocampus_004": "unlabeled"}
+    assert {r.id: (r.status.value, r.label_maps) for r in store.records()} == {
+        "imagesTr/hippocampus_001": ("labeled", ["labelsTr/hippocampus_001"]),
+        "imagesTr/hippocampus_003": ("unlabeled", ["labelsTr/hippocampus_003.nii.gz", "labelsTr/hippocampus_003.nrrd"]),
+        "imagesTs/hippocampus_004": ("unlabeled", ["imagesTs/hippocampus_004_seg"])}
     assert store.training_ids() == ["imagesTr/hippocampus_001"]
     from annotator.datastore.cases import default_split, labelled_cases  # what `bench robot --data` scores
 

@@ -238,12 +238,13 @@ class LocalDatastore(Datastore):
         label map (the task's training label, by its layout), which training and the
         benchmarks then use as they use accepted labels."""
         if self._reference is None:
-            self._reference = {}
+            task = {}  # whole before it is kept: the worklist's thread may ask meanwhile
             for image_id, map_ids in self._label_maps_of().items():
                 found = [self._maps[m] for m in map_ids if self._maps[m].parent.name.lower() == "labelstr"
                          and not looks_like_dicom(self._maps[m])]
                 if len(found) == 1:  # two would leave which is the label to guess
-                    self._reference[image_id] = found[0]
+                    task[image_id] = found[0]
+            self._reference = task
         return self._reference
 
     def label_maps(self, image_id: str) -> list[str]:
