@@ -282,15 +282,8 @@ class AnnotationSession:
         volume = store.open_image(image_id, job.report)
         others = store.companions(image_id, volume)
         job.report(f"reading the labels of {image_id} ...", 0.8)
-        maps = {}
-        for map_id in store.label_maps(image_id):
-            try:
-                array, names = store.label_map(image_id, map_id, volume)
-                maps[map_id] = (as_label(array, f"label map {map_id}"), names)
-            except AnnotatorError as exc:
-                volume.warnings.append(f"label map {map_id} left out: {exc}")
-        saved = saved_labels(store, image_id)
-        return volume, label_to_open(store, image_id, volume, saved), maps, others, saved
+        label, maps, saved = image_labels(store, image_id, volume)
+        return volume, label, maps, others, saved
 
     def show(self, volume: Volume, label: np.ndarray | None = None, label_maps: dict | None = None,
              companions: list[Volume] | None = None, saved: list[tuple[str, str]] | None = None,
@@ -827,6 +820,23 @@ class AnnotationSession:
             return
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
         self.error.emit(message)
+
+
+def image_labels(store: Datastore, image_id: str, volume: Volume) -> tuple[np.ndarray | None, dict, list]:
+    """What an image of ``store`` opens with, however it was opened (the worklist, or a
+    layer read otherwise): its saved label (:func:`label_to_open`), the label maps found
+    beside it, id -> (array, the names it gives its values; one that does not fit the image
+    is left out, with a warning on ``volume``), and its labels saved earlier
+    (:func:`saved_labels`)."""
+    maps = {}
+    for map_id in store.label_maps(image_id):
+        try:
+            array, names = store.label_map(image_id, map_id, volume)
+            maps[map_id] = (as_label(array, f"label map {map_id}"), names)
+        except AnnotatorError as exc:
+            volume.warnings.append(f"label map {map_id} left out: {exc}")
+    saved = saved_labels(store, image_id)
+    return label_to_open(store, image_id, volume, saved), maps, saved
 
 
 def label_to_open(store: Datastore, image_id: str, volume: Volume, saved: list | None = None) -> np.ndarray | None:

@@ -22,7 +22,7 @@ from psygnal import Signal as PsygnalSignal
 from superqt.utils import create_worker
 
 from annotator.annotation import AnnotationSession, Job
-from annotator.annotation.session import label_to_open
+from annotator.annotation.session import image_labels
 from annotator.datastore import open_datastore
 from annotator.datastore.places import Kind, classify
 from annotator.engine.loading import finish_warm_up, warm_up
@@ -166,12 +166,12 @@ class Workspace:
 
         def work(job):  # its folder is searched for images in the file worker (a home folder takes long)
             store, image_id = open_datastore(path, progress=job.report)
-            return store, image_id, label_to_open(store, image_id, volume)
+            return store, image_id, image_labels(store, image_id, volume)
 
         def done(found):
-            store, image_id, label = found
+            store, image_id, (label, maps, saved) = found
             self.session.set_datastore(store)
-            self._annotate(layer, volume, label, image_id)
+            self._annotate(layer, volume, label, image_id, maps, saved)
 
         self.session.files.submit(f"finding the images beside {layer.name}", work, done, self.session._failed)
 
@@ -194,12 +194,14 @@ class Workspace:
         self.session.open(source.path)
         return True
 
-    def _annotate(self, layer, volume: Volume, label: np.ndarray | None = None, image_id: str = "") -> None:
-        """Annotate ``volume`` shown in ``layer`` (the layer stays: no second copy of the image)."""
+    def _annotate(self, layer, volume: Volume, label: np.ndarray | None = None, image_id: str = "",
+                  label_maps: dict | None = None, saved: list | None = None) -> None:
+        """Annotate ``volume`` shown in ``layer`` (the layer stays: no second copy of the
+        image), with what its folder holds for it (:func:`image_labels`)."""
         self._image_layer = layer
         layer.metadata[L.VOLUME_KEY] = volume  # found again as the image annotated (brought back)
         try:
-            self.session.show(volume, label, image_id=image_id)
+            self.session.show(volume, label, label_maps, saved=saved, image_id=image_id)
         finally:
             self._image_layer = None
 

@@ -437,6 +437,36 @@ def test_a_layer_whose_saved_label_has_values_above_255_is_annotated_without_it(
     assert any("holds the value 1002" in w for w in warnings), warnings
 
 
+def test_a_layer_opened_from_a_folder_comes_with_its_label_maps_and_earlier_labels(make_napari_viewer, qtbot,
+                                                                                    tmp_path):
+    """Plugin use (File > Open, then Annotate layer): the image comes with what the
+    worklist would have opened it with: the label map beside it, ready to use, and the
+    labels saved before the current one (the final accepted before it, the first one
+    proposed), to restore."""
+    import shutil
+
+    from annotator.datastore import LocalDatastore
+    from annotator.io import read_volume
+    from annotator.napari.workspace import workspace_for
+
+    image = tmp_path / "case.nii.gz"
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", image)
+    shutil.copy(HIPPO / "labels" / "hippocampus_004.nii.gz", tmp_path / "case_seg.nii.gz")
+    volume = read_volume(image)
+    store = LocalDatastore(tmp_path)
+    first, second = np.zeros(volume.shape, np.uint8), np.zeros(volume.shape, np.uint8)
+    first[5:10, 5:10, 5:10], second[10:15, 10:15, 10:15] = 1, 2
+    store.accept("case", first, volume)
+    store.accept("case", second, volume)
+    viewer = make_napari_viewer()
+    viewer.open(str(image), plugin="annotator3d")
+    _, ws = _annotate_layer(viewer, qtbot, viewer.layers[0])
+    qtbot.waitUntil(lambda: ws.image_id == "case" and not ws.files.busy, timeout=30000)
+    np.testing.assert_array_equal(ws.label, second)
+    assert list(ws.label_maps) == ["case_seg"] and ws.label_maps["case_seg"].max() == 2
+    assert [key for key, _ in ws.saved_labels] == ["earlier-1", "original"]
+
+
 def _annotate_layer(viewer, qtbot, layer):
     """Select ``layer`` and press Annotate layer; the session."""
     from annotator.napari.annotation_dock import AnnotationDock
