@@ -110,6 +110,37 @@ def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
     assert session.store.record("example_ct_sm").status.value == "labeled"
 
 
+def test_a_mask_per_structure_is_named_by_its_file(tmp_path):
+    """TotalSegmentator's output of a file per structure (``segmentations/liver.nii.gz``
+    beside ``ct.nii.gz``): each mask's one structure is named by its file, and Use as
+    label offers that name; a mask named after its image (``ct_seg``) names nothing."""
+    ct = sitk.ReadImage(str(TOTALSEG / "example_ct_sm.nii.gz"))
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz")))
+    folder = tmp_path / "case"
+    (folder / "segmentations").mkdir(parents=True)
+    sitk.WriteImage(ct, str(folder / "ct.nii.gz"))
+
+    def mask(values, path):
+        image = sitk.GetImageFromArray(values.astype(np.uint8))
+        image.CopyInformation(ct)
+        sitk.WriteImage(image, str(path))
+
+    mask(seg == 5, folder / "segmentations" / "liver.nii.gz")
+    mask(seg == 1, folder / "segmentations" / "spleen.nii.gz")
+    mask(seg == 5, folder / "ct_seg.nii.gz")
+    store = LocalDatastore(folder)
+    [record] = store.records()
+    assert record.id == "ct" and sorted(record.label_maps) == ["ct_seg", "segmentations/liver", "segmentations/spleen"]
+    volume = store.open_image("ct")
+    assert {m: store.label_map("ct", m, volume)[1] for m in record.label_maps} == {
+        "ct_seg": {}, "segmentations/liver": {"liver": 1}, "segmentations/spleen": {"spleen": 1}}
+    session = AnnotationSession()
+    session.open(folder / "ct.nii.gz")
+    session.use_label_map("segmentations/spleen")
+    np.testing.assert_array_equal(session.label, seg == 1)
+    assert {p.value: p.name for p in session.labels}[1] == "spleen"
+
+
 def test_a_folder_of_a_series_with_its_segmentations_beside_it():
     """The dcmqi folder: a CT series folder, DICOM SEG files (linked by the series they
     segment) and NRRD label maps (some named ``*_seg``, some only 16-bit with few values),
@@ -121,10 +152,12 @@ def test_a_folder_of_a_series_with_its_segmentations_beside_it():
                                       "partial_overlaps-2", "partial_overlaps-3", "liver", "partial_overlaps"}
     volume = store.open_image("ct-3slice")
     liver, names = store.label_map("ct-3slice", "liver_seg", volume)
-    assert liver.any() and names == {}  # a plain NRRD names nothing
+    assert liver.any() and names == {"liver": 1}  # a plain NRRD mask: named by its file
     from_seg, names = store.label_map("ct-3slice", "liver", volume)  # the same liver, as a DICOM SEG
     np.testing.assert_array_equal(from_seg, liver)
     assert names == {"liver": 1}
+    both, names = store.label_map("ct-3slice", "liver_spine_seg", volume)
+    assert both.max() > 1 and names == {}  # not one structure: its file does not say which value is which
     overlaps, names = store.label_map("ct-3slice", "partial_overlaps", volume)
     assert set(np.unique(overlaps)) == {0, 1, 2, 3, 4, 5} and names["green"] == 1 and len(names) == 5
 

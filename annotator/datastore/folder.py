@@ -276,7 +276,8 @@ class LocalDatastore(Datastore):
             except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
                 raise InputError(f"{path}: cannot be read as a label of {image.name} ({detail(exc, 200)})") from None
             return label, {str(name).lower(): int(value) for value, name in names.items()}
-        return read_label(path, image), label_names_in(path)
+        label = read_label(path, image)
+        return label, label_names_in(path) or label_maps.mask_name(map_id, image_id, label)
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]

@@ -51,6 +51,19 @@ def _named_like_label(image_id: str) -> bool:
     return any(w in LABEL_WORDS for w in words(image_id))
 
 
+def mask_name(map_id: str, image_id: str, label: np.ndarray) -> dict[str, int]:
+    """Name -> value of a mask (one structure, value 1) that names no labels itself, from
+    its file's name where that names something other than its image:
+    ``segmentations/liver.nii.gz`` beside ``ct.nii.gz`` (TotalSegmentator writes a file per
+    structure), ``liver_seg.nrrd`` → ``{"liver": 1}``; ``case_seg`` and ``labelsTr/case``
+    name their image ``case``, and ``mask`` nothing: empty."""
+    stem = map_id.rsplit("/", 1)[-1]
+    own = [w for w in words(stem) if w not in LABEL_WORDS]
+    if not own or set(own) & set(words(image_id)) or label.max() != 1:
+        return {}
+    return {"_".join(own): 1}
+
+
 @lru_cache(maxsize=4096)
 def _header(path: str, mtime: float) -> tuple | None:
     """(pixel type, size, spacing, origin, direction) of an image file from its header, or
