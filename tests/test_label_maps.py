@@ -113,7 +113,8 @@ def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
 def test_a_mask_per_structure_is_named_by_its_file(tmp_path):
     """TotalSegmentator's output of a file per structure (``segmentations/liver.nii.gz``
     beside ``ct.nii.gz``): each mask's one structure is named by its file, and Use as
-    label offers that name; a mask named after its image (``ct_seg``) names nothing."""
+    label offers that name; a mask named after its image (``ct_seg``), or by a number
+    alone (``mask_2``), names nothing."""
     ct = sitk.ReadImage(str(TOTALSEG / "example_ct_sm.nii.gz"))
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz")))
     folder = tmp_path / "case"
@@ -128,12 +129,14 @@ def test_a_mask_per_structure_is_named_by_its_file(tmp_path):
     mask(seg == 5, folder / "segmentations" / "liver.nii.gz")
     mask(seg == 1, folder / "segmentations" / "spleen.nii.gz")
     mask(seg == 5, folder / "ct_seg.nii.gz")
+    mask(seg == 5, folder / "mask_2.nii.gz")
     store = LocalDatastore(folder)
     [record] = store.records()
-    assert record.id == "ct" and sorted(record.label_maps) == ["ct_seg", "segmentations/liver", "segmentations/spleen"]
+    assert record.id == "ct" and sorted(record.label_maps) == [
+        "ct_seg", "mask_2", "segmentations/liver", "segmentations/spleen"]
     volume = store.open_image("ct")
     assert {m: store.label_map("ct", m, volume)[1] for m in record.label_maps} == {
-        "ct_seg": {}, "segmentations/liver": {"liver": 1}, "segmentations/spleen": {"spleen": 1}}
+        "ct_seg": {}, "mask_2": {}, "segmentations/liver": {"liver": 1}, "segmentations/spleen": {"spleen": 1}}
     session = AnnotationSession()
     session.open(folder / "ct.nii.gz")
     session.use_label_map("segmentations/spleen")

@@ -56,10 +56,10 @@ def mask_name(map_id: str, image_id: str, label: np.ndarray) -> dict[str, int]:
     its file's name where that names something other than its image:
     ``segmentations/liver.nii.gz`` beside ``ct.nii.gz`` (TotalSegmentator writes a file per
     structure), ``liver_seg.nrrd`` → ``{"liver": 1}``; ``case_seg`` and ``labelsTr/case``
-    name their image ``case``, and ``mask`` nothing: empty."""
+    name their image ``case``, and ``mask`` or ``mask_2`` nothing: empty."""
     stem = map_id.rsplit("/", 1)[-1]
     own = [w for w in words(stem) if w not in LABEL_WORDS]
-    if not own or set(own) & set(words(image_id)) or label.max() != 1:
+    if all(w.isdigit() for w in own) or set(own) & set(words(image_id)) or label.max() != 1:
         return {}
     return {"_".join(own): 1}
 
