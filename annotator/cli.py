@@ -301,7 +301,8 @@ def cmd_status(args) -> int:
     width = max([len(r.id) for r in records] + [5])
     for r in records:
         score = "" if r.score is None else f"{r.score:.3f}"
-        print(f"  {r.id:<{width}}  {r.status.value:<12} {','.join(r.versions):<24} {score}")
+        maps = f"  label maps: {', '.join(r.label_maps)}" if r.label_maps else ""
+        print(f"  {r.id:<{width}}  {r.status.value:<12} {','.join(r.versions):<24} {score:<6}{maps}".rstrip())
     return 0
 
 

@@ -192,3 +192,43 @@ def test_bench_robot_graphcut_runs_on_a_persons_own_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "annotator", "bench", "robot", "--method", "graphcut",
                            "--data", str(folder), "--split", "validation"], capture_output=True, text=True)
     assert proc.returncode != 0 and "GraphCut has no model" in proc.stderr
+
+
+def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path):
+    """Images with a `_seg` label map beside each and nothing accepted: every command that
+    needs labelled images names the label maps and how one counts (the DeepEdit robot
+    crashed on an IndexError); once accepted, the robots score it. A labelled image that
+    holds none of the DeepEdit model's label values is named as such."""
+    from balls import ball
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(2):
+        case_id, volume, label = ball(i)
+        sitk.WriteImage(sitk.GetImageFromArray(volume.array), str(folder / f"{case_id}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(label), str(folder / f"{case_id}_seg.nii.gz"))
+
+    def annotator(*args):
+        return subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True, text=True, timeout=600)
+
+    status = annotator("status", str(folder))
+    assert "ball00" in status.stdout and "label maps: ball00_seg" in status.stdout, status.stdout
+    for args in (("bench", "robot", "--quick", "--data", str(folder)),
+                 ("bench", "robot", "--method", "graphcut", "--quick", "--data", str(folder)),
+                 ("plan", str(folder))):
+        proc = annotator(*args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert f"no labelled images in {folder}" in proc.stderr and "ball00 (ball00_seg)" in proc.stderr, proc.stderr
+        assert f"annotator accept {folder} IMAGE_ID LABEL_FILE" in proc.stderr, proc.stderr
+    proc = annotator("accept", str(folder), "ball01", str(folder / "ball01_seg.nii.gz"))
+    assert proc.returncode == 0, proc.stderr
+    report = bench(tmp_path, "robot", "--method", "graphcut", "--quick", "--data", str(folder))
+    assert [r["case"] for r in report["cases"]] == ["ball01"] and "dice_sparse_label_1" in values(report)
+    report = bench(tmp_path, "robot", "--quick", "--clicks", "1", "--data", str(folder))
+    assert report["params"]["cases"] == 1 and "dice_at_1" in values(report)
+    _, volume, label = ball(1)
+    sitk.WriteImage(sitk.GetImageFromArray(label * 7), str(folder / "other.nii.gz"))
+    proc = annotator("accept", str(folder), "ball01", str(folder / "other.nii.gz"))
+    assert proc.returncode == 0, proc.stderr
+    proc = annotator("bench", "robot", "--quick", "--data", str(folder))
+    assert proc.returncode == 2 and "holds a structure to score model" in proc.stderr, proc.stderr

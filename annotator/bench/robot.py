@@ -12,6 +12,7 @@ the mean over labels of each case; ``dice_union_*`` scores all labels as one str
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,10 @@ import numpy as np
 from annotator.bench import report as rep
 from annotator.bench import robot_graphcut
 from annotator.bench.options import STARTER
-from annotator.datastore.cases import default_split, labelled_cases
+from annotator.datastore.cases import default_split, labelled_cases, no_labelled_images
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice
-from annotator.engine.deep import new_session
+from annotator.engine.deep import model_notes, new_session
 from annotator.engine.session import ClickSession
 from annotator.errors import InputError
 
@@ -98,15 +99,22 @@ def run(args: argparse.Namespace) -> dict:
     if card.method == "deepedit":  # its labels, by the values they had in its training data
         values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
                                                           sorted(card.foreground.values()))}
-    rows, made_total, worse_total = [], 0, 0
+    rows, made_total, worse_total, skipped, noted = [], 0, 0, [], set()
     for case, volume, truth in cases:
         if values_of_data:  # label values of the data -> the model's label values
             lut = np.zeros(256, np.uint8)
             for v, c in values_of_data.items():
                 lut[v] = c
             truth = lut[truth]
-        session = new_session(volume, model, card)
         present = [int(v) for v in np.unique(truth) if v > 0]
+        if not present:  # none of the model's labels drawn in this image
+            skipped.append(case)
+            continue
+        for note in (model_notes(card, volume) or "").splitlines():
+            if note not in noted:
+                noted.add(note)
+                warnings.warn(note, stacklevel=1)
+        session = new_session(volume, model, card)
         if card.method == "deepedit":
             labels, made = _robot(session, truth, clicks)
             curve = [_mean_dice(lab, truth, present) for lab in labels]
@@ -122,6 +130,12 @@ def run(args: argparse.Namespace) -> dict:
         worse_total += sum(w for _, w in counts)
         rows.append({"case": case, "dice": [round(d, 4) for d in curve],
                      "dice_union": [round(d, 4) for d in union]})
+    if not rows:
+        if skipped:
+            known = f" (label values {', '.join(map(str, values_of_data))})" if values_of_data else ""
+            raise InputError(f"no labelled image in {folder} holds a structure to score model '{card.name}' "
+                             f"on{known}: their labels are empty or hold other values")
+        raise no_labelled_images(folder)
     dice_curve = np.mean([r["dice"] for r in rows], axis=0)
     union_curve = np.mean([r["dice_union"] for r in rows], axis=0)
     results = []

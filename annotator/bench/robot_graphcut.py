@@ -45,7 +45,7 @@ import numpy as np
 from annotator.bench import report as rep
 from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
-from annotator.datastore.cases import default_split, labelled_cases
+from annotator.datastore.cases import default_split, labelled_cases, no_labelled_images
 from annotator.datastore.factory import open_datastore
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles, smooth_cut
@@ -236,8 +236,8 @@ def run(args: argparse.Namespace) -> dict:
                        **_structure(volume, truth, clicks, oracle=ds.name == "hippocampus")}
                 rows.append(row)
     if not rows:
-        raise InputError(f"no labelled images in {args.data}" if args.data else
-                         "no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
+        raise no_labelled_images(args.data) if args.data else InputError(
+            "no data found for the GraphCut robot (is ../shared/data beside the checkout?)")
     for (ds_name, name) in dict.fromkeys((r["dataset"], r["structure"]) for r in rows):
         mine = [r for r in rows if r["dataset"] == ds_name and r["structure"] == name]
         key = _key(ds_name, name)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from annotator.datastore.base import Version
 from annotator.datastore.factory import open_datastore
-from annotator.errors import DatastoreError
+from annotator.errors import DatastoreError, InputError
 from annotator.io.volume import Volume
 
 
@@ -22,6 +23,30 @@ def default_split(place: str | os.PathLike) -> str:
     except DatastoreError:
         return "all"
     return "test"
+
+
+def unlabelled_hint(place: str | os.PathLike) -> str:
+    """What to do where the store at ``place`` has no image with a final label but has
+    label maps beside its images (a ``case_seg.nii.gz``, TotalSegmentator's masks): they
+    are offered, not taken as labels, until one is accepted. Empty where it has none."""
+    try:
+        store, _ = open_datastore(place)
+        mapped = [r for r in store.records() if r.label_maps and Version.FINAL.value not in r.versions]
+    except DatastoreError:
+        return ""
+    if not mapped:
+        return ""
+    shown = ", ".join(f"{r.id} ({', '.join(r.label_maps)})" for r in mapped[:3]) + (", ..." if len(mapped) > 3 else "")
+    return (f"; {len(mapped)} of its images ha{'s' if len(mapped) == 1 else 've'} a label map beside "
+            f"{'it' if len(mapped) == 1 else 'them'} but no final label: {shown}. A label map counts once "
+            f"accepted: `annotator accept {place} IMAGE_ID LABEL_FILE`, or Use as label, then Accept, in the app")
+
+
+def no_labelled_images(places, what: str = "") -> InputError:
+    """The error for data with no labelled image, saying what would label it."""
+    places = [str(p) for p in ([places] if isinstance(places, (str, os.PathLike)) else places)]
+    hints = "".join(unlabelled_hint(p) for p in places)
+    return InputError(f"no labelled images in {', '.join(places)}{' ' + what if what else ''}{hints}")
 
 
 def labelled_cases(place: str | os.PathLike, split: str = "all", limit: int | None = None,

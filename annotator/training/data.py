@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from annotator.datastore import Datastore, open_datastore
+from annotator.datastore.cases import unlabelled_hint
 from annotator.engine.prepare import prepare_image, prepare_label
 from annotator.errors import InputError
 from annotator.models.card import ModelCard
@@ -42,7 +43,8 @@ def gather(config: TrainConfig) -> list[Case]:
     cases = [Case(store_at(place).place, i) for place in config.data
              for i in store_at(place).training_ids(config.split)]
     if len(cases) < 2:
-        raise InputError(f"training needs at least 2 labelled images; found {len(cases)} in {', '.join(config.data)}")
+        raise InputError(f"training needs at least 2 labelled images; found {len(cases)} in {', '.join(config.data)}"
+                         + "".join(unlabelled_hint(place) for place in config.data))
     return cases
 
 
