@@ -197,8 +197,9 @@ def test_bench_robot_graphcut_runs_on_a_persons_own_folder(tmp_path):
 def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path):
     """Images with a `_seg` label map beside each and nothing accepted: every command that
     needs labelled images names the label maps and how one counts (the DeepEdit robot
-    crashed on an IndexError); once accepted, the robots score it. A labelled image that
-    holds none of the DeepEdit model's label values is named as such."""
+    crashed on an IndexError); once accepted, the robots score it, and a quick training
+    run trains on it. A labelled image that holds none of the DeepEdit model's label values
+    is named as such."""
     from balls import ball
 
     folder = tmp_path / "mine"
@@ -232,3 +233,7 @@ def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path)
     assert proc.returncode == 0, proc.stderr
     proc = annotator("bench", "robot", "--quick", "--data", str(folder))
     assert proc.returncode == 2 and "holds a structure to score model" in proc.stderr, proc.stderr
+    # a quick training run on a folder with no split.json trains on all it has (it asked for a test split)
+    assert annotator("accept", str(folder), "ball00", str(folder / "ball00_seg.nii.gz")).returncode == 0
+    report = bench(tmp_path, "train", "--quick", "--method", "deepgrow3d", "--data", str(folder))
+    assert report["params"]["data"] == str(folder) and "final_val_dice" in values(report)

@@ -695,3 +695,36 @@ def test_orthanc_serve_stops_orthanc_when_killed(tmp_path, signame):
         proc.kill()
         for pid in _processes_with(config):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_robots_score_a_servers_accepted_labels(tmp_path):
+    """`bench robot --data URL`: the robots run on the labels accepted on a DICOMweb
+    server (the URL was taken for a folder path and its "//" folded: "no such folder")."""
+    from annotator.io.write import write_label
+    from annotator.io import read_volume
+
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        env = {**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": server.password, "XDG_CACHE_HOME": str(tmp_path / "c")}
+        url = server.url.replace("http://", f"http://{server.user}@")
+
+        def annotator(*args):
+            return subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True, text=True,
+                                  timeout=600, env=env)
+
+        [record] = json.loads(annotator("status", url, "--json").stdout)
+        proc = annotator("bench", "robot", "--method", "graphcut", "--quick", "--data", url)
+        assert proc.returncode == 2 and f"no labelled images in {url}" in proc.stderr, proc.stderr
+        volume = read_volume(STUDY / "11_HCropVolume")
+        label = np.zeros(volume.shape, np.uint8)
+        label[12:28, 18:34, 10:24] = 1
+        write_label(tmp_path / "label.nii.gz", label, volume)
+        assert annotator("accept", url, record["id"], str(tmp_path / "label.nii.gz")).returncode == 0
+        for method in ("graphcut", "deepedit"):
+            out = tmp_path / f"{method}.json"
+            extra = ["--method", "graphcut"] if method == "graphcut" else ["--clicks", "1"]
+            proc = annotator("bench", "robot", *extra, "--quick", "--data", url, "--json", str(out))
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            report = json.loads(out.read_text())
+            assert report["params"]["data"] == url and server.password not in out.read_text()
+            assert [r["case"] for r in report["cases"]] == [record["id"]]

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.method == "graphcut":
         return robot_graphcut.run(args)
     clicks = args.clicks or (5 if args.quick else 10)
-    folder = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
+    # a folder or a DICOMweb URL (a Path would fold its "//")
+    folder = args.data or str((data_root() or Path()) / "msd_task04_hippocampus")
     model, card = load_checkpoint(ModelRegistry().entry(args.model).sidecar, choose_device())
     only = None
     split = args.split or default_split(folder)

@@ -99,7 +99,7 @@ def _ct_organ(name: str) -> bool:
     return words in (["liver"], ["spleen"], ["kidney"])
 
 
-def _folder_cases(folder: Path, split: str, limit: int | None):
+def _folder_cases(folder: str, split: str, limit: int | None):
     """(case id, volume, {structure: mask}) of a person's folder, one image at a time:
     each label value a structure, named as the folder names it."""
     store, _ = open_datastore(folder)
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.data:
         if args.datasets:
             raise InputError("--data and --datasets: give one (--data runs the robot on that folder only)")
-        folder = Path(args.data)
+        folder = args.data  # a folder or a DICOMweb URL
         wanted, split = [FOLDER.name], args.split or default_split(folder)
         sources = [(FOLDER, _folder_cases(folder, split, 4 if args.quick else None))]
     else:

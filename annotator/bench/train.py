@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.bench import report as rep
+from annotator.datastore.cases import default_split
 from annotator.errors import InputError
 from annotator.samples import data_root
 from annotator.training.config import TrainConfig
@@ -22,7 +23,7 @@ from annotator.training.runner import TrainingProcess
 
 
 
-def starter_config(method: str, data: Path, out: Path, **overrides) -> TrainConfig:
+def starter_config(method: str, data: str | Path, out: Path, **overrides) -> TrainConfig:
     """The CPU recipe of the starter models (hippocampus MR, 1 mm grid, 48x64x48 crops,
     batch 2): the DeepGrow 3D starter's; the DeepEdit starter was trained on a GPU with
     the medium network and batches of 8 (docs/training.md)."""
@@ -72,12 +73,13 @@ def run(args: argparse.Namespace) -> dict:
             raise InputError(f"{args.run}: no events.jsonl with training events")
         results, info = summarise(events)
         return rep.report("train", {"run": args.run, **info}, results)
-    data = Path(args.data) if args.data else (data_root() or Path()) / "msd_task04_hippocampus"
+    data = args.data or str((data_root() or Path()) / "msd_task04_hippocampus")  # a folder or a DICOMweb URL
     minutes = args.minutes or (0.5 if args.quick else 30)
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {"max_minutes": minutes, "name": f"bench-{args.method}", "install": False}
         if args.quick:
-            overrides.update(epochs=1, max_iterations=6, batch_size=2, patch=[32, 32, 32], split="test")
+            # the few cases of a dataset's test split; a folder without one, all it has
+            overrides.update(epochs=1, max_iterations=6, batch_size=2, patch=[32, 32, 32], split=default_split(data))
         results, info = summarise(run_training(starter_config(args.method, data, Path(tmp) / "run", **overrides)))
     return rep.report("train", {"data": str(data), "quick": bool(args.quick), "minutes_limit": minutes, **info},
                       results)
