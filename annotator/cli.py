@@ -456,12 +456,25 @@ def cmd_label(args) -> int:
     return 0
 
 
+def _url_and_user(args) -> tuple[str, str]:
+    """(plain URL, user) of a `dicomweb` command: the user given with --user or in the URL
+    (``http://user@host/dicom-web``, as `status` and the other commands take it)."""
+    from annotator.datastore.factory import server_url, url_user
+
+    named = url_user(args.url)
+    if named and args.user and named != args.user:
+        raise InputError(f"{args.url} names user '{named}' and --user '{args.user}': give one")
+    user = args.user or named
+    if getattr(args, "token", None) and user:
+        raise InputError("give a user (--user or in the URL) or --token, not both")
+    return server_url(args.url), user
+
+
 def _server(args):
     from annotator.datastore.dicomweb import server_for
 
-    if args.token and args.user:
-        raise InputError("give --user or --token, not both")
-    return server_for(args.url, args.user or "", args.token or "", args.ca_bundle or "")
+    url, user = _url_and_user(args)
+    return server_for(url, user, args.token or "", args.ca_bundle or "")
 
 
 def cmd_dicomweb_login(args) -> int:
@@ -471,14 +484,15 @@ def cmd_dicomweb_login(args) -> int:
     from annotator.datastore import secrets
     from annotator.datastore.dicomweb import Credentials, DicomwebServer
 
-    kind = "password" if args.user else "token"
+    url, user = _url_and_user(args)
+    kind = "password" if user else "token"
     secret = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"{kind} for {args.url}: ")
     if not secret:
         raise InputError(f"no {kind} given")
-    credentials = Credentials(args.user, secret, "", args.ca_bundle or "") if args.user else \
+    credentials = Credentials(user, secret, "", args.ca_bundle or "") if user else \
         Credentials("", "", secret, args.ca_bundle or "")
-    next(DicomwebServer(args.url, credentials).series(page=1), None)  # refused credentials stop here
-    kept = secrets.remember(args.url, args.user or "", secret, kind)
+    next(DicomwebServer(url, credentials).series(page=1), None)  # refused credentials stop here
+    kept = secrets.remember(url, user, secret, kind)
     print(f"{args.url}: {kind} checked and kept " + ("in the keyring" if kept else
           "for this process only (no usable keyring here: use ANNOTATOR_DICOMWEB_PASSWORD)"))
     return 0
@@ -837,8 +851,8 @@ def build_parser() -> argparse.ArgumentParser:
         """An action on the server at ``url``, with the options that say how to reach it."""
         action = web.add_parser(name, help=help)
         action.add_argument("url", help="DICOMweb root, e.g. http://host:8042/dicom-web")
-        action.add_argument("--user", help="HTTP basic user; without it the secret is a bearer token" if login
-                            else "HTTP basic user (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
+        action.add_argument("--user", help="HTTP basic user (or name it in the URL: http://user@host/...); without one the secret is a bearer token" if login
+                            else "HTTP basic user, or name it in the URL (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
         if not login:
             action.add_argument("--token", help="bearer token")
         action.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")

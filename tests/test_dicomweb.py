@@ -728,3 +728,33 @@ def test_the_robots_score_a_servers_accepted_labels(tmp_path):
             report = json.loads(out.read_text())
             assert report["params"]["data"] == url and server.password not in out.read_text()
             assert [r["case"] for r in report["cases"]] == [record["id"]]
+
+
+def test_a_user_named_in_the_url_signs_in_every_command_and_a_refusal_after_is_said(tmp_path):
+    """`http://user@host/dicom-web` names the user for `dicomweb list` and `login` as it
+    does for `status` (they took no user from the URL and were refused: 401), an e-mail
+    address as user and a password of URL characters included. Refused later, `status`
+    lists the series seen last and says why (it said nothing)."""
+    user, password = "ann.smith@hospital.org", "p:a@ss%20w rd/!"
+    with LocalOrthanc(tmp_path / "server", user=user, password=password) as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        host = server.url.removeprefix("http://")
+
+        def annotator(secret, *args, stdin=None):
+            env = {**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": secret, "XDG_CACHE_HOME": str(tmp_path / "c")}
+            return subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True, text=True,
+                                  timeout=120, env=env, input=stdin)
+
+        for url in (f"http://{user}@{host}", f"http://ann.smith%40hospital.org@{host}"):
+            proc = annotator(password, "dicomweb", "list", url)
+            assert proc.returncode == 0 and "HippoCrop" in proc.stdout, proc.stderr
+            proc = annotator("", "dicomweb", "login", url, "--stdin", stdin=password + "\n")
+            assert proc.returncode == 0 and "password checked" in proc.stdout, proc.stderr
+        proc = annotator(password, "dicomweb", "list", f"http://{user}@{host}", "--user", "someone")
+        assert proc.returncode == 2 and "give one" in proc.stderr
+        proc = annotator(password, "status", f"http://{user}@{host}")
+        assert proc.returncode == 0 and "1 images" in proc.stdout and proc.stderr == "", proc.stderr
+        proc = annotator("wrong", "status", f"http://{user}@{host}")
+        assert proc.returncode == 0 and "1 images" in proc.stdout
+        assert "refused the credentials (401)" in proc.stderr and "the series seen last are listed" in proc.stderr
+        assert password not in proc.stdout + proc.stderr

@@ -44,12 +44,22 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
 
 def server_url(url: str, user: str = "") -> str:
     """How a server is named as a place: ``https://user@host/dicom-web`` for basic
-    authentication, the plain URL otherwise (no secret is ever part of it)."""
-    from urllib.parse import urlsplit, urlunsplit
+    authentication, the plain URL otherwise (no secret is ever part of it). A user name
+    with characters a URL cannot hold there (``:``, ``/``) has them %-escaped; an e-mail
+    address stays as it is."""
+    from urllib.parse import quote, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path.rstrip("/"), "", ""))
+    named = f"{quote(user, safe='@')}@{host}" if user else host
+    return urlunsplit((parts.scheme, named, parts.path.rstrip("/"), "", ""))
+
+
+def url_user(url: str) -> str:
+    """The user a place's URL names (``https://user@host/...``), or empty."""
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).username or "")
 
 
 def _server_store(url: str) -> Datastore:
@@ -58,14 +68,12 @@ def _server_store(url: str) -> Datastore:
     the bearer token from ``ANNOTATOR_DICOMWEB_TOKEN`` or the keyring, else none;
     ``ANNOTATOR_DICOMWEB_CA_BUNDLE`` (or the settings' CA bundle for the server) for a
     private CA."""
-    from urllib.parse import urlsplit
-
     from annotator.datastore.dicomweb import server_for
     from annotator.datastore.remote import DicomwebDatastore
 
     from annotator.settings import Settings
 
-    user = urlsplit(url).username or ""
+    user = url_user(url)
     plain = server_url(url)
     ca_bundle = os.environ.get("ANNOTATOR_DICOMWEB_CA_BUNDLE") or Settings.load().ca_bundles.get(plain, "")
     server = server_for(plain, user, ca_bundle=ca_bundle)

@@ -36,6 +36,7 @@ class DicomwebDatastore(Datastore):
         self.labels = LabelStore(self.cache.root / "labels")
         self.uploads = UploadQueue(self.cache.root / "uploads")
         self._rows: dict[str, SeriesRow] | None = None
+        self._unreached = ""  # why the server's list could not be had, when the one seen last is shown
 
     # ---- images -------------------------------------------------------------------------
 
@@ -46,10 +47,11 @@ class DicomwebDatastore(Datastore):
             try:
                 rows = list(self.server.series(modality=self.modality))
                 atomic_write_text(known, json.dumps([r.__dict__ for r in rows]))
-            except DatastoreError:
+            except DatastoreError as exc:
                 if not known.is_file():
                     raise
                 rows = [SeriesRow(**r) for r in json.loads(known.read_text("utf-8"))]
+                self._unreached = str(exc)
             self._rows = {r.series_uid: r for r in rows}
         return self._rows
 
@@ -226,7 +228,13 @@ class DicomwebDatastore(Datastore):
 
     def notices(self):
         self.uploads.entries()  # a damaged queue is found (and rebuilt) now, not when it is next sent
-        return [*self.labels.notices, *self.uploads.notices]
+        try:  # (the app has asked for the list in its file worker by now: known, not fetched again)
+            self._series()
+        except DatastoreError:
+            pass  # no list seen before either: said where the list is asked for
+        unreached = [f"{self._unreached}; the series seen last are listed, and those downloaded before "
+                     f"open offline"] if self._unreached else []
+        return [*unreached, *self.labels.notices, *self.uploads.notices]
 
     def history(self, image_id):
         return self.labels.history(image_id)

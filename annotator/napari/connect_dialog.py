@@ -13,7 +13,7 @@ from superqt.utils import create_worker
 
 from annotator.datastore import secrets
 from annotator.datastore.dicomweb import Credentials, DicomwebServer
-from annotator.datastore.factory import server_url
+from annotator.datastore.factory import server_url, url_user
 from annotator.napari.markup import ERROR, GOOD, coloured
 
 AUTH = {"none": "No authentication", "basic": "User and password", "token": "Bearer token"}
@@ -21,11 +21,9 @@ AUTH = {"none": "No authentication", "basic": "User and password", "token": "Bea
 
 def _split(place: str) -> tuple[str, str]:
     """(plain URL, user) of a place as the settings keep it (``https://user@host/...``)."""
-    from urllib.parse import urlsplit
-
     if not place.startswith(("http://", "https://")):
         return "", ""
-    return server_url(place), urlsplit(place).username or ""
+    return server_url(place), url_user(place)
 
 
 class ConnectDialog(QDialog):
