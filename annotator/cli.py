@@ -456,25 +456,12 @@ def cmd_label(args) -> int:
     return 0
 
 
-def _url_and_user(args) -> tuple[str, str]:
-    """(plain URL, user) of a `dicomweb` command: the user given with --user or in the URL
-    (``http://user@host/dicom-web``, as `status` and the other commands take it)."""
-    from annotator.datastore.factory import server_url, url_user
-
-    named = url_user(args.url)
-    if named and args.user and named != args.user:
-        raise InputError(f"{args.url} names user '{named}' and --user '{args.user}': give one")
-    user = args.user or named
-    if getattr(args, "token", None) and user:
-        raise InputError("give a user (--user or in the URL) or --token, not both")
-    return server_url(args.url), user
-
-
 def _server(args):
-    from annotator.datastore.dicomweb import server_for
+    """The server of a `dicomweb` command: its user given with --user or in the URL
+    (``http://user@host/dicom-web``, as `status` and the other commands take it)."""
+    from annotator.datastore.factory import server_at
 
-    url, user = _url_and_user(args)
-    return server_for(url, user, args.token or "", args.ca_bundle or "")
+    return server_at(args.url, args.user or "", getattr(args, "token", None) or "", args.ca_bundle or "")
 
 
 def cmd_dicomweb_login(args) -> int:
@@ -483,14 +470,14 @@ def cmd_dicomweb_login(args) -> int:
 
     from annotator.datastore import secrets
     from annotator.datastore.dicomweb import Credentials, DicomwebServer
+    from annotator.datastore.factory import server_terms
 
-    url, user = _url_and_user(args)
+    url, user, ca_bundle = server_terms(args.url, args.user or "", "", args.ca_bundle or "")
     kind = "password" if user else "token"
     secret = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"{kind} for {args.url}: ")
     if not secret:
         raise InputError(f"no {kind} given")
-    credentials = Credentials(user, secret, "", args.ca_bundle or "") if user else \
-        Credentials("", "", secret, args.ca_bundle or "")
+    credentials = Credentials(user, secret, "", ca_bundle) if user else Credentials("", "", secret, ca_bundle)
     next(DicomwebServer(url, credentials).series(page=1), None)  # refused credentials stop here
     kept = secrets.remember(url, user, secret, kind)
     print(f"{args.url}: {kind} checked and kept " + ("in the keyring" if kept else

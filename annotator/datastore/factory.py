@@ -68,15 +68,37 @@ def _server_store(url: str) -> Datastore:
     the bearer token from ``ANNOTATOR_DICOMWEB_TOKEN`` or the keyring, else none;
     ``ANNOTATOR_DICOMWEB_CA_BUNDLE`` (or the settings' CA bundle for the server) for a
     private CA."""
-    from annotator.datastore.dicomweb import server_for
     from annotator.datastore.remote import DicomwebDatastore
 
-    from annotator.settings import Settings
-
     user = url_user(url)
-    plain = server_url(url)
-    ca_bundle = os.environ.get("ANNOTATOR_DICOMWEB_CA_BUNDLE") or Settings.load().ca_bundles.get(plain, "")
-    server = server_for(plain, user, ca_bundle=ca_bundle)
-    store = DicomwebDatastore(server)
+    store = DicomwebDatastore(server_at(url))
     store.place = server_url(url, user)
     return store
+
+
+def server_terms(url: str, user: str = "", token: str = "", ca_bundle: str = "") -> tuple[str, str, str]:
+    """(plain URL, user, CA bundle) of the server at ``url``: the user given or named in
+    the URL; the CA bundle given, else ``ANNOTATOR_DICOMWEB_CA_BUNDLE``, else the one the
+    settings keep for the server."""
+    from annotator.errors import InputError
+    from annotator.settings import Settings
+
+    named = url_user(url)
+    if named and user and named != user:
+        raise InputError(f"{url} names user '{named}' and --user '{user}': give one")
+    user = user or named
+    if token and user:
+        raise InputError("give a user (--user or in the URL) or --token, not both")
+    plain = server_url(url)
+    ca_bundle = ca_bundle or os.environ.get("ANNOTATOR_DICOMWEB_CA_BUNDLE") or Settings.load().ca_bundles.get(plain, "")
+    return plain, user, ca_bundle
+
+
+def server_at(url: str, user: str = "", token: str = "", ca_bundle: str = ""):
+    """The DICOMweb server at ``url`` (:func:`server_terms`) with its secret: the user's
+    password from ``ANNOTATOR_DICOMWEB_PASSWORD`` or the keyring, else the token given or
+    remembered, else none."""
+    from annotator.datastore.dicomweb import server_for
+
+    plain, user, ca_bundle = server_terms(url, user, token, ca_bundle)
+    return server_for(plain, user, token, ca_bundle)
