@@ -758,3 +758,56 @@ def test_a_user_named_in_the_url_signs_in_every_command_and_a_refusal_after_is_s
         assert proc.returncode == 0 and "1 images" in proc.stdout
         assert "refused the credentials (401)" in proc.stderr and "the series seen last are listed" in proc.stderr
         assert password not in proc.stdout + proc.stderr
+
+
+def test_training_on_a_servers_labels_is_handed_the_password_held_in_memory(tmp_path, monkeypatch):
+    """With no keyring the app holds a server's password in its memory alone; a training
+    run on that server's labels, a child process, is handed it through a pipe (it could not
+    sign in: "no password"), and nothing of it is written to the run's folder."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from annotator.datastore import secrets
+    from annotator.datastore.factory import open_datastore
+    from annotator.training.config import TrainConfig
+    from annotator.training.runner import TrainingProcess
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("ANNOTATOR_DICOMWEB_PASSWORD", raising=False)
+    files = []
+    for copy in range(3):  # three series of the crop
+        series = generate_uid()
+        (tmp_path / f"s{copy}").mkdir()
+        for path in sorted((STUDY / "11_HCropVolume").iterdir()):
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.save_as(tmp_path / f"s{copy}" / path.name)
+            files.append(tmp_path / f"s{copy}" / path.name)
+    with LocalOrthanc(tmp_path / "server", password="held-in-memory-only") as server:
+        server.upload(files)
+        assert secrets.remember(server.url, server.user, server.password) is False  # this process alone
+        place = server.url.replace("http://", f"http://{server.user}@")
+        store, _ = open_datastore(place)
+        for record in store.records():
+            volume = store.open_image(record.id)
+            label = np.zeros(volume.shape, np.uint8)
+            label[12:28, 18:34, 10:24] = 1
+            store.accept(record.id, label, volume)
+        config = TrainConfig(method="deepgrow2d", data=[place], name="from-server", epochs=1, max_iterations=2,
+                             batch_size=2, patch=[32, 32], out=str(tmp_path / "run"), val_fraction=0.34,
+                             install=False)
+        job = TrainingProcess(config)
+        job.start()
+        assert job.wait(300) is not None, "training did not finish"
+        job.poll()
+        errors = [e for e in job.events if e["event"] == "error"]
+        assert not errors and any(e["event"] == "done" for e in job.events), errors
+        start = next(e for e in job.events if e["event"] == "start")
+        assert start["train_cases"] + start["val_cases"] == 3
+        written = "".join(p.read_text(errors="replace") for p in (tmp_path / "run").rglob("*") if p.is_file()
+                          and p.suffix in (".json", ".jsonl", ".log", ".txt"))
+        assert server.password not in written
+        secrets.forget(server.url, server.user)

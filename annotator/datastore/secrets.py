@@ -38,6 +38,18 @@ def remember(url: str, user: str, secret: str, kind: str = "password") -> bool:
         return False
 
 
+def held_here() -> dict[str, str]:
+    """The secrets only this process holds (no usable keyring): what a child process it
+    starts (training on a server's labels) is given through its standard input, as
+    :func:`take_over` reads it; the keyring and the environment it reaches itself."""
+    return dict(_IN_MEMORY)
+
+
+def take_over(held: dict[str, str]) -> None:
+    """Hold the secrets a parent process held (:func:`held_here`)."""
+    _IN_MEMORY.update({str(k): str(v) for k, v in held.items()})
+
+
 def recall(url: str, user: str, kind: str = "password") -> str | None:
     """The secret for ``user`` at ``url`` (environment, keyring, this process), or None."""
     env = os.environ.get(_ENV[kind])

@@ -1,5 +1,6 @@
 """``python -m annotator.training CONFIG.json``: run one training job, JSON-lines events on stdout."""
 
+import json
 import os
 import signal
 import sys
@@ -22,10 +23,28 @@ def _stop_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _take_secrets() -> None:
+    """The secrets the parent held in its memory alone (a server's password with no
+    keyring there), read from standard input when it is a pipe (:class:`TrainingProcess`)."""
+    import stat
+
+    from annotator.datastore import secrets
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+            return
+        held = json.loads(sys.stdin.read() or "{}")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(held, dict):
+        secrets.take_over(held)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m annotator.training CONFIG.json", file=sys.stderr)
         return 2
+    _take_secrets()
     try:
         config = TrainConfig.load(argv[0])
     except Exception as exc:  # reported as an event, so the parent can show it

@@ -7,6 +7,7 @@ the chosen model only changes when the child finishes a run.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -15,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from annotator.datastore import secrets
 from annotator.training.config import TrainConfig
 from annotator.training.events import parse
 
@@ -48,7 +50,14 @@ class TrainingProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._stderr = open(run_dir / "stderr.log", "w", encoding="utf-8")
         self._proc = subprocess.Popen(child_command(request), stdout=subprocess.PIPE, stderr=self._stderr,
-                                      stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env)
+                                      stdin=subprocess.PIPE, text=True, bufsize=1, env=env)
+        # a server's secret that only this process holds (no keyring here) goes through the
+        # pipe, never the command line, the environment or a file
+        try:
+            self._proc.stdin.write(json.dumps(secrets.held_here()))
+            self._proc.stdin.close()
+        except OSError:  # the child has gone already: its error comes through its events
+            pass
         self._reader = threading.Thread(target=self._read, daemon=True, name="training-events")
         self._reader.start()
 
