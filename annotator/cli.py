@@ -420,13 +420,18 @@ def cmd_models_use(args) -> int:
 
 def cmd_accept(args) -> int:
     from annotator.engine.region import as_label
-    from annotator.io import read_label
+    from annotator.io.label_file import read_label_file
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)
-    label = as_label(read_label(args.label, volume), str(args.label))
-    store.accept(args.image_id, label, volume)
-    print(f"{args.image_id}: {args.label} accepted as the final label ({int((label > 0).sum())} voxels)")
+    said = len(volume.warnings)
+    found, names = read_label_file(args.label, volume, store.known_names())
+    label = as_label(found, str(args.label))
+    for warning in volume.warnings[said:]:  # an RT Structure Set's outline that could not be placed, say
+        print(f"annotator: warning: {warning}", file=sys.stderr)
+    store.accept(args.image_id, label, volume, names={v: n for n, v in names.items()} or None)
+    print(f"{args.image_id}: {args.label} accepted as the final label ({int((label > 0).sum())} voxels"
+          + (f"; {', '.join(f'{v} {n}' for n, v in sorted(names.items(), key=lambda kv: kv[1]))})" if names else ")"))
     return 0
 
 
@@ -817,7 +822,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("accept", help="make a label file the final label of an image")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
-    p.add_argument("label", help="NIfTI label in the image's geometry")
+    p.add_argument("label", help="label map in the image's geometry (NIfTI, NRRD, MHA), or a DICOM SEG or RT "
+                   "Structure Set of its series")
     p.set_defaults(func=cmd_accept)
 
     p = sub.add_parser("label", help="write a saved label version of an image as NIfTI or DICOM SEG")

@@ -330,3 +330,42 @@ def test_label_names_from_a_file_header(tmp_path):
     broken.header.extensions.append(nib.nifti1.Nifti1Extension(0, b"<CaretExtension><LabelTable><Label Key="))
     nib.save(broken, tmp_path / "broken_seg.nii.gz")
     assert label_names_in(tmp_path / "broken_seg.nii.gz") == {}
+
+
+def test_a_seg_or_structure_set_made_elsewhere_is_accepted_as_it_is(tmp_path):
+    """`annotator accept` takes a DICOM SEG or RT Structure Set of the image's series, as
+    the app takes one as a label map: its segments become the final label with their names
+    (it read every file as NIfTI: "named like a DICOM file, but not one"); an image file
+    of the series is refused as no label."""
+    from rtstruct import rtstruct_of
+
+    from annotator.io import read_volume
+
+    store = tmp_path / "store"
+    shutil.copytree(DATA / "dcmqi_ct3slice_seg" / "ct-3slice", store / "ct")
+    for path in store.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    def annotator(*args):
+        return subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    proc = annotator("accept", str(store), "ct", str(DATA / "dcmqi_ct3slice_seg" / "liver.dcm"))
+    assert proc.returncode == 0 and "accepted as the final label" in proc.stdout and "1 liver" in proc.stdout, \
+        proc.stderr
+    proc = annotator("label", str(store), "ct", "--out", str(tmp_path / "liver.nii.gz"))
+    assert proc.returncode == 0 and "1 liver:" in proc.stdout, proc.stdout + proc.stderr
+    volume = read_volume(store / "ct")
+    liver = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "liver.nii.gz")))
+    assert liver.shape == volume.shape and liver.max() == 1 and (liver == 1).sum() > 1000
+    z, y, x = np.ogrid[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
+    disk = np.broadcast_to((y - 200) ** 2 + (x - 250) ** 2 <= 40**2, volume.shape)
+    rtstruct = rtstruct_of(store / "ct", {5: ("Tumour", disk)}, tmp_path / "rs.dcm")
+    proc = annotator("accept", str(store), "ct", str(rtstruct))
+    assert proc.returncode == 0 and "5 tumour" in proc.stdout, proc.stdout + proc.stderr
+    proc = annotator("label", str(store), "ct", "--out", str(tmp_path / "tumour.nii.gz"))
+    tumour = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "tumour.nii.gz")))
+    assert set(np.unique(tumour)) == {0, 5} and abs(int((tumour == 5).sum()) - int(disk.sum())) < 0.1 * disk.sum()
+    slice_file = sorted((store / "ct").iterdir())[0]
+    proc = annotator("accept", str(store), "ct", str(slice_file))
+    assert proc.returncode == 2 and "a DICOM CT, not a label" in proc.stderr, proc.stderr

@@ -19,7 +19,6 @@ import numpy as np
 
 from annotator.bench import report as rep
 from annotator.bench import robot_graphcut
-from annotator.bench.options import STARTER
 from annotator.datastore.cases import default_split, labelled_cases, no_labelled_images
 from annotator.engine.device import choose_device
 from annotator.engine.metrics import dice

@@ -185,6 +185,15 @@ class Datastore(ABC):
         """Label name -> value of the store's labels, when it records them."""
         return None
 
+    def known_names(self) -> dict[str, int] | None:
+        """:meth:`label_names`, or None where they cannot be read (a broken ``labels.json``
+        is said where the names are offered): the values a SEG made elsewhere gives its
+        segments here."""
+        try:
+            return self.label_names()
+        except AnnotatorError:
+            return None
+
     def remember_names(self, image_id: str, names: dict[int, str] | None, label: np.ndarray | None = None) -> None:
         """Keep with the image the names of its label's values (value -> name; of the
         values ``label`` holds, when given)."""

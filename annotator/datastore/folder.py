@@ -24,8 +24,8 @@ from annotator.datastore.base import Datastore, ImageRecord, Version, status_of
 from annotator.datastore.dicom_folders import split_series
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
-from annotator.errors import AnnotatorError, DatastoreError, InputError, detail
-from annotator.io.label_names import label_names_in
+from annotator.errors import AnnotatorError, DatastoreError
+from annotator.io.label_file import read_label_file
 from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
@@ -254,30 +254,8 @@ class LocalDatastore(Datastore):
     def label_map(self, image_id: str, map_id: str, image: Volume) -> tuple[np.ndarray, dict[str, int]]:
         if map_id not in self.label_maps(image_id):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
-        path = self._maps[map_id]
-        if looks_like_dicom(path):  # a DICOM SEG or RTSTRUCT
-            from annotator.io.dicom import read_dataset
-            from annotator.io.rtstruct import rtstruct_to_label
-            from annotator.io.seg import seg_to_label
-
-            try:  # made elsewhere: its segments take the values the folder gives their names
-                known = self.label_names()
-            except AnnotatorError:  # a broken labels.json is said where the names are offered
-                known = None
-            try:
-                ds = read_dataset(path)
-                if ds.get("Modality") == "RTSTRUCT":
-                    label, names, left_out = rtstruct_to_label(ds, image, known=known)
-                    image.warnings.extend(f"{map_id}: {why}" for why in left_out)
-                else:
-                    label, names = seg_to_label(ds, image, known=known)
-            except AnnotatorError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
-                raise InputError(f"{path}: cannot be read as a label of {image.name} ({detail(exc, 200)})") from None
-            return label, {str(name).lower(): int(value) for value, name in names.items()}
-        label = read_label(path, image)
-        return label, label_names_in(path) or label_maps.mask_name(map_id, image_id, label)
+        label, names = read_label_file(self._maps[map_id], image, self.known_names())
+        return label, names or label_maps.mask_name(map_id, image_id, label)
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
