@@ -56,6 +56,7 @@ class AnnotationSession:
     scored = Signal(str)  # a ranking ended (finished, cancelled or failed): its strategy
     labels_changed = Signal()  # the labels offered (names, colours) or the one chosen changed
     volumes_counted = Signal(dict)  # value -> (voxels, mL) of the open label (see count_volumes)
+    label_map_added = Signal(str)  # a label file handed over joined the open image's label maps (its id)
 
     def __init__(self, runner: Runner | None = None, settings: Settings | None = None,
                  ask_leave: Callable[[str], str] | None = None, autosave_s: float = 5.0):
@@ -239,7 +240,39 @@ class AnnotationSession:
         self.runner.start(lambda _job: label_counts(label), counted, self._failed, Job("counting the label"))
 
     def open(self, place: str | Path) -> None:
-        """Open a folder (its first image not yet labeled), an image file or a DICOM series."""
+        """Open a folder (its first image not yet labeled), an image file or a DICOM series.
+        A label file handed over while an image is open (a label map on its grid, a DICOM
+        SEG or RT Structure Set of its series: :func:`labels_image`) joins the open image's
+        label maps instead, as those found beside it (Use as label makes it the label)."""
+        path = None if str(place).startswith(("http://", "https://")) else Path(place)
+        if self.volume is None or path is None or not path.is_file():
+            self._open(place)
+            return
+        from annotator.datastore.label_maps import labels_image, mask_name
+        from annotator.io.label_file import read_label_file
+        from annotator.io.sniff import image_stem
+
+        volume, store, image_id, map_id = self.volume, self.store, self.image_id, image_stem(path)
+
+        def work(job: Job):
+            job.report(f"reading {path.name} ...")
+            if not labels_image(path, volume):
+                return None
+            label, names = read_label_file(path, volume, store.known_names() if store is not None else None)
+            return as_label(label, path.name), names or mask_name(map_id, image_id or volume.name, label)
+
+        def done(found):
+            if found is None:  # an image, or a label of another image: opened for annotation
+                self._open(place)
+            elif volume is self.volume:
+                self.label_maps[map_id], self.label_map_names[map_id] = found
+                self.label_map_added.emit(map_id)
+                self.status.emit(f"{path.name} is a label map of {volume.name} now (shown as a layer): "
+                                 "Use as label makes it the label")
+
+        self.files.submit(f"reading {path.name}", work, done, self._failed)
+
+    def _open(self, place: str | Path) -> None:
         if not self.leave():
             return
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.io.read import quiet_c_stderr
-from annotator.io.sniff import looks_like_dicom
+from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
                "mask", "masks", "gt", "groundtruth", "annotation", "annotations",
@@ -206,6 +206,24 @@ def _grid(size, spacing, origin, direction) -> tuple:
                                                                 c[2] * (size[2] - 1)])
                for c in np.ndindex(2, 2, 2)]
     return tuple(axes), tuple(round(float(v), 2) for v in np.min(corners, axis=0))
+
+
+def labels_image(path: Path, image) -> bool:
+    """Whether the file at ``path`` is a label of ``image`` (a :class:`Volume`): a label map
+    (:func:`is_label_map`) on its grid, however stored, or a DICOM SEG or RT Structure Set
+    of its slices."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if looks_like_dicom(path):
+        found = referenced(path)
+        if found is None:
+            return False
+        series, instances = found
+        return bool(instances & set(image.source.sop_uids)) if instances else series == image.source.series_uid
+    if not is_image_file(path) or not is_label_map(image_stem(path), path):
+        return False
+    return _geometry(path) == _grid(image.size, image.spacing, image.origin, image.direction)
 
 
 def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, str | None]:

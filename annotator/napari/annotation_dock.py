@@ -120,7 +120,8 @@ class AnnotationDock(QWidget):
                                    "plane its slices were acquired in")
         self.view_plane.activated.connect(lambda _i: self.ws.plane(self.view_plane.currentData()))
         self.label_map = QComboBox()
-        self.label_map.setToolTip("Segmentations found beside this image (shown as layers): the one chosen "
+        self.label_map.setToolTip("Segmentations found beside this image, or dropped on the window while it is open "
+                                  "(shown as layers): the one chosen "
                                   "here is shown")
         self.label_map.activated.connect(lambda _: self.ws.show_label_map(self.label_map.currentData()))
         self.use_map = QPushButton("Use as label")
@@ -214,6 +215,7 @@ class AnnotationDock(QWidget):
                (session.busy_changed, lambda busy: self.progress.setVisible(busy)),
                (session.files_busy, self._files_busy), (session.progress, self._progress),
                (session.image_opened, self._image_opened), (self.ws.window_shown, self._window_shown),
+               (session.label_map_added, lambda map_id: self._fill_maps(map_id)),
                (self.ws.plane_shown, lambda name: self.view_plane.setCurrentIndex(self.view_plane.findData(name))),
                (session.labels_changed, self._fill_presets), (session.labels_changed, lambda: self._count_later.start()),
                (session.label_changed, lambda *_: self._count_later.start()),
@@ -224,16 +226,22 @@ class AnnotationDock(QWidget):
         volume = self.session.volume
         if volume is None:
             return
-        self.label_map.clear()
-        for map_id in self.session.label_maps:
-            self.label_map.addItem(map_id, map_id)
-        for widget in self.map_row:
-            widget.setVisible(bool(self.session.label_maps))
+        self._fill_maps()
         self._fill_earlier()
         header = self.display_window.model().item(self.display_window.findData("header"))
         header.setEnabled(volume.window is not None)
         self.method.refresh()
         self._window_shown(L.default_window(volume))
+
+    def _fill_maps(self, chosen: str | None = None) -> None:
+        """The open image's label maps (the row hidden when none), ``chosen`` the one offered."""
+        self.label_map.clear()
+        for map_id in self.session.label_maps:
+            self.label_map.addItem(map_id, map_id)
+        if chosen is not None:
+            self.label_map.setCurrentIndex(self.label_map.findData(chosen))
+        for widget in self.map_row:
+            widget.setVisible(bool(self.session.label_maps))
 
     def _fill_earlier(self) -> None:
         """The open image's labels saved earlier, newest first (the row hidden when none)."""

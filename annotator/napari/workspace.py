@@ -122,6 +122,7 @@ class Workspace:
         s = self.session
         window = viewer.window._qt_window  # what is shown goes with it; the session stays
         follow(window, (s.image_opened, self._show), (s.label_changed, self._label_changed),
+               (s.label_map_added, self._label_map_added),
                (s.marks_changed, self._marks_changed), (s.labels_changed, self._labels_changed),
                (s.error, napari.utils.notifications.show_error),
                (s.warning, napari.utils.notifications.show_warning))
@@ -270,12 +271,8 @@ class Workspace:
                 layer.name = name
             affine = L.affine(volume)
             first = next(iter(s.label_maps), None)
-            for map_id, array in s.label_maps.items():  # found beside the image: shown, not edited
-                named = {v: n for n, v in s.label_map_names.get(map_id, {}).items()}
-                self.viewer.add_labels(array, name=f"{map_id} (label map)", affine=affine, opacity=0.35,
-                                       visible=shown.get(map_id, map_id == first),  # the one offered
-                                       metadata={L.LABEL_MAP_KEY: map_id, L.LABEL_OF_KEY: volume},
-                                       features=L.label_features(named))
+            for map_id in s.label_maps:  # found beside the image: shown, not edited
+                self._label_map_layer(map_id, shown.get(map_id, map_id == first))  # the one offered
             scribbles = self.viewer.add_labels(s.scribbles, name=L.SCRIBBLES, affine=affine,
                                                colormap=L.scribble_colormap(), opacity=0.8)
             scribbles.brush_size = L.brush_size(volume.shape, 25)  # a stroke, not a blob
@@ -548,6 +545,26 @@ class Workspace:
             return self._image_layer
         return next((lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata
                      and lay.metadata[L.VOLUME_KEY] is self.session.volume), None)
+
+    def _label_map_layer(self, map_id: str, visible: bool):
+        """A layer of the open image's label map ``map_id`` (shown, not edited)."""
+        s = self.session
+        named = {v: n for n, v in s.label_map_names.get(map_id, {}).items()}
+        return self.viewer.add_labels(s.label_maps[map_id], name=f"{map_id} (label map)", affine=L.affine(s.volume),
+                                      opacity=0.35, visible=visible, features=L.label_features(named),
+                                      metadata={L.LABEL_MAP_KEY: map_id, L.LABEL_OF_KEY: s.volume})
+
+    def _label_map_added(self, map_id: str) -> None:
+        """A label file handed over is now one of the image's label maps: its layer, beneath
+        the strokes and the label, the one shown."""
+        for layer in list(self.viewer.layers):
+            if layer.metadata.get(L.LABEL_MAP_KEY) == map_id and layer.metadata.get(L.LABEL_OF_KEY) is self.session.volume:
+                self.viewer.layers.remove(layer)  # handed over again: the new one
+        layer = self._label_map_layer(map_id, True)
+        below = next((i for i, lay in enumerate(self.viewer.layers) if lay.name == L.SCRIBBLES), None)
+        if below is not None:
+            self.viewer.layers.move(self.viewer.layers.index(layer), below)
+        self.show_label_map(map_id)
 
     def show_label_map(self, map_id: str | None) -> None:
         """Show the label map ``map_id`` (the one the dock's Label map offers to use), the

@@ -784,3 +784,54 @@ def test_the_wheel_scrolls_the_dock_and_leaves_its_boxes_alone(qtbot, make_napar
     qtbot.waitUntil(dock.method.hasFocus, timeout=5000)
     before = dock.method.currentIndex()
     assert wheel(dock.method) and dock.method.currentIndex() != before
+
+
+def test_a_label_file_handed_over_joins_the_open_images_label_maps(make_napari_viewer, qtbot, tmp_path):
+    """A label file dropped while an image is open (kept elsewhere: not found beside it) is
+    that image's label map, shown as a layer and offered by Use as label (it was opened as
+    an image to annotate, the image left); a DICOM SEG of the open series too; an image
+    file still opens for annotation."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.workspace import workspace_for
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", tmp_path / "images" / "case.nii.gz")
+    label_file = tmp_path / "elsewhere" / "case_reviewed_seg.nii.gz"
+    shutil.copy(HIPPO / "labels" / "hippocampus_004.nii.gz", label_file)
+    viewer = make_napari_viewer()
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    ws = workspace_for(viewer).session
+    ws.ask_leave = lambda _name: "discard"
+    ws.open(tmp_path / "images" / "case.nii.gz")
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle and not ws.files.busy, timeout=30000)
+    volume = ws.volume
+    assert ws.label_maps == {} and dock.use_map.isHidden()
+    ws.open(label_file)
+    qtbot.waitUntil(lambda: "case_reviewed_seg" in ws.label_maps and not ws.files.busy, timeout=30000)
+    assert ws.volume is volume  # still the image annotated
+    layer = next(lay for lay in viewer.layers if lay.name == "case_reviewed_seg (label map)")
+    assert layer.visible and viewer.layers.index(layer) < viewer.layers.index("scribbles")
+    assert not dock.use_map.isHidden() and dock.label_map.currentData() == "case_reviewed_seg"
+    dock.use_map.click()
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(label_file)))
+    np.testing.assert_array_equal(ws.label, truth)
+    viewer.window._qt_window.grab().save(str(tmp_path / "label_file_handed_over.png"))
+    # a DICOM SEG of the open series
+    ws.open(DATA / "dcmqi_ct3slice_seg" / "ct-3slice")
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.volume is not volume and ws.idle
+                    and not ws.files.busy, timeout=30000)
+    series = ws.volume
+    ws.open(DATA / "dcmqi_ct3slice_seg" / "liver.dcm")
+    qtbot.waitUntil(lambda: "liver" in ws.label_maps and not ws.files.busy, timeout=30000)
+    assert ws.volume is series and ws.label_map_names["liver"] == {"liver": 1}
+    # an image file is no label of it: it opens
+    ws.open(tmp_path / "images" / "case.nii.gz")
+    qtbot.waitUntil(lambda: ws.volume is not series and ws.volume is not None and ws.idle
+                    and not ws.files.busy, timeout=30000)
+    assert ws.volume.size == volume.size
