@@ -130,13 +130,15 @@ def test_a_mask_per_structure_is_named_by_its_file(tmp_path):
     mask(seg == 1, folder / "segmentations" / "spleen.nii.gz")
     mask(seg == 5, folder / "ct_seg.nii.gz")
     mask(seg == 5, folder / "mask_2.nii.gz")
+    mask(seg, folder / "ct_totalseg.nii.gz")  # all 42 structures: named so, a label map too (was an image)
     store = LocalDatastore(folder)
     [record] = store.records()
     assert record.id == "ct" and sorted(record.label_maps) == [
-        "ct_seg", "mask_2", "segmentations/liver", "segmentations/spleen"]
+        "ct_seg", "ct_totalseg", "mask_2", "segmentations/liver", "segmentations/spleen"]
     volume = store.open_image("ct")
     assert {m: store.label_map("ct", m, volume)[1] for m in record.label_maps} == {
-        "ct_seg": {}, "mask_2": {}, "segmentations/liver": {"liver": 1}, "segmentations/spleen": {"spleen": 1}}
+        "ct_seg": {}, "ct_totalseg": {}, "mask_2": {}, "segmentations/liver": {"liver": 1},
+        "segmentations/spleen": {"spleen": 1}}
     session = AnnotationSession()
     session.open(folder / "ct.nii.gz")
     session.use_label_map("segmentations/spleen")

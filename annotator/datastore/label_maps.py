@@ -2,8 +2,9 @@
 to the image each one labels.
 
 A file is a label map when
-- its name or a folder above it says so (a word such as ``seg``, ``label``, ``mask``:
-  ``example_seg.nii.gz``, ``case_label.nrrd``, ``labels/case.nii.gz``, ``labelsTr/case.nii.gz``)
+- its name or a folder above it says so (a word such as ``seg``, ``label``, ``mask``, or
+  one ending so: ``example_seg.nii.gz``, ``case_label.nrrd``, ``ct_totalseg.nii.gz``,
+  ``labels/case.nii.gz``, ``labelsTr/case.nii.gz``)
   and its pixel type is an integer type, or a floating-point type holding few whole
   numbers (some data sets store labels as float), or
 - its pixel type is an integer type and it holds few values (at most
@@ -47,8 +48,16 @@ def words(text: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
 
 
+#: a word ending so is a label word too (``totalseg``, ``brainmask``, ``liverlabel``)
+LABEL_ENDINGS = ("seg", "label", "labels", "mask", "masks")
+
+
+def label_word(word: str) -> bool:
+    return word in LABEL_WORDS or word.endswith(LABEL_ENDINGS)
+
+
 def _named_like_label(image_id: str) -> bool:
-    return any(w in LABEL_WORDS for w in words(image_id))
+    return any(label_word(w) for w in words(image_id))
 
 
 def mask_name(map_id: str, image_id: str, label: np.ndarray) -> dict[str, int]:
@@ -58,7 +67,7 @@ def mask_name(map_id: str, image_id: str, label: np.ndarray) -> dict[str, int]:
     structure), ``liver_seg.nrrd`` → ``{"liver": 1}``; ``case_seg`` and ``labelsTr/case``
     name their image ``case``, and ``mask`` or ``mask_2`` nothing: empty."""
     stem = map_id.rsplit("/", 1)[-1]
-    own = [w for w in words(stem) if w not in LABEL_WORDS]
+    own = [w for w in words(stem) if not label_word(w)]
     if all(w.isdigit() for w in own) or set(own) & set(words(image_id)) or label.max() != 1:
         return {}
     return {"_".join(own): 1}
@@ -249,7 +258,7 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
             links[map_id] = (_acquisition(path, seg[1], candidates, images, series) if len(candidates) > 1
                              else candidates[0] if candidates else None)
             continue
-        wanted = {w for w in words(map_id) if w not in LABEL_WORDS}
+        wanted = {w for w in words(map_id) if not label_word(w)}
         by_name = [i for i, w in image_words.items() if wanted and wanted <= w]
         if len(by_name) == 1:
             links[map_id] = by_name[0]
