@@ -844,8 +844,9 @@ def build_parser() -> argparse.ArgumentParser:
         """An action on the server at ``url``, with the options that say how to reach it."""
         action = web.add_parser(name, help=help)
         action.add_argument("url", help="DICOMweb root, e.g. http://host:8042/dicom-web")
-        action.add_argument("--user", help="HTTP basic user (or name it in the URL: http://user@host/...); without one the secret is a bearer token" if login
-                            else "HTTP basic user, or name it in the URL (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
+        action.add_argument("--user", help="HTTP basic user (or name it in the URL: http://user@host/...); without "
+                            "one the secret is a bearer token" if login else "HTTP basic user, or name it in the "
+                            "URL (password: keyring or ANNOTATOR_DICOMWEB_PASSWORD)")
         if not login:
             action.add_argument("--token", help="bearer token")
         action.add_argument("--ca-bundle", help="CA certificates to trust for https (default: the system's)")

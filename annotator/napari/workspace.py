@@ -557,8 +557,9 @@ class Workspace:
     def _label_map_added(self, map_id: str) -> None:
         """A label file handed over is now one of the image's label maps: its layer, beneath
         the strokes and the label, the one shown."""
+        volume = self.session.volume
         for layer in list(self.viewer.layers):
-            if layer.metadata.get(L.LABEL_MAP_KEY) == map_id and layer.metadata.get(L.LABEL_OF_KEY) is self.session.volume:
+            if layer.metadata.get(L.LABEL_MAP_KEY) == map_id and layer.metadata.get(L.LABEL_OF_KEY) is volume:
                 self.viewer.layers.remove(layer)  # handed over again: the new one
         layer = self._label_map_layer(map_id, True)
         below = next((i for i, lay in enumerate(self.viewer.layers) if lay.name == L.SCRIBBLES), None)
