@@ -342,6 +342,7 @@ def test_a_seg_or_structure_set_made_elsewhere_is_accepted_as_it_is(tmp_path):
     from rtstruct import rtstruct_of
 
     from annotator.io import read_volume
+    from annotator.io.label_names import label_names_in
 
     store = tmp_path / "store"
     shutil.copytree(DATA / "dcmqi_ct3slice_seg" / "ct-3slice", store / "ct")
@@ -360,6 +361,10 @@ def test_a_seg_or_structure_set_made_elsewhere_is_accepted_as_it_is(tmp_path):
     volume = read_volume(store / "ct")
     liver = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "liver.nii.gz")))
     assert liver.shape == volume.shape and liver.max() == 1 and (liver == 1).sum() > 1000
+    # as 3D Slicer's segmentation NRRD, named, and accepted from it with its name
+    proc = annotator("label", str(store), "ct", "--out", str(tmp_path / "liver.seg.nrrd"))
+    assert proc.returncode == 0 and label_names_in(tmp_path / "liver.seg.nrrd") == {"liver": 1}, proc.stderr
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "liver.seg.nrrd"))), liver)
     z, y, x = np.ogrid[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
     disk = np.broadcast_to((y - 200) ** 2 + (x - 250) ** 2 <= 40**2, volume.shape)
     rtstruct = rtstruct_of(store / "ct", {5: ("Tumour", disk)}, tmp_path / "rs.dcm")

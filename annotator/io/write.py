@@ -1,8 +1,10 @@
 """Write label maps as NIfTI on their image's grid, atomically; or, where a person asks
-for it, as a DICOM SEG of the series the image was read from. Images as NIfTI (an export)."""
+for it, as a segmentation NRRD (3D Slicer's ``.seg.nrrd``, its segments named) or a DICOM
+SEG of the series the image was read from. Images as NIfTI (an export)."""
 
 from __future__ import annotations
 
+import colorsys
 import errno
 import gzip
 import os
@@ -68,10 +70,40 @@ def save_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names:
         _, data = kind(np.asarray(label), image, names or {}, algorithm=algorithm)
         atomic_write_bytes(path, data)
         return path
+    if path.name.lower().endswith(".nrrd"):
+        return _write_segmentation_nrrd(path, np.asarray(as_label_array(np.asarray(label), image, str(path))),
+                                        image, names or {})
     if not path.name.lower().endswith((".nii", ".nii.gz")):
-        raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii), as a DICOM SEG (.dcm) or as an RT "
-                         "Structure Set (.rtstruct.dcm)")
+        raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii), as a segmentation NRRD (.seg.nrrd, "
+                         ".nrrd), as a DICOM SEG (.dcm) or as an RT Structure Set (.rtstruct.dcm)")
     return write_label(path, label, image)
+
+
+def _write_segmentation_nrrd(path: Path, label: np.ndarray, image: Volume, names: dict[int, str]) -> Path:
+    """A label map in NRRD with 3D Slicer's segmentation fields: each value a segment of
+    layer 0, named (``names``, else "label N"), coloured and with its extent, so that
+    Slicer opens it as a segmentation and this app reads its names back."""
+    written = image.to_sitk(label)
+    for i, value in enumerate(int(v) for v in np.unique(label) if v):
+        where = np.nonzero(label == value)
+        extent = " ".join(f"{int(where[axis].min())} {int(where[axis].max())}" for axis in (2, 1, 0))  # x, y, z
+        colour = colorsys.hsv_to_rgb((value * 0.618034) % 1.0, 0.65, 0.95)
+        for key, text in (("ID", f"Segment_{value}"), ("Name", str(names.get(value, f"label {value}"))),
+                          ("LabelValue", str(value)), ("Layer", "0"), ("Extent", extent),
+                          ("Color", " ".join(f"{c:.4f}" for c in colour))):
+            written.SetMetaData(f"Segment{i}_{key}", text)
+    written.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    written.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
+    written.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
+    with atomic_path(path) as tmp:
+        try:
+            sitk.WriteImage(written, str(tmp), useCompression=True)
+            back = sitk.ReadImage(str(tmp))  # SimpleITK reports no full disk: the voxels read back
+        except RuntimeError as exc:  # SimpleITK's word for any write failure
+            raise OSError(errno.EIO, str(exc).strip().splitlines()[-1]) from None
+        if back.GetSize() != written.GetSize():
+            raise OSError(errno.EIO, "the written file is incomplete")
+    return path
 
 
 def verify_written(path: Path, array: np.ndarray) -> None:

@@ -604,11 +604,13 @@ def test_layers_are_the_persons_once_the_docks_are_closed(make_napari_viewer, qt
 
 
 def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napari_viewer, qtbot, tmp_path):
-    """File > Save Selected Layers on the label: NIfTI on the image's grid, or a DICOM SEG of
-    the series, its segments named as the Label list names them."""
+    """File > Save Selected Layers on the label: NIfTI on the image's grid, a DICOM SEG of
+    the series or a segmentation NRRD (3D Slicer's), its segments named as the Label list
+    names them."""
     import pydicom
 
     from annotator.io import read_label, read_volume
+    from annotator.io.label_names import label_names_in
     from annotator.io.seg import seg_to_label
     from annotator.napari.workspace import workspace_for
     from annotator.settings import LabelPreset
@@ -633,6 +635,9 @@ def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napar
     back, names = seg_to_label(pydicom.dcmread(seg), volume)
     np.testing.assert_array_equal(back, label)
     assert names == {1: "hippocampus", 2: "amygdala"}
+    [nrrd] = viewer.layers.save(str(tmp_path / "label.seg.nrrd"), selected=True, plugin="annotator3d")
+    np.testing.assert_array_equal(read_label(nrrd, volume), label)  # 3D Slicer's segmentation, named
+    assert label_names_in(nrrd) == {"hippocampus": 1, "amygdala": 2}
     plain = viewer.add_labels(label, name="drawn elsewhere")
     viewer.layers.selection.active = plain
     with pytest.raises(Exception, match="not a label of an image Annotator opened"):
