@@ -358,7 +358,7 @@ def test_label_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     assert bad.returncode == 2 and "not read from DICOM" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "case_seg.dcm").exists()
     bad = annotator("label", store, "crop", "--out", tmp_path / "crop.png", check=False)
-    assert bad.returncode == 2 and "NIfTI (.nii.gz, .nii), as a DICOM SEG (.dcm)" in bad.stderr
+    assert bad.returncode == 2 and "NIfTI (.nii.gz, .nii), as a segmentation NRRD (.seg.nrrd, .nrrd), as a DICOM SEG (.dcm)" in bad.stderr
 
 
 _IMPORTS = """
