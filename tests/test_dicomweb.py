@@ -772,7 +772,12 @@ def test_training_on_a_servers_labels_is_handed_the_password_held_in_memory(tmp_
     from annotator.training.config import TrainConfig
     from annotator.training.runner import TrainingProcess
 
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    import keyring.core
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")  # the child's
+    # this process may have chosen a backend before (another test's): none here now
+    monkeypatch.setattr(keyring.core, "_keyring_backend", NoKeyring())
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv("ANNOTATOR_DICOMWEB_PASSWORD", raising=False)
