@@ -310,16 +310,3 @@ class DicomwebServer:
             if len(rows) < page or not fresh:  # the last page, or a server that ignores offset
                 return
             offset += len(rows)
-
-
-def server_for(url: str, user: str = "", token: str = "", ca_bundle: str = "") -> DicomwebServer:
-    """``url`` with the credentials known for it: HTTP basic when a user is given (the
-    password from the environment or the keyring), else the bearer token given or
-    remembered, else none."""
-    from annotator.datastore.secrets import password_for, recall
-
-    if user and token:
-        raise DatastoreError(f"{url}: give a user or a token, not both")
-    if user:
-        return DicomwebServer(url, Credentials(user, password_for(url, user), "", ca_bundle))
-    return DicomwebServer(url, Credentials("", "", token or recall(url, "", "token") or "", ca_bundle))

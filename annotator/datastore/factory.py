@@ -95,10 +95,13 @@ def server_terms(url: str, user: str = "", token: str = "", ca_bundle: str = "")
 
 
 def server_at(url: str, user: str = "", token: str = "", ca_bundle: str = ""):
-    """The DICOMweb server at ``url`` (:func:`server_terms`) with its secret: the user's
-    password from ``ANNOTATOR_DICOMWEB_PASSWORD`` or the keyring, else the token given or
-    remembered, else none."""
-    from annotator.datastore.dicomweb import server_for
+    """The DICOMweb server at ``url`` (:func:`server_terms`) with its secret: HTTP basic
+    with the user's password from ``ANNOTATOR_DICOMWEB_PASSWORD`` or the keyring, else the
+    bearer token given or remembered, else none."""
+    from annotator.datastore.dicomweb import Credentials, DicomwebServer
+    from annotator.datastore.secrets import password_for, recall
 
     plain, user, ca_bundle = server_terms(url, user, token, ca_bundle)
-    return server_for(plain, user, token, ca_bundle)
+    if user:
+        return DicomwebServer(plain, Credentials(user, password_for(plain, user), "", ca_bundle))
+    return DicomwebServer(plain, Credentials("", "", token or recall(plain, "", "token") or "", ca_bundle))

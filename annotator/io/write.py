@@ -83,10 +83,13 @@ def _write_segmentation_nrrd(path: Path, label: np.ndarray, image: Volume, names
     """A label map in NRRD with 3D Slicer's segmentation fields: each value a segment of
     layer 0, named (``names``, else "label N"), coloured and with its extent, so that
     Slicer opens it as a segmentation and this app reads its names back."""
+    from scipy.ndimage import find_objects
+
     written = image.to_sitk(label)
-    for i, value in enumerate(int(v) for v in np.unique(label) if v):
-        where = np.nonzero(label == value)
-        extent = " ".join(f"{int(where[axis].min())} {int(where[axis].max())}" for axis in (2, 1, 0))  # x, y, z
+    boxes = find_objects(label)  # each value's box, in one pass over the label
+    for i, value in enumerate(v for v, box in enumerate(boxes, start=1) if box is not None):
+        box = boxes[value - 1]
+        extent = " ".join(f"{box[axis].start} {box[axis].stop - 1}" for axis in (2, 1, 0))  # x, y, z
         colour = colorsys.hsv_to_rgb((value * 0.618034) % 1.0, 0.65, 0.95)
         for key, text in (("ID", f"Segment_{value}"), ("Name", str(names.get(value, f"label {value}"))),
                           ("LabelValue", str(value)), ("Layer", "0"), ("Extent", extent),
