@@ -248,8 +248,7 @@ class AnnotationSession:
         if self.volume is None or path is None or not path.is_file():
             self._open(place)
             return
-        from annotator.datastore.label_maps import labels_image, mask_name
-        from annotator.io.label_file import read_label_file
+        from annotator.datastore.label_maps import labels_image, read_map
         from annotator.io.sniff import image_stem
 
         volume, store, image_id, map_id = self.volume, self.store, self.image_id, image_stem(path)
@@ -258,8 +257,9 @@ class AnnotationSession:
             job.report(f"reading {path.name} ...")
             if not labels_image(path, volume):
                 return None
-            label, names = read_label_file(path, volume, store.known_names() if store is not None else None)
-            return as_label(label, path.name), names or mask_name(map_id, image_id or volume.name, label)
+            label, names = read_map(path, map_id, image_id or volume.name, volume,
+                                    store.known_names() if store is not None else None)
+            return as_label(label, path.name), names
 
         def done(found):
             if found is None:  # an image, or a label of another image: opened for annotation

@@ -25,7 +25,6 @@ from annotator.datastore.dicom_folders import split_series
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
-from annotator.io.label_file import read_label_file
 from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
@@ -254,8 +253,7 @@ class LocalDatastore(Datastore):
     def label_map(self, image_id: str, map_id: str, image: Volume) -> tuple[np.ndarray, dict[str, int]]:
         if map_id not in self.label_maps(image_id):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
-        label, names = read_label_file(self._maps[map_id], image, self.known_names())
-        return label, names or label_maps.mask_name(map_id, image_id, label)
+        return label_maps.read_map(self._maps[map_id], map_id, image_id, image, self.known_names())
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]

@@ -217,6 +217,16 @@ def _grid(size, spacing, origin, direction) -> tuple:
     return tuple(axes), tuple(round(float(v), 2) for v in np.min(corners, axis=0))
 
 
+def read_map(path: Path, map_id: str, image_id: str, image, known: dict[str, int] | None = None):
+    """(label on ``image``'s grid, name -> value) of the label map ``map_id`` of ``image_id``
+    at ``path``: the names its file gives (:func:`annotator.io.label_file.read_label_file`),
+    else for a mask the name of its file (:func:`mask_name`)."""
+    from annotator.io.label_file import read_label_file
+
+    label, names = read_label_file(path, image, known)
+    return label, names or mask_name(map_id, image_id, label)
+
+
 def labels_image(path: Path, image) -> bool:
     """Whether the file at ``path`` is a label of ``image`` (a :class:`Volume`): a label map
     (:func:`is_label_map`) on its grid, however stored, or a DICOM SEG or RT Structure Set

@@ -40,12 +40,18 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
 
 
 def _write_nifti(path: Path, array: np.ndarray, geometry: Volume) -> Path:
+    return _write_sitk(path, geometry.to_sitk(array), lambda tmp: verify_written(tmp, array))
+
+
+def _write_sitk(path: Path, written: sitk.Image, check) -> Path:
+    """``written`` to ``path`` atomically, compressed; ``check(tmp)`` raises ``OSError``
+    unless the file written holds it all (SimpleITK reports no full disk)."""
     with atomic_path(path) as tmp:
         try:
-            sitk.WriteImage(geometry.to_sitk(array), str(tmp), useCompression=True)
-        except RuntimeError as exc:  # SimpleITK's word for any write failure
+            sitk.WriteImage(written, str(tmp), useCompression=True)
+            check(tmp)
+        except RuntimeError as exc:  # SimpleITK's word for any write or read failure
             raise OSError(errno.EIO, str(exc).strip().splitlines()[-1]) from None
-        verify_written(tmp, array)
     return path
 
 
@@ -98,15 +104,12 @@ def _write_segmentation_nrrd(path: Path, label: np.ndarray, image: Volume, names
     written.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
     written.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
     written.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
-    with atomic_path(path) as tmp:
-        try:
-            sitk.WriteImage(written, str(tmp), useCompression=True)
-            back = sitk.ReadImage(str(tmp))  # SimpleITK reports no full disk: the voxels read back
-        except RuntimeError as exc:  # SimpleITK's word for any write failure
-            raise OSError(errno.EIO, str(exc).strip().splitlines()[-1]) from None
-        if back.GetSize() != written.GetSize():
+
+    def check(tmp: Path) -> None:  # the voxels read back
+        if sitk.ReadImage(str(tmp)).GetSize() != written.GetSize():
             raise OSError(errno.EIO, "the written file is incomplete")
-    return path
+
+    return _write_sitk(path, written, check)
 
 
 def verify_written(path: Path, array: np.ndarray) -> None:
