@@ -203,6 +203,27 @@ def image_layer_data(volume: Volume) -> tuple:
                            "contrast_limits": (float(lo), float(hi)), "metadata": {VOLUME_KEY: volume}}, "image")
 
 
+def label_layer_data(volume: Volume, names: dict[int, str]) -> tuple | None:
+    """A napari LayerData tuple showing the label map ``volume`` (a file of whole-number
+    values) as a Labels layer on its grid, its values named by ``names`` (value -> name) and
+    coloured as the app colours labels, the volume kept as what it labels (the writer saves
+    it on that grid); None when its values are not whole numbers from 0 to 65535."""
+    array = volume.array
+    if array.dtype.kind == "f":
+        if not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
+            return None
+    elif array.dtype.kind not in "iub":
+        return None
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        return None
+    data = array.astype(np.uint8 if not array.size or array.max() <= 255 else np.uint16, copy=False)
+    colours = {None: "transparent", 0: "transparent"}
+    colours.update({int(v): palette_colour(int(v)) for v in np.unique(data) if v})
+    return (data, {"name": volume.name or SEGMENTATION, "affine": affine(volume), "opacity": 0.5,
+                   "colormap": DirectLabelColormap(color_dict=colours), "features": label_features(names),
+                   "metadata": {LABEL_OF_KEY: volume}}, "labels")
+
+
 def refresh_box(layer, box) -> None:
     """Redraw the part ``box`` (array slices) of a Labels layer whose data changed there in
     place: in a 2-D view only that rectangle of the slice shown, as napari does for its own

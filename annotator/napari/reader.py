@@ -8,7 +8,9 @@ file's first volume) on top and shown, the others hidden beneath it in the layer
 layer, its first axis on a slider. A series that cannot be read is left out with a warning naming
 it; the others still open. A folder of image files, or a data set (``images/`` beside
 ``labels/``), is not opened as layers: the reader says to open it in the Worklist, which
-takes its images one by one.
+takes its images one by one. A label map (a file of a few whole-number values, or one named
+like a label: ``case_seg.nii.gz``) opens as a Labels layer on its grid, its values named as
+the file names them, so that it falls on its image opened beside it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from annotator.datastore.label_maps import is_label_map
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import InputError
 from annotator.io import read_all
 from annotator.io.read import MAX_COMPANIONS
 from annotator.io.sniff import image_stem
-from annotator.napari.layers import image_layer_data
+from annotator.napari.layers import image_layer_data, label_layer_data
 
 
 def get_reader(path):
@@ -66,6 +69,12 @@ def read_layers(path) -> list[tuple]:
         raise InputError(problems[0] + more)
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
+    if len(volumes) == 1 and Path(path).is_file() and is_label_map(image_stem(Path(path)), Path(path)):
+        from annotator.io.label_names import label_names_in
+
+        found = label_layer_data(volumes[0], {v: n for n, v in label_names_in(path).items()})
+        if found is not None:
+            return [found]
     if len(volumes) > MAX_COMPANIONS and len({(v.source.path, v.source.series_uid, v.shape) for v in volumes}) == 1:
         return [time_series_layer(volumes)]  # the volumes of one file or series: time points, b-values
     layers = [image_layer_data(volume) for volume in reversed(volumes)]  # the largest last: on top

@@ -374,6 +374,27 @@ def test_a_folder_opens_every_series_as_a_layer(make_napari_viewer, tmp_path):
         read_layers(str(study))
 
 
+def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer):
+    """File > Open on a segmentation (plugin use) gives a Labels layer that falls on its
+    image, its values named as the file names them (it opened as a grey image)."""
+    viewer = make_napari_viewer()
+    import napari
+
+    ct, seg = (DATA / "totalsegmentator_example" / name for name in ("example_mr_sm.nii.gz", "example_seg_mr.nii.gz"))
+    [image] = viewer.open(str(ct), plugin="annotator3d")
+    [label] = viewer.open(str(seg), plugin="annotator3d")
+    assert isinstance(image, napari.layers.Image) and isinstance(label, napari.layers.Labels)
+    np.testing.assert_allclose(label.affine.affine_matrix, image.affine.affine_matrix)
+    assert label.data.dtype == np.uint8 and label.data.shape == image.data.shape
+    names = dict(zip(label.features["index"], label.features["name"]))
+    assert names[5] == "liver" and names[0] == "background"
+    liver = np.argwhere(label.data == 5)[0]
+    np.testing.assert_allclose(label.world_to_data(image.data_to_world(liver)), liver, atol=1e-4)
+    # an image of whole numbers is still an image
+    [hippo] = viewer.open(str(HIPPO / "images" / "hippocampus_001.nii.gz"), plugin="annotator3d")
+    assert isinstance(hippo, napari.layers.Image)
+
+
 def test_sample_data_contributions():
     from annotator.napari import sample_data
 
