@@ -334,6 +334,31 @@ def test_label_names_from_a_file_header(tmp_path):
     assert label_names_in(tmp_path / "broken_seg.nii.gz") == {}
 
 
+def test_a_label_saved_as_nifti_keeps_its_names(tmp_path):
+    """A named label saved as NIfTI carries a label table in its header, as TotalSegmentator
+    writes one (it was written without names): read back here, its voxels and geometry
+    those of the same label saved unnamed; the app's colours in the table."""
+    import nibabel as nib
+
+    from annotator.io import read_volume, save_label
+    from annotator.io.label_names import label_names_in
+
+    image = read_volume(DATA / "totalsegmentator_example" / "example_ct_dicom")
+    label = np.zeros(image.shape, np.uint8)
+    label[5:9, 100:200, 200:300] = 3
+    label[10:12, 50:60, 50:80] = 12
+    save_label(tmp_path / "named.nii.gz", label, image, {3: "Liver & <left lobe>", 12: "kidney_right"})
+    save_label(tmp_path / "plain.nii.gz", label, image)
+    assert label_names_in(tmp_path / "named.nii.gz") == {"liver & <left lobe>": 3, "kidney_right": 12}
+    assert label_names_in(tmp_path / "plain.nii.gz") == {}
+    named, plain = (sitk.ReadImage(str(tmp_path / f"{n}.nii.gz")) for n in ("named", "plain"))
+    assert (named.GetOrigin(), named.GetSpacing(), named.GetDirection(), named.GetPixelID()) == \
+        (plain.GetOrigin(), plain.GetSpacing(), plain.GetDirection(), plain.GetPixelID())
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(named), label)
+    [table] = nib.load(tmp_path / "named.nii.gz").header.extensions
+    assert table.get_code() == 30 and b'<Label Key="3" Red="0.2353" Green="0.7059" Blue="0.2941"' in table.content
+
+
 def test_a_seg_or_structure_set_made_elsewhere_is_accepted_as_it_is(tmp_path):
     """`annotator accept` takes a DICOM SEG or RT Structure Set of the image's series, as
     the app takes one as a label map: its segments become the final label with their names

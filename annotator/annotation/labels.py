@@ -21,6 +21,12 @@ def palette_colour(value: int) -> str:
     return "#{:02x}{:02x}{:02x}".format(round(red * 255), round(green * 255), round(blue * 255))
 
 
+def palette_rgb(value: int) -> tuple[float, float, float]:
+    """:func:`palette_colour` as red, green, blue from 0 to 1 (as label files store colours)."""
+    hex_colour = palette_colour(value)
+    return tuple(int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+
+
 def offered_labels(presets: list[LabelPreset], names: dict[str, int] | None) -> list[LabelPreset]:
     """The labels to annotate with: the person's ``presets``, with the ``names`` (name ->
     value) a data set gives its labels (its ``labels.json``, a server's SEGs). A data set's name takes the

@@ -1,4 +1,5 @@
-"""The names a label map file gives its values, read from its header only.
+"""The names a label map file gives its values, read from its header only (and, for
+NIfTI, written: :func:`add_nifti_label_table`).
 
 - NIfTI: a label table in a header extension, as TotalSegmentator's multilabel output and
   Connectome Workbench write it (``<CaretExtension>`` XML: ``<Label Key="5" ...>liver
@@ -39,7 +40,9 @@ def _nifti_table(path: Path) -> dict[str, int]:
     from xml.etree import ElementTree
 
     for extension in nib.load(path).header.extensions:  # the header only; the voxels stay on disk
-        content = extension.get_content()
+        content = getattr(extension, "content", None)  # the raw bytes (nibabel 5.3 on), whatever the code
+        if content is None:
+            content = extension.get_content()
         if not isinstance(content, bytes) or len(content) > MAX_TABLE_BYTES or b"<LabelTable" not in content:
             continue
         try:
@@ -54,6 +57,32 @@ def _nifti_table(path: Path) -> dict[str, int]:
         if names:
             return names
     return {}
+
+
+def add_nifti_label_table(path: Path, names: dict[int, str]) -> None:
+    """Give the NIfTI file at ``path`` a label table naming its values (value -> name), in
+    the header extension TotalSegmentator and Connectome Workbench write (``<CaretExtension>``,
+    code 30), each value coloured as the app colours it; its voxels and geometry unchanged.
+    Costs a second compression of the file."""
+    from xml.sax.saxutils import escape
+
+    import nibabel as nib
+    import numpy as np
+
+    from annotator.annotation.labels import palette_rgb
+
+    rows = []
+    for value, name in sorted(names.items()):
+        red, green, blue = palette_rgb(value)
+        rows.append(f'<Label Key="{int(value)}" Red="{red:.4f}" Green="{green:.4f}" Blue="{blue:.4f}" Alpha="1">'
+                    f"{escape(str(name))}</Label>")
+    table = ('<?xml version="1.0" encoding="UTF-8"?>\n<CaretExtension><VolumeInformation Index="0"><LabelTable>\n'
+             + "\n".join(rows) + "\n</LabelTable></VolumeInformation></CaretExtension>\n").encode("utf-8")
+    image = nib.load(path)
+    voxels = np.asanyarray(image.dataobj.get_unscaled())  # read whole: the file is written over
+    header = image.header.copy()
+    header.extensions.append(nib.nifti1.Nifti1Extension("caret", table))
+    nib.save(nib.Nifti1Image(voxels, image.affine, header), path)
 
 
 def _slicer_segments(path: Path) -> dict[str, int]:

@@ -4,7 +4,6 @@ SEG of the series the image was read from. Images as NIfTI (an export)."""
 
 from __future__ import annotations
 
-import colorsys
 import errno
 import gzip
 import os
@@ -20,15 +19,17 @@ from annotator.io.read import as_label_array
 from annotator.io.volume import Volume
 
 
-def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume) -> Path:
-    """Write ``label`` (array shaped like ``image.array``) with ``image``'s geometry.
+def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names: dict[int, str] | None = None) -> Path:
+    """Write ``label`` (array shaped like ``image.array``) with ``image``'s geometry, its
+    values named by ``names`` (value -> name) in a label table in the header, as
+    TotalSegmentator writes one (:func:`annotator.io.label_names.add_nifti_label_table`).
 
     The file appears complete or not at all (temp file, fsync, rename). Returns the path.
     """
     path = Path(path)
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"{path}: labels are written as NIfTI (.nii.gz or .nii)")
-    return _write_nifti(path, np.asarray(as_label_array(np.asarray(label), image, str(path))), image)
+    return _write_nifti(path, np.asarray(as_label_array(np.asarray(label), image, str(path))), image, names)
 
 
 def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
@@ -39,8 +40,15 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
     return _write_nifti(path, volume.array, volume)
 
 
-def _write_nifti(path: Path, array: np.ndarray, geometry: Volume) -> Path:
-    return _write_sitk(path, geometry.to_sitk(array), lambda tmp: verify_written(tmp, array))
+def _write_nifti(path: Path, array: np.ndarray, geometry: Volume, names: dict[int, str] | None = None) -> Path:
+    def finish(tmp: Path) -> None:
+        if names:
+            from annotator.io.label_names import add_nifti_label_table
+
+            add_nifti_label_table(tmp, names)
+        verify_written(tmp, array)
+
+    return _write_sitk(path, geometry.to_sitk(array), finish)
 
 
 def _write_sitk(path: Path, written: sitk.Image, check) -> Path:
@@ -82,7 +90,7 @@ def save_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names:
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii), as a segmentation NRRD (.seg.nrrd, "
                          ".nrrd), as a DICOM SEG (.dcm) or as an RT Structure Set (.rtstruct.dcm)")
-    return write_label(path, label, image)
+    return write_label(path, label, image, names)
 
 
 def _write_segmentation_nrrd(path: Path, label: np.ndarray, image: Volume, names: dict[int, str]) -> Path:
@@ -91,15 +99,16 @@ def _write_segmentation_nrrd(path: Path, label: np.ndarray, image: Volume, names
     Slicer opens it as a segmentation and this app reads its names back."""
     from scipy.ndimage import find_objects
 
+    from annotator.annotation.labels import palette_rgb  # here: the annotation package imports this one
+
     written = image.to_sitk(label)
     boxes = find_objects(label)  # each value's box, in one pass over the label
     for i, value in enumerate(v for v, box in enumerate(boxes, start=1) if box is not None):
         box = boxes[value - 1]
         extent = " ".join(f"{box[axis].start} {box[axis].stop - 1}" for axis in (2, 1, 0))  # x, y, z
-        colour = colorsys.hsv_to_rgb((value * 0.618034) % 1.0, 0.65, 0.95)
         for key, text in (("ID", f"Segment_{value}"), ("Name", str(names.get(value, f"label {value}"))),
                           ("LabelValue", str(value)), ("Layer", "0"), ("Extent", extent),
-                          ("Color", " ".join(f"{c:.4f}" for c in colour))):
+                          ("Color", " ".join(f"{c:.4f}" for c in palette_rgb(value)))):  # as the app shows it
             written.SetMetaData(f"Segment{i}_{key}", text)
     written.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
     written.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
