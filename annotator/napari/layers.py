@@ -203,23 +203,22 @@ def image_layer_data(volume: Volume) -> tuple:
                            "contrast_limits": (float(lo), float(hi)), "metadata": {VOLUME_KEY: volume}}, "image")
 
 
-def label_layer_data(volume: Volume, names: dict[int, str]) -> tuple | None:
-    """A napari LayerData tuple showing the label map ``volume`` (a file of whole-number
-    values) as a Labels layer on its grid, its values named by ``names`` (value -> name) and
-    coloured as the app colours labels, the volume kept as what it labels (the writer saves
-    it on that grid); None when its values are not whole numbers from 0 to 65535."""
-    array = volume.array
-    if array.dtype.kind == "f":
-        if not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
+def label_layer_data(label: np.ndarray, volume: Volume, names: dict[int, str], name: str) -> tuple | None:
+    """A napari LayerData tuple showing ``label`` (whole-number values) as a Labels layer
+    named ``name`` on the grid of ``volume`` (what it labels: the writer saves it on that
+    grid), its values named by ``names`` (value -> name) and coloured as the app colours
+    labels; None when its values are not whole numbers from 0 to 65535."""
+    if label.dtype.kind == "f":
+        if not (np.all(np.isfinite(label)) and np.all(label == np.round(label))):
             return None
-    elif array.dtype.kind not in "iub":
+    elif label.dtype.kind not in "iub":
         return None
-    if array.size and (array.min() < 0 or array.max() > 65535):
+    if label.size and (label.min() < 0 or label.max() > 65535):
         return None
-    data = array.astype(np.uint8 if not array.size or array.max() <= 255 else np.uint16, copy=False)
+    data = label.astype(np.uint8 if not label.size or label.max() <= 255 else np.uint16, copy=False)
     colours = {None: "transparent", 0: "transparent"}
     colours.update({int(v): palette_colour(int(v)) for v in np.unique(data) if v})
-    return (data, {"name": volume.name or SEGMENTATION, "affine": affine(volume), "opacity": 0.5,
+    return (data, {"name": name, "affine": affine(volume), "opacity": 0.5,
                    "colormap": DirectLabelColormap(color_dict=colours), "features": label_features(names),
                    "metadata": {LABEL_OF_KEY: volume}}, "labels")
 

@@ -10,7 +10,8 @@ it; the others still open. A folder of image files, or a data set (``images/`` b
 ``labels/``), is not opened as layers: the reader says to open it in the Worklist, which
 takes its images one by one. A label map (a file of a few whole-number values, or one named
 like a label: ``case_seg.nii.gz``) opens as a Labels layer on its grid, its values named as
-the file names them, so that it falls on its image opened beside it.
+the file names them, so that it falls on its image opened beside it; a DICOM SEG or RT
+Structure Set opens so over its series, once that is open.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from annotator.datastore.label_maps import is_label_map
+from annotator.datastore.label_maps import is_label_map, labels_image, referenced
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import InputError
 from annotator.io import read_all
 from annotator.io.read import MAX_COMPANIONS
-from annotator.io.sniff import image_stem
-from annotator.napari.layers import image_layer_data, label_layer_data
+from annotator.io.sniff import image_stem, looks_like_dicom
+from annotator.napari.layers import VOLUME_KEY, image_layer_data, label_layer_data
 
 
 def get_reader(path):
@@ -63,6 +64,8 @@ def read_layers(path) -> list[tuple]:
     the problem)."""
     if isinstance(path, list):
         path = path[0]
+    if Path(path).is_file() and looks_like_dicom(Path(path)) and referenced(Path(path)) is not None:
+        return [segmentation_layer(Path(path))]
     volumes, problems = read_all(path)
     if not volumes:
         more = f" (and {len(problems) - 1} other series)" if len(problems) > 1 else ""
@@ -72,7 +75,8 @@ def read_layers(path) -> list[tuple]:
     if len(volumes) == 1 and Path(path).is_file() and is_label_map(image_stem(Path(path)), Path(path)):
         from annotator.io.label_names import label_names_in
 
-        found = label_layer_data(volumes[0], {v: n for n, v in label_names_in(path).items()})
+        found = label_layer_data(volumes[0].array, volumes[0], {v: n for n, v in label_names_in(path).items()},
+                                 volumes[0].name or image_stem(Path(path)))
         if found is not None:
             return [found]
     if len(volumes) > MAX_COMPANIONS and len({(v.source.path, v.source.series_uid, v.shape) for v in volumes}) == 1:
@@ -81,6 +85,29 @@ def read_layers(path) -> list[tuple]:
     for _data, kwargs, _kind in layers[:-1]:
         kwargs["visible"] = False
     return layers
+
+
+def segmentation_layer(path: Path) -> tuple:
+    """A DICOM SEG or RT Structure Set as a Labels layer over the image layer of the series
+    it labels (the image opened first, by this reader: it knows the series' slices), its
+    segments named as the file names them."""
+    import napari
+
+    from annotator.io.label_file import read_label_file
+
+    viewer = napari.current_viewer()
+    images = [layer.metadata[VOLUME_KEY] for layer in (viewer.layers if viewer is not None else [])
+              if isinstance(layer, napari.layers.Image) and layer.metadata.get(VOLUME_KEY) is not None]
+    image = next((volume for volume in reversed(images) if labels_image(path, volume)), None)
+    if image is None:
+        raise InputError(f"{path.name} is a DICOM segmentation of a series that is not open: open the series "
+                         "it refers to first (its folder, or one of its files), then this file, which opens "
+                         "over it")
+    before = len(image.warnings)
+    label, names = read_label_file(path, image)
+    for warning in image.warnings[before:]:  # outlines that could not be placed
+        warnings.warn(warning, stacklevel=2)
+    return label_layer_data(label, image, {v: n for n, v in names.items()}, image_stem(path))
 
 
 def time_series_layer(volumes: list) -> tuple:

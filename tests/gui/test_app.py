@@ -376,7 +376,8 @@ def test_a_folder_opens_every_series_as_a_layer(make_napari_viewer, tmp_path):
 
 def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer):
     """File > Open on a segmentation (plugin use) gives a Labels layer that falls on its
-    image, its values named as the file names them (it opened as a grey image)."""
+    image, its values named as the file names them (it opened as a grey image; a DICOM SEG
+    was refused)."""
     viewer = make_napari_viewer()
     import napari
 
@@ -393,6 +394,16 @@ def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer):
     # an image of whole numbers is still an image
     [hippo] = viewer.open(str(HIPPO / "images" / "hippocampus_001.nii.gz"), plugin="annotator3d")
     assert isinstance(hippo, napari.layers.Image)
+    # a DICOM SEG opens over its series once that is open, and says so before
+    seg = DATA / "dcmqi_ct3slice_seg" / "liver.dcm"
+    with pytest.raises(Exception, match="liver.dcm is a DICOM segmentation of a series that is not open"):
+        viewer.open(str(seg), plugin="annotator3d")
+    [ct] = viewer.open(str(DATA / "dcmqi_ct3slice_seg" / "ct-3slice"), plugin="annotator3d")
+    [liver] = viewer.open(str(seg), plugin="annotator3d")
+    assert isinstance(liver, napari.layers.Labels) and liver.data.shape == ct.data.shape
+    assert np.count_nonzero(liver.data == 1) == 107098
+    assert dict(zip(liver.features["index"], liver.features["name"]))[1] == "liver"
+    np.testing.assert_allclose(liver.affine.affine_matrix, ct.affine.affine_matrix)
 
 
 def test_sample_data_contributions():
