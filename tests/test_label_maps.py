@@ -334,6 +334,41 @@ def test_label_names_from_a_file_header(tmp_path):
     assert label_names_in(tmp_path / "broken_seg.nii.gz") == {}
 
 
+def test_a_slicer_segmentation_of_overlapping_segments_is_one_label(tmp_path):
+    """3D Slicer writes overlapping segments on layers of their own (a 4-D ``.seg.nrrd``,
+    a layer per component; it was listed as an image and refused: "2 values per voxel"):
+    it is a label map, its layers one label (the first layer's values kept, the others
+    the next free ones, the smaller segment kept where two overlap, which is said), named
+    as Slicer names the segments."""
+    from annotator.io.label_names import label_names_in
+
+    source = HIPPO / "images" / "hippocampus_001.nii.gz"
+    shutil.copy(source, tmp_path / "brain.nii.gz")
+    image = sitk.ReadImage(str(source))
+    layers = np.zeros((*sitk.GetArrayViewFromImage(image).shape, 2), np.uint8)
+    layers[2:30, 5:40, 5:30, 0] = 1  # "liver", layer 0
+    layers[2:30, 42:50, 5:30, 0] = 2  # "kidney", layer 0
+    layers[10:15, 10:20, 10:20, 1] = 1  # "tumour" inside the liver, layer 1, the same stored value
+    written = sitk.GetImageFromArray(layers, isVector=True)
+    written.CopyInformation(image)
+    for i, (name, value, layer) in enumerate((("Liver", 1, 0), ("kidney", 2, 0), ("tumour", 1, 1))):
+        for key, text in (("ID", f"Segment_{i}"), ("Name", name), ("LabelValue", value), ("Layer", layer)):
+            written.SetMetaData(f"Segment{i}_{key}", str(text))
+    sitk.WriteImage(written, str(tmp_path / "brain.seg.nrrd"))
+    assert label_names_in(tmp_path / "brain.seg.nrrd") == {"liver": 1, "kidney": 2, "tumour": 3}
+    store = LocalDatastore(tmp_path)
+    [record] = store.records()
+    assert record.id == "brain" and record.label_maps == ["brain.seg"]
+    volume = store.open_image("brain")
+    label, names = store.label_map("brain", "brain.seg", volume)
+    expected = layers[..., 0].copy()
+    expected[layers[..., 1] == 1] = 3
+    np.testing.assert_array_equal(label, expected)
+    assert names == {"liver": 1, "kidney": 2, "tumour": 3}
+    assert any("Liver and tumour overlap in 500 voxels" in w and "tumour, the smaller, is kept" in w
+               for w in volume.warnings), volume.warnings
+
+
 def test_a_label_saved_as_nifti_keeps_its_names(tmp_path):
     """A named label saved as NIfTI carries a label table in its header, as TotalSegmentator
     writes one (it was written without names): read back here, its voxels and geometry

@@ -173,6 +173,8 @@ def is_label_map(image_id: str, path: Path) -> bool:
     if found is None:
         return False
     pixel, small = found[0], path.stat().st_size < SMALL_FILE
+    if path.name.lower().endswith(".nrrd") and _named_like_label(image_id):
+        pixel = pixel.removeprefix("vector of ")  # 3D Slicer's segmentation of overlapping segments: a layer each
     if pixel not in _INTEGER_TYPES:
         return pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small and _few_values(
             path, whole=True)

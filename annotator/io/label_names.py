@@ -14,7 +14,6 @@ help, never a reason to refuse a label map.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 #: a header extension larger than this is not read as a label table
@@ -88,6 +87,7 @@ def add_nifti_label_table(path: Path, names: dict[int, str]) -> None:
 def _slicer_segments(path: Path) -> dict[str, int]:
     import SimpleITK as sitk
 
+    from annotator.io import slicer_seg
     from annotator.io.read import quiet_c_stderr
 
     reader = sitk.ImageFileReader()
@@ -95,13 +95,4 @@ def _slicer_segments(path: Path) -> dict[str, int]:
     with quiet_c_stderr():  # what ITK prints about an odd header stays off the terminal
         reader.ReadImageInformation()
     fields = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys() if k.startswith("Segment")}
-    names = {}
-    for key in sorted(fields):
-        found = re.fullmatch(r"Segment(\d+)_Name", key)
-        if not found:
-            continue
-        i = found.group(1)
-        value, layer = fields.get(f"Segment{i}_LabelValue", ""), fields.get(f"Segment{i}_Layer", "0")
-        if value.strip().isdigit() and layer.strip() in ("", "0") and 0 < int(value) < 65536:
-            names.setdefault(fields[key].strip().lower(), int(value))
-    return names
+    return slicer_seg.names(fields, reader.GetNumberOfComponents())

@@ -497,16 +497,36 @@ def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:
     must be non-negative integers.
     """
     path = Path(path)
-    label, non_finite = _read_sitk(path)
-    if non_finite is not None and non_finite.any():
-        raise InputError(f"{path}: label values must be whole numbers (found NaN or infinity)")
-    check_scalar_3d(label, str(path))
-    other = volume_from_sitk(label)
+    other = read_label_volume(path)
+    image.warnings.extend(other.warnings)
     if not other.same_geometry(image, rtol=1e-5):
         turned = other.in_order_of(image)  # the image's grid, stored another way round
         if turned is not None:
             return as_label_array(np.ascontiguousarray(turned), image, str(path))
     return as_label_array(other.array, image, str(path), other)
+
+
+def read_label_volume(path: str | os.PathLike) -> Volume:
+    """A label map file on its own grid, as a volume of its values (a 3D Slicer
+    segmentation of several layers flattened into one label: :mod:`annotator.io.slicer_seg`,
+    what that says in ``warnings``)."""
+    path = Path(path)
+    label, non_finite = _read_sitk(path)
+    if non_finite is not None and non_finite.any():
+        raise InputError(f"{path}: label values must be whole numbers (found NaN or infinity)")
+    fields = {k: label.GetMetaData(k) for k in label.GetMetaDataKeys() if k.startswith("Segment")}
+    said = []
+    if label.GetNumberOfComponentsPerPixel() > 1 and label.GetDimension() == 3 and fields:
+        from annotator.io import slicer_seg
+
+        flat, said = slicer_seg.flatten(sitk.GetArrayViewFromImage(label), fields, path.name)
+        one = sitk.GetImageFromArray(flat)
+        one.CopyInformation(label)
+        label = one
+    check_scalar_3d(label, str(path))
+    volume = volume_from_sitk(label, name=image_stem(path), source=Source(path=str(path)))
+    volume.warnings.extend(said)
+    return volume
 
 
 def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volume | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from annotator.datastore.label_maps import is_label_map, labels_image, referenced
 from annotator.datastore.places import Kind, classify, find_images
-from annotator.errors import InputError
+from annotator.errors import AnnotatorError, InputError
 from annotator.io import read_all
 from annotator.io.read import MAX_COMPANIONS
 from annotator.io.sniff import image_stem, looks_like_dicom
@@ -66,25 +66,37 @@ def read_layers(path) -> list[tuple]:
         path = path[0]
     if Path(path).is_file() and looks_like_dicom(Path(path)) and referenced(Path(path)) is not None:
         return [segmentation_layer(Path(path))]
+    if Path(path).is_file() and is_label_map(image_stem(Path(path)), Path(path)):
+        found = label_map_layer(Path(path))
+        if found is not None:
+            return [found]
     volumes, problems = read_all(path)
     if not volumes:
         more = f" (and {len(problems) - 1} other series)" if len(problems) > 1 else ""
         raise InputError(problems[0] + more)
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
-    if len(volumes) == 1 and Path(path).is_file() and is_label_map(image_stem(Path(path)), Path(path)):
-        from annotator.io.label_names import label_names_in
-
-        found = label_layer_data(volumes[0].array, volumes[0], {v: n for n, v in label_names_in(path).items()},
-                                 volumes[0].name or image_stem(Path(path)))
-        if found is not None:
-            return [found]
     if len(volumes) > MAX_COMPANIONS and len({(v.source.path, v.source.series_uid, v.shape) for v in volumes}) == 1:
         return [time_series_layer(volumes)]  # the volumes of one file or series: time points, b-values
     layers = [image_layer_data(volume) for volume in reversed(volumes)]  # the largest last: on top
     for _data, kwargs, _kind in layers[:-1]:
         kwargs["visible"] = False
     return layers
+
+
+def label_map_layer(path: Path) -> tuple | None:
+    """A label map file as a Labels layer on its own grid (None: a 4-D file, or values
+    that are no label's; it opens as an image)."""
+    from annotator.io.label_names import label_names_in
+    from annotator.io.read import read_label_volume
+
+    try:
+        volume = read_label_volume(path)
+    except AnnotatorError:
+        return None
+    for warning in volume.warnings:  # overlapping segments
+        warnings.warn(warning, stacklevel=2)
+    return label_layer_data(volume.array, volume, {v: n for n, v in label_names_in(path).items()}, volume.name)
 
 
 def segmentation_layer(path: Path) -> tuple:

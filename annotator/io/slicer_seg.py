@@ -1,0 +1,84 @@
+"""3D Slicer's segmentation NRRD (``.seg.nrrd``): its segments' names and label values,
+and a file of several layers flattened into one label map.
+
+Slicer keeps segments that do not overlap on one layer, each with its label value, and
+puts a segment that overlaps another on a layer of its own: the file is then 4-D, one
+3-D layer per component, and two segments on different layers may share a value. A label
+here holds one structure per voxel, so the layers become one label: the first layer's
+segments keep their values, the others take the next free ones, and where segments
+overlap the smaller one is kept (a lesion drawn inside its organ stays, the organ around
+it), which the reader is told.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    layer: int
+    value: int  # its value on its layer, as the file stores it
+
+
+def segments(fields: dict[str, str]) -> list[Segment]:
+    """The segments a NRRD header's fields (key -> text) describe, in the file's order;
+    one without a name, a whole-number value from 1 to 65535 or layer is left out."""
+    found = []
+    for key in sorted(fields, key=lambda k: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", k)]):
+        match = re.fullmatch(r"Segment(\d+)_Name", key)
+        if not match:
+            continue
+        i = match.group(1)
+        value, layer = fields.get(f"Segment{i}_LabelValue", "").strip(), fields.get(f"Segment{i}_Layer", "0").strip()
+        if value.isdigit() and 0 < int(value) < 65536 and (layer or "0").isdigit() and fields[key].strip():
+            found.append(Segment(fields[key].strip(), int(layer or 0), int(value)))
+    return found
+
+
+def flat_values(found: list[Segment]) -> dict[tuple[int, int], int]:
+    """(layer, value) -> the segment's value in the one label: the first layer's as
+    stored, every other layer's segments the next values no segment holds yet."""
+    values = {(s.layer, s.value): s.value for s in found if s.layer == 0}
+    taken = set(values.values())
+    for s in found:
+        if (s.layer, s.value) not in values:
+            free = max(taken | {0}) + 1
+            values[(s.layer, s.value)] = free
+            taken.add(free)
+    return values
+
+
+def names(fields: dict[str, str], layers: int) -> dict[str, int]:
+    """Lower-case name -> value in the one label, of each segment the fields describe on
+    the file's ``layers`` layers."""
+    found = [s for s in segments(fields) if s.layer < layers]
+    values = flat_values(found)
+    named: dict[str, int] = {}
+    for s in found:
+        named.setdefault(s.name.lower(), values[(s.layer, s.value)])
+    return named
+
+
+def flatten(layers: np.ndarray, fields: dict[str, str], where: str) -> tuple[np.ndarray, list[str]]:
+    """(one label, what was said about overlaps) of ``layers`` (z, y, x, layer), the voxels
+    of a layered segmentation whose header fields are ``fields``."""
+    found = [s for s in segments(fields) if s.layer < layers.shape[-1]]
+    values = flat_values(found)
+    masks = [(s, layers[..., s.layer] == s.value) for s in found]
+    masks.sort(key=lambda item: -int(np.count_nonzero(item[1])))  # the largest first: the smaller painted over it
+    top = max(values.values(), default=0)
+    label = np.zeros(layers.shape[:-1], np.uint8 if top <= 255 else np.uint16)
+    said = []
+    for s, mask in masks:
+        under = label[mask]
+        for value in np.unique(under[under > 0]):
+            other = next(o.name for o in found if values[(o.layer, o.value)] == value)
+            said.append(f"{where}: segments {other} and {s.name} overlap in {np.count_nonzero(under == value):,} "
+                        f"voxels; a label holds one structure per voxel: {s.name}, the smaller, is kept there")
+        label[mask] = values[(s.layer, s.value)]
+    return label, said
