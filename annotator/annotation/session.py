@@ -257,15 +257,18 @@ class AnnotationSession:
             job.report(f"reading {path.name} ...")
             if not labels_image(path, volume):
                 return None
+            before = len(volume.warnings)
             label, names = read_map(path, map_id, image_id or volume.name, volume,
                                     store.known_names() if store is not None else None)
-            return as_label(label, path.name), names
+            return as_label(label, path.name), names, volume.warnings[before:]  # what reading it said
 
         def done(found):
             if found is None:  # an image, or a label of another image: opened for annotation
                 self._open(place)
             elif volume is self.volume:
-                self.label_maps[map_id], self.label_map_names[map_id] = found
+                self.label_maps[map_id], self.label_map_names[map_id], said = found
+                for warning in said:
+                    self.warning.emit(warning)
                 self.label_map_added.emit(map_id)
                 self.status.emit(f"{path.name} is a label map of {volume.name} now (shown as a layer): "
                                  "Use as label makes it the label")

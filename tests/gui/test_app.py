@@ -859,6 +859,22 @@ def test_a_label_file_handed_over_joins_the_open_images_label_maps(make_napari_v
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(label_file)))
     np.testing.assert_array_equal(ws.label, truth)
     viewer.window._qt_window.grab().save(str(tmp_path / "label_file_handed_over.png"))
+    # 3D Slicer's segmentation of overlapping segments: one label map, the overlap said
+    said = []
+    ws.warning.connect(said.append)
+    layers = np.zeros((*truth.shape, 2), np.uint8)
+    layers[..., 0], layers[..., 1] = truth == 1, truth > 0
+    layered = sitk.GetImageFromArray(layers, isVector=True)
+    layered.CopyInformation(sitk.ReadImage(str(label_file)))
+    for i, name in enumerate(("anterior", "hippocampus")):
+        for key, text in (("Name", name), ("LabelValue", "1"), ("Layer", str(i))):
+            layered.SetMetaData(f"Segment{i}_{key}", text)
+    sitk.WriteImage(layered, str(tmp_path / "elsewhere" / "case_layers.seg.nrrd"))
+    ws.open(tmp_path / "elsewhere" / "case_layers.seg.nrrd")
+    qtbot.waitUntil(lambda: "case_layers.seg" in ws.label_maps and not ws.files.busy, timeout=30000)
+    assert ws.label_map_names["case_layers.seg"] == {"anterior": 1, "hippocampus": 2}
+    np.testing.assert_array_equal(ws.label_maps["case_layers.seg"], np.where(truth == 1, 1, np.where(truth > 0, 2, 0)))
+    assert any("segments hippocampus and anterior overlap" in w for w in said), said
     # a DICOM SEG of the open series
     ws.open(DATA / "dcmqi_ct3slice_seg" / "ct-3slice")
     qtbot.waitUntil(lambda: ws.volume is not None and ws.volume is not volume and ws.idle
