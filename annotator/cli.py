@@ -822,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("accept", help="make a label file the final label of an image")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
-    p.add_argument("label", help="label map in the image's geometry (NIfTI, NRRD, MHA), or a DICOM SEG or RT "
+    p.add_argument("label", help="label map in the image's geometry (NIfTI, NRRD, MHA, MGZ), or a DICOM SEG or RT "
                    "Structure Set of its series")
     p.set_defaults(func=cmd_accept)
 

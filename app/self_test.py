@@ -104,6 +104,24 @@ def _datastore(folder: Path, volume, label) -> str:
     return "label written and read back in a temporary datastore"
 
 
+def _other_tools(folder: Path, volume, label) -> str:
+    """The files of other tools the frozen app must read and write (nibabel inside it): a
+    NIfTI label's label table, a FreeSurfer MGZ."""
+    import nibabel as nib
+
+    from annotator.io import read_volume, save_label
+    from annotator.io.label_names import label_names_in
+
+    save_label(folder / "named.nii.gz", label.astype(np.uint8), volume, {1: "anterior"})
+    if label_names_in(folder / "named.nii.gz").get("anterior") != 1:
+        raise RuntimeError("the NIfTI label table was not read back")
+    matrix = np.diag([*volume.spacing, 1.0])
+    nib.save(nib.MGHImage(volume.array.transpose(2, 1, 0).astype(np.float32), matrix), folder / "T1.mgz")
+    if read_volume(folder / "T1.mgz").shape != volume.shape:
+        raise RuntimeError("the MGZ image read back differs")
+    return "NIfTI label table and FreeSurfer MGZ read back"
+
+
 def run() -> int:
     checks: list[tuple[str, bool, str]] = []
 
@@ -127,8 +145,9 @@ def run() -> int:
             check("network click", _click, volume, label)
             check("scribbles", _scribble, volume, label)
             check("datastore", _datastore, Path(tmp), volume, label)
+            check("other tools' files", _other_tools, Path(tmp), volume, label)
         check("training", _training, Path(tmp))
     passed = sum(ok for _, ok, _ in checks)
     print(json.dumps({"self_test": "passed" if passed == len(checks) else "failed", "passed": passed,
                       "checks": len(checks), "frozen": bool(getattr(sys, "frozen", False))}), flush=True)
-    return 0 if passed == len(checks) and len(checks) == 6 else 1
+    return 0 if passed == len(checks) and len(checks) == 7 else 1  # every check ran (none skipped by a failed sample)

@@ -54,7 +54,7 @@ def test_the_frozen_app_passes_its_self_test_offline(built, screen, tmp_path):
     proc = subprocess.run([*prefix, str(built), "--self-test"], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary == {"self_test": "passed", "passed": 6, "checks": 6, "frozen": True}
+    assert summary == {"self_test": "passed", "passed": 7, "checks": 7, "frozen": True}
     assert "training child (annotator-app)" in proc.stdout  # the frozen app started itself to train
 
 

@@ -488,3 +488,48 @@ def test_a_ct_s_padding_is_not_tissue(tmp_path):
     assert intensity_range(classes)[0] == 7.0
     classes[8, 8, 8] = 207  # its rarest class too: a percentile left it out
     assert intensity_range(classes) == (7.0, 207.0)
+
+
+def test_freesurfer_mgh_files_read_as_their_nifti_twins(tmp_path):
+    """FreeSurfer's ``.mgz`` (SimpleITK reads none: "unable to determine ImageIO reader"):
+    an oblique one reads with the voxels and geometry of the NIfTI of the same array and
+    matrix, frames as the volumes of a 4-D file; a folder's ``aseg.mgz`` is the label map of
+    its ``T1.mgz``; a truncated or foreign file is refused naming it."""
+    import nibabel as nib
+
+    from annotator.datastore.folder import LocalDatastore
+    from annotator.io import read_all
+
+    rng = np.random.default_rng(0)
+    voxels = rng.integers(0, 200, (40, 30, 20)).astype(np.float32)
+    matrix = np.array([[-1.0, 0, 0, 20], [0, 0, 1.2, -30], [0, -0.9, 0, 15], [0, 0, 0, 1]])  # FreeSurfer's LIA
+    nib.save(nib.MGHImage(voxels, matrix), tmp_path / "lia.mgz")
+    nib.save(nib.Nifti1Image(voxels, matrix), tmp_path / "lia.nii.gz")
+    mgz, nifti = read_volume(tmp_path / "lia.mgz"), read_volume(tmp_path / "lia.nii.gz")
+    np.testing.assert_array_equal(mgz.array, nifti.array)
+    np.testing.assert_allclose(mgz.spacing, nifti.spacing, atol=1e-6)
+    np.testing.assert_allclose(mgz.origin, nifti.origin, atol=1e-4)
+    np.testing.assert_allclose(mgz.direction, nifti.direction, atol=1e-6)
+    nib.save(nib.MGHImage(np.stack([voxels, 2 * voxels], -1), matrix), tmp_path / "frames.mgz")
+    frames, _ = read_all(tmp_path / "frames.mgz")
+    assert len(frames) == 2
+    np.testing.assert_array_equal(frames[1].array, 2 * nifti.array)
+    data = (tmp_path / "lia.mgz").read_bytes()
+    (tmp_path / "cut.mgz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "other.mgz").write_bytes(b"not an image" * 10)
+    for name in ("cut.mgz", "other.mgz"):
+        with pytest.raises(InputError, match=f"{name}: cannot be read as an image"):
+            read_volume(tmp_path / name)
+    subject = tmp_path / "subject" / "mri"
+    subject.mkdir(parents=True)
+    brain = nib.load(HIPPO / "images" / "hippocampus_001.nii.gz")
+    nib.save(nib.MGHImage(np.asarray(brain.dataobj).astype(np.uint8), brain.affine), subject / "T1.mgz")
+    aseg = np.asarray(nib.load(HIPPO / "labels" / "hippocampus_001.nii.gz").dataobj).astype(np.int32) * 17
+    nib.save(nib.MGHImage(aseg, brain.affine), subject / "aseg.mgz")
+    store = LocalDatastore(subject)
+    [record] = store.records()
+    assert record.id == "T1" and record.label_maps == ["aseg"]
+    volume = store.open_image("T1")
+    label, _ = store.label_map("T1", "aseg", volume)
+    assert sorted(np.unique(label)) == [0, 17, 34]
+    assert np.count_nonzero(label) == np.count_nonzero(aseg)

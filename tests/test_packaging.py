@@ -25,4 +25,4 @@ def test_the_self_test_passes_here(tmp_path):
                           timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary == {"self_test": "passed", "passed": 6, "checks": 6, "frozen": False}
+    assert summary == {"self_test": "passed", "passed": 7, "checks": 7, "frozen": False}

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator.io.read import quiet_c_stderr
+from annotator.io.read import quiet_c_stderr, read_image_file, read_information
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
@@ -79,11 +79,8 @@ def _header(path: str, mtime: float) -> tuple | None:
     None; of a 4-D file, its volumes' (what a label of it is drawn on)."""
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
     try:
-        with quiet_c_stderr():  # what ITK's readers print about odd files stays off the terminal
-            reader.ReadImageInformation()
+        reader = read_information(path)
     except RuntimeError:
         return None
     direction = reader.GetDirection()
@@ -159,7 +156,7 @@ def _few_values(path: Path, whole: bool = False) -> bool:
 
     try:
         with quiet_c_stderr():
-            array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+            array = sitk.GetArrayFromImage(read_image_file(path))
     except RuntimeError:
         return False
     values = np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)

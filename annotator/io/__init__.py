@@ -1,4 +1,4 @@
-"""Volumes and labels: read NIfTI, NRRD, MHA and DICOM series; write labels as NIfTI."""
+"""Volumes and labels: read NIfTI, NRRD, MHA, MGZ and DICOM series; write labels as NIfTI."""
 
 from annotator.io.read import read_all, read_label, read_volume
 from annotator.io.volume import Source, Volume

@@ -1,4 +1,4 @@
-"""Open any supported image (NIfTI, NRRD, MHA/MHD, DICOM series folder, DICOM file) as a Volume."""
+"""Open any supported image (NIfTI, NRRD, MHA/MHD, FreeSurfer MGZ/MGH, DICOM series folder, DICOM file) as a Volume."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
+from annotator.io import mgh
+from annotator.io.mgh import is_mgh
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
 from annotator.io.volume import Source, Volume, intensity_sample, volume_from_sitk
 
@@ -89,13 +91,24 @@ def _unreadable(path: Path, exc: RuntimeError, noise: list[str]) -> InputError:
     return InputError(f"{path}: cannot be read as an image ({detail})")
 
 
-def _check_size(path: Path) -> None:
-    """Refuse an image that declares more voxels than one image may take, before reading it."""
+def read_information(path: str | os.PathLike):
+    """The header of an image file, as SimpleITK's ``ImageFileReader`` tells it after
+    ``ReadImageInformation`` (an MGH file's through :mod:`annotator.io.mgh`); RuntimeError
+    when it cannot be read."""
+    if is_mgh(path):
+        return mgh.information(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    with quiet_c_stderr():  # what ITK's readers print about odd files stays off the terminal
+        reader.ReadImageInformation()
+    return reader
+
+
+def _check_size(path: Path) -> None:
+    """Refuse an image that declares more voxels than one image may take, before reading it."""
     with quiet_c_stderr() as noise:
         try:
-            reader.ReadImageInformation()
+            reader = read_information(path)
         except RuntimeError as exc:
             raise _unreadable(path, exc, noise) from None
     size = reader.GetSize()
@@ -157,14 +170,21 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
     else:
         if path.suffix.lower() in (".nhdr", ".mhd"):
             _check_detached_data(path)
-        _check_text_header(path)
+        if not is_mgh(path):
+            _check_text_header(path)
         _check_size(path)
     with quiet_c_stderr() as noise:
         try:
-            image = sitk.ReadImage(str(path))
+            image = read_image_file(path)
         except RuntimeError as exc:
             raise _unreadable(path, exc, noise) from None
     return image, non_finite
+
+
+def read_image_file(path: str | os.PathLike) -> sitk.Image:
+    """An image file as SimpleITK reads it, or an MGH file (:mod:`annotator.io.mgh`), with
+    no checks (RuntimeError when it cannot be read)."""
+    return mgh.read_mgh(path) if is_mgh(path) else sitk.ReadImage(str(path))
 
 
 def check_scalar_3d(image: sitk.Image, where: str) -> None:
@@ -375,13 +395,10 @@ def companions(volume: Volume) -> list[Volume]:
     number, path = volume.source.volume, Path(volume.source.path)
     if number is None or not path.is_file():
         return []
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    with quiet_c_stderr():
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            return []
+    try:
+        reader = read_information(path)
+    except RuntimeError:
+        return []
     size, components = reader.GetSize(), reader.GetNumberOfComponents()
     count = size[3] if len(size) == 4 else components if len(size) == 3 else 1
     if not 1 < count <= MAX_COMPANIONS:

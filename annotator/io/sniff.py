@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: File name endings read through SimpleITK.
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
 
 
 def is_image_file(path: Path) -> bool:

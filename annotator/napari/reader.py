@@ -1,4 +1,4 @@
-"""npe2 reader: NIfTI, NRRD, MHA files, DICOM folders and files (a multi-frame image, or a
+"""npe2 reader: NIfTI, NRRD, MHA, MGZ files, DICOM folders and files (a multi-frame image, or a
 slice: its series), with spacing and orientation.
 
 A folder opens every DICOM image series in it and below, and a 4-D file each of its
