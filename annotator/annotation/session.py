@@ -266,14 +266,23 @@ class AnnotationSession:
             if found is None:  # an image, or a label of another image: opened for annotation
                 self._open(place)
             elif volume is self.volume:
-                self.label_maps[map_id], self.label_map_names[map_id], said = found
+                label, names, said = found
                 for warning in said:
                     self.warning.emit(warning)
-                self.label_map_added.emit(map_id)
-                self.status.emit(f"{path.name} is a label map of {volume.name} now (shown as a layer): "
-                                 "Use as label makes it the label")
+                self.add_label_map(map_id, label, names, path.name)
 
         self.files.submit(f"reading {path.name}", work, done, self._failed)
+
+    def add_label_map(self, map_id: str, label: np.ndarray, names: dict[str, int], shown: str = "") -> None:
+        """``label`` (on the open image's grid; name -> value ``names``) joins the open
+        image's label maps as ``map_id``, as those found beside it (Use as label makes it
+        the label); ``shown``: what to call it in the message (its file)."""
+        if self.volume is None or label.shape != self.volume.shape:
+            raise AnnotatorError(f"{shown or map_id} is not on the grid of the open image")
+        self.label_maps[map_id], self.label_map_names[map_id] = as_label(label, shown or map_id), dict(names)
+        self.label_map_added.emit(map_id)
+        self.status.emit(f"{shown or map_id} is a label map of {self.volume.name} now (shown as a layer): "
+                         "Use as label makes it the label")
 
     def _open(self, place: str | Path) -> None:
         if not self.leave():

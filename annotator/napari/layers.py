@@ -144,7 +144,7 @@ def show_limits(layer, lo: float, hi: float) -> None:
     layer.contrast_limits = (lo, hi)
 
 
-def _placement(layer) -> np.ndarray:
+def placement(layer) -> np.ndarray:
     """4x4 matrix from a layer's array index (z, y, x) to the world: its whole transform
     (scale, translate, rotate and shear, then its affine)."""
     from napari.utils.transforms import Affine
@@ -170,7 +170,7 @@ def layer_volume(layer) -> Volume:
         raise AnnotatorError(f"layer '{layer.name}' holds {data.dtype} values; Annotator needs real numbers")
     elif data.dtype.kind == "f" and not np.isfinite(data).all():
         data = data.copy()  # its NaNs are filled in the volume's copy; the layer keeps its own
-    whole = _placement(layer)
+    whole = placement(layer)
     linear = whole[:3, :3][::-1, ::-1]  # index (x, y, z) -> world (x, y, z), as a Volume holds it
     spacing = np.linalg.norm(linear, axis=0)
     direction = linear / np.where(spacing > 0, spacing, 1)
@@ -188,7 +188,7 @@ def place_like_annotation(layer, volume: Volume) -> bool:
     grid, turned to the patient's axes: :func:`affine`); whether that moved it (a layer
     rotated or flipped by its transform)."""
     shown = affine(volume)
-    if np.allclose(_placement(layer), shown, atol=1e-6):
+    if np.allclose(placement(layer), shown, atol=1e-6):
         return False
     layer.scale, layer.translate, layer.rotate, layer.shear = (1, 1, 1), (0, 0, 0), np.eye(3), (0, 0, 0)
     layer.affine = shown

@@ -134,6 +134,7 @@ class Workspace:
         self._guards: list[weakref.WeakMethod] = []  # the docks' questions before the window closes
         self.shortcuts = bind_keys(viewer, self)
         follow(window, (viewer.layers.events.removed, self._layer_removed),
+               (viewer.layers.events.inserted, self._layer_inserted),
                (viewer.dims.events.ndisplay, self._aim_cursor))
         # the network stack loads once an image is up (not while the window starts: they
         # would compete for the CPU); a window closing first never starts it, or waits for it
@@ -367,6 +368,35 @@ class Workspace:
             if image is not None:  # it comes back as it was shown (its window), not as it first opened
                 self._image_limits = tuple(layer.contrast_limits)
             QTimer.singleShot(0, lambda: self._bring_back(name))
+
+    def _layer_inserted(self, event) -> None:
+        """A label file opened into the viewer another way than the Annotator's own (plugin
+        use: File > Open, which gives a Labels layer) while an image is annotated, on its
+        grid, joins its label maps as a file handed over does: its layer becomes the label
+        map's (Use as label makes it the label). A Labels layer no file gave (napari's new
+        labels layer) stays the person's."""
+        layer = event.value
+        volume = self.session.volume
+        if (self._muted or volume is None or not isinstance(layer, napari.layers.Labels)
+                or layer.metadata.get(L.LABEL_MAP_KEY) or layer.name in L.ANNOTATION_LAYERS
+                or not getattr(layer.source, "path", None) or np.shape(layer.data) != volume.shape
+                or not np.allclose(L.placement(layer), L.affine(volume), atol=1e-4)):
+            return
+
+        def take_over():
+            if self.session.volume is not volume or layer not in self.viewer.layers:
+                return
+            names = {str(n).lower(): int(v) for v, n in zip(layer.features.get("index", []),
+                                                            layer.features.get("name", [])) if int(v) > 0}
+            map_id = layer.name
+            try:
+                self.session.add_label_map(map_id, np.asarray(layer.data), names, Path(layer.source.path).name)
+            except AnnotatorError as exc:  # a value beyond a label's: it stays a layer of its own
+                self.session.warning.emit(str(exc))
+                return
+            self.viewer.layers.remove(layer)  # the label map's layer shows it now
+
+        QTimer.singleShot(0, take_over)  # once napari has finished adding it
 
     def _docks_open(self) -> bool:
         """Whether an Annotator dock is in the window: with all of them closed (plugin

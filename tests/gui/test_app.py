@@ -12,7 +12,7 @@ import pytest
 from qtpy.QtGui import QImage
 
 from annotator.errors import InputError
-from annotator.io import read_volume
+from annotator.io import read_label, read_volume
 from annotator.napari import layers as L
 from paths import DATA, HIPPO
 
@@ -439,6 +439,19 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     dock.buttons["accept"].click()
     qtbot.waitUntil(lambda: ws.idle, timeout=30000)  # saved in the file worker
     assert (tmp_path / "labels" / "final" / "case.nii.gz").exists()
+    # a label file from elsewhere opened by File > Open joins the image's label maps (it was a layer apart)
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(HIPPO / "labels" / "hippocampus_004.nii.gz", tmp_path / "elsewhere" / "case_reviewed.nii.gz")
+    viewer.open(str(tmp_path / "elsewhere" / "case_reviewed.nii.gz"), plugin="annotator3d")
+    qtbot.waitUntil(lambda: "case_reviewed" in ws.label_maps, timeout=30000)
+    assert "case_reviewed" not in viewer.layers and "case_reviewed (label map)" in viewer.layers
+    assert not dock.use_map.isHidden() and dock.label_map.currentData() == "case_reviewed"
+    dock.use_map.click()
+    np.testing.assert_array_equal(ws.label, read_label(tmp_path / "elsewhere" / "case_reviewed.nii.gz", ws.volume))
+    # napari's own new labels layer stays the person's
+    viewer.add_labels(np.zeros(ws.volume.shape, np.uint8), name="mine", affine=L.affine(ws.volume))
+    qtbot.wait(200)
+    assert "mine" in viewer.layers and "mine" not in ws.label_maps
 
 
 def test_a_layer_whose_saved_label_has_values_above_255_is_annotated_without_it(make_napari_viewer, qtbot,
