@@ -334,6 +334,36 @@ def test_label_names_from_a_file_header(tmp_path):
     assert label_names_in(tmp_path / "broken_seg.nii.gz") == {}
 
 
+def test_a_bids_segmentation_is_named_by_its_look_up_table(tmp_path):
+    """A BIDS derivative's discrete segmentation names its values in a ``*_dseg.tsv`` beside
+    it (or one ``dseg.tsv`` for the data set); its image, in the raw data's tree, lists it
+    as its label map, and accepting it keeps the names. A table without the index and name
+    columns names nothing."""
+    from annotator.io.label_names import label_names_in
+
+    anat, derived = tmp_path / "sub-01" / "anat", tmp_path / "derivatives" / "seg" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    derived.mkdir(parents=True)
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", anat / "sub-01_T1w.nii.gz")
+    seg = derived / "sub-01_desc-hippo_dseg.nii.gz"
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", seg)
+    assert label_names_in(seg) == {}
+    (tmp_path / "derivatives" / "seg" / "dseg.tsv").write_text("index\tname\n1\tHippocampus head\n2\tbody and tail\n")
+    assert label_names_in(seg) == {"hippocampus head": 1, "body and tail": 2}  # the data set's table
+    (derived / "sub-01_desc-hippo_dseg.tsv").write_text(
+        "index\tname\tabbreviation\r\n1\tAnterior hippocampus\tAH\r\n2\tPosterior hippocampus\tPH\r\n")
+    assert label_names_in(seg) == {"anterior hippocampus": 1, "posterior hippocampus": 2}  # its own
+    store = LocalDatastore(tmp_path)
+    [record] = store.records()
+    assert record.label_maps == ["derivatives/seg/sub-01/anat/sub-01_desc-hippo_dseg"]
+    volume = store.open_image(record.id)
+    _, names = store.label_map(record.id, record.label_maps[0], volume)
+    assert names == {"anterior hippocampus": 1, "posterior hippocampus": 2}
+    (derived / "sub-01_desc-hippo_dseg.tsv").write_text("value\tlabel\n1\tAH\n")
+    (tmp_path / "derivatives" / "seg" / "dseg.tsv").unlink()
+    assert label_names_in(seg) == {}
+
+
 def test_a_slicer_segmentation_of_overlapping_segments_is_one_label(tmp_path):
     """3D Slicer writes overlapping segments on layers of their own (a 4-D ``.seg.nrrd``,
     a layer per component; it was listed as an image and refused: "2 values per voxel"):

@@ -1,11 +1,12 @@
-"""The names a label map file gives its values, read from its header only (and, for
-NIfTI, written: :func:`add_nifti_label_table`).
+"""The names a label map file gives its values, read from its header (and, for NIfTI,
+written: :func:`add_nifti_label_table`), or from a BIDS look-up table beside it.
 
 - NIfTI: a label table in a header extension, as TotalSegmentator's multilabel output and
   Connectome Workbench write it (``<CaretExtension>`` XML: ``<Label Key="5" ...>liver
   </Label>``);
 - NRRD: 3D Slicer's segmentation fields (``Segment0_Name``, ``Segment0_LabelValue``, ...;
-  segments on another layer than the first overlap it and are left out).
+  segments on several layers numbered as :mod:`annotator.io.slicer_seg` flattens them);
+- any label file: a BIDS derivative's ``*_dseg.tsv`` beside it (columns ``index``, ``name``).
 
 A file that names nothing, or whose table cannot be read, gives no names: names are a
 help, never a reason to refuse a label map.
@@ -21,16 +22,42 @@ MAX_TABLE_BYTES = 4 * 2**20
 
 
 def label_names_in(path: str | os.PathLike) -> dict[str, int]:
-    """Name -> value of the labels ``path`` names (empty when it names none)."""
+    """Name -> value of the labels ``path`` names (empty when it names none): in its
+    header, else in a BIDS look-up table beside it (:func:`_bids_table`)."""
     path = Path(path)
     name = path.name.lower()
     try:
         if name.endswith((".nii", ".nii.gz")):
-            return _nifti_table(path)
-        if name.endswith((".nrrd", ".nhdr")):
-            return _slicer_segments(path)
+            found = _nifti_table(path)
+        elif name.endswith((".nrrd", ".nhdr")):
+            found = _slicer_segments(path)
+        else:
+            found = {}
+        return found or _bids_table(path)
     except (OSError, ValueError, RuntimeError):
         return {}
+
+
+def _bids_table(path: Path) -> dict[str, int]:
+    """The names a BIDS derivative's look-up table gives a discrete segmentation's values:
+    a tab-separated file with the columns ``index`` and ``name``, of the label's own name
+    (``sub-01_desc-aseg_dseg.tsv`` beside ``sub-01_desc-aseg_dseg.nii.gz``), else the nearest
+    ``dseg.tsv`` in its folder or up to three above (one table for a data set's
+    segmentations, at its root above ``sub-01/anat/``)."""
+    from annotator.io.sniff import image_stem
+
+    for table in (path.with_name(image_stem(path) + ".tsv"), *(up / "dseg.tsv" for up in path.parents[:4])):
+        if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
+            continue
+        rows = [line.rstrip("\r").split("\t") for line in table.read_text("utf-8", "replace").splitlines() if line.strip()]
+        header = [c.strip().lower() for c in rows[0]] if rows else []
+        if "index" not in header or "name" not in header:
+            continue
+        at, named = (header.index("index"), header.index("name")), {}
+        for row in rows[1:]:
+            if len(row) > max(at) and row[at[0]].strip().isdigit() and 0 < int(row[at[0]]) < 65536 and row[at[1]].strip():
+                named.setdefault(row[at[1]].strip().lower(), int(row[at[0]]))
+        return named
     return {}
 
 
