@@ -278,11 +278,9 @@ def _window(text: str) -> tuple[float, float]:
 
 
 def _store(place: str):
-    from annotator.datastore import open_datastore
+    from annotator.datastore.factory import open_store
 
-    store, image_id = open_datastore(place)
-    if image_id is not None:
-        raise InputError(f"{place}: an image, not a datastore; give its folder")
+    store = open_store(place)
     for notice in store.notices():
         print(f"annotator: {notice}", file=sys.stderr)
     return store

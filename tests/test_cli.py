@@ -394,3 +394,17 @@ def test_bench_cli_quick(tmp_path):
     found = {r["name"]: r["value"] for r in report["results"]}
     assert found["python_s"] < found["info_s"] and 0 < found["info_peak_mb"] < 1000
     assert {"help_s", "bench_help_s", "info_over_python", "help_peak_mb"} <= set(found)
+
+
+@pytest.mark.parametrize("command", ["status IMAGE", "export IMAGE --out OUT", "plan IMAGE",
+                                     "train --method deepgrow2d --data IMAGE", "bench robot --quick --data IMAGE",
+                                     "bench robot --method graphcut --quick --data IMAGE"])
+def test_a_command_over_a_datastore_given_one_image_says_to_give_its_folder(command, tmp_path):
+    """Every command over a datastore's images refuses an image file in one line, as
+    `status` did (`plan`, the benchmarks and `train` said "no labelled images in" the file,
+    beside a data set's labels)."""
+    places = {"IMAGE": str(IMAGE), "OUT": str(tmp_path / "out")}
+    proc = annotator(*(places.get(word, word) for word in command.split()), check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{IMAGE}: an image, not a datastore; give its folder" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

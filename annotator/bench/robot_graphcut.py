@@ -46,7 +46,7 @@ from annotator.bench import report as rep
 from annotator.bench.options import GRAPHCUT_DATASETS
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.datastore.cases import default_split, labelled_cases, no_labelled_images
-from annotator.datastore.factory import open_datastore
+from annotator.datastore.factory import open_store
 from annotator.engine.graphcut import estimate_sigma, graphcut
 from annotator.engine.interactive import GraphCutParams, segment_clicks, segment_scribbles, smooth_cut
 from annotator.engine.likelihood import fit_intensity_model
@@ -102,7 +102,7 @@ def _ct_organ(name: str) -> bool:
 def _folder_cases(folder: str, split: str, limit: int | None):
     """(case id, volume, {structure: mask}) of a person's folder, one image at a time:
     each label value a structure, named as the folder names it."""
-    store, _ = open_datastore(folder)
+    store = open_store(folder)
     for case, volume, label in labelled_cases(folder, split, limit):
         names = store.names_of(case)
         yield case, volume, {names.get(v, f"label_{v}"): label == v for v in label_values(label)}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from annotator.datastore.base import Version
-from annotator.datastore.factory import open_datastore
+from annotator.datastore.factory import open_store
 from annotator.errors import DatastoreError, InputError
 from annotator.io.volume import Volume
 
@@ -17,7 +17,7 @@ from annotator.io.volume import Volume
 def default_split(place: str | os.PathLike) -> str:
     """``test`` when the store at ``place`` has a test split (a dataset folder's
     ``split.json``), else ``all``: what a benchmark scores by default."""
-    store, _ = open_datastore(place)
+    store = open_store(place)
     try:
         store.training_ids("test")
     except DatastoreError:
@@ -30,7 +30,7 @@ def unlabelled_hint(place: str | os.PathLike) -> str:
     label maps beside its images (a ``case_seg.nii.gz``, TotalSegmentator's masks): they
     are offered, not taken as labels, until one is accepted. Empty where it has none."""
     try:
-        store, _ = open_datastore(place)
+        store = open_store(place)
         mapped = [r for r in store.records() if r.label_maps and Version.FINAL.value not in r.versions]
     except DatastoreError:
         return ""
@@ -54,7 +54,7 @@ def labelled_cases(place: str | os.PathLike, split: str = "all", limit: int | No
     """(id, image, final label) of the store at ``place``, in ``split`` (``train``/``test``
     need a dataset folder's ``split.json``), only those of ``only`` when given, at most
     ``limit`` of them."""
-    store, _ = open_datastore(place)
+    store = open_store(place)
     wanted = None if only is None else set(only)
     ids = [i for i in store.training_ids(split) if wanted is None or i in wanted]
     for image_id in ids[:limit]:

@@ -42,6 +42,16 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     return store, store.id_of(named)
 
 
+def open_store(place: str | os.PathLike) -> Datastore:
+    """The datastore at ``place``, a folder or a server, for work over its images (status,
+    export, training, benchmarks); an image file or a series names one image, and is
+    refused saying so."""
+    store, image_id = open_datastore(place)
+    if image_id is not None:
+        raise DatastoreError(f"{place}: an image, not a datastore; give its folder")
+    return store
+
+
 def server_url(url: str, user: str = "") -> str:
     """How a server is named as a place: ``https://user@host/dicom-web`` for basic
     authentication, the plain URL otherwise (no secret is ever part of it). A user name

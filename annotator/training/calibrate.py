@@ -119,7 +119,7 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
     answers in its place where the bundled one did. Returns what was chosen, as a
     sentence; "" when too few cases choose nothing (nothing written). ``progress(text,
     fraction)`` hears each case."""
-    from annotator.datastore.factory import open_datastore
+    from annotator.datastore.factory import open_store
     from annotator.engine.device import choose_device
     from annotator.models import ModelRegistry, load_checkpoint
     from annotator.models.checkpoint import save_card
@@ -135,7 +135,7 @@ def calibrate_installed(name: str, data: str | os.PathLike | None = None, progre
         if place is None or not Path(place).exists():
             raise InputError(f"model '{name}': its training images are not found here "
                              f"({place or 'the sidecar names none'}); give the labelled images to calibrate it on")
-    store, _ = open_datastore(place)
+    store = open_store(place)
     labelled, wanted = store.training_ids(), set(only or [])
     named = [i for i in labelled if i in wanted]  # none here: another data set, all of it
     ids = named or labelled

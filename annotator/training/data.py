@@ -17,7 +17,8 @@ from monai.data import CacheDataset
 from dataclasses import dataclass
 from functools import lru_cache
 
-from annotator.datastore import Datastore, open_datastore
+from annotator.datastore import Datastore
+from annotator.datastore.factory import open_store
 from annotator.datastore.cases import unlabelled_hint
 from annotator.engine.prepare import prepare_image, prepare_label
 from annotator.errors import InputError
@@ -36,7 +37,7 @@ class Case:
 @lru_cache(maxsize=8)
 def store_at(place: str) -> Datastore:
     """The datastore at ``place`` (opened once per process)."""
-    return open_datastore(place)[0]
+    return open_store(place)
 
 
 def gather(config: TrainConfig) -> list[Case]:

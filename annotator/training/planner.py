@@ -154,10 +154,10 @@ def plan_cases(cases: list[tuple], total: int, machine: Machine | None = None) -
 
 def plan(places: list[str], split: str = "all", machine: Machine | None = None) -> Plan:
     """The plan for training on the labelled images of the datastores at ``places``."""
-    from annotator.datastore import open_datastore
     from annotator.datastore.cases import no_labelled_images
+    from annotator.datastore.factory import open_store
 
-    cases = [(store, i) for store in (open_datastore(p)[0] for p in places) for i in store.training_ids(split)]
+    cases = [(store, i) for store in (open_store(p) for p in places) for i in store.training_ids(split)]
     if not cases:
         raise no_labelled_images(places, "to plan training from")
     picks = sorted({int(round(k)) for k in np.linspace(0, len(cases) - 1, min(SAMPLE, len(cases)))})
