@@ -564,7 +564,10 @@ def cmd_dicomweb_pull_seg(args) -> int:
         raise InputError(f"{args.seg_uid} is a {ds.get('Modality', 'non-SEG')} instance, not a segmentation")
     source_series = str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
     volume = read_volume(_cached_series(server, source_series))
+    said = len(volume.warnings)
     label, names = seg_to_label(ds, volume)
+    for warning in volume.warnings[said:]:  # segments that overlap
+        print(f"annotator: warning: {warning}", file=sys.stderr)
     save_label(args.out, label, volume, names)
     print(f"{args.seg_uid}: " + ", ".join(f"{v} {n}" for v, n in names.items()) + f" -> {args.out}")
     return 0

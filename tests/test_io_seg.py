@@ -202,3 +202,25 @@ def test_a_fractional_seg_reads_as_the_segment_most_likely_at_each_voxel(ct):
     expected = np.where(stored.max(axis=-1) >= 0.5, stored.argmax(axis=-1) + 1, 0)
     np.testing.assert_array_equal(label, expected)
     assert names == {1: "liver", 2: "spleen"} and {0, 1, 2} == set(np.unique(label).tolist())
+
+
+def test_segments_that_overlap_keep_the_smaller_and_say_so():
+    """A SEG whose segments overlap (dcmqi's partial_overlaps.dcm): where two do, the smaller
+    segment is the label (it was the higher-numbered one, silently), and a warning on the
+    image names the pairs."""
+    import highdicom as hd
+
+    volume = read_volume(CT / "ct-3slice")
+    seg = hd.seg.segread(CT / "partial_overlaps.dcm")
+    masks = seg.get_pixels_by_source_instance(source_sop_instance_uids=list(volume.source.sop_uids),
+                                              combine_segments=False, skip_overlap_checks=True,
+                                              ignore_spatial_locations=True)
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    label, names = seg_to_label(seg, volume)
+    expected = np.zeros(volume.shape, np.uint8)
+    for i in sorted(range(len(numbers)), key=lambda i: -int(masks[..., i].sum())):
+        expected[masks[..., i] > 0] = numbers[i]  # each segment keeps its number here: all are free values
+    np.testing.assert_array_equal(label, expected)
+    assert (np.sum(masks > 0, axis=-1) > 1).any()  # they do overlap
+    [said] = [w for w in volume.warnings if "segments overlap" in w]
+    assert "GREEN over ORANGE in 2,989 voxels" in said and "the smaller is kept" in said

@@ -395,7 +395,7 @@ def test_a_slicer_segmentation_of_overlapping_segments_is_one_label(tmp_path):
     expected[layers[..., 1] == 1] = 3
     np.testing.assert_array_equal(label, expected)
     assert names == {"liver": 1, "kidney": 2, "tumour": 3}
-    assert any("Liver and tumour overlap in 500 voxels" in w and "tumour, the smaller, is kept" in w
+    assert any("segments overlap (tumour over Liver in 500 voxels)" in w and "the smaller is kept" in w
                for w in volume.warnings), volume.warnings
 
 

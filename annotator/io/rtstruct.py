@@ -4,10 +4,10 @@ many public collections keep their segmentations in.
 A structure set names its structures (ROIs) and outlines each on the slices of a
 series: closed planar polygons in patient coordinates. Each polygon is filled on the
 slice it lies on (a voxel is inside when its centre is); polygons of one structure on
-one slice fill by the even-odd rule, so an outline inside another is a hole. The
-structures are painted largest first, so that one inside another (an organ inside the
-body outline) stays visible. Points, open polylines and polygons that do not lie on one
-of the image's slices are left out, and said.
+one slice fill by the even-odd rule, so an outline inside another is a hole. Where
+structures overlap the smaller is kept, so that one inside another (an organ inside the
+body outline) stays visible (:mod:`annotator.io.overlaps`). Points, open polylines and
+polygons that do not lie on one of the image's slices are left out; both are said.
 
 A label is written as a structure set too (:func:`series_rtstruct`, for the planning
 systems that read contours and not SEGs): each label value a structure, each connected
@@ -22,6 +22,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from annotator.errors import InputError
+from annotator.io.overlaps import Part, one_label
 from annotator.io.volume import Volume
 
 #: how far (in slices) a polygon may lie from the slice it is drawn on
@@ -126,16 +127,16 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
             slices = masks.setdefault(number, {})
             slices[k] = slices.get(k, False) ^ _fill(index[:, :2], (rows, columns))
     sizes = {n: sum(int(m.sum()) for m in slices.values()) for n, slices in masks.items()}
-    painted = [n for n in sorted(sizes, key=lambda n: -sizes[n]) if sizes[n]]  # the largest first: the others on top
+    painted = [n for n in sorted(sizes, key=lambda n: -sizes[n]) if sizes[n]]
     if not painted:
         raise InputError(f"the structure set {ds.get('SOPInstanceUID', '')}: none of its contours lies on the slices "
                          f"of {volume.name}")
     values = segment_values({n: names.get(n, f"structure {n}") for n in painted}, {}, known or {})
-    label = np.zeros(volume.shape, np.uint8)
-    for number in painted:
-        for k, inside in masks[number].items():
-            label[k][inside] = values[number]
-    left_out = []
+    plane = rows * columns
+    parts = [Part(values[n], names.get(n, f"structure {n}"),
+                  np.concatenate([np.flatnonzero(inside) + k * plane for k, inside in masks[n].items()]))
+             for n in painted]
+    label, left_out = one_label(volume.shape, parts, f"the structure set {ds.get('SOPInstanceUID', '')}")
     if off:
         left_out.append(f"{off} contour(s) left out: not on a slice of {volume.name}")
     if other:

@@ -29,6 +29,7 @@ import numpy as np
 
 import annotator
 from annotator.errors import InputError
+from annotator.io.overlaps import Part, one_label
 from annotator.io.sniff import looks_like_dicom
 from annotator.io.volume import Volume, label_values
 
@@ -193,7 +194,8 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     ``source.sop_uids`` are the slices in order, and for a multi-frame image its
     ``source.frames``), and the segment names by value. Of a FRACTIONAL SEG (a model's
     probabilities), each voxel is in the segment of the highest fraction there, if that
-    is at least :data:`FRACTION`.
+    is at least :data:`FRACTION`; where the segments of a BINARY one overlap, the smaller
+    is kept, and that goes to ``volume.warnings`` (:mod:`annotator.io.overlaps`).
 
     Each segment gets the label value its Segment Description records (SEGs written
     here), else the value its name has in ``known`` (name -> value, lower-case names:
@@ -210,7 +212,6 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     if not referenced_instances(seg) & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
-    kind = np.uint8 if max([*numbers, 0]) < 256 else np.uint16
 
     def pixels(**options) -> np.ndarray:
         options.update(skip_overlap_checks=True, ignore_spatial_locations=True)
@@ -220,14 +221,6 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
                                                   assert_missing_frames_are_empty=True, **options)
         return seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **options)
 
-    if str(seg.get("SegmentationType", "")) == "FRACTIONAL":  # probabilities: a segment at a time
-        segments, best = np.zeros(volume.shape, kind), np.full(volume.shape, FRACTION, np.float32)
-        for number in numbers:  # each voxel: the segment most likely there, where that is at least even odds
-            fraction = pixels(segment_numbers=[number], combine_segments=False, dtype=np.float32)[..., 0]
-            more = (fraction > best) | ((fraction == best) & (segments == 0))  # a tie: the first segment
-            segments[more], best[more] = number, fraction[more]
-    else:
-        segments = pixels(segment_numbers=numbers, combine_segments=True, relabel=False, dtype=kind)
     names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
     recorded = {}
     for item in seg.SegmentSequence:
@@ -235,10 +228,18 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
         if found and 0 < int(found.group(1)) < 256:
             recorded[int(item.SegmentNumber)] = int(found.group(1))
     target = segment_values(names, recorded, known or {})
-    lut = np.zeros(max([*numbers, 0]) + 1, np.uint8)
-    for number, value in target.items():
-        lut[number] = value
-    return lut[np.asarray(segments, kind)], {target[number]: name for number, name in names.items()}
+    if str(seg.get("SegmentationType", "")) != "FRACTIONAL":  # segments that may overlap: the smaller kept there
+        parts = [Part(target[n], names[n], np.flatnonzero(pixels(segment_numbers=[n], combine_segments=False,
+                                                                 dtype=np.uint8)[..., 0])) for n in numbers]
+        label, said = one_label(volume.shape, parts, f"the SEG {seg.SOPInstanceUID}")
+        volume.warnings.extend(said)
+        return label.astype(np.uint8, copy=False), {target[n]: name for n, name in names.items()}
+    segments, best = np.zeros(volume.shape, np.uint8), np.full(volume.shape, FRACTION, np.float32)
+    for number in numbers:  # probabilities: each voxel the segment most likely there, where that is at least even odds
+        fraction = pixels(segment_numbers=[number], combine_segments=False, dtype=np.float32)[..., 0]
+        more = (fraction > best) | ((fraction == best) & (segments == 0))  # a tie: the first segment
+        segments[more], best[more] = target[number], fraction[more]
+    return segments, {target[n]: name for n, name in names.items()}
 
 
 def referenced_instances(seg) -> set[str]:

@@ -6,8 +6,7 @@ puts a segment that overlaps another on a layer of its own: the file is then 4-D
 3-D layer per component, and two segments on different layers may share a value. A label
 here holds one structure per voxel, so the layers become one label: the first layer's
 segments keep their values, the others take the next free ones, and where segments
-overlap the smaller one is kept (a lesion drawn inside its organ stays, the organ around
-it), which the reader is told.
+overlap the smaller one is kept (:mod:`annotator.io.overlaps`).
 """
 
 from __future__ import annotations
@@ -66,19 +65,11 @@ def names(fields: dict[str, str], layers: int) -> dict[str, int]:
 
 def flatten(layers: np.ndarray, fields: dict[str, str], where: str) -> tuple[np.ndarray, list[str]]:
     """(one label, what was said about overlaps) of ``layers`` (z, y, x, layer), the voxels
-    of a layered segmentation whose header fields are ``fields``."""
+    of a layered segmentation whose header fields are ``fields``
+    (:func:`annotator.io.overlaps.one_label`)."""
+    from annotator.io.overlaps import Part, one_label
+
     found = [s for s in segments(fields) if s.layer < layers.shape[-1]]
     values = flat_values(found)
-    masks = [(s, layers[..., s.layer] == s.value) for s in found]
-    masks.sort(key=lambda item: -int(np.count_nonzero(item[1])))  # the largest first: the smaller painted over it
-    top = max(values.values(), default=0)
-    label = np.zeros(layers.shape[:-1], np.uint8 if top <= 255 else np.uint16)
-    said = []
-    for s, mask in masks:
-        under = label[mask]
-        for value in np.unique(under[under > 0]):
-            other = next(o.name for o in found if values[(o.layer, o.value)] == value)
-            said.append(f"{where}: segments {other} and {s.name} overlap in {np.count_nonzero(under == value):,} "
-                        f"voxels; a label holds one structure per voxel: {s.name}, the smaller, is kept there")
-        label[mask] = values[(s.layer, s.value)]
-    return label, said
+    parts = [Part(values[(s.layer, s.value)], s.name, np.flatnonzero(layers[..., s.layer] == s.value)) for s in found]
+    return one_label(layers.shape[:-1], parts, where)

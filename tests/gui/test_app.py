@@ -887,7 +887,7 @@ def test_a_label_file_handed_over_joins_the_open_images_label_maps(make_napari_v
     qtbot.waitUntil(lambda: "case_layers.seg" in ws.label_maps and not ws.files.busy, timeout=30000)
     assert ws.label_map_names["case_layers.seg"] == {"anterior": 1, "hippocampus": 2}
     np.testing.assert_array_equal(ws.label_maps["case_layers.seg"], np.where(truth == 1, 1, np.where(truth > 0, 2, 0)))
-    assert any("segments hippocampus and anterior overlap" in w for w in said), said
+    assert any("segments overlap (anterior over hippocampus" in w for w in said), said
     # a DICOM SEG of the open series
     ws.open(DATA / "dcmqi_ct3slice_seg" / "ct-3slice")
     qtbot.waitUntil(lambda: ws.volume is not None and ws.volume is not volume and ws.idle
