@@ -214,7 +214,8 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
 
     def pixels(**options) -> np.ndarray:
-        options.update(skip_overlap_checks=True, ignore_spatial_locations=True)
+        options.setdefault("skip_overlap_checks", True)
+        options.update(ignore_spatial_locations=True)
         if volume.source.frames:  # slices of one multi-frame image
             return seg.get_pixels_by_source_frame(source_sop_instance_uid=uids[0],
                                                   source_frame_numbers=list(volume.source.frames),
@@ -228,18 +229,30 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
         if found and 0 < int(found.group(1)) < 256:
             recorded[int(item.SegmentNumber)] = int(found.group(1))
     target = segment_values(names, recorded, known or {})
-    if str(seg.get("SegmentationType", "")) != "FRACTIONAL":  # segments that may overlap: the smaller kept there
-        parts = [Part(target[n], names[n], np.flatnonzero(pixels(segment_numbers=[n], combine_segments=False,
-                                                                 dtype=np.uint8)[..., 0])) for n in numbers]
-        label, said = one_label(volume.shape, parts, f"the SEG {seg.SOPInstanceUID}")
-        volume.warnings.extend(said)
-        return label.astype(np.uint8, copy=False), {target[n]: name for n, name in names.items()}
+    named = {target[n]: name for n, name in names.items()}
+    if str(seg.get("SegmentationType", "")) != "FRACTIONAL":
+        try:  # segments that do not overlap (the common case): all at once
+            segments = pixels(segment_numbers=numbers, combine_segments=True, relabel=False,
+                              skip_overlap_checks=False, dtype=np.uint16)
+        except RuntimeError as exc:  # they overlap: one at a time, the smaller kept where two do
+            if "overlap" not in str(exc):
+                raise
+            seg = hd.seg.Segmentation.from_dataset(seg, copy=True)  # the failed query left its frame index locked
+            parts = [Part(target[n], names[n], np.flatnonzero(pixels(segment_numbers=[n], combine_segments=False,
+                                                                     dtype=np.uint8)[..., 0])) for n in numbers]
+            label, said = one_label(volume.shape, parts, f"the SEG {seg.SOPInstanceUID}")
+            volume.warnings.extend(said)
+            return label.astype(np.uint8, copy=False), named
+        lut = np.zeros(max([*numbers, 0]) + 1, np.uint8)
+        for number, value in target.items():
+            lut[number] = value
+        return lut[segments], named
     segments, best = np.zeros(volume.shape, np.uint8), np.full(volume.shape, FRACTION, np.float32)
     for number in numbers:  # probabilities: each voxel the segment most likely there, where that is at least even odds
         fraction = pixels(segment_numbers=[number], combine_segments=False, dtype=np.float32)[..., 0]
         more = (fraction > best) | ((fraction == best) & (segments == 0))  # a tie: the first segment
         segments[more], best[more] = target[number], fraction[more]
-    return segments, {target[n]: name for n, name in names.items()}
+    return segments, named
 
 
 def referenced_instances(seg) -> set[str]:
