@@ -131,7 +131,9 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
             segmented_property_category=category, segmented_property_type=kind, **kwargs)
         description.SegmentDescription = _VALUE_LINE.format(value)
         descriptions.append(description)
-    masks = np.stack([label == v for v in values], axis=-1).astype(np.uint8)
+    numbered = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
+    numbered[values] = np.arange(1, len(values) + 1)
+    masks = numbered[label]  # each voxel its segment's number: highdicom's label-map input, one byte a voxel
     with warnings.catch_warnings():  # about the sources' patient names, which are not ours to change
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
         seg = hd.seg.Segmentation(
