@@ -364,6 +364,23 @@ def test_a_bids_segmentation_is_named_by_its_look_up_table(tmp_path):
     assert label_names_in(seg) == {}
 
 
+def test_a_prediction_is_named_by_the_dataset_json_beside_it(tmp_path):
+    """nnU-Net writes its task's ``dataset.json`` beside its predictions: a prediction
+    handed over from that folder is named by it (names to values, or the Decathlon's
+    values to names); a broken one names nothing."""
+    from annotator.io.label_names import label_names_in
+
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", tmp_path / "hippocampus_001.nii.gz")
+    assert label_names_in(tmp_path / "hippocampus_001.nii.gz") == {}
+    (tmp_path / "dataset.json").write_text(json.dumps(
+        {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "Anterior": 1, "Posterior": 2}}))
+    assert label_names_in(tmp_path / "hippocampus_001.nii.gz") == {"anterior": 1, "posterior": 2}
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "head", "2": "tail"}}))
+    assert label_names_in(tmp_path / "hippocampus_001.nii.gz") == {"head": 1, "tail": 2}
+    (tmp_path / "dataset.json").write_text('{"labels": [1, 2]}')
+    assert label_names_in(tmp_path / "hippocampus_001.nii.gz") == {}
+
+
 def test_a_slicer_segmentation_of_overlapping_segments_is_one_label(tmp_path):
     """3D Slicer writes overlapping segments on layers of their own (a 4-D ``.seg.nrrd``,
     a layer per component; it was listed as an image and refused: "2 values per voxel"):

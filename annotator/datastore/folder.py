@@ -25,6 +25,7 @@ from annotator.datastore.dicom_folders import split_series
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.places import Kind, classify, find_images
 from annotator.errors import AnnotatorError, DatastoreError
+from annotator.io.label_names import names_by_value
 from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
@@ -38,16 +39,6 @@ def fallback_labels_dir(folder: Path) -> Path:
 
 def _writable_dir(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
-
-
-def _names_by_value(labels: dict) -> dict[str, int]:
-    """Label name -> value from a ``"labels"`` entry that maps values to names (the
-    Decathlon's ``{"1": "liver"}``) or names to values (nnU-Net's ``{"liver": 1}``; a
-    region of several values, ``{"tumour": [1, 2]}``, names none of them)."""
-    if all(str(key).strip().isdigit() for key in labels):
-        return {str(name).lower(): int(value) for value, name in labels.items() if 0 < int(value) < 256}
-    return {str(name).lower(): int(value) for name, value in labels.items()
-            if not isinstance(value, (list, tuple)) and 0 < int(value) < 256}
 
 
 #: what an empty folder is told: what counts as an image here
@@ -343,7 +334,7 @@ class LocalDatastore(Datastore):
                 if name == "dataset.json" and labels is None:
                     continue  # a dataset.json of another kind
                 try:
-                    return _names_by_value(labels)
+                    return names_by_value(labels)
                 except (AttributeError, TypeError, ValueError) as exc:
                     raise DatastoreError(f'{path}: "labels" must map values to names, e.g. {{"1": "liver"}}, or '
                                          f'names to values, e.g. {{"liver": 1}} ({exc}); its label names are not used'

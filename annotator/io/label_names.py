@@ -1,12 +1,13 @@
 """The names a label map file gives its values, read from its header (and, for NIfTI,
-written: :func:`add_nifti_label_table`), or from a BIDS look-up table beside it.
+written: :func:`add_nifti_label_table`), or from a table beside it.
 
 - NIfTI: a label table in a header extension, as TotalSegmentator's multilabel output and
   Connectome Workbench write it (``<CaretExtension>`` XML: ``<Label Key="5" ...>liver
   </Label>``);
 - NRRD: 3D Slicer's segmentation fields (``Segment0_Name``, ``Segment0_LabelValue``, ...;
   segments on several layers numbered as :mod:`annotator.io.slicer_seg` flattens them);
-- any label file: a BIDS derivative's ``*_dseg.tsv`` beside it (columns ``index``, ``name``).
+- any label file: a BIDS derivative's ``*_dseg.tsv`` beside it (columns ``index``, ``name``),
+  else a ``labels.json`` or ``dataset.json`` in its folder (nnU-Net's predictions).
 
 A file that names nothing, or whose table cannot be read, gives no names: names are a
 help, never a reason to refuse a label map.
@@ -33,9 +34,38 @@ def label_names_in(path: str | os.PathLike) -> dict[str, int]:
             found = _slicer_segments(path)
         else:
             found = {}
-        return found or _bids_table(path)
+        return found or _bids_table(path) or _json_table(path)
     except (OSError, ValueError, RuntimeError):
         return {}
+
+
+def names_by_value(labels: dict) -> dict[str, int]:
+    """Label name -> value from a ``"labels"`` entry that maps values to names (the
+    Decathlon's ``{"1": "liver"}``) or names to values (nnU-Net's ``{"liver": 1}``; a
+    region of several values, ``{"tumour": [1, 2]}``, names none of them). Raises
+    ``AttributeError``, ``TypeError`` or ``ValueError`` for an entry of neither kind."""
+    if all(str(key).strip().isdigit() for key in labels):
+        return {str(name).lower(): int(value) for value, name in labels.items() if 0 < int(value) < 256}
+    return {str(name).lower(): int(value) for name, value in labels.items()
+            if not isinstance(value, (list, tuple)) and 0 < int(value) < 256}
+
+
+def _json_table(path: Path) -> dict[str, int]:
+    """The names a ``labels.json`` or ``dataset.json`` in the label's own folder gives (the
+    ``dataset.json`` nnU-Net writes beside its predictions); nothing from one that cannot
+    be read."""
+    import json
+
+    for name in ("labels.json", "dataset.json"):
+        table = path.parent / name
+        if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
+            continue
+        try:
+            labels = json.loads(table.read_text("utf-8")).get("labels")
+            return names_by_value(labels) if labels else {}
+        except (AttributeError, TypeError, ValueError):
+            return {}
+    return {}
 
 
 def _bids_table(path: Path) -> dict[str, int]:
