@@ -224,3 +224,30 @@ def test_segments_that_overlap_keep_the_smaller_and_say_so():
     assert (np.sum(masks > 0, axis=-1) > 1).any()  # they do overlap
     [said] = [w for w in volume.warnings if "segments overlap" in w]
     assert "GREEN over ORANGE in 2,989 voxels" in said and "the smaller is kept" in said
+
+
+def test_a_label_map_seg_reads_as_its_label(ct):
+    """A LABELMAP SEG (the Label Map Segmentation storage class, one frame a slice, its
+    values the segment numbers, a segment 0 for the background: highdicom writes them) reads
+    as the label it holds (it was refused: 'Segment numbers array contains invalid values')."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    volume, sources = ct
+    label = np.zeros(volume.shape, np.uint8)
+    label[:, 100:200, 100:200], label[:, 250:300, 250:300] = 1, 2
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=number, segment_label=name, segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for number, name, kind in ((1, "Liver", codes.SCT.Liver), (2, "Spleen", codes.SCT.Spleen))]
+    seg = hd.seg.Segmentation(
+        source_images=sorted_sources(sources), pixel_array=label,
+        segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP, segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="elsewhere", manufacturer_model_name="a model", software_versions="1",
+        device_serial_number="1", specific_character_set="ISO_IR 192")
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    back, names = seg_to_label(pydicom.dcmread(io.BytesIO(buffer.getvalue())), volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "Liver", 2: "Spleen"}

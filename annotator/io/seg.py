@@ -213,7 +213,7 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
         raise InputError(f"{volume.name}: not read from DICOM slices, so a SEG cannot be placed on it")
     if not referenced_instances(seg) & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
-    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence if int(d.SegmentNumber) > 0]  # 0: a LABELMAP's background
 
     def pixels(**options) -> np.ndarray:
         options.setdefault("skip_overlap_checks", True)
@@ -224,11 +224,11 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
                                                   assert_missing_frames_are_empty=True, **options)
         return seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **options)
 
-    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
+    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence if int(d.SegmentNumber) > 0}
     recorded = {}
     for item in seg.SegmentSequence:
         found = _VALUE_PATTERN.match(str(item.get("SegmentDescription", "")).strip())
-        if found and 0 < int(found.group(1)) < 256:
+        if found and 0 < int(found.group(1)) < 256 and int(item.SegmentNumber) in names:
             recorded[int(item.SegmentNumber)] = int(found.group(1))
     target = segment_values(names, recorded, known or {})
     named = {target[n]: name for n, name in names.items()}
