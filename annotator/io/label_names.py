@@ -24,7 +24,8 @@ MAX_TABLE_BYTES = 4 * 2**20
 
 def label_names_in(path: str | os.PathLike) -> dict[str, int]:
     """Name -> value of the labels ``path`` names (empty when it names none): in its
-    header, else in a BIDS look-up table beside it (:func:`_bids_table`)."""
+    header, else in a BIDS look-up table beside it (:func:`_bids_table`), else in the
+    ``labels.json`` or ``dataset.json`` of its folder (:func:`_json_table`)."""
     path = Path(path)
     name = path.name.lower()
     try:
@@ -79,14 +80,15 @@ def _bids_table(path: Path) -> dict[str, int]:
     for table in (path.with_name(image_stem(path) + ".tsv"), *(up / "dseg.tsv" for up in path.parents[:4])):
         if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
             continue
-        rows = [line.rstrip("\r").split("\t") for line in table.read_text("utf-8", "replace").splitlines() if line.strip()]
-        header = [c.strip().lower() for c in rows[0]] if rows else []
+        lines = table.read_text("utf-8", "replace").splitlines()
+        rows = [[cell.strip() for cell in line.split("\t")] for line in lines if line.strip()]
+        header = [cell.lower() for cell in rows[0]] if rows else []
         if "index" not in header or "name" not in header:
             continue
-        at, named = (header.index("index"), header.index("name")), {}
+        index, name, named = header.index("index"), header.index("name"), {}
         for row in rows[1:]:
-            if len(row) > max(at) and row[at[0]].strip().isdigit() and 0 < int(row[at[0]]) < 65536 and row[at[1]].strip():
-                named.setdefault(row[at[1]].strip().lower(), int(row[at[0]]))
+            if len(row) > max(index, name) and row[index].isdigit() and 0 < int(row[index]) < 65536 and row[name]:
+                named.setdefault(row[name].lower(), int(row[index]))
         return named
     return {}
 

@@ -213,7 +213,8 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
         raise InputError(f"{volume.name}: not read from DICOM slices, so a SEG cannot be placed on it")
     if not referenced_instances(seg) & set(uids):
         raise InputError(f"the SEG {seg.SOPInstanceUID} refers to another series than {volume.name}")
-    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence if int(d.SegmentNumber) > 0]  # 0: a LABELMAP's background
+    # segment 0 of a LABELMAP SEG is its background
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence if int(d.SegmentNumber) > 0]
 
     def pixels(**options) -> np.ndarray:
         options.setdefault("skip_overlap_checks", True)
