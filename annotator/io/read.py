@@ -1,4 +1,5 @@
-"""Open any supported image (NIfTI, NRRD, MHA/MHD, FreeSurfer MGZ/MGH, DICOM series folder, DICOM file) as a Volume."""
+"""Open any supported image (NIfTI, NRRD, MHA/MHD, FreeSurfer MGZ/MGH, DICOM series folder,
+DICOM file) as a Volume."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
-from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io import mgh
-from annotator.io.mgh import is_mgh
+from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
 from annotator.io.volume import Source, Volume, intensity_sample, volume_from_sitk
 
@@ -95,7 +95,7 @@ def read_information(path: str | os.PathLike):
     """The header of an image file, as SimpleITK's ``ImageFileReader`` tells it after
     ``ReadImageInformation`` (an MGH file's through :mod:`annotator.io.mgh`); RuntimeError
     when it cannot be read."""
-    if is_mgh(path):
+    if mgh.is_mgh(path):
         return mgh.information(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -170,7 +170,7 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
     else:
         if path.suffix.lower() in (".nhdr", ".mhd"):
             _check_detached_data(path)
-        if not is_mgh(path):
+        if not mgh.is_mgh(path):
             _check_text_header(path)
         _check_size(path)
     with quiet_c_stderr() as noise:
@@ -184,7 +184,7 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
 def read_image_file(path: str | os.PathLike) -> sitk.Image:
     """An image file as SimpleITK reads it, or an MGH file (:mod:`annotator.io.mgh`), with
     no checks (RuntimeError when it cannot be read)."""
-    return mgh.read_mgh(path) if is_mgh(path) else sitk.ReadImage(str(path))
+    return mgh.read_mgh(path) if mgh.is_mgh(path) else sitk.ReadImage(str(path))
 
 
 def check_scalar_3d(image: sitk.Image, where: str) -> None:

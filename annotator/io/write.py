@@ -19,7 +19,8 @@ from annotator.io.read import as_label_array
 from annotator.io.volume import Volume
 
 
-def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names: dict[int, str] | None = None) -> Path:
+def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume,
+                names: dict[int, str] | None = None) -> Path:
     """Write ``label`` (array shaped like ``image.array``) with ``image``'s geometry, its
     values named by ``names`` (value -> name) in a label table in the header, as
     TotalSegmentator writes one (:func:`annotator.io.label_names.add_nifti_label_table`).
