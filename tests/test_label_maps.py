@@ -9,11 +9,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from annotator.annotation import AnnotationSession
 from annotator.datastore import LocalDatastore
 from annotator.datastore.label_maps import link, split
+from annotator.errors import GeometryError
 from paths import DATA, HIPPO
 
 TOTALSEG = DATA / "totalsegmentator_example"
@@ -332,6 +334,57 @@ def test_label_names_from_a_file_header(tmp_path):
     broken.header.extensions.append(nib.nifti1.Nifti1Extension(0, b"<CaretExtension><LabelTable><Label Key="))
     nib.save(broken, tmp_path / "broken_seg.nii.gz")
     assert label_names_in(tmp_path / "broken_seg.nii.gz") == {}
+
+
+def test_a_segmentation_saved_cropped_to_its_segments_is_its_images_label_map(tmp_path):
+    """3D Slicer can save a segmentation cropped to its segments' extent (its "Crop to
+    minimum extent"; and one that has no reference image always), or grown past the image
+    to keep segments that reach beyond it: on the image's voxels but not its size. It is
+    the image's label map, put in its place (flipped and with its axes in another order
+    too); what lies outside the image is left out and said. A label shifted by part of a
+    voxel is not on the image's grid and is linked to nothing (it was refused either way:
+    "label has 65x62x30 voxels but the image has ...")."""
+    from annotator.io import read_label, read_volume
+
+    source, folder, other = DATA / "totalsegmentator_example", tmp_path / "store", tmp_path / "other"
+    folder.mkdir()
+    other.mkdir()
+    shutil.copy(source / "example_ct_sm.nii.gz", folder / "ct.nii.gz")
+    full = sitk.ReadImage(str(source / "example_seg.nii.gz"))
+    liver = sitk.Cast(sitk.BinaryThreshold(full, 5, 5, 1, 0), sitk.sitkUInt8)
+    truth = sitk.GetArrayFromImage(liver)
+    z, y, x = (np.flatnonzero(np.any(truth, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    cropped = liver[int(x[0]):int(x[-1]) + 1, int(y[0]):int(y[-1]) + 1, int(z[0]):int(z[-1]) + 1]
+    assert cropped.GetSize() != liver.GetSize()
+    for key, value in {"Segment0_Name": "liver", "Segment0_LabelValue": "1", "Segment0_Layer": "0"}.items():
+        cropped.SetMetaData(key, value)
+    sitk.WriteImage(cropped, str(folder / "Segmentation.seg.nrrd"))  # Slicer's own name: no word of the image's
+    store = LocalDatastore(folder)
+    [record] = store.records()
+    assert record.label_maps == ["Segmentation.seg"]
+    volume = store.open_image("ct")
+    label, names = store.label_map("ct", "Segmentation.seg", volume)
+    np.testing.assert_array_equal(label, truth)
+    assert names == {"liver": 1}
+    image = read_volume(folder / "ct.nii.gz")
+    turned = sitk.PermuteAxes(sitk.Flip(cropped, [True, False, True]), [2, 0, 1])
+    turned.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    sitk.WriteImage(turned, str(other / "t.seg.nrrd"))
+    np.testing.assert_array_equal(read_label(other / "t.seg.nrrd", image), truth)
+    grown = sitk.ConstantPad(liver, [4, 0, 2], [0, 3, 1], 0)
+    grown[0, 0, 0] = 1  # a voxel beyond the image
+    grown.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    sitk.WriteImage(grown, str(other / "grown.nrrd"))
+    np.testing.assert_array_equal(read_label(other / "grown.nrrd", image), truth)
+    assert image.warnings[-1] == "grown.nrrd: 1 labelled voxels lie outside ct and are left out"
+    sitk.WriteImage(cropped[:, :, :], str(other / "plain.nii.gz"))  # no Slicer segmentation: a label of another size
+    with pytest.raises(GeometryError, match="label has 65x62x30 .* voxels but the image has 122x101x30"):
+        read_label(other / "plain.nii.gz", image)
+    shifted = sitk.Image(cropped)
+    shifted.SetOrigin(tuple(np.add(cropped.GetOrigin(), (0.4 * cropped.GetSpacing()[0], 0, 0))))
+    (folder / "Segmentation.seg.nrrd").unlink()
+    sitk.WriteImage(shifted, str(folder / "Segmentation.seg.nrrd"))
+    assert [r.label_maps for r in LocalDatastore(folder).records()] == [[]]
 
 
 def test_a_bids_segmentation_is_named_by_its_look_up_table(tmp_path):

@@ -32,6 +32,8 @@ import numpy as np
 
 from annotator.io.read import quiet_c_stderr, read_image_file, read_information
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
+from annotator.io.slicer_seg import is_segmentation
+from annotator.io.volume import lattice_map
 
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "labelmaps",
                "mask", "masks", "gt", "groundtruth", "annotation", "annotations",
@@ -190,9 +192,8 @@ def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[
 
 
 def _geometry(path: Path, series: str | None = None) -> tuple | None:
-    """The grid of points an image's voxels lie on, however they are stored (rows flipped,
-    axes in another order: the same key, as :func:`annotator.io.read.read_label` reads
-    such a label onto the image)."""
+    """(size, spacing, origin, direction) of an image's voxel grid, from its header (of a
+    DICOM folder, from its series), or None."""
     if path.is_dir():
         try:
             from annotator.io.read import read_volume
@@ -200,20 +201,34 @@ def _geometry(path: Path, series: str | None = None) -> tuple | None:
             v = read_volume(path, series)
         except Exception:  # noqa: BLE001 - an unreadable series matches nothing
             return None
-        return _grid(v.size, v.spacing, v.origin, v.direction)
+        return v.size, v.spacing, v.origin, v.direction
     found = header(path)
-    return None if found is None or len(found[4]) != 9 else _grid(*found[1:])
+    return None if found is None or len(found[4]) != 9 else found[1:]
 
 
-def _grid(size, spacing, origin, direction) -> tuple:
-    """(each index axis as (the patient axis it runs along, voxels, spacing), sorted; the
-    lowest corner of the voxel centres), rounded."""
+def _grid(geometry: tuple) -> tuple:
+    """The grid of points an image's voxels lie on, however they are stored (rows flipped,
+    axes in another order: the same key, as :func:`annotator.io.read.read_label` reads
+    such a label onto the image): each index axis as (the patient axis it runs along,
+    voxels, spacing), sorted, and the lowest corner of the voxel centres, rounded."""
+    size, spacing, origin, direction = geometry
     matrix = np.reshape(direction, (3, 3)) * np.asarray(spacing, float)
     axes = sorted((int(np.argmax(np.abs(matrix[:, i]))), int(size[i]), round(float(spacing[i]), 4)) for i in range(3))
     corners = [np.asarray(origin, float) + matrix @ np.array([c[0] * (size[0] - 1), c[1] * (size[1] - 1),
                                                                 c[2] * (size[2] - 1)])
                for c in np.ndindex(2, 2, 2)]
     return tuple(axes), tuple(round(float(v), 2) for v in np.min(corners, axis=0))
+
+
+def _fits(path: Path, label: tuple | None, image: tuple | None) -> bool:
+    """Whether the label at ``path``, of grid ``label``, lies on the voxels of the image of
+    grid ``image`` as :func:`annotator.io.read.read_label` takes it: the same grid however
+    stored, or for a 3D Slicer segmentation a part of it (saved cropped to its segments)."""
+    if label is None or image is None:
+        return False
+    if _grid(label) == _grid(image):
+        return True
+    return lattice_map(label, image) is not None and is_segmentation(path)
 
 
 def read_map(path: Path, map_id: str, image_id: str, image, known: dict[str, int] | None = None):
@@ -241,7 +256,7 @@ def labels_image(path: Path, image) -> bool:
         return bool(instances & set(image.source.sop_uids)) if instances else series == image.source.series_uid
     if not is_image_file(path) or not is_label_map(image_stem(path), path):
         return False
-    return _geometry(path) == _grid(image.size, image.spacing, image.origin, image.direction)
+    return _fits(path, _geometry(path), (image.size, image.spacing, image.origin, image.direction))
 
 
 def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, str | None]:
@@ -274,7 +289,9 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
             continue
         mine = _geometry(path)
         pool = by_name or list(images)
-        same = [i for i in pool if mine is not None and grid(i) == mine]
+        same = [i for i in pool if mine is not None and grid(i) is not None and _grid(grid(i)) == _grid(mine)]
+        if not same:  # on no image's grid as it is: on a part of one (a Slicer segmentation saved cropped)
+            same = [i for i in pool if _fits(path, mine, grid(i))]
         if len(same) > 1:  # the name decides: most words in common, then fewest other words
             fit = lambda i: (-len(wanted & image_words[i]), len(image_words[i] - wanted))  # noqa: E731
             same.sort(key=fit)

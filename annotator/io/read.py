@@ -509,17 +509,24 @@ def read_label(path: str | os.PathLike, image: Volume) -> np.ndarray:
     """Read a label map that must lie on ``image``'s grid; return its integer array.
 
     The label's geometry must equal the image's within float32 precision (what a NIfTI
-    header can hold), or be the same grid of points stored another way round (its rows
-    flipped, its axes in another order), which is turned to the image's order; values
-    must be non-negative integers.
+    header can hold), or its voxel centres be the image's (:meth:`Volume.on_grid_of`): the
+    same grid stored another way round (its rows flipped, its axes in another order),
+    turned to the image's order, or for a 3D Slicer segmentation a part of it (saved
+    cropped to its segments), put in its place; values must be non-negative integers.
     """
     path = Path(path)
     other = read_label_volume(path)
     image.warnings.extend(other.warnings)
     if not other.same_geometry(image, rtol=1e-5):
-        turned = other.in_order_of(image)  # the image's grid, stored another way round
-        if turned is not None:
-            return as_label_array(np.ascontiguousarray(turned), image, str(path))
+        from annotator.io.slicer_seg import is_segmentation
+
+        placed = other.on_grid_of(image, part=is_segmentation(path))  # stored another way round, or cropped
+        if placed is not None:
+            array, outside = placed
+            if outside:
+                image.warnings.append(f"{path.name}: {outside:,} labelled voxels lie outside {image.name} and are "
+                                      "left out")
+            return as_label_array(np.ascontiguousarray(array), image, str(path))
     return as_label_array(other.array, image, str(path), other)
 
 

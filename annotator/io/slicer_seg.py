@@ -7,6 +7,11 @@ puts a segment that overlaps another on a layer of its own: the file is then 4-D
 here holds one structure per voxel, so the layers become one label: the first layer's
 segments keep their values, the others take the next free ones, and where segments
 overlap the smaller one is kept (:mod:`annotator.io.overlaps`).
+
+Slicer may also save a segmentation cropped to its segments' extent, or grown to take in
+segments beyond its image: on the image's voxels, not its size. Such a file is placed on
+its image (:meth:`annotator.io.volume.Volume.on_grid_of`); any other label must be the
+image's size.
 """
 
 from __future__ import annotations
@@ -15,6 +20,26 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def is_segmentation(path) -> bool:
+    """Whether the file at ``path`` is a 3D Slicer segmentation (a NRRD with its
+    ``Segmentation_`` or ``Segment0_`` fields): one that Slicer may have saved cropped to
+    its segments, or grown past its image, on the image's voxels."""
+    import SimpleITK as sitk
+
+    from annotator.io.read import quiet_c_stderr
+
+    if not str(path).lower().endswith((".nrrd", ".nhdr")):
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_c_stderr():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return any(k.startswith(("Segmentation_", "Segment0_")) for k in reader.GetMetaDataKeys())
 
 
 @dataclass(frozen=True)

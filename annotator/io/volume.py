@@ -122,25 +122,39 @@ class Volume:
         matrix[:3, 3] = self.origin
         return matrix
 
-    def in_order_of(self, image: "Volume", atol: float = 1e-3) -> np.ndarray | None:
-        """This volume's voxels in ``image``'s storage order when both hold the same grid
-        of points stored another way (rows flipped, axes in another order: a label
-        written by a tool that turns every image to one orientation); None when the
-        grids differ. ``atol``: in voxels."""
-        turn = np.linalg.solve(self.index_affine(), image.index_affine())  # image index -> this volume's index
-        axes = np.argmax(np.abs(turn[:3, :3]), axis=0)  # this volume's axis of each of image's axes
-        signs = np.sign(turn[axes, range(3)])
-        ideal = np.zeros((3, 3))
-        ideal[axes, range(3)] = signs
-        if sorted(axes) != [0, 1, 2] or not np.allclose(turn[:3, :3], ideal, atol=atol):
+    def on_grid_of(self, image: "Volume", part: bool = False) -> tuple[np.ndarray, int] | None:
+        """(this volume's voxels on ``image``'s grid, how many of its non-zero voxels lie
+        outside ``image``) when its voxel centres are ``image``'s: the same grid stored
+        another way (rows flipped, axes in another order: a label written by a tool that
+        turns every image to one orientation), or with ``part``, a part of it or more (a
+        label 3D Slicer saved cropped to its segments, or grown to take in segments that
+        reach beyond the image); None when they are not (another spacing, orientation or
+        size, a shift by part of a voxel, or no voxel in common). Voxels it does not
+        cover are 0."""
+        found = lattice_map((self.size, self.spacing, self.origin, self.direction),
+                            (image.size, image.spacing, image.origin, image.direction))
+        if found is None:
             return None
-        if tuple(self.shape[a] for a in axes) != image.shape:
+        axes, signs, offsets = found
+        whole = all(self.size[axes[a]] == image.size[a] and offsets[a] == (0 if signs[a] > 0 else image.size[a] - 1)
+                    for a in range(3))
+        if not (whole or part):
             return None
-        ends = [0 if s > 0 else n - 1 for s, n in zip(signs, image.shape)]  # where image's index 0 falls here
-        if not np.allclose(turn[axes, 3], ends, atol=atol):
-            return None
-        turned = np.transpose(self.array, axes)
-        return np.flip(turned, [a for a in range(3) if signs[a] < 0]) if (signs < 0).any() else turned
+        into, taken = [slice(0)] * 3, [slice(0)] * 3
+        for a in range(3):  # ITK axis a of the image: this volume's axis axes[a]
+            n, m, o, s = image.size[a], self.size[axes[a]], offsets[a], signs[a]
+            first, last = (max(0, -o), min(n - 1, m - 1 - o)) if s > 0 else (max(0, o - m + 1), min(n - 1, o))
+            into[2 - a] = slice(first, last + 1)
+            ends = sorted((o + s * first, o + s * last))
+            taken[2 - axes[a]] = slice(ends[0], ends[1] + 1)
+        block = np.transpose(self.array[tuple(taken)], [2 - axes[2 - p] for p in range(3)])
+        flipped = [p for p in range(3) if signs[2 - p] < 0]
+        block = np.flip(block, flipped) if flipped else block
+        if block.shape == image.shape and block.shape == self.shape:
+            return block, 0  # the same grid: no copy
+        placed = np.zeros(image.shape, self.array.dtype)
+        placed[tuple(into)] = block
+        return placed, int(np.count_nonzero(self.array)) - int(np.count_nonzero(block))
 
     def summary(self) -> str:
         """A few lines for a person: modality, size, spacing, range."""
@@ -158,6 +172,40 @@ class Volume:
             lines.append(f"series:    {self.source.series_uid}")
         lines += [f"warning:   {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def lattice_map(grid: tuple, on: tuple, atol: float = 1e-3, shift_atol: float = 0.01) -> tuple | None:
+    """How the voxels of ``grid`` lie on those of ``on`` (each (size, spacing, origin,
+    direction) in ITK's x, y, z order): (axes, signs, offsets), ``grid``'s index along
+    ``axes[a]`` being ``offsets[a] + signs[a]`` times ``on``'s along ``a``; None when its
+    voxel centres are not ``on``'s (another spacing or orientation, within ``atol``; a
+    shift by part of a voxel, more than ``shift_atol``: float32 headers hold a few
+    thousandths of one) or the two boxes do not overlap."""
+
+    def affine(size, spacing, origin, direction) -> np.ndarray:
+        matrix = np.eye(4)
+        matrix[:3, :3] = np.reshape(direction, (3, 3)) @ np.diag(spacing)
+        matrix[:3, 3] = origin
+        return matrix
+
+    try:
+        turn = np.linalg.solve(affine(*grid), affine(*on))  # on's index -> grid's index
+    except np.linalg.LinAlgError:
+        return None
+    axes = np.argmax(np.abs(turn[:3, :3]), axis=0)
+    signs = np.sign(turn[axes, range(3)]).astype(int)
+    ideal = np.zeros((3, 3))
+    ideal[axes, range(3)] = signs
+    offsets = turn[axes, 3]
+    if sorted(axes) != [0, 1, 2] or not np.allclose(turn[:3, :3], ideal, atol=atol) or not np.allclose(
+            offsets, np.round(offsets), atol=shift_atol):
+        return None
+    offsets = np.round(offsets).astype(int)
+    for a in range(3):  # the part of grid's axis that on's axis a covers meets grid's box
+        low, high = sorted((offsets[a], offsets[a] + signs[a] * (int(on[0][a]) - 1)))
+        if high < 0 or low > int(grid[0][axes[a]]) - 1:
+            return None
+    return [int(a) for a in axes], [int(s) for s in signs], [int(o) for o in offsets]
 
 
 def volume_from_sitk(image: sitk.Image, **kwargs) -> Volume:
