@@ -243,11 +243,17 @@ class AnnotationSession:
         """Open a folder (its first image not yet labeled), an image file or a DICOM series.
         A label file handed over while an image is open (a label map on its grid, a DICOM
         SEG or RT Structure Set of its series: :func:`labels_image`) joins the open image's
-        label maps instead, as those found beside it (Use as label makes it the label)."""
+        label maps instead (:meth:`add_label_file`)."""
         path = None if str(place).startswith(("http://", "https://")) else Path(place)
         if self.volume is None or path is None or not path.is_file():
             self._open(place)
             return
+        self.add_label_file(path, otherwise=lambda: self._open(place))
+
+    def add_label_file(self, path: Path, otherwise=None, joined=None) -> None:
+        """The file at ``path``, when it labels the open image (:func:`labels_image`), joins
+        its label maps, as those found beside it (Use as label makes it the label), in the
+        file worker; then ``joined()`` is called, and ``otherwise()`` when it does not."""
         from annotator.datastore.label_maps import labels_image, read_map
         from annotator.io.sniff import image_stem
 
@@ -255,7 +261,7 @@ class AnnotationSession:
 
         def work(job: Job):
             job.report(f"reading {path.name} ...")
-            if not labels_image(path, volume):
+            if volume is None or not labels_image(path, volume):
                 return None
             before = len(volume.warnings)
             label, names = read_map(path, map_id, image_id or volume.name, volume,
@@ -263,26 +269,21 @@ class AnnotationSession:
             return as_label(label, path.name), names, volume.warnings[before:]  # what reading it said
 
         def done(found):
-            if found is None:  # an image, or a label of another image: opened for annotation
-                self._open(place)
+            if found is None:  # an image, or a label of another image
+                if otherwise is not None:
+                    otherwise()
             elif volume is self.volume:
                 label, names, said = found
                 for warning in said:
                     self.warning.emit(warning)
-                self.add_label_map(map_id, label, names, path.name)
+                self.label_maps[map_id], self.label_map_names[map_id] = label, names
+                self.label_map_added.emit(map_id)
+                self.status.emit(f"{path.name} is a label map of {volume.name} now (shown as a layer): "
+                                 "Use as label makes it the label")
+                if joined is not None:
+                    joined()
 
         self.files.submit(f"reading {path.name}", work, done, self._failed)
-
-    def add_label_map(self, map_id: str, label: np.ndarray, names: dict[str, int], shown: str = "") -> None:
-        """``label`` (on the open image's grid; name -> value ``names``) joins the open
-        image's label maps as ``map_id``, as those found beside it (Use as label makes it
-        the label); ``shown``: what to call it in the message (its file)."""
-        if self.volume is None or label.shape != self.volume.shape:
-            raise AnnotatorError(f"{shown or map_id} is not on the grid of the open image")
-        self.label_maps[map_id], self.label_map_names[map_id] = as_label(label, shown or map_id), dict(names)
-        self.label_map_added.emit(map_id)
-        self.status.emit(f"{shown or map_id} is a label map of {self.volume.name} now (shown as a layer): "
-                         "Use as label makes it the label")
 
     def _open(self, place: str | Path) -> None:
         if not self.leave():

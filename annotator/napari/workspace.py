@@ -370,33 +370,23 @@ class Workspace:
             QTimer.singleShot(0, lambda: self._bring_back(name))
 
     def _layer_inserted(self, event) -> None:
-        """A label file opened into the viewer another way than the Annotator's own (plugin
-        use: File > Open, which gives a Labels layer) while an image is annotated, on its
-        grid, joins its label maps as a file handed over does: its layer becomes the label
-        map's (Use as label makes it the label). A Labels layer no file gave (napari's new
-        labels layer) stays the person's."""
+        """A file opened into the viewer another way than the Annotator's own (plugin use:
+        File > Open, which gives a label map a Labels layer) while an image is annotated,
+        that labels it, joins its label maps as a file handed over does
+        (:meth:`AnnotationSession.add_label_file`): its layer gives way to the label map's
+        (Use as label makes it the label). A Labels layer no file gave (napari's new labels
+        layer) stays the person's."""
         layer = event.value
-        volume = self.session.volume
-        if (self._muted or volume is None or not isinstance(layer, napari.layers.Labels)
-                or layer.metadata.get(L.LABEL_MAP_KEY) or layer.name in L.ANNOTATION_LAYERS
-                or not getattr(layer.source, "path", None) or np.shape(layer.data) != volume.shape
-                or not np.allclose(L.placement(layer), L.affine(volume), atol=1e-4)):
+        path = getattr(layer.source, "path", None)
+        if (self._muted or self.session.volume is None or not isinstance(layer, napari.layers.Labels)
+                or layer.metadata.get(L.LABEL_MAP_KEY) or layer.name in L.ANNOTATION_LAYERS or not path):
             return
 
-        def take_over():
-            if self.session.volume is not volume or layer not in self.viewer.layers:
-                return
-            names = {str(n).lower(): int(v) for v, n in zip(layer.features.get("index", []),
-                                                            layer.features.get("name", [])) if int(v) > 0}
-            map_id = layer.name
-            try:
-                self.session.add_label_map(map_id, np.asarray(layer.data), names, Path(layer.source.path).name)
-            except AnnotatorError as exc:  # a value beyond a label's: it stays a layer of its own
-                self.session.warning.emit(str(exc))
-                return
-            self.viewer.layers.remove(layer)  # the label map's layer shows it now
+        def joined():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)  # the label map's layer shows it now
 
-        QTimer.singleShot(0, take_over)  # once napari has finished adding it
+        self.session.add_label_file(Path(path), joined=joined)
 
     def _docks_open(self) -> bool:
         """Whether an Annotator dock is in the window: with all of them closed (plugin

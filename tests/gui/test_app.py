@@ -447,7 +447,20 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert "case_reviewed" not in viewer.layers and "case_reviewed (label map)" in viewer.layers
     assert not dock.use_map.isHidden() and dock.label_map.currentData() == "case_reviewed"
     dock.use_map.click()
-    np.testing.assert_array_equal(ws.label, read_label(tmp_path / "elsewhere" / "case_reviewed.nii.gz", ws.volume))
+    truth = read_label(tmp_path / "elsewhere" / "case_reviewed.nii.gz", ws.volume)
+    np.testing.assert_array_equal(ws.label, truth)
+    # so does a 3D Slicer segmentation saved cropped to its segments (its layer on its own, smaller grid)
+    import SimpleITK as sitk
+
+    cropped = sitk.ReadImage(str(tmp_path / "elsewhere" / "case_reviewed.nii.gz"))[5:30, 10:45, 3:30]
+    cropped.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    sitk.WriteImage(cropped, str(tmp_path / "elsewhere" / "Segmentation.seg.nrrd"))
+    viewer.open(str(tmp_path / "elsewhere" / "Segmentation.seg.nrrd"), plugin="annotator3d")
+    qtbot.waitUntil(lambda: "Segmentation.seg" in ws.label_maps, timeout=30000)
+    assert "Segmentation.seg" not in viewer.layers and "Segmentation.seg (label map)" in viewer.layers
+    inside = np.zeros_like(truth)
+    inside[3:30, 10:45, 5:30] = truth[3:30, 10:45, 5:30]
+    np.testing.assert_array_equal(ws.label_maps["Segmentation.seg"], inside)
     # napari's own new labels layer stays the person's
     viewer.add_labels(np.zeros(ws.volume.shape, np.uint8), name="mine", affine=L.affine(ws.volume))
     qtbot.wait(200)
