@@ -417,6 +417,27 @@ def test_a_bids_segmentation_is_named_by_its_look_up_table(tmp_path):
     assert label_names_in(seg) == {}
 
 
+def test_an_itk_snap_segmentation_is_named_by_its_label_descriptions(tmp_path):
+    """ITK-SNAP keeps names apart from the segmentation, in the label description file it
+    exports: beside the label (its own name, or one named for labels), it names the values;
+    its defaults ("Clear Label", "Label 3") name nothing, nor does another text file."""
+    from annotator.io.label_names import label_names_in
+
+    seg = tmp_path / "case_seg.nii.gz"
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", seg)
+    (tmp_path / "label notes.txt").write_text("1 anterior, 2 posterior\n")
+    assert label_names_in(seg) == {}
+    rows = ['    0     0    0    0        0  0  0    "Clear Label"',
+            '    1   255    0    0        1  1  1    "Anterior hippocampus"',
+            '    2     0  255    0      0.5  1  1    "Posterior hippocampus"',
+            '    3     0    0  255        1  1  1    "Label 3"']
+    (tmp_path / "label_descriptions.txt").write_text(
+        "################################################\n# ITK-SnAP Label Description File\n"
+        "# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL\n################################################\n"
+        + "\n".join(rows) + "\n")
+    assert label_names_in(seg) == {"anterior hippocampus": 1, "posterior hippocampus": 2}
+
+
 def test_a_prediction_is_named_by_the_dataset_json_beside_it(tmp_path):
     """nnU-Net writes its task's ``dataset.json`` beside its predictions: a prediction
     handed over from that folder is named by it (names to values, or the Decathlon's

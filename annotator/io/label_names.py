@@ -7,7 +7,8 @@ written: :func:`add_nifti_label_table`), or from a table beside it.
 - NRRD: 3D Slicer's segmentation fields (``Segment0_Name``, ``Segment0_LabelValue``, ...;
   segments on several layers numbered as :mod:`annotator.io.slicer_seg` flattens them);
 - any label file: a BIDS derivative's ``*_dseg.tsv`` beside it (columns ``index``, ``name``),
-  else a ``labels.json`` or ``dataset.json`` in its folder (nnU-Net's predictions).
+  else ITK-SNAP's label description file beside it, else a ``labels.json`` or
+  ``dataset.json`` in its folder (nnU-Net's predictions).
 
 A file that names nothing, or whose table cannot be read, gives no names: names are a
 help, never a reason to refuse a label map.
@@ -16,6 +17,7 @@ help, never a reason to refuse a label map.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 #: a header extension larger than this is not read as a label table
@@ -24,8 +26,9 @@ MAX_TABLE_BYTES = 4 * 2**20
 
 def label_names_in(path: str | os.PathLike) -> dict[str, int]:
     """Name -> value of the labels ``path`` names (empty when it names none): in its
-    header, else in a BIDS look-up table beside it (:func:`_bids_table`), else in the
-    ``labels.json`` or ``dataset.json`` of its folder (:func:`_json_table`)."""
+    header, else in a BIDS look-up table or ITK-SNAP's label descriptions beside it
+    (:func:`_bids_table`, :func:`_itksnap_table`), else in the ``labels.json`` or
+    ``dataset.json`` of its folder (:func:`_json_table`)."""
     path = Path(path)
     name = path.name.lower()
     try:
@@ -35,7 +38,7 @@ def label_names_in(path: str | os.PathLike) -> dict[str, int]:
             found = _slicer_segments(path)
         else:
             found = {}
-        return found or _bids_table(path) or _json_table(path)
+        return found or _bids_table(path) or _itksnap_table(path) or _json_table(path)
     except (OSError, ValueError, RuntimeError):
         return {}
 
@@ -66,6 +69,36 @@ def _json_table(path: Path) -> dict[str, int]:
             return names_by_value(labels) if labels else {}
         except (AttributeError, TypeError, ValueError):
             return {}
+    return {}
+
+
+#: how ITK-SNAP's label description file starts (Segmentation > Export Label Descriptions)
+ITKSNAP_HEADER = "ITK-SnAP Label Description File"
+_ITKSNAP_ROW = re.compile(r'^\s*(\d+)\s+\d+\s+\d+\s+\d+\s+[\d.]+\s+\d+\s+\d+\s+"(.*)"\s*$')
+
+
+def _itksnap_table(path: Path) -> dict[str, int]:
+    """The names ITK-SNAP's label description file gives (rows ``IDX R G B A VIS MSH
+    "name"``; 0, "Clear Label", is the background, and "Label N" names nothing): one of the
+    label's own name (``case_seg.txt``), else one in its folder whose name says label
+    (``labels.txt``, ``label_descriptions.txt``)."""
+    from annotator.io.sniff import image_stem
+
+    own = path.with_name(image_stem(path) + ".txt")
+    others = sorted(p for p in path.parent.glob("*.txt") if "label" in p.name.lower() and p != own)
+    for table in [own, *others[:8]]:
+        if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
+            continue
+        text = table.read_text("utf-8", "replace")
+        if ITKSNAP_HEADER.lower() not in text[:400].lower():
+            continue
+        named = {}
+        for line in text.splitlines():
+            row = _ITKSNAP_ROW.match(line)
+            name = row.group(2).strip().lower() if row else ""
+            if name and 0 < int(row.group(1)) < 65536 and not re.fullmatch(r"label \d+", name):  # not a default
+                named.setdefault(name, int(row.group(1)))
+        return named
     return {}
 
 
