@@ -177,14 +177,9 @@ def add_nifti_label_table(path: Path, names: dict[int, str]) -> None:
 
 
 def _slicer_segments(path: Path) -> dict[str, int]:
-    import SimpleITK as sitk
-
     from annotator.io import slicer_seg
-    from annotator.io.read import quiet_c_stderr
+    from annotator.io.read import read_information
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    with quiet_c_stderr():  # what ITK prints about an odd header stays off the terminal
-        reader.ReadImageInformation()
+    reader = read_information(path)
     fields = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys() if k.startswith("Segment")}
     return slicer_seg.names(fields, reader.GetNumberOfComponents())

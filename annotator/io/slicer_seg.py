@@ -26,20 +26,15 @@ def is_segmentation(path) -> bool:
     """Whether the file at ``path`` is a 3D Slicer segmentation (a NRRD with its
     ``Segmentation_`` or ``Segment0_`` fields): one that Slicer may have saved cropped to
     its segments, or grown past its image, on the image's voxels."""
-    import SimpleITK as sitk
-
-    from annotator.io.read import quiet_c_stderr
+    from annotator.io.read import read_information
 
     if not str(path).lower().endswith((".nrrd", ".nhdr")):
         return False
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        with quiet_c_stderr():
-            reader.ReadImageInformation()
+        keys = read_information(path).GetMetaDataKeys()
     except RuntimeError:
         return False
-    return any(k.startswith(("Segmentation_", "Segment0_")) for k in reader.GetMetaDataKeys())
+    return any(k.startswith(("Segmentation_", "Segment0_")) for k in keys)
 
 
 @dataclass(frozen=True)

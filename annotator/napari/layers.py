@@ -216,10 +216,8 @@ def label_layer_data(label: np.ndarray, volume: Volume, names: dict[int, str], n
     if label.size and (label.min() < 0 or label.max() > 65535):
         return None
     data = label.astype(np.uint8 if not label.size or label.max() <= 255 else np.uint16, copy=False)
-    colours = {None: "transparent", 0: "transparent"}
-    colours.update({int(v): palette_colour(int(v)) for v in np.unique(data) if v})
     return (data, {"name": name, "affine": affine(volume), "opacity": 0.5,
-                   "colormap": DirectLabelColormap(color_dict=colours), "features": label_features(names),
+                   "colormap": label_colormap([], np.unique(data)), "features": label_features(names),
                    "metadata": {LABEL_OF_KEY: volume}}, "labels")
 
 
@@ -247,11 +245,11 @@ def refresh_box(layer, box) -> None:
         layer.refresh()
 
 
-def label_colormap(presets: list[LabelPreset]) -> DirectLabelColormap:
-    """The presets' colours; every other value of a label (uint8) a palette colour, so that
-    a label map used as the label, with values no preset has, stays visible."""
+def label_colormap(presets: list[LabelPreset], values=range(1, 256)) -> DirectLabelColormap:
+    """The presets' colours; every other value of a label (uint8; or ``values``) a palette
+    colour, so that a label map used as the label, with values no preset has, stays visible."""
     colors = {None: "transparent", 0: "transparent"}
-    colors.update({v: palette_colour(v) for v in range(1, 256)})
+    colors.update({int(v): palette_colour(int(v)) for v in values if v})
     colors.update({p.value: p.color for p in presets})
     return DirectLabelColormap(color_dict=colors)
 
