@@ -1,6 +1,7 @@
 """A label of an image read from a file of any kind the app takes labels from: a DICOM
-SEG or RT Structure Set made for the image's series, or a label map (NIfTI, NRRD, MHA)
-on its grid; with the names the file gives its values."""
+SEG or RT Structure Set made for the image's series, or a label map (NIfTI, NRRD, MHA,
+MGZ) on its grid (:func:`annotator.io.read.read_label`); with the names the file, or a
+table beside it, gives its values (:func:`annotator.io.label_names.label_names_in`)."""
 
 from __future__ import annotations
 

@@ -120,8 +120,8 @@ class AnnotationDock(QWidget):
                                    "plane its slices were acquired in")
         self.view_plane.activated.connect(lambda _i: self.ws.plane(self.view_plane.currentData()))
         self.label_map = QComboBox()
-        self.label_map.setToolTip("Segmentations found beside this image, or dropped on the window while it is "
-                                  "open (shown as layers): the one chosen here is shown")
+        self.label_map.setToolTip("Segmentations found beside this image, or dropped on the window (or opened with "
+                                  "File > Open) while it is open, shown as layers: the one chosen here is shown")
         self.label_map.activated.connect(lambda _: self.ws.show_label_map(self.label_map.currentData()))
         self.use_map = QPushButton("Use as label")
         self.use_map.setToolTip("Make the chosen label map this image's label (undoable; Accept saves it)")
