@@ -21,6 +21,10 @@ import maxflow
 
 #: Regions with more voxels than this are solved coarse-to-fine.
 DIRECT_LIMIT = 32**3
+#: Bands (a result corrected near its boundary) with more free voxels than this, too: a
+#: band is cut where the boundary is uncertain, so the coarse grid is kept for the large
+#: ones, where the full-resolution max-flow takes seconds
+BAND_DIRECT_LIMIT = 64**3
 _HARD = 1e9
 _EPS = 1e-6
 
@@ -67,8 +71,9 @@ def graphcut(
     if sigma is None:
         sigma = estimate_sigma(image)
     if band is not None:
-        return _solve(image, np.asarray(prob_fg, np.float32), np.asarray(spacing, float), fg_seeds, bg_seeds,
-                      lam, float(sigma), free=band & ~fg_seeds & ~bg_seeds, fixed=(outside_band | fg_seeds) & ~bg_seeds)
+        return _multilevel_band(image, np.asarray(prob_fg, np.float32), np.asarray(spacing, float), fg_seeds,
+                                bg_seeds, lam, float(sigma), free=band & ~fg_seeds & ~bg_seeds,
+                                fixed=(outside_band | fg_seeds) & ~bg_seeds)
     return _multilevel(image, np.asarray(prob_fg, np.float32), np.asarray(spacing, float),
                        fg_seeds, bg_seeds, lam, float(sigma), rough)
 
@@ -111,6 +116,24 @@ def _multilevel(image, prob, spacing, fg, bg, lam, sigma, rough=False) -> np.nda
     band |= _slabs(binary_dilation, (fg_any & ~coarse) | (bg_any & coarse))
     return _solve(image, prob, spacing, fg, bg, lam, sigma,
                   free=_up(band, image.shape), fixed=_up(coarse, image.shape))
+
+
+def _multilevel_band(image, prob, spacing, fg, bg, lam, sigma, free, fixed) -> np.ndarray:
+    """The cut of the ``free`` voxels, the others keeping their value in ``fixed``; a large
+    band coarse-to-fine as :func:`_multilevel` does a whole region: cut on the grid
+    downsampled by two, then again at full resolution only near the coarse boundary."""
+    if int(free.sum()) <= BAND_DIRECT_LIMIT or min(image.shape) < 8:
+        return _solve(image, prob, spacing, fg, bg, lam, sigma, free=free, fixed=fixed)
+    fg_any, bg_any = _down_any(fg), _down_any(bg)
+    fg_c, bg_c = fg_any & ~bg_any, bg_any & ~fg_any
+    free_c = _down_any(free) & ~fg_c & ~bg_c
+    fixed_c = ((_down_mean(fixed) > 0.5) | fg_c) & ~bg_c
+    coarse = _multilevel_band(_down_mean(image), _down_mean(prob), spacing * 2, fg_c, bg_c, lam, sigma,
+                              free_c, fixed_c)
+    edge = _slabs(binary_dilation, coarse) & ~_slabs(binary_erosion, coarse, border_value=1)
+    edge |= _slabs(binary_dilation, (fg_any & ~coarse) | (bg_any & coarse))
+    return _solve(image, prob, spacing, fg, bg, lam, sigma, free=free & _up(edge, image.shape),
+                  fixed=np.where(free, _up(coarse, image.shape), fixed))
 
 
 def _slabs(op, mask: np.ndarray, slab_voxels: int = 1_000_000, **kw) -> np.ndarray:

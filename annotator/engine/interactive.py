@@ -47,7 +47,8 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from annotator.engine.graphcut import estimate_sigma, graphcut, neighbour_differences
 from annotator.engine.likelihood import fit_intensity_model
-from annotator.engine.region import Box, Result, box_around, check_clicks, check_finite, check_step, paste
+from annotator.engine.region import (Box, Result, box_around, check_clicks, check_finite, check_step, extent,
+                                     offset_box, paste)
 from annotator.engine.tidy import SMOOTH_MM, keep_seeded_components, smoothed
 from annotator.errors import InputError
 from annotator.io.volume import Volume, intensity_range
@@ -379,7 +380,11 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
                 sample |= one
         bg_s &= ~fg_s
 
-    def prior(box: Box, prob: np.ndarray) -> np.ndarray:
+    def prior(box: Box, prob: np.ndarray, part: Box | None = None) -> np.ndarray:
+        """``prob`` with the spatial priors of ``box``; ``part``: ``prob`` covers only that
+        part of it (the priors stay those of the whole box)."""
+        part = part or tuple(slice(0, b.stop - b.start) for b in box)
+        inner = offset_box(part, box)
         if params.reach_sharpness > 0:
             # clicks: background clicks act through the distance prior below; the
             # structure's reach stays what the foreground clicks say
@@ -394,11 +399,11 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
                 spatial = reach_prior(fg_s[box], None, spacing, params.click_reach_sharpness, r0,
                                       top=top, in_hull=top)
             if spatial is not None:
-                prob = combine(prob, spatial)
+                prob = combine(prob, spatial[part])
         if model_prior is not None:
-            prob = combine(prob, model_prior[box])
+            prob = combine(prob, model_prior[inner])
         if clicks is not None and clicks[1]:
-            prob = combine(prob, click_distance_prior(prob.shape, tuple(b.start for b in box), *clicks,
+            prob = combine(prob, click_distance_prior(prob.shape, tuple(b.start for b in inner), *clicks,
                                                       spacing, params.prior_sharpness))
         return prob
 
@@ -446,20 +451,30 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
                      for b, r, n in zip(box, reach, volume.shape))
     first = np.zeros(tuple(b.stop - b.start for b in near_box), bool)
     first[tuple(slice(b.start - nb.start, b.stop - nb.start) for b, nb in zip(box, near_box))] = region
+    # the band and the eroded inside around the first cut only (the same as over the box)
+    around = tuple(slice(max(0, a.start - int(r)), min(n, a.stop + int(r)))
+                   for a, r, n in zip(extent(first), reach, first.shape))
     cube = tuple(2 * reach + 1)
-    band = maximum_filter(first, size=cube, mode="constant", cval=False)
-    band &= ~minimum_filter(first, size=cube, mode="constant", cval=True)
-    inside = binary_erosion(first, generate_binary_structure(3, 1), iterations=params.refit)
+    band, inside = np.zeros(first.shape, bool), np.zeros(first.shape, bool)
+    band[around] = maximum_filter(first[around], size=cube, mode="constant", cval=False)
+    band[around] &= ~minimum_filter(first[around], size=cube, mode="constant", cval=True)
+    inside[around] = binary_erosion(first[around], generate_binary_structure(3, 1), iterations=params.refit)
     work = _denoise(volume.array[near_box], params.denoise, spacing)
     fg_r, bg_r = fg[near_box], bg[near_box]
     model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
                                 bandwidth=params.bandwidth, unseen=params.unseen,
                                 min_spread=noise_level(work))
-    prob = prior(near_box, model(work))
+    # the cut, its priors and its likelihood only where the cut may change and where the
+    # marks are: a grown region's box is often several times larger than its structure
+    # (and one voxel more: the voxels beyond the band's outer face are its neighbours)
+    crop = tuple(slice(max(0, c.start - 1), min(n, c.stop + 1))
+                 for c, n in zip(extent(band | fg_s[near_box] | bg_s[near_box]), first.shape))
+    prob = prior(near_box, model(work[crop]), crop)
     np.clip(work, *model.span, out=work)
     t1 = time.perf_counter()
-    cut = graphcut(work, prob, spacing, fg_r, bg_r, lam=params.lam, sigma=params.sigma_scale * estimate_sigma(work),
-                   band=band, outside_band=first)
+    cut = np.zeros(first.shape, bool)
+    cut[crop] = graphcut(work[crop], prob, spacing, fg_r[crop], bg_r[crop], lam=params.lam,
+                         sigma=params.sigma_scale * estimate_sigma(work), band=band[crop], outside_band=first[crop])
     region = keep_seeded_components(cut, fg_r)
     timings["likelihood_s"] += t1 - t0
     timings["maxflow_s"] += time.perf_counter() - t1

@@ -58,7 +58,7 @@ class Result:
         to take in the voxels of ``value`` outside it, which become background. ``within``:
         a box known to hold every voxel of ``value`` (only it is searched)."""
         # inside the step's box the structure was redrawn: only the rest is searched
-        found = [_shift(extent(label[part] == value), part)
+        found = [offset_box(extent(label[part] == value), part)
                  for part in _minus(within or tuple(slice(0, n) for n in label.shape), self.box)]
         found = [f for f in found if f is not None]
         if not found:
@@ -151,7 +151,7 @@ def _minus(box: Box, hole: Box) -> list[Box]:
     return parts
 
 
-def _shift(box: Box | None, origin: Box) -> Box | None:
+def offset_box(box: Box | None, origin: Box) -> Box | None:
     """``box``, found inside ``origin``, in the coordinates ``origin`` lives in."""
     return None if box is None else tuple(slice(b.start + o.start, b.stop + o.start) for b, o in zip(box, origin))
 

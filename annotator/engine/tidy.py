@@ -110,7 +110,20 @@ def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, 
     base goes with the bulk's peak), goes.
     """
     sigma = [mm / float(s) for s in spacing]
-    blur = gaussian_filter(mask.astype(np.float32), sigma, mode=mode)
+    out = np.zeros(mask.shape, bool)
+    around = extent(mask)
+    if around is None:
+        return out
+    # only around the mask (a grown region's box is often several times larger): beyond
+    # the blur's and the peak's reach every voxel stays empty, as over the whole array
+    reach = [int(4.0 * g + 0.5) + int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma]
+    part = tuple(slice(max(0, a.start - r), min(n, a.stop + r)) for a, r, n in zip(around, reach, mask.shape))
+    out[part] = _smoothed_part(mask[part], sigma, mode)
+    return out
+
+
+def _smoothed_part(mask: np.ndarray, sigma: list[float], mode: str) -> np.ndarray:
+    blur = gaussian_filter(mask.astype(np.float32), sigma, mode=mode, truncate=4.0)
     half = blur >= 0.5
     peak = maximum_filter(blur, size=[2 * int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma], mode="nearest")
     kept = blur >= np.maximum(np.minimum(0.5, peak - 0.25), np.maximum(0.5 * peak, FLOOR))
