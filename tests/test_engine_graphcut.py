@@ -426,7 +426,7 @@ def test_the_second_cut_and_the_smoothing_look_only_near_the_structure(case, mon
     near = segment_scribbles(volume, strokes)
     boxes = []
     whole = lambda mask: boxes.append(mask.shape) or tuple(slice(0, n) for n in mask.shape)  # noqa: E731
-    monkeypatch.setattr(interactive, "extent", whole)
+    monkeypatch.setattr(interactive, "_within", whole)
     monkeypatch.setattr(tidy, "extent", whole)
     everywhere = segment_scribbles(volume, strokes)
     assert boxes and near.box == everywhere.box

@@ -464,11 +464,7 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
                                 bandwidth=params.bandwidth, unseen=params.unseen,
                                 min_spread=noise_level(work))
-    # the cut, its priors and its likelihood only where the cut may change and where the
-    # marks are: a grown region's box is often several times larger than its structure
-    # (and one voxel more: the voxels beyond the band's outer face are its neighbours)
-    crop = tuple(slice(max(0, c.start - 1), min(n, c.stop + 1))
-                 for c, n in zip(extent(band | fg_s[near_box] | bg_s[near_box]), first.shape))
+    crop = _within(band | fg_s[near_box] | bg_s[near_box])
     prob = prior(near_box, model(work[crop]), crop)
     np.clip(work, *model.span, out=work)
     t1 = time.perf_counter()
@@ -479,13 +475,19 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     timings["likelihood_s"] += t1 - t0
     timings["maxflow_s"] += time.perf_counter() - t1
     # the box of the result: the first cut's, widened only where the second cut went beyond it
-    found = np.argwhere(region)
-    lo = [b.start - nb.start for b, nb in zip(box, near_box)]
-    hi = [b.stop - nb.start for b, nb in zip(box, near_box)]
-    if found.size:
-        lo, hi = np.minimum(lo, found.min(axis=0)), np.maximum(hi, found.max(axis=0) + 1)
-    crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    return region[crop], tuple(slice(nb.start + c.start, nb.start + c.stop) for nb, c in zip(near_box, crop))
+    found = extent(region)
+    crop = tuple(slice(b.start - nb.start, b.stop - nb.start) for b, nb in zip(box, near_box))
+    if found is not None:
+        crop = tuple(slice(min(c.start, f.start), max(c.stop, f.stop)) for c, f in zip(crop, found))
+    return region[crop], offset_box(crop, near_box)
+
+
+def _within(mask: np.ndarray) -> Box:
+    """Where the second cut, its priors and its likelihood are computed: around ``mask``
+    (its band and the marks; a grown region's box is often several times larger than its
+    structure), one voxel wider, as the voxels beyond the band's outer face are its
+    neighbours."""
+    return tuple(slice(max(0, c.start - 1), min(n, c.stop + 1)) for c, n in zip(extent(mask), mask.shape))
 
 
 def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings, rough=False) -> tuple[np.ndarray, Box]:

@@ -128,13 +128,13 @@ def box_around(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm:
 
     ``spacing`` is in array order; the margin in voxels is rounded up per axis.
     """
-    coords = np.nonzero(mask)
-    if not coords[0].size:
+    found = extent(mask)
+    if found is None:
         raise ValueError("no seed voxels")
     box = []
-    for axis, (c, size) in enumerate(zip(coords, mask.shape)):
+    for axis, (c, size) in enumerate(zip(found, mask.shape)):
         grow = int(np.ceil(margin_mm / spacing[axis]))
-        box.append(slice(max(int(c.min()) - grow, 0), min(int(c.max()) + grow + 1, size)))
+        box.append(slice(max(c.start - grow, 0), min(c.stop + grow, size)))
     return tuple(box)  # type: ignore[return-value]
 
 
