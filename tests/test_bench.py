@@ -237,3 +237,22 @@ def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path)
     assert annotator("accept", str(folder), "ball00", str(folder / "ball00_seg.nii.gz")).returncode == 0
     report = bench(tmp_path, "train", "--quick", "--method", "deepgrow3d", "--data", str(folder))
     assert report["params"]["data"] == str(folder) and "final_val_dice" in values(report)
+
+
+def test_the_example_ct_s_liver_is_timed_on_a_512_grid_of_the_same_abdomen():
+    """``liver_sparse_s_512_example_ct``'s input: the example CT on 512×512×120 voxels
+    over the same extent, its liver the same volume and attenuation."""
+    from annotator.bench.graphcut import _example_ct_liver
+    from annotator.io.read import read_label
+    from paths import DATA
+
+    volume, liver = _example_ct_liver(DATA)
+    folder = DATA / "totalsegmentator_example"
+    source = read_volume(folder / "example_ct.nii.gz")
+    truth = read_label(folder / "example_seg_fast_force_split.nii.gz", source) == 5  # liver
+    assert volume.size == (512, 512, 120) and volume.modality == "CT" and liver.shape == volume.shape
+    np.testing.assert_allclose(np.multiply(volume.size, volume.spacing), np.multiply(source.size, source.spacing))
+    assert volume.origin == source.origin and volume.direction == source.direction
+    ml = lambda mask, v: mask.sum() * np.prod(v.spacing) / 1000  # noqa: E731
+    assert abs(ml(liver, volume) / ml(truth, source) - 1) < 0.03
+    assert abs(np.median(volume.array[liver]) - np.median(source.array[truth])) < 10
