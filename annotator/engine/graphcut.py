@@ -97,8 +97,13 @@ def estimate_sigma(image: np.ndarray) -> float:
     (1 for an image of one value, where every edge weighs the same whatever it is; no
     floor in intensity units, so that an image stored in small units, an ADC map in
     mm²/s, is cut as the same image in larger ones)."""
-    diffs = neighbour_differences(image)
-    value = float(np.mean(diffs)) if diffs.size else 0.0
+    total, count = 0.0, 0
+    for axis in range(image.ndim):  # summed axis by axis: no array of every difference at once
+        if image.shape[axis] > 1:
+            diffs = np.diff(image, axis=axis)
+            total += float(np.abs(diffs, out=diffs).sum(dtype=np.float64))
+            count += diffs.size
+    value = total / count if count else 0.0
     return value if value > 0 else 1.0
 
 
