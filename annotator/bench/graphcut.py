@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +78,12 @@ def _example_ct_liver(root: Path) -> tuple[Volume, np.ndarray] | None:
     resampling smooths away. None without the data."""
     import SimpleITK as sitk
 
-    from annotator.bench.robot_graphcut import DATASETS
+    from annotator.bench.robot_graphcut import DATASETS, _cases
 
     ct = next(d for d in DATASETS if d.name == "ct")
     if not (root / ct.image).is_file():
         return None
-    volume = read_volume(root / ct.image)
-    label = read_label(root / ct.label, volume)
-    liver = int(next(k for k, v in json.loads((root / ct.class_map).read_text()).items() if v == "liver"))
+    (_, volume, structures), = _cases(ct, root, argparse.Namespace(quick=False))
     size = (512, 512, 120)
     spacing = [n * s / m for n, s, m in zip(volume.size, volume.spacing, size)]
     grid = sitk.Image(size, sitk.sitkUInt8)
@@ -95,7 +92,7 @@ def _example_ct_liver(root: Path) -> tuple[Volume, np.ndarray] | None:
     grid.SetDirection(volume.direction)
     image = sitk.Resample(volume.to_sitk(volume.array.astype(np.float32)), grid, sitk.Transform(), sitk.sitkBSpline,
                           float(volume.array.min()), sitk.sitkFloat32)
-    mask = sitk.Resample(volume.to_sitk((label == liver).astype(np.uint8)), grid, sitk.Transform(),
+    mask = sitk.Resample(volume.to_sitk(structures["liver"].astype(np.uint8)), grid, sitk.Transform(),
                          sitk.sitkNearestNeighbor, 0)
     array = sitk.GetArrayFromImage(image) + np.random.default_rng(0).normal(0, 15, size[::-1])
     resampled = dataclasses.replace(volume, array=np.round(array).astype(np.int16), spacing=tuple(spacing),

@@ -24,6 +24,8 @@ STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part", "fill_
          "smooth": "smooth"}
 #: how far (Gaussian sigma, mm) ``smooth`` blurs the structure before cutting it at half
 SMOOTH_MM = 1.0
+#: the blur's kernel reaches this many blur widths
+BLUR_REACH = 4.0
 #: how far (in blur widths) ``smooth`` looks for the peak of a structure's blur, that a
 #: thin part is cut against (:func:`smoothed`) ...
 PEAK_REACH = 1.5
@@ -116,14 +118,14 @@ def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, 
         return out
     # only around the mask (a grown region's box is often several times larger): beyond
     # the blur's and the peak's reach every voxel stays empty, as over the whole array
-    reach = [int(4.0 * g + 0.5) + int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma]
+    reach = [int(BLUR_REACH * g + 0.5) + int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma]
     part = tuple(slice(max(0, a.start - r), min(n, a.stop + r)) for a, r, n in zip(around, reach, mask.shape))
     out[part] = _smoothed_part(mask[part], sigma, mode)
     return out
 
 
 def _smoothed_part(mask: np.ndarray, sigma: list[float], mode: str) -> np.ndarray:
-    blur = gaussian_filter(mask.astype(np.float32), sigma, mode=mode, truncate=4.0)
+    blur = gaussian_filter(mask.astype(np.float32), sigma, mode=mode, truncate=BLUR_REACH)
     half = blur >= 0.5
     peak = maximum_filter(blur, size=[2 * int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma], mode="nearest")
     kept = blur >= np.maximum(np.minimum(0.5, peak - 0.25), np.maximum(0.5 * peak, FLOOR))
