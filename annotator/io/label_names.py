@@ -61,15 +61,23 @@ def _json_table(path: Path) -> dict[str, int]:
     import json
 
     for name in ("labels.json", "dataset.json"):
-        table = path.parent / name
-        if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
-            continue
         try:
-            labels = json.loads(table.read_text("utf-8")).get("labels")
+            text = _table_text(path.parent / name, errors="strict")
+            if text is None:
+                continue
+            labels = json.loads(text).get("labels")
             return names_by_value(labels) if labels else {}
         except (AttributeError, TypeError, ValueError):
             return {}
     return {}
+
+
+def _table_text(table: Path, errors: str = "replace") -> str | None:
+    """The text of a table file beside a label (None: no plain file there, or one larger
+    than :data:`MAX_TABLE_BYTES`)."""
+    if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
+        return None
+    return table.read_text("utf-8", errors)
 
 
 #: how ITK-SNAP's label description file starts (Segmentation > Export Label Descriptions)
@@ -87,10 +95,8 @@ def _itksnap_table(path: Path) -> dict[str, int]:
     own = path.with_name(image_stem(path) + ".txt")
     others = sorted(p for p in path.parent.glob("*.txt") if "label" in p.name.lower() and p != own)
     for table in [own, *others[:8]]:
-        if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
-            continue
-        text = table.read_text("utf-8", "replace")
-        if ITKSNAP_HEADER.lower() not in text[:400].lower():
+        text = _table_text(table)
+        if text is None or ITKSNAP_HEADER.lower() not in text[:400].lower():
             continue
         named = {}
         for line in text.splitlines():
@@ -111,10 +117,10 @@ def _bids_table(path: Path) -> dict[str, int]:
     from annotator.io.sniff import image_stem
 
     for table in (path.with_name(image_stem(path) + ".tsv"), *(up / "dseg.tsv" for up in path.parents[:4])):
-        if not table.is_file() or table.stat().st_size > MAX_TABLE_BYTES:
+        text = _table_text(table)
+        if text is None:
             continue
-        lines = table.read_text("utf-8", "replace").splitlines()
-        rows = [[cell.strip() for cell in line.split("\t")] for line in lines if line.strip()]
+        rows = [[cell.strip() for cell in line.split("\t")] for line in text.splitlines() if line.strip()]
         header = [cell.lower() for cell in rows[0]] if rows else []
         if "index" not in header or "name" not in header:
             continue
