@@ -117,10 +117,7 @@ class Volume:
     def index_affine(self) -> np.ndarray:
         """4×4 matrix from an array index ``(z, y, x)`` to the patient position (LPS,
         x-y-z order) of that voxel's centre."""
-        matrix = np.eye(4)
-        matrix[:3, :3] = (np.reshape(self.direction, (3, 3)) @ np.diag(self.spacing))[:, ::-1]
-        matrix[:3, 3] = self.origin
-        return matrix
+        return _itk_index_affine(self.spacing, self.origin, self.direction)[:, [2, 1, 0, 3]]
 
     def on_grid_of(self, image: "Volume", part: bool = False) -> tuple[np.ndarray, int] | None:
         """(this volume's voxels on ``image``'s grid, how many of its non-zero voxels lie
@@ -174,6 +171,15 @@ class Volume:
         return "\n".join(lines)
 
 
+def _itk_index_affine(spacing, origin, direction) -> np.ndarray:
+    """4×4 matrix from an ITK index ``(x, y, z)`` to the patient position of that voxel's
+    centre."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.reshape(direction, (3, 3)) @ np.diag(spacing)
+    matrix[:3, 3] = origin
+    return matrix
+
+
 def lattice_map(grid: tuple, on: tuple, atol: float = 1e-3, shift_atol: float = 0.01) -> tuple | None:
     """How the voxels of ``grid`` lie on those of ``on`` (each (size, spacing, origin,
     direction) in ITK's x, y, z order): (axes, signs, offsets), ``grid``'s index along
@@ -181,15 +187,8 @@ def lattice_map(grid: tuple, on: tuple, atol: float = 1e-3, shift_atol: float = 
     voxel centres are not ``on``'s (another spacing or orientation, within ``atol``; a
     shift by part of a voxel, more than ``shift_atol``: float32 headers hold a few
     thousandths of one) or the two boxes do not overlap."""
-
-    def affine(size, spacing, origin, direction) -> np.ndarray:
-        matrix = np.eye(4)
-        matrix[:3, :3] = np.reshape(direction, (3, 3)) @ np.diag(spacing)
-        matrix[:3, 3] = origin
-        return matrix
-
-    try:
-        turn = np.linalg.solve(affine(*grid), affine(*on))  # on's index -> grid's index
+    try:  # on's index -> grid's index
+        turn = np.linalg.solve(_itk_index_affine(*grid[1:]), _itk_index_affine(*on[1:]))
     except np.linalg.LinAlgError:
         return None
     axes = np.argmax(np.abs(turn[:3, :3]), axis=0)
