@@ -13,7 +13,7 @@ from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
-from annotator.engine.interactive import GraphCutParams
+from annotator.engine.interactive import GraphCutParams, combine
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
@@ -484,3 +484,18 @@ def test_smoothing_keeps_a_vessel_thinner_than_its_blur():
         cut = segment_scribbles(volume, strokes, params=GraphCutParams(smooth_mm=0)).label > 0
         assert dice(smooth, truth) >= dice(cut, truth) - 0.03
         assert dice(smooth, truth) > 0.55
+
+
+def test_combine_multiplies_the_odds_and_leaves_its_inputs_alone():
+    rng = np.random.default_rng(0)
+    p = rng.random((4, 5, 6)).astype(np.float32)
+    q = rng.random((4, 5, 6)).astype(np.float32)
+    p[0, 0, 0], q[0, 0, 1] = 0.0, 1.0  # clipped, not divided by zero
+    before = p.copy(), q.copy()
+    both = combine(p, q)
+    a, b = np.clip(p.astype(float), 1e-4, 1 - 1e-4), np.clip(q.astype(float), 1e-4, 1 - 1e-4)
+    assert both.dtype == np.float32 and np.isfinite(both).all()
+    np.testing.assert_allclose(both, a * b / (a * b + (1 - a) * (1 - b)), atol=1e-6)
+    np.testing.assert_array_equal(p, before[0])
+    np.testing.assert_array_equal(q, before[1])
+    np.testing.assert_allclose(combine(p, np.full(p.shape, 0.5, np.float32)), np.clip(p, 1e-4, 1 - 1e-4), atol=1e-6)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from annotator.engine.history import Change, LabelHistory
-from annotator.engine.region import Result, extent
+from annotator.engine.region import Result, extent, voxels
 
 
 def _write(label: np.ndarray, history: LabelHistory, v: int) -> None:
@@ -75,6 +75,14 @@ def test_extent():
     assert extent(mask) is None
     mask[1, 2, 3] = mask[4, 5, 6] = True
     assert extent(mask) == (slice(1, 5), slice(2, 6), slice(3, 7))
+
+
+def test_voxels_lists_a_mask_as_argwhere_does():
+    rng = np.random.default_rng(0)
+    for shape, share in (((6, 7, 8), 0.0), ((6, 7, 8), 0.02), ((9, 5, 11), 0.5)):
+        mask = rng.random(shape) < share
+        np.testing.assert_array_equal(voxels(mask), np.argwhere(mask))
+    assert voxels(np.zeros((3, 4, 5), bool)).shape == (0, 3)
 
 
 def test_minus_covers_box_less_hole():

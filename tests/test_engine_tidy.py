@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from annotator.engine.history import Change, LabelHistory
-from annotator.engine.tidy import tidy
+from annotator.engine.tidy import keep_seeded_components, tidy
 from annotator.errors import InputError
 
 
@@ -33,6 +33,18 @@ def test_fill_holes_fills_background_enclosed_on_each_slice_only():
     changed = after != label
     assert changed.sum() == 10 * 6 * 6 + 9 + 1 and (after[changed] == 1).all()
     assert (after[0:2] == 0).all() and (after[18:] == 0).all()  # nothing beyond the organ's slices
+
+
+def test_keep_seeded_components_keeps_the_parts_a_seed_touches_and_nothing_else():
+    mask = np.zeros((5, 9, 9), bool)
+    mask[1:4, 1:3, 1:3] = mask[1:4, 5:8, 5:8] = mask[0, 8, 0] = True
+    seeds = np.zeros(mask.shape, bool)
+    seeds[2, 6, 6] = seeds[4, 4, 4] = True  # one in the second part, one outside every part
+    kept = keep_seeded_components(mask, seeds)
+    expected = np.zeros(mask.shape, bool)
+    expected[1:4, 5:8, 5:8] = True
+    np.testing.assert_array_equal(kept, expected)
+    assert not keep_seeded_components(mask, np.zeros(mask.shape, bool)).any()
 
 
 def test_keep_largest_drops_the_other_parts_of_that_structure_only():

@@ -48,7 +48,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from annotator.engine.graphcut import estimate_sigma, graphcut, neighbour_differences
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.region import (Box, Result, box_around, check_clicks, check_finite, check_step, extent,
-                                     offset_box, paste)
+                                     offset_box, paste, voxels)
 from annotator.engine.tidy import SMOOTH_MM, keep_seeded_components, smoothed
 from annotator.errors import InputError
 from annotator.io.volume import Volume, intensity_range
@@ -220,7 +220,7 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     spacing = np.asarray(spacing, float)
     step = np.maximum(1, np.round(np.asarray(fg.shape) / np.cbrt(max_voxels))).astype(int)
     shape = tuple(-(-n // k) for n, k in zip(fg.shape, step))
-    marks = np.argwhere(fg)
+    marks = voxels(fg)
     inside = np.zeros(shape, bool)
     inside[tuple((marks // step).T)] = True
     try:  # flat marks (all on one slice) have no hull: the marks alone then
@@ -233,22 +233,27 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
         pass
     distance = distance_transform_edt(~inside, sampling=spacing * step)
     outside = np.zeros(shape, bool)
-    outside[tuple((np.argwhere(bg) // step).T)] = True
+    outside[tuple((voxels(bg) // step).T)] = True
     outside &= ~inside
     reach = float(np.median(distance[outside])) if outside.any() else float(default_mm or 0.0)
     reach = max(reach, float(np.max(spacing * step)))
     prior = (top / (1.0 + (distance / reach) ** sharpness)).astype(np.float32)
     prior[inside] = in_hull
-    for axis, k in enumerate(step):
-        prior = np.repeat(prior, k, axis=axis)
-    return prior[: fg.shape[0], : fg.shape[1], : fg.shape[2]]
+    # back onto the region's grid in one pass
+    return prior[np.ix_(*[np.arange(n) // k for n, k in zip(fg.shape, step)])]
 
 
 def combine(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     """Two independent estimates of P(foreground) made one (product of the odds)."""
-    p = np.clip(p, eps, 1 - eps)
-    q = np.clip(q, eps, 1 - eps)
-    return (p * q / (p * q + (1 - p) * (1 - q))).astype(np.float32)
+    p = np.clip(p, eps, 1 - eps, dtype=np.float32)
+    q = np.clip(q, eps, 1 - eps, dtype=np.float32)
+    both = p * q
+    p -= 1  # in place: a whole organ's box holds tens of millions of voxels
+    q -= 1
+    p *= q
+    p += both
+    both /= p
+    return both
 
 
 def _denoise(image: np.ndarray, sigma: float, spacing) -> np.ndarray:

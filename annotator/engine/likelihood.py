@@ -38,9 +38,11 @@ class IntensityModel:
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """P(foreground) of each value (float32, same shape)."""
-        index = np.floor((np.asarray(values, np.float32) - np.float32(self.low)) / np.float32(self.width))
-        index = np.clip(index, 0, len(self.table) - 1).astype(np.intp)
-        return self.table[index]
+        index = np.subtract(values, np.float32(self.low), dtype=np.float32)
+        index /= np.float32(self.width)  # in place: a whole organ's box holds tens of millions
+        np.floor(index, out=index)
+        np.clip(index, 0, len(self.table) - 1, out=index)
+        return self.table[index.astype(np.int32)]
 
 
 def _spread(values: np.ndarray, max_samples: int = 1 << 18) -> float:

@@ -167,6 +167,15 @@ def extent(mask: np.ndarray) -> Box | None:
     return tuple(slice(int(v[0]), int(v[-1]) + 1) for v in (z, y, x))  # type: ignore[return-value]
 
 
+def voxels(mask: np.ndarray) -> np.ndarray:
+    """The indices of ``mask``'s voxels (as ``np.argwhere``), listed within its extent:
+    a few strokes in a whole organ's box are read without scanning all of it."""
+    box = extent(mask)
+    if box is None:
+        return np.zeros((0, mask.ndim), np.intp)
+    return np.argwhere(mask[box]) + [b.start for b in box]
+
+
 def box_voxels(box: Box) -> int:
     return int(np.prod([s.stop - s.start for s in box]))
 

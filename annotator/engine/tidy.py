@@ -142,9 +142,11 @@ def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     A cut may also switch on look-alike tissue elsewhere in the region; the person
     marked one structure, so what is not connected to their foreground marks is dropped.
     """
-    components, _ = connected_parts(mask)
-    keep = np.unique(components[seeds & mask])
-    return np.isin(components, keep[keep > 0])
+    components, count = connected_parts(mask)
+    kept = np.zeros(count + 1, bool)
+    kept[components[seeds & mask]] = True
+    kept[0] = False
+    return kept[components]
 
 
 def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
