@@ -13,7 +13,7 @@ from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
-from annotator.engine.interactive import GraphCutParams, combine
+from annotator.engine.interactive import GraphCutParams, combine, inside_hull
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
@@ -499,3 +499,31 @@ def test_combine_multiplies_the_odds_and_leaves_its_inputs_alone():
     np.testing.assert_array_equal(p, before[0])
     np.testing.assert_array_equal(q, before[1])
     np.testing.assert_allclose(combine(p, np.full(p.shape, 0.5, np.float32)), np.clip(p, 1e-4, 1 - 1e-4), atol=1e-6)
+
+
+def test_the_hull_holds_what_lies_below_all_its_faces_and_flat_points_have_none():
+    """The reach prior's hull of the marks: a box's corners (with points inside it) hold
+    the grid points in the box, its faces included; a tetrahedron holds what its
+    barycentric coordinates say (away from its faces, where rounding decides); points
+    on one slice have no hull."""
+    from scipy.spatial import QhullError
+
+    rng = np.random.default_rng(0)
+    spacing = np.array([2.0, 0.7, 0.9])
+    axes = [np.arange(n) * s for n, s in zip((20, 30, 25), spacing)]
+    corners = np.array([[z, y, x] for z in (3, 9) for y in (4, 20) for x in (2, 17)], float)
+    points = np.concatenate([corners, rng.uniform(corners.min(0), corners.max(0), (50, 3))]) * spacing
+    expected = np.zeros((20, 30, 25), bool)
+    expected[3:10, 4:21, 2:18] = True
+    np.testing.assert_array_equal(inside_hull(points, axes), expected)
+
+    tetra = np.array([[1, 2, 3], [15, 5, 4], [4, 27, 6], [6, 9, 22]], float) * spacing
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    t = np.linalg.solve((tetra[1:] - tetra[0]).T, (grid - tetra[0]).reshape(-1, 3).T).T
+    bary = np.concatenate([1 - t.sum(1, keepdims=True), t], axis=1).reshape(20, 30, 25, 4)
+    found = inside_hull(tetra, axes)
+    clear = np.abs(bary).min(axis=-1) > 1e-6
+    np.testing.assert_array_equal(found[clear], (bary.min(axis=-1) > 0)[clear])
+    assert found.sum() > 100
+    with pytest.raises(QhullError):
+        inside_hull(np.array([[5, y, x] for y in range(3) for x in range(3)], float), axes)

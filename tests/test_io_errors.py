@@ -277,3 +277,24 @@ def test_a_volume_a_script_builds_is_checked_as_a_file_is(shape, spacing, messag
 
     with pytest.raises(GeometryError, match=message):
         Volume(np.zeros(shape, np.float32), spacing, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+
+
+def test_a_mask_as_the_image_is_taken_as_0_and_1_and_other_values_than_numbers_are_refused():
+    """A boolean array (a mask a script shows as the image) becomes 0 and 1 where the
+    volume is made, and strokes on it are cut (it failed in the engine: numpy cannot
+    subtract booleans); complex or text values are refused with their type named."""
+    from annotator.engine.interactive import segment_scribbles
+    from annotator.io.volume import Volume
+
+    mask = np.zeros((12, 20, 20), bool)
+    mask[3:9, 5:15, 5:15] = True
+    volume = Volume(mask, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    assert volume.array.dtype == np.uint8 and volume.array.sum() == mask.sum()
+    strokes = np.zeros(mask.shape, np.uint8)
+    strokes[6, 8:12, 10] = 1
+    strokes[6, 1, :] = 2
+    cut = segment_scribbles(volume, strokes).label > 0
+    assert not (cut & ~mask).any() and cut.sum() > 0.8 * mask.sum()  # its corners rounded by the smoothing
+    for values in (np.zeros((4, 5, 6), np.complex64), np.full((4, 5, 6), "a")):
+        with pytest.raises(InputError, match=f"real numbers.*{values.dtype}"):
+            Volume(values, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))

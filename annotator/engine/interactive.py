@@ -43,7 +43,7 @@ import numpy as np
 from scipy.ndimage import (binary_erosion, distance_transform_edt, gaussian_filter, generate_binary_structure,
                            maximum_filter, minimum_filter)
 from scipy.ndimage import label as ndimage_label
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from annotator.engine.graphcut import estimate_sigma, graphcut, neighbour_differences
 from annotator.engine.likelihood import fit_intensity_model
@@ -225,10 +225,7 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     inside[tuple((marks // step).T)] = True
     try:  # flat marks (all on one slice) have no hull: the marks alone then
         points = marks * spacing
-        hull = Delaunay(points[ConvexHull(points).vertices])
-        grid = np.stack(np.meshgrid(*[np.arange(n) * k * s for n, k, s in zip(shape, step, spacing)],
-                                    indexing="ij"), axis=-1).reshape(-1, 3)
-        inside |= (hull.find_simplex(grid) >= 0).reshape(shape)
+        inside |= inside_hull(points, [np.arange(n) * k * s for n, k, s in zip(shape, step, spacing)])
     except (QhullError, ValueError):
         pass
     distance = distance_transform_edt(~inside, sampling=spacing * step)
@@ -241,6 +238,31 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     prior[inside] = in_hull
     # back onto the region's grid in one pass
     return prior[np.ix_(*[np.arange(n) // k for n, k in zip(fg.shape, step)])]
+
+
+def inside_hull(points: np.ndarray, axes: list[np.ndarray], chunk: int = 1 << 22) -> np.ndarray:
+    """Which points of the grid ``axes`` span (coordinates along each axis) lie in the
+    convex hull of ``points`` (n × 3), its faces included: below every facet's plane.
+    Only the grid points in the hull's bounding box are tested, ``chunk`` plane tests at
+    a time: a cost set by the grid and the hull's faces. (A Delaunay triangulation's
+    point location, used before, took from 0.03 s to over 4 s on a click's sample of
+    about 4,000 voxels, depending on where its walks started.) Raises QhullError for
+    flat points, which have no hull."""
+    hull = ConvexHull(points)
+    tol = 1e-9 * max(1.0, float(np.abs(points).max()))
+    lo, hi = hull.min_bound - tol, hull.max_bound + tol
+    near = [np.flatnonzero((a >= l) & (a <= h)) for a, l, h in zip(axes, lo, hi)]
+    inside = np.zeros(tuple(len(a) for a in axes), bool)
+    if any(not n.size for n in near):
+        return inside
+    grid = np.stack(np.meshgrid(*[a[n] for a, n in zip(axes, near)], indexing="ij"), axis=-1).reshape(-1, 3)
+    normals, offsets = hull.equations[:, :-1], hull.equations[:, -1]
+    found = np.empty(len(grid), bool)
+    rows = max(1, chunk // len(offsets))
+    for start in range(0, len(grid), rows):
+        found[start:start + rows] = np.all(grid[start:start + rows] @ normals.T + offsets <= tol, axis=1)
+    inside[np.ix_(*near)] = found.reshape(tuple(len(n) for n in near))
+    return inside
 
 
 def combine(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> np.ndarray:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from annotator.errors import GeometryError
+from annotator.errors import GeometryError, InputError
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class Volume:
         if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
             raise GeometryError(f"a volume's voxel size must be 3 positive numbers (x, y, z, mm); got "
                                 f"{tuple(self.spacing)}")
+        if self.array.dtype == bool:  # a mask as the image: 0 and 1
+            self.array = self.array.view(np.uint8)
+        elif self.array.dtype.kind not in "iuf":
+            raise InputError(f"a volume needs real numbers as intensities; this one holds {self.array.dtype} values")
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -164,11 +164,9 @@ def layer_volume(layer) -> Volume:
     data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
     if data.ndim != 3:
         raise AnnotatorError(f"layer '{layer.name}' is {data.ndim}-D; Annotator needs a 3-D image")
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    elif data.dtype.kind not in "iuf":
+    if data.dtype.kind not in "biuf":  # a mask shown as an image is taken as 0 and 1 (Volume)
         raise AnnotatorError(f"layer '{layer.name}' holds {data.dtype} values; Annotator needs real numbers")
-    elif data.dtype.kind == "f" and not np.isfinite(data).all():
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
         data = data.copy()  # its NaNs are filled in the volume's copy; the layer keeps its own
     whole = placement(layer)
     linear = whole[:3, :3][::-1, ::-1]  # index (x, y, z) -> world (x, y, z), as a Volume holds it
