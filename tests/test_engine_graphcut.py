@@ -13,7 +13,7 @@ from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
-from annotator.engine.interactive import GraphCutParams, combine, inside_hull
+from annotator.engine.interactive import GraphCutParams, combine, inside_hull, line_ends
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
@@ -527,3 +527,21 @@ def test_the_hull_holds_what_lies_below_all_its_faces_and_flat_points_have_none(
     assert found.sum() > 100
     with pytest.raises(QhullError):
         inside_hull(np.array([[5, y, x] for y in range(3) for x in range(3)], float), axes)
+
+
+def test_the_ends_of_a_mask_s_lines_have_the_hull_of_all_its_voxels():
+    """The hull of the marks is taken from the first and last voxel on each line (a few
+    clicks' samples in a CT liver hold half a million voxels): the same voxels in it as
+    in the hull of every voxel, from far fewer points."""
+    rng = np.random.default_rng(3)
+    spacing = np.array([2.5, 0.8, 0.8])
+    axes = [np.arange(n) * s for n, s in zip((24, 40, 36), spacing)]
+    zz, yy, xx = np.indices((24, 40, 36))
+    for _ in range(5):
+        centre, radius = rng.uniform(8, 16, 3), rng.uniform(4, 9)
+        mask = ((zz - centre[0]) * 0.5) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 < radius ** 2
+        mask &= rng.random(mask.shape) < 0.7  # holes: ends are not every voxel's neighbours
+        ends = line_ends(mask)
+        assert len(ends) < 0.5 * np.count_nonzero(mask) and mask[tuple(ends.T)].all()
+        np.testing.assert_array_equal(inside_hull(ends * spacing, axes), inside_hull(np.argwhere(mask) * spacing, axes))
+    assert line_ends(np.zeros((3, 4, 5), bool)).shape == (0, 3)

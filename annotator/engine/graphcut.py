@@ -127,7 +127,7 @@ def _multilevel_band(image, prob, spacing, fg, bg, lam, sigma, free, fixed) -> n
     """The cut of the ``free`` voxels, the others keeping their value in ``fixed``; a large
     band coarse-to-fine as :func:`_multilevel` does a whole region: cut on the grid
     downsampled by two, then again at full resolution only near the coarse boundary."""
-    if int(free.sum()) <= BAND_DIRECT_LIMIT or min(image.shape) < 8:
+    if np.count_nonzero(free) <= BAND_DIRECT_LIMIT or min(image.shape) < 8:
         return _solve(image, prob, spacing, fg, bg, lam, sigma, free=free, fixed=fixed)
     fg_any, bg_any = _down_any(fg), _down_any(bg)
     fg_c, bg_c = fg_any & ~bg_any, bg_any & ~fg_any
@@ -186,7 +186,7 @@ def _solve(image, prob, spacing, fg, bg, lam, sigma, free=None, fixed=None) -> n
         free = np.ones(image.shape, bool)
         fixed = np.zeros(image.shape, bool)
     node = np.full(image.shape, -1, np.int64)
-    n = int(free.sum())
+    n = np.count_nonzero(free)
     if n == 0:
         return fixed.copy()
     node[free] = np.arange(n)
