@@ -142,11 +142,17 @@ def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     A cut may also switch on look-alike tissue elsewhere in the region; the person
     marked one structure, so what is not connected to their foreground marks is dropped.
     """
-    components, count = connected_parts(mask)
+    out = np.zeros(mask.shape, bool)
+    box = extent(mask)  # a grown region's box is often several times larger than its structure
+    if box is None:
+        return out
+    part = mask[box]
+    components, count = connected_parts(part)
     kept = np.zeros(count + 1, bool)
-    kept[components[seeds & mask]] = True
+    kept[components[seeds[box] & part]] = True
     kept[0] = False
-    return kept[components]
+    out[box] = kept[components]
+    return out
 
 
 def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
