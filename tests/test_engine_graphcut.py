@@ -13,8 +13,9 @@ from annotator.engine.metrics import dice
 from annotator.bench.simulate import scribbles_from_mask, sparse_scribbles_from_mask
 from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
-from annotator.engine.interactive import GraphCutParams, combine, inside_hull, line_ends
+from annotator.engine.interactive import GraphCutParams
 from annotator.engine.likelihood import fit_intensity_model
+from annotator.engine.priors import combine, inside_hull, line_ends
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.phantom import ct_phantom
