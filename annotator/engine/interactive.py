@@ -10,9 +10,10 @@ input go through the same steps:
    intensity connected to it, in the widest ball they still fill (:func:`click_scale`):
    several centimetres inside a CT organ, a few millimetres on a low-contrast MR (of a
    ball the image's edge cuts, the part inside the image).
-2. a prior from where the marks are (:func:`annotator.engine.priors.reach_prior`): the structure lies around
-   the foreground marks' convex hull and reaches about as far as the background marks
-   are drawn from it (for clicks: as far as the clicked tissue was found homogeneous);
+2. a prior from where the marks are (:mod:`annotator.engine.priors`): the structure
+   lies around the foreground marks' convex hull and reaches about as far as the
+   background marks are drawn from it (for clicks: as far as the clicked tissue was
+   found homogeneous);
    a network's probability of the structure can join it (``model_prior``: the strokes
    then correct the network's answer: :func:`annotator.engine.methods.model_prior`).
    Intensity alone cannot tell an unenhanced CT's spleen from the muscle it touches;

@@ -99,12 +99,13 @@ def line_ends(mask: np.ndarray) -> np.ndarray:
 def inside_hull(points: np.ndarray, axes: list[np.ndarray], chunk: int = 1 << 21) -> np.ndarray:
     """Which points of the grid ``axes`` span (coordinates along each axis) lie in the
     convex hull of ``points`` (n × 3), its faces included: below every face's plane.
+
     Along each line of the grid's first axis that is a run between the highest of the
-    faces below it and the lowest above, so the faces are met once per line, within the
-    hull's bounding box, not once per grid point (``chunk`` line-face pairs at a time). (A Delaunay triangulation's point
-    location, used before, took from 0.03 s to over 4 s on a click's sample of about
-    4,000 voxels, depending on where its walks started.) Raises QhullError for flat
-    points, which have no hull."""
+    faces below it and the lowest above, so the faces are met once per line within the
+    hull's bounding box (``chunk`` line-face pairs at a time), not once per grid point: a
+    cost set by the grid and the faces. (A Delaunay triangulation's point location took
+    from 0.03 s to over 4 s on a click's sample of about 4,000 voxels, depending on where
+    its walks started.) Raises QhullError for flat points, which have no hull."""
     hull = ConvexHull(points)
     tol = 1e-9 * max(1.0, float(np.abs(points).max()))
     lo, hi = hull.min_bound - tol, hull.max_bound + tol
