@@ -15,7 +15,7 @@ from annotator.engine import graphcut as gc
 from annotator.engine import segment_clicks, segment_scribbles
 from annotator.engine.interactive import GraphCutParams
 from annotator.engine.likelihood import fit_intensity_model
-from annotator.engine.priors import combine, inside_hull, line_ends
+from annotator.engine.priors import combine, inside_hull, line_ends, reach_prior
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.phantom import ct_phantom
@@ -546,3 +546,16 @@ def test_the_ends_of_a_mask_s_lines_have_the_hull_of_all_its_voxels():
         assert len(ends) < 0.5 * np.count_nonzero(mask) and mask[tuple(ends.T)].all()
         np.testing.assert_array_equal(inside_hull(ends * spacing, axes), inside_hull(np.argwhere(mask) * spacing, axes))
     assert line_ends(np.zeros((3, 4, 5), bool)).shape == (0, 3)
+
+
+def test_the_reach_prior_of_a_part_is_that_part_of_the_whole_region_s():
+    """The second cut asks for the prior only around its band: the same values as the
+    whole region's prior there (computed on a coarser grid and repeated back)."""
+    zz, yy, xx = np.indices((60, 90, 100))
+    fg = ((zz - 30) ** 2 + (yy - 40) ** 2 + (xx - 50) ** 2 < 64) & (zz % 7 == 0)
+    bg = np.zeros(fg.shape, bool)
+    bg[30, 20:60, 25] = True
+    whole = reach_prior(fg, bg, (2.0, 0.8, 0.8), 4.0, top=0.95)
+    for part in [(slice(10, 47), slice(3, 88), slice(21, 22)), (slice(0, 60), slice(0, 90), slice(0, 100))]:
+        np.testing.assert_array_equal(reach_prior(fg, bg, (2.0, 0.8, 0.8), 4.0, top=0.95, part=part), whole[part])
+    assert whole.max() == 1.0 and 0 < whole.min() < 0.05

@@ -199,11 +199,12 @@ def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
 
 
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
-                 denoise: float) -> tuple[np.ndarray, float]:
-    """The voxels that a click at ``point`` samples (a mask of ``image``'s shape): within
-    ``radius_mm``, of (denoised) intensity within ``similar`` noise deviations of the
-    click's own neighbourhood, and connected to it; and the share of that ball that lies
-    in the image (less than all near its edges, or in a volume of few slices)."""
+                 denoise: float) -> tuple[Box, np.ndarray, float]:
+    """The voxels that a click at ``point`` samples: within ``radius_mm``, of (denoised)
+    intensity within ``similar`` noise deviations of the click's own neighbourhood, and
+    connected to it, as (the window around the ball, their mask in it); and the share of
+    that ball that lies in the image (less than all near its edges, or in a volume of few
+    slices)."""
     reach = [max(1, int(np.ceil(radius_mm / s))) for s in spacing]
     lo = [max(0, p - r) for p, r in zip(point, reach)]
     hi = [min(n, p + r + 1) for p, n, r in zip(point, image.shape, reach)]
@@ -221,11 +222,9 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     similar_mask = ball & (np.abs(values - reference) <= tolerance)
     similar_mask[centre] = True
     components, _ = ndimage_label(similar_mask)
-    sample = np.zeros(image.shape, bool)
-    sample[window] = components == components[centre]
     whole = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
     whole_ball = sum((a * s) ** 2 for a, s in zip(whole, spacing)) <= radius_mm**2
-    return sample, float(ball.sum() / whole_ball.sum())
+    return window, components == components[centre], float(ball.sum() / whole_ball.sum())
 
 
 def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "GraphCutParams") -> tuple[np.ndarray, float]:
@@ -245,13 +244,15 @@ def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "Gra
         return np.count_nonzero(sample) * np.prod(spacing) >= params.fill * inside * 4 / 3 * np.pi * radius**3
 
     radius = params.sample_radius_mm
-    sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise)
+    window, sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise)
     while radius * 2 <= params.max_sample_radius_mm and fills(sample, inside, radius):
-        wider, inside = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise)
-        if not fills(wider, inside, radius * 2):
+        wider = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise)
+        if not fills(wider[1], wider[2], radius * 2):
             break
-        sample, radius = wider, radius * 2
-    return sample, radius
+        (window, sample, inside), radius = wider, radius * 2
+    mask = np.zeros(image.shape, bool)  # the volume's mask made once, for the sample kept
+    mask[window] = sample
+    return mask, radius
 
 
 def _touching(mask: np.ndarray, box: Box, shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -316,7 +317,8 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
             # clicks: background clicks act through the distance prior below; the
             # structure's reach stays what the foreground clicks say
             if clicks is None:
-                spatial = reach_prior(fg_s[box], bg_s[box], spacing, params.reach_sharpness, top=params.reach_max)
+                spatial = reach_prior(fg_s[box], bg_s[box], spacing, params.reach_sharpness, top=params.reach_max,
+                                      part=part)
             else:
                 r0 = params.click_reach * float(np.median(scales))
                 # below 1 in the samples' hull as well (what it encloses may be other
@@ -324,9 +326,9 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
                 # is wrong, and the click, sure too, has to overrule it there
                 top = 1.0 if model_prior is not None else params.reach_max
                 spatial = reach_prior(fg_s[box], None, spacing, params.click_reach_sharpness, r0,
-                                      top=top, in_hull=top)
+                                      top=top, in_hull=top, part=part)
             if spatial is not None:
-                prob = combine(prob, spatial[part])
+                prob = combine(prob, spatial)
         if model_prior is not None:
             prob = combine(prob, model_prior[inner])
         if clicks is not None and clicks[1]:

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import ConvexHull, QhullError
 
-from annotator.engine.region import extent, voxels
+from annotator.engine.region import Box, extent, voxels
 
 
 def click_distance_prior(shape: tuple[int, ...], origin: tuple[int, ...], fg_points, bg_points,
@@ -39,7 +39,7 @@ def click_distance_prior(shape: tuple[int, ...], origin: tuple[int, ...], fg_poi
 
 def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float = 4.0,
                 default_mm: float | None = None, max_voxels: int = 48**3, top: float = 1.0,
-                in_hull: float = 1.0) -> np.ndarray | None:
+                in_hull: float = 1.0, part: Box | None = None) -> np.ndarray | None:
     """P(foreground) from where the marks are, for each voxel of a region.
 
     The foreground marks' convex hull (strokes on a few slices span the structure
@@ -52,7 +52,8 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     drawn far away). Strokes keep 1 in their hull (they span the structure between them);
     the hull of a click's sample is not drawn by anyone, and may enclose other tissue.
     Computed on a grid of at most about ``max_voxels`` (the prior is smooth) and repeated
-    back onto the region's grid.
+    back onto the region's grid, or onto its ``part`` only (a box in the region: the
+    prior there is still the whole region's).
     """
     bg = np.zeros(fg.shape, bool) if bg is None else bg
     if not fg.any() or not (bg.any() or default_mm):
@@ -76,8 +77,9 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     reach = max(reach, float(np.max(spacing * step)))
     prior = (top / (1.0 + (distance / reach) ** sharpness)).astype(np.float32)
     prior[inside] = in_hull
-    # back onto the region's grid in one pass
-    return prior[np.ix_(*[np.arange(n) // k for n, k in zip(fg.shape, step)])]
+    # back onto the region's grid (or its part) in one pass
+    part = part or tuple(slice(0, n) for n in fg.shape)
+    return prior[np.ix_(*[np.arange(p.start, p.stop) // k for p, k in zip(part, step)])]
 
 
 def line_ends(mask: np.ndarray) -> np.ndarray:
