@@ -11,7 +11,8 @@ it; the others still open. A folder of image files, or a data set (``images/`` b
 takes its images one by one. A label map (a file of a few whole-number values, or one named
 like a label: ``case_seg.nii.gz``) opens as a Labels layer on its grid, its values named as
 the file names them, so that it falls on its image opened beside it; a DICOM SEG or RT
-Structure Set opens so over its series, once that is open.
+Structure Set opens so over its series, once that is open (or with it, when the series
+lies in the file's folder or below it).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def read_layers(path) -> list[tuple]:
     if isinstance(path, list):
         path = path[0]
     if Path(path).is_file() and looks_like_dicom(Path(path)) and referenced(Path(path)) is not None:
-        return [segmentation_layer(Path(path))]
+        return segmentation_layers(Path(path))
     if Path(path).is_file() and is_label_map(image_stem(Path(path)), Path(path)):
         found = label_map_layer(Path(path))
         if found is not None:
@@ -99,10 +100,16 @@ def label_map_layer(path: Path) -> tuple | None:
     return label_layer_data(volume.array, volume, {v: n for n, v in label_names_in(path).items()}, volume.name)
 
 
-def segmentation_layer(path: Path) -> tuple:
+#: a SEG's folder searched for its series only when it holds no more files than this (a
+#: SEG saved in a home or downloads folder: the reader says to open the series instead)
+MAX_FILES_BESIDE = 5000
+
+
+def segmentation_layers(path: Path) -> list[tuple]:
     """A DICOM SEG or RT Structure Set as a Labels layer over the image layer of the series
-    it labels (the image opened first, by this reader: it knows the series' slices), its
-    segments named as the file names them."""
+    it labels (opened before by this reader, which knows the series' slices; else found in
+    the file's folder or below it, and opened with it), its segments named as the file
+    names them."""
     import napari
 
     from annotator.io.label_file import read_label_file
@@ -111,15 +118,45 @@ def segmentation_layer(path: Path) -> tuple:
     images = [layer.metadata[VOLUME_KEY] for layer in (viewer.layers if viewer is not None else [])
               if isinstance(layer, napari.layers.Image) and layer.metadata.get(VOLUME_KEY) is not None]
     image = next((volume for volume in reversed(images) if labels_image(path, volume)), None)
+    layers = []
     if image is None:
-        raise InputError(f"{path.name} is a DICOM segmentation of a series that is not open: open the series "
-                         "it refers to first (its folder, or one of its files), then this file, which opens "
-                         "over it")
+        image = series_beside(path)
+        if image is None:
+            raise InputError(f"{path.name} is a DICOM segmentation of a series that is neither open nor in its "
+                             "folder: open the series it refers to first (its folder, or one of its files), then "
+                             "this file, which opens over it")
+        layers.append(image_layer_data(image))
     before = len(image.warnings)
     label, names = read_label_file(path, image)
     for warning in image.warnings[before:]:  # outlines that could not be placed
         warnings.warn(warning, stacklevel=2)
-    return label_layer_data(label, image, {v: n for n, v in names.items()}, image_stem(path))
+    return layers + [label_layer_data(label, image, {v: n for n, v in names.items()}, image_stem(path))]
+
+
+def series_beside(path: Path):
+    """The series the SEG or RT Structure Set ``path`` labels, read from the file's folder
+    or below it (a PACS export keeps them together); None when it is not there, or the
+    folder is too large to search."""
+    import os
+
+    from annotator.io.dicom import read_info, scan_folder
+
+    folder = path.parent
+    count = 0
+    for _root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        count += len(names)
+        if count > MAX_FILES_BESIDE:
+            return None
+    found = referenced(path)
+    if found is None:
+        return None
+    for info in scan_folder(folder).series:
+        if info.series_uid == found[0]:
+            image = read_info(info, folder)
+            if labels_image(path, image):
+                return image
+    return None
 
 
 def time_series_layer(volumes: list) -> tuple:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,6 @@ def test_the_window_fits_a_laptop_screen(make_napari_viewer, qtbot, tmp_path):
     """With an image open whose file, label map and label have long names, the window
     fits a 1366×768 screen (under a title bar and a panel): the Annotation and Training
     docks scroll instead of growing, and no combo box widens its dock to its text."""
-    import shutil
 
     from qtpy.QtWidgets import QScrollArea
 
@@ -344,7 +344,6 @@ def test_layers_carry_spacing_and_orientation(make_napari_viewer):
 def test_a_folder_opens_every_series_as_a_layer(make_napari_viewer, tmp_path):
     """File > Open on a study folder: each series a layer, the largest shown on top, the
     others hidden beneath; a series that cannot be read is named and the rest still open."""
-    import shutil
 
     study = tmp_path / "study"
     shutil.copytree(DATA / "udacity_study3_mr_dicom", study)
@@ -374,7 +373,7 @@ def test_a_folder_opens_every_series_as_a_layer(make_napari_viewer, tmp_path):
         read_layers(str(study))
 
 
-def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer):
+def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer, tmp_path):
     """File > Open on a segmentation (plugin use) gives a Labels layer that falls on its
     image, its values named as the file names them (it opened as a grey image; a DICOM SEG
     was refused)."""
@@ -394,10 +393,20 @@ def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer):
     # an image of whole numbers is still an image
     [hippo] = viewer.open(str(HIPPO / "images" / "hippocampus_001.nii.gz"), plugin="annotator3d")
     assert isinstance(hippo, napari.layers.Image)
-    # a DICOM SEG opens over its series once that is open, and says so before
+    # a DICOM SEG opens over its series once that is open; with it, when the series lies
+    # in its folder or below; and says what to open when it is neither
     seg = DATA / "dcmqi_ct3slice_seg" / "liver.dcm"
-    with pytest.raises(Exception, match="liver.dcm is a DICOM segmentation of a series that is not open"):
-        viewer.open(str(seg), plugin="annotator3d")
+    alone = tmp_path / "liver.dcm"
+    shutil.copy(seg, alone)
+    with pytest.raises(Exception, match="liver.dcm is a DICOM segmentation of a series that is neither open nor "
+                                        "in its folder"):
+        viewer.open(str(alone), plugin="annotator3d")
+    series, beside = viewer.open(str(seg), plugin="annotator3d")
+    assert isinstance(series, napari.layers.Image) and isinstance(beside, napari.layers.Labels)
+    assert series.data.shape == beside.data.shape == (3, 512, 512)
+    assert np.count_nonzero(beside.data == 1) == 107098
+    np.testing.assert_allclose(beside.affine.affine_matrix, series.affine.affine_matrix)
+    viewer.layers.clear()
     [ct] = viewer.open(str(DATA / "dcmqi_ct3slice_seg" / "ct-3slice"), plugin="annotator3d")
     [liver] = viewer.open(str(seg), plugin="annotator3d")
     assert isinstance(liver, napari.layers.Labels) and liver.data.shape == ct.data.shape
@@ -416,7 +425,6 @@ def test_sample_data_contributions():
 
 def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path):
     """Plugin use: the image comes from File > Open (our reader), then the dock annotates it."""
-    import shutil
 
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.workspace import workspace_for
@@ -472,7 +480,6 @@ def test_a_layer_whose_saved_label_has_values_above_255_is_annotated_without_it(
     """Plugin use, the image's saved label numbered 1002 (a file from another tool): the
     layer is annotated unlabelled with the warning the app gives, not with 1002 cast to
     234."""
-    import shutil
 
     from annotator.datastore import LocalDatastore
     from annotator.io import read_volume
@@ -501,7 +508,6 @@ def test_a_layer_opened_from_a_folder_comes_with_its_label_maps_and_earlier_labe
     worklist would have opened it with: the label map beside it, ready to use, and the
     labels saved before the current one (the final accepted before it, the first one
     proposed), to restore."""
-    import shutil
 
     from annotator.datastore import LocalDatastore
     from annotator.io import read_volume
@@ -639,7 +645,6 @@ def test_layers_are_the_persons_once_the_docks_are_closed(make_napari_viewer, qt
     is open; with it closed (the person is done), deleting the layers took them away for
     a moment only: they came back, and the viewer could not be cleaned up short of
     deleting the image too."""
-    import shutil
 
     from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.workspace import workspace_for
@@ -854,7 +859,6 @@ def test_a_label_file_handed_over_joins_the_open_images_label_maps(make_napari_v
     that image's label map, shown as a layer and offered by Use as label (it was opened as
     an image to annotate, the image left); a DICOM SEG of the open series too; an image
     file still opens for annotation."""
-    import shutil
 
     import SimpleITK as sitk
 
