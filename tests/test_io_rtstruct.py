@@ -152,6 +152,8 @@ def test_a_label_written_as_a_structure_set_reads_back_voxel_for_voxel(series, t
 
     assert referenced_series(ds) == volume.source.series_uid
     assert referenced_instances(ds) == set(volume.source.sop_uids)
+    contours = [c for roi in ds.ROIContourSequence for c in roi.ContourSequence]
+    assert all(len(c.ContourData) == 3 * c.NumberOfContourPoints for c in contours)  # numbers pydicom reads
     back, names, left_out = rtstruct_to_label(ds, volume)
     np.testing.assert_array_equal(back, label)
     assert names == {1: "body", 2: "liver", 3: "ring"} and left_out == []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from annotator.errors import InputError
 from annotator.io.overlaps import Part, one_label
@@ -27,6 +28,8 @@ from annotator.io.volume import Volume
 
 #: how far (in slices) a polygon may lie from the slice it is drawn on
 SLICE_TOLERANCE = 0.25
+#: the ContourData attribute's tag
+_CONTOUR_DATA = BaseTag(0x30060050)
 
 
 def referenced_series(ds) -> str:
@@ -160,9 +163,14 @@ def outlines(mask: np.ndarray) -> list[np.ndarray]:
     centres (filled by :func:`_fill`, they give the mask back)."""
     import contourpy
 
-    padded = np.pad(mask.astype(np.float32), 1)  # regions on the edge close too
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return []
+    part = mask[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]  # its extent only: a slice is large
+    padded = np.pad(part.astype(np.float32), 1)  # regions on the edge close too
     lines = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate).lines(0.5)
-    return [line[:-1] - 1.0 for line in lines if len(line) > 3]  # the last point repeats the first
+    corner = np.array([columns[0], rows[0]], float) - 1.0
+    return [line[:-1] + corner for line in lines if len(line) > 3]  # the last point repeats the first
 
 
 def _ds(values) -> list[str]:
@@ -276,8 +284,12 @@ def _referenced_frame(ds, image: Volume, first, on_slice):
 
 def _contours(mask: np.ndarray, on_slice, origin: np.ndarray, to_patient: np.ndarray) -> list:
     """The contour items of one structure (``mask``, z-y-x): its :func:`outlines` on each
-    slice, in patient millimetres."""
+    slice, in patient millimetres. Their points are stored as the file holds them (text
+    joined by backslashes): pydicom would otherwise check each of a CT's million numbers
+    as an object of its own, seconds per structure set."""
     import pydicom
+    from pydicom.charset import default_encoding
+    from pydicom.dataelem import RawDataElement
 
     items = []
     for k in np.flatnonzero(mask.any(axis=(1, 2))):
@@ -286,7 +298,12 @@ def _contours(mask: np.ndarray, on_slice, origin: np.ndarray, to_patient: np.nda
             item = pydicom.Dataset()
             item.ContourImageSequence = pydicom.Sequence([on_slice(int(k))])
             item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", len(points)
-            item.ContourData = _ds(points)
+            text = "\\".join(_ds(points)).encode("ascii")
+            text += b" " * (len(text) % 2)  # values of even length
+            item[_CONTOUR_DATA] = RawDataElement(_CONTOUR_DATA, "DS", len(text), text, 0, False, True)
+            # written as it is (the file's explicit VR little endian; no text of its own, so
+            # no character set to convert it to)
+            item.set_original_encoding(False, True, default_encoding)
             items.append(item)
     return items
 
