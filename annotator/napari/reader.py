@@ -121,10 +121,6 @@ def segmentation_layers(path: Path) -> list[tuple]:
     layers = []
     if image is None:
         image = series_beside(path)
-        if image is None:
-            raise InputError(f"{path.name} is a DICOM segmentation of a series that is neither open nor in its "
-                             "folder: open the series it refers to first (its folder, or one of its files), then "
-                             "this file, which opens over it")
         layers.append(image_layer_data(image))
     before = len(image.warnings)
     label, names = read_label_file(path, image)
@@ -134,29 +130,30 @@ def segmentation_layers(path: Path) -> list[tuple]:
 
 
 def series_beside(path: Path):
-    """The series the SEG or RT Structure Set ``path`` labels, read from the file's folder
-    or below it (a PACS export keeps them together); None when it is not there, or the
-    folder is too large to search."""
+    """The series the SEG or RT Structure Set ``path`` labels (which is not open), read from
+    the file's folder or below it (a PACS export keeps them together); InputError saying
+    what to open when it is not there, or the folder is too large to search."""
     import os
 
     from annotator.io.dicom import read_info, scan_folder
 
+    refused = (f"{path.name} is a DICOM segmentation of a series that is not open, and {{}}: open the series it "
+               "refers to first (its folder, or one of its files), then this file, which opens over it")
     folder = path.parent
     count = 0
     for _root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         count += len(names)
         if count > MAX_FILES_BESIDE:
-            return None
+            raise InputError(refused.format(f"its folder holds too many files (over {MAX_FILES_BESIDE}) to look "
+                                            "for it there"))
     found = referenced(path)
-    if found is None:
-        return None
-    for info in scan_folder(folder).series:
+    for info in scan_folder(folder).series if found is not None else []:
         if info.series_uid == found[0]:
             image = read_info(info, folder)
             if labels_image(path, image):
                 return image
-    return None
+    raise InputError(refused.format("it is not in the file's folder"))
 
 
 def time_series_layer(volumes: list) -> tuple:

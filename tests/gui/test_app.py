@@ -373,7 +373,7 @@ def test_a_folder_opens_every_series_as_a_layer(make_napari_viewer, tmp_path):
         read_layers(str(study))
 
 
-def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer, tmp_path):
+def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer, tmp_path, monkeypatch):
     """File > Open on a segmentation (plugin use) gives a Labels layer that falls on its
     image, its values named as the file names them (it opened as a grey image; a DICOM SEG
     was refused)."""
@@ -398,9 +398,15 @@ def test_a_label_map_opens_as_a_labels_layer_on_its_image(make_napari_viewer, tm
     seg = DATA / "dcmqi_ct3slice_seg" / "liver.dcm"
     alone = tmp_path / "liver.dcm"
     shutil.copy(seg, alone)
-    with pytest.raises(Exception, match="liver.dcm is a DICOM segmentation of a series that is neither open nor "
-                                        "in its folder"):
+    with pytest.raises(Exception, match="liver.dcm is a DICOM segmentation of a series that is not open, and it is "
+                                        "not in the file's folder"):
         viewer.open(str(alone), plugin="annotator3d")
+    from annotator.napari import reader
+
+    monkeypatch.setattr(reader, "MAX_FILES_BESIDE", 4)  # its folder holds 15: not searched
+    with pytest.raises(Exception, match="its folder holds too many files"):
+        viewer.open(str(seg), plugin="annotator3d")
+    monkeypatch.undo()
     series, beside = viewer.open(str(seg), plugin="annotator3d")
     assert isinstance(series, napari.layers.Image) and isinstance(beside, napari.layers.Labels)
     assert series.data.shape == beside.data.shape == (3, 512, 512)
