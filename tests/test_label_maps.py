@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from annotator.annotation import AnnotationSession
 from annotator.datastore import LocalDatastore
-from annotator.datastore.label_maps import link, split
+from annotator.datastore.label_maps import is_label_map, link, split
 from annotator.errors import GeometryError
 from paths import DATA, HIPPO
 
@@ -28,6 +28,34 @@ def test_the_totalsegmentator_folder_lists_its_images_with_their_label_maps():
     records = {r["id"]: r["label_maps"] for r in json.loads(proc.stdout)}
     assert records == {"example_ct": ["example_seg_fast_force_split"], "example_ct_dicom": ["example_seg_dicom"],
                        "example_ct_sm": ["example_seg"], "example_mr_sm": ["example_seg_mr"]}
+
+
+def test_a_folder_tells_label_maps_from_images_by_their_values_where_names_say_little(tmp_path):
+    """A FreeSurfer subject's ``brainmask.mgz`` (the skull-stripped T1, named like a mask)
+    is an image; an ``aseg`` or a parcellation of some forty structures (more values than
+    a few, named like a label or not at all) is a label map; a CT whose air is one value
+    stays an image."""
+    import nibabel as nib
+
+    ct = nib.load(TOTALSEG / "example_ct_sm.nii.gz")
+    seg = np.asarray(nib.load(TOTALSEG / "example_seg.nii.gz").dataobj).astype(np.int32)
+    assert len(np.unique(seg)) > 40
+    hu = np.asarray(ct.dataobj).astype(np.int16)
+    brain = np.clip((hu + 200) / 2, 0, 255).astype(np.uint8) * (seg > 0)
+    assert len(np.unique(brain)) > 100
+    subject = tmp_path / "mri"
+    subject.mkdir()
+    nib.save(nib.MGHImage(hu, ct.affine), subject / "T1.mgz")
+    nib.save(nib.MGHImage(brain, ct.affine), subject / "brainmask.mgz")
+    nib.save(nib.MGHImage(seg, ct.affine), subject / "aseg.mgz")
+    nib.save(nib.MGHImage((seg * 3).astype(np.int32), ct.affine), subject / "parcellation.mgz")
+    air = np.where(hu < -900, -1024, hu).astype(np.int16)
+    nib.save(nib.Nifti1Image(air, ct.affine), subject / "ct.nii.gz")
+    found = {p.name.split(".")[0]: p for p in subject.iterdir()}
+    images, maps = split(found)
+    assert sorted(images) == ["T1", "brainmask", "ct"] and sorted(maps) == ["aseg", "parcellation"]
+    # what the napari reader asks of a file opened alone
+    assert not is_label_map("brainmask", subject / "brainmask.mgz") and is_label_map("aseg", subject / "aseg.mgz")
 
 
 def test_a_label_map_stored_another_way_round_is_found_by_its_grid_and_read_onto_its_image(tmp_path):

@@ -6,10 +6,13 @@ A file is a label map when
   one ending so: ``example_seg.nii.gz``, ``case_label.nrrd``, ``ct_totalseg.nii.gz``,
   ``labels/case.nii.gz``, ``labelsTr/case.nii.gz``)
   and its pixel type is an integer type, or a floating-point type holding few whole
-  numbers (some data sets store labels as float), or
+  numbers (some data sets store labels as float); a name that only ends in such a word
+  (``brainmask``) is not enough for a small file whose values are an image's (FreeSurfer's
+  ``brainmask.mgz`` is the skull-stripped T1), or
 - its pixel type is an integer type and it holds few values (at most
-  :data:`MAX_VALUES`; only files under :data:`SMALL_FILE` bytes are read to count them: a
-  compressed label map is small, a CT is not), or
+  :data:`MAX_VALUES`) or is piecewise constant (:func:`_looks_like_labels`: FreeSurfer's
+  ``aseg.mgz`` holds some forty values); only files under :data:`SMALL_FILE` bytes are
+  read to look at their values (a compressed label map is small, a CT is not), or
 - it is a DICOM SEG file (found with the DICOM folders:
   :mod:`annotator.datastore.dicom_folders`).
 
@@ -40,6 +43,12 @@ LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels"
                "labelstr", "labelsts"}  # the last two: the Decathlon's and nnU-Net's label folders
 #: an integer image with at most this many values is a label map whatever its name
 MAX_VALUES = 32
+#: ... and one with at most this many (a label's values are 1 to 255) when piecewise
+#: constant: at least this share of its neighbouring voxels off the background equal (the
+#: label maps of the data here 0.988–1.0, their images 0.02–0.07; a CT whose air is
+#: clipped to one value has thousands of values)
+MAX_LABEL_VALUES = 256
+PIECEWISE = 0.6
 SMALL_FILE = 16 * 2**20
 _INTEGER_TYPES = {"8-bit unsigned integer", "8-bit signed integer", "16-bit unsigned integer",
                   "16-bit signed integer", "32-bit unsigned integer", "32-bit signed integer",
@@ -60,6 +69,12 @@ def label_word(word: str) -> bool:
 
 def _named_like_label(image_id: str) -> bool:
     return any(label_word(w) for w in words(image_id))
+
+
+def _named_as_label(image_id: str) -> bool:
+    """Whether a word of the name (or of a folder above) is a label word itself, not only
+    ends as one."""
+    return any(w in LABEL_WORDS for w in words(image_id))
 
 
 def mask_name(map_id: str, image_id: str, label: np.ndarray) -> dict[str, int]:
@@ -151,9 +166,27 @@ def _acquisition(path: Path, instances: set[str], candidates: list[str], images:
     return candidates[max(range(len(candidates)), key=lambda i: overlap[i])]
 
 
-def _few_values(path: Path, whole: bool = False) -> bool:
+def _equal_neighbours(array: np.ndarray, background) -> float:
+    """The share of neighbouring voxel pairs (along each axis) of equal value, of the pairs
+    whose two voxels both differ from ``background``: near 1 for a label map, whose
+    structures are each one value; a few hundredths for an image's tissue, where noise
+    sets neighbours apart."""
+    off = array != background
+    equal = pairs = 0
+    for axis in range(array.ndim):
+        later = tuple(slice(1, None) if a == axis else slice(None) for a in range(array.ndim))
+        earlier = tuple(slice(None, -1) if a == axis else slice(None) for a in range(array.ndim))
+        both = off[later] & off[earlier]
+        pairs += int(np.count_nonzero(both))
+        equal += int(np.count_nonzero(both & (array[later] == array[earlier])))
+    return equal / pairs if pairs else 1.0
+
+
+def _looks_like_labels(path: Path, whole: bool = False) -> bool:
     """Whether the image holds at most :data:`MAX_VALUES` values (every second voxel
-    counted); with ``whole``, also only whole numbers."""
+    counted), or at most :data:`MAX_LABEL_VALUES` and is piecewise constant (of its
+    neighbouring voxels off the background, at least :data:`PIECEWISE` equal); with
+    ``whole``, also only whole numbers."""
     import SimpleITK as sitk
 
     try:
@@ -161,8 +194,13 @@ def _few_values(path: Path, whole: bool = False) -> bool:
             array = sitk.GetArrayFromImage(read_image_file(path))
     except RuntimeError:
         return False
-    values = np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array)
-    return len(values) <= MAX_VALUES and (not whole or bool(np.all(np.isfinite(values) & (values == np.round(values)))))
+    values, counts = np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array, return_counts=True)
+    if whole and not np.all(np.isfinite(values) & (values == np.round(values))):
+        return False
+    if len(values) <= MAX_VALUES:
+        return True
+    # the commonest value is the background, around the structures
+    return len(values) <= MAX_LABEL_VALUES and _equal_neighbours(array, values[np.argmax(counts)]) >= PIECEWISE
 
 
 def is_label_map(image_id: str, path: Path) -> bool:
@@ -175,9 +213,12 @@ def is_label_map(image_id: str, path: Path) -> bool:
     if path.name.lower().endswith(".nrrd") and _named_like_label(image_id):
         pixel = pixel.removeprefix("vector of ")  # 3D Slicer's segmentation of overlapping segments: a layer each
     if pixel not in _INTEGER_TYPES:
-        return pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small and _few_values(
+        return pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small and _looks_like_labels(
             path, whole=True)
-    return _named_like_label(image_id) or (small and _few_values(path))
+    if _named_as_label(image_id):
+        return True
+    # a name that only ends as a label word says less (``brainmask``): a small file's values decide
+    return _looks_like_labels(path) if small else _named_like_label(image_id)
 
 
 def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Path]]:
