@@ -56,6 +56,12 @@ def test_a_folder_tells_label_maps_from_images_by_their_values_where_names_say_l
     assert sorted(images) == ["T1", "brainmask", "ct"] and sorted(maps) == ["aseg", "parcellation"]
     # what the napari reader asks of a file opened alone
     assert not is_label_map("brainmask", subject / "brainmask.mgz") and is_label_map("aseg", subject / "aseg.mgz")
+    # on one grid with three images whose names say nothing of it, a label map labels each
+    store = LocalDatastore(subject)
+    assert {r.id: sorted(r.label_maps) for r in store.records()} == {
+        image: ["aseg", "parcellation"] for image in ("T1", "brainmask", "ct")}
+    label, _ = store.label_map("brainmask", "aseg", store.open_image("brainmask"))
+    np.testing.assert_array_equal(np.unique(label, return_counts=True), np.unique(seg, return_counts=True))
 
 
 def test_a_label_map_stored_another_way_round_is_found_by_its_grid_and_read_onto_its_image(tmp_path):
@@ -110,8 +116,8 @@ def test_names_and_grids_decide_and_images_are_never_taken_for_labels(tmp_path):
     images, maps = split(found)
     assert set(images) == {"brain_t1", "abdomen", "old_scanner"}
     assert set(maps) == {"brain_t1_mask", "organs", "labels_from_elsewhere/nothing_matches_seg"}
-    assert link(images, maps) == {"brain_t1_mask": "brain_t1", "organs": "abdomen",
-                                  "labels_from_elsewhere/nothing_matches_seg": None}
+    assert link(images, maps) == {"brain_t1_mask": ["brain_t1"], "organs": ["abdomen"],
+                                  "labels_from_elsewhere/nothing_matches_seg": []}
 
 
 def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):

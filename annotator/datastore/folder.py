@@ -76,7 +76,7 @@ class LocalDatastore(Datastore):
             root = Path(labels_dir) if labels_dir else self.folder / "labels"
         self.labels = self._label_store(root, labels_dir is not None or self.dataset, history, lock_timeout)
         self._maps: dict[str, Path] = {}
-        self._links: dict[str, str | None] | None = None
+        self._links: dict[str, list[str]] | None = None
         if not self.dataset:  # label maps among the files are not images to annotate
             found, self._series, segs = split_series(find_images(self.folder, self.labels.root, progress), progress,
                                                      self._pinned(), root=self.folder)
@@ -217,8 +217,8 @@ class LocalDatastore(Datastore):
             series = {i: s.key for i, s in self._series.items()}
             self._links = label_maps.link(self._images, self._maps, series) if self._maps else {}
         found: dict[str, list[str]] = {}
-        for map_id, image_id in self._links.items():
-            if image_id is not None:
+        for map_id, image_ids in self._links.items():
+            for image_id in image_ids:
                 found.setdefault(image_id, []).append(map_id)
         return found
 

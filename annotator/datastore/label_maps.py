@@ -21,8 +21,9 @@ to an image when its name, once the label words are taken out, names exactly one
 (``example_seg_mr`` → ``example_mr_sm``), else to the one image on the same grid (size,
 spacing, origin); where several images share that grid, the name decides between them
 (most words in common, then fewest other words: ``labelsTr/case_1`` → ``imagesTr/case_1``
-rather than ``imagesTr/case_1_t2``).
-A label map that matches no image stays unlinked.
+rather than ``imagesTr/case_1_t2``), and where it does not, the map labels each of them
+(FreeSurfer's ``aseg.mgz`` lies on the grid of ``T1.mgz``, ``brainmask.mgz``, ``norm.mgz``
+...). A label map that matches no image stays unlinked.
 """
 
 from __future__ import annotations
@@ -300,12 +301,13 @@ def labels_image(path: Path, image) -> bool:
     return _fits(path, _geometry(path), (image.size, image.spacing, image.origin, image.direction))
 
 
-def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, str | None]:
-    """Label map id -> the id of the image it labels (None: no image matches); ``series``:
-    which series of its folder a DICOM folder's image is (its key), by id."""
+def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Label map id -> the ids of the images it labels: one, or those of one grid that its
+    name does not tell apart (none: no image matches); ``series``: which series of its
+    folder a DICOM folder's image is (its key), by id."""
     series = series or {}
     image_words = {i: set(words(i)) for i in images}
-    links: dict[str, str | None] = {}
+    links: dict[str, list[str]] = {}
     geometry: dict[str, tuple | None] = {}
 
     def grid(image_id: str) -> tuple | None:
@@ -320,13 +322,13 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
         seg = referenced(path) if path.is_file() and looks_like_dicom(path) else None
         if seg is not None:  # a DICOM SEG: the series (and acquisition) it segments, if here
             candidates = by_uid.get(seg[0], [])
-            links[map_id] = (_acquisition(path, seg[1], candidates, images, series) if len(candidates) > 1
-                             else candidates[0] if candidates else None)
+            links[map_id] = ([_acquisition(path, seg[1], candidates, images, series)] if len(candidates) > 1
+                             else candidates)
             continue
         wanted = {w for w in words(map_id) if not label_word(w)}
         by_name = [i for i, w in image_words.items() if wanted and wanted <= w]
         if len(by_name) == 1:
-            links[map_id] = by_name[0]
+            links[map_id] = by_name
             continue
         mine = _geometry(path)
         pool = by_name or list(images)
@@ -337,5 +339,5 @@ def link(images: dict[str, Path], maps: dict[str, Path], series: dict[str, str] 
             fit = lambda i: (-len(wanted & image_words[i]), len(image_words[i] - wanted))  # noqa: E731
             same.sort(key=fit)
             same = [i for i in same if fit(i) == fit(same[0])]
-        links[map_id] = same[0] if len(same) == 1 else None
+        links[map_id] = same
     return links
