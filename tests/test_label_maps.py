@@ -451,6 +451,41 @@ def test_a_bids_segmentation_is_named_by_its_look_up_table(tmp_path):
     assert label_names_in(seg) == {}
 
 
+def test_a_freesurfer_segmentation_is_named_by_its_colour_table(tmp_path, monkeypatch):
+    """An ``aseg.mgz`` takes the names of FreeSurfer's colour table in the installation
+    ``FREESURFER_HOME`` names, or of a ``*LUT.txt`` beside it, for the values it holds
+    (the table names some 1,300); a NIfTI label is not named by FreeSurfer's table, and a
+    damaged ``aseg.mgz`` names nothing."""
+    import nibabel as nib
+
+    from annotator.io.label_names import label_names_in
+
+    home = tmp_path / "freesurfer"
+    home.mkdir()
+    (home / "FreeSurferColorLUT.txt").write_text(
+        "#$Id: a colour table\n#No. Label Name:                R   G   B   A\n\n"
+        "0   Unknown                   0   0   0   0\n"
+        "17  Left-Hippocampus        220 216  20   0\n"
+        "53  Right-Hippocampus       220 216  20   0\n"
+        "1035 ctx-lh-insula          255 192  32   0\n"
+        "4   Left-Lateral-Ventricle  120  18 134   0  # a comment after a row\n")
+    monkeypatch.setenv("FREESURFER_HOME", str(home))
+    subject = tmp_path / "subject" / "mri"
+    subject.mkdir(parents=True)
+    aseg = np.zeros((6, 8, 10), np.int32)
+    aseg[1:3, 2:5, 2:6], aseg[3:5, 2:5, 2:6], aseg[1:3, 5:7, 6:9] = 17, 53, 1035
+    nib.save(nib.MGHImage(aseg, np.eye(4)), subject / "aseg.mgz")
+    assert label_names_in(subject / "aseg.mgz") == {"left-hippocampus": 17, "right-hippocampus": 53,
+                                                    "ctx-lh-insula": 1035}
+    nib.save(nib.Nifti1Image(aseg, np.eye(4)), subject / "aseg_seg.nii.gz")
+    assert label_names_in(subject / "aseg_seg.nii.gz") == {}
+    (subject / "my_LUT.txt").write_text("17 hippocampus 1 2 3 0\n")  # a table beside it comes first
+    assert label_names_in(subject / "aseg.mgz") == {"hippocampus": 17}
+    data = (subject / "aseg.mgz").read_bytes()
+    (subject / "aseg.mgz").write_bytes(data[: len(data) // 2])
+    assert label_names_in(subject / "aseg.mgz") == {}
+
+
 def test_an_itk_snap_segmentation_is_named_by_its_label_descriptions(tmp_path):
     """ITK-SNAP keeps names apart from the segmentation, in the label description file it
     exports: beside the label (its own name, or one named for labels), it names the values;

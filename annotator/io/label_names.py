@@ -6,6 +6,8 @@ written: :func:`add_nifti_label_table`), or from a table beside it.
   </Label>``);
 - NRRD: 3D Slicer's segmentation fields (``Segment0_Name``, ``Segment0_LabelValue``, ...;
   segments on several layers numbered as :mod:`annotator.io.slicer_seg` flattens them);
+- FreeSurfer's MGH (``aseg.mgz``): a colour table beside it (``*LUT.txt``), else
+  FreeSurfer's own in the installation ``FREESURFER_HOME`` names, for the values it holds;
 - any label file: a BIDS derivative's ``*_dseg.tsv`` beside it (columns ``index``, ``name``),
   else ITK-SNAP's label description file beside it, else a ``labels.json`` or
   ``dataset.json`` in its folder (nnU-Net's predictions).
@@ -36,6 +38,8 @@ def label_names_in(path: str | os.PathLike) -> dict[str, int]:
             found = _nifti_table(path)
         elif name.endswith((".nrrd", ".nhdr")):
             found = _slicer_segments(path)
+        elif name.endswith((".mgz", ".mgh")):
+            found = _colour_table(path)
         else:
             found = {}
         return found or _bids_table(path) or _itksnap_table(path) or _json_table(path)
@@ -105,6 +109,37 @@ def _itksnap_table(path: Path) -> dict[str, int]:
             if name and 0 < int(row.group(1)) < 65536 and not re.fullmatch(r"label \d+", name):  # not a default
                 named.setdefault(name, int(row.group(1)))
         return named
+    return {}
+
+
+#: FreeSurfer's colour table, in the installation the environment variable names
+FREESURFER_LUT = ("FREESURFER_HOME", "FreeSurferColorLUT.txt")
+_LUT_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+\d+\s+\d+\s+\d+\s+\d+\s*(#.*)?$")
+
+
+def _colour_table(path: Path) -> dict[str, int]:
+    """The names a FreeSurfer colour table (rows ``value name R G B A``, ``#`` comments)
+    gives the values the MGH label map ``path`` holds: a ``*LUT.txt`` in its folder, else
+    FreeSurfer's own, in the installation ``FREESURFER_HOME`` names. Only the values the
+    map holds: FreeSurfer's table names some 1,300 structures."""
+    import numpy as np
+
+    from annotator.io.mgh import load_mgh
+
+    variable, file_name = FREESURFER_LUT
+    tables = sorted(p for p in path.parent.iterdir() if p.name.lower().endswith("lut.txt"))[:8]
+    if os.environ.get(variable):
+        tables.append(Path(os.environ[variable]) / file_name)
+    for table in tables:
+        text = _table_text(table)
+        rows = [row for row in map(_LUT_ROW.match, (text or "").splitlines()) if row]
+        named = {int(row.group(1)): row.group(2).lower() for row in rows if 0 < int(row.group(1)) < 65536}
+        if named:
+            try:
+                held = set(np.unique(np.asarray(load_mgh(path).dataobj)).astype(int).tolist())
+            except Exception:  # noqa: BLE001 - a damaged file: its reader says so; no names
+                return {}
+            return {name: value for value, name in named.items() if value in held}
     return {}
 
 

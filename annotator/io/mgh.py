@@ -25,7 +25,8 @@ def is_mgh(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(MGH_SUFFIXES)
 
 
-def _load(path: Path):
+def load_mgh(path: Path):
+    """nibabel's image of an MGH file (its voxels read when asked); RuntimeError naming what is wrong."""
     import nibabel as nib
 
     try:
@@ -89,7 +90,7 @@ def _frames(shape: tuple) -> tuple:
 
 def information(path: str | os.PathLike) -> Information:
     """The grid and pixel type of an MGH file from its header (RuntimeError: unreadable)."""
-    image = _load(Path(path))
+    image = load_mgh(Path(path))
     header = image.header
     spacing, origin, direction = _geometry(image.affine)
     pixel = sitk.GetImageFromArray(np.zeros((1, 1, 1), header.get_data_dtype().newbyteorder("="))).GetPixelID()
@@ -98,7 +99,7 @@ def information(path: str | os.PathLike) -> Information:
 
 def read_mgh(path: str | os.PathLike) -> sitk.Image:
     """The MGH file as a SimpleITK image (RuntimeError: unreadable)."""
-    image = _load(Path(path))
+    image = load_mgh(Path(path))
     try:
         voxels = np.asanyarray(image.dataobj)
     except Exception as exc:  # noqa: BLE001 - a truncated file fails here
