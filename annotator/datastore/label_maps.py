@@ -219,8 +219,8 @@ def is_label_map(image_id: str, path: Path) -> bool:
     if path.name.lower().endswith(".nrrd") and _named_like_label(image_id):
         pixel = pixel.removeprefix("vector of ")  # 3D Slicer's segmentation of overlapping segments: a layer each
     if pixel not in _INTEGER_TYPES:
-        return pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small and _looks_like_labels(
-            path, whole=True)
+        return (pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small
+                and _looks_like_labels(path, whole=True))
     if _named_as_label(image_id):
         return True
     # a name that only ends as a label word says less (``brainmask``): a small file's values decide
