@@ -8,9 +8,11 @@ file's first volume) on top and shown, the others hidden beneath it in the layer
 layer, its first axis on a slider. A series that cannot be read is left out with a warning naming
 it; the others still open. A folder of image files, or a data set (``images/`` beside
 ``labels/``), is not opened as layers: the reader says to open it in the Worklist, which
-takes its images one by one. A label map (a file of a few whole-number values, or one named
-like a label: ``case_seg.nii.gz``) opens as a Labels layer on its grid, its values named as
-the file names them, so that it falls on its image opened beside it; a DICOM SEG or RT
+takes its images one by one. A label map (a file of a few whole-number values, or of
+piecewise constant ones, or one named like a label: ``case_seg.nii.gz``; as
+:func:`annotator.datastore.label_maps.is_label_map` tells) opens as a Labels layer on its
+grid, its values named as the file names them, so that it falls on its image opened beside
+it; a DICOM SEG or RT
 Structure Set opens so over its series, once that is open (or with it, when the series
 lies in the file's folder or below it).
 """
