@@ -12,9 +12,8 @@ takes its images one by one. A label map (a file of a few whole-number values, o
 piecewise constant ones, or one named like a label: ``case_seg.nii.gz``; as
 :func:`annotator.datastore.label_maps.is_label_map` tells) opens as a Labels layer on its
 grid, its values named as the file names them, so that it falls on its image opened beside
-it; a DICOM SEG or RT
-Structure Set opens so over its series, once that is open (or with it, when the series
-lies in the file's folder or below it).
+it; a DICOM SEG or RT Structure Set opens so over its series, once that is open (or with
+it, when the series lies in the file's folder or below it).
 """
 
 from __future__ import annotations
