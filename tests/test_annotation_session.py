@@ -249,6 +249,39 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert 77 in [p.value for p in s.labels]
 
 
+def test_a_label_map_of_values_above_255_is_shown_but_never_made_the_label(tmp_path, private_user_dirs):
+    """FreeSurfer's ``aparc+aseg.mgz`` numbers the cortex's parts from 1000: it opens with
+    its image as it was read (a label here holds 1 to 255, so it is not left out, as
+    before, but shown), and Use as label says why it cannot be the label, which stays as
+    it was; a map with a negative value is still left out, saying so."""
+    import nibabel as nib
+
+    from annotator.datastore import open_datastore
+    from paths import HIPPO
+
+    brain = nib.load(HIPPO / "images" / "hippocampus_001.nii.gz")
+    truth = np.asarray(nib.load(HIPPO / "labels" / "hippocampus_001.nii.gz").dataobj).astype(np.int32)
+    folder = tmp_path / "mri"
+    folder.mkdir()
+    nib.save(nib.MGHImage(np.asarray(brain.dataobj).astype(np.float32), brain.affine), folder / "T1.mgz")
+    nib.save(nib.MGHImage(np.where(truth == 2, 1035, truth * 17).astype(np.int32), brain.affine),
+             folder / "aparc+aseg.mgz")
+    nib.save(nib.MGHImage((truth * -1).astype(np.int32), brain.affine), folder / "signed_seg.mgz")
+    s = AnnotationSession(settings=Settings())
+    said = []
+    s.warning.connect(said.append)
+    s.set_datastore(open_datastore(folder)[0])
+    s.open_image("T1")
+    shown = s.label_maps["aparc+aseg"]
+    assert sorted(np.unique(shown)) == [0, 17, 1035]
+    assert np.count_nonzero(shown == 1035) == np.count_nonzero(truth == 2)
+    assert "signed_seg" not in s.label_maps
+    assert any("label map signed_seg left out" in w and "-2" in w for w in s.volume.warnings + said)
+    s.use_label_map("aparc+aseg")
+    assert not s.label.any() and not s.dirty
+    assert "label map aparc+aseg holds the value 1035" in said[-1] and "cannot be its label" in said[-1]
+
+
 def test_a_folder_that_names_nothing_offers_the_names_its_accepted_labels_were_given(tmp_path, private_user_dirs):
     """Labels accepted in a folder keep their names: whoever opens the folder next (another
     workstation, other presets) is offered them; a value named differently for different

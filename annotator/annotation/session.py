@@ -266,7 +266,7 @@ class AnnotationSession:
             before = len(volume.warnings)
             label, names = read_map(path, map_id, image_id or volume.name, volume,
                                     store.known_names() if store is not None else None)
-            return as_label(label, path.name), names, volume.warnings[before:]  # what reading it said
+            return map_array(label, path.name), names, volume.warnings[before:]  # what reading it said
 
         def done(found):
             if found is None:  # an image, or a label of another image
@@ -568,8 +568,13 @@ class AnnotationSession:
         """Make a label map found beside the image its label (undoable; Accept saves it)."""
         if self.volume is None or self._busy or map_id not in self.label_maps:
             return
+        try:
+            label = as_label(self.label_maps[map_id], f"label map {map_id}", file=False)
+        except AnnotatorError as exc:  # shown as it was read (map_array), not a label's values
+            self.warning.emit(f"{exc}: it is shown beside the image, but cannot be its label")
+            return
         names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v < 256}
-        self._replace_label(self.label_maps[map_id], "label map", names)
+        self._replace_label(label, "label map", names)
         self.status.emit(f"{map_id} is the label now: Accept saves it")
 
     def restore(self, key: str) -> None:
@@ -878,11 +883,25 @@ def image_labels(store: Datastore, image_id: str, volume: Volume) -> tuple[np.nd
     for map_id in store.label_maps(image_id):
         try:
             array, names = store.label_map(image_id, map_id, volume)
-            maps[map_id] = (as_label(array, f"label map {map_id}"), names)
+            maps[map_id] = (map_array(array, f"label map {map_id}"), names)
         except AnnotatorError as exc:
             volume.warnings.append(f"label map {map_id} left out: {exc}")
     saved = saved_labels(store, image_id)
     return label_to_open(store, image_id, volume, saved), maps, saved
+
+
+def map_array(array: np.ndarray, what: str) -> np.ndarray:
+    """A label map as the session holds it: as a label (:func:`as_label`), or, when it
+    holds values above a label's 255 (FreeSurfer's ``aparc+aseg.mgz`` numbers the cortex's
+    parts from 1000), as it was read: shown beside the image, never made its label
+    (:meth:`AnnotationSession.use_label_map` says why). A negative value is refused
+    (InputError naming ``what``)."""
+    try:
+        return as_label(array, what)
+    except AnnotatorError:
+        if array.size and int(array.min()) < 0:
+            raise
+        return array
 
 
 def label_to_open(store: Datastore, image_id: str, volume: Volume, saved: list | None = None) -> np.ndarray | None:
