@@ -33,8 +33,8 @@ def test_the_totalsegmentator_folder_lists_its_images_with_their_label_maps():
 def test_a_folder_tells_label_maps_from_images_by_their_values_where_names_say_little(tmp_path):
     """A FreeSurfer subject's ``brainmask.mgz`` (the skull-stripped T1, named like a mask)
     is an image; an ``aseg`` or a parcellation of some forty structures (more values than
-    a few, named like a label or not at all) is a label map; a CT whose air is one value
-    stays an image."""
+    a few, named like a label or not at all) is a label map; a CT whose air is one value,
+    or stored in 8 bits of a narrow window, stays an image."""
     import nibabel as nib
 
     ct = nib.load(TOTALSEG / "example_ct_sm.nii.gz")
@@ -51,15 +51,18 @@ def test_a_folder_tells_label_maps_from_images_by_their_values_where_names_say_l
     nib.save(nib.MGHImage((seg * 3).astype(np.int32), ct.affine), subject / "parcellation.mgz")
     air = np.where(hu < -900, -1024, hu).astype(np.int16)
     nib.save(nib.Nifti1Image(air, ct.affine), subject / "ct.nii.gz")
+    windowed = np.clip(hu / 80 * 255, 0, 255).astype(np.uint8)  # 8 bits of a brain window: 81 values
+    nib.save(nib.Nifti1Image(windowed, ct.affine), subject / "ct_8bit.nii.gz")
     found = {p.name.split(".")[0]: p for p in subject.iterdir()}
     images, maps = split(found)
-    assert sorted(images) == ["T1", "brainmask", "ct"] and sorted(maps) == ["aseg", "parcellation"]
+    assert sorted(images) == ["T1", "brainmask", "ct", "ct_8bit"] and sorted(maps) == ["aseg", "parcellation"]
     # what the napari reader asks of a file opened alone
     assert not is_label_map("brainmask", subject / "brainmask.mgz") and is_label_map("aseg", subject / "aseg.mgz")
-    # on one grid with three images whose names say nothing of it, a label map labels each
+    # on one grid with images whose names say nothing of it, a label map labels each of
+    # those with the fewest other words in their names
     store = LocalDatastore(subject)
     assert {r.id: sorted(r.label_maps) for r in store.records()} == {
-        image: ["aseg", "parcellation"] for image in ("T1", "brainmask", "ct")}
+        **{image: ["aseg", "parcellation"] for image in ("T1", "brainmask", "ct")}, "ct_8bit": []}
     label, _ = store.label_map("brainmask", "aseg", store.open_image("brainmask"))
     np.testing.assert_array_equal(np.unique(label, return_counts=True), np.unique(seg, return_counts=True))
 

@@ -46,7 +46,8 @@ LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels"
 MAX_VALUES = 32
 #: ... and one with at most this many (a label's values are 1 to 255) when piecewise
 #: constant: at least this share of its neighbouring voxels off the background equal (the
-#: label maps of the data here 0.988–1.0, their images 0.02–0.07; a brain MR of the data
+#: label maps of the data here 0.988–1.0, their images 0.02–0.07, their CTs in 8 bits of a
+#: brain, soft-tissue, lung or bone window 0.03–0.17; a brain MR of the data
 #: here in 8 bits with the brightest 40 % of its head set to one value, as FreeSurfer's
 #: T1.mgz sets white matter to 110, 0.46; a CT whose air is clipped to one value has
 #: thousands of values)
