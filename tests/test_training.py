@@ -84,6 +84,7 @@ def test_tiny_run_writes_events_a_checkpoint_and_installs_the_model(dataset_fold
     # the best checkpoint is a valid, verified model with its provenance
     model, card = load_checkpoint(tmp_path / "run" / "best.json")
     assert card.labels == {"anterior": 1, "posterior": 2} and card.method == "deepedit"
+    assert card.orientation == "SAR"  # which way its training images ran: others are turned so
     assert card.previous_label and card.architecture["in_channels"] == 1 + 3 + 2  # image, clicks, earlier label
     assert set(card.training["cases"]) | set(card.training["validation_cases"]) == set(CASES)
     assert card.metrics["val_dice"] == max(v["dice"] for v in validations)

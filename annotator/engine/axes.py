@@ -6,6 +6,12 @@ MONAI Label's DeepGrow transposes it to ``(z, x, y)`` as stored (``Transposed([2
 1])``; DeepGrow 2D: its ``(x, y)`` slices): ``axes: "zxy"``. Such a model is run through
 :class:`Turned`: its input is turned that way for the image at hand, and its answer
 turned back, so everything else (crops, click maps, the label) stays on this app's grid.
+
+A network trained here sees arrays as stored, and its card says which way its training
+images' axes ran (``orientation``: ``"SAR"`` for a NIfTI stored in RAS, as the Decathlon's
+are; :func:`orientation_code`): an image stored otherwise (a DICOM series runs to left,
+posterior) is turned to that (:func:`orientation_view`) for it, and so are the training
+images themselves (:func:`turn_array`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from annotator.models.card import ORIENTATION_LETTERS
 
 
 def ras_view(direction: Sequence[float], spatial_dims: int = 3) -> tuple[tuple[int, ...], tuple[bool, ...]]:
@@ -32,6 +40,35 @@ def ras_view(direction: Sequence[float], spatial_dims: int = 3) -> tuple[tuple[i
         kept = [j for j in range(3) if order[j] != 0]
         return tuple(order[j] - 1 for j in kept), tuple(flips[j] for j in kept)
     return tuple(order), tuple(flips)
+
+
+def orientation_code(direction: Sequence[float]) -> str:
+    """Which way an image's array axes (z, y, x) run, nearest, as three letters: ``"SAR"``
+    (the first toward superior, then anterior, then right) for a NIfTI stored in RAS,
+    ``"SPL"`` for an axial DICOM series."""
+    order, flips = ras_view(direction)
+    code = [""] * 3
+    for j, (axis, flip) in enumerate(zip(order, flips)):
+        code[axis] = ("LPI" if flip else "RAS")[j]
+    return "".join(code)
+
+
+def orientation_view(orientation: str, direction: Sequence[float]) -> tuple[tuple[int, ...], tuple[bool, ...]] | None:
+    """(order, flips) turning an image of ``direction`` so that its axes run as
+    ``orientation`` (:func:`orientation_code`) says; None when they do already."""
+    order, flips = ras_view(direction)
+    turned = [(order[ORIENTATION_LETTERS[c][0]], flips[ORIENTATION_LETTERS[c][0]] != ORIENTATION_LETTERS[c][1])
+              for c in orientation]
+    if [a for a, _ in turned] == [0, 1, 2] and not any(f for _, f in turned):
+        return None
+    return tuple(a for a, _ in turned), tuple(f for _, f in turned)
+
+
+def turn_array(array: np.ndarray, order: Sequence[int], flips: Sequence[bool]) -> np.ndarray:
+    """``array`` (z, y, x) as a :class:`Turned` network sees it: axis j is array axis
+    ``order[j]``, reversed where ``flips[j]``."""
+    flipped = [a for a, f in zip(order, flips) if f]
+    return np.transpose(np.flip(array, flipped) if flipped else array, order)
 
 
 class Turned(torch.nn.Module):
@@ -55,9 +92,12 @@ class Turned(torch.nn.Module):
         return y.flip(self.flipped) if self.flipped else y
 
 
-def network_view(axes: str, direction: Sequence[float], spatial_dims: int = 3):
-    """(order, flips) of a card's ``axes`` for an image of ``direction``; None for this
-    app's own layout."""
+def network_view(axes: str, direction: Sequence[float], spatial_dims: int = 3, orientation: str = ""):
+    """(order, flips) of a card's ``axes`` (and ``orientation``: a 3-D network of this
+    app's layout trained on images that ran so) for an image of ``direction``; None for
+    this app's own layout, as stored."""
+    if axes == "array":
+        return orientation_view(orientation, direction) if orientation and spatial_dims == 3 else None
     if axes == "ras":
         return ras_view(direction, spatial_dims)
     if axes == "zxy":

@@ -24,7 +24,7 @@ def model_shape(shape, spacing_zyx, card: ModelCard, direction=None) -> tuple[in
         from annotator.engine.axes import network_view
 
         dims = card.spatial_dims
-        view = network_view(card.axes, np.eye(3).ravel() if direction is None else direction, dims)
+        view = network_view(card.axes, np.eye(3).ravel() if direction is None else direction, dims, card.orientation)
         order = view[0] if view else tuple(range(dims))
         size = [0] * dims
         for j, axis in enumerate(order):

@@ -12,6 +12,7 @@ is blended with the label it corrects, so that far from the clicks the label sta
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from annotator.engine.axes import Turned, network_view
 from annotator.engine.blend import blend, shifted, zone
 from annotator.engine.device import use_half
 from annotator.engine.guidance import click_channels, guidance
@@ -127,10 +129,11 @@ class ClickSession:
                  device: torch.device | str = "cpu"):
         if min(volume.shape) < 2 and card.spatial_dims == 3:
             raise InputError(f"{volume.name}: a 2-D image; {card.method} needs a 3-D volume")
-        if card.axes != "array":  # a network from MONAI: turned to its layout for this image
-            from annotator.engine.axes import Turned, network_view
-
-            model = Turned(model, *network_view(card.axes, volume.direction, card.spatial_dims))
+        view = network_view(card.axes, volume.direction, card.spatial_dims, card.orientation)
+        if view is not None:  # a network from MONAI, or trained on images stored otherwise: turned to its layout
+            model = Turned(model, *view)
+            if card.axes == "array":  # its crop size is its training images' axes'
+                card = dataclasses.replace(card, roi_size=[card.roi_size[view[0].index(a)] for a in range(3)])
         self.volume, self.model, self.card = volume, model, card
         self.device = torch.device(device)
         self.preprocess_count = 0

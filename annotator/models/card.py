@@ -15,6 +15,10 @@ METHOD_TITLES = {"deepedit": "DeepEdit", "deepgrow3d": "DeepGrow 3D", "deepgrow2
 #: image's 0.5 and 99.5 percentiles to 0 and 1
 PERCENTILES = {"kind": "percentile", "low": 0.5, "high": 99.5}
 FORMAT_VERSION = 1
+#: the letters of an ``orientation``: the right-anterior-superior axis each names, and
+#: whether it runs the other way (left, posterior, inferior)
+ORIENTATION_LETTERS = {"R": (0, False), "L": (0, True), "A": (1, False), "P": (1, True), "S": (2, False),
+                       "I": (2, True)}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
@@ -61,6 +65,10 @@ class ModelCard:
     #: stored), "ras" (MONAI's DeepEdit and bundles: (x, y, z) turned to right, anterior,
     #: superior) or "zxy" (MONAI Label's DeepGrow: (z, x, y) as stored); annotator.engine.axes
     axes: str = "array"
+    #: for a 3-D network of this app's layout: which way the array axes (z, y, x) of the
+    #: images it was trained on ran (annotator.engine.axes.orientation_code: "SAR" for a
+    #: NIfTI stored in RAS); an image stored otherwise is turned so for it. Empty: as stored
+    orientation: str = ""
     #: the network sees the whole image resized to this size (in its own axes' order),
     #: as MONAI's DeepEdit does (``Resized``), and answers on all of it at once; empty: the
     #: image is resampled to :attr:`target_spacing` and the network answers on crops
@@ -243,6 +251,10 @@ class ModelCard:
                              f"{card.architecture['img_size']}: input_size must be that, not {card.input_size}")
         if card.axes not in ("array", "ras", "zxy"):
             raise ModelError(f"{where}: axes must be \"array\", \"ras\" or \"zxy\", not {card.axes!r}")
+        if card.orientation and (not isinstance(card.orientation, str) or card.axes != "array"
+                                 or sorted(ORIENTATION_LETTERS.get(c, (-1,))[0] for c in card.orientation) != [0, 1, 2]):
+            raise ModelError(f"{where}: orientation must name one direction of each axis (as \"SAR\": superior, "
+                             f"anterior, right), for a network of axes \"array\", not {card.orientation!r}")
         intensity = card.intensity if isinstance(card.intensity, dict) else {}
         if intensity.get("kind") == "scale" and not float(intensity.get("divide", 0)):
             raise ModelError(f"{where}: a scale normalisation needs a divide other than 0")

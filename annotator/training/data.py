@@ -20,6 +20,7 @@ from functools import lru_cache
 from annotator.datastore import Datastore
 from annotator.datastore.factory import open_store
 from annotator.datastore.cases import unlabelled_hint
+from annotator.engine.axes import network_view, turn_array
 from annotator.engine.prepare import prepare_image, prepare_label
 from annotator.errors import InputError
 from annotator.models.card import ModelCard
@@ -97,8 +98,12 @@ class Prepare(mt.MapTransform):
         volume, label = read_case(Case(item["place"], item["id"]))
         if self.extents is not None:
             self.extents[item["id"]] = volume.extent_mm
-        spacing = volume.array_spacing
-        image = prepare_image(volume.array, spacing, self.card).numpy()
+        array, spacing = volume.array, volume.array_spacing
+        view = network_view(self.card.axes, volume.direction, self.card.spatial_dims, self.card.orientation)
+        if view is not None:  # stored another way than the card's orientation: turned to it
+            array, label = turn_array(array, *view), turn_array(label, *view)
+            spacing = tuple(spacing[a] for a in view[0])
+        image = prepare_image(array, spacing, self.card).numpy()
         classes = self.lut[np.clip(prepare_label(label, spacing, self.card), 0, 255)]
         return {**item, "image": image[None], "label": classes[None]}
 

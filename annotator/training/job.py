@@ -30,6 +30,7 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
 
 import annotator
+from annotator.engine.axes import orientation_code
 from annotator.engine.device import choose_device
 from annotator.engine.guidance import centre_of, guidance
 from annotator.engine.metrics import dice
@@ -105,7 +106,10 @@ def _device(rank: int) -> torch.device:
     return device
 
 
-def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) -> ModelCard:
+def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str], orientation: str = "") -> ModelCard:
+    """The card of a run's model; ``orientation``: which way its first training image's
+    axes run (every training image is turned so: :class:`annotator.training.data.Prepare`),
+    for a 3-D network."""
     if config.method == "deepedit":
         names = {name: cls for cls, name in enumerate(sorted(labels, key=labels.get), start=1)}
     else:
@@ -119,7 +123,7 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str]) ->
         labels=names,
         previous_label=config.previous_label,
         modality=config.modality, target_spacing=list(config.target_spacing), intensity=dict(config.intensity),
-        roi_size=patch, version=annotator.__version__,
+        roi_size=patch, version=annotator.__version__, orientation=orientation if config.method != "deepgrow2d" else "",
         training={"data": [Path(d).name for d in config.data], "split": config.split, "cases": cases,
                   "source": config.source, "licence": config.licence, "label_values": labels,
                   "method": "Dice + click-weighted CE, Adam, simulated clicks", "seed": config.seed})
@@ -153,6 +157,15 @@ def resolve_variant(config: TrainConfig, emit=None) -> TrainConfig:
     if found and emit is not None:
         emit("message", text=f"the {found} network of {base.card.name}")
     return config
+
+
+def _orientation(config: TrainConfig, cases: list) -> str:
+    """Which way the run's training images are turned (a card's ``orientation``): as the
+    model it fine-tunes saw its own, else as the first of them runs."""
+    base = _base(config)
+    if base is not None and base.card.orientation:
+        return base.card.orientation
+    return orientation_code(read_case(cases[0])[0].direction)
 
 
 def _initial_weights(model: torch.nn.Module, config: TrainConfig, card: ModelCard, emit) -> None:
@@ -345,7 +358,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
             labels[name if name not in labels else f"label_{v}"] = v
         values = sorted(labels.values())
     train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
-    card = build_card(config, labels, [c.id for c in train_cases])
+    card = build_card(config, labels, [c.id for c in train_cases], _orientation(config, train_cases))
     card.training["validation_cases"] = [c.id for c in val_cases]
     model = build_network(card.architecture).to(device)
 
