@@ -107,9 +107,9 @@ def _device(rank: int) -> torch.device:
 
 
 def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str], orientation: str = "") -> ModelCard:
-    """The card of a run's model; ``orientation``: which way its first training image's
-    axes run (every training image is turned so: :class:`annotator.training.data.Prepare`),
-    for a 3-D network."""
+    """The card of a run's model; ``orientation``: which way its training images are turned
+    (:func:`_orientation`; :class:`annotator.training.data.Prepare` turns them), kept for a
+    3-D network."""
     if config.method == "deepedit":
         names = {name: cls for cls, name in enumerate(sorted(labels, key=labels.get), start=1)}
     else:
