@@ -5,10 +5,13 @@ training turns its images so too."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 
-from annotator.engine.axes import orientation_code, orientation_view, turn_array
+from annotator.engine.axes import network_view, orientation_code, orientation_view, turn_array, turn_sizes
 from annotator.engine.deep import session_for_model
 from annotator.engine.metrics import dice
 from annotator.io import read_label, read_volume
@@ -31,6 +34,14 @@ def test_orientation_codes_and_the_turn_between_them():
     np.testing.assert_array_equal(turn_array(a, (0, 1, 2), (False, True, True)), a[:, ::-1, ::-1])
     np.testing.assert_array_equal(turn_array(a, (1, 2, 0), (True, True, False)),
                                   np.transpose(a[:, ::-1, ::-1], (1, 2, 0)))
+    # a 2-D network's slices (the array's first axis) turned in their plane
+    assert network_view("array", AXIAL, 2, "SAR") == ((0, 1), (True, True))
+    assert network_view("array", NIFTI, 2, "SAR") is None and network_view("array", AXIAL, 2, "") is None
+    # (a sagittal series's slices are not the axial ones it was trained on: the nearest, I-P as S-A)
+    assert network_view("array", SAGITTAL, 2, "SAR") == ((0, 1), (True, True))
+    # a card's sizes on the turned array's axes: (1, 48, 64) of a 2-D network, (16, 32, 48) of a 3-D one
+    assert turn_sizes([1, 48, 64], (1, 0)) == [1, 64, 48] and turn_sizes([1, 48, 64], (0, 1)) == [1, 48, 64]
+    assert turn_sizes([16, 32, 48], (1, 2, 0)) == [48, 16, 32]
 
 
 def as_axial_dicom(volume: Volume, array: np.ndarray | None = None) -> Volume:
@@ -86,7 +97,81 @@ def test_training_turns_an_image_stored_another_way_to_its_models_orientation(tm
     assert orientation_code(read_volume(tmp_path / "images" / "dicom.nii.gz").direction) == "SPL"
     card = ModelRegistry().entry("deepedit-hippocampus-mr").card
     assert card.orientation == "SAR"
-    prepare = Prepare(card, [1, 2])
-    one, other = (prepare({"place": str(tmp_path), "id": case}) for case in ("nifti", "dicom"))
-    np.testing.assert_array_equal(one["label"], other["label"])
-    np.testing.assert_allclose(one["image"], other["image"], atol=1e-6)
+    flat = dataclasses.replace(card, method="deepgrow2d", architecture={"name": "UNet", "spatial_dims": 2},
+                               labels={"structure": 1}, roi_size=[1, 48, 48])
+    for card in (card, flat):  # a 2-D network's slices: the turned volume's
+        prepare = Prepare(card, [1, 2])
+        one, other = (prepare({"place": str(tmp_path), "id": case}) for case in ("nifti", "dicom"))
+        np.testing.assert_array_equal(one["label"], other["label"])
+        np.testing.assert_allclose(one["image"], other["image"], atol=1e-6)
+
+
+class SliceRecorder(torch.nn.Module):
+    """A 2-D network that keeps each input it is given and answers its foreground guidance."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        g = x[:, 1:2]
+        return torch.cat([torch.zeros_like(g), (g - 0.5) * 20], dim=1)
+
+
+def test_a_2d_network_sees_the_slice_of_an_image_stored_another_way_as_it_was_trained():
+    """DeepGrow 2D trained on images stored in RAS: an axial DICOM series's clicked slice
+    reaches it turned (rows and columns reversed), as the same slice of the NIfTI does."""
+    from annotator.engine.session import ClickSession
+    from annotator.models.card import ModelCard
+
+    whole = read_volume(HIPPO / "images" / "hippocampus_001.nii.gz")
+    # rows and columns an even number short of a multiple of 16: padded alike either way round
+    origin = (whole.index_affine() @ np.array([0, 1, 1, 1.0]))[:3]
+    nifti = Volume(np.ascontiguousarray(whole.array[:, 1:51, 1:35]), whole.spacing, tuple(origin), whole.direction)
+    dicom = as_axial_dicom(nifti)
+    card = ModelCard(name="recorder", method="deepgrow2d", architecture={"name": "UNet", "spatial_dims": 2},
+                     labels={"structure": 1}, target_spacing=[1.0, 1.0, 1.0], roi_size=[1, 64, 64],
+                     orientation="SAR")
+    z, y, x = 17, 20, 12
+    ny, nx = nifti.shape[1:]
+    seen = {}
+    for name, volume, click in (("nifti", nifti, (z, y, x)), ("dicom", dicom, (z, ny - 1 - y, nx - 1 - x))):
+        network = SliceRecorder()
+        label = ClickSession(volume, network, card).click([click], []).label
+        assert label[click] == 1
+        seen[name] = network.inputs[0]  # the unshifted of a first answer's passes
+        if name == "dicom":
+            np.testing.assert_array_equal(label[:, ::-1, ::-1], nifti_label)
+        nifti_label = label
+    assert seen["nifti"].shape == seen["dicom"].shape
+    torch.testing.assert_close(seen["nifti"], seen["dicom"])  # the same slice, the same way up
+    # trained on the NIfTI's way, without the card's orientation it would see it mirrored
+    network = SliceRecorder()
+    ClickSession(dicom, network, dataclasses.replace(card, orientation="")).click([(z, ny - 1 - y, nx - 1 - x)], [])
+    assert not torch.allclose(network.inputs[0], seen["nifti"])
+    torch.testing.assert_close(network.inputs[0].flip((2, 3)), seen["nifti"])
+
+
+def test_a_2d_network_warns_of_slices_of_another_plane_than_it_was_trained_on():
+    from annotator.engine.deep import model_notes, plane_note
+    from annotator.models.card import ModelCard
+    from annotator.models.registry import ModelRegistry
+
+    card = ModelCard(name="axial-2d", method="deepgrow2d", architecture={"name": "UNet", "spatial_dims": 2},
+                     labels={"structure": 1}, target_spacing=[1.0, 1.0, 1.0], roi_size=[1, 64, 64],
+                     orientation="SAR")
+
+    def volume(direction):
+        return Volume(np.zeros((4, 8, 8), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), direction, modality="MR")
+
+    assert plane_note(card, volume(NIFTI)) is None and plane_note(card, volume(AXIAL)) is None
+    note = plane_note(card, volume(SAGITTAL))
+    assert note == ("model 'axial-2d' was trained on axial slices; this image's slices are sagittal. "
+                    "Results may be poor.")
+    assert model_notes(card, volume(SAGITTAL)) == note
+    coronal = (1.0, 0, 0, 0, 0, 1.0, 0, -1.0, 0)
+    assert "this image's slices are coronal" in plane_note(card, volume(coronal))
+    assert plane_note(dataclasses.replace(card, orientation=""), volume(SAGITTAL)) is None  # it does not say
+    three_d = ModelRegistry().entry("deepgrow3d-hippocampus-mr").card  # a 3-D network: turned whole
+    assert plane_note(three_d, volume(SAGITTAL)) is None

@@ -396,6 +396,7 @@ def test_annotator_train_command(dataset_folder, tmp_path, user_dirs):
     assert json.loads((user_dirs / "runs" / "cli-2d" / "config.json").read_text())["learning_rate"] == 2e-4
     card = load_checkpoint(user_dirs / "models" / "cli-2d.json")[1]
     assert card.spatial_dims == 2 and card.roi_size == [1, 48, 48]
+    assert card.orientation == "SAR"  # its slices come turned so: axial, anterior and right
     proc = subprocess.run([sys.executable, "-m", "annotator", "train", "--method", "deepedit"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "give --method and --data" in proc.stderr

@@ -36,10 +36,23 @@ def ras_view(direction: Sequence[float], spatial_dims: int = 3) -> tuple[tuple[i
                key=lambda p: sum(abs(towards_ras[r, p[r]]) for r in range(3)))
     order = [2 - i for i in best]  # ITK index axis i is array axis 2 - i
     flips = [bool(towards_ras[r, best[r]] < 0) for r in range(3)]
-    if spatial_dims == 2:
-        kept = [j for j in range(3) if order[j] != 0]
-        return tuple(order[j] - 1 for j in kept), tuple(flips[j] for j in kept)
-    return tuple(order), tuple(flips)
+    return in_plane(order, flips) if spatial_dims == 2 else (tuple(order), tuple(flips))
+
+
+def in_plane(order: Sequence[int], flips: Sequence[bool]) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """The 3-D turn (order, flips) of a volume as a 2-D network, answering the slices along
+    the array's first axis, takes them: its two in-plane axes (numbered 0, 1: y, x), in
+    the order the turn gives them."""
+    kept = [j for j in range(3) if order[j] != 0]
+    return tuple(order[j] - 1 for j in kept), tuple(flips[j] for j in kept)
+
+
+def turn_sizes(values: Sequence, order: Sequence[int]) -> list:
+    """A card's per-axis ``values`` (a crop size, a spacing: the network's axes; for a 2-D
+    network three, the first the slices') on the array's axes, for a turn of ``order``."""
+    if len(values) == len(order):
+        return [values[order.index(a)] for a in range(len(order))]
+    return [values[0], *(values[1 + order.index(a)] for a in range(len(order)))]
 
 
 def orientation_code(direction: Sequence[float]) -> str:
@@ -93,11 +106,15 @@ class Turned(torch.nn.Module):
 
 
 def network_view(axes: str, direction: Sequence[float], spatial_dims: int = 3, orientation: str = ""):
-    """(order, flips) of a card's ``axes`` (and ``orientation``: a 3-D network of this
-    app's layout trained on images that ran so) for an image of ``direction``; None for
-    this app's own layout, as stored."""
+    """(order, flips) of a card's ``axes`` (and ``orientation``: a network of this app's
+    layout trained on images that ran so; a 2-D one's slices turned in their plane) for an
+    image of ``direction``; None for this app's own layout, as stored."""
     if axes == "array":
-        return orientation_view(orientation, direction) if orientation and spatial_dims == 3 else None
+        view = orientation_view(orientation, direction) if orientation else None
+        if view is None or spatial_dims == 3:
+            return view
+        view = in_plane(*view)  # its slices turned in their plane
+        return None if view == ((0, 1), (False, False)) else view
     if axes == "ras":
         return ras_view(direction, spatial_dims)
     if axes == "zxy":

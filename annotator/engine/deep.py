@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from annotator.engine.device import choose_device
 from annotator.engine.loading import import_network_stack
 from annotator.engine.region import Result
@@ -43,10 +45,28 @@ def extent_note(card: ModelCard, volume: Volume) -> str | None:
     return f"{misfit}. {POOR}" if misfit else None
 
 
+#: the plane of slices across each direction of a card's ``orientation``
+PLANES = {"R": "sagittal", "L": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
+
+
+def plane_note(card: ModelCard, volume: Volume) -> str | None:
+    """A warning when a 2-D network trained on slices of one plane (its card's
+    ``orientation``: across its first letter) answers an image whose slices (across the
+    array's first axis, the one clicked on) lie in another: a sagittal series for a
+    network of axial slices. Its slices are still turned the nearest way in their plane."""
+    if card.spatial_dims != 2 or not card.orientation:
+        return None
+    across = np.abs(np.asarray(volume.direction, float).reshape(3, 3)[:, 2])  # the first array axis, in LPS
+    here, trained = ("sagittal", "coronal", "axial")[int(np.argmax(across))], PLANES[card.orientation[0]]
+    if here == trained:
+        return None
+    return f"model '{card.name}' was trained on {trained} slices; this image's slices are {here}. {POOR}"
+
+
 def model_notes(card: ModelCard, volume: Volume) -> str | None:
     """What may make ``card``'s model answer poorly on ``volume``: another modality, an
-    image of another size than it was trained on."""
-    notes = [modality_note(card, volume.modality), extent_note(card, volume)]
+    image of another size than it was trained on, a 2-D network's slices of another plane."""
+    notes = [modality_note(card, volume.modality), extent_note(card, volume), plane_note(card, volume)]
     return "\n".join(n for n in notes if n) or None
 
 

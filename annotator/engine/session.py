@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotator.engine.axes import Turned, network_view
+from annotator.engine.axes import Turned, network_view, turn_sizes
 from annotator.engine.blend import blend, shifted, zone
 from annotator.engine.device import use_half
 from annotator.engine.guidance import click_channels, guidance
@@ -132,8 +132,9 @@ class ClickSession:
         view = network_view(card.axes, volume.direction, card.spatial_dims, card.orientation)
         if view is not None:  # a network from MONAI, or trained on images stored otherwise: turned to its layout
             model = Turned(model, *view)
-            if card.axes == "array":  # its crop size is its training images' axes'
-                card = dataclasses.replace(card, roi_size=[card.roi_size[view[0].index(a)] for a in range(3)])
+            if card.axes == "array":  # its crop size and spacing are its training images' axes'
+                card = dataclasses.replace(card, roi_size=turn_sizes(card.roi_size, view[0]),
+                                           target_spacing=turn_sizes(card.target_spacing, view[0]))
         self.volume, self.model, self.card = volume, model, card
         self.device = torch.device(device)
         self.preprocess_count = 0

@@ -65,9 +65,10 @@ class ModelCard:
     #: stored), "ras" (MONAI's DeepEdit and bundles: (x, y, z) turned to right, anterior,
     #: superior) or "zxy" (MONAI Label's DeepGrow: (z, x, y) as stored); annotator.engine.axes
     axes: str = "array"
-    #: for a 3-D network of this app's layout: which way the array axes (z, y, x) of the
+    #: for a network of this app's layout: which way the array axes (z, y, x) of the
     #: images it was trained on ran (annotator.engine.axes.orientation_code: "SAR" for a
-    #: NIfTI stored in RAS); an image stored otherwise is turned so for it. Empty: as stored
+    #: NIfTI stored in RAS); an image stored otherwise is turned so for it (a 2-D network's
+    #: slices in their plane). Empty: as stored
     orientation: str = ""
     #: the network sees the whole image resized to this size (in its own axes' order),
     #: as MONAI's DeepEdit does (``Resized``), and answers on all of it at once; empty: the

@@ -20,7 +20,7 @@ from functools import lru_cache
 from annotator.datastore import Datastore
 from annotator.datastore.factory import open_store
 from annotator.datastore.cases import unlabelled_hint
-from annotator.engine.axes import network_view, turn_array
+from annotator.engine.axes import orientation_view, turn_array
 from annotator.engine.prepare import prepare_image, prepare_label
 from annotator.errors import InputError
 from annotator.models.card import ModelCard
@@ -99,8 +99,9 @@ class Prepare(mt.MapTransform):
         if self.extents is not None:
             self.extents[item["id"]] = volume.extent_mm
         array, spacing = volume.array, volume.array_spacing
-        view = network_view(self.card.axes, volume.direction, self.card.spatial_dims, self.card.orientation)
-        if view is not None:  # stored another way than the card's orientation: turned to it
+        view = orientation_view(self.card.orientation, volume.direction) if self.card.orientation else None
+        if view is not None:  # stored another way than the card's orientation: turned to it (a 2-D
+            # network's slices are then the turned volume's, as ClickSession turns them in their plane)
             array, label = turn_array(array, *view), turn_array(label, *view)
             spacing = tuple(spacing[a] for a in view[0])
         image = prepare_image(array, spacing, self.card).numpy()

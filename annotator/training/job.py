@@ -108,8 +108,7 @@ def _device(rank: int) -> torch.device:
 
 def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str], orientation: str = "") -> ModelCard:
     """The card of a run's model; ``orientation``: which way its training images are turned
-    (:func:`_orientation`; :class:`annotator.training.data.Prepare` turns them), kept for a
-    3-D network."""
+    (:func:`_orientation`; :class:`annotator.training.data.Prepare` turns them)."""
     if config.method == "deepedit":
         names = {name: cls for cls, name in enumerate(sorted(labels, key=labels.get), start=1)}
     else:
@@ -123,7 +122,7 @@ def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str], or
         labels=names,
         previous_label=config.previous_label,
         modality=config.modality, target_spacing=list(config.target_spacing), intensity=dict(config.intensity),
-        roi_size=patch, version=annotator.__version__, orientation=orientation if config.method != "deepgrow2d" else "",
+        roi_size=patch, version=annotator.__version__, orientation=orientation,
         training={"data": [Path(d).name for d in config.data], "split": config.split, "cases": cases,
                   "source": config.source, "licence": config.licence, "label_values": labels,
                   "method": "Dice + click-weighted CE, Adam, simulated clicks", "seed": config.seed})
