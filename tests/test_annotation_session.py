@@ -475,7 +475,26 @@ def test_the_label_list_names_the_classes_of_the_network_that_answers_clicks(tmp
     assert named() == presets and s.click_method().name == "graphcut"
     said = []
     s.warning.connect(said.append)
-    s.set_method("deepgrow2d")  # none installed: said when chosen, not only at each click
+    s.open_image("mr")
+    s.set_method("deepgrow2d")  # the bundled DeepGrow 2D answers: nothing to say
+    assert said == [] and s.click_method().name == "deepgrow2d" and named() == presets
+
+
+def test_a_method_with_no_model_installed_says_so_when_chosen(tmp_path, monkeypatch, phantoms):
+    """Where no model of a method is installed (here none at all: the package's models
+    folder empty), choosing it says so at once, not only at each click."""
+    from annotator.models import registry
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    (tmp_path / "bundled").mkdir()
+    monkeypatch.setattr(registry, "bundled_dir", lambda: tmp_path / "bundled")
+    volumes, _ = phantoms
+    s = AnnotationSession(settings=Settings())
+    s.set_datastore(MemoryDatastore({"ct": volumes["ct0"]}))
+    s.open_image("ct")
+    said = []
+    s.warning.connect(said.append)
+    s.set_method("deepgrow2d")
     assert said == ["no deepgrow2d model installed (train one, or use graphcut): "
                     "clicks on this image are not answered with deepgrow2d"]
 

@@ -96,6 +96,18 @@ def test_bench_robot_scores_every_structure_for_deepgrow(tmp_path):
     found = values(report)
     assert report["params"]["clicks_made"] == 4 * 2  # 4 cases, 2 parts, 1 click each
     assert found["dice_at_0"] == 0 and found["dice_at_1"] > 0.7
+    assert found["slice_dice_at_1"] > 0.7 and "slice_dice_at_3" not in found  # one click asked for
+
+
+def test_bench_robot_scores_deepgrow_2d_on_the_slices_it_answers(tmp_path):
+    """The bundled DeepGrow 2D answers the slice clicked on: over the volume a click adds a
+    slice, on the slice where each part is largest three clicks outline it."""
+    report = bench(tmp_path, "robot", "--quick", "--model", "deepgrow2d-hippocampus-mr", "--clicks", "3")
+    found = values(report)
+    assert report["params"]["method"] == "deepgrow2d" and report["params"]["clicks_made"] == 4 * 2 * 3
+    assert found["dice_at_1"] < 0.35  # one slice of a structure of twenty or more
+    assert found["slice_dice_at_1"] > 0.75 and found["slice_dice_at_3"] > 0.85
+    assert all(len(r["slice_dice"]) == 3 for r in report["cases"])
 
 
 def test_bench_robot_scores_a_folder_without_a_split_whole(tmp_path):

@@ -7,6 +7,12 @@ on each label separately. Reports Dice after 0, 1, 5 and 10 clicks and NoC@85/90
 clicks needed to reach that Dice; N when never reached), as means over cases. Dice is
 the mean over labels of each case; ``dice_union_*`` scores all labels as one structure
 (the hippocampus as a whole), which is what the target after 5 clicks is set on.
+
+DeepGrow is also scored as a person working slice by slice uses it: on the slice where
+each structure is largest, clicks made there only, Dice on that slice
+(``slice_dice_at_1``, ``slice_dice_at_3``). A 2-D network answers only the slice clicked
+on, so its Dice over the volume grows a slice per click; on the slice, it and a 3-D
+network compare.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from annotator.training.simulate import next_click
 TARGET_AT_5 = 0.88
 #: the share of robot clicks after which Dice is lower than before, at most
 TARGET_WORSE = 0.10
+#: DeepGrow scored on one slice per structure too: Dice after this many clicks there
+SLICE_CLICKS = 3
 #: per method, what the starter models must reach on the hippocampus test split (Dice:
 #: mean over labels); the automatic Dice no lower than the first starter model's
 TARGETS = {"deepedit": {"dice_at_0": 0.8477, "dice_at_5": 0.90, "noc_90": 4},
@@ -69,6 +77,22 @@ def _robot(session: ClickSession, truth: np.ndarray, clicks: int) -> tuple[list[
             made.append(bool(marks.get(1)))
         labels.append(label)
     return labels, made
+
+
+def _slice_curve(session: ClickSession, truth: np.ndarray, clicks: int) -> list[float]:
+    """Dice on the slice where ``truth`` (one structure) is largest, after 1..``clicks``
+    robot clicks made on that slice."""
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    label, marks, curve = np.zeros(truth.shape, np.uint8), {}, []
+    for _ in range(clicks):
+        found = next_click(label[z], truth[z])
+        if found is not None:
+            value, (y, x) = found
+            marks.setdefault(value, []).append((z, y, x))
+            if marks.get(1):
+                label = session.click(marks[1], marks.get(0, []), previous=label).label
+        curve.append(dice(label[z] > 0, truth[z] > 0))
+    return curve
 
 
 def _worse(curve: list[float], made: list[bool]) -> tuple[int, int]:
@@ -126,10 +150,14 @@ def run(args: argparse.Namespace) -> dict:
             curve = [float(np.mean([c[k] for c in curves])) for k in range(clicks + 1)]
             union = curve
             counts = [_worse(c, made) for c, (_, made) in zip(curves, runs)]
+            on_slice = np.mean([_slice_curve(session, (truth == v).astype(np.uint8), min(clicks, SLICE_CLICKS))
+                                for v in present], axis=0)
         made_total += sum(m for m, _ in counts)
         worse_total += sum(w for _, w in counts)
         rows.append({"case": case, "dice": [round(d, 4) for d in curve],
                      "dice_union": [round(d, 4) for d in union]})
+        if card.method != "deepedit":
+            rows[-1]["slice_dice"] = [round(float(d), 4) for d in on_slice]
     if not rows:
         if skipped:
             known = f" (label values {', '.join(map(str, values_of_data))})" if values_of_data else ""
@@ -151,6 +179,11 @@ def run(args: argparse.Namespace) -> dict:
         results.append(rep.result(f"noc_{threshold}", float(np.mean(nocs)), "clicks", "lower",
                                   targets.get(f"noc_{threshold}")))
     results.append(rep.result("worse_click_share", worse_total / max(made_total, 1), "share", "lower", TARGET_WORSE))
+    if card.method != "deepedit":
+        on_slice = np.mean([r["slice_dice"] for r in rows], axis=0)
+        for k in (1, SLICE_CLICKS):
+            if k <= len(on_slice):
+                results.append(rep.result(f"slice_dice_at_{k}", on_slice[k - 1], "dice", "higher"))
     if args.plot:
         _plot(rows, dice_curve, union_curve, card.name, args.plot, targets.get("dice_at_5", TARGET_AT_5))
     params = {"model": card.name, "method": card.method, "data": str(folder), "split": split,

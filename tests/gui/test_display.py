@@ -297,11 +297,14 @@ def _install_deepgrow2d(modality: str = "MR") -> None:
     save_checkpoint(build_network(arch), card, user_dir() / "tiny-2d.json")
 
 
-def test_a_method_with_no_model_for_the_image_is_greyed_with_the_reason(window, qtbot):
+def test_a_method_with_no_model_for_the_image_is_greyed_with_the_reason(window, qtbot, monkeypatch, tmp_path):
     """The method list offered networks that had no model for the image; choosing one
     only said afterwards that clicks would not be answered. Such a method is greyed, its
     tooltip says why, and a model installed since counts when the list next opens."""
+    from annotator.models import registry
+
     _viewer, ws, annotation, _ = window
+    monkeypatch.setattr(registry, "bundled_dir", lambda: tmp_path)  # the package's models (a 2-D one) left out
     ws.session.show(_acquired_in(ACQUISITIONS["axial"], shape=(12, 40, 40)))
     item = lambda name: annotation.method.model().item(annotation.method.findData(name))  # noqa: E731
     assert not item("deepgrow2d").isEnabled()
