@@ -52,22 +52,24 @@ def _mean_dice(pred: np.ndarray, truth: np.ndarray, values) -> float:
     return float(np.mean([dice(pred == v, truth == v) for v in values]))
 
 
-def _robot(session: ClickSession, truth: np.ndarray, clicks: int) -> tuple[list[np.ndarray], list[bool]]:
+def _robot(session: ClickSession, truth: np.ndarray, clicks: int,
+           z: int | None = None) -> tuple[list[np.ndarray], list[bool]]:
     """Labels after 0..``clicks`` robot clicks (DeepEdit: all labels at once), and for each
-    of the ``clicks`` steps whether a click was made (none when nothing is wrong)."""
+    of the ``clicks`` steps whether a click was made (none when nothing is wrong); with
+    ``z``, clicks on that slice only, at its errors."""
     if session.card.method == "deepedit":
         label = session.automatic().label
     else:
         label = np.zeros(truth.shape, np.uint8)
     labels, made, marks = [label], [], {}
     for _ in range(clicks):
-        found = next_click(label, truth)
+        found = next_click(label, truth) if z is None else next_click(label[z], truth[z])
         if found is None:
             labels.append(label)
             made.append(False)
             continue
         value, point = found
-        marks.setdefault(value, []).append(point)
+        marks.setdefault(value, []).append(point if z is None else (z, *point))
         if session.card.method == "deepedit":
             label = session.edit(marks, label).label
             made.append(True)
@@ -83,16 +85,8 @@ def _slice_curve(session: ClickSession, truth: np.ndarray, clicks: int) -> list[
     """Dice on the slice where ``truth`` (one structure) is largest, after 1..``clicks``
     robot clicks made on that slice."""
     z = int(np.argmax(truth.sum(axis=(1, 2))))
-    label, marks, curve = np.zeros(truth.shape, np.uint8), {}, []
-    for _ in range(clicks):
-        found = next_click(label[z], truth[z])
-        if found is not None:
-            value, (y, x) = found
-            marks.setdefault(value, []).append((z, y, x))
-            if marks.get(1):
-                label = session.click(marks[1], marks.get(0, []), previous=label).label
-        curve.append(dice(label[z] > 0, truth[z] > 0))
-    return curve
+    labels, _ = _robot(session, truth, clicks, z)
+    return [dice(label[z] > 0, truth[z] > 0) for label in labels[1:]]
 
 
 def _worse(curve: list[float], made: list[bool]) -> tuple[int, int]:
