@@ -135,15 +135,13 @@ def test_a_2d_network_sees_the_slice_of_an_image_stored_another_way_as_it_was_tr
                      orientation="SAR")
     z, y, x = 17, 20, 12
     ny, nx = nifti.shape[1:]
-    seen = {}
+    seen, labels = {}, {}
     for name, volume, click in (("nifti", nifti, (z, y, x)), ("dicom", dicom, (z, ny - 1 - y, nx - 1 - x))):
         network = SliceRecorder()
-        label = ClickSession(volume, network, card).click([click], []).label
-        assert label[click] == 1
+        labels[name] = ClickSession(volume, network, card).click([click], []).label
+        assert labels[name][click] == 1
         seen[name] = network.inputs[0]  # the unshifted of a first answer's passes
-        if name == "dicom":
-            np.testing.assert_array_equal(label[:, ::-1, ::-1], nifti_label)
-        nifti_label = label
+    np.testing.assert_array_equal(labels["dicom"][:, ::-1, ::-1], labels["nifti"])
     assert seen["nifti"].shape == seen["dicom"].shape
     torch.testing.assert_close(seen["nifti"], seen["dicom"])  # the same slice, the same way up
     # trained on the NIfTI's way, without the card's orientation it would see it mirrored
