@@ -11,8 +11,8 @@ from annotator.engine.device import choose_device
 from annotator.engine.loading import import_network_stack
 from annotator.engine.region import Result
 from annotator.errors import ModelError
-from annotator.io.volume import Volume
-from annotator.models.card import ModelCard
+from annotator.io.volume import PLANES, Volume, plane_across
+from annotator.models.card import ORIENTATION_LETTERS, ModelCard
 from annotator.models.registry import ModelRegistry, suits
 
 if TYPE_CHECKING:  # sessions need torch, imported on the first click rather than at startup
@@ -45,10 +45,6 @@ def extent_note(card: ModelCard, volume: Volume) -> str | None:
     return f"{misfit}. {POOR}" if misfit else None
 
 
-#: the plane of slices across each direction of a card's ``orientation``
-PLANES = {"R": "sagittal", "L": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
-
-
 def plane_note(card: ModelCard, volume: Volume) -> str | None:
     """A warning when a 2-D network trained on slices of one plane (its card's
     ``orientation``: across its first letter) answers an image whose slices (across the
@@ -56,8 +52,8 @@ def plane_note(card: ModelCard, volume: Volume) -> str | None:
     network of axial slices. Its slices are still turned the nearest way in their plane."""
     if card.spatial_dims != 2 or not card.orientation:
         return None
-    across = np.abs(np.asarray(volume.direction, float).reshape(3, 3)[:, 2])  # the first array axis, in LPS
-    here, trained = ("sagittal", "coronal", "axial")[int(np.argmax(across))], PLANES[card.orientation[0]]
+    here = plane_across(np.reshape(volume.direction, (3, 3))[:, 2])  # across the first array axis
+    trained = PLANES[ORIENTATION_LETTERS[card.orientation[0]][0]]  # across its first axis
     if here == trained:
         return None
     return f"model '{card.name}' was trained on {trained} slices; this image's slices are {here}. {POOR}"

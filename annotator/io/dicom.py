@@ -27,7 +27,7 @@ from pydicom.multival import MultiValue
 
 from annotator.errors import GeometryError, InputError, detail
 from annotator.io.sniff import starts_with_dataset
-from annotator.io.volume import Source, Volume, volume_from_sitk
+from annotator.io.volume import Source, Volume, plane_across, volume_from_sitk
 
 #: Tags read from every file while scanning.
 _TAGS = [
@@ -250,8 +250,7 @@ def plane_name(orientation) -> str:
     """What people call the slice plane of an ImageOrientationPatient: by the axis its
     normal runs along most."""
     orientation = np.asarray([float(v) for v in orientation], float)
-    normal = np.cross(orientation[:3], orientation[3:])
-    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
+    return plane_across(np.cross(orientation[:3], orientation[3:]))
 
 
 def _planes(files: list[DicomFile]) -> dict[str, list[DicomFile]]:

@@ -258,6 +258,16 @@ def few_values(values: np.ndarray) -> bool:
     return np.unique(values[:: max(1, values.size // 4096)]).size <= FEW_VALUES
 
 
+#: what people call the slices across each patient axis (x, y, z of LPS, or of RAS)
+PLANES = ("sagittal", "coronal", "axial")
+
+
+def plane_across(normal) -> str:
+    """What people call the plane of slices whose normal (in patient space) is ``normal``:
+    by the axis it runs along most."""
+    return PLANES[int(np.argmax(np.abs(np.asarray(normal, float))))]
+
+
 def intensity_range(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles of :func:`intensity_sample` (0, 0 when the image
     has no finite value); of an image of few values, its lowest and highest (a percentile
