@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import shutil
+import warnings
 
 import numpy as np
 import pydicom
@@ -13,6 +15,7 @@ import pytest
 from annotator.errors import InputError
 from annotator.io import read_label, read_volume
 from annotator.io.seg import _TYPE2_COPIED, label_to_seg, seg_to_label, series_seg, sorted_sources, write_seg
+from annotator.io.seg_codes import segment_codes
 from dciodvfy import dicom_errors
 from paths import DATA
 
@@ -96,8 +99,8 @@ def test_unknown_names_get_generic_codes_and_a_person_s_work_is_manual(ct, tmp_p
     volume, sources = ct
     label = np.zeros(volume.shape, np.uint8)
     label[1, 200:260, 200:260] = 1  # one slice only: the empty ones are left out
-    with pytest.warns(UserWarning, match="'lesion 7' has no SNOMED code"):
-        seg = label_to_seg(label, sources, {1: "lesion 7"})
+    with pytest.warns(UserWarning, match="'region 7' has no SNOMED code"):
+        seg = label_to_seg(label, sources, {1: "region 7"})
     path = write_seg(tmp_path / "seg.dcm", seg)
     ds = pydicom.dcmread(path)
     item = ds.SegmentSequence[0]
@@ -106,6 +109,63 @@ def test_unknown_names_get_generic_codes_and_a_person_s_work_is_manual(ct, tmp_p
     assert item.SegmentAlgorithmType == "MANUAL" and int(ds.NumberOfFrames) == 1
     assert dicom_errors(path) == []
     np.testing.assert_array_equal(seg_to_label(ds, volume)[0], label)
+
+
+def test_segments_are_coded_from_their_names_as_people_write_them(ct, tmp_path):
+    """The type DICOM's lists give a name, however it is written, a side as a modifier of
+    a paired organ's type, and a lesion's category for a lesion named with its organ."""
+    volume, sources = ct
+    names = {1: "kidney_left", 2: "vertebrae_L1", 3: "liver tumour", 4: "Left atrium", 5: "lung_upper_lobe_right",
+             6: "urinary_bladder"}
+    label = np.zeros(volume.shape, np.uint8)
+    for value in names:
+        label[1, 40 * value:40 * value + 30, 200:260] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every name here has its code
+        seg = label_to_seg(label, sources, names)
+    path = write_seg(tmp_path / "seg.dcm", seg)
+    ds = pydicom.dcmread(path)
+    coded = {}
+    for item in ds.SegmentSequence:
+        kind = item.SegmentedPropertyTypeCodeSequence[0]
+        sides = [m.CodeMeaning for m in kind.get("SegmentedPropertyTypeModifierCodeSequence", [])]
+        coded[str(item.SegmentLabel)] = (item.SegmentedPropertyCategoryCodeSequence[0].CodeMeaning,
+                                         kind.CodeValue, sides)
+    assert coded == {
+        "kidney_left": ("Anatomical Structure", "64033007", ["Left"]),  # kidney
+        "vertebrae_L1": ("Anatomical Structure", "66794005", []),  # first lumbar vertebra
+        "liver tumour": ("Morphologically Abnormal Structure", "108369006", []),  # neoplasm
+        "Left atrium": ("Anatomical Structure", "82471001", []),  # the side is in the name's code
+        "lung_upper_lobe_right": ("Anatomical Structure", "45653009", ["Right"]),  # upper lobe of lung
+        "urinary_bladder": ("Anatomical Structure", "89837001", []),
+    }
+    assert dicom_errors(path) == []
+    back, read_names = seg_to_label(ds, volume)
+    np.testing.assert_array_equal(back, label)
+    assert read_names == names
+
+
+def test_the_names_of_a_common_label_set_get_their_codes():
+    """TotalSegmentator's structure names: most get a type of DICOM's lists, the sides of
+    paired organs as modifiers; those that spell no type are warned about, not guessed."""
+    names = set()
+    for file in ("class_map_total.json", "class_map_total_mr.json"):
+        names |= set(json.loads((DATA / "totalsegmentator_example" / file).read_text()).values())
+    names.discard("background")
+    coded = {}
+    for name in names:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            codes = segment_codes(name)
+        coded[name] = None if said else (codes.kind.value, codes.side.meaning if codes.side else None)
+        assert bool(said) == (codes.kind.value == "85756007")  # a generic type always says so
+    assert sum(c is not None for c in coded.values()) >= 100
+    assert coded["rib_left_3"] == ("113197003", "Left")
+    assert coded["kidney_cyst_right"] == ("367643001", None)  # a cyst, not the kidney
+    assert coded["small_bowel"] == ("30315005", None)
+    assert coded["inferior_vena_cava"] == ("64131007", None)
+    assert coded["vertebrae_T12"] == ("23215003", None)
+    assert coded["gluteus_maximus_left"] is None
 
 
 def test_an_empty_label_is_a_segment_without_voxels(ct, tmp_path):

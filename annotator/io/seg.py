@@ -4,8 +4,8 @@ Written SEGs are BINARY, one segment per label value present, frames of empty sl
 left out, source images sorted along the slice normal (highdicom does not sort). An
 empty label is one segment with no voxels (its frames kept, all empty): "nothing there"
 is an answer, and on a server it replaces a label sent before. Each
-segment gets a real SNOMED CT code for the structures in :data:`STRUCTURES` (looked up
-in pydicom's code dictionary, never typed by hand); any other label is an "Anatomical
+segment gets the SNOMED CT codes its name spells in DICOM's lists, and a side for a
+paired organ (:mod:`annotator.io.seg_codes`); a name that spells none is an "Anatomical
 Structure" of type "Tissue", with a warning, never a wrong organ. SEMIAUTOMATIC with the
 algorithm named when a model contributed, MANUAL otherwise. Reading gives a label array
 on the source series' grid, so SEG -> label -> SEG keeps every voxel.
@@ -30,25 +30,9 @@ import numpy as np
 import annotator
 from annotator.errors import InputError
 from annotator.io.overlaps import Part, one_label
+from annotator.io.seg_codes import segment_codes
 from annotator.io.sniff import looks_like_dicom
 from annotator.io.volume import Volume, label_values
-
-#: label name (lower case, underscores) -> pydicom SCT code name (category Organ unless noted)
-STRUCTURES = {
-    "liver": "Liver", "spleen": "Spleen", "kidney": "Kidney", "kidney_left": "Kidney", "kidney_right": "Kidney",
-    "left_kidney": "Kidney", "right_kidney": "Kidney", "heart": "Heart", "lung": "Lung", "brain": "Brain",
-    "stomach": "Stomach", "pancreas": "Pancreas", "gallbladder": "Gallbladder", "esophagus": "Esophagus",
-    "colon": "Colon", "duodenum": "Duodenum", "prostate": "Prostate", "bladder": "Bladder", "aorta": "Aorta",
-    "spinal_cord": "SpinalCord", "vertebra": "Vertebra", "hippocampus": "Hippocampus", "tumor": "Tumor",
-    "tumour": "Tumor", "mass": "Mass", "spine": "Spine", "thoracic_spine": "ThoracicSpine",
-    "edema": "Edema", "necrosis": "Necrosis",
-}
-_CATEGORY = {"Aorta": "AnatomicalStructure", "SpinalCord": "AnatomicalStructure", "Vertebra": "AnatomicalStructure",
-             "Hippocampus": "AnatomicalStructure", "Tumor": "MorphologicallyAbnormalStructure",
-             "Mass": "MorphologicallyAbnormalStructure", "Spine": "AnatomicalStructure",
-             "ThoracicSpine": "AnatomicalStructure", "Edema": "MorphologicallyAbnormalStructure",
-             "Necrosis": "MorphologicallyAbnormalStructure"}
-
 
 #: Patient and study attributes a SEG copies from its sources (type 2: may be empty, not absent)
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -57,22 +41,6 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 #: how a segment's Segment Description names the label value it came from
 _VALUE_LINE = "label value {}"
 _VALUE_PATTERN = re.compile(r"^label value (\d{1,3})$")
-
-
-def _codes(name: str):
-    """(category, type) codes of a label name; unmapped names get a generic pair and a warning."""
-    from pydicom.sr.codedict import codes
-
-    key = name.strip().lower().replace(" ", "_").replace("-", "_")
-    if key.startswith(("vertebrae_", "vertebra_")):
-        key = "vertebra"
-    found = STRUCTURES.get(key)
-    if found is None:
-        warnings.warn(f"label '{name}' has no SNOMED code here: sent as a generic anatomical structure (tissue)",
-                      stacklevel=3)
-        return codes.SCT.AnatomicalStructure, codes.SCT.Tissue
-    category = getattr(codes.SCT, _CATEGORY.get(found, "Organ"))
-    return category, getattr(codes.SCT, found)
 
 
 def sorted_sources(datasets: list) -> list:
@@ -119,7 +87,7 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
         values = [min((int(v) for v in names), default=1)]
     descriptions = []
     for number, value in enumerate(values, start=1):
-        category, kind = _codes(names.get(value, f"label {value}"))
+        coded = segment_codes(names.get(value, f"label {value}"))
         kwargs = {"algorithm_type": hd.seg.SegmentAlgorithmTypeValues.MANUAL}
         if algorithm:
             kwargs = {"algorithm_type": hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
@@ -128,7 +96,10 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
                           family=codes.cid7162.ArtificialIntelligence)}
         description = hd.seg.SegmentDescription(
             segment_number=number, segment_label=names.get(value, f"label {value}")[:64],
-            segmented_property_category=category, segmented_property_type=kind, **kwargs)
+            segmented_property_category=coded.category, segmented_property_type=coded.kind, **kwargs)
+        if coded.side is not None:
+            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                hd.sr.CodedConcept.from_code(coded.side)]
         description.SegmentDescription = _VALUE_LINE.format(value)
         descriptions.append(description)
     numbered = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
