@@ -46,6 +46,10 @@ def test_a_structure_set_fills_its_outlines_on_the_series_it_outlines(series, tm
     # names the reader knows take their values
     label, names, _ = rtstruct_to_label(pydicom.dcmread(path), volume, known={"liver": 2})
     assert names[2] == "Liver" and np.array_equal(label == 2, organ)
+    # structures that share a name (every lesion "GTV") each keep one of their own
+    path = rtstruct_of(series, {4: ("GTV", organ), 5: ("gtv", body & ~organ)}, tmp_path / "two.dcm")
+    label, names, _ = rtstruct_to_label(pydicom.dcmread(path), volume)
+    assert names == {4: "GTV 4", 5: "gtv 5"} and np.array_equal(label == 4, organ)
 
 
 def test_what_a_structure_set_cannot_place_is_said(tmp_path):

@@ -145,6 +145,23 @@ def test_segments_are_coded_from_their_names_as_people_write_them(ct, tmp_path):
     assert read_names == names
 
 
+def test_segments_that_share_a_label_keep_names_of_their_own(ct, tmp_path):
+    """A viewer's SEG may label a left and a right kidney both "Kidney" (the side in the
+    type's modifier) and every lesion "Lesion": each still gets a name of its own."""
+    volume, sources = ct
+    label = np.zeros(volume.shape, np.uint8)
+    for value in range(1, 6):
+        label[1, 40 * value:40 * value + 30, 200:260] = value
+    seg = label_to_seg(label, sources, {1: "kidney_left", 2: "kidney_right", 3: "lesion", 4: "lesion", 5: "Lesion"})
+    path = write_seg(tmp_path / "seg.dcm", seg)
+    ds = pydicom.dcmread(path)
+    for item in ds.SegmentSequence[:2]:
+        item.SegmentLabel = "Kidney"
+    back, names = seg_to_label(ds, volume)
+    np.testing.assert_array_equal(back, label)
+    assert names == {1: "Kidney left", 2: "Kidney right", 3: "lesion 3", 4: "lesion 4", 5: "Lesion 5"}
+
+
 def test_the_names_of_a_common_label_set_get_their_codes():
     """TotalSegmentator's structure names: most get a type of DICOM's lists, the sides of
     paired organs as modifiers; those that spell no type are warned about, not guessed."""

@@ -95,13 +95,13 @@ def rtstruct_to_label(ds, volume: Volume, known: dict[str, int] | None = None
     structure names by label value, and what was left out, for a person. A structure
     takes the value its name has in ``known`` (name -> value: what the reader has seen
     before), else its number where that is free, else the lowest free value."""
-    from annotator.io.seg import segment_values
+    from annotator.io.seg import distinct_names, segment_values
 
     uid = referenced_series(ds)
     if uid and volume.source.series_uid and uid != volume.source.series_uid:
         raise InputError(f"the structure set {ds.get('SOPInstanceUID', '')} outlines another series than {volume.name}")
-    names = {int(r.ROINumber): str(r.get("ROIName", "") or f"structure {r.ROINumber}")
-             for r in ds.get("StructureSetROISequence") or [] if "ROINumber" in r}
+    names = distinct_names({int(r.ROINumber): str(r.get("ROIName", "") or f"structure {r.ROINumber}")
+                            for r in ds.get("StructureSetROISequence") or [] if "ROINumber" in r})
     to_index = np.linalg.inv(np.reshape(volume.direction, (3, 3)) * np.asarray(volume.spacing))
     origin = np.asarray(volume.origin, float)
     depth, rows, columns = volume.shape

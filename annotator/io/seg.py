@@ -23,6 +23,7 @@ import copy
 import os
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,7 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
                                                   assert_missing_frames_are_empty=True, **options)
         return seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, **options)
 
-    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence if int(d.SegmentNumber) > 0}
+    names = segment_names(seg.SegmentSequence)
     recorded = {}
     for item in seg.SegmentSequence:
         found = _VALUE_PATTERN.match(str(item.get("SegmentDescription", "")).strip())
@@ -259,6 +260,33 @@ def refers_to(seg, image: Volume) -> bool:
         return False
     frames = referenced_frames(seg) if image.source.frames else set()
     return not frames or bool(frames & set(zip(image.source.sop_uids, image.source.frames)))
+
+
+def segment_names(items) -> dict[int, str]:
+    """Segment number -> name: its Segment Label, told apart from others of the same label
+    by the side its type's modifier gives (a left and a right "Kidney"), else by its
+    number (:func:`distinct_names`)."""
+    names, sides = {}, {}
+    for item in items:
+        number = int(item.SegmentNumber)
+        if number > 0:
+            names[number] = str(item.get("SegmentLabel", "")).strip() or f"segment {number}"
+            sides[number] = " ".join(str(m.CodeMeaning).lower() for kind in item.get("SegmentedPropertyTypeCodeSequence", [])
+                                     for m in kind.get("SegmentedPropertyTypeModifierCodeSequence", []))
+    return distinct_names(names, sides)
+
+
+def distinct_names(names: dict[int, str], qualifiers: dict[int, str] | None = None) -> dict[int, str]:
+    """Number -> name, where several share a name (case aside: three segments or structures
+    labelled "Lesion" in a viewer) that name with its qualifier after it, where it has one,
+    and then, where they still do, its number: each keeps a name of its own in the Label
+    list."""
+    qualifiers = qualifiers or {}
+    for tell_apart in (lambda n, name: f"{name} {qualifiers[n]}" if qualifiers.get(n) else name,
+                       lambda n, name: f"{name} {n}"):
+        shared = Counter(name.lower() for name in names.values())
+        names = {n: tell_apart(n, name) if shared[name.lower()] > 1 else name for n, name in names.items()}
+    return names
 
 
 def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[str, int]) -> dict[int, int]:
