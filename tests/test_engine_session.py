@@ -201,7 +201,9 @@ def test_a_click_the_network_ignores_still_gets_its_label_nearby_only(method):
 
 @pytest.mark.parametrize("shape", [(9, 30, 41), (33, 27)])
 def test_centre_of_is_the_voxel_farthest_from_the_border(shape):
-    """Computed on the mask's bounding box only; the same voxel as over the whole array."""
+    """Computed on the mask's bounding box only; the same voxel as over the whole array
+    (padded: the image's edge counts as a border), the first of several as far where the
+    mask does not reach the image's edge."""
     from scipy import ndimage
 
     from annotator.engine.guidance import centre_of
@@ -209,13 +211,27 @@ def test_centre_of_is_the_voxel_farthest_from_the_border(shape):
     rng = np.random.default_rng(len(shape))
     for _ in range(20):
         mask = np.zeros(shape, bool)
-        window = tuple(slice(int(rng.integers(1, n // 3)), int(rng.integers(n // 2, n))) for n in shape)
+        window = tuple(slice(int(rng.integers(0, n // 3)), int(rng.integers(n // 2, n + 1))) for n in shape)
         mask[window] = ndimage.binary_opening(rng.random(shape) < 0.6)[window]
         if not mask.any():
             continue
         whole = ndimage.distance_transform_edt(np.pad(mask, 1))[tuple(slice(1, -1) for _ in shape)]
-        expected = np.unravel_index(int(np.argmax(whole)), shape)
-        assert centre_of(mask) == tuple(int(i) for i in expected)
+        if all(s.start > 0 and s.stop < n for s, n in zip(window, shape)):
+            assert centre_of(mask) == np.unravel_index(int(np.argmax(whole)), shape)
+        assert whole[centre_of(mask)] == whole.max()
+
+
+def test_a_structure_cut_by_the_field_of_view_is_clicked_in_its_middle():
+    """On a slab of three slices every voxel lies a voxel or two from the slab's faces, the
+    image's edge: the click goes to the middle slice, at the middle of the organ's disc
+    there, not at the first voxel two voxels inside its edge."""
+    from annotator.engine.guidance import centre_of
+
+    z, y, x = np.indices((3, 64, 80))
+    disc = (y - 30) ** 2 + (x - 44) ** 2 <= 20**2
+    assert centre_of(disc) == (1, 30, 44)
+    thick = np.broadcast_to(disc[:1], (40, 64, 80))  # as deep as wide: as before
+    assert centre_of(thick) == (19, 30, 44)
 
 
 def test_argmax_over_any_class_axis():

@@ -63,13 +63,24 @@ def click_channels(card, value: int) -> tuple[int, int]:
 
 
 def centre_of(mask: np.ndarray) -> tuple[int, ...]:
-    """The voxel of ``mask`` farthest from its border: where a person would click it."""
+    """The voxel of ``mask`` farthest from its border: where a person would click it.
+
+    Where the mask reaches the image's edge (an organ cut by the field of view, a slab of a
+    few slices) the edge counts as a border, so that the click stays in the middle of the
+    slices, and of the voxels as far from it as the farthest (on a slab of three slices,
+    every voxel of the middle one two voxels or more inside), the one farthest from the
+    mask's own border is clicked, as a person clicks the middle of what is seen of it, not
+    a voxel at its edge."""
     from scipy import ndimage
 
     # Only the mask's bounding box: the zeros just outside it are as near as any farther out.
     box = ndimage.find_objects(np.asarray(mask, dtype=np.uint8))
     box = box[0] if box else tuple(slice(0, n) for n in mask.shape)
-    inside = np.pad(mask[box], 1)
-    distance = ndimage.distance_transform_edt(inside)[tuple(slice(1, -1) for _ in mask.shape)]
-    point = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    closed = ndimage.distance_transform_edt(np.pad(mask[box], 1))[tuple(slice(1, -1) for _ in mask.shape)]
+    best = closed == closed.max()
+    pad = [(int(s.start > 0), int(s.stop < n)) for s, n in zip(box, mask.shape)]  # not beyond the image's edge
+    if np.count_nonzero(best) > 1 and any(a + b < 2 for a, b in pad):
+        open_ = ndimage.distance_transform_edt(np.pad(mask[box], pad))
+        closed = np.where(best, open_[tuple(slice(a, a + s.stop - s.start) for (a, _), s in zip(pad, box))], -1)
+    point = np.unravel_index(int(np.argmax(closed)), closed.shape)
     return tuple(int(i) + s.start for i, s in zip(point, box))
