@@ -183,6 +183,7 @@ def test_the_names_of_a_common_label_set_get_their_codes():
     assert coded["inferior_vena_cava"] == ("64131007", None)
     assert coded["vertebrae_T12"] == ("23215003", None)
     assert coded["gluteus_maximus_left"] is None
+    assert segment_codes("L1").kind.value == coded["vertebrae_L1"][0]  # a level alone is its vertebra
 
 
 def test_an_empty_label_is_a_segment_without_voxels(ct, tmp_path):

@@ -88,7 +88,7 @@ def _candidates(words: list[str]) -> list[tuple[str, bool]]:
     levels = [w.upper() for w in words if _LEVEL.match(w)]
     rest = [w for w in words if w not in _SIDES and not w.isdigit() and not _LEVEL.match(w)]
     out = [(s, True) for s in _spellings(words)] if sides else []  # left atrium
-    if levels and rest and _singular(rest[-1])[-1] == "vertebra":
+    if len(levels) == 1 and (not rest or _singular(rest[-1])[-1] == "vertebra"):  # L1, vertebrae_L1
         out.append((f"{levels[0]}Vertebra", False))
     out += [(s, False) for s in _spellings(rest)]
     if len(rest) > 1 and rest[-1] in _TAILS:
