@@ -76,11 +76,11 @@ def centre_of(mask: np.ndarray) -> tuple[int, ...]:
     # Only the mask's bounding box: the zeros just outside it are as near as any farther out.
     box = ndimage.find_objects(np.asarray(mask, dtype=np.uint8))
     box = box[0] if box else tuple(slice(0, n) for n in mask.shape)
-    closed = ndimage.distance_transform_edt(np.pad(mask[box], 1))[tuple(slice(1, -1) for _ in mask.shape)]
-    best = closed == closed.max()
-    pad = [(int(s.start > 0), int(s.stop < n)) for s, n in zip(box, mask.shape)]  # not beyond the image's edge
-    if np.count_nonzero(best) > 1 and any(a + b < 2 for a, b in pad):
-        open_ = ndimage.distance_transform_edt(np.pad(mask[box], pad))
-        closed = np.where(best, open_[tuple(slice(a, a + s.stop - s.start) for (a, _), s in zip(pad, box))], -1)
-    point = np.unravel_index(int(np.argmax(closed)), closed.shape)
+    depth = ndimage.distance_transform_edt(np.pad(mask[box], 1))[tuple(slice(1, -1) for _ in mask.shape)]
+    deepest = depth == depth.max()
+    pad = [(int(s.start > 0), int(s.stop < n)) for s, n in zip(box, mask.shape)]  # none beyond the image's edge
+    if np.count_nonzero(deepest) > 1 and any(a + b < 2 for a, b in pad):  # of those, the one deepest in the mask
+        own = ndimage.distance_transform_edt(np.pad(mask[box], pad))
+        depth = np.where(deepest, own[tuple(slice(a, a + s.stop - s.start) for (a, _), s in zip(pad, box))], -1)
+    point = np.unravel_index(int(np.argmax(depth)), depth.shape)
     return tuple(int(i) + s.start for i, s in zip(point, box))

@@ -271,7 +271,8 @@ def segment_names(items) -> dict[int, str]:
         number = int(item.SegmentNumber)
         if number > 0:
             names[number] = str(item.get("SegmentLabel", "")).strip() or f"segment {number}"
-            sides[number] = " ".join(str(m.CodeMeaning).lower() for kind in item.get("SegmentedPropertyTypeCodeSequence", [])
+            kinds = item.get("SegmentedPropertyTypeCodeSequence", [])
+            sides[number] = " ".join(str(m.CodeMeaning).lower() for kind in kinds
                                      for m in kind.get("SegmentedPropertyTypeModifierCodeSequence", []))
     return distinct_names(names, sides)
 

@@ -18,7 +18,8 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: words people write for what DICOM's lists spell otherwise
+#: words people write for what DICOM's lists spell otherwise ("" leaves a word out: a
+#: urinary bladder is DICOM's Bladder)
 _WORDS = {"tumour": "neoplasm", "tumor": "neoplasm", "cancer": "neoplasm", "carcinoma": "neoplasm",
           "oedema": "edema", "haemorrhage": "hemorrhage", "hematoma": "hemorrhage", "bowel": "intestine",
           "clavicula": "clavicle", "vena": "vein", "grey": "gray", "fat": "adipose tissue",
