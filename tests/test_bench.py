@@ -206,6 +206,17 @@ def test_bench_robot_graphcut_runs_on_a_persons_own_folder(tmp_path):
     assert proc.returncode != 0 and "GraphCut has no model" in proc.stderr
 
 
+def test_the_ct_organs_of_a_folder_are_found_however_its_labels_name_them():
+    """The targets' medians take a folder's liver, spleen and kidneys whatever the naming
+    (sides spelled out or abbreviated, both kidneys as one), and nothing else."""
+    from annotator.bench.robot_graphcut import _ct_organ
+
+    for name in ("Liver", "spleen", "kidney_left", "Right Kidney", "Kidney (L)", "kidney_r", "Kidneys", "lt kidney"):
+        assert _ct_organ(name), name
+    for name in ("liver tumour", "kidney_cyst_left", "label_3", "left", "adrenal_gland_left", "splenic vein"):
+        assert not _ct_organ(name), name
+
+
 def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path):
     """Images with a `_seg` label map beside each and nothing accepted: every command that
     needs labelled images names the label maps and how one counts (the DeepEdit robot

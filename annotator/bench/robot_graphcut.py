@@ -94,9 +94,14 @@ ALONE = ("hippocampus", FOLDER.name)
 
 def _ct_organ(name: str) -> bool:
     """Whether a structure so named is one of the CT organs the targets are set on: the
-    liver, the spleen, a kidney ("Liver", "right kidney", "kidney_left", ...)."""
-    words = sorted(w for w in re.split(r"[^a-z]+", name.lower()) if w and w not in ("left", "right"))
-    return words in (["liver"], ["spleen"], ["kidney"])
+    liver, the spleen, a kidney or both ("Liver", "right kidney", "kidney_left", "Kidney (L)",
+    "kidneys", ...)."""
+    words = sorted(w for w in re.split(r"[^a-z]+", name.lower()) if w and w not in _SIDES)
+    return words in (["liver"], ["spleen"], ["kidney"], ["kidneys"])
+
+
+#: words that name a side
+_SIDES = ("left", "right", "l", "r", "lt", "rt")
 
 
 def _folder_cases(folder: str, split: str, limit: int | None):
