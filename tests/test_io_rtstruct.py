@@ -152,6 +152,7 @@ def test_a_label_written_as_a_structure_set_reads_back_voxel_for_voxel(series, t
     assert ds.Modality == "RTSTRUCT" and ds.FrameOfReferenceUID == volume.source.frame_of_reference_uid
     assert [r.ROIName for r in ds.StructureSetROISequence] == ["body", "liver", "ring"]
     assert {r.ROIGenerationAlgorithm for r in ds.StructureSetROISequence} == {"SEMIAUTOMATIC"}
+    assert [o.RTROIInterpretedType for o in ds.RTROIObservationsSequence] == ["", "ORGAN", ""]  # the liver
     from annotator.io.rtstruct import referenced_instances, referenced_series
 
     assert referenced_series(ds) == volume.source.series_uid

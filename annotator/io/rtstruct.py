@@ -181,9 +181,11 @@ def _ds(values) -> list[str]:
 def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: dict[int, str],
                       algorithm: str | None = None, series_number: int = 9002):
     """A structure set of ``label`` ((z, y, x) on ``image``, read from the DICOM instances
-    whose headers are ``sources``): a structure per label value, named by ``names``."""
+    whose headers are ``sources``): a structure per label value, named by ``names``, an
+    ORGAN where its name spells a structure of the body (:func:`annotator.io.seg_codes.is_anatomy`)."""
     import pydicom
 
+    from annotator.io.seg_codes import is_anatomy
     from annotator.io.volume import label_values
 
     if label.shape != image.shape:
@@ -211,7 +213,9 @@ def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: di
         contours.append(contour)
         observation = pydicom.Dataset()
         observation.ObservationNumber, observation.ReferencedROINumber = number, number
-        observation.RTROIInterpretedType, observation.ROIInterpreter = "", ""
+        # a structure of the body is an ORGAN; what else one is (a GTV, a PTV) is the planner's to say
+        observation.RTROIInterpretedType = "ORGAN" if is_anatomy(roi.ROIName) else ""
+        observation.ROIInterpreter = ""
         observations.append(observation)
     ds.StructureSetROISequence = pydicom.Sequence(rois)
     ds.ROIContourSequence = pydicom.Sequence(contours)

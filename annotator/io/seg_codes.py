@@ -101,9 +101,9 @@ def _candidates(words: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def segment_codes(name: str) -> SegmentCodes:
+def segment_codes(name: str, warn: bool = True) -> SegmentCodes:
     """The codes of a segment named ``name``; a name that matches no type gets generic
-    ones and a warning."""
+    ones and (``warn``) a warning."""
     from pydicom.sr.codedict import codes
 
     types = _types()
@@ -118,6 +118,17 @@ def segment_codes(name: str) -> SegmentCodes:
                and types[w.capitalize()][0] == codes.cid7150.MorphologicallyAbnormalStructure]
     if lesions:  # kidney cyst, liver tumour: the lesion
         return SegmentCodes(*types[lesions[-1].capitalize()])
-    warnings.warn(f"label '{name}' has no SNOMED code here: sent as a generic anatomical structure (tissue)",
-                  stacklevel=3)
+    if warn:
+        warnings.warn(f"label '{name}' has no SNOMED code here: sent as a generic anatomical structure (tissue)",
+                      stacklevel=3)
     return SegmentCodes(codes.cid7150.AnatomicalStructure, codes.SCT.Tissue)
+
+
+def is_anatomy(name: str) -> bool:
+    """Whether ``name`` spells a structure of the body in DICOM's lists (an organ, a bone,
+    a vessel), not a lesion or a tissue, nor a name that spells nothing: what an RT
+    Structure Set calls an ORGAN."""
+    from pydicom.sr.codedict import codes
+
+    coded = segment_codes(name, warn=False)
+    return coded.category == codes.cid7150.AnatomicalStructure and coded.kind != codes.SCT.Tissue
