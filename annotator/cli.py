@@ -138,7 +138,7 @@ def cmd_tidy(args) -> int:
     volume = read_volume(args.image, args.series)
     label = as_label(read_label(args.label, volume), str(args.label))
     result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
-                  spacing=volume.array_spacing)
+                  spacing=volume.array_spacing, **({} if args.mm is None else {"mm": args.mm}))
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()})
     changed = int((result.label != label).sum())
     print(f"{result.method}: label {args.value}, {changed} voxels changed, {result.seconds:.2f} s -> {args.out}")
@@ -712,9 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", help="method name (default: best available)")
     correcting(p)
     p = on_image("tidy", "fill a structure's holes, keep its largest part, fill between the slices it is "
-                 "drawn on, or smooth it", "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
+                 "drawn on, smooth it, or grow or shrink it by a margin",
+                 "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
-    p.add_argument("--step", required=True, choices=["fill_holes", "keep_largest", "fill_between", "smooth"])
+    p.add_argument("--step", required=True,
+                   choices=["fill_holes", "keep_largest", "fill_between", "smooth", "grow", "shrink"])
+    p.add_argument("--mm", type=float, help="grow, shrink: how far its surface moves, mm (default 3)")
     p.add_argument("--value", type=_label_value, default=1, help="the structure's label value (default 1)")
     p.add_argument("--slices", choices=["z", "y", "x"], default="z",
                    help="the slices it works on: across the image's z (default), y or x axis, as ITK counts")

@@ -182,6 +182,29 @@ def test_every_label_output_can_be_a_dicom_seg(tmp_path):
     assert names == {1: "foreground"} and back.any()
 
 
+def test_tidy_command_grows_and_shrinks_a_structure_by_millimetres(tmp_path):
+    """--step grow/shrink --mm: the anterior hippocampus (1 mm voxels) grown by 1 mm takes
+    in the background one voxel around it, never the posterior part's voxels; shrunk by 1
+    mm it loses its surface voxels; a margin under a voxel is refused, nothing written."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    image = read_volume(IMAGE)
+    truth = read_label(TRUTH, image)
+    grown, shrunk = tmp_path / "grown.nii.gz", tmp_path / "shrunk.nii.gz"
+    proc = annotator("tidy", IMAGE, "--label", TRUTH, "--step", "grow", "--mm", "1", "--out", grown)
+    assert "grow: label 1" in proc.stdout
+    after = read_label(grown, image)
+    anterior = truth == 1
+    np.testing.assert_array_equal(after == 1, binary_dilation(anterior) & (truth != 2) | anterior)
+    np.testing.assert_array_equal(after == 2, truth == 2)
+    annotator("tidy", IMAGE, "--label", TRUTH, "--step", "shrink", "--mm", "1", "--out", shrunk)
+    np.testing.assert_array_equal(read_label(shrunk, image) == 1, binary_erosion(anterior, border_value=1))
+    proc = annotator("tidy", IMAGE, "--label", TRUTH, "--step", "grow", "--mm", "0.5", "--out",
+                     tmp_path / "no.nii.gz", check=False)
+    assert proc.returncode == 2 and "less than this image's voxels (1 mm apart)" in proc.stderr
+    assert not (tmp_path / "no.nii.gz").exists()
+
+
 def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
     image = read_volume(series)

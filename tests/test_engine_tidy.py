@@ -150,3 +150,59 @@ def test_smooth_keeps_a_line_one_voxel_wide():
     added = np.argwhere((after == 1) & (label == 0))  # the line does not widen; its bend rounds
     assert len(added) and np.abs(added - (8, 6, 29)).max() <= 2
     assert not after[8, 14, 8] and not after[8, 19, 14:18].any()
+
+
+def _ellipsoid(spacing, radius_mm=8.0, shape=(24, 48, 48)) -> np.ndarray:
+    grid = np.indices(shape).astype(float)
+    centre = [(n - 1) / 2 for n in shape]
+    return sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing)) <= radius_mm ** 2
+
+
+def test_grow_and_shrink_move_the_surface_by_millimetres_and_spare_other_labels():
+    """A margin in mm on anisotropic voxels (2 mm slices, 1 mm pixels): a ball of 8 mm
+    grown by 3 mm is the ball of 11 mm, shrunk by 3 mm the ball of 5 mm (give or take the
+    voxels on the surface: a voxel moves when its centre is within the margin), other
+    labels keep their voxels, and grow then shrink gives the ball back."""
+    spacing = (2.0, 1.0, 1.0)
+    label = _ellipsoid(spacing).astype(np.uint8)
+    label[:, :, 33:] = 2  # another structure a voxel beyond the ball's side (x 16 to 31)
+    grown = tidy(label, 1, "grow", spacing=spacing, mm=3.0)
+    assert grown.method == "grow" and grown.previous is label
+    after = grown.label
+    assert ((after == 2) == (label == 2)).all()  # the other label stays whole
+    wanted = _ellipsoid(spacing, 11.0) & (label != 2)
+    assert ((after == 1) ^ wanted).sum() <= 0.04 * wanted.sum()
+    row = np.flatnonzero(after[12, 24] == 1)
+    assert row[0] == 16 - 3 and row[-1] == 32  # 3 mm out along x, and up to the other label on that side
+    column = np.flatnonzero(after[:, 24, 24] == 1)  # 2 mm slices: one slice out (two would be 4 mm)
+    assert column[0] == 8 - 1 and column[-1] == 15 + 1
+    shrunk = tidy(label, 1, "shrink", spacing=spacing, mm=3.0).label
+    assert ((shrunk == 2) == (label == 2)).all() and not ((shrunk == 1) & (label != 1)).any()
+    alone = tidy(_ellipsoid(spacing).astype(np.uint8), 1, "shrink", spacing=spacing, mm=3.0).label
+    # the ball of 5 mm, and no more than that of 6 (on 2 mm slices the surface moves a whole slice)
+    assert (alone[_ellipsoid(spacing, 5.0)] == 1).all() and not (alone[~_ellipsoid(spacing, 6.0)] == 1).any()
+    assert np.flatnonzero(alone[12, 24])[[0, -1]].tolist() == [16 + 3, 31 - 3]  # 3 mm in along x
+    ball = _ellipsoid(spacing).astype(np.uint8)
+    back = tidy(tidy(ball, 1, "grow", spacing=spacing, mm=3.0).label, 1, "shrink", spacing=spacing, mm=3.0).label
+    assert ((back == 1) ^ (ball == 1)).sum() <= 0.01 * ball.sum()
+
+
+def test_shrink_keeps_the_face_the_image_edge_cuts_and_refuses_what_would_move_nothing():
+    label = np.zeros((10, 20, 20), np.uint8)
+    label[:, 5:15, 5:15] = 1  # a column through every slice: cut by the image's first and last
+    shrunk = tidy(label, 1, "shrink", spacing=(1.0, 1.0, 1.0), mm=2.0).label
+    assert (shrunk[:, 7:13, 7:13] == 1).all() and (shrunk == 1).sum() == 10 * 6 * 6  # not from the ends
+    before = label.copy()
+    with pytest.raises(InputError, match="less than this image's voxels"):
+        tidy(label, 1, "grow", spacing=(3.0, 3.0, 3.0), mm=2.0)
+    with pytest.raises(InputError, match="would leave nothing"):
+        tidy(label, 1, "shrink", spacing=(1.0, 1.0, 1.0), mm=5.0)
+    with pytest.raises(InputError, match="more than 0 mm"):
+        tidy(label, 1, "grow", mm=-1.0)
+    boxed = np.full((4, 4, 4), 2, np.uint8)
+    boxed[1:3, 1:3, 1:3] = 1  # wrapped in another label: no background to grow into
+    with pytest.raises(InputError, match="no background within"):
+        tidy(boxed, 1, "grow", mm=1.0)
+    with pytest.raises(InputError, match="fills the image"):
+        tidy(np.ones((3, 3, 3), np.uint8), 1, "shrink", mm=1.0)
+    assert (label == before).all()

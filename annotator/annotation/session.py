@@ -82,6 +82,9 @@ class AnnotationSession:
         self.proposed: np.ndarray | None = None  # the engine's latest answer (the "original" on first accept)
         self._proposal_stale = False  # the label changed by other means since ``proposed`` was kept
         self.method = "auto"  # a click method name, or "auto": a network for the image when installed
+        #: how far (mm) Grow and Shrink move the chosen label's surface; None: the engine's
+        #: default (:data:`annotator.engine.tidy.MARGIN_MM`)
+        self.margin_mm: float | None = None
         #: the labels to annotate with: the presets, named as the datastore names them
         self.labels: list[LabelPreset] = list(self.settings.presets)
         self.label_value = self.labels[0].value
@@ -462,21 +465,23 @@ class AnnotationSession:
 
     def tidy(self, step: str, axis: int = 0) -> None:
         """Tidy the chosen label (a step of :mod:`annotator.engine.tidy`; on the slices
-        across array axis ``axis``: the ones viewed) on the runner; undone like an engine
-        step."""
+        across array axis ``axis``: the ones viewed; grown or shrunk by ``margin_mm``) on
+        the runner; undone like an engine step."""
         if self.volume is None:
             return
         if self._busy:
             self.status.emit("engine busy: tidy the label when it is done")
             return
-        from annotator.engine.tidy import STEPS, tidy
+        from annotator.engine.tidy import MARGIN_MM, STEPS, tidy
 
         volume, value, label = self.volume, self.label_value, self.label
+        mm = MARGIN_MM if self.margin_mm is None else self.margin_mm
         name = next((p.name for p in self.labels if p.value == value), "")
         marks = {k: list(v) for k, v in self.marks.items()}
         self._set_busy(True)
-        self.status.emit(f"{STEPS.get(step, step)}: {name or f'label {value}'} ...")
-        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing, name),
+        by = f" by {mm:g} mm" if step in ("grow", "shrink") else ""
+        self.status.emit(f"{STEPS.get(step, step)}{by}: {name or f'label {value}'} ...")
+        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing, name, mm),
                           lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(step))
 

@@ -1,6 +1,7 @@
 """Tidying one structure of a label, as annotation tools offer after a segmentation or
 while outlining by hand: fill its holes, keep only its largest connected part, fill the
-slices between the ones it was drawn on, or smooth its surface.
+slices between the ones it was drawn on, smooth its surface, or grow or shrink it by a
+margin.
 
 Each works in the structure's bounding box and gives back a :class:`Result`, so it is
 undone like any engine step. Other labels' voxels are never changed.
@@ -21,7 +22,10 @@ from annotator.errors import InputError
 
 #: what each tidying step is called (its method name in the undo history and the status)
 STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part", "fill_between": "fill between slices",
-         "smooth": "smooth"}
+         "smooth": "smooth", "grow": "grow", "shrink": "shrink"}
+#: how far (mm) ``grow`` and ``shrink`` move a structure's surface unless told (3D Slicer's
+#: margin starts there too)
+MARGIN_MM = 3.0
 #: how far (Gaussian sigma, mm) ``smooth`` blurs the structure before cutting it at half
 SMOOTH_MM = 1.0
 #: the blur's kernel reaches this many blur widths
@@ -35,7 +39,7 @@ FLOOR = 0.1
 
 
 def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
-         spacing: Sequence[float] = (1.0, 1.0, 1.0), name: str = "") -> Result:
+         spacing: Sequence[float] = (1.0, 1.0, 1.0), name: str = "", mm: float = MARGIN_MM) -> Result:
     """``step`` (a key of :data:`STEPS`) applied to structure ``value`` of ``label``
     (``name``: what the person calls it, in the errors).
 
@@ -52,6 +56,15 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
       direction, in millimetres of ``spacing``) and cut at half (a part thinner than
       the blur against its own peak: :func:`smoothed`): spikes and single voxels go,
       notches fill, the bulk stays where it is, a vessel a voxel wide stays.
+    - ``grow``: the background within ``mm`` of the structure (from voxel centre to voxel
+      centre, in millimetres of ``spacing``: a margin, as for a planning volume around a
+      tumour) joins it; other labels' voxels stay theirs.
+    - ``shrink``: the structure's voxels within ``mm`` of a voxel outside it become
+      background. The image's edge is no outside: a structure cut by the field of view
+      keeps its cut face.
+
+    A margin that moves nothing (less than a voxel, or nothing to grow into) and a shrink
+    that would leave nothing raise :class:`InputError`: the label stays as it is.
     """
     if step not in STEPS:
         raise InputError(f"unknown tidying step '{step}' (known: {', '.join(STEPS)})")
@@ -60,8 +73,11 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     box = extent(label == value)
     if box is None:
         raise InputError(f"{what} is empty: nothing to tidy")
-    if step == "smooth":  # the blur reaches a little beyond the structure
-        reach = [int(np.ceil(2 * SMOOTH_MM / s)) for s in spacing]
+    if step in ("grow", "shrink") and not (np.isfinite(mm) and mm > 0):
+        raise InputError(f"a margin of {mm} mm: {step} by more than 0 mm")
+    if step in ("smooth", "grow", "shrink"):  # the blur or the margin reaches beyond the structure
+        far = 2 * SMOOTH_MM if step == "smooth" else mm
+        reach = [int(np.ceil(far / s)) + 1 for s in spacing]
         box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, label.shape))
     patch = np.moveaxis(np.array(label[box], np.uint8), axis, 0)  # a view: slices first
     moved = [float(spacing[axis]), *(float(s) for a, s in enumerate(spacing) if a != axis)]  # the patch's spacing
@@ -73,6 +89,8 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
         kept = smoothed(mine, moved)
         patch[mine & ~kept] = 0
         patch[kept & (patch == 0)] = value
+    elif step in ("grow", "shrink"):
+        _margin(patch, mine, value, step, moved, mm, what)
     elif step == "keep_largest":
         parts, count = connected_parts(mine, generate_binary_structure(3, 3))
         if count > 1:
@@ -95,6 +113,29 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     patch = np.moveaxis(patch, 0, axis)
     return Result(np.ascontiguousarray(patch), box, label.shape, STEPS[step], time.perf_counter() - start,
                   previous=label)
+
+
+def _margin(patch: np.ndarray, mine: np.ndarray, value: int, step: str, spacing: list[float], mm: float,
+            what: str) -> None:
+    """``patch`` with structure ``value`` (``mine``) grown or shrunk by ``mm`` in place."""
+    finest = min(spacing)
+    if mm < finest:
+        raise InputError(f"a margin of {mm:g} mm is less than this image's voxels ({finest:g} mm apart): "
+                         f"{step} by {finest:g} mm or more")
+    reach = mm * (1 + 1e-6)  # a voxel exactly ``mm`` away is within it
+    if step == "grow":
+        added = (distance_transform_edt(~mine, sampling=spacing) <= reach) & (patch == 0)
+        if not added.any():
+            raise InputError(f"{what} has no background within {mm:g} mm to grow into")
+        patch[added] = value
+        return
+    if mine.all():  # the structure fills the image: no outside to shrink from
+        raise InputError(f"{what} fills the image: it has no outside to shrink from")
+    kept = mine & (distance_transform_edt(mine, sampling=spacing) > reach)
+    if not kept.any():
+        raise InputError(f"{what} is nowhere thicker than {2 * mm:g} mm: shrinking it by {mm:g} mm would "
+                         "leave nothing (the label stays as it is)")
+    patch[mine & ~kept] = 0
 
 
 def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, mode: str = "constant") -> np.ndarray:

@@ -8,7 +8,7 @@ import napari
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
-    QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton,
+    QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton,
     QStyle, QStyleOptionComboBox, QStylePainter, QWidget,
 )
 
@@ -147,6 +147,7 @@ class AnnotationDock(QWidget):
             self.buttons[key] = button
             grid.addWidget(button, i // 2, i % 2)
         grid.addWidget(self.use_layer, len(BUTTONS) // 2, len(BUTTONS) % 2)  # beside Next image
+        margin_row = self._margin_row(actions)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
@@ -199,6 +200,7 @@ class AnnotationDock(QWidget):
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addLayout(grid)
+        layout.addLayout(margin_row)
         layout.addWidget(self.progress)
         layout.addLayout(files_row)
         layout.addWidget(self.status)
@@ -220,6 +222,30 @@ class AnnotationDock(QWidget):
                (session.label_changed, lambda *_: self._count_later.start()),
                (session.volumes_counted, self._show_volumes),
                (session.saved, lambda image_id, _version: self._fill_earlier()))
+
+    def _margin_row(self, actions: dict) -> QHBoxLayout:
+        """Grow and Shrink, and the margin (mm) they move the chosen label's surface by."""
+        from annotator.engine.tidy import MARGIN_MM
+
+        self.margin = QDoubleSpinBox()
+        self.margin.setRange(0.1, 100.0)
+        self.margin.setDecimals(1)
+        self.margin.setSingleStep(0.5)
+        self.margin.setSuffix(" mm")
+        self.margin.setValue(MARGIN_MM if self.session.margin_mm is None else self.session.margin_mm)
+        self.margin.setToolTip("How far Grow and Shrink move the chosen label's surface (a margin of less than "
+                               "a voxel moves nothing)")
+        self.margin.valueChanged.connect(lambda mm: setattr(self.session, "margin_mm", float(mm)))
+        steady(self.margin)
+        row = QHBoxLayout()
+        for key, text in (("grow", "Grow"), ("shrink", "Shrink")):
+            button = QPushButton(text)
+            button.clicked.connect(lambda _checked=False, a=actions[key]: a())
+            button.setToolTip(tooltip(key))
+            self.buttons[key] = button
+            row.addWidget(button, 2)
+        row.addWidget(self.margin, 1)
+        return row
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume

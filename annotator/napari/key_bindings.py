@@ -23,6 +23,8 @@ SHORTCUTS = {
     "keep_largest": ("Alt+K", "keep only the chosen label's largest connected part"),
     "fill_between": ("Alt+Shift+I", "fill the slices of the view between those the chosen label is drawn on"),
     "smooth": ("Alt+J", "smooth the chosen label's surface: spikes and stray voxels go, notches fill, thin vessels stay"),
+    "grow": ("Alt+=", "grow the chosen label by the margin beside Grow: the background within it joins the label"),
+    "shrink": ("Alt+-", "shrink the chosen label by the margin beside Grow"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
     "next_label": ("Alt+B", "next label (the Label list)"),

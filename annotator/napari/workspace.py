@@ -629,7 +629,8 @@ class Workspace:
                 "fill_holes": lambda: s.tidy("fill_holes", self.sliced_axis()),
                 "keep_largest": lambda: s.tidy("keep_largest"),
                 "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()),
-                "smooth": lambda: s.tidy("smooth"), "outline": self.outline}
+                "smooth": lambda: s.tidy("smooth"), "grow": lambda: s.tidy("grow"),
+                "shrink": lambda: s.tidy("shrink"), "outline": self.outline}
 
 
 class _WarmUpFilter(QObject):

@@ -421,6 +421,43 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     np.testing.assert_array_equal(np.asarray(seg.data), painted)
 
 
+def test_grow_and_shrink_by_the_docks_margin(annotator_window, qtbot):
+    """Grow (the button, or Alt+=) moves the chosen label's surface out by the margin set
+    beside it, Shrink (Alt+-) in; another label's voxels stay; each undoes like a click;
+    a margin under a voxel says so and leaves the label as it is."""
+    viewer, ws, dock, _ = annotator_window
+    seg = viewer.layers[L.SEGMENTATION]
+    ws.label[10:20, 10:20, 10:20] = 1
+    ws.label[10:20, 10:20, 21:23] = 2  # another structure a voxel beyond its side
+    ws.painted()
+    seg.refresh()
+    painted = ws.label.copy()
+    spacing = ws.volume.array_spacing
+    assert dock.margin.value() == 3.0 and dock.margin.suffix() == " mm"
+    dock.margin.setValue(2 * max(spacing))  # two voxels along every axis
+    steps = EngineSteps(ws)
+    dock.buttons["grow"].click()
+    steps.wait(qtbot, 1)
+    grown = np.asarray(seg.data).copy()
+    # two voxels out across each face (the corners round off: a margin is a distance)
+    assert (grown[8:22, 10:20, 10:20] == 1).all() and (grown[10:20, 8:22, 10:20] == 1).all()
+    assert (grown[10:20, 10:20, 8:21] == 1).all() and (grown == 2).sum() == (painted == 2).sum()
+    assert (grown[10:20, 10:20, 21:23] == 2).all() and not grown[7, 15, 15] and "grow" in dock.status.text()
+    assert dock.buttons["grow"].toolTip().startswith("Alt+=: grow the chosen label by the margin")
+    _activate(viewer, qtbot)
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_Minus, Qt.AltModifier)
+    steps.wait(qtbot, 2)
+    shrunk = np.asarray(seg.data)
+    assert (shrunk[10:20, 10:20, 10:19] == 1).all() and (shrunk == 1).sum() < (grown == 1).sum()
+    dock.buttons["undo"].click()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(np.asarray(seg.data), painted)
+    dock.margin.setValue(0.5 * min(spacing))
+    dock.buttons["shrink"].click()
+    qtbot.waitUntil(lambda: "is less than this image" in dock.status.text(), timeout=10000)
+    np.testing.assert_array_equal(np.asarray(seg.data), painted)
+
+
 def test_a_paint_stroke_is_undone_in_the_same_history_as_the_clicks(annotator_window, qtbot):
     """A stroke painted after a click: Undo (Alt+Z, the button, or Ctrl+Z on the label
     layer) takes back the stroke, not the click before it (which took back the click's
