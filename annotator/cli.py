@@ -304,6 +304,29 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_stats(args) -> int:
+    from annotator.datastore.statistics import as_csv, datastore_statistics
+    from annotator.io.atomic import atomic_write_text
+
+    store = _store(args.place)
+    rows = list(datastore_statistics(store))
+    measured = [r for r in rows if "error" not in r]
+    width = max([len(r["image"]) for r in measured] + [5])
+    named = max([len(r["name"]) for r in measured] + [4])
+    print(f"{'image':<{width}}  {'label':<{named}}  {'mL':>10}  {'mean':>9}  {'sd':>8}  {'median':>9}")
+    for r in measured:
+        print(f"{r['image']:<{width}}  {r['name']:<{named}}  {r['volume_ml']:>10.2f}  {r['mean']:>9.1f}  "
+              f"{r['sd']:>8.1f}  {r['median']:>9.1f}")
+    for r in rows:
+        if "error" in r:
+            print(f"  left out {r['image']}: {r['error']}")
+    if args.csv:
+        atomic_write_text(args.csv, as_csv(rows))
+        images = len({r["image"] for r in measured})
+        print(f"{len(measured)} structures of {images} image{'s' if images != 1 else ''} -> {args.csv}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from annotator.datastore.export import export_nnunet
 
@@ -759,6 +782,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("--json", action="store_true", help='a list of {"id", "status", "versions", "score"}')
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("stats", help="each structure's volume and the image's intensities in it (HU on a CT), "
+                       "for every image with a final label")
+    p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
+    p.add_argument("--csv", help="also write the table as CSV: image, value, name, voxels, volume_ml, mean, sd, "
+                                 "min, median, max")
+    p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("export", help="the labelled images and their final labels as a data set in nnU-Net's "
                        "layout (imagesTr, labelsTr, dataset.json)")

@@ -25,8 +25,8 @@ def annotator(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "tidy", "infer", "samples", "open", "status", "accept",
-                                     "label", "dicomweb list", "dicomweb pull", "dicomweb push-seg",
+@pytest.mark.parametrize("command", ["info", "scribbles", "clicks", "tidy", "infer", "samples", "open", "status",
+                                     "stats", "accept", "label", "dicomweb list", "dicomweb pull", "dicomweb push-seg",
                                      "dicomweb pull-seg", "orthanc serve",
                                      "bench",
                                      "bench graphcut", "bench app", "bench click", "bench robot",
@@ -397,7 +397,7 @@ print("HEAVY", ",".join(heavy), file=sys.stderr)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["info", str(IMAGE)], *[[c, "--help"] for c in (
-    "info", "scribbles", "clicks", "infer", "train", "samples", "open", "status", "accept", "label", "bench",
+    "info", "scribbles", "clicks", "infer", "train", "samples", "open", "status", "stats", "accept", "label", "bench",
     "bench dicomweb",
     "dicomweb list", "dicomweb pull", "dicomweb push-seg", "dicomweb pull-seg", "orthanc serve",
     "bench robot", "bench click", "bench train", "bench graphcut", "bench app", "bench cli")]],
