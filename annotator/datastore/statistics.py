@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -43,17 +43,14 @@ def structure_statistics(volume: Volume, label: np.ndarray, names: dict[int, str
     return rows
 
 
-def datastore_statistics(store: Datastore, progress: Callable[[str, float], None] | None = None
-                         ) -> Iterator[dict]:
+def datastore_statistics(store: Datastore) -> Iterator[dict]:
     """:func:`structure_statistics` of every image of ``store`` with a final label, each
     row with the image's id first; an image that cannot be read gives one row naming why
-    (``"error"``) and the others go on. ``progress(text, fraction)`` hears each image."""
+    (``"error"``) and the others go on."""
     ids = store.training_ids()
     if not ids:
         raise InputError(f"{store.name}: no image has a final label to measure")
-    for done, image_id in enumerate(ids):
-        if progress is not None:
-            progress(f"measuring {image_id} ({done + 1} of {len(ids)})", done / len(ids))
+    for image_id in ids:
         try:
             volume = store.open_image(image_id)
             label = store.label(image_id, volume)

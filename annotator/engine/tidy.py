@@ -76,8 +76,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     if step in ("grow", "shrink") and not (np.isfinite(mm) and mm > 0):
         raise InputError(f"a margin of {mm} mm: {step} by more than 0 mm")
     if step in ("smooth", "grow", "shrink"):  # the blur or the margin reaches beyond the structure
-        far = 2 * SMOOTH_MM if step == "smooth" else mm
-        reach = [int(np.ceil(far / s)) + 1 for s in spacing]
+        reach = [int(np.ceil(2 * SMOOTH_MM / s)) if step == "smooth" else int(np.ceil(mm / s)) + 1 for s in spacing]
         box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, label.shape))
     patch = np.moveaxis(np.array(label[box], np.uint8), axis, 0)  # a view: slices first
     moved = [float(spacing[axis]), *(float(s) for a, s in enumerate(spacing) if a != axis)]  # the patch's spacing

@@ -141,11 +141,7 @@ class AnnotationDock(QWidget):
         grid = QGridLayout()
         actions = self.ws.actions()
         for i, (key, text) in enumerate(BUTTONS):
-            button = QPushButton(text)
-            button.clicked.connect(lambda _checked=False, a=actions[key]: a())
-            button.setToolTip(tooltip(key))
-            self.buttons[key] = button
-            grid.addWidget(button, i // 2, i % 2)
+            grid.addWidget(self._button(key, text, actions), i // 2, i % 2)
         grid.addWidget(self.use_layer, len(BUTTONS) // 2, len(BUTTONS) % 2)  # beside Next image
         margin_row = self._margin_row(actions)
 
@@ -239,13 +235,17 @@ class AnnotationDock(QWidget):
         steady(self.margin)
         row = QHBoxLayout()
         for key, text in (("grow", "Grow"), ("shrink", "Shrink")):
-            button = QPushButton(text)
-            button.clicked.connect(lambda _checked=False, a=actions[key]: a())
-            button.setToolTip(tooltip(key))
-            self.buttons[key] = button
-            row.addWidget(button, 2)
+            row.addWidget(self._button(key, text, actions), 2)
         row.addWidget(self.margin, 1)
         return row
+
+    def _button(self, key: str, text: str, actions: dict) -> QPushButton:
+        """The button of action ``key``, its tooltip its keys; kept in ``buttons``."""
+        button = QPushButton(text)
+        button.clicked.connect(lambda _checked=False, a=actions[key]: a())
+        button.setToolTip(tooltip(key))
+        self.buttons[key] = button
+        return button
 
     def _image_opened(self, _image_id: str) -> None:
         volume = self.session.volume
