@@ -34,6 +34,10 @@ def test_each_structure_is_measured_in_millilitres_and_image_units():
         for key, value in (("mean", inside.mean()), ("sd", inside.std()), ("min", inside.min()),
                            ("median", np.median(inside)), ("max", inside.max())):
             assert row[key] == pytest.approx(value, abs=1e-4), key
+    wide = label.astype(np.uint16)
+    wide[wide == 4] = 1002  # a label map numbered past a byte (FreeSurfer's cortex parcels)
+    assert [(r["value"], r["voxels"], r["mean"]) for r in structure_statistics(volume, wide)] == [
+        (r["value"] if r["value"] == 1 else 1002, r["voxels"], r["mean"]) for r in rows]
     with pytest.raises(InputError, match=r"the label has shape \(3, 3, 3\)"):
         structure_statistics(volume, np.zeros((3, 3, 3), np.uint8))
 

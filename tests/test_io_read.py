@@ -129,6 +129,10 @@ def test_label_volumes_count_each_value_in_millilitres():
     assert volumes == {3: (1_200_000, pytest.approx(1200.0)), 255: (7, pytest.approx(0.007))}
     assert label_values(label) == [3, 255]
     assert volumes_ml(label_counts(np.zeros((2, 2, 2), np.uint8)), (1, 1, 1)) == {}
+    wide = label.astype(np.uint16)
+    wide[0, 0, :5] = 1002  # a FreeSurfer cortex parcel: cast to a byte it was counted as 234
+    assert label_values(wide) == [3, 255, 1002] and label_counts(wide)[1002] == 5 and label_counts(wide)[234] == 0
+    assert label_values(np.array([[[0, 7]]], np.int64)) == [7] and label_values(np.ones((2, 2, 2), bool)) == [1]
 
 
 _SWAPPING_STDERR = """

@@ -28,9 +28,7 @@ def structure_statistics(volume: Volume, label: np.ndarray, names: dict[int, str
     if label.shape != volume.shape:
         raise InputError(f"the label has shape {label.shape} (z,y,x) but the image has {volume.shape}")
     names = names or {}
-    # a byte a voxel counted in chunks; a label map of larger values (FreeSurfer's) at once
-    counts = label_counts(label) if label.dtype == np.uint8 else np.bincount(np.asarray(label, np.int64).ravel())
-    sizes = volumes_ml(counts, volume.array_spacing)
+    sizes = volumes_ml(label_counts(label), volume.array_spacing)
     rows = []
     boxes = find_objects(label)
     for value, (voxels, ml) in sizes.items():

@@ -283,17 +283,23 @@ def intensity_range(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> 
 
 
 def label_counts(label: np.ndarray) -> np.ndarray:
-    """How many voxels of a uint8 label hold each value 0..255: counted a million voxels at
-    a time (no sort of the whole label, and no CT-sized copy of 8-byte integers)."""
-    flat = np.asarray(label, np.uint8).reshape(-1)
-    counts = np.zeros(256, np.int64)
+    """How many voxels of a label hold each value: 0..255, or up to its largest value for a
+    label map numbered beyond a byte (FreeSurfer's ``aparc+aseg`` from 1000), which a cast
+    to a byte would fold onto others (1002 onto 234). Counted a million voxels at a time (no
+    sort of the whole label, and no CT-sized copy of 8-byte integers)."""
+    flat = np.asarray(label).reshape(-1)
+    top = int(flat.max()) if flat.size and flat.dtype.kind in "iu" and flat.dtype.itemsize > 1 else 0
+    size = top + 1 if top > 255 else 256
+    if size == 256:
+        flat = flat.astype(np.uint8, copy=False)
+    counts = np.zeros(size, np.int64)
     for start in range(0, flat.size, 1 << 20):
-        counts += np.bincount(flat[start:start + (1 << 20)], minlength=256)
+        counts += np.bincount(flat[start:start + (1 << 20)], minlength=size)
     return counts
 
 
 def label_values(label: np.ndarray) -> list[int]:
-    """The values other than 0 that a uint8 label holds, in order."""
+    """The values other than 0 that a label holds, in order."""
     return [int(v) for v in np.flatnonzero(label_counts(label)[1:]) + 1]
 
 
