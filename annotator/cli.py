@@ -311,6 +311,9 @@ def cmd_stats(args) -> int:
     store = _store(args.place)
     rows = list(datastore_statistics(store))
     measured = [r for r in rows if "error" not in r]
+    if not measured:
+        raise InputError(f"{store.name}: none of its labelled images could be measured: "
+                         + "; ".join(f"{r['image']}: {r['error']}" for r in rows[:3]))
     width = max([len(r["image"]) for r in measured] + [5])
     named = max([len(r["name"]) for r in measured] + [4])
     print(f"{'image':<{width}}  {'label':<{named}}  {'mL':>10}  {'mean':>9}  {'sd':>8}  {'median':>9}")

@@ -73,3 +73,8 @@ def test_stats_command_writes_a_table_and_a_csv_of_a_folders_labels(tmp_path):
         assert float(row["median"]) == pytest.approx(np.median(inside), abs=1e-3)
     line = next(line for line in proc.stdout.splitlines() if line.startswith("hippocampus_001  anterior"))
     assert f"{float(rows[0]['volume_ml']):.2f}" in line
+    for case in cases[:2]:  # none left that can be read: said, as for any bad input
+        (folder / "labels" / f"{case}.nii.gz").write_bytes(b"\x1f\x8b not a label")
+    proc = subprocess.run([sys.executable, "-m", "annotator", "stats", str(folder)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "none of its labelled images could be measured" in proc.stderr

@@ -121,16 +121,16 @@ def _margin(patch: np.ndarray, mine: np.ndarray, value: int, step: str, spacing:
     if mm < finest:
         raise InputError(f"a margin of {mm:g} mm is less than this image's voxels ({finest:g} mm apart): "
                          f"{step} by {finest:g} mm or more")
-    reach = mm * (1 + 1e-6)  # a voxel exactly ``mm`` away is within it
+    within = mm * (1 + 1e-6)  # a voxel exactly ``mm`` away is within the margin
     if step == "grow":
-        added = (distance_transform_edt(~mine, sampling=spacing) <= reach) & (patch == 0)
+        added = (distance_transform_edt(~mine, sampling=spacing) <= within) & (patch == 0)
         if not added.any():
             raise InputError(f"{what} has no background within {mm:g} mm to grow into")
         patch[added] = value
         return
     if mine.all():  # the structure fills the image: no outside to shrink from
         raise InputError(f"{what} fills the image: it has no outside to shrink from")
-    kept = mine & (distance_transform_edt(mine, sampling=spacing) > reach)
+    kept = mine & (distance_transform_edt(mine, sampling=spacing) > within)
     if not kept.any():
         raise InputError(f"{what} is nowhere thicker than {2 * mm:g} mm: shrinking it by {mm:g} mm would "
                          "leave nothing (the label stays as it is)")
