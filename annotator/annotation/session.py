@@ -463,6 +463,13 @@ class AnnotationSession:
             return f"label {value} has no voxels yet: a background click only takes away. Click foreground first"
         return None
 
+    def margin(self) -> float:
+        """How far (mm) Grow and Shrink move the chosen label's surface: ``margin_mm``, or
+        the engine's default when none was set."""
+        from annotator.engine.tidy import MARGIN_MM
+
+        return MARGIN_MM if self.margin_mm is None else self.margin_mm
+
     def tidy(self, step: str, axis: int = 0) -> None:
         """Tidy the chosen label (a step of :mod:`annotator.engine.tidy`; on the slices
         across array axis ``axis``: the ones viewed; grown or shrunk by ``margin_mm``) on
@@ -472,10 +479,9 @@ class AnnotationSession:
         if self._busy:
             self.status.emit("engine busy: tidy the label when it is done")
             return
-        from annotator.engine.tidy import MARGIN_MM, STEPS, tidy
+        from annotator.engine.tidy import STEPS, tidy
 
-        volume, value, label = self.volume, self.label_value, self.label
-        mm = MARGIN_MM if self.margin_mm is None else self.margin_mm
+        volume, value, label, mm = self.volume, self.label_value, self.label, self.margin()
         name = next((p.name for p in self.labels if p.value == value), "")
         marks = {k: list(v) for k, v in self.marks.items()}
         self._set_busy(True)

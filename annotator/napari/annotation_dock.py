@@ -221,14 +221,12 @@ class AnnotationDock(QWidget):
 
     def _margin_row(self, actions: dict) -> QHBoxLayout:
         """Grow and Shrink, and the margin (mm) they move the chosen label's surface by."""
-        from annotator.engine.tidy import MARGIN_MM
-
         self.margin = QDoubleSpinBox()
         self.margin.setRange(0.1, 100.0)
         self.margin.setDecimals(1)
         self.margin.setSingleStep(0.5)
         self.margin.setSuffix(" mm")
-        self.margin.setValue(MARGIN_MM if self.session.margin_mm is None else self.session.margin_mm)
+        self.margin.setValue(self.session.margin())
         self.margin.setToolTip("How far Grow and Shrink move the chosen label's surface (a margin of less than "
                                "a voxel moves nothing)")
         self.margin.valueChanged.connect(lambda mm: setattr(self.session, "margin_mm", float(mm)))
