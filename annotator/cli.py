@@ -137,8 +137,11 @@ def cmd_tidy(args) -> int:
 
     volume = read_volume(args.image, args.series)
     label = as_label(read_label(args.label, volume), str(args.label))
+    if args.step in ("clip", "flood") and args.range is None:
+        raise InputError(f"--step {args.step} needs --range LOW HIGH (the image's units: HU on a CT)")
     result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
-                  spacing=volume.array_spacing, **({} if args.mm is None else {"mm": args.mm}))
+                  spacing=volume.array_spacing, **({} if args.mm is None else {"mm": args.mm}),
+                  image=volume.array, within=args.range)
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()})
     changed = int((result.label != label).sum())
     print(f"{result.method}: label {args.value}, {changed} voxels changed, {result.seconds:.2f} s -> {args.out}")
@@ -738,12 +741,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", help="method name (default: best available)")
     correcting(p)
     p = on_image("tidy", "fill a structure's holes, keep its largest part, fill between the slices it is "
-                 "drawn on, smooth it, or grow or shrink it by a margin",
+                 "drawn on, smooth it, grow or shrink it by a margin, clip it to a range of intensities or "
+                 "flood it through one",
                  "output label (.nii.gz): the label with the structure tidied", cmd_tidy)
     p.add_argument("--label", required=True, help="label file in IMAGE's geometry")
     p.add_argument("--step", required=True,
-                   choices=["fill_holes", "keep_largest", "fill_between", "smooth", "grow", "shrink"])
+                   choices=["fill_holes", "keep_largest", "fill_between", "smooth", "grow", "shrink", "clip",
+                            "flood"])
     p.add_argument("--mm", type=float, help="grow, shrink: how far its surface moves, mm (default 3)")
+    p.add_argument("--range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="clip, flood: the intensities (both ends in; HU on a CT) the structure is clipped to, or "
+                        "the background within them connected to it joins it")
     p.add_argument("--value", type=_label_value, default=1, help="the structure's label value (default 1)")
     p.add_argument("--slices", choices=["z", "y", "x"], default="z",
                    help="the slices it works on: across the image's z (default), y or x axis, as ITK counts")

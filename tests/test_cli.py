@@ -205,6 +205,40 @@ def test_tidy_command_grows_and_shrinks_a_structure_by_millimetres(tmp_path):
     assert not (tmp_path / "no.nii.gz").exists()
 
 
+def test_tidy_command_floods_a_lung_from_one_voxel_and_clips_it(tmp_path):
+    """--step flood --range: one voxel inside the example CT's right lung, flooded from -1024
+    to -400 HU, gives that lung (its lobes in the reference label) and none of the air
+    outside the body; --step clip keeps a label's voxels within a range; a range step
+    with no range is refused, nothing written."""
+    from scipy.ndimage import distance_transform_edt
+
+    example = DATA / "totalsegmentator_example"
+    ct = example / "example_ct.nii.gz"
+    image = read_volume(ct)
+    reference = read_label(example / "example_seg_fast_force_split.nii.gz", image)
+    lobes = json.loads((example / "class_map_total.json").read_text())
+    right = np.isin(reference, [int(v) for v, name in lobes.items() if name.startswith("lung_") and
+                                name.endswith("_right")])
+    depth = distance_transform_edt(np.pad(right, 1))[1:-1, 1:-1, 1:-1]  # the image's edge is no inside
+    seed = np.zeros(image.shape, np.uint8)
+    seed[np.unravel_index(np.argmax(depth), seed.shape)] = 1
+    write_label(tmp_path / "seed.nii.gz", seed, image)
+    lung, clipped = tmp_path / "lung.nii.gz", tmp_path / "clipped.nii.gz"
+    proc = annotator("tidy", ct, "--label", tmp_path / "seed.nii.gz", "--step", "flood", "--range", "-1024", "-400",
+                     "--out", lung)
+    assert "flood in range: label 1" in proc.stdout
+    flooded = read_label(lung, image) == 1
+    assert 2 * (flooded & right).sum() / (flooded.sum() + right.sum()) > 0.93
+    outside = np.zeros(image.shape, bool)
+    outside[:, :, :5] = True  # the columns along the image's side: air outside the body
+    assert not (flooded & outside).any() and (image.array[outside] < -400).mean() > 0.5
+    annotator("tidy", ct, "--label", lung, "--step", "clip", "--range", "-1024", "-900", "--out", clipped)
+    np.testing.assert_array_equal(read_label(clipped, image) == 1, flooded & (image.array <= -900))
+    proc = annotator("tidy", ct, "--label", lung, "--step", "clip", "--out", tmp_path / "no.nii.gz", check=False)
+    assert proc.returncode == 2 and "--step clip needs --range LOW HIGH" in proc.stderr
+    assert not (tmp_path / "no.nii.gz").exists()
+
+
 def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     series = DATA / "udacity_study3_mr_dicom" / "11_HCropVolume"
     image = read_volume(series)

@@ -3,10 +3,13 @@ labels untouched; the step undoes like an engine step."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from annotator.engine.history import Change, LabelHistory
+from annotator.engine.region import extent
 from annotator.engine.tidy import keep_seeded_components, tidy
 from annotator.errors import InputError
 
@@ -206,3 +209,75 @@ def test_shrink_keeps_the_face_the_image_edge_cuts_and_refuses_what_would_move_n
     with pytest.raises(InputError, match="fills the image"):
         tidy(np.ones((3, 3, 3), np.uint8), 1, "shrink", mm=1.0)
     assert (label == before).all()
+
+
+def _airways() -> tuple[np.ndarray, np.ndarray]:
+    """A CT-like image: soft tissue (40 HU) holding two air-filled sacs (-850 HU) joined by
+    a tube one voxel wide, a third sac apart from them, and a sac behind a wall one voxel
+    thick; a bright bone (700 HU) beside them."""
+    image = np.full((16, 40, 60), 40.0, np.float32)
+    image[4:12, 5:20, 5:20] = -850.0  # the first sac
+    image[4:12, 5:20, 30:45] = -850.0  # the second ...
+    image[8, 12, 20:30] = -900.0  # ... joined to it by a thin tube
+    image[4:12, 25:35, 5:20] = -850.0  # a sac apart (tissue between)
+    image[4:12, 5:20, 46:58] = -850.0  # a sac behind a wall one voxel thick (column 45)
+    image[2:14, 36:39, 30:50] = 700.0  # bone
+    image[7, 10, 10] = 40.0  # a speck of tissue inside the first sac
+    return image, np.zeros(image.shape, np.uint8)
+
+
+def test_flood_takes_the_tissue_within_the_range_connected_to_the_structure():
+    image, label = _airways()
+    label[7, 10, 10] = label[8, 10, 10] = 1  # a click on the speck of tissue and one beside it in the air
+    label[10, 30, 10] = 2  # another label in the sac apart
+    label[6, 15, 35] = 3  # another label inside the second sac: it stays its own
+    result = tidy(label, 1, "flood", image=image, within=(-1024, -400), name="lung")
+    after = result.label
+    assert result.method == "flood in range" and result.previous is label
+    # both sacs and the tube (face to face), less the other label's voxel; the structure's
+    # own voxel outside the range (the speck) stays; no tissue joins
+    joined = image <= -400
+    joined[:, 21:, :] = joined[:, :, 46:] = False
+    joined[6, 15, 35] = False
+    joined[7, 10, 10] = True
+    np.testing.assert_array_equal(after == 1, joined)
+    assert after[6, 15, 35] == 3 and after[10, 30, 10] == 2
+    assert (after[4:12, 5:20, 46:58] == 0).all()  # behind a wall one voxel thick: not reached
+    assert result.box == extent(after == 1)  # its box holds all of the structure, as every step's does
+    # the image scaled and shifted, with the range scaled and shifted alike: the same label
+    again = tidy(label, 1, "flood", image=image * 10 + 1000, within=(-10240 + 1000, -4000 + 1000)).label
+    np.testing.assert_array_equal(again, after)
+
+
+def test_clip_keeps_the_structures_voxels_within_the_range_only():
+    image, label = _airways()
+    label[3:13, 3:22, 3:22] = 1  # painted roughly over the first sac: tissue around it and the speck too
+    label[3:13, 3:22, 22] = 2  # another label beside it, in the tube
+    result = tidy(label, 1, "clip", image=image, within=(-1000, -500))
+    after = result.label
+    assert result.method == "clip to range"
+    np.testing.assert_array_equal(after == 1, (label == 1) & (image >= -1000) & (image <= -500))
+    assert after[7, 10, 10] == 0 and after[8, 12, 21] == 1 and (after[3:13, 3:22, 22] == 2).all()
+    assert (after[label != 1] == label[label != 1]).all()
+
+
+def test_clip_and_flood_say_what_is_wrong_and_change_nothing():
+    image, label = _airways()
+    label[8, 10, 10] = 1
+    cases = [("flood", (-300, 300), "none of lung (label 1) lies within -300 to 300"),
+             ("clip", (-300, 300), "none of lung (label 1) lies within -300 to 300: clipping would leave nothing"),
+             ("clip", (-1024, -400), "all of lung (label 1) lies within -1024 to -400: nothing to clip"),
+             ("flood", (-400, -1024), "low end (-400) is above its high end (-1024)"),
+             ("flood", (float("nan"), 0), "not a range of numbers")]
+    for step, within, said in cases:
+        with pytest.raises(InputError, match=re.escape(said)):
+            tidy(label, 1, step, image=image, within=within, name="lung")
+    flooded = tidy(label, 1, "flood", image=image, within=(-1024, -400)).label
+    with pytest.raises(InputError, match="no background within -1024 to -400 touches label 1: nothing to flood"):
+        tidy(flooded, 1, "flood", image=image, within=(-1024, -400))
+    with pytest.raises(InputError, match="label 4 is empty: paint or click inside the structure first"):
+        tidy(label, 4, "flood", image=image, within=(-1024, -400))
+    with pytest.raises(InputError, match="needs the image and a range"):
+        tidy(label, 1, "clip")
+    with pytest.raises(InputError, match="different grids"):
+        tidy(label, 1, "clip", image=image[:-1], within=(-1024, -400))

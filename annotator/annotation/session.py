@@ -85,6 +85,9 @@ class AnnotationSession:
         #: how far (mm) Grow and Shrink move the chosen label's surface; None: the engine's
         #: default (:data:`annotator.engine.tidy.MARGIN_MM`)
         self.margin_mm: float | None = None
+        #: the intensities (low, high, in the image's units: HU on a CT) that Clip and Flood
+        #: hold the chosen label to; None: not set yet
+        self.intensity_range: tuple[float, float] | None = None
         #: the labels to annotate with: the presets, named as the datastore names them
         self.labels: list[LabelPreset] = list(self.settings.presets)
         self.label_value = self.labels[0].value
@@ -472,22 +475,31 @@ class AnnotationSession:
 
     def tidy(self, step: str, axis: int = 0) -> None:
         """Tidy the chosen label (a step of :mod:`annotator.engine.tidy`; on the slices
-        across array axis ``axis``: the ones viewed; grown or shrunk by ``margin_mm``) on
-        the runner; undone like an engine step."""
+        across array axis ``axis``: the ones viewed; grown or shrunk by ``margin_mm``;
+        clipped to or flooded through ``intensity_range``) on the runner; undone like an
+        engine step."""
         if self.volume is None:
             return
         if self._busy:
             self.status.emit("engine busy: tidy the label when it is done")
             return
-        from annotator.engine.tidy import STEPS, tidy
+        from annotator.engine.tidy import RANGE_STEPS, STEPS, tidy
 
-        volume, value, label, mm = self.volume, self.label_value, self.label, self.margin()
+        volume, value, label, mm, within = self.volume, self.label_value, self.label, self.margin(), None
+        if step in RANGE_STEPS:
+            if self.intensity_range is None:
+                self.error.emit(f"{STEPS[step]}: set the range of intensities first")
+                return
+            within = self.intensity_range
         name = next((p.name for p in self.labels if p.value == value), "")
         marks = {k: list(v) for k, v in self.marks.items()}
         self._set_busy(True)
-        by = f" by {mm:g} mm" if step in ("grow", "shrink") else ""
-        self.status.emit(f"{STEPS.get(step, step)}{by}: {name or f'label {value}'} ...")
-        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing, name, mm),
+        how = {"grow": f" by {mm:g} mm", "shrink": f" by {mm:g} mm"}
+        if within is not None:
+            how[step] = f" {within[0]:g} to {within[1]:g}"
+        self.status.emit(f"{STEPS.get(step, step)}{how.get(step, '')}: {name or f'label {value}'} ...")
+        self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing, name, mm,
+                                            image=volume.array, within=within),
                           lambda result: self._engine_done(result, marks, volume, value),
                           self._engine_failed, Job(step))
 

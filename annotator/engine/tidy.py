@@ -1,7 +1,10 @@
 """Tidying one structure of a label, as annotation tools offer after a segmentation or
 while outlining by hand: fill its holes, keep only its largest connected part, fill the
-slices between the ones it was drawn on, smooth its surface, or grow or shrink it by a
-margin.
+slices between the ones it was drawn on, smooth its surface, grow or shrink it by a
+margin, or hold it to a range of intensities: clip it to the range, or flood it through
+the tissue within the range (3D Slicer's Threshold and Flood filling effects, ITK-SNAP's
+thresholded region growing: bone, lungs, contrast-filled vessels on a CT, where a
+structure is told by its intensity alone).
 
 Each works in the structure's bounding box and gives back a :class:`Result`, so it is
 undone like any engine step. Other labels' voxels are never changed.
@@ -22,7 +25,10 @@ from annotator.errors import InputError
 
 #: what each tidying step is called (its method name in the undo history and the status)
 STEPS = {"fill_holes": "fill holes", "keep_largest": "keep largest part", "fill_between": "fill between slices",
-         "smooth": "smooth", "grow": "grow", "shrink": "shrink"}
+         "smooth": "smooth", "grow": "grow", "shrink": "shrink", "clip": "clip to range",
+         "flood": "flood in range"}
+#: the steps that read the image's intensities (``image`` and ``within``)
+RANGE_STEPS = ("clip", "flood")
 #: how far (mm) ``grow`` and ``shrink`` move a structure's surface unless told (3D Slicer's
 #: margin starts there too)
 MARGIN_MM = 3.0
@@ -39,7 +45,8 @@ FLOOR = 0.1
 
 
 def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
-         spacing: Sequence[float] = (1.0, 1.0, 1.0), name: str = "", mm: float = MARGIN_MM) -> Result:
+         spacing: Sequence[float] = (1.0, 1.0, 1.0), name: str = "", mm: float = MARGIN_MM,
+         image: np.ndarray | None = None, within: tuple[float, float] | None = None) -> Result:
     """``step`` (a key of :data:`STEPS`) applied to structure ``value`` of ``label``
     (``name``: what the person calls it, in the errors).
 
@@ -62,9 +69,19 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     - ``shrink``: the structure's voxels within ``mm`` of a voxel outside it become
       background. The image's edge is no outside: a structure cut by the field of view
       keeps its cut face.
+    - ``clip``: the structure's voxels whose intensity in ``image`` (the image's array, on
+      the label's grid) lies outside ``within`` (low, high; both ends in) become
+      background: paint roughly over a bone, keep the bone.
+    - ``flood``: the background voxels within ``within`` that are connected to the
+      structure's voxels within it (face to face, through voxels within it that are
+      background or the structure's) join it, anywhere in the image: the structure's own
+      voxels outside the range stay. Click or paint inside a lung, flood from -1000 to
+      -400 HU: the lung and its airways.
 
     A margin that moves nothing (less than a voxel, or nothing to grow into) and a shrink
-    that would leave nothing raise :class:`InputError`: the label stays as it is.
+    that would leave nothing raise :class:`InputError`: the label stays as it is; so do a
+    clip that would take all of the structure or none of it, and a flood that finds none of
+    the structure within the range or nothing to add.
     """
     if step not in STEPS:
         raise InputError(f"unknown tidying step '{step}' (known: {', '.join(STEPS)})")
@@ -72,7 +89,10 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     what = f"{name} (label {value})" if name and name != f"label {value}" else f"label {value}"
     box = extent(label == value)
     if box is None:
-        raise InputError(f"{what} is empty: nothing to tidy")
+        raise InputError(f"{what} is empty: nothing to tidy" if step != "flood" else
+                         f"{what} is empty: paint or click inside the structure first, then flood from there")
+    if step in RANGE_STEPS:
+        return _in_range(label, value, step, image, within, what, start)
     if step in ("grow", "shrink") and not (np.isfinite(mm) and mm > 0):
         raise InputError(f"a margin of {mm} mm: {step} by more than 0 mm")
     if step in ("smooth", "grow", "shrink"):  # the blur or the margin reaches beyond the structure
@@ -135,6 +155,53 @@ def _margin(patch: np.ndarray, mine: np.ndarray, value: int, step: str, spacing:
         raise InputError(f"{what} is nowhere thicker than {2 * mm:g} mm: shrinking it by {mm:g} mm would "
                          "leave nothing (the label stays as it is)")
     patch[mine & ~kept] = 0
+
+
+def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None,
+              within: tuple[float, float] | None, what: str, start: float) -> Result:
+    """:func:`tidy`'s ``clip`` and ``flood``."""
+    if image is None or within is None:
+        raise InputError(f"{STEPS[step]} needs the image and a range of intensities")
+    if np.shape(image) != label.shape:
+        raise InputError(f"the image ({np.shape(image)}) and the label ({label.shape}) are on different grids")
+    low, high = (float(v) for v in within)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(f"the range {low:g} to {high:g} is not a range of numbers")
+    if low > high:
+        raise InputError(f"the range's low end ({low:g}) is above its high end ({high:g})")
+    span = f"{low:g} to {high:g}"
+    if step == "clip":
+        box = extent(label == value)
+        patch = np.array(label[box], np.uint8)
+        mine = patch == value
+        values = image[box]
+        out = mine & ~((values >= low) & (values <= high))  # NaN is out of every range
+        if not out.any():
+            raise InputError(f"all of {what} lies within {span}: nothing to clip")
+        if out.sum() == mine.sum():
+            raise InputError(f"none of {what} lies within {span}: clipping would leave nothing "
+                             "(the label stays as it is)")
+        patch[out] = 0
+        return Result(patch, box, label.shape, STEPS[step], time.perf_counter() - start, previous=label)
+    mine = label == value
+    passable = (image >= low) & (image <= high) & (mine | (label == 0))
+    seeds = mine & passable
+    if not seeds.any():
+        raise InputError(f"none of {what} lies within {span}: set the range to take in the structure's "
+                         "intensities where it was painted or clicked")
+    parts, count = connected_parts(passable)  # face to face: a thin wall of other tissue stops it
+    reached = np.zeros(count + 1, bool)
+    reached[parts[seeds]] = True
+    reached[0] = False
+    added = reached[parts] & ~mine
+    del parts
+    if not added.any():
+        raise InputError(f"no background within {span} touches {what}: nothing to flood")
+    added |= mine
+    box = extent(added)  # the whole structure: its box after any step holds all of it
+    patch = np.array(label[box], np.uint8)
+    patch[added[box]] = value
+    return Result(patch, box, label.shape, STEPS[step], time.perf_counter() - start, previous=label)
 
 
 def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, mode: str = "constant") -> np.ndarray:

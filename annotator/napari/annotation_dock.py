@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 
 import napari
-from qtpy.QtCore import Qt, QTimer
+import numpy as np
+from qtpy.QtCore import QSignalBlocker, Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton,
@@ -144,6 +145,7 @@ class AnnotationDock(QWidget):
             grid.addWidget(self._button(key, text, actions), i // 2, i % 2)
         grid.addWidget(self.use_layer, len(BUTTONS) // 2, len(BUTTONS) % 2)  # beside Next image
         margin_row = self._margin_row(actions)
+        range_row = self._range_row(actions)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
@@ -197,6 +199,7 @@ class AnnotationDock(QWidget):
         layout.addLayout(form)
         layout.addLayout(grid)
         layout.addLayout(margin_row)
+        layout.addLayout(range_row)
         layout.addWidget(self.progress)
         layout.addLayout(files_row)
         layout.addWidget(self.status)
@@ -237,6 +240,53 @@ class AnnotationDock(QWidget):
         row.addWidget(self.margin, 1)
         return row
 
+    def _range_row(self, actions: dict) -> QHBoxLayout:
+        """Clip and Flood, and the range of intensities (low, high) they hold the chosen
+        label to. The range starts as the window an image opens with, and stays while
+        images of the same modality follow."""
+        self.range_ends = (QDoubleSpinBox(), QDoubleSpinBox())
+        self._range_for: str | None = None  # the modality the range was set for
+        what = ("Intensities of the chosen label's tissue, in the image's units (HU on a CT: lungs -1024 to "
+                "-400, bone 200 to 3000, contrast-filled vessels 150 to 500)")
+        for end, box in zip(("Lowest", "Highest"), self.range_ends):
+            box.setRange(-1e9, 1e9)
+            box.setKeyboardTracking(False)
+            box.setToolTip(f"{end} intensity of the range Clip and Flood use. {what}")
+            box.setMinimumWidth(box.fontMetrics().horizontalAdvance("-10000") + 60)  # and its − + buttons
+            box.valueChanged.connect(self._range_chosen)
+        steady(*self.range_ends)
+        row = QHBoxLayout()
+        for key, text in (("clip", "Clip"), ("flood", "Flood")):
+            row.addWidget(self._button(key, text, actions), 2)
+        for box in self.range_ends:
+            row.addWidget(box, 1)
+        return row
+
+    def _range_set(self) -> None:
+        low, high = (box.value() for box in self.range_ends)
+        self.session.intensity_range = (low, high)
+
+    def _range_chosen(self, _value: float) -> None:
+        """A range set by hand: used, and its voxels shown until Flood or Clip runs."""
+        self._range_set()
+        self.ws.show_range(*self.session.intensity_range)
+
+    def _fit_range(self, volume) -> None:
+        """The range for a newly opened image: its window, unless one was set on an image of
+        its modality; its steps and decimals fitted to the image's intensities."""
+        low, high = L.window_limits(volume)
+        decimals = 0 if high - low >= 100 else 1 if high - low >= 10 else 4
+        for box in self.range_ends:
+            box.setDecimals(decimals)
+            box.setSingleStep(10.0 ** max(-decimals, int(np.floor(np.log10(max(high - low, 1e-9)))) - 1))
+        if self._range_for == volume.modality and self.session.intensity_range is not None:
+            return
+        self._range_for = volume.modality
+        for box, value in zip(self.range_ends, (low, high)):
+            with QSignalBlocker(box):
+                box.setValue(value)
+        self._range_set()
+
     def _button(self, key: str, text: str, actions: dict) -> QPushButton:
         """The button of action ``key``, its tooltip its keys; kept in ``buttons``."""
         button = QPushButton(text)
@@ -255,6 +305,7 @@ class AnnotationDock(QWidget):
         header.setEnabled(volume.window is not None)
         self.method.refresh()
         self._window_shown(L.default_window(volume))
+        self._fit_range(volume)
 
     def _fill_maps(self, chosen: str | None = None) -> None:
         """The open image's label maps (the row hidden when none), ``chosen`` the one offered."""

@@ -25,6 +25,8 @@ SHORTCUTS = {
     "smooth": ("Alt+J", "smooth the chosen label's surface: spikes and stray voxels go, notches fill, thin vessels stay"),
     "grow": ("Alt+=", "grow the chosen label by the margin beside Grow: the background within it joins the label"),
     "shrink": ("Alt+-", "shrink the chosen label by the margin beside Grow"),
+    "flood": ("Alt+Y", "flood the chosen label through the tissue within the range beside Flood (connected to it)"),
+    "clip": ("Alt+Shift+Y", "clip the chosen label to the range beside Flood: its voxels outside it go"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
     "next_label": ("Alt+B", "next label (the Label list)"),

@@ -22,6 +22,8 @@ IMAGE, SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES = (
     "image", "segmentation", "foreground clicks", "background clicks", "scribbles")
 #: the layers the annotation of an image adds beside it
 ANNOTATION_LAYERS = (SEGMENTATION, FOREGROUND, BACKGROUND, SCRIBBLES)
+#: the layer showing the image's voxels within the range Flood and Clip use, while it is set
+RANGE = "within range"
 #: Metadata key under which an image layer carries its Volume.
 VOLUME_KEY = "annotator_volume"
 #: Metadata key of a label map layer (a segmentation found beside the image): its id
@@ -264,6 +266,10 @@ def label_features(names: dict[int, str]):
 def preset_features(presets: list[LabelPreset]):
     """:func:`label_features` naming each preset's value (the label layer's)."""
     return label_features({p.value: p.name for p in presets})
+
+
+def range_colormap() -> DirectLabelColormap:
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "#ffd400"})
 
 
 def scribble_colormap() -> DirectLabelColormap:

@@ -252,7 +252,7 @@ class Workspace:
             # napari reshuffles its sliders, the canvas is resized and repainted at once,
             # half rebuilt, and that repaint crashed the app in the GL driver (a segmentation
             # fault: scribbling, then Next twice; clicks, then Next)
-            old = [lay for lay in self.viewer.layers if lay.name in L.ANNOTATION_LAYERS
+            old = [lay for lay in self.viewer.layers if lay.name in (*L.ANNOTATION_LAYERS, L.RANGE)
                    or lay.metadata.get(L.LABEL_MAP_KEY)]
             added = []
             if self._image_layer is None:
@@ -344,6 +344,35 @@ class Workspace:
         for layer in layers:
             layer.contour = width
         self.session.status.emit("labels as outlines" if width else "labels filled")
+
+    def show_range(self, low: float, high: float) -> None:
+        """Show the image's voxels within ``low`` to ``high`` (the range Flood and Clip
+        use, being chosen) in a layer over the image and its label maps, under the label,
+        until one of them runs or another image opens; the layer chosen in the layer list
+        stays chosen."""
+        volume = self.session.volume
+        if volume is None or self.image_layer() is None:
+            return
+        inside = ((volume.array >= low) & (volume.array <= high)).view(np.uint8)
+        if L.RANGE in self.viewer.layers:
+            self.layer(L.RANGE).data = inside
+            return
+        active = self.viewer.layers.selection.active
+        layer = self.viewer.add_labels(inside, name=L.RANGE, affine=L.affine(volume), opacity=0.45,
+                                       colormap=L.range_colormap())
+        if L.SEGMENTATION in self.viewer.layers:  # over the image and its label maps, under the label
+            self.viewer.layers.move(self.viewer.layers.index(layer), self.viewer.layers.index(L.SEGMENTATION))
+        if active is not None:
+            self.viewer.layers.selection.active = active
+
+    def hide_range(self) -> None:
+        """The range's layer gone (:meth:`show_range`)."""
+        if L.RANGE in self.viewer.layers:
+            self.viewer.layers.remove(L.RANGE)
+
+    def _in_range(self, step: str) -> None:
+        self.hide_range()
+        self.session.tidy(step)
 
     def next_plane(self) -> None:
         """View the image in the next plane: axial, coronal, sagittal, axial ..."""
@@ -630,7 +659,8 @@ class Workspace:
                 "keep_largest": lambda: s.tidy("keep_largest"),
                 "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()),
                 "smooth": lambda: s.tidy("smooth"), "grow": lambda: s.tidy("grow"),
-                "shrink": lambda: s.tidy("shrink"), "outline": self.outline}
+                "shrink": lambda: s.tidy("shrink"), "clip": lambda: self._in_range("clip"),
+                "flood": lambda: self._in_range("flood"), "outline": self.outline}
 
 
 class _WarmUpFilter(QObject):

@@ -458,6 +458,64 @@ def test_grow_and_shrink_by_the_docks_margin(annotator_window, qtbot):
     np.testing.assert_array_equal(np.asarray(seg.data), painted)
 
 
+def test_flood_and_clip_by_the_docks_range(annotator_window, qtbot):
+    """The range beside Flood starts as the window the image opened with; Flood (the
+    button) takes in the tissue within it connected to the chosen label, Clip (Alt+Shift+Y)
+    keeps the label's voxels within a narrower one; both undo like a click; a range that
+    misses the label says so and leaves it as it is."""
+    from annotator.engine.tidy import tidy
+    from annotator.napari.workspace import workspace_for
+
+    viewer, ws, dock, _ = annotator_window
+    seg = viewer.layers[L.SEGMENTATION]
+    image = ws.volume.array
+    low, high = L.window_limits(ws.volume)
+    assert [box.value() for box in dock.range_ends] == pytest.approx([low, high], abs=0.5)
+    assert "HU on a CT" in dock.range_ends[0].toolTip()
+    centre = tuple(n // 2 for n in image.shape)
+    ws.label[centre] = 1
+    ws.painted()
+    seg.refresh()
+    painted = ws.label.copy()
+    value = float(image[centre])
+    spread = float(np.std(image))
+    dock.range_ends[1].setValue(value + 0.3 * spread)
+    dock.range_ends[0].setValue(value - 0.3 * spread)
+    assert ws.intensity_range == pytest.approx((value - 0.3 * spread, value + 0.3 * spread), abs=0.5)
+    # the range chosen is shown over the image (the layer chosen in the list stays chosen) ...
+    lo, hi = ws.intensity_range
+    shown = viewer.layers[L.RANGE]
+    np.testing.assert_array_equal(shown.data, (image >= lo) & (image <= hi))
+    assert viewer.layers.index(workspace_for(viewer).image_layer()) < viewer.layers.index(shown) \
+        == viewer.layers.index(L.SEGMENTATION) - 1
+    assert viewer.layers.selection.active is viewer.layers[L.FOREGROUND]
+    steps = EngineSteps(ws)
+    dock.buttons["flood"].click()
+    steps.wait(qtbot, 1)
+    assert L.RANGE not in viewer.layers  # ... until it is used
+    flooded = np.asarray(seg.data).copy()
+    expected = tidy(painted, 1, "flood", image=image, within=ws.intensity_range).label
+    np.testing.assert_array_equal(flooded, expected)
+    assert (flooded == 1).sum() > 20 and ((image[flooded == 1] >= lo) & (image[flooded == 1] <= hi)).all()
+    assert "flood in range" in dock.status.text()
+    assert dock.buttons["flood"].toolTip().startswith("Alt+Y: flood the chosen label")
+    dock.range_ends[1].setValue(value + 0.1 * spread)
+    _activate(viewer, qtbot)
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_Y, Qt.AltModifier | Qt.ShiftModifier)
+    steps.wait(qtbot, 2)
+    clipped = np.asarray(seg.data)
+    np.testing.assert_array_equal(clipped == 1, (flooded == 1) & (image <= ws.intensity_range[1]))
+    assert 0 < (clipped == 1).sum() < (flooded == 1).sum()
+    dock.buttons["undo"].click()
+    dock.buttons["undo"].click()
+    np.testing.assert_array_equal(np.asarray(seg.data), painted)
+    dock.range_ends[1].setValue(value + 0.5 * spread)
+    dock.range_ends[0].setValue(value + 0.2 * spread)
+    dock.buttons["flood"].click()
+    qtbot.waitUntil(lambda: "none of" in dock.status.text() and "lies within" in dock.status.text(), timeout=10000)
+    np.testing.assert_array_equal(np.asarray(seg.data), painted)
+
+
 def test_a_paint_stroke_is_undone_in_the_same_history_as_the_clicks(annotator_window, qtbot):
     """A stroke painted after a click: Undo (Alt+Z, the button, or Ctrl+Z on the label
     layer) takes back the stroke, not the click before it (which took back the click's
