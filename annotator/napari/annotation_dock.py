@@ -221,6 +221,9 @@ class AnnotationDock(QWidget):
                (session.label_changed, lambda *_: self._count_later.start()),
                (session.volumes_counted, self._show_volumes),
                (session.saved, lambda image_id, _version: self._fill_earlier()))
+        if session.volume is not None:  # opened on an image already open (from the Worklist dock, say)
+            self._image_opened("")
+            self._count_later.start()
 
     def _margin_row(self, actions: dict) -> QHBoxLayout:
         """Grow and Shrink, and the margin (mm) they move the chosen label's surface by."""

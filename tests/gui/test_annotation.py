@@ -905,3 +905,33 @@ def test_next_image_twice_while_scribbling_does_not_crash(annotator_window, qtbo
     qtbot.wait(200)  # repaints
     assert ws.image_id == opened[-1] != "hippocampus_001"
     assert viewer.layers.selection.active.name == L.FOREGROUND and viewer.layers[L.FOREGROUND].mode == "add"
+
+
+def test_the_annotation_dock_opened_after_the_image_shows_it(make_napari_viewer, qtbot, tmp_path):
+    """Plugin use: an image opened from the Worklist dock, the Annotation dock opened after
+    it (Plugins > Annotator) shows that image as one open before it would: the label map
+    beside it offered, the method for it named, the range Flood and Clip use set."""
+    import shutil
+
+    from annotator.napari.annotation_dock import AnnotationDock
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+    from paths import HIPPO
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", folder)
+    shutil.copy(HIPPO / "labels" / "hippocampus_001.nii.gz", folder / "hippocampus_001_seg.nii.gz")
+    viewer = make_napari_viewer()
+    viewer.window.add_dock_widget(WorklistDock(viewer), name="Worklist", area="right")
+    ws = workspace_for(viewer).session
+    ws.open(folder)
+    qtbot.waitUntil(lambda: ws.volume is not None and ws.idle, timeout=30000)
+    assert ws.label_maps and ws.intensity_range is None
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Annotation", area="right")
+    assert dock.label_map.count() == len(ws.label_maps) and not dock.map_row[1].isHidden()
+    assert dock.method.shown.startswith("auto: ")
+    assert ws.intensity_range == pytest.approx(L.window_limits(ws.volume), abs=0.5)
+    assert [box.value() for box in dock.range_ends] == pytest.approx(list(ws.intensity_range))
+    qtbot.waitUntil(lambda: "mL" in dock.volume_text.text(), timeout=5000)  # the label's volume, as on opening
