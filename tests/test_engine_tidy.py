@@ -249,6 +249,16 @@ def test_flood_takes_the_tissue_within_the_range_connected_to_the_structure():
     np.testing.assert_array_equal(again, after)
 
 
+def test_flood_starts_from_a_voxel_outside_the_range_and_crosses_the_structures_own_voxels():
+    image, label = _airways()
+    label[7, 10, 10] = 1  # a click on the speck of tissue alone: the air around it floods
+    first = tidy(label, 1, "flood", image=image, within=(-1024, -400)).label == 1
+    assert first[4:12, 5:20, 5:20].all() and first[4:12, 5:20, 30:45].all() and not first[4:12, 5:20, 46:].any()
+    label[8, 10, 45] = 1  # the structure painted across the wall: the sac behind it joins too
+    both = tidy(label, 1, "flood", image=image, within=(-1024, -400)).label == 1
+    assert both[4:12, 5:20, 46:58].all() and both[8, 10, 45] and not both[7, 10, 45]
+
+
 def test_clip_keeps_the_structures_voxels_within_the_range_only():
     image, label = _airways()
     label[3:13, 3:22, 3:22] = 1  # painted roughly over the first sac: tissue around it and the speck too
@@ -263,8 +273,8 @@ def test_clip_keeps_the_structures_voxels_within_the_range_only():
 
 def test_clip_and_flood_say_what_is_wrong_and_change_nothing():
     image, label = _airways()
-    label[8, 10, 10] = 1
-    cases = [("flood", (-300, 300), "none of lung (label 1) lies within -300 to 300"),
+    label[9, 14, 14] = 1  # in the air, away from the speck of tissue
+    cases = [("flood", (-300, 300), "no background within -300 to 300 touches lung (label 1): nothing to flood"),
              ("clip", (-300, 300), "none of lung (label 1) lies within -300 to 300: clipping would leave nothing"),
              ("clip", (-1024, -400), "all of lung (label 1) lies within -1024 to -400: nothing to clip"),
              ("flood", (-400, -1024), "low end (-400) is above its high end (-1024)"),

@@ -72,16 +72,15 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     - ``clip``: the structure's voxels whose intensity in ``image`` (the image's array, on
       the label's grid) lies outside ``within`` (low, high; both ends in) become
       background: paint roughly over a bone, keep the bone.
-    - ``flood``: the background voxels within ``within`` that are connected to the
-      structure's voxels within it (face to face, through voxels within it that are
-      background or the structure's) join it, anywhere in the image: the structure's own
-      voxels outside the range stay. Click or paint inside a lung, flood from -1000 to
-      -400 HU: the lung and its airways.
+    - ``flood``: the background voxels within ``within`` connected to the structure (face
+      to face, through background within the range and the structure's own voxels) join
+      it, anywhere in the image; its own voxels stay, within the range or not. Click or
+      paint inside a lung, flood from -1024 to -400 HU: the lung and its airways.
 
     A margin that moves nothing (less than a voxel, or nothing to grow into) and a shrink
     that would leave nothing raise :class:`InputError`: the label stays as it is; so do a
-    clip that would take all of the structure or none of it, and a flood that finds none of
-    the structure within the range or nothing to add.
+    clip that would take all of the structure or none of it, and a flood that finds nothing
+    to add.
     """
     if step not in STEPS:
         raise InputError(f"unknown tidying step '{step}' (known: {', '.join(STEPS)})")
@@ -184,19 +183,18 @@ def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None
         patch[out] = 0
         return Result(patch, box, label.shape, STEPS[step], time.perf_counter() - start, previous=label)
     mine = label == value
-    passable = (image >= low) & (image <= high) & (mine | (label == 0))
-    seeds = mine & passable
-    if not seeds.any():
-        raise InputError(f"none of {what} lies within {span}: set the range to take in the structure's "
-                         "intensities where it was painted or clicked")
+    # the structure's own voxels join what they touch, whatever their intensity: a click on a
+    # noisy voxel a little outside the range still floods the tissue around it
+    passable = mine | ((label == 0) & (image >= low) & (image <= high))
     parts, count = connected_parts(passable)  # face to face: a thin wall of other tissue stops it
     reached = np.zeros(count + 1, bool)
-    reached[parts[seeds]] = True
+    reached[parts[mine]] = True
     reached[0] = False
     added = reached[parts] & ~mine
     del parts
     if not added.any():
-        raise InputError(f"no background within {span} touches {what}: nothing to flood")
+        raise InputError(f"no background within {span} touches {what}: nothing to flood (set the range to "
+                         "take in the intensities of the structure's tissue where it was painted or clicked)")
     added |= mine
     box = extent(added)  # the whole structure: its box after any step holds all of it
     patch = np.array(label[box], np.uint8)
