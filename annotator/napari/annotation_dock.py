@@ -104,9 +104,11 @@ class AnnotationDock(QWidget):
             self.method.addItem(f"{name} ({METHODS[name].description})", name)
         self.method.setToolTip("What answers clicks. Scribbles always use GraphCut, which needs no model and "
                                "works on any CT or MR,\nbest where the structure differs in intensity from its "
-                               "surroundings (CT organs such as liver, spleen, kidneys);\nthe networks need a model "
-                               "made for the image's modality and trained on images of about its size\n(the bundled "
-                               "ones: hippocampus MR crops of 26 to 58 mm; auto leaves them for a whole head).")
+                               "surroundings (CT organs such as liver, spleen, kidneys;\nfor lungs, bone and "
+                               "contrast-filled vessels, Flood and Clip below hold a label to a range of "
+                               "intensities);\nthe networks need a model made for the image's modality and trained on "
+                               "images of about its size\n(the bundled ones: hippocampus MR crops of 26 to 58 mm; "
+                               "auto leaves them for a whole head).")
         self.method.currentIndexChanged.connect(lambda: session.set_method(self.method.currentData()))
         self.display_window = QComboBox()
         for name in L.WINDOWS:
