@@ -131,13 +131,13 @@ def cmd_clicks(args) -> int:
 
 def cmd_tidy(args) -> int:
     from annotator.engine.region import as_label
-    from annotator.engine.tidy import tidy
+    from annotator.engine.tidy import RANGE_STEPS, tidy
     from annotator.io import read_label, read_volume, save_label
     from annotator.io.label_names import label_names_in
 
     volume = read_volume(args.image, args.series)
     label = as_label(read_label(args.label, volume), str(args.label))
-    if args.step in ("clip", "flood") and args.range is None:
+    if args.step in RANGE_STEPS and args.range is None:
         raise InputError(f"--step {args.step} needs --range LOW HIGH (the image's units: HU on a CT)")
     result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
                   spacing=volume.array_spacing, **({} if args.mm is None else {"mm": args.mm}),

@@ -494,10 +494,9 @@ class AnnotationSession:
         name = next((p.name for p in self.labels if p.value == value), "")
         marks = {k: list(v) for k, v in self.marks.items()}
         self._set_busy(True)
-        how = {"grow": f" by {mm:g} mm", "shrink": f" by {mm:g} mm"}
-        if within is not None:
-            how[step] = f" {within[0]:g} to {within[1]:g}"
-        self.status.emit(f"{STEPS.get(step, step)}{how.get(step, '')}: {name or f'label {value}'} ...")
+        how = (f" by {mm:g} mm" if step in ("grow", "shrink") else
+               f" {within[0]:g} to {within[1]:g}" if within is not None else "")
+        self.status.emit(f"{STEPS.get(step, step)}{how}: {name or f'label {value}'} ...")
         self.runner.start(lambda _job: tidy(label, value, step, axis, volume.array_spacing, name, mm,
                                             image=volume.array, within=within),
                           lambda result: self._engine_done(result, marks, volume, value),

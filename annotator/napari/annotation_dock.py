@@ -252,7 +252,7 @@ class AnnotationDock(QWidget):
         self.range_ends = (QDoubleSpinBox(), QDoubleSpinBox())
         self._range_for: str | None = None  # the modality the range was set for
         what = ("Intensities of the chosen label's tissue, in the image's units (HU on a CT: lungs -1024 to "
-                "-400, bone 200 to 3000, contrast-filled vessels 150 to 500)")
+                "-400; bone and contrast-filled vessels about 100 to 3000, clipped after painting roughly)")
         for end, box in zip(("Lowest", "Highest"), self.range_ends):
             box.setRange(-1e9, 1e9)
             box.setKeyboardTracking(False)
