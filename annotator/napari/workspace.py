@@ -370,7 +370,8 @@ class Workspace:
         if L.RANGE in self.viewer.layers:
             self.viewer.layers.remove(L.RANGE)
 
-    def _in_range(self, step: str) -> None:
+    def _range_step(self, step: str) -> None:
+        """Flood or Clip (``step``), the range shown no longer."""
         self.hide_range()
         self.session.tidy(step)
 
@@ -659,8 +660,8 @@ class Workspace:
                 "keep_largest": lambda: s.tidy("keep_largest"),
                 "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()),
                 "smooth": lambda: s.tidy("smooth"), "grow": lambda: s.tidy("grow"),
-                "shrink": lambda: s.tidy("shrink"), "clip": lambda: self._in_range("clip"),
-                "flood": lambda: self._in_range("flood"), "outline": self.outline}
+                "shrink": lambda: s.tidy("shrink"), "clip": lambda: self._range_step("clip"),
+                "flood": lambda: self._range_step("flood"), "outline": self.outline}
 
 
 class _WarmUpFilter(QObject):
