@@ -267,30 +267,27 @@ class AnnotationDock(QWidget):
             row.addWidget(box, 1)
         return row
 
-    def _range_set(self) -> None:
-        low, high = (box.value() for box in self.range_ends)
-        self.session.intensity_range = (low, high)
-
     def _range_chosen(self, _value: float) -> None:
         """A range set by hand: used, and its voxels shown until Flood or Clip runs."""
-        self._range_set()
-        self.ws.show_range(*self.session.intensity_range)
+        low, high = (box.value() for box in self.range_ends)
+        self.session.intensity_range = (low, high)
+        self.ws.show_range(low, high)
 
     def _fit_range(self, volume) -> None:
         """The range for a newly opened image: its window, unless one was set on an image of
-        its modality; its steps and decimals fitted to the image's intensities."""
+        its modality (or before this dock opened); its steps and decimals fitted to the
+        image's intensities."""
         low, high = L.window_limits(volume)
         decimals = 0 if high - low >= 100 else 1 if high - low >= 10 else 4
         for box in self.range_ends:
             box.setDecimals(decimals)
             box.setSingleStep(10.0 ** max(-decimals, int(np.floor(np.log10(max(high - low, 1e-9)))) - 1))
-        if self._range_for == volume.modality and self.session.intensity_range is not None:
-            return
+        if self.session.intensity_range is None or self._range_for not in (None, volume.modality):
+            self.session.intensity_range = (low, high)
         self._range_for = volume.modality
-        for box, value in zip(self.range_ends, (low, high)):
+        for box, value in zip(self.range_ends, self.session.intensity_range):
             with QSignalBlocker(box):
                 box.setValue(value)
-        self._range_set()
 
     def _button(self, key: str, text: str, actions: dict) -> QPushButton:
         """The button of action ``key``, its tooltip its keys; kept in ``buttons``."""

@@ -464,6 +464,7 @@ def test_flood_and_clip_by_the_docks_range(annotator_window, qtbot):
     keeps the label's voxels within a narrower one; both undo like a click; a range that
     nothing around the label lies in says so and leaves it as it is."""
     from annotator.engine.tidy import tidy
+    from annotator.napari.annotation_dock import AnnotationDock
     from annotator.napari.workspace import workspace_for
 
     viewer, ws, dock, _ = annotator_window
@@ -482,6 +483,11 @@ def test_flood_and_clip_by_the_docks_range(annotator_window, qtbot):
     dock.range_ends[1].setValue(value + 0.3 * spread)
     dock.range_ends[0].setValue(value - 0.3 * spread)
     assert ws.intensity_range == pytest.approx((value - 0.3 * spread, value + 0.3 * spread), abs=0.5)
+    again = AnnotationDock(viewer)  # the dock closed and opened again: the range set stays
+    assert [box.value() for box in again.range_ends] == pytest.approx([value - 0.3 * spread, value + 0.3 * spread],
+                                                                      abs=0.5)
+    assert ws.intensity_range == pytest.approx((value - 0.3 * spread, value + 0.3 * spread), abs=0.5)
+    again.close()
     # the range chosen is shown over the image (the layer chosen in the list stays chosen) ...
     lo, hi = ws.intensity_range
     shown = viewer.layers[L.RANGE]
