@@ -91,7 +91,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
         raise InputError(f"{what} is empty: nothing to tidy" if step != "flood" else
                          f"{what} is empty: paint or click inside the structure first, then flood from there")
     if step in RANGE_STEPS:
-        return _in_range(label, value, step, image, within, what, start)
+        return _in_range(label, value, step, image, within, what, box, start)
     if step in ("grow", "shrink") and not (np.isfinite(mm) and mm > 0):
         raise InputError(f"a margin of {mm} mm: {step} by more than 0 mm")
     if step in ("smooth", "grow", "shrink"):  # the blur or the margin reaches beyond the structure
@@ -157,8 +157,8 @@ def _margin(patch: np.ndarray, mine: np.ndarray, value: int, step: str, spacing:
 
 
 def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None,
-              within: tuple[float, float] | None, what: str, start: float) -> Result:
-    """:func:`tidy`'s ``clip`` and ``flood``."""
+              within: tuple[float, float] | None, what: str, box: tuple, start: float) -> Result:
+    """:func:`tidy`'s ``clip`` and ``flood`` (``box``: the structure's extent)."""
     if image is None or within is None:
         raise InputError(f"{STEPS[step]} needs the image and a range of intensities")
     if np.shape(image) != label.shape:
@@ -170,7 +170,6 @@ def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None
         raise InputError(f"the range's low end ({low:g}) is above its high end ({high:g})")
     span = f"{low:g} to {high:g}"
     if step == "clip":
-        box = extent(label == value)
         patch = np.array(label[box], np.uint8)
         mine = patch == value
         values = image[box]
