@@ -559,3 +559,26 @@ def test_the_reach_prior_of_a_part_is_that_part_of_the_whole_region_s():
     for part in [(slice(10, 47), slice(3, 88), slice(21, 22)), (slice(0, 60), slice(0, 90), slice(0, 100))]:
         np.testing.assert_array_equal(reach_prior(fg, bg, (2.0, 0.8, 0.8), 4.0, top=0.95, part=part), whole[part])
     assert whole.max() == 1.0 and 0 < whole.min() < 0.05
+
+
+@pytest.mark.parametrize("shape", ["speck", "vessel"])
+def test_a_click_on_a_speck_or_a_vessel_a_voxel_wide_does_not_take_what_surrounds_it(shape):
+    """A click on a voxel ten noise deviations brighter than its surroundings, alone or in
+    a line a voxel wide, sampled the median of the 3×3×3 voxels around it: the
+    surroundings. Both answers were the whole image (108,000 voxels). The click's value
+    is now that of the voxels around it that are like the clicked one."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 10, (30, 60, 60)).astype(np.float32)
+    structure = np.zeros(image.shape, bool)
+    if shape == "speck":
+        structure[15, 30, 30] = True
+    else:
+        structure[15, 30, 10:50] = True
+    image[structure] += 100
+    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    label = segment_clicks(volume, [(15, 30, 30)], []).label > 0
+    assert label[15, 30, 30]
+    assert label.sum() < 100  # the click's own ball of 2 mm (33 voxels) and a little more
+    # the same image in other units, the same answer
+    scaled = dataclasses.replace(volume, array=image * 10 + 1000)
+    np.testing.assert_array_equal(segment_clicks(scaled, [(15, 30, 30)], []).label > 0, label)

@@ -91,6 +91,10 @@ class GraphCutParams:
     fill: float = 0.7
     #: "similar" for that sample: within this many noise deviations of the click's value
     similar: float = 2.5
+    #: a clicked voxel farther than this many of those tolerances from the median of the
+    #: voxels around it is a structure of its own (a speck, a vessel a voxel wide): the
+    #: click's value is then that of the voxels around it that are like it
+    apart: float = 2.0
     #: sharpness of the click-distance prior (used when there is a background click)
     prior_sharpness: float = 1.0
     #: sharpness of the scribbles' reach prior (0: none)
@@ -199,12 +203,14 @@ def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
 
 
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
-                 denoise: float) -> tuple[Box, np.ndarray, float]:
+                 denoise: float, apart: float = GraphCutParams.apart) -> tuple[Box, np.ndarray, float]:
     """The voxels that a click at ``point`` samples: within ``radius_mm``, of (denoised)
-    intensity within ``similar`` noise deviations of the click's own neighbourhood, and
-    connected to it, as (the window around the ball, their mask in it); and the share of
-    that ball that lies in the image (less than all near its edges, or in a volume of few
-    slices)."""
+    intensity within ``similar`` noise deviations of the click's own neighbourhood (the
+    median of the 3×3×3 voxels around it; of those like the clicked voxel where that
+    voxel lies ``apart`` such tolerances from the median: a speck or a line a voxel wide),
+    and connected to it, as (the window around the ball, their mask in it); and the
+    share of that ball that lies in the image (less than all near its edges, or in a
+    volume of few slices)."""
     reach = [max(1, int(np.ceil(radius_mm / s))) for s in spacing]
     lo = [max(0, p - r) for p, r in zip(point, reach)]
     hi = [min(n, p + r + 1) for p, n, r in zip(point, image.shape, reach)]
@@ -214,11 +220,14 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     axes = np.ogrid[tuple(slice(a - p, b - p) for a, b, p in zip(lo, hi, point))]
     ball = sum((a * s) ** 2 for a, s in zip(axes, spacing)) <= radius_mm**2
     centre = tuple(p - a for p, a in zip(point, lo))
-    near = tuple(slice(max(0, c - 1), c + 2) for c in centre)
-    reference = float(np.median(values[near]))
+    near = values[tuple(slice(max(0, c - 1), c + 2) for c in centre)]
     # a noiseless image samples the voxels of the click's own value (a floor relative to
     # the intensities, not in their units: the same image in any units samples the same)
     tolerance = similar * max(noise_level(values), 1e-6 * float(np.abs(values).max()))
+    reference, own = float(np.median(near)), float(values[centre])
+    if abs(own - reference) > apart * tolerance:  # unlike the voxels around it, whose median would
+        # sample what surrounds the structure clicked (a click on a vessel a voxel wide took the image)
+        reference = float(np.median(near[np.abs(near - own) <= tolerance]))
     similar_mask = ball & (np.abs(values - reference) <= tolerance)
     similar_mask[centre] = True
     components, _ = ndimage_label(similar_mask)
@@ -244,9 +253,9 @@ def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "Gra
         return np.count_nonzero(sample) * np.prod(spacing) >= params.fill * inside * 4 / 3 * np.pi * radius**3
 
     radius = params.sample_radius_mm
-    window, sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise)
+    window, sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise, params.apart)
     while radius * 2 <= params.max_sample_radius_mm and fills(sample, inside, radius):
-        wider = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise)
+        wider = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise, params.apart)
         if not fills(wider[1], wider[2], radius * 2):
             break
         (window, sample, inside), radius = wider, radius * 2
