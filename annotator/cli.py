@@ -252,12 +252,14 @@ def _patch(text: str) -> list[int]:
 
 
 def _label_value(text: str) -> int:
+    from annotator.io.volume import LABEL_TOP
+
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a label value (1 to 255)") from None
-    if not 1 <= value <= 255:
-        raise argparse.ArgumentTypeError(f"{value} is not a label value (1 to 255)")
+        raise argparse.ArgumentTypeError(f"'{text}' is not a label value (1 to {LABEL_TOP})") from None
+    if not 1 <= value <= LABEL_TOP:
+        raise argparse.ArgumentTypeError(f"{value} is not a label value (1 to {LABEL_TOP})")
     return value
 
 

@@ -176,7 +176,7 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", dataset / "images")
     (dataset / "labels.json").write_text(json.dumps({"labels": {"0": "background", "1": "Anterior",
                                                                 "2": "Posterior", "7": "Fornix",
-                                                                "300": "not a uint8 value"}}))
+                                                                "70000": "beyond a label's values"}}))
     store, _ = open_datastore(dataset / "images")  # the dataset's images/ folder: the names above it
     assert store.label_names() == {"anterior": 1, "posterior": 2, "fornix": 7}
 
@@ -196,8 +196,8 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert s.label_value == 1
     s.choose_label(12)  # picked elsewhere (the label layer's control): it joins the list
     assert s.label_value == 12 and (12, "label 12") in [(p.value, p.name) for p in s.labels]
-    with pytest.raises(ValueError, match="256"):
-        s.choose_label(256)
+    with pytest.raises(ValueError, match="65535"):
+        s.choose_label(65536)
 
     # a name the person gave stays; so does a label of their own the dataset does not name
     s.set_presets([LabelPreset(1, "hippocampus head", "#00aaff"), LabelPreset(2, "lesion", "#ffe119"),
@@ -249,11 +249,12 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert 77 in [p.value for p in s.labels]
 
 
-def test_a_label_map_of_values_above_255_is_shown_but_never_made_the_label(tmp_path, private_user_dirs):
+def test_a_label_map_numbered_beyond_255_becomes_the_label_and_is_corrected_as_it_is(tmp_path, private_user_dirs):
     """FreeSurfer's ``aparc+aseg.mgz`` numbers the cortex's parts from 1000: it opens with
-    its image as it was read (a label here holds 1 to 255, so it is not left out, as
-    before, but shown), and Use as label says why it cannot be the label, which stays as
-    it was; a map with a negative value is still left out, saying so."""
+    its image, Use as label makes it the label (two bytes a voxel) with every number kept,
+    a click corrects its structure 1035, a new structure may be numbered 2000, undo takes
+    that back, and Accept saves the numbers as they are; a map with a negative value is
+    still left out, saying so."""
     import nibabel as nib
 
     from annotator.datastore import open_datastore
@@ -264,22 +265,43 @@ def test_a_label_map_of_values_above_255_is_shown_but_never_made_the_label(tmp_p
     folder = tmp_path / "mri"
     folder.mkdir()
     nib.save(nib.MGHImage(np.asarray(brain.dataobj).astype(np.float32), brain.affine), folder / "T1.mgz")
-    nib.save(nib.MGHImage(np.where(truth == 2, 1035, truth * 17).astype(np.int32), brain.affine),
-             folder / "aparc+aseg.mgz")
+    aparc = np.where(truth == 2, 1035, truth * 17).astype(np.int32)
+    nib.save(nib.MGHImage(aparc, brain.affine), folder / "aparc+aseg.mgz")
     nib.save(nib.MGHImage((truth * -1).astype(np.int32), brain.affine), folder / "signed_seg.mgz")
+    (folder / "FreeSurferColorLUT.txt").write_text("17  Left-Hippocampus  220 216 20 0\n"
+                                                   "1035  ctx-lh-insula  255 192 32 0\n")
     s = AnnotationSession(settings=Settings())
     said = []
     s.warning.connect(said.append)
-    s.set_datastore(open_datastore(folder)[0])
+    store = open_datastore(folder)[0]
+    s.set_datastore(store)
     s.open_image("T1")
-    shown = s.label_maps["aparc+aseg"]
-    assert sorted(np.unique(shown)) == [0, 17, 1035]
-    assert np.count_nonzero(shown == 1035) == np.count_nonzero(truth == 2)
+    assert sorted(np.unique(s.label_maps["aparc+aseg"])) == [0, 17, 1035]
     assert "signed_seg" not in s.label_maps
     assert any("label map signed_seg left out" in w and "-2" in w for w in s.volume.warnings + said)
+    widened = []
+    s.label_changed.connect(lambda box, what: widened.append(what))
     s.use_label_map("aparc+aseg")
-    assert not s.label.any() and not s.dirty
-    assert "label map aparc+aseg holds the value 1035" in said[-1] and "cannot be its label" in said[-1]
+    expected = np.transpose(aparc, (2, 1, 0))  # the array read is [z, y, x]
+    assert s.label.dtype == np.uint16 and widened[0] == "widened"
+    np.testing.assert_array_equal(s.label, expected)
+    assert {(17, "left-hippocampus"), (1035, "ctx-lh-insula")} <= {(p.value, p.name) for p in s.labels}
+
+    s.set_method("graphcut")
+    s.choose_label(1035)
+    outside = tuple(int(i) for i in np.argwhere((expected == 0) & (np.roll(expected, 1, axis=0) == 1035))[0])
+    s.set_marks([outside], [])
+    assert s.label[outside] == 1035 and set(np.unique(s.label).tolist()) == {0, 17, 1035}
+    s.choose_label(2000)
+    corner = (0, 0, 0)
+    s.set_marks([corner], [])
+    assert s.label[corner] == 2000 and set(np.unique(s.label).tolist()) == {0, 17, 1035, 2000}
+    s.undo()
+    assert not (s.label == 2000).any() and s.label[outside] == 1035
+    assert s.accept()
+    saved = store.label("T1", s.volume)
+    assert saved.dtype == np.uint16 and int(saved.max()) == 1035
+    np.testing.assert_array_equal(saved, s.label)
 
 
 def test_a_folder_that_names_nothing_offers_the_names_its_accepted_labels_were_given(tmp_path, private_user_dirs):
@@ -583,10 +605,14 @@ def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, pri
     assert "its draft label cannot be read" in warnings[-1]
 
 
-def test_a_label_with_values_above_255_opens_as_no_label_not_wrapped(hippo_store, private_user_dirs):
+def test_a_label_with_values_above_255_opens_as_it_is_not_wrapped(hippo_store, private_user_dirs):
     """A label from another tool may number a structure 1002 (an atlas's cortex, say); the
-    app holds a byte a voxel, and cast, 1002 became 234, shown and saved as that. The
-    image now opens unlabelled, a warning says why, and the file stays as it is."""
+    app held a byte a voxel, and cast, 1002 became 234, shown and saved as that; then such
+    a label opened unlabelled. It now opens with its numbers, two bytes a voxel; a label
+    that is not a label's (a negative value) still opens unlabelled, saying why, the file
+    left as it is."""
+    import nibabel as nib
+
     from annotator.datastore import LocalDatastore
 
     store = LocalDatastore(hippo_store)
@@ -596,10 +622,17 @@ def test_a_label_with_values_above_255_opens_as_no_label_not_wrapped(hippo_store
     label[12:15, 12:15, 12:15] = 17
     store.accept("hippocampus_001", label, image)
     s, warnings = _opened_with_warnings(hippo_store, "hippocampus_001")
+    assert s.label.dtype == np.uint16
+    np.testing.assert_array_equal(s.label, label)
+    assert {1002, 17} <= {p.value for p in s.labels}
+
+    final = store.labels_root / "final" / "hippocampus_001.nii.gz"
+    written = nib.load(final)
+    nib.save(nib.Nifti1Image(-np.asarray(written.dataobj).astype(np.int16), written.affine), final)
+    kept = final.read_bytes()
+    s, warnings = _opened_with_warnings(hippo_store, "hippocampus_001")
     assert s.volume is not None and not s.label.any()
-    assert "holds the value 1002" in warnings[-1] and "1 to 255" in warnings[-1]
-    kept = store.label("hippocampus_001", image)
-    assert kept is not None and int(kept.max()) == 1002  # left as it was
+    assert "negative" in warnings[-1] and final.read_bytes() == kept
 
 
 @pytest.mark.parametrize("damage", ['{"presets": [{"value": 1, "name": "liver"', '{"presets": [{"name": 3}]}', '[1, 2]'])

@@ -267,10 +267,10 @@ def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     (["open", "--sample", "nope"], "no sample 'nope'"),
     (["clicks", str(IMAGE), "--fg", "10,10,10", "--value", "3", "--out", "{tmp}/o.nii.gz"],
      "without --label the structure is written as 1"),  # --value was left out, the structure written as 1
-    (["clicks", str(IMAGE), "--fg", "10,10,10", "--value", "300", "--out", "{tmp}/o.nii.gz"],
-     "300 is not a label value (1 to 255)"),
+    (["clicks", str(IMAGE), "--fg", "10,10,10", "--value", "65536", "--out", "{tmp}/o.nii.gz"],
+     "65536 is not a label value (1 to 65535)"),
     (["tidy", str(IMAGE), "--label", str(IMAGE), "--step", "smooth", "--value", "0", "--out", "{tmp}/o.nii.gz"],
-     "0 is not a label value (1 to 255)"),
+     "0 is not a label value (1 to 65535)"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     (tmp_path / "text.txt").write_text("hello")
@@ -282,11 +282,14 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "o.nii.gz").exists()
 
 
-def test_a_label_with_values_above_255_is_refused_not_wrapped(tmp_path):
-    """--label of a structure numbered 1002 (a label from another tool): cast to a byte it
-    became 234 and was written so; now one line says what is wrong, and nothing is
-    written."""
+def test_a_label_numbered_beyond_255_is_corrected_and_saved_as_it_is(tmp_path):
+    """--label of a structure numbered 1002 (an atlas's cortex, from another tool): cast to
+    a byte it became 234; now it keeps its number through a click, a tidy step and accept,
+    a new structure may be numbered 2000, and a label with a negative value is refused in
+    one line, nothing written."""
     import SimpleITK as sitk
+
+    from annotator.io import read_label, read_volume
 
     image = sitk.ReadImage(str(IMAGE))
     label = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint16)
@@ -294,18 +297,30 @@ def test_a_label_with_values_above_255_is_refused_not_wrapped(tmp_path):
     written = sitk.GetImageFromArray(label)
     written.CopyInformation(image)
     sitk.WriteImage(written, str(tmp_path / "atlas.nii.gz"))
-    for command in (["clicks", str(IMAGE), "--fg", "15,15,15"], ["tidy", str(IMAGE), "--step", "smooth"]):
-        proc = annotator(*command, "--label", tmp_path / "atlas.nii.gz", "--value", "1",
-                         "--out", tmp_path / "o.nii.gz", check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert "holds the value 1002" in proc.stderr and "Traceback" not in proc.stderr
-        assert not (tmp_path / "o.nii.gz").exists()
+    volume = read_volume(IMAGE)
+    annotator("clicks", str(IMAGE), "--fg", "30,25,15", "--label", tmp_path / "atlas.nii.gz", "--value", "2000",
+              "--out", tmp_path / "clicked.nii.gz")
+    clicked = read_label(tmp_path / "clicked.nii.gz", volume)
+    assert clicked.dtype == np.uint16 and {0, 1002, 2000} <= set(np.unique(clicked).tolist())
+    assert clicked[15, 15, 15] == 1002 and clicked[15, 25, 30] == 2000  # (x, y, z) given, [z, y, x] read
+    annotator("tidy", str(IMAGE), "--label", tmp_path / "atlas.nii.gz", "--step", "grow", "--mm", "2",
+              "--value", "1002", "--out", tmp_path / "grown.nii.gz")
+    grown = read_label(tmp_path / "grown.nii.gz", volume)
+    assert set(np.unique(grown).tolist()) == {0, 1002} and np.count_nonzero(grown) > np.count_nonzero(label)
     store = tmp_path / "store"
     store.mkdir()
     (store / IMAGE.name).write_bytes(IMAGE.read_bytes())
-    proc = annotator("accept", store, IMAGE.name.split(".")[0], tmp_path / "atlas.nii.gz", check=False)
-    assert proc.returncode == 2 and "holds the value 1002" in proc.stderr
-    assert not (store / "labels" / "final").exists() or not any((store / "labels" / "final").iterdir())
+    annotator("accept", store, IMAGE.name.split(".")[0], tmp_path / "atlas.nii.gz")
+    saved = next((store / "labels" / "final").iterdir())
+    assert np.array_equal(read_label(saved, volume), label)
+
+    written = sitk.GetImageFromArray(np.where(label > 0, -1, 0).astype(np.int16))
+    written.CopyInformation(image)
+    sitk.WriteImage(written, str(tmp_path / "signed.nii.gz"))
+    proc = annotator("clicks", str(IMAGE), "--fg", "15,15,15", "--label", tmp_path / "signed.nii.gz",
+                     "--out", tmp_path / "o.nii.gz", check=False)
+    assert proc.returncode == 2 and "negative" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.nii.gz").exists()
 
 
 def test_debug_shows_the_traceback():

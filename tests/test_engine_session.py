@@ -89,14 +89,32 @@ def test_bad_clicks_and_images():
         ClickSession(flat, GuidanceEcho(), _card())
     with pytest.raises(InputError, match="label to correct has shape"):
         session.click([(10, 30, 25)], previous=np.zeros((20, 60, 49), np.uint8))
-    with pytest.raises(InputError, match="holds the value 999"):
-        session.edit({1: [(10, 30, 25)]}, previous=np.full((20, 60, 50), 999, np.int32))
-    with pytest.raises(InputError, match="label value 256"):
-        session.click([(10, 30, 25)], value=256)
+    with pytest.raises(InputError, match="holds the value 70000"):
+        session.edit({1: [(10, 30, 25)]}, previous=np.full((20, 60, 50), 70000, np.int32))
+    with pytest.raises(InputError, match="label value 65536"):
+        session.click([(10, 30, 25)], value=65536)
     volume = _volume()
     volume.array[3, 4, 5] = np.inf  # the normalised image would be NaN everywhere: an empty answer
     with pytest.raises(InputError, match=r"NaN or infinity \(at \(3, 4, 5\)"):
         ClickSession(volume, GuidanceEcho(), _card()).click([(10, 30, 25)])
+
+
+def test_a_structure_numbered_beyond_255_is_drawn_in_two_bytes_a_voxel():
+    """A click for structure 300 on a label of one byte a voxel (an atlas's numbering):
+    the step's patch and its label take two bytes, every earlier value kept; writing such
+    a patch into a label of one byte is refused, not wrapped round to 44."""
+    session = ClickSession(_volume(), GuidanceEcho(), _card())
+    previous = np.zeros((20, 60, 50), np.uint8)
+    previous[0:2, 0:2, 0:2] = 7
+    result = session.click([(10, 30, 25)], value=300, previous=previous)
+    assert result.patch.dtype == np.uint16 and result.label.dtype == np.uint16
+    assert result.label[10, 30, 25] == 300 and result.label[0, 0, 0] == 7
+    with pytest.raises(ValueError, match="cannot hold"):
+        result.apply(previous)
+    assert not (previous == 300 % 256).any()
+    wide = previous.astype(np.uint16)
+    result.apply(wide)
+    np.testing.assert_array_equal(wide, result.label)
 
 
 class GuidanceEcho2D(torch.nn.Module):

@@ -37,12 +37,12 @@ def test_a_structure_set_fills_its_outlines_on_the_series_it_outlines(series, tm
     body, organ, ring = _structures(volume.shape)
     path = rtstruct_of(series, {7: ("Body", body), 12: ("Liver", organ), 300: ("Ring", ring)}, tmp_path / "rs.dcm")
     label, names, left_out = rtstruct_to_label(pydicom.dcmread(path), volume)
-    expected = np.zeros(volume.shape, np.uint8)
-    expected[body], expected[organ], expected[ring] = 7, 12, 1  # ROI 300: the lowest free value
+    expected = np.zeros(volume.shape, np.uint16)
+    expected[body], expected[organ], expected[ring] = 7, 12, 300  # ROI 300 keeps its number, as a label may
     np.testing.assert_array_equal(label, expected)
     [said] = left_out  # the organ inside the body outline: said, once
     assert f"segments overlap (Liver over Body in {np.count_nonzero(organ & body):,} voxels)" in said
-    assert names == {v: n for v, n in ((7, "Body"), (12, "Liver"), (1, "Ring")) if (expected == v).any()}
+    assert names == {v: n for v, n in ((7, "Body"), (12, "Liver"), (300, "Ring")) if (expected == v).any()}
     # names the reader knows take their values
     label, names, _ = rtstruct_to_label(pydicom.dcmread(path), volume, known={"liver": 2})
     assert names[2] == "Liver" and np.array_equal(label == 2, organ)

@@ -240,10 +240,26 @@ def test_segment_values_never_give_two_segments_one_value():
     assert segment_values(names, {}, {}) == {1: 1, 2: 2, 3: 3}
     assert segment_values(names, {1: 2}, {"posterior": 2, "new": 1}) == {1: 2, 3: 1, 2: 3}
     assert segment_values(names, {1: 4, 2: 4}, {}) == {1: 4, 2: 2, 3: 3}
-    # a label holds values 1..255: a segment numbered above them takes a free one, and 256 segments are too many
-    assert segment_values({300: "liver", 2: "spleen"}, {}, {}) == {2: 2, 300: 1}
-    with pytest.raises(InputError, match="256 segments; a label holds at most 255"):
-        segment_values({n: f"part {n}" for n in range(1, 257)}, {}, {})
+    # a label holds values 1..65535, as a SEG numbers its segments: each keeps its number where free
+    assert segment_values({300: "liver", 2: "spleen"}, {}, {}) == {2: 2, 300: 300}
+    assert segment_values({n: f"part {n}" for n in range(1, 301)}, {}, {}) == {n: n for n in range(1, 301)}
+    assert segment_values({7: "a", 9: "b"}, {7: 9}, {}) == {7: 9, 9: 1}
+
+
+def test_a_label_numbered_beyond_255_goes_to_a_seg_and_back_as_it_is(ct, tmp_path):
+    """FreeSurfer numbers the cortex's parts from 1000: such a label (two bytes a voxel)
+    makes a SEG whose segments say their values, and reads back voxel for voxel, where a
+    byte would have folded 1035 onto 11."""
+    volume, sources = ct
+    label = read_label(CT / "liver_spine_seg.nrrd", volume).astype(np.uint16)
+    label[label == 1] = 1035
+    label[label == 2] = 11
+    seg = label_to_seg(label, sources, {1035: "ctx-lh-precuneus", 11: "caudate"})
+    back, names = seg_to_label(pydicom.dcmread(write_seg(tmp_path / "seg.dcm", seg)), volume)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, label)
+    assert names == {1035: "ctx-lh-precuneus", 11: "caudate"}
+    assert dicom_errors(tmp_path / "seg.dcm") == []
 
 
 def test_a_fractional_seg_reads_as_the_segment_most_likely_at_each_voxel(ct):

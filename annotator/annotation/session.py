@@ -23,9 +23,9 @@ from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.datastore.base import EARLIER
 from annotator.engine.history import Change, LabelHistory
-from annotator.engine.region import as_label
+from annotator.engine.region import as_label, holding
 from annotator.errors import AnnotatorError
-from annotator.io.volume import Volume, label_counts, label_values, volumes_ml
+from annotator.io.volume import LABEL_TOP, Volume, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
 
 #: What to do with unsaved work when leaving an image.
@@ -197,10 +197,11 @@ class AnnotationSession:
         The clicks made so far were the last label's: they are put away (what they made
         stays), so that the next click does not take that label's places for this one."""
         value = int(value)
-        if not 1 <= value <= 255:
-            raise ValueError(f"label value {value} is outside 1..255")
+        if not 1 <= value <= LABEL_TOP:
+            raise ValueError(f"label value {value} is outside 1..{LABEL_TOP}")
         if value != self.label_value:
             self.label_value = value
+            self._hold(value)
             if self.marks["fg"] or self.marks["bg"]:
                 self.marks = {"fg": [], "bg": []}
                 self.marks_changed.emit()
@@ -350,7 +351,8 @@ class AnnotationSession:
         self.companions = list(companions or [])
         self.label_maps = {k: array for k, (array, _) in (label_maps or {}).items()}
         self.label_map_names = {k: dict(names) for k, (_, names) in (label_maps or {}).items()}
-        self.label = np.zeros(volume.shape, np.uint8) if label is None else np.asarray(label, np.uint8)
+        label = np.zeros(volume.shape, np.uint8) if label is None else as_label(label, "the label", file=False)
+        self.label = label.astype(holding(label, self.label_value), copy=False)  # and the value being annotated
         self.scribbles = np.zeros(volume.shape, np.uint8)
         self.marks = {"fg": [], "bg": []}
         self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
@@ -504,6 +506,7 @@ class AnnotationSession:
 
     def _engine_done(self, result, marks: dict, volume: Volume, value: int, note: str | None = None) -> None:
         if volume is self.volume:  # not when another image was opened meanwhile
+            self._hold(result.patch.dtype)
             before = result.apply(self.label)
             if result.model:
                 self._models.add(result.model)
@@ -558,6 +561,18 @@ class AnnotationSession:
         self._touch()
         self.label_changed.emit(None, "paint")
 
+    def _hold(self, value) -> None:
+        """Widen the label to two bytes a voxel where ``value`` (a label value, or the type of
+        a step's patch) needs them (a FreeSurfer structure numbered 1035, say); the layers
+        showing it follow (``label_changed``). A label never narrows while it is open."""
+        if self.label is None or holding(self.label, value) == self.label.dtype:
+            return
+        wider = holding(self.label, value)
+        self.label = self.label.astype(wider)
+        if self.proposed is not None:
+            self.proposed = self.proposed.astype(wider)
+        self.label_changed.emit(None, "widened")
+
     # ---- history ------------------------------------------------------------------------
 
     def _step(self, move) -> None:
@@ -595,7 +610,7 @@ class AnnotationSession:
         except AnnotatorError as exc:  # shown as it was read (map_array), not a label's values
             self.warning.emit(f"{exc}: it is shown beside the image, but cannot be its label")
             return
-        names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v < 256}
+        names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v <= LABEL_TOP}
         self._replace_label(label, "label map", names)
         self.status.emit(f"{map_id} is the label now: Accept saves it")
 
@@ -625,8 +640,9 @@ class AnnotationSession:
     def _replace_label(self, after: np.ndarray, what: str, names: dict[str, int]) -> None:
         """The whole label replaced by ``after`` (undoable; ``names``: name -> value it gives)."""
         self._proposal_stale = True
+        after = as_label(np.asarray(after), what, file=False)
+        self._hold(after.dtype)
         before = np.array(self.label, copy=True)
-        after = np.asarray(after, np.uint8)
         self.label[...] = after
         everything = tuple(slice(0, n) for n in self.volume.shape)
         self.history.push(Change(everything, before, np.array(after, copy=True), self.history.marks, what))

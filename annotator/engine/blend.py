@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from annotator.engine.region import Result, extent
+from annotator.engine.region import Result, extent, holding
 
 #: width (sigma, mm) of the Gaussian fall-off of the network's say around each click
 RADIUS_MM = 10.0
@@ -96,7 +96,7 @@ def near_the_clicks(result: Result, previous: np.ndarray, value: int, fg: list, 
     clicks = [(1, p) for p in fg] + [(0, p) for p in bg]
     merged = blend(np.stack([~cut, cut]).astype(np.float32), earlier.astype(np.int64),
                    shifted(clicks, box), spacing, radius_mm)
-    patch = np.array(previous[box], np.uint8)
+    patch = np.array(previous[box], holding(previous, value))
     patch[earlier] = 0
     patch[merged[1] > merged[0]] = value
     return dataclasses.replace(result, patch=patch, box=box)

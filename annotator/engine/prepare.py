@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from annotator.engine.region import as_label
 from annotator.models.card import ModelCard
 
 
@@ -86,7 +87,8 @@ def _smoothed(tensor: torch.Tensor, factors) -> torch.Tensor:
 def prepare_label(label: np.ndarray, spacing_zyx, card: ModelCard, direction=None) -> np.ndarray:
     """A label map on the model grid (nearest voxel), same corner-to-corner mapping."""
     size = model_shape(label.shape, spacing_zyx, card, direction)
+    label = as_label(np.asarray(label), "the label")  # values above a byte's stay themselves
     if tuple(size) == tuple(label.shape):
-        return np.asarray(label, np.uint8)
+        return label
     index = [np.round(np.arange(m) * ((n - 1) / max(m - 1, 1))).astype(int) for m, n in zip(size, label.shape)]
-    return np.asarray(label, np.uint8)[np.ix_(*index)]
+    return label[np.ix_(*index)]

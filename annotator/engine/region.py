@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from annotator.errors import InputError
+from annotator.io.volume import LABEL_TOP, label_dtype
 
 Box = tuple[slice, slice, slice]
 
@@ -41,7 +42,11 @@ class Result:
     model: str = ""
 
     def apply(self, label: np.ndarray) -> np.ndarray:
-        """Write the patch into ``label`` in place; returns what the box held before (for undo)."""
+        """Write the patch into ``label`` in place; returns what the box held before (for undo).
+        ``label`` must hold the patch's values (a label of one byte a voxel cannot hold 300:
+        :func:`holding`)."""
+        if np.dtype(self.patch.dtype).itemsize > label.dtype.itemsize:
+            raise ValueError(f"a label of {label.dtype} cannot hold a patch of {self.patch.dtype}")
         before = label[self.box].copy()
         label[self.box] = self.patch
         return before
@@ -49,7 +54,9 @@ class Result:
     @functools.cached_property
     def label(self) -> np.ndarray:
         """The full label after the step, as a new array."""
-        label = np.zeros(self.shape, np.uint8) if self.previous is None else np.array(self.previous, np.uint8)
+        label = np.zeros(self.shape, holding(self.previous, self.patch.dtype))
+        if self.previous is not None:
+            label[...] = self.previous
         label[self.box] = self.patch
         return label
 
@@ -65,25 +72,34 @@ class Result:
             return self
         box = tuple(slice(min(b.start, *(f[a].start for f in found)), max(b.stop, *(f[a].stop for f in found)))
                     for a, b in enumerate(self.box))
-        patch = np.array(label[box], np.uint8)
+        patch = np.array(label[box], holding(label, self.patch.dtype))
         patch[patch == value] = 0
         patch[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(self.box, box))] = self.patch
         return dataclasses.replace(self, patch=patch, box=box)
 
 
 def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarray | None:
-    """``label`` as the engine and the app hold a label (one byte a voxel, values 0 to
-    255), or :class:`InputError` naming ``what`` when it has a value beyond those (a file
-    from another tool: an atlas's structure numbered 1002, say): cast, such a value would
-    wrap round to another one (1002 to 234, -1 to 255), be shown and saved as that.
-    ``file``: ``label`` was read from a file (which the message says is left as it is)."""
+    """``label`` as the engine and the app hold a label (values 0 to :data:`LABEL_TOP`, one
+    byte a voxel while every value fits one, else two: :func:`label_dtype`), or
+    :class:`InputError` naming ``what`` when it has a value beyond those (a negative one, or
+    one too large for two bytes): cast, such a value would wrap round to another one (-1 to
+    65535, 70000 to 4464), be shown and saved as that. ``file``: ``label`` was read from a file (which the
+    message says is left as it is)."""
     if label is None:
         return None
     low, top = (int(label.min()), int(label.max())) if label.size else (0, 0)
-    if low < 0 or top > 255:
+    if low < 0 or top > LABEL_TOP:
         raise InputError(f"{what} holds the value {low if low < 0 else top}; a label here holds values "
-                         "1 to 255" + (" (the file is left as it is)" if file else ""))
-    return label.astype(np.uint8, copy=False)
+                         f"1 to {LABEL_TOP}" + (" (the file is left as it is)" if file else ""))
+    return label.astype(label_dtype(top), copy=False)
+
+
+def holding(label: np.ndarray | None, value) -> np.dtype:
+    """The type of ``label`` (None: an empty one) once it also holds ``value`` (a label
+    value, or a label type whose values it takes): one byte a voxel, or two where either
+    needs them."""
+    needs = np.dtype(value) if isinstance(value, (np.dtype, type)) else np.dtype(label_dtype(int(value)))
+    return np.promote_types(np.uint8 if label is None else label.dtype, needs)
 
 
 def check_clicks(shape: tuple[int, ...], fg: list, bg: list = (), correcting: bool = False) -> None:
@@ -99,16 +115,16 @@ def check_clicks(shape: tuple[int, ...], fg: list, bg: list = (), correcting: bo
 
 def check_step(shape: tuple[int, ...], previous: np.ndarray | None = None, value: int | None = 1) -> None:
     """Refuse a step whose label to correct (``previous``) is not on the image's grid
-    (``shape``) or holds values a label cannot, or whose label ``value`` is not 1 to 255
-    (``None``: a step that draws several)."""
-    if value is not None and not 1 <= int(value) <= 255:
-        raise InputError(f"label value {value}: a label here holds values 1 to 255")
+    (``shape``) or holds values a label cannot, or whose label ``value`` is not 1 to
+    :data:`LABEL_TOP` (``None``: a step that draws several)."""
+    if value is not None and not 1 <= int(value) <= LABEL_TOP:
+        raise InputError(f"label value {value}: a label here holds values 1 to {LABEL_TOP}")
     if previous is None:
         return
     if tuple(previous.shape) != tuple(shape):
         raise InputError(f"the label to correct has shape {tuple(previous.shape)} (z,y,x) but the image has "
                          f"{tuple(shape)}")
-    if previous.dtype != np.uint8:
+    if previous.dtype not in (np.uint8, np.uint16):
         as_label(previous, "the label to correct", file=False)
 
 
@@ -184,7 +200,9 @@ def paste(region_label: np.ndarray, box: Box, previous: np.ndarray | None, value
     """The label inside ``box`` after a step that found ``region_label`` there: voxels of
     ``previous`` (or background) with another label than ``value`` are kept unless the
     region claims them."""
-    inside = np.zeros(region_label.shape, np.uint8) if previous is None else np.array(previous[box], np.uint8)
+    inside = np.zeros(region_label.shape, holding(previous, value))
+    if previous is not None:
+        inside[...] = previous[box]
     inside[inside == value] = 0
     inside[region_label.astype(bool, copy=False)] = value
     return inside

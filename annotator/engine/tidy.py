@@ -20,7 +20,7 @@ from scipy.ndimage import (binary_fill_holes, distance_transform_edt, gaussian_f
                            maximum_filter)
 from scipy.ndimage import label as connected_parts
 
-from annotator.engine.region import Result, extent
+from annotator.engine.region import Result, extent, holding
 from annotator.errors import InputError
 
 #: what each tidying step is called (its method name in the undo history and the status)
@@ -97,7 +97,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
     if step in ("smooth", "grow", "shrink"):  # the blur or the margin reaches beyond the structure
         reach = [int(np.ceil(2 * SMOOTH_MM / s)) if step == "smooth" else int(np.ceil(mm / s)) + 1 for s in spacing]
         box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, label.shape))
-    patch = np.moveaxis(np.array(label[box], np.uint8), axis, 0)  # a view: slices first
+    patch = np.moveaxis(np.array(label[box], holding(label, value)), axis, 0)  # a view: slices first
     moved = [float(spacing[axis]), *(float(s) for a, s in enumerate(spacing) if a != axis)]  # the patch's spacing
     mine = patch == value
     if step == "fill_holes":
@@ -170,7 +170,7 @@ def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None
         raise InputError(f"the range's low end ({low:g}) is above its high end ({high:g})")
     span = f"{low:g} to {high:g}"
     if step == "clip":
-        patch = np.array(label[box], np.uint8)
+        patch = np.array(label[box], holding(label, value))
         mine = patch == value
         values = image[box]
         out = mine & ~((values >= low) & (values <= high))  # NaN is out of every range
@@ -196,7 +196,7 @@ def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None
                          "take in the intensities of the structure's tissue where it was painted or clicked)")
     added |= mine
     box = extent(added)  # the whole structure: its box after any step holds all of it
-    patch = np.array(label[box], np.uint8)
+    patch = np.array(label[box], holding(label, value))
     patch[added[box]] = value
     return Result(patch, box, label.shape, STEPS[step], time.perf_counter() - start, previous=label)
 

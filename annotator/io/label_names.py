@@ -22,6 +22,8 @@ import os
 import re
 from pathlib import Path
 
+from annotator.io.volume import LABEL_TOP
+
 #: a header extension larger than this is not read as a label table
 MAX_TABLE_BYTES = 4 * 2**20
 
@@ -53,9 +55,9 @@ def names_by_value(labels: dict) -> dict[str, int]:
     region of several values, ``{"tumour": [1, 2]}``, names none of them). Raises
     ``AttributeError``, ``TypeError`` or ``ValueError`` for an entry of neither kind."""
     if all(str(key).strip().isdigit() for key in labels):
-        return {str(name).lower(): int(value) for value, name in labels.items() if 0 < int(value) < 256}
+        return {str(name).lower(): int(value) for value, name in labels.items() if 0 < int(value) <= LABEL_TOP}
     return {str(name).lower(): int(value) for name, value in labels.items()
-            if not isinstance(value, (list, tuple)) and 0 < int(value) < 256}
+            if not isinstance(value, (list, tuple)) and 0 < int(value) <= LABEL_TOP}
 
 
 def _json_table(path: Path) -> dict[str, int]:
@@ -106,7 +108,7 @@ def _itksnap_table(path: Path) -> dict[str, int]:
         for line in text.splitlines():
             row = _ITKSNAP_ROW.match(line)
             name = row.group(2).strip().lower() if row else ""
-            if name and 0 < int(row.group(1)) < 65536 and not re.fullmatch(r"label \d+", name):  # not a default
+            if name and 0 < int(row.group(1)) <= LABEL_TOP and not re.fullmatch(r"label \d+", name):  # not a default
                 named.setdefault(name, int(row.group(1)))
         return named
     return {}
@@ -133,7 +135,7 @@ def _colour_table(path: Path) -> dict[str, int]:
     for table in tables:
         text = _table_text(table)
         rows = [row for row in map(_LUT_ROW.match, (text or "").splitlines()) if row]
-        named = {int(row.group(1)): row.group(2).lower() for row in rows if 0 < int(row.group(1)) < 65536}
+        named = {int(row.group(1)): row.group(2).lower() for row in rows if 0 < int(row.group(1)) <= LABEL_TOP}
         if named:
             try:
                 held = set(np.unique(np.asarray(load_mgh(path).dataobj)).astype(int).tolist())

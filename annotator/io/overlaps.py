@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotator.io.volume import label_dtype
+
 #: overlapping pairs named in the line said about them
 NAMED_PAIRS = 3
 
@@ -24,7 +26,7 @@ def one_label(shape: tuple, parts: list[Part], where: str) -> tuple[np.ndarray, 
     """(the label of ``parts`` on a grid of ``shape``, what was said: a line naming the
     pairs that overlap, or nothing)."""
     top = max((p.value for p in parts), default=0)
-    label = np.zeros(shape, np.uint8 if top <= 255 else np.uint16)
+    label = np.zeros(shape, label_dtype(top))
     flat = label.reshape(-1)
     names = {p.value: p.name for p in parts}
     pairs = []

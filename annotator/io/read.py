@@ -21,7 +21,7 @@ from annotator.errors import GeometryError, InputError
 from annotator.io import mgh
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
-from annotator.io.volume import Source, Volume, intensity_sample, volume_from_sitk
+from annotator.io.volume import LABEL_TOP, Source, Volume, intensity_sample, label_dtype, volume_from_sitk
 
 if TYPE_CHECKING:
     from annotator.io.dicom import FolderScan
@@ -572,9 +572,9 @@ def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volum
     if array.size and array.min() < 0:
         raise InputError(f"{where}: label values must not be negative (found {array.min()})")
     top = int(array.max()) if array.size else 0
-    if top > np.iinfo(np.uint16).max:
-        raise InputError(f"{where}: label value {top} is too large (at most 65535)")
-    return array.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
+    if top > LABEL_TOP:
+        raise InputError(f"{where}: label value {top} is too large (at most {LABEL_TOP})")
+    return array.astype(label_dtype(top), copy=False)
 
 
 def _xyz(shape: tuple[int, ...]) -> str:

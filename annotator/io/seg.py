@@ -33,7 +33,7 @@ from annotator.errors import InputError
 from annotator.io.overlaps import Part, one_label
 from annotator.io.seg_codes import segment_codes
 from annotator.io.sniff import looks_like_dicom
-from annotator.io.volume import Volume, label_values
+from annotator.io.volume import LABEL_TOP, Volume, label_dtype, label_values
 
 #: Patient and study attributes a SEG copies from its sources (type 2: may be empty, not absent)
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -41,7 +41,7 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 
 #: how a segment's Segment Description names the label value it came from
 _VALUE_LINE = "label value {}"
-_VALUE_PATTERN = re.compile(r"^label value (\d{1,3})$")
+_VALUE_PATTERN = re.compile(r"^label value (\d{1,5})$")
 
 
 def sorted_sources(datasets: list) -> list:
@@ -103,7 +103,7 @@ def label_to_seg(label: np.ndarray, sources: list, names: dict[int, str], algori
                 hd.sr.CodedConcept.from_code(coded.side)]
         description.SegmentDescription = _VALUE_LINE.format(value)
         descriptions.append(description)
-    numbered = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
+    numbered = np.zeros(max(values) + 1, label_dtype(len(values)))
     numbered[values] = np.arange(1, len(values) + 1)
     masks = numbered[label]  # each voxel its segment's number: highdicom's label-map input, one byte a voxel
     with warnings.catch_warnings():  # about the sources' patient names, which are not ours to change
@@ -201,10 +201,11 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
     recorded = {}
     for item in seg.SegmentSequence:
         found = _VALUE_PATTERN.match(str(item.get("SegmentDescription", "")).strip())
-        if found and 0 < int(found.group(1)) < 256 and int(item.SegmentNumber) in names:
+        if found and 0 < int(found.group(1)) <= LABEL_TOP and int(item.SegmentNumber) in names:
             recorded[int(item.SegmentNumber)] = int(found.group(1))
     target = segment_values(names, recorded, known or {})
     named = {target[n]: name for n, name in names.items()}
+    dtype = label_dtype(max(target.values(), default=0))
     if str(seg.get("SegmentationType", "")) != "FRACTIONAL":
         try:  # segments that do not overlap (the common case): all at once
             segments = pixels(segment_numbers=numbers, combine_segments=True, relabel=False,
@@ -217,12 +218,12 @@ def seg_to_label(seg, volume: Volume, known: dict[str, int] | None = None) -> tu
                                                                      dtype=np.uint8)[..., 0])) for n in numbers]
             label, said = one_label(volume.shape, parts, f"the SEG {seg.SOPInstanceUID}")
             volume.warnings.extend(said)
-            return label.astype(np.uint8, copy=False), named
-        lut = np.zeros(max([*numbers, 0]) + 1, np.uint8)
+            return label, named
+        lut = np.zeros(max([*numbers, 0]) + 1, dtype)
         for number, value in target.items():
             lut[number] = value
         return lut[segments], named
-    segments, best = np.zeros(volume.shape, np.uint8), np.full(volume.shape, FRACTION, np.float32)
+    segments, best = np.zeros(volume.shape, dtype), np.full(volume.shape, FRACTION, np.float32)
     for number in numbers:  # probabilities: each voxel the segment most likely there, where that is at least even odds
         fraction = pixels(segment_numbers=[number], combine_segments=False, dtype=np.float32)[..., 0]
         more = (fraction > best) | ((fraction == best) & (segments == 0))  # a tie: the first segment
@@ -304,11 +305,8 @@ def segment_values(names: dict[int, str], recorded: dict[int, int], known: dict[
         if number not in target and value is not None and value not in target.values():
             target[number] = value
     taken = set(target.values())
-    for number in sorted(set(names) - set(target)):
-        free = set(range(1, 256)) - taken
-        if not free:
-            raise InputError(f"the SEG has {len(names)} segments; a label holds at most 255")
-        value = number if number in free else min(free)
+    for number in sorted(set(names) - set(target)):  # a segment's number is at most 65535, as a label's value
+        value = number if number not in taken else min(set(range(1, len(taken) + 2)) - taken)
         target[number] = value
         taken.add(value)
     return target

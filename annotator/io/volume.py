@@ -9,7 +9,8 @@ they round-trip unchanged through SimpleITK. ``index_to_array`` converts an ITK
 index ``(x, y, z)`` — what the CLI takes — to an array index.
 
 A label is a plain integer ``numpy`` array with the same shape as the image it
-belongs to; its geometry is always the image's.
+belongs to; its geometry is always the image's. Its values are 0 (background) to
+:data:`LABEL_TOP`, one byte a voxel while every value fits one (:func:`label_dtype`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from annotator.errors import GeometryError, InputError
+
+#: the largest value a label holds (FreeSurfer's maps number structures up to a few thousand)
+LABEL_TOP = 65535
+
+
+def label_dtype(top: int) -> type:
+    """The type of a label whose largest value is ``top``: one byte a voxel up to 255, else two."""
+    return np.uint8 if top <= 255 else np.uint16
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from annotator.annotation.labels import palette_colour
 from annotator.errors import AnnotatorError
 from annotator.io.read import replace_non_finite
-from annotator.io.volume import Volume, intensity_range
+from annotator.io.volume import LABEL_TOP, Volume, intensity_range, label_dtype
 from annotator.napari.planes import frame
 from annotator.settings import LabelPreset
 
@@ -213,9 +213,9 @@ def label_layer_data(label: np.ndarray, volume: Volume, names: dict[int, str], n
             return None
     elif label.dtype.kind not in "iub":
         return None
-    if label.size and (label.min() < 0 or label.max() > 65535):
+    if label.size and (label.min() < 0 or label.max() > LABEL_TOP):
         return None
-    data = label.astype(np.uint8 if not label.size or label.max() <= 255 else np.uint16, copy=False)
+    data = label.astype(label_dtype(int(label.max()) if label.size else 0), copy=False)
     return (data, {"name": name, "affine": affine(volume), "opacity": 0.5,
                    "colormap": label_colormap([], np.unique(data)), "features": label_features(names),
                    "metadata": {LABEL_OF_KEY: volume}}, "labels")

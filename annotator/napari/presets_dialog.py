@@ -10,6 +10,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotator.annotation.labels import palette_colour
+from annotator.io.volume import LABEL_TOP
 from annotator.settings import LabelPreset
 
 
@@ -79,7 +80,7 @@ class PresetsDialog(QDialog):
 
     def _add_next(self) -> None:
         used = {p.value for p in self.read_rows() or []}
-        value = next(v for v in range(1, 256) if v not in used)
+        value = next(v for v in range(1, LABEL_TOP + 1) if v not in used)
         self._add_row(value, f"label {value}", palette_colour(value))
 
     def read_rows(self) -> list[LabelPreset] | None:
@@ -88,8 +89,8 @@ class PresetsDialog(QDialog):
         for row in range(self.table.rowCount()):
             value, name, color = (self.table.item(row, c).text().strip() if self.table.item(row, c) else ""
                                   for c in range(3))
-            if not value.isdigit() or not 1 <= int(value) <= 255 or int(value) in seen:
-                self.message.setText(f"row {row + 1}: value must be a new whole number from 1 to 255")
+            if not value.isdigit() or not 1 <= int(value) <= LABEL_TOP or int(value) in seen:
+                self.message.setText(f"row {row + 1}: value must be a new whole number from 1 to {LABEL_TOP}")
                 return None
             if not name:
                 self.message.setText(f"row {row + 1}: the name is empty")

@@ -522,7 +522,7 @@ class Workspace:
         if not self._muted and data is not self.session.label and data.shape == self.session.label.shape:
             try:
                 self.session.label = as_label(data, "the segmentation layer's new data", file=False)
-            except AnnotatorError as exc:  # a value above 255 would wrap round to another: the label stays
+            except AnnotatorError as exc:  # a negative value or one above 65535 would wrap round: the label stays
                 self.session.warning.emit(str(exc))
                 self._muted = True
                 try:
@@ -533,7 +533,13 @@ class Workspace:
             self.session.painted()
 
     def _label_changed(self, box, method: str) -> None:
-        if L.SEGMENTATION in self.viewer.layers and method != "paint":
+        if L.SEGMENTATION in self.viewer.layers and self.layer(L.SEGMENTATION).data is not self.session.label:
+            self._muted = True  # the session's label was widened to hold a value above 255: the layer shows it
+            try:
+                self.layer(L.SEGMENTATION).data = self.session.label
+            finally:
+                self._muted = False
+        elif L.SEGMENTATION in self.viewer.layers and method != "paint":
             start = time.perf_counter()
             L.refresh_box(self.layer(L.SEGMENTATION), box)
             self.last_redraw_s = time.perf_counter() - start

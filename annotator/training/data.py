@@ -105,7 +105,8 @@ class Prepare(mt.MapTransform):
             array, label = turn_array(array, *view), turn_array(label, *view)
             spacing = tuple(spacing[a] for a in view[0])
         image = prepare_image(array, spacing, self.card).numpy()
-        classes = self.lut[np.clip(prepare_label(label, spacing, self.card), 0, 255)]
+        prepared = prepare_label(label, spacing, self.card)
+        classes = np.where(prepared < self.lut.size, self.lut[np.minimum(prepared, self.lut.size - 1)], 0)
         return {**item, "image": image[None], "label": classes[None]}
 
 

@@ -41,7 +41,7 @@ class EngineSteps:
         ws.label_changed.connect(self._done)
 
     def _done(self, _box, method):
-        if method not in ("paint", "history"):
+        if method not in ("paint", "history", "widened"):
             self.count += 1
 
     def wait(self, qtbot, steps: int, timeout: int = 60000) -> None:

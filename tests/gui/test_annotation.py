@@ -305,53 +305,96 @@ def test_painting_the_label_autosaves_a_draft(annotator_window, qtbot, store_fol
     assert not ws.has_unsaved_work
 
 
+def _edit_presets(dock, edit) -> None:
+    """Open the dock's presets dialog and run ``edit(dialog)`` in it, as a person would."""
+
+    def run():
+        dialog = QApplication.activeModalWidget()
+        if dialog is None or dialog.objectName() != "presets-dialog":
+            QTimer.singleShot(50, run)
+            return
+        try:
+            edit(dialog)
+        finally:
+            if dialog.isVisible():  # a failed check must not leave the test waiting on the dialog
+                dialog.reject()
+
+    QTimer.singleShot(50, run)
+    dock.edit_presets()
+
+
 def test_label_presets_are_editable(annotator_window, qtbot):
     from annotator.settings import Settings
 
     viewer, ws, dock, _ = annotator_window
 
-    def edit():
-        dialog = QApplication.activeModalWidget()
-        if dialog is None or dialog.objectName() != "presets-dialog":
-            QTimer.singleShot(50, edit)
-            return
-        try:
-            dialog.table.item(0, 1).setText("hippocampus")
-            dialog.table.item(0, 2).setText("#00aaff")
-            assert not dialog.table.item(0, 2).icon().isNull()  # the cell shows its colour
-            dialog.table.item(1, 2).setText("not a colour")
-            assert dialog.table.item(1, 2).icon().isNull()
-            tries = []
+    def edit(dialog):
+        dialog.table.item(0, 1).setText("hippocampus")
+        dialog.table.item(0, 2).setText("#00aaff")
+        assert not dialog.table.item(0, 2).icon().isNull()  # the cell shows its colour
+        dialog.table.item(1, 2).setText("not a colour")
+        assert dialog.table.item(1, 2).icon().isNull()
+        tries = []
 
-            def choose():  # the colour dialog that a double-click opens
-                picker = QApplication.activeModalWidget()
-                if not isinstance(picker, QColorDialog):
-                    tries.append(1)
-                    if len(tries) < 100:
-                        QTimer.singleShot(50, choose)
-                    return
-                picker.setCurrentColor(QColor("#123456"))
-                picker.accept()
+        def choose():  # the colour dialog that a double-click opens
+            picker = QApplication.activeModalWidget()
+            if not isinstance(picker, QColorDialog):
+                tries.append(1)
+                if len(tries) < 100:
+                    QTimer.singleShot(50, choose)
+                return
+            picker.setCurrentColor(QColor("#123456"))
+            picker.accept()
 
-            QTimer.singleShot(50, choose)
-            cell = dialog.table.visualItemRect(dialog.table.item(1, 2)).center()
-            qtbot.mouseClick(dialog.table.viewport(), Qt.LeftButton, pos=cell)  # a double-click, as a
-            qtbot.mouseDClick(dialog.table.viewport(), Qt.LeftButton, pos=cell)  # person's arrives
-            assert dialog.table.item(1, 2).text() == "#123456" and not dialog.table.item(1, 2).icon().isNull()
-            dialog._add_next()
-            dialog._check_and_accept()
-        finally:
-            if dialog.isVisible():  # a failed check must not leave the test waiting on the dialog
-                dialog.reject()
+        QTimer.singleShot(50, choose)
+        cell = dialog.table.visualItemRect(dialog.table.item(1, 2)).center()
+        qtbot.mouseClick(dialog.table.viewport(), Qt.LeftButton, pos=cell)  # a double-click, as a
+        qtbot.mouseDClick(dialog.table.viewport(), Qt.LeftButton, pos=cell)  # person's arrives
+        assert dialog.table.item(1, 2).text() == "#123456" and not dialog.table.item(1, 2).icon().isNull()
+        dialog._add_next()
+        dialog._check_and_accept()
 
-    QTimer.singleShot(50, edit)
-    dock.edit_presets()
+    _edit_presets(dock, edit)
     assert dock.preset.itemText(0) == "1: hippocampus"
     assert dock.preset.count() == 5
     saved = Settings.load().presets
     assert saved[0].name == "hippocampus" and saved[0].color == "#00aaff" and saved[1].color == "#123456"
     colour = viewer.layers[L.SEGMENTATION].colormap.map(np.array([1]))[0]
     np.testing.assert_allclose(colour[:3], [0, 0xAA / 255, 1], atol=0.01)
+
+
+def test_a_label_numbered_beyond_255_is_drawn_painted_and_shown(annotator_window, qtbot, tmp_path):
+    """A structure numbered 1035 (FreeSurfer's left precuneus), added in the presets
+    dialog: a click draws it, the label layer becomes the session's widened label (two
+    bytes a voxel) and shows it in its colour, the layer's own brush paints it, and the
+    value is counted and saved."""
+    viewer, ws, dock, _ = annotator_window
+
+    def add(dialog):
+        dialog._add_row(1035, "ctx-lh-precuneus", "#dc3c14")
+        dialog._check_and_accept()
+
+    _edit_presets(dock, add)
+    dock.preset.setCurrentIndex(dock.preset.findData(1035))
+    assert ws.label_value == 1035 and "1035: ctx-lh-precuneus" in dock.preset.currentText()
+    seg = viewer.layers[L.SEGMENTATION]
+    assert seg.data is ws.label and seg.data.dtype == np.uint16 and seg.selected_label == 1035
+    steps = EngineSteps(ws)
+    gt = truth("hippocampus_001", ws.volume)
+    viewer.layers[L.FOREGROUND].add(np.array(_click_points(gt, 1)[0], float))
+    steps.wait(qtbot, 1)
+    assert seg.data is ws.label and set(np.unique(seg.data).tolist()) == {0, 1035}
+    np.testing.assert_allclose(seg.colormap.map(np.array([1035]))[0][:3], [0xDC / 255, 0x3C / 255, 0x14 / 255],
+                               atol=0.01)
+    corner = (0, 0, 0)
+    seg.paint(corner, 1035, refresh=True)  # the layer's own brush
+    assert ws.label[corner] == 1035
+    ws.count_volumes()
+    qtbot.waitUntil(lambda: 1035 in ws.volumes(), timeout=10000)
+    assert ws.accept()
+    qtbot.waitUntil(lambda: not ws.files.busy, timeout=30000)
+    saved = ws.store.label(ws.image_id, ws.volume)
+    assert saved.dtype == np.uint16 and saved[corner] == 1035
 
 
 def test_the_dock_shows_the_volume_of_each_label(annotator_window, qtbot):

@@ -481,11 +481,11 @@ def test_annotating_a_layer_opened_by_napari(make_napari_viewer, qtbot, tmp_path
     assert "mine" in viewer.layers and "mine" not in ws.label_maps
 
 
-def test_a_layer_whose_saved_label_has_values_above_255_is_annotated_without_it(make_napari_viewer, qtbot,
+def test_a_layer_whose_saved_label_is_numbered_beyond_255_is_annotated_with_it(make_napari_viewer, qtbot,
                                                                                  tmp_path):
     """Plugin use, the image's saved label numbered 1002 (a file from another tool): the
-    layer is annotated unlabelled with the warning the app gives, not with 1002 cast to
-    234."""
+    layer is annotated with it, numbers kept (two bytes a voxel), not with 1002 cast to
+    234, nor unlabelled as until 2026-12-06."""
 
     from annotator.datastore import LocalDatastore
     from annotator.io import read_volume
@@ -504,8 +504,9 @@ def test_a_layer_whose_saved_label_has_values_above_255_is_annotated_without_it(
     ws.warning.connect(warnings.append)
     _annotate_layer(viewer, qtbot, viewer.layers[0])
     qtbot.waitUntil(lambda: ws.image_id == "case" and not ws.files.busy, timeout=30000)
-    assert not ws.label.any()
-    assert any("holds the value 1002" in w for w in warnings), warnings
+    np.testing.assert_array_equal(ws.label, atlas)
+    assert ws.label.dtype == np.uint16 and viewer.layers[L.SEGMENTATION].data is ws.label
+    assert not any("1002" in w for w in warnings), warnings
 
 
 def test_a_layer_opened_from_a_folder_comes_with_its_label_maps_and_earlier_labels(make_napari_viewer, qtbot,
@@ -713,10 +714,11 @@ def test_file_save_writes_the_label_with_its_geometry_or_as_dicom_seg(make_napar
         viewer.layers.save(str(tmp_path / "plain.nii.gz"), selected=True, plugin="annotator3d")
 
 
-def test_a_segmentation_replaced_with_values_above_255_is_put_back(make_napari_viewer, qtbot):
-    """A script that sets the segmentation layer's data to a label numbered 1002 (or -1):
-    cast to a byte it became 234 (255), drawn and saved as that. The label stays what it
-    was, in the layer too, and a warning names the value."""
+def test_a_segmentation_replaced_with_values_beyond_a_label_is_put_back(make_napari_viewer, qtbot):
+    """A script that sets the segmentation layer's data to a label numbered 70000 (or -1):
+    cast, it became 4464 (65535), drawn and saved as that. The label stays what it was, in
+    the layer too, and a warning names the value; one numbered 1002 (an atlas's) is taken
+    as it is, the layer showing the session's label."""
     from annotator.napari.workspace import workspace_for
     from annotator.samples import sample_file
     from annotator_app.main import open_start
@@ -729,16 +731,20 @@ def test_a_segmentation_replaced_with_values_above_255_is_put_back(make_napari_v
     ws.warning.connect(warnings.append)
     before = ws.label.copy()
     atlas = np.zeros(ws.volume.shape, np.int32)
-    atlas[5:10, 5:10, 5:10] = 1002
+    atlas[5:10, 5:10, 5:10] = 70000
     segmentation = viewer.layers[L.SEGMENTATION]
     segmentation.data = atlas
     np.testing.assert_array_equal(ws.label, before)
     np.testing.assert_array_equal(np.asarray(segmentation.data), before)
-    assert warnings and "holds the value 1002" in warnings[-1] and "file" not in warnings[-1]
-    atlas[5:10, 5:10, 5:10] = -1  # would be 255
+    assert warnings and "holds the value 70000" in warnings[-1] and "file" not in warnings[-1]
+    atlas[5:10, 5:10, 5:10] = -1  # would be 65535
     segmentation.data = atlas
     np.testing.assert_array_equal(ws.label, before)
     assert "holds the value -1" in warnings[-1]
+    atlas[5:10, 5:10, 5:10] = 1002
+    segmentation.data = atlas
+    np.testing.assert_array_equal(ws.label, atlas)
+    assert ws.label.dtype == np.uint16 and segmentation.data is ws.label
     fine = before.copy()
     fine[5:10, 5:10, 5:10] = 3
     segmentation.data = fine  # a label that fits is taken as before
