@@ -115,6 +115,10 @@ def test_a_structure_numbered_beyond_255_is_drawn_in_two_bytes_a_voxel():
     wide = previous.astype(np.uint16)
     result.apply(wide)
     np.testing.assert_array_equal(wide, result.label)
+    # a DeepEdit model whose sidecar numbers its class as an atlas does answers in that number
+    cortex = _card(method="deepedit", labels={"background": 0, "cortex": 1035})
+    values = ClickSession(_volume(), GuidanceEcho(), cortex).class_values()
+    assert values.dtype == np.uint16 and values.tolist() == [0, 1035]
 
 
 class GuidanceEcho2D(torch.nn.Module):

@@ -54,6 +54,7 @@ def test_default_architectures_build_and_are_cpu_sized():
     ("unknown_arch", "unknown architecture 'Transformer9000'"),
     ("wrong_arch", "do not fit the architecture"),
     ("unknown_method", "unknown method"),
+    ("label_beyond", "labels must map names to values 0..65535"),
 ])
 def test_damaged_checkpoints_are_refused(tmp_path, damage, message):
     _, sidecar = _saved(tmp_path)
@@ -77,6 +78,9 @@ def test_damaged_checkpoints_are_refused(tmp_path, damage, message):
         sidecar.write_text(json.dumps(card))
     elif damage == "unknown_method":
         card["method"] = "magic"
+        sidecar.write_text(json.dumps(card))
+    elif damage == "label_beyond":
+        card["labels"]["structure"] = 70000
         sidecar.write_text(json.dumps(card))
     with pytest.raises(ModelError, match=message):
         load_checkpoint(sidecar)

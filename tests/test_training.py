@@ -407,7 +407,8 @@ def test_annotator_train_command(dataset_folder, tmp_path, user_dirs):
 
 def test_training_takes_the_accepted_labels_of_a_datastore(tmp_path, user_dirs):
     # a folder of images annotated in the app: its finals are the training cases, read
-    # through the datastore interface (an unlabelled image and a draft are not)
+    # through the datastore interface (an unlabelled image and a draft are not); its
+    # structures numbered as an atlas numbers them, one above 255 (FreeSurfer's 1035)
     folder = tmp_path / "annotated"
     folder.mkdir()
     for case in CASES:
@@ -415,20 +416,24 @@ def test_training_takes_the_accepted_labels_of_a_datastore(tmp_path, user_dirs):
     store = LocalDatastore(folder)
     from annotator.io import read_label
 
+    atlas = np.array([0, 17, 1035], np.uint16)
     for case in CASES[:3]:
         volume = store.open_image(case)
-        store.accept(case, read_label(HIPPO / "labels" / f"{case}.nii.gz", volume), volume)
+        store.accept(case, atlas[read_label(HIPPO / "labels" / f"{case}.nii.gz", volume)], volume)
     volume = store.open_image(CASES[3])
     store.save_draft(CASES[3], read_label(HIPPO / "labels" / f"{CASES[3]}.nii.gz", volume), volume)
     assert store.training_ids() == CASES[:3]
-    names = {"1": "Anterior", "2": "posterior", "3": "unused"}  # the app's Label list: the folder names none
+    names = {"17": "Anterior", "1035": "posterior", "3": "unused"}  # the app's Label list: the folder names none
     events = _run_to_end(TrainingProcess(_config(folder, tmp_path, val_fraction=0.34, value_names=names)))
     start = next(e for e in events if e["event"] == "start")
     assert (start["train_cases"], start["val_cases"]) == (2, 1)
     done = next(e for e in events if e["event"] == "done")
     card = json.loads((user_dirs / "models" / f"{done['model']}.json").read_text())
     assert sorted(card["training"]["cases"] + card["training"]["validation_cases"]) == CASES[:3]
-    assert card["labels"] == {"anterior": 1, "posterior": 2}  # the values found, named as the app names them
+    # the network's classes, named as the app names the values found (each value a class: 1035 no longer
+    # beyond the look-up of values to classes)
+    assert card["labels"] == {"anterior": 1, "posterior": 2}
+    assert card["training"]["label_values"] == {"anterior": 17, "posterior": 1035}
 
 
 def test_a_bad_case_is_named_in_the_error(dataset_folder, tmp_path, user_dirs):

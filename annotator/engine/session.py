@@ -29,7 +29,7 @@ from annotator.engine.refine import honour_clicks
 from annotator.engine.region import Box, Result, check_clicks, check_finite, check_step, paste
 from annotator.engine.tidy import keep_seeded_components
 from annotator.errors import InputError
-from annotator.io.volume import Volume
+from annotator.io.volume import Volume, label_dtype
 from annotator.models.card import ModelCard
 
 #: The network's input size must be a multiple of this (4 stride-2 levels).
@@ -343,7 +343,7 @@ class ClickSession:
 
     def class_values(self) -> np.ndarray:
         """Label value of each output class (class 0: background)."""
-        values = np.zeros(self.card.classes, np.uint8)
+        values = np.zeros(self.card.classes, label_dtype(max(self.card.labels.values(), default=1)))
         if self.card.method == "deepedit":
             for i, name in enumerate(self.card.class_names[1:], start=1):
                 values[i] = self.card.labels[name]

@@ -208,6 +208,7 @@ class ModelCard:
     def _checked(cls, raw: dict, known: set, where: str) -> "ModelCard":
         if int(raw.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
             raise ModelError(f"{where}: written by a newer Annotator (format {raw['format_version']})")
+        from annotator.io.volume import LABEL_TOP
         from annotator.models.networks import check_architecture
 
         card = cls(**{k: v for k, v in raw.items() if k in known})
@@ -215,9 +216,9 @@ class ModelCard:
             raise ModelError(f"{where}: the model name must be text")
         check_name(card.name)
         if not isinstance(card.labels, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= LABEL_TOP
                 for k, v in card.labels.items()):
-            raise ModelError(f"{where}: labels must map names to values 0..255")
+            raise ModelError(f"{where}: labels must map names to values 0..{LABEL_TOP}")
         spacing = [float(v) for v in card.target_spacing]
         if len(spacing) != card.spatial_dims and len(spacing) != 3 or not all(0 < v < 1e3 for v in spacing):
             raise ModelError(f"{where}: target_spacing must be positive mm per axis, not {card.target_spacing}")

@@ -90,7 +90,7 @@ class Prepare(mt.MapTransform):
         super().__init__(["image", "label"])
         self.card = card
         self.extents = extents  # case id -> the image's extent in mm, filled as cases are read
-        self.lut = np.zeros(256, np.uint8)
+        self.lut = np.zeros(max(values, default=0) + 1, np.uint8)  # label value -> class (at most 255 classes)
         for cls, v in enumerate(values, start=1):
             self.lut[v] = cls
 
