@@ -133,19 +133,20 @@ def test_a_label_written_as_a_structure_set_reads_back_voxel_for_voxel(series, t
     """For planning systems that read contours: each label value a structure, each region
     outlined half a voxel out from its voxel centres, holes as outlines inside, regions
     on the image's edge and touching only at a corner too; valid (dciodvfy), on the
-    series' slices, and read back as the same label, on an axial and an oblique series."""
+    series' slices, and read back as the same label, its numbers kept (each structure's
+    ROI Number is its value, 1035 too), on an axial and an oblique series."""
     from annotator.io import save_label
     from dciodvfy import dicom_errors
 
     volume = read_volume(series)
     body, organ, ring = _structures(volume.shape)
-    label = np.zeros(volume.shape, np.uint8)
+    label = np.zeros(volume.shape, np.uint16)
     label[body] = 1
-    label[organ] = 2
-    label[ring] = 3
-    label[3, 0:4, 0:3] = 3  # on the image's edge
-    label[5, 10, 10] = label[5, 11, 11] = 2  # two voxels that touch at a corner
-    path = save_label(tmp_path / "case.rtstruct.dcm", label, volume, {1: "body", 2: "liver", 3: "ring"},
+    label[organ] = 7
+    label[ring] = 1035
+    label[3, 0:4, 0:3] = 1035  # on the image's edge
+    label[5, 10, 10] = label[5, 11, 11] = 7  # two voxels that touch at a corner
+    path = save_label(tmp_path / "case.rtstruct.dcm", label, volume, {1: "body", 7: "liver", 1035: "ring"},
                       algorithm="graphcut")
     assert dicom_errors(path) == []
     ds = pydicom.dcmread(path)
@@ -161,7 +162,8 @@ def test_a_label_written_as_a_structure_set_reads_back_voxel_for_voxel(series, t
     assert all(len(c.ContourData) == 3 * c.NumberOfContourPoints for c in contours)  # numbers pydicom reads
     back, names, left_out = rtstruct_to_label(ds, volume)
     np.testing.assert_array_equal(back, label)
-    assert names == {1: "body", 2: "liver", 3: "ring"} and left_out == []
+    assert names == {1: "body", 7: "liver", 1035: "ring"} and left_out == []
+    assert [int(r.ROINumber) for r in ds.StructureSetROISequence] == [1, 7, 1035]
 
 
 def test_a_structure_set_of_one_echo_of_a_multi_frame_file_refers_to_its_frames(tmp_path):

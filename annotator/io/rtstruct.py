@@ -199,20 +199,20 @@ def label_to_rtstruct(label: np.ndarray, image: Volume, sources: list, names: di
     to_patient = np.reshape(image.direction, (3, 3)) * np.asarray(image.spacing)  # (column, row, slice) -> mm
     origin = np.asarray(image.origin, float)
     rois, contours, observations = [], [], []
-    for number, value in enumerate(values, start=1):
+    for value in values:  # each structure numbered by its label value: read back, it keeps it
         roi = pydicom.Dataset()
-        roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, ds.FrameOfReferenceUID
+        roi.ROINumber, roi.ReferencedFrameOfReferenceUID = value, ds.FrameOfReferenceUID
         roi.ROIName = names.get(value, f"label {value}")[:64]
         roi.ROIGenerationAlgorithm = "SEMIAUTOMATIC" if algorithm else "MANUAL"
         if algorithm:
             roi.ROIGenerationDescription = algorithm[:64]
         rois.append(roi)
         contour = pydicom.Dataset()
-        contour.ReferencedROINumber = number
+        contour.ReferencedROINumber = value
         contour.ContourSequence = pydicom.Sequence(_contours(label == value, on_slice, origin, to_patient))
         contours.append(contour)
         observation = pydicom.Dataset()
-        observation.ObservationNumber, observation.ReferencedROINumber = number, number
+        observation.ObservationNumber, observation.ReferencedROINumber = value, value
         # a structure of the body is an ORGAN; what else one is (a GTV, a PTV) is the planner's to say
         observation.RTROIInterpretedType = "ORGAN" if is_anatomy(roi.ROIName) else ""
         observation.ROIInterpreter = ""
