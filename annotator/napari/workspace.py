@@ -159,8 +159,9 @@ class Workspace:
             return
         moved = L.place_like_annotation(layer, volume)
         path = volume.source.path
+        shown = self._shown_with(layer, volume)
         if not (path and Path(path).exists()):
-            self._annotate(layer, volume)
+            self._annotate(layer, volume, companions=shown)
             if moved:
                 self.session.warning.emit(f"'{layer.name}' is now shown on its own grid, upright, as its "
                                           "annotation is (its transform turned or flipped it)")
@@ -168,12 +169,15 @@ class Workspace:
 
         def work(job):  # its folder is searched for images in the file worker (a home folder takes long)
             store, image_id = open_datastore(path, progress=job.report)
-            return store, image_id, image_labels(store, image_id, volume)
+            # the other volumes of its file or series came with it as layers; else the store finds
+            # them (an nnU-Net case's other channel files)
+            others = shown or store.companions(image_id, volume)
+            return store, image_id, image_labels(store, image_id, volume), others
 
         def done(found):
-            store, image_id, (label, maps, saved) = found
+            store, image_id, (label, maps, saved), others = found
             self.session.set_datastore(store)
-            self._annotate(layer, volume, label, image_id, maps, saved)
+            self._annotate(layer, volume, label, image_id, maps, saved, others)
 
         self.session.files.submit(f"finding the images beside {layer.name}", work, done, self.session._failed)
 
@@ -197,15 +201,29 @@ class Workspace:
         return True
 
     def _annotate(self, layer, volume: Volume, label: np.ndarray | None = None, image_id: str = "",
-                  label_maps: dict | None = None, saved: list | None = None) -> None:
+                  label_maps: dict | None = None, saved: list | None = None,
+                  companions: list[Volume] | None = None) -> None:
         """Annotate ``volume`` shown in ``layer`` (the layer stays: no second copy of the
-        image), with what its folder holds for it (:func:`image_labels`)."""
+        image), with what its folder holds for it (:func:`image_labels`) and its
+        companions (those without a layer get one)."""
         self._image_layer = layer
         layer.metadata[L.VOLUME_KEY] = volume  # found again as the image annotated (brought back)
         try:
-            self.session.show(volume, label, label_maps, saved=saved, image_id=image_id)
+            self.session.show(volume, label, label_maps, companions, saved, image_id)
         finally:
             self._image_layer = None
+
+    def _shown_with(self, layer, volume: Volume) -> list[Volume]:
+        """The volumes of the other layers that came from ``volume``'s file or DICOM series
+        on its grid (the other channels of a 4-D file, a series' other echoes), in the
+        order they were read: its companions."""
+        found = []
+        for other in self.viewer.layers:
+            shown = other.metadata.get(L.VOLUME_KEY)
+            if other is not layer and isinstance(shown, Volume) and shown is not volume and shown.shape == volume.shape \
+                    and (shown.source.path, shown.source.series_uid) == (volume.source.path, volume.source.series_uid):
+                found.append(shown)
+        return found[::-1]  # the reader puts the first volume on top
 
     def watch_window(self, window) -> None:
         """Ask about unsaved work, and what the docks' guards ask, before ``window`` (the
@@ -259,7 +277,9 @@ class Workspace:
                 old += [lay for lay in self.viewer.layers if L.VOLUME_KEY in lay.metadata]
                 data, kwargs, _ = L.image_layer_data(volume)
                 added.append((self.viewer.add_image(data, **kwargs), kwargs["name"]))
-                for other in s.companions:  # beneath the image, in their order, hidden: one click shows each
+            kept = [lay.metadata.get(L.VOLUME_KEY) for lay in self.viewer.layers if lay not in old]
+            for other in s.companions:  # beneath the image, in their order, hidden: one click shows each
+                if not any(other is k for k in kept):  # (plugin use: those opened with it are shown already)
                     data, kwargs, _ = L.image_layer_data(other)
                     added.append((self.viewer.add_image(data, visible=False, **kwargs), kwargs["name"]))
                     self.viewer.layers.move(len(self.viewer.layers) - 1, 0)

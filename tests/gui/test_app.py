@@ -264,6 +264,51 @@ def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer,
     assert [layer.name for layer in viewer.layers if layer._type_string == "image"] == ["case_002"]
 
 
+def test_a_4d_image_opened_in_napari_is_annotated_with_its_other_channels(make_napari_viewer, qtbot, tmp_path):
+    """Plugin use: File > Open on a 4-D image gives a layer per channel; the channel
+    annotated takes the others as its companions (Alt+M shows each in turn, no second copy
+    is read or added); a channel file of an nnU-Net case, opened alone, gets the case's
+    other channel files beneath it, hidden."""
+    import SimpleITK as sitk
+
+    from annotator.napari.workspace import workspace_for
+
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(image)
+    channels = []
+    for values in (array, array.max() - array, array * 0.5 + 100):
+        one = sitk.GetImageFromArray(values)
+        one.CopyInformation(image)
+        channels.append(one)
+    sitk.WriteImage(sitk.JoinSeries(channels), str(tmp_path / "case_001.nii.gz"))
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "case_001.nii.gz"), plugin="annotator3d")
+    images = list(viewer.layers)
+    assert len(images) == 3 and [layer.visible for layer in images] == [False, False, True]
+    _, session = _annotate_layer(viewer, qtbot, images[-1])
+    qtbot.waitUntil(lambda: session.image_id == "case_001" and not session.files.busy, timeout=30000)
+    ws = workspace_for(viewer)
+    assert session.companions == [layer.metadata[L.VOLUME_KEY] for layer in reversed(images[:-1])]
+    assert [layer for layer in viewer.layers if layer._type_string == "image"] == images  # none added
+    for shown in images[1::-1]:  # Alt+M: the next channel, in turn
+        ws.actions()["next_volume"]()
+        assert [layer for layer in images if layer.visible] == [shown]
+
+    case = tmp_path / "nnunet"
+    case.mkdir()
+    for number, channel in enumerate(channels[:2]):
+        sitk.WriteImage(channel, str(case / f"brain_{number:04d}.nii.gz"))
+    (case / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1", "1": "inverted"}}))
+    viewer = make_napari_viewer()
+    viewer.open(str(case / "brain_0000.nii.gz"), plugin="annotator3d")
+    _, session = _annotate_layer(viewer, qtbot, viewer.layers[0])
+    qtbot.waitUntil(lambda: session.volume is not None and not session.files.busy, timeout=30000)
+    assert len(session.companions) == 1
+    images = [layer for layer in viewer.layers if layer._type_string == "image"]
+    assert len(images) == 2 and images[0].metadata[L.VOLUME_KEY] is session.companions[0] and not images[0].visible
+    np.testing.assert_allclose(images[0].data, array.max() - array)
+
+
 def test_a_time_series_opens_in_napari_as_one_4d_layer(make_napari_viewer, qtbot, tmp_path):
     """A 4-D file of more volumes than are worth a layer each: one layer with a slider for
     time, each time point where the file puts it; it is not taken for a 3-D image to
