@@ -611,7 +611,7 @@ class AnnotationSession:
             self.warning.emit(f"{exc}: it is shown beside the image, but cannot be its label")
             return
         names = {n: v for n, v in self.label_map_names.get(map_id, {}).items() if 0 < v <= LABEL_TOP}
-        self._replace_label(label, "label map", names)
+        self.replace_label(label, "label map", names)
         self.status.emit(f"{map_id} is the label now: Accept saves it")
 
     def restore(self, key: str) -> None:
@@ -632,13 +632,14 @@ class AnnotationSession:
             if self._busy:  # the engine would write into the label as it changes
                 self.warning.emit("the engine is busy: restore again when it is done")
                 return
-            self._replace_label(label, "restore", {})
+            self.replace_label(label, "restore")
             self.status.emit(f"the label {what} is the label now: Accept saves it")
 
         self.files.submit(f"reading the label {what}", work, done, self._failed)
 
-    def _replace_label(self, after: np.ndarray, what: str, names: dict[str, int]) -> None:
-        """The whole label replaced by ``after`` (undoable; ``names``: name -> value it gives)."""
+    def replace_label(self, after: np.ndarray, what: str, names: dict[str, int] | None = None) -> None:
+        """The whole label replaced by ``after`` (undoable, as ``what``; ``names``: name ->
+        value it gives); InputError when it holds a value a label cannot (nothing changes)."""
         self._proposal_stale = True
         after = as_label(np.asarray(after), what, file=False)
         self._hold(after.dtype)

@@ -26,7 +26,6 @@ from annotator.annotation.session import image_labels
 from annotator.datastore import open_datastore
 from annotator.datastore.places import Kind, classify
 from annotator.engine.loading import finish_warm_up, warm_up
-from annotator.engine.region import as_label
 from annotator.errors import AnnotatorError
 from annotator.io.volume import Volume
 from annotator.models.card import METHOD_TITLES
@@ -538,19 +537,21 @@ class Workspace:
             self.session.painted(*(stroke or ()))
 
     def _label_replaced(self, event=None) -> None:
+        """A script set the segmentation layer's data: the label takes it (undoable), and the
+        layer shows the session's label again, or, where it holds a value a label cannot (a
+        negative one or one above 65535, which would wrap round), shows it as it was."""
         data = np.asarray(self.layer(L.SEGMENTATION).data)
         if not self._muted and data is not self.session.label and data.shape == self.session.label.shape:
             try:
-                self.session.label = as_label(data, "the segmentation layer's new data", file=False)
-            except AnnotatorError as exc:  # a negative value or one above 65535 would wrap round: the label stays
+                self.session.replace_label(data, "the segmentation layer's data")
+            except AnnotatorError as exc:
                 self.session.warning.emit(str(exc))
+            if self.layer(L.SEGMENTATION).data is not self.session.label:
                 self._muted = True
                 try:
                     self.layer(L.SEGMENTATION).data = self.session.label
                 finally:
                     self._muted = False
-                return
-            self.session.painted()
 
     def _label_changed(self, box, method: str) -> None:
         if L.SEGMENTATION in self.viewer.layers and self.layer(L.SEGMENTATION).data is not self.session.label:

@@ -790,10 +790,15 @@ def test_a_segmentation_replaced_with_values_beyond_a_label_is_put_back(make_nap
     segmentation.data = atlas
     np.testing.assert_array_equal(ws.label, atlas)
     assert ws.label.dtype == np.uint16 and segmentation.data is ws.label
+    assert 1002 in [p.value for p in ws.labels]  # offered, and so coloured: seen
+    assert segmentation.colormap.map(np.array([1002]))[0][3] > 0
     fine = before.copy()
     fine[5:10, 5:10, 5:10] = 3
     segmentation.data = fine  # a label that fits is taken as before
     np.testing.assert_array_equal(ws.label, fine)
+    ws.undo()  # each replacement is undone as a step
+    np.testing.assert_array_equal(ws.label, atlas)
+    assert segmentation.data is ws.label
 
 
 def test_npe2_manifest_validates():
