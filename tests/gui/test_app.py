@@ -221,6 +221,21 @@ def test_what_was_changed_on_opening_is_said(make_napari_viewer, qtbot, tmp_path
     assert "case<3>: 2 NaN/infinite voxels replaced" in _shown_text(dock.status)
 
 
+def _three_channels():
+    """(a hippocampus image, its array, three channels of it as images: itself, inverted, and
+    halved plus 100), for 4-D files."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(image)
+    channels = []
+    for values in (array, array.max() - array, array * 0.5 + 100):
+        one = sitk.GetImageFromArray(values)
+        one.CopyInformation(image)
+        channels.append(one)
+    return image, array, channels
+
+
 def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer, qtbot, tmp_path):
     """A Decathlon-style 4-D image: the first channel is annotated, the others lie hidden
     beneath it in the layer list, named as dataset.json names them, on the same grid;
@@ -234,13 +249,7 @@ def test_a_4d_image_opens_with_its_other_channels_beneath_it(make_napari_viewer,
 
     task = tmp_path / "Task99_Test"
     (task / "imagesTr").mkdir(parents=True)
-    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(image)
-    channels = []
-    for values in (array, array.max() - array, array * 0.5 + 100):
-        one = sitk.GetImageFromArray(values)
-        one.CopyInformation(image)
-        channels.append(one)
+    image, array, channels = _three_channels()
     sitk.WriteImage(sitk.JoinSeries(channels), str(task / "imagesTr" / "case_001.nii.gz"))
     sitk.WriteImage(image, str(task / "imagesTr" / "case_002.nii.gz"))
     (task / "dataset.json").write_text(json.dumps({"modality": {"0": "T1w", "1": "inverted", "2": "T2w"}}))
@@ -273,13 +282,7 @@ def test_a_4d_image_opened_in_napari_is_annotated_with_its_other_channels(make_n
 
     from annotator.napari.workspace import workspace_for
 
-    image = sitk.ReadImage(str(HIPPO / "images" / "hippocampus_001.nii.gz"), sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(image)
-    channels = []
-    for values in (array, array.max() - array, array * 0.5 + 100):
-        one = sitk.GetImageFromArray(values)
-        one.CopyInformation(image)
-        channels.append(one)
+    _, array, channels = _three_channels()
     sitk.WriteImage(sitk.JoinSeries(channels), str(tmp_path / "case_001.nii.gz"))
     viewer = make_napari_viewer()
     viewer.open(str(tmp_path / "case_001.nii.gz"), plugin="annotator3d")
