@@ -355,7 +355,7 @@ class AnnotationSession:
         self.label = label.astype(holding(label, self.label_value), copy=False)  # and the value being annotated
         self.scribbles = np.zeros(volume.shape, np.uint8)
         self.marks = {"fg": [], "bg": []}
-        self.history = LabelHistory(self.marks, "saved" if label is not None and label.any() else "")
+        self.history = LabelHistory(self.marks, "saved" if label.any() else "")
         self._bounds.clear()
         self._models.clear()
         self._painted_unseen = False
@@ -565,9 +565,9 @@ class AnnotationSession:
         """Widen the label to two bytes a voxel where ``value`` (a label value, or the type of
         a step's patch) needs them (a FreeSurfer structure numbered 1035, say); the layers
         showing it follow (``label_changed``). A label never narrows while it is open."""
-        if self.label is None or holding(self.label, value) == self.label.dtype:
+        wider = None if self.label is None else holding(self.label, value)
+        if wider is None or wider == self.label.dtype:
             return
-        wider = holding(self.label, value)
         self.label = self.label.astype(wider)
         if self.proposed is not None:
             self.proposed = self.proposed.astype(wider)

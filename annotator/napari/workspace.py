@@ -216,12 +216,10 @@ class Workspace:
         """The volumes of the other layers that came from ``volume``'s file or DICOM series
         on its grid (the other channels of a 4-D file, a series' other echoes), in the
         order they were read: its companions."""
-        found = []
-        for other in self.viewer.layers:
-            shown = other.metadata.get(L.VOLUME_KEY)
-            if other is not layer and isinstance(shown, Volume) and shown is not volume and shown.shape == volume.shape \
-                    and (shown.source.path, shown.source.series_uid) == (volume.source.path, volume.source.series_uid):
-                found.append(shown)
+        same = (volume.source.path, volume.source.series_uid, volume.shape)
+        found = [v for other in self.viewer.layers if other is not layer
+                 and isinstance(v := other.metadata.get(L.VOLUME_KEY), Volume) and v is not volume
+                 and (v.source.path, v.source.series_uid, v.shape) == same]
         return found[::-1]  # the reader puts the first volume on top
 
     def watch_window(self, window) -> None:
@@ -546,20 +544,22 @@ class Workspace:
                 self.session.replace_label(data, "the segmentation layer's data")
             except AnnotatorError as exc:
                 self.session.warning.emit(str(exc))
-            if self.layer(L.SEGMENTATION).data is not self.session.label:
-                self._muted = True
-                try:
-                    self.layer(L.SEGMENTATION).data = self.session.label
-                finally:
-                    self._muted = False
+            self._show_label()
+
+    def _show_label(self) -> None:
+        """The segmentation layer shows the session's label array (one a script set, or the
+        session widened to hold a value above 255, is replaced by it)."""
+        layer = self.layer(L.SEGMENTATION)
+        if layer.data is not self.session.label:
+            self._muted = True
+            try:
+                layer.data = self.session.label
+            finally:
+                self._muted = False
 
     def _label_changed(self, box, method: str) -> None:
         if L.SEGMENTATION in self.viewer.layers and self.layer(L.SEGMENTATION).data is not self.session.label:
-            self._muted = True  # the session's label was widened to hold a value above 255: the layer shows it
-            try:
-                self.layer(L.SEGMENTATION).data = self.session.label
-            finally:
-                self._muted = False
+            self._show_label()
         elif L.SEGMENTATION in self.viewer.layers and method != "paint":
             start = time.perf_counter()
             L.refresh_box(self.layer(L.SEGMENTATION), box)
