@@ -139,7 +139,7 @@ def _mutated(sidecar, **changes):
 
 
 @pytest.mark.parametrize("changes", [
-    {"labels": ["background", "structure"]}, {"labels": {"a": "x"}}, {"labels": {"a": 9999}},
+    {"labels": ["background", "structure"]}, {"labels": {"a": "x"}}, {"labels": {"a": 70000}},
     {"architecture": {"channels": [100000, 200000, 300000]}}, {"architecture": {"channels": "many"}},
     {"architecture": {"in_channels": 4000}}, {"architecture": {"spatial_dims": 7}},
     {"architecture": {"strides": list(range(50))}}, {"architecture": ["UNet"]},
