@@ -251,11 +251,13 @@ def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path)
     report = bench(tmp_path, "robot", "--quick", "--clicks", "1", "--data", str(folder))
     assert report["params"]["cases"] == 1 and "dice_at_1" in values(report)
     _, volume, label = ball(1)
-    sitk.WriteImage(sitk.GetImageFromArray(label * 7), str(folder / "other.nii.gz"))
+    # numbered beyond a byte, as an atlas numbers its structures (the robot's look-up stopped at 255)
+    sitk.WriteImage(sitk.GetImageFromArray(label.astype(np.uint16) * 300), str(folder / "other.nii.gz"))
     proc = annotator("accept", str(folder), "ball01", str(folder / "other.nii.gz"))
     assert proc.returncode == 0, proc.stderr
     proc = annotator("bench", "robot", "--quick", "--data", str(folder))
     assert proc.returncode == 2 and "holds a structure to score model" in proc.stderr, proc.stderr
+    assert "(label values 1, 2)" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     # a quick training run on a folder with no split.json trains on all it has (it asked for a test split)
     assert annotator("accept", str(folder), "ball00", str(folder / "ball00_seg.nii.gz")).returncode == 0
     report = bench(tmp_path, "train", "--quick", "--method", "deepgrow3d", "--data", str(folder))

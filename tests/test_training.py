@@ -430,10 +430,19 @@ def test_training_takes_the_accepted_labels_of_a_datastore(tmp_path, user_dirs):
     done = next(e for e in events if e["event"] == "done")
     card = json.loads((user_dirs / "models" / f"{done['model']}.json").read_text())
     assert sorted(card["training"]["cases"] + card["training"]["validation_cases"]) == CASES[:3]
-    # the network's classes, named as the app names the values found (each value a class: 1035 no longer
-    # beyond the look-up of values to classes)
-    assert card["labels"] == {"anterior": 1, "posterior": 2}
+    # the network's classes, named as the app names the values found and answering with those values
+    # (each value a class: 1035 no longer beyond the look-up of values to classes)
+    assert card["labels"] == {"anterior": 17, "posterior": 1035}
     assert card["training"]["label_values"] == {"anterior": 17, "posterior": 1035}
+    from annotator.engine.deep import new_session
+
+    model, loaded = load_checkpoint(user_dirs / "models" / f"{done['model']}.json")
+    session = new_session(store.open_image(CASES[0]), model, loaded)
+    assert set(session.class_values()) == {0, 17, 1035}
+    point = tuple(int(c) for c in np.argwhere(read_label(HIPPO / "labels" / f"{CASES[0]}.nii.gz",
+                                                         store.open_image(CASES[0])) == 2)[0])
+    result = session.edit({1035: [point]})  # a click on the structure numbered 1035 draws 1035, not 2
+    assert set(np.unique(result.patch)) <= {0, 17, 1035} and 1035 in result.patch
 
 
 def test_a_bad_case_is_named_in_the_error(dataset_folder, tmp_path, user_dirs):

@@ -113,17 +113,12 @@ def run(args: argparse.Namespace) -> dict:
         if not only:
             raise InputError(f"model '{card.name}' names no validation cases")
     cases = labelled_cases(folder, "train" if only else split, 4 if args.quick else None, only)
-    values_of_data = {}  # DeepGrow answers for any structure: each label value of the data is one
-    if card.method == "deepedit":  # its labels, by the values they had in its training data
-        values_of_data = {int(v): int(c) for v, c in zip(sorted(card.training.get("label_values", {}).values()),
-                                                          sorted(card.foreground.values()))}
+    # DeepGrow answers for any structure: each label value of the data is one; DeepEdit for its labels' values
+    known = sorted(card.foreground.values()) if card.method == "deepedit" else []
     rows, made_total, worse_total, skipped, noted = [], 0, 0, [], set()
     for case, volume, truth in cases:
-        if values_of_data:  # label values of the data -> the model's label values
-            lut = np.zeros(256, np.uint8)
-            for v, c in values_of_data.items():
-                lut[v] = c
-            truth = lut[truth]
+        if known:  # the structures the model does not answer for are not scored
+            truth = np.where(np.isin(truth, known), truth, 0).astype(truth.dtype)
         present = [int(v) for v in np.unique(truth) if v > 0]
         if not present:  # none of the model's labels drawn in this image
             skipped.append(case)
@@ -154,9 +149,9 @@ def run(args: argparse.Namespace) -> dict:
             rows[-1]["slice_dice"] = [round(float(d), 4) for d in on_slice]
     if not rows:
         if skipped:
-            known = f" (label values {', '.join(map(str, values_of_data))})" if values_of_data else ""
+            values = f" (label values {', '.join(map(str, known))})" if known else ""
             raise InputError(f"no labelled image in {folder} holds a structure to score model '{card.name}' "
-                             f"on{known}: their labels are empty or hold other values")
+                             f"on{values}: their labels are empty or hold other values")
         raise no_labelled_images(folder)
     dice_curve = np.mean([r["dice"] for r in rows], axis=0)
     union_curve = np.mean([r["dice_union"] for r in rows], axis=0)

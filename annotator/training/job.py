@@ -109,8 +109,8 @@ def _device(rank: int) -> torch.device:
 def build_card(config: TrainConfig, labels: dict[str, int], cases: list[str], orientation: str = "") -> ModelCard:
     """The card of a run's model; ``orientation``: which way its training images are turned
     (:func:`_orientation`; :class:`annotator.training.data.Prepare` turns them)."""
-    if config.method == "deepedit":
-        names = {name: cls for cls, name in enumerate(sorted(labels, key=labels.get), start=1)}
+    if config.method == "deepedit":  # each class answers with its value in the training labels
+        names = {name: labels[name] for name in sorted(labels, key=labels.get)}
     else:
         names = {"structure": 1}
     patch = list(config.patch)
