@@ -78,7 +78,6 @@ def _answer(args, volume, kind: str, run) -> int:
     """``run(previous, value)``: an engine step of ``kind``; with ``--label``, it corrects
     structure ``--value`` of that label (its other labels kept) and the whole label is
     written, else its structure is written as 0/1."""
-    from annotator.engine.region import as_label
     from annotator.io import read_label, save_label
     from annotator.io.label_names import label_names_in
 
@@ -88,7 +87,7 @@ def _answer(args, volume, kind: str, run) -> int:
                              "structure is written as 1")
         return _write_foreground(run(None, 1), volume, args.out)
     value = args.value or 1
-    label = as_label(read_label(args.label, volume), str(args.label))
+    label = read_label(args.label, volume)
     result = run(label, value)
     save_label(args.out, result.label, volume, {v: n for n, v in label_names_in(args.label).items()},
                algorithm=result.method)
@@ -130,13 +129,12 @@ def cmd_clicks(args) -> int:
 
 
 def cmd_tidy(args) -> int:
-    from annotator.engine.region import as_label
     from annotator.engine.tidy import RANGE_STEPS, tidy
     from annotator.io import read_label, read_volume, save_label
     from annotator.io.label_names import label_names_in
 
     volume = read_volume(args.image, args.series)
-    label = as_label(read_label(args.label, volume), str(args.label))
+    label = read_label(args.label, volume)
     if args.step in RANGE_STEPS and args.range is None:
         raise InputError(f"--step {args.step} needs --range LOW HIGH (the image's units: HU on a CT)")
     result = tidy(label, args.value, args.step, axis={"z": 0, "y": 1, "x": 2}[args.slices],
@@ -448,8 +446,8 @@ def cmd_models_use(args) -> int:
 
 
 def cmd_accept(args) -> int:
-    from annotator.engine.region import as_label
     from annotator.io.label_file import read_label_file
+    from annotator.io.volume import as_label
 
     store = _store(args.place)
     volume = store.open_image(args.image_id)

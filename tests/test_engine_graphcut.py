@@ -165,6 +165,7 @@ def test_bad_interactions_are_refused(phantom):
     for bad, message in [({"previous": np.zeros((2, 2, 2), np.uint8)}, "label to correct has shape"),
                          ({"previous": np.full(volume.shape, 70000, np.int32)}, "holds the value 70000"),
                          ({"previous": np.full(volume.shape, -1, np.int16)}, "holds the value -1"),
+                         ({"previous": np.full(volume.shape, 1.5, np.float32)}, "whole numbers"),  # not cast to 1
                          ({"value": 0}, "label value 0"), ({"value": 65536}, "label value 65536")]:
         # each would fail deep inside (an index error) or wrap round (300 drawn as 44)
         with pytest.raises(InputError, match=message):

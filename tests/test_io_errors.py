@@ -239,7 +239,7 @@ def test_label_with_fractions_or_negatives(tmp_path):
         write_label(tmp_path / "f.nii.gz", frac, image)
     neg = np.zeros(image.shape, np.int16)
     neg[0, 0, 0] = -1
-    with pytest.raises(InputError, match="negative"):
+    with pytest.raises(InputError, match="the label for .*n.nii.gz holds the value -1"):
         write_label(tmp_path / "n.nii.gz", neg, image)
     assert not (tmp_path / "f.nii.gz").exists() and not (tmp_path / "n.nii.gz").exists()
 

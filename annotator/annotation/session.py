@@ -23,9 +23,9 @@ from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.datastore.base import EARLIER
 from annotator.engine.history import Change, LabelHistory
-from annotator.engine.region import as_label, holding
+from annotator.engine.region import holding
 from annotator.errors import AnnotatorError
-from annotator.io.volume import LABEL_TOP, Volume, label_counts, label_values, volumes_ml
+from annotator.io.volume import LABEL_TOP, Volume, as_label, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
 
 #: What to do with unsaved work when leaving an image.
@@ -931,10 +931,9 @@ def image_labels(store: Datastore, image_id: str, volume: Volume) -> tuple[np.nd
 
 def map_array(array: np.ndarray, what: str) -> np.ndarray:
     """A label map as the session holds it: as a label (:func:`as_label`), or, when it
-    holds values above a label's 255 (FreeSurfer's ``aparc+aseg.mgz`` numbers the cortex's
-    parts from 1000), as it was read: shown beside the image, never made its label
-    (:meth:`AnnotationSession.use_label_map` says why). A negative value is refused
-    (InputError naming ``what``)."""
+    holds values above a label's :data:`LABEL_TOP`, as it was read: shown beside the
+    image, never made its label (:meth:`AnnotationSession.use_label_map` says why). A
+    negative value is refused (InputError naming ``what``)."""
     try:
         return as_label(array, what)
     except AnnotatorError:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotator.engine.region import as_label
+from annotator.io.volume import as_label
 from annotator.models.card import ModelCard
 
 

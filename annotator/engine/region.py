@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from annotator.errors import InputError
-from annotator.io.volume import LABEL_TOP, label_dtype
+from annotator.io.volume import LABEL_TOP, as_label, label_dtype
 
 Box = tuple[slice, slice, slice]
 
@@ -76,22 +76,6 @@ class Result:
         patch[patch == value] = 0
         patch[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(self.box, box))] = self.patch
         return dataclasses.replace(self, patch=patch, box=box)
-
-
-def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarray | None:
-    """``label`` as the engine and the app hold a label (values 0 to :data:`LABEL_TOP`, one
-    byte a voxel while every value fits one, else two: :func:`label_dtype`), or
-    :class:`InputError` naming ``what`` when it has a value beyond those (a negative one, or
-    one too large for two bytes): cast, such a value would wrap round to another one (-1 to
-    65535, 70000 to 4464), be shown and saved as that. ``file``: ``label`` was read from a file (which the
-    message says is left as it is)."""
-    if label is None:
-        return None
-    low, top = (int(label.min()), int(label.max())) if label.size else (0, 0)
-    if low < 0 or top > LABEL_TOP:
-        raise InputError(f"{what} holds the value {low if low < 0 else top}; a label here holds values "
-                         f"1 to {LABEL_TOP}" + (" (the file is left as it is)" if file else ""))
-    return label.astype(label_dtype(top), copy=False)
 
 
 def holding(label: np.ndarray | None, value) -> np.dtype:

@@ -21,7 +21,7 @@ from annotator.errors import GeometryError, InputError
 from annotator.io import mgh
 from annotator.io.nifti_check import check_nifti, memory_limit, read_raw
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
-from annotator.io.volume import LABEL_TOP, Source, Volume, intensity_sample, label_dtype, volume_from_sitk
+from annotator.io.volume import Source, Volume, as_label, intensity_sample, volume_from_sitk
 
 if TYPE_CHECKING:
     from annotator.io.dicom import FolderScan
@@ -553,8 +553,10 @@ def read_label_volume(path: str | os.PathLike) -> Volume:
     return volume
 
 
-def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volume | None = None) -> np.ndarray:
-    """Check a label array against its image and return it as uint8/uint16."""
+def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volume | None = None,
+                   file: bool = True) -> np.ndarray:
+    """A label array checked against its image, as a label is held (:func:`as_label`);
+    ``where``: the file it was read from, or (``file`` False) is to be written to."""
     if tuple(array.shape) != image.shape:
         raise GeometryError(
             f"{where}: label has {_xyz(array.shape)} voxels but the image has {_xyz(image.shape)}"
@@ -564,17 +566,7 @@ def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volum
             f"{where}: label geometry differs from the image (spacing {geometry.spacing} vs "
             f"{image.spacing}, origin {geometry.origin} vs {image.origin})"
         )
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-            raise InputError(f"{where}: label values must be whole numbers (found fractions or NaN)")
-    elif array.dtype.kind not in "uib":
-        raise InputError(f"{where}: label values must be integers, not {array.dtype}")
-    if array.size and array.min() < 0:
-        raise InputError(f"{where}: label values must not be negative (found {array.min()})")
-    top = int(array.max()) if array.size else 0
-    if top > LABEL_TOP:
-        raise InputError(f"{where}: label value {top} is too large (at most {LABEL_TOP})")
-    return array.astype(label_dtype(top), copy=False)
+    return as_label(array, where if file else f"the label for {where}", file)
 
 
 def _xyz(shape: tuple[int, ...]) -> str:

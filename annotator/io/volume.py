@@ -32,6 +32,29 @@ def label_dtype(top: int) -> type:
     return np.uint8 if top <= 255 else np.uint16
 
 
+def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarray | None:
+    """``label`` as the engine and the app hold a label (values 0 to :data:`LABEL_TOP`, one
+    byte a voxel while every value fits one, else two: :func:`label_dtype`), or
+    :class:`InputError` naming ``what`` when it holds what a label cannot: a fraction or NaN
+    (some tools store labels as floats: whole numbers are taken), a negative value or one
+    too large for two bytes (cast, such a value would wrap round to another one, -1 to
+    65535, 70000 to 4464, and be shown and saved as that). ``file``: ``label`` was read
+    from a file (which the message says is left as it is)."""
+    if label is None:
+        return None
+    left = " (the file is left as it is)" if file else ""
+    if label.dtype.kind == "f":
+        if not np.all(np.isfinite(label)) or not np.all(label == np.round(label)):
+            raise InputError(f"{what}: label values must be whole numbers (found fractions or NaN){left}")
+    elif label.dtype.kind not in "uib":
+        raise InputError(f"{what}: label values must be integers, not {label.dtype}{left}")
+    low, top = (int(label.min()), int(label.max())) if label.size else (0, 0)
+    if low < 0 or top > LABEL_TOP:
+        raise InputError(f"{what} holds the value " + (f"{low} (negative)" if low < 0 else f"{top}")
+                         + f"; a label here holds values 1 to {LABEL_TOP}{left}")
+    return label.astype(label_dtype(top), copy=False)
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a volume came from: a file path and, for DICOM, its UIDs."""

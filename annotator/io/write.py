@@ -30,7 +30,7 @@ def write_label(path: str | os.PathLike, label: np.ndarray, image: Volume,
     path = Path(path)
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"{path}: labels are written as NIfTI (.nii.gz or .nii)")
-    return _write_nifti(path, np.asarray(as_label_array(np.asarray(label), image, str(path))), image, names)
+    return _write_nifti(path, np.asarray(as_label_array(np.asarray(label), image, str(path), file=False)), image, names)
 
 
 def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
@@ -86,7 +86,7 @@ def save_label(path: str | os.PathLike, label: np.ndarray, image: Volume, names:
         atomic_write_bytes(path, data)
         return path
     if path.name.lower().endswith(".nrrd"):
-        return _write_segmentation_nrrd(path, np.asarray(as_label_array(np.asarray(label), image, str(path))),
+        return _write_segmentation_nrrd(path, np.asarray(as_label_array(np.asarray(label), image, str(path), file=False)),
                                         image, names or {})
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"{path}: a label is saved as NIfTI (.nii.gz, .nii), as a segmentation NRRD (.seg.nrrd, "
