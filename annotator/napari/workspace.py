@@ -537,14 +537,22 @@ class Workspace:
     def _label_replaced(self, event=None) -> None:
         """A script set the segmentation layer's data: the label takes it (undoable), and the
         layer shows the session's label again, or, where it holds a value a label cannot (a
-        negative one or one above 65535, which would wrap round), shows it as it was."""
+        negative one or one above 65535, which would wrap round) or lies on another grid,
+        shows it as it was, and a warning says why."""
         data = np.asarray(self.layer(L.SEGMENTATION).data)
-        if not self._muted and data is not self.session.label and data.shape == self.session.label.shape:
+        if self._muted or data is self.session.label or self.session.volume is None:
+            return
+        if data.shape != self.session.label.shape:
+            self.session.warning.emit(
+                f"the segmentation layer was given {'x'.join(map(str, data.shape[::-1]))} voxels (x,y,z), but "
+                f"{self.session.image_id} has {'x'.join(map(str, self.session.label.shape[::-1]))}: its label "
+                "is shown again, as it was")
+        else:
             try:
                 self.session.replace_label(data, "the segmentation layer's data")
             except AnnotatorError as exc:
                 self.session.warning.emit(str(exc))
-            self._show_label()
+        self._show_label()
 
     def _show_label(self) -> None:
         """The segmentation layer shows the session's label array (one a script set, or the

@@ -766,7 +766,8 @@ def test_a_segmentation_replaced_with_values_beyond_a_label_is_put_back(make_nap
     """A script that sets the segmentation layer's data to a label numbered 70000 (or -1):
     cast, it became 4464 (65535), drawn and saved as that. The label stays what it was, in
     the layer too, and a warning names the value; one numbered 1002 (an atlas's) is taken
-    as it is, the layer showing the session's label."""
+    as it is, the layer showing the session's label; one of another grid is put back, and
+    the warning names both sizes."""
     from annotator.napari.workspace import workspace_for
     from annotator.samples import sample_file
     from annotator_app.main import open_start
@@ -802,6 +803,10 @@ def test_a_segmentation_replaced_with_values_beyond_a_label_is_put_back(make_nap
     ws.undo()  # each replacement is undone as a step
     np.testing.assert_array_equal(ws.label, atlas)
     assert segmentation.data is ws.label
+    segmentation.data = np.ones((3, 4, 5), np.uint8)  # another grid: put back, and said (it was passed over)
+    np.testing.assert_array_equal(ws.label, atlas)
+    assert segmentation.data is ws.label
+    assert "given 5x4x3 voxels (x,y,z)" in warnings[-1] and "hippocampus_001 has 35x51x35" in warnings[-1], warnings[-1]
 
 
 def test_npe2_manifest_validates():
