@@ -95,6 +95,11 @@ class GraphCutParams:
     #: voxels around it is a structure of its own (a speck, a vessel a voxel wide): the
     #: click's value is then that of the voxels around it that are like it
     apart: float = 2.0
+    #: on a CT, the noise that "similar" counts is also measured between voxels this far
+    #: apart (mm), the larger kept: a CT's noise is correlated over a millimetre or two (its
+    #: reconstruction kernel), and on fine pixels neighbours see a third of it (0: between
+    #: neighbours only, as on MR, where what lies 2 mm apart is as often other tissue)
+    ct_noise_mm: float = 2.0
     #: sharpness of the click-distance prior (used when there is a background click)
     prior_sharpness: float = 1.0
     #: sharpness of the scribbles' reach prior (0: none)
@@ -202,15 +207,29 @@ def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
     return float(np.median(diffs)) * 1.4826 / np.sqrt(2) if diffs.size else 0.0
 
 
+def apart_noise(values: np.ndarray, spacing, mm: float) -> float:
+    """The noise of ``values`` seen between voxels about ``mm`` apart along each axis
+    (robust: from the median absolute difference); 0 for an image too small for it."""
+    diffs = []
+    for a, s in enumerate(spacing):
+        k = max(1, int(round(mm / s)))
+        if values.shape[a] > k:
+            lo = tuple(slice(None, -k) if i == a else slice(None) for i in range(values.ndim))
+            hi = tuple(slice(k, None) if i == a else slice(None) for i in range(values.ndim))
+            diffs.append(np.abs(values[hi] - values[lo]).ravel())
+    return float(np.median(np.concatenate(diffs))) * 1.4826 / np.sqrt(2) if diffs else 0.0
+
+
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
-                 denoise: float, apart: float = GraphCutParams.apart) -> tuple[Box, np.ndarray, float]:
+                 denoise: float, apart: float = GraphCutParams.apart, noise_mm: float = 0.0) -> tuple[Box, np.ndarray, float]:
     """The voxels that a click at ``point`` samples: within ``radius_mm``, of (denoised)
     intensity within ``similar`` noise deviations of the click's own neighbourhood (the
     median of the 3×3×3 voxels around it; of those like the clicked voxel where that
     voxel lies ``apart`` such tolerances from the median: a speck or a line a voxel wide),
     and connected to it, as (the window around the ball, their mask in it); and the
     share of that ball that lies in the image (less than all near its edges, or in a
-    volume of few slices)."""
+    volume of few slices). ``noise_mm``: the noise is also measured between voxels that
+    far apart, the larger kept (:attr:`GraphCutParams.ct_noise_mm`)."""
     reach = [max(1, int(np.ceil(radius_mm / s))) for s in spacing]
     lo = [max(0, p - r) for p, r in zip(point, reach)]
     hi = [min(n, p + r + 1) for p, n, r in zip(point, image.shape, reach)]
@@ -223,7 +242,8 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     near = values[tuple(slice(max(0, c - 1), c + 2) for c in centre)]
     # a noiseless image samples the voxels of the click's own value (a floor relative to
     # the intensities, not in their units: the same image in any units samples the same)
-    tolerance = similar * max(noise_level(values), 1e-6 * float(np.abs(values).max()))
+    noise = max(noise_level(values), apart_noise(values, spacing, noise_mm) if noise_mm else 0.0)
+    tolerance = similar * max(noise, 1e-6 * float(np.abs(values).max()))
     reference, own = float(np.median(near)), float(values[centre])
     if abs(own - reference) > apart * tolerance:  # unlike the voxels around it, whose median would
         # sample what surrounds the structure clicked (a click on a vessel a voxel wide took the image)
@@ -236,7 +256,8 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     return window, components == components[centre], float(ball.sum() / whole_ball.sum())
 
 
-def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "GraphCutParams") -> tuple[np.ndarray, float]:
+def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "GraphCutParams",
+                ct: bool = False) -> tuple[np.ndarray, float]:
     """A click's sample and the size of the homogeneous tissue it sits in: the largest
     radius (doubling from ``params.sample_radius_mm`` up to ``params.max_sample_radius_mm``)
     at which the click's similar, connected voxels still fill ``params.fill`` of the ball
@@ -248,14 +269,17 @@ def click_scale(image: np.ndarray, point: tuple[int, ...], spacing, params: "Gra
     little beyond its own neighbourhood.
     """
     spacing = np.asarray(spacing, float)
+    noise_mm = params.ct_noise_mm if ct else 0.0
 
     def fills(sample: np.ndarray, inside: float, radius: float) -> bool:
         return np.count_nonzero(sample) * np.prod(spacing) >= params.fill * inside * 4 / 3 * np.pi * radius**3
 
     radius = params.sample_radius_mm
-    window, sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise, params.apart)
+    window, sample, inside = click_sample(image, point, spacing, radius, params.similar, params.denoise, params.apart,
+                                          noise_mm)
     while radius * 2 <= params.max_sample_radius_mm and fills(sample, inside, radius):
-        wider = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise, params.apart)
+        wider = click_sample(image, point, spacing, radius * 2, params.similar, params.denoise, params.apart,
+                             noise_mm)
         if not fills(wider[1], wider[2], radius * 2):
             break
         (window, sample, inside), radius = wider, radius * 2
@@ -311,7 +335,7 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
         scales = []
         for points, sample in ((clicks[0], fg_s), (clicks[1], bg_s)):
             for p in points:
-                one, radius = click_scale(volume.array, p, spacing, params)
+                one, radius = click_scale(volume.array, p, spacing, params, ct=volume.modality == "CT")
                 if sample is fg_s:
                     scales.append(radius)
                 sample |= one
