@@ -78,17 +78,21 @@ def graphcut(
                        fg_seeds, bg_seeds, lam, float(sigma), rough)
 
 
-def neighbour_differences(image: np.ndarray, max_samples: int | None = None) -> np.ndarray:
+def neighbour_differences(image: np.ndarray, max_samples: int | None = None, lags=None) -> np.ndarray:
     """Absolute differences of neighbouring voxels along every axis (none for an image
     of one voxel); ``max_samples``: along each axis from every k-th line only, about that
-    many (a large region has hundreds of millions)."""
+    many (a large region has hundreds of millions); ``lags``: per axis, of voxels that
+    many apart instead (an axis too short for its lag gives none)."""
     diffs = [np.empty(0, image.dtype)]
     for a in range(image.ndim):
-        if image.shape[a] < 2:
+        lag = 1 if lags is None else int(lags[a])
+        if image.shape[a] <= lag:
             continue
         k = 1 if max_samples is None else int(np.ceil((image.size / max_samples) ** (1 / max(image.ndim - 1, 1))))
         lines = image[tuple(slice(None) if i == a else slice(None, None, k) for i in range(image.ndim))]
-        diffs.append(np.abs(np.diff(lines, axis=a)).ravel())
+        ahead = tuple(slice(lag, None) if i == a else slice(None) for i in range(image.ndim))
+        behind = tuple(slice(None, -lag) if i == a else slice(None) for i in range(image.ndim))
+        diffs.append(np.abs(lines[ahead] - lines[behind]).ravel())
     return np.concatenate(diffs)
 
 

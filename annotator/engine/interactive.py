@@ -199,25 +199,13 @@ def _denoise(image: np.ndarray, sigma: float, spacing) -> np.ndarray:
     return gaussian_filter(image, [sigma * finest / s for s in spacing], mode="nearest")
 
 
-def noise_level(image: np.ndarray, max_samples: int = 1 << 18) -> float:
+def noise_level(image: np.ndarray, max_samples: int = 1 << 18, lags=None) -> float:
     """Robust standard deviation of the noise: from the median absolute difference of
     neighbouring voxels (edges are few, so the median sees the flat parts), about
-    ``max_samples`` of them along each axis."""
-    diffs = neighbour_differences(image, max_samples)
+    ``max_samples`` of them along each axis; ``lags``: per axis, of voxels that many apart
+    (noise correlated from voxel to voxel looks smaller between neighbours)."""
+    diffs = neighbour_differences(image, max_samples, lags)
     return float(np.median(diffs)) * 1.4826 / np.sqrt(2) if diffs.size else 0.0
-
-
-def apart_noise(values: np.ndarray, spacing, mm: float) -> float:
-    """The noise of ``values`` seen between voxels about ``mm`` apart along each axis
-    (robust: from the median absolute difference); 0 for an image too small for it."""
-    diffs = []
-    for a, s in enumerate(spacing):
-        k = max(1, int(round(mm / s)))
-        if values.shape[a] > k:
-            lo = tuple(slice(None, -k) if i == a else slice(None) for i in range(values.ndim))
-            hi = tuple(slice(k, None) if i == a else slice(None) for i in range(values.ndim))
-            diffs.append(np.abs(values[hi] - values[lo]).ravel())
-    return float(np.median(np.concatenate(diffs))) * 1.4826 / np.sqrt(2) if diffs else 0.0
 
 
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
@@ -242,7 +230,9 @@ def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: 
     near = values[tuple(slice(max(0, c - 1), c + 2) for c in centre)]
     # a noiseless image samples the voxels of the click's own value (a floor relative to
     # the intensities, not in their units: the same image in any units samples the same)
-    noise = max(noise_level(values), apart_noise(values, spacing, noise_mm) if noise_mm else 0.0)
+    noise = noise_level(values)
+    if noise_mm:
+        noise = max(noise, noise_level(values, lags=[max(1, round(noise_mm / s)) for s in spacing]))
     tolerance = similar * max(noise, 1e-6 * float(np.abs(values).max()))
     reference, own = float(np.median(near)), float(values[centre])
     if abs(own - reference) > apart * tolerance:  # unlike the voxels around it, whose median would
