@@ -50,7 +50,7 @@ def test_scribbles_are_reproducible(phantom):
     np.testing.assert_array_equal(first.label, second.label)
     assert dice(first.label, organs == 2) > 0.9
     assert first.method == "graphcut-scribbles"
-    assert set(first.timings) == {"likelihood_s", "maxflow_s", "smooth_s", "paste_s"}
+    assert set(first.timings) == {"likelihood_s", "maxflow_s", "smooth_s", "edges_s", "paste_s"}  # a CT's
 
 
 def test_clicks_segment_an_organ(phantom):
@@ -366,6 +366,69 @@ def test_one_click_finds_an_organ_in_a_ct_s_correlated_noise(seed):
     assert dice(segment_clicks(volume, [(15, 64, 64)], []).label, organ) >= 0.95
     as_mr = dataclasses.replace(volume, modality="MR")
     assert dice(segment_clicks(as_mr, [(15, 64, 64)], []).label, organ) < 0.5
+
+
+def _small_ball(spacing, radius_mm, outside, inside, noise, shape, seed=0):
+    """A ball (a lung nodule, a contrast-filled vessel's cross-section) whose edge voxels
+    hold part of each side: the true ball blurred by half a voxel, correlated noise."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape, dtype=float)
+    centre = tuple(n // 2 for n in shape)
+    truth = ((z - centre[0]) * spacing[2]) ** 2 + ((y - centre[1]) * spacing[1]) ** 2 \
+        + ((x - centre[2]) * spacing[0]) ** 2 <= radius_mm**2
+    speckle = gaussian_filter(rng.normal(0.0, 1.0, shape), (0.8, 1.0, 1.0))
+    image = gaussian_filter(np.where(truth, inside, outside).astype(float), 0.5) + speckle * noise / speckle.std()
+    volume = Volume(image.astype(np.int16), spacing, (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), "CT")
+    return volume, truth, centre
+
+
+@pytest.mark.parametrize("spacing, radius_mm, outside, inside, shape", [
+    ((0.7, 0.7, 1.25), 4.0, -850, 20, (32, 64, 64)),  # a lung nodule 8 mm across, thin slices
+    ((0.7, 0.7, 1.25), 3.0, -850, 20, (32, 64, 64)),
+    ((3.0, 3.0, 3.0), 8.0, 0, 300, (24, 24, 24)),  # a bright ball on 3 mm voxels
+])
+def test_one_click_on_a_small_bright_structure_keeps_its_volume(spacing, radius_mm, outside, inside, shape):
+    """The voxels its edge runs through hold part of each side and are unlike both; they
+    went to the background, and with the smoothing's shrinking of a small round surface a
+    click kept 0.25 to 0.5 of a nodule's volume (Dice 0.42 to 0.65). At half the edge's
+    contrast, as radiologists measure such structures, the volume is kept."""
+    for seed in (0, 1):
+        volume, truth, centre = _small_ball(spacing, radius_mm, outside, inside, 30, shape, seed)
+        label = segment_clicks(volume, [centre], []).label > 0
+        assert dice(label, truth) >= 0.9  # 0.94-1.00 measured
+        assert abs(int(label.sum()) - int(truth.sum())) <= 0.15 * truth.sum()
+
+
+def test_the_boundary_moves_to_half_contrast_only_on_sharp_edges_and_never_over_a_mark():
+    """The edge step on its own: a cut one voxel short of a ball's edge grows to the edge
+    where the contrast is 40 noise deviations, stays where it is 3 (a voxel's intensity
+    says little there), and a background mark on the edge keeps its voxel."""
+    from annotator.engine.edges import at_half_contrast
+
+    for contrast, moves in ((1200.0, True), (90.0, False)):
+        volume, truth, centre = _small_ball((1.0, 1.0, 1.0), 6.0, 0, contrast, 30, (24, 32, 32))
+        short = binary_erosion(truth)
+        fg = np.zeros(truth.shape, bool)
+        fg[centre] = True
+        bg = np.zeros(truth.shape, bool)
+        mark = tuple(int(v) for v in np.argwhere(truth & ~short)[0])
+        bg[mark] = True
+        moved = at_half_contrast(short, volume.array, fg, bg, volume.spacing, 10.0, 3)
+        if moves:
+            assert dice(moved, truth) >= 0.98 and not moved[mark]
+        else:
+            np.testing.assert_array_equal(moved, short)
+
+
+def test_an_mr_s_boundary_is_left_as_cut():
+    """An MR's intensities drift across an organ and between neighbours (no units to
+    hold a half contrast to): the edge step is a CT's."""
+    volume, truth, centre = _small_ball((0.7, 0.7, 1.25), 4.0, -850, 20, 30, (32, 64, 64))
+    as_mr = dataclasses.replace(volume, modality="MR")
+    assert "edges_s" in segment_clicks(volume, [centre], []).timings
+    assert "edges_s" not in segment_clicks(as_mr, [centre], []).timings
 
 
 @pytest.mark.parametrize("slab, least", [(2, 0.95), (None, 0.9)])

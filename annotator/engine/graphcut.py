@@ -96,6 +96,15 @@ def neighbour_differences(image: np.ndarray, max_samples: int | None = None, lag
     return np.concatenate(diffs)
 
 
+def noise_level(image: np.ndarray, max_samples: int = 1 << 18, lags=None) -> float:
+    """Robust standard deviation of the noise: from the median absolute difference of
+    neighbouring voxels (edges are few, so the median sees the flat parts), about
+    ``max_samples`` of them along each axis; ``lags``: per axis, of voxels that many apart
+    (noise correlated from voxel to voxel looks smaller between neighbours)."""
+    diffs = neighbour_differences(image, max_samples, lags)
+    return float(np.median(diffs)) * 1.4826 / np.sqrt(2) if diffs.size else 0.0
+
+
 def estimate_sigma(image: np.ndarray) -> float:
     """Mean absolute difference between neighbouring voxels: the image's typical contrast
     (1 for an image of one value, where every edge weighs the same whatever it is; no

@@ -45,7 +45,8 @@ from scipy.ndimage import (binary_erosion, gaussian_filter, generate_binary_stru
                            minimum_filter)
 from scipy.ndimage import label as ndimage_label
 
-from annotator.engine.graphcut import estimate_sigma, graphcut, neighbour_differences
+from annotator.engine.edges import at_half_contrast
+from annotator.engine.graphcut import estimate_sigma, graphcut, noise_level
 from annotator.engine.likelihood import fit_intensity_model
 from annotator.engine.priors import click_distance_prior, combine, reach_prior
 from annotator.engine.region import (Box, Result, box_around, check_clicks, check_finite, check_step, extent,
@@ -124,6 +125,12 @@ class GraphCutParams:
     #: width (mm) and cut at half, the marks keeping their class (0: as cut; not on a
     #: network's answer, which is smooth already)
     smooth_mm: float = SMOOTH_MM
+    #: then, on edges whose sides differ by at least this many noise deviations, the
+    #: boundary voxels go to the side they are nearer in intensity (at half the edge's
+    #: contrast: :mod:`annotator.engine.edges`; 0: not) ...
+    edge_contrast: float = 10.0
+    #: ... moving the boundary by at most this many voxels
+    edge_steps: int = 3
 
 
 def segment_scribbles(volume: Volume, scribbles: np.ndarray, previous: np.ndarray | None = None,
@@ -197,15 +204,6 @@ def _denoise(image: np.ndarray, sigma: float, spacing) -> np.ndarray:
         return image
     finest = min(spacing)
     return gaussian_filter(image, [sigma * finest / s for s in spacing], mode="nearest")
-
-
-def noise_level(image: np.ndarray, max_samples: int = 1 << 18, lags=None) -> float:
-    """Robust standard deviation of the noise: from the median absolute difference of
-    neighbouring voxels (edges are few, so the median sees the flat parts), about
-    ``max_samples`` of them along each axis; ``lags``: per axis, of voxels that many apart
-    (noise correlated from voxel to voxel looks smaller between neighbours)."""
-    diffs = neighbour_differences(image, max_samples, lags)
-    return float(np.median(diffs)) * 1.4826 / np.sqrt(2) if diffs.size else 0.0
 
 
 def click_sample(image: np.ndarray, point: tuple[int, ...], spacing, radius_mm: float, similar: float,
@@ -368,6 +366,11 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
         t0 = time.perf_counter()
         region = smooth_cut(region, fg[box], bg[box], spacing, params.smooth_mm)
         timings["smooth_s"] = time.perf_counter() - t0
+    if params.edge_contrast > 0 and volume.modality == "CT":
+        t0 = time.perf_counter()
+        region = at_half_contrast(region, volume.array[box], fg[box], bg[box], spacing, params.edge_contrast,
+                                  params.edge_steps, lambda part: _denoise(part, params.denoise, spacing))
+        timings["edges_s"] = time.perf_counter() - t0
     t_paste = time.perf_counter()
     patch = paste(region, box, previous, value)
     end = time.perf_counter()
