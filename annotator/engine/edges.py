@@ -101,9 +101,12 @@ def at_half_contrast(region: np.ndarray, image: np.ndarray, fg: np.ndarray, bg: 
     # them, and the blocks around theirs
     part = tuple(slice(max(0, a.start - pad), min(n, a.stop + pad))
                  for a, n, pad in zip(around, region.shape, (steps + 4 + 2 * b for b in block)))
+    moved = _moved(region[part], denoise(image[part]), fg[part], bg[part], block, contrast, steps)
+    if (region[part] & ~moved).any():  # taken away: a part may be cut off from the marks
+        moved = keep_seeded_components(moved, fg[part])
     out = region.copy()
-    out[part] = _moved(region[part], denoise(image[part]), fg[part], bg[part], block, contrast, steps)
-    return keep_seeded_components(out, fg)
+    out[part] = moved
+    return out
 
 
 def _moved(region, image, fg, bg, block, contrast, steps) -> np.ndarray:
