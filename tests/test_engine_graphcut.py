@@ -109,6 +109,34 @@ def test_multilevel_matches_a_direct_cut():
     assert dice(fixed, direct) > dice(rough, direct)
 
 
+def test_a_cut_of_huge_intensities_ends():
+    """A float32 image of values about 10³⁰: its 2σ², taken in float32, overflowed to inf,
+    the boundary weights were NaN and the max-flow never ended (in C, holding the
+    interpreter: only another process can time it out)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from annotator.engine import graphcut as gc
+image = np.zeros((8, 16, 16), np.float32)
+image[2:6, 4:12, 4:12] = 1.0
+truth = image > 0
+image = image * np.float32(1e30) + np.random.default_rng(0).normal(0, 1e28, image.shape).astype(np.float32)
+prob = np.where(truth, 0.9, 0.1).astype(np.float32)
+fg, bg = np.zeros(image.shape, bool), np.zeros(image.shape, bool)
+fg[4, 8, 8] = bg[0, 0, 0] = True
+cut = gc.graphcut(image, prob, (1.0, 1.0, 1.0), fg, bg, lam=5.0, sigma=gc.estimate_sigma(image))
+print(2 * (cut & truth).sum() / (cut.sum() + truth.sum()))
+"""
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the max-flow of an image of huge intensities did not end in 120 s")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) > 0.95
+
+
 def test_a_large_band_is_cut_coarse_to_fine_close_to_its_direct_cut(monkeypatch):
     """A band of many voxels (a whole organ's boundary on a fine grid) is cut on the
     coarse grid first, then at full resolution near that cut only: close to the direct
@@ -249,8 +277,11 @@ def test_the_cut_does_not_depend_on_intensity_scale_or_offset(phantom):
     assert base.any() and base_click.any()
     # the last: intensities in small units (an MR's ADC map in mm²/s: 0.001 or so), where an
     # absolute floor on the boundary's contrast scale had made every edge cost the same
-    for scale, offset in ((10.0, 0.0), (1.0, 1000.0), (0.01, -5.0), (1e-6, 0.0)):
-        changed = dataclasses.replace(volume, array=volume.array.astype(np.float32) * scale + offset)
+    # and beyond what float32 holds (the cut's squares overflowed: at 10³⁰ the max-flow never
+    # ended; 10⁹ ± 1000 rounds its contrast away)
+    for scale, offset in ((10.0, 0.0), (1.0, 1000.0), (0.01, -5.0), (1e-6, 0.0), (1e30, 0.0), (1e-30, 0.0),
+                          (1e100, 0.0), (1.0, 1e9)):
+        changed = dataclasses.replace(volume, array=volume.array.astype(np.float64) * scale + offset)
         assert dice(segment_scribbles(changed, strokes).label, base) >= 0.995, (scale, offset)
         assert dice(segment_clicks(changed, clicks, []).label, base_click) >= 0.995, (scale, offset)
 

@@ -221,8 +221,11 @@ def _solve(image, prob, spacing, fg, bg, lam, sigma, free=None, fixed=None) -> n
         lo, hi = tuple(lo), tuple(hi)
         fa, fb = free[lo], free[hi]
         either = fa | fb
-        diff = image[hi][either] - image[lo][either]
-        weight = (lam / spacing[axis]) * np.exp(-(diff * diff) / two_sigma_sq).astype(np.float64)
+        # in float64: in an image's float32, 2σ² of intensities beyond about 10¹⁹ (a float
+        # image of huge values) overflows to inf, the weights become NaN and the max-flow
+        # never ends
+        diff = image[hi][either].astype(np.float64) - image[lo][either]
+        weight = (lam / spacing[axis]) * np.exp(-(diff * diff) / two_sigma_sq)
         na, nb = node[lo][either], node[hi][either]
         both = (na >= 0) & (nb >= 0)
         graph.add_edges(na[both], nb[both], weight[both], weight[both])

@@ -309,8 +309,30 @@ def _noiseless(image: np.ndarray, box: Box, fg: np.ndarray, points) -> bool:
     return values.size > 1 and np.ptp(values) == 0
 
 
+#: the cut works in float32: intensities beyond this magnitude, below its inverse in
+#: spread, or far from zero beside their spread (:func:`in_float32_range`) are brought in
+#: first
+FLOAT32_REACH = 1e15
+FLOAT32_OFFSET = 1e4
+
+
+def in_float32_range(volume: Volume) -> Volume:
+    """``volume``, or where float32 cannot hold its intensities faithfully (a float
+    image of values about 10³⁰, or 10⁻³⁰, or 10⁹ ± 10: squares overflow, contrast
+    rounds away), a copy shifted and scaled to about ±500. The cut does not depend on
+    intensity scale or offset, so the label is the same."""
+    lo, hi = intensity_range(volume.array)
+    big, spread = max(abs(lo), abs(hi)), hi - lo
+    if big <= FLOAT32_REACH and (spread == 0 or (spread >= 1 / FLOAT32_REACH and big <= FLOAT32_OFFSET * spread)):
+        return volume
+    centre, scale = (lo + hi) / 2, (spread or big) / 1000
+    array = ((volume.array.astype(np.float64) - centre) / scale).astype(np.float32)
+    return dataclasses.replace(volume, array=array)
+
+
 def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None, model_prior=None) -> Result:
     start = time.perf_counter()
+    volume = in_float32_range(volume)
     spacing = volume.array_spacing
     box = box_around(fg | bg, spacing, margin_mm)
     if params.denoise > 0 and _noiseless(volume.array, box, fg, clicks[0] if clicks else ()):
