@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from annotator.engine.device import choose_device, use_half
+from annotator.engine.device import choose_device, cpu_threads, use_half
 from annotator.errors import ModelError
 from annotator.models import ModelCard, architecture, ModelRegistry, build_network
 from annotator.models import load_checkpoint, save_checkpoint
@@ -120,6 +120,23 @@ def test_device_choice_follows_cuda_availability():
     assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert choose_device("cpu").type == "cpu"
     assert use_half(torch.device("cuda")) and not use_half(torch.device("cpu"))
+
+
+def test_the_cpu_runs_on_every_core_unless_omp_num_threads_says(monkeypatch):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    try:
+        for asked, threads in (("3", 3), ("1", 1), ("", cores), ("0", cores), ("many", cores)):
+            monkeypatch.setenv("OMP_NUM_THREADS", asked)
+            assert cpu_threads() == threads
+            choose_device("cpu")
+            assert torch.get_num_threads() == threads
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert cpu_threads() == cores
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_cuda_is_chosen_when_present(monkeypatch):
