@@ -121,9 +121,9 @@ class GraphCutParams:
     refit: int = 2
     #: ... and changes the first cut only within this distance of it, mm
     refit_band_mm: float = 4.0
-    #: the cut's surface smoothed as the Smooth button does: blurred by a Gaussian of this
-    #: width (mm) and cut at half, the marks keeping their class (0: as cut; not on a
-    #: network's answer, which is smooth already)
+    #: the cut's surface smoothed as the Smooth button does, but cut at half (the button
+    #: keeps the volume): blurred by a Gaussian of this width (mm), the marks keeping their
+    #: class (0: as cut; not on a network's answer, which is smooth already)
     smooth_mm: float = SMOOTH_MM
     #: then, on edges whose sides differ by at least this many noise deviations, the
     #: boundary voxels go to the side they are nearer in intensity (at half the edge's

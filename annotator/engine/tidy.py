@@ -42,6 +42,11 @@ PEAK_REACH = 1.5
 #: ... and the lowest that cut may be (a stray voxel blurs to about 0.06 on 1 mm voxels, less
 #: on finer ones: it goes)
 FLOOR = 0.1
+#: the levels a cut that keeps the volume may take (a blurred sphere's surface lies below half,
+#: by about sigma^2/r: cut at half, a nodule 8 mm across loses a fifth of its volume); a flat
+#: surface's voxels blur to below 0.31 and above 0.69 on either side of it on voxels as large
+#: as the blur, so such a cut moves a flat surface by no voxel there
+VOLUME_LEVELS = (0.3, 0.7)
 
 
 def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
@@ -60,9 +65,10 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
       distances to their outlines, in millimetres of ``spacing``, blended by how near
       the slice is to each): outline a structure on every few slices, fill the rest.
     - ``smooth``: the structure blurred (a Gaussian of :data:`SMOOTH_MM` in each
-      direction, in millimetres of ``spacing``) and cut at half (a part thinner than
-      the blur against its own peak: :func:`smoothed`): spikes and single voxels go,
-      notches fill, the bulk stays where it is, a vessel a voxel wide stays.
+      direction, in millimetres of ``spacing``) and cut at the level that keeps its
+      volume (a part thinner than the blur against its own peak: :func:`smoothed`):
+      spikes and single voxels go, notches fill, the bulk stays where it is and a small
+      round structure (a nodule) keeps its volume, a vessel a voxel wide stays.
     - ``grow``: the background within ``mm`` of the structure (from voxel centre to voxel
       centre, in millimetres of ``spacing``: a margin, as for a planning volume around a
       tumour) joins it; other labels' voxels stay theirs.
@@ -104,7 +110,7 @@ def tidy(label: np.ndarray, value: int, step: str, axis: int = 0,
         filled = np.stack([binary_fill_holes(plane) for plane in mine])
         patch[filled & (patch == 0)] = value
     elif step == "smooth":
-        kept = smoothed(mine, moved)
+        kept = smoothed(mine, moved, keep_volume=True)
         patch[mine & ~kept] = 0
         patch[kept & (patch == 0)] = value
     elif step in ("grow", "shrink"):
@@ -201,10 +207,14 @@ def _in_range(label: np.ndarray, value: int, step: str, image: np.ndarray | None
     return Result(patch, box, label.shape, STEPS[step], time.perf_counter() - start, previous=label)
 
 
-def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, mode: str = "constant") -> np.ndarray:
+def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, mode: str = "constant",
+             keep_volume: bool = False) -> np.ndarray:
     """``mask`` blurred (a Gaussian of ``mm`` in each direction, in millimetres of
     ``spacing``) and cut at half, where it is thicker than the blur; ``mode``: what lies
     beyond the array (scipy's: "constant" is nothing, "nearest" the border voxels again).
+    ``keep_volume``: cut at the level (within :data:`VOLUME_LEVELS`) that keeps as many
+    voxels as ``mask`` holds, less its parts that blur to nothing (stray voxels): a round
+    surface shrinks by about sigma^2/r when cut at half.
 
     A part thinner than the blur (a vessel a voxel or two across) blurs to less than half
     everywhere, and a cut at half would take it away. So each voxel is cut against the
@@ -224,20 +234,37 @@ def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, 
     # the blur's and the peak's reach every voxel stays empty, as over the whole array
     reach = [int(BLUR_REACH * g + 0.5) + int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma]
     part = tuple(slice(max(0, a.start - r), min(n, a.stop + r)) for a, r, n in zip(around, reach, mask.shape))
-    out[part] = _smoothed_part(mask[part], sigma, mode)
+    out[part] = _smoothed_part(mask[part], sigma, mode, keep_volume)
     return out
 
 
-def _smoothed_part(mask: np.ndarray, sigma: list[float], mode: str) -> np.ndarray:
+def _smoothed_part(mask: np.ndarray, sigma: list[float], mode: str, keep_volume: bool) -> np.ndarray:
     blur = gaussian_filter(mask.astype(np.float32), sigma, mode=mode, truncate=BLUR_REACH)
-    half = blur >= 0.5
     peak = maximum_filter(blur, size=[2 * int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma], mode="nearest")
-    kept = blur >= np.maximum(np.minimum(0.5, peak - 0.25), np.maximum(0.5 * peak, FLOOR))
-    if not (kept & ~half).any():  # nothing thin: as a cut at half
+    level = _volume_level(mask, blur, peak) if keep_volume else 0.5
+    half = blur >= level
+    kept = blur >= np.maximum(np.minimum(level, peak - 0.25), np.maximum(level * peak, FLOOR))
+    if not (kept & ~half).any():  # nothing thin: as a cut at that level
         return half
     apart = kept & ~keep_seeded_components(kept, half)
     bulky = keep_seeded_components(mask, half)  # the structures a cut at half keeps part of
     return kept & ~keep_seeded_components(apart, bulky)
+
+
+def _volume_level(mask: np.ndarray, blur: np.ndarray, peak: np.ndarray) -> float:
+    """The level at which :func:`_smoothed_part`'s cut keeps as many voxels as ``mask``
+    has in its parts that blur to :data:`FLOOR` somewhere. A voxel is kept by the cut at
+    level t while t <= blur/peak and, unless the voxel lies within 0.25 of its peak, t <=
+    blur: its own highest level; the cut keeps the voxels whose highest level reaches it."""
+    counted = int(keep_seeded_components(mask, blur >= FLOOR).sum())
+    candidates = blur >= FLOOR
+    b, p = blur[candidates], peak[candidates]
+    highest = np.where(p - 0.25 > b, np.minimum(b, b / p), b / p)
+    if counted == 0 or highest.size == 0:
+        return 0.5
+    k = min(counted, highest.size)
+    level = float(np.partition(highest, highest.size - k)[highest.size - k])  # the k-th highest
+    return float(np.clip(level, *VOLUME_LEVELS))
 
 
 def keep_seeded_components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:

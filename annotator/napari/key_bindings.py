@@ -22,7 +22,7 @@ SHORTCUTS = {
     "fill_holes": ("Alt+I", "fill the chosen label's holes (on each slice of the view)"),
     "keep_largest": ("Alt+K", "keep only the chosen label's largest connected part"),
     "fill_between": ("Alt+Shift+I", "fill the slices of the view between those the chosen label is drawn on"),
-    "smooth": ("Alt+J", "smooth the chosen label's surface: spikes and stray voxels go, notches fill, thin vessels stay"),
+    "smooth": ("Alt+J", "smooth the chosen label's surface: spikes and stray voxels go, notches fill, its volume and thin vessels stay"),
     "grow": ("Alt+=", "grow the chosen label by the margin beside Grow: the background within it joins the label"),
     "shrink": ("Alt+-", "shrink the chosen label by the margin beside Grow"),
     "flood": ("Alt+Y", "flood the chosen label through the tissue within the range beside Flood (connected to it)"),

