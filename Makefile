@@ -37,7 +37,7 @@ run: system-deps $(STAMP)
 
 # Two test processes side by side (pytest-xdist), each network on one thread: the tests
 # wait on servers, windows and child processes much of their time, and two processes
-# take about three quarters of one's time on two cores.
+# take about three fifths of one's time on two cores.
 test: EXTRA_APT = $(TEST_APT_PACKAGES)
 test: system-deps $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist worksteal

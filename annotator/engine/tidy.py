@@ -247,7 +247,7 @@ def _smoothed_part(mask: np.ndarray, sigma: list[float], mode: str, keep_volume:
     if not (kept & ~half).any():  # nothing thin: as a cut at that level
         return half
     apart = kept & ~keep_seeded_components(kept, half)
-    bulky = keep_seeded_components(mask, half)  # the structures a cut at half keeps part of
+    bulky = keep_seeded_components(mask, half)  # the structures a cut at that level keeps part of
     return kept & ~keep_seeded_components(apart, bulky)
 
 
@@ -256,9 +256,9 @@ def _volume_level(mask: np.ndarray, blur: np.ndarray, peak: np.ndarray) -> float
     has in its parts that blur to :data:`FLOOR` somewhere. A voxel is kept by the cut at
     level t while t <= blur/peak and, unless the voxel lies within 0.25 of its peak, t <=
     blur: its own highest level; the cut keeps the voxels whose highest level reaches it."""
-    counted = int(keep_seeded_components(mask, blur >= FLOOR).sum())
-    candidates = blur >= FLOOR
-    b, p = blur[candidates], peak[candidates]
+    reaching = blur >= FLOOR
+    counted = int(keep_seeded_components(mask, reaching).sum())
+    b, p = blur[reaching], peak[reaching]
     highest = np.where(p - 0.25 > b, np.minimum(b, b / p), b / p)
     if counted == 0 or highest.size == 0:
         return 0.5
