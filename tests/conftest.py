@@ -16,10 +16,26 @@ def pytest_configure(config):
         raise pytest.UsageError(f"test data folder {DATA} is missing (../shared/data beside the checkout)")
 
 
-@pytest.fixture
+USER_DIRS = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_user_dirs(tmp_path_factory):
+    """What the session's shared fixtures write (settings, caches, models, training runs)
+    stays out of the person's own folders."""
+    root = tmp_path_factory.mktemp("user")
+    with pytest.MonkeyPatch.context() as patch:
+        for var in USER_DIRS:
+            patch.setenv(var, str(root / var.lower()))
+        yield
+
+
+@pytest.fixture(autouse=True)
 def private_user_dirs(tmp_path, monkeypatch):
-    """Settings, caches, models and fallback labels of a test stay in its folder."""
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+    """Settings, caches, models, training runs and fallback labels of each test stay in
+    its folder (for its child processes too): no test sees another's, and none reaches
+    the person's own."""
+    for var in USER_DIRS:
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
 
 

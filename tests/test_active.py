@@ -19,7 +19,6 @@ from annotator.errors import ModelError
 from paths import DATA
 
 CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
-pytestmark = pytest.mark.usefixtures("private_user_dirs")
 
 
 @pytest.fixture

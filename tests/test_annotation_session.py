@@ -159,7 +159,7 @@ def test_cancelled_opening_changes_nothing(session):
     assert any(s.startswith("cancelled") for s in statuses)
 
 
-def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
+def test_labels_take_the_names_the_dataset_gives(tmp_path):
     """A dataset's labels.json names the labels offered: its names replace the default
     names (keeping their colours), the person's own names stay, and the choice follows."""
     import json
@@ -249,7 +249,7 @@ def test_labels_take_the_names_the_dataset_gives(tmp_path, private_user_dirs):
     assert 77 in [p.value for p in s.labels]
 
 
-def test_a_label_map_numbered_beyond_255_becomes_the_label_and_is_corrected_as_it_is(tmp_path, private_user_dirs):
+def test_a_label_map_numbered_beyond_255_becomes_the_label_and_is_corrected_as_it_is(tmp_path):
     """FreeSurfer's ``aparc+aseg.mgz`` numbers the cortex's parts from 1000: it opens with
     its image, Use as label makes it the label (two bytes a voxel) with every number kept,
     a click corrects its structure 1035, a new structure may be numbered 2000, undo takes
@@ -304,7 +304,7 @@ def test_a_label_map_numbered_beyond_255_becomes_the_label_and_is_corrected_as_i
     np.testing.assert_array_equal(saved, s.label)
 
 
-def test_a_folder_that_names_nothing_offers_the_names_its_accepted_labels_were_given(tmp_path, private_user_dirs):
+def test_a_folder_that_names_nothing_offers_the_names_its_accepted_labels_were_given(tmp_path):
     """Labels accepted in a folder keep their names: whoever opens the folder next (another
     workstation, other presets) is offered them; a value named differently for different
     images gets its most frequent name; a labels.json still comes first."""
@@ -392,7 +392,7 @@ def test_volumes_follow_engine_steps_undo_and_painting(session, phantoms):
     assert session.volumes() == counted() and set(counted()) == {1}
 
 
-def test_opening_a_folder_says_how_the_search_goes(tmp_path, private_user_dirs):
+def test_opening_a_folder_says_how_the_search_goes(tmp_path):
     """The session hands its job's progress to the folder search: the person sees it (and
     Cancel reaches it)."""
     import shutil
@@ -521,7 +521,7 @@ def test_a_method_with_no_model_installed_says_so_when_chosen(tmp_path, monkeypa
                     "clicks on this image are not answered with deepgrow2d"]
 
 
-def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store, private_user_dirs):
+def test_a_label_accepted_earlier_is_restored_as_an_undoable_step(hippo_store):
     """Accepting again keeps the label accepted before; the session lists it (newest
     first, then the original) and restores it as one step that Undo takes back; Accept
     makes it the final again, and the one it replaced joins the earlier ones."""
@@ -573,7 +573,7 @@ def _opened_with_warnings(folder, image_id: str) -> tuple[AnnotationSession, lis
     return s, warnings
 
 
-def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, private_user_dirs):
+def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store):
     """A final label cut short (a disk that failed) no longer keeps its image from opening:
     it opens unlabelled with a warning naming the file, the file stays, and a label saved
     before it can be restored; a damaged draft gives way to the final."""
@@ -605,7 +605,7 @@ def test_an_image_whose_saved_label_is_damaged_opens_without_it(hippo_store, pri
     assert "its draft label cannot be read" in warnings[-1]
 
 
-def test_a_label_with_values_above_255_opens_as_it_is_not_wrapped(hippo_store, private_user_dirs):
+def test_a_label_with_values_above_255_opens_as_it_is_not_wrapped(hippo_store):
     """A label from another tool may number a structure 1002 (an atlas's cortex, say); the
     app held a byte a voxel, and cast, 1002 became 234, shown and saved as that; then such
     a label opened unlabelled. It now opens with its numbers, two bytes a voxel; a label
@@ -636,7 +636,7 @@ def test_a_label_with_values_above_255_opens_as_it_is_not_wrapped(hippo_store, p
 
 
 @pytest.mark.parametrize("damage", ['{"presets": [{"value": 1, "name": "liver"', '{"presets": [{"name": 3}]}', '[1, 2]'])
-def test_damaged_settings_are_kept_aside_not_overwritten(private_user_dirs, damage):
+def test_damaged_settings_are_kept_aside_not_overwritten(damage):
     """Settings that are not settings any more (cut short, edited by hand) give the
     defaults, as before, but are kept beside them: the next save no longer destroys the
     person's presets and certificates."""
@@ -650,7 +650,7 @@ def test_damaged_settings_are_kept_aside_not_overwritten(private_user_dirs, dama
     assert kept.read_text() == damage and Settings.load().presets == Settings().presets
 
 
-def test_the_hippocampus_sample_is_answered_by_the_bundled_network(private_user_dirs):
+def test_the_hippocampus_sample_is_answered_by_the_bundled_network():
     """`make run` opens the hippocampus sample: its NIfTI files do not say they are MR, so
     the bundled hippocampus MR network was never chosen for it (GraphCut answered); the
     samples' manifest says MR, and so does the opened image, for any file of its folder."""
@@ -765,7 +765,7 @@ def test_a_background_click_alone_takes_away_from_a_networks_label(session):
     assert said[-1].startswith("label 3 has no voxels yet")
 
 
-def test_corrections_of_a_networks_answer_stay_on_it(private_user_dirs):
+def test_corrections_of_a_networks_answer_stay_on_it():
     """GraphCut steps on DeepEdit's answer take its probability as a prior. When
     corrections had moved a part far from the answer, that was judged by the overlap
     alone, and the next click was cut from the marks alone: it redrew the part. The undo

@@ -143,7 +143,7 @@ def test_an_acquisition_on_another_grid_is_not_shown_with_the_image(tmp_path, tw
     assert any(w.startswith("echo 1 not shown: its grid") for w in two.warnings)
 
 
-def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, private_user_dirs, monkeypatch):
+def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, monkeypatch):
     """Listing a folder's series reads every header; the next listing takes them from the
     user cache, unless a file was added, removed or rewritten."""
     from annotator.datastore import dicom_folders
@@ -526,7 +526,7 @@ def test_an_nnunet_task_folder_is_one_image_a_case_with_its_channels_beneath(tmp
     assert len(LocalDatastore(task).records()) == 5
 
 
-def test_a_folder_without_images_says_what_an_image_is(tmp_path, private_user_dirs):
+def test_a_folder_without_images_says_what_an_image_is(tmp_path):
     """A folder holding only a DICOM SEG (its series elsewhere) opened as an empty list with
     no word; it now says that nothing was found and what counts as an image, in the app
     (the session's warning) and from `annotator status`."""

@@ -157,7 +157,7 @@ def test_history_orphaned_by_a_crash_is_taken_back_when_the_store_opens(hippo_st
     assert len(LocalDatastore(hippo_store, history=3).history("hippocampus_001")) == 2
 
 
-def test_a_damaged_index_is_kept_aside_and_rebuilt_from_the_label_files(hippo_store, private_user_dirs):
+def test_a_damaged_index_is_kept_aside_and_rebuilt_from_the_label_files(hippo_store):
     """An index that is not JSON any more (a disk error, an edit by hand) stopped the whole
     folder from opening; it is kept beside a new one rebuilt from the label files (the
     earlier finals back in the history), and the person is told."""

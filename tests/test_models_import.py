@@ -17,8 +17,6 @@ from annotator.models.importer import import_model
 from annotator.models.networks import VARIANTS
 from paths import HIPPO
 
-pytestmark = pytest.mark.usefixtures("private_user_dirs")
-
 
 def _sample_app(method: str, out_channels: int, in_channels: int):
     torch.manual_seed(0)

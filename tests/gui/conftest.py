@@ -11,11 +11,6 @@ from paths import HIPPO
 CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
 
 
-@pytest.fixture(autouse=True)
-def _private(private_user_dirs):
-    """Every GUI test keeps its settings, caches and labels in its own folder."""
-
-
 @pytest.fixture
 def store_folder(tmp_path):
     folder = tmp_path / "store"
