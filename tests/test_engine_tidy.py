@@ -163,6 +163,22 @@ def test_smooth_keeps_the_volume_of_a_small_round_structure():
         assert abs(int(smooth.sum()) - int(ball.sum())) <= max(2, 0.01 * ball.sum()), (spacing, radius)
 
 
+def test_smooth_keeps_a_structure_drawn_on_one_slice_on_it():
+    """A lesion outlined on the one slice where it is largest, on voxels finer than the
+    blur: blurred across the slices too, it thickened to three of them (five cut at half).
+    It stays on its slice, smoothed there, with its area."""
+    rng = np.random.default_rng(2)
+    for spacing in ((0.5, 0.5, 0.5), (1.0, 0.7, 0.7), (5.0, 1.0, 1.0)):
+        disc = _ellipsoid((1.0, spacing[1], spacing[2]), 6.0, (1, 40, 40))[0]
+        rim = disc & ~binary_erosion(disc) | binary_dilation(disc) & ~disc
+        label = np.zeros((9, 40, 40), np.uint8)
+        label[4] = disc ^ (rim & (rng.random(disc.shape) < 0.3))
+        after = tidy(label, 1, "smooth", spacing=spacing).label
+        assert not np.delete(after, 4, axis=0).any(), spacing
+        assert abs(int(after.sum()) - int(label.sum())) <= 2, spacing
+        assert (after[4] != label[4]).any() and 2 * (after[4] & disc).sum() / (after[4].sum() + disc.sum()) >= 0.93
+
+
 def test_smooth_keeps_a_line_one_voxel_wide():
     """A vessel drawn a voxel wide blurs to less than half everywhere: it is cut against
     its own peak, so it stays where it was drawn (a cut at half took all of it away);

@@ -214,7 +214,8 @@ def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, 
     beyond the array (scipy's: "constant" is nothing, "nearest" the border voxels again).
     ``keep_volume``: cut at the level (within :data:`VOLUME_LEVELS`) that keeps as many
     voxels as ``mask`` holds, less its parts that blur to nothing (stray voxels): a round
-    surface shrinks by about sigma^2/r when cut at half.
+    surface shrinks by about sigma^2/r when cut at half. Along an axis where ``mask`` is
+    one voxel thick (drawn on one slice) nothing is blurred: it stays on that slice.
 
     A part thinner than the blur (a vessel a voxel or two across) blurs to less than half
     everywhere, and a cut at half would take it away. So each voxel is cut against the
@@ -225,11 +226,13 @@ def smoothed(mask: np.ndarray, spacing: Sequence[float], mm: float = SMOOTH_MM, 
     part cut at half, of a structure that has one (the tip of a spike off the bulk, whose
     base goes with the bulk's peak), goes.
     """
-    sigma = [mm / float(s) for s in spacing]
     out = np.zeros(mask.shape, bool)
     around = extent(mask)
     if around is None:
         return out
+    # not across the slices of a structure drawn on one of them (a lesion outlined on the
+    # slice where it is largest): blurred across, it thickened to three slices or five
+    sigma = [mm / float(s) if a.stop - a.start > 1 else 0.0 for s, a in zip(spacing, around)]
     # only around the mask (a grown region's box is often several times larger): beyond
     # the blur's and the peak's reach every voxel stays empty, as over the whole array
     reach = [int(BLUR_REACH * g + 0.5) + int(np.ceil(PEAK_REACH * g)) + 1 for g in sigma]
