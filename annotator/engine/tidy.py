@@ -262,7 +262,7 @@ def _volume_level(mask: np.ndarray, blur: np.ndarray, peak: np.ndarray) -> float
     reaching = blur >= FLOOR
     counted = int(keep_seeded_components(mask, reaching).sum())
     b, p = blur[reaching], peak[reaching]
-    highest = np.where(p - 0.25 > b, np.minimum(b, b / p), b / p)
+    highest = np.where(p - 0.25 > b, b, b / p)  # a peak is at most 1: blur/peak is never below blur
     if counted == 0 or highest.size == 0:
         return 0.5
     k = min(counted, highest.size)
