@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from annotator.datastore import LocalDatastore, Status, Version
+from annotator.datastore.remembered import Remembered
 from annotator.errors import DatastoreError
 from paths import DATA
 
@@ -163,7 +164,7 @@ def test_a_dicom_folder_is_read_again_only_when_its_files_change(tmp_path, monke
         shutil.copy(path, tmp_path / "a" / "crop" / f"flair_{path.name}")
     assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and read == ["crop"]  # FLAIR: larger
     read.clear()
-    dicom_folders._cache_path().write_text("{not json")  # a broken cache costs the time only
+    Remembered(dicom_folders.CACHE_NAME).path.write_text("{not json")  # a broken cache costs the time only
     assert LocalDatastore(tmp_path / "a").ids() == ["crop", "crop#2", "t1"] and sorted(read) == ["crop", "t1"]
     read.clear()
     monkeypatch.setattr(dicom_folders, "LISTING", dicom_folders.LISTING + 1)  # a version that tells series apart anew

@@ -67,6 +67,50 @@ def test_a_folder_tells_label_maps_from_images_by_their_values_where_names_say_l
     np.testing.assert_array_equal(np.unique(label, return_counts=True), np.unique(seg, return_counts=True))
 
 
+def test_a_folder_reads_the_values_of_its_files_again_only_when_they_change(tmp_path, monkeypatch):
+    """Telling a FreeSurfer subject's label maps from its images reads each small integer
+    volume whole (seconds for a subject's twenty-odd); the next opening of the folder takes
+    what they said from the user cache, unless a file was rewritten. An MGH file's header
+    is read without its voxels (nibabel's own loading decompressed the whole file for the
+    scan parameters after them)."""
+    import gzip
+
+    import nibabel as nib
+
+    from annotator.datastore import label_maps
+    from annotator.io.read import read_information
+
+    brain = nib.load(HIPPO / "images" / "hippocampus_001.nii.gz")
+    t1 = np.asarray(brain.dataobj).astype(np.uint8)
+    aseg = np.asarray(nib.load(HIPPO / "labels" / "hippocampus_001.nii.gz").dataobj).astype(np.int32) * 17
+    root = tmp_path / "subjects"
+    subject = root / "bert" / "mri"
+    subject.mkdir(parents=True)
+    for name in ("T1", "norm", "brainmask"):
+        nib.save(nib.MGHImage(t1, brain.affine), subject / f"{name}.mgz")
+    nib.save(nib.MGHImage(aseg, brain.affine), subject / "aseg.mgz")
+    read, real = [], label_maps.read_image_file
+    monkeypatch.setattr(label_maps, "read_image_file", lambda path: read.append(path.name) or real(path))
+    first = LocalDatastore(root)
+    assert sorted(read) == ["T1.mgz", "aseg.mgz", "brainmask.mgz", "norm.mgz"]
+    read.clear()
+    again = LocalDatastore(root)
+    assert read == []
+    expected = {f"bert/mri/{n}": ["bert/mri/aseg"] for n in ("T1", "brainmask", "norm")}
+    assert {r.id: r.label_maps for r in again.records()} == {r.id: r.label_maps for r in first.records()} == expected
+    nib.save(nib.MGHImage((aseg > 0).astype(np.int32) * 255, brain.affine), subject / "norm.mgz")  # rewritten
+    assert LocalDatastore(root).ids() == ["bert/mri/T1", "bert/mri/brainmask"] and read == ["norm.mgz"]
+    read.clear()
+    label_maps.Remembered(label_maps.CACHE_NAME).path.write_text("[broken")  # a broken cache costs the time only
+    assert LocalDatastore(root).ids() == ["bert/mri/T1", "bert/mri/brainmask"] and len(read) == 4
+    # the header alone: a file cut short after it still tells its grid (its voxels do not read)
+    whole = gzip.decompress((subject / "T1.mgz").read_bytes())
+    (subject / "cut.mgz").write_bytes(gzip.compress(whole[: len(whole) // 3]))
+    assert tuple(read_information(subject / "cut.mgz").GetSize()) == t1.shape
+    with pytest.raises(RuntimeError, match="its voxels cannot be read"):
+        label_maps.read_image_file(subject / "cut.mgz")
+
+
 def test_a_label_map_stored_another_way_round_is_found_by_its_grid_and_read_onto_its_image(tmp_path):
     """A label map named like no image, its rows flipped and its axes in another order,
     belongs to the image whose grid of points it shares (not to an image of the same

@@ -3,25 +3,22 @@ DICOM SEG and RTSTRUCT files, each a label map, remembered between runs.
 
 Which series (and acquisitions of one) a DICOM folder holds is known only from the
 header of every file in it: about 0.35 ms a file, half a minute for 100,000 files. What
-was found is kept in the user cache folder (:data:`CACHE_NAME`), per DICOM folder with
-a stamp of it: the folder's modification time and its files' count, total size and
-newest modification time (a file added, removed, renamed or rewritten changes it). A
-folder whose stamp is unchanged is not read again, unless it was listed by a version
-that told series apart otherwise (:data:`LISTING`); a cache that cannot be read or
-written only costs the time.
+was found is kept in the user cache folder (:data:`CACHE_NAME`,
+:mod:`annotator.datastore.remembered`), per DICOM folder with a stamp of it: the
+folder's modification time and its files' count, total size and newest modification
+time (a file added, removed, renamed or rewritten changes it). A folder whose stamp is
+unchanged is not read again, unless it was listed by a version that told series apart
+otherwise (:data:`LISTING`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import NamedTuple
 
-from platformdirs import user_cache_dir
-
 from annotator.datastore.places import holds_dicom_files
-from annotator.io.atomic import atomic_write_text
+from annotator.datastore.remembered import Remembered
 
 CACHE_NAME = "dicom-folders.json"
 #: how the series of a folder, and their label files, are told apart (raised when that
@@ -38,10 +35,6 @@ class Series(NamedTuple):
     key: str  # what names it to read_volume: its SeriesInstanceUID (and part)
     title: str  # modality and description (and part), for people
     number: str  # its SeriesNumber, as written
-
-
-def _cache_path() -> Path:
-    return Path(user_cache_dir("annotator")) / CACHE_NAME
 
 
 def _stamp(folder: Path) -> list[int]:
@@ -68,53 +61,29 @@ def _read(folder: Path) -> tuple[list[Series], list[str]]:
     return listed, sorted(p.name for p in scan.label_files)
 
 
-def _load() -> dict:
-    try:
-        cache = json.loads(_cache_path().read_text("utf-8"))
-        return cache if isinstance(cache, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save(cache: dict) -> None:
-    if len(cache) > LIMIT:
-        cache = dict(list(cache.items())[-LIMIT:])  # listed last: kept
-    try:
-        atomic_write_text(_cache_path(), json.dumps(cache))
-    except OSError:
-        pass
-
-
 class _Listing:
     """The DICOM folders of a datastore's folder, read or taken from the cache."""
 
     def __init__(self, progress=None):
         self.progress = progress
-        self._cache: dict | None = None
-        self._changed = False
+        self.cache = Remembered(CACHE_NAME, LIMIT)
 
     def folder(self, path: Path, name: str) -> tuple[list[Series], list[str]]:
         """(image series, SEG and RTSTRUCT file names) of the DICOM files directly in ``path``."""
-        if self._cache is None:
-            self._cache = _load()
-        place, stamp = str(path.resolve()), _stamp(path)
-        entry = self._cache.pop(place, None)
+        place, stamp = str(path.resolve()), [LISTING, *_stamp(path)]
         try:
-            if entry["stamp"] != stamp or entry.get("listing") != LISTING:
-                raise KeyError("stamp")
-            found = [Series(*s) for s in entry["series"]], [str(n) for n in entry["segs"]]
+            kept = self.cache.get(place, stamp)
+            return [Series(*s) for s in kept["series"]], [str(n) for n in kept["segs"]]
         except (KeyError, TypeError):
-            if self.progress is not None:
-                self.progress(f"reading the DICOM headers in {name}", -1.0)
-            found = _read(path)
-            self._changed = True
-        self._cache[place] = {"stamp": stamp, "listing": LISTING, "series": [list(s) for s in found[0]],
-                              "segs": found[1]}  # listed last: kept longest
+            pass
+        if self.progress is not None:
+            self.progress(f"reading the DICOM headers in {name}", -1.0)
+        found = _read(path)
+        self.cache.put(place, stamp, {"series": [list(s) for s in found[0]], "segs": found[1]})
         return found
 
     def save(self) -> None:
-        if self._cache is not None and (self._changed or len(self._cache) > LIMIT):
-            _save(self._cache)
+        self.cache.save()
 
 
 def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] | None = None,

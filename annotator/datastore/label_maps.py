@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotator.datastore.remembered import Remembered, file_stamp
 from annotator.io.read import quiet_c_stderr, read_image_file, read_information
 from annotator.io.sniff import image_stem, is_image_file, looks_like_dicom
 from annotator.io.slicer_seg import is_segmentation
@@ -54,6 +55,10 @@ MAX_VALUES = 32
 MAX_LABEL_VALUES = 256
 PIECEWISE = 0.8
 SMALL_FILE = 16 * 2**20
+#: what the files' values said, by file (:mod:`annotator.datastore.remembered`), and the
+#: version of the rules above it was found by (raised when they change)
+CACHE_NAME = "label-maps.json"
+RULES = 1
 _INTEGER_TYPES = {"8-bit unsigned integer", "8-bit signed integer", "16-bit unsigned integer",
                   "16-bit signed integer", "32-bit unsigned integer", "32-bit signed integer",
                   "64-bit unsigned integer", "64-bit signed integer"}
@@ -189,28 +194,41 @@ def _equal_neighbours(array: np.ndarray, background) -> float:
     return equal / pairs if pairs else 1.0
 
 
-def _looks_like_labels(path: Path, whole: bool = False) -> bool:
+def _looks_like_labels(path: Path, whole: bool = False, cache: Remembered | None = None) -> bool:
     """Whether the image holds at most :data:`MAX_VALUES` values (every second voxel
     counted), or at most :data:`MAX_LABEL_VALUES` and is piecewise constant (of its
     neighbouring voxels off the background, at least :data:`PIECEWISE` equal); with
-    ``whole``, also only whole numbers."""
+    ``whole``, also only whole numbers. Each file is read whole for it (a FreeSurfer
+    subject's twenty-odd volumes take seconds), so what was found is kept in ``cache``
+    until the file changes."""
     import SimpleITK as sitk
 
+    try:
+        key, stamp = f"{path.resolve()}{'|whole' if whole else ''}", [RULES, *file_stamp(path)]
+    except OSError:
+        return False
+    if cache is not None and isinstance(kept := cache.get(key, stamp), bool):
+        return kept
     try:
         with quiet_c_stderr():
             array = sitk.GetArrayFromImage(read_image_file(path))
     except RuntimeError:
-        return False
+        return False  # not kept: a file being written is read again
     values, counts = np.unique(array[::2, ::2, ::2] if array.ndim == 3 else array, return_counts=True)
     if whole and not np.all(np.isfinite(values) & (values == np.round(values))):
-        return False
-    if len(values) <= MAX_VALUES:
-        return True
-    # the commonest value is the background, around the structures
-    return len(values) <= MAX_LABEL_VALUES and _equal_neighbours(array, values[np.argmax(counts)]) >= PIECEWISE
+        found = False
+    elif len(values) <= MAX_VALUES:
+        found = True
+    else:  # the commonest value is the background, around the structures
+        found = len(values) <= MAX_LABEL_VALUES and _equal_neighbours(array, values[np.argmax(counts)]) >= PIECEWISE
+    if cache is not None:
+        cache.put(key, stamp, found)
+    return found
 
 
-def is_label_map(image_id: str, path: Path) -> bool:
+def is_label_map(image_id: str, path: Path, cache: Remembered | None = None) -> bool:
+    """Whether the image file ``path`` of the folder's image ``image_id`` is a label map
+    (the module's rules); ``cache`` keeps what its values said."""
     if path.is_dir():  # a DICOM folder: its SEG files are label maps of their own
         return False
     found = header(path)
@@ -221,21 +239,26 @@ def is_label_map(image_id: str, path: Path) -> bool:
         pixel = pixel.removeprefix("vector of ")  # 3D Slicer's segmentation of overlapping segments: a layer each
     if pixel not in _INTEGER_TYPES:
         return (pixel in ("32-bit float", "64-bit float") and _named_like_label(image_id) and small
-                and _looks_like_labels(path, whole=True))
+                and _looks_like_labels(path, whole=True, cache=cache))
     if _named_as_label(image_id):
         return True
     # a name that only ends as a label word says less (``brainmask``): a small file's values decide
-    return _looks_like_labels(path) if small else _named_like_label(image_id)
+    return _looks_like_labels(path, cache=cache) if small else _named_like_label(image_id)
 
 
 def split(found: dict[str, Path], progress=None) -> tuple[dict[str, Path], dict[str, Path]]:
     """(images to annotate, label maps) of a folder's images by id; ``progress(text,
-    fraction)`` hears every 20 images (it may raise to stop)."""
+    fraction)`` hears every 20 images (it may raise to stop). What a file's values said is
+    remembered between runs (:data:`CACHE_NAME`)."""
     images, maps = {}, {}
-    for done, (image_id, path) in enumerate(found.items()):
-        if progress is not None and done % 20 == 0 and len(found) > 20:
-            progress(f"looking at the headers of {len(found)} images: {done} done", done / len(found))
-        (maps if is_label_map(image_id, path) else images)[image_id] = path
+    cache = Remembered(CACHE_NAME)
+    try:
+        for done, (image_id, path) in enumerate(found.items()):
+            if progress is not None and done % 20 == 0 and len(found) > 20:
+                progress(f"looking at the headers of {len(found)} images: {done} done", done / len(found))
+            (maps if is_label_map(image_id, path, cache) else images)[image_id] = path
+    finally:  # what was read before a stop is kept too
+        cache.save()
     return images, maps
 
 

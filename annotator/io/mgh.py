@@ -8,7 +8,9 @@ volumes is."""
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +27,46 @@ def is_mgh(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(MGH_SUFFIXES)
 
 
+def _file_bytes(path: Path, count: int = -1) -> bytes:
+    """The first ``count`` bytes of the file (all with -1), decompressed where it is gzipped
+    (an ``.mgz``; gzip's magic bytes decide, not the name)."""
+    with open(path, "rb") as file:
+        gzipped = file.read(2) == b"\x1f\x8b"
+    with (gzip.open if gzipped else open)(path, "rb") as file:
+        return file.read(count)
+
+
+def _header(block: bytes):
+    """nibabel's header of an MGH file from its first bytes (its scan parameters, which
+    follow the voxels, left out); RuntimeError naming what is wrong."""
+    from nibabel.freesurfer.mghformat import MGHHeader, header_dtype
+
+    if len(block) < header_dtype.itemsize:
+        raise RuntimeError("not a readable MGH file (shorter than its header)")
+    try:
+        header = MGHHeader(block[: header_dtype.itemsize])
+        header.get_data_dtype()
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types on foreign files
+        raise RuntimeError(f"not a readable MGH file ({str(exc).strip()[:160] or type(exc).__name__})") from None
+    fields = header.get_data_shape()
+    if int(header["version"]) != 1 or not all(0 < n < 2**31 for n in fields):
+        raise RuntimeError(f"not a readable MGH file (version {int(header['version'])}, size {fields})")
+    return header
+
+
 def load_mgh(path: Path):
-    """nibabel's image of an MGH file (its voxels read when asked); RuntimeError naming what is wrong."""
-    import nibabel as nib
+    """nibabel's image of an MGH file, its voxels in memory (a gzipped file decompressed
+    once: nibabel's own loading reads it twice, for the scan parameters after the voxels
+    and again for the voxels); RuntimeError naming what is wrong."""
+    from nibabel.freesurfer.mghformat import MGHImage
 
     try:
-        return nib.load(str(path))
+        data = _file_bytes(Path(path))
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged gzip stream
+        raise RuntimeError(f"not a readable MGH file ({str(exc).strip()[:160] or type(exc).__name__})") from None
+    _header(data)
+    try:
+        return MGHImage.from_bytes(data)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types on damaged files
         raise RuntimeError(f"not a readable MGH file ({str(exc).strip()[:160] or type(exc).__name__})") from None
 
@@ -89,10 +125,14 @@ def _frames(shape: tuple) -> tuple:
 
 
 def information(path: str | os.PathLike) -> Information:
-    """The grid and pixel type of an MGH file from its header (RuntimeError: unreadable)."""
-    image = load_mgh(Path(path))
-    header = image.header
-    spacing, origin, direction = _geometry(image.affine)
+    """The grid and pixel type of an MGH file from its header, reading only that
+    (RuntimeError: unreadable)."""
+    try:
+        block = _file_bytes(Path(path), 512)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise RuntimeError(f"not a readable MGH file ({str(exc).strip()[:160] or type(exc).__name__})") from None
+    header = _header(block)
+    spacing, origin, direction = _geometry(header.get_affine())
     pixel = sitk.GetImageFromArray(np.zeros((1, 1, 1), header.get_data_dtype().newbyteorder("="))).GetPixelID()
     return Information(tuple(int(n) for n in _frames(header.get_data_shape())), spacing, origin, direction, pixel)
 
