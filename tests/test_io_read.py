@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -521,9 +524,15 @@ def test_freesurfer_mgh_files_read_as_their_nifti_twins(tmp_path):
     data = (tmp_path / "lia.mgz").read_bytes()
     (tmp_path / "cut.mgz").write_bytes(data[: len(data) // 2])
     (tmp_path / "other.mgz").write_bytes(b"not an image" * 10)
-    for name in ("cut.mgz", "other.mgz"):
-        with pytest.raises(InputError, match=f"{name}: cannot be read as an image"):
+    plain = gzip.decompress(data)  # the header: version, width, height, depth, frames, type (big-endian)
+    (tmp_path / "type.mgh").write_bytes(plain[:20] + struct.pack(">i", 77) + plain[24:])
+    (tmp_path / "empty.mgh").write_bytes(plain[:4] + struct.pack(">i", 0) + plain[8:])
+    for name, why in (("cut.mgz", ""), ("other.mgz", ""), ("type.mgh", r" \(not a readable MGH file \(unknown voxel type 77"),
+                      ("empty.mgh", r" \(not a readable MGH file \(size 0 x 30 x 20")):
+        with pytest.raises(InputError, match=f"{name}: cannot be read as an image{why}"):
             read_volume(tmp_path / name)
+    (tmp_path / "plain.mgh").write_bytes(plain)  # not gzipped: the same image
+    np.testing.assert_array_equal(read_volume(tmp_path / "plain.mgh").array, nifti.array)
     subject = tmp_path / "subject" / "mri"
     subject.mkdir(parents=True)
     brain = nib.load(HIPPO / "images" / "hippocampus_001.nii.gz")

@@ -45,12 +45,15 @@ def _header(block: bytes):
         raise RuntimeError("not a readable MGH file (shorter than its header)")
     try:
         header = MGHHeader(block[: header_dtype.itemsize])
-        header.get_data_dtype()
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types on foreign files
         raise RuntimeError(f"not a readable MGH file ({str(exc).strip()[:160] or type(exc).__name__})") from None
-    fields = header.get_data_shape()
-    if int(header["version"]) != 1 or not all(0 < n < 2**31 for n in fields):
-        raise RuntimeError(f"not a readable MGH file (version {int(header['version'])}, size {fields})")
+    try:
+        header.get_data_dtype()
+    except KeyError:
+        raise RuntimeError(f"not a readable MGH file (unknown voxel type {int(header['type'])})") from None
+    size = [int(n) for n in header.get_data_shape()]
+    if not all(n > 0 for n in size):
+        raise RuntimeError(f"not a readable MGH file (size {' x '.join(map(str, size))})")
     return header
 
 
