@@ -195,9 +195,9 @@ def test_a_label_map_opens_beside_its_image_and_can_become_its_label(tmp_path):
 
 def test_a_mask_per_structure_is_named_by_its_file(tmp_path):
     """TotalSegmentator's output of a file per structure (``segmentations/liver.nii.gz``
-    beside ``ct.nii.gz``): each mask's one structure is named by its file, and Use as
-    label offers that name; a mask named after its image (``ct_seg``), or by a number
-    alone (``mask_2``), names nothing."""
+    beside ``ct.nii.gz``): the folder is one label map of the image, each mask's structure
+    named by its file, and Use as label offers those names; a mask named after its image
+    (``ct_seg``), or by a number alone (``mask_2``), names nothing."""
     ct = sitk.ReadImage(str(TOTALSEG / "example_ct_sm.nii.gz"))
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz")))
     folder = tmp_path / "case"
@@ -216,17 +216,81 @@ def test_a_mask_per_structure_is_named_by_its_file(tmp_path):
     mask(seg, folder / "ct_totalseg.nii.gz")  # all 42 structures: named so, a label map too (was an image)
     store = LocalDatastore(folder)
     [record] = store.records()
-    assert record.id == "ct" and sorted(record.label_maps) == [
-        "ct_seg", "ct_totalseg", "mask_2", "segmentations/liver", "segmentations/spleen"]
+    assert record.id == "ct" and sorted(record.label_maps) == ["ct_seg", "ct_totalseg", "mask_2", "segmentations"]
     volume = store.open_image("ct")
     assert {m: store.label_map("ct", m, volume)[1] for m in record.label_maps} == {
-        "ct_seg": {}, "ct_totalseg": {}, "mask_2": {}, "segmentations/liver": {"liver": 1},
-        "segmentations/spleen": {"spleen": 1}}
+        "ct_seg": {}, "ct_totalseg": {}, "mask_2": {}, "segmentations": {"liver": 1, "spleen": 2}}
     session = AnnotationSession()
     session.open(folder / "ct.nii.gz")
-    session.use_label_map("segmentations/spleen")
-    np.testing.assert_array_equal(session.label, seg == 1)
-    assert {p.value: p.name for p in session.labels}[1] == "spleen"
+    session.use_label_map("segmentations")
+    np.testing.assert_array_equal(session.label, (seg == 5) * 1 + (seg == 1) * 2)
+    assert {p.value: p.name for p in session.labels}[1] == "liver"
+    assert {p.value: p.name for p in session.labels}[2] == "spleen"
+
+
+def test_a_folder_of_masks_of_one_image_is_one_label_map(tmp_path):
+    """A folder of masks of one image (TotalSegmentator writes 117, one per structure;
+    they were 117 label maps, each read whole and shown as a layer: a CT of 11 million
+    voxels opened in 51 s and 3 GB) is one label map: a structure per mask, in the order
+    of the files, valued as the folder's labels.json names them; an empty mask adds
+    nothing, a file of several values a structure per value, and where masks overlap the
+    smaller is kept, said. Maps beside the image, or in a folder holding maps of other
+    images or ones that name no structure of their own (versions of one label), stay
+    label maps each."""
+    import gzip
+    import json
+
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.normal(0, 10, (12, 20, 16)).astype(np.int16))
+    image.SetSpacing((1.5, 1.5, 3.0))
+    root = tmp_path / "study"
+    (root / "out" / "segmentations").mkdir(parents=True)
+    other = sitk.Image(image)
+    other.SetOrigin((0.0, 0.0, 90.0))  # another scan
+    sitk.WriteImage(image, str(root / "ct.nii.gz"))
+    sitk.WriteImage(other, str(root / "case1.nii.gz"))
+
+    def mask(values, path, on=image):
+        written = sitk.GetImageFromArray(values.astype(np.uint8))
+        written.CopyInformation(on)
+        sitk.WriteImage(written, str(path))
+
+    box = np.zeros((12, 20, 16), np.uint8)
+    liver, vessel, kidney, lesions = box.copy(), box.copy(), box.copy(), box.copy()
+    liver[2:10, 2:12, 2:10] = 1
+    vessel[4:6, 5:7, 3:9] = 1  # inside the liver
+    kidney[3:8, 14:18, 10:14] = 1
+    lesions[1, 1, 1], lesions[10, 18, 14] = 1, 2
+    masks = root / "out" / "segmentations"
+    for name, values in (("liver", liver), ("liver_vessels", vessel), ("kidney_left", kidney),
+                         ("pancreas", box), ("lesions", lesions)):
+        mask(values, masks / f"{name}.nii.gz")
+    raw = gzip.decompress((masks / "liver.nii.gz").read_bytes())
+    (masks / "stomach.nii.gz").write_bytes(gzip.compress(raw[:-100]))  # its voxels cut short: left out, said
+    (root / "labels.json").write_text(json.dumps({"labels": {"5": "liver"}}))
+    (root / "segs").mkdir()
+    mask(liver, root / "segs" / "case1_seg.nii.gz", other)  # two versions of one label: two maps
+    mask(kidney, root / "segs" / "case1_seg_v2.nii.gz", other)
+    store = LocalDatastore(root)
+    assert {r.id: sorted(r.label_maps) for r in store.records()} == {
+        "case1": ["segs/case1_seg", "segs/case1_seg_v2"], "ct": ["out/segmentations"]}
+    volume = store.open_image("ct")
+    label, names = store.label_map("ct", "out/segmentations", volume)
+    assert names == {"kidney_left": 1, "lesions_1": 2, "lesions_2": 3, "liver": 5, "liver_vessels": 4}
+    np.testing.assert_array_equal(label, kidney * 1 + (lesions == 1) * 2 + (lesions == 2) * 3
+                                  + (liver & ~vessel) * 5 + vessel * 4)
+    assert any("segments overlap (liver_vessels over liver in 24 voxels)" in w for w in volume.warnings)
+    assert any(w.startswith("out/segmentations/stomach left out: ") and "stomach.nii.gz" in w for w in volume.warnings)
+    session = AnnotationSession()
+    session.open(root / "ct.nii.gz")
+    assert session.label_maps.keys() == {"out/segmentations"}
+    # a mask beside the image, or masks of two images in one folder: each its own
+    mask(liver, root / "out" / "segmentations" / "case1_liver.nii.gz", other)
+    again = LocalDatastore(root)
+    assert {r.id: sorted(r.label_maps) for r in again.records()} == {
+        "case1": ["out/segmentations/case1_liver", "segs/case1_seg", "segs/case1_seg_v2"],
+        "ct": [f"out/segmentations/{n}" for n in ("kidney_left", "lesions", "liver", "liver_vessels", "pancreas",
+                                                  "stomach")]}
 
 
 def test_a_folder_of_a_series_with_its_segmentations_beside_it():

@@ -77,6 +77,7 @@ class LocalDatastore(Datastore):
         self.labels = self._label_store(root, labels_dir is not None or self.dataset, history, lock_timeout)
         self._maps: dict[str, Path] = {}
         self._links: dict[str, list[str]] | None = None
+        self._groups: dict[str, dict[str, list[str]]] = {}  # image id -> {folder of its masks: their map ids}
         if not self.dataset:  # label maps among the files are not images to annotate
             found, self._series, segs = split_series(find_images(self.folder, self.labels.root, progress), progress,
                                                      self._pinned(), root=self.folder)
@@ -212,14 +213,20 @@ class LocalDatastore(Datastore):
         return ids[0]  # a folder of several series: its largest
 
     def _label_maps_of(self) -> dict[str, list[str]]:
-        """Image id -> the ids of the label maps linked to it (worked out once)."""
+        """Image id -> the ids of the label maps linked to it (worked out once), a folder of
+        its masks one of them (:func:`annotator.datastore.label_maps.groups`)."""
         if self._links is None:
             series = {i: s.key for i, s in self._series.items()}
-            self._links = label_maps.link(self._images, self._maps, series) if self._maps else {}
+            links = label_maps.link(self._images, self._maps, series) if self._maps else {}
+            self._groups = label_maps.groups(links, self._maps, self._images)
+            self._links = links
         found: dict[str, list[str]] = {}
         for map_id, image_ids in self._links.items():
             for image_id in image_ids:
                 found.setdefault(image_id, []).append(map_id)
+        for image_id, folders in self._groups.items():
+            grouped = {m for members in folders.values() for m in members}
+            found[image_id] = [m for m in found[image_id] if m not in grouped] + sorted(folders)
         return found
 
     def _references(self) -> dict[str, Path]:
@@ -230,7 +237,7 @@ class LocalDatastore(Datastore):
         if self._reference is None:
             task = {}  # whole before it is kept: the worklist's thread may ask meanwhile
             for image_id, map_ids in self._label_maps_of().items():
-                found = [self._maps[m] for m in map_ids if self._maps[m].parent.name.lower() == "labelstr"
+                found = [self._maps[m] for m in map_ids if m in self._maps and self._maps[m].parent.name.lower() == "labelstr"
                          and not looks_like_dicom(self._maps[m])]
                 if len(found) == 1:  # two would leave which is the label to guess
                     task[image_id] = found[0]
@@ -244,6 +251,9 @@ class LocalDatastore(Datastore):
     def label_map(self, image_id: str, map_id: str, image: Volume) -> tuple[np.ndarray, dict[str, int]]:
         if map_id not in self.label_maps(image_id):
             raise DatastoreError(f"{self.folder}: '{map_id}' is not a label map of '{image_id}'")
+        members = self._groups.get(image_id, {}).get(map_id)
+        if members is not None:
+            return label_maps.read_group({m: self._maps[m] for m in members}, image_id, image, self.known_names())
         return label_maps.read_map(self._maps[map_id], map_id, image_id, image, self.known_names())
 
     def records(self) -> list[ImageRecord]:

@@ -312,6 +312,90 @@ def read_map(path: Path, map_id: str, image_id: str, image, known: dict[str, int
     return label, names or mask_name(map_id, image_id, label)
 
 
+#: label maps of one image that lie in a folder of their own are one label map when there
+#: are at least this many (TotalSegmentator writes a mask per structure: 117 files)
+GROUP_FILES = 2
+
+
+def structure_name(map_id: str, image_id: str) -> str:
+    """The structure a mask's file names, apart from its image and label words
+    (``segmentations/kidney_left`` of ``ct``: ``kidney_left``); empty where it names none
+    (``labels/case1_seg`` of ``case1``, ``mask_2``)."""
+    taken = set(words(image_id))
+    own = [w for w in words(map_id.rsplit("/", 1)[-1]) if not label_word(w) and w not in taken]
+    return "" if all(w.isdigit() for w in own) else "_".join(own)
+
+
+def groups(links: dict[str, list[str]], maps: dict[str, Path], images: dict[str, Path]) -> dict[str, dict[str, list[str]]]:
+    """Image id -> {id of a folder of its masks: the ids of the label maps in it}: a folder
+    that holds at least :data:`GROUP_FILES` label maps of the image, each naming a
+    structure of its own (:func:`structure_name`), and no image to annotate, nor a label
+    map of another image or a DICOM file among them (TotalSegmentator's ``segmentations/``
+    beside its CT: one label map of 117 structures, not 117 of one). The folder's id is
+    its part of the maps' ids (``segmentations``)."""
+    holding = {(p if p.is_dir() else p.parent).resolve() for p in images.values()}
+    by_folder: dict[Path, list[str]] = {}
+    for map_id, path in maps.items():
+        if links.get(map_id):  # one that labels no image is shown nowhere
+            by_folder.setdefault(path.parent.resolve(), []).append(map_id)
+    found: dict[str, dict[str, list[str]]] = {}
+    for folder, members in by_folder.items():
+        owners = {tuple(links[m]) for m in members}
+        if folder in holding or len(members) < GROUP_FILES or len(owners) != 1 or "/" not in members[0]:
+            continue
+        [owner] = owners
+        names = [structure_name(m, owner[0]) if len(owner) == 1 else "" for m in members]
+        if len(owner) != 1 or not all(names) or len(set(names)) < len(names):
+            continue
+        if any(looks_like_dicom(maps[m]) for m in members):
+            continue
+        group_id = members[0].rsplit("/", 1)[0]
+        while group_id in maps or group_id in images:
+            group_id += "+"
+        found.setdefault(owner[0], {})[group_id] = sorted(members)
+    return found
+
+
+def read_group(members: dict[str, Path], image_id: str, image, known: dict[str, int] | None = None):
+    """(label on ``image``'s grid, name -> value) of a folder of masks (:func:`groups`):
+    each file a structure named by its file (each value of a file of several, by the names
+    the file gives them or its own name and the value), valued as ``known`` (name ->
+    value) names it, else in the files' order; where masks overlap, the smaller is kept
+    (said on ``image``, as a mask that cannot be read is). The files are read on up to 8 cores (a CT's 117 masks: they took
+    longer than the CT), the voxels of each structure kept, not its file's array."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from annotator.errors import AnnotatorError
+    from annotator.io.label_names import label_names_in
+    from annotator.io.overlaps import Part, one_label
+    from annotator.io.read import read_label
+    from annotator.io.seg import segment_values
+    from annotator.io.volume import label_values
+
+    def structures(item: tuple[str, Path]) -> list[tuple[str, np.ndarray]]:
+        map_id, path = item
+        try:
+            label = read_label(path, image)
+        except AnnotatorError as exc:  # one damaged mask costs its structure, not the others
+            image.warnings.append(f"{map_id} left out: {exc}")
+            return []
+        top = int(label.max()) if label.size else 0
+        held = label_values(label) if top > 1 else [1] * top
+        own = {v: n for n, v in label_names_in(path).items()} if held else {}
+        name = structure_name(map_id, image_id)
+        return [(own.get(v) or (name if len(held) == 1 else f"{name}_{v}"), np.flatnonzero(label == v)) for v in held]
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:  # the readers leave the GIL
+        pieces = [piece for found in pool.map(structures, sorted(members.items())) for piece in found]
+    numbered = {k + 1: title for k, (title, _) in enumerate(pieces)}
+    values = segment_values(numbered, {}, known or {})
+    parts = [Part(values[k + 1], title, voxels) for k, (title, voxels) in enumerate(pieces)]
+    label, said = one_label(tuple(image.shape), parts, image_id)
+    image.warnings.extend(said)
+    return label, {part.name.lower(): part.value for part in parts}
+
+
 def labels_image(path: Path, image) -> bool:
     """Whether the file at ``path`` is a label of ``image`` (a :class:`Volume`): a label map
     (:func:`is_label_map`) on its grid, however stored, or a DICOM SEG or RT Structure Set
