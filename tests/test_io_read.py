@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,3 +547,53 @@ def test_freesurfer_mgh_files_read_as_their_nifti_twins(tmp_path):
     label, _ = store.label_map("T1", "aseg", volume)
     assert sorted(np.unique(label)) == [0, 17, 34]
     assert np.count_nonzero(label) == np.count_nonzero(aseg)
+
+
+def test_a_nifti_gz_is_decompressed_once_and_reads_as_simpleitk_reads_it(tmp_path, monkeypatch):
+    """The check that counts a ``.nii.gz``'s voxel bytes decompresses it (SimpleITK reads a
+    file cut short as zeros); its voxels are then taken from there, not decompressed again
+    by SimpleITK (a CT of 88 million voxels opened in 2.5 s, now 1.7). Whatever the type,
+    byte order, dimensions or gzip members, the image is SimpleITK's own;
+    files it would scale, or of several components, it still reads itself."""
+    import nibabel as nib
+
+    from annotator.io import read as reader
+
+    rng = np.random.default_rng(3)
+    ct = (rng.random((20, 24, 16)) * 3000 - 1024).astype(np.int16)
+    turn = np.radians(10)  # an oblique scan
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[-np.cos(turn), -np.sin(turn), 0], [-np.sin(turn), np.cos(turn), 0], [0, 0, 1]]) @ np.diag(
+        [0.8, 0.8, 2.5])
+    affine[:3, 3] = (100, -50, 30)
+    files = {
+        "int16.nii.gz": nib.Nifti1Image(ct, affine),
+        "uint8.nii.gz": nib.Nifti1Image((ct > 0).astype(np.uint8), affine),
+        "float64.nii.gz": nib.Nifti1Image(ct / 7.0, affine),
+        "float32.nii.gz": nib.Nifti1Image((ct / 3.0).astype(np.float32), affine),
+        "big-endian.nii.gz": nib.Nifti1Image(ct.astype(">i4"), affine),
+        "4d.nii.gz": nib.Nifti1Image(np.stack([ct, ct // 2], -1), affine),
+        "scaled.nii.gz": nib.Nifti1Image(ct, affine),
+    }
+    files["scaled.nii.gz"].header.set_slope_inter(2.0, -5.0)
+    for name, image in files.items():
+        if name == "big-endian.nii.gz":
+            image = nib.Nifti1Image(ct.astype(">i4"), affine, nib.Nifti1Header(endianness=">"))
+        nib.save(image, tmp_path / name)
+    raw = gzip.decompress((tmp_path / "int16.nii.gz").read_bytes())  # two gzip members, zero padding after
+    (tmp_path / "members.nii.gz").write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]) + bytes(64))
+    itk_reads = []
+    real = reader.read_image_file
+    monkeypatch.setattr(reader, "read_image_file", lambda path: itk_reads.append(Path(path).name) or real(path))
+    for path in sorted(tmp_path.iterdir()):
+        ours, _ = reader._read_sitk(path)
+        theirs = sitk.ReadImage(str(path))
+        assert (ours.GetPixelID(), ours.GetSize()) == (theirs.GetPixelID(), theirs.GetSize()), path.name
+        np.testing.assert_allclose(ours.GetSpacing(), theirs.GetSpacing())
+        np.testing.assert_allclose(ours.GetOrigin(), theirs.GetOrigin())
+        np.testing.assert_allclose(ours.GetDirection(), theirs.GetDirection())
+        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(theirs))
+    assert itk_reads == ["scaled.nii.gz"]
+    (tmp_path / "garbage.nii.gz").write_bytes(gzip.compress(raw) + b"not gzip")
+    with pytest.raises(InputError, match="garbage.nii.gz: file is truncated or damaged"):
+        read_volume(tmp_path / "garbage.nii.gz")
