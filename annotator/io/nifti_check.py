@@ -185,7 +185,7 @@ def check_nifti(path: str | os.PathLike, keep: bool = False) -> tuple[NiftiHeade
     """Check ``path`` against its header; returns the header, whether the voxels hold
     NaN or infinity (which SimpleITK would silently turn into 0), and with ``keep`` the
     voxel bytes of a ``.gz`` (decompressed here to count them: read from them, the file is
-    not decompressed twice), else None.
+    not decompressed twice) of at most an eighth of the machine's memory, else None.
 
     Raises :class:`InputError` for a header that is broken, a declared volume larger
     than :func:`memory_limit`, or fewer voxel bytes than declared.
@@ -205,7 +205,9 @@ def check_nifti(path: str | os.PathLike, keep: bool = False) -> tuple[NiftiHeade
     dtype = header.dtype
     scan_nan = dtype is not None and dtype.kind == "f"
     compressed = path.name.lower().endswith(".gz")
-    kept = np.empty(header.data_bytes, np.uint8) if keep and compressed else None
+    # kept and then copied into the image: twice the voxels in memory for a moment, so not
+    # for a volume that takes more than an eighth of this machine's memory
+    kept = np.empty(header.data_bytes, np.uint8) if keep and compressed and header.data_bytes <= memory_limit() // 4 else None
     non_finite = False
     try:
         present = header.vox_offset if compressed else path.stat().st_size
