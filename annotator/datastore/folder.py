@@ -237,8 +237,8 @@ class LocalDatastore(Datastore):
         if self._reference is None:
             task = {}  # whole before it is kept: the worklist's thread may ask meanwhile
             for image_id, map_ids in self._label_maps_of().items():
-                found = [self._maps[m] for m in map_ids if m in self._maps and self._maps[m].parent.name.lower() == "labelstr"
-                         and not looks_like_dicom(self._maps[m])]
+                found = [self._maps[m] for m in map_ids if m in self._maps  # not a folder of masks
+                         and self._maps[m].parent.name.lower() == "labelstr" and not looks_like_dicom(self._maps[m])]
                 if len(found) == 1:  # two would leave which is the label to guess
                     task[image_id] = found[0]
             self._reference = task

@@ -326,7 +326,8 @@ def structure_name(map_id: str, image_id: str) -> str:
     return "" if all(w.isdigit() for w in own) else "_".join(own)
 
 
-def groups(links: dict[str, list[str]], maps: dict[str, Path], images: dict[str, Path]) -> dict[str, dict[str, list[str]]]:
+def groups(links: dict[str, list[str]], maps: dict[str, Path],
+           images: dict[str, Path]) -> dict[str, dict[str, list[str]]]:
     """Image id -> {id of a folder of its masks: the ids of the label maps in it}: a folder
     that holds at least :data:`GROUP_FILES` label maps of the image, each naming a
     structure of its own (:func:`structure_name`), and no image to annotate, nor a label
@@ -341,18 +342,16 @@ def groups(links: dict[str, list[str]], maps: dict[str, Path], images: dict[str,
     found: dict[str, dict[str, list[str]]] = {}
     for folder, members in by_folder.items():
         owners = {tuple(links[m]) for m in members}
-        if folder in holding or len(members) < GROUP_FILES or len(owners) != 1 or "/" not in members[0]:
+        if folder in holding or len(members) < GROUP_FILES or owners != {tuple(links[members[0]][:1])}:
+            continue  # beside images, too few, or of several images (or each of several)
+        [(owner,)] = owners
+        names = [structure_name(m, owner) for m in members]
+        if not all(names) or len(set(names)) < len(names) or any(looks_like_dicom(maps[m]) for m in members):
             continue
-        [owner] = owners
-        names = [structure_name(m, owner[0]) if len(owner) == 1 else "" for m in members]
-        if len(owner) != 1 or not all(names) or len(set(names)) < len(names):
-            continue
-        if any(looks_like_dicom(maps[m]) for m in members):
-            continue
-        group_id = members[0].rsplit("/", 1)[0]
+        group_id = members[0].rpartition("/")[0]
         while group_id in maps or group_id in images:
             group_id += "+"
-        found.setdefault(owner[0], {})[group_id] = sorted(members)
+        found.setdefault(owner, {})[group_id] = sorted(members)
     return found
 
 
@@ -361,8 +360,9 @@ def read_group(members: dict[str, Path], image_id: str, image, known: dict[str, 
     each file a structure named by its file (each value of a file of several, by the names
     the file gives them or its own name and the value), valued as ``known`` (name ->
     value) names it, else in the files' order; where masks overlap, the smaller is kept
-    (said on ``image``, as a mask that cannot be read is). The files are read on up to 8 cores (a CT's 117 masks: they took
-    longer than the CT), the voxels of each structure kept, not its file's array."""
+    (said on ``image``, as a mask that cannot be read is). The files are read on up to 8
+    cores (a CT's 117 masks take longer than the CT), each structure's voxels kept, not
+    its file's array."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 

@@ -207,7 +207,9 @@ def check_nifti(path: str | os.PathLike, keep: bool = False) -> tuple[NiftiHeade
     compressed = path.name.lower().endswith(".gz")
     # kept and then copied into the image: twice the voxels in memory for a moment, so not
     # for a volume that takes more than an eighth of this machine's memory
-    kept = np.empty(header.data_bytes, np.uint8) if keep and compressed and header.data_bytes <= memory_limit() // 4 else None
+    kept = None
+    if keep and compressed and header.data_bytes <= memory_limit() // 4:
+        kept = np.empty(header.data_bytes, np.uint8)
     non_finite = False
     try:
         present = header.vox_offset if compressed else path.stat().st_size
