@@ -117,6 +117,34 @@ def _check_size(path: Path) -> None:
     if total > memory_limit():
         raise InputError(f"{path}: declares {'x'.join(map(str, size))} voxels ({total / 2**30:.1f} GB), more "
                          f"than the {memory_limit() / 2**30:.1f} GB one image may take here")
+    if path.suffix.lower() in (".mha", ".mhd"):
+        _check_meta_data(path, total)
+
+
+def _check_meta_data(path: Path, total: int) -> None:
+    """A MetaImage cut short: its voxel bytes (of a compressed one, the compressed size its
+    header gives) counted against what its header declares. ITK's reader fails on it with
+    errno's reason ("No such file or directory") and prints the cause on stdout."""
+    fields, length = {}, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            length += len(raw)
+            key, _, value = raw.decode("latin-1").partition("=")
+            fields[key.strip().lower()] = value.strip()
+            if key.strip().lower() == "elementdatafile" or length > 65536:
+                break
+    data = fields.get("elementdatafile", "")
+    try:
+        present = path.stat().st_size - length if data.upper() == "LOCAL" else (path.parent / data).stat().st_size
+    except OSError:
+        return  # a data file list or pattern, or one missing: its reader tells
+    compressed = fields.get("compresseddata", "false").lower() == "true"
+    try:
+        expected = int(fields["compresseddatasize"]) if compressed else total
+    except (KeyError, ValueError):
+        return  # a compressed file that does not say its size: its reader tells
+    if present < expected:
+        raise InputError(f"{path}: file is truncated: {present:,} of its {expected:,} bytes of voxel data are there")
 
 
 #: Header fields of NRRD and MetaImage files that give the voxel grid (spacing: must not be 0)
