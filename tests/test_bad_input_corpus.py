@@ -183,12 +183,13 @@ def build_corpus(root: Path) -> list[tuple[str, list[str], str]]:
                     "ElementDataFile = LOCAL\n",
     }
     image = sitk.ReadImage(str(SOURCE))
-    for name, compressed in (("mha-cut", False), ("mha-cut-compressed", True), ("mhd-cut", False)):
-        p = root / f"{name}.{name[:3]}"
+    for name, compressed in (("mha-cut", False), ("mha-cut-compressed", True), ("mhd-cut", False),
+                             ("nrrd-cut", False), ("nrrd-cut-compressed", True)):
+        p = root / f"{name}.{name.split('-')[0]}"
         sitk.WriteImage(image, str(p), useCompression=compressed)
         data = p.with_suffix(".raw") if name.startswith("mhd") else p
         data.write_bytes(data.read_bytes()[: int(data.stat().st_size * 0.8)])
-        info(name, p, f"{p.name}: file is truncated: ")  # ITK said "No such file or directory"
+        info(name, p, f"{p.name}: file is truncated: ")  # ITK: "No such file or directory", "fread got only"
     for name, text in nrrd_bad.items():
         p = root / f"{name}.{'nrrd' if name.startswith('nrrd') else 'mha'}"
         p.write_bytes(text.encode() + (bytes(64) if "short" in name or "spacing" in name else b""))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -85,8 +86,23 @@ def _check_detached_data(path: Path) -> None:
         return
 
 
+#: how ITK's NRRD reader says a file's voxel data is cut short (gzip or raw encoding):
+#: (bytes there, bytes declared), or (values there, bytes each, values declared)
+_NRRD_CUT = (re.compile(r"_nrrdEncodingGzip_read: expected (\d+) bytes but received (\d+)"),
+             re.compile(r"_nrrdEncodingRaw_read: fread got only (\d+) (\d+)-sized things, not (\d+)"))
+
+
 def _unreadable(path: Path, exc: RuntimeError, noise: list[str]) -> InputError:
-    """SimpleITK's failure as one line naming the file (its last line, or the C library's)."""
+    """SimpleITK's failure as one line naming the file (its last line, or the C library's);
+    a NRRD cut short, in words."""
+    text = "\n".join([str(exc), *noise])
+    if found := _NRRD_CUT[0].search(text):
+        expected, present = int(found.group(1)), int(found.group(2))
+    elif found := _NRRD_CUT[1].search(text):
+        present, size, expected = (int(g) for g in found.groups())
+        present, expected = present * size, expected * size
+    if found:
+        return InputError(f"{path}: file is truncated: {present:,} of its {expected:,} bytes of voxel data are there")
     detail = ([line for line in str(exc).splitlines() if line.strip()] or noise or ["unknown"])[-1][:200]
     return InputError(f"{path}: cannot be read as an image ({detail})")
 
