@@ -198,5 +198,15 @@ def test_a_structure_set_needs_dicom_with_instance_uids(tmp_path):
         with pytest.raises(InputError, match="carry no SOP Instance UID"):
             save_label(tmp_path / name, label, anonymised)
     crop = read_volume(CROP)
+    unplaced = tmp_path / "unplaced"  # no Frame of Reference UID: the SEG failed with highdicom's ValueError
+    unplaced.mkdir()
+    for path in sorted(CROP.iterdir()):
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(unplaced / path.name)
+    volume = read_volume(unplaced)
+    for name in ("x.rtstruct.dcm", "x.dcm"):
+        with pytest.raises(InputError, match="carry no Frame of Reference UID"):
+            save_label(tmp_path / name, np.ones(volume.shape, np.uint8), volume)
     with pytest.raises(InputError, match="the label is empty: there is no structure to write"):
         save_label(tmp_path / "y.rtstruct.dcm", np.zeros(crop.shape, np.uint8), crop)

@@ -155,6 +155,9 @@ def source_headers(image: Volume, what: str) -> list:
                if str(ds.get("SOPInstanceUID", "")) in mine]
     if not sources:
         raise InputError(f"{image.name}: none of the DICOM files it was read from is in {image.source.path}")
+    if not all(str(ds.get("FrameOfReferenceUID", "")).strip() for ds in sources):
+        raise InputError(f"{image.name}: its DICOM files carry no Frame of Reference UID (removed by an anonymiser?), "
+                         f"which {what} must share with them; save its label as NIfTI (.nii.gz)")
     return sources
 
 
