@@ -41,7 +41,7 @@ class NiftiHeader:
     bitpix: int
     vox_offset: int
     pixdim: tuple[float, ...]
-    scale: tuple[float, float] = (0.0, 0.0)  # scl_slope, scl_inter (a slope of 0: none)
+    scale: tuple[float, float]  # scl_slope, scl_inter (a slope of 0: none)
 
     @property
     def scaled(self) -> bool:

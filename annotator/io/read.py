@@ -142,13 +142,12 @@ def _check_meta_data(path: Path, total: int) -> None:
     header gives) counted against what its header declares. ITK's reader fails on it with
     errno's reason ("No such file or directory") and prints the cause on stdout."""
     fields, length = {}, 0
-    with open(path, "rb") as f:
-        for raw in f:
-            length += len(raw)
-            key, _, value = raw.decode("latin-1").partition("=")
-            fields[key.strip().lower()] = value.strip()
-            if key.strip().lower() == "elementdatafile" or length > 65536:
-                break
+    for line in _header_text(path).splitlines(keepends=True):  # latin-1: a character a byte
+        length += len(line)
+        key, _, value = line.partition("=")
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            break
     data = fields.get("elementdatafile", "")
     try:
         present = path.stat().st_size - length if data.upper() == "LOCAL" else (path.parent / data).stat().st_size
@@ -210,7 +209,8 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, np.ndarray | None]:
     if path.name.lower().endswith((".nii", ".nii.gz")):
         header, has_nan, voxels = check_nifti(path, keep=True)
         if has_nan:
-            non_finite = ~np.isfinite(read_raw(path, header))
+            stored = read_raw(path, header) if voxels is None else voxels.view(header.dtype)
+            non_finite = ~np.isfinite(stored.reshape(tuple(reversed(header.shape))))
         elif voxels is not None:
             image = _nifti_image(path, header, voxels)
             if image is not None:
