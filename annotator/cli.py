@@ -452,7 +452,10 @@ def cmd_accept(args) -> int:
     store = _store(args.place)
     volume = store.open_image(args.image_id)
     said = len(volume.warnings)
-    found, names = read_label_file(args.label, volume, store.known_names())
+    if not Path(args.label).is_file() and args.label in store.label_maps(args.image_id):  # a label map's id
+        found, names = store.label_map(args.image_id, args.label, volume)
+    else:
+        found, names = read_label_file(args.label, volume, store.known_names())
     label = as_label(found, str(args.label))
     for warning in volume.warnings[said:]:  # an RT Structure Set's outline that could not be placed, say
         print(f"annotator: warning: {warning}", file=sys.stderr)
@@ -867,8 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("accept", help="make a label file the final label of an image")
     p.add_argument("place", help="folder of images, or a DICOMweb URL (http://user@host/dicom-web)")
     p.add_argument("image_id", help="the image's id (see `annotator status`)")
-    p.add_argument("label", help="label map in the image's geometry (NIfTI, NRRD, MHA, MGZ), or a DICOM SEG or RT "
-                   "Structure Set of its series")
+    p.add_argument("label", help="label map in the image's geometry (NIfTI, NRRD, MHA, MGZ), a DICOM SEG or RT "
+                   "Structure Set of its series, or the id of one of its label maps (`annotator status` lists them: "
+                   "a folder of masks, say)")
     p.set_defaults(func=cmd_accept)
 
     p = sub.add_parser("label", help="write a saved label version of an image as NIfTI or DICOM SEG")

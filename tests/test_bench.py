@@ -243,7 +243,7 @@ def test_a_folder_of_images_and_label_maps_says_how_they_become_labels(tmp_path)
         proc = annotator(*args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
         assert f"no labelled images in {folder}" in proc.stderr and "ball00 (ball00_seg)" in proc.stderr, proc.stderr
-        assert f"annotator accept {folder} IMAGE_ID LABEL_FILE" in proc.stderr, proc.stderr
+        assert f"annotator accept {folder} IMAGE_ID LABEL_MAP" in proc.stderr, proc.stderr
     proc = annotator("accept", str(folder), "ball01", str(folder / "ball01_seg.nii.gz"))
     assert proc.returncode == 0, proc.stderr
     report = bench(tmp_path, "robot", "--method", "graphcut", "--quick", "--data", str(folder))

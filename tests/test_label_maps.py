@@ -284,6 +284,11 @@ def test_a_folder_of_masks_of_one_image_is_one_label_map(tmp_path):
     session = AnnotationSession()
     session.open(root / "ct.nii.gz")
     assert session.label_maps.keys() == {"out/segmentations"}
+    proc = subprocess.run([sys.executable, "-m", "annotator", "accept", str(root), "ct", "out/segmentations"],
+                          capture_output=True, text=True, timeout=120)  # accepted by its id: it is no file
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(LocalDatastore(root).label("ct", volume), label)
+    assert LocalDatastore(root).names_of("ct")[4] == "liver_vessels"
     # a mask beside the image, or masks of two images in one folder: each its own
     mask(liver, root / "out" / "segmentations" / "case1_liver.nii.gz", other)
     again = LocalDatastore(root)

@@ -39,7 +39,8 @@ def unlabelled_hint(place: str | os.PathLike) -> str:
     shown = ", ".join(f"{r.id} ({', '.join(r.label_maps)})" for r in mapped[:3]) + (", ..." if len(mapped) > 3 else "")
     return (f"; {len(mapped)} of its images ha{'s' if len(mapped) == 1 else 've'} a label map beside "
             f"{'it' if len(mapped) == 1 else 'them'} but no final label: {shown}. A label map counts once "
-            f"accepted: `annotator accept {place} IMAGE_ID LABEL_FILE`, or Use as label, then Accept, in the app")
+            f"accepted: `annotator accept {place} IMAGE_ID LABEL_MAP` (its id, as in parentheses here, or a label file), "
+            "or Use as label, then Accept, in the app")
 
 
 def no_labelled_images(places, what: str = "") -> InputError:
