@@ -530,7 +530,8 @@ def test_an_nnunet_task_folder_is_one_image_a_case_with_its_channels_beneath(tmp
 def test_a_folder_without_images_says_what_an_image_is(tmp_path):
     """A folder holding only a DICOM SEG (its series elsewhere) opened as an empty list with
     no word; it now says that nothing was found and what counts as an image, in the app
-    (the session's warning) and from `annotator status`."""
+    (the session's warning) and from `annotator status`, and that its label maps want
+    their image (TotalSegmentator's masks opened without their CT)."""
     from annotator.annotation import AnnotationSession
     from annotator.settings import Settings
 
@@ -541,6 +542,15 @@ def test_a_folder_without_images_says_what_an_image_is(tmp_path):
     [notice] = store.notices()
     assert notice.startswith(f"{folder}: no images found. Images are files ending in .nii.gz, ")
     assert "DICOM SEG or RT Structure Set is a label" in notice
+    assert notice.endswith(". Here is only 1 label map (DicomSeg): open the folder that holds its image too, and "
+                           "it opens beside it")
+    masks = tmp_path / "segmentations"  # TotalSegmentator's masks, opened without their CT
+    masks.mkdir()
+    for name in ("liver", "spleen"):
+        shutil.copy(DATA / "totalsegmentator_example" / "example_seg.nii.gz", masks / f"{name}.nii.gz")
+    [notice] = LocalDatastore(masks, labels_dir=tmp_path / "l3").notices()
+    assert notice.endswith("Here are only 2 label maps (liver, spleen): open the folder that holds their image too, "
+                           "and they open beside it")
     assert LocalDatastore(DATA / "totalsegmentator_example", labels_dir=tmp_path / "l2").notices() == []
     session = AnnotationSession(settings=Settings())
     heard = []

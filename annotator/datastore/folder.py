@@ -129,6 +129,12 @@ class LocalDatastore(Datastore):
 
     def notices(self) -> list[str]:
         empty = [] if self._images else [f"{self.folder}: {NO_IMAGES}"]
+        if empty and self._maps:  # TotalSegmentator's segmentations/ opened without its CT, say
+            shown = ", ".join(sorted(self._maps)[:3]) + (", ..." if len(self._maps) > 3 else "")
+            many = len(self._maps) > 1
+            empty = [f"{empty[0]}. Here {'are' if many else 'is'} only {len(self._maps)} label map{'s' if many else ''} "
+                     f"({shown}): open the folder that holds {'their' if many else 'its'} image too, and "
+                     f"{'they open' if many else 'it opens'} beside it"]
         return [*empty, *self.labels.notices]
 
     # ---- images -------------------------------------------------------------------------
