@@ -92,11 +92,15 @@ def mask_name(map_id: str, image_id: str, label: np.ndarray) -> dict[str, int]:
     ``segmentations/liver.nii.gz`` beside ``ct.nii.gz`` (TotalSegmentator writes a file per
     structure), ``liver_seg.nrrd`` → ``{"liver": 1}``; ``case_seg`` and ``labelsTr/case``
     name their image ``case``, and ``mask`` or ``mask_2`` nothing: empty."""
-    stem = map_id.rsplit("/", 1)[-1]
-    own = [w for w in words(stem) if not label_word(w)]
+    own = _own_words(map_id)
     if all(w.isdigit() for w in own) or set(own) & set(words(image_id)) or label.max() != 1:
         return {}
     return {"_".join(own): 1}
+
+
+def _own_words(map_id: str) -> list[str]:
+    """The words of a label map's file name that are no label words."""
+    return [w for w in words(map_id.rsplit("/", 1)[-1]) if not label_word(w)]
 
 
 @lru_cache(maxsize=4096)
@@ -322,7 +326,7 @@ def structure_name(map_id: str, image_id: str) -> str:
     (``segmentations/kidney_left`` of ``ct``: ``kidney_left``); empty where it names none
     (``labels/case1_seg`` of ``case1``, ``mask_2``)."""
     taken = set(words(image_id))
-    own = [w for w in words(map_id.rsplit("/", 1)[-1]) if not label_word(w) and w not in taken]
+    own = [w for w in _own_words(map_id) if w not in taken]
     return "" if all(w.isdigit() for w in own) else "_".join(own)
 
 
@@ -367,22 +371,21 @@ def read_group(members: dict[str, Path], image_id: str, image, known: dict[str, 
     from concurrent.futures import ThreadPoolExecutor
 
     from annotator.errors import AnnotatorError
-    from annotator.io.label_names import label_names_in
+    from annotator.io.label_file import read_label_file
     from annotator.io.overlaps import Part, one_label
-    from annotator.io.read import read_label
     from annotator.io.seg import segment_values
     from annotator.io.volume import label_values
 
     def structures(item: tuple[str, Path]) -> list[tuple[str, np.ndarray]]:
         map_id, path = item
         try:
-            label = read_label(path, image)
+            label, named = read_label_file(path, image)
         except AnnotatorError as exc:  # one damaged mask costs its structure, not the others
             image.warnings.append(f"{map_id} left out: {exc}")
             return []
         top = int(label.max()) if label.size else 0
         held = label_values(label) if top > 1 else [1] * top
-        own = {v: n for n, v in label_names_in(path).items()} if held else {}
+        own = {v: n for n, v in named.items()}
         name = structure_name(map_id, image_id)
         return [(own.get(v) or (name if len(held) == 1 else f"{name}_{v}"), np.flatnonzero(label == v)) for v in held]
 
