@@ -340,7 +340,8 @@ def cmd_export(args) -> int:
     described = export_nnunet(store, args.out, channels=args.channels,
                               progress=lambda text, _f: print(text, file=sys.stderr, flush=True) if args.verbose else None)
     labels = ", ".join(f"{v} {n}" for n, v in described["labels"].items() if v)
-    print(f"{args.out}: {described['numTraining']} cases, channels "
+    count = described["numTraining"]
+    print(f"{args.out}: {count} case{'s' if count != 1 else ''}, channels "
           f"{', '.join(described['channel_names'].values())}; labels {labels}")
     for image_id, why in described["annotator"]["left_out"].items():
         print(f"  left out {image_id}: {why}")

@@ -136,6 +136,26 @@ def test_a_server_that_is_down_or_not_dicomweb_is_named_quickly(orthanc):
         list(DicomwebServer(orthanc.root + "/no-such-root", Credentials(orthanc.user, orthanc.password)).series())
 
 
+@pytest.mark.parametrize(("url", "said"), [
+    ("pacs.example.org/dicom-web", "starts with http:// or https://"),  # no scheme
+    ("ftp://pacs.example.org/dicom-web", "starts with http:// or https://"),
+    ("https://", "names the host"),
+    ("http://127.0.0.1:80420/dicom-web", "not a valid URL (Port out of range"),
+    ("http://127.0.0.1:web/dicom-web", "not a valid URL (Port could not be cast"),
+    ("http://[::1/dicom-web", "not a valid URL (Invalid IPv6 URL)"),
+])
+def test_a_url_that_names_no_server_says_so(url, said):
+    """Every command and the Connect dialog take a URL through ``parsed_url``: what is wrong
+    with it is said, not requests' or urllib's exception."""
+    commands = [["dicomweb", "list", url], ["dicomweb", "list", url, "--user", "someone"]]
+    for command in commands + ([["status", url]] if "://" in url else []):  # else a path for status
+        proc = subprocess.run([sys.executable, "-m", "annotator", *command], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode != 0 and f"annotator: error: {url}: " in proc.stderr and said in proc.stderr, \
+            proc.stderr
+        assert "unexpected" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_lists_image_series(orthanc):
     proc = subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "list", orthanc.url, "--token",
                            "s3cret-token", "--modality", "MR", "--patient", "Albus^Dumbledore"],

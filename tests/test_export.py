@@ -80,7 +80,7 @@ def test_channels_export_as_channels_and_the_command_says_what_it_wrote(tmp_path
     proc = subprocess.run([sys.executable, "-m", "annotator", "export", str(store_folder), "--out", str(out),
                            "--channels"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"{out}: 1 cases, channels T1, inverted; labels 1 ")
+    assert proc.stdout.startswith(f"{out}: 1 case, channels T1, inverted; labels 1 ")
     described = json.loads((out / "dataset.json").read_text())
     assert described["channel_names"] == {"0": "T1", "1": "inverted"} and described["annotator"]["cases"] == {
         "case_1": "case 1"}

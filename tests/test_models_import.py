@@ -3,9 +3,11 @@ bundle becomes a model of this app that answers clicks; a full pickle is refused
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -75,6 +77,14 @@ def test_a_full_pickle_and_a_wrong_network_are_refused(tmp_path):
     (tmp_path / "notes.pt").write_text("weights to follow")
     with pytest.raises(ModelError, match="notes.pt: not a PyTorch checkpoint"):
         import_model(tmp_path / "notes.pt", "deepedit", {"a": 1, "b": 2}, [1.0, 1.0, 1.0])
+    (tmp_path / "image.pt").write_bytes(gzip.compress(b"hello"))  # an image chosen by mistake: the unpickler's KeyError
+    with pytest.raises(ModelError, match="image.pt: not a PyTorch checkpoint"):
+        import_model(tmp_path / "image.pt", "deepedit", {"a": 1, "b": 2}, [1.0, 1.0, 1.0])
+    with zipfile.ZipFile(tmp_path / "archive.pt", "w") as archive:  # a zip, not torch's
+        archive.writestr("weights/data.pkl", b"xx")
+    with pytest.raises(ModelError, match=r"archive.pt: not a readable PyTorch checkpoint \(damaged, or another format: ") as refused:
+        import_model(tmp_path / "archive.pt", "deepedit", {"a": 1, "b": 2}, [1.0, 1.0, 1.0])
+    assert "report" not in str(refused.value)  # torch's plea for an enhancement request is not the person's business
     torch.save(_sample_app("deepedit", 3, 4).state_dict(), tmp_path / "two-labels.pt")
     with pytest.raises(ModelError, match="do not fit"):
         import_model(tmp_path / "two-labels.pt", "deepedit", {"a": 1, "b": 2, "c": 3}, [1.0, 1.0, 1.0])

@@ -18,11 +18,11 @@ import fnmatch
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import SplitResult, quote, urlsplit
 
 import requests
 
-from annotator.errors import DatastoreError
+from annotator.errors import DatastoreError, detail
 
 #: Series that are not images to annotate (segmentations, reports, presentation states, ...)
 NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC",
@@ -111,10 +111,24 @@ def _matches(pattern: str, value: str, name: str) -> bool:
     return fnmatch.fnmatchcase(value, pattern)
 
 
+def parsed_url(url: str) -> SplitResult:
+    """The parts of a server's URL, or an error that says what a server's URL is."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number says so here
+    except ValueError as exc:
+        raise DatastoreError(f"{url}: not a valid URL ({detail(exc, 120)})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DatastoreError(f"{url}: not a DICOMweb server's URL (one starts with http:// or https:// and names "
+                             "the host, e.g. http://host:8042/dicom-web)")
+    return parts
+
+
 class DicomwebServer:
     """QIDO-RS of one server."""
 
     def __init__(self, url: str, credentials: Credentials | None = None, timeout: float = 5.0):
+        parsed_url(url)
         self.url = url.rstrip("/")
         self.credentials = credentials or Credentials()
         self.timeout = timeout

@@ -21,7 +21,7 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
     the shipped files. ``progress(text, fraction)`` hears the search of a folder."""
     from annotator.samples import is_sample_path, sample_file
 
-    if str(place).startswith(("http://", "https://")):
+    if "://" in str(place):  # a URL: a server's, or one that says what a server's URL is
         return _server_store(str(place)), None
     if str(place).startswith("sample:"):
         place = sample_file(str(place)[len("sample:"):])
@@ -57,9 +57,11 @@ def server_url(url: str, user: str = "") -> str:
     authentication, the plain URL otherwise (no secret is ever part of it). A user name
     with characters a URL cannot hold there (``:``, ``/``) has them %-escaped; an e-mail
     address stays as it is."""
-    from urllib.parse import quote, urlsplit, urlunsplit
+    from urllib.parse import quote, urlunsplit
 
-    parts = urlsplit(url)
+    from annotator.datastore.dicomweb import parsed_url
+
+    parts = parsed_url(url)
     host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     named = f"{quote(user, safe='@')}@{host}" if user else host
     return urlunsplit((parts.scheme, named, parts.path.rstrip("/"), "", ""))
@@ -67,9 +69,11 @@ def server_url(url: str, user: str = "") -> str:
 
 def url_user(url: str) -> str:
     """The user a place's URL names (``https://user@host/...``), or empty."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
 
-    return unquote(urlsplit(url).username or "")
+    from annotator.datastore.dicomweb import parsed_url
+
+    return unquote(parsed_url(url).username or "")
 
 
 def _server_store(url: str) -> Datastore:

@@ -89,8 +89,11 @@ def _state_dict(path: Path) -> dict:
             raise ModelError(f"{path}: not a PyTorch checkpoint (its content is not a saved state dict)") from None
         raise ModelError(f"{path}: refused: the file needs full unpickling, which could run code from it "
                          f"({needs[:160]}); export the network's state_dict instead") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # a damaged archive, a cut file
+        said = detail(exc, 160).split(". ")[0].split(" (Could this")[0]
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint (damaged, or another format: {said})") from None
+    except Exception:  # noqa: BLE001 - other bytes make the unpickler fail in any way (a KeyError ...)
+        raise ModelError(f"{path}: not a PyTorch checkpoint (its content is not a saved state dict)") from None
     for key in ("model", "state_dict", "model_state_dict", "net"):  # how trainers wrap it
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]

@@ -12,8 +12,9 @@ from qtpy.QtWidgets import (
 from superqt.utils import create_worker
 
 from annotator.datastore import secrets
-from annotator.datastore.dicomweb import Credentials, DicomwebServer
+from annotator.datastore.dicomweb import Credentials, DicomwebServer, parsed_url
 from annotator.datastore.factory import server_url, url_user
+from annotator.errors import DatastoreError
 from annotator.napari.markup import ERROR, GOOD, coloured
 
 AUTH = {"none": "No authentication", "basic": "User and password", "token": "Bearer token"}
@@ -114,6 +115,10 @@ class ConnectDialog(QDialog):
         url = self.url.text().strip()
         if not url.startswith(("http://", "https://")):
             return "The URL starts with https:// (or http:// for a server on this machine)."
+        try:
+            parsed_url(url)
+        except DatastoreError as exc:  # a port that is not a number, no host ...
+            return str(exc)
         kind = self.auth.currentData()
         if kind == "basic" and not self.user.text().strip():
             return "Give the user name."

@@ -61,9 +61,13 @@ def test_connect_test_and_keyring(qtbot, tmp_path, memory_keyring):
         assert (again.url.text(), again.user.text(), again.secret.text()) == (server.url, server.user,
                                                                              server.password)
         assert again.auth.currentData() == "basic"
-    dialog.url.setText("ftp://somewhere")
-    dialog._connect()
-    assert "https://" in dialog.message.text() and dialog.result() == 0 or dialog.place
+    for wrong, said in (("ftp://somewhere", "starts with https://"), ("http://127.0.0.1:port/dicom-web", "Port")):
+        dialog.place = ""
+        dialog.url.setText(wrong)
+        dialog._connect()  # refused in the dialog, which stays open: no exception in a slot
+        assert said in dialog.message.text() and dialog.place == ""
+        dialog.run_test()
+        assert said in dialog.message.text()
 
 
 def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, tmp_path, memory_keyring):
