@@ -172,11 +172,17 @@ def cmd_infer(args) -> int:
     return 0
 
 
+def _count(number: int, thing: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{number} {thing}{'s' if number != 1 else ''}"
+
+
 def _describe(event: dict) -> str | None:
     kind = event["event"]
     if kind == "start":
         limit = f" (at most {event['max_minutes']:g} minutes)" if event.get("max_minutes") else ""
-        return (f"training {event['method']} on {event['train_cases']} images ({event['val_cases']} for validation), "
+        return (f"training {event['method']} on {_count(event['train_cases'], 'image')} ({event['val_cases']} for "
+                f"validation), "
                 f"{event['iterations']} iterations{limit} on {event['device']} -> {event['run']}")
     if kind == "progress":
         return (f"epoch {event['epoch']}/{event['epochs']}  iteration {event['iteration']}/{event['iterations']}  "
@@ -249,6 +255,37 @@ def _patch(text: str) -> list[int]:
     return values
 
 
+def _study_date(text: str) -> str:
+    """A study date as DICOM queries take it (YYYYMMDD, or a range with ``-``); a day as
+    ISO 8601 writes it (2020-01-21) is that day, a year or a month the range of its days."""
+    import datetime
+
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # ISO 8601, as people write a day
+        text = text.replace("-", "")
+    if re.fullmatch(r"\d{4}(\d{2})?", text):
+        month = text[4:] and int(text[4:])
+        if month and not 1 <= month <= 12:
+            raise argparse.ArgumentTypeError(f"'{text}': no month {month}")
+        return f"{text}{'01' if month else '0101'}-{text}{'31' if month else '1231'}"
+    ends = text.split("-")
+    if len(ends) > 2 or not any(ends):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    for end in filter(None, ends):
+        try:
+            datetime.datetime.strptime(end, "%Y%m%d")
+            assert len(end) == 8  # strptime also takes 2020011 as a date
+        except (ValueError, AssertionError):
+            said = f"'{text}'" if end == text else f"'{text}': '{end}'"
+            raise argparse.ArgumentTypeError(f"{said} is not a date YYYYMMDD") from None
+    return text
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port (1 to 65535)")
+    return int(text)
+
+
 def _label_value(text: str) -> int:
     from annotator.io.volume import LABEL_TOP
 
@@ -297,7 +334,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=1))
         return 0
-    print(f"{store.place}: {len(records)} images, {sum(r.status.value == 'labeled' for r in records)} labeled"
+    print(f"{store.place}: {_count(len(records), 'image')}, {sum(r.status.value == 'labeled' for r in records)} labeled"
           + (f" (view only: {store.read_only_reason()})" if store.read_only_reason() else ""))
     width = max([len(r.id) for r in records] + [5])
     for r in records:
@@ -329,7 +366,7 @@ def cmd_stats(args) -> int:
     if args.csv:
         atomic_write_text(args.csv, as_csv(rows))
         images = len({r["image"] for r in measured})
-        print(f"{len(measured)} structures of {images} image{'s' if images != 1 else ''} -> {args.csv}")
+        print(f"{_count(len(measured), 'structure')} of {_count(images, 'image')} -> {args.csv}")
     return 0
 
 
@@ -340,8 +377,7 @@ def cmd_export(args) -> int:
     described = export_nnunet(store, args.out, channels=args.channels,
                               progress=lambda text, _f: print(text, file=sys.stderr, flush=True) if args.verbose else None)
     labels = ", ".join(f"{v} {n}" for n, v in described["labels"].items() if v)
-    count = described["numTraining"]
-    print(f"{args.out}: {count} case{'s' if count != 1 else ''}, channels "
+    print(f"{args.out}: {_count(described['numTraining'], 'case')}, channels "
           f"{', '.join(described['channel_names'].values())}; labels {labels}")
     for image_id, why in described["annotator"]["left_out"].items():
         print(f"  left out {image_id}: {why}")
@@ -372,7 +408,7 @@ def cmd_rank(args) -> int:
     for r in ranking.ranked:
         labels = "  ".join(f"{k} {v:.3f}" for k, v in r.per_label.items())
         print(f"{r.id:<{width}}  {r.score:8.4f}  {labels}")
-    print(f"{len(ranking.ranked)} unlabeled image{'s' * (len(ranking.ranked) != 1)} ranked by {args.strategy}"
+    print(f"{_count(len(ranking.ranked), 'unlabeled image')} ranked by {args.strategy}"
           + (f", {ranking.seconds_per_image:.2f} s per image scored" if ranking.seconds_per_image else ""),
           file=sys.stderr)
     return 0
@@ -510,7 +546,10 @@ def cmd_dicomweb_login(args) -> int:
 
     url, user, ca_bundle = server_terms(args.url, args.user or "", "", args.ca_bundle or "")
     kind = "password" if user else "token"
-    secret = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"{kind} for {args.url}: ")
+    try:
+        secret = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"{kind} for {args.url}: ")
+    except EOFError:  # no terminal and nothing piped in
+        raise InputError(f"no {kind} given: the input ended (type it in a terminal, or pipe it in with --stdin)") from None
     if not secret:
         raise InputError(f"no {kind} given")
     credentials = Credentials(user, secret, "", ca_bundle) if user else Credentials("", "", secret, ca_bundle)
@@ -684,6 +723,7 @@ def cmd_bench(args) -> int:
     from annotator.bench import module
     from annotator.bench import report as rep
 
+    rep.check_outputs(args.json, args.md, getattr(args, "plot", None))  # before the run, not after it
     result = module(args.benchmark).run(args)
     rep.write(result, args.json, args.md)
     print(rep.markdown(result))
@@ -908,7 +948,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--modality", help="e.g. CT (wildcards * and ? work in every filter)")
     w.add_argument("--patient", help="patient name, e.g. 'Smith*' or 'Smith^John'")
     w.add_argument("--description", help="series description, e.g. '*FLAIR*'")
-    w.add_argument("--date", help="study date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    w.add_argument("--date", type=_study_date,
+                   help="study date YYYYMMDD, a range YYYYMMDD-YYYYMMDD (either end may be left open), "
+                        "or a year or month (2020, 202003)")
     w = server_action("pull", "a series as DICOM files (through the local cache)", cmd_dicomweb_pull)
     w.add_argument("series_uid", help="SeriesInstanceUID (see `annotator dicomweb list`)")
     w.add_argument("--out", required=True, help="folder for the files")
@@ -931,7 +973,7 @@ def build_parser() -> argparse.ArgumentParser:
     orth = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
     o = orth.add_parser("serve", help="start Orthanc on 127.0.0.1 with authentication; Ctrl-C stops it")
     o.add_argument("--sample", action="store_true", help="store the sample DICOM series in it")
-    o.add_argument("--port", type=int, help="HTTP port (default: a free one)")
+    o.add_argument("--port", type=_port, help="HTTP port (default: a free one)")
     o.add_argument("--user", default="annotator", help="user name (a password is generated)")
     o.add_argument("--folder", help="storage folder (default: a new temporary one)")
     o.set_defaults(func=cmd_orthanc_serve)

@@ -271,13 +271,24 @@ def test_tidy_command_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
      "65536 is not a label value (1 to 65535)"),
     (["tidy", str(IMAGE), "--label", str(IMAGE), "--step", "smooth", "--value", "0", "--out", "{tmp}/o.nii.gz"],
      "0 is not a label value (1 to 65535)"),
+    # said before a benchmark or a training run starts, not after minutes of it
+    (["bench", "robot", "--quick", "--plot", "{tmp}/curve.txt"], "'{tmp}/curve.txt' is not a .png file name"),
+    (["bench", "robot", "--quick", "--method", "graphcut", "--phantom-seeds", "one"], "not comma-separated seeds"),
+    (["bench", "robot", "--quick", "--json", "{tmp}"], "{tmp}: a folder; give a file name for the results"),
+    (["train", "--method", "deepedit", "--data", "{tmp}", "--epochs", "0"],
+     "epochs 0: give a whole number of 1 or more"),
+    (["train", "--method", "deepedit", "--data", "{tmp}", "--val-every", "0"],
+     "val-every 0: give a whole number of 1 or more"),
+    (["models", "import", str(IMAGE), "--method", "deepedit", "--labels", "a=1"], "not a PyTorch checkpoint"),
+    (["dicomweb", "list", "127.0.0.1:8042/dicom-web"], "starts with http:// or https://"),
+    (["orthanc", "serve", "--port", "80420"], "'80420' is not a port (1 to 65535)"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     (tmp_path / "text.txt").write_text("hello")
     proc = annotator(*[a.format(tmp=tmp_path) for a in args], check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("annotator: error:") and message in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("annotator: error:") and message.format(tmp=tmp_path) in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.nii.gz").exists()
 

@@ -156,6 +156,26 @@ def test_a_url_that_names_no_server_says_so(url, said):
         assert "unexpected" not in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_study_date_is_a_day_a_range_a_year_or_a_month(orthanc):
+    """`dicomweb list --date` takes what DICOM queries take, and a year or a month as the
+    range of its days, a day as ISO 8601 writes it that day; a date that is none is refused before the server is asked (it
+    listed nothing, as if no study had that date)."""
+    def listed(date):
+        return subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "list", orthanc.url, "--token",
+                               "s3cret-token", f"--date={date}"], capture_output=True, text=True, timeout=60)
+
+    on_the_day = {row.split("\t")[1] for row in listed("20200121").stdout.splitlines()}
+    assert len(on_the_day) == 3  # the study of 2020-01-21
+    for date in ("2020-01-21", "2020", "202001", "20200101-20200131", "20200121-", "-20200121"):
+        proc = listed(date)
+        assert proc.returncode == 0 and on_the_day <= {row.split("\t")[1] for row in proc.stdout.splitlines()}, date
+    assert listed("2019").stdout == "" and listed("202002").stdout == ""
+    for date, said in (("21.01.2020", "'21.01.2020' is not a date YYYYMMDD"), ("202013", "no month 13"),
+                       ("20200230", "'20200230' is not a date YYYYMMDD"), ("last week", "is not a date")):
+        proc = listed(date)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+
+
 def test_cli_lists_image_series(orthanc):
     proc = subprocess.run([sys.executable, "-m", "annotator", "dicomweb", "list", orthanc.url, "--token",
                            "s3cret-token", "--modality", "MR", "--patient", "Albus^Dumbledore"],
@@ -763,7 +783,10 @@ def test_a_user_named_in_the_url_signs_in_every_command_and_a_refusal_after_is_s
         def annotator(secret, *args, stdin=None):
             env = {**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": secret, "XDG_CACHE_HOME": str(tmp_path / "c")}
             return subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True, text=True,
-                                  timeout=120, env=env, input=stdin)
+                                  timeout=120, env=env, input=stdin, start_new_session=True)  # no terminal to ask
+
+        proc = annotator("", "dicomweb", "login", f"http://{user}@{host}", stdin="")  # nothing typed, no terminal
+        assert proc.returncode == 2 and "no password given: the input ended" in proc.stderr, proc.stderr
 
         for url in (f"http://{user}@{host}", f"http://ann.smith%40hospital.org@{host}"):
             proc = annotator(password, "dicomweb", "list", url)
@@ -773,9 +796,9 @@ def test_a_user_named_in_the_url_signs_in_every_command_and_a_refusal_after_is_s
         proc = annotator(password, "dicomweb", "list", f"http://{user}@{host}", "--user", "someone")
         assert proc.returncode == 2 and "give one" in proc.stderr
         proc = annotator(password, "status", f"http://{user}@{host}")
-        assert proc.returncode == 0 and "1 images" in proc.stdout and proc.stderr == "", proc.stderr
+        assert proc.returncode == 0 and ": 1 image, 0 labeled" in proc.stdout and proc.stderr == "", proc.stderr
         proc = annotator("wrong", "status", f"http://{user}@{host}")
-        assert proc.returncode == 0 and "1 images" in proc.stdout
+        assert proc.returncode == 0 and ": 1 image, 0 labeled" in proc.stdout
         assert "refused the credentials (401)" in proc.stderr and "the series seen last are listed" in proc.stderr
         assert password not in proc.stdout + proc.stderr
 

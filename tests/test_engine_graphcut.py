@@ -498,7 +498,7 @@ def test_a_second_cut_learns_the_organ_s_intensities_from_the_first():
     from annotator.bench.robot_graphcut import DATASETS, _cases
 
     mr = next(d for d in DATASETS if d.name == "mr")
-    args = argparse.Namespace(quick=False, split="train", phantom_seeds="0")
+    args = argparse.Namespace(quick=False, split="train", phantom_seeds=[0])
     (_, volume, structures), = _cases(mr, DATA, args)
     liver = structures["liver"]
     strokes = sparse_scribbles_from_mask(liver)
@@ -518,7 +518,7 @@ def test_the_second_cut_does_not_run_on_into_a_neighbour():
     from annotator.bench.robot_graphcut import DATASETS, _cases
 
     ct = next(d for d in DATASETS if d.name == "ct")
-    args = argparse.Namespace(quick=False, split="test", phantom_seeds="1")
+    args = argparse.Namespace(quick=False, split="test", phantom_seeds=[1])
     (_, volume, structures), = _cases(ct, DATA, args)
     kidney, spleen = structures["kidney_left"], structures["spleen"]
     out = segment_scribbles(volume, sparse_scribbles_from_mask(kidney)).label > 0

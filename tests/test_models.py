@@ -223,3 +223,21 @@ def test_a_user_model_named_like_a_bundled_one_is_never_chosen(tmp_path):
     assert [e.sidecar.parent for e in entries] == [bundled]
     assert registry.entry("starter").sidecar.parent == bundled
     assert registry.preferred("deepgrow3d").sidecar.parent == bundled
+
+
+def test_a_modality_typed_in_any_case_is_dicoms(tmp_path):
+    """A model trained with `--modality mr`, or a sidecar written so by hand, is a model for
+    MR images: it was one for "mr", which no image's modality ever is."""
+    from annotator.training.config import TrainConfig
+
+    assert _card().modality == "MR"
+    card = ModelCard(name="typed", method="deepgrow3d", architecture=SMALL, labels={"background": 0, "structure": 1},
+                     modality=" mr ")
+    assert card.modality == "MR"
+    assert ModelCard(name="any", method="deepgrow3d", architecture=SMALL, labels={}, modality="").modality == "unknown"
+    assert TrainConfig(method="deepedit", data=[str(tmp_path)], modality="ct").modality == "CT"
+    assert TrainConfig(method="deepedit", data=[str(tmp_path)], modality="Unknown").modality == "unknown"
+    _, sidecar = _saved(tmp_path, "lower")
+    raw = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**raw, "modality": "mr"}))
+    assert ModelRegistry([tmp_path]).preferred("deepgrow3d", "MR").card.name == "lower"

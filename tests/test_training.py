@@ -212,6 +212,22 @@ def test_bad_data_is_reported_and_changes_nothing(tmp_path, user_dirs):
     for rate in (0, -1e-3, 2.0, "fast"):
         with pytest.raises(InputError, match=f"learning rate {rate!r}: give a number above 0 and below 1"):
             _config(empty, tmp_path, learning_rate=rate)
+    # counts, limits and shares out of range stop before a run starts (--epochs 0 failed after
+    # starting, --val-every 0 at its first validation, --seed -5 in numpy's words)
+    for setting, value, said in (("epochs", 0, "epochs 0: give a whole number of 1 or more"),
+                                 ("max_iterations", -2, "iterations -2: give a whole number of 0 or more"),
+                                 ("val_every", 0, "val-every 0: give a whole number of 1 or more"),
+                                 ("seed", -5, "seed -5: give a whole number of 0 or more"),
+                                 ("batch_size", 2.5, "batch-size 2.5: give a whole number"),
+                                 ("max_minutes", -1.0, "max-minutes -1.0: give a number from 0 to"),
+                                 ("val_fraction", 1.0, "val-fraction 1.0: give a number from 0 to 0.99"),
+                                 ("patch", [64, 64], r"patch \[64, 64\]: give three sizes above 0"),
+                                 ("target_spacing", [1, 0, 1], r"spacing \[1, 0, 1\]: give three sizes above 0")):
+        with pytest.raises(InputError, match=said):
+            _config(empty, tmp_path, **{setting: value})
+    bad.write_text(json.dumps({"method": "deepedit", "data": [str(empty)], "epochs": "50"}))  # a file, the same
+    with pytest.raises(InputError, match="epochs '50': give a whole number"):
+        TrainConfig.load(bad)
     (empty / "labels.json").write_text("{not json")  # names that cannot be read stop the run, named
     from annotator.errors import DatastoreError
     from annotator.training.data import label_map

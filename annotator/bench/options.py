@@ -27,6 +27,24 @@ GRAPHCUT_DATASETS = ("ct", "ctdicom", "mr", "hippocampus", "phantom")
 BRIEF_ITERATIONS = 450
 
 
+def png_name(text: str) -> str:
+    """A plot's file name: a PNG (known before the benchmark runs, not after)."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a .png file name")
+    return text
+
+
+def seeds(text: str) -> list[int]:
+    """Comma-separated seeds, each a whole number of 0 or more."""
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not comma-separated seeds (whole numbers, e.g. 1,2)")
+    return values
+
+
 def active(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="the hippocampus dataset folder (default: the shared one)")
     parser.add_argument("--cases", type=int, default=None, help="test cases (default all 52, quick 6)")
@@ -36,7 +54,7 @@ def active(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brief-iterations", type=int, default=None,
                         help="its training iterations: a fixed number, so that every run trains the same model "
                              f"(default {BRIEF_ITERATIONS}: about 3 minutes on 2 CPU cores; quick 4)")
-    parser.add_argument("--plot", help="PNG: score against 1 - Dice per strategy")
+    parser.add_argument("--plot", type=png_name, help="PNG: score against 1 - Dice per strategy")
     parser.add_argument("--curve", action="store_true",
                         help="also the simulated learning curve (about 30 minutes more on 2 CPU cores)")
     parser.add_argument("--rounds", type=int, default=4, help="learning-curve rounds (default 4)")
@@ -106,10 +124,11 @@ def robot(parser: argparse.ArgumentParser) -> None:
                         "a folder without one); validation: the model's own validation cases, for choosing "
                         "parameters")
     parser.add_argument("--clicks", type=int, default=None, help="clicks per case (default 10, quick 5)")
-    parser.add_argument("--plot", help="PNG of Dice against clicks")
+    parser.add_argument("--plot", type=png_name, help="PNG of Dice against clicks")
     parser.add_argument("--datasets", help="graphcut: comma-separated data sets (default: all of "
                         + ", ".join(GRAPHCUT_DATASETS) + ")")
-    parser.add_argument("--phantom-seeds", default="1,2", help="graphcut: phantom seeds (default 1,2; 0 was tuned on)")
+    parser.add_argument("--phantom-seeds", type=seeds, default=[1, 2],
+                        help="graphcut: phantom seeds (default 1,2; 0 was tuned on)")
 
 
 def train(parser: argparse.ArgumentParser) -> None:

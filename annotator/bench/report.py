@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import annotator
+from annotator.errors import InputError
 
 
 def machine() -> dict:
@@ -65,6 +66,19 @@ def markdown(rep: dict) -> str:
         lines.append(f"| {r['name']} | {r['value']:.4g} | {r['unit']} | "
                      f"{'' if target is None else target} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def check_outputs(*paths: str | None) -> None:
+    """Each result file can be written: its folder made where it is missing; a folder in its
+    place, or one that cannot be made, is said before a benchmark runs for minutes."""
+    for path in filter(None, paths):
+        target = Path(path)
+        if target.is_dir():
+            raise InputError(f"{path}: a folder; give a file name for the results")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{path}: its folder cannot be made ({exc.strerror or exc})") from None
 
 
 def write(rep: dict, json_path: str | None, md_path: str | None) -> None:

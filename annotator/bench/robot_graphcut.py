@@ -116,7 +116,7 @@ def _folder_cases(folder: str, split: str, limit: int | None):
 def _cases(ds: DataSet, root: Path, args) -> list[tuple[str, Volume, dict[str, np.ndarray]]]:
     """(case id, volume, {structure: mask}) of a data set."""
     if ds.name == "phantom":
-        seeds = [int(s) for s in args.phantom_seeds.split(",") if s.strip()]
+        seeds = args.phantom_seeds
         shape = (48, 96, 96) if args.quick else (96, 192, 192)
         out = []
         for seed in seeds[:1] if args.quick else seeds:

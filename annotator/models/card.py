@@ -40,6 +40,13 @@ def _mm(extent) -> str:
 EXTENT_FACTOR = 2.0
 
 
+def modality_code(text: str) -> str:
+    """A modality as DICOM writes it (``CT``, ``MR``), whatever case it was typed in;
+    ``unknown`` for none (a model for any modality)."""
+    text = str(text or "").strip()
+    return "unknown" if text.lower() in ("", "unknown") else text.upper()
+
+
 @dataclass
 class ModelCard:
     """Everything needed to use a network's weights correctly, and their provenance."""
@@ -88,6 +95,9 @@ class ModelCard:
     version: str = ""
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        self.modality = modality_code(self.modality)  # "mr" would suit no MR image
 
     @property
     def powers(self) -> dict[str, dict]:

@@ -11,12 +11,27 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from annotator.errors import InputError, ModelError
-from annotator.models.card import METHODS, check_name
+from annotator.models.card import METHODS, check_name, modality_code
 
 
 def runs_dir() -> Path:
     """Where training runs keep their checkpoints and event logs."""
     return Path(user_data_dir("annotator")) / "runs"
+
+
+#: the least each whole number of a run may be (0: the planner or the epochs decide)
+WHOLE_NUMBERS = {"epochs": 1, "max_iterations": 0, "batch_size": 0, "val_every": 1, "max_click_iterations": 0,
+                 "seed": 0}
+#: the range of each other number (max_minutes 0: no time limit)
+SHARES = {"max_minutes": (0.0, 1e6), "val_fraction": (0.0, 0.99), "cache_rate": (0.0, 1.0),
+          "click_weight": (0.0, 1e3)}
+
+
+
+def _said(name: str) -> str:
+    """A setting as the command line names it (``--val-every``; the config file's key
+    differs by its underscores)."""
+    return {"max_iterations": "iterations", "target_spacing": "spacing"}.get(name, name).replace("_", "-")
 
 
 @dataclass
@@ -68,12 +83,30 @@ class TrainConfig:
         self.value_names = {str(k): str(v) for k, v in self.value_names.items()}
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise InputError(f"learning rate {self.learning_rate!r}: give a number above 0 and below 1, e.g. 1e-3")
+        self._check_numbers()
+        self.modality = modality_code(self.modality)
         if not self.name:
             self.name = f"{self.method}-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
             check_name(self.name, "run and model")
         except ModelError as exc:
             raise InputError(str(exc)) from None
+
+    def _check_numbers(self) -> None:
+        """Each count, limit and share within what it can be (a config file is checked as the
+        command line is: a run does not start to fail on its first validation)."""
+        for name, least in WHOLE_NUMBERS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(f"{_said(name)} {value!r}: give a whole number of {least} or more")
+        for name, (low, high) in SHARES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise InputError(f"{_said(name)} {value!r}: give a number from {low:g} to {high:g}")
+        for name in ("patch", "target_spacing"):
+            value = getattr(self, name)
+            if value and (len(value) != 3 or not all(isinstance(v, (int, float)) and v > 0 for v in value)):
+                raise InputError(f"{_said(name)} {value!r}: give three sizes above 0, or none")
 
     @property
     def run_dir(self) -> Path:
