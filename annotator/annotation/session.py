@@ -397,6 +397,8 @@ class AnnotationSession:
                     self.status.emit(why)
                 return
         if kind == "scribbles" and not (self.scribbles == 1).any():
+            self.status.emit("scribbles need a foreground stroke (Alt+3) inside the structure; background strokes "
+                             "(Alt+4) say only what it is not")
             return
         volume, value, label, strokes = self.volume, self.label_value, self.label, self.scribbles
         bound = self._bounds.get(value)
@@ -711,6 +713,12 @@ class AnnotationSession:
         self.dirty = True
         self._changed_at = time.monotonic()
 
+    @property
+    def can_keep(self) -> bool:
+        """Whether the label can be saved at all: an image of a datastore that can be written
+        (not one made from a layer in memory, with no file to keep its label beside)."""
+        return self.store is not None and bool(self.image_id) and self.store.writable
+
     def _can_save(self) -> bool:
         if self.store is None or not self.image_id:
             self.error.emit("this image has no datastore to save into; open it from a file or folder")
@@ -778,7 +786,7 @@ class AnnotationSession:
         """Call every second or so. Autosave: work unchanged for ``autosave_s`` becomes a
         draft. Uploads: every ``upload_check_s`` labels waiting for a server are sent when
         due (the queue's own backoff decides which are)."""
-        if (self.has_unsaved_work and not self._busy and self.store is not None and self.store.writable
+        if (self.has_unsaved_work and not self._busy and self.can_keep  # else it said so at each tick
                 and time.monotonic() - self._changed_at >= self.autosave_s):
             self.save_draft()
         if (self.store is not None and not self.files.busy

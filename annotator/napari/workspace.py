@@ -245,10 +245,19 @@ class Workspace:
         return all(guard()() for guard in list(self._guards) if guard() is not None)
 
     def _ask_leave(self, image_name: str) -> str:
-        box = QMessageBox(QMessageBox.Question, "Unsaved annotation",
-                          f"'{image_name or 'this image'}' has changes that are not accepted.")
-        accept = box.addButton("Accept", QMessageBox.AcceptRole)
-        draft = box.addButton("Keep as draft", QMessageBox.ActionRole)
+        """Accept, keep as draft, discard or cancel; for an image with nowhere to keep its
+        label (a layer made in memory) only discard or cancel, and how to keep it first."""
+        name = image_name or "this image"
+        if not self.session.can_keep:
+            box = QMessageBox(QMessageBox.Question, "Unsaved annotation",
+                              f"'{name}' has changes that cannot be kept here: it has no file or folder to keep "
+                              f"its label beside. To keep them, cancel and save the '{L.SEGMENTATION}' layer "
+                              "(File > Save Selected Layers).")
+            accept = draft = None
+        else:
+            box = QMessageBox(QMessageBox.Question, "Unsaved annotation", f"'{name}' has changes that are not accepted.")
+            accept = box.addButton("Accept", QMessageBox.AcceptRole)
+            draft = box.addButton("Keep as draft", QMessageBox.ActionRole)
         discard = box.addButton("Discard", QMessageBox.DestructiveRole)
         box.addButton(QMessageBox.Cancel)
         box.setObjectName("unsaved-prompt")
@@ -685,18 +694,29 @@ class Workspace:
         """Shortcut and button actions by name (the keys of ``SHORTCUTS``, and buttons' without one)."""
         s = self.session
         windows = {f"window_{name}": (lambda n=name: self.window(n)) for name in L.WINDOWS if name != "percentiles"}
-        return {**windows, "fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
-                "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
-                "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
-                "undo": s.undo, "redo": s.redo, "clear": s.clear, "clear_all": s.clear_all,
-                "accept": s.accept, "next": s.next_image,
-                "next_label": s.next_label, "next_volume": self.next_volume, "next_plane": self.next_plane,
-                "fill_holes": lambda: s.tidy("fill_holes", self.sliced_axis()),
-                "keep_largest": lambda: s.tidy("keep_largest"),
-                "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()),
-                "smooth": lambda: s.tidy("smooth"), "grow": lambda: s.tidy("grow"),
-                "shrink": lambda: s.tidy("shrink"), "clip": lambda: self._range_step("clip"),
-                "flood": lambda: self._range_step("flood"), "outline": self.outline}
+        on_an_image = {**windows, "fg": lambda: self.mode(L.FOREGROUND), "bg": lambda: self.mode(L.BACKGROUND),
+                       "scribble_fg": lambda: self.scribble(1), "scribble_bg": lambda: self.scribble(2),
+                       "run": lambda: s.request("scribbles"), "automatic": lambda: s.request("automatic"),
+                       "clear": s.clear, "clear_all": s.clear_all, "accept": s.accept,
+                       "next_label": s.next_label, "next_plane": self.next_plane,
+                       "fill_holes": lambda: s.tidy("fill_holes", self.sliced_axis()),
+                       "keep_largest": lambda: s.tidy("keep_largest"),
+                       "fill_between": lambda: s.tidy("fill_between", self.sliced_axis()),
+                       "smooth": lambda: s.tidy("smooth"), "grow": lambda: s.tidy("grow"),
+                       "shrink": lambda: s.tidy("shrink"), "clip": lambda: self._range_step("clip"),
+                       "flood": lambda: self._range_step("flood"), "outline": self.outline}
+        return {**{name: self._on_an_image(action) for name, action in on_an_image.items()},
+                "undo": s.undo, "redo": s.redo, "next": s.next_image, "next_volume": self.next_volume}
+
+    def _on_an_image(self, action):
+        """``action``, which works on the open image: with none open it says so (a shortcut
+        pressed before an image opened did nothing, and said nothing)."""
+        def act():
+            if self.session.volume is None:
+                self.session.status.emit("Open an image first: File > Open, the worklist, or a sample.")
+                return
+            action()
+        return act
 
 
 class _WarmUpFilter(QObject):

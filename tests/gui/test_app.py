@@ -650,6 +650,48 @@ def test_annotating_an_array_layer_with_nans_or_of_booleans(make_napari_viewer, 
     assert not [m for m in said if "Error" in m]
 
 
+def test_an_array_layer_has_nowhere_to_keep_its_label_and_is_not_autosaved(make_napari_viewer, qtbot, tmp_path):
+    """Plugin use, a folder opened before: a label drawn on an array layer (no file behind
+    it) was autosaved at every tick into the folder's store, which refused it each time: an
+    error a second ("no datastore to save into"). Leaving it offers what can be done: discard,
+    or cancel and save the layer."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QMessageBox
+
+    from annotator.napari.workspace import workspace_for
+
+    shutil.copy(HIPPO / "images" / "hippocampus_001.nii.gz", tmp_path)
+    viewer = make_napari_viewer()
+    workspace = workspace_for(viewer)
+    session = workspace.session
+    session.open(tmp_path)
+    qtbot.waitUntil(lambda: session.image_id == "hippocampus_001" and session.idle, timeout=30000)
+    volume = read_volume(HIPPO / "images" / "hippocampus_001.nii.gz")
+    _annotate_layer(viewer, qtbot, viewer.add_image(volume.array.astype(np.float32), name="array"))
+    assert session.volume.name == "array" and session.store is not None and not session.can_keep
+    said = []
+    session.error.connect(said.append)
+    session.autosave_s = 0.0
+    session.set_marks([tuple(n // 2 for n in session.volume.shape)], [])
+    qtbot.waitUntil(lambda: session.idle and session.label.any(), timeout=60000)
+    for _ in range(3):
+        session.tick()
+        qtbot.wait(50)
+    assert said == [] and session.has_unsaved_work
+    offered = []
+
+    def answer():
+        box = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "unsaved-prompt")
+        offered.extend([button.text() for button in box.buttons()] + [box.text()])
+        box.button(QMessageBox.Cancel).click()
+
+    session.ask_leave = workspace._ask_leave
+    QTimer.singleShot(200, answer)
+    assert not session.leave()  # cancelled: the work stays
+    assert "Accept" not in offered and "Keep as draft" not in offered and "Discard" in offered
+    assert "File > Save Selected Layers" in offered[-1] and session.has_unsaved_work
+
+
 def test_layers_that_are_no_3d_grey_image_are_refused_by_name(make_napari_viewer, qtbot):
     """An RGB layer went in as a 3-slice volume and failed inside a signal (EmitLoopError,
     a matmul message); a multiscale layer was annotated at its coarsest level, a grid other
@@ -880,6 +922,25 @@ def test_no_shortcut_is_taken_by_napari_first(make_napari_viewer):
     clashes = {keys: taken[QKeySequence(keys).toString()] for keys, _what in SHORTCUTS.values()
                if QKeySequence(keys).toString() in taken}
     assert clashes == {}
+
+
+def test_a_shortcut_with_no_image_open_says_to_open_one(make_napari_viewer):
+    """Every action of an image (clicks, tidying, Accept, the CT windows ...) pressed before
+    an image is open says what to do; each did nothing, and said nothing (the plane's said
+    " view"). Undo, Next and the next volume say their own words; none raises."""
+    from annotator.napari.workspace import workspace_for
+
+    viewer = make_napari_viewer()
+    workspace = workspace_for(viewer)
+    said = []
+    workspace.session.status.connect(said.append)
+    workspace.session.error.connect(lambda message: said.append(f"error: {message}"))
+    for name, action in workspace.actions().items():
+        said.clear()
+        action()
+        assert said, name
+        if name not in ("undo", "redo", "next", "next_volume"):
+            assert said == ["Open an image first: File > Open, the worklist, or a sample."], (name, said)
 
 
 def test_the_wheel_scrolls_the_dock_and_leaves_its_boxes_alone(qtbot, make_napari_viewer):
