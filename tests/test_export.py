@@ -55,9 +55,11 @@ def test_the_labelled_images_export_with_their_geometry_and_consecutive_values(t
     assert again.label_names() == {"anterior": 1, "posterior": 2}
     # nothing is written over
     before = (out / "dataset.json").read_bytes()
-    with pytest.raises(InputError, match="not an empty folder"):
+    with pytest.raises(InputError, match="a folder that holds files; export into a new folder"):
         export_nnunet(store, out)
     assert (out / "dataset.json").read_bytes() == before
+    with pytest.raises(InputError, match="dataset.json: a file; export into a new folder"):
+        export_nnunet(store, out / "dataset.json")
     with pytest.raises(InputError, match="no image has a final label"):
         export_nnunet(_store(tmp_path / "none", labelled=0), tmp_path / "empty")
 

@@ -105,6 +105,41 @@ def test_single_slice_series_is_2d(dicom_copy):
         read_volume(dicom_copy)
 
 
+def test_a_radiograph_and_a_colour_picture_are_said_as_what_they_are(dicom_copy, tmp_path):
+    """A projection radiograph (one 2-D image, no slice position: a DX beside a patient's CT)
+    was refused for the position tags it lacks, a colour screenshot too, where its colour
+    is what stops it; each was a row of the folder's worklist that could not open."""
+    first = sorted(dicom_copy.iterdir())[0]
+    for folder in ("dx", "sc"):
+        (tmp_path / folder).mkdir()
+    ds = pydicom.dcmread(first)
+    ds.Modality = "DX"
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "SliceLocation"):
+        if tag in ds:
+            delattr(ds, tag)
+    ds.save_as(tmp_path / "dx" / "chest.dcm")
+    with pytest.raises(InputError, match=r"no DICOM image series found \(chest.dcm: a single 2-D DX image, not a "):
+        read_volume(tmp_path / "dx")
+    ds.Modality, ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = "OT", 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(int(ds.Rows) * int(ds.Columns) * 3)
+    ds.save_as(tmp_path / "sc" / "screen.dcm")
+    with pytest.raises(InputError, match=r"screen.dcm: a colour OT image \(colour is not supported\)"):
+        read_volume(tmp_path / "sc")
+    # neither is an image of the folder's listing, nor a report (it was a row that could not open)
+    shutil.copytree(dicom_copy, tmp_path / "mr")
+    (tmp_path / "sr").mkdir()
+    report = pydicom.dcmread(first)
+    report.Modality = "SR"
+    report.save_as(tmp_path / "sr" / "report.dcm")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "slice.dcm").write_bytes(first.read_bytes()[:600])  # cut short: it stays, to say so
+    from annotator.datastore import open_datastore
+
+    store, _ = open_datastore(tmp_path)
+    assert sorted(r.id for r in store.records()) == ["broken", "mr", dicom_copy.name]
+
+
 def test_a_dicom_slice_opens_its_series_and_a_file_that_only_looks_like_one_is_named(tmp_path):
     study = DATA / "udacity_study3_mr_dicom"
     folder = tmp_path / "flat"  # two series side by side, as some exports leave them

@@ -23,8 +23,9 @@ from annotator.datastore.remembered import Remembered
 CACHE_NAME = "dicom-folders.json"
 #: how the series of a folder, and their label files, are told apart (raised when that
 #: changes: a listing made before is read again; 2: the volumes of one multi-frame file,
-#: the planes of a localizer; 3: RT Structure Sets with the SEG files)
-LISTING = 3
+#: the planes of a localizer; 3: RT Structure Sets with the SEG files; 4: radiographs,
+#: colour pictures and reports are no images)
+LISTING = 4
 #: folders remembered at most (the least recently listed are forgotten first)
 LIMIT = 20_000
 
@@ -48,9 +49,9 @@ def _stamp(folder: Path) -> list[int]:
     return [folder.stat().st_mtime_ns, count, size, newest]
 
 
-def _read(folder: Path) -> tuple[list[Series], list[str]]:
-    """The image series in ``folder``'s own files, largest first, and its DICOM SEG and
-    RTSTRUCT files."""
+def _read(folder: Path) -> tuple[list[Series], list[str], bool]:
+    """The image series in ``folder``'s own files, largest first, its DICOM SEG and
+    RTSTRUCT files, and whether it holds nothing to annotate (a report, an X-ray)."""
     from annotator.io.dicom import scan_folder
 
     scan = scan_folder(folder, below=False)
@@ -58,7 +59,7 @@ def _read(folder: Path) -> tuple[list[Series], list[str]]:
     for info in scan.series:
         title = " ".join(t for t in (info.modality, info.description) if t)
         listed.append(Series(info.key, ", ".join(t for t in (title, info.part) if t), info.number))
-    return listed, sorted(p.name for p in scan.label_files)
+    return listed, sorted(p.name for p in scan.label_files), scan.nothing_to_annotate
 
 
 class _Listing:
@@ -68,18 +69,19 @@ class _Listing:
         self.progress = progress
         self.cache = Remembered(CACHE_NAME, LIMIT)
 
-    def folder(self, path: Path, name: str) -> tuple[list[Series], list[str]]:
-        """(image series, SEG and RTSTRUCT file names) of the DICOM files directly in ``path``."""
+    def folder(self, path: Path, name: str) -> tuple[list[Series], list[str], bool]:
+        """(image series, SEG and RTSTRUCT file names, nothing to annotate) of the DICOM
+        files directly in ``path``."""
         place, stamp = str(path.resolve()), [LISTING, *_stamp(path)]
         try:
             kept = self.cache.get(place, stamp)
-            return [Series(*s) for s in kept["series"]], [str(n) for n in kept["segs"]]
+            return [Series(*s) for s in kept["series"]], [str(n) for n in kept["segs"]], bool(kept["nothing"])
         except (KeyError, TypeError):
             pass
         if self.progress is not None:
             self.progress(f"reading the DICOM headers in {name}", -1.0)
         found = _read(path)
-        self.cache.put(place, stamp, {"series": [list(s) for s in found[0]], "segs": found[1]})
+        self.cache.put(place, stamp, {"series": [list(s) for s in found[0]], "segs": found[1], "nothing": found[2]})
         return found
 
     def save(self) -> None:
@@ -99,8 +101,9 @@ def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] 
     series key: the series that labels were saved on) keeps those ids on their series,
     whatever joins the folder later. A SEG file is ``<folder id>/<its name without
     .dcm>``. Only the files directly in a folder count: a folder below it is an image of
-    its own. A folder with neither image series nor SEG files (a report) stays as it is;
-    one of SEG files only is no image. ``progress(text, -1)`` hears each folder whose
+    its own. A folder of DICOM objects that are no images to annotate (reports, radiographs,
+    colour pictures) is no image, nor is one of SEG files only; one whose files cannot be
+    read stays, to say so when it is opened. ``progress(text, -1)`` hears each folder whose
     headers are read (it may raise to stop).
     """
     pinned = pinned or {}
@@ -122,7 +125,10 @@ def split_series(images: dict[str, Path], progress=None, pinned: dict[str, str] 
         split[image_id] = path
         if not path.is_dir():
             continue
-        found, seg_names = listing.folder(path, image_id)
+        found, seg_names, nothing = listing.folder(path, image_id)
+        if nothing:  # reports, radiographs: no row that cannot open
+            del split[image_id]
+            continue
         add_segs(f"{image_id}/", path, seg_names)
         keys = {one.key for one in found}
         pins = {key: i for i, key in pinned.items() if key in keys and (i == image_id or i.startswith(image_id + "#"))}

@@ -81,7 +81,8 @@ def export_nnunet(store: Datastore, out: str | Path, channels: bool = False, pro
     is left out and named in ``"left_out"``."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: not an empty folder; export into a new one (nothing is written over)")
+        what = "a folder that holds files" if out.is_dir() else "a file"
+        raise InputError(f"{out}: {what}; export into a new folder (nothing is written over)")
     ids = store.training_ids()
     if not ids:
         raise InputError(f"{store.name}: no image has a final label to export")

@@ -125,6 +125,16 @@ class FolderScan:
     series: list[SeriesInfo]
     skipped: list[tuple[Path, str]]
     label_files: list[Path] = field(default_factory=list)
+    #: DICOM objects that are no image to annotate (reports, radiographs, colour pictures),
+    #: among ``skipped``, and whether a header could not be read
+    not_images: int = 0
+    damaged: bool = False
+
+    @property
+    def nothing_to_annotate(self) -> bool:
+        """A folder of DICOM objects none of which is a slice or a label (a report, an
+        X-ray), and none damaged: no image of the folder's listing."""
+        return not self.series and not self.label_files and self.not_images > 0 and not self.damaged
 
 
 def frame_count(ds) -> int:
@@ -182,6 +192,7 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
     label_files: list[Path] = []
+    not_images, damaged = 0, False
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if below else []
         for name in sorted(names):
@@ -195,12 +206,18 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
                 continue
             except Exception as exc:  # pydicom raises many types on damaged headers
                 skipped.append((path, f"unreadable DICOM header ({exc})"))
+                damaged = True
                 continue
             modality = str(ds.get("Modality", ""))
-            if not _has_slices(ds):
-                skipped.append((path, f"DICOM {modality or 'object'} without image slices"))
+            picture = _a_picture(ds)
+            if not _has_slices(ds) or picture:
+                skipped.append((path, picture or f"DICOM {modality or 'object'} without image slices"))
                 if modality in LABEL_MODALITIES:
                     label_files.append(path)
+                if modality in _NON_IMAGE_MODALITIES or picture:  # a report, an X-ray
+                    not_images += modality not in LABEL_MODALITIES
+                else:  # an image's header without its rows: cut short
+                    damaged = True
                 continue
             if frame_count(ds) > 1:  # its volumes are told apart by its per-frame headers
                 ds = read_dataset(path, stop_before_pixels=True)
@@ -219,7 +236,22 @@ def scan_folder(folder: str | os.PathLike, below: bool = True) -> FolderScan:
             info.files.append(DicomFile(path, ds))
     parts = [part for info in series.values() for part in split_acquisitions(info)]
     ordered = sorted(parts, key=lambda s: s.voxels, reverse=True)
-    return FolderScan(ordered, skipped, label_files)
+    return FolderScan(ordered, skipped, label_files, not_images, damaged)
+
+
+#: modalities whose single images are projections or photographs, not slices of a volume
+PICTURE_MODALITIES = {"CR", "DX", "MG", "IO", "PX", "RF", "XA", "OP", "XC", "ES", "GM", "SM", "DOC", "OT"}
+
+
+def _a_picture(ds) -> str:
+    """Why the DICOM image ``ds`` is no slice of a volume to annotate (a colour image; a
+    radiograph, a mammogram or a photograph: one 2-D image placed nowhere), else empty."""
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        return f"a colour {ds.get('Modality', '') or 'DICOM'} image (colour is not supported)"
+    modality = str(ds.get("Modality", ""))
+    if modality in PICTURE_MODALITIES and "ImagePositionPatient" not in ds and frame_count(ds) == 1:
+        return f"a single 2-D {modality} image, not a slice of a volume"
+    return ""
 
 
 def _positions_repeat(files: list[DicomFile]) -> bool:
@@ -332,6 +364,10 @@ def check_series(info: SeriesInfo) -> list[DicomFile]:
     if len(sizes) > 1:
         parts = "; ".join(f"{c}x{r} in {len(fs)} files ({_names(fs)})" for (r, c), fs in sizes.items())
         raise GeometryError(f"{where}: series mixes image sizes: {parts}")
+    if len(files) < 2:  # a radiograph, a mammogram, a screenshot: said as such, not as tags it lacks
+        kind = f", a {info.modality} image" if info.modality else ""
+        raise GeometryError(f"{where}: series {info.series_uid or ''} has a single slice ({files[0].path.name}"
+                            f"{kind}); Annotator needs a 3-D volume")
     missing = [f for f in files if "ImagePositionPatient" not in f.dataset
                or "ImageOrientationPatient" not in f.dataset]
     if missing:
@@ -350,11 +386,6 @@ def check_series(info: SeriesInfo) -> list[DicomFile]:
     if len(spacings) > 1:
         parts = "; ".join(f"{r:g} x {c:g} mm in {len(fs)} files ({_names(fs)})" for (r, c), fs in spacings.items())
         raise GeometryError(f"{where}: series mixes pixel spacings: {parts}")
-    if len(files) < 2:
-        raise GeometryError(
-            f"{where}: series {info.series_uid or ''} has a single slice ({files[0].path.name}); "
-            "Annotator needs a 3-D volume"
-        )
     iop = np.asarray(files[0].dataset.ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     files = sorted(files, key=lambda f: float(f.position @ normal))

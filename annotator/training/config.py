@@ -105,7 +105,8 @@ class TrainConfig:
                 raise InputError(f"{_said(name)} {value!r}: give a number from {low:g} to {high:g}")
         for name in ("patch", "target_spacing"):
             value = getattr(self, name)
-            if value and (len(value) != 3 or not all(isinstance(v, (int, float)) and v > 0 for v in value)):
+            lengths = (2, 3) if name == "patch" and self.method == "deepgrow2d" else (3,)  # a slice's crop
+            if value and (len(value) not in lengths or not all(isinstance(v, (int, float)) and v > 0 for v in value)):
                 raise InputError(f"{_said(name)} {value!r}: give three sizes above 0, or none")
 
     @property

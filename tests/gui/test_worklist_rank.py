@@ -99,7 +99,7 @@ def test_export_writes_the_labelled_images_for_training_elsewhere(annotator_wind
     ws.error.connect(errors.append)
     worklist.export_to(str(tmp_path / "export"))  # again: refused, nothing written over
     qtbot.waitUntil(lambda: bool(errors), timeout=30000)
-    assert "not an empty folder" in errors[-1]
+    assert "a folder that holds files" in errors[-1]
 
 
 @pytest.fixture
