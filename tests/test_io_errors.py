@@ -242,7 +242,15 @@ def test_label_of_wrong_shape_or_geometry(tmp_path):
     shifted.SetSpacing((1.0, 1.0, 1.5))
     path = tmp_path / "shifted.nii.gz"
     sitk.WriteImage(shifted, str(path))
-    with pytest.raises(GeometryError, match="geometry differs"):
+    with pytest.raises(GeometryError, match=r"geometry differs from the image \(spacing \(1.0, 1.0, 1.5\) vs "
+                                            r"\(1.0, 1.0, 1.0\) mm\)$"):  # only what differs
+        read_label(path, image)
+    shifted.SetSpacing(image.spacing)
+    shifted.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))  # a mirror: the same size, its axes otherwise
+    shifted.SetOrigin(image.origin)
+    sitk.WriteImage(shifted, str(path))
+    with pytest.raises(GeometryError, match=r"geometry differs from the image \(its axes run otherwise: it is "
+                                            r"flipped or turned against the image\)$"):  # it listed equal values
         read_label(path, image)
 
 
@@ -277,6 +285,11 @@ def test_label_with_fractions_or_negatives(tmp_path):
     with pytest.raises(InputError, match="the label for .*n.nii.gz holds the value -1"):
         write_label(tmp_path / "n.nii.gz", neg, image)
     assert not (tmp_path / "f.nii.gz").exists() and not (tmp_path / "n.nii.gz").exists()
+    almost = np.zeros(image.shape, np.float64)  # whole numbers as a tool's float scaling leaves them
+    almost[1:4, 2:5, 3:6], almost[0, 0, 0] = 2 + 1e-7, 1 - 1e-6
+    write_label(tmp_path / "a.nii.gz", almost, image)
+    back = read_label(tmp_path / "a.nii.gz", image)
+    assert back.dtype == np.uint8 and np.bincount(back.ravel()).tolist() == [image.array.size - 28, 1, 27]
 
 
 def test_duplicate_positions_that_a_per_slice_tag_would_split_stay_refused(dicom_copy):

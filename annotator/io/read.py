@@ -634,11 +634,19 @@ def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volum
             f"{where}: label has {_xyz(array.shape)} voxels but the image has {_xyz(image.shape)}"
         )
     if geometry is not None and not geometry.same_geometry(image, rtol=1e-5):
-        raise GeometryError(
-            f"{where}: label geometry differs from the image (spacing {geometry.spacing} vs "
-            f"{image.spacing}, origin {geometry.origin} vs {image.origin})"
-        )
+        raise GeometryError(f"{where}: label geometry differs from the image ({_differences(geometry, image)})")
     return as_label(array, where if file else f"the label for {where}", file)
+
+
+def _differences(label: Volume, image: Volume) -> str:
+    """What of a label's grid differs from its image's (the same size): only that."""
+    scale = max(1.0, float(np.max(np.abs(image.origin))))
+    said = [f"{name} {tuple(round(v, 4) for v in a)} vs {tuple(round(v, 4) for v in b)} mm"
+            for name, a, b in (("spacing", label.spacing, image.spacing), ("origin", label.origin, image.origin))
+            if not np.allclose(a, b, rtol=1e-5, atol=1e-5 * scale)]
+    if not np.allclose(label.direction, image.direction, atol=1e-5):
+        said.append("its axes run otherwise: it is flipped or turned against the image")
+    return "; ".join(said)
 
 
 def _xyz(shape: tuple[int, ...]) -> str:

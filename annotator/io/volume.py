@@ -32,6 +32,10 @@ def label_dtype(top: int) -> type:
     return np.uint8 if top <= 255 else np.uint16
 
 
+#: how far from a whole number a float label's value may lie (float32 rounding, a scaling)
+WHOLE_TOLERANCE = 1e-3
+
+
 def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarray | None:
     """``label`` as the engine and the app hold a label (values 0 to :data:`LABEL_TOP`, one
     byte a voxel while every value fits one, else two: :func:`label_dtype`), or
@@ -44,8 +48,10 @@ def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarr
         return None
     left = " (the file is left as it is)" if file else ""
     if label.dtype.kind == "f":
-        if not np.all(np.isfinite(label)) or not np.all(label == np.round(label)):
+        whole = np.round(label)  # a float's rounding (1.0000001 from a tool's scaling) is no fraction
+        if not np.all(np.isfinite(label)) or np.abs(label - whole).max(initial=0.0) > WHOLE_TOLERANCE:
             raise InputError(f"{what}: label values must be whole numbers (found fractions or NaN){left}")
+        label = whole
     elif label.dtype.kind not in "uib":
         raise InputError(f"{what}: label values must be integers, not {label.dtype}{left}")
     low, top = (int(label.min()), int(label.max())) if label.size else (0, 0)
