@@ -103,6 +103,14 @@ def cmd_scribbles(args) -> int:
 
     volume = read_volume(args.image, args.series)
     scribbles = read_label(args.scribbles, volume)
+    others = [int(v) for v in np.unique(scribbles) if v > 2]
+    if others:  # a label map given for strokes, say: its other values were left out unsaid
+        said = ", ".join(map(str, others[:5])) + (", ..." if len(others) > 5 else "")
+        if not (scribbles == 1).any():
+            raise InputError(f"{args.scribbles}: no foreground stroke (value 1); it holds {said} "
+                             "(strokes are 1 = foreground, 2 = background)")
+        print(f"warning: {args.scribbles}: values {said} are no strokes (1 = foreground, 2 = background): "
+              "left out", file=sys.stderr)
     return _answer(args, volume, "scribbles", lambda previous, value: METHODS["graphcut"].scribbles(
         volume, scribbles, previous=previous, value=value))
 

@@ -84,6 +84,16 @@ def test_scribbles_command(tmp_path):
     seg = read_label(out, image)
     assert set(np.unique(seg)) == {0, 1}
     assert 2 * (seg.astype(bool) & truth).sum() / (seg.astype(bool).sum() + truth.sum()) > 0.75
+    # values that are no strokes are said, not left out unsaid
+    marked = scribbles_from_mask(truth)
+    marked[0, 0, 0] = 7
+    proc = annotator("scribbles", IMAGE, "--scribbles", write_label(tmp_path / "seven.nii.gz", marked, image),
+                     "--out", out)
+    assert "values 7 are no strokes (1 = foreground, 2 = background): left out" in proc.stderr
+    marked[marked == 1] = 3
+    proc = annotator("scribbles", IMAGE, "--scribbles", write_label(tmp_path / "three.nii.gz", marked, image),
+                     "--out", out, check=False)
+    assert proc.returncode == 2 and "no foreground stroke (value 1); it holds 3, 7" in proc.stderr
 
 
 def test_clicks_command_uses_itk_index_order(tmp_path):
