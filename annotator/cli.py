@@ -43,7 +43,10 @@ def cmd_info(args) -> int:
 
         scan = scan_folder(path)
         if not scan.series:
-            images = sorted(p for p in path.rglob("*") if is_image_file(p))
+            from annotator.datastore.places import find_images
+
+            # the labels folder holds labels (a datastore's saved versions, a data set's own)
+            images = sorted(p for p in find_images(path, skip=path / "labels").values() if is_image_file(p))
             if not images:
                 pick_series(scan, path, None)  # raises, naming what the folder holds instead
             print(f"{path}: {len(images)} image files")

@@ -52,6 +52,19 @@ def test_info_lists_series():
     assert "34 x 50 x 40" in out
 
 
+def test_info_on_a_folder_of_files_lists_its_images_not_its_labels(tmp_path, hippo_store):
+    """A datastore's saved labels (labels/final, labels/history ...) were listed as its image
+    files: "11 image files" for three images."""
+    for _ in range(2):  # a final label and one before it
+        annotator("accept", hippo_store, "hippocampus_001", HIPPO / "labels" / "hippocampus_001.nii.gz")
+    assert (hippo_store / "labels" / "final" / "hippocampus_001.nii.gz").exists()
+    out = annotator("info", hippo_store).stdout
+    assert out.startswith(f"{hippo_store}: ") and "labels/" not in out
+    images = [line.strip() for line in out.splitlines()[1:]]
+    assert images and all(name.endswith(".nii.gz") and "/" not in name for name in images)
+    assert len(images) == 4 and f": {len(images)} image files" in out
+
+
 def test_info_lists_the_acquisitions_of_a_series_and_reads_each(two_echoes_mr):
     out = annotator("info", two_echoes_mr).stdout
     assert "1 DICOM series (2 volumes: acquisitions told apart)" in out
