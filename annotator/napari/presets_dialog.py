@@ -79,7 +79,8 @@ class PresetsDialog(QDialog):
             item.setText(colour.name())
 
     def _add_next(self) -> None:
-        used = {p.value for p in self.read_rows() or []}
+        cells = (self.table.item(row, 0) for row in range(self.table.rowCount()))  # valid rows or not
+        used = {int(cell.text()) for cell in cells if cell is not None and cell.text().strip().isdigit()}
         value = next(v for v in range(1, LABEL_TOP + 1) if v not in used)
         self._add_row(value, f"label {value}", palette_colour(value))
 
@@ -94,6 +95,9 @@ class PresetsDialog(QDialog):
                 return None
             if not name:
                 self.message.setText(f"row {row + 1}: the name is empty")
+                return None
+            if name.casefold() in {p.name.casefold() for p in presets}:  # two 'liver's: which is which?
+                self.message.setText(f"row {row + 1}: another label is named '{name}' already")
                 return None
             if not QColor(color).isValid():
                 self.message.setText(f"row {row + 1}: '{color}' is not a colour (e.g. #e6194b or red)")

@@ -352,6 +352,9 @@ def test_label_presets_are_editable(annotator_window, qtbot):
         qtbot.mouseDClick(dialog.table.viewport(), Qt.LeftButton, pos=cell)  # person's arrives
         assert dialog.table.item(1, 2).text() == "#123456" and not dialog.table.item(1, 2).icon().isNull()
         dialog._add_next()
+        dialog.table.item(1, 1).setText("Hippocampus")  # two labels of one name: which is which?
+        assert dialog.read_rows() is None and "another label is named 'Hippocampus'" in dialog.message.text()
+        dialog.table.item(1, 1).setText("posterior")
         dialog._check_and_accept()
 
     _edit_presets(dock, edit)
