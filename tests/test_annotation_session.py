@@ -144,6 +144,33 @@ def test_a_request_while_the_engine_runs_is_queued(session, phantoms):
     assert session.dirty and session.history.marks["fg"] == [_centre(labels["ct0"] == 3)]
 
 
+def test_accept_pressed_while_a_click_is_answered_waits_for_the_answer(session, phantoms):
+    """Click, then Accept at once: the final holds the click's answer (it was saved without
+    it, and the answer then left the image with unsaved work)."""
+    _, labels = phantoms
+    store = session.store
+    session._set_busy(True)  # as while a worker answers the first click
+    session.set_marks([_centre(labels["ct0"] == 3)], [])
+    assert session._pending == "clicks"
+    said = []
+    session.status.connect(said.append)
+    assert session.accept() and said[-1] == "accepting once the step under way is done ..."
+    assert store.record("ct0").status != Status.LABELED  # nothing saved yet
+    session._set_busy(False)  # the worker's answer arrives: the queued click runs, then the accept
+    session._pending, kind = None, session._pending
+    session.request(kind)
+    assert not session.dirty and store.record("ct0").status == Status.LABELED
+    np.testing.assert_array_equal(store.label("ct0", None), session.label)
+    assert dice(store.label("ct0", None) > 0, labels["ct0"] == 3) > 0.8
+    # an Accept waiting when another image opens is dropped, never saved onto that image
+    session._set_busy(True)
+    session.accept()
+    session.open_image("ct1")
+    session._set_busy(False)
+    session._accept_waiting()
+    assert store.record("ct1").status != Status.LABELED
+
+
 def test_cancelled_opening_changes_nothing(session):
     statuses = []
     session.status.connect(statuses.append)

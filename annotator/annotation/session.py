@@ -99,6 +99,7 @@ class AnnotationSession:
         self._busy = False
         self._scoring: Job | None = None
         self._pending: str | None = None
+        self._accept_when_done: str | None = None  # the image whose Accept waits for the engine's answer
         self._bounds: dict[int, tuple] = {}  # per label value, a box known to hold all its voxels
         self._drawn_names: dict[str, int] = {}  # names from what last redrew the label (auto-segment, label map)
         self._network_names: dict[str, int] = {}  # the classes of the network that answers clicks here
@@ -363,7 +364,7 @@ class AnnotationSession:
         self._in_use = set(self.volumes())  # the one count of the opened label, kept for the dock
         self.proposed = None
         self.dirty = False
-        self._pending = None
+        self._pending = self._accept_when_done = None
         self._network_names = self._network_classes()
         self._offer_labels()  # a server's store learns names from the SEGs it reads
         self.image_opened.emit(image_id)
@@ -538,6 +539,14 @@ class AnnotationSession:
         if self._pending:
             kind, self._pending = self._pending, None
             self.request(kind)
+        self._accept_waiting()
+
+    def _accept_waiting(self) -> None:
+        """The Accept pressed while the engine answered, once it has (and what was queued)."""
+        if self._accept_when_done is not None and not self._busy:
+            image_id, self._accept_when_done = self._accept_when_done, None
+            if image_id == self.image_id:
+                self._save(Version.FINAL.value)
 
     def _propose(self, box) -> None:
         """Keep the label as the engine left it (the "original" of the first accept): only
@@ -771,7 +780,14 @@ class AnnotationSession:
         return True
 
     def accept(self) -> bool:
-        """Save the label as final (and the model's proposal as original)."""
+        """Save the label as final (and the model's proposal as original). Pressed while the
+        engine answers a click (click, then Accept at once), once the answer is in: it is part
+        of what the person accepts (saved before it, the final lacked the click, and the
+        answer left the image with unsaved work)."""
+        if self._busy and self.volume is not None:
+            self._accept_when_done = self.image_id
+            self.status.emit("accepting once the step under way is done ...")
+            return True
         return self._save(Version.FINAL.value)
 
     def save_draft(self) -> bool:
@@ -834,8 +850,8 @@ class AnnotationSession:
         if not self.has_unsaved_work:
             return True
         choice = self.ask_leave(self.image_name)
-        if choice == "accept":
-            return self.accept()
+        if choice == "accept":  # now: the image is left at once, its engine's answer with it
+            return self._save(Version.FINAL.value)
         if choice == "draft":
             return self.save_draft() or not self.has_unsaved_work
         if choice == "discard":
@@ -911,6 +927,7 @@ class AnnotationSession:
         self._set_busy(False)
         self._pending = None
         self._failed(exc)
+        self._accept_waiting()  # the label as it is: the failed step changed nothing
 
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
