@@ -283,11 +283,12 @@ def _study_date(text: str) -> str:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
     for end in filter(None, ends):
         try:
-            datetime.datetime.strptime(end, "%Y%m%d")
-            assert len(end) == 8  # strptime also takes 2020011 as a date
-        except (ValueError, AssertionError):
+            real = len(end) == 8 and bool(datetime.datetime.strptime(end, "%Y%m%d"))  # strptime takes 2020011 too
+        except ValueError:
+            real = False
+        if not real:
             said = f"'{text}'" if end == text else f"'{text}': '{end}'"
-            raise argparse.ArgumentTypeError(f"{said} is not a date YYYYMMDD") from None
+            raise argparse.ArgumentTypeError(f"{said} is not a date YYYYMMDD")
     return text
 
 

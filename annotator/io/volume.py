@@ -49,7 +49,10 @@ def as_label(label: np.ndarray | None, what: str, file: bool = True) -> np.ndarr
     left = " (the file is left as it is)" if file else ""
     if label.dtype.kind == "f":
         whole = np.round(label)  # a float's rounding (1.0000001 from a tool's scaling) is no fraction
-        if not np.all(np.isfinite(label)) or np.abs(label - whole).max(initial=0.0) > WHOLE_TOLERANCE:
+        with np.errstate(invalid="ignore"):
+            off = label - whole  # NaN where the label is NaN or infinite
+        np.abs(off, out=off)
+        if not (off.max(initial=0.0) <= WHOLE_TOLERANCE):  # a NaN compares False
             raise InputError(f"{what}: label values must be whole numbers (found fractions or NaN){left}")
         label = whole
     elif label.dtype.kind not in "uib":
