@@ -253,16 +253,16 @@ class Workspace:
                               f"'{name}' has changes that cannot be kept here: it has no file or folder to keep "
                               f"its label beside. To keep them, cancel and save the '{L.SEGMENTATION}' layer "
                               "(File > Save Selected Layers).")
-            accept = draft = None
+            choices = {}
         else:
             box = QMessageBox(QMessageBox.Question, "Unsaved annotation", f"'{name}' has changes that are not accepted.")
-            accept = box.addButton("Accept", QMessageBox.AcceptRole)
-            draft = box.addButton("Keep as draft", QMessageBox.ActionRole)
-        discard = box.addButton("Discard", QMessageBox.DestructiveRole)
+            choices = {box.addButton("Accept", QMessageBox.AcceptRole): "accept",
+                       box.addButton("Keep as draft", QMessageBox.ActionRole): "draft"}
+        choices[box.addButton("Discard", QMessageBox.DestructiveRole)] = "discard"
         box.addButton(QMessageBox.Cancel)
         box.setObjectName("unsaved-prompt")
         box.exec_()
-        return {accept: "accept", draft: "draft", discard: "discard"}.get(box.clickedButton(), "cancel")
+        return choices.get(box.clickedButton(), "cancel")
 
     # ---- the session shown --------------------------------------------------------------
 

@@ -23,9 +23,8 @@ def runs_dir() -> Path:
 WHOLE_NUMBERS = {"epochs": 1, "max_iterations": 0, "batch_size": 0, "val_every": 1, "max_click_iterations": 0,
                  "seed": 0}
 #: the range of each other number (max_minutes 0: no time limit)
-SHARES = {"max_minutes": (0.0, 1e6), "val_fraction": (0.0, 0.99), "cache_rate": (0.0, 1.0),
+RANGES = {"max_minutes": (0.0, 1e6), "val_fraction": (0.0, 0.99), "cache_rate": (0.0, 1.0),
           "click_weight": (0.0, 1e3)}
-
 
 
 def _said(name: str) -> str:
@@ -99,7 +98,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InputError(f"{_said(name)} {value!r}: give a whole number of {least} or more")
-        for name, (low, high) in SHARES.items():
+        for name, (low, high) in RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise InputError(f"{_said(name)} {value!r}: give a number from {low:g} to {high:g}")
