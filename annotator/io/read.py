@@ -640,12 +640,13 @@ def as_label_array(array: np.ndarray, image: Volume, where: str, geometry: Volum
 
 def _differences(label: Volume, image: Volume) -> str:
     """What of a label's grid differs from its image's (the same size): only that."""
-    scale = max(1.0, float(np.max(np.abs(image.origin))))
-    said = [f"{name} {tuple(round(v, 4) for v in a)} vs {tuple(round(v, 4) for v in b)} mm"
-            for name, a, b in (("spacing", label.spacing, image.spacing), ("origin", label.origin, image.origin))
-            if not np.allclose(a, b, rtol=1e-5, atol=1e-5 * scale)]
-    if not np.allclose(label.direction, image.direction, atol=1e-5):
-        said.append("its axes run otherwise: it is flipped or turned against the image")
+    said = []
+    for name in label.geometry_differences(image, rtol=1e-5):
+        if name == "direction":
+            said.append("its axes run otherwise: it is flipped or turned against the image")
+        else:
+            ours, theirs = (tuple(round(v, 4) for v in getattr(v, name)) for v in (label, image))
+            said.append(f"{name} {ours} vs {theirs} mm")
     return "; ".join(said)
 
 

@@ -150,14 +150,17 @@ class Volume:
 
     def same_geometry(self, other: "Volume", rtol: float = 0.0) -> bool:
         """Same shape and geometry, exactly (``rtol=0``) or within a tolerance."""
-        if self.shape != other.shape:
-            return False
-        pairs = [(self.spacing, other.spacing), (self.origin, other.origin),
-                 (self.direction, other.direction)]
+        return self.shape == other.shape and not self.geometry_differences(other, rtol)
+
+    def geometry_differences(self, other: "Volume", rtol: float = 0.0) -> list[str]:
+        """Which of spacing, origin and direction differ from ``other``'s, exactly
+        (``rtol=0``) or beyond a tolerance."""
+        pairs = {"spacing": (self.spacing, other.spacing), "origin": (self.origin, other.origin),
+                 "direction": (self.direction, other.direction)}
         if rtol == 0.0:
-            return all(tuple(a) == tuple(b) for a, b in pairs)
+            return [name for name, (a, b) in pairs.items() if tuple(a) != tuple(b)]
         scale = max(1.0, float(np.max(np.abs(self.origin))))
-        return all(np.allclose(a, b, rtol=rtol, atol=rtol * scale) for a, b in pairs)
+        return [name for name, (a, b) in pairs.items() if not np.allclose(a, b, rtol=rtol, atol=rtol * scale)]
 
     def index_affine(self) -> np.ndarray:
         """4×4 matrix from an array index ``(z, y, x)`` to the patient position (LPS,
