@@ -17,6 +17,7 @@ import numpy as np
 
 from annotator import __version__
 from annotator.errors import AnnotatorError, InputError, ModelError
+from annotator.words import count
 
 
 def _xyz(text: str) -> tuple[int, int, int]:
@@ -183,16 +184,11 @@ def cmd_infer(args) -> int:
     return 0
 
 
-def _count(number: int, thing: str) -> str:
-    """``1 image``, ``2 images``."""
-    return f"{number} {thing}{'s' if number != 1 else ''}"
-
-
 def _describe(event: dict) -> str | None:
     kind = event["event"]
     if kind == "start":
         limit = f" (at most {event['max_minutes']:g} minutes)" if event.get("max_minutes") else ""
-        return (f"training {event['method']} on {_count(event['train_cases'], 'image')} ({event['val_cases']} for "
+        return (f"training {event['method']} on {count(event['train_cases'], 'image')} ({event['val_cases']} for "
                 f"validation), "
                 f"{event['iterations']} iterations{limit} on {event['device']} -> {event['run']}")
     if kind == "progress":
@@ -346,7 +342,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=1))
         return 0
-    print(f"{store.place}: {_count(len(records), 'image')}, {sum(r.status.value == 'labeled' for r in records)} labeled"
+    print(f"{store.place}: {count(len(records), 'image')}, {sum(r.status.value == 'labeled' for r in records)} labeled"
           + (f" (view only: {store.read_only_reason()})" if store.read_only_reason() else ""))
     width = max([len(r.id) for r in records] + [5])
     for r in records:
@@ -378,7 +374,7 @@ def cmd_stats(args) -> int:
     if args.csv:
         atomic_write_text(args.csv, as_csv(rows))
         images = len({r["image"] for r in measured})
-        print(f"{_count(len(measured), 'structure')} of {_count(images, 'image')} -> {args.csv}")
+        print(f"{count(len(measured), 'structure')} of {count(images, 'image')} -> {args.csv}")
     return 0
 
 
@@ -389,7 +385,7 @@ def cmd_export(args) -> int:
     described = export_nnunet(store, args.out, channels=args.channels,
                               progress=lambda text, _f: print(text, file=sys.stderr, flush=True) if args.verbose else None)
     labels = ", ".join(f"{v} {n}" for n, v in described["labels"].items() if v)
-    print(f"{args.out}: {_count(described['numTraining'], 'case')}, channels "
+    print(f"{args.out}: {count(described['numTraining'], 'case')}, channels "
           f"{', '.join(described['channel_names'].values())}; labels {labels}")
     for image_id, why in described["annotator"]["left_out"].items():
         print(f"  left out {image_id}: {why}")
@@ -420,7 +416,7 @@ def cmd_rank(args) -> int:
     for r in ranking.ranked:
         labels = "  ".join(f"{k} {v:.3f}" for k, v in r.per_label.items())
         print(f"{r.id:<{width}}  {r.score:8.4f}  {labels}")
-    print(f"{_count(len(ranking.ranked), 'unlabeled image')} ranked by {args.strategy}"
+    print(f"{count(len(ranking.ranked), 'unlabeled image')} ranked by {args.strategy}"
           + (f", {ranking.seconds_per_image:.2f} s per image scored" if ranking.seconds_per_image else ""),
           file=sys.stderr)
     return 0
@@ -574,12 +570,12 @@ def cmd_dicomweb_login(args) -> int:
 
 def cmd_dicomweb_list(args) -> int:
     server = _server(args)
-    count = 0
+    listed = 0
     for row in server.series(modality=args.modality or "", patient=args.patient or "",
                              description=args.description or "", date=args.date or ""):
         print(f"{row.study_uid}\t{row.series_uid}\t{row.modality}\t{row.description}\t{row.instances}")
-        count += 1
-    print(f"{count} image series", file=sys.stderr)
+        listed += 1
+    print(f"{listed} image series", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,15 @@ class DatastoreError(AnnotatorError):
     """The datastore cannot do what was asked (unknown image, locked, unwritable)."""
 
 
+class ServerError(DatastoreError):
+    """The server takes no request now (down, unreachable, no answer), whatever is asked."""
+
+
+class CredentialsError(ServerError):
+    """The server refused who signs in (HTTP 401 or 403): asking again with the same
+    user and password only adds refusals (which may lock the account)."""
+
+
 class ModelError(AnnotatorError):
     """A model file, sidecar or architecture that cannot be used."""
 

@@ -303,6 +303,42 @@ def test_searching_a_large_folder_reports_and_can_be_stopped(tmp_path):
     assert len(reports) == 2 and not (big / "labels").exists()  # stopped at the report after the cancel
 
 
+def test_reload_lists_images_added_since_the_folder_opened_and_keeps_the_work(hippo_store, tmp_path, monkeypatch):
+    """Images copied into the folder while the app had it open never joined the worklist
+    until the folder was opened again (which asks to settle the work in progress). Reload
+    (F5) lists them, says what changed, and leaves the open image and its work alone."""
+    from annotator.annotation import AnnotationSession
+    from annotator.settings import Settings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    session = AnnotationSession(settings=Settings())
+    said = []
+    session.status.connect(said.append)
+    session.warning.connect(said.append)
+    session.reload()
+    assert "no list to reload" in said[-1]
+    store = LocalDatastore(hippo_store)
+    session.set_datastore(store)
+    session.open_image("hippocampus_001")
+    session.label[10:20, 10:20, 10:20] = 1
+    session.painted()
+    shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_007.nii.gz", hippo_store)
+    shutil.copy(DATA / "msd_task04_hippocampus" / "images" / "hippocampus_011.nii.gz", hippo_store)
+    (hippo_store / "hippocampus_006.nii.gz").unlink()
+    session.reload()
+    assert said[-1] == "store: 5 images (2 new images, 1 no longer there)"
+    assert session.store is not store and "hippocampus_007" in session.store.ids()
+    assert store.ids() == ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+    assert session.image_id == "hippocampus_001" and session.dirty  # the work is still here
+    assert session.accept()
+    assert session.store.record("hippocampus_001").status == Status.LABELED
+    session.reload()
+    assert said[-1] == "store: 5 images, none new"
+    (hippo_store / "hippocampus_001.nii.gz").unlink()  # the open image itself goes
+    session.reload()
+    assert said[-1] == "hippocampus_001 is no longer in store: its label cannot be saved there"
+
+
 def test_accept_keeps_original_and_history(hippo_store):
     store = LocalDatastore(hippo_store, history=2)
     image = store.open_image("hippocampus_001")

@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from annotator.datastore.dicomweb import Credentials, DicomwebServer, qido_value
 from annotator.datastore.orthanc import LocalOrthanc, available
-from annotator.errors import DatastoreError
+from annotator.errors import DatastoreError, ServerError
 from paths import DATA
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
@@ -392,6 +392,10 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
     try:
         store, record, volume = _crop_on(first)
         assert record.status == Status.UNLABELED and "HippoCrop" in record.name
+        first.upload(sorted((STUDY / "11-T1post-18670").iterdir()))  # listed when the list is reloaded
+        assert [r.id for r in store.records()] == [record.id]  # the list as it was when opened
+        store = store.reloaded()
+        [other] = [r.id for r in store.records() if r.id != record.id]
         label = np.zeros(volume.shape, np.uint8)
         label[10:30, 15:35, 10:25] = 1
         store.accept(record.id, label, volume, names={1: "hippocampus"})
@@ -405,6 +409,10 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
     again = DicomwebDatastore(_client(first))  # the app restarted, still offline
     assert again.record(record.id).status == Status.UPLOAD_FAILED
     assert again.uploads.entries()[0]["error"]
+    assert again.open_image(record.id).shape == volume.shape  # downloaded before: opens offline
+    with pytest.raises(ServerError, match=r"MR T1post \(.*\) is not downloaded here yet and needs the server: .*"
+                                          r"cannot connect"):
+        again.open_image(other)
     second = LocalOrthanc(tmp_path / "server", port=port, password="pw-1234567").start()
     try:
         assert again.send_pending(force=True) == (1, 0)
@@ -413,6 +421,60 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
         assert again.record(record.id).status == Status.LABELED
     finally:
         second.stop()
+
+
+def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_asked(tmp_path, monkeypatch):
+    """The server's password changed during the session: the accept said only "saved", and
+    the queue retried the refused password every few minutes, each refusal one more
+    towards a locked account. Now the accept says why the label waits and how to send it;
+    the automatic rounds leave a refused upload alone (one try, not one per label); Send
+    now tries it, and connecting again with the new password sends it."""
+    from annotator.annotation import AnnotationSession
+    from annotator.datastore.orthanc import free_port
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.uploads import SIGN_IN_AGAIN
+    from annotator.errors import CredentialsError
+    from annotator.settings import Settings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    port = free_port()
+    server = LocalOrthanc(tmp_path / "server", port=port, password="pw-old-1234").start()
+    try:
+        store, record, volume = _crop_on(server)
+        session = AnnotationSession(settings=Settings())
+        warnings = []
+        session.warning.connect(warnings.append)
+        session.set_datastore(store)
+        session.open_image(record.id)
+    finally:
+        server.stop()
+    server = LocalOrthanc(tmp_path / "server", port=port, password="pw-new-5678").start()
+    try:
+        with pytest.raises(CredentialsError, match="refused the credentials"):
+            store.server.find_series(record.id)
+        session.label[10:30, 15:35, 10:25] = 1
+        session.painted()
+        assert session.accept()
+        [said] = warnings
+        assert "saved here and waits to be sent" in said and "(401)" in said and SIGN_IN_AGAIN in said
+        tries = lambda: [e["attempts"] for e in store.uploads.entries()]  # noqa: E731
+        store.accept(record.id, session.label * 2, volume)  # another label: tries both, stops at the refusal
+        assert tries() == [2, 0] and store.unsent()["refused"] and store.unsent(record.id)["refused"]
+        for _ in range(3):  # the automatic rounds, however long after: each label is tried once
+            assert store.uploads.flush(store.server.store, lambda uid: False, now=time.time() + 1e6) == (0, 2)
+            assert tries() == [2, 1] and all(e["refused"] for e in store.uploads.entries())
+        session.upload_check_s, warnings[:] = 0.0, []
+        session.tick()
+        assert tries() == [2, 1] and warnings == []  # left alone, and said once, not at every round
+        session.send_uploads(force=True)  # Send now: tried, refused again, said; the round stops at the first
+        assert tries() == [3, 1] and len(warnings) == 1 and "2 accepted labels wait" in warnings[0]
+        assert _client(server).find_series(record.id)  # the right password is let in
+        session.set_datastore(DicomwebDatastore(_client(server)))  # signed in anew
+        assert session.store.uploads_waiting() == 0  # connecting again sent both
+        assert len(list(_client(server).series(modality="SEG", images_only=False))) == 2
+    finally:
+        server.stop()
 
 
 def test_an_empty_label_is_sent_and_replaces_the_one_before(tmp_path, monkeypatch):
@@ -694,6 +756,38 @@ def test_the_upload_queue_keeps_in_step_with_its_files_after_a_crash(tmp_path):
     assert queue.flush(lambda data, uid: sent.append((uid, data)), lambda uid: asked.append(uid) or False) == (2, 0)
     assert sorted(sent) == [("9.9.2", b"second"), ("9.9.3", b"not listed")] and asked == ["9.9.3"]
     assert queue.entries() == [] and not list((tmp_path / "uploads").glob("*.dcm"))
+
+
+def test_a_server_out_of_reach_ends_the_round_and_one_object_refused_does_not(tmp_path):
+    """Ten labels waiting for a server that does not answer each waited for its own
+    timeout (5 s) in every round, holding the file worker that opens images; a round now
+    ends at the first failure of the server, the others waiting as long. A label the
+    server rejects (not the server failing) does not stop the others."""
+    from annotator.datastore.uploads import UploadQueue
+    from annotator.errors import ServerError
+
+    queue = UploadQueue(tmp_path / "uploads")
+    for i in range(10):
+        queue.add(f"1.2.{i}", f"9.9.{i}", b"seg")
+    tried = []
+
+    def unreachable(data, uid):
+        tried.append(uid)
+        raise ServerError("http://h/dicom-web: no answer within 5 s")
+
+    assert queue.flush(unreachable, lambda uid: False, now=1000.0) == (0, 10) and tried == ["9.9.0"]
+    entries = queue.entries()
+    assert [e["attempts"] for e in entries] == [1] + [0] * 9 and not any(e["refused"] for e in entries[:1])
+    assert {e["next_try"] for e in entries} == {1000.0 + 5.0}  # the others wait as long as the one tried
+    assert queue.flush(unreachable, lambda uid: False, now=1004.0) == (0, 10) and tried == ["9.9.0"]
+
+    def rejects_one(data, uid):
+        tried.append(uid)
+        if uid == "9.9.0":
+            raise DatastoreError("http://h/dicom-web: the upload of 9.9.0 was not stored (HTTP 400)")
+
+    tried.clear()
+    assert queue.flush(rejects_one, lambda uid: False, now=1010.0) == (9, 1) and len(tried) == 10
 
 
 def _processes_with(text: str) -> list[int]:

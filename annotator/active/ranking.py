@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from annotator.active.strategies import Score, check, model_score, needs_model, plain_score
 from annotator.datastore import Datastore, Status
 from annotator.errors import AnnotatorError, DatastoreError, ModelError
+from annotator.words import count
 
 
 @dataclass
@@ -94,7 +95,7 @@ def rank(store: Datastore, strategy: str, progress: Callable[[str, float], None]
         _keep(store, record, strategy, found, origin)
     if not ranked and no_model:
         raise ModelError(no_model[0])  # nothing could be scored: one clear reason
-    report(f"{len(ranked)} image{'s' * (len(ranked) != 1)} ranked by {strategy}", 1.0)
+    report(f"{count(len(ranked), 'image')} ranked by {strategy}", 1.0)
     ranked.sort(key=lambda r: -r.score)
     return Ranking(ranked, skipped, spent / scored_now if scored_now else 0.0)
 

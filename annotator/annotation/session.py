@@ -22,11 +22,13 @@ from annotator.annotation.jobs import Cancelled, FileWorker, InlineRunner, Job, 
 from annotator.annotation.labels import offered_labels, palette_colour
 from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.datastore.base import EARLIER
+from annotator.datastore.uploads import SIGN_IN_AGAIN
 from annotator.engine.history import Change, LabelHistory
 from annotator.engine.region import holding
 from annotator.errors import AnnotatorError
 from annotator.io.volume import LABEL_TOP, Volume, as_label, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
+from annotator.words import count
 
 #: What to do with unsaved work when leaving an image.
 LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
@@ -96,6 +98,7 @@ class AnnotationSession:
         self._changed_at = 0.0
         self.upload_check_s = 10.0
         self._upload_checked = 0.0
+        self._refusals_said: set[str] = set()  # the uploads whose refusal was said
         self._busy = False
         self._scoring: Job | None = None
         self._pending: str | None = None
@@ -126,6 +129,7 @@ class AnnotationSession:
         self.datastore_changed.emit()
         for notice in store.notices():
             self.warning.emit(notice)
+        self.send_uploads(force=True)  # connecting again (signed in anew, the server back) sends what waits
 
     # ---- labels -------------------------------------------------------------------------
 
@@ -315,6 +319,33 @@ class AnnotationSession:
                 self.show(*loaded, image_id=image_id)
 
         self.files.submit(f"opening {shown}", work, done, self._failed)
+
+    def reload(self) -> None:
+        """List the datastore's images again (files or series added since it was opened),
+        in the file worker; the open image stays open, its work unsaved or not."""
+        store = self.store
+        if store is None:
+            self.status.emit("Open a folder or connect to a server first: there is no list to reload.")
+            return
+
+        def work(job: Job):
+            job.report(f"listing the images of {store.name} again ...")
+            fresh = store.reloaded(progress=job.report)
+            return fresh, {r.id for r in store.records()}, {r.id for r in fresh.records()}
+
+        def done(result) -> None:
+            fresh, before, now = result
+            if store is not self.store:  # another folder or server opened meanwhile
+                return
+            self.set_datastore(fresh)
+            said = f"{store.name}: {count(len(now), 'image')}"
+            changes = [f"{count(len(now - before), 'new image')}"] * bool(now - before) + [
+                f"{len(before - now)} no longer there"] * bool(before - now)
+            self.status.emit(said + (f" ({', '.join(changes)})" if changes else ", none new"))
+            if self.image_id is not None and self.volume is not None and self.image_id not in now:
+                self.warning.emit(f"{self.image_name} is no longer in {store.name}: its label cannot be saved there")
+
+        self.files.submit(f"listing {store.name} again", work, done, self._failed)
 
     def open_image(self, image_id: str) -> None:
         """Open one image of the datastore (after asking about unsaved work)."""
@@ -758,16 +789,22 @@ class AnnotationSession:
                 store.accept(image_id, label, volume, proposed=proposed, names=names, algorithm=algorithm)
             else:
                 store.save_draft(image_id, label, volume)
-            return time.perf_counter() - start, saved_labels(store, image_id)
+            unsent = store.unsent(image_id) if version == Version.FINAL.value else None
+            return time.perf_counter() - start, saved_labels(store, image_id), unsent
 
-        def done(result: tuple[float, list]) -> None:
-            seconds, saved = result
+        def done(result: tuple[float, list, dict | None]) -> None:
+            seconds, saved, unsent = result
             if image_id == self.image_id:
                 self.saved_labels = saved
             self.saved.emit(image_id, version)
             empty = " (empty: no structure)" if not label.any() else ""
             said = f"{'accepted' if version == 'final' else 'draft of'} {name} saved{empty} ({seconds:.2f} s)"
             self.status.emit(said)
+            if unsent is not None and unsent.get("error"):
+                if unsent.get("refused"):
+                    self._refusals_said.add(unsent["sop_uid"])
+                self.warning.emit(f"{name}: the accepted label is saved here and waits to be sent: {unsent['error']}. "
+                                  + (SIGN_IN_AGAIN if unsent.get("refused") else "It is sent when the server answers."))
             if then is not None:
                 then()
 
@@ -811,19 +848,33 @@ class AnnotationSession:
             self.send_uploads()
 
     def send_uploads(self, force: bool = False) -> None:
-        """Send the labels that wait for the server (in the file worker)."""
+        """Send the labels that wait for the server (in the file worker). What keeps them
+        waiting is said when the person asked (``force``: Send now, connecting) and when the
+        server first refuses the credentials (then only Send now or connecting tries again)."""
         store = self.store
         if store is None or not store.uploads_waiting():
             return
 
+        def work(job: Job):
+            sent, waiting = store.send_pending(force)
+            return sent, waiting, store.unsent() if waiting else None
+
         def done(result) -> None:
-            sent, waiting = result
+            sent, waiting, unsent = result
             if sent:
-                self.status.emit(f"{sent} label{'s' if sent > 1 else ''} sent to {store.name}"
+                self.status.emit(f"{count(sent, 'label')} sent to {store.name}"
                                  + (f"; {waiting} waiting" if waiting else ""))
+            refused = unsent is not None and unsent.get("refused")
+            if unsent is not None and unsent.get("error") and (force or (refused and unsent["sop_uid"] not in
+                                                                         self._refusals_said)):
+                self.warning.emit(f"{count(waiting, 'accepted label')} wait{'s' * (waiting == 1)} "
+                                  f"to be sent: {unsent['error']}. "
+                                  + (SIGN_IN_AGAIN if refused else "Retried automatically."))
+            if refused:
+                self._refusals_said.add(unsent["sop_uid"])
             self.records_changed.emit()
 
-        self.files.submit("sending labels", lambda job: store.send_pending(force), done, self._failed)
+        self.files.submit("sending labels", work, done, self._failed)
 
     def export(self, folder: str | Path, channels: bool = False) -> None:
         """Every labelled image of the datastore and its final label into ``folder``, a new
@@ -836,8 +887,8 @@ class AnnotationSession:
             return
 
         def done(described: dict) -> None:
-            left, count = described["annotator"]["left_out"], described["numTraining"]
-            self.status.emit(f"{count} labelled image{'s' * (count != 1)} exported to {folder}"
+            left, number = described["annotator"]["left_out"], described["numTraining"]
+            self.status.emit(f"{count(number, 'labelled image')} exported to {folder}"
                              + (f"; {len(left)} left out ({next(iter(left))}: {next(iter(left.values()))})"
                                 if left else ""))
 
@@ -902,8 +953,8 @@ class AnnotationSession:
         def done(ranking) -> None:
             self._scoring = None
             skipped = "".join(f"; skipped {i}: {why}" for i, why in list(ranking.skipped.items())[:3])
-            count = len(ranking.ranked)
-            self.status.emit(f"{count} image{'s' * (count != 1)} ranked by {strategy}{skipped}")
+            number = len(ranking.ranked)
+            self.status.emit(f"{count(number, 'image')} ranked by {strategy}{skipped}")
             self.scored.emit(strategy)
 
         def failed(exc: BaseException) -> None:

@@ -95,7 +95,7 @@ def _clicks(label: np.ndarray, n: int, seed: int = 0) -> list[tuple[list, list]]
     """``n`` growing click sets on organ 2 of the phantom: foreground inside, background just outside."""
     rng = np.random.default_rng(seed)
     organ = np.argwhere(label == 2)
-    lo, hi = organ.min(axis=0), organ.max(axis=0)
+    hi = organ.max(axis=0)
     fg, bg, sets = [], [], []
     for i in range(n):
         if i % 3 == 2:

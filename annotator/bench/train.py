@@ -11,8 +11,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from annotator.bench import report as rep
 from annotator.datastore.cases import default_split
 from annotator.errors import InputError

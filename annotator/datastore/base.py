@@ -173,6 +173,12 @@ class Datastore(ABC):
         value; empty when it names none)."""
         raise DatastoreError(f"{self.name}: '{image_id}' has no label map '{map_id}'")
 
+    def reloaded(self, progress: Progress | None = None) -> Datastore:
+        """The store with its images listed again (files or series added or gone since it
+        was opened), its labels the same: a new object, so that the one in use can still be
+        read while the listing is under way. A store of fixed images is itself."""
+        return self
+
     def uploads_waiting(self) -> int:
         """Accepted labels not yet sent to a server (stores that send labels on)."""
         return 0
@@ -180,6 +186,12 @@ class Datastore(ABC):
     def send_pending(self, force: bool = False) -> tuple[int, int]:
         """Send the waiting uploads that are due (all with ``force``); (sent, still waiting)."""
         return 0, 0
+
+    def unsent(self, image_id: str | None = None) -> dict | None:
+        """Why the image's accepted label has not reached the server: its waiting upload
+        (``error``, ``refused``: see :class:`annotator.datastore.uploads.UploadQueue`), or
+        with no image the one that says most (refused, else failed); None when nothing waits."""
+        return None
 
     def label_names(self) -> dict[str, int] | None:
         """Label name -> value of the store's labels, when it records them."""

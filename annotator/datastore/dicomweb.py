@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 import requests
 
-from annotator.errors import DatastoreError, detail
+from annotator.errors import CredentialsError, DatastoreError, ServerError, detail
 
 #: Series that are not images to annotate (segmentations, reports, presentation states, ...)
 NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC",
@@ -145,20 +145,20 @@ class DicomwebServer:
         try:
             yield
         except requests.exceptions.SSLError:
-            raise DatastoreError(f"{self.url}: the server's TLS certificate is not trusted (give --ca-bundle)") from None
+            raise ServerError(f"{self.url}: the server's TLS certificate is not trusted (give --ca-bundle)") from None
         except requests.exceptions.Timeout:
-            raise DatastoreError(f"{self.url}: no answer within {timeout:g} s") from None
+            raise ServerError(f"{self.url}: no answer within {timeout:g} s") from None
         except requests.exceptions.ConnectionError:
-            raise DatastoreError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
+            raise ServerError(f"{self.url}: cannot connect (is the server running and the URL right?)") from None
         except requests.exceptions.ChunkedEncodingError:
-            raise DatastoreError(f"{self.url}: the connection broke during the transfer") from None
+            raise ServerError(f"{self.url}: the connection broke during the transfer") from None
 
     def _send(self, request: requests.PreparedRequest, timeout: float) -> requests.Response:
         """Send one request (see :meth:`_errors`)."""
         with self._errors(timeout):
             answer = self.session.send(request, timeout=timeout)
         if answer.status_code in (401, 403):
-            raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+            raise CredentialsError(f"{self.url}: the server refused the credentials ({answer.status_code})")
         return answer
 
     def _get(self, path: str, query: list[tuple[str, str]] = (), accept: str = "application/dicom+json"):
@@ -229,7 +229,7 @@ class DicomwebServer:
             answer = self.session.send(request, timeout=(self.timeout, read_timeout), stream=True)
             with answer:
                 if answer.status_code in (401, 403):
-                    raise DatastoreError(f"{self.url}: the server refused the credentials ({answer.status_code})")
+                    raise CredentialsError(f"{self.url}: the server refused the credentials ({answer.status_code})")
                 if not answer.ok:
                     raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (HTTP "
                                          f"{answer.status_code} for {path})")

@@ -58,6 +58,8 @@ class LocalDatastore(Datastore):
         name, an image to annotate even where it looks like a label map (an integer image of
         few values: a phantom, a mask)."""
         self.folder = Path(folder).resolve()
+        self._opened_with = {"labels_dir": labels_dir, "history": history, "lock_timeout": lock_timeout,
+                             "annotate": annotate}  # for reloaded()
         if not self.folder.is_dir():
             raise DatastoreError(f"{folder}: not a folder")
         self.place = str(self.folder)
@@ -93,6 +95,9 @@ class LocalDatastore(Datastore):
         if self.labels.read_only is None and (self.labels.root / Version.FINAL.value).is_dir():
             with self.labels.locked():  # a store that was written before: recover from a crash now
                 pass
+
+    def reloaded(self, progress=None) -> LocalDatastore:
+        return LocalDatastore(self.folder, progress=progress, **self._opened_with)
 
     def _pinned(self) -> dict[str, str]:
         """The series that each DICOM folder's image had when its labels were saved, by id."""

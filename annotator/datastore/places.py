@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_dicomdir, is_image_file, looks_like_dicom
+from annotator.words import count
 
 
 class Kind(str, Enum):
@@ -100,7 +101,7 @@ def find_images(folder: Path, skip: Path | None = None, progress=None) -> dict[s
     for searched, (root, dirs, names) in enumerate(os.walk(folder)):
         if progress is not None and searched % 50 == 0:
             n = len(found)
-            progress(f"searching {folder.name or folder}: {n} image{'s' * (n != 1)} in {searched} folders so far", -1.0)
+            progress(f"searching {folder.name or folder}: {count(n, 'image')} in {count(searched, 'folder')} so far", -1.0)
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (root_path / d).is_symlink()
                          and (skip is None or (root_path / d).resolve() != skip))

@@ -11,6 +11,7 @@ uploads.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -20,10 +21,11 @@ from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.series_cache import SeriesCache
 from annotator.datastore.uploads import UploadQueue
-from annotator.errors import AnnotatorError, DatastoreError, detail
+from annotator.errors import AnnotatorError, DatastoreError, ServerError, detail
 from annotator.io.atomic import atomic_write_text
 from annotator.io.read import read_volume
 from annotator.io.volume import Volume
+from annotator.words import count
 
 
 class DicomwebDatastore(Datastore):
@@ -55,6 +57,12 @@ class DicomwebDatastore(Datastore):
             self._rows = {r.series_uid: r for r in rows}
         return self._rows
 
+    def reloaded(self, progress: Progress | None = None) -> DicomwebDatastore:
+        fresh = copy.copy(self)  # the same server, cache, labels and queue
+        fresh._rows, fresh._unreached = None, ""
+        fresh._series()
+        return fresh
+
     def _row(self, image_id: str) -> SeriesRow:
         uid, part = _split(image_id)
         row = self._series().get(uid)
@@ -77,7 +85,7 @@ class DicomwebDatastore(Datastore):
         slices = info.get("slices")
         if isinstance(slices, list) and len(slices) >= number and isinstance(slices[number - 1], int):
             return f"{slices[number - 1]} slices"
-        return f"{row.instances} image{'s' * (row.instances != 1)}"
+        return count(row.instances, "image")
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
@@ -98,6 +106,7 @@ class DicomwebDatastore(Datastore):
                 if image_id in waiting and waiting[image_id].get("error"):
                     info["upload_error"] = waiting[image_id]["error"]
                     info["upload_next_try"] = waiting[image_id].get("next_try", 0.0)
+                    info["upload_refused"] = bool(waiting[image_id].get("refused"))
                 records.append(ImageRecord(image_id, name, status, versions,
                                            float(score) if isinstance(score, (int, float)) else None, info))
         return records
@@ -111,7 +120,11 @@ class DicomwebDatastore(Datastore):
 
         from annotator.io.dicom import scan_folder
 
-        folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
+        try:
+            folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
+        except ServerError as exc:  # what was downloaded before opens offline: this one was not
+            raise type(exc)(f"{' '.join(filter(None, (row.modality, row.description)))} ({image_id}) is not "
+                            f"downloaded here yet and needs the server: {exc}") from None
         scan = scan_folder(folder)  # which acquisitions its files hold: listed from now on
         parts = [info.key for info in scan.series]
         slices = [info.slices for info in scan.series]
@@ -221,10 +234,16 @@ class DicomwebDatastore(Datastore):
             try:
                 self.server.find_instance(sop_uid)
                 return True
+            except ServerError:
+                raise  # sending would fail the same way
             except AnnotatorError:
                 return False
 
         return self.uploads.flush(self.server.store, exists, force=force)
+
+    def unsent(self, image_id: str | None = None) -> dict | None:
+        waiting = self.uploads.waiting(image_id) if image_id is not None else self.uploads.entries()
+        return max(waiting, key=lambda e: (bool(e.get("refused")), bool(e.get("error"))), default=None)
 
     def notices(self):
         self.uploads.entries()  # a damaged queue is found (and rebuilt) now, not when it is next sent

@@ -5,7 +5,11 @@ An accept puts the SEG to send into ``<root>/<sop uid>.dcm`` and an entry in
 a success removes the entry, a failure keeps it with the error and a later retry time
 (doubling, from a few seconds to a few minutes). A retry sends the same object, with
 the same SOP Instance UID, and asks the server first whether it already has it, so an
-upload whose answer was lost is not stored twice.
+upload whose answer was lost is not stored twice. A server that cannot be reached ends
+the round (the others wait with the one tried, rather than each waiting for its own
+timeout); one that refuses the credentials is not asked again until the person says so
+(``force``: Send now, or connecting again): retries with a refused password add
+refusals, which may lock the account.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, CredentialsError, ServerError
 from annotator.io.atomic import atomic_write_bytes, atomic_write_text, keep_aside
 
 FIRST_RETRY_S, LAST_RETRY_S = 5.0, 300.0
+SIGN_IN_AGAIN = ("Not tried again until you sign in again (Worklist > Connect to server...: the labels "
+                 "waiting are sent as it connects) or press Send now.")
 
 
 class UploadQueue:
@@ -65,16 +71,21 @@ class UploadQueue:
         atomic_write_text(self.root / "queue.json", json.dumps(entries, indent=1))
 
     def entries(self) -> list[dict]:
-        """Waiting uploads: ``{"image_id", "sop_uid", "attempts", "error", "next_try"}``."""
+        """Waiting uploads: ``{"image_id", "sop_uid", "attempts", "error", "next_try"}``, and
+        ``"refused": True`` while the server refuses the credentials."""
         with self._lock:
             return self._read()
 
     def state(self, image_id: str) -> str | None:
         """``"pending"``, ``"failed"`` (tried, will retry) or None when nothing waits."""
-        mine = [e for e in self.entries() if e["image_id"] == image_id]
+        mine = self.waiting(image_id)
         if not mine:
             return None
         return "failed" if any(e.get("attempts") for e in mine) else "pending"
+
+    def waiting(self, image_id: str) -> list[dict]:
+        """The entries of one image (see :meth:`entries`)."""
+        return [e for e in self.entries() if e["image_id"] == image_id]
 
     def add(self, image_id: str, sop_uid: str, data: bytes) -> None:
         with self._lock:
@@ -85,13 +96,15 @@ class UploadQueue:
 
     def flush(self, send: Callable[[bytes, str], None], exists: Callable[[str], bool],
               now: float | None = None, force: bool = False) -> tuple[int, int]:
-        """Send every due upload; returns (sent, still waiting)."""
+        """Send every due upload (with ``force``, every one); returns (sent, still
+        waiting). A server that is not reached or refuses the credentials ends the round:
+        each upload after it would fail the same way (the due ones wait as long)."""
         now = time.time() if now is None else now
         sent = 0
         with self._lock:
             entries = self._read()
             for entry in list(entries):
-                if not force and entry.get("next_try", 0) > now:
+                if not force and (entry.get("refused") or entry.get("next_try", 0) > now):
                     continue
                 path = self.root / f"{entry['sop_uid']}.dcm"
                 try:
@@ -102,6 +115,11 @@ class UploadQueue:
                     entry["error"] = str(exc)
                     delay = min(LAST_RETRY_S, FIRST_RETRY_S * 2 ** (entry["attempts"] - 1))
                     entry["next_try"] = now + delay
+                    entry["refused"] = isinstance(exc, CredentialsError)
+                    if isinstance(exc, ServerError):
+                        for other in entries[entries.index(entry) + 1:]:
+                            other["next_try"] = max(other.get("next_try", 0.0), entry["next_try"])
+                        break
                     continue
                 entries.remove(entry)
                 path.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ SHORTCUTS = {
     "clip": ("Alt+Shift+Y", "clip the chosen label to the range beside Flood: its voxels outside it go"),
     "accept": ("Alt+A", "accept (save as final)"),
     "next": ("Alt+N", "next unlabeled image"),
+    "reload": ("F5", "list the folder's or server's images again (files or series added since it opened)"),
     "next_label": ("Alt+B", "next label (the Label list)"),
     "next_volume": ("Alt+M", "show the image's next volume (channel, echo, time point)"),
     "next_plane": ("Alt+E", "view the next plane: axial, coronal, sagittal"),

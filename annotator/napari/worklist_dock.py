@@ -17,10 +17,11 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
-    QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QPushButton, QStyle, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
 from annotator.active.strategies import STRATEGIES
+from annotator.datastore.uploads import SIGN_IN_AGAIN
 from annotator.napari.fit import OneLine, compact, steady
 from annotator.napari.markup import WARNING, coloured
 from annotator.napari.workspace import follow, workspace_for
@@ -59,8 +60,9 @@ def _cells(record) -> list[tuple[str, object, str, str]]:
     versions = record.versions + (["label map"] if record.label_maps else [])
     status_tip = ""
     if record.info.get("upload_error"):
-        status_tip = (f"Not sent yet: {record.info['upload_error']}\n"
-                      f"Retried automatically ({_when(record.info.get('upload_next_try'))}).")
+        status_tip = f"Not sent yet: {record.info['upload_error']}\n" + (
+            SIGN_IN_AGAIN if record.info.get("upload_refused")
+            else f"Retried automatically ({_when(record.info.get('upload_next_try'))}).")
     return [
         (record.name, record.name, record.id if record.name != record.id else "", ""),
         (record.status.value, record.status.value, status_tip, STATUS_COLOURS[record.status.value]),
@@ -144,8 +146,13 @@ class WorklistDock(QWidget):
         self.download.setMaximumHeight(14)
         self.download.hide()
 
+        self.reload = QToolButton()
+        self.reload.setIcon(self.style().standardIcon(QStyle.SP_BrowserReload))
+        self.reload.setToolTip("List the images again: files or series added since the folder or server opened (F5)")
+        self.reload.clicked.connect(session.reload)
         top = QHBoxLayout()
         top.addWidget(self.folder, 1)
+        top.addWidget(self.reload)
         top.addWidget(choose)
         top.addWidget(connect)
         bottom = QHBoxLayout()

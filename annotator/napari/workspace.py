@@ -706,7 +706,8 @@ class Workspace:
                        "shrink": lambda: s.tidy("shrink"), "clip": lambda: self._range_step("clip"),
                        "flood": lambda: self._range_step("flood"), "outline": self.outline}
         return {**{name: self._on_an_image(action) for name, action in on_an_image.items()},
-                "undo": s.undo, "redo": s.redo, "next": s.next_image, "next_volume": self.next_volume}
+                "undo": s.undo, "redo": s.redo, "next": s.next_image, "next_volume": self.next_volume,
+                "reload": s.reload}
 
     def _on_an_image(self, action):
         """``action``, which works on the open image: with none open it says so (a shortcut

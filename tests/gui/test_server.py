@@ -173,3 +173,22 @@ def test_a_series_of_two_echoes_joins_the_worklist_as_two_images(make_napari_vie
         bold = [worklist.table.item(r, 0).text() for r in range(worklist.table.rowCount())
                 if worklist.table.item(r, 0).font().bold()]
         assert bold == ["MR HippoCrop (echo 2, 40 slices)"]
+
+
+def test_a_label_refused_by_the_server_says_how_to_send_it():
+    """A row whose label the server refused told the person it was "retried
+    automatically": it is not (see UploadQueue); the tip says how to send it."""
+    from annotator.datastore import ImageRecord, Status
+    from annotator.datastore.uploads import SIGN_IN_AGAIN
+    from annotator.napari.worklist_dock import _cells
+
+    def tip(**info):
+        record = ImageRecord("1.2.3", "MR T1", Status.UPLOAD_FAILED, ["final"], None, info)
+        return _cells(record)[1][2]
+
+    down = tip(upload_error="http://h/dicom-web: cannot connect", upload_next_try=0.0, upload_refused=False)
+    refused = tip(upload_error="http://h/dicom-web: the server refused the credentials (401)", upload_next_try=0.0,
+                  upload_refused=True)
+    assert "Retried automatically" in down and SIGN_IN_AGAIN not in down
+    assert "(401)" in refused and SIGN_IN_AGAIN in refused and "Retried" not in refused
+    assert tip() == ""

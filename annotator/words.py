@@ -1,0 +1,8 @@
+"""How the product says a number of things: "1 image", "2 images"."""
+
+from __future__ import annotations
+
+
+def count(number: int, thing: str) -> str:
+    """``number`` and ``thing``, in the plural unless one (``thing`` is a noun taking -s)."""
+    return f"{number} {thing}{'s' if number != 1 else ''}"
