@@ -477,6 +477,30 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
         server.stop()
 
 
+def test_ranking_a_servers_series_downloads_none_its_listing_says_no_model_knows(tmp_path, monkeypatch):
+    """Score on a server's worklist opened every unlabeled series to learn its modality:
+    a CT series (a whole CT, hundreds of MB on a real server) was downloaded only to be
+    skipped by the MR model. The server's listing says the modality: such a series is
+    skipped, with its reason, and stays on the server."""
+    from annotator.active import rank
+    from annotator.datastore.orthanc import series_with_uids
+    from annotator.datastore.remote import DicomwebDatastore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir())
+                      + series_with_uids(DATA / "totalsegmentator_example" / "example_ct_dicom", tmp_path / "ct"))
+        store = DicomwebDatastore(_client(server))
+        rows = {r.modality: r for r in store.server.series()}
+        ids = {r.name.split()[0]: r.id for r in store.records()}
+        ranking = rank(store, "tta")
+        assert [r.id for r in ranking.ranked] == [ids["MR"]]
+        assert "no deepedit model for CT images" in ranking.skipped[ids["CT"]]
+        assert store.cache.cached(rows["CT"].study_uid, rows["CT"].series_uid) is None  # never downloaded
+        assert store.cache.cached(rows["MR"].study_uid, rows["MR"].series_uid) is not None
+        assert rank(store, "tta").skipped == ranking.skipped  # the next ranking the same, still without it
+
+
 def test_an_empty_label_is_sent_and_replaces_the_one_before(tmp_path, monkeypatch):
     """"Nothing there" is an answer too. An empty label accepted on a server image was
     kept here only (a SEG holds at least one segment), and a label sent before stayed the

@@ -9,7 +9,8 @@ taken without opening its image (its modality and extent say which model would s
 and whether one may). The worklist's score column is the store's score, written as each
 image is scored. An image that cannot be opened is skipped with its reason; the rest are
 ranked. An image whose modality no installed model knows is skipped too (an MR model's
-uncertainty on a CT says nothing), as is one far larger or smaller than the images the
+uncertainty on a CT says nothing; a server's series whose listing says so is skipped
+without being downloaded), as is one far larger or smaller than the images the
 model was trained on (:meth:`annotator.models.card.ModelCard.extent_misfit`), and its
 modality and size kept, so that the next ranking skips it without reading it again
 (until a model for it is installed); when that leaves nothing to rank, the ranking fails
@@ -112,6 +113,11 @@ def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict,
     """(score, where it came from: model version, image modality and extent, whether it came
     from the cache, seconds spent) of one image."""
     modality, extent = cached.get("modality"), cached.get("extent_mm")
+    listed = record.info.get("modality")  # a server's list says it: no download to find a misfit
+    if not isinstance(extent, list) and isinstance(listed, str) and listed:
+        entry = clicks.registry.preferred(clicks.method, listed)
+        if entry:
+            _check_fit(store, record, strategy, entry.card, {"modality": listed})
     if isinstance(modality, str) and isinstance(extent, list):  # which model would score it is known
         seen = {"modality": modality, "extent_mm": extent}
         entry = clicks.registry.preferred(clicks.method, modality, extent)
@@ -136,7 +142,7 @@ def _scored(store, record, strategy, clicks, cached, seed) -> tuple[Score, dict,
 def _check_fit(store, record, strategy: str, card, seen: dict) -> None:
     """Refuse an image ``card``'s model says nothing useful about, keeping why in its cache
     entry with its modality and extent (``seen``; the worklist shows why)."""
-    why = _misfit(card, seen["modality"], seen["extent_mm"])
+    why = _misfit(card, seen["modality"], seen.get("extent_mm"))
     if why:
         _keep_entry(store, record, strategy, {**seen, "scoring": SCORING, "skipped": why})
         raise ModelError(why)
@@ -145,14 +151,14 @@ def _check_fit(store, record, strategy: str, card, seen: dict) -> None:
 def _misfit(card, modality: str, extent_mm) -> str | None:
     """Why ``card``'s model says nothing useful about an image: of another modality, or of
     a size far from those it was trained on (a model of hippocampus crops finds look-alikes
-    all over a whole head); None when it may score it."""
+    all over a whole head; ``extent_mm`` None: not known yet); None when it may score it."""
     from annotator.engine.deep import modality_note
 
     if modality_note(card, modality):
         these = "images not in Hounsfield units" if modality == "unknown" else f"{modality} images"
         return (f"no {card.method} model for {these} (the installed '{card.name}' is for "
                 f"{card.modality}); rank by random or first")
-    misfit = card.extent_misfit(extent_mm)
+    misfit = card.extent_misfit(extent_mm) if extent_mm is not None else None
     if misfit:
         return f"no {card.method} model for images of this size: {misfit}; rank by random or first"
     return None

@@ -103,6 +103,8 @@ class DicomwebDatastore(Datastore):
                 part = f"{key.partition('/')[2]}, " if key else ""
                 name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({part}{size})") if p)
                 info = {k: v for k, v in entry.get("info", {}).items() if k not in ("parts", "slices")}
+                if row.modality:
+                    info["modality"] = row.modality  # known before a download (ranking skips a misfit)
                 if image_id in waiting and waiting[image_id].get("error"):
                     info["upload_error"] = waiting[image_id]["error"]
                     info["upload_next_try"] = waiting[image_id].get("next_try", 0.0)
