@@ -876,6 +876,21 @@ class AnnotationSession:
 
         self.files.submit("sending labels", work, done, self._failed)
 
+    def unsent_on_close(self) -> str | None:
+        """What a person closing the app should know about the accepted labels that have
+        not reached the server (they stay queued here and go the next time it connects);
+        None when none wait."""
+        store = self.store
+        waiting = store.uploads_waiting() if store is not None else 0
+        if not waiting:
+            return None
+        unsent = store.unsent() or {}
+        error = str(unsent.get("error") or "").removeprefix(f"{store.name}: ")  # the server is named already
+        why = f": {error}" if error else ""
+        return (f"{count(waiting, 'accepted label')} {'has' if waiting == 1 else 'have'} not reached {store.name} "
+                f"yet{why}. {'It stays' if waiting == 1 else 'They stay'} saved on this computer and "
+                f"{'is' if waiting == 1 else 'are'} sent the next time Annotator connects to the server.")
+
     def export(self, folder: str | Path, channels: bool = False) -> None:
         """Every labelled image of the datastore and its final label into ``folder``, a new
         or empty one, in nnU-Net's layout (:func:`annotator.datastore.export.export_nnunet`),

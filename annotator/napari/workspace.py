@@ -114,6 +114,7 @@ class Workspace:
         # weak: _WORKSPACES is keyed weakly by the viewer, which a strong value would keep alive
         self.viewer = weakref.proxy(viewer)
         self.session = AnnotationSession(QtRunner(), ask_leave=self._ask_leave)
+        self.ask_close = self._ask_close  # (message) -> whether the window closes all the same
         self._muted = False
         self._image_layer = None  # an image layer opened some other way (plugin use)
         self._image_limits = None  # the contrast limits of the image's layer, deleted, until it is back
@@ -239,10 +240,24 @@ class Workspace:
 
     def may_close(self) -> bool:
         """Whether the window may close: the unsaved work asked about first (accepted, kept
-        as a draft or discarded), then each dock's guard; any of them can say no."""
+        as a draft or discarded), then labels that wait for the server, then each dock's
+        guard; any of them can say no."""
         if not self.session.leave():
             return False
+        unsent = self.session.unsent_on_close()
+        if unsent and not self.ask_close(unsent):
+            return False
         return all(guard()() for guard in list(self._guards) if guard() is not None)
+
+    def _ask_close(self, message: str) -> bool:
+        box = QMessageBox(QMessageBox.Warning, "Labels not sent", message + "\n\nSend now, in the Worklist, tries "
+                          "again; so does connecting to the server again (Connect to server...).")
+        close = box.addButton("Close", QMessageBox.AcceptRole)
+        box.addButton(QMessageBox.Cancel)
+        box.setDefaultButton(QMessageBox.Cancel)
+        box.setObjectName("unsent-prompt")
+        box.exec_()
+        return box.clickedButton() is close
 
     def _ask_leave(self, image_name: str) -> str:
         """Accept, keep as draft, discard or cancel; for an image with nowhere to keep its

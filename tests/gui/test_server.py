@@ -120,12 +120,18 @@ def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, t
     assert not worklist.send.isHidden() and "waiting to be sent" in worklist.summary.text()
     row = _statuses(worklist).index("upload_failed")
     assert "Not sent yet" in worklist.table.item(row, 1).toolTip()
+    workspace, asked = workspace_for(viewer), []  # closing the app now says that a label is not on the server
+    workspace.ask_close = lambda message: asked.append(message) or False
+    assert not workspace.may_close() and len(asked) == 1
+    assert asked[0].startswith(f"1 accepted label has not reached {server.url} yet: cannot connect")
+    assert "sent the next time Annotator connects" in asked[0]
     worklist.grab().save(str(tmp_path / "worklist_waiting.png"))
     back = LocalOrthanc(tmp_path / "server", port=port, password=password).start()
     try:
         worklist.send.click()
         qtbot.waitUntil(lambda: "labeled" in _statuses(worklist) and worklist.send.isHidden(), timeout=30000)
         assert len(list(server_client(back, password).series(modality="SEG", images_only=False))) == 2
+        assert workspace.may_close() and len(asked) == 1  # all sent: nothing to ask
     finally:
         back.stop()
 
