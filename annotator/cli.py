@@ -342,7 +342,9 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=1))
         return 0
+    waiting = store.uploads_waiting()
     print(f"{store.place}: {count(len(records), 'image')}, {sum(r.status.value == 'labeled' for r in records)} labeled"
+          + (f", {waiting} waiting to be sent (annotator dicomweb send)" if waiting else "")
           + (f" (view only: {store.read_only_reason()})" if store.read_only_reason() else ""))
     width = max([len(r.id) for r in records] + [5])
     for r in records:
@@ -542,6 +544,23 @@ def _server(args):
     from annotator.datastore.factory import server_at
 
     return server_at(args.url, args.user or "", getattr(args, "token", None) or "", args.ca_bundle or "")
+
+
+def cmd_dicomweb_send(args) -> int:
+    from annotator.datastore.remote import DicomwebDatastore
+
+    store = DicomwebDatastore(_server(args))
+    waiting = store.uploads_waiting()
+    if not waiting:
+        print(f"{store.name}: no labels wait to be sent")
+        return 0
+    sent, left = store.send_pending(force=True)
+    print(f"{store.name}: {count(sent, 'label')} sent" + (f", {left} still waiting" if left else ""))
+    if left:
+        unsent = store.unsent() or {}
+        print(f"not sent: {unsent.get('error') or 'not tried'}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_dicomweb_login(args) -> int:
@@ -973,6 +992,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
     w.add_argument("--out", required=True, help="output label (.nii.gz; .dcm: a DICOM SEG, .rtstruct.dcm: an RT "
                    "Structure Set, of the source series)")
+    server_action("send", "send the accepted labels that wait for the server (the app sends them when it "
+                  "connects); exits 1 while any still wait", cmd_dicomweb_send)
     w = server_action("login", "check a password (with --user) or a bearer token and keep it in the keyring",
                       cmd_dicomweb_login, login=True)
     w.add_argument("--stdin", action="store_true", help="read the secret from standard input, not a prompt")

@@ -469,10 +469,22 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
         assert tries() == [2, 1] and warnings == []  # left alone, and said once, not at every round
         session.send_uploads(force=True)  # Send now: tried, refused again, said; the round stops at the first
         assert tries() == [3, 1] and len(warnings) == 1 and "2 accepted labels wait" in warnings[0]
+        def cli(*words, password):
+            return subprocess.run([sys.executable, "-m", "annotator", *words], capture_output=True, text=True,
+                                  timeout=120, env={**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": password})
+
+        url = server.url.replace("http://", f"http://{server.user}@")
+        shown = cli("status", url, password="pw-new-5678")
+        assert "2 waiting to be sent (annotator dicomweb send)" in shown.stdout.splitlines()[0], shown.stderr
+        refused = cli("dicomweb", "send", url, password="pw-old-1234")  # from the command line, the old one
+        assert refused.returncode == 1 and "2 still waiting" in refused.stdout and "(401)" in refused.stderr
+        assert "pw-old" not in refused.stdout + refused.stderr
         assert _client(server).find_series(record.id)  # the right password is let in
         session.set_datastore(DicomwebDatastore(_client(server)))  # signed in anew
         assert session.store.uploads_waiting() == 0  # connecting again sent both
         assert len(list(_client(server).series(modality="SEG", images_only=False))) == 2
+        done = cli("dicomweb", "send", url, password="pw-new-5678")
+        assert done.returncode == 0 and "no labels wait to be sent" in done.stdout
     finally:
         server.stop()
 
