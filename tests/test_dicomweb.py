@@ -419,6 +419,12 @@ def test_a_server_as_a_datastore_uploads_exactly_once_after_an_outage(tmp_path, 
         assert again.send_pending(force=True) == (0, 0)
         assert len(segs(_client(second))) == 2  # both accepts, each stored once
         assert again.record(record.id).status == Status.LABELED
+        import requests  # a series deleted on the server after it was listed: named as the worklist names it
+
+        [found] = requests.post(f"{second.root}/tools/lookup", data=other, auth=(second.user, second.password)).json()
+        requests.delete(f"{second.root}{found['Path']}", auth=(second.user, second.password)).raise_for_status()
+        with pytest.raises(DatastoreError, match=r"^MR T1post: .*no series .* \(deleted from the server, or never"):
+            again.open_image(other)
     finally:
         second.stop()
 

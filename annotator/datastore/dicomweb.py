@@ -189,7 +189,7 @@ class DicomwebServer:
         rows = self._get_json("series", [("SeriesInstanceUID", qido_value(series_uid))])
         found = [r for r in rows if _value(r, "SeriesInstanceUID") == series_uid]
         if not found:
-            raise DatastoreError(f"{self.url}: no series {series_uid}")
+            raise DatastoreError(f"{self.url}: no series {series_uid} (deleted from the server, or never there)")
         row = found[0]
         return SeriesRow(_value(row, "StudyInstanceUID"), series_uid, _value(row, "Modality"),
                          _value(row, "SeriesDescription"), int(_value(row, "NumberOfSeriesRelatedInstances") or 0))

@@ -125,8 +125,9 @@ class DicomwebDatastore(Datastore):
         try:
             folder = self.cache.fetch(row.study_uid, row.series_uid, downloaded, pinned=self._pinned())
         except ServerError as exc:  # what was downloaded before opens offline: this one was not
-            raise type(exc)(f"{' '.join(filter(None, (row.modality, row.description)))} ({image_id}) is not "
-                            f"downloaded here yet and needs the server: {exc}") from None
+            raise type(exc)(f"{_title(row)} ({image_id}) is not downloaded here yet and needs the server: {exc}") from None
+        except DatastoreError as exc:  # the worklist's name of the series, not its UID alone
+            raise DatastoreError(f"{_title(row)}: {exc}") from None
         scan = scan_folder(folder)  # which acquisitions its files hold: listed from now on
         parts = [info.key for info in scan.series]
         slices = [info.slices for info in scan.series]
@@ -271,6 +272,11 @@ class DicomwebDatastore(Datastore):
 
     def set_scores(self, scores):
         self.labels.set_scores(scores)
+
+
+def _title(row: SeriesRow) -> str:
+    """A series as the worklist names it: its modality and description."""
+    return " ".join(filter(None, (row.modality, row.description))) or row.series_uid
 
 
 def _split(image_id: str) -> tuple[str, int]:
