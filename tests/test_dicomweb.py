@@ -713,10 +713,11 @@ def test_bench_dicomweb_quick(tmp_path):
     report = json.loads(out.read_text())
     found = {r["name"]: r["value"] for r in report["results"]}
     for name in ("cold_open_s", "raw_download_s", "cold_over_raw", "cached_open_s", "first_page_s",
-                 "download_peak_mb"):
+                 "download_peak_mb", "worklist_refresh_s"):
         assert name in found
     assert found["raw_download_s"] > 0 and found["cached_open_s"] > 0
     assert report["params"]["instances"] == 8 and report["params"]["server_series"] == 13
+    assert report["params"]["worklist_rows"] == 13
 
 
 def test_a_series_of_two_echoes_on_the_server_is_two_images_and_each_seg_refers_to_its_own(

@@ -2,7 +2,8 @@
 plain HTTP download of the same instances in the same run (the series' WADO-RS GET, the
 request the cache makes, saved to one file and flushed, as ``curl -o`` and ``sync``
 would; three alternated runs of each, medians); the first worklist page of a server
-with many series; memory while a series downloads.
+with many series, and a refresh of its worklist once listed; memory while a series
+downloads.
 
 The server is a :class:`~annotator.datastore.orthanc.LocalOrthanc` started for the run
 with a generated CT (512×512, 200 slices; quick: 40) and many one-slice series.
@@ -23,6 +24,7 @@ from annotator.bench import report as rep
 from annotator.datastore.dicomweb import Credentials, DicomwebServer
 from annotator.datastore.orthanc import LocalOrthanc
 from annotator.datastore.series_cache import SeriesCache
+from annotator.datastore.remote import DicomwebDatastore
 from annotator.io.phantom import ct_phantom
 from annotator.io.read import read_volume
 
@@ -129,6 +131,11 @@ def run(args: argparse.Namespace) -> dict:
             first_page_s = time.perf_counter() - start
             total = 1 + sum(1 for _ in listing)
             all_s = time.perf_counter() - start
+            store = DicomwebDatastore(client, cache=SeriesCache(client, root=folder / "store"))
+            store.records()  # the server's list, asked once
+            start = time.perf_counter()
+            worklist = len(store.records())  # as the worklist asks at every save, open and upload
+            refresh_s = time.perf_counter() - start
     results = [
         rep.result("cold_open_s", cold_s, "s", "lower"),
         rep.result("raw_download_s", raw_s, "s", "lower"),
@@ -136,11 +143,13 @@ def run(args: argparse.Namespace) -> dict:
         rep.result("cached_open_s", cached_s, "s", "lower", 1.0),
         rep.result("first_page_s", first_page_s, "s", "lower", 1.0),
         rep.result("all_series_s", all_s, "s", "lower"),
+        rep.result("worklist_refresh_s", refresh_s, "s", "lower", 0.1),
         rep.result("download_peak_mb", download_mb, "MB", "lower"),
         rep.result("series_mb", series_mb, "MB", "lower"),
         rep.result("transferred_mb", raw_mb, "MB", "lower"),
     ]
     params = {"series": f"512x512x{slices} int16 CT", "instances": len(uids), "server_series": total,
+              "worklist_rows": worklist,
               "page": 200, "quick": bool(args.quick),
               "download_peak": "rise of the process's peak resident memory during the download",
               "raw_download": "the series' WADO-RS answer saved to one file and flushed; median of 3"}

@@ -270,9 +270,9 @@ class LocalDatastore(Datastore):
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
         maps = self._label_maps_of()
-        records = []
+        records, saved = [], self.labels.saved()
         for image_id in self._images:
-            versions = self.labels.versions(image_id)
+            versions = self.labels.versions(image_id, saved)
             if image_id in self._references() and Version.FINAL.value not in versions:
                 versions.append(Version.FINAL.value)
             entry = index.get(image_id, {})

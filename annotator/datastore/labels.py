@@ -86,8 +86,26 @@ class LabelStore:
     def has(self, image_id: str, version: Version | str) -> bool:
         return self.path(image_id, version).is_file()
 
-    def versions(self, image_id: str) -> list[str]:
-        return [v.value for v in Version if self.has(image_id, v)]
+    def versions(self, image_id: str, saved: dict[str, set[str]] | None = None) -> list[str]:
+        """The versions saved of an image; from ``saved`` (:meth:`saved`) when given."""
+        if saved is None:
+            return [v.value for v in Version if self.has(image_id, v)]
+        name = file_name(image_id) + LABEL_SUFFIX
+        return [v for v, names in saved.items() if name in names]
+
+    def saved(self) -> dict[str, set[str]]:
+        """Version -> the names of the label files saved under it: one listing of each
+        folder for a worklist of thousands of images (asking each file, and where its links
+        lead, took a millisecond an image at every refresh). A link is no saved label here
+        (:meth:`path` refuses one that leads outside)."""
+        found = {}
+        for version in Version:
+            try:
+                with os.scandir(self.root / version.value) as entries:
+                    found[version.value] = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+            except OSError:  # no such folder yet
+                found[version.value] = set()
+        return found
 
     def read(self, image_id: str, image: Volume, version: Version | str = Version.FINAL) -> np.ndarray | None:
         path = self.path(image_id, version)

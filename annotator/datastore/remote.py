@@ -89,14 +89,15 @@ class DicomwebDatastore(Datastore):
 
     def records(self) -> list[ImageRecord]:
         index = self.labels.read_index()["images"]
-        waiting = {e["image_id"]: e for e in self.uploads.entries()}
-        records = []
+        entries = self.uploads.entries()
+        waiting = {e["image_id"]: e for e in entries}
+        records, saved = [], self.labels.saved()
         for uid, row in self._series().items():
             parts = self._parts(uid, index)
             for number, key in enumerate(parts if len(parts) > 1 else [""], start=1):
                 image_id = uid if number == 1 else f"{uid}#{number}"
-                versions = self.labels.versions(image_id)
-                status = status_of(versions, self.uploads.state(image_id))
+                versions = self.labels.versions(image_id, saved)
+                status = status_of(versions, self.uploads.state(image_id, entries))
                 entry = index.get(image_id, {})
                 score = entry.get("score")
                 size = self._size(row, number, index.get(uid, {}).get("info", {}))

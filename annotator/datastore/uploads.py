@@ -76,9 +76,10 @@ class UploadQueue:
         with self._lock:
             return self._read()
 
-    def state(self, image_id: str) -> str | None:
-        """``"pending"``, ``"failed"`` (tried, will retry) or None when nothing waits."""
-        mine = self.waiting(image_id)
+    def state(self, image_id: str, entries: list[dict] | None = None) -> str | None:
+        """``"pending"``, ``"failed"`` (tried, will retry) or None when nothing waits (from
+        ``entries``, :meth:`entries` read once for many images, when given)."""
+        mine = self.waiting(image_id) if entries is None else [e for e in entries if e["image_id"] == image_id]
         if not mine:
             return None
         return "failed" if any(e.get("attempts") for e in mine) else "pending"
