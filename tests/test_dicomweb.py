@@ -25,8 +25,9 @@ STUDY = DATA / "udacity_study3_mr_dicom"
 MANY = 520
 
 
-def _tiny_series(folder, n: int) -> list:
-    """``n`` single-slice MR series of one patient each (names Pat^0000 ...), written with a preamble."""
+def _tiny_series(folder, n: int, modality: str = "MR") -> list:
+    """``n`` single-slice series (MR unless told) of one patient each (names Pat^0000 ...),
+    written with a preamble."""
     files = []
     for i in range(n):
         meta = FileMetaDataset()
@@ -36,7 +37,7 @@ def _tiny_series(folder, n: int) -> list:
         ds = FileDataset(str(folder / f"{i}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-        ds.PatientName, ds.PatientID, ds.Modality = f"Pat^{i:04d}", f"P{i:04d}", "MR"
+        ds.PatientName, ds.PatientID, ds.Modality = f"Pat^{i:04d}", f"P{i:04d}", modality
         ds.StudyDate = f"2021{1 + i % 12:02d}15"
         ds.SeriesDescription = f"tiny series {i}"
         ds.Rows = ds.Columns = 4
@@ -447,6 +448,8 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
     port = free_port()
     server = LocalOrthanc(tmp_path / "server", port=port, password="pw-old-1234").start()
     try:
+        (tmp_path / "dx").mkdir()
+        server.upload(_tiny_series(tmp_path / "dx", 1, "DX"))  # a radiograph: no row (one record below)
         store, record, volume = _crop_on(server)
         session = AnnotationSession(settings=Settings())
         warnings = []

@@ -24,9 +24,11 @@ import requests
 
 from annotator.errors import CredentialsError, DatastoreError, ServerError, detail
 
-#: Series that are not images to annotate (segmentations, reports, presentation states, ...)
+#: Series that are not images to annotate: segmentations, reports, presentation states, ...,
+#: and radiographs (computed, digital, intra-oral and panoramic X-ray: each instance a 2-D
+#: picture, however many a series holds; a mammography series may be a tomosynthesis volume)
 NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC",
-                        "FID", "PLAN", "RWV"}
+                        "FID", "PLAN", "RWV", "CR", "DX", "IO", "PX"}
 _TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "Modality": "00080060",
          "SeriesDescription": "0008103E", "PatientName": "00100010", "PatientID": "00100020",
          "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011",
