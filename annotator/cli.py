@@ -16,7 +16,7 @@ import traceback
 import numpy as np
 
 from annotator import __version__
-from annotator.errors import AnnotatorError, InputError, ModelError
+from annotator.errors import AnnotatorError, DatastoreError, InputError, ModelError
 from annotator.words import count
 
 
@@ -648,6 +648,34 @@ def cmd_dicomweb_push_seg(args) -> int:
     return 0
 
 
+def _seg_instance(server, uid: str) -> tuple[str, str, str]:
+    """(study, series, SOP Instance UID) of the SEG that ``uid`` names: its own UID, or its
+    series' when that series holds one SEG."""
+    from annotator.errors import ServerError
+
+    try:
+        study, series = server.find_instance(uid)
+        return study, series, uid
+    except ServerError:
+        raise
+    except DatastoreError:
+        pass  # a series' UID, perhaps
+    try:
+        row = server.find_series(uid)
+    except ServerError:
+        raise
+    except DatastoreError:
+        raise DatastoreError(f"{server.url}: no instance or series {uid}") from None
+    if row.modality != "SEG":
+        raise InputError(f"{uid} is {row.modality or 'an image'} series {row.description!r}, not a segmentation: give "
+                         "a SEG's SOP Instance UID, or the UID of a series of one SEG")
+    instances = server.instances(row.study_uid, uid)
+    if len(instances) != 1:
+        raise InputError(f"SEG series {uid} holds {len(instances)} instances: give the SOP Instance UID of one "
+                         f"({', '.join(instances[:3])}{', ...' if len(instances) > 3 else ''})")
+    return row.study_uid, uid, instances[0]
+
+
 def cmd_dicomweb_pull_seg(args) -> int:
     import io
 
@@ -657,8 +685,8 @@ def cmd_dicomweb_pull_seg(args) -> int:
     from annotator.io.seg import seg_to_label
 
     server = _server(args)
-    study, series = server.find_instance(args.seg_uid)
-    ds = pydicom.dcmread(io.BytesIO(server.instance_bytes(study, series, args.seg_uid)))
+    study, series, sop_uid = _seg_instance(server, args.seg_uid)
+    ds = pydicom.dcmread(io.BytesIO(server.instance_bytes(study, series, sop_uid)))
     if ds.get("Modality") != "SEG":
         raise InputError(f"{args.seg_uid} is a {ds.get('Modality', 'non-SEG')} instance, not a segmentation")
     source_series = str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
@@ -989,7 +1017,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--algorithm", help="the model that contributed (SEMIAUTOMATIC); default: MANUAL")
     w = server_action("pull-seg", "a server SEG as a NIfTI label in its source series' geometry",
                       cmd_dicomweb_pull_seg)
-    w.add_argument("seg_uid", help="the SEG's SOPInstanceUID")
+    w.add_argument("seg_uid", help="the SEG's SOPInstanceUID, or the SeriesInstanceUID of a series of one SEG")
     w.add_argument("--out", required=True, help="output label (.nii.gz; .dcm: a DICOM SEG, .rtstruct.dcm: an RT "
                    "Structure Set, of the source series)")
     server_action("send", "send the accepted labels that wait for the server (the app sends them when it "

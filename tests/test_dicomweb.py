@@ -325,6 +325,15 @@ def test_push_seg_and_pull_seg_give_back_the_same_label(tmp_path, monkeypatch):
                                       read_label(ct / "liver_seg.nrrd", volume))
         assert "is a CT instance" in cli("pull-seg", server.url, str(volume.source.sop_uids[0]), "--out",
                                          tmp_path / "x.nii.gz").stderr
+        # a SEG named by its series' UID (as `dicomweb list`'s neighbours show series) is found too
+        seg_series = str(pydicom.dcmread(ct / "liver.dcm").SeriesInstanceUID)
+        assert cli("pull-seg", server.url, seg_series, "--out", tmp_path / "by_series.nii.gz").returncode == 0
+        np.testing.assert_array_equal(read_label(tmp_path / "by_series.nii.gz", volume),
+                                      read_label(ct / "liver_seg.nrrd", volume))
+        said = cli("pull-seg", server.url, series, "--out", tmp_path / "x.nii.gz").stderr
+        assert "is CT series" in said and "not a segmentation" in said
+        assert "no instance or series 1.2.3.4" in cli("pull-seg", server.url, "1.2.3.4", "--out",
+                                                       tmp_path / "x.nii.gz").stderr
 
 
 def test_a_seg_already_on_the_server_opens_as_the_series_label(tmp_path, monkeypatch):
