@@ -26,8 +26,9 @@ class ServerError(DatastoreError):
 
 
 class CredentialsError(ServerError):
-    """The server refused who signs in (HTTP 401 or 403): asking again with the same
-    user and password only adds refusals (which may lock the account)."""
+    """No secret to sign in with, or the server refused who signs in (HTTP 401 or 403):
+    asking again with the same user and password only adds refusals (which may lock the
+    account); the person signs in again."""
 
 
 class ModelError(AnnotatorError):

@@ -25,7 +25,7 @@ from annotator.datastore.base import EARLIER
 from annotator.datastore.uploads import SIGN_IN_AGAIN
 from annotator.engine.history import Change, LabelHistory
 from annotator.engine.region import holding
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, CredentialsError
 from annotator.io.volume import LABEL_TOP, Volume, as_label, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
 from annotator.words import count
@@ -52,6 +52,7 @@ class AnnotationSession:
     status = Signal(str)
     warning = Signal(str)  # something the person should know about the image opened (it still opened)
     error = Signal(str)
+    sign_in = Signal(str, str)  # a server's place that asks to sign in again, and why (no or a refused secret)
     saved = Signal(str, str)  # image id, version
     records_changed = Signal()  # the datastore's records changed in the background (uploads sent)
     scoring = Signal(str, float)  # ranking the worklist: what, fraction
@@ -318,7 +319,13 @@ class AnnotationSession:
             if loaded is not None:
                 self.show(*loaded, image_id=image_id)
 
-        self.files.submit(f"opening {shown}", work, done, self._failed)
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, CredentialsError) and path is None:  # a server: sign in again (its dialog)
+                self.sign_in.emit(str(place), str(exc))
+            self._failed(exc)
+
+        path = None if str(place).startswith(("http://", "https://")) else place
+        self.files.submit(f"opening {shown}", work, done, failed)
 
     def reload(self) -> None:
         """List the datastore's images again (files or series added since it was opened),

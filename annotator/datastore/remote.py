@@ -21,7 +21,7 @@ from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.series_cache import SeriesCache
 from annotator.datastore.uploads import UploadQueue
-from annotator.errors import AnnotatorError, DatastoreError, ServerError, detail
+from annotator.errors import AnnotatorError, CredentialsError, DatastoreError, ServerError, detail
 from annotator.io.atomic import atomic_write_text
 from annotator.io.read import read_volume
 from annotator.io.volume import Volume
@@ -53,7 +53,8 @@ class DicomwebDatastore(Datastore):
                 if not known.is_file():
                     raise
                 rows = [SeriesRow(**r) for r in json.loads(known.read_text("utf-8"))]
-                self._unreached = str(exc)
+                self._unreached = str(exc) + ("; sign in again (Worklist > Connect to server...)"
+                                              if isinstance(exc, CredentialsError) else "")
             self._rows = {r.series_uid: r for r in rows}
         return self._rows
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from annotator.errors import DatastoreError
+from annotator.errors import CredentialsError, DatastoreError
 
 KEYRING_SERVICE = "annotator-dicomweb"
 _ENV = {"password": "ANNOTATOR_DICOMWEB_PASSWORD", "token": "ANNOTATOR_DICOMWEB_TOKEN"}
@@ -80,6 +80,6 @@ def password_for(url: str, user: str) -> str:
     """The password of ``user`` at ``url``, or an error that says where to put one."""
     found = recall(url, user, "password")
     if not found:
-        raise DatastoreError(f"{url}: no password for {user} (store one with the Connect dialog or "
+        raise CredentialsError(f"{url}: no password for {user} (store one with the Connect dialog or "
                              f"'annotator dicomweb login', or set {_ENV['password']})")
     return found

@@ -101,7 +101,7 @@ class ConnectDialog(QDialog):
             widget.setVisible(kind != "none")
         self.secret_label.setText("Token" if kind == "token" else "Password")
 
-    def _say(self, text: str, ok: bool | None = None) -> None:
+    def say(self, text: str, ok: bool | None = None) -> None:
         self.message.setText(coloured(text, {True: GOOD, False: ERROR}.get(ok)))
 
     def credentials(self) -> Credentials:
@@ -130,10 +130,10 @@ class ConnectDialog(QDialog):
         """Ask the server for its first page of series, in a worker (the dialog stays live)."""
         problem = self._problem()
         if problem:
-            self._say(problem, False)
+            self.say(problem, False)
             return
         server = DicomwebServer(server_url(self.url.text().strip()), self.credentials())
-        self._say("asking the server ...")
+        self.say("asking the server ...")
         self.test.setEnabled(False)
 
         def work():
@@ -141,10 +141,10 @@ class ConnectDialog(QDialog):
 
         def done(count: int) -> None:
             more = "50 or more" if count >= 50 else str(count)
-            self._say(f"The server answers: {more} image series on the first page.", True)
+            self.say(f"The server answers: {more} image series on the first page.", True)
 
         def failed(exc: BaseException) -> None:
-            self._say(str(exc), False)  # the errors name the server, never the secret
+            self.say(str(exc), False)  # the errors name the server, never the secret
 
         self._worker = create_worker(work, _start_thread=False,
                                      _connect={"returned": done, "errored": failed,
@@ -154,7 +154,7 @@ class ConnectDialog(QDialog):
     def _connect(self) -> None:
         problem = self._problem()
         if problem:
-            self._say(problem, False)
+            self.say(problem, False)
             return
         url = server_url(self.url.text().strip())
         kind = self.auth.currentData()

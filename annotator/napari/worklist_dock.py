@@ -88,7 +88,7 @@ class WorklistDock(QWidget):
         choose.clicked.connect(self._choose_folder)
         connect = QPushButton("Connect to server...")
         connect.setToolTip("Annotate the series of a DICOMweb server (Orthanc, ...); labels go back as DICOM SEG")
-        connect.clicked.connect(self.connect_server)
+        connect.clicked.connect(lambda: self.connect_server())
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter")
         self.filter.setToolTip("Shows the images whose name or status holds the text; Enter opens the first")
@@ -178,7 +178,8 @@ class WorklistDock(QWidget):
                (session.image_opened, lambda _id: self.refresh()), (session.records_changed, self.refresh),
                (session.scoring, self._scoring_progress), (session.scored, self._scored),
                (session.progress, self._progress),
-               (session.files_busy, lambda busy: None if busy else self.download.hide()))
+               (session.files_busy, lambda busy: None if busy else self.download.hide()),
+               (session.sign_in, self._sign_in))
         self.refresh()
 
     def showEvent(self, event) -> None:
@@ -226,22 +227,37 @@ class WorklistDock(QWidget):
         self.refresh()
         self.table.sortItems(3, Qt.DescendingOrder)  # highest first: what "Next" opens
 
-    def connect_server(self) -> None:
-        from annotator.datastore.factory import server_url
+    def connect_server(self, place: str = "", why: str = ""):
+        """The Connect dialog (window-modal), filled in for ``place`` (else the server used
+        last), saying ``why`` it is asked for (a server that asks to sign in again); Connect
+        opens the server. Returns the dialog."""
         from annotator.napari.connect_dialog import ConnectDialog
 
-        dialog = ConnectDialog(self.session.settings.server_url, self)
-        if dialog.exec_():
-            settings = self.session.settings
-            settings.server_url = dialog.place
-            if dialog.ca_bundle.text().strip():
-                settings.ca_bundles[server_url(dialog.place)] = dialog.ca_bundle.text().strip()
-            else:
-                settings.ca_bundles.pop(server_url(dialog.place), None)
-            settings.save()
-            if not dialog.kept_in_keyring:
-                self.session.status.emit("No usable keyring here: the password is kept until the app closes.")
-            self.session.open(dialog.place)
+        dialog = ConnectDialog(place or self.session.settings.server_url, self)
+        if why:
+            dialog.say(f"{why}. Sign in again.", False)
+        dialog.accepted.connect(lambda: self._connected(dialog))
+        dialog.open()
+        return dialog
+
+    def _sign_in(self, place: str, why: str) -> None:
+        if self.isVisible() and not any(w.objectName() == "connect-dialog" and w.isVisible()
+                                        for w in self.findChildren(QWidget)):
+            self.connect_server(place, why)
+
+    def _connected(self, dialog) -> None:
+        from annotator.datastore.factory import server_url
+
+        settings = self.session.settings
+        settings.server_url = dialog.place
+        if dialog.ca_bundle.text().strip():
+            settings.ca_bundles[server_url(dialog.place)] = dialog.ca_bundle.text().strip()
+        else:
+            settings.ca_bundles.pop(server_url(dialog.place), None)
+        settings.save()
+        if not dialog.kept_in_keyring:
+            self.session.status.emit("No usable keyring here: the password is kept until the app closes.")
+        self.session.open(dialog.place)
 
     def _progress(self, text: str, fraction: float) -> None:
         """A download (or any file work with a known fraction) shows as a bar here."""

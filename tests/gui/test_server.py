@@ -198,3 +198,30 @@ def test_a_label_refused_by_the_server_says_how_to_send_it():
     assert "Retried automatically" in down and SIGN_IN_AGAIN not in down
     assert "(401)" in refused and SIGN_IN_AGAIN in refused and "Retried" not in refused
     assert tip() == ""
+
+
+def test_a_server_with_no_password_here_asks_to_sign_in(make_napari_viewer, qtbot, tmp_path, memory_keyring):
+    """The last server reopened on a machine whose keyring has no password for it (a new
+    workstation, a keyring reset) said only "no password for annotator": the Connect dialog
+    now opens filled in for that server, saying why; signing in there opens the server."""
+    from qtpy.QtWidgets import QDialogButtonBox, QWidget
+
+    from annotator.napari.worklist_dock import WorklistDock
+    from annotator.napari.workspace import workspace_for
+
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        viewer = make_napari_viewer(show=True)
+        worklist = WorklistDock(viewer)
+        viewer.window.add_dock_widget(worklist, name="Worklist", area="right")
+        session = workspace_for(viewer).session
+        session.open(server.url.replace("http://", f"http://{server.user}@"))
+        qtbot.waitUntil(lambda: any(w.objectName() == "connect-dialog" and w.isVisible()
+                                    for w in worklist.findChildren(QWidget)), timeout=30000)
+        [dialog] = [w for w in worklist.findChildren(QWidget) if w.objectName() == "connect-dialog"]
+        assert dialog.url.text() == server.url and dialog.user.text() == server.user
+        assert f"no password for {server.user}" in dialog.message.text() and "Sign in again" in dialog.message.text()
+        dialog.secret.setText(server.password)
+        dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+        qtbot.waitUntil(lambda: session.volume is not None and session.idle and not session.files.busy, timeout=60000)
+        assert worklist.table.rowCount() == 1 and not dialog.isVisible()
