@@ -16,7 +16,7 @@ import traceback
 import numpy as np
 
 from annotator import __version__
-from annotator.errors import AnnotatorError, DatastoreError, InputError, ModelError
+from annotator.errors import AnnotatorError, DatastoreError, InputError, ModelError, ServerError
 from annotator.words import count
 
 
@@ -651,8 +651,6 @@ def cmd_dicomweb_push_seg(args) -> int:
 def _seg_instance(server, uid: str) -> tuple[str, str, str]:
     """(study, series, SOP Instance UID) of the SEG that ``uid`` names: its own UID, or its
     series' when that series holds one SEG."""
-    from annotator.errors import ServerError
-
     try:
         study, series = server.find_instance(uid)
         return study, series, uid

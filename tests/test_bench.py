@@ -53,7 +53,7 @@ def test_reference_deepgrow_click_comes_back_where_it_was_made(tmp_path):
 
 
 def test_bench_click_quick(tmp_path):
-    report = bench(tmp_path, "click", "--quick")
+    report = bench(tmp_path, "click", "--quick", "--slices", "24", "--memory-slices", "16")  # a smaller CT: CI time
     found = values(report)
     for method in ("deepgrow3d", "deepedit"):
         for name in ("click_median_s", "click_p95_s", "forward_median_s", "click_over_forward",
@@ -62,6 +62,7 @@ def test_bench_click_quick(tmp_path):
     assert 0 < found["peak_rss_gb"] < 24
     variants = {(v["method"], v["variant"]): v["parameters"] for v in report["variants"]}
     assert variants[("deepgrow3d", "sample-app")] > 5 * variants[("deepgrow3d", "small")]
+    assert report["params"]["volume_zyx"] == [24, 512, 512] and report["params"]["memory_volume_zyx"][0] == 16
 
 
 def test_bench_train_quick(tmp_path):

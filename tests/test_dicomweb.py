@@ -460,9 +460,13 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
         (tmp_path / "dx").mkdir()
         server.upload(_tiny_series(tmp_path / "dx", 1, "DX"))  # a radiograph: no row (one record below)
         store, record, volume = _crop_on(server)
+        server.upload(sorted((STUDY / "11-T1post-18670").iterdir()))  # listed, never downloaded
+        store = store.reloaded()
+        [never] = [r.id for r in store.records() if r.id != record.id]
         session = AnnotationSession(settings=Settings())
-        warnings = []
+        warnings, sign_in = [], []
         session.warning.connect(warnings.append)
+        session.sign_in.connect(lambda place, why: sign_in.append((place, why)))
         session.set_datastore(store)
         session.open_image(record.id)
     finally:
@@ -471,6 +475,9 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
     try:
         with pytest.raises(CredentialsError, match="refused the credentials"):
             store.server.find_series(record.id)
+        session.open_image(never)  # needs the server, which refuses: the app asks to sign in (its dialog)
+        assert sign_in == [(store.place, sign_in[0][1])] and "MR T1post" in sign_in[0][1] and "(401)" in sign_in[0][1]
+        assert session.image_id == record.id
         session.label[10:30, 15:35, 10:25] = 1
         session.painted()
         assert session.accept()

@@ -319,13 +319,7 @@ class AnnotationSession:
             if loaded is not None:
                 self.show(*loaded, image_id=image_id)
 
-        def failed(exc: BaseException) -> None:
-            if isinstance(exc, CredentialsError) and path is None:  # a server: sign in again (its dialog)
-                self.sign_in.emit(str(place), str(exc))
-            self._failed(exc)
-
-        path = None if str(place).startswith(("http://", "https://")) else place
-        self.files.submit(f"opening {shown}", work, done, failed)
+        self.files.submit(f"opening {shown}", work, done, lambda exc: self._failed(exc, place))
 
     def reload(self) -> None:
         """List the datastore's images again (files or series added since it was opened),
@@ -362,7 +356,7 @@ class AnnotationSession:
         self.status.emit(f"opening {image_id} ...")
         self.files.submit(f"opening {image_id}", lambda job: self._read(store, image_id, job),
                           lambda loaded: self.show(*loaded, image_id=image_id) if store is self.store else None,
-                          self._failed)
+                          lambda exc: self._failed(exc, store.place))
 
     @staticmethod
     def _read(store: Datastore, image_id: str, job: Job) -> tuple[Volume, np.ndarray | None, dict, list[Volume], list]:
@@ -1002,11 +996,15 @@ class AnnotationSession:
         self._failed(exc)
         self._accept_waiting()  # the label as it is: the failed step changed nothing
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, place: str | Path = "") -> None:
+        """Say what failed; a server at ``place`` that has no secret here, or refused it,
+        asks to sign in again too (``sign_in``: the Connect dialog)."""
         if isinstance(exc, Cancelled):
             self.status.emit(f"cancelled: {exc}")
             return
         message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, CredentialsError) and str(place).startswith(("http://", "https://")):
+            self.sign_in.emit(str(place), message)
         self.error.emit(message)
 
 

@@ -23,8 +23,8 @@ import requests
 from annotator.bench import report as rep
 from annotator.datastore.dicomweb import Credentials, DicomwebServer
 from annotator.datastore.orthanc import LocalOrthanc
-from annotator.datastore.series_cache import SeriesCache
 from annotator.datastore.remote import DicomwebDatastore
+from annotator.datastore.series_cache import SeriesCache
 from annotator.io.phantom import ct_phantom
 from annotator.io.read import read_volume
 

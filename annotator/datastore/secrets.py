@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from annotator.errors import CredentialsError, DatastoreError
+from annotator.errors import CredentialsError
 
 KEYRING_SERVICE = "annotator-dicomweb"
 _ENV = {"password": "ANNOTATOR_DICOMWEB_PASSWORD", "token": "ANNOTATOR_DICOMWEB_TOKEN"}
