@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -133,8 +134,12 @@ def test_a_server_that_is_down_or_not_dicomweb_is_named_quickly(orthanc):
     with pytest.raises(DatastoreError, match="cannot connect") as err:
         list(DicomwebServer(down).series())
     assert down in str(err.value) and time.monotonic() - start <= 5
-    with pytest.raises(DatastoreError, match="does not answer as a DICOMweb server"):
+    with pytest.raises(DatastoreError, match=r"does not answer as a DICOMweb server \(HTTP 404 for series\): is "
+                                             r".*/no-such-root its DICOMweb root\?"):
         list(DicomwebServer(orthanc.root + "/no-such-root", Credentials(orthanc.user, orthanc.password)).series())
+    with pytest.raises(DatastoreError, match=r"\(HTTP 400 for series\): is .* its DICOMweb root\? \(an Orthanc's: "
+                                             + re.escape(orthanc.root + "/dicom-web)")):
+        list(DicomwebServer(orthanc.root, Credentials(orthanc.user, orthanc.password)).series())  # its REST root
 
 
 @pytest.mark.parametrize(("url", "said"), [

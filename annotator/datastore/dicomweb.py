@@ -170,8 +170,10 @@ class DicomwebServer:
         request.url = f"{self.url}/{path}" + (f"?{text}" if text else "")  # as built: see qido_value
         answer = self._send(request, self.timeout)
         if not answer.ok:
+            root = (f": is {self.url} its DICOMweb root? (an Orthanc's: {self.url}/dicom-web)"
+                    if answer.status_code in (400, 404) and "/" not in path else "")  # a query of the root itself
             raise DatastoreError(f"{self.url}: does not answer as a DICOMweb server (HTTP {answer.status_code} "
-                                 f"for {path})")
+                                 f"for {path}){root}")
         return answer
 
     def _get_json(self, path: str, query: list[tuple[str, str]]) -> list[dict]:
