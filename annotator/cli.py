@@ -72,9 +72,15 @@ def _write_foreground(result, volume, out: str) -> int:
     """Write a result as a 0/1 label and say which method made it."""
     from annotator.io import save_label
 
+    from annotator.engine.methods import fills_image
+
     foreground = (result.label > 0).astype(np.uint8)
     save_label(out, foreground, volume, {1: "foreground"}, algorithm=result.method)
-    print(f"method: {result.method}, {int(foreground.sum())} voxels, {result.seconds:.2f} s -> {out}")
+    voxels = int(foreground.sum())
+    print(f"method: {result.method}, {voxels} voxels, {result.seconds:.2f} s -> {out}")
+    note = fills_image(voxels, foreground.size)
+    if note:
+        print(f"annotator: warning: {note}", file=sys.stderr)
     return 0
 
 

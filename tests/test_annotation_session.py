@@ -830,3 +830,42 @@ def test_corrections_of_a_networks_answer_stay_on_it():
     np.testing.assert_array_equal(s.label, moved)
     s.set_marks(list(clicks), [])
     assert said[-1].startswith("graphcut-clicks" + ON_THE_ANSWER), said[-1]
+
+
+def test_a_click_that_takes_the_whole_image_says_that_nothing_stopped_it(tmp_path, monkeypatch, phantoms):
+    """A GraphCut click on a uniform or noisy image grew to its edges and said only its time:
+    the person saw a label over everything and no reason. It now says what happened and what
+    to do; an organ's click on the phantom says nothing of the kind. The command line too."""
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk
+
+    from annotator.io.volume import Volume
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    rng = np.random.default_rng(0)
+    noise = Volume(rng.normal(100, 20, (30, 48, 48)).astype(np.float32), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0),
+                   (1, 0, 0, 0, 1, 0, 0, 0, 1), name="noise")
+    volumes, labels = phantoms
+    s = AnnotationSession(settings=Settings())
+    s.method = "graphcut"
+    s.set_datastore(MemoryDatastore({"noise": noise, "ct0": volumes["ct0"]}))
+    said = []
+    s.warning.connect(said.append)
+    s.status.connect(said.append)
+    s.open_image("ct0")
+    said.clear()
+    s.set_marks([_centre(labels["ct0"] == 3)], [])
+    assert said and not any("no edge stopped it" in m for m in said)
+    s.open_image("noise")
+    said.clear()
+    s.set_marks([(15, 24, 24)], [])
+    assert (s.label == 1).mean() > 0.9
+    [note] = [m for m in said if "no edge stopped it" in m]
+    assert "of the image" in note and "Add background clicks or strokes where it ends" in note
+    sitk.WriteImage(noise.to_sitk(), str(tmp_path / "noise.nii.gz"))
+    proc = subprocess.run([sys.executable, "-m", "annotator", "clicks", str(tmp_path / "noise.nii.gz"), "--fg",
+                           "24,24,15", "--method", "graphcut", "--out", str(tmp_path / "out.nii.gz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "annotator: warning: the structure fills" in proc.stderr, proc.stderr

@@ -24,6 +24,7 @@ from annotator.datastore import Datastore, Status, Version, open_datastore
 from annotator.datastore.base import EARLIER
 from annotator.datastore.uploads import SIGN_IN_AGAIN
 from annotator.engine.history import Change, LabelHistory
+from annotator.engine.methods import FILLS_IMAGE, fills_image
 from annotator.engine.region import holding
 from annotator.errors import AnnotatorError, CredentialsError
 from annotator.io.volume import LABEL_TOP, Volume, as_label, label_counts, label_values, volumes_ml
@@ -562,6 +563,8 @@ class AnnotationSession:
             self._touch()
             drew = ", ".join(f"{v} {n}" for n, v in sorted(result.names.items(), key=lambda kv: kv[1]))
             said = f"{result.method}: {result.seconds:.2f} s" + (f" (labels {drew})" if drew else "")
+            if not automatic and result.patch.size > FILLS_IMAGE * self.label.size:  # else it cannot fill it
+                note = fills_image(int(np.count_nonzero(self.label == value)), self.label.size) or note
             if note:
                 self.warning.emit(f"{said}\nNote: {note}")
             else:

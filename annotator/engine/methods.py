@@ -244,3 +244,16 @@ def _none_fits(volume: Volume, kind: str) -> str:
     return (f"no installed model is for this image: {why} Segment it with clicks or scribbles "
             f"(GraphCut), or run the model anyway: choose {', '.join(methods_for(kind))} under Method "
             "(`annotator infer`: --model NAME).")
+
+
+#: a structure that takes more of the image than this says that nothing stopped the cut
+FILLS_IMAGE = 0.9
+
+
+def fills_image(voxels: int, total: int) -> str | None:
+    """A note when one structure takes nearly the whole image (a GraphCut click on a
+    uniform or noisy image grows to its edges, and said nothing); None otherwise."""
+    if total and voxels > FILLS_IMAGE * total:
+        return (f"the structure fills {voxels / total:.0%} of the image: no edge stopped it around the marks. "
+                "Add background clicks or strokes where it ends")
+    return None
