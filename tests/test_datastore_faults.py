@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 
-from paths import HIPPO
 
 _DRIVER = r"""
 import json, os, signal, sys, time

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.datastore import LocalDatastore, Status, Version, open_datastore
+from annotator.datastore import LocalDatastore, Status, open_datastore
 from annotator.datastore.labels import file_name, image_id_of
 from annotator.datastore.places import find_images
 from annotator.errors import AnnotatorError, DatastoreError

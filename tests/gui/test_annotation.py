@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt, QTimer
 from qtpy.QtGui import QCloseEvent, QColor
-from qtpy.QtWidgets import QApplication, QColorDialog, QMessageBox
+from qtpy.QtWidgets import QApplication, QColorDialog
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
 from annotator.engine.metrics import dice
@@ -115,8 +115,6 @@ def test_ctrl_z_on_the_scribbles_takes_back_a_stroke_and_the_label_follows(annot
     """A stroke taken back with Ctrl+Z on the scribbles layer (napari's own undo) left the
     label as that stroke had made it; now the label is cut again from the strokes left,
     and Ctrl+Shift+Z brings the stroke and its label back."""
-    from napari.utils.key_bindings import KeyBinding
-
     viewer, ws, dock, _ = annotator_window
     gt = truth("hippocampus_001", ws.volume)
     steps = EngineSteps(ws)

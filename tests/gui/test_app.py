@@ -566,7 +566,6 @@ def test_a_layer_opened_from_a_folder_comes_with_its_label_maps_and_earlier_labe
 
     from annotator.datastore import LocalDatastore
     from annotator.io import read_volume
-    from annotator.napari.workspace import workspace_for
 
     image = tmp_path / "case.nii.gz"
     shutil.copy(HIPPO / "images" / "hippocampus_004.nii.gz", image)

@@ -270,7 +270,7 @@ def test_the_models_window_calibrates_the_selected_model(make_napari_viewer, qtb
     assert "Calibration failed" in said and f"{tmp_path / 'missing'}: no such" in said
     said = calibrated(ball_folder(tmp_path / "balls", MIN_CASES))
     chosen = load_checkpoint(sidecar)[1].first_answer
-    assert f"'grown-here': a first answer keeps the voxels" in said and f"log-odds of {chosen['threshold']:g}" in said
+    assert "'grown-here': a first answer keeps the voxels" in said and f"log-odds of {chosen['threshold']:g}" in said
     assert chosen["structures"] == MIN_CASES and dialog.selected_name() == "grown-here"
     dialog.resize(980, 340)
     dialog.show()
