@@ -241,8 +241,10 @@ class WorklistDock(QWidget):
         return dialog
 
     def _sign_in(self, place: str, why: str) -> None:
-        if self.isVisible() and not any(w.objectName() == "connect-dialog" and w.isVisible()
-                                        for w in self.findChildren(QWidget)):
+        """A server asks to sign in again: its Connect dialog, unless one is open already
+        (the window shown: the Worklist may lie in a tab behind the Training dock)."""
+        if self.window().isVisible() and not any(w.objectName() == "connect-dialog" and w.isVisible()
+                                                 for w in self.findChildren(QWidget)):
             self.connect_server(place, why)
 
     def _connected(self, dialog) -> None:
