@@ -807,8 +807,7 @@ class AnnotationSession:
             if unsent is not None and unsent.get("error"):
                 if unsent.get("refused"):
                     self._refusals_said.add(unsent["sop_uid"])
-                self.warning.emit(f"{name}: the accepted label is saved here and waits to be sent: {unsent['error']}. "
-                                  + (SIGN_IN_AGAIN if unsent.get("refused") else "It is sent when the server answers."))
+                self.warning.emit(f"{name}: the accepted label is saved here and waits to be sent: {_waits(unsent)}")
             if then is not None:
                 then()
 
@@ -871,9 +870,8 @@ class AnnotationSession:
             refused = unsent is not None and unsent.get("refused")
             if unsent is not None and unsent.get("error") and (force or (refused and unsent["sop_uid"] not in
                                                                          self._refusals_said)):
-                self.warning.emit(f"{count(waiting, 'accepted label')} wait{'s' * (waiting == 1)} "
-                                  f"to be sent: {unsent['error']}. "
-                                  + (SIGN_IN_AGAIN if refused else "Retried automatically."))
+                self.warning.emit(f"{count(waiting, 'accepted label')} wait{'s' * (waiting == 1)} to be sent: "
+                                  f"{_waits(unsent)}")
             if refused:
                 self._refusals_said.add(unsent["sop_uid"])
             self.records_changed.emit()
@@ -1009,6 +1007,12 @@ class AnnotationSession:
         if isinstance(exc, CredentialsError) and str(place).startswith(("http://", "https://")):
             self.sign_in.emit(str(place), message)
         self.error.emit(message)
+
+
+def _waits(unsent: dict) -> str:
+    """Why an upload waits (its error), and what happens next: retried, or not before the
+    person signs in again."""
+    return f"{unsent['error']}. " + (SIGN_IN_AGAIN if unsent.get("refused") else "Retried automatically.")
 
 
 def image_labels(store: Datastore, image_id: str, volume: Volume) -> tuple[np.ndarray | None, dict, list]:
