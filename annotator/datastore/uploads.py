@@ -79,14 +79,14 @@ class UploadQueue:
     def state(self, image_id: str, entries: list[dict] | None = None) -> str | None:
         """``"pending"``, ``"failed"`` (tried, will retry) or None when nothing waits (from
         ``entries``, :meth:`entries` read once for many images, when given)."""
-        mine = self.waiting(image_id) if entries is None else [e for e in entries if e["image_id"] == image_id]
+        mine = self.waiting(image_id, entries)
         if not mine:
             return None
         return "failed" if any(e.get("attempts") for e in mine) else "pending"
 
-    def waiting(self, image_id: str) -> list[dict]:
-        """The entries of one image (see :meth:`entries`)."""
-        return [e for e in self.entries() if e["image_id"] == image_id]
+    def waiting(self, image_id: str, entries: list[dict] | None = None) -> list[dict]:
+        """The entries of one image (see :meth:`entries`; of ``entries`` when given)."""
+        return [e for e in (self.entries() if entries is None else entries) if e["image_id"] == image_id]
 
     def add(self, image_id: str, sop_uid: str, data: bytes) -> None:
         with self._lock:
