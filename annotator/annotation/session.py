@@ -29,7 +29,7 @@ from annotator.engine.region import holding
 from annotator.errors import AnnotatorError, CredentialsError
 from annotator.io.volume import LABEL_TOP, Volume, as_label, label_counts, label_values, volumes_ml
 from annotator.settings import LabelPreset, Settings
-from annotator.words import count
+from annotator.words import agree, count
 
 #: What to do with unsaved work when leaving an image.
 LEAVE_CHOICES = ("accept", "draft", "discard", "cancel")
@@ -889,9 +889,9 @@ class AnnotationSession:
         unsent = store.unsent() or {}
         error = str(unsent.get("error") or "").removeprefix(f"{store.name}: ")  # the server is named already
         why = f": {error}" if error else ""
-        return (f"{count(waiting, 'accepted label')} {'has' if waiting == 1 else 'have'} not reached {store.name} "
-                f"yet{why}. {'It stays' if waiting == 1 else 'They stay'} saved on this computer and "
-                f"{'is' if waiting == 1 else 'are'} sent the next time Annotator connects to the server.")
+        return (f"{count(waiting, 'accepted label')} {agree(waiting, 'has', 'have')} not reached {store.name} "
+                f"yet{why}. {agree(waiting, 'It stays', 'They stay')} saved on this computer and "
+                f"{agree(waiting, 'is', 'are')} sent the next time Annotator connects to the server.")
 
     def export(self, folder: str | Path, channels: bool = False) -> None:
         """Every labelled image of the datastore and its final label into ``folder``, a new

@@ -12,6 +12,7 @@ from annotator.datastore.base import Version
 from annotator.datastore.factory import open_store
 from annotator.errors import DatastoreError, InputError
 from annotator.io.volume import Volume
+from annotator.words import agree
 
 
 def default_split(place: str | os.PathLike) -> str:
@@ -37,8 +38,9 @@ def unlabelled_hint(place: str | os.PathLike) -> str:
     if not mapped:
         return ""
     shown = ", ".join(f"{r.id} ({', '.join(r.label_maps)})" for r in mapped[:3]) + (", ..." if len(mapped) > 3 else "")
-    return (f"; {len(mapped)} of its images ha{'s' if len(mapped) == 1 else 've'} a label map beside "
-            f"{'it' if len(mapped) == 1 else 'them'} but no final label: {shown}. A label map counts once "
+    n = len(mapped)
+    return (f"; {n} of its images {agree(n, 'has', 'have')} a label map beside "
+            f"{agree(n, 'it', 'them')} but no final label: {shown}. A label map counts once "
             f"accepted: `annotator accept {place} IMAGE_ID LABEL_MAP` (its id, as in parentheses here, or a label file), "
             "or Use as label, then Accept, in the app")
 

@@ -29,6 +29,7 @@ from annotator.io.label_names import names_by_value
 from annotator.io.read import MAX_COMPANIONS, channel_modality, read_label, read_parts, read_volume
 from annotator.io.sniff import IMAGE_SUFFIXES, image_stem, is_image_file, looks_like_dicom
 from annotator.io.volume import Volume
+from annotator.words import agree, count
 
 
 def fallback_labels_dir(folder: Path) -> Path:
@@ -136,10 +137,10 @@ class LocalDatastore(Datastore):
         empty = [] if self._images else [f"{self.folder}: {NO_IMAGES}"]
         if empty and self._maps:  # TotalSegmentator's segmentations/ opened without its CT, say
             shown = ", ".join(sorted(self._maps)[:3]) + (", ..." if len(self._maps) > 3 else "")
-            many = len(self._maps) > 1
-            empty = [f"{empty[0]}. Here {'are' if many else 'is'} only {len(self._maps)} label map{'s' if many else ''} "
-                     f"({shown}): open the folder that holds {'their' if many else 'its'} image too, and "
-                     f"{'they open' if many else 'it opens'} beside it"]
+            n = len(self._maps)
+            empty = [f"{empty[0]}. Here {agree(n, 'is', 'are')} only {count(n, 'label map')} "
+                     f"({shown}): open the folder that holds {agree(n, 'its', 'their')} image too, and "
+                     f"{agree(n, 'it opens', 'they open')} beside it"]
         return [*empty, *self.labels.notices]
 
     # ---- images -------------------------------------------------------------------------

@@ -138,8 +138,8 @@ class DicomwebDatastore(Datastore):
             self.labels.set_info(row.series_uid, parts=parts, slices=slices)
         _, number = _split(image_id)
         if number > max(1, len(parts)):
-            raise DatastoreError(f"{self.name}: no image series '{image_id}' (the series holds {len(parts)} acquisition"
-                                 f"{'s' if len(parts) != 1 else ''})")
+            raise DatastoreError(f"{self.name}: no image series '{image_id}' (the series holds "
+                                 f"{count(len(parts), 'acquisition')})")
         return read_volume(folder, parts[number - 1] if len(parts) > 1 else None, scan)
 
     def companions(self, image_id: str, image: Volume) -> list[Volume]:
