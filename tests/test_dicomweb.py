@@ -352,17 +352,64 @@ def test_a_seg_already_on_the_server_opens_as_the_series_label(tmp_path, monkeyp
         server.upload(sorted((ct / "ct-3slice").iterdir()) + [ct / "liver.dcm"])
         store = DicomwebDatastore(_client(server))
         [record] = store.records()  # the SEG series is not an image to annotate
-        assert record.status == Status.UNLABELED
+        # labelled before it is opened here: the SEG refers to it (its series is the label's)
+        assert record.status == Status.LABELED and record.info["labelled_on_server"] and record.versions == []
         volume = store.open_image(record.id)
         label = store.label(record.id, volume)
         np.testing.assert_array_equal(label, read_label(ct / "liver_seg.nrrd", volume))
-        assert store.record(record.id).status == Status.LABELED and not store.uploads.entries()
+        record = store.record(record.id)
+        assert record.status == Status.LABELED and "final" in record.versions and not store.uploads.entries()
+        assert "labelled_on_server" not in record.info  # its label is here now
         assert store.label_names() == {"liver": 1}  # the SEG's segment name: the Label list offers it
         # a label accepted here names its segments as given; the names stay with the store
         both = label.copy()
         both[0, :10, :10] = 3
         store.accept(record.id, both, volume, names={1: "liver", 2: "spleen", 3: "vertebra"})
         assert DicomwebDatastore(_client(server)).label_names() == {"liver": 1, "vertebra": 3}
+
+
+def test_a_series_labelled_on_another_workstation_is_labeled_before_it_is_opened(tmp_path, monkeypatch):
+    """Two workstations on one server: a series labelled and sent from one was "unlabeled"
+    on the other until it was opened there, so Next and Score offered it to be labelled a
+    second time. The SEGs on the server say which series they label (their metadata,
+    asked for once per SEG series and remembered, offline too)."""
+    from annotator.datastore import Status
+    from annotator.datastore.dicomweb import DicomwebServer
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    asked = []
+    labelled_by = DicomwebServer._labelled_by
+    monkeypatch.setattr(DicomwebServer, "_labelled_by", lambda self, row: asked.append(row) or labelled_by(self, row))
+
+    def workstation(server, root):
+        return DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / root))
+
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()) + sorted((STUDY / "11-T1post-18670").iterdir()))
+        here = workstation(server, "here")
+        done, other = sorted(r.id for r in here.records())
+        volume = here.open_image(done)
+        label = np.zeros(volume.shape, np.uint8)
+        label[5:10, 10:20, 10:20] = 1
+        here.accept(done, label, volume, names={1: "hippocampus"})
+        assert len(asked) == 0  # this workstation listed the server before the SEG was there
+
+        there = workstation(server, "there")
+        records = {r.id: r for r in there.records()}
+        assert records[done].status == Status.LABELED and records[done].info["labelled_on_server"]
+        assert records[done].versions == [] and records[other].status == Status.UNLABELED
+        assert len(asked) == 1
+        assert {r.id: r.status for r in there.reloaded().records()}[done] == Status.LABELED
+        assert len(asked) == 1  # listed again: the SEG series is known
+        np.testing.assert_array_equal(there.label(done, there.open_image(done)), label)
+        assert "final" in there.record(done).versions
+        third = workstation(server, "third")
+        third.records()
+    offline = workstation(server, "third")  # the server stopped: the list and its labels as seen last
+    records = {r.id: r for r in offline.records()}
+    assert records[done].status == Status.LABELED and records[other].status == Status.UNLABELED
 
 
 def test_a_seg_from_another_workstation_keeps_the_values_its_names_had(tmp_path, monkeypatch):

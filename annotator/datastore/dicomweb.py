@@ -29,6 +29,8 @@ from annotator.errors import CredentialsError, DatastoreError, ServerError, deta
 #: picture, however many a series holds; a mammography series may be a tomosynthesis volume)
 NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC",
                         "FID", "PLAN", "RWV", "CR", "DX", "IO", "PX"}
+#: the modalities of labels: segmentations, and structure sets of outlines
+LABEL_MODALITIES = ("SEG", "RTSTRUCT")
 _TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "Modality": "00080060",
          "SeriesDescription": "0008103E", "PatientName": "00100010", "PatientID": "00100020",
          "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011",
@@ -66,6 +68,15 @@ def _value(row: dict, name: str) -> str:
     if isinstance(value, dict):  # a person name
         value = value.get("Alphabetic", "")
     return str(value)
+
+
+def labelled_series(ds) -> set[str]:
+    """The image series a DICOM SEG (its Referenced Series) or RT Structure Set (the
+    series its frame of reference names) labels."""
+    from annotator.io.rtstruct import referenced_series
+
+    refs = {str(r.get("SeriesInstanceUID", "")) for r in ds.get("ReferencedSeriesSequence") or []}
+    return (refs | {referenced_series(ds)}) - {""}
 
 
 def _boundary(content_type: str) -> bytes:
@@ -246,18 +257,15 @@ class DicomwebServer:
 
         import pydicom
 
-        from annotator.io.rtstruct import referenced_series
-
         found = []
-        for modality in ("SEG", "RTSTRUCT"):
+        for modality in LABEL_MODALITIES:
             for row in self._get_json(f"studies/{study_uid}/series", [("Modality", modality)]):
                 label_series = _value(row, "SeriesInstanceUID")
                 if _value(row, "Modality") != modality:
                     continue
                 for sop_uid in self.instances(study_uid, label_series):
                     ds = pydicom.dcmread(io.BytesIO(self.instance_bytes(study_uid, label_series, sop_uid)))
-                    refs = {str(r.get("SeriesInstanceUID", "")) for r in ds.get("ReferencedSeriesSequence") or []}
-                    if series_uid in refs | {referenced_series(ds)}:
+                    if series_uid in labelled_series(ds):
                         found.append(ds)
 
         def made(ds) -> tuple[str, str]:
@@ -265,6 +273,41 @@ class DicomwebServer:
                     str(ds.get("ContentTime", ds.get("StructureSetTime", ""))))
 
         return sorted(found, key=made)
+
+    def labels_on_server(self, known: dict[str, list[str]], studies: set[str]) -> dict[str, list[str]]:
+        """What the server's SEGs and RT Structure Sets in ``studies`` label, made here or
+        elsewhere: label series UID -> the image series UIDs it refers to. Of a label series
+        in ``known`` (an earlier answer) that is taken; of a new one its metadata is asked for
+        (WADO-RS, one request, no pixel data); one whose metadata the server does not give
+        refers to none."""
+        found = {}
+        for modality in LABEL_MODALITIES:
+            for row in self.series(modality=modality, images_only=False):
+                if row.modality.upper() != modality or row.study_uid not in studies:
+                    continue
+                if row.series_uid not in known:
+                    try:
+                        known = {**known, row.series_uid: self._labelled_by(row)}
+                    except ServerError:
+                        raise
+                    except DatastoreError:  # no metadata for it (HTTP 404, not DICOM JSON)
+                        known = {**known, row.series_uid: []}
+                found[row.series_uid] = known[row.series_uid]
+        return found
+
+    def _labelled_by(self, row: SeriesRow) -> list[str]:
+        """The image series the label series ``row`` refers to, from its metadata."""
+        import pydicom
+
+        wanted = (_TAGS["Modality"], "00081115", "30060010")  # its referenced series, a structure set's frames
+        series: set[str] = set()
+        for item in self._get_json(f"studies/{row.study_uid}/series/{row.series_uid}/metadata", []):
+            if isinstance(item, dict):
+                try:
+                    series |= labelled_series(pydicom.Dataset.from_json({k: v for k, v in item.items() if k in wanted}))
+                except (ValueError, TypeError, KeyError, AttributeError):  # a malformed answer refers to nothing
+                    continue
+        return sorted(series - {""})
 
     def find_instance(self, sop_uid: str) -> tuple[str, str]:
         """(study, series) UIDs of the instance with this SOP Instance UID."""

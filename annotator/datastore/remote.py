@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-from annotator.datastore.base import Datastore, ImageRecord, Progress, Version, status_of
+from annotator.datastore.base import Datastore, ImageRecord, Progress, Status, Version, status_of
 from annotator.datastore.dicomweb import DicomwebServer, SeriesRow
 from annotator.datastore.labels import LabelStore
 from annotator.datastore.series_cache import SeriesCache
@@ -38,6 +38,7 @@ class DicomwebDatastore(Datastore):
         self.labels = LabelStore(self.cache.root / "labels")
         self.uploads = UploadQueue(self.cache.root / "uploads")
         self._rows: dict[str, SeriesRow] | None = None
+        self._labelled: set[str] = set()  # image series the server holds a label of (a SEG, an RT Structure Set)
         self._unreached = ""  # why the server's list could not be had, when the one seen last is shown
 
     # ---- images -------------------------------------------------------------------------
@@ -56,11 +57,32 @@ class DicomwebDatastore(Datastore):
                 self._unreached = str(exc) + ("; sign in again (Worklist > Connect to server...)"
                                               if isinstance(exc, CredentialsError) else "")
             self._rows = {r.series_uid: r for r in rows}
+            self._labelled = self._labels_on_server(reached=not self._unreached)
         return self._rows
+
+    def _labels_on_server(self, reached: bool) -> set[str]:
+        """The image series listed that the server's SEGs and RT Structure Sets label (from
+        another workstation, or sent from here): those they refer to, in the studies of the
+        series listed, each label series asked for once and remembered; offline, or when the
+        server cannot say, as seen last."""
+        known_file = self.cache.root / "labels-on-server.json"
+        try:
+            known = json.loads(known_file.read_text("utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict):
+            known = {}
+        if reached:
+            try:
+                known = self.server.labels_on_server(known, {r.study_uid for r in self._rows.values()})
+                atomic_write_text(known_file, json.dumps(known))
+            except DatastoreError:
+                pass  # the list of images stands without it
+        return {uid for series in known.values() if isinstance(series, list) for uid in series}
 
     def reloaded(self, progress: Progress | None = None) -> DicomwebDatastore:
         fresh = copy.copy(self)  # the same server, cache, labels and queue
-        fresh._rows, fresh._unreached = None, ""
+        fresh._rows, fresh._unreached, fresh._labelled = None, "", set()
         fresh._series()
         return fresh
 
@@ -92,13 +114,18 @@ class DicomwebDatastore(Datastore):
         index = self.labels.read_index()["images"]
         entries = self.uploads.entries()
         waiting = {e["image_id"]: e for e in entries}
-        records, saved = [], self.labels.saved()
-        for uid, row in self._series().items():
+        records, saved, rows = [], self.labels.saved(), self._series()
+        for uid, row in rows.items():
             parts = self._parts(uid, index)
             for number, key in enumerate(parts if len(parts) > 1 else [""], start=1):
                 image_id = uid if number == 1 else f"{uid}#{number}"
                 versions = self.labels.versions(image_id, saved)
                 status = status_of(versions, self.uploads.state(image_id, entries))
+                # a label on the server, not opened here yet: labeled (it opens with it); of a
+                # series of several acquisitions, which one it labels is known only once opened
+                on_server = status == Status.UNLABELED and uid in self._labelled and len(parts) <= 1
+                if on_server:
+                    status = Status.LABELED
                 entry = index.get(image_id, {})
                 score = entry.get("score")
                 size = self._size(row, number, index.get(uid, {}).get("info", {}))
@@ -107,6 +134,8 @@ class DicomwebDatastore(Datastore):
                 info = {k: v for k, v in entry.get("info", {}).items() if k not in ("parts", "slices")}
                 if row.modality:
                     info["modality"] = row.modality  # known before a download (ranking skips a misfit)
+                if on_server:
+                    info["labelled_on_server"] = True
                 if image_id in waiting and waiting[image_id].get("error"):
                     info["upload_error"] = waiting[image_id]["error"]
                     info["upload_next_try"] = waiting[image_id].get("next_try", 0.0)

@@ -57,8 +57,12 @@ def _cells(record) -> list[tuple[str, object, str, str]]:
     """(text, sort key, tooltip, colour) of each column of a record's row: image, status,
     labels, score. Blank keys sort last whichever way a column is sorted."""
     score = record.score
-    versions = record.versions + (["label map"] if record.label_maps else [])
+    versions = (record.versions + (["label map"] if record.label_maps else [])
+                + (["on the server"] if record.info.get("labelled_on_server") else []))
     status_tip = ""
+    if record.info.get("labelled_on_server"):
+        status_tip = ("Labelled on the server (a DICOM SEG or RT Structure Set, from another workstation): "
+                      "it opens with that label")
     if record.info.get("upload_error"):
         status_tip = f"Not sent yet: {record.info['upload_error']}\n" + (
             SIGN_IN_AGAIN if record.info.get("upload_refused")
