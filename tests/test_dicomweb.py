@@ -704,6 +704,7 @@ def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tm
         server.upload([*sorted(crop.iterdir()), path])
         store = DicomwebDatastore(_client(server))
         [record] = store.records()  # the structure set is no image to annotate
+        assert record.status == Status.LABELED and record.info["labelled_on_server"]  # before it is opened
         image = store.open_image(record.id)
         label = store.label(record.id, image)
         np.testing.assert_array_equal(label, organ.astype(np.uint8) * 4)
@@ -723,6 +724,7 @@ def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tm
         image = store.open_image(record.id)
         assert store.label(record.id, image) is None
         assert any("RTSTRUCT" in w and "not used: the structure set" in w and "is damaged" in w for w in image.warnings)
+        assert store.record(record.id).status == Status.UNLABELED  # the label the listing saw cannot be used
 
 
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):

@@ -216,6 +216,7 @@ class DicomwebDatastore(Datastore):
         except DatastoreError:
             return None
         if not found:
+            self._labelled.discard(row.series_uid)  # the label the listing saw is of another acquisition
             return None
         try:
             if found[-1].get("Modality") == "RTSTRUCT":
@@ -226,6 +227,7 @@ class DicomwebDatastore(Datastore):
         except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
             image.warnings.append(f"the server's {found[-1].get('Modality', '')} {found[-1].get('SOPInstanceUID', '')} "
                                   f"of {image.name} not used: {detail(exc, 200)}")
+            self._labelled.discard(row.series_uid)  # no label to open with: unlabeled here
             return None
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)
