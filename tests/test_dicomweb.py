@@ -401,6 +401,11 @@ def test_a_series_labelled_on_another_workstation_is_labeled_before_it_is_opened
         assert records[done].status == Status.LABELED and records[done].info["labelled_on_server"]
         assert records[done].versions == [] and records[other].status == Status.UNLABELED
         assert len(asked) == 1
+        said = subprocess.run([sys.executable, "-m", "annotator", "status",
+                               server.url.replace("http://", f"http://{server.user}@")], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cli"),
+                                                "ANNOTATOR_DICOMWEB_PASSWORD": server.password}).stdout
+        assert "1 labeled" in said and re.search(rf"{done}\s+labeled\s+on the server", said), said
         assert {r.id: r.status for r in there.reloaded().records()}[done] == Status.LABELED
         assert len(asked) == 1  # listed again: the SEG series is known
         np.testing.assert_array_equal(there.label(done, there.open_image(done)), label)
