@@ -285,21 +285,21 @@ class DicomwebServer:
             for row in self.series(modality=modality, images_only=False):
                 if row.modality.upper() != modality or row.study_uid not in studies:
                     continue
-                if row.series_uid not in known:
+                found[row.series_uid] = known.get(row.series_uid)
+                if found[row.series_uid] is None:
                     try:
-                        known = {**known, row.series_uid: self._labelled_by(row)}
+                        found[row.series_uid] = self._labelled_by(row)
                     except ServerError:
                         raise
                     except DatastoreError:  # no metadata for it (HTTP 404, not DICOM JSON)
-                        known = {**known, row.series_uid: []}
-                found[row.series_uid] = known[row.series_uid]
+                        found[row.series_uid] = []
         return found
 
     def _labelled_by(self, row: SeriesRow) -> list[str]:
         """The image series the label series ``row`` refers to, from its metadata."""
         import pydicom
 
-        wanted = (_TAGS["Modality"], "00081115", "30060010")  # its referenced series, a structure set's frames
+        wanted = ("00081115", "30060010")  # its Referenced Series, a structure set's frames of reference
         series: set[str] = set()
         for item in self._get_json(f"studies/{row.study_uid}/series/{row.series_uid}/metadata", []):
             if isinstance(item, dict):
@@ -307,7 +307,7 @@ class DicomwebServer:
                     series |= labelled_series(pydicom.Dataset.from_json({k: v for k, v in item.items() if k in wanted}))
                 except (ValueError, TypeError, KeyError, AttributeError):  # a malformed answer refers to nothing
                     continue
-        return sorted(series - {""})
+        return sorted(series)
 
     def find_instance(self, sop_uid: str) -> tuple[str, str]:
         """(study, series) UIDs of the instance with this SOP Instance UID."""

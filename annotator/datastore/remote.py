@@ -69,9 +69,8 @@ class DicomwebDatastore(Datastore):
         try:
             known = json.loads(known_file.read_text("utf-8"))
         except (OSError, ValueError):
-            known = {}
-        if not isinstance(known, dict):
-            known = {}
+            known = None
+        known = known if isinstance(known, dict) else {}
         if reached:
             try:
                 known = self.server.labels_on_server(known, {r.study_uid for r in self._rows.values()})
@@ -114,8 +113,8 @@ class DicomwebDatastore(Datastore):
         index = self.labels.read_index()["images"]
         entries = self.uploads.entries()
         waiting = {e["image_id"]: e for e in entries}
-        records, saved, rows = [], self.labels.saved(), self._series()
-        for uid, row in rows.items():
+        records, saved = [], self.labels.saved()
+        for uid, row in self._series().items():
             parts = self._parts(uid, index)
             for number, key in enumerate(parts if len(parts) > 1 else [""], start=1):
                 image_id = uid if number == 1 else f"{uid}#{number}"
