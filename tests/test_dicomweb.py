@@ -730,6 +730,14 @@ def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tm
         assert store.label(record.id, image) is None
         assert any("RTSTRUCT" in w and "not used: the structure set" in w and "is damaged" in w for w in image.warnings)
         assert store.record(record.id).status == Status.UNLABELED  # the label the listing saw cannot be used
+        assert store.reloaded().record(record.id).status == Status.UNLABELED  # nor when listed again
+        # a label of it sent since (a person drew it) counts again
+        again = DicomwebDatastore(_client(server), cache=SeriesCache(_client(server), root=tmp_path / "again"))
+        drawn = np.zeros(image.shape, np.uint8)
+        drawn[18:22, 20:30, 12:22] = 1
+        again.accept(record.id, drawn, again.open_image(record.id), names={1: "hippocampus"})
+        relisted = store.reloaded().record(record.id)
+        assert relisted.status == Status.LABELED and relisted.info["labelled_on_server"]
 
 
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):

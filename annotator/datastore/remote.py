@@ -38,7 +38,7 @@ class DicomwebDatastore(Datastore):
         self.labels = LabelStore(self.cache.root / "labels")
         self.uploads = UploadQueue(self.cache.root / "uploads")
         self._rows: dict[str, SeriesRow] | None = None
-        self._labelled: set[str] = set()  # image series the server holds a label of (a SEG, an RT Structure Set)
+        self._labelled: dict[str, set[str]] = {}  # image series -> the server's label series (SEG, RTSTRUCT) of it
         self._unreached = ""  # why the server's list could not be had, when the one seen last is shown
 
     # ---- images -------------------------------------------------------------------------
@@ -60,11 +60,11 @@ class DicomwebDatastore(Datastore):
             self._labelled = self._labels_on_server(reached=not self._unreached)
         return self._rows
 
-    def _labels_on_server(self, reached: bool) -> set[str]:
-        """The image series listed that the server's SEGs and RT Structure Sets label (from
-        another workstation, or sent from here): those they refer to, in the studies of the
-        series listed, each label series asked for once and remembered; offline, or when the
-        server cannot say, as seen last."""
+    def _labels_on_server(self, reached: bool) -> dict[str, set[str]]:
+        """The image series that the server's SEGs and RT Structure Sets label (from another
+        workstation, or sent from here), each with the label series that refer to it, in the
+        studies of the series listed; each label series asked for once and remembered;
+        offline, or when the server cannot say, as seen last."""
         known_file = self.cache.root / "labels-on-server.json"
         try:
             known = json.loads(known_file.read_text("utf-8"))
@@ -77,11 +77,15 @@ class DicomwebDatastore(Datastore):
                 atomic_write_text(known_file, json.dumps(known))
             except DatastoreError:
                 pass  # the list of images stands without it
-        return {uid for series in known.values() if isinstance(series, list) for uid in series}
+        labelled: dict[str, set[str]] = {}
+        for label_series, series in known.items():
+            for uid in series if isinstance(series, list) else []:
+                labelled.setdefault(uid, set()).add(label_series)
+        return labelled
 
     def reloaded(self, progress: Progress | None = None) -> DicomwebDatastore:
         fresh = copy.copy(self)  # the same server, cache, labels and queue
-        fresh._rows, fresh._unreached, fresh._labelled = None, "", set()
+        fresh._rows, fresh._unreached, fresh._labelled = None, "", {}
         fresh._series()
         return fresh
 
@@ -120,9 +124,12 @@ class DicomwebDatastore(Datastore):
                 image_id = uid if number == 1 else f"{uid}#{number}"
                 versions = self.labels.versions(image_id, saved)
                 status = status_of(versions, self.uploads.state(image_id, entries))
-                # a label on the server, not opened here yet: labeled (it opens with it); of a
-                # series of several acquisitions, which one it labels is known only once opened
-                on_server = status == Status.UNLABELED and uid in self._labelled and len(parts) <= 1
+                # a label on the server, not opened here yet: labeled (it opens with it), unless
+                # it was found unusable when opened; of a series of several acquisitions, which
+                # one it labels is known only once opened
+                unusable = set(index.get(uid, {}).get("info", {}).get("unusable_labels", []))
+                on_server = status == Status.UNLABELED and bool(self._labelled.get(uid, set()) - unusable) \
+                    and len(parts) <= 1
                 if on_server:
                     status = Status.LABELED
                 entry = index.get(image_id, {})
@@ -130,7 +137,7 @@ class DicomwebDatastore(Datastore):
                 size = self._size(row, number, index.get(uid, {}).get("info", {}))
                 part = f"{key.partition('/')[2]}, " if key else ""
                 name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({part}{size})") if p)
-                info = {k: v for k, v in entry.get("info", {}).items() if k not in ("parts", "slices")}
+                info = {k: v for k, v in entry.get("info", {}).items() if k not in ("parts", "slices", "unusable_labels")}
                 if row.modality:
                     info["modality"] = row.modality  # known before a download (ranking skips a misfit)
                 if on_server:
@@ -214,8 +221,8 @@ class DicomwebDatastore(Datastore):
             found = [ds for ds in self.server.labels_of(row.study_uid, row.series_uid) if mine(ds)]
         except DatastoreError:
             return None
-        if not found:
-            self._labelled.discard(row.series_uid)  # the label the listing saw is of another acquisition
+        if not found:  # the label the listing saw is of another acquisition
+            self._unusable(row.series_uid)
             return None
         try:
             if found[-1].get("Modality") == "RTSTRUCT":
@@ -226,12 +233,17 @@ class DicomwebDatastore(Datastore):
         except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
             image.warnings.append(f"the server's {found[-1].get('Modality', '')} {found[-1].get('SOPInstanceUID', '')} "
                                   f"of {image.name} not used: {detail(exc, 200)}")
-            self._labelled.discard(row.series_uid)  # no label to open with: unlabeled here
+            self._unusable(row.series_uid)
             return None
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)
         self.remember_names(image_id, names)
         return label
+
+    def _unusable(self, uid: str) -> None:
+        """The server's labels of series ``uid``, seen at listing, give no label to open
+        with: the series is unlabeled here, until another label of it reaches the server."""
+        self.labels.set_info(uid, unusable_labels=sorted(self._labelled.get(uid, ())))
 
     def label_names(self) -> dict[str, int] | None:
         """The segment names of the SEGs accepted here or read from the server
