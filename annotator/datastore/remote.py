@@ -242,8 +242,10 @@ class DicomwebDatastore(Datastore):
 
     def _unusable(self, uid: str) -> None:
         """The server's labels of series ``uid``, seen at listing, give no label to open
-        with: the series is unlabeled here, until another label of it reaches the server."""
-        self.labels.set_info(uid, unusable_labels=sorted(self._labelled.get(uid, ())))
+        with: the series is unlabeled here, until another label of it reaches the server (of a
+        series no label referred to, nothing is written)."""
+        if uid in self._labelled:
+            self.labels.set_info(uid, unusable_labels=sorted(self._labelled[uid]))
 
     def label_names(self) -> dict[str, int] | None:
         """The segment names of the SEGs accepted here or read from the server
