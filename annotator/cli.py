@@ -356,8 +356,7 @@ def cmd_status(args) -> int:
     for r in records:
         score = "" if r.score is None else f"{r.score:.3f}"
         maps = f"  label maps: {', '.join(r.label_maps)}" if r.label_maps else ""
-        versions = ",".join(r.versions + (["on the server"] if r.info.get("labelled_on_server") else []))
-        print(f"  {r.id:<{width}}  {r.status.value:<12} {versions:<24} {score:<6}{maps}".rstrip())
+        print(f"  {r.id:<{width}}  {r.status.value:<12} {','.join(r.versions_shown()):<24} {score:<6}{maps}".rstrip())
     return 0
 
 

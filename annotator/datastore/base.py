@@ -63,6 +63,11 @@ class ImageRecord:
     info: dict = field(default_factory=dict)
     label_maps: list[str] = field(default_factory=list)  # label maps found beside it (ids)
 
+    def versions_shown(self) -> list[str]:
+        """Its label versions as people read them, "on the server" for a label there that
+        was not opened here yet (a server's ``labelled_on_server``)."""
+        return self.versions + (["on the server"] if self.info.get("labelled_on_server") else [])
+
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "status": self.status.value, "versions": list(self.versions),
                 "score": self.score, "label_maps": list(self.label_maps)}

@@ -57,8 +57,7 @@ def _cells(record) -> list[tuple[str, object, str, str]]:
     """(text, sort key, tooltip, colour) of each column of a record's row: image, status,
     labels, score. Blank keys sort last whichever way a column is sorted."""
     score = record.score
-    versions = (record.versions + (["label map"] if record.label_maps else [])
-                + (["on the server"] if record.info.get("labelled_on_server") else []))
+    versions = record.versions_shown() + (["label map"] if record.label_maps else [])  # a server's have none
     status_tip = ""
     if record.info.get("labelled_on_server"):
         status_tip = ("Labelled on the server (a DICOM SEG or RT Structure Set, from another workstation): "
