@@ -70,9 +70,8 @@ def cmd_info(args) -> int:
 
 def _write_foreground(result, volume, out: str) -> int:
     """Write a result as a 0/1 label and say which method made it."""
-    from annotator.io import save_label
-
     from annotator.engine.methods import fills_image
+    from annotator.io import save_label
 
     foreground = (result.label > 0).astype(np.uint8)
     save_label(out, foreground, volume, {1: "foreground"}, algorithm=result.method)
