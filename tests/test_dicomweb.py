@@ -500,8 +500,8 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
     """The server's password changed during the session: the accept said only "saved", and
     the queue retried the refused password every few minutes, each refusal one more
     towards a locked account. Now the accept says why the label waits and how to send it;
-    the automatic rounds leave a refused upload alone (one try, not one per label); Send
-    now tries it, and connecting again with the new password sends it."""
+    the automatic rounds and Reload leave a refused upload alone (one try, not one per
+    label); Send now tries it, and connecting again with the new password sends it."""
     from annotator.annotation import AnnotationSession
     from annotator.datastore.orthanc import free_port
     from annotator.datastore.remote import DicomwebDatastore
@@ -551,6 +551,9 @@ def test_a_refused_password_is_said_at_the_accept_and_not_tried_again_until_aske
         assert tries() == [2, 1] and warnings == []  # left alone, and said once, not at every round
         session.send_uploads(force=True)  # Send now: tried, refused again, said; the round stops at the first
         assert tries() == [3, 1] and len(warnings) == 1 and "2 accepted labels wait" in warnings[0]
+        for _ in range(2):  # Reload (F5) lists the server again (refused: said); it sent the labels at each press
+            session.reload()
+        assert tries() == [3, 1] and session.store.uploads_waiting() == 2, warnings
         def cli(*words, password):
             return subprocess.run([sys.executable, "-m", "annotator", *words], capture_output=True, text=True,
                                   timeout=120, env={**os.environ, "ANNOTATOR_DICOMWEB_PASSWORD": password})

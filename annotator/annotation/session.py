@@ -118,7 +118,11 @@ class AnnotationSession:
 
     # ---- datastore and images -----------------------------------------------------------
 
-    def set_datastore(self, store: Datastore) -> None:
+    def set_datastore(self, store: Datastore, connected: bool = True) -> None:
+        """Work in ``store``. ``connected``: the person opened or connected to it, which
+        sends at once what waits for its server (signed in anew, the server back); a
+        Reload (False) sends only what is due, so a refused password is not tried again
+        at each press."""
         from annotator.samples import is_sample_path
 
         self.store = store
@@ -131,7 +135,7 @@ class AnnotationSession:
         self.datastore_changed.emit()
         for notice in store.notices():
             self.warning.emit(notice)
-        self.send_uploads(force=True)  # connecting again (signed in anew, the server back) sends what waits
+        self.send_uploads(force=connected)
 
     # ---- labels -------------------------------------------------------------------------
 
@@ -339,7 +343,7 @@ class AnnotationSession:
             fresh, before, now = result
             if store is not self.store:  # another folder or server opened meanwhile
                 return
-            self.set_datastore(fresh)
+            self.set_datastore(fresh, connected=False)
             said = f"{store.name}: {count(len(now), 'image')}"
             changes = [f"{count(len(now - before), 'new image')}"] * bool(now - before) + [
                 f"{len(before - now)} no longer there"] * bool(before - now)
