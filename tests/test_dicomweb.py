@@ -417,6 +417,67 @@ def test_a_series_labelled_on_another_workstation_is_labeled_before_it_is_opened
     assert records[done].status == Status.LABELED and records[other].status == Status.UNLABELED
 
 
+def test_a_server_lost_while_its_labels_are_read_keeps_what_it_answered(tmp_path, monkeypatch):
+    """The first listing of a server asks each label series on it which series it labels:
+    with thousands that takes a while, and it said nothing meanwhile; a server lost midway
+    kept none of the answers, so the next listing asked every one again. Now the count is
+    heard as it goes, and what was answered is kept."""
+    from annotator.datastore import Status, dicomweb
+    from annotator.datastore.orthanc import free_port
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+    from annotator.io.seg import series_seg
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(dicomweb, "METADATA_REQUESTS", 1)  # one at a time: where it stops is known
+    asked = []
+    labelled_by = DicomwebServer._labelled_by
+
+    def ask(self, row):
+        asked.append(row.series_uid)
+        if len(asked) == 4:
+            server.stop()  # lost while the labels are read
+        return labelled_by(self, row)
+
+    monkeypatch.setattr(DicomwebServer, "_labelled_by", ask)
+
+    def listed(heard=None):
+        """The series' status by description, the series listed afresh."""
+        client = _client(server)
+        progress = (lambda text, fraction: heard.append((text, fraction))) if heard is not None else None
+        store = DicomwebDatastore(client, SeriesCache(client, tmp_path / "here"), progress=progress)
+        return {"HippoCrop" if "HippoCrop" in r.name else "T1post": r.status for r in store.records()}
+
+    port = free_port()
+    server = LocalOrthanc(tmp_path / "server", port=port).start()
+    try:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()) + sorted((STUDY / "11-T1post-18670").iterdir()))
+        volume = read_volume(STUDY / "11_HCropVolume")
+        label = np.zeros(volume.shape, np.uint8)
+        label[5:10, 10:20, 10:20] = 1
+        for _ in range(5):
+            sop_uid, data = series_seg(label, volume, {1: "hippocampus"})
+            _client(server).store(data, sop_uid)
+        heard = []
+        records = listed(heard)
+    finally:
+        server.stop()
+    assert records == {"HippoCrop": Status.LABELED, "T1post": Status.UNLABELED}  # three SEGs were answered
+    assert heard == [(f"reading which series the server's labels refer to ({n} of 5)", n / 5) for n in (1, 2, 3)]
+    server = LocalOrthanc(tmp_path / "server", port=port).start()
+    try:
+        first = set(asked[:3])
+        asked.clear()
+        assert listed()["HippoCrop"] == Status.LABELED
+        assert len(asked) == 2 and not first & set(asked)  # the three answered are not asked again
+        asked.clear()
+        listed()
+        assert asked == []
+    finally:
+        server.stop()
+
+
 def test_a_seg_from_another_workstation_keeps_the_values_its_names_had(tmp_path, monkeypatch):
     """A SEG numbers its segments 1..K: a label holding only "posterior" (2) is sent as
     segment 1, which says it is label value 2. Any workstation reads it back as 2."""

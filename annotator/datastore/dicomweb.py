@@ -31,6 +31,8 @@ NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE",
                         "FID", "PLAN", "RWV", "CR", "DX", "IO", "PX"}
 #: the modalities of labels: segmentations, and structure sets of outlines
 LABEL_MODALITIES = ("SEG", "RTSTRUCT")
+#: how many label series' metadata are asked for at once
+METADATA_REQUESTS = 8
 _TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "Modality": "00080060",
          "SeriesDescription": "0008103E", "PatientName": "00100010", "PatientID": "00100020",
          "StudyDate": "00080020", "NumberOfSeriesRelatedInstances": "00201209", "SeriesNumber": "00200011",
@@ -274,34 +276,46 @@ class DicomwebServer:
 
         return sorted(found, key=made)
 
-    def labels_on_server(self, known: dict[str, list[str]], studies: set[str]) -> dict[str, list[str]]:
-        """What the server's SEGs and RT Structure Sets in ``studies`` label, made here or
-        elsewhere: label series UID -> the image series UIDs it refers to. Of a label series
-        in ``known`` (an earlier answer) that is taken; of a new one its metadata is asked for
-        (WADO-RS, one request, no pixel data); one whose metadata the server does not give
-        refers to none."""
-        found = {}
-        for modality in LABEL_MODALITIES:
-            for row in self.series(modality=modality, images_only=False):
-                if row.modality.upper() != modality or row.study_uid not in studies:
-                    continue
-                found[row.series_uid] = known.get(row.series_uid)
-                if found[row.series_uid] is None:
-                    try:
-                        found[row.series_uid] = self._labelled_by(row)
-                    except ServerError:
-                        raise
-                    except DatastoreError:  # no metadata for it (HTTP 404, not DICOM JSON)
-                        found[row.series_uid] = []
-        return found
+    def labels_on_server(self, known: dict[str, list[str]], studies: set[str], progress=None) -> None:
+        """Bring ``known`` (label series UID -> the image series UIDs it refers to, as
+        remembered) up to date with the server's SEGs and RT Structure Sets in ``studies``,
+        made here or elsewhere: a label series no longer listed leaves it; of a new one the
+        metadata is asked for (WADO-RS, no pixel data; several at once: a server with
+        thousands of labels answers each in tens of milliseconds), each added as it comes,
+        so that what was answered before a server was lost stays. One whose metadata the
+        server does not give refers to none. ``progress(text, fraction)`` hears the count."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        listed = {row.series_uid: row for modality in LABEL_MODALITIES
+                  for row in self.series(modality=modality, images_only=False)
+                  if row.modality.upper() == modality and row.study_uid in studies}
+        for gone in set(known) - set(listed):
+            del known[gone]
+        new = [row for uid, row in listed.items() if uid not in known]
+        pool = ThreadPoolExecutor(METADATA_REQUESTS)
+        try:
+            for done, (row, series) in enumerate(zip(new, pool.map(self._labelled_by, new)), 1):
+                known[row.series_uid] = series
+                if progress is not None:
+                    progress(f"reading which series the server's labels refer to ({done:,} of {len(new):,})",
+                             done / len(new))
+        finally:
+            pool.shutdown(cancel_futures=True)  # a lost server: the requests not yet sent are not
 
     def _labelled_by(self, row: SeriesRow) -> list[str]:
-        """The image series the label series ``row`` refers to, from its metadata."""
+        """The image series the label series ``row`` refers to, from its metadata (none when
+        the server has no metadata for it)."""
         import pydicom
 
         wanted = ("00081115", "30060010")  # its Referenced Series, a structure set's frames of reference
         series: set[str] = set()
-        for item in self._get_json(f"studies/{row.study_uid}/series/{row.series_uid}/metadata", []):
+        try:
+            metadata = self._get_json(f"studies/{row.study_uid}/series/{row.series_uid}/metadata", [])
+        except ServerError:
+            raise
+        except DatastoreError:  # no metadata for it (HTTP 404, not DICOM JSON): it refers to none
+            return []
+        for item in metadata:
             if isinstance(item, dict):
                 try:
                     series |= labelled_series(pydicom.Dataset.from_json({k: v for k, v in item.items() if k in wanted}))

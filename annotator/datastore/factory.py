@@ -18,11 +18,12 @@ def open_datastore(place: str | os.PathLike, labels_dir: str | os.PathLike | Non
                    progress=None) -> tuple[Datastore, str | None]:
     """The datastore ``place`` belongs to, and the id of the image it names (None for a
     whole folder). Sample data keeps its labels in the user data folder, never beside
-    the shipped files. ``progress(text, fraction)`` hears the search of a folder."""
+    the shipped files. ``progress(text, fraction)`` hears the search of a folder, the
+    first listing of a server."""
     from annotator.samples import is_sample_path, sample_file
 
     if "://" in str(place):  # a URL: a server's, or one that says what a server's URL is
-        return _server_store(str(place)), None
+        return _server_store(str(place), progress), None
     if str(place).startswith("sample:"):
         place = sample_file(str(place)[len("sample:"):])
     named = path = Path(place)
@@ -76,7 +77,7 @@ def url_user(url: str) -> str:
     return unquote(parsed_url(url).username or "")
 
 
-def _server_store(url: str) -> Datastore:
+def _server_store(url: str, progress=None) -> Datastore:
     """A DICOMweb server as a datastore: ``https://user@host/dicom-web`` for basic
     authentication (the password from ``ANNOTATOR_DICOMWEB_PASSWORD`` or the keyring), else
     the bearer token from ``ANNOTATOR_DICOMWEB_TOKEN`` or the keyring, else none;
@@ -85,7 +86,7 @@ def _server_store(url: str) -> Datastore:
     from annotator.datastore.remote import DicomwebDatastore
 
     user = url_user(url)
-    store = DicomwebDatastore(server_at(url))
+    store = DicomwebDatastore(server_at(url), progress=progress)
     store.place = server_url(url, user)
     return store
 

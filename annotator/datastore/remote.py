@@ -29,8 +29,12 @@ from annotator.words import count
 
 
 class DicomwebDatastore(Datastore):
-    def __init__(self, server: DicomwebServer, cache: SeriesCache | None = None, modality: str = ""):
+    def __init__(self, server: DicomwebServer, cache: SeriesCache | None = None, modality: str = "",
+                 progress: Progress | None = None):
+        """``progress(text, fraction)`` hears the first listing of the server's series (the
+        labels on it, new ones asked for one by one)."""
         self.server = server
+        self.progress = progress
         self.cache = cache or SeriesCache(server)
         self.place = server.url
         self.name = server.url
@@ -73,10 +77,10 @@ class DicomwebDatastore(Datastore):
         known = known if isinstance(known, dict) else {}
         if reached:
             try:
-                known = self.server.labels_on_server(known, {r.study_uid for r in self._rows.values()})
-                atomic_write_text(known_file, json.dumps(known))
+                self.server.labels_on_server(known, {r.study_uid for r in self._rows.values()}, self.progress)
             except DatastoreError:
-                pass  # the list of images stands without it
+                pass  # the list of images stands without what was not answered
+            atomic_write_text(known_file, json.dumps(known))
         labelled: dict[str, set[str]] = {}
         for label_series, series in known.items():
             for uid in series if isinstance(series, list) else []:
@@ -85,7 +89,7 @@ class DicomwebDatastore(Datastore):
 
     def reloaded(self, progress: Progress | None = None) -> DicomwebDatastore:
         fresh = copy.copy(self)  # the same server, cache, labels and queue
-        fresh._rows, fresh._unreached, fresh._labelled = None, "", {}
+        fresh._rows, fresh._unreached, fresh._labelled, fresh.progress = None, "", {}, progress
         fresh._series()
         return fresh
 
