@@ -419,9 +419,10 @@ def test_a_series_labelled_on_another_workstation_is_labeled_before_it_is_opened
 
 def test_a_server_lost_while_its_labels_are_read_keeps_what_it_answered(tmp_path, monkeypatch):
     """The first listing of a server asks each label series on it which series it labels:
-    with thousands that takes a while, and it said nothing meanwhile; a server lost midway
-    kept none of the answers, so the next listing asked every one again. Now the count is
-    heard as it goes, and what was answered is kept."""
+    with thousands that takes a while, and it said nothing meanwhile; a listing cancelled
+    or a server lost midway kept none of the answers, so the next listing asked every one
+    again. Now the count is heard as it goes, and what was answered is kept."""
+    from annotator.annotation.jobs import Cancelled, Job
     from annotator.datastore import Status, dicomweb
     from annotator.datastore.orthanc import free_port
     from annotator.datastore.remote import DicomwebDatastore
@@ -431,23 +432,25 @@ def test_a_server_lost_while_its_labels_are_read_keeps_what_it_answered(tmp_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(dicomweb, "METADATA_REQUESTS", 1)  # one at a time: where it stops is known
-    asked = []
+    asked, lost_at = [], []
     labelled_by = DicomwebServer._labelled_by
 
     def ask(self, row):
         asked.append(row.series_uid)
-        if len(asked) == 4:
+        if len(asked) in lost_at:
             server.stop()  # lost while the labels are read
         return labelled_by(self, row)
 
     monkeypatch.setattr(DicomwebServer, "_labelled_by", ask)
 
-    def listed(heard=None):
+    def listed(progress=None):
         """The series' status by description, the series listed afresh."""
         client = _client(server)
-        progress = (lambda text, fraction: heard.append((text, fraction))) if heard is not None else None
         store = DicomwebDatastore(client, SeriesCache(client, tmp_path / "here"), progress=progress)
         return {"HippoCrop" if "HippoCrop" in r.name else "T1post": r.status for r in store.records()}
+
+    def counted(*steps, of):
+        return [(f"reading which series the server's labels refer to ({n} of {of})", n / of) for n in steps]
 
     port = free_port()
     server = LocalOrthanc(tmp_path / "server", port=port).start()
@@ -460,17 +463,28 @@ def test_a_server_lost_while_its_labels_are_read_keeps_what_it_answered(tmp_path
             sop_uid, data = series_seg(label, volume, {1: "hippocampus"})
             _client(server).store(data, sop_uid)
         heard = []
-        records = listed(heard)
+
+        def cancelled_at_the_second(text, fraction):  # Cancel pressed as the second count shows
+            heard.append((text, fraction))
+            if len(heard) == 2:
+                job.cancel()
+
+        job = Job("opening", cancelled_at_the_second)
+        with pytest.raises(Cancelled):  # the job's next report (the third answer's) stops it
+            listed(job.report)
+        assert heard == counted(1, 2, of=5)
+        answered, heard[:], asked[:], lost_at[:] = set(asked[:3]), [], [], [2]
+        records = listed(lambda text, fraction: heard.append((text, fraction)))
     finally:
         server.stop()
-    assert records == {"HippoCrop": Status.LABELED, "T1post": Status.UNLABELED}  # three SEGs were answered
-    assert heard == [(f"reading which series the server's labels refer to ({n} of 5)", n / 5) for n in (1, 2, 3)]
+    assert records == {"HippoCrop": Status.LABELED, "T1post": Status.UNLABELED}
+    assert heard == counted(1, of=2) and not answered & set(asked)
+    answered |= {asked[0]}
     server = LocalOrthanc(tmp_path / "server", port=port).start()
     try:
-        first = set(asked[:3])
-        asked.clear()
+        asked[:], lost_at[:] = [], []
         assert listed()["HippoCrop"] == Status.LABELED
-        assert len(asked) == 2 and not first & set(asked)  # the three answered are not asked again
+        assert len(asked) == 1 and not answered & set(asked)  # the four answered are not asked again
         asked.clear()
         listed()
         assert asked == []

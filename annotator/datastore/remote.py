@@ -80,7 +80,8 @@ class DicomwebDatastore(Datastore):
                 self.server.labels_on_server(known, {r.study_uid for r in self._rows.values()}, self.progress)
             except DatastoreError:
                 pass  # the list of images stands without what was not answered
-            atomic_write_text(known_file, json.dumps(known))
+            finally:  # what was answered is kept, the listing cancelled too
+                atomic_write_text(known_file, json.dumps(known))
         labelled: dict[str, set[str]] = {}
         for label_series, series in known.items():
             for uid in series if isinstance(series, list) else []:
