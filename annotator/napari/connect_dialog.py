@@ -167,3 +167,12 @@ class ConnectDialog(QDialog):
         self.kept_in_keyring = kept
         self.place = server_url(url, user)
         self.accept()
+
+    def done(self, result: int) -> None:
+        """Closed (Connect, Cancel, Escape): deleted once a Test still asking the server has
+        its answer, rather than kept hidden in the Worklist for the rest of the session."""
+        super().done(result)
+        if self.test.isEnabled():
+            self.deleteLater()
+        else:
+            self._worker.finished.connect(self.deleteLater)

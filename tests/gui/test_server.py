@@ -70,6 +70,26 @@ def test_connect_test_and_keyring(qtbot, tmp_path, memory_keyring):
         assert said in dialog.message.text()
 
 
+def test_a_closed_connect_dialog_is_deleted_after_its_test_answers(qtbot, tmp_path, memory_keyring):
+    """Each Connect dialog closed stayed, hidden, among the Worklist's children for the rest
+    of the session. It is deleted now, once a Test still asking the server has its answer
+    (which needs the dialog to write in)."""
+    from qtpy.QtWidgets import QWidget
+
+    from annotator.napari.connect_dialog import ConnectDialog
+
+    with LocalOrthanc(tmp_path / "server") as server:
+        parent = QWidget()
+        qtbot.addWidget(parent)
+        for close in ("reject", "_connect"):
+            dialog = ConnectDialog(server.url.replace("http://", f"http://{server.user}@"), parent)
+            dialog.secret.setText(server.password)
+            dialog.run_test()
+            getattr(dialog, close)()
+            assert not dialog.test.isEnabled()  # closed while the Test asks
+            qtbot.waitUntil(lambda: not parent.findChildren(QWidget, "connect-dialog"), timeout=15000)
+
+
 def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, tmp_path, memory_keyring):
     from annotator.datastore import secrets
     from annotator.napari.worklist_dock import WorklistDock
@@ -224,4 +244,5 @@ def test_a_server_with_no_password_here_asks_to_sign_in(make_napari_viewer, qtbo
         dialog.secret.setText(server.password)
         dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
         qtbot.waitUntil(lambda: session.volume is not None and session.idle and not session.files.busy, timeout=60000)
-        assert worklist.table.rowCount() == 1 and not dialog.isVisible()
+        assert worklist.table.rowCount() == 1
+        qtbot.waitUntil(lambda: not worklist.findChildren(QWidget, "connect-dialog"))  # closed, and gone
