@@ -818,6 +818,58 @@ def test_a_structure_set_on_the_server_is_the_label_of_the_series_it_outlines(tm
         assert relisted.status == Status.LABELED and relisted.info["labelled_on_server"]
 
 
+def test_labels_sent_from_another_workstation_are_training_data_here(tmp_path, monkeypatch):
+    """Series labelled from another workstation were labeled in the worklist but no
+    training data here until each was opened: training, export and the benchmarks took the
+    labels kept on this workstation only. They take the server's labels now (fetched as
+    they are read, and kept), and leave out one that cannot be used for its series."""
+    import pydicom
+
+    from annotator.datastore import Status
+    from annotator.datastore.cases import labelled_cases
+    from annotator.datastore.factory import open_store
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io import read_volume
+    from annotator.training.config import TrainConfig
+    from annotator.training.data import gather, read_case
+    from annotator.training.planner import plan
+    from rtstruct import rtstruct_of
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    crop, others = STUDY / "11_HCropVolume", [STUDY / "11-T1post-18670", STUDY / "36468-FLAIRreg-58706"]
+    z, y, x = np.indices(read_volume(crop).shape)
+    organ = (z - 20) ** 2 + (y - 25) ** 2 + (x - 17) ** 2 <= 49
+    broken = pydicom.dcmread(rtstruct_of(crop, {1: ("Hippocampus", organ)}, tmp_path / "rs.dcm"))
+    del broken.ROIContourSequence[0].ReferencedROINumber  # contours that name no structure: not usable
+    broken.save_as(tmp_path / "broken.dcm")
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload([p for folder in [crop, *others] for p in sorted(folder.iterdir())] + [tmp_path / "broken.dcm"])
+        elsewhere = DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / "elsewhere"))
+        labels = {}
+        for record in elsewhere.records():
+            if "HippoCrop" not in record.name:
+                volume = elsewhere.open_image(record.id)
+                labels[record.id] = np.zeros(volume.shape, np.uint8)
+                labels[record.id][5:15, 60:90, 60:90] = 1
+                elsewhere.accept(record.id, labels[record.id], volume, names={1: "lesion"})
+        monkeypatch.setenv("ANNOTATOR_DICOMWEB_PASSWORD", server.password)
+        url = server.url.replace("http://", f"http://{server.user}@")
+        here = open_store(url)
+        assert len(here.training_ids()) == 3 and not any("final" in r.versions for r in here.records())
+        cases = gather(TrainConfig(method="deepedit", data=[url]))
+        assert sorted(c.id for c in cases) == sorted(labels)  # the structure set that cannot be used: left out
+        for case in cases:
+            np.testing.assert_array_equal(read_case(case)[1], labels[case.id])
+        records = {r.id: r for r in here.records()}
+        assert sorted(i for i, r in records.items() if "final" in r.versions) == sorted(labels)  # kept here
+        assert [r.status for r in records.values() if "HippoCrop" in r.name] == [Status.UNLABELED]
+        assert sorted(here.training_ids()) == sorted(labels)
+        assert sorted(i for i, _, _ in labelled_cases(url)) == sorted(labels)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "third"))  # a third workstation plans a run
+        assert plan([url]).images == 3  # as listed; its sample reads the labels, the unusable one left out
+
+
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):
     """The server dies while it receives the SEG (a Lua hook ends it when the upload has
     arrived, before it stores or answers): the accept waits in the queue, across a restart

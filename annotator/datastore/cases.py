@@ -62,4 +62,6 @@ def labelled_cases(place: str | os.PathLike, split: str = "all", limit: int | No
     ids = [i for i in store.training_ids(split) if wanted is None or i in wanted]
     for image_id in ids[:limit]:
         volume = store.open_image(image_id)
-        yield image_id, volume, store.label(image_id, volume)
+        label = store.label(image_id, volume)
+        if label is not None:  # a label on a server that cannot be used for the image: not labelled after all
+            yield image_id, volume, label

@@ -155,6 +155,15 @@ class DicomwebDatastore(Datastore):
                                            float(score) if isinstance(score, (int, float)) else None, info))
         return records
 
+    def training_ids(self, split: str = "all") -> list[str]:
+        """Images with a final label here, and those a label on the server labels (sent from
+        another workstation): reading their label fetches it and keeps it here as their
+        final one (None, and no longer labeled, where it cannot be used for the image)."""
+        if split != "all":
+            return super().training_ids(split)  # which says there is no such split
+        return [r.id for r in self.records()
+                if Version.FINAL.value in r.versions or r.info.get("labelled_on_server")]
+
     def open_image(self, image_id: str, progress: Progress | None = None) -> Volume:
         row = self._row(image_id)
 

@@ -230,23 +230,26 @@ class TrainingDock(QWidget):
 
     # ---- data ---------------------------------------------------------------------------
 
-    def data_folder(self) -> Path | None:
+    def data_place(self) -> str | None:
+        """Where the run's labelled images are: the folder chosen, else the open datastore's
+        place (a folder, or a server's URL, which a path would fold to ``http:/host``)."""
         if self.folder:
-            return self.folder
+            return str(self.folder)
         store = self.session.store
-        return Path(store.place) if store is not None and store.place else None
+        return store.place if store is not None and store.place else None
 
     def _show_data(self) -> None:
-        folder = self.data_folder()
-        if folder is None:
+        place = self.data_place()
+        if place is None:
             self.data.setText("no folder open")
             return
         count = ""
         store = self.session.store
-        if store is not None and str(folder) == store.place:
+        if store is not None and place == store.place:
             count = f" ({len(store.training_ids())} labelled)"
-        self.data.setText(coloured(f"{folder.name}{count}"))
-        self.data.setToolTip(str(folder))
+        shown = place.partition("://")[2] if "://" in place else Path(place).name
+        self.data.setText(coloured(f"{shown}{count}"))
+        self.data.setToolTip(place)
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with labelled images")
@@ -268,7 +271,7 @@ class TrainingDock(QWidget):
                         "intensity": dict(card.intensity),
                         "patch": list(card.roi_size) if card.spatial_dims == 3 else [1, *card.roi_size[-2:]]}
         names = {str(p.value): p.name for p in self.session.labels}  # for data that names none
-        return TrainConfig(method=method, data=[str(self.data_folder())], epochs=self.epochs.value(),
+        return TrainConfig(method=method, data=[self.data_place()], epochs=self.epochs.value(),
                            init=self.init.currentData(), activate=self.use_when_done.isChecked(),
                            value_names=names, **settings)
 
@@ -276,7 +279,7 @@ class TrainingDock(QWidget):
         if self.job is not None and self.job.running:
             return
         if config is None:
-            if self.data_folder() is None:
+            if self.data_place() is None:
                 self._say("Open a folder with accepted labels first.", error=True)
                 return
             config = self.config()

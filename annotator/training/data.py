@@ -17,7 +17,7 @@ from monai.data import CacheDataset
 from dataclasses import dataclass
 from functools import lru_cache
 
-from annotator.datastore import Datastore
+from annotator.datastore import Datastore, Version
 from annotator.datastore.factory import open_store
 from annotator.datastore.cases import unlabelled_hint
 from annotator.engine.axes import orientation_view, turn_array
@@ -42,8 +42,15 @@ def store_at(place: str) -> Datastore:
 
 
 def gather(config: TrainConfig) -> list[Case]:
-    cases = [Case(store_at(place).place, i) for place in config.data
-             for i in store_at(place).training_ids(config.split)]
+    """The labelled images of the run's datastores. One labelled only by a label on a server
+    (from another workstation) is downloaded now, its label kept here as its final one; it
+    is left out where that label cannot be used for it."""
+    cases = []
+    for place in config.data:
+        store = store_at(place)
+        final_here = {r.id for r in store.records() if Version.FINAL.value in r.versions}
+        cases += [Case(store.place, i) for i in store.training_ids(config.split)
+                  if i in final_here or store.label(i, store.open_image(i)) is not None]
     if len(cases) < 2:
         raise InputError(f"training needs at least 2 labelled images; found {len(cases)} in {', '.join(config.data)}"
                          + "".join(unlabelled_hint(place) for place in config.data))

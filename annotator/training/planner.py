@@ -164,7 +164,11 @@ def plan(places: list[str], split: str = "all", machine: Machine | None = None) 
     read = []
     for store, image_id in (cases[k] for k in picks):
         volume = store.open_image(image_id)
-        read.append((volume, store.label(image_id, volume)))
+        label = store.label(image_id, volume)
+        if label is not None:  # a label on a server that cannot be used for the image: not labelled after all
+            read.append((volume, label))
+    if not read:
+        raise no_labelled_images(places, "to plan training from")
     return plan_cases(read, len(cases), machine)
 
 

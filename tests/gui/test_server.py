@@ -90,6 +90,49 @@ def test_a_closed_connect_dialog_is_deleted_after_its_test_answers(qtbot, tmp_pa
             qtbot.waitUntil(lambda: not parent.findChildren(QWidget, "connect-dialog"), timeout=15000)
 
 
+def test_the_training_dock_trains_on_a_servers_labels(make_napari_viewer, qtbot, tmp_path, memory_keyring,
+                                                      monkeypatch):
+    """Connected to a server, the Training dock named its data "dicom-web" and handed the
+    run ``http:/user@host/dicom-web`` (the URL taken for a path, its "//" folded): the run
+    found no such folder. The dock names the server now and counts its labelled series, a
+    label sent from another workstation too, and the run opens the server."""
+    from annotator.datastore import secrets
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.napari.training_dock import TrainingDock
+    from annotator.napari.workspace import workspace_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()) + sorted((STUDY / "11-T1post-18670").iterdir()))
+        client = server_client(server, server.password)
+        other = DicomwebDatastore(client, SeriesCache(client, tmp_path / "other"))  # another workstation
+        [crop] = [r.id for r in other.records() if "HippoCrop" in r.name]
+        volume = other.open_image(crop)
+        label = np.zeros(volume.shape, np.uint8)
+        label[5:15, 10:20, 10:20] = 1
+        other.accept(crop, label, volume, names={1: "hippocampus"})
+        viewer = make_napari_viewer()
+        dock = TrainingDock(viewer)
+        session = workspace_for(viewer).session
+        secrets.remember(server.url, server.user, server.password)
+        place = server.url.replace("http://", f"http://{server.user}@")
+        session.open(place)
+        qtbot.waitUntil(lambda: session.volume is not None and session.idle and not session.files.busy,
+                        timeout=60000)
+        shown = dock.data.text().replace("\u200b", "")  # (break points for wrapping)
+        assert f"{place.partition('://')[2]} (1 labelled)" in shown and dock.data.toolTip() == place
+        config = dock.config()
+        assert config.data == [place]
+        config.out = str(tmp_path / "run")
+        monkeypatch.setenv("ANNOTATOR_DICOMWEB_PASSWORD", server.password)  # the keyring here is this process's
+        dock.start(config)
+        qtbot.waitUntil(lambda: dock.start_button.isEnabled() and "Training failed" in dock.status.text(),
+                        timeout=180_000)
+    said = dock.status.text().replace("\u200b", "")  # one labelled series is too few: the run opened the server
+    assert "needs at least 2 labelled images; found 1 in" in said and place.partition("://")[2] in said, said
+
+
 def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, tmp_path, memory_keyring):
     from annotator.datastore import secrets
     from annotator.napari.worklist_dock import WorklistDock
