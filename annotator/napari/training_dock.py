@@ -9,6 +9,7 @@ importing one trained elsewhere).
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import napari
 from qtpy.QtCore import QEvent, QTimer
@@ -247,7 +248,7 @@ class TrainingDock(QWidget):
         store = self.session.store
         if store is not None and place == store.place:
             count = f" ({len(store.training_ids())} labelled)"
-        shown = place.partition("://")[2] if "://" in place else Path(place).name
+        shown = urlsplit(place).netloc.rpartition("@")[2] if "://" in place else Path(place).name  # its host
         self.data.setText(coloured(f"{shown}{count}"))
         self.data.setToolTip(place)
 
