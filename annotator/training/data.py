@@ -25,6 +25,7 @@ from annotator.engine.prepare import prepare_image, prepare_label
 from annotator.errors import InputError
 from annotator.models.card import ModelCard
 from annotator.training.config import TrainConfig
+from annotator.words import agree
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,20 @@ def store_at(place: str) -> Datastore:
     return open_store(place)
 
 
-def gather(config: TrainConfig) -> list[Case]:
+def gather(config: TrainConfig, emit=None) -> list[Case]:
     """The labelled images of the run's datastores. One labelled only by a label on a server
     (from another workstation) is downloaded now, its label kept here as its final one; it
-    is left out where that label cannot be used for it."""
+    is left out where that label cannot be used for it. ``emit`` hears of such downloads."""
     cases = []
     for place in config.data:
         store = store_at(place)
         final_here = {r.id for r in store.records() if Version.FINAL.value in r.versions}
-        cases += [Case(store.place, i) for i in store.training_ids(config.split)
+        ids = store.training_ids(config.split)
+        elsewhere = [i for i in ids if i not in final_here]
+        if elsewhere and emit is not None:
+            emit("message", text=f"downloading {len(elsewhere)} series labelled on {store.name} from another "
+                                 f"workstation, with {agree(len(elsewhere), 'its label', 'their labels')}")
+        cases += [Case(store.place, i) for i in ids
                   if i in final_here or store.label(i, store.open_image(i)) is not None]
     if len(cases) < 2:
         raise InputError(f"training needs at least 2 labelled images; found {len(cases)} in {', '.join(config.data)}"

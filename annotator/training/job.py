@@ -347,7 +347,7 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     torch.manual_seed(config.seed + rank)
     rng = np.random.default_rng(config.seed + 1000 * rank)
     labels = label_map(config)
-    cases = gather(config)
+    cases = gather(config, emit if rank == 0 else None)
     resolve(config, emit if rank == 0 else None)
     resolve_variant(config, emit if rank == 0 else None)
     values = sorted(labels.values()) if labels else None

@@ -131,6 +131,8 @@ def test_the_training_dock_trains_on_a_servers_labels(make_napari_viewer, qtbot,
                         timeout=180_000)
     said = dock.status.text().replace("\u200b", "")  # one labelled series is too few: the run opened the server
     assert "needs at least 2 labelled images; found 1 in" in said and place.partition("://")[2] in said, said
+    assert f"downloading 1 series labelled on {server.url} from another workstation, with its label" in \
+        dock.log.toPlainText().replace("\u200b", "")
 
 
 def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, tmp_path, memory_keyring):
