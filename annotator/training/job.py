@@ -347,7 +347,11 @@ def _train(config: TrainConfig, emit, stop: Stop, rank: int, world: int) -> int:
     torch.manual_seed(config.seed + rank)
     rng = np.random.default_rng(config.seed + 1000 * rank)
     labels = label_map(config)
+    if world > 1 and rank > 0:
+        dist.barrier()  # the first rank fetches what a server labelled elsewhere; the others then find it here
     cases = gather(config, emit if rank == 0 else None)
+    if world > 1 and rank == 0:
+        dist.barrier()
     resolve(config, emit if rank == 0 else None)
     resolve_variant(config, emit if rank == 0 else None)
     values = sorted(labels.values()) if labels else None
