@@ -87,6 +87,7 @@ class ConnectDialog(QDialog):
             self.secret.setText(known or "")
         self.place = ""
         self._worker = None
+        self._closed = False
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "CA certificates", "", "Certificates (*.pem *.crt);;All files (*)")
@@ -148,7 +149,7 @@ class ConnectDialog(QDialog):
 
         self._worker = create_worker(work, _start_thread=False,
                                      _connect={"returned": done, "errored": failed,
-                                               "finished": lambda: self.test.setEnabled(True)})
+                                               "finished": self._test_answered})
         self._worker.start()
 
     def _connect(self) -> None:
@@ -172,7 +173,14 @@ class ConnectDialog(QDialog):
         """Closed (Connect, Cancel, Escape): deleted once a Test still asking the server has
         its answer, rather than kept hidden in the Worklist for the rest of the session."""
         super().done(result)
+        self._closed = True
         if self.test.isEnabled():
             self.deleteLater()
-        else:
-            self._worker.finished.connect(self.deleteLater)
+
+    def _test_answered(self) -> None:
+        # Told here, on the dialog's thread, rather than by a connection made at closing: a
+        # Test that ends before the dialog closes has already sent its "finished", still
+        # queued, to the connections it had then.
+        self.test.setEnabled(True)
+        if self._closed:
+            self.deleteLater()
