@@ -74,6 +74,21 @@ def test_a_model_that_answers_too_small_gets_a_lower_threshold(method):
     assert (new_session(volume, model, chosen).click([centre]).label[scored] == truth[scored]).all()
     assert new_session(volume, model, card).click([centre]).label[scored].sum() < truth[scored].sum()
     assert calibrate(model, card, list(range(MIN_CASES - 1)), ball) == (card, "")
+    # a case whose label turns out unusable (a server's damaged structure set) is passed over
+    unusable = lambda i: ball(i) if i < MIN_CASES else (f"ball{i}", ball(i)[1], None)
+    assert calibrate(model, card, list(range(MIN_CASES + 1)), unusable)[0].first_answer["structures"] == MIN_CASES
+    assert calibrate(model, card, [*range(MIN_CASES - 1), MIN_CASES], unusable) == (card, "")
+
+
+def test_a_deepedit_calibration_passes_over_a_case_whose_label_is_unusable():
+    """``annotator models calibrate NAME --data URL`` stopped with an error on a server
+    series whose only label could not be used for it (a damaged structure set); training
+    left such a series out, and so does calibrating now."""
+    from annotator.active.calibration import calibrate as powers
+
+    unusable = lambda i: ball(i) if i < MIN_CASES else (f"ball{i}", ball(i)[1], None)
+    found = powers(UnsureOfRims(), _card(method="deepedit"), list(range(MIN_CASES + 1)), unusable)
+    assert found["cases"] == MIN_CASES and set(found["powers"]) == {"tta", "epistemic"}
 
 
 @pytest.fixture

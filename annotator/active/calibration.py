@@ -18,7 +18,7 @@ the weighing is repeated per pair.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,6 +60,19 @@ def choose(measured: dict[str, list[Measured]], errors: list[float]) -> dict:
     return found
 
 
+def read_in_turn(cases: Sequence, read: Callable, report: Callable[[str, float], None],
+                 doing: str) -> Iterator[tuple[object, np.ndarray]]:
+    """(volume, label) of each of ``cases``, read when its turn comes (``read(case)``: its
+    id, volume and label), what is done said to ``report`` ("scoring validation case ID (3
+    of 20)"). A case whose label turns out unusable (None: a server's label that cannot
+    be used for its image) is passed over: the cases are then fewer."""
+    for position, case in enumerate(cases):
+        case_id, volume, label = read(case)
+        report(f"{doing} validation case {case_id} ({position + 1} of {len(cases)})", position / len(cases))
+        if label is not None:
+            yield volume, label
+
+
 def calibrate(model, card, cases: Sequence, read: Callable[[object], tuple[str, object, np.ndarray]],
               progress: Callable[[str, float], None] | None = None, seed: int = 0) -> dict:
     """:func:`choose` on the first :data:`MAX_CASES` of ``cases``, each read when its turn
@@ -76,9 +89,7 @@ def calibrate(model, card, cases: Sequence, read: Callable[[object], tuple[str, 
     measured: dict[str, list[Measured]] = {kind: [] for kind in KINDS}
     errors = []
     values = sorted(card.foreground.values())
-    for position, case in enumerate(cases):
-        case_id, volume, label = read(case)
-        report(f"scoring validation case {case_id} ({position + 1} of {len(cases)})", position / len(cases))
+    for volume, label in read_in_turn(cases, read, report, "scoring"):
         session = new_session(volume, model, card)
         dice = dice_per_label(session.automatic().label, label, values)
         errors.append(1.0 - float(np.mean(list(dice.values()))))

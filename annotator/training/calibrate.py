@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator.active.calibration import MAX_CASES, MIN_CASES
+from annotator.active.calibration import MAX_CASES, MIN_CASES, read_in_turn
 from annotator.errors import InputError
 from annotator.io.volume import Volume
 from annotator.models.card import ModelCard
@@ -62,9 +62,7 @@ def first_answers(model, card: ModelCard, cases: Sequence, read: Read,
     report = progress or (lambda text, fraction: None)
     cases = list(cases)[:MAX_CASES]
     scores: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
-    for position, case in enumerate(cases):
-        case_id, volume, label = read(case)
-        report(f"clicking validation case {case_id} ({position + 1} of {len(cases)})", position / len(cases))
+    for volume, label in read_in_turn(cases, read, report, "clicking"):
         session = new_session(volume, model, card)
         empty = np.zeros(label.shape, np.uint8)
         for value in (int(v) for v in np.unique(label) if v > 0):
