@@ -417,6 +417,83 @@ def test_a_series_labelled_on_another_workstation_is_labeled_before_it_is_opened
     assert records[done].status == Status.LABELED and records[other].status == Status.UNLABELED
 
 
+def test_a_newer_label_from_another_workstation_replaces_the_one_kept_here(tmp_path, monkeypatch):
+    """Two workstations editing one series: one that kept a final label of it went on
+    opening that one after the other sent a newer label to the server. The newer one is
+    marked in the worklist and opens now, the one kept before staying as its earlier
+    version; a label sent from here is not taken for a newer one, nor is one made before
+    the final here (the server's newest, by content date and time, is the one both take)."""
+    import io
+
+    from annotator.annotation.session import image_labels
+    from annotator.datastore import Status
+    from annotator.datastore.dicomweb import DicomwebServer
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
+    from annotator.io.seg import series_seg
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    asked = []
+    labels_of = DicomwebServer.labels_of
+    monkeypatch.setattr(DicomwebServer, "labels_of", lambda self, *a: asked.append(a) or labels_of(self, *a))
+
+    def workstation(server, root):
+        return DicomwebDatastore(_client(server), SeriesCache(_client(server), tmp_path / root))
+
+    def box(volume, corner):
+        label = np.zeros(volume.shape, np.uint8)
+        label[corner:corner + 5, 10:20, 10:20] = 1
+        return label
+
+    with LocalOrthanc(tmp_path / "server") as server:
+        server.upload(sorted((STUDY / "11_HCropVolume").iterdir()))
+        here = workstation(server, "here")
+        [image_id] = [r.id for r in here.records()]
+        volume = here.open_image(image_id)
+        here.accept(image_id, box(volume, 0), volume, names={1: "hippocampus"})
+        there = workstation(server, "there")
+        theirs = there.open_image(image_id)
+        np.testing.assert_array_equal(there.label(image_id, theirs), box(volume, 0))
+        there.accept(image_id, box(volume, 10), theirs, names={1: "hippocampus"})
+
+        here = here.reloaded()
+        record = here.record(image_id)
+        assert record.info.get("newer_on_server") and record.versions_shown()[-1] == "newer on the server"
+        assert record.status == Status.LABELED
+        volume = here.open_image(image_id)
+        label, _, saved = image_labels(here, image_id, volume)  # as the app opens it
+        np.testing.assert_array_equal(label, box(volume, 10))  # theirs, on the old: box 0
+        assert any("newer label" in w for w in volume.warnings)
+        assert [key for key, _ in saved] == ["earlier-1", "original"]  # Earlier offers the one kept before
+        np.testing.assert_array_equal(here.earlier_label(image_id, volume), box(volume, 0))
+        record = here.record(image_id)
+        assert "newer_on_server" not in record.info and record.versions_shown()[-1] != "newer on the server"
+        asked.clear()
+        assert np.array_equal(here.label(image_id, volume), box(volume, 10)) and asked == []  # seen: not asked again
+
+        here.accept(image_id, box(volume, 20), volume, names={1: "hippocampus"})
+        here = here.reloaded()  # its own SEG listed now: not a newer one
+        assert "newer_on_server" not in here.record(image_id).info
+        np.testing.assert_array_equal(here.label(image_id, volume), box(volume, 20))
+        assert asked == []
+        there = there.reloaded()
+        assert there.record(image_id).info.get("newer_on_server")
+        np.testing.assert_array_equal(there.label(image_id, theirs), box(volume, 20))
+
+        # sent from a third workstation but made before the final here (it was offline): the
+        # server's newest is still the one here, which both keep
+        _, data = series_seg(box(volume, 25), volume, {1: "hippocampus"})
+        late = pydicom.dcmread(io.BytesIO(data))
+        late.ContentDate, late.ContentTime = "20000101", "120000"
+        late.save_as(tmp_path / "late.dcm")
+        server.upload([tmp_path / "late.dcm"])
+        here, there = here.reloaded(), there.reloaded()
+        assert here.record(image_id).info.get("newer_on_server")
+        for store, image in ((here, volume), (there, theirs)):
+            np.testing.assert_array_equal(store.label(image_id, image), box(volume, 20))
+            assert "newer_on_server" not in store.record(image_id).info
+
+
 def test_a_server_lost_while_its_labels_are_read_keeps_what_it_answered(tmp_path, monkeypatch):
     """The first listing of a server asks each label series on it which series it labels:
     with thousands that takes a while, and it said nothing meanwhile; a listing cancelled

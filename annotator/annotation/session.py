@@ -354,8 +354,10 @@ class AnnotationSession:
         self.files.submit(f"listing {store.name} again", work, done, self._failed)
 
     def open_image(self, image_id: str) -> None:
-        """Open one image of the datastore (after asking about unsaved work)."""
-        if self.store is None or image_id == self.image_id or not self.leave():
+        """Open one image of the datastore (after asking about unsaved work); the one open
+        again only when a newer label of it came from another workstation."""
+        if self.store is None or image_id == self.image_id and not self.store.record(image_id).info.get(
+                "newer_on_server") or not self.leave():
             return
         store = self.store
         self.status.emit(f"opening {image_id} ...")
@@ -1032,8 +1034,8 @@ def image_labels(store: Datastore, image_id: str, volume: Volume) -> tuple[np.nd
             maps[map_id] = (map_array(array, f"label map {map_id}"), names)
         except AnnotatorError as exc:
             volume.warnings.append(f"label map {map_id} left out: {exc}")
-    saved = saved_labels(store, image_id)
-    return label_to_open(store, image_id, volume, saved), maps, saved
+    label = label_to_open(store, image_id, volume, saved_labels(store, image_id))
+    return label, maps, saved_labels(store, image_id)  # with the one reading it may have made earlier
 
 
 def map_array(array: np.ndarray, what: str) -> np.ndarray:

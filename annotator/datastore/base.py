@@ -65,8 +65,10 @@ class ImageRecord:
 
     def versions_shown(self) -> list[str]:
         """Its label versions as people read them, "on the server" for a label there that
-        was not opened here yet (a server's ``labelled_on_server``)."""
-        return self.versions + (["on the server"] if self.info.get("labelled_on_server") else [])
+        was not opened here yet (a server's ``labelled_on_server``), "newer on the server"
+        for one sent from another workstation since the final here (``newer_on_server``)."""
+        return self.versions + (["on the server"] if self.info.get("labelled_on_server") else []) \
+            + (["newer on the server"] if self.info.get("newer_on_server") else [])
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "status": self.status.value, "versions": list(self.versions),

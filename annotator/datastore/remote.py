@@ -12,6 +12,7 @@ uploads.
 from __future__ import annotations
 
 import copy
+import io
 import json
 
 import numpy as np
@@ -26,6 +27,8 @@ from annotator.io.atomic import atomic_write_text
 from annotator.io.read import read_volume
 from annotator.io.volume import Volume
 from annotator.words import count
+
+SEEN = "server_labels_seen"  # an image's info: the server's label series older than its final here
 
 
 class DicomwebDatastore(Datastore):
@@ -138,15 +141,21 @@ class DicomwebDatastore(Datastore):
                 if on_server:
                     status = Status.LABELED
                 entry = index.get(image_id, {})
+                seen = entry.get("info", {}).get(SEEN)
+                newer = (isinstance(seen, list) and bool(self._labelled.get(uid, set()) - set(seen))
+                         and image_id not in waiting and len(parts) <= 1)
                 score = entry.get("score")
                 size = self._size(row, number, index.get(uid, {}).get("info", {}))
                 part = f"{key.partition('/')[2]}, " if key else ""
                 name = " ".join(p for p in (row.modality, row.description or uid[-12:], f"({part}{size})") if p)
-                info = {k: v for k, v in entry.get("info", {}).items() if k not in ("parts", "slices", "unusable_labels")}
+                info = {k: v for k, v in entry.get("info", {}).items()
+                        if k not in ("parts", "slices", "unusable_labels", SEEN)}
                 if row.modality:
                     info["modality"] = row.modality  # known before a download (ranking skips a misfit)
                 if on_server:
                     info["labelled_on_server"] = True
+                if newer:
+                    info["newer_on_server"] = True
                 if image_id in waiting and waiting[image_id].get("error"):
                     info["upload_error"] = waiting[image_id]["error"]
                     info["upload_next_try"] = waiting[image_id].get("next_try", 0.0)
@@ -214,14 +223,45 @@ class DicomwebDatastore(Datastore):
     def label(self, image_id, image, version=Version.FINAL):
         row = self._row(image_id)
         found = self.labels.read(image_id, image, version)
-        if found is None and Version(version) == Version.FINAL:
-            found = self._server_label(image_id, row, image)
+        if Version(version) != Version.FINAL:
+            return found
+        if found is None:
+            return self._server_label(image_id, row, image)
+        newer = self._newer_on_server(image_id)
+        if newer and not self.uploads.state(image_id):  # sent from another workstation since this final was kept
+            taken = self._server_label(image_id, row, image, among=newer)
+            if taken is not None:
+                image.warnings.append("a newer label of it came to the server from another workstation: it opens with "
+                                      "that one (the one kept here before is its earlier version)")
+                return taken
         return found
 
-    def _server_label(self, image_id: str, row: SeriesRow, image: Volume) -> np.ndarray | None:
+    def _newer_on_server(self, image_id: str) -> set[str]:
+        """The server's label series of the image that came after its final label here was
+        kept (sent from another workstation since). Of a final kept before this was
+        remembered, none: the labels on the server then are taken as seen (offline, they
+        are not known yet)."""
+        seen = self.labels.read_index()["images"].get(image_id, {}).get("info", {}).get(SEEN)
+        if not isinstance(seen, list):
+            if not self._unreached:
+                self._seen(image_id)
+            return set()
+        return self._labelled.get(_split(image_id)[0], set()) - set(seen)
+
+    def _seen(self, image_id: str, *also: str) -> None:
+        """The server's label series of the image, as listed, and ``also`` (one sent from
+        here), are older than its final label here."""
+        self.labels.set_info(image_id, **{SEEN: sorted(self._labelled.get(_split(image_id)[0], set()) | set(also))})
+
+    def _server_label(self, image_id: str, row: SeriesRow, image: Volume,
+                      among: set[str] | None = None) -> np.ndarray | None:
         """The newest SEG or RT Structure Set the server has for the image (made elsewhere,
         or sent from another workstation), kept here as its final label; None offline or
-        when none. Of a series of several acquisitions, only one of this one's instances."""
+        when none. Of a series of several acquisitions, only one of this one's instances.
+        ``among``: the label series not seen here since its final was kept; the server's
+        newest label (by its content date and time, as every workstation orders them, so
+        that they agree on it) is taken only if it is one of them, and none usable leaves
+        the image as it is."""
         from annotator.io import rtstruct
         from annotator.io.seg import refers_to, seg_to_label
 
@@ -235,6 +275,10 @@ class DicomwebDatastore(Datastore):
             found = [ds for ds in self.server.labels_of(row.study_uid, row.series_uid) if mine(ds)]
         except DatastoreError:
             return None
+        if among is not None:
+            self._seen(image_id)  # asked once: a newer label unusable here is not asked for again
+        if among is not None and (not found or str(found[-1].get("SeriesInstanceUID", "")) not in among):
+            return None  # the final here is newer than those (sent from here while it was offline)
         if not found:  # the label the listing saw is of another acquisition
             self._unusable(row.series_uid)
             return None
@@ -247,10 +291,12 @@ class DicomwebDatastore(Datastore):
         except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types on damaged files
             image.warnings.append(f"the server's {found[-1].get('Modality', '')} {found[-1].get('SOPInstanceUID', '')} "
                                   f"of {image.name} not used: {detail(exc, 200)}")
-            self._unusable(row.series_uid)
+            if among is None:
+                self._unusable(row.series_uid)
             return None
         if self.labels.read(image_id, image, Version.DRAFT) is None:
             self.labels.accept(image_id, label, image, proposed=label)
+            self._seen(image_id)
         self.remember_names(image_id, names)
         return label
 
@@ -278,6 +324,8 @@ class DicomwebDatastore(Datastore):
         """Keep the final locally, queue it as a SEG, and try to send it now. An empty
         label (nothing there) is sent too, as a SEG whose segment has no voxels: the
         server's newest label for the image is then empty, not one sent before."""
+        import pydicom
+
         from annotator.io.seg import series_seg
 
         row = self._row(image_id)
@@ -286,6 +334,7 @@ class DicomwebDatastore(Datastore):
         sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
         self.remember_names(image_id, names, label)
         self.uploads.add(image_id, sop_uid, data)
+        self._seen(image_id, str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SeriesInstanceUID))
         self.send_pending(force=True)
 
     def uploads_waiting(self) -> int:

@@ -62,6 +62,9 @@ def _cells(record) -> list[tuple[str, object, str, str]]:
     if record.info.get("labelled_on_server"):
         status_tip = ("Labelled on the server (a DICOM SEG or RT Structure Set, from another workstation): "
                       "it opens with that label")
+    if record.info.get("newer_on_server"):
+        status_tip = ("A newer label of it came to the server from another workstation: it opens with that one "
+                      "(the one accepted here stays as its earlier version)")
     if record.info.get("upload_error"):
         status_tip = f"Not sent yet: {record.info['upload_error']}\n" + (
             SIGN_IN_AGAIN if record.info.get("upload_refused")
@@ -69,11 +72,19 @@ def _cells(record) -> list[tuple[str, object, str, str]]:
     return [
         (record.name, record.name, record.id if record.name != record.id else "", ""),
         (record.status.value, record.status.value, status_tip, STATUS_COLOURS[record.status.value]),
-        (", ".join(versions), len(record.versions),
-         "Found beside it: " + ", ".join(record.label_maps) if record.label_maps else "", ""),
+        ("newer on the server" if record.info.get("newer_on_server") else ", ".join(versions), len(record.versions),
+         _versions_tip(record), ""),
         ("" if score is None else f"{score:.3f}", score,
          _score_tip(record.info.get("active")), ""),
     ]
+
+
+def _versions_tip(record) -> str:
+    """The labels cell's tooltip: the label maps found beside the image; the versions kept
+    here when the cell says only that a newer label is on the server (all of them there
+    squeezed the image names out of a dock 400 pixels wide)."""
+    tips = [f"Kept here: {', '.join(record.versions)}"] if record.info.get("newer_on_server") else []
+    return "\n".join(tips + (["Found beside it: " + ", ".join(record.label_maps)] if record.label_maps else []))
 
 
 class WorklistDock(QWidget):

@@ -141,6 +141,8 @@ def test_the_training_dock_trains_on_a_servers_labels(make_napari_viewer, qtbot,
 
 def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, tmp_path, memory_keyring):
     from annotator.datastore import secrets
+    from annotator.datastore.remote import DicomwebDatastore
+    from annotator.datastore.series_cache import SeriesCache
     from annotator.napari.worklist_dock import WorklistDock
     from annotator.napari.workspace import workspace_for
 
@@ -178,6 +180,26 @@ def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, t
         segment = sent.SegmentSequence[0]  # named as the Label list names it, with its SNOMED code
         assert segment.SegmentLabel == "hippocampus"
         assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning.lower() == "hippocampus"
+        # another workstation sends a newer label of it: Reload marks it, opening it takes it
+        there = DicomwebDatastore(server_client(server, password),
+                                  SeriesCache(server_client(server, password), tmp_path / "there"))
+        image_id, theirs = session.image_id, label.copy()
+        theirs[5:15, 20:30, 10:20] = 1
+        there.accept(image_id, theirs, there.open_image(image_id), names={1: "hippocampus"})
+        warned = []
+        session.warning.connect(warned.append)
+        worklist.reload.click()
+        qtbot.waitUntil(lambda: not session.files.busy and worklist.table.rowCount() == 2, timeout=30000)
+        row = [worklist.table.item(r, 0).toolTip() for r in range(2)].index(image_id)
+        assert worklist.table.item(row, 2).text() == "newer on the server"
+        assert worklist.table.item(row, 2).toolTip() == "Kept here: original, final"
+        assert "from another workstation" in worklist.table.item(row, 1).toolTip()
+        worklist.grab().save(str(tmp_path / "worklist_newer.png"))
+        session.open_image(image_id)
+        qtbot.waitUntil(lambda: session.idle and not session.files.busy and session.image_id == image_id, timeout=30000)
+        np.testing.assert_array_equal(session.label, theirs)  # on the old code: the label accepted here
+        assert any("newer label" in w for w in warned), warned
+        qtbot.waitUntil(lambda: not worklist.table.item(row, 2).text().endswith("newer on the server"), timeout=10000)
     finally:
         server.stop()
     # the server goes down: the next accept waits, the worklist says so and offers to send
@@ -199,7 +221,7 @@ def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, t
     try:
         worklist.send.click()
         qtbot.waitUntil(lambda: "labeled" in _statuses(worklist) and worklist.send.isHidden(), timeout=30000)
-        assert len(list(server_client(back, password).series(modality="SEG", images_only=False))) == 2
+        assert len(list(server_client(back, password).series(modality="SEG", images_only=False))) == 3  # and theirs
         assert workspace.may_close() and len(asked) == 1  # all sent: nothing to ask
     finally:
         back.stop()
