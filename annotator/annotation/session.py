@@ -337,10 +337,12 @@ class AnnotationSession:
         def work(job: Job):
             job.report(f"listing the images of {store.name} again ...")
             fresh = store.reloaded(progress=job.report)
-            return fresh, {r.id for r in store.records()}, {r.id for r in fresh.records()}
+            records = fresh.records()
+            return (fresh, {r.id for r in store.records()}, {r.id for r in records},
+                    {r.id for r in records if r.info.get("newer_on_server")})
 
         def done(result) -> None:
-            fresh, before, now = result
+            fresh, before, now, newer = result
             if store is not self.store:  # another folder or server opened meanwhile
                 return
             self.set_datastore(fresh, connected=False)
@@ -350,6 +352,9 @@ class AnnotationSession:
             self.status.emit(said + (f" ({', '.join(changes)})" if changes else ", none new"))
             if self.image_id is not None and self.volume is not None and self.image_id not in now:
                 self.warning.emit(f"{self.image_name} is no longer in {store.name}: its label cannot be saved there")
+            if self.image_id in newer:
+                self.warning.emit(f"{self.image_name}: a newer label of it came to the server from another "
+                                  "workstation; open it again (double-click it in the Worklist) to take it")
 
         self.files.submit(f"listing {store.name} again", work, done, self._failed)
 

@@ -194,6 +194,7 @@ def test_server_worklist_download_accept_and_outage(make_napari_viewer, qtbot, t
         assert worklist.table.item(row, 2).text() == "newer on the server"
         assert worklist.table.item(row, 2).toolTip() == "Kept here: original, final"
         assert "from another workstation" in worklist.table.item(row, 1).toolTip()
+        assert any("open it again" in w for w in warned), warned  # the image open is the one
         worklist.grab().save(str(tmp_path / "worklist_newer.png"))
         session.open_image(image_id)
         qtbot.waitUntil(lambda: session.idle and not session.files.busy and session.image_id == image_id, timeout=30000)
