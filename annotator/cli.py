@@ -647,7 +647,7 @@ def cmd_dicomweb_push_seg(args) -> int:
     values = label_values(label)
     given = [n.strip() for n in (args.names or "").split(",") if n.strip()]
     names = dict(zip(values, given))  # unnamed values become "label N"
-    sop_uid, data = series_seg(label, volume, names, algorithm=args.algorithm)
+    sop_uid, data = series_seg(label, volume, names, algorithm=args.algorithm, deflated=True)
     server.store(data, sop_uid)
     print(sop_uid)
     return 0

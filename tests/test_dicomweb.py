@@ -3,6 +3,7 @@ storage, authentication on): search with paging and wildcards, clear errors, no 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -945,6 +946,89 @@ def test_labels_sent_from_another_workstation_are_training_data_here(tmp_path, m
         assert sorted(i for i, _, _ in labelled_cases(url)) == sorted(labels)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "third"))  # a third workstation plans a run
         assert plan([url]).images == 3  # as listed; its sample reads the labels, the unusable one left out
+
+
+class _RefusingDeflated:
+    """A DICOMweb server that does not take the Deflated transfer syntax: a proxy before an
+    Orthanc that answers a STOW-RS of a deflated file 409 (as PS3.18 has a server refuse a
+    transfer syntax it does not support) and passes everything else on."""
+
+    def __init__(self, server):
+        import http.server
+        import threading
+
+        import requests
+
+        self.refused = refused = []
+        target = server.url
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if b"1.2.840.10008.1.2.1.99" in body:  # the file meta, never deflated, names it
+                    refused.append(self.path)
+                    answer = (409, b"{}")
+                else:
+                    passed = requests.post(target + self.path.removeprefix("/dicom-web"), data=body, timeout=60,
+                                           headers={k: self.headers[k] for k in
+                                                    ("Content-Type", "Accept", "Authorization") if k in self.headers})
+                    answer = (passed.status_code, passed.content)
+                self.send_response(answer[0])
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(answer[1])))
+                self.end_headers()
+                self.wfile.write(answer[1])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_seg_goes_to_the_server_deflated_and_plain_where_deflated_is_refused(tmp_path, monkeypatch):
+    """An accepted label goes to the server deflated (a CT's organs: tens of MB a SEG
+    uncompressed); Orthanc keeps it so, and gives it uncompressed to a viewer that does not
+    ask for it as stored. A server that refuses the Deflated transfer syntax gets it
+    uncompressed, in the same upload."""
+    import requests
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    from annotator.datastore.dicomweb import multipart_parts
+    from annotator.io.seg import series_seg
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with LocalOrthanc(tmp_path / "server") as server:
+        store, record, volume = _crop_on(server)
+        label = np.zeros(volume.shape, np.uint8)
+        label[10:30, 15:35, 10:25] = 1
+        store.accept(record.id, label, volume, names={1: "hippocampus"})
+        client = _client(server)
+        [seg] = client.series(modality="SEG", images_only=False)
+        [sop_uid] = client.instances(seg.study_uid, seg.series_uid)
+        kept = pydicom.dcmread(io.BytesIO(client.instance_bytes(seg.study_uid, seg.series_uid, sop_uid)))
+        assert kept.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian  # on the old code: plain
+        viewer = requests.get(f"{server.url}/studies/{seg.study_uid}/series/{seg.series_uid}/instances/{sop_uid}",
+                              auth=(server.user, server.password), timeout=60,
+                              headers={"Accept": 'multipart/related; type="application/dicom"'})
+        [given] = multipart_parts([viewer.content], viewer.headers["Content-Type"])
+        assert pydicom.dcmread(io.BytesIO(given)).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+
+        proxy = _RefusingDeflated(server)
+        try:
+            sop_uid, data = series_seg(label, volume, {1: "hippocampus"}, deflated=True)
+            DicomwebServer(proxy.url, Credentials(server.user, server.password)).store(data, sop_uid)
+            assert len(proxy.refused) == 1
+            study, series = client.find_instance(sop_uid)
+            kept = pydicom.dcmread(io.BytesIO(client.instance_bytes(study, series, sop_uid)))
+            assert kept.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        finally:
+            proxy.close()
 
 
 def test_a_server_killed_mid_upload_gets_the_label_exactly_once(tmp_path, monkeypatch):

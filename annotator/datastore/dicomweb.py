@@ -333,7 +333,21 @@ class DicomwebServer:
 
     def store(self, data: bytes, sop_uid: str) -> None:
         """STOW-RS one DICOM file. Success means the server lists ``sop_uid`` among the
-        stored instances; a 202, a failed-SOP list or any other answer is an error."""
+        stored instances; a 202, a failed-SOP list or any other answer is an error. A
+        deflated file that the server does not store is sent once more uncompressed (a
+        server that does not take that transfer syntax)."""
+        from annotator.io.seg import inflated
+
+        refused = self._stow(data, sop_uid)
+        plain = inflated(data) if refused else None
+        if plain is not None:
+            refused = self._stow(plain, sop_uid)
+        if refused:
+            raise DatastoreError(f"{self.url}: the upload of {sop_uid} was not stored ({refused})")
+
+    def _stow(self, data: bytes, sop_uid: str) -> str:
+        """One STOW-RS request; what the server answered when it did not store ``sop_uid``,
+        empty when it did."""
         boundary = uuid.uuid4().hex
         body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
                 + f"\r\n--{boundary}--\r\n".encode())
@@ -350,8 +364,8 @@ class DicomwebServer:
                   for item in result.get("00081199", {}).get("Value", [])} if isinstance(result, dict) else set()
         failed = result.get("00081198", {}).get("Value") if isinstance(result, dict) else None
         if answer.status_code != 200 or failed or sop_uid not in stored:
-            raise DatastoreError(f"{self.url}: the upload of {sop_uid} was not stored (HTTP {answer.status_code}"
-                                 f"{', failed SOP list' if failed else ''})")
+            return f"HTTP {answer.status_code}{', failed SOP list' if failed else ''}"
+        return ""
 
     def series(self, modality: str = "", patient: str = "", description: str = "", date: str = "",
                page: int = 200, images_only: bool = True) -> Iterator[SeriesRow]:

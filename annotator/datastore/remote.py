@@ -331,7 +331,7 @@ class DicomwebDatastore(Datastore):
         row = self._row(image_id)
         self.labels.accept(image_id, label, image, proposed)
         self.cache.fetch(row.study_uid, row.series_uid)  # its files, should the cache have let them go
-        sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm)
+        sop_uid, data = series_seg(label, image, names or {}, algorithm=algorithm, deflated=True)
         self.remember_names(image_id, names, label)
         self.uploads.add(image_id, sop_uid, data)
         self._seen(image_id, str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SeriesInstanceUID))
