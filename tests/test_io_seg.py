@@ -372,6 +372,7 @@ def test_a_seg_for_a_server_is_deflated_and_reads_as_its_label(tmp_path):
     assert read_names == names
     again = inflated(data)
     assert inflated(again) is None and inflated(plain) is None
+    assert inflated(data[: len(data) // 2]) is None  # a damaged file: sent, and refused, as it is
     assert pydicom.dcmread(io.BytesIO(again)).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     (tmp_path / "seg.dcm").write_bytes(again)  # (dciodvfy reads no deflated file: files written here stay plain)
     assert dicom_errors(tmp_path / "seg.dcm") == []

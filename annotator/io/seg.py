@@ -149,13 +149,17 @@ def series_seg(label: np.ndarray, image: Volume, names: dict[int, str],
 
 def inflated(data: bytes) -> bytes | None:
     """The DICOM file ``data`` in Explicit VR Little Endian when it is deflated (for a
-    server that does not take the Deflated transfer syntax); None when it is not."""
+    server that does not take the Deflated transfer syntax); None when it is not, or
+    cannot be read (a damaged file is refused as it is)."""
     import io
 
     import pydicom
     from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-    dataset = pydicom.dcmread(io.BytesIO(data))
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files
+        return None
     if dataset.file_meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return None
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
