@@ -1093,6 +1093,7 @@ def test_bench_dicomweb_quick(tmp_path):
                  "download_peak_mb", "worklist_refresh_s"):
         assert name in found
     assert found["raw_download_s"] > 0 and found["cached_open_s"] > 0
+    assert found["accept_s"] > 0 and 0 < found["seg_sent_mb"] * 5 < found["seg_plain_mb"]  # sent deflated
     assert report["params"]["instances"] == 8 and report["params"]["server_series"] == 13
     assert report["params"]["worklist_rows"] == 13
 
