@@ -65,7 +65,9 @@ def available_samples() -> list[Sample]:
 def sample_path(sample: Sample) -> Path:
     root = data_root()
     if sample.generated or root is None or not (root / sample.image).exists():
-        raise InputError(f"sample '{sample.id}' has no files here (set ANNOTATOR_DATA to the data folder)")
+        raise InputError(f"sample '{sample.id}' has no files here: its image ({sample.image}) comes with the "
+                         "installed app and beside a source checkout (../shared/data), not with pip; set "
+                         "ANNOTATOR_DATA to a folder that holds it, or open the 'ct-phantom' sample, made here")
     return root / sample.image
 
 

@@ -367,6 +367,19 @@ def test_open_prints_the_bundled_sample():
     assert "Hippocampus" in out and "35 x 51 x 35" in out
 
 
+def test_a_sample_whose_files_are_not_here_says_where_they_come_from_and_what_opens(monkeypatch):
+    """From a pip install (no data folder), the Hippocampus sample said only "set
+    ANNOTATOR_DATA to the data folder"."""
+    from annotator import samples
+    from annotator.errors import InputError
+
+    monkeypatch.setattr(samples, "data_root", lambda: None)
+    with pytest.raises(InputError, match=r"not with pip.*open the 'ct-phantom' sample") as raised:
+        samples.sample_file("hippocampus")
+    assert "hippocampus" in str(raised.value)
+    assert samples.sample_file("ct-phantom").is_file()  # made here, wherever it runs
+
+
 def test_bench_graphcut_quick(tmp_path):
     annotator("bench", "graphcut", "--quick", "--json", tmp_path / "b.json", "--md", tmp_path / "b.md")
     report = json.loads((tmp_path / "b.json").read_text())
