@@ -141,9 +141,7 @@ class DicomwebDatastore(Datastore):
                 if on_server:
                     status = Status.LABELED
                 entry = index.get(image_id, {})
-                seen = entry.get("info", {}).get(SEEN)
-                newer = (isinstance(seen, list) and bool(self._labelled.get(uid, set()) - set(seen))
-                         and image_id not in waiting and len(parts) <= 1)
+                newer = bool(self._unseen(image_id, entry)) and image_id not in waiting and len(parts) <= 1
                 score = entry.get("score")
                 size = self._size(row, number, index.get(uid, {}).get("info", {}))
                 part = f"{key.partition('/')[2]}, " if key else ""
@@ -241,12 +239,18 @@ class DicomwebDatastore(Datastore):
         kept (sent from another workstation since). Of a final kept before this was
         remembered, none: the labels on the server then are taken as seen (offline, they
         are not known yet)."""
-        seen = self.labels.read_index()["images"].get(image_id, {}).get("info", {}).get(SEEN)
-        if not isinstance(seen, list):
+        unseen = self._unseen(image_id, self.labels.read_index()["images"].get(image_id, {}))
+        if unseen is None:
             if not self._unreached:
                 self._seen(image_id)
             return set()
-        return self._labelled.get(_split(image_id)[0], set()) - set(seen)
+        return unseen
+
+    def _unseen(self, image_id: str, entry: dict) -> set[str] | None:
+        """The server's label series of the image not in its index ``entry``'s seen list;
+        None where it has none."""
+        seen = entry.get("info", {}).get(SEEN)
+        return self._labelled.get(_split(image_id)[0], set()) - set(seen) if isinstance(seen, list) else None
 
     def _seen(self, image_id: str, *also: str) -> None:
         """The server's label series of the image, as listed, and ``also`` (one sent from
@@ -277,8 +281,8 @@ class DicomwebDatastore(Datastore):
             return None
         if among is not None:
             self._seen(image_id)  # asked once: a newer label unusable here is not asked for again
-        if among is not None and (not found or str(found[-1].get("SeriesInstanceUID", "")) not in among):
-            return None  # the final here is newer than those (sent from here while it was offline)
+            if not found or str(found[-1].get("SeriesInstanceUID", "")) not in among:
+                return None  # the final here is newer than those (sent from here while it was offline)
         if not found:  # the label the listing saw is of another acquisition
             self._unusable(row.series_uid)
             return None
