@@ -509,10 +509,50 @@ def test_a_second_cut_learns_the_organ_s_intensities_from_the_first():
     assert set(two.timings) >= {"likelihood_s", "maxflow_s"}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_hollow_of_a_curved_structure_is_not_taken_for_it(seed):
+    """A C-shaped structure of low contrast (1.5 noise deviations): its strokes' convex
+    hull spans its hollow, where the background ring lies. There the voxels nearer a
+    background mark than a foreground one lean to the background, as for clicks, and the
+    hollow stays out (dense and sparse strokes: 84 to 172 of its voxels taken, Dice
+    0.89 to 0.92; with the hull at 1 throughout: 444 to 571, 0.86 to 0.88)."""
+    from scipy.ndimage import gaussian_filter
+
+    z, y, x = np.mgrid[:40, :48, :48]
+    radius = np.hypot(y - 24, x - 8)
+    slab = (np.abs(z - 20) <= 6) & (x >= 8)
+    truth = (np.abs(radius - 16) <= 3.5) & slab
+    hollow = (radius < 12.5) & slab
+    image = gaussian_filter(truth * 1.5, 0.7) + np.random.default_rng(seed).normal(0, 1, truth.shape)
+    volume = Volume(array=image.astype(np.float32), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
+                    direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    for strokes in (scribbles_from_mask(truth), sparse_scribbles_from_mask(truth)):
+        out = segment_scribbles(volume, strokes).label > 0
+        assert (out & hollow).sum() < 0.05 * truth.sum()
+        assert dice(out, truth) >= 0.885
+
+
+def test_the_doubted_part_of_the_hull_leans_to_the_background_by_the_marks_distances():
+    """The reach prior of strokes whose hull holds a background mark: 1 where the hull's
+    voxels are nearer a foreground mark, d_bg / (d_fg + d_bg) where nearer a background
+    one; with the background mark outside the hull, 1 throughout it."""
+    fg = np.zeros((3, 5, 21), bool)
+    fg[:, :3, [0, 20]] = True  # the hull: z 0-2, y 0-2, x 0-20
+    inside, beside = np.zeros(fg.shape, bool), np.zeros(fg.shape, bool)
+    inside[1, 1, 10] = beside[1, 4, 10] = True
+    line = reach_prior(fg, inside, (1.0, 1.0, 1.0))[1, 1]
+    assert (line[[0, 4, 5, 15, 16, 20]] == 1.0).all()  # nearer a foreground mark, or as near
+    np.testing.assert_allclose(line[[6, 8, 10, 12, 14]], [0.4, 0.2, 0.0, 0.2, 0.4], atol=1e-6)
+    assert (reach_prior(fg, beside, (1.0, 1.0, 1.0))[:, :3] == 1.0).all()
+
+
 def test_the_second_cut_does_not_run_on_into_a_neighbour():
     """On the unenhanced example CT, the left kidney touches the spleen, of the same
     attenuation: the second cut's wider intensity model may change the first cut only
-    near its boundary, so the kidney's strokes do not take the spleen."""
+    near its boundary, so the kidney's strokes do not take the spleen. Without that band
+    the second cut adds more than half as much again outside the kidney (267 voxels
+    against 114; before the strokes' hull was doubted where a background mark lies in it,
+    3,000 voxels of the spleen)."""
     import argparse
 
     from annotator.bench.robot_graphcut import DATASETS, _cases
@@ -526,7 +566,7 @@ def test_the_second_cut_does_not_run_on_into_a_neighbour():
     assert (out & spleen).sum() < 0.02 * kidney.sum()
     unbounded = segment_scribbles(volume, sparse_scribbles_from_mask(kidney),
                                   params=GraphCutParams(refit_band_mm=1000.0)).label > 0
-    assert (unbounded & spleen).sum() > (out & spleen).sum()  # what the band prevents
+    assert (unbounded & ~kidney).sum() > 1.5 * (out & ~kidney).sum()  # what the band prevents
 
 
 @pytest.mark.parametrize("case", ["hippocampus_014", "hippocampus_023"])
@@ -582,8 +622,11 @@ def test_a_faint_boundary_is_cut_as_smoothly_as_the_structure_runs():
 def test_smoothing_keeps_a_vessel_thinner_than_its_blur():
     """A winding vessel of 0.8 mm radius on 0.8 mm voxels, three noise deviations brighter
     than its surroundings, stroked across: a cut at half of the 1 mm blur would take most
-    of it away (Dice 0.64 as cut, 0.36 smoothed so); cut against its own peak it keeps its
-    course."""
+    of it away (Dice 0.74 and 0.70 as cut, 0.06 and 0.09 smoothed so); cut against its own
+    peak it keeps its course, and at the share of its peak that keeps its volume, its
+    width (cut at half its peak it widened to the blur's width: 1.39 and 1.25 times its
+    voxels, Dice 0.68 and 0.64). Where the cut pinches it to a voxel or two, the smoothing may
+    break it (seed 1: 0.67 smoothed)."""
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
     from annotator.io.volume import Volume
@@ -599,8 +642,9 @@ def test_smoothing_keeps_a_vessel_thinner_than_its_blur():
         strokes = scribbles_from_mask(truth.transpose(2, 1, 0)).transpose(2, 1, 0)  # across the vessel
         smooth = segment_scribbles(volume, strokes).label > 0
         cut = segment_scribbles(volume, strokes, params=GraphCutParams(smooth_mm=0)).label > 0
-        assert dice(smooth, truth) >= dice(cut, truth) - 0.03
-        assert dice(smooth, truth) > 0.55
+        assert dice(smooth, truth) >= dice(cut, truth) - 0.04
+        assert dice(smooth, truth) > 0.65
+        assert abs(int(smooth.sum()) - int(cut.sum())) < 0.05 * cut.sum()
 
 
 def test_combine_multiplies_the_odds_and_leaves_its_inputs_alone():

@@ -119,8 +119,11 @@ class GraphCutParams:
     #: scribbles: the cut runs again with the foreground intensities sampled from the first
     #: cut's inside, eroded by this many voxels (0: one cut) ...
     refit: int = 2
-    #: ... and changes the first cut only within this distance of it, mm
+    #: ... and changes the first cut only within this distance of it, mm ...
     refit_band_mm: float = 4.0
+    #: ... its boundary term's contrast scale this share of the first cut's: edges count
+    #: more there, near the boundary the first cut found
+    refit_sigma_scale: float = 0.8
     #: the cut's surface smoothed as the Smooth button does, but cut at half (the button
     #: keeps the volume): blurred by a Gaussian of this width (mm), the marks keeping their
     #: class (0: as cut; not on a network's answer, which is smooth already)
@@ -447,7 +450,8 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     t1 = time.perf_counter()
     cut = np.zeros(first.shape, bool)
     cut[crop] = graphcut(work[crop], prob, spacing, fg_r[crop], bg_r[crop], lam=params.lam,
-                         sigma=params.sigma_scale * estimate_sigma(work), band=band[crop], outside_band=first[crop])
+                         sigma=params.refit_sigma_scale * params.sigma_scale * estimate_sigma(work), band=band[crop],
+                         outside_band=first[crop])
     region = keep_seeded_components(cut, fg_r)
     timings["likelihood_s"] += t1 - t0
     timings["maxflow_s"] += time.perf_counter() - t1

@@ -49,7 +49,11 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     hull gets top / (1 + (d / R)^sharpness), a voxel in it ``in_hull``: outside the hull
     the prior says where the structure may reach, not that it is there (with ``top`` 1,
     near the hull its odds outweighed any intensity once R was wide: a background stroke
-    drawn far away). Strokes keep 1 in their hull (they span the structure between them);
+    drawn far away). Strokes keep 1 in their hull (they span the structure between them),
+    but where a background mark lies in it (the hull of a curved structure spans its
+    concave side), a voxel nearer a background mark than a foreground one is not known
+    to be inside: there the marks' distances say how far it leans to the background, as
+    for clicks (:func:`_doubted`);
     the hull of a click's sample is not drawn by anyone, and may enclose other tissue.
     Computed on a grid of at most about ``max_voxels`` (the prior is smooth) and repeated
     back onto the region's grid, or onto its ``part`` only (a box in the region: the
@@ -72,14 +76,33 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     distance = distance_transform_edt(~inside, sampling=spacing * step)
     outside = np.zeros(shape, bool)
     outside[tuple((voxels(bg) // step).T)] = True
+    doubted, lean = _doubted(inside, marks // step, outside, spacing * step)
     outside &= ~inside
     reach = float(np.median(distance[outside])) if outside.any() else float(default_mm or 0.0)
     reach = max(reach, float(np.max(spacing * step)))
     prior = (top / (1.0 + (distance / reach) ** sharpness)).astype(np.float32)
     prior[inside] = in_hull
+    prior[doubted] = lean
     # back onto the region's grid (or its part) in one pass
     part = part or tuple(slice(0, n) for n in fg.shape)
     return prior[np.ix_(*[np.arange(p.start, p.stop) // k for p, k in zip(part, step)])]
+
+
+def _doubted(inside: np.ndarray, marks: np.ndarray, background: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of the hull ``inside`` (a grid's mask) nearer a background mark
+    (``background``, a mask) than a foreground one (``marks``, indices), and their
+    P(foreground) from those distances, d_bg / (d_fg + d_bg) (below one half), as
+    :func:`click_distance_prior` gives it: a background mark in the hull says that the
+    hull is not the structure there."""
+    if not (background & inside).any():
+        return np.zeros(inside.shape, bool), np.zeros(0, np.float32)
+    foreground = np.zeros(inside.shape, bool)
+    foreground[tuple(marks.T)] = True
+    d_bg = distance_transform_edt(~background, sampling=spacing)
+    d_fg = distance_transform_edt(~foreground, sampling=spacing)
+    doubted = inside & (d_bg < d_fg)
+    d_bg, d_fg = d_bg[doubted], d_fg[doubted]
+    return doubted, (d_bg / (d_fg + d_bg)).astype(np.float32)
 
 
 def line_ends(mask: np.ndarray) -> np.ndarray:
