@@ -91,9 +91,9 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
 def _doubted(inside: np.ndarray, marks: np.ndarray, background: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
     """The voxels of the hull ``inside`` (a grid's mask) nearer a background mark
     (``background``, a mask) than a foreground one (``marks``, indices), and their
-    P(foreground) from those distances, d_bg / (d_fg + d_bg) (below one half), as
-    :func:`click_distance_prior` gives it: a background mark in the hull says that the
-    hull is not the structure there."""
+    P(foreground) from those distances, d_bg² / (d_fg² + d_bg²) (below one half; the
+    form of :func:`click_distance_prior`, squared): a background mark in the hull says
+    that the hull is not the structure there."""
     if not (background & inside).any():
         return np.zeros(inside.shape, bool), np.zeros(0, np.float32)
     foreground = np.zeros(inside.shape, bool)
@@ -102,6 +102,7 @@ def _doubted(inside: np.ndarray, marks: np.ndarray, background: np.ndarray, spac
     d_fg = distance_transform_edt(~foreground, sampling=spacing)
     doubted = inside & (d_bg < d_fg)
     d_bg, d_fg = d_bg[doubted], d_fg[doubted]
+    d_bg, d_fg = d_bg * d_bg, d_fg * d_fg
     return doubted, (d_bg / (d_fg + d_bg)).astype(np.float32)
 
 
