@@ -52,8 +52,8 @@ def reach_prior(fg: np.ndarray, bg: np.ndarray | None, spacing, sharpness: float
     drawn far away). Strokes keep 1 in their hull (they span the structure between them),
     but where a background mark lies in it (the hull of a curved structure spans its
     concave side), a voxel nearer a background mark than a foreground one is not known
-    to be inside: there the marks' distances say how far it leans to the background, as
-    for clicks (:func:`_doubted`);
+    to be inside: there the marks' distances say how far it leans to the background
+    (:func:`_doubted`);
     the hull of a click's sample is not drawn by anyone, and may enclose other tissue.
     Computed on a grid of at most about ``max_voxels`` (the prior is smooth) and repeated
     back onto the region's grid, or onto its ``part`` only (a box in the region: the
@@ -101,8 +101,7 @@ def _doubted(inside: np.ndarray, marks: np.ndarray, background: np.ndarray, spac
     d_bg = distance_transform_edt(~background, sampling=spacing)
     d_fg = distance_transform_edt(~foreground, sampling=spacing)
     doubted = inside & (d_bg < d_fg)
-    d_bg, d_fg = d_bg[doubted], d_fg[doubted]
-    d_bg, d_fg = d_bg * d_bg, d_fg * d_fg
+    d_bg, d_fg = d_bg[doubted] ** 2, d_fg[doubted] ** 2
     return doubted, (d_bg / (d_fg + d_bg)).astype(np.float32)
 
 
