@@ -72,6 +72,13 @@ def test_the_frozen_window_shows_the_sample(built, screen, tmp_path):
     assert image.width() >= 1000 and pixels.std() > 20
 
 
+def test_the_frozen_app_ships_no_test_suites(built):
+    """Packages' own test suites are not the app's: none of their folders is shipped
+    (pint's hook collected its baseline plots, 1.6 MB)."""
+    suites = [p for p in built.parent.rglob("*") if p.is_dir() and p.name in ("tests", "_tests", "testsuite")]
+    assert not suites, [str(p.relative_to(built.parent)) for p in suites[:10]]
+
+
 def test_the_archive_installs_and_uninstalls(tmp_path):
     archive = next((ROOT / "dist").glob("annotator-linux-*.tar.gz"))
     with tarfile.open(archive) as tar:

@@ -339,6 +339,25 @@ def test_an_image_without_noise_is_cut_at_its_edges(scale, offset, mm):
     assert dice(segment_scribbles(volume, scribbles_from_mask(ball)).label, ball) > 0.97
 
 
+@pytest.mark.parametrize("modality", ["MR", "CT"])
+def test_a_cut_leaves_the_image_as_it_was(modality):
+    """An image without noise is cut undenoised; its intensities beyond what the marks
+    sampled were then clipped in the image's own array (a bright bone beside the strokes
+    came out at the ball's brightness, in the viewer too). Strokes (both cuts) and clicks
+    on a float32 image: not one voxel of it changes."""
+    z, y, x = np.ogrid[:40, :48, :48]
+    ball = (z - 20) ** 2 + (y - 24) ** 2 + (x - 24) ** 2 < 64
+    image = np.where(ball, 100.0, 0.0).astype(np.float32)
+    image[:, :, :6] = 3000.0  # bright beyond every mark, inside the region the cut looks at
+    volume = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), modality)
+    before = image.copy()
+    strokes = sparse_scribbles_from_mask(ball)
+    assert not (strokes > 0)[:, :, :6].any()
+    for answer in (segment_scribbles(volume, strokes), segment_clicks(volume, [(20, 24, 24)], [(20, 24, 12)])):
+        assert dice(answer.label, ball) > 0.9
+        np.testing.assert_array_equal(volume.array, before)
+
+
 def test_the_cut_does_not_depend_on_a_ct_s_padding(phantom):
     """The outside of a CT's field of view holds one value (-3024 HU, -2000 on other
     scanners), as much of it as the scanner's matrix leaves: neither changes a click's

@@ -22,8 +22,6 @@ hold partial voxels too).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.ndimage import uniform_filter
 
@@ -87,12 +85,11 @@ def _means_near(image: np.ndarray, mask: np.ndarray, block: list[int]) -> tuple[
 
 
 def at_half_contrast(region: np.ndarray, image: np.ndarray, fg: np.ndarray, bg: np.ndarray, spacing,
-                     contrast: float, steps: int,
-                     denoise: Callable[[np.ndarray], np.ndarray] = lambda part: part) -> np.ndarray:
+                     contrast: float, steps: int) -> np.ndarray:
     """``region`` with its boundary voxels on sharp edges moved to the side they are nearer
     in intensity (see the module), the marks ``fg`` and ``bg`` kept in their class, and
-    only what is connected to ``fg``. ``image``: the intensities of ``region``'s box, which
-    ``denoise`` makes those that the cut saw; only the part around ``region`` is used."""
+    only what is connected to ``fg``. ``image``: the intensities of ``region``'s box as
+    the cut saw them (denoised); only the part around ``region`` is read."""
     around = extent(region)
     if steps <= 0 or contrast <= 0 or around is None:
         return region
@@ -101,7 +98,7 @@ def at_half_contrast(region: np.ndarray, image: np.ndarray, fg: np.ndarray, bg: 
     # them, and the blocks around theirs
     part = tuple(slice(max(0, a.start - pad), min(n, a.stop + pad))
                  for a, n, pad in zip(around, region.shape, (steps + 4 + 2 * b for b in block)))
-    moved = _moved(region[part], denoise(image[part]), fg[part], bg[part], block, contrast, steps)
+    moved = _moved(region[part], image[part], fg[part], bg[part], block, contrast, steps)
     if (region[part] & ~moved).any():  # taken away: a part may be cut off from the marks
         moved = keep_seeded_components(moved, fg[part])
     out = region.copy()

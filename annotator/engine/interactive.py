@@ -201,7 +201,7 @@ def _denoise(image: np.ndarray, sigma: float, spacing) -> np.ndarray:
     """``image`` blurred by a Gaussian of ``sigma`` voxels of its finest axis, the same
     width in mm along every axis (a thick slice is averaged across its thickness already:
     blurred by half a slice as well, a small structure's edge voxels became intensities no
-    mark sampled)."""
+    mark sampled). With no blur, ``image`` itself when it is float32: never write to it."""
     image = image.astype(np.float32, copy=False)
     if sigma <= 0:
         return image
@@ -384,17 +384,21 @@ def _run(volume, fg, bg, margin_mm, previous, params, method, value, clicks=None
 
     timings = {"likelihood_s": 0.0, "maxflow_s": 0.0}
     refit = clicks is None and params.refit > 0  # the second cut refines the first: it may be rough
-    region, box = _cut_growing(volume, box, fg, bg, (fg_s, bg_s), prior, params, margin_mm, timings, rough=refit)
+    # the second cut looks this far beyond the first cut's box: the image is denoised that
+    # far once, for both cuts and the edges
+    pad = _refit_reach(params, spacing) + 1 if refit else np.zeros(3, int)
+    region, box, denoised = _cut_growing(volume, box, fg, bg, (fg_s, bg_s), prior, params, margin_mm, timings,
+                                         pad, rough=refit)
     if refit:
-        region, box = _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
+        region, box = _second_cut(volume, region, box, denoised, fg, bg, fg_s, bg_s, prior, params, timings)
     if params.smooth_mm > 0 and model_prior is None:  # a network's answer is smooth already
         t0 = time.perf_counter()
         region = smooth_cut(region, fg[box], bg[box], spacing, params.smooth_mm)
         timings["smooth_s"] = time.perf_counter() - t0
     if params.edge_contrast > 0 and volume.modality == "CT":
         t0 = time.perf_counter()
-        region = at_half_contrast(region, volume.array[box], fg[box], bg[box], spacing, params.edge_contrast,
-                                  params.edge_steps, lambda part: _denoise(part, params.denoise, spacing))
+        region = at_half_contrast(region, denoised.on(box), fg[box], bg[box], spacing, params.edge_contrast,
+                                  params.edge_steps)
         timings["edges_s"] = time.perf_counter() - t0
     t_paste = time.perf_counter()
     patch = paste(region, box, previous, value)
@@ -412,7 +416,28 @@ def smooth_cut(region: np.ndarray, fg: np.ndarray, bg: np.ndarray, spacing, mm: 
     return keep_seeded_components(kept, fg)
 
 
-def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings) -> tuple[np.ndarray, Box]:
+@dataclass(frozen=True)
+class Denoised:
+    """The image denoised (:func:`_denoise`) in ``box``: one blur for every step of a cut
+    that reads the voxels there (the blur of a part of it would differ only at that
+    part's faces)."""
+
+    box: Box
+    image: np.ndarray
+
+    def on(self, box: Box) -> np.ndarray:
+        """The denoised intensities of ``box`` (inside :attr:`box`): a view, not to be
+        written to."""
+        return self.image[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, self.box))]
+
+
+def _refit_reach(params: GraphCutParams, spacing) -> np.ndarray:
+    """How far the second cut reaches on either side of the first cut's boundary, in
+    voxels per axis."""
+    return np.maximum(1, np.round(params.refit_band_mm / np.asarray(spacing, float))).astype(int)
+
+
+def _second_cut(volume, region, box, denoised, fg, bg, fg_s, bg_s, prior, params, timings) -> tuple[np.ndarray, Box]:
     """The first cut of strokes corrected near its boundary: (the new region, its box).
 
     A few strokes sample a structure whose intensity varies across it (an MR liver, a
@@ -422,13 +447,13 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     strokes'), and the cut runs again within ``refit_band_mm`` of the first cut's
     boundary, inside and out. Only there: a model widened by a whole organ's inside would
     otherwise let the cut run on into a neighbour of the same attenuation (a kidney into
-    the spleen on an unenhanced CT).
+    the spleen on an unenhanced CT). ``denoised``: the image around ``box``, one voxel
+    beyond that distance (where the second cut works).
     """
     t0 = time.perf_counter()
     spacing = volume.array_spacing
-    reach = np.maximum(1, np.round(params.refit_band_mm / np.asarray(spacing, float))).astype(int)
-    near_box = tuple(slice(max(0, b.start - int(r) - 1), min(n, b.stop + int(r) + 1))
-                     for b, r, n in zip(box, reach, volume.shape))
+    reach = _refit_reach(params, spacing)
+    near_box, work = denoised.box, denoised.image
     first = np.zeros(tuple(b.stop - b.start for b in near_box), bool)
     first[tuple(slice(b.start - nb.start, b.stop - nb.start) for b, nb in zip(box, near_box))] = region
     # the band and the eroded inside around the first cut only (the same as over the box)
@@ -439,14 +464,13 @@ def _second_cut(volume, region, box, fg, bg, fg_s, bg_s, prior, params, timings)
     band[around] = maximum_filter(first[around], size=cube, mode="constant", cval=False)
     band[around] &= ~minimum_filter(first[around], size=cube, mode="constant", cval=True)
     inside[around] = binary_erosion(first[around], generate_binary_structure(3, 1), iterations=params.refit)
-    work = _denoise(volume.array[near_box], params.denoise, spacing)
     fg_r, bg_r = fg[near_box], bg[near_box]
     model = fit_intensity_model(work[inside | fg_s[near_box]], work[bg_s[near_box]], intensity_range(volume.array),
                                 bandwidth=params.bandwidth, unseen=params.unseen,
                                 min_spread=noise_level(work))
     crop = _within(band | fg_s[near_box] | bg_s[near_box])
     prob = prior(near_box, model(work[crop]), crop)
-    np.clip(work, *model.span, out=work)
+    work = np.clip(work, *model.span)  # a copy: the edges read the denoised image after
     t1 = time.perf_counter()
     cut = np.zeros(first.shape, bool)
     cut[crop] = graphcut(work[crop], prob, spacing, fg_r[crop], bg_r[crop], lam=params.lam,
@@ -471,17 +495,22 @@ def _within(mask: np.ndarray) -> Box:
     return tuple(slice(max(0, c.start - 1), min(n, c.stop + 1)) for c, n in zip(extent(mask), mask.shape))
 
 
-def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings, rough=False) -> tuple[np.ndarray, Box]:
+def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings, pad,
+                 rough=False) -> tuple[np.ndarray, Box, Denoised]:
     """The cut in ``box``, grown while its foreground reaches the box's border: (the part
-    connected to a foreground mark, in the last box; that box). The intensity model
-    learns from the ``samples`` (foreground, background masks) in the first box;
-    ``prior(box, prob)`` adds the spatial priors to its P(foreground)."""
+    connected to a foreground mark, in the last box; that box; the image denoised in it
+    and ``pad`` voxels beyond, per axis). The intensity model learns from the ``samples``
+    (foreground, background masks) in the first box; ``prior(box, prob)`` adds the
+    spatial priors to its P(foreground)."""
     spacing = volume.array_spacing
     model = None
     for grown in range(params.max_grow + 1):
         t0 = time.perf_counter()
-        check_finite(volume.array, "the image", box)
-        work = _denoise(volume.array[box], params.denoise, spacing)
+        around = tuple(slice(max(0, b.start - int(p)), min(n, b.stop + int(p)))
+                       for b, p, n in zip(box, pad, volume.shape))
+        check_finite(volume.array, "the image", around)
+        denoised = Denoised(around, _denoise(volume.array[around], params.denoise, spacing))
+        work = denoised.on(box)
         fg_r, bg_r = fg[box], bg[box]
         if model is None:  # the samples lie in the first region
             model = fit_intensity_model(work[samples[0][box]], work[samples[1][box]], intensity_range(volume.array),
@@ -489,8 +518,9 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
                                         min_spread=noise_level(work))
         prob = prior(box, model(work))
         # intensities far outside what the samples cover saturate: air and bone edges
-        # stay cheap to cut without setting the contrast scale of the boundary term
-        np.clip(work, *model.span, out=work)
+        # stay cheap to cut without setting the contrast scale of the boundary term (a
+        # copy: the denoised image is read again after)
+        work = np.clip(work, *model.span)
         t1 = time.perf_counter()
         cut = graphcut(work, prob, spacing, fg_r, bg_r, lam=params.lam,
                        sigma=params.sigma_scale * estimate_sigma(work), rough=rough)
@@ -501,4 +531,4 @@ def _cut_growing(volume, box, fg, bg, samples, prior, params, margin_mm, timings
         if not faces or grown == params.max_grow:  # the last box is the region's
             break
         box = _grow(box, faces, volume.shape, spacing, margin_mm)
-    return region, box
+    return region, box, denoised
